@@ -1,0 +1,33 @@
+# Continuo: `make run` opens the studio, `make test` runs the tests. Both set everything up first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# On the project's build machines pip finds this CPU build on local disk; elsewhere it is a normal PyPI torch.
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.continuo-installed
+
+.PHONY: setup system run test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[test,plots]"
+	touch $@
+
+# System packages the tests and the built-in synth need (Debian, as root); a no-op elsewhere or when present.
+system:
+	bash scripts/install-system-packages.sh
+
+run: setup
+	$(VENV)/bin/continuo
+
+test: setup system
+	bash scripts/run-tests.sh $(PY)
+
+bench: setup
+	$(VENV)/bin/music-transformer bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Continuo, the studio: all of the Qt code lives in this package."""

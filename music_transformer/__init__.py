@@ -1,0 +1,11 @@
+"""Continuo's model library: the performance-event codec, the relative-attention Music Transformer,
+streaming generation, checkpoints and training. No Qt in here: usable from a script or a notebook."""
+
+from .errors import CheckpointError, ContinuoError, MidiFileError
+from .events import VOCAB_SIZE, Note, decode, encode
+from .midi import read_midi, write_midi
+
+__all__ = [
+    "Note", "read_midi", "write_midi", "encode", "decode", "VOCAB_SIZE",
+    "MidiFileError", "CheckpointError", "ContinuoError",
+]

@@ -1,0 +1,13 @@
+"""The library's exceptions; their messages are meant for musicians, not for programmers."""
+
+
+class ContinuoError(Exception):
+    """Base of every error the model library raises on purpose."""
+
+
+class MidiFileError(ContinuoError):
+    """A MIDI file that cannot be read or written; the message names the file and the problem."""
+
+
+class CheckpointError(ContinuoError):
+    """A model checkpoint that is missing, damaged or from an incompatible version."""

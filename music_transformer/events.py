@@ -1,0 +1,267 @@
+"""The performance-event vocabulary of Oore et al. (2018), as used by the Music Transformer.
+
+Tokens, in order: 128 NOTE_ON(pitch), 128 NOTE_OFF(pitch), 100 TIME_SHIFT(k) meaning k x 10 ms,
+32 VELOCITY(bin), then three special tokens: PAD (batch filler), START (opens a sequence) and END.
+
+`encode` turns notes into a canonical token sequence and `decode` turns any token sequence back into
+notes, so that `encode(decode(tokens)) == tokens` for every sequence that `encode` can produce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+NUM_PITCHES = 128
+NUM_TIME_SHIFTS = 100
+NUM_VELOCITY_BINS = 32
+TICKS_PER_SECOND = 100  # the 10 ms grid
+SECONDS_PER_TICK = 1.0 / TICKS_PER_SECOND
+
+NOTE_ON_OFFSET = 0
+NOTE_OFF_OFFSET = NOTE_ON_OFFSET + NUM_PITCHES
+TIME_SHIFT_OFFSET = NOTE_OFF_OFFSET + NUM_PITCHES
+VELOCITY_OFFSET = TIME_SHIFT_OFFSET + NUM_TIME_SHIFTS
+NUM_EVENTS = VELOCITY_OFFSET + NUM_VELOCITY_BINS  # 388, the paper's vocabulary
+
+PAD = NUM_EVENTS
+START = NUM_EVENTS + 1
+END = NUM_EVENTS + 2
+VOCAB_SIZE = NUM_EVENTS + 3
+SPECIAL_TOKENS = (PAD, START, END)
+
+DEFAULT_VELOCITY = 64  # for note-ons that come before any velocity event
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One sounding note: MIDI pitch and velocity, start and end in seconds."""
+
+    pitch: int
+    velocity: int
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.end - self.start
+
+
+# --- token constructors and predicates -------------------------------------------------------
+
+
+def note_on(pitch: int) -> int:
+    """The NOTE_ON token for a MIDI pitch."""
+    return NOTE_ON_OFFSET + pitch
+
+
+def note_off(pitch: int) -> int:
+    """The NOTE_OFF token for a MIDI pitch."""
+    return NOTE_OFF_OFFSET + pitch
+
+
+def time_shift(ticks: int) -> int:
+    """The TIME_SHIFT token for 1..100 ticks of 10 ms."""
+    if not 1 <= ticks <= NUM_TIME_SHIFTS:
+        raise ValueError(f"a time shift covers 1..{NUM_TIME_SHIFTS} ticks, not {ticks}")
+    return TIME_SHIFT_OFFSET + ticks - 1
+
+
+def velocity_event(bin_index: int) -> int:
+    """The VELOCITY token for a velocity bin 0..31."""
+    return VELOCITY_OFFSET + bin_index
+
+
+def velocity_to_bin(velocity: int) -> int:
+    """The bin 0..31 of a MIDI velocity 1..127 (four velocities a bin)."""
+    velocity = min(max(int(velocity), 1), 127)
+    return (velocity - 1) * NUM_VELOCITY_BINS // 128
+
+
+def bin_to_velocity(bin_index: int) -> int:
+    """The MIDI velocity in the middle of a bin."""
+    return bin_index * 128 // NUM_VELOCITY_BINS + 2
+
+
+def is_note_on(token: int) -> bool:
+    """True for NOTE_ON tokens."""
+    return NOTE_ON_OFFSET <= token < NOTE_OFF_OFFSET
+
+
+def is_note_off(token: int) -> bool:
+    """True for NOTE_OFF tokens."""
+    return NOTE_OFF_OFFSET <= token < TIME_SHIFT_OFFSET
+
+
+def is_time_shift(token: int) -> bool:
+    """True for TIME_SHIFT tokens."""
+    return TIME_SHIFT_OFFSET <= token < VELOCITY_OFFSET
+
+
+def is_velocity(token: int) -> bool:
+    """True for VELOCITY tokens."""
+    return VELOCITY_OFFSET <= token < NUM_EVENTS
+
+
+def shift_ticks(token: int) -> int:
+    """How many 10 ms ticks a token advances time (0 for everything but TIME_SHIFT)."""
+    return token - TIME_SHIFT_OFFSET + 1 if is_time_shift(token) else 0
+
+
+def token_name(token: int) -> str:
+    """A readable name, e.g. NOTE_ON(60) or TIME_SHIFT(250ms)."""
+    if is_note_on(token):
+        return f"NOTE_ON({token - NOTE_ON_OFFSET})"
+    if is_note_off(token):
+        return f"NOTE_OFF({token - NOTE_OFF_OFFSET})"
+    if is_time_shift(token):
+        return f"TIME_SHIFT({shift_ticks(token) * 10}ms)"
+    if is_velocity(token):
+        return f"VELOCITY({token - VELOCITY_OFFSET})"
+    return {PAD: "PAD", START: "START", END: "END"}.get(token, f"INVALID({token})")
+
+
+# --- notes <-> tokens ---------------------------------------------------------------------------
+
+
+def to_ticks(seconds: float) -> int:
+    """Absolute time in seconds to the nearest 10 ms tick."""
+    return int(round(seconds * TICKS_PER_SECOND))
+
+
+def quantize_notes(notes: Iterable[Note]) -> list[tuple[int, int, int, int]]:
+    """Notes as (start_tick, end_tick, pitch, velocity), cleaned up so they can be encoded.
+
+    Absolute times go to the 10 ms grid first, so rounding errors do not add up along a piece. A note
+    shorter than one tick lasts one tick. Two notes on one pitch never overlap: a note struck again
+    while it sounds ends where the new one starts, and two strikes at the same tick become one.
+    """
+    by_pitch: dict[int, list[tuple[int, int, int]]] = {}
+    for note in notes:
+        if not 0 <= note.pitch < NUM_PITCHES:
+            raise ValueError(f"pitch {note.pitch} is outside MIDI's 0..127")
+        start = max(to_ticks(note.start), 0)
+        end = max(to_ticks(note.end), start + 1)
+        by_pitch.setdefault(note.pitch, []).append((start, end, min(max(int(note.velocity), 1), 127)))
+    cleaned = []
+    for pitch, strikes in by_pitch.items():
+        strikes.sort()
+        kept: list[list[int]] = []
+        for start, end, velocity in strikes:
+            if kept and kept[-1][0] == start:  # the same key struck twice at once: one note, the longer
+                kept[-1][1] = max(kept[-1][1], end)
+                kept[-1][2] = max(kept[-1][2], velocity)
+                continue
+            if kept and kept[-1][1] > start:
+                kept[-1][1] = start
+            kept.append([start, end, velocity])
+        cleaned.extend((start, end, pitch, velocity) for start, end, velocity in kept)
+    cleaned.sort(key=lambda n: (n[0], n[2]))
+    return cleaned
+
+
+def _shift_tokens(ticks: int) -> list[int]:
+    tokens = [time_shift(NUM_TIME_SHIFTS)] * (ticks // NUM_TIME_SHIFTS)
+    if ticks % NUM_TIME_SHIFTS:
+        tokens.append(time_shift(ticks % NUM_TIME_SHIFTS))
+    return tokens
+
+
+def encode(notes: Iterable[Note]) -> list[int]:
+    """Notes to the canonical performance-event token sequence (time starts at 0 s).
+
+    At one instant, note-offs come before note-ons, each in pitch order; a VELOCITY event precedes a
+    note-on only when the velocity bin changes.
+    """
+    events: list[tuple[int, int, int, int]] = []  # (tick, 0 = off / 1 = on, pitch, velocity)
+    for start, end, pitch, velocity in quantize_notes(notes):
+        events.append((start, 1, pitch, velocity))
+        events.append((end, 0, pitch, 0))
+    events.sort()
+    tokens: list[int] = []
+    now = 0
+    current_bin = None
+    for tick, kind, pitch, velocity in events:
+        if tick > now:
+            tokens.extend(_shift_tokens(tick - now))
+            now = tick
+        if kind == 0:
+            tokens.append(note_off(pitch))
+            continue
+        velocity_bin = velocity_to_bin(velocity)
+        if velocity_bin != current_bin:
+            tokens.append(velocity_event(velocity_bin))
+            current_bin = velocity_bin
+        tokens.append(note_on(pitch))
+    return tokens
+
+
+class Decoder:
+    """Turns tokens into notes one at a time; the streaming half of `decode`.
+
+    Tolerates any token sequence: a NOTE_OFF with no sounding note is ignored, a NOTE_ON on a pitch
+    that already sounds ends the earlier note there, and special tokens are skipped.
+    """
+
+    def __init__(self, time_offset: float = 0.0) -> None:
+        self.time_offset = time_offset
+        self.tick = 0
+        self.velocity = DEFAULT_VELOCITY
+        self.sounding: dict[int, tuple[int, int]] = {}  # pitch -> (start tick, velocity)
+
+    @property
+    def seconds(self) -> float:
+        """The current time in seconds, offset included."""
+        return self.time_offset + self.tick * SECONDS_PER_TICK
+
+    def _note(self, pitch: int, start: int, velocity: int, end: int) -> Note:
+        return Note(pitch, velocity, self.time_offset + start * SECONDS_PER_TICK,
+                    self.time_offset + end * SECONDS_PER_TICK)
+
+    def feed(self, token: int) -> list[Note]:
+        """Consumes one token; returns the notes it completes (at most one, except at the end)."""
+        if not 0 <= token < VOCAB_SIZE:
+            raise ValueError(f"token {token} is outside the vocabulary of {VOCAB_SIZE}")
+        if is_time_shift(token):
+            self.tick += shift_ticks(token)
+        elif is_velocity(token):
+            self.velocity = bin_to_velocity(token - VELOCITY_OFFSET)
+        elif is_note_on(token):
+            pitch = token - NOTE_ON_OFFSET
+            done = []
+            if pitch in self.sounding:
+                start, velocity = self.sounding.pop(pitch)
+                if self.tick > start:
+                    done.append(self._note(pitch, start, velocity, self.tick))
+            self.sounding[pitch] = (self.tick, self.velocity)
+            return done
+        elif is_note_off(token):
+            pitch = token - NOTE_OFF_OFFSET
+            if pitch in self.sounding:
+                start, velocity = self.sounding.pop(pitch)
+                return [self._note(pitch, start, velocity, max(self.tick, start + 1))]
+        return []
+
+    def finish(self) -> list[Note]:
+        """Ends every note still sounding at the current time (one tick long at least)."""
+        done = [self._note(pitch, start, velocity, max(self.tick, start + 1))
+                for pitch, (start, velocity) in sorted(self.sounding.items())]
+        self.sounding.clear()
+        return done
+
+
+def decode(tokens: Sequence[int]) -> list[Note]:
+    """Token sequence to notes, sorted by start then pitch; notes still sounding at the end close there."""
+    decoder = Decoder()
+    notes: list[Note] = []
+    for token in tokens:
+        notes.extend(decoder.feed(int(token)))
+    notes.extend(decoder.finish())
+    notes.sort(key=lambda n: (n.start, n.pitch))
+    return notes
+
+
+def duration_seconds(tokens: Iterable[int]) -> float:
+    """Seconds of music a token sequence spans (the sum of its time shifts)."""
+    return sum(shift_ticks(t) for t in tokens) * SECONDS_PER_TICK

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the test suite with the services it needs: a JACK server on the dummy driver gives real MIDI ports.
+set -uo pipefail
+PY=${1:-.venv/bin/python}
+export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
+export JACK_NO_AUDIO_RESERVATION=1
+started_jack=""
+if command -v jackd >/dev/null && ! pgrep -x jackd >/dev/null; then
+    jackd --no-realtime -d dummy -r 44100 >/tmp/continuo-jackd.log 2>&1 &
+    started_jack=$!
+    for _ in $(seq 50); do
+        command -v jack_wait >/dev/null && jack_wait -c >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+fi
+"$PY" -m pytest "${@:2}"
+status=$?
+[ -n "$started_jack" ] && kill "$started_jack" 2>/dev/null
+exit $status
