@@ -1,11 +1,15 @@
 """Continuo's model library: the performance-event codec, the relative-attention Music Transformer,
 streaming generation, checkpoints and training. No Qt in here: usable from a script or a notebook."""
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import CheckpointError, ContinuoError, MidiFileError
 from .events import VOCAB_SIZE, Note, decode, encode
+from .generate import generate
 from .midi import read_midi, write_midi
+from .model import ModelConfig, MusicTransformer
 
 __all__ = [
     "Note", "read_midi", "write_midi", "encode", "decode", "VOCAB_SIZE",
+    "ModelConfig", "MusicTransformer", "load_checkpoint", "save_checkpoint", "generate",
     "MidiFileError", "CheckpointError", "ContinuoError",
 ]

@@ -1,0 +1,239 @@
+"""Relative multi-head self-attention (Shaw et al., 2018) computed with the Music Transformer's skewing.
+
+Per head, with queries Q, keys K, values V (L x D) and a learned table E of relative embeddings:
+
+    S_rel[i, j] = q_i . e_(j-i)                                   (Huang et al. 2019, section 3.4)
+    Attention = softmax((Q K^T + S_rel) / sqrt(D)) V              (their equation 3)
+
+Shaw et al. gather an L x L x D tensor of embeddings to get S_rel. The skewing procedure gets the same
+matrix from the L x L product Q E^T, so the relative term costs O(L D) memory on top of the logits.
+Training goes further: queries are processed in blocks whose activations are recomputed in the
+backward pass, so that no L x L matrix is ever held for all heads at once.
+
+Relative embeddings are per head, one row per distance 0..M-1 (M = max_relative_distance). Past the
+maximum distance there is no relative term at all (a zero embedding), as in Magenta's code: attention
+there relies on content alone, which is what lets a cached decoder with a window wider than M run on.
+
+Decoding uses a cache of keys and values; because nothing in it depends on absolute position, a sliding
+window of the last W positions continues a piece indefinitely at a flat cost per token.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def skew(rel_logits: torch.Tensor) -> torch.Tensor:
+    """The paper's skewing: relative logits by distance to logits by key position.
+
+    Input (..., c, n): row i' is the query at absolute position n-c+i' (the last c of n positions),
+    column r holds q . e_(r-(n-1)), distances -(n-1)..0. Output (..., c, n): entry (i', j) holds
+    q . e_(j-i) for every key j <= i; entries for j > i are left over and must be masked.
+
+    Pad one zero column on the left, flatten each matrix, drop its first c elements, reshape. For a
+    square input (c = n = L) this is exactly the paper's "reshape to (L+1, L), drop the first row".
+    Check: flat index c + i'n + j = i'(n+1) + (c-i'+j), so it lands in padded row i', column c-i'+j,
+    which is unpadded column j + (c-1-i') = j - i + (n-1), the distance j - i.
+    """
+    *batch, c, n = rel_logits.shape
+    padded = F.pad(rel_logits, (1, 0))
+    flat = padded.reshape(*batch, c * (n + 1))
+    return flat[..., c:].reshape(*batch, c, n)
+
+
+def relative_table(embeddings: torch.Tensor, length: int) -> torch.Tensor:
+    """Rows for distances -(length-1)..0 (H, length, D) from a table of M rows for -(M-1)..0.
+
+    Distances past the table's reach get zero rows: no relative term there.
+    """
+    rows = embeddings.shape[-2]
+    if length <= rows:
+        return embeddings[..., rows - length:, :]
+    return F.pad(embeddings, (0, 0, length - rows, 0))
+
+
+def shaw_relative_logits(q: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    """S_rel by Shaw et al.'s direct formula, gathering an (L, L, D) tensor: for tests and benchmarks.
+
+    q: (..., H, L, D); embeddings: (H, M, D). Returns (..., H, L, L) with q_i . e_(j-i) for j <= i and
+    zero above the diagonal.
+    """
+    length = q.shape[-2]
+    table = relative_table(embeddings, length)  # row r: distance r-(L-1)
+    positions = torch.arange(length, device=q.device)
+    distance = positions[None, :] - positions[:, None]  # j - i
+    index = (distance + length - 1).clamp(max=length - 1)
+    gathered = table[:, index]  # (H, L, L, D): the O(L^2 D) tensor skewing avoids
+    logits = torch.einsum("...hid,hijd->...hij", q, gathered)
+    return logits.masked_fill(distance > 0, 0.0)
+
+
+def attention_mask(queries: int, keys: int, window: int | None, device) -> torch.Tensor:
+    """Boolean (queries, keys): True where the query (the last `queries` of `keys` positions) may look.
+
+    Causal; with a window W a query sees only the W most recent positions, itself included.
+    """
+    query_positions = torch.arange(keys - queries, keys, device=device)[:, None]
+    key_positions = torch.arange(keys, device=device)[None, :]
+    allowed = key_positions <= query_positions
+    if window is not None:
+        allowed &= key_positions > query_positions - window
+    return allowed
+
+
+def relative_logits(q: torch.Tensor, embeddings: torch.Tensor, keys: int) -> torch.Tensor:
+    """S_rel for c queries, the last c of `keys` positions: (..., c, keys), valid where j <= i.
+
+    Only the M distances the table holds are multiplied; farther distances get zeros (no relative
+    term), padded on the left of the distance axis before skewing. A single query (the decoding
+    step) needs no skew: q_t E^T read over the cached keys is already in key order.
+    """
+    rows = min(keys, embeddings.shape[-2])
+    by_distance = q @ embeddings[..., embeddings.shape[-2] - rows:, :].transpose(-1, -2)
+    if rows < keys:
+        by_distance = F.pad(by_distance, (keys - rows, 0))
+    return by_distance if q.shape[-2] == 1 else skew(by_distance)
+
+
+def relative_attention_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
+                             window: int | None = None, dropout: float = 0.0) -> torch.Tensor:
+    """Attention of c queries (the last c of n positions) over n keys, with the relative term.
+
+    q: (B, H, c, D); k, v: (B, H, n, D); embeddings: (H, M, D). Returns (B, H, c, D).
+    """
+    c, n = q.shape[-2], k.shape[-2]
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    rel = relative_logits(q, embeddings, n)  # (B, H, c, n)
+    logits = torch.baddbmm(rel.flatten(0, 1), q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2))
+    logits = logits.view_as(rel) * scale
+    if c > 1 or (window is not None and n > window):  # one query over its own window sees every key
+        logits = logits.masked_fill(~attention_mask(c, n, window, q.device), float("-inf"))
+    weights = torch.softmax(logits, dim=-1)
+    if dropout > 0.0:
+        weights = F.dropout(weights, dropout, training=True)
+    return weights @ v
+
+
+def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
+                       window: int | None = None, dropout: float = 0.0,
+                       block_size: int | None = 256) -> torch.Tensor:
+    """Causal relative self-attention of c queries, the last c of the n positions in k and v, in blocks.
+
+    Each block of queries only needs the keys up to its own end (causality), so the work is the causal
+    half of c x n. While training, each block's attention is recomputed in the backward pass instead of
+    being stored (activation checkpointing), so peak memory holds one block's logits, not all of them.
+    block_size None, or >= c, is the paper's single skew of the whole matrix.
+    """
+    queries, keys = q.shape[-2], k.shape[-2]
+    if block_size is None or queries <= block_size:
+        return relative_attention_block(q, k, v, embeddings, window, dropout)
+    recompute = torch.is_grad_enabled() and (q.requires_grad or embeddings.requires_grad)
+    outputs = []
+    for start in range(0, queries, block_size):
+        end = min(start + block_size, queries)
+        last_key = keys - queries + end
+        first_key = 0 if window is None else max(0, last_key - (end - start) - window + 1)
+        args = (q[:, :, start:end], k[:, :, first_key:last_key], v[:, :, first_key:last_key], embeddings,
+                window, dropout)
+        if recompute:
+            outputs.append(checkpoint(relative_attention_block, *args, use_reentrant=False))
+        else:
+            outputs.append(relative_attention_block(*args))
+    return torch.cat(outputs, dim=2)
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, per layer, for incremental decoding.
+
+    With a window W it keeps only the last W-1 positions (the next query makes W). Storage is a buffer
+    of 2W positions that is shifted down once every W steps, so appending is O(1) amortised and the
+    kept keys stay in time order, which relative attention needs.
+    """
+
+    def __init__(self, n_layers: int, window: int | None = None) -> None:
+        self.window = window
+        self.position = 0  # tokens seen so far: the absolute position of the next one
+        self._keys: list[torch.Tensor | None] = [None] * n_layers
+        self._values: list[torch.Tensor | None] = [None] * n_layers
+        self._lengths = [0] * n_layers
+
+    def __len__(self) -> int:
+        return self._lengths[0]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Appends new keys and values (B, H, T, D); returns all the keys and values a new query may see."""
+        new = k.shape[2]
+        length = self._lengths[layer]
+        buffer_k, buffer_v = self._keys[layer], self._values[layer]
+        keep = None if self.window is None else self.window - 1
+        needed = length + new
+        if buffer_k is None or needed > buffer_k.shape[2]:
+            if keep is not None and length > keep:  # drop what the window has passed
+                buffer_k = buffer_k[:, :, length - keep:length]
+                buffer_v = buffer_v[:, :, length - keep:length]
+                length = keep
+                needed = length + new
+            capacity = max(needed, 2 * self.window if self.window else 2 * needed, 64)
+            grown_k = k.new_empty(k.shape[0], k.shape[1], capacity, k.shape[3])
+            grown_v = v.new_empty(v.shape[0], v.shape[1], capacity, v.shape[3])
+            if buffer_k is not None and length:
+                grown_k[:, :, :length] = buffer_k[:, :, :length]
+                grown_v[:, :, :length] = buffer_v[:, :, :length]
+            buffer_k, buffer_v = grown_k, grown_v
+            self._keys[layer], self._values[layer] = buffer_k, buffer_v
+        buffer_k[:, :, length:needed] = k
+        buffer_v[:, :, length:needed] = v
+        self._lengths[layer] = needed
+        first = 0 if keep is None else max(0, needed - new - keep)
+        return buffer_k[:, :, first:needed], buffer_v[:, :, first:needed]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keeps batch rows `index` (for beam search)."""
+        for layer in range(len(self._keys)):
+            if self._keys[layer] is not None:
+                self._keys[layer] = self._keys[layer].index_select(0, index)
+                self._values[layer] = self._values[layer].index_select(0, index)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention with relative positions (the paper's) or none (for absolute models)."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, attention_dropout: float = 0.0,
+                 max_relative_distance: int | None = None, block_size: int | None = 256) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.attention_dropout = attention_dropout
+        self.block_size = block_size
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.relative = max_relative_distance is not None
+        if self.relative:
+            # Row r is distance r-(M-1): the last row is distance 0, the current token itself.
+            self.relative_embeddings = nn.Parameter(
+                torch.randn(n_heads, max_relative_distance, self.head_dim) * self.head_dim ** -0.5)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                window: int | None = None) -> torch.Tensor:
+        """x: (B, T, d_model). With a cache, x holds the newest T positions and the cache the earlier ones."""
+        batch, length, _ = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        dropout = self.attention_dropout if self.training else 0.0
+        if cache is not None:
+            window = cache.window
+            k, v = cache.update(layer, k, v)
+        if self.relative:
+            y = relative_attention(q, k, v, self.relative_embeddings, window, dropout, self.block_size)
+        else:
+            mask = None if (window is None and k.shape[2] == length) else \
+                attention_mask(length, k.shape[2], window, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
+                                               is_causal=mask is None and length > 1)
+        return self.out(y.transpose(1, 2).reshape(batch, length, -1))

@@ -1,0 +1,153 @@
+"""The Music Transformer: a decoder-only, pre-norm Transformer over performance events.
+
+`positional="relative"` is the paper's model (relative self-attention with skewing, no absolute
+positions); `positional="absolute"` is the baseline Transformer with sinusoidal absolute positions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import KVCache, MultiHeadSelfAttention
+from .events import VOCAB_SIZE
+
+
+@dataclass
+class ModelConfig:
+    """Shape and regularisation of a Music Transformer."""
+
+    vocab_size: int = VOCAB_SIZE
+    n_layers: int = 6
+    d_model: int = 256
+    n_heads: int = 8
+    d_ff: int = 1024
+    dropout: float = 0.1  # before each residual addition and on the embeddings
+    attention_dropout: float = 0.0  # on the attention weights
+    max_relative_distance: int = 1024  # M: relative embeddings for distances 0..M-1, none past that
+    train_length: int = 2048  # crop length in training; the decoder's default window
+    positional: str = "relative"  # "relative" (the paper) or "absolute" (the baseline)
+    block_size: int = 256  # query block of the training-time attention (memory vs. speed)
+
+    def __post_init__(self) -> None:
+        if self.positional not in ("relative", "absolute"):
+            raise ValueError(f'positional must be "relative" or "absolute", not {self.positional!r}')
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+
+    def to_dict(self) -> dict:
+        """The config as plain data (for checkpoints)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        """A config from plain data, ignoring keys this version does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def sinusoidal_positions(positions: torch.Tensor, d_model: int) -> torch.Tensor:
+    """Vaswani et al.'s sinusoidal encodings of absolute positions (T,) -> (T, d_model)."""
+    frequencies = torch.exp(torch.arange(0, d_model, 2, device=positions.device, dtype=torch.float32)
+                            * (-math.log(10000.0) / d_model))
+    angles = positions.float()[:, None] * frequencies[None, :]
+    encoding = torch.zeros(len(positions), d_model, device=positions.device)
+    encoding[:, 0::2] = torch.sin(angles)
+    encoding[:, 1::2] = torch.cos(angles)
+    return encoding
+
+
+class FeedForward(nn.Module):
+    """The position-wise two-layer network."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(config.d_model, config.d_ff)
+        self.down = nn.Linear(config.d_ff, config.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer layer: x + dropout(attention(norm(x))), then x + dropout(ffn(norm(x)))."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        relative = config.positional == "relative"
+        self.attention_norm = nn.LayerNorm(config.d_model)
+        self.attention = MultiHeadSelfAttention(
+            config.d_model, config.n_heads, attention_dropout=config.attention_dropout,
+            max_relative_distance=config.max_relative_distance if relative else None,
+            block_size=config.block_size)
+        self.feed_forward_norm = nn.LayerNorm(config.d_model)
+        self.feed_forward = FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, window: int | None) -> torch.Tensor:
+        x = x + self.dropout(self.attention(self.attention_norm(x), cache, layer, window))
+        return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+
+
+class MusicTransformer(nn.Module):
+    """Decoder-only Transformer over event tokens: LongTensor (B, T) -> logits (B, T, vocab)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.d_model)
+        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.head.weight = self.embedding.weight  # tied input and output embeddings
+        self.apply(self._init_weights)
+        for name, parameter in self.named_parameters():  # GPT-2's scaled init of residual projections
+            if name.endswith("attention.out.weight") or name.endswith("feed_forward.down.weight"):
+                nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live."""
+        return self.embedding.weight.device
+
+    def num_parameters(self) -> int:
+        """Trainable parameters (the tied embedding counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, window: int | None = None) -> KVCache:
+        """An empty key/value cache; window=None keeps every position."""
+        return KVCache(self.config.n_layers, window)
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
+                window: int | None = None) -> torch.Tensor:
+        """Logits for every position of `tokens` (B, T).
+
+        With a cache, `tokens` continue what the cache has seen and the cache is updated. `window`
+        (without a cache) limits each position to the `window` most recent ones, as a cached decoder
+        with that window does.
+        """
+        x = self.embedding(tokens) * math.sqrt(self.config.d_model)
+        if self.config.positional == "absolute":
+            first = cache.position if cache is not None else 0
+            positions = torch.arange(first, first + tokens.shape[1], device=tokens.device)
+            x = x + sinusoidal_positions(positions, self.config.d_model).to(x.dtype)
+        x = self.embedding_dropout(x)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer, window)
+        if cache is not None:
+            cache.position += tokens.shape[1]
+        return self.head(self.final_norm(x))
