@@ -91,6 +91,12 @@ class _Performance:
                 self.allowed[token] = False
                 self.allowed[NOTE_ON_OFFSET + pitch] = True
 
+    def ticks_until_limit(self, hold_ticks: int | None) -> int:
+        """How far time may move before the longest-held note reaches the hold limit."""
+        if hold_ticks is None or not self.sounding:
+            return events.NUM_TIME_SHIFTS
+        return max(1, hold_ticks - (self.tick - min(self.sounding.values())))
+
     def oldest_note_older_than(self, ticks: int) -> int | None:
         """A pitch that has sounded for `ticks` or more, if any (the longest-held first)."""
         if not self.sounding:
@@ -164,9 +170,16 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
                 if stuck is not None:
                     token = NOTE_OFF_OFFSET + stuck
                 else:
-                    token = _sample(logits, performance.allowed, temperature, top_k, top_p, generator)
-                    if max_ticks is not None and is_time_shift(token):
-                        token = time_shift(min(shift_ticks(token), max_ticks - performance.tick))
+                    allowed = performance.allowed
+                    if max_tokens is not None and max_tokens - generated - len(closing) < 2:
+                        allowed = allowed.clone()  # no room left for a new note and its note-off
+                        allowed[NOTE_ON_OFFSET:NOTE_ON_OFFSET + NUM_PITCHES] = False
+                    token = _sample(logits, allowed, temperature, top_k, top_p, generator)
+                    if is_time_shift(token):  # land exactly on the end, or on a held note's limit
+                        limit = performance.ticks_until_limit(hold_ticks)
+                        if max_ticks is not None:
+                            limit = min(limit, max_ticks - performance.tick)
+                        token = time_shift(min(shift_ticks(token), limit))
                 performance.update(token)
                 generated += 1
                 yield token

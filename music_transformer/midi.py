@@ -181,7 +181,7 @@ def write_midi(notes: Iterable[Note], path: str | os.PathLike, bpm: float = 120,
     """Writes notes as a one-track piano MIDI file at a tempo, atomically (temporary file, then rename)."""
     import pretty_midi
 
-    midi = pretty_midi.PrettyMIDI(initial_tempo=float(bpm))
+    midi = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=float(bpm))  # sub-ms ticks at usual tempi
     instrument = pretty_midi.Instrument(program=program, name="Continuo")
     for pitch, velocity, start, end in _without_overlaps(notes):
         instrument.notes.append(pretty_midi.Note(velocity=velocity, pitch=pitch, start=start, end=end))

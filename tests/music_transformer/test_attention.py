@@ -1,0 +1,81 @@
+"""Relative attention: skewing equals Shaw et al.'s direct formula; blocks, windows and gradients agree."""
+
+import math
+
+import pytest
+import torch
+
+from music_transformer.attention import (attention_mask, relative_attention, relative_attention_block,
+                                         relative_logits, relative_table, shaw_relative_logits, skew)
+
+
+@pytest.mark.parametrize("length,heads,max_distance", [(1, 1, 4), (2, 1, 8), (7, 2, 7), (16, 4, 32),
+                                                       (33, 8, 12), (128, 3, 64)])
+def test_skewed_relative_logits_equal_shaws_formula(length, heads, max_distance):
+    generator = torch.Generator().manual_seed(length * 31 + heads)
+    q = torch.randn(2, heads, length, 16, dtype=torch.float64, generator=generator)
+    embeddings = torch.randn(heads, max_distance, 16, dtype=torch.float64, generator=generator)
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    skewed = relative_logits(q, embeddings, length).masked_fill(~causal, 0.0)
+    torch.testing.assert_close(skewed, shaw_relative_logits(q, embeddings), atol=1e-6, rtol=0)
+
+
+def test_skew_is_the_papers_pad_reshape_drop_first_row():
+    length = 5
+    by_distance = torch.arange(length * length, dtype=torch.float64).view(length, length)
+    padded = torch.nn.functional.pad(by_distance, (1, 0)).reshape(length + 1, length)[1:]
+    torch.testing.assert_close(skew(by_distance), padded)
+    for i in range(length):  # entry (i, j) is distance j - i, read from column (j - i) + (L - 1)
+        for j in range(i + 1):
+            assert skew(by_distance)[i, j] == by_distance[i, j - i + length - 1]
+
+
+def test_distances_past_the_maximum_get_no_relative_term():
+    q = torch.randn(1, 2, 10, 4, dtype=torch.float64)
+    embeddings = torch.randn(2, 3, 4, dtype=torch.float64)
+    logits = relative_logits(q, embeddings, 10)
+    distance = torch.arange(10)[None, :] - torch.arange(10)[:, None]
+    assert torch.all(logits[..., (distance <= -3)] == 0)
+    assert torch.all(logits[..., (distance > -3) & (distance <= 0)] != 0)
+    assert relative_table(embeddings, 10).shape == (2, 10, 4)
+
+
+def _direct_attention(q, k, v, embeddings, window=None):
+    """Softmax((QK^T + S_rel)/sqrt(D))V with S_rel gathered the Shaw way and the mask spelled out."""
+    length = q.shape[-2]
+    logits = (q @ k.transpose(-1, -2) + shaw_relative_logits(q, embeddings)) / math.sqrt(q.shape[-1])
+    logits = logits.masked_fill(~attention_mask(length, length, window, q.device), float("-inf"))
+    return torch.softmax(logits, -1) @ v
+
+
+@pytest.mark.parametrize("block_size,window", [(None, None), (16, None), (7, None), (16, 20), (None, 9)])
+def test_blocked_attention_equals_the_direct_formula(block_size, window):
+    generator = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 4, 70, 8, dtype=torch.float64, generator=generator) for _ in range(3))
+    embeddings = torch.randn(4, 40, 8, dtype=torch.float64, generator=generator)
+    got = relative_attention(q, k, v, embeddings, window=window, block_size=block_size)
+    torch.testing.assert_close(got, _direct_attention(q, k, v, embeddings, window), atol=1e-10, rtol=0)
+
+
+def test_recomputed_blocks_give_the_same_gradients():
+    generator = torch.Generator().manual_seed(5)
+    tensors = [torch.randn(1, 2, 50, 8, dtype=torch.float64, generator=generator) for _ in range(3)]
+    embeddings = torch.randn(2, 30, 8, dtype=torch.float64, generator=generator)
+    gradients = []
+    for block_size in (None, 8):
+        inputs = [t.clone().requires_grad_() for t in tensors + [embeddings]]
+        relative_attention(*inputs[:3], inputs[3], block_size=block_size).square().sum().backward()
+        gradients.append([t.grad for t in inputs])
+    for blocked, whole in zip(*gradients):
+        torch.testing.assert_close(blocked, whole, atol=1e-10, rtol=0)
+
+
+def test_one_query_needs_no_skew():
+    q = torch.randn(1, 2, 1, 8, dtype=torch.float64)
+    k = torch.randn(1, 2, 12, 8, dtype=torch.float64)
+    embeddings = torch.randn(2, 20, 8, dtype=torch.float64)
+    rel = relative_logits(q, embeddings, 12)
+    for j in range(12):  # the newest query is at position 11: distance j - 11
+        assert rel[0, 0, 0, j] == pytest.approx(float(q[0, 0, 0] @ embeddings[0, 19 + j - 11]))
+    out = relative_attention_block(q, k, k, embeddings)
+    assert out.shape == (1, 2, 1, 8)

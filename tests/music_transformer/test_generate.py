@@ -1,0 +1,137 @@
+"""Streaming generation: sampling controls, stopping, validity, and decoding far past the training length."""
+
+import threading
+import time
+import tracemalloc
+
+import pytest
+import torch
+
+from music_transformer import Note, decode, encode, generate
+from music_transformer.events import (END, NOTE_OFF_OFFSET, PAD, START, duration_seconds, is_note_off, is_note_on,
+                                      is_time_shift)
+from music_transformer.generate import filter_logits, primer_tokens
+
+from .test_model import small_model
+
+PRIMER = encode([Note(60, 80, 0.0, 0.4), Note(64, 80, 0.4, 0.8), Note(67, 80, 0.8, 1.6)])
+
+
+def assert_valid_stream(tokens):
+    """No special tokens, no note-off without its note-on, nothing left sounding."""
+    sounding = set()
+    for token in tokens:
+        assert token not in (PAD, START, END)
+        if is_note_on(token):
+            assert token not in sounding
+            sounding.add(token)
+        elif is_note_off(token):
+            assert token - NOTE_OFF_OFFSET in sounding
+            sounding.remove(token - NOTE_OFF_OFFSET)
+    assert not sounding, "notes left sounding"
+
+
+def test_tokens_stream_one_at_a_time():
+    model = small_model()
+    stream = generate(model, PRIMER, max_tokens=5, seed=0)
+    first = next(stream)
+    assert isinstance(first, int)
+    assert len([first, *stream]) == 5
+
+
+def test_a_seed_repeats_a_run_exactly_and_another_seed_differs():
+    model = small_model()
+    runs = [list(generate(model, PRIMER, max_tokens=80, seed=seed)) for seed in (7, 7, 8)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_temperature_zero_is_greedy_and_deterministic_without_a_seed():
+    model = small_model()
+    assert list(generate(model, PRIMER, max_tokens=30, temperature=0)) == \
+        list(generate(model, PRIMER, max_tokens=30, temperature=0))
+
+
+def test_top_k_and_top_p_filters():
+    logits = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0])
+    assert torch.isfinite(filter_logits(logits, top_k=2)).tolist() == [True, True, False, False, False]
+    probabilities = torch.softmax(logits, -1)  # 0.64, 0.24, 0.09, ...
+    kept = torch.isfinite(filter_logits(logits, top_p=0.8)).tolist()
+    assert kept == [True, True, False, False, False] and probabilities[:1].sum() < 0.8
+    assert torch.isfinite(filter_logits(logits, top_p=0.5)).tolist() == [True, False, False, False, False]
+
+
+def test_top_k_one_always_picks_the_most_likely_allowed_token():
+    model = small_model()
+    assert list(generate(model, PRIMER, max_tokens=40, top_k=1, seed=1)) == \
+        list(generate(model, PRIMER, max_tokens=40, temperature=0))
+
+
+def test_stops_after_the_requested_seconds_with_every_note_closed():
+    model = small_model()
+    tokens = list(generate(model, PRIMER, seconds=6.0, seed=3))
+    assert duration_seconds(tokens) == pytest.approx(6.0)
+    assert_valid_stream(tokens)
+
+
+def test_stops_after_the_requested_tokens_with_every_note_closed():
+    model = small_model()
+    for seed in range(5):
+        tokens = list(generate(model, PRIMER, max_tokens=50, seed=seed))
+        assert len(tokens) <= 50
+        assert_valid_stream(tokens)
+
+
+def test_cancel_is_checked_every_token():
+    model = small_model()
+    cancel = threading.Event()
+    tokens = []
+    for token in generate(model, PRIMER, seed=4, cancel=cancel):
+        tokens.append(token)
+        if len(tokens) == 25:
+            cancel.set()
+    assert 25 <= len(tokens) <= 25 + 128  # then only the closing note-offs
+    assert all(is_note_off(t) for t in tokens[25:])
+    assert_valid_stream(tokens)
+    calls = []
+    assert list(generate(model, PRIMER, seed=4, cancel=lambda: calls.append(1) or len(calls) > 3))
+    assert len(calls) >= 4
+
+
+def test_no_note_is_held_longer_than_the_limit():
+    model = small_model()
+    notes = decode(list(generate(model, PRIMER, seconds=30, seed=5, max_note_seconds=1.0)))
+    assert max(n.end - n.start for n in notes) <= 1.0 + 1e-6
+
+
+def test_primer_can_be_notes_and_can_end_in_silence():
+    model = small_model()
+    notes = [Note(60, 80, 0.0, 0.5)]
+    assert list(generate(model, notes, max_tokens=20, seed=2)) == \
+        list(generate(model, encode(notes), max_tokens=20, seed=2))
+    assert duration_seconds(primer_tokens(notes, until=2.0)) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="vocabulary"):
+        next(generate(model, [10_000], max_tokens=3))
+
+
+def test_runs_eight_times_past_the_training_length_at_a_flat_cost_and_bounded_memory():
+    model = small_model(train_length=64, max_relative_distance=64)
+    stream = generate(model, PRIMER, max_tokens=8 * 64 * 2, seed=6)  # 16x the training length
+    times, tokens = [], []
+    tracemalloc.start()
+    for token in stream:
+        tokens.append(token)
+        times.append(time.perf_counter())
+        if len(tokens) == 2 * 64:
+            tracemalloc.reset_peak()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(tokens) == 16 * 64
+    early = times[2 * 64] - times[64]
+    late = times[-64] - times[-2 * 64 + 0]
+    assert late < 3 * early, "the cost per token grew with the length"
+    assert peak < 5_000_000  # bytes of Python allocations past the warm-up: nothing grows per token
+    notes = decode(tokens)
+    assert notes and all(n.end > n.start for n in notes)
+    assert_valid_stream(tokens)
+    assert sum(1 for t in tokens if is_time_shift(t)) > 0

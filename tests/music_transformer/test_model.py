@@ -1,0 +1,89 @@
+"""The model: shapes, both positional kinds, and the cached decoder against full forward passes."""
+
+import pytest
+import torch
+
+from music_transformer import VOCAB_SIZE, ModelConfig, MusicTransformer
+
+
+def small_model(positional="relative", seed=0, **overrides):
+    torch.manual_seed(seed)
+    config = dict(n_layers=2, d_model=64, n_heads=4, d_ff=128, dropout=0.0, max_relative_distance=64,
+                  train_length=128, positional=positional, block_size=32)
+    config.update(overrides)
+    return MusicTransformer(ModelConfig(**config)).eval()
+
+
+@pytest.mark.parametrize("positional", ["relative", "absolute"])
+def test_logits_have_one_row_per_position(positional):
+    model = small_model(positional)
+    assert model(torch.randint(0, VOCAB_SIZE, (3, 17))).shape == (3, 17, VOCAB_SIZE)
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="positional"):
+        ModelConfig(positional="rotary")
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(d_model=100, n_heads=8)
+
+
+def test_relative_model_is_causal():
+    model = small_model()
+    tokens = torch.randint(0, VOCAB_SIZE, (1, 40))
+    changed = tokens.clone()
+    changed[0, 30:] = (changed[0, 30:] + 1) % VOCAB_SIZE
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens)[:, :30], model(changed)[:, :30])
+
+
+def test_relative_model_has_no_absolute_position():
+    # The same tokens, shifted right behind other tokens, get the same logits when the window hides the
+    # past: nothing in the relative model depends on where a sequence starts. (One layer, so that the
+    # window is the whole receptive field.)
+    model = small_model(n_layers=1)
+    tokens = torch.randint(0, VOCAB_SIZE, (1, 30))
+    with torch.no_grad():
+        alone = model(tokens, window=30)[0]
+        shifted = model(torch.cat([torch.randint(0, VOCAB_SIZE, (1, 50)), tokens], 1), window=30)[0, 50:]
+    # Only the last position sees exactly the same 30 tokens in both.
+    torch.testing.assert_close(alone[-1], shifted[-1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("positional", ["relative", "absolute"])
+def test_cached_decoding_matches_full_forward_over_300_steps(positional):
+    model = small_model(positional, train_length=512, max_relative_distance=200)
+    tokens = torch.randint(0, VOCAB_SIZE, (2, 321), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(tokens)
+        cache = model.new_cache()
+        steps = [model(tokens[:, :21], cache=cache)]
+        steps += [model(tokens[:, t:t + 1], cache=cache) for t in range(21, 321)]
+    assert (torch.cat(steps, 1) - full).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("positional", ["relative", "absolute"])
+def test_windowed_cache_matches_a_windowed_forward_pass(positional):
+    model = small_model(positional)
+    tokens = torch.randint(0, VOCAB_SIZE, (1, 260), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model(tokens, window=48)
+        cache = model.new_cache(window=48)
+        steps = [model(tokens[:, :100], cache=cache)]  # a prefill longer than the window
+        steps += [model(tokens[:, t:t + 1], cache=cache) for t in range(100, 260)]
+    assert (torch.cat(steps, 1) - full).abs().max().item() <= 1e-4
+    assert len(cache) <= 2 * 48  # memory bounded by the window
+
+
+def test_training_step_reduces_the_loss_on_a_repeated_phrase():
+    model = small_model(dropout=0.1, attention_dropout=0.1).train()
+    tokens = torch.tensor([[389] + [60, 300, 188, 62, 300, 190] * 10])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        logits = model(tokens[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 3
