@@ -1,21 +1,71 @@
-"""The `continuo` command: opens the studio window."""
+"""The `continuo` command: `continuo [FILE]` opens the studio; `--screenshot out.png` renders it and exits."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Starts the Qt application and shows the main window."""
-    from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="continuo", description="Sketch a motif; a Music Transformer continues it.")
+    parser.add_argument("file", nargs="?", help="a session (.continuo) or MIDI file to open")
+    parser.add_argument("--screenshot", metavar="PNG", help="render the window offscreen to a PNG and exit")
+    parser.add_argument("--size", default="1280x800", help="window size for --screenshot (default 1280x800)")
+    return parser.parse_args(argv)
 
-    app = QApplication.instance() or QApplication(sys.argv if argv is None else argv)
-    window = QMainWindow()
-    window.setWindowTitle("Continuo")
-    window.setCentralWidget(QLabel("Continuo"))
-    window.resize(1200, 760)
+
+def main(argv: list[str] | None = None) -> int:
+    """Starts the studio (or renders a screenshot); returns the exit status."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.screenshot and not os.environ.get("QT_QPA_PLATFORM"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no display
+    from PySide6.QtWidgets import QApplication
+
+    from .main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("Continuo")
+    app.setOrganizationName("Continuo")
+    if args.screenshot:
+        return _screenshot(app, args)
+    window = MainWindow()
     window.show()
+    from .scripting import script_from_environment
+
+    script = script_from_environment(window)
+    if script is not None:
+        script.start()
+    restored = window.offer_restore()
+    if args.file and not restored:
+        window.open_path(args.file, ask_to_save=False)
     return app.exec()
+
+
+def _screenshot(app, args: argparse.Namespace) -> int:
+    """Opens the file in a window that is never shown on a screen, and saves its picture."""
+    from .main_window import MainWindow
+
+    try:
+        width, height = (int(value) for value in args.size.lower().split("x"))
+    except ValueError:
+        print(f"continuo: --size wants WIDTHxHEIGHT, not {args.size!r}", file=sys.stderr)
+        return 2
+    window = MainWindow(use_autosave=False)
+    window.resize(width, height)
+    window.show()
+    app.processEvents()
+    if args.file and not window.open_path(args.file, ask_to_save=False):
+        print(f"continuo: {window.last_error}", file=sys.stderr)
+        return 1
+    window.roll.zoom_to_fit()
+    app.processEvents()
+    if not window.grab().save(args.screenshot):
+        print(f"continuo: cannot write {args.screenshot}", file=sys.stderr)
+        return 1
+    window.song.undo_stack.setClean()
+    window.close()
+    return 0
 
 
 if __name__ == "__main__":

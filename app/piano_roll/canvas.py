@@ -1,0 +1,447 @@
+"""The note grid: draws the visible part of the song and turns mouse gestures into undoable edits.
+
+Drawing is immediate-mode: each paint asks the song's time index for the notes in view (a bisection,
+not a scan) and draws them in batches of one colour, so a 10,000-note song paints as fast as the few
+hundred notes on screen. While a gesture is in progress the canvas shows a preview of its result; the
+song changes once, when the mouse is released, as one command on the undo stack.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from ..song import CONTINUATION, MIN_LENGTH, Song, SongNote, floor_beat
+from ..transport import Transport
+from .state import DRAW, ERASE, NUM_KEYS, SELECT, Palette, RollState, is_black_key
+
+EDGE_PIXELS = 5  # how close to a note's end the pointer must be to resize instead of move
+DRAG_THRESHOLD = 3
+
+
+@dataclass
+class _Gesture:
+    """A mouse gesture in progress."""
+
+    kind: str  # create, move, resize_end, resize_start, erase, rubber_band
+    press: QPointF
+    press_beat: float
+    press_pitch: int
+    anchor: SongNote | None = None
+    originals: dict[int, SongNote] = field(default_factory=dict)
+    base_selection: frozenset[int] = frozenset()
+    moved: bool = False
+    toggled: bool = False
+
+
+class NoteCanvas(QWidget):
+    """The grid of notes."""
+
+    hover_changed = Signal(float, int)  # beat, pitch under the pointer
+    message = Signal(str)  # for the status bar
+    wheel_scrolled = Signal(QWheelEvent)  # handed to the roll, which scrolls or zooms
+
+    def __init__(self, song: Song, state: RollState, transport: Transport, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.song = song
+        self.state = state
+        self.transport = transport
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.StrongFocus)
+        self.setAttribute(Qt.WA_OpaquePaintEvent)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.setMinimumSize(200, 120)
+        self._gesture: _Gesture | None = None
+        self._preview: dict[int, SongNote] = {}  # notes shown changed while a gesture is in progress
+        self._hidden: set[int] = set()  # notes shown erased while erasing
+        self._rubber_band: QRectF | None = None
+        self._writing_ids: set[int] = set()
+        for signal in (song.notes_changed, state.view_changed, state.selection_changed, transport.loop_changed,
+                       transport.playhead_moved):
+            signal.connect(self.update)
+        song.writing_changed.connect(self._writing_changed)
+        song.applied.connect(self._track_writing)
+
+    # --- what is where --------------------------------------------------------------------------
+
+    def visible_rows(self) -> float:
+        """How many pitch rows fit in the height."""
+        return self.height() / self.state.key_height
+
+    def note_rect(self, note: SongNote) -> QRectF:
+        """The rectangle a note is drawn in."""
+        state = self.state
+        x = state.x_of(note.start)
+        return QRectF(x, state.y_of(note.pitch), max(note.length * state.pixels_per_beat, 2.0), state.key_height)
+
+    def note_at(self, point: QPointF) -> SongNote | None:
+        """The note under a point, as shown (previews included)."""
+        beat = self.state.beat_at(point.x())
+        pitch = self.state.pitch_at(point.y())
+        tolerance = 2 / self.state.pixels_per_beat  # a very short note still takes a click
+        for note in reversed(self._shown_notes(beat - tolerance, beat + tolerance, pitch, pitch)):
+            if note.start - tolerance <= beat <= note.end + tolerance:
+                return note
+        return None
+
+    def _shown_notes(self, start: float, end: float, low: int, high: int) -> list[SongNote]:
+        """The song's notes in a region, with the gesture's preview applied."""
+        notes = [note for note in self.song.notes_in(start, end, low, high)
+                 if note.id not in self._preview and note.id not in self._hidden]
+        if self._preview:
+            notes.extend(note for note in self._preview.values()
+                         if note.end >= start and note.start <= end and low <= note.pitch <= high)
+        return notes
+
+    def _visible_region(self) -> tuple[float, float, int, int]:
+        state = self.state
+        return (state.beat_at(0), state.beat_at(self.width()), state.pitch_at(self.height()), state.pitch_at(0))
+
+    # --- painting -------------------------------------------------------------------------------
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Grid, loop region, notes, rubber band, playhead."""
+        painter = QPainter(self)
+        self._paint_grid(painter)
+        self._paint_loop(painter)
+        self._paint_notes(painter)
+        if self._rubber_band is not None:
+            painter.setPen(QPen(Palette.rubber_band_edge, 1))
+            painter.setBrush(Palette.rubber_band_fill)
+            painter.drawRect(self._rubber_band.normalized())
+        x = self.state.x_of(self.transport.playhead)
+        if 0 <= x <= self.width():
+            painter.setPen(QPen(Palette.playhead, 1))
+            painter.drawLine(QLineF(x, 0, x, self.height()))
+        painter.end()
+
+    def _paint_grid(self, painter: QPainter) -> None:
+        state = self.state
+        width, height = self.width(), self.height()
+        painter.fillRect(0, 0, width, height, Palette.background)
+        low, high = state.pitch_at(height), state.pitch_at(0)
+        key_height = state.key_height
+        black_rows = [QRectF(0, state.y_of(pitch), width, key_height)
+                      for pitch in range(low, high + 1) if is_black_key(pitch)]
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(Palette.black_key_row)
+        painter.drawRects(black_rows)
+        if key_height >= 6:
+            painter.setPen(Palette.row_line)
+            painter.drawLines([QLineF(0, state.y_of(pitch) + key_height, width, state.y_of(pitch) + key_height)
+                               for pitch in range(low, high + 1) if pitch % 12 not in (0, 5)])
+        painter.setPen(Palette.octave_line)
+        painter.drawLines([QLineF(0, state.y_of(pitch) + key_height, width, state.y_of(pitch) + key_height)
+                           for pitch in range(low, high + 1) if pitch % 12 == 0])
+        # Vertical lines: the grid step, beats and bars, each only where they are far enough apart.
+        start, end = state.beat_at(0), state.beat_at(width)
+        ppb = state.pixels_per_beat
+        bar = self.song.beats_per_bar
+        step = state.snap_step or 0.25
+        for spacing, color in ((step, Palette.sub_beat_line), (1.0, Palette.beat_line), (bar, Palette.bar_line)):
+            if spacing * ppb < 6 and spacing != bar:
+                continue
+            stride = 1
+            while spacing * stride * ppb < 4:  # zoomed far out: every n-th bar line
+                stride *= 2
+            spacing *= stride
+            first = math.floor(start / spacing)
+            lines = []
+            for index in range(first, int(end / spacing) + 2):
+                x = state.x_of(index * spacing)
+                lines.append(QLineF(x, 0, x, height))
+            painter.setPen(color)
+            painter.drawLines(lines)
+
+    def _paint_loop(self, painter: QPainter) -> None:
+        transport = self.transport
+        x0, x1 = self.state.x_of(transport.loop_start), self.state.x_of(transport.loop_end)
+        if x1 < 0 or x0 > self.width():
+            return
+        painter.fillRect(QRectF(x0, 0, x1 - x0, self.height()),
+                         Palette.loop_shade if transport.loop_enabled else Palette.loop_shade_off)
+
+    def _paint_notes(self, painter: QPainter) -> None:
+        start, end, low, high = self._visible_region()
+        notes = self._shown_notes(start, end, low, high)
+        if not notes:
+            return
+        state = self.state
+        selection = state.selection
+        writing = self._writing_ids
+        ppb, key_height, left = state.pixels_per_beat, state.key_height, state.left_beat
+        top = 127 - state.top_key
+        # One batch per colour: a handful of drawRects calls instead of one call per note.
+        batches: dict[tuple[str, int, bool, bool], list[QRectF]] = {}
+        levels = Palette.VELOCITY_LEVELS
+        for note in notes:
+            rect = QRectF((note.start - left) * ppb, (top - note.pitch) * key_height,
+                          max(note.length * ppb, 2.0), key_height)
+            key = (note.part, note.velocity * levels // 128, note.id in selection, note.id in writing)
+            batch = batches.get(key)
+            if batch is None:
+                batches[key] = [rect]
+            else:
+                batch.append(rect)
+        outline = key_height >= 5 and ppb >= 8
+        for (part, level, selected, is_writing), rects in batches.items():
+            velocity = level * 128 // levels + 1
+            painter.setBrush(Palette.note_fill(part, velocity, selected, is_writing))
+            if is_writing:
+                painter.setPen(QPen(Palette.note_fill(part, 127), 1, Qt.DashLine))
+            elif selected:
+                painter.setPen(QPen(Palette.selected_outline, 1))
+            elif outline:
+                painter.setPen(QPen(Palette.note_outline, 1))
+            else:
+                painter.setPen(Qt.NoPen)
+            painter.drawRects(rects)
+            if is_writing:
+                painter.setPen(Qt.NoPen)
+                painter.setBrush(QBrush(QColor(255, 255, 255, 90), Qt.BDiagPattern))
+                painter.drawRects(rects)
+        if key_height >= 11 and ppb >= 40 and len(notes) <= 400:
+            self._paint_labels(painter, notes)
+
+    def _paint_labels(self, painter: QPainter, notes: list[SongNote]) -> None:
+        from .state import pitch_name
+
+        painter.setPen(QColor(10, 12, 16))
+        font = painter.font()
+        font.setPixelSize(max(8, int(self.state.key_height) - 4))
+        painter.setFont(font)
+        for note in notes:
+            rect = self.note_rect(note)
+            if rect.width() >= 26:
+                painter.drawText(rect.adjusted(3, 0, -2, 0), Qt.AlignVCenter | Qt.AlignLeft, pitch_name(note.pitch))
+
+    # --- the continuation being written ---------------------------------------------------------
+
+    def _writing_changed(self, writing: bool) -> None:
+        if not writing:
+            self._writing_ids.clear()
+        self.update()
+
+    def _track_writing(self, diff) -> None:
+        if self.song.is_writing:
+            self._writing_ids.update(note.id for note in diff.added if note.part == CONTINUATION)
+
+    # --- mouse ----------------------------------------------------------------------------------
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """Starts a gesture: draw, select, move, resize, erase or rubber band, by tool and place."""
+        self.setFocus(Qt.MouseFocusReason)
+        if self._gesture is not None:
+            return
+        if self.song.is_writing:
+            self.message.emit("The continuation is being written; edit the notes when it is done")
+            return
+        point = event.position()
+        state = self.state
+        beat, pitch = state.beat_at(point.x()), state.pitch_at(point.y())
+        modifiers = event.modifiers()
+        additive = bool(modifiers & (Qt.ShiftModifier | Qt.ControlModifier))
+        hit = self.note_at(point)
+        gesture = _Gesture("", point, beat, pitch)
+        erase = state.tool == ERASE or (event.button() == Qt.RightButton and state.tool == DRAW)
+        if event.button() == Qt.RightButton and not erase:
+            return
+        if erase:
+            gesture.kind = "erase"
+            self._gesture = gesture
+            self._erase_at(point)
+            return
+        if event.button() != Qt.LeftButton:
+            return
+        if hit is not None:
+            if additive:
+                gesture.toggled = True
+                selection = set(state.selection)
+                selection.symmetric_difference_update({hit.id})
+                state.select(selection)
+                if hit.id not in state.selection:
+                    return  # toggled off: nothing to drag
+            elif hit.id not in state.selection:
+                state.select({hit.id})
+            self.transport.note_auditioned.emit(hit.pitch, hit.velocity)
+            gesture.anchor = hit
+            gesture.kind = self._edge_kind(hit, point)
+            gesture.originals = {note_id: note for note_id in state.selection
+                                 if (note := self.song.note(note_id)) is not None}
+            self._gesture = gesture
+            return
+        if state.tool == DRAW:
+            start = floor_beat(beat, None if modifiers & Qt.AltModifier else state.snap_step)
+            note = self.song.new_note(pitch, state.velocity, start, state.note_length)
+            gesture.kind = "create"
+            gesture.anchor = note
+            self._preview = {note.id: note}
+            self._gesture = gesture
+            self.transport.note_auditioned.emit(pitch, state.velocity)
+            self.update()
+            return
+        gesture.kind = "rubber_band"
+        gesture.base_selection = state.selection if additive else frozenset()
+        if not additive:
+            state.select(())
+        self._gesture = gesture
+
+    def _edge_kind(self, note: SongNote, point: QPointF) -> str:
+        """Move, or resize when the pointer is at either end of a note wide enough to have ends."""
+        rect = self.note_rect(note)
+        edge = min(EDGE_PIXELS, rect.width() / 4)
+        if point.x() >= rect.right() - edge:
+            return "resize_end"
+        if point.x() <= rect.left() + edge and rect.width() > 12:
+            return "resize_start"
+        return "move"
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """With the select tool, a double click on empty grid draws a note; on a note, deletes it."""
+        if self.state.tool == SELECT and event.button() == Qt.LeftButton and not self.song.is_writing:
+            hit = self.note_at(event.position())
+            self._gesture = None
+            self._rubber_band = None
+            if hit is None:
+                state = self.state
+                beat, pitch = state.beat_at(event.position().x()), state.pitch_at(event.position().y())
+                note = self.song.new_note(pitch, state.velocity, floor_beat(beat, state.snap_step), state.note_length)
+                self.song.add_notes([note], "Draw note")
+                state.select({note.id})
+            else:
+                self.song.remove_notes([hit.id], "Delete note")
+            self.update()
+            return
+        self.mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """Updates the gesture's preview, or the cursor shape when hovering."""
+        point = event.position()
+        state = self.state
+        beat, pitch = state.beat_at(point.x()), state.pitch_at(point.y())
+        self.hover_changed.emit(beat, pitch)
+        gesture = self._gesture
+        if gesture is None:
+            self._update_cursor(point)
+            return
+        if not gesture.moved and (point - gesture.press).manhattanLength() < DRAG_THRESHOLD:
+            return
+        gesture.moved = True
+        bypass = bool(event.modifiers() & Qt.AltModifier)
+        if gesture.kind == "erase":
+            self._erase_at(point)
+        elif gesture.kind == "rubber_band":
+            self._rubber_band = QRectF(gesture.press, point)
+            rect = self._rubber_band.normalized()
+            low, high = state.pitch_at(rect.bottom()), state.pitch_at(rect.top())
+            inside = {note.id for note in self.song.notes_in(state.beat_at(rect.left()), state.beat_at(rect.right()),
+                                                             low, high)}
+            state.select(gesture.base_selection | inside)
+        elif gesture.kind == "create":
+            note = gesture.anchor
+            minimum = state.snap_step if (state.snap_step and not bypass) else MIN_LENGTH * 10
+            end = state.snap(beat, bypass)
+            self._preview = {note.id: note.with_(length=max(end - note.start, minimum))}
+        elif gesture.kind == "move":
+            self._preview_move(gesture, beat, pitch, bypass)
+        else:
+            self._preview_resize(gesture, beat, bypass)
+        self.update()
+
+    def _preview_move(self, gesture: _Gesture, beat: float, pitch: int, bypass: bool) -> None:
+        anchor = gesture.anchor
+        new_start = self.state.snap(anchor.start + beat - gesture.press_beat, bypass)
+        delta = new_start - anchor.start
+        semitones = pitch - gesture.press_pitch
+        notes = gesture.originals.values()
+        delta = max(delta, -min(note.start for note in notes))
+        semitones = min(max(semitones, -min(note.pitch for note in notes)), 127 - max(note.pitch for note in notes))
+        self._preview = {note.id: note.with_(start=note.start + delta, pitch=note.pitch + semitones)
+                         for note in notes}
+
+    def _preview_resize(self, gesture: _Gesture, beat: float, bypass: bool) -> None:
+        anchor = gesture.anchor
+        step = self.state.snap_step if not bypass else None
+        minimum = step or MIN_LENGTH * 10
+        moved = beat - gesture.press_beat
+        if gesture.kind == "resize_end":
+            new_end = max(self.state.snap(anchor.end + moved, bypass), anchor.start + minimum)
+            delta = new_end - anchor.end
+            self._preview = {note.id: note.with_(length=max(note.length + delta, minimum))
+                             for note in gesture.originals.values()}
+        else:
+            new_start = min(self.state.snap(anchor.start + moved, bypass), anchor.end - minimum)
+            delta = new_start - anchor.start
+            delta = max(delta, -min(note.start for note in gesture.originals.values()))
+            self._preview = {note.id: note.with_(start=note.start + min(delta, note.length - minimum),
+                                                  length=note.length - min(delta, note.length - minimum))
+                             for note in gesture.originals.values()}
+
+    def _erase_at(self, point: QPointF) -> None:
+        hit = self.note_at(point)
+        if hit is not None and hit.id not in self._hidden:
+            self._hidden.add(hit.id)
+            self.update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """Ends the gesture: the song changes here, once, as one undoable command."""
+        gesture, self._gesture = self._gesture, None
+        if gesture is None:
+            return
+        state = self.state
+        preview, self._preview = self._preview, {}
+        hidden, self._hidden = self._hidden, set()
+        self._rubber_band = None
+        if gesture.anchor is not None:
+            self.transport.note_audition_ended.emit(gesture.anchor.pitch)
+        if gesture.kind == "erase" and hidden:
+            self.song.remove_notes(hidden, "Erase notes" if len(hidden) > 1 else "Erase note")
+            state.select(state.selection - hidden)
+        elif gesture.kind == "create":
+            note = preview[gesture.anchor.id]
+            self.song.add_notes([note], "Draw note")
+            state.note_length = note.length
+            state.select({note.id})
+        elif gesture.kind in ("move", "resize_end", "resize_start") and gesture.moved and preview:
+            text = {"move": "Move notes", "resize_end": "Resize notes", "resize_start": "Resize notes"}[gesture.kind]
+            self.song.replace_notes(list(preview.values()), text)
+            if gesture.kind != "move":
+                state.note_length = preview[gesture.anchor.id].length
+        elif gesture.kind == "move" and not gesture.moved and not gesture.toggled:
+            state.select({gesture.anchor.id})  # a click on one of several selected notes selects just it
+        self.update()
+
+    def _update_cursor(self, point: QPointF) -> None:
+        tool = self.state.tool
+        hit = self.note_at(point)
+        if tool == ERASE:
+            shape = Qt.ForbiddenCursor if hit else Qt.ArrowCursor
+        elif hit is not None:
+            kind = self._edge_kind(hit, point)
+            shape = Qt.SizeHorCursor if kind.startswith("resize") else Qt.SizeAllCursor
+        else:
+            shape = Qt.CrossCursor if tool == DRAW else Qt.ArrowCursor
+        if self.cursor().shape() != shape:
+            self.setCursor(shape)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Clears the position readout."""
+        self.hover_changed.emit(-1.0, -1)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt's name
+        """Scroll or zoom: the roll decides, so every part of it behaves the same."""
+        self.wheel_scrolled.emit(event)
+        event.accept()
+
+    def cancel_gesture(self) -> None:
+        """Abandons a gesture in progress (Escape): nothing changes."""
+        self._gesture = None
+        self._preview, self._hidden, self._rubber_band = {}, set(), None
+        self.update()
+
+
+__all__ = ["NoteCanvas", "NUM_KEYS"]

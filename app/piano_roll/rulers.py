@@ -1,0 +1,290 @@
+"""The strips around the grid: the keyboard at the left, the bar/beat ruler on top, the velocity lane below."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from ..song import Song, SongNote
+from ..transport import Transport
+from .state import Palette, RollState, is_black_key, pitch_name
+
+KEYBOARD_WIDTH = 64
+RULER_HEIGHT = 34
+LOOP_STRIP = 13
+LANE_HEIGHT = 76
+
+
+class _Strip(QWidget):
+    """A strip that shares the roll's state and hands its wheel events to the roll."""
+
+    wheel_scrolled = Signal(QWheelEvent)
+
+    def __init__(self, song: Song, state: RollState, transport: Transport, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.song, self.state, self.transport = song, state, transport
+        self.setAttribute(Qt.WA_OpaquePaintEvent)
+        state.view_changed.connect(self.update)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt's name
+        """Scroll or zoom, as over the grid."""
+        self.wheel_scrolled.emit(event)
+        event.accept()
+
+
+class Keyboard(_Strip):
+    """A piano keyboard aligned with the grid's rows; clicking a key auditions it."""
+
+    def __init__(self, song: Song, state: RollState, transport: Transport, parent: QWidget | None = None) -> None:
+        super().__init__(song, state, transport, parent)
+        self.setFixedWidth(KEYBOARD_WIDTH)
+        self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
+        self.pressed_pitch: int | None = None
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """White keys full width, black keys shorter, a C label on each octave."""
+        painter = QPainter(self)
+        state = self.state
+        width, height = self.width(), self.height()
+        painter.fillRect(0, 0, width, height, QColor("#e9e9e9"))
+        low, high = state.pitch_at(height), state.pitch_at(0)
+        key_height = state.key_height
+        font = painter.font()
+        font.setPixelSize(max(7, min(11, int(key_height) - 2)))
+        painter.setFont(font)
+        for pitch in range(low, high + 1):
+            y = state.y_of(pitch)
+            pressed = pitch == self.pressed_pitch
+            if is_black_key(pitch):
+                painter.fillRect(QRectF(0, y, width * 0.62, key_height), QColor("#5a8fd0") if pressed else QColor("#1b1d21"))
+            else:
+                if pressed:
+                    painter.fillRect(QRectF(0, y, width, key_height), QColor("#9cc3f0"))
+                if pitch % 12 in (0, 5):  # the border below C and F, where two white keys meet
+                    painter.setPen(QColor("#9a9a9a"))
+                    painter.drawLine(QLineF(0, y + key_height, width, y + key_height))
+            if pitch % 12 == 0 and key_height >= 7:
+                painter.setPen(QColor("#333333"))
+                painter.drawText(QRectF(0, y, width - 4, key_height), Qt.AlignRight | Qt.AlignVCenter, pitch_name(pitch))
+        painter.setPen(QColor("#777777"))
+        painter.drawLine(width - 1, 0, width - 1, height)
+        painter.end()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """Plays the key (through whatever playback engine listens)."""
+        if event.button() == Qt.LeftButton:
+            self._press(self.state.pitch_at(event.position().y()))
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """Glissando: dragging along the keys plays each one."""
+        if self.pressed_pitch is not None:
+            pitch = self.state.pitch_at(event.position().y())
+            if pitch != self.pressed_pitch:
+                self.transport.note_audition_ended.emit(self.pressed_pitch)
+                self._press(pitch)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """Releases the key."""
+        if self.pressed_pitch is not None:
+            self.transport.note_audition_ended.emit(self.pressed_pitch)
+            self.pressed_pitch = None
+            self.update()
+
+    def _press(self, pitch: int) -> None:
+        self.pressed_pitch = pitch
+        self.transport.note_auditioned.emit(pitch, self.state.velocity)
+        self.update()
+
+
+class Ruler(_Strip):
+    """Bars and beats; the top strip holds the loop region, the rest moves the playhead."""
+
+    def __init__(self, song: Song, state: RollState, transport: Transport, parent: QWidget | None = None) -> None:
+        super().__init__(song, state, transport, parent)
+        self.setFixedHeight(RULER_HEIGHT)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self._drag: tuple[str, float, float, float] | None = None  # kind, press beat, loop start, loop end
+        transport.loop_changed.connect(self.update)
+        transport.playhead_moved.connect(self.update)
+        song.meta_changed.connect(self.update)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Bar numbers, beat ticks, the loop region and the playhead."""
+        painter = QPainter(self)
+        state, transport = self.state, self.transport
+        width, height = self.width(), self.height()
+        painter.fillRect(0, 0, width, height, QColor("#30353d"))
+        painter.fillRect(0, 0, width, LOOP_STRIP, QColor("#282c33"))
+        x0, x1 = state.x_of(transport.loop_start), state.x_of(transport.loop_end)
+        loop_color = QColor("#5fbf6a") if transport.loop_enabled else QColor("#6b7079")
+        painter.fillRect(QRectF(x0, 2, x1 - x0, LOOP_STRIP - 4), loop_color)
+        bar = self.song.beats_per_bar
+        ppb = state.pixels_per_beat
+        label_every = 1
+        while bar * label_every * ppb < 36:
+            label_every *= 2
+        start, end = state.beat_at(0), state.beat_at(width)
+        first_bar = max(0, math.floor(start / bar))
+        painter.setPen(QColor("#c8ccd2"))
+        font = painter.font()
+        font.setPixelSize(11)
+        painter.setFont(font)
+        for index in range(first_bar, int(end / bar) + 2):
+            x = state.x_of(index * bar)
+            if index % label_every == 0:
+                painter.drawLine(QLineF(x, LOOP_STRIP, x, height))
+                painter.drawText(QPointF(x + 3, LOOP_STRIP + 12), str(index + 1))
+            if ppb >= 12:
+                for beat in range(1, math.ceil(bar)):
+                    bx = state.x_of(index * bar + beat)
+                    painter.drawLine(QLineF(bx, height - 6, bx, height))
+        x = state.x_of(transport.playhead)
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(QColor("#f2f2f2"))
+        painter.drawPolygon(QPolygonF([QPointF(x - 6, height - 10), QPointF(x + 6, height - 10), QPointF(x, height)]))
+        painter.setPen(QColor("#1b1d21"))
+        painter.drawLine(0, height - 1, width, height - 1)
+        painter.end()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """In the loop strip: draw, move or stretch the loop; below it: set the playhead."""
+        if event.button() != Qt.LeftButton:
+            return
+        x, y = event.position().x(), event.position().y()
+        beat = self.state.beat_at(x)
+        transport = self.transport
+        bypass = bool(event.modifiers() & Qt.AltModifier)
+        if y < LOOP_STRIP:
+            x0, x1 = self.state.x_of(transport.loop_start), self.state.x_of(transport.loop_end)
+            if abs(x - x0) <= 5:
+                kind = "loop_start"
+            elif abs(x - x1) <= 5:
+                kind = "loop_end"
+            elif x0 < x < x1:
+                kind = "loop_move"
+            else:
+                kind = "loop_new"
+            self._drag = (kind, self.state.snap(beat, bypass), transport.loop_start, transport.loop_end)
+        else:
+            self._drag = ("playhead", beat, 0.0, 0.0)
+            transport.set_playhead(self.state.snap(beat, bypass))
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """Follows the drag."""
+        if self._drag is None:
+            return
+        kind, press_beat, loop_start, loop_end = self._drag
+        bypass = bool(event.modifiers() & Qt.AltModifier)
+        beat = self.state.snap(self.state.beat_at(event.position().x()), bypass)
+        transport = self.transport
+        if kind == "playhead":
+            transport.set_playhead(beat)
+        elif kind == "loop_new":
+            if beat != press_beat:
+                transport.set_loop(press_beat, beat, True)
+        elif kind == "loop_move":
+            delta = max(beat - press_beat, -loop_start)
+            transport.set_loop(loop_start + delta, loop_end + delta)
+        elif kind == "loop_start":
+            transport.set_loop(min(beat, loop_end - 1e-3), loop_end)
+        elif kind == "loop_end":
+            transport.set_loop(loop_start, max(beat, loop_start + 1e-3))
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """Ends the drag."""
+        self._drag = None
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """A double click on the loop strip turns looping on or off."""
+        if event.position().y() < LOOP_STRIP:
+            self.transport.set_loop_enabled(not self.transport.loop_enabled)
+
+
+class VelocityLane(_Strip):
+    """One stem per note at its start, as tall as its velocity; drag across stems to set velocities."""
+
+    def __init__(self, song: Song, state: RollState, transport: Transport, parent: QWidget | None = None) -> None:
+        super().__init__(song, state, transport, parent)
+        self.setFixedHeight(LANE_HEIGHT)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self._preview: dict[int, SongNote] = {}
+        self._dragging = False
+        song.notes_changed.connect(self.update)
+        state.selection_changed.connect(self.update)
+
+    def velocity_at(self, y: float) -> int:
+        """The velocity a height in the lane stands for."""
+        usable = self.height() - 6
+        return min(max(round((self.height() - 3 - y) / usable * 127), 1), 127)
+
+    def y_of(self, velocity: int) -> float:
+        """The height of a velocity's stem top."""
+        return self.height() - 3 - velocity / 127 * (self.height() - 6)
+
+    def _visible(self) -> list[SongNote]:
+        state = self.state
+        notes = self.song.notes_in(state.beat_at(0), state.beat_at(self.width()))
+        return [self._preview.get(note.id, note) for note in notes if note.start >= state.beat_at(-4)]
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """The stems, coloured like their notes."""
+        painter = QPainter(self)
+        width, height = self.width(), self.height()
+        painter.fillRect(0, 0, width, height, QColor("#22262c"))
+        painter.setPen(QColor("#3a3f47"))
+        for velocity in (32, 64, 96, 127):
+            painter.drawLine(QLineF(0, self.y_of(velocity), width, self.y_of(velocity)))
+        selection = self.state.selection
+        # Batched by colour, selected stems last so they stay on top: one drawLines call per colour.
+        batches: dict[tuple[bool, str, int], list[QLineF]] = {}
+        levels = Palette.VELOCITY_LEVELS
+        for note in self._visible():
+            x = self.state.x_of(note.start) + 1
+            key = (note.id in selection, note.part, note.velocity * levels // 128)
+            batches.setdefault(key, []).append(QLineF(x, height - 3, x, self.y_of(note.velocity)))
+        for (selected, part, level), lines in sorted(batches.items()):
+            color = Palette.note_fill(part, level * 128 // levels + 1, selected)
+            painter.setPen(QPen(color, 2))
+            painter.drawLines(lines)
+            painter.setPen(QPen(color, 4, Qt.SolidLine, Qt.SquareCap))
+            painter.drawPoints([line.p2() for line in lines])
+        painter.setPen(QColor("#1b1d21"))
+        painter.drawLine(0, 0, width, 0)
+        painter.end()
+
+    def _targets(self, x: float) -> list[SongNote]:
+        """The notes whose stems are under x; only selected ones when there is a selection."""
+        selection = self.state.selection
+        hits = [note for note in self.song.notes_in(self.state.beat_at(x - 4), self.state.beat_at(x + 4))
+                if abs(self.state.x_of(note.start) - x) <= 4]
+        if selection:
+            hits = [note for note in hits if note.id in selection]
+        return hits
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """Starts setting velocities."""
+        if event.button() == Qt.LeftButton and not self.song.is_writing:
+            self._dragging = True
+            self._paint_velocity(event.position())
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """Sets the velocity of each stem the pointer passes."""
+        if self._dragging:
+            self._paint_velocity(event.position())
+
+    def _paint_velocity(self, point: QPointF) -> None:
+        velocity = self.velocity_at(point.y())
+        for note in self._targets(point.x()):
+            self._preview[note.id] = note.with_(velocity=velocity)
+        self.update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """Commits the velocities as one command."""
+        self._dragging = False
+        preview, self._preview = self._preview, {}
+        if preview:
+            self.song.replace_notes(list(preview.values()), "Change velocity")
+        self.update()

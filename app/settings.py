@@ -1,0 +1,60 @@
+"""Where the studio keeps its per-user files, and the small preferences it remembers (recent files)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from music_transformer.midi import atomic_write
+
+MAX_RECENT = 10
+
+
+def data_home() -> Path:
+    """The per-user folder: $CONTINUO_HOME, else $XDG_DATA_HOME/continuo, else ~/.local/share/continuo."""
+    if os.environ.get("CONTINUO_HOME"):
+        return Path(os.environ["CONTINUO_HOME"])
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "continuo"
+
+
+class Preferences:
+    """Preferences in a JSON file under the data home; a damaged file is ignored, never fatal."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.path = (home or data_home()) / "settings.json"
+        self._values: dict = {}
+        try:
+            loaded = json.loads(self.path.read_text("utf-8"))
+            if isinstance(loaded, dict):
+                self._values = loaded
+        except (OSError, ValueError):
+            pass
+
+    def recent_files(self) -> list[str]:
+        """The recently opened or saved files, newest first, that still exist."""
+        files = self._values.get("recent_files", [])
+        return [path for path in files if isinstance(path, str) and Path(path).exists()][:MAX_RECENT]
+
+    def add_recent_file(self, path: str | os.PathLike) -> None:
+        """Puts a file at the top of the recent list and saves the preferences."""
+        path = str(Path(path).resolve())
+        files = [path] + [other for other in self.recent_files() if other != path]
+        self._values["recent_files"] = files[:MAX_RECENT]
+        self.save()
+
+    def clear_recent_files(self) -> None:
+        """Empties the recent list."""
+        self._values["recent_files"] = []
+        self.save()
+
+    def save(self) -> None:
+        """Writes the preferences atomically; a read-only home only loses the preference."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(self._values, indent=1)
+            atomic_write(self.path, lambda handle: handle.write(text.encode("utf-8")))
+        except OSError:
+            pass

@@ -1,0 +1,498 @@
+"""The song: the one document the studio edits, with its undo commands. Testable without a window.
+
+Notes live on the grid in beats (a beat is a quarter note); `music_transformer` works in seconds. The
+conversion between the two happens here and only here: `Song.to_seconds`, `Song.to_beats`,
+`Song.performance_notes` and `Song.notes_from_performance`.
+
+Every change goes through one primitive, `Song._apply`, which takes a `SongDiff` (notes removed, notes
+added, metadata before and after). Undo commands hold a diff and apply it forwards or backwards; the
+autosave journal records every applied diff, so replaying the journal restores every edit.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
+
+from music_transformer import Note
+
+MOTIF = "motif"
+CONTINUATION = "continuation"
+PARTS = (MOTIF, CONTINUATION)
+
+MIN_TEMPO = 20.0
+MAX_TEMPO = 400.0
+MIN_LENGTH = 1e-3  # beats; a note never collapses to nothing
+_LONG_NOTE_BEATS = 16.0  # notes longer than this are kept out of the time index's search window
+
+
+@dataclass(frozen=True, slots=True)
+class SongNote:
+    """A note on the grid: MIDI pitch and velocity, start and length in beats, and its part."""
+
+    id: int
+    pitch: int
+    velocity: int
+    start: float
+    length: float
+    part: str = MOTIF
+
+    @property
+    def end(self) -> float:
+        """Where the note ends, in beats."""
+        return self.start + self.length
+
+    def with_(self, **changes: Any) -> "SongNote":
+        """A copy with some fields changed, clamped to the valid ranges."""
+        note = dataclasses.replace(self, **changes)
+        return dataclasses.replace(
+            note,
+            pitch=min(max(int(note.pitch), 0), 127),
+            velocity=min(max(int(note.velocity), 1), 127),
+            start=max(float(note.start), 0.0),
+            length=max(float(note.length), MIN_LENGTH),
+        )
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How the continuation is sampled; the generation panel edits these, the session file keeps them."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.95
+    length_beats: float = 16.0
+    seed: int | None = None
+
+    def to_dict(self) -> dict:
+        """Plain values for JSON."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GenerationSettings":
+        """Settings from JSON values; unknown keys are ignored, missing ones take their defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        settings = cls(**values)
+        if not (0.0 < float(settings.temperature) <= 10.0):
+            raise ValueError(f"temperature {settings.temperature} is outside 0..10")
+        if not (0 <= int(settings.top_k) <= 1000):
+            raise ValueError(f"top-k {settings.top_k} is outside 0..1000")
+        if not (0.0 < float(settings.top_p) <= 1.0):
+            raise ValueError(f"top-p {settings.top_p} is outside 0..1")
+        if not (0.0 < float(settings.length_beats) <= 10_000):
+            raise ValueError(f"length {settings.length_beats} beats is out of range")
+        if settings.seed is not None and not isinstance(settings.seed, int):
+            raise ValueError("the seed must be a whole number")
+        return settings
+
+
+DEFAULT_MODEL = "default"
+
+
+def default_meta() -> dict[str, Any]:
+    """The metadata of a new song."""
+    return {
+        "tempo": 120.0,
+        "time_signature": (4, 4),
+        "settings": GenerationSettings(),
+        "model": DEFAULT_MODEL,
+    }
+
+
+@dataclass(frozen=True)
+class SongDiff:
+    """One change to the song: notes removed and added (by id), metadata before and after."""
+
+    removed: tuple[SongNote, ...] = ()
+    added: tuple[SongNote, ...] = ()
+    meta_before: dict = field(default_factory=dict)
+    meta_after: dict = field(default_factory=dict)
+
+    def inverse(self) -> "SongDiff":
+        """The diff that undoes this one."""
+        return SongDiff(self.added, self.removed, self.meta_after, self.meta_before)
+
+    def is_empty(self) -> bool:
+        """Whether applying it changes nothing."""
+        return not (self.removed or self.added or self.meta_before != self.meta_after)
+
+
+class SongEditCommand(QUndoCommand):
+    """An undoable song edit: a diff applied on redo and reversed on undo."""
+
+    def __init__(self, song: "Song", diff: SongDiff, text: str, merge_key: int = -1,
+                 already_applied: bool = False) -> None:
+        super().__init__(text)
+        self.song = song
+        self.diff = diff
+        self._merge_key = merge_key
+        self._skip_first_redo = already_applied
+
+    def id(self) -> int:  # noqa: A003 - Qt's name
+        """Commands with the same non-negative id merge (a tempo spin box dragged through values)."""
+        return self._merge_key
+
+    def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt's name
+        """Folds a following metadata-only edit of the same kind into this one."""
+        if not isinstance(other, SongEditCommand) or other.id() != self.id() or self.id() < 0:
+            return False
+        if self.diff.removed or self.diff.added or other.diff.removed or other.diff.added:
+            return False
+        self.diff = SongDiff(meta_before=self.diff.meta_before, meta_after=other.diff.meta_after)
+        return True
+
+    def redo(self) -> None:
+        """Applies the diff (unless it was applied already while streaming in)."""
+        if self._skip_first_redo:
+            self._skip_first_redo = False
+            return
+        self.song._apply(self.diff)
+
+    def undo(self) -> None:
+        """Applies the inverse diff."""
+        self.song._apply(self.diff.inverse())
+
+
+class SongLockedError(RuntimeError):
+    """An edit was attempted while the continuation is being written."""
+
+
+class Song(QObject):
+    """The document: tempo, time signature, motif and continuation notes, generation settings, model."""
+
+    notes_changed = Signal()
+    meta_changed = Signal(str)  # the key that changed: tempo, time_signature, settings, model
+    writing_changed = Signal(bool)  # a continuation is being written (streamed in) or not
+    applied = Signal(object)  # every SongDiff applied, in order: the autosave journal listens
+    reset = Signal()  # the whole document was replaced (open, new, restore)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.undo_stack = QUndoStack(self)
+        self._notes: dict[int, SongNote] = {}
+        self._meta: dict[str, Any] = default_meta()
+        self._next_id = 1
+        self._index: tuple | None = None
+        self._writing = False
+        self._writing_removed: tuple[SongNote, ...] = ()
+        self._writing_added: list[SongNote] = []
+        self._writing_start = 0.0
+
+    # --- reading --------------------------------------------------------------------------------
+
+    @property
+    def tempo(self) -> float:
+        """Beats (quarter notes) per minute."""
+        return self._meta["tempo"]
+
+    @property
+    def time_signature(self) -> tuple[int, int]:
+        """(beats per bar, note value of the beat), as written on a score."""
+        return self._meta["time_signature"]
+
+    @property
+    def settings(self) -> GenerationSettings:
+        """The generation settings."""
+        return self._meta["settings"]
+
+    @property
+    def model(self) -> str:
+        """Which model continues this song (a checkpoint name or path)."""
+        return self._meta["model"]
+
+    @property
+    def beats_per_bar(self) -> float:
+        """The bar length in quarter-note beats (6/8 is 3 beats)."""
+        numerator, denominator = self.time_signature
+        return numerator * 4.0 / denominator
+
+    @property
+    def is_writing(self) -> bool:
+        """Whether a continuation is streaming in; edits wait until it is done."""
+        return self._writing
+
+    @property
+    def is_modified(self) -> bool:
+        """Whether there are changes since the last save."""
+        return not self.undo_stack.isClean()
+
+    def meta(self) -> dict[str, Any]:
+        """A copy of the metadata."""
+        return dict(self._meta)
+
+    def __len__(self) -> int:
+        return len(self._notes)
+
+    def note(self, note_id: int) -> SongNote | None:
+        """The note with this id, if it exists."""
+        return self._notes.get(note_id)
+
+    def notes(self, part: str | None = None) -> list[SongNote]:
+        """All notes (or one part's), sorted by start, then pitch."""
+        ordered = self._time_index()[4]
+        if part is None:
+            return list(ordered)
+        return [note for note in ordered if note.part == part]
+
+    def end_beat(self) -> float:
+        """Where the last note ends, in beats (0 for an empty song)."""
+        return max((note.end for note in self._notes.values()), default=0.0)
+
+    def notes_in(self, start: float, end: float, low_pitch: int = 0, high_pitch: int = 127) -> list[SongNote]:
+        """Notes that overlap the beats [start, end] and pitches [low, high], sorted by start."""
+        starts, ordered, window, long_notes, _ = self._time_index()
+        first = bisect.bisect_left(starts, start - window)
+        last = bisect.bisect_right(starts, end)
+        found = [note for note in ordered[first:last]
+                 if note.end >= start and low_pitch <= note.pitch <= high_pitch]
+        if long_notes:
+            found.extend(note for note in long_notes
+                         if note.start <= end and note.end >= start and low_pitch <= note.pitch <= high_pitch)
+            found.sort(key=lambda note: (note.start, note.pitch))
+        return found
+
+    def note_at(self, beat: float, pitch: int) -> SongNote | None:
+        """The note under a point of the grid (the latest-starting one where notes overlap)."""
+        hits = [note for note in self.notes_in(beat, beat, pitch, pitch) if note.start <= beat < note.end]
+        return hits[-1] if hits else None
+
+    def _time_index(self) -> tuple[list[float], list[SongNote], float, list[SongNote], list[SongNote]]:
+        """Notes sorted by start, so that a view finds the visible ones by bisection, not by a scan.
+
+        Returns (starts of the short notes, the short notes, the longest short note's length, the long
+        notes, every note in order). Long notes are kept apart so that one held chord does not widen
+        the search window for all the others.
+        """
+        if self._index is None:
+            ordered = sorted(self._notes.values(), key=lambda note: (note.start, note.pitch, note.id))
+            short = [note for note in ordered if note.length <= _LONG_NOTE_BEATS]
+            long_notes = [note for note in ordered if note.length > _LONG_NOTE_BEATS]
+            window = max((note.length for note in short), default=0.0)
+            self._index = ([note.start for note in short], short, window, long_notes, ordered)
+        return self._index
+
+    # --- beats and seconds: the one place they meet --------------------------------------------
+
+    def to_seconds(self, beats: float) -> float:
+        """Beats on this song's grid to seconds at its tempo."""
+        return beats * 60.0 / self.tempo
+
+    def to_beats(self, seconds: float) -> float:
+        """Seconds to beats on this song's grid at its tempo."""
+        return seconds * self.tempo / 60.0
+
+    def performance_notes(self, part: str | None = None) -> list[Note]:
+        """The notes (or one part's) in seconds, for MIDI export, playback and generation."""
+        return [Note(note.pitch, note.velocity, self.to_seconds(note.start), self.to_seconds(note.end))
+                for note in self.notes(part)]
+
+    def notes_from_performance(self, notes: Iterable[Note], part: str = MOTIF, offset_beats: float = 0.0,
+                               tempo: float | None = None) -> list[SongNote]:
+        """New grid notes (fresh ids, not yet in the song) from notes in seconds, at `tempo` or the song's."""
+        beats_per_second = (tempo or self.tempo) / 60.0
+        return [self.new_note(note.pitch, note.velocity, offset_beats + note.start * beats_per_second,
+                              (note.end - note.start) * beats_per_second, part) for note in notes]
+
+    # --- editing: each call pushes one undoable command ----------------------------------------
+
+    def new_note(self, pitch: int, velocity: int, start: float, length: float, part: str = MOTIF) -> SongNote:
+        """A note with a fresh id, not yet in the song (pass it to `add_notes`)."""
+        if part not in PARTS:
+            raise ValueError(f"unknown part {part!r}")
+        note_id = self._next_id
+        self._next_id += 1
+        return SongNote(note_id, 0, 1, 0.0, 1.0, part).with_(
+            pitch=pitch, velocity=velocity, start=start, length=length)
+
+    def add_notes(self, notes: Sequence[SongNote], text: str = "Add notes") -> None:
+        """Adds notes (made with `new_note`)."""
+        self.edit(added=notes, text=text)
+
+    def remove_notes(self, note_ids: Iterable[int], text: str = "Delete notes") -> None:
+        """Removes the notes with these ids."""
+        self.edit(removed_ids=note_ids, text=text)
+
+    def replace_notes(self, notes: Sequence[SongNote], text: str = "Edit notes") -> None:
+        """Replaces notes by id with changed copies (moved, resized, transposed, new velocity)."""
+        notes = [note for note in notes if self._notes.get(note.id) != note]
+        self.edit(removed_ids=[note.id for note in notes], added=notes, text=text)
+
+    def edit(self, removed_ids: Iterable[int] = (), added: Sequence[SongNote] = (), text: str = "Edit",
+             meta: dict[str, Any] | None = None, merge_key: int = -1) -> bool:
+        """The general edit: remove notes by id, add notes, change metadata; one undo step.
+
+        Returns False (and changes nothing) when there is nothing to change.
+        """
+        if self._writing:
+            raise SongLockedError("the continuation is being written; edit when it is done")
+        removed = tuple(self._notes[note_id] for note_id in dict.fromkeys(removed_ids) if note_id in self._notes)
+        meta = {key: value for key, value in (meta or {}).items() if self._meta.get(key) != value}
+        for key in meta:
+            if key not in self._meta:
+                raise KeyError(f"unknown song property {key!r}")
+        diff = SongDiff(removed, tuple(added), {key: self._meta[key] for key in meta}, meta)
+        if diff.is_empty():
+            return False
+        self.undo_stack.push(SongEditCommand(self, diff, text, merge_key))
+        return True
+
+    def set_tempo(self, bpm: float) -> None:
+        """Changes the tempo; notes keep their beats, so they play faster or slower."""
+        bpm = float(bpm)
+        if not MIN_TEMPO <= bpm <= MAX_TEMPO:
+            raise ValueError(f"the tempo must be between {MIN_TEMPO:g} and {MAX_TEMPO:g} BPM")
+        self.edit(meta={"tempo": bpm}, text=f"Tempo {bpm:g} BPM", merge_key=1)
+
+    def set_time_signature(self, numerator: int, denominator: int) -> None:
+        """Changes the time signature (the bar lines move; the notes stay)."""
+        if not (1 <= numerator <= 32 and denominator in (1, 2, 4, 8, 16, 32)):
+            raise ValueError(f"{numerator}/{denominator} is not a time signature Continuo supports")
+        self.edit(meta={"time_signature": (int(numerator), int(denominator))},
+                  text=f"Time signature {numerator}/{denominator}", merge_key=2)
+
+    def set_settings(self, settings: GenerationSettings) -> None:
+        """Changes the generation settings."""
+        self.edit(meta={"settings": settings}, text="Generation settings", merge_key=3)
+
+    def set_model(self, model: str) -> None:
+        """Chooses the model that continues the song."""
+        self.edit(meta={"model": str(model)}, text="Choose model")
+
+    def replace_motif(self, notes: Sequence[SongNote], tempo: float | None = None,
+                      text: str = "Import motif") -> None:
+        """Replaces the motif with these notes (an import), keeping the continuation."""
+        self.edit(removed_ids=[note.id for note in self._notes.values() if note.part == MOTIF],
+                  added=[note.with_(part=MOTIF) for note in notes],
+                  meta={"tempo": float(tempo)} if tempo else None, text=text)
+
+    def accept_continuation(self) -> bool:
+        """The continuation becomes part of the motif, so that it can be continued again."""
+        continuation = [note for note in self._notes.values() if note.part == CONTINUATION]
+        if not continuation:
+            return False
+        return self.edit(removed_ids=[note.id for note in continuation],
+                         added=[note.with_(part=MOTIF) for note in continuation], text="Accept continuation")
+
+    def discard_continuation(self) -> bool:
+        """Removes the continuation."""
+        continuation = [note.id for note in self._notes.values() if note.part == CONTINUATION]
+        return self.edit(removed_ids=continuation, text="Discard continuation") if continuation else False
+
+    # --- a continuation streaming in (the generation worker drives these) ----------------------
+
+    def begin_continuation(self) -> float:
+        """Starts writing a new continuation, replacing the old one; returns the beat it starts at.
+
+        Notes then arrive through `append_continuation_notes`; `end_continuation` makes the whole
+        continuation one undo step, `abort_continuation` takes it back. Edits wait until then.
+        """
+        if self._writing:
+            raise SongLockedError("a continuation is already being written")
+        old = tuple(note for note in self._notes.values() if note.part == CONTINUATION)
+        if old:
+            self._apply(SongDiff(removed=old))
+        self._writing = True
+        self._writing_removed = old
+        self._writing_added = []
+        self._writing_start = max((note.end for note in self._notes.values() if note.part == MOTIF), default=0.0)
+        self.writing_changed.emit(True)
+        return self._writing_start
+
+    def append_continuation_notes(self, notes: Iterable[Note], relative: bool = False) -> list[SongNote]:
+        """Adds generated notes (in seconds from the song's start, or from the motif's end if `relative`)."""
+        if not self._writing:
+            raise RuntimeError("call begin_continuation() first")
+        offset = self._writing_start if relative else 0.0
+        added = self.notes_from_performance(notes, CONTINUATION, offset)
+        if added:
+            self._writing_added.extend(added)
+            self._apply(SongDiff(added=tuple(added)))
+        return added
+
+    def end_continuation(self) -> None:
+        """Finishes writing: the new continuation becomes one undoable step."""
+        if not self._writing:
+            return
+        diff = SongDiff(self._writing_removed, tuple(self._writing_added))
+        self._writing = False
+        self._writing_removed, self._writing_added = (), []
+        if not diff.is_empty():
+            self.undo_stack.push(SongEditCommand(self, diff, "Continue", already_applied=True))
+        self.writing_changed.emit(False)
+
+    def abort_continuation(self) -> None:
+        """Stops writing and restores the continuation that was there before."""
+        if not self._writing:
+            return
+        self._apply(SongDiff(tuple(self._writing_added), self._writing_removed))
+        self._writing = False
+        self._writing_removed, self._writing_added = (), []
+        self.writing_changed.emit(False)
+
+    # --- whole-document operations (not undoable: they start a new history) --------------------
+
+    def load(self, notes: Iterable[SongNote], meta: dict[str, Any] | None = None) -> None:
+        """Replaces the whole document (open, new, restore) and clears the undo history."""
+        if self._writing:
+            self.abort_continuation()
+        self._notes = {note.id: note for note in notes}
+        self._meta = default_meta()
+        self._meta.update(meta or {})
+        self._next_id = max(self._notes, default=0) + 1
+        self._index = None
+        self.undo_stack.clear()
+        self.reset.emit()
+        self.notes_changed.emit()
+        for key in self._meta:
+            self.meta_changed.emit(key)
+
+    def next_id(self) -> int:
+        """The id the next new note will get (kept by the autosave so that ids never repeat)."""
+        return self._next_id
+
+    def apply_journal_diff(self, diff: SongDiff) -> None:
+        """Applies a recorded diff (autosave restore), ids as recorded, outside the undo history."""
+        self._apply(diff)
+
+    def _apply(self, diff: SongDiff) -> None:
+        """The one primitive that changes the document."""
+        for note in diff.removed:
+            self._notes.pop(note.id, None)
+        for note in diff.added:
+            self._notes[note.id] = note
+            if note.id >= self._next_id:
+                self._next_id = note.id + 1
+        self._meta.update(diff.meta_after)
+        if diff.removed or diff.added:
+            self._index = None
+        self.applied.emit(diff)
+        if diff.removed or diff.added:
+            self.notes_changed.emit()
+        for key in diff.meta_after:
+            self.meta_changed.emit(key)
+
+
+def snap_beat(beat: float, step: float | None) -> float:
+    """A beat rounded to the nearest grid step (no snapping when step is None)."""
+    if not step:
+        return beat
+    return round(round(beat / step) * step, 9)
+
+
+def floor_beat(beat: float, step: float | None) -> float:
+    """A beat moved back to the grid step it lies in (no snapping when step is None)."""
+    if not step:
+        return beat
+    return round(math.floor(beat / step + 1e-9) * step, 9)
+
+
+def iter_parts(notes: Iterable[SongNote], part: str) -> Iterator[SongNote]:
+    """The notes of one part."""
+    return (note for note in notes if note.part == part)

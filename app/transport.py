@@ -1,0 +1,76 @@
+"""Transport state: the playhead, play/stop and the loop region. The playback engine drives it; views draw it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+
+class Transport(QObject):
+    """Where playback is and what it loops; positions are in beats on the song's grid.
+
+    The piano roll sets the playhead and loop from gestures and toggles `playing` on Space; a playback
+    engine listens to `playing_changed`, reads `loop_*` and moves the playhead with `set_playhead`.
+    """
+
+    playhead_moved = Signal(float)
+    playing_changed = Signal(bool)
+    loop_changed = Signal()
+    note_auditioned = Signal(int, int)  # pitch, velocity: a key clicked or a note drawn, to be heard once
+    note_audition_ended = Signal(int)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.playhead = 0.0
+        self.playing = False
+        self.loop_start = 0.0
+        self.loop_end = 4.0
+        self.loop_enabled = False
+
+    def set_playhead(self, beat: float) -> None:
+        """Moves the playhead (never before the start)."""
+        beat = max(0.0, float(beat))
+        if beat != self.playhead:
+            self.playhead = beat
+            self.playhead_moved.emit(beat)
+
+    def set_playing(self, playing: bool) -> None:
+        """Starts or stops playback (the engine does the sounding)."""
+        if playing != self.playing:
+            self.playing = bool(playing)
+            self.playing_changed.emit(self.playing)
+
+    def toggle_playing(self) -> None:
+        """Play if stopped, stop if playing: the Space bar."""
+        self.set_playing(not self.playing)
+
+    def set_loop(self, start: float, end: float, enabled: bool | None = None) -> None:
+        """Sets the loop region (ordered, at least a little long) and optionally turns it on or off."""
+        start, end = sorted((max(0.0, float(start)), max(0.0, float(end))))
+        if end - start < 1e-6:
+            return
+        changed = (start, end) != (self.loop_start, self.loop_end)
+        self.loop_start, self.loop_end = start, end
+        if enabled is not None and enabled != self.loop_enabled:
+            self.loop_enabled = bool(enabled)
+            changed = True
+        if changed:
+            self.loop_changed.emit()
+
+    def set_loop_enabled(self, enabled: bool) -> None:
+        """Turns looping on or off."""
+        if enabled != self.loop_enabled:
+            self.loop_enabled = bool(enabled)
+            self.loop_changed.emit()
+
+    def to_dict(self) -> dict:
+        """The parts worth keeping in a session file."""
+        return {"playhead": self.playhead, "loop": [self.loop_start, self.loop_end, self.loop_enabled]}
+
+    def load_dict(self, data: dict) -> None:
+        """Restores what `to_dict` kept; bad values are ignored."""
+        try:
+            start, end, enabled = data.get("loop", [0.0, 4.0, False])
+            self.set_loop(float(start), float(end), bool(enabled))
+            self.set_playhead(float(data.get("playhead", 0.0)))
+        except (TypeError, ValueError):
+            pass
