@@ -1,0 +1,529 @@
+"""Training and evaluation: `music-transformer train` and `music-transformer eval`.
+
+The loop is plain PyTorch: AdamW, linear warm-up then cosine decay (or inverse square root when the
+run has no planned length), gradient clipping, bfloat16 autocast on CUDA. Multi-process training is
+PyTorch's DDP, started by torchrun (`torchrun --nproc_per_node=K -m music_transformer.train ...`):
+gloo on the CPU, NCCL on GPUs.
+
+A run directory holds `last.pt` (model, optimizer and position in the data, written atomically every
+few minutes and at the end), `model.pt` (the final weights alone, the file to ship) and `log.jsonl`
+(one line per validation). `--resume` continues from `last.pt` exactly where it stopped: the data order
+and augmentation are functions of (seed, epoch, sample), not of a random state that a kill would lose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data as data_module
+from .checkpoint import read_checkpoint, save_checkpoint
+from .errors import ContinuoError
+from .events import PAD
+from .model import ModelConfig, MusicTransformer
+
+
+class TrainingError(ContinuoError):
+    """A training run that cannot start or go on: bad options, an existing run, a NaN loss."""
+
+
+@dataclass
+class TrainConfig:
+    """How to train (the model's shape is ModelConfig)."""
+
+    batch_size: int = 16  # sequences per step and process
+    learning_rate: float = 1e-3
+    min_learning_rate_ratio: float = 0.1  # the cosine decays to this fraction of the peak
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.0
+    max_transpose: int = 3  # augmentation: semitones either way (time stretch is 0.95-1.05)
+    steps: int | None = None  # planned length in optimizer steps (None: until --max-minutes or forever)
+    max_minutes: float | None = None  # stop after this much training time (summed over resumes)
+    checkpoint_minutes: float = 3.0
+    valid_max_chunks: int = 256  # windows of train_length scored for the valid NLL
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """A TrainConfig from plain data; unknown keys are an error (a typo should not pass silently)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise TrainingError(f"unknown training setting {unknown[0]!r}")
+        return cls(**values)
+
+
+# Presets. "small" is the bundled model's size: it trains in well under an hour on two CPU cores and
+# generates at many times real time. "base" is the paper's shape for GPUs.
+PRESETS = {
+    "small": {
+        "model": dict(n_layers=4, d_model=256, n_heads=4, d_ff=1024, dropout=0.1, attention_dropout=0.1,
+                      max_relative_distance=256, train_length=256, block_size=256),
+        "train": dict(batch_size=16, learning_rate=1e-3, warmup_steps=300),
+    },
+    "base": {
+        "model": dict(n_layers=6, d_model=512, n_heads=8, d_ff=2048, dropout=0.1, attention_dropout=0.1,
+                      max_relative_distance=1024, train_length=2048, block_size=256),
+        "train": dict(batch_size=8, learning_rate=5e-4, warmup_steps=1000),
+    },
+    "tiny": {  # for tests and smoke runs
+        "model": dict(n_layers=2, d_model=64, n_heads=2, d_ff=128, dropout=0.0, attention_dropout=0.0,
+                      max_relative_distance=32, train_length=32, block_size=32),
+        "train": dict(batch_size=4, learning_rate=3e-3, warmup_steps=2, checkpoint_minutes=0.0,
+                      valid_max_chunks=16),
+    },
+}
+
+
+def load_config(name_or_path: str) -> tuple[ModelConfig, TrainConfig]:
+    """A preset name, or a JSON file {"model": {...}, "train": {...}}."""
+    if name_or_path in PRESETS:
+        preset = PRESETS[name_or_path]
+    else:
+        path = Path(name_or_path)
+        if not path.exists():
+            raise TrainingError(f"--config {name_or_path}: neither a preset ({', '.join(PRESETS)}) nor a file")
+        try:
+            preset = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise TrainingError(f"{path.name}: not a JSON config ({error})") from None
+        if not isinstance(preset, dict) or not set(preset) <= {"model", "train"}:
+            raise TrainingError(f'{path.name}: a config holds "model" and "train" settings only')
+    model_values = dict(preset.get("model", {}))
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(set(model_values) - known)
+    if unknown:
+        raise TrainingError(f"unknown model setting {unknown[0]!r}")
+    try:
+        return ModelConfig(**model_values), TrainConfig.from_dict(dict(preset.get("train", {})))
+    except (TypeError, ValueError) as error:
+        raise TrainingError(f"--config {name_or_path}: {error}") from None
+
+
+def learning_rate(step: int, config: TrainConfig, progress: float | None) -> float:
+    """Linear warm-up to the peak, then cosine decay over `progress` 0..1 (or 1/sqrt(step) without a plan)."""
+    peak = config.learning_rate
+    if step < config.warmup_steps:
+        return peak * (step + 1) / config.warmup_steps
+    if progress is None:
+        return peak * math.sqrt(config.warmup_steps / (step + 1))
+    progress = min(max(progress, 0.0), 1.0)
+    floor = peak * config.min_learning_rate_ratio
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# --- distributed -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Distributed:
+    """Where this process stands in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """True on the process that writes checkpoints and prints."""
+        return self.rank == 0
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum over the processes (a no-op alone)."""
+        if self.world_size > 1:
+            torch.distributed.all_reduce(tensor)
+        return tensor
+
+
+def start_distributed(device_request: str | None) -> tuple[Distributed, torch.device]:
+    """Joins the torchrun process group when there is one; picks this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available() and (device_request is None or device_request.startswith("cuda"))
+    if world_size > 1:
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+        dist = Distributed(rank, world_size, local_rank)
+        device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    else:
+        dist = Distributed()
+        device = torch.device(device_request) if device_request else torch.device("cuda" if cuda else "cpu")
+    return dist, device
+
+
+# --- evaluation -----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def validation_nll(model: MusicTransformer, chunks: np.ndarray, device: torch.device,
+                   dist: Distributed = Distributed(), batch_size: int = 32) -> float:
+    """Mean NLL per token (nats) over validation windows; each process scores its share."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=device)
+    mine = chunks[dist.rank::dist.world_size]
+    for start in range(0, len(mine), batch_size):
+        batch = torch.from_numpy(mine[start:start + batch_size]).to(device)
+        with _autocast(device):
+            logits = model(batch[:, :-1])
+        nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
+                              ignore_index=PAD, reduction="sum")
+        total += torch.stack([nll.double(), (batch[:, 1:] != PAD).sum().double()])
+    dist.all_reduce(total)
+    model.train(was_training)
+    return float(total[0] / total[1].clamp(min=1))
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def position_nll(model: MusicTransformer, pieces, window: int | None = None,
+                 device: torch.device | None = None) -> dict:
+    """NLL per token overall and by position [0, L), [L, 2L), [2L, 4L) (L = the model's train_length).
+
+    Each piece is scored up to 4L tokens with the windowed decoder: every position attends to at most
+    `window` (default L) of the latest positions, exactly as `generate` continues past the training
+    length. The buckets use only pieces of 4L tokens or more, so each bucket sees the same pieces.
+    """
+    length = model.config.train_length
+    window = window or length
+    device = device or model.device
+    buckets = {"[0,L)": (1, length), "[L,2L)": (length, 2 * length), "[2L,4L)": (2 * length, 4 * length)}
+    sums = {name: [0.0, 0] for name in ["overall", *buckets]}
+    long_pieces = 0
+    model.eval()
+    with torch.inference_mode():
+        for piece in pieces:
+            tokens = data_module.piece_tokens(piece.notes)
+            is_long = len(tokens) >= 4 * length
+            tokens = tokens[:4 * length]
+            if len(tokens) < 2:
+                continue
+            x = torch.tensor([tokens], device=device)
+            with _autocast(device):
+                logits = model(x[:, :-1], window=window)
+            nll = F.cross_entropy(logits[0].float(), x[0, 1:], reduction="none").cpu().numpy()
+            sums["overall"][0] += float(nll.sum())
+            sums["overall"][1] += len(nll)
+            if is_long:
+                long_pieces += 1
+                for name, (first, last) in buckets.items():  # nll[i] predicts token i + 1
+                    part = nll[first - 1:last - 1]
+                    sums[name][0] += float(part.sum())
+                    sums[name][1] += len(part)
+    result = {name: (total / count if count else float("nan")) for name, (total, count) in sums.items()}
+    result["tokens"] = {name: count for name, (_, count) in sums.items()}
+    result["pieces"] = len(pieces)
+    result["long_pieces"] = long_pieces
+    result["train_length"] = length
+    result["window"] = window
+    return result
+
+
+# --- the training loop ----------------------------------------------------------------------------------
+
+
+def _progress(step: int, elapsed: float, config: TrainConfig) -> float | None:
+    """How far through the planned run we are (by steps, by time, whichever is further), or None."""
+    parts = []
+    if config.steps:
+        parts.append((step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+    if config.max_minutes:
+        parts.append(elapsed / (config.max_minutes * 60.0))
+    return max(parts) if parts else None
+
+
+def train(data: str, out: str | os.PathLike, config: str = "small", resume: bool = False,
+          overrides: dict | None = None, model_overrides: dict | None = None, device: str | None = None,
+          limit: int | None = None, cache_dir: str | None = None, threads: int | None = None,
+          keep_every_steps: int | None = None, progress: bool = True) -> dict:
+    """Trains a model on `data` into the run directory `out`; returns a summary (step, losses, times)."""
+    out = Path(out)
+    last_path = out / "last.pt"
+    dist, device_ = start_distributed(device)
+    try:
+        if device_.type == "cpu":
+            torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // dist.world_size))
+        state = None
+        if resume and last_path.exists():
+            state = read_checkpoint(last_path)
+            if "training" not in state:
+                raise TrainingError(f"{last_path}: holds no training state to resume from")
+            model_config = ModelConfig.from_dict(state["config"])
+            train_config = TrainConfig.from_dict(state["training"]["config"])
+            for key, value in (overrides or {}).items():  # a resumed run may be extended, nothing else
+                if key in ("steps", "max_minutes", "checkpoint_minutes") and value is not None:
+                    train_config = replace(train_config, **{key: value})
+        else:
+            if last_path.exists() and not resume:
+                raise TrainingError(f"{out} already holds a run (last.pt); pass --resume to continue it "
+                                    "or choose another --out")
+            model_config, train_config = load_config(config)
+            model_config = replace(model_config, **{k: v for k, v in (model_overrides or {}).items()
+                                                    if v is not None})
+            train_config = replace(train_config, **{k: v for k, v in (overrides or {}).items() if v is not None})
+        return _train(data, out, model_config, train_config, state, dist, device_, limit, cache_dir,
+                      keep_every_steps, progress)
+    finally:
+        if dist.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _train(data: str, out: Path, model_config: ModelConfig, config: TrainConfig, state: dict | None,
+           dist: Distributed, device: torch.device, limit: int | None, cache_dir: str | None,
+           keep_every_steps: int | None, progress: bool) -> dict:
+    from tqdm import tqdm
+
+    def say(message: str) -> None:
+        if dist.main:
+            tqdm.write(message, file=sys.stdout)
+
+    # Rank 0 converts the data first; the others wait and then read the cache it wrote.
+    if dist.main:
+        dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=progress)
+    if dist.world_size > 1:
+        torch.distributed.barrier()
+    if not dist.main:
+        dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=False)
+    if not dataset.train:
+        raise TrainingError(f"{data}: no pieces for training after the split")
+    length = model_config.train_length
+    valid_chunks = data_module.validation_chunks(dataset.valid, length, config.valid_max_chunks)
+    say(f"data: {dataset.describe()}")
+
+    torch.manual_seed(config.seed)
+    model = MusicTransformer(model_config).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "relative_embeddings" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "relative_embeddings" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-9)
+    step, epoch, next_batch, elapsed = 0, 0, 0, 0.0
+    history: list[dict] = []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        training = state["training"]
+        optimizer.load_state_dict(training["optimizer"])
+        step, epoch, next_batch = training["step"], training["epoch"], training["next_batch"]
+        elapsed = training["elapsed_seconds"]
+        history = list(training.get("history", []))
+        say(f"resuming {out / 'last.pt'} at step {step} (epoch {epoch + 1}, {elapsed / 60:.1f} min trained)")
+    say(f"model: {model.num_parameters():,} parameters, {model_config.positional} positions, "
+        f"train_length {length}; {dist.world_size} process(es) on {device.type}")
+    network = model
+    if dist.world_size > 1:
+        network = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def checkpoint(final: bool = False) -> None:
+        if not dist.main:
+            return
+        training = {"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "next_batch": next_batch,
+                    "elapsed_seconds": elapsed, "history": history, "config": config.__dict__.copy(),
+                    "data": data}
+        metadata = {"step": step, "elapsed_seconds": round(elapsed, 1), "data": data,
+                    "valid_nll": history[-1]["valid_nll"] if history else None}
+        save_checkpoint(model, out / "last.pt", training=training, **metadata)
+        if final:
+            save_checkpoint(model, out / "model.pt", **metadata)
+
+    def validate() -> float | None:
+        if not len(valid_chunks):
+            return None
+        nll = validation_nll(model, valid_chunks, device, dist)
+        history.append({"step": step, "epoch": epoch, "valid_nll": nll, "elapsed_seconds": round(elapsed, 1)})
+        if dist.main:
+            with open(out / "log.jsonl", "a") as handle:
+                handle.write(json.dumps(history[-1]) + "\n")
+        say(f"epoch {epoch + 1} step {step} ({elapsed / 60:.1f} min): valid NLL {nll:.4f} nats/token")
+        return nll
+
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+    per_epoch = data_module.batches_per_epoch(dataset.train, length, config.batch_size, dist.world_size)
+    bar = tqdm(total=config.steps, initial=step, desc="training", unit="step", disable=not (progress and dist.main),
+               file=sys.stderr, dynamic_ncols=True)
+    batches = data_module.training_batches(dataset.train, length, config.batch_size, config.seed, epoch,
+                                           next_batch, dist.rank, dist.world_size, config.max_transpose)
+    last_checkpoint = time.monotonic()
+    started = time.monotonic() - elapsed
+    window_tokens, window_started = 0.0, time.monotonic()
+    running_loss = None
+    stop_reason = "done"
+    if state is None:
+        validate()  # the untrained model's NLL, near log(vocabulary size): the baseline of the curve
+    network.train()
+    while True:
+        if config.steps is not None and step >= config.steps:
+            break
+        if config.max_minutes is not None and elapsed >= config.max_minutes * 60.0:
+            stop_reason = "time"
+            break
+        try:
+            batch_index, batch = next(batches)
+        except StopIteration:
+            validate()
+            epoch, next_batch = epoch + 1, 0
+            batches = data_module.training_batches(dataset.train, length, config.batch_size, config.seed, epoch,
+                                                   0, dist.rank, dist.world_size, config.max_transpose)
+            continue
+        lr = learning_rate(step, config, _progress(step, elapsed, config))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(config.seed * 1_000_003 + step * dist.world_size + dist.rank)  # dropout, resumable
+        x = torch.from_numpy(batch).to(device)
+        inputs, targets = x[:, :-1], x[:, 1:]
+        with _autocast(device):
+            logits = network(inputs)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=PAD, label_smoothing=config.label_smoothing)
+        tokens = (targets != PAD).sum()
+        stats = torch.stack([loss.detach().double() * tokens, tokens.double(),
+                             (~torch.isfinite(loss.detach())).double()]).to(device)
+        dist.all_reduce(stats)
+        if stats[2] > 0:
+            bar.close()
+            kept = f"{out / 'last.pt'} (step {_saved_step(out)})" if (out / "last.pt").exists() else "none yet"
+            raise TrainingError(f"the loss became NaN at step {step + 1}; training stopped. The last good "
+                                f"checkpoint is kept: {kept}. Try a lower --lr or check the data.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        if not torch.isfinite(norm):  # all processes hold the same reduced gradients: they all stop
+            bar.close()
+            kept = f"{out / 'last.pt'} (step {_saved_step(out)})" if (out / "last.pt").exists() else "none yet"
+            raise TrainingError(f"the gradients became NaN at step {step + 1}; training stopped. The last good "
+                                f"checkpoint is kept: {kept}. Try a lower --lr.")
+        optimizer.step()
+        step += 1
+        next_batch = batch_index + 1
+        # Everyone uses the mean clock so that all processes agree on the schedule and on when to stop.
+        clock = dist.all_reduce(torch.tensor([time.monotonic() - started], dtype=torch.float64))
+        elapsed = float(clock[0]) / dist.world_size
+        mean_loss = float(stats[0] / stats[1].clamp(min=1))
+        running_loss = mean_loss if running_loss is None else 0.95 * running_loss + 0.05 * mean_loss
+        window_tokens += float(stats[1])
+        now = time.monotonic()
+        bar.update()
+        if now - window_started > 2.0 or step == 1:
+            bar.set_postfix(loss=f"{running_loss:.3f}", tok_s=f"{window_tokens / max(now - window_started, 1e-9):,.0f}",
+                            lr=f"{lr:.2e}", epoch=epoch + 1)
+            window_tokens, window_started = 0.0, now
+        if keep_every_steps and step % keep_every_steps == 0 and dist.main:
+            save_checkpoint(model, out / f"step{step}.pt", step=step, elapsed_seconds=round(elapsed, 1), data=data)
+        if (now - last_checkpoint) >= config.checkpoint_minutes * 60.0:
+            checkpoint()
+            last_checkpoint = now
+    bar.close()
+    final_nll = validate()
+    checkpoint(final=True)
+    summary = {"step": step, "epoch": epoch + 1, "elapsed_seconds": round(elapsed, 1), "valid_nll": final_nll,
+               "train_loss": running_loss, "stopped": stop_reason, "parameters": model.num_parameters(),
+               "positional": model_config.positional}
+    say(f"finished: {json.dumps(summary)}")
+    return summary
+
+
+def _saved_step(out: Path) -> int | str:
+    try:
+        return read_checkpoint(out / "last.pt")["training"]["step"]
+    except Exception:
+        return "?"
+
+
+# --- command line ---------------------------------------------------------------------------------------
+
+
+def train_main(argv: list[str]) -> int:
+    """`music-transformer train`: train a model on a MIDI folder or the music21 corpus."""
+    parser = argparse.ArgumentParser(prog="music-transformer train", description=train_main.__doc__)
+    parser.add_argument("--data", required=True,
+                        help="a folder of MIDI files, 'corpus' (the music21 subset) or 'corpus:bach,fiddle'")
+    parser.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, log)")
+    parser.add_argument("--config", default="small", help=f"a preset ({', '.join(PRESETS)}) or a JSON file")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    parser.add_argument("--steps", type=int, help="optimizer steps to train for (the schedule decays over them)")
+    parser.add_argument("--max-minutes", type=float, help="stop after this many minutes of training")
+    parser.add_argument("--positional", choices=("relative", "absolute"), help="override the config's positions")
+    parser.add_argument("--train-length", type=int, help="override the config's crop length")
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--warmup-steps", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 3)")
+    parser.add_argument("--keep-every-steps", type=int, help="also keep a copy of the weights every N steps")
+    parser.add_argument("--limit", type=int, help="at most this many files (per corpus part): for smoke runs")
+    parser.add_argument("--cache", help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU when there is one)")
+    parser.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    args = parser.parse_args(argv)
+    overrides = {"steps": args.steps, "max_minutes": args.max_minutes, "label_smoothing": args.label_smoothing,
+                 "batch_size": args.batch_size, "learning_rate": args.lr, "warmup_steps": args.warmup_steps,
+                 "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes}
+    model_overrides = {"positional": args.positional, "train_length": args.train_length}
+    if args.train_length:
+        model_overrides["max_relative_distance"] = args.train_length
+        model_overrides["block_size"] = min(args.train_length, 256)
+    train(args.data, args.out, args.config, args.resume, overrides, model_overrides, args.device, args.limit,
+          args.cache, args.threads, args.keep_every_steps, progress=not args.no_progress)
+    return 0
+
+
+def eval_main(argv: list[str]) -> int:
+    """`music-transformer eval`: NLL per token of a checkpoint, overall and by position."""
+    parser = argparse.ArgumentParser(prog="music-transformer eval", description=eval_main.__doc__)
+    parser.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
+    parser.add_argument("--data", required=True, help="a folder of MIDI files, 'corpus' or 'corpus:part,...'")
+    parser.add_argument("--split", choices=("valid", "train", "all"), default="valid",
+                        help="which pieces to score (default: the held-out ones)")
+    parser.add_argument("--window", type=int, help="positions each token attends to (default: train_length)")
+    parser.add_argument("--limit", type=int, help="at most this many files (per corpus part)")
+    parser.add_argument("--cache", help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args(argv)
+
+    from .checkpoint import load_checkpoint
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_checkpoint(args.checkpoint, device=args.device)
+    dataset = data_module.load_dataset(args.data, cache_dir=args.cache, limit=args.limit)
+    pieces = {"valid": dataset.valid, "train": dataset.train, "all": dataset.train + dataset.valid}[args.split]
+    if not pieces:
+        raise TrainingError(f"{args.data}: no {args.split} pieces to evaluate")
+    result = position_nll(model, pieces, window=args.window)
+    length = result["train_length"]
+    print(f"{args.checkpoint or 'bundled model'}: {model.config.positional} positions, L = {length}, "
+          f"window {result['window']}; {result['pieces']} {args.split} pieces, "
+          f"{result['long_pieces']} of them with >= 4L = {4 * length} tokens")
+    print(f"{'positions':<12}{'NLL (nats/token)':>18}{'tokens':>10}")
+    for name in ("overall", "[0,L)", "[L,2L)", "[2L,4L)"):
+        print(f"{name:<12}{result[name]:>18.4f}{result['tokens'][name]:>10}")
+    print(json.dumps({"checkpoint": str(args.checkpoint or "default"), **result}))
+    return 0
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node=K -m music_transformer.train --data ... --out ...
+    from .cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -1,0 +1,242 @@
+"""The training loop, its checkpoints and resumption, NaN stops, DDP on gloo, eval, and the bundled model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from music_transformer import Note, decode, generate, load_checkpoint, write_midi
+from music_transformer import train as train_module
+from music_transformer.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint
+from music_transformer.cli import main as cli_main
+from music_transformer.events import duration_seconds
+from music_transformer.model import MusicTransformer
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+def make_midi_folder(root, pieces=16, notes_per_piece=48):
+    """Small pieces a tiny model learns in a few steps: repeated scales and arpeggios, some long."""
+    root.mkdir(parents=True, exist_ok=True)
+    for index in range(pieces):
+        base = 48 + (index * 5) % 24
+        steps = [0, 2, 4, 5, 7, 9, 11, 12] if index % 2 else [0, 4, 7, 12, 7, 4]
+        count = notes_per_piece * (3 if index % 4 == 0 else 1)
+        notes = [Note(base + steps[k % len(steps)], 80, 0.25 * k, 0.25 * k + 0.2) for k in range(count)]
+        write_midi(notes, root / f"piece{index:02d}.mid", bpm=120)
+    return root
+
+
+@pytest.fixture(scope="module")
+def midi_folder(tmp_path_factory):
+    return make_midi_folder(tmp_path_factory.mktemp("midi"))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONTINUO_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _tiny_train(folder, out, **overrides):
+    settings = {"steps": 12, "checkpoint_minutes": 0.0}
+    settings.update(overrides)
+    return train_module.train(str(folder), out, config="tiny", overrides=settings, threads=1, progress=False)
+
+
+def test_a_tiny_model_learns_a_tiny_dataset(midi_folder, cache, tmp_path):
+    summary = _tiny_train(midi_folder, tmp_path / "run", steps=120, learning_rate=1e-2, warmup_steps=5)
+    assert summary["step"] == 120 and summary["stopped"] == "done"
+    history = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(history) >= 4  # before training, after each epoch, at the end
+    assert history[0]["step"] == 0 and history[0]["valid_nll"] > 5.0  # log(391) = 5.97: knows nothing
+    nlls = [h["valid_nll"] for h in history]
+    assert nlls[-1] < 3.0 and nlls[-1] < nlls[1] < nlls[0]
+    model = load_checkpoint(tmp_path / "run" / "model.pt", device="cpu")
+    assert "training" not in read_checkpoint(tmp_path / "run" / "model.pt")
+    assert model.metadata["step"] == 120
+
+
+def test_resume_continues_exactly_where_a_crashed_run_stopped(midi_folder, cache, tmp_path, monkeypatch):
+    straight = _tiny_train(midi_folder, tmp_path / "straight", steps=10)
+    calls = {"n": 0}
+    original_step = torch.optim.AdamW.step
+
+    def crash_at_seven(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt  # as if killed during step 7: checkpoints up to step 6 exist
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", crash_at_seven)
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_train(midi_folder, tmp_path / "crashed", steps=10)
+    monkeypatch.setattr(torch.optim.AdamW, "step", original_step)
+    assert read_checkpoint(tmp_path / "crashed" / "last.pt")["training"]["step"] == 6
+    with pytest.raises(train_module.TrainingError, match="--resume"):
+        _tiny_train(midi_folder, tmp_path / "crashed", steps=10)
+    resumed = train_module.train(str(midi_folder), tmp_path / "crashed", resume=True, threads=1, progress=False)
+    assert resumed["step"] == straight["step"] == 10
+    a = read_checkpoint(tmp_path / "straight" / "model.pt")["model"]
+    b = read_checkpoint(tmp_path / "crashed" / "model.pt")["model"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_run_killed_by_a_signal_resumes_from_its_last_checkpoint(midi_folder, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "CONTINUO_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    command = [PYTHON, "-m", "music_transformer.cli", "train", "--data", str(midi_folder), "--out", str(out),
+               "--config", "tiny", "--steps", "100000", "--checkpoint-minutes", "0", "--threads", "1",
+               "--no-progress"]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    saved = 0
+    while time.monotonic() < deadline and saved < 3:
+        time.sleep(0.2)
+        try:
+            saved = read_checkpoint(out / "last.pt")["training"]["step"]
+        except Exception:
+            saved = 0
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    assert saved >= 3, process.stdout.read().decode()
+    saved = read_checkpoint(out / "last.pt")["training"]["step"]  # the file is whole after a kill
+    result = subprocess.run([*command[:command.index("--steps")], "--steps", str(saved + 3), "--resume",
+                             "--threads", "1", "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming {out / 'last.pt'} at step {saved}" in result.stdout
+    assert read_checkpoint(out / "last.pt")["training"]["step"] == saved + 3
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(midi_folder, cache, tmp_path, monkeypatch):
+    original_forward = MusicTransformer.forward
+    calls = {"n": 0}
+
+    def poisoned(self, tokens, *args, **kwargs):
+        logits = original_forward(self, tokens, *args, **kwargs)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] >= 5:
+                return logits * float("nan")
+        return logits
+
+    monkeypatch.setattr(MusicTransformer, "forward", poisoned)
+    with pytest.raises(train_module.TrainingError, match="NaN at step 5.*last good checkpoint") as error:
+        _tiny_train(midi_folder, tmp_path / "run", steps=20)
+    assert "step 4" in str(error.value)
+    state = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["training"]["step"] == 4
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_the_command_line_reports_a_nan_stop_as_a_message_not_a_traceback(midi_folder, tmp_path, capsys,
+                                                                            monkeypatch):
+    monkeypatch.setenv("CONTINUO_CACHE", str(tmp_path / "cache"))
+    code = cli_main(["train", "--data", str(midi_folder), "--out", str(tmp_path / "run"), "--config", "tiny",
+                     "--steps", "3", "--lr", "1e30", "--threads", "1", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1 and "NaN" in captured.err and "Traceback" not in captured.err
+    code = cli_main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run2"),
+                     "--config", "tiny", "--no-progress"])
+    assert code == 1 and "no such folder" in capsys.readouterr().err
+
+
+def test_ddp_with_two_gloo_processes_on_the_cpu(midi_folder, tmp_path):
+    env = {**os.environ, "CONTINUO_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    torchrun = Path(PYTHON).with_name("torchrun")
+    launcher = [str(torchrun)] if torchrun.exists() else [PYTHON, "-m", "torch.distributed.run"]
+    result = subprocess.run([*launcher, "--standalone", "--nproc_per_node=2", "-m", "music_transformer.train",
+                             "--data", str(midi_folder), "--out", str(out), "--config", "tiny", "--steps", "4",
+                             "--threads", "1", "--no-progress"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 process(es) on cpu" in result.stdout
+    assert result.stdout.count("finished:") == 1  # only rank 0 speaks
+    state = read_checkpoint(out / "last.pt")
+    assert state["training"]["step"] == 4
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+
+
+def test_learning_rate_warms_up_then_decays():
+    config = train_module.TrainConfig(learning_rate=1e-3, warmup_steps=10, steps=110, min_learning_rate_ratio=0.1)
+    rates = [train_module.learning_rate(s, config, train_module._progress(s, 0.0, config)) for s in range(110)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
+    assert all(a <= b for a, b in zip(rates[:10], rates[1:10]))
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    assert rates[-1] == pytest.approx(1e-4, rel=0.01)
+    unplanned = train_module.TrainConfig(warmup_steps=10)
+    assert train_module.learning_rate(39, unplanned, None) == pytest.approx(unplanned.learning_rate / 2)
+
+
+def test_configs_presets_files_and_errors(tmp_path):
+    model_config, train_config = train_module.load_config("small")
+    assert model_config.positional == "relative" and train_config.batch_size > 0
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"model": {"n_layers": 1, "d_model": 32, "n_heads": 2, "d_ff": 64},
+                                "train": {"batch_size": 3}}))
+    model_config, train_config = train_module.load_config(str(path))
+    assert model_config.n_layers == 1 and train_config.batch_size == 3
+    path.write_text(json.dumps({"model": {"layers": 1}}))
+    with pytest.raises(train_module.TrainingError, match="unknown model setting 'layers'"):
+        train_module.load_config(str(path))
+    with pytest.raises(train_module.TrainingError, match="neither a preset"):
+        train_module.load_config("huge")
+
+
+def test_eval_prints_nll_overall_and_by_position(midi_folder, cache, tmp_path, capsys):
+    _tiny_train(midi_folder, tmp_path / "run", steps=8)
+    code = cli_main(["eval", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--data", str(midi_folder),
+                     "--split", "all", "--device", "cpu"])
+    output = capsys.readouterr().out
+    assert code == 0
+    for bucket in ("overall", "[0,L)", "[L,2L)", "[2L,4L)"):
+        assert bucket in output
+    result = json.loads(output.strip().splitlines()[-1])
+    assert result["long_pieces"] > 0 and result["train_length"] == 32
+    assert result["tokens"]["[0,L)"] == 31 * result["long_pieces"]
+    assert result["tokens"]["[2L,4L)"] == 64 * result["long_pieces"]
+    assert all(0 < result[name] < 10 for name in ("overall", "[0,L)", "[L,2L)", "[2L,4L)"))
+
+
+def test_position_nll_matches_token_by_token_windowed_decoding(midi_folder, cache, tmp_path):
+    from music_transformer import data
+
+    _tiny_train(midi_folder, tmp_path / "run", steps=4)
+    model = load_checkpoint(tmp_path / "run" / "model.pt", device="cpu")
+    dataset = data.load_dataset(str(midi_folder), progress=False)
+    piece = max(dataset.train + dataset.valid, key=lambda p: p.token_count)
+    result = train_module.position_nll(model, [piece])
+    tokens = data.piece_tokens(piece.notes)[:4 * 32]
+    cache_ = model.new_cache(32)
+    total = 0.0
+    with torch.inference_mode():
+        for i in range(len(tokens) - 1):
+            logits = model(torch.tensor([[tokens[i]]]), cache=cache_)[0, -1]
+            total -= float(torch.log_softmax(logits, -1)[tokens[i + 1]])
+    assert result["overall"] == pytest.approx(total / (len(tokens) - 1), rel=1e-4)
+
+
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="the bundled model is not trained yet")
+def test_the_bundled_model_loads_without_arguments_and_writes_valid_music(monkeypatch):
+    monkeypatch.delenv("CONTINUO_MODEL", raising=False)
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 25 * 1024 * 1024
+    model = load_checkpoint(device="cpu")
+    assert model.metadata.get("valid_nll") and model.metadata.get("step")
+    primer = [Note(60 + p, 80, 0.5 * k, 0.5 * k + 0.45) for k, p in enumerate([0, 4, 7, 12, 7, 4, 0, 4])]
+    tokens = list(generate(model, primer, max_tokens=300, seed=1, top_p=0.95))
+    notes = decode(tokens)
+    assert len(tokens) == 300 and len(notes) >= 10 and duration_seconds(tokens) > 2.0
+    assert all(0 <= n.pitch < 128 and n.end > n.start for n in notes)
+    assert len({n.pitch for n in notes}) >= 3  # not one note over and over
