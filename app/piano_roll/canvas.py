@@ -36,6 +36,7 @@ class _Gesture:
     base_selection: frozenset[int] = frozenset()
     moved: bool = False
     toggled: bool = False
+    free: bool = False  # Alt was held at the press: off the grid for the whole drag
 
 
 class NoteCanvas(QWidget):
@@ -79,12 +80,16 @@ class NoteCanvas(QWidget):
         return QRectF(x, state.y_of(note.pitch), max(note.length * state.pixels_per_beat, 2.0), state.key_height)
 
     def note_at(self, point: QPointF) -> SongNote | None:
-        """The note under a point, as shown (previews included)."""
+        """The note under a point, as shown (previews included); a note too thin to hit gets 2 px of slack."""
         beat = self.state.beat_at(point.x())
         pitch = self.state.pitch_at(point.y())
-        tolerance = 2 / self.state.pixels_per_beat  # a very short note still takes a click
-        for note in reversed(self._shown_notes(beat - tolerance, beat + tolerance, pitch, pitch)):
-            if note.start - tolerance <= beat <= note.end + tolerance:
+        slack = 2 / self.state.pixels_per_beat
+        candidates = self._shown_notes(beat - slack, beat + slack, pitch, pitch)
+        for note in reversed(candidates):
+            if note.start <= beat < note.end:
+                return note
+        for note in reversed(candidates):
+            if note.length * self.state.pixels_per_beat < 6 and note.start - slack <= beat <= note.end + slack:
                 return note
         return None
 
@@ -246,7 +251,7 @@ class NoteCanvas(QWidget):
         modifiers = event.modifiers()
         additive = bool(modifiers & (Qt.ShiftModifier | Qt.ControlModifier))
         hit = self.note_at(point)
-        gesture = _Gesture("", point, beat, pitch)
+        gesture = _Gesture("", point, beat, pitch, free=bool(modifiers & Qt.AltModifier))
         erase = state.tool == ERASE or (event.button() == Qt.RightButton and state.tool == DRAW)
         if event.button() == Qt.RightButton and not erase:
             return
@@ -331,7 +336,7 @@ class NoteCanvas(QWidget):
         if not gesture.moved and (point - gesture.press).manhattanLength() < DRAG_THRESHOLD:
             return
         gesture.moved = True
-        bypass = bool(event.modifiers() & Qt.AltModifier)
+        bypass = gesture.free or bool(event.modifiers() & Qt.AltModifier)
         if gesture.kind == "erase":
             self._erase_at(point)
         elif gesture.kind == "rubber_band":

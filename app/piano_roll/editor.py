@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from PySide6.QtCore import QMimeData, QPoint, Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QKeySequence, QWheelEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QScrollBar, QWidget
 
@@ -16,7 +16,7 @@ from .canvas import NoteCanvas
 from .rulers import KEYBOARD_WIDTH, Keyboard, Ruler, VelocityLane
 from .state import DRAW, ERASE, NUM_KEYS, SELECT, RollState, pitch_name
 
-CLIPBOARD_MIME = "application/x-continuo-notes"
+CLIPBOARD_PREFIX = "continuo-notes:"
 ZOOM_STEP = 1.25
 
 
@@ -278,10 +278,9 @@ class PianoRoll(QWidget):
             return
         origin = floor_beat(notes[0].start, self.state.step_or_default())
         rows = [[note.pitch, note.velocity, round(note.start - origin, 9), note.length] for note in notes]
-        mime = QMimeData()
-        mime.setData(CLIPBOARD_MIME, json.dumps(rows).encode("utf-8"))
-        mime.setText(" ".join(pitch_name(note.pitch) for note in notes))
-        QGuiApplication.clipboard().setMimeData(mime)
+        # Plain text with a marker rather than a custom QMimeData: PySide6 6.12 frees a QMimeData handed to
+        # the clipboard twice at exit; text works everywhere and round-trips through other apps unchanged.
+        QGuiApplication.clipboard().setText(CLIPBOARD_PREFIX + json.dumps(rows))
         self.message.emit(f"Copied {len(notes)} note{'s' * (len(notes) != 1)}")
 
     def cut_selection(self) -> None:
@@ -294,12 +293,12 @@ class PianoRoll(QWidget):
         """Pastes clipboard notes at the playhead, selects them and moves the playhead past them."""
         if not self._guard():
             return
-        mime = QGuiApplication.clipboard().mimeData()
-        if mime is None or not mime.hasFormat(CLIPBOARD_MIME):
+        text = QGuiApplication.clipboard().text()
+        if not text.startswith(CLIPBOARD_PREFIX):
             self.message.emit("Nothing to paste: copy some notes first")
             return
         try:
-            rows = json.loads(bytes(mime.data(CLIPBOARD_MIME)).decode("utf-8"))
+            rows = json.loads(text[len(CLIPBOARD_PREFIX):])
             at = self.transport.playhead
             notes = [self.song.new_note(int(p), int(v), at + float(s), float(length)) for p, v, s, length in rows]
         except (ValueError, TypeError):
