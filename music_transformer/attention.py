@@ -119,31 +119,128 @@ def relative_attention_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     return weights @ v
 
 
+def _blocks(queries: int, keys: int, block_size: int, window: int | None):
+    """(first query, end query, first key, end key) of each query block: the keys it may see."""
+    for start in range(0, queries, block_size):
+        end = min(start + block_size, queries)
+        last_key = keys - queries + end
+        first_key = 0 if window is None else max(0, last_key - (end - start) - window + 1)
+        yield start, end, first_key, last_key
+
+
+def _scores(q: torch.Tensor, k: torch.Tensor, embeddings: torch.Tensor, window: int | None) -> torch.Tensor:
+    """(QK^T + S_rel) / sqrt(D), masked, for c queries (the last c of n keys); no autograd.
+
+    The scale is folded into the (small) queries; the skewed relative term is added to QK^T in place;
+    the causal mask touches only the last c columns, the only ones it can hide.
+    """
+    c, n = q.shape[-2], k.shape[-2]
+    q = q * (1.0 / math.sqrt(q.shape[-1]))
+    scores = (q @ k.transpose(-1, -2)).add_(relative_logits(q, embeddings, n))
+    if window is not None and n > window:
+        scores.masked_fill_(~attention_mask(c, n, window, q.device), float("-inf"))
+    elif c > 1:
+        hidden = torch.ones(c, c, dtype=torch.bool, device=q.device).triu_(1)
+        scores[..., n - c:].masked_fill_(hidden, float("-inf"))
+    return scores
+
+
+def _unskew(grad: torch.Tensor) -> torch.Tensor:
+    """The adjoint of `skew`: gradients by key position back to gradients by distance."""
+    *batch, c, n = grad.shape
+    padded = grad.new_empty(*batch, c * (n + 1))
+    padded[..., :c].zero_()  # everything after is overwritten
+    padded[..., c:] = grad.reshape(*batch, c * n)
+    return padded.view(*batch, c, n + 1)[..., 1:]
+
+
+def _attend_blocks(q, k, v, embeddings, window, block_size, keep_logsumexp):
+    out = torch.empty_like(q)
+    logsumexp = q.new_empty(q.shape[:-1]) if keep_logsumexp else None
+    for start, end, first_key, last_key in _blocks(q.shape[-2], k.shape[-2], block_size, window):
+        weights = _scores(q[:, :, start:end], k[:, :, first_key:last_key], embeddings, window)
+        peak = weights.amax(dim=-1, keepdim=True)  # every query sees itself: finite
+        weights.sub_(peak).exp_()
+        total = weights.sum(dim=-1, keepdim=True)
+        weights.div_(total)
+        out[:, :, start:end] = weights @ v[:, :, first_key:last_key]
+        if keep_logsumexp:
+            logsumexp[:, :, start:end] = (peak + total.log()).squeeze(-1)
+    return out, logsumexp
+
+
+class _RelativeAttention(torch.autograd.Function):
+    """Blocked relative attention with a hand-written backward that recomputes each block's weights.
+
+    Like FlashAttention, only the output and each row's log-sum-exp are kept between the passes, so
+    peak memory is a few (c x n) blocks per head whatever the sequence length. The backward of the
+    relative term runs the skew in reverse (`_unskew`) and multiplies by the embeddings, never
+    forming Shaw's (L, L, D) tensor.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx, q, k, v, embeddings, window, block_size):
+        out, logsumexp = _attend_blocks(q, k, v, embeddings, window, block_size, keep_logsumexp=True)
+        ctx.save_for_backward(q, k, v, embeddings, out, logsumexp)
+        ctx.window, ctx.block_size = window, block_size
+        return out
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, grad_out):
+        q, k, v, embeddings, out, logsumexp = ctx.saved_tensors
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        distances = embeddings.shape[-2]
+        grad_q, grad_k, grad_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        grad_embeddings = torch.zeros_like(embeddings)
+        row_dot = (grad_out * out).sum(dim=-1, keepdim=True)  # D_i = dO_i . O_i
+        for start, end, first_key, last_key in _blocks(q.shape[-2], k.shape[-2], ctx.block_size, ctx.window):
+            q_block, grad_block = q[:, :, start:end], grad_out[:, :, start:end]
+            k_block, v_block = k[:, :, first_key:last_key], v[:, :, first_key:last_key]
+            weights = _scores(q_block, k_block, embeddings, ctx.window)
+            weights.sub_(logsumexp[:, :, start:end, None]).exp_()
+            grad_v[:, :, first_key:last_key] += weights.transpose(-1, -2) @ grad_block
+            grad_scores = grad_block @ v_block.transpose(-1, -2)  # dP
+            grad_scores.sub_(row_dot[:, :, start:end]).mul_(weights).mul_(scale)  # dS, scale folded in
+            del weights
+            grad_q[:, :, start:end] += grad_scores @ k_block
+            grad_k[:, :, first_key:last_key] += grad_scores.transpose(-1, -2) @ q_block
+            keys = last_key - first_key
+            rows = min(keys, distances)
+            by_distance = _unskew(grad_scores)[..., keys - rows:]  # distances past M had no term
+            del grad_scores
+            table = embeddings[:, distances - rows:]
+            grad_q[:, :, start:end] += by_distance @ table
+            grad_embeddings[:, distances - rows:] += (by_distance.transpose(-1, -2) @ q_block).sum(0)
+        return grad_q, grad_k, grad_v, grad_embeddings, None, None
+
+
 def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
                        window: int | None = None, dropout: float = 0.0,
                        block_size: int | None = 256) -> torch.Tensor:
     """Causal relative self-attention of c queries, the last c of the n positions in k and v, in blocks.
 
     Each block of queries only needs the keys up to its own end (causality), so the work is the causal
-    half of c x n. While training, each block's attention is recomputed in the backward pass instead of
-    being stored (activation checkpointing), so peak memory holds one block's logits, not all of them.
-    block_size None, or >= c, is the paper's single skew of the whole matrix.
+    half of c x n, and memory holds one block's logits at a time, in training too (a fused backward
+    that recomputes them). With attention dropout in training, autograd runs through each block,
+    recomputed in the backward pass (activation checkpointing). block_size None computes the whole
+    matrix with the paper's single skew.
     """
     queries, keys = q.shape[-2], k.shape[-2]
-    if block_size is None or queries <= block_size:
-        return relative_attention_block(q, k, v, embeddings, window, dropout)
-    recompute = torch.is_grad_enabled() and (q.requires_grad or embeddings.requires_grad)
+    block_size = block_size or queries
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, embeddings))
+    if not needs_grad and dropout == 0.0:
+        with torch.no_grad():
+            return _attend_blocks(q, k, v, embeddings, window, block_size, keep_logsumexp=False)[0]
+    if dropout == 0.0:
+        return _RelativeAttention.apply(q, k, v, embeddings, window, block_size)
     outputs = []
-    for start in range(0, queries, block_size):
-        end = min(start + block_size, queries)
-        last_key = keys - queries + end
-        first_key = 0 if window is None else max(0, last_key - (end - start) - window + 1)
+    for start, end, first_key, last_key in _blocks(queries, keys, block_size, window):
         args = (q[:, :, start:end], k[:, :, first_key:last_key], v[:, :, first_key:last_key], embeddings,
                 window, dropout)
-        if recompute:
-            outputs.append(checkpoint(relative_attention_block, *args, use_reentrant=False))
-        else:
-            outputs.append(relative_attention_block(*args))
+        outputs.append(checkpoint(relative_attention_block, *args, use_reentrant=False)
+                       if queries > block_size else relative_attention_block(*args))
     return torch.cat(outputs, dim=2)
 
 

@@ -31,7 +31,7 @@ class ModelConfig:
     max_relative_distance: int = 1024  # M: relative embeddings for distances 0..M-1, none past that
     train_length: int = 2048  # crop length in training; the decoder's default window
     positional: str = "relative"  # "relative" (the paper) or "absolute" (the baseline)
-    block_size: int = 256  # query block of the training-time attention (memory vs. speed)
+    block_size: int = 64  # query block of the relative attention: memory holds one block's logits
 
     def __post_init__(self) -> None:
         if self.positional not in ("relative", "absolute"):

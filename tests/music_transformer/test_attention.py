@@ -57,17 +57,34 @@ def test_blocked_attention_equals_the_direct_formula(block_size, window):
     torch.testing.assert_close(got, _direct_attention(q, k, v, embeddings, window), atol=1e-10, rtol=0)
 
 
-def test_recomputed_blocks_give_the_same_gradients():
+@pytest.mark.parametrize("block_size,window,max_distance", [(None, None, 30), (8, None, 30), (8, 13, 30),
+                                                             (16, None, 80), (7, 20, 5)])
+def test_fused_backward_gives_the_gradients_of_the_direct_formula(block_size, window, max_distance):
     generator = torch.Generator().manual_seed(5)
-    tensors = [torch.randn(1, 2, 50, 8, dtype=torch.float64, generator=generator) for _ in range(3)]
-    embeddings = torch.randn(2, 30, 8, dtype=torch.float64, generator=generator)
+    tensors = [torch.randn(2, 2, 50, 8, dtype=torch.float64, generator=generator) for _ in range(3)]
+    tensors.append(torch.randn(2, max_distance, 8, dtype=torch.float64, generator=generator))
+    weights = torch.randn(2, 2, 50, 8, dtype=torch.float64, generator=generator)
     gradients = []
-    for block_size in (None, 8):
-        inputs = [t.clone().requires_grad_() for t in tensors + [embeddings]]
-        relative_attention(*inputs[:3], inputs[3], block_size=block_size).square().sum().backward()
+    for attend in (lambda *t: relative_attention(*t, window=window, block_size=block_size),
+                   lambda *t: _direct_attention(*t, window=window)):
+        inputs = [t.clone().requires_grad_() for t in tensors]
+        (attend(*inputs) * weights).sum().backward()
         gradients.append([t.grad for t in inputs])
-    for blocked, whole in zip(*gradients):
-        torch.testing.assert_close(blocked, whole, atol=1e-10, rtol=0)
+    for fused, direct in zip(*gradients):
+        torch.testing.assert_close(fused, direct, atol=1e-10, rtol=0)
+
+
+def test_attention_dropout_trains_through_recomputed_blocks():
+    q, k, v = (torch.randn(1, 2, 40, 8, requires_grad=True) for _ in range(3))
+    embeddings = torch.randn(2, 40, 8, requires_grad=True)
+    torch.manual_seed(0)
+    out = relative_attention(q, k, v, embeddings, dropout=0.5, block_size=16)
+    out.sum().backward()
+    assert q.grad is not None and embeddings.grad is not None
+    torch.manual_seed(0)
+    again = relative_attention(q, k, v, embeddings, dropout=0.5, block_size=16)
+    torch.testing.assert_close(out, again)
+    assert not torch.allclose(out, relative_attention(q, k, v, embeddings, block_size=16))
 
 
 def test_one_query_needs_no_skew():

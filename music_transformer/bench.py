@@ -1,0 +1,201 @@
+"""`music-transformer bench`: the model core's benchmarks, measured side by side in one run.
+
+1. Decoding speed: tokens/s with the key/value cache vs. recomputing the whole prefix for every token
+   (what the public reimplementations do), at contexts of 512, 1024 and 2048, 6 layers, 256 wide.
+2. Peak memory of one relative-attention layer, forward and backward, at L = 1024, 2048, 4096: our
+   blocked skewing, the paper's single skew, Shaw et al.'s direct formula, and plain causal attention
+   (F.scaled_dot_product_attention, no relative term), each in a fresh process (`_layer_memory_child`).
+3. Training speed: tokens/s of training steps, relative vs. absolute-position model of the same size.
+
+Ratios are what to read: each pair is measured in the same run, interleaved, on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+from .model import ModelConfig, MusicTransformer
+
+BENCH_CONFIG = dict(n_layers=6, d_model=256, n_heads=8, d_ff=1024, dropout=0.0, max_relative_distance=1024)
+MEMORY_METHODS = ("blocked skew", "single skew", "shaw", "sdpa")
+SHAW_LIMIT_BYTES = 12 * 2**30  # Shaw's gathered tensor past this is reported from its size, not run
+
+
+def _model(positional: str, train_length: int, **overrides) -> MusicTransformer:
+    torch.manual_seed(0)
+    return MusicTransformer(ModelConfig(**{**BENCH_CONFIG, "train_length": train_length,
+                                           "positional": positional, **overrides}))
+
+
+def decode_speed(context: int, cached_steps: int, recompute_steps: int) -> dict:
+    """Tokens/s at a full context, with the cache and by recomputing the prefix every token."""
+    model = _model("relative", context).eval()
+    tokens = torch.randint(0, 388, (1, context + cached_steps), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        cache = model.new_cache(window=context)
+        model(tokens[:, :context - 1], cache=cache)
+        for step in range(3):  # warm-up
+            model(tokens[:, context - 1 + step:context + step], cache=cache)
+        started = time.perf_counter()
+        for step in range(3, cached_steps):
+            logits = model(tokens[:, context - 1 + step:context + step], cache=cache)[0, -1]
+            int(logits.argmax())
+        cached = (cached_steps - 3) / (time.perf_counter() - started)
+        model(tokens[:, :context])  # warm-up
+        started = time.perf_counter()
+        for step in range(recompute_steps):
+            logits = model(tokens[:, step + 1:context + step + 1])[0, -1]
+            int(logits.argmax())
+        recomputed = recompute_steps / (time.perf_counter() - started)
+    return {"context": context, "cached_tokens_per_s": cached, "recompute_tokens_per_s": recomputed,
+            "speedup": cached / recomputed}
+
+
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _layer_memory_child(method: str, length: int) -> None:
+    """In a fresh process: one attention layer forward and backward; prints the peak memory it added.
+
+    The process runs with MALLOC_MMAP_THRESHOLD_ low, so every tensor of note is its own mapping that
+    is returned to the system when freed: resident memory then follows live tensors, and the peak
+    (VmHWM, reset through /proc/self/clear_refs) is the peak of what the layer held at once.
+    """
+    from .attention import attention_mask, relative_attention, shaw_relative_logits
+
+    d_model, heads = BENCH_CONFIG["d_model"], BENCH_CONFIG["n_heads"]
+    head_dim = d_model // heads
+    torch.manual_seed(0)
+    qkv = torch.nn.Linear(d_model, 3 * d_model)
+    out = torch.nn.Linear(d_model, d_model)
+    embeddings = torch.nn.Parameter(torch.randn(heads, length, head_dim) * head_dim ** -0.5)
+
+    def layer(size: int) -> None:
+        x = torch.randn(1, size, d_model, requires_grad=True)
+        q, k, v = qkv(x).view(1, size, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+        if method == "sdpa":
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif method == "shaw":
+            logits = (q @ k.transpose(-1, -2) + shaw_relative_logits(q, embeddings)) / head_dim ** 0.5
+            logits = logits.masked_fill(~attention_mask(size, size, None, q.device), float("-inf"))
+            y = torch.softmax(logits, -1) @ v
+        else:
+            block = ModelConfig().block_size if method == "blocked skew" else None
+            y = relative_attention(q, k, v, embeddings, block_size=block)
+        out(y.transpose(1, 2).reshape(1, size, d_model)).sum().backward()
+
+    layer(64)  # load every kernel first
+    for parameter in (*qkv.parameters(), *out.parameters(), embeddings):
+        parameter.grad = torch.zeros_like(parameter)  # weight gradients exist in every method alike
+    before = _status_bytes("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # reset the peak
+    layer(length)
+    print(json.dumps({"peak_bytes": _status_bytes("VmHWM") - before}))
+
+
+def layer_memory(method: str, length: int) -> float | None:
+    """Peak bytes one attention layer adds in forward and backward (None: too big to run here)."""
+    if method == "shaw" and 3 * length * length * BENCH_CONFIG["d_model"] * 4 > SHAW_LIMIT_BYTES:
+        return None
+    result = subprocess.run([sys.executable, "-c", "import sys; from music_transformer.bench import "
+                             "_layer_memory_child as c; c(sys.argv[1], int(sys.argv[2]))", method, str(length)],
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536",
+                                 "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    if result.returncode != 0:
+        raise RuntimeError(f"memory benchmark {method} at {length} failed: {result.stderr[-500:]}")
+    return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"])
+
+
+def train_speed(length: int, batch: int, steps: int) -> dict:
+    """Training tokens/s of the relative and the absolute model, steps interleaved."""
+    models = {positional: _model(positional, length, dropout=0.1).train() for positional in ("relative", "absolute")}
+    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, model in models.items()}
+    tokens = torch.randint(0, 388, (batch, length + 1), generator=torch.Generator().manual_seed(2))
+    elapsed = dict.fromkeys(models, 0.0)
+    for step in range(steps + 1):
+        for name, model in models.items():
+            started = time.perf_counter()
+            logits = model(tokens[:, :-1])
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
+            optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            optimizers[name].step()
+            if step:  # the first step of each is warm-up
+                elapsed[name] += time.perf_counter() - started
+    speed = {name: steps * batch * length / seconds for name, seconds in elapsed.items()}
+    return {"length": length, "batch": batch, "relative_tokens_per_s": speed["relative"],
+            "absolute_tokens_per_s": speed["absolute"], "ratio": speed["relative"] / speed["absolute"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmarks, prints a table and, with --json, one JSON line."""
+    parser = argparse.ArgumentParser(prog="music-transformer bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.add_argument("--quick", action="store_true", help="fewer steps and sizes (a smoke run)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results: dict = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                     "device": "cpu", "model": "6 layers, 256 wide, 8 heads"}
+
+    contexts = (512, 1024, 2048) if not args.quick else (512,)
+    decode = [decode_speed(c, cached_steps=200 if not args.quick else 40,
+                           recompute_steps=max(3, 3 * 2048 // c) if not args.quick else 2) for c in contexts]
+    print("\nDecoding (tokens/s), 6 layers x 256, one piece:")
+    print(f"{'context':>8} {'cached':>10} {'recompute':>10} {'speed-up':>9}")
+    for row in decode:
+        print(f"{row['context']:>8} {row['cached_tokens_per_s']:>10.1f} {row['recompute_tokens_per_s']:>10.2f} "
+              f"{row['speedup']:>8.1f}x")
+        results[f"decode_cached_tokens_per_s_{row['context']}"] = round(row["cached_tokens_per_s"], 1)
+        results[f"decode_recompute_tokens_per_s_{row['context']}"] = round(row["recompute_tokens_per_s"], 3)
+        results[f"decode_speedup_{row['context']}"] = round(row["speedup"], 1)
+
+    lengths = (1024, 2048, 4096) if not args.quick else (512,)
+    print("\nPeak memory of one attention layer, forward + backward (MB), d_model 256, 8 heads:")
+    print(f"{'L':>6} " + " ".join(f"{m:>13}" for m in MEMORY_METHODS))
+    memory = {}
+    for length in lengths:
+        memory[length] = {method: layer_memory(method, length) for method in MEMORY_METHODS}
+        cells = [f"{v / 2**20:>13.1f}" if v is not None else f"{'(too big)':>13}" for v in memory[length].values()]
+        print(f"{length:>6} " + " ".join(cells))
+        for method, value in memory[length].items():
+            if value is not None:
+                results[f"memory_mb_{method.replace(' ', '_')}_{length}"] = round(value / 2**20, 1)
+    reference = 2048 if 2048 in memory else lengths[-1]
+    row = memory[reference]
+    if row["shaw"]:
+        results[f"skew_over_shaw_memory_{reference}"] = round(row["blocked skew"] / row["shaw"], 4)
+    results[f"skew_over_sdpa_memory_{reference}"] = \
+        round(row["blocked skew"] / row["sdpa"], 2) if row["sdpa"] else None  # too small to see at --quick
+    results[f"single_skew_over_shaw_memory_{reference}"] = \
+        round(row["single skew"] / row["shaw"], 4) if row["shaw"] else None
+
+    train = train_speed(length=1024 if not args.quick else 256, batch=2, steps=6 if not args.quick else 2)
+    print(f"\nTraining (tokens/s), L = {train['length']}, batch {train['batch']}: relative "
+          f"{train['relative_tokens_per_s']:.0f}, absolute {train['absolute_tokens_per_s']:.0f}, "
+          f"ratio {train['ratio']:.2f}")
+    results["train_relative_tokens_per_s"] = round(train["relative_tokens_per_s"], 1)
+    results["train_absolute_tokens_per_s"] = round(train["absolute_tokens_per_s"], 1)
+    results["relative_over_absolute_train_speed"] = round(train["ratio"], 3)
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
