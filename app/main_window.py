@@ -50,7 +50,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self._count)
         self.roll.message.connect(self.show_message)
         self.roll.position_changed.connect(self._position.setText)
-        self.song.undo_stack.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
+        self.song.undo_stack.cleanChanged.connect(self._clean_changed)
         self.song.notes_changed.connect(self._update_counts)
         self.song.writing_changed.connect(self._writing_changed)
         self.song.meta_changed.connect(self._meta_changed)
@@ -113,7 +113,7 @@ class MainWindow(QMainWindow):
         bar.addAction(self.play_action)
         loop = self.roll.actions_by_name["loop_toggle"]
         loop.setCheckable(True)
-        self.transport.loop_changed.connect(lambda: loop.setChecked(self.transport.loop_enabled))
+        self.transport.loop_changed.connect(self._loop_changed)
         bar.addAction(loop)
         bar.addSeparator()
         self.accept_action = QAction("Accept", self)
@@ -194,6 +194,9 @@ class MainWindow(QMainWindow):
         """Shows a message in the status bar."""
         self.statusBar().showMessage(text, timeout_ms)
 
+    def _clean_changed(self, clean: bool) -> None:
+        self.setWindowModified(not clean)
+
     def _update_title(self) -> None:
         name = self.document_path.name if self.document_path else "Untitled"
         self.setWindowTitle(f"{name}[*] — Continuo")
@@ -246,6 +249,9 @@ class MainWindow(QMainWindow):
             self.song.set_time_signature(numerator, denominator)
         except SongLockedError as error:
             self.show_message(str(error).capitalize())
+
+    def _loop_changed(self) -> None:
+        self.roll.actions_by_name["loop_toggle"].setChecked(self.transport.loop_enabled)
 
     def _playing_changed(self, playing: bool) -> None:
         self.play_action.setChecked(playing)

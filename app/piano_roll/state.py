@@ -186,10 +186,10 @@ class Palette:
         hue = cls.CONTINUATION_HUE if part == CONTINUATION else cls.MOTIF_HUE
         level = cls.velocity_level(velocity)
         if selected:
-            return QColor.fromHsv(hue, 70, 255)
+            return QColor.fromRgba(QColor.fromHsv(hue, 70, 255).rgba())
         saturation = 90 + level * 165 // (cls.VELOCITY_LEVELS - 1)
         value = 255 - level * 60 // (cls.VELOCITY_LEVELS - 1)
         color = QColor.fromHsv(hue, saturation, value)
         if writing:  # still being written: see-through, drawn with a hatch and dashed edge on top
             color = QColor.fromHsv(hue, saturation // 2, value, 150)
-        return color
+        return QColor.fromRgba(color.rgba())  # 8-bit RGB: equal to the pixels it paints

@@ -1,0 +1,233 @@
+"""Files: MIDI import and export read back with pretty_midi, sessions, bad input, closing, drag and drop."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pretty_midi
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.session import FORMAT_VERSION
+from app.song import CONTINUATION
+from conftest import draw_note, summary
+from music_transformer import Note, write_midi
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def answer_next_dialog(button_text: str, seen: list | None = None) -> None:
+    """Clicks a button of the next modal dialog once it opens (it blocks in its own event loop)."""
+
+    def attempt() -> None:
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            if seen is not None:
+                seen.append(box.text())
+            for button in box.buttons():
+                if button.text().replace("&", "") == button_text:
+                    button.click()
+                    return
+        QTimer.singleShot(20, attempt)
+
+    QTimer.singleShot(20, attempt)
+
+
+def test_export_everything_motif_and_continuation_read_back(qtbot, window, roll, tmp_path):
+    window.song.set_tempo(100)
+    draw_note(qtbot, roll, 60, 0, 1)
+    draw_note(qtbot, roll, 64, 1, 0.5)
+    song = window.song
+    song.add_notes([song.new_note(67, 90, 4, 2, CONTINUATION)])
+    seconds = 60 / 100
+    expected = {"everything": [(60, 0, 1), (64, 1, 1.5), (67, 4, 6)], "motif": [(60, 0, 1), (64, 1, 1.5)],
+                "continuation": [(67, 4, 6)]}
+    for what, notes in expected.items():
+        path = tmp_path / f"{what}.mid"
+        assert window.export_midi(path, what)
+        midi = pretty_midi.PrettyMIDI(str(path))
+        read = sorted((n.pitch, n.start, n.end) for i in midi.instruments for n in i.notes)
+        assert [p for p, _, _ in read] == [p for p, _, _ in notes]
+        for (_, start, end), (_, beat, end_beat) in zip(read, notes):
+            assert start == pytest.approx(beat * seconds, abs=2e-3)
+            assert end == pytest.approx(end_beat * seconds, abs=2e-3)
+        assert midi.get_tempo_changes()[1][0] == pytest.approx(100)
+    song.discard_continuation()
+    assert not window.export_midi(tmp_path / "nothing.mid", "continuation")
+    assert "nothing to export" in window.last_error
+    assert not (tmp_path / "nothing.mid").exists()
+
+
+def test_open_a_midi_file_uses_its_tempo_for_the_grid(window, tmp_path):
+    path = tmp_path / "motif.mid"
+    write_midi([Note(60, 80, 0.0, 0.5), Note(62, 90, 0.5, 1.0)], path, bpm=90)
+    assert window.open_path(path)
+    assert window.song.tempo == 90
+    assert summary(window.song) == [(60, 0.0, 0.75, 80), (62, 0.75, 0.75, 90)]
+    assert "motif.mid" in window.windowTitle()
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\xff\xff\x00\x90", "damaged"),
+    (b"this is a text file, not MIDI", "not a MIDI file"),
+    (b"", "empty"),
+])
+def test_a_bad_midi_file_names_the_problem_and_leaves_the_song(qtbot, window, roll, tmp_path, content, words):
+    draw_note(qtbot, roll, 60, 0, 1)
+    before, steps = summary(window.song), window.song.undo_stack.count()
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(content)
+    assert not window.open_path(bad)
+    assert not window.import_motif(bad)
+    assert words in window.last_error and "bad.mid" in window.last_error
+    dialog = window.findChild(QMessageBox, "error_dialog")
+    assert dialog is not None and dialog.isVisible() and words in dialog.text()
+    assert summary(window.song) == before and window.song.undo_stack.count() == steps
+
+
+def test_drum_only_file_is_refused(window, tmp_path):
+    midi = pretty_midi.PrettyMIDI()
+    drums = pretty_midi.Instrument(0, is_drum=True)
+    drums.notes.append(pretty_midi.Note(100, 36, 0, 0.5))
+    midi.instruments.append(drums)
+    midi.write(str(tmp_path / "drums.mid"))
+    assert not window.open_path(tmp_path / "drums.mid")
+    assert "drum" in window.last_error
+
+
+def test_session_round_trip_with_settings_view_and_recent_files(qtbot, window, roll, tmp_path, home):
+    from app.main_window import MainWindow
+    from app.song import GenerationSettings
+
+    draw_note(qtbot, roll, 60, 0, 1)
+    window.song.add_notes([window.song.new_note(72, 50, 2, 1, CONTINUATION)])
+    window.song.set_tempo(96)
+    window.song.set_time_signature(3, 4)
+    window.song.set_settings(GenerationSettings(temperature=0.8, top_k=32))
+    window.song.set_model("tiny.pt")
+    roll.transport.set_loop(2, 6, True)
+    path = tmp_path / "song.continuo"
+    assert window.save_as(path)
+    assert not window.isWindowModified()
+    other = MainWindow(home=home, use_autosave=False)
+    try:
+        assert other.open_path(path)
+        assert summary(other.song) == summary(window.song)
+        assert [n.part for n in other.song.notes()] == ["motif", "continuation"]
+        assert other.song.meta() == window.song.meta()
+        assert (other.transport.loop_start, other.transport.loop_end, other.transport.loop_enabled) == (2, 6, True)
+        assert other.preferences.recent_files()[0] == str(path.resolve())
+        assert other.signature_box.currentText() == "3/4" and other.tempo_box.value() == 96
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda data: data.update(version=FORMAT_VERSION + 1), "newer version of Continuo"),
+    (lambda data: data.update(notes=[[1, 60, 500, 0, 1, "motif"]]), "damaged"),
+    (lambda data: data.update(format="something-else"), "not a Continuo session"),
+    (None, "damaged"),
+])
+def test_a_newer_or_damaged_session_is_refused_and_nothing_is_overwritten(qtbot, window, roll, tmp_path, mutate,
+                                                                          words):
+    draw_note(qtbot, roll, 60, 0, 1)
+    mine = tmp_path / "mine.continuo"
+    window.save_as(mine)
+    draw_note(qtbot, roll, 62, 1, 1)
+    before = summary(window.song)
+    data = json.loads(mine.read_text())
+    bad = tmp_path / "bad.continuo"
+    if mutate is None:
+        bad.write_text(mine.read_text()[:40])  # cut short
+    else:
+        mutate(data)
+        bad.write_text(json.dumps(data))
+    bad_bytes, mine_bytes = bad.read_bytes(), mine.read_bytes()
+    assert not window.open_path(bad)
+    assert words in window.last_error
+    assert summary(window.song) == before and window.document_path == mine
+    assert bad.read_bytes() == bad_bytes and mine.read_bytes() == mine_bytes
+    assert window.save()  # saves to the document it had, never over the file that failed
+    assert bad.read_bytes() == bad_bytes
+
+
+def test_unsaved_changes_ask_before_closing(qtbot, home, tmp_path):
+    from app.main_window import MainWindow
+
+    win = MainWindow(home=home, use_autosave=False)
+    win.show()
+    draw_note(qtbot, win.roll, 60, 0, 1)
+    asked = []
+    answer_next_dialog("Cancel", asked)
+    assert not win.close()
+    assert win.isVisible() and "Save the changes" in asked[0]
+    path = tmp_path / "kept.continuo"
+    win.document_path = path
+    answer_next_dialog("Save")
+    assert win.close()
+    assert path.exists()
+    win2 = MainWindow(home=home, use_autosave=False)
+    win2.show()
+    draw_note(qtbot, win2.roll, 61, 0, 1)
+    answer_next_dialog("Discard")
+    assert win2.close()
+
+
+def test_every_save_is_atomic(window, tmp_path, monkeypatch):
+    path = tmp_path / "song.continuo"
+    window.song.add_notes([window.song.new_note(60, 100, 0, 1)])
+    window.save_as(path)
+    good = path.read_bytes()
+    window.song.add_notes([window.song.new_note(62, 100, 1, 1)])
+
+    def broken_replace(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    assert not window.save()
+    assert "No space left" in window.last_error
+    assert path.read_bytes() == good  # the old file is whole
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert window.isWindowModified()
+
+
+def test_drop_a_midi_file_to_make_it_the_motif(qtbot, window, tmp_path):
+    path = tmp_path / "dropped.mid"
+    write_midi([Note(65, 100, 0, 0.5)], path, bpm=120)
+    window.song.add_notes([window.song.new_note(60, 100, 0, 1)])
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    enter = QDragEnterEvent(QPointF(300, 300), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(300, 300), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(window, drop)
+    qtbot.waitUntil(lambda: [n.pitch for n in window.song.notes()] == [65], timeout=2000)
+    window.song.undo_stack.undo()
+    assert [n.pitch for n in window.song.notes()] == [60]
+
+
+def test_screenshot_from_the_command_line(tmp_path, home):
+    path = tmp_path / "motif.mid"
+    write_midi([Note(60 + i % 12, 100, i * 0.25, i * 0.25 + 0.2) for i in range(32)], path)
+    out = tmp_path / "out.png"
+    env = dict(os.environ, CONTINUO_HOME=str(home))
+    env.pop("QT_QPA_PLATFORM", None)  # the command picks offscreen by itself
+    result = subprocess.run([sys.executable, "-m", "app.main", str(path), "--screenshot", str(out),
+                             "--size", "800x500"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(out))
+    assert (image.width(), image.height()) == (800, 500)
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"nope")
+    result = subprocess.run([sys.executable, "-m", "app.main", str(bad), "--screenshot", str(out)], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "not a MIDI file" in result.stderr

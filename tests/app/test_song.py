@@ -1,0 +1,116 @@
+"""The song document without a window: commands, undo, the continuation, the time index, conversions."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from app.song import CONTINUATION, MOTIF, GenerationSettings, Song, SongLockedError
+from music_transformer import Note
+
+
+def test_every_edit_is_one_undo_step(qapp):
+    song = Song()
+    a, b = song.new_note(60, 100, 0, 1), song.new_note(64, 90, 1, 1)
+    song.add_notes([a, b])
+    song.replace_notes([a.with_(pitch=62)], "Transpose")
+    song.remove_notes([b.id])
+    assert [n.pitch for n in song.notes()] == [62]
+    song.undo_stack.undo()
+    assert [n.pitch for n in song.notes()] == [62, 64]
+    song.undo_stack.undo()
+    assert [n.pitch for n in song.notes()] == [60, 64]
+    song.undo_stack.undo()
+    assert len(song) == 0
+    song.undo_stack.redo()
+    assert len(song) == 2
+
+
+def test_tempo_edits_merge_and_notes_keep_their_beats(qapp):
+    song = Song()
+    song.add_notes([song.new_note(60, 100, 2, 1)])
+    song.set_tempo(100)
+    song.set_tempo(90)
+    assert song.undo_stack.count() == 2  # the two tempo changes are one step, like a dragged spin box
+    assert song.performance_notes() == [Note(60, 100, 2 * 60 / 90, 3 * 60 / 90)]
+    song.undo_stack.undo()
+    assert song.tempo == 120
+    with pytest.raises(ValueError):
+        song.set_tempo(5)
+
+
+def test_accept_and_discard_the_continuation_are_undoable(qapp):
+    song = Song()
+    song.add_notes([song.new_note(60, 100, 0, 1), song.new_note(62, 100, 1, 1, CONTINUATION)])
+    assert song.accept_continuation()
+    assert {n.part for n in song.notes()} == {MOTIF}
+    song.undo_stack.undo()
+    assert [n.part for n in song.notes()] == [MOTIF, CONTINUATION]
+    assert song.discard_continuation()
+    assert [n.part for n in song.notes()] == [MOTIF]
+    song.undo_stack.undo()
+    assert len(song.notes(CONTINUATION)) == 1
+    assert not Song().accept_continuation()
+
+
+def test_a_streamed_continuation_is_one_step_and_locks_edits(qapp):
+    song = Song()
+    song.add_notes([song.new_note(60, 100, 0, 2)])
+    song.add_notes([song.new_note(50, 100, 2, 1, CONTINUATION)])  # an old continuation, replaced
+    changes = []
+    song.notes_changed.connect(lambda: changes.append(len(song)))
+    start = song.begin_continuation()
+    assert start == 2.0 and song.is_writing
+    song.append_continuation_notes([Note(62, 80, 0.0, 0.5)], relative=True)  # 0.5 s after the motif
+    song.append_continuation_notes([Note(64, 80, 1.5, 2.0)])  # absolute seconds
+    with pytest.raises(SongLockedError):
+        song.add_notes([song.new_note(70, 100, 0, 1)])
+    assert changes  # the view saw each batch as it arrived
+    song.end_continuation()
+    assert [(n.pitch, n.start, n.part) for n in song.notes(CONTINUATION)] == [(62, 2.0, CONTINUATION),
+                                                                             (64, 3.0, CONTINUATION)]
+    song.undo_stack.undo()  # one step takes the whole continuation back, and the old one returns
+    assert [n.pitch for n in song.notes(CONTINUATION)] == [50]
+    song.undo_stack.redo()
+    assert [n.pitch for n in song.notes(CONTINUATION)] == [62, 64]
+    song.begin_continuation()
+    song.append_continuation_notes([Note(70, 80, 5, 6)])
+    song.abort_continuation()
+    assert [n.pitch for n in song.notes(CONTINUATION)] == [62, 64]
+
+
+def test_notes_in_finds_exactly_the_overlapping_notes(qapp):
+    rng = random.Random(3)
+    song = Song()
+    song.add_notes([song.new_note(rng.randint(20, 100), 80, rng.uniform(0, 200),
+                                  rng.choice([0.1, 0.5, 1, 4, 40]), MOTIF) for _ in range(2000)])
+    for _ in range(200):
+        start = rng.uniform(-10, 210)
+        end = start + rng.uniform(0, 30)
+        low = rng.randint(0, 110)
+        high = low + rng.randint(0, 30)
+        expected = {n.id for n in song.notes() if n.end >= start and n.start <= end and low <= n.pitch <= high}
+        assert {n.id for n in song.notes_in(start, end, low, high)} == expected
+
+
+def test_seconds_and_beats_meet_in_one_place(qapp):
+    song = Song()
+    song.set_tempo(90)
+    notes = song.notes_from_performance([Note(60, 70, 1.0, 1.5)])
+    assert (notes[0].start, notes[0].length) == (1.5, 0.75)
+    song.add_notes(notes)
+    assert song.performance_notes() == [Note(60, 70, 1.0, 1.5)]
+    assert song.to_seconds(song.to_beats(3.3)) == pytest.approx(3.3)
+
+
+def test_settings_and_model_are_part_of_the_document(qapp):
+    song = Song()
+    song.set_settings(GenerationSettings(temperature=0.9, top_k=20, seed=4))
+    song.set_model("assets/maestro-small.pt")
+    assert song.settings.top_k == 20 and song.model == "assets/maestro-small.pt"
+    song.undo_stack.undo()
+    song.undo_stack.undo()
+    assert song.settings == GenerationSettings() and song.model == "default"
+    with pytest.raises(ValueError):
+        GenerationSettings.from_dict({"temperature": -1})
