@@ -51,14 +51,14 @@ class Script(QObject):
         if not self.steps:
             return
         step = self.steps.pop(0)
-        delay = STEP_MS
-        if "wait_ms" in step:
-            delay = int(step["wait_ms"])
-        elif "answer" in step and not self._answer(step["answer"]):
+        if "answer" in step and not self._answer(step["answer"]):
             self.steps.insert(0, step)  # the dialog is not open yet: try again shortly
-        else:
-            self._run(step)
-        QTimer.singleShot(delay, self._next)
+            QTimer.singleShot(STEP_MS, self._next)
+            return
+        # The next step is scheduled before this one runs: a step that opens a dialog blocks in the
+        # dialog's own event loop, where the following step (say, answering it) must still run.
+        QTimer.singleShot(int(step.get("wait_ms", STEP_MS)), self._next)
+        self._run(step)
 
     def _run(self, step: dict) -> None:
         window, roll = self.window, self.window.roll
