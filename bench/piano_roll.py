@@ -103,19 +103,21 @@ def main(argv: list[str] | None = None) -> int:
                                           for i in range(args.frames)]
         roll.state.set_view(left_beat=0.0, pixels_per_beat=10, key_height=8)
         scenarios["scroll, 10 px/beat"] = [frame(lambda: roll.scroll_by(41, 0)) for _ in range(args.frames)]
+        # Zoom out from 200 px/beat to the whole song (0.5 px/beat) and back in, anchored off-centre.
         roll.state.set_view(left_beat=200.0, pixels_per_beat=200, key_height=14)
-        zoom = []
-        for index in range(args.frames):
-            factor = 1 / 1.1 if (index // 40) % 2 == 0 else 1.1
-            zoom.append(frame(lambda: roll.zoom_horizontal(factor, 300)))
-        scenarios["zoom in and out"] = zoom
+        half = max(1, args.frames // 2)
+        factor = (200 / 0.5) ** (1 / half)
+        zoom = [frame(lambda: roll.zoom_horizontal(1 / factor, 300)) for _ in range(half)]
+        zoom += [frame(lambda: roll.zoom_horizontal(factor, 300)) for _ in range(half)]
+        scenarios["zoom 200 -> 0.5 -> 200 px/beat"] = zoom
         roll.zoom_to_fit()
-        whole = [frame(lambda: (roll.scroll_by(0, 0), roll.update())) for _ in range(max(10, args.frames // 6))]
+        whole = [frame(lambda: roll.scroll_by(1 if index % 2 else -1, 0))
+                 for index in range(max(10, args.frames // 4))]
         scenarios[f"whole song in view ({roll.state.pixels_per_beat:.2f} px/beat)"] = whole
         window.song.undo_stack.setClean()
         window.close()
 
-    moving = scenarios["scroll, 80 px/beat"] + scenarios["scroll, 10 px/beat"] + scenarios["zoom in and out"]
+    moving = scenarios["scroll, 80 px/beat"] + scenarios["scroll, 10 px/beat"] + zoom + whole
     result = {
         "notes": notes,
         "paint_median_ms_10k": round(statistics.median(moving), 2),

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from ..song import Song, SongNote
+from ..song import CONTINUATION, MOTIF, Song, SongNote
+from .canvas import OVERVIEW_THRESHOLD, visible_estimate
 from ..transport import Transport
 from .state import Palette, RollState, is_black_key, pitch_name
 
@@ -238,6 +241,12 @@ class VelocityLane(_Strip):
         for velocity in (32, 64, 96, 127):
             painter.drawLine(QLineF(0, self.y_of(velocity), width, self.y_of(velocity)))
         selection = self.state.selection
+        arrays = self.song.note_arrays()
+        start, end = self.state.beat_at(-4), self.state.beat_at(width)
+        if not self._preview and visible_estimate(arrays, start, end) > OVERVIEW_THRESHOLD:
+            self._paint_overview(painter, arrays, start, end)
+            painter.end()
+            return
         # Batched by colour, selected stems last so they stay on top: one drawLines call per colour.
         batches: dict[tuple[bool, str, int], list[QLineF]] = {}
         levels = Palette.VELOCITY_LEVELS
@@ -254,6 +263,31 @@ class VelocityLane(_Strip):
         painter.setPen(QColor("#1b1d21"))
         painter.drawLine(0, 0, width, 0)
         painter.end()
+
+    def _paint_overview(self, painter: QPainter, arrays, start: float, end: float) -> None:
+        """Thousands of stems: per pixel column, the loudest note's stem (numpy picks it)."""
+        width, height = self.width(), self.height()
+        mask = (arrays.starts >= start) & (arrays.starts <= end)
+        xs = np.floor((arrays.starts[mask] - self.state.left_beat) * self.state.pixels_per_beat).astype(np.int64)
+        velocities, continuation = arrays.velocities[mask], arrays.continuation[mask]
+        inside = (xs >= 0) & (xs < width)
+        xs, velocities, continuation = xs[inside], velocities[inside], continuation[inside]
+        order = np.argsort(velocities, kind="stable")
+        loudest = np.zeros(width, np.int64)
+        part = np.zeros(width, bool)
+        loudest[xs[order]] = velocities[order]  # the last write per column is the loudest
+        part[xs[order]] = continuation[order]
+        levels = Palette.VELOCITY_LEVELS
+        for is_continuation in (False, True):
+            for level in range(levels):
+                columns = np.nonzero((loudest > 0) & (part == is_continuation) & (loudest * levels // 128 == level))[0]
+                if not len(columns):
+                    continue
+                color = Palette.note_fill(CONTINUATION if is_continuation else MOTIF, level * 128 // levels + 1)
+                painter.setPen(QPen(color, 1))
+                painter.drawLines([QLineF(x + 0.5, height - 3, x + 0.5, self.y_of(int(loudest[x]))) for x in columns])
+        painter.setPen(QColor("#1b1d21"))
+        painter.drawLine(0, 0, width, 0)
 
     def _targets(self, x: float) -> list[SongNote]:
         """The notes whose stems are under x; only selected ones when there is a selection."""

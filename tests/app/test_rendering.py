@@ -65,3 +65,26 @@ def test_a_continuation_being_written_looks_unfinished(qtbot, roll):
     row = [writing.pixel(x, where.y()) for x in range(round(roll.state.x_of(0.2)), round(roll.state.x_of(1.8)))]
     assert Palette.note_fill(CONTINUATION, 127).rgb() not in row
     assert len(set(row)) >= 2  # hatched: more than one colour along the note
+
+
+def test_thousands_of_notes_in_view_draw_as_one_image_with_the_same_colours(qtbot, roll):
+    from app.piano_roll.canvas import OVERVIEW_THRESHOLD
+
+    song = roll.song
+    notes = [song.new_note(48 + (i % 5) * 2, 127, i * 0.25, 0.25) for i in range(OVERVIEW_THRESHOLD + 500)]
+    lone = song.new_note(80, 20, 100, 8)
+    song.add_notes(notes + [lone])
+    roll.state.set_view(left_beat=0, top_key=127 - 84, pixels_per_beat=4, key_height=8)
+    image = roll.canvas.grab().toImage()
+    loud, soft = Palette.note_fill(MOTIF, 127).rgb(), Palette.note_fill(MOTIF, 20).rgb()
+    centre = roll.point_for(104, 80)
+    assert image.pixel(centre.x(), centre.y()) == soft
+    for index in range(200, 205):  # one note on each of the five pitches, around beat 50
+        point = roll.point_for(index * 0.25 + 0.125, 48 + (index % 5) * 2)
+        assert image.pixel(point.x(), point.y()) == loud
+    for pitch in (49, 51, 60, 79):  # rows without notes
+        y = roll.point_for(0, pitch).y()
+        assert all(image.pixel(x, y) not in (loud, soft) for x in range(0, image.width(), 3))
+    roll.state.select([lone.id])
+    image = roll.canvas.grab().toImage()
+    assert image.pixel(centre.x(), centre.y()) == Palette.note_fill(MOTIF, 20, selected=True).rgb()
