@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
         self.snap_box.setCurrentText(self.roll.state.snap_name)
         self.snap_box.setFocusPolicy(Qt.ClickFocus)
         self.snap_box.currentTextChanged.connect(self.roll.state.set_snap)
+        self.snap_box.activated.connect(self._back_to_roll)
         self.roll.state.snap_changed.connect(self.snap_box.setCurrentText)
         bar.addWidget(self.snap_box)
         bar.addSeparator()
@@ -88,6 +89,7 @@ class MainWindow(QMainWindow):
         self.tempo_box.setValue(self.song.tempo)
         self.tempo_box.setKeyboardTracking(False)
         self.tempo_box.valueChanged.connect(self._tempo_edited)
+        self.tempo_box.editingFinished.connect(self._back_to_roll)
         bar.addWidget(self.tempo_box)
         bar.addWidget(QLabel(" Time "))
         self.signature_box = QComboBox(self)
@@ -95,6 +97,7 @@ class MainWindow(QMainWindow):
         self.signature_box.setCurrentText("4/4")
         self.signature_box.setFocusPolicy(Qt.ClickFocus)
         self.signature_box.currentTextChanged.connect(self._signature_edited)
+        self.signature_box.activated.connect(self._back_to_roll)
         bar.addWidget(self.signature_box)
         bar.addWidget(QLabel(" Velocity "))
         self.velocity_box = QSpinBox(self)
@@ -193,6 +196,10 @@ class MainWindow(QMainWindow):
     def show_message(self, text: str, timeout_ms: int = 6000) -> None:
         """Shows a message in the status bar."""
         self.statusBar().showMessage(text, timeout_ms)
+
+    def _back_to_roll(self, *args) -> None:
+        """After a choice in the toolbar, the keys (arrows, Delete) go back to the notes."""
+        self.roll.canvas.setFocus()
 
     def _clean_changed(self, clean: bool) -> None:
         self.setWindowModified(not clean)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QLineF, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -71,9 +71,10 @@ class NoteCanvas(QWidget):
         self._rubber_band: QRectF | None = None
         self._writing_ids: set[int] = set()
         self._colour_table: np.ndarray | None = None
-        for signal in (song.notes_changed, state.view_changed, state.selection_changed, transport.loop_changed,
-                       transport.playhead_moved):
+        for signal in (song.notes_changed, state.view_changed, state.selection_changed, transport.loop_changed):
             signal.connect(self.update)
+        self._playhead_x = state.x_of(transport.playhead)
+        transport.playhead_moved.connect(self._playhead_moved)
         song.writing_changed.connect(self._writing_changed)
         song.applied.connect(self._track_writing)
 
@@ -112,18 +113,29 @@ class NoteCanvas(QWidget):
                          if note.end >= start and note.start <= end and low <= note.pitch <= high)
         return notes
 
-    def _visible_region(self) -> tuple[float, float, int, int]:
+    def _visible_region(self, rect: QRect | None = None) -> tuple[float, float, int, int]:
+        """Beats and pitches in a rectangle of the canvas (all of it by default)."""
         state = self.state
-        return (state.beat_at(0), state.beat_at(self.width()), state.pitch_at(self.height()), state.pitch_at(0))
+        rect = rect or self.rect()
+        return (state.beat_at(rect.left() - 1), state.beat_at(rect.right() + 1), state.pitch_at(rect.bottom() + 1),
+                state.pitch_at(rect.top() - 1))
+
+    def _playhead_moved(self, beat: float) -> None:
+        """Repaints only the two slivers where the playhead was and is: cheap at 60 frames a second."""
+        x = self.state.x_of(beat)
+        for old_or_new in (self._playhead_x, x):
+            self.update(QRect(math.floor(old_or_new) - 2, 0, 5, self.height()))
+        self._playhead_x = x
 
     # --- painting -------------------------------------------------------------------------------
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
         """Grid, loop region, notes, rubber band, playhead."""
         painter = QPainter(self)
+        self._playhead_x = self.state.x_of(self.transport.playhead)
         self._paint_grid(painter)
         self._paint_loop(painter)
-        self._paint_notes(painter)
+        self._paint_notes(painter, event.rect())
         if self._rubber_band is not None:
             painter.setPen(QPen(Palette.rubber_band_edge, 1))
             painter.setBrush(Palette.rubber_band_fill)
@@ -180,8 +192,8 @@ class NoteCanvas(QWidget):
         painter.fillRect(QRectF(x0, 0, x1 - x0, self.height()),
                          Palette.loop_shade if transport.loop_enabled else Palette.loop_shade_off)
 
-    def _paint_notes(self, painter: QPainter) -> None:
-        start, end, low, high = self._visible_region()
+    def _paint_notes(self, painter: QPainter, rect: QRect) -> None:
+        start, end, low, high = self._visible_region(rect)
         if visible_estimate(self.song.note_arrays(), start, end) > OVERVIEW_THRESHOLD:
             self._paint_overview(painter, start, end, low, high)
             return

@@ -224,3 +224,24 @@ def test_edits_wait_while_the_continuation_is_written(qtbot, roll, window):
     assert not window.undo_action.isEnabled()
     roll.song.end_continuation()
     assert window.undo_action.isEnabled()
+
+
+def test_the_playhead_moving_repaints_only_where_it_was_and_is(qtbot, roll):
+    from PySide6.QtCore import QEvent, QObject
+
+    regions = []
+
+    class Spy(QObject):
+        def eventFilter(self, watched, event):  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Paint:
+                regions.append(event.rect())
+            return False
+
+    spy = Spy()
+    roll.canvas.installEventFilter(spy)
+    qtbot.wait(20)
+    regions.clear()
+    roll.transport.set_playhead(4)
+    qtbot.waitUntil(lambda: bool(regions), timeout=1000)
+    assert all(rect.width() < roll.canvas.width() / 2 for rect in regions)
+    roll.canvas.removeEventFilter(spy)
