@@ -15,7 +15,7 @@ import bisect
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -527,7 +527,3 @@ def floor_beat(beat: float, step: float | None) -> float:
         return beat
     return round(math.floor(beat / step + 1e-9) * step, 9)
 
-
-def iter_parts(notes: Iterable[SongNote], part: str) -> Iterator[SongNote]:
-    """The notes of one part."""
-    return (note for note in notes if note.part == part)

@@ -9,7 +9,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import app  # noqa: E402,F401 - first, so that its PySide6 workaround is in place before Qt is used
 
 import pytest  # noqa: E402
-from PySide6.QtCore import QPoint, Qt  # noqa: E402
+from PySide6.QtCore import QPoint, Qt, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 from app.main_window import MainWindow  # noqa: E402
 
@@ -73,3 +74,20 @@ def key(qtbot, roll, sequence: str) -> None:
 def summary(song, part=None):
     """(pitch, start, length, velocity) of each note, rounded, in time order."""
     return [(n.pitch, round(n.start, 4), round(n.length, 4), n.velocity) for n in song.notes(part)]
+
+
+def answer_next_dialog(button_text: str, seen: list | None = None) -> None:
+    """Clicks a button of the next modal dialog once it opens (it blocks in its own event loop)."""
+
+    def attempt() -> None:
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            if seen is not None:
+                seen.append(box.text())
+            for button in box.buttons():
+                if button.text().replace("&", "") == button_text:
+                    button.click()
+                    return
+        QTimer.singleShot(20, attempt)
+
+    QTimer.singleShot(20, attempt)

@@ -153,3 +153,25 @@ def test_sigkill_after_edits_then_the_next_launch_restores_every_edit(tmp_path):
     assert json.loads(after_restore.read_text()) == expected
     # The restored work was handed over; a third launch finds nothing to restore.
     assert not list((home / "autosave").glob("*.json"))
+
+
+def test_the_restore_offer_can_wait_or_discard(qtbot, home):
+    from app.main_window import MainWindow
+    from conftest import answer_next_dialog
+
+    crashed = MainWindow(home=home, autosave_interval_ms=60_000)
+    crashed.song.add_notes([crashed.song.new_note(60, 100, 0, 1)])
+    crash(crashed.autosave)
+    crashed.autosave = None
+    crashed.song.undo_stack.setClean()
+    crashed.close()
+
+    later = MainWindow(home=home, use_autosave=False)
+    asked = []
+    answer_next_dialog("Not Now", asked)
+    assert not later.offer_restore()
+    assert "closed unexpectedly" in asked[0] and len(later.song) == 0
+    answer_next_dialog("Discard")
+    assert not later.offer_restore()
+    assert autosave.find_orphans(home / "autosave") == []
+    later.close()

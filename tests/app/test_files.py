@@ -10,33 +10,16 @@ from pathlib import Path
 
 import pretty_midi
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.session import FORMAT_VERSION
 from app.song import CONTINUATION
-from conftest import draw_note, summary
+from conftest import answer_next_dialog, draw_note, summary
 from music_transformer import Note, write_midi
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def answer_next_dialog(button_text: str, seen: list | None = None) -> None:
-    """Clicks a button of the next modal dialog once it opens (it blocks in its own event loop)."""
-
-    def attempt() -> None:
-        box = QApplication.activeModalWidget()
-        if isinstance(box, QMessageBox):
-            if seen is not None:
-                seen.append(box.text())
-            for button in box.buttons():
-                if button.text().replace("&", "") == button_text:
-                    button.click()
-                    return
-        QTimer.singleShot(20, attempt)
-
-    QTimer.singleShot(20, attempt)
 
 
 def test_export_everything_motif_and_continuation_read_back(qtbot, window, roll, tmp_path):
