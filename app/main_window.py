@@ -38,6 +38,7 @@ class MainWindow(QMainWindow):
         self.transport = Transport(self)
         self.roll = PianoRoll(self.song, self.transport, self)
         self.document_path: Path | None = None
+        self._untitled_name = "Untitled"
         self.last_error: str | None = None
         self.setCentralWidget(self.roll)
         self.setAcceptDrops(True)
@@ -321,6 +322,7 @@ class MainWindow(QMainWindow):
                 return False
             self.song.load(notes, {"tempo": tempo})
             self._set_document(None)
+            self._untitled_name = path.stem  # Save suggests the MIDI file's name, never its path
             self.setWindowTitle(f"{path.name}[*] — Continuo")
             self.roll.zoom_to_fit()
             self.transport.set_playhead(0.0)
@@ -365,8 +367,8 @@ class MainWindow(QMainWindow):
     def save_as(self, path: str | Path | None = None) -> bool:
         """Saves under a new name (asked for when not given)."""
         if path is None:
-            chosen, _ = QFileDialog.getSaveFileName(self, "Save session", str(self._dialog_folder() / f"Untitled{SUFFIX}"),
-                                                    SESSION_FILTER)
+            suggestion = self._dialog_folder() / f"{self._untitled_name}{SUFFIX}"
+            chosen, _ = QFileDialog.getSaveFileName(self, "Save session", str(suggestion), SESSION_FILTER)
             if not chosen:
                 return False
             path = chosen
@@ -405,6 +407,7 @@ class MainWindow(QMainWindow):
         if not self.maybe_save():
             return False
         self.song.load([])
+        self._untitled_name = "Untitled"
         self._set_document(None)
         self.transport.set_playhead(0.0)
         return True

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
         path = Path(folder) / "ten-thousand.mid"
         make_midi(path, args.notes)
-        window = MainWindow(home=Path(folder), use_autosave=False)
+        window = MainWindow(home=Path(folder))  # autosave on, as in use: opening writes a snapshot
         window.resize(1280, 800)
         window.show()
         app.processEvents()

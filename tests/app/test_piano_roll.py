@@ -245,3 +245,18 @@ def test_the_playhead_moving_repaints_only_where_it_was_and_is(qtbot, roll):
     qtbot.waitUntil(lambda: bool(regions), timeout=1000)
     assert all(rect.width() < roll.canvas.width() / 2 for rect in regions)
     roll.canvas.removeEventFilter(spy)
+
+
+def test_accept_and_discard_from_the_keyboard_and_undo_them(qtbot, roll, window):
+    from app.song import CONTINUATION, MOTIF
+
+    song = roll.song
+    song.add_notes([song.new_note(60, 100, 0, 1), song.new_note(64, 100, 1, 1, CONTINUATION)])
+    assert window.accept_action.isEnabled()
+    key(qtbot, roll, "Ctrl+Return")
+    assert {n.part for n in song.notes()} == {MOTIF} and not window.accept_action.isEnabled()
+    key(qtbot, roll, "Ctrl+Z")
+    key(qtbot, roll, "Ctrl+Backspace")
+    assert [n.part for n in song.notes()] == [MOTIF]
+    key(qtbot, roll, "Ctrl+Z")
+    assert [n.part for n in song.notes()] == [MOTIF, CONTINUATION]
