@@ -17,7 +17,7 @@ from PySide6.QtCore import QLineF, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from ..song import CONTINUATION, MIN_LENGTH, MOTIF, NoteArrays, Song, SongNote, floor_beat
+from ..song import CONTINUATION, MIN_LENGTH, MOTIF, NoteArrays, Song, SongLockedError, SongNote, floor_beat
 from ..transport import Transport
 from .state import DRAW, ERASE, NUM_KEYS, SELECT, Palette, RollState, is_black_key
 
@@ -482,6 +482,13 @@ class NoteCanvas(QWidget):
         gesture, self._gesture = self._gesture, None
         if gesture is None:
             return
+        try:
+            self._finish(gesture)
+        except SongLockedError:  # a continuation began while the mouse was down: the gesture is dropped
+            self.message.emit("The continuation is being written; edit the notes when it is done")
+        self.update()
+
+    def _finish(self, gesture: _Gesture) -> None:
         state = self.state
         preview, self._preview = self._preview, {}
         hidden, self._hidden = self._hidden, set()
@@ -503,7 +510,6 @@ class NoteCanvas(QWidget):
                 state.note_length = preview[gesture.anchor.id].length
         elif gesture.kind == "move" and not gesture.moved and not gesture.toggled:
             state.select({gesture.anchor.id})  # a click on one of several selected notes selects just it
-        self.update()
 
     def _update_cursor(self, point: QPointF) -> None:
         tool = self.state.tool

@@ -319,6 +319,6 @@ class VelocityLane(_Strip):
         """Commits the velocities as one command."""
         self._dragging = False
         preview, self._preview = self._preview, {}
-        if preview:
+        if preview and not self.song.is_writing:
             self.song.replace_notes(list(preview.values()), "Change velocity")
         self.update()

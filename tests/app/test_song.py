@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.song import CONTINUATION, MOTIF, GenerationSettings, Song, SongLockedError
 from music_transformer import Note
@@ -114,3 +116,37 @@ def test_settings_and_model_are_part_of_the_document(qapp):
     assert song.settings == GenerationSettings() and song.model == "default"
     with pytest.raises(ValueError):
         GenerationSettings.from_dict({"temperature": -1})
+
+_edit = st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 127), st.integers(1, 127), st.floats(0, 64), st.floats(0.01, 8)),
+    st.tuples(st.just("remove"), st.integers(0, 30)),
+    st.tuples(st.just("move"), st.integers(0, 30), st.floats(-4, 4), st.integers(-12, 12)),
+    st.tuples(st.just("tempo"), st.floats(20, 400)),
+    st.tuples(st.just("accept")),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_edit, max_size=25))
+def test_any_edits_undo_to_nothing_and_redo_to_the_same_song(qapp, edits):
+    song = Song()
+    for edit in edits:
+        notes = song.notes()
+        if edit[0] == "add":
+            song.add_notes([song.new_note(edit[1], edit[2], edit[3], edit[4], CONTINUATION if edit[1] % 2 else MOTIF)])
+        elif edit[0] == "remove" and notes:
+            song.remove_notes([notes[edit[1] % len(notes)].id])
+        elif edit[0] == "move" and notes:
+            note = notes[edit[1] % len(notes)]
+            song.replace_notes([note.with_(start=note.start + edit[2], pitch=note.pitch + edit[3])])
+        elif edit[0] == "tempo":
+            song.set_tempo(edit[1])
+        elif edit[0] == "accept":
+            song.accept_continuation()
+    final = (song.notes(), song.meta())
+    while song.undo_stack.canUndo():
+        song.undo_stack.undo()
+    assert song.notes() == [] and song.tempo == 120
+    while song.undo_stack.canRedo():
+        song.undo_stack.redo()
+    assert (song.notes(), song.meta()) == final
