@@ -31,11 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         return _screenshot(app, args)
     window = MainWindow()
     window.show()
-    from .scripting import script_from_environment
+    if os.environ.get("CONTINUO_SCRIPT"):  # end-to-end tests drive the studio through its widgets
+        from .scripting import script_from_environment
 
-    script = script_from_environment(window)
-    if script is not None:
-        script.start()
+        script = script_from_environment(window)
+        if script is not None:
+            script.start()
     restored = window.offer_restore()
     if args.file and not restored:
         window.open_path(args.file, ask_to_save=False)

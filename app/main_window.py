@@ -320,7 +320,8 @@ class MainWindow(QMainWindow):
                 return False
             if ask_to_save and not self.maybe_save():
                 return False
-            self.song.load(notes, {"tempo": tempo})
+            # A new document from the file; the model and generation settings carry over from the last one.
+            self.song.load(notes, {"tempo": tempo, "settings": self.song.settings, "model": self.song.model})
             self._set_document(None)
             self._untitled_name = path.stem  # Save suggests the MIDI file's name, never its path
             self.setWindowTitle(f"{path.name}[*] — Continuo")

@@ -196,6 +196,7 @@ def test_drop_a_midi_file_to_make_it_the_motif(qtbot, window, tmp_path):
     assert [n.pitch for n in window.song.notes()] == [60]
 
 
+@pytest.mark.timeout(120)
 def test_screenshot_from_the_command_line(tmp_path, home):
     path = tmp_path / "motif.mid"
     write_midi([Note(60 + i % 12, 100, i * 0.25, i * 0.25 + 0.2) for i in range(32)], path)
