@@ -297,8 +297,31 @@ def find_orphans(directory: Path) -> list[Orphan]:
             orphans.append(orphan)
         else:
             orphan.discard()
+    _sweep(directory)
     orphans.sort(key=lambda orphan: orphan.saved_at, reverse=True)
     return orphans
+
+
+def _sweep(directory: Path) -> None:
+    """Removes what killed studios leave besides their autosave: half-written temporary files and locks
+    of studios killed before their first snapshot."""
+    now = time.time()
+    for temporary in directory.glob(".*.tmp"):
+        try:
+            if now - temporary.stat().st_mtime > 60:  # an atomic write takes milliseconds; this one died
+                temporary.unlink()
+        except OSError:
+            pass
+    for lock_path in directory.glob("*.lock"):
+        if (directory / f"{lock_path.stem}.json").exists():
+            continue
+        lock = _Lock(lock_path)
+        try:
+            if lock.acquire():
+                _unlink(directory / f"{lock_path.stem}.journal")
+                lock.release(delete=True)
+        except OSError:
+            pass
 
 
 def restore(orphan: Orphan, song: Song) -> dict[str, Any]:

@@ -175,3 +175,18 @@ def test_the_restore_offer_can_wait_or_discard(qtbot, home):
     assert not later.offer_restore()
     assert autosave.find_orphans(home / "autosave") == []
     later.close()
+
+
+def test_leftovers_of_killed_studios_are_swept(qapp, tmp_path):
+    stale = tmp_path / ".abc.json.123.tmp"
+    stale.write_text("{")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    fresh = tmp_path / ".def.json.456.tmp"
+    fresh.write_text("{")  # maybe a running studio's write in progress: left alone
+    (tmp_path / "early.lock").write_text("12345")  # killed before its first snapshot
+    song = Song()
+    running = autosave.Autosave(song, tmp_path, interval_ms=60_000)
+    assert autosave.find_orphans(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [fresh.name, running.snapshot_path.name, running.journal_path.name, f"{running.id}.lock"])
+    running.close()
