@@ -77,9 +77,16 @@ class Keyboard(_Strip):
         painter.end()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
-        """Plays the key (through whatever playback engine listens)."""
-        if event.button() == Qt.LeftButton:
-            self._press(self.state.pitch_at(event.position().y()))
+        """Plays the key (through whatever playback engine listens); Ctrl-click selects every note of that
+        pitch, Shift-click adds them to the selection."""
+        if event.button() != Qt.LeftButton:
+            return
+        pitch = self.state.pitch_at(event.position().y())
+        modifiers = event.modifiers()
+        if modifiers & (Qt.ControlModifier | Qt.ShiftModifier):
+            same = {note.id for note in self.song.notes() if note.pitch == pitch}
+            self.state.select(same | self.state.selection if modifiers & Qt.ShiftModifier else same)
+        self._press(pitch)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
         """Glissando: dragging along the keys plays each one."""

@@ -210,6 +210,13 @@ def test_keyboard_click_auditions_the_key(qtbot, roll):
     y = round(roll.state.y_of(67) + roll.state.key_height / 2)
     qtbot.mouseClick(roll.keyboard, Qt.LeftButton, Qt.NoModifier, QPoint(50, y))
     assert heard == [67]
+    song = roll.song
+    song.add_notes([song.new_note(67, 100, beat, 1) for beat in (0, 2)] + [song.new_note(60, 100, 1, 1)])
+    qtbot.mouseClick(roll.keyboard, Qt.LeftButton, Qt.ControlModifier, QPoint(50, y))
+    assert {song.note(i).pitch for i in roll.state.selection} == {67} and len(roll.state.selection) == 2
+    y60 = round(roll.state.y_of(60) + roll.state.key_height / 2)
+    qtbot.mouseClick(roll.keyboard, Qt.LeftButton, Qt.ShiftModifier, QPoint(10, y60))
+    assert len(roll.state.selection) == 3
 
 
 def test_edits_wait_while_the_continuation_is_written(qtbot, roll, window):
