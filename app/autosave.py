@@ -232,10 +232,12 @@ class Orphan:
 
     @property
     def snapshot_path(self) -> Path:
+        """The whole song, as of the last snapshot."""
         return self.directory / f"{self.id}.json"
 
     @property
     def journal_path(self) -> Path:
+        """The edits after that snapshot, one JSON line each."""
         return self.directory / f"{self.id}.journal"
 
     def discard(self) -> None:

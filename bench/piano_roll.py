@@ -40,11 +40,13 @@ def make_midi(path: Path, count: int, seed: int = 7) -> None:
 
 
 def percentile(values: list[float], fraction: float) -> float:
+    """The value below which `fraction` of the values lie."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmark; prints the table or the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     parser.add_argument("--notes", type=int, default=10_000)
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         canvas_paint = roll.canvas.paintEvent
 
         def counting_paint(event) -> None:
+            """The canvas's own paint, counted."""
             painted[0] += 1
             canvas_paint(event)
 
