@@ -41,7 +41,7 @@ def skew(rel_logits: torch.Tensor) -> torch.Tensor:
     which is unpadded column j + (c-1-i') = j - i + (n-1), the distance j - i.
     """
     *batch, c, n = rel_logits.shape
-    padded = F.pad(rel_logits, (1, 0))
+    padded = torch.cat((rel_logits.new_zeros(*batch, c, 1), rel_logits), dim=-1)  # one zero column, left
     flat = padded.reshape(*batch, c * (n + 1))
     return flat[..., c:].reshape(*batch, c, n)
 
@@ -86,6 +86,21 @@ def attention_mask(queries: int, keys: int, window: int | None, device) -> torch
     return allowed
 
 
+def per_head_matmul(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """x (B, H, c, a) @ table (H, a, b) -> (B, H, c, b), without copying the table once per batch row.
+
+    Broadcasting would expand the table over the batch and copy it; when that copy is the larger one,
+    the batch is folded into the rows instead (one copy of x).
+    """
+    batch, heads, c, _ = x.shape
+    if batch == 1:
+        return (x[0] @ table)[None]
+    if x.numel() >= batch * table.numel():
+        return x @ table
+    folded = x.transpose(0, 1).reshape(heads, batch * c, x.shape[-1]) @ table
+    return folded.view(heads, batch, c, table.shape[-1]).transpose(0, 1)
+
+
 def relative_logits(q: torch.Tensor, embeddings: torch.Tensor, keys: int) -> torch.Tensor:
     """S_rel for c queries, the last c of `keys` positions: (..., c, keys), valid where j <= i.
 
@@ -94,7 +109,7 @@ def relative_logits(q: torch.Tensor, embeddings: torch.Tensor, keys: int) -> tor
     step) needs no skew: q_t E^T read over the cached keys is already in key order.
     """
     rows = min(keys, embeddings.shape[-2])
-    by_distance = q @ embeddings[..., embeddings.shape[-2] - rows:, :].transpose(-1, -2)
+    by_distance = per_head_matmul(q, embeddings[..., embeddings.shape[-2] - rows:, :].transpose(-1, -2))
     if rows < keys:
         by_distance = F.pad(by_distance, (keys - rows, 0))
     return by_distance if q.shape[-2] == 1 else skew(by_distance)
@@ -194,6 +209,7 @@ class _RelativeAttention(torch.autograd.Function):
         distances = embeddings.shape[-2]
         grad_q, grad_k, grad_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         grad_embeddings = torch.zeros_like(embeddings)
+        grad_out = grad_out.contiguous()  # so that every block below is a plain strided batch
         row_dot = (grad_out * out).sum(dim=-1, keepdim=True)  # D_i = dO_i . O_i
         for start, end, first_key, last_key in _blocks(q.shape[-2], k.shape[-2], ctx.block_size, ctx.window):
             q_block, grad_block = q[:, :, start:end], grad_out[:, :, start:end]
@@ -211,7 +227,7 @@ class _RelativeAttention(torch.autograd.Function):
             by_distance = _unskew(grad_scores)[..., keys - rows:]  # distances past M had no term
             del grad_scores
             table = embeddings[:, distances - rows:]
-            grad_q[:, :, start:end] += by_distance @ table
+            grad_q[:, :, start:end] += per_head_matmul(by_distance, table)
             grad_embeddings[:, distances - rows:] += (by_distance.transpose(-1, -2) @ q_block).sum(0)
         return grad_q, grad_k, grad_v, grad_embeddings, None, None
 
@@ -321,7 +337,9 @@ class MultiHeadSelfAttention(nn.Module):
                 window: int | None = None) -> torch.Tensor:
         """x: (B, T, d_model). With a cache, x holds the newest T positions and the cache the earlier ones."""
         batch, length, _ = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        # (3, B, H, T, D), made contiguous once so the attention's blocks are slices that need no copy
+        q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4) \
+            .contiguous()
         dropout = self.attention_dropout if self.training else 0.0
         if cache is not None:
             window = cache.window
