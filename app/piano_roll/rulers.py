@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
+from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ..song import CONTINUATION, MOTIF, Song, SongNote
@@ -284,15 +284,16 @@ class VelocityLane(_Strip):
         part = np.zeros(width, bool)
         loudest[xs[order]] = velocities[order]  # the last write per column is the loudest
         part[xs[order]] = continuation[order]
+        # One image: each column filled from its loudest stem's top down, in that stem's colour.
         levels = Palette.VELOCITY_LEVELS
-        for is_continuation in (False, True):
-            for level in range(levels):
-                columns = np.nonzero((loudest > 0) & (part == is_continuation) & (loudest * levels // 128 == level))[0]
-                if not len(columns):
-                    continue
-                color = Palette.note_fill(CONTINUATION if is_continuation else MOTIF, level * 128 // levels + 1)
-                painter.setPen(QPen(color, 1))
-                painter.drawLines([QLineF(x + 0.5, height - 3, x + 0.5, self.y_of(int(loudest[x]))) for x in columns])
+        table = np.array([0] + [Palette.note_fill(part, level * 128 // levels + 1).rgba()
+                                for part in (MOTIF, CONTINUATION) for level in range(levels)], np.uint32)
+        codes = np.where(loudest > 0, 1 + loudest * levels // 128 + levels * part, 0)
+        tops = np.array([self.y_of(int(velocity)) for velocity in range(128)])[loudest]
+        rows = np.arange(height)[:, None]
+        filled = (rows >= np.floor(tops)[None, :]) & (rows < height - 3)
+        pixels = np.ascontiguousarray(np.where(filled, table[codes][None, :], np.uint32(0)).astype(np.uint32))
+        painter.drawImage(0, 0, QImage(pixels.data, width, height, width * 4, QImage.Format_ARGB32))
         painter.setPen(QColor("#1b1d21"))
         painter.drawLine(0, 0, width, 0)
 

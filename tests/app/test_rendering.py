@@ -88,3 +88,7 @@ def test_thousands_of_notes_in_view_draw_as_one_image_with_the_same_colours(qtbo
     roll.state.select([lone.id])
     image = roll.canvas.grab().toImage()
     assert image.pixel(centre.x(), centre.y()) == Palette.note_fill(MOTIF, 20, selected=True).rgb()
+    lane = roll.velocity_lane.grab().toImage()
+    x = round(roll.state.x_of(50)) + 1
+    assert lane.pixel(x, lane.height() - 6) == loud
+    assert lane.pixel(x, round(roll.velocity_lane.y_of(127)) - 3) != loud  # stems stop at their velocity
