@@ -21,6 +21,7 @@ window of the last W positions continues a piece indefinitely at a flat cost per
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -73,17 +74,49 @@ def shaw_relative_logits(q: torch.Tensor, embeddings: torch.Tensor) -> torch.Ten
     return logits.masked_fill(distance > 0, 0.0)
 
 
-def attention_mask(queries: int, keys: int, window: int | None, device) -> torch.Tensor:
-    """Boolean (queries, keys): True where the query (the last `queries` of `keys` positions) may look.
+@dataclass(frozen=True)
+class Visibility:
+    """Which keys each query may see: causal, and optionally a sliding window or local blocks.
 
-    Causal; with a window W a query sees only the W most recent positions, itself included.
+    window W: the W most recent positions, itself included. local b: relative local attention (Huang
+    et al., section 3.5, after the Image Transformer): the sequence is cut into blocks of b positions,
+    and a query sees its own block up to itself and the whole previous block. offset: the absolute
+    position of key 0 (local blocks are aligned to absolute positions; a cache starts mid-piece).
     """
-    query_positions = torch.arange(keys - queries, keys, device=device)[:, None]
-    key_positions = torch.arange(keys, device=device)[None, :]
-    allowed = key_positions <= query_positions
-    if window is not None:
-        allowed &= key_positions > query_positions - window
-    return allowed
+
+    window: int | None = None
+    local: int | None = None
+    offset: int = 0
+
+    @property
+    def plain_causal(self) -> bool:
+        """True when a query sees every earlier position."""
+        return self.window is None and self.local is None
+
+    def first_visible(self, position: int) -> int:
+        """The earliest absolute position that the query at `position` sees."""
+        first = 0
+        if self.window is not None:
+            first = max(first, position - self.window + 1)
+        if self.local is not None:
+            first = max(first, (position // self.local - 1) * self.local)
+        return first
+
+    def shifted(self, keys: int) -> "Visibility":
+        """The same rule for keys that start `keys` positions later."""
+        return replace(self, offset=self.offset + keys) if keys else self
+
+    def mask(self, queries: int, keys: int, device=None) -> torch.Tensor:
+        """Boolean (queries, keys): True where the query (the last `queries` of `keys`) may look."""
+        query_positions = torch.arange(keys - queries, keys, device=device)[:, None] + self.offset
+        key_positions = torch.arange(keys, device=device)[None, :] + self.offset
+        allowed = key_positions <= query_positions
+        if self.window is not None:
+            allowed &= key_positions > query_positions - self.window
+        if self.local is not None:
+            allowed &= key_positions >= torch.div(query_positions, self.local, rounding_mode="floor") \
+                * self.local - self.local
+        return allowed
 
 
 def per_head_matmul(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -116,8 +149,8 @@ def relative_logits(q: torch.Tensor, embeddings: torch.Tensor, keys: int) -> tor
 
 
 def relative_attention_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
-                             window: int | None = None, dropout: float = 0.0) -> torch.Tensor:
-    """Attention of c queries (the last c of n positions) over n keys, with the relative term.
+                             visibility: Visibility = Visibility(), dropout: float = 0.0) -> torch.Tensor:
+    """Attention of c queries (the last c of n positions) over n keys, with the relative term (autograd).
 
     q: (B, H, c, D); k, v: (B, H, n, D); embeddings: (H, M, D). Returns (B, H, c, D).
     """
@@ -126,34 +159,36 @@ def relative_attention_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     rel = relative_logits(q, embeddings, n)  # (B, H, c, n)
     logits = torch.baddbmm(rel.flatten(0, 1), q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2))
     logits = logits.view_as(rel) * scale
-    if c > 1 or (window is not None and n > window):  # one query over its own window sees every key
-        logits = logits.masked_fill(~attention_mask(c, n, window, q.device), float("-inf"))
+    logits = logits.masked_fill(~visibility.mask(c, n, q.device), float("-inf"))
     weights = torch.softmax(logits, dim=-1)
     if dropout > 0.0:
         weights = F.dropout(weights, dropout, training=True)
     return weights @ v
 
 
-def _blocks(queries: int, keys: int, block_size: int, window: int | None):
+def _blocks(queries: int, keys: int, block_size: int, visibility: Visibility):
     """(first query, end query, first key, end key) of each query block: the keys it may see."""
     for start in range(0, queries, block_size):
         end = min(start + block_size, queries)
         last_key = keys - queries + end
-        first_key = 0 if window is None else max(0, last_key - (end - start) - window + 1)
+        first_position = visibility.offset + keys - queries + start
+        first_key = max(0, visibility.first_visible(first_position) - visibility.offset)
         yield start, end, first_key, last_key
 
 
-def _scores(q: torch.Tensor, k: torch.Tensor, embeddings: torch.Tensor, window: int | None) -> torch.Tensor:
+def _scores(q: torch.Tensor, k: torch.Tensor, embeddings: torch.Tensor, visibility: Visibility) -> torch.Tensor:
     """(QK^T + S_rel) / sqrt(D), masked, for c queries (the last c of n keys); no autograd.
 
-    The scale is folded into the (small) queries; the skewed relative term is added to QK^T in place;
-    the causal mask touches only the last c columns, the only ones it can hide.
+    The scale is folded into the (small) queries; the skewed relative term is added to QK^T in place.
+    For plain causal attention the mask touches only the last c columns, the only ones it can hide.
+    A block that spans the previous local block and its own gets both of the paper's skews at once:
+    the rectangular skew is the unmasked variant over the previous block and the masked one over its own.
     """
     c, n = q.shape[-2], k.shape[-2]
     q = q * (1.0 / math.sqrt(q.shape[-1]))
     scores = (q @ k.transpose(-1, -2)).add_(relative_logits(q, embeddings, n))
-    if window is not None and n > window:
-        scores.masked_fill_(~attention_mask(c, n, window, q.device), float("-inf"))
+    if not visibility.plain_causal and not (visibility.local is None and n <= visibility.window):
+        scores.masked_fill_(~visibility.mask(c, n, q.device), float("-inf"))
     elif c > 1:
         hidden = torch.ones(c, c, dtype=torch.bool, device=q.device).triu_(1)
         scores[..., n - c:].masked_fill_(hidden, float("-inf"))
@@ -169,11 +204,12 @@ def _unskew(grad: torch.Tensor) -> torch.Tensor:
     return padded.view(*batch, c, n + 1)[..., 1:]
 
 
-def _attend_blocks(q, k, v, embeddings, window, block_size, keep_logsumexp):
+def _attend_blocks(q, k, v, embeddings, visibility, block_size, keep_logsumexp):
     out = torch.empty_like(q)
     logsumexp = q.new_empty(q.shape[:-1]) if keep_logsumexp else None
-    for start, end, first_key, last_key in _blocks(q.shape[-2], k.shape[-2], block_size, window):
-        weights = _scores(q[:, :, start:end], k[:, :, first_key:last_key], embeddings, window)
+    for start, end, first_key, last_key in _blocks(q.shape[-2], k.shape[-2], block_size, visibility):
+        weights = _scores(q[:, :, start:end], k[:, :, first_key:last_key], embeddings,
+                          visibility.shifted(first_key))
         peak = weights.amax(dim=-1, keepdim=True)  # every query sees itself: finite
         weights.sub_(peak).exp_()
         total = weights.sum(dim=-1, keepdim=True)
@@ -195,10 +231,10 @@ class _RelativeAttention(torch.autograd.Function):
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
-    def forward(ctx, q, k, v, embeddings, window, block_size):
-        out, logsumexp = _attend_blocks(q, k, v, embeddings, window, block_size, keep_logsumexp=True)
+    def forward(ctx, q, k, v, embeddings, visibility, block_size):
+        out, logsumexp = _attend_blocks(q, k, v, embeddings, visibility, block_size, keep_logsumexp=True)
         ctx.save_for_backward(q, k, v, embeddings, out, logsumexp)
-        ctx.window, ctx.block_size = window, block_size
+        ctx.visibility, ctx.block_size = visibility, block_size
         return out
 
     @staticmethod
@@ -211,10 +247,10 @@ class _RelativeAttention(torch.autograd.Function):
         grad_embeddings = torch.zeros_like(embeddings)
         grad_out = grad_out.contiguous()  # so that every block below is a plain strided batch
         row_dot = (grad_out * out).sum(dim=-1, keepdim=True)  # D_i = dO_i . O_i
-        for start, end, first_key, last_key in _blocks(q.shape[-2], k.shape[-2], ctx.block_size, ctx.window):
+        for start, end, first_key, last_key in _blocks(q.shape[-2], k.shape[-2], ctx.block_size, ctx.visibility):
             q_block, grad_block = q[:, :, start:end], grad_out[:, :, start:end]
             k_block, v_block = k[:, :, first_key:last_key], v[:, :, first_key:last_key]
-            weights = _scores(q_block, k_block, embeddings, ctx.window)
+            weights = _scores(q_block, k_block, embeddings, ctx.visibility.shifted(first_key))
             weights.sub_(logsumexp[:, :, start:end, None]).exp_()
             grad_v[:, :, first_key:last_key] += weights.transpose(-1, -2) @ grad_block
             grad_scores = grad_block @ v_block.transpose(-1, -2)  # dP
@@ -233,28 +269,30 @@ class _RelativeAttention(torch.autograd.Function):
 
 
 def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
-                       window: int | None = None, dropout: float = 0.0,
-                       block_size: int | None = 256) -> torch.Tensor:
+                       window: int | None = None, dropout: float = 0.0, block_size: int | None = 64,
+                       local: int | None = None, offset: int = 0) -> torch.Tensor:
     """Causal relative self-attention of c queries, the last c of the n positions in k and v, in blocks.
 
-    Each block of queries only needs the keys up to its own end (causality), so the work is the causal
-    half of c x n, and memory holds one block's logits at a time, in training too (a fused backward
-    that recomputes them). With attention dropout in training, autograd runs through each block,
-    recomputed in the backward pass (activation checkpointing). block_size None computes the whole
-    matrix with the paper's single skew.
+    Each block of queries only needs the keys it can see (causality, and the window or the local
+    blocks), so the work is the visible part of c x n, and memory holds one block's logits at a time,
+    in training too (a fused backward that recomputes them). With attention dropout in training,
+    autograd runs through each block, recomputed in the backward pass (activation checkpointing).
+    block_size None computes the whole matrix with the paper's single skew. `local` is the block
+    length of relative local attention and `offset` the absolute position of the first key.
     """
     queries, keys = q.shape[-2], k.shape[-2]
     block_size = block_size or queries
+    visibility = Visibility(window, local, offset)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, embeddings))
     if not needs_grad and dropout == 0.0:
         with torch.no_grad():
-            return _attend_blocks(q, k, v, embeddings, window, block_size, keep_logsumexp=False)[0]
+            return _attend_blocks(q, k, v, embeddings, visibility, block_size, keep_logsumexp=False)[0]
     if dropout == 0.0:
-        return _RelativeAttention.apply(q, k, v, embeddings, window, block_size)
+        return _RelativeAttention.apply(q, k, v, embeddings, visibility, block_size)
     outputs = []
-    for start, end, first_key, last_key in _blocks(queries, keys, block_size, window):
+    for start, end, first_key, last_key in _blocks(queries, keys, block_size, visibility):
         args = (q[:, :, start:end], k[:, :, first_key:last_key], v[:, :, first_key:last_key], embeddings,
-                window, dropout)
+                visibility.shifted(first_key), dropout)
         outputs.append(checkpoint(relative_attention_block, *args, use_reentrant=False)
                        if queries > block_size else relative_attention_block(*args))
     return torch.cat(outputs, dim=2)
@@ -263,13 +301,18 @@ def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embedd
 class KVCache:
     """Keys and values of the positions seen so far, per layer, for incremental decoding.
 
-    With a window W it keeps only the last W-1 positions (the next query makes W). Storage is a buffer
-    of 2W positions that is shifted down once every W steps, so appending is O(1) amortised and the
-    kept keys stay in time order, which relative attention needs.
+    `window` W: each new query attends to the W most recent positions. `local` b: the model uses
+    relative local attention, so no query looks further back than 2b-1 positions. The cache keeps
+    only what a new query can still see. Storage is a buffer of twice that span, shifted down once
+    per span, so appending is O(1) amortised and the kept keys stay in time order, which relative
+    attention needs.
     """
 
-    def __init__(self, n_layers: int, window: int | None = None) -> None:
+    def __init__(self, n_layers: int, window: int | None = None, local: int | None = None) -> None:
         self.window = window
+        self.local = local
+        spans = [span for span in (window, None if local is None else 2 * local) if span is not None]
+        self.span = min(spans) if spans else None  # the most positions one query sees
         self.position = 0  # tokens seen so far: the absolute position of the next one
         self._keys: list[torch.Tensor | None] = [None] * n_layers
         self._values: list[torch.Tensor | None] = [None] * n_layers
@@ -283,7 +326,7 @@ class KVCache:
         new = k.shape[2]
         length = self._lengths[layer]
         buffer_k, buffer_v = self._keys[layer], self._values[layer]
-        keep = None if self.window is None else self.window - 1
+        keep = None if self.span is None else self.span - 1
         needed = length + new
         if buffer_k is None or needed > buffer_k.shape[2]:
             if keep is not None and length > keep:  # drop what the window has passed
@@ -291,7 +334,7 @@ class KVCache:
                 buffer_v = buffer_v[:, :, length - keep:length]
                 length = keep
                 needed = length + new
-            capacity = max(needed, 2 * self.window if self.window else 2 * needed, 64)
+            capacity = max(needed, 2 * self.span if self.span else 2 * needed, 64)
             grown_k = k.new_empty(k.shape[0], k.shape[1], capacity, k.shape[3])
             grown_v = v.new_empty(v.shape[0], v.shape[1], capacity, v.shape[3])
             if buffer_k is not None and length:
@@ -316,8 +359,9 @@ class KVCache:
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head self-attention with relative positions (the paper's) or none (for absolute models)."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, attention_dropout: float = 0.0,
-                 max_relative_distance: int | None = None, block_size: int | None = 256) -> None:
+    def __init__(self, d_model: int, n_heads: int, attention_dropout: float = 0.0,
+                 max_relative_distance: int | None = None, block_size: int | None = 64,
+                 local: int | None = None) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
@@ -325,6 +369,7 @@ class MultiHeadSelfAttention(nn.Module):
         self.head_dim = d_model // n_heads
         self.attention_dropout = attention_dropout
         self.block_size = block_size
+        self.local = local
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
         self.relative = max_relative_distance is not None
@@ -341,14 +386,18 @@ class MultiHeadSelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4) \
             .contiguous()
         dropout = self.attention_dropout if self.training else 0.0
+        offset = 0  # absolute position of the first key
         if cache is not None:
             window = cache.window
             k, v = cache.update(layer, k, v)
+            offset = cache.position + length - k.shape[2]
         if self.relative:
-            y = relative_attention(q, k, v, self.relative_embeddings, window, dropout, self.block_size)
+            y = relative_attention(q, k, v, self.relative_embeddings, window, dropout, self.block_size,
+                                   self.local, offset)
         else:
-            mask = None if (window is None and k.shape[2] == length) else \
-                attention_mask(length, k.shape[2], window, x.device)
+            visibility = Visibility(window, self.local, offset)
+            mask = None if (visibility.plain_causal and k.shape[2] == length) else \
+                visibility.mask(length, k.shape[2], x.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
                                                is_causal=mask is None and length > 1)
         return self.out(y.transpose(1, 2).reshape(batch, length, -1))

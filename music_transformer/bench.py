@@ -73,7 +73,7 @@ def _layer_memory_child(method: str, length: int) -> None:
     is returned to the system when freed: resident memory then follows live tensors, and the peak
     (VmHWM, reset through /proc/self/clear_refs) is the peak of what the layer held at once.
     """
-    from .attention import attention_mask, relative_attention, shaw_relative_logits
+    from .attention import Visibility, relative_attention, shaw_relative_logits
 
     d_model, heads = BENCH_CONFIG["d_model"], BENCH_CONFIG["n_heads"]
     head_dim = d_model // heads
@@ -89,7 +89,7 @@ def _layer_memory_child(method: str, length: int) -> None:
             y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
         elif method == "shaw":
             logits = (q @ k.transpose(-1, -2) + shaw_relative_logits(q, embeddings)) / head_dim ** 0.5
-            logits = logits.masked_fill(~attention_mask(size, size, None, q.device), float("-inf"))
+            logits = logits.masked_fill(~Visibility().mask(size, size), float("-inf"))
             y = torch.softmax(logits, -1) @ v
         else:
             block = ModelConfig().block_size if method == "blocked skew" else None

@@ -32,12 +32,15 @@ class ModelConfig:
     train_length: int = 2048  # crop length in training; the decoder's default window
     positional: str = "relative"  # "relative" (the paper) or "absolute" (the baseline)
     block_size: int = 64  # query block of the relative attention: memory holds one block's logits
+    local_block: int | None = None  # relative local attention: own block and the previous (None: global)
 
     def __post_init__(self) -> None:
         if self.positional not in ("relative", "absolute"):
             raise ValueError(f'positional must be "relative" or "absolute", not {self.positional!r}')
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.local_block is not None and self.local_block < 1:
+            raise ValueError(f"local_block must be a positive length, not {self.local_block}")
 
     def to_dict(self) -> dict:
         """The config as plain data (for checkpoints)."""
@@ -83,7 +86,7 @@ class Block(nn.Module):
         self.attention = MultiHeadSelfAttention(
             config.d_model, config.n_heads, attention_dropout=config.attention_dropout,
             max_relative_distance=config.max_relative_distance if relative else None,
-            block_size=config.block_size)
+            block_size=config.block_size, local=config.local_block)
         self.feed_forward_norm = nn.LayerNorm(config.d_model)
         self.feed_forward = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
@@ -129,8 +132,8 @@ class MusicTransformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def new_cache(self, window: int | None = None) -> KVCache:
-        """An empty key/value cache; window=None keeps every position."""
-        return KVCache(self.config.n_layers, window)
+        """An empty key/value cache; window=None keeps every position a new token can see."""
+        return KVCache(self.config.n_layers, window, self.config.local_block)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
                 window: int | None = None) -> torch.Tensor:

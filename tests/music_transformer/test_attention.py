@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from music_transformer.attention import (attention_mask, relative_attention, relative_attention_block,
+from music_transformer.attention import (Visibility, relative_attention, relative_attention_block,
                                          relative_logits, relative_table, shaw_relative_logits, skew)
 
 
@@ -40,11 +40,18 @@ def test_distances_past_the_maximum_get_no_relative_term():
     assert relative_table(embeddings, 10).shape == (2, 10, 4)
 
 
-def _direct_attention(q, k, v, embeddings, window=None):
-    """Softmax((QK^T + S_rel)/sqrt(D))V with S_rel gathered the Shaw way and the mask spelled out."""
+def _direct_attention(q, k, v, embeddings, window=None, local=None):
+    """Softmax((QK^T + S_rel)/sqrt(D))V: S_rel gathered the Shaw way, full attention masked to the pattern."""
     length = q.shape[-2]
     logits = (q @ k.transpose(-1, -2) + shaw_relative_logits(q, embeddings)) / math.sqrt(q.shape[-1])
-    logits = logits.masked_fill(~attention_mask(length, length, window, q.device), float("-inf"))
+    positions = torch.arange(length)
+    i, j = positions[:, None], positions[None, :]
+    allowed = j <= i
+    if window is not None:
+        allowed &= i - j < window
+    if local is not None:
+        allowed &= j >= (i // local - 1) * local  # own block and the previous one
+    logits = logits.masked_fill(~allowed, float("-inf"))
     return torch.softmax(logits, -1) @ v
 
 
@@ -96,3 +103,26 @@ def test_one_query_needs_no_skew():
         assert rel[0, 0, 0, j] == pytest.approx(float(q[0, 0, 0] @ embeddings[0, 19 + j - 11]))
     out = relative_attention_block(q, k, k, embeddings)
     assert out.shape == (1, 2, 1, 8)
+
+
+@pytest.mark.parametrize("block_size,local", [(None, 16), (8, 16), (16, 16), (5, 7), (64, 32)])
+def test_relative_local_attention_equals_full_attention_masked_to_blocks(block_size, local):
+    generator = torch.Generator().manual_seed(11)
+    q, k, v = (torch.randn(2, 3, 90, 8, dtype=torch.float64, generator=generator) for _ in range(3))
+    embeddings = torch.randn(3, 2 * local, 8, dtype=torch.float64, generator=generator)
+    got = relative_attention(q, k, v, embeddings, block_size=block_size, local=local)
+    torch.testing.assert_close(got, _direct_attention(q, k, v, embeddings, local=local), atol=1e-6, rtol=0)
+    inputs = [t.clone().requires_grad_() for t in (q, k, v, embeddings)]
+    relative_attention(*inputs, block_size=block_size, local=local).sum().backward()
+    reference = [t.clone().requires_grad_() for t in (q, k, v, embeddings)]
+    _direct_attention(*reference, local=local).sum().backward()
+    for fused, direct in zip(inputs, reference):
+        torch.testing.assert_close(fused.grad, direct.grad, atol=1e-6, rtol=0)
+
+
+def test_local_blocks_follow_absolute_positions():
+    rule = Visibility(local=4, offset=6)  # keys 6..13
+    mask = rule.mask(queries=2, keys=8)  # queries at 12 and 13: their block starts at 12, the previous at 8
+    assert mask.tolist() == [[False, False, True, True, True, True, True, False],
+                             [False, False, True, True, True, True, True, True]]
+    assert rule.first_visible(12) == 8 and rule.first_visible(11) == 4

@@ -87,3 +87,24 @@ def test_training_step_reduces_the_loss_on_a_repeated_phrase():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 3
+
+
+@pytest.mark.parametrize("positional", ["relative", "absolute"])
+def test_local_attention_model_decodes_with_the_cache_like_a_full_pass(positional):
+    model = small_model(positional, local_block=16, train_length=64)
+    tokens = torch.randint(0, VOCAB_SIZE, (1, 150), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        full = model(tokens)
+        cache = model.new_cache()
+        steps = [model(tokens[:, :37], cache=cache)]
+        steps += [model(tokens[:, t:t + 1], cache=cache) for t in range(37, 150)]
+    assert (torch.cat(steps, 1) - full).abs().max().item() <= 1e-4
+    assert len(cache) < 2 * 2 * 16  # only the previous block and this one are kept
+
+
+def test_local_model_trains_on_long_sequences():
+    model = small_model(local_block=32, train_length=512).train()
+    tokens = torch.randint(0, VOCAB_SIZE, (1, 513))
+    logits = model(tokens[:, :-1])
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten()).backward()
+    assert model.blocks[0].attention.relative_embeddings.grad is not None
