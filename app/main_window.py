@@ -5,14 +5,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QSpinBox, QToolBar, QWidget)
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QDoubleSpinBox, QFileDialog, QLabel, QMainWindow,
+                               QMessageBox, QProgressDialog, QScrollArea, QSpinBox, QToolBar, QWidget)
 
 from music_transformer import MidiFileError
 
 from . import autosave as autosave_module
+from .generation import GenerationController
+from .generation_panel import GenerationPanel
+from .playback.player import AUTO, NONE, PORT_PREFIX, SYNTH, VIRTUAL, Player
+from .playback.audio_export import AudioExport
+from .playback.sinks import GM_FAMILIES, GM_INSTRUMENTS, midi_output_names
 from .midi_files import MIDI_SUFFIXES, export_midi, is_midi_path, load_midi
 from .piano_roll import SNAP_CHOICES, PianoRoll
 from .session import SUFFIX, SessionError, read_session, write_session
@@ -29,6 +34,8 @@ TIME_SIGNATURES = ["2/4", "3/4", "4/4", "5/4", "6/8", "7/8", "9/8", "12/8"]
 class MainWindow(QMainWindow):
     """One studio window editing one song."""
 
+    audio_exported = Signal(str, bool)  # path, whether it was written
+
     def __init__(self, home: Path | None = None, use_autosave: bool = True,
                  autosave_interval_ms: int = autosave_module.DEFAULT_INTERVAL_MS, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -37,18 +44,31 @@ class MainWindow(QMainWindow):
         self.song = Song(self)
         self.transport = Transport(self)
         self.roll = PianoRoll(self.song, self.transport, self)
+        self.player = Player(self.song, self.transport, self.preferences, self)
+        self.generation = GenerationController(self.song, self.player, self)
         self.document_path: Path | None = None
         self._untitled_name = "Untitled"
         self.last_error: str | None = None
+        self._audio_export: AudioExport | None = None
         self.setCentralWidget(self.roll)
+        self._make_generation_panel()
         self.setAcceptDrops(True)
         self.resize(1280, 800)
         self._make_toolbar()
         self._make_menus()
         self._position = QLabel("")
         self._count = QLabel("")
+        self._output_label = QLabel("")
         self.statusBar().addPermanentWidget(self._position)
         self.statusBar().addPermanentWidget(self._count)
+        self.statusBar().addPermanentWidget(self._output_label)
+        self.player.message.connect(lambda text: self.show_message(text, 15000))
+        self.player.output_changed.connect(self._output_changed)
+        self.generation.message.connect(lambda text: self.show_message(text, 10000))
+        self.generation.model_failed.connect(self._model_failed)
+        self.generation.model_loaded.connect(self._model_loaded)
+        self.generation.busy_changed.connect(lambda busy: self._update_generation_actions())
+        self.song.reset.connect(self.generation.cancel)
         self.roll.message.connect(self.show_message)
         self.roll.position_changed.connect(self._position.setText)
         self.song.undo_stack.cleanChanged.connect(self._clean_changed)
@@ -60,6 +80,9 @@ class MainWindow(QMainWindow):
         self.autosave: autosave_module.Autosave | None = None
         if use_autosave:
             self._start_autosave(autosave_interval_ms)
+        self._user_model_load: str | None = None
+        self.generation.load_model()  # in the background: Continue is ready by the time a motif is drawn
+        self.player.open_output()
         self.roll.canvas.setFocus()
 
     # --- building the window ------------------------------------------------------------------
@@ -128,6 +151,16 @@ class MainWindow(QMainWindow):
         self.discard_action.setToolTip("Remove the continuation (Ctrl+Backspace)")
         self.discard_action.setShortcut(QKeySequence("Ctrl+Backspace"))
         self.discard_action.triggered.connect(self.discard_continuation)
+        self.continue_action = QAction("Continue", self)
+        self.continue_action.setToolTip("Write a continuation of the motif (Ctrl+Enter)")
+        self.continue_action.setShortcuts([QKeySequence("Ctrl+Enter"), QKeySequence("Ctrl+Shift+Return")])
+        self.continue_action.triggered.connect(self.continue_song)
+        self.cancel_action = QAction("Cancel", self)
+        self.cancel_action.setToolTip("Stop writing; keep what was written (Ctrl+.)")
+        self.cancel_action.setShortcut(QKeySequence("Ctrl+."))
+        self.cancel_action.triggered.connect(self.generation.cancel)
+        bar.addAction(self.continue_action)
+        bar.addAction(self.cancel_action)
         bar.addAction(self.accept_action)
         bar.addAction(self.discard_action)
         self._writing_label = QLabel("")
@@ -148,6 +181,7 @@ class MainWindow(QMainWindow):
         self._add(export_menu, "&Everything…", "Ctrl+E", lambda: self._export_dialog("everything"))
         self._add(export_menu, "&Motif Only…", None, lambda: self._export_dialog("motif"))
         self._add(export_menu, "&Continuation Only…", None, lambda: self._export_dialog("continuation"))
+        self._add(file_menu, "Export &Audio (WAV)…", "Ctrl+Shift+E", self._export_audio_dialog)
         file_menu.addSeparator()
         self._add(file_menu, "&Quit", QKeySequence.Quit, self.close)
 
@@ -179,7 +213,28 @@ class MainWindow(QMainWindow):
         transport_menu.addAction(actions["loop_toggle"])
         transport_menu.addAction(actions["loop_selection"])
 
+        playback_menu = menus.addMenu("&Playback")
+        self.output_menu = playback_menu.addMenu("&Output")
+        self.output_menu.aboutToShow.connect(self._fill_output_menu)
+        instrument_menu = playback_menu.addMenu("&Instrument")
+        self._instrument_group = QActionGroup(self)
+        current = int(self.preferences.get("program", 0))
+        for family_index, family in enumerate(GM_FAMILIES):
+            family_menu = instrument_menu.addMenu(family)
+            for program in range(family_index * 8, family_index * 8 + 8):
+                action = family_menu.addAction(GM_INSTRUMENTS[program])
+                action.setCheckable(True)
+                action.setChecked(program == current)
+                action.setActionGroup(self._instrument_group)
+                action.triggered.connect(lambda checked=False, program=program: self.player.set_program(program))
+        self._add(playback_menu, "Choose &SoundFont…", None, self._soundfont_dialog)
+        self._add(playback_menu, "All Notes &Off", "Ctrl+Shift+.", self.player.all_notes_off)
+
         continuation_menu = menus.addMenu("&Continuation")
+        continuation_menu.addAction(self.continue_action)
+        continuation_menu.addAction(self.cancel_action)
+        self._add(continuation_menu, "&Load Model…", None, self._load_model_dialog)
+        continuation_menu.addSeparator()
         continuation_menu.addAction(self.accept_action)
         continuation_menu.addAction(self.discard_action)
         self._update_continuation_actions()
@@ -227,6 +282,7 @@ class MainWindow(QMainWindow):
 
     def _writing_changed(self, writing: bool) -> None:
         self._writing_label.setText("  Writing the continuation…" if writing else "")
+        self._update_generation_actions()
         self.undo_action.setEnabled(not writing and self.song.undo_stack.canUndo())
         self.redo_action.setEnabled(not writing and self.song.undo_stack.canRedo())
         self._update_continuation_actions()
@@ -266,6 +322,139 @@ class MainWindow(QMainWindow):
         self.play_action.setText("Stop" if playing else "Play")
 
     # --- continuation -------------------------------------------------------------------------
+
+    def _make_generation_panel(self) -> None:
+        self.generation_panel = GenerationPanel(self.song, self.generation, self)
+        self.generation_panel.load_requested.connect(self._load_model_dialog)
+        dock = QDockWidget("Continue", self)
+        dock.setObjectName("continue_dock")
+        scroller = QScrollArea(dock)  # the panel scrolls rather than making the window taller than the screen
+        scroller.setWidget(self.generation_panel)
+        scroller.setWidgetResizable(True)
+        scroller.setFrameShape(QScrollArea.NoFrame)
+        dock.setWidget(scroller)
+        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
+        self.addDockWidget(Qt.RightDockWidgetArea, dock)
+        self.generation_dock = dock
+
+    def _update_generation_actions(self) -> None:
+        if not hasattr(self, "continue_action"):
+            return
+        generating = self.generation.generating
+        self.continue_action.setEnabled(not generating and not self.song.is_writing and self.generation.has_model)
+        self.cancel_action.setEnabled(generating)
+
+    def continue_song(self) -> bool:
+        """Writes a continuation of the motif with the model (Continue); it plays as it is written."""
+        return self.generation.continue_song()
+
+    def load_model(self, path: str | Path) -> None:
+        """Loads another model file in the background; on failure the current model stays, with a message."""
+        self._user_model_load = str(path)
+        self.generation.load_model(str(path))
+
+    def _load_model_dialog(self) -> None:
+        path = self.generation_panel.choose_checkpoint(str(self._dialog_folder()))
+        if path:
+            self.load_model(path)
+
+    def _model_loaded(self, source: str, description: str) -> None:
+        self._update_generation_actions()
+        if self._user_model_load == source:
+            self._user_model_load = None
+            self.show_message(f"Model loaded: {description}")
+            if self.song.model != source:
+                try:
+                    self.song.set_model(source)
+                except SongLockedError:
+                    pass
+
+    def _model_failed(self, source: str, text: str) -> None:
+        self._update_generation_actions()
+        if self._user_model_load == source:
+            self._user_model_load = None
+            self.show_error("Cannot load the model", text)
+        else:
+            self.show_message(text, 15000)
+
+    # --- sound --------------------------------------------------------------------------------
+
+    def _output_changed(self, name: str) -> None:
+        self._output_label.setText(f"♪ {name}" if name else "No sound output")
+        self._output_label.setToolTip(self.player.output_error or "")
+
+    def _fill_output_menu(self) -> None:
+        menu = self.output_menu
+        menu.clear()
+        group = QActionGroup(menu)
+        choice = self.player.choice
+        entries = [(AUTO, "Automatic (built-in synth, else the Continuo port)"), (SYNTH, "Built-in Synth (FluidSynth)"),
+                   (VIRTUAL, "Continuo Virtual MIDI Port")]
+        ports = midi_output_names()
+        entries += [(PORT_PREFIX + name, f"MIDI: {name}") for name in ports]
+        entries.append((NONE, "No Sound"))
+        for value, text in entries:
+            action = menu.addAction(text)
+            action.setCheckable(True)
+            action.setChecked(value == choice)
+            action.setActionGroup(group)
+            action.triggered.connect(lambda checked=False, value=value: self.player.open_output(value))
+        if not ports:
+            menu.addSeparator()
+            menu.addAction("No MIDI ports found (connect a device, start JACK or load snd-seq)").setEnabled(False)
+
+    def _soundfont_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a SoundFont", str(self._dialog_folder()),
+                                              "SoundFonts (*.sf2 *.sf3);;All files (*)")
+        if path:
+            self.player.set_soundfont(path)
+
+    def export_audio(self, path: str | Path, what: str = "everything") -> bool:
+        """Renders the song (or a part) through FluidSynth to a WAV file in the background, with progress.
+
+        Returns False if it could not start; `audio_exported(path, ok)` tells when it is done.
+        """
+        path = Path(path)
+        if path.suffix.lower() != ".wav":
+            path = path.with_name(path.name + ".wav")
+        if self._audio_export is not None:
+            self.show_message("An audio export is already running")
+            return False
+        part = None if what == "everything" else what
+        notes = self.song.performance_notes(part)
+        if not notes:
+            self.show_error("Cannot export", f"{path.name}: there are no notes to export")
+            return False
+        progress = QProgressDialog(f"Rendering {path.name}…", "Cancel", 0, 1000, self)
+        progress.setObjectName("audio_export_progress")
+        progress.setWindowModality(Qt.WindowModal)
+        progress.setMinimumDuration(300)
+        export = AudioExport(notes, path, self.preferences.get("soundfont"), int(self.preferences.get("program", 0)),
+                             self)
+        self._audio_export = export
+        export.progress.connect(lambda fraction: progress.setValue(int(fraction * 1000)))
+        progress.canceled.connect(export.cancel)
+
+        def done(ok: bool, text: str) -> None:
+            self._audio_export = None
+            progress.reset()
+            progress.deleteLater()
+            if ok:
+                self.show_message(text)
+            elif text:
+                self.show_error("Cannot export audio", text)
+            self.audio_exported.emit(str(path), ok)
+
+        export.finished.connect(done)
+        export.start()
+        return True
+
+    def _export_audio_dialog(self) -> None:
+        stem = self.document_path.stem if self.document_path else self._untitled_name
+        path, _ = QFileDialog.getSaveFileName(self, "Export audio", str(self._dialog_folder() / f"{stem}.wav"),
+                                              "WAV audio (*.wav)")
+        if path:
+            self.export_audio(path)
 
     def accept_continuation(self) -> None:
         """The continuation joins the motif (undoable)."""
@@ -538,12 +727,20 @@ class MainWindow(QMainWindow):
         return False
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
-        """Asks about unsaved changes; a clean exit removes the autosave."""
+        """Stops the model and the sound, asks about unsaved changes; a clean exit removes the autosave."""
+        if self.generation.generating:
+            self.generation.close()  # cancels, waits for the worker, keeps what was written (one undo step)
         if self.song.is_writing:
             self.song.end_continuation()  # keep what was written so far
         if not self.maybe_save():
             event.ignore()
             return
+        self.generation.close()
+        self.transport.set_playing(False)
+        self.player.close()
+        if self._audio_export is not None:
+            self._audio_export.cancel()
+            self._audio_export.wait()
         if self.autosave is not None:
             self.autosave.close()
             self.autosave = None

@@ -33,6 +33,16 @@ class Preferences:
         except (OSError, ValueError):
             pass
 
+    def get(self, key: str, default=None):
+        """A preference (playback output, soundfont, instrument, ...), or `default` when unset."""
+        return self._values.get(key, default)
+
+    def set(self, key: str, value) -> None:
+        """Sets a preference (a JSON value) and saves the preferences."""
+        if self._values.get(key) != value:
+            self._values[key] = value
+            self.save()
+
     def recent_files(self) -> list[str]:
         """The recently opened or saved files, newest first, that still exist."""
         files = self._values.get("recent_files", [])

@@ -70,6 +70,8 @@ class GenerationSettings:
     top_p: float = 0.95
     length_beats: float = 16.0
     seed: int | None = None
+    variations: int = 1  # continuations written per Continue, to audition and pick one
+    length_unit: str = "bars"  # how the panel shows the length: "bars" or "seconds"
 
     def to_dict(self) -> dict:
         """Plain values for JSON."""
@@ -91,6 +93,10 @@ class GenerationSettings:
             raise ValueError(f"length {settings.length_beats} beats is out of range")
         if settings.seed is not None and not isinstance(settings.seed, int):
             raise ValueError("the seed must be a whole number")
+        if not (isinstance(settings.variations, int) and 1 <= settings.variations <= 8):
+            raise ValueError(f"{settings.variations} variations: choose 1 to 8")
+        if settings.length_unit not in ("bars", "seconds"):
+            raise ValueError(f"unknown length unit {settings.length_unit!r}")
         return settings
 
 

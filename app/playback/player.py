@@ -1,0 +1,331 @@
+"""The studio's playback engine: the Song and the Transport on one side, the scheduler and its sinks on the other.
+
+It turns the song into events (one numpy pass, so a 10,000-note song costs a few milliseconds of the GUI
+thread), starts and stops the scheduler with the transport, follows the playhead, loops, replays edits
+made while playing, and sounds the keys and notes the musician clicks. Outputs open on a helper thread
+(a JACK client or a synth takes ~100 ms to start) and report back through signals.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Sequence
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from ..settings import Preferences
+from ..song import CONTINUATION, Song
+from ..transport import Transport
+from .scheduler import NOTE_OFF, NOTE_ON, Event, LiveFeed, Scheduler
+from .sinks import FluidSynthSink, MidiPortSink, Sink, SinkError
+
+AUTO = "auto"  # the built-in synth if it works, else the studio's virtual MIDI port
+SYNTH = "synth"
+VIRTUAL = "virtual"
+NONE = "none"
+PORT_PREFIX = "port:"
+PLAYHEAD_INTERVAL_MS = 30
+
+
+def song_events(song: Song, exclude_part: str | None = None) -> list[Event]:
+    """The song's notes as scheduler events, in seconds at its tempo (optionally without one part)."""
+    arrays = song.note_arrays()
+    keep = np.ones(len(arrays.ids), bool)
+    if exclude_part == CONTINUATION:
+        keep = ~arrays.continuation
+    elif exclude_part is not None:
+        keep = arrays.continuation
+    seconds_per_beat = 60.0 / song.tempo
+    starts = arrays.starts[keep] * seconds_per_beat
+    ends = np.maximum(arrays.ends[keep] * seconds_per_beat, starts)
+    pitches = arrays.pitches[keep]
+    velocities = arrays.velocities[keep]
+    times = np.concatenate([starts, ends])
+    kinds = np.concatenate([np.full(len(starts), NOTE_ON), np.full(len(ends), NOTE_OFF)])
+    order = np.lexsort((kinds, times))
+    rows = zip(times[order].tolist(), kinds[order].tolist(), np.concatenate([pitches, pitches])[order].tolist(),
+               np.concatenate([velocities, np.zeros_like(velocities)])[order].tolist())
+    return [(time, kind, pitch, velocity, 0) for time, kind, pitch, velocity in rows]
+
+
+def open_output(choice: str, soundfont: str | None = None, program: int = 0) -> Sink:
+    """Opens the output a musician chose (auto, synth, virtual, port:NAME); SinkError says what is missing."""
+    if choice == SYNTH:
+        return FluidSynthSink(soundfont, program)
+    if choice == VIRTUAL:
+        return MidiPortSink(virtual=True)
+    if choice.startswith(PORT_PREFIX):
+        return MidiPortSink(choice[len(PORT_PREFIX):])
+    if choice == AUTO:
+        try:
+            return FluidSynthSink(soundfont, program)
+        except SinkError as synth_error:
+            try:
+                return MidiPortSink(virtual=True)
+            except SinkError as midi_error:
+                raise SinkError(f"No sound: {synth_error} — and {midi_error}") from None
+    raise SinkError(f"Unknown output {choice!r}")
+
+
+class Player(QObject):
+    """Plays the song through the chosen output, following the transport."""
+
+    message = Signal(str)  # something the musician should read (a lost port, a missing synth)
+    output_changed = Signal(str)  # a description of the output now in use ("" for none)
+    finished = Signal()
+    _opened = Signal(object, object, int)  # (sink or None, SinkError or None, request number), thread to GUI
+    _sink_failed = Signal(object, object)
+    _reached_end = Signal()
+
+    def __init__(self, song: Song, transport: Transport, preferences: Preferences | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.song = song
+        self.transport = transport
+        self.preferences = preferences
+        self.scheduler = Scheduler(on_error=lambda sink, error: self._sink_failed.emit(sink, error),
+                                   on_finished=self._reached_end.emit)
+        self.output: Sink | None = None
+        self.output_error: str | None = None
+        self._request = 0
+        self._opening = False
+        self._closed = False
+        self._live: LiveFeed | None = None
+        self._moving_playhead = False
+        self._pending_update = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(PLAYHEAD_INTERVAL_MS)
+        self._timer.timeout.connect(self._follow)
+        self._opened.connect(self._output_opened)
+        self._sink_failed.connect(self._output_failed)
+        self._reached_end.connect(self._end_reached)
+        transport.playing_changed.connect(self._playing_changed)
+        transport.playhead_moved.connect(self._playhead_moved)
+        transport.loop_changed.connect(self._loop_changed)
+        transport.note_auditioned.connect(self.audition)
+        transport.note_audition_ended.connect(self.end_audition)
+        song.notes_changed.connect(self._song_changed)
+        song.meta_changed.connect(self._meta_changed)
+        song.reset.connect(lambda: self.transport.set_playing(False))
+
+    # --- outputs ------------------------------------------------------------------------------------
+
+    def preference(self, key: str, default):
+        """A playback preference (output, soundfont, program)."""
+        return self.preferences.get(key, default) if self.preferences is not None else default
+
+    @property
+    def choice(self) -> str:
+        """The output chosen in the preferences."""
+        return str(self.preference("output", AUTO))
+
+    def open_output(self, choice: str | None = None, wait: bool = False) -> None:
+        """Opens the chosen output on a helper thread (the old one is closed when the new one is ready)."""
+        choice = choice or self.choice
+        if self.preferences is not None:
+            self.preferences.set("output", choice)
+        self._request += 1
+        request = self._request
+        soundfont = self.preference("soundfont", None)
+        program = int(self.preference("program", 0))
+        self._opening = True
+        if choice == NONE:
+            self._opened.emit(None, None, request)
+            return
+
+        def work() -> None:
+            try:
+                sink, error = open_output(choice, soundfont, program), None
+            except SinkError as failure:
+                sink, error = None, failure
+            except Exception as failure:  # noqa: BLE001 - a broken driver must not take the studio down
+                sink, error = None, SinkError(f"Cannot open the output: {failure}")
+            self._opened.emit(sink, error, request)
+
+        thread = threading.Thread(target=work, name="continuo-open-output", daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+
+    @property
+    def opening(self) -> bool:
+        """Whether an output is being opened."""
+        return self._opening
+
+    def use_sinks(self, sinks: Sequence[Sink]) -> None:
+        """Plays into these sinks instead of the chosen output (tests, benchmarks, a MIDI thru)."""
+        self._request += 1
+        self._opening = False
+        self._replace_output(None)
+        self.scheduler.set_sinks(sinks)
+        self.output_changed.emit(", ".join(sink.name for sink in sinks))
+
+    def _output_opened(self, sink: Sink | None, error: SinkError | None, request: int) -> None:
+        if request != self._request or self._closed:  # a newer choice was made meanwhile, or the studio closed
+            if sink is not None:
+                sink.close()
+            return
+        self._opening = False
+        self.output_error = str(error) if error is not None else None
+        self._replace_output(sink)
+        self.scheduler.set_sinks([sink] if sink is not None else [])
+        if error is not None:
+            self.message.emit(str(error))
+        self.output_changed.emit(sink.name if sink is not None else "")
+
+    def _replace_output(self, sink: Sink | None) -> None:
+        old, self.output = self.output, sink
+        if old is not None and old is not sink:
+            self.scheduler.set_sinks([])
+            old.close()
+
+    def _output_failed(self, sink: Sink, error: SinkError) -> None:
+        """A port went away mid-playback: playback stops (notes off) and the musician is told what to do."""
+        self.transport.set_playing(False)
+        if sink is self.output:
+            self.output = None
+            sink.close()
+            self.output_changed.emit("")
+        self.message.emit(f"{error}: playback stopped. Reconnect it, or choose another output in Playback ▸ Output")
+
+    def set_program(self, program: int) -> None:
+        """Chooses the built-in synth's instrument (General MIDI program 0..127)."""
+        if self.preferences is not None:
+            self.preferences.set("program", int(program))
+        if isinstance(self.output, FluidSynthSink):
+            self.output.set_program(program)
+
+    def set_soundfont(self, path: str | None) -> None:
+        """Chooses the soundfont of the built-in synth and reopens it."""
+        if self.preferences is not None:
+            self.preferences.set("soundfont", path)
+        self.open_output(SYNTH if self.choice in (AUTO, SYNTH) else self.choice)
+
+    # --- playing ------------------------------------------------------------------------------------
+
+    def set_live_feed(self, feed: LiveFeed | None) -> None:
+        """The continuation being written arrives through this feed (None when writing is over)."""
+        self._live = feed
+        if self.scheduler.playing:
+            if feed is None:
+                self.scheduler.set_events(song_events(self.song), live=None)
+            else:
+                self.scheduler.set_events(song_events(self.song, exclude_part=CONTINUATION), live=feed)
+
+    def play_from(self, beat: float) -> None:
+        """Starts playing from a beat (the transport shows it playing)."""
+        self.transport.set_playhead(beat)
+        if self.transport.playing:
+            self._start()
+        else:
+            self.transport.set_playing(True)
+
+    def _start(self) -> None:
+        live = self._live if self.song.is_writing else None
+        events = song_events(self.song, exclude_part=CONTINUATION if live is not None else None)
+        start = self.song.to_seconds(self.transport.playhead)
+        self.scheduler.play(events, start, live=live, loop=self._loop_seconds(start))
+        self._timer.start()
+
+    def _loop_seconds(self, start: float | None = None) -> tuple[float, float] | None:
+        transport = self.transport
+        if not transport.loop_enabled:
+            return None
+        loop = self.song.to_seconds(transport.loop_start), self.song.to_seconds(transport.loop_end)
+        if start is not None and start >= loop[1]:
+            return None  # started after the loop: play on, as a DAW does
+        return loop
+
+    def _playing_changed(self, playing: bool) -> None:
+        if playing:
+            if self.output is None and not self.scheduler.sinks and not self._opening:
+                self.open_output()
+            self._start()
+        else:
+            self._timer.stop()
+            self.scheduler.stop()
+
+    def _follow(self) -> None:
+        """Moves the playhead to where the music is (the scheduler thread keeps the time)."""
+        if not self.scheduler.playing:
+            return
+        self._moving_playhead = True
+        try:
+            self.transport.set_playhead(self.song.to_beats(self.scheduler.position()))
+        finally:
+            self._moving_playhead = False
+
+    def _playhead_moved(self, beat: float) -> None:
+        if self.transport.playing and not self._moving_playhead:
+            self.scheduler.seek(self.song.to_seconds(beat))  # the musician clicked the ruler while playing
+
+    def _loop_changed(self) -> None:
+        if self.transport.playing:
+            self.scheduler.set_loop(self._loop_seconds())
+
+    def _end_reached(self) -> None:
+        if self.transport.playing and not self.scheduler.playing:
+            self._follow_end()
+            self.transport.set_playing(False)
+            self.finished.emit()
+
+    def _follow_end(self) -> None:
+        self._moving_playhead = True
+        try:
+            self.transport.set_playhead(self.song.to_beats(self.scheduler.position()))
+        finally:
+            self._moving_playhead = False
+
+    def _song_changed(self) -> None:
+        # Edits while playing are heard at once; streamed continuation notes arrive through the live feed.
+        if self.transport.playing and not self.song.is_writing and not self._pending_update:
+            self._pending_update = True
+            QTimer.singleShot(0, self._replay_edits)
+
+    def _replay_edits(self) -> None:
+        self._pending_update = False
+        if self.transport.playing and not self.song.is_writing:
+            self.scheduler.set_events(song_events(self.song))
+
+    def _meta_changed(self, key: str) -> None:
+        if key == "tempo" and self.transport.playing:
+            self._start()  # the playhead stays on its beat; the seconds around it change
+
+    # --- auditioning --------------------------------------------------------------------------------
+
+    def audition(self, pitch: int, velocity: int) -> None:
+        """Sounds a key clicked or a note drawn."""
+        self._to_sinks(lambda sink: sink.note_on(pitch, velocity))
+
+    def end_audition(self, pitch: int) -> None:
+        """Releases an auditioned note."""
+        self._to_sinks(lambda sink: sink.note_off(pitch))
+
+    def all_notes_off(self) -> None:
+        """Silences every output now."""
+        for sink in list(self.scheduler.sinks):
+            sink.reset()
+
+    def _to_sinks(self, action: Callable[[Sink], None]) -> None:
+        if self.output is None and not self.scheduler.sinks and not self._opening and not self._closed:
+            self.open_output()  # the first key clicked opens the output; it sounds from the next one
+        for sink in list(self.scheduler.sinks):
+            try:
+                action(sink)
+            except SinkError as error:
+                self._output_failed(sink, error)
+
+    def close(self) -> None:
+        """Stops playback, turns every note off, ends the scheduler thread and closes the output (on quit)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._timer.stop()
+        self.scheduler.close()
+        sinks = list(self.scheduler.sinks)
+        self.scheduler.set_sinks([])
+        for sink in sinks:
+            if sink is self.output:
+                sink.close()
+        self._replace_output(None)
