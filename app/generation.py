@@ -103,7 +103,7 @@ class GenerationWorker:
         self._commands.put(("load", (source, device)))
 
     def generate(self, request: GenerationRequest) -> None:
-        """Starts generating; reports notes, progress, each variation and ("done", cancelled)."""
+        """Starts generating; reports notes, progress, each variation and ("done", True/False/"failed")."""
         self.cancel.clear()
         self._commands.put(("generate", request))
 
@@ -131,9 +131,13 @@ class GenerationWorker:
                 elif command == "generate":
                     self._generate(argument)
             except Exception as error:  # noqa: BLE001 - the musician gets a message, the studio keeps running
-                self.outbox.put(("failed", f"{type(error).__name__}: {error}"))
+                if is_out_of_memory(error):
+                    text = "The computer ran out of memory while generating; the notes written so far are kept"
+                else:
+                    text = f"Generation stopped ({type(error).__name__}: {error}); the notes written so far are kept"
+                self.outbox.put(("failed", text))
                 if command == "generate":
-                    self.outbox.put(("done", True))
+                    self.outbox.put(("done", "failed"))
 
     def _load(self, source: str, device: str) -> None:
         started = time.perf_counter()
@@ -160,7 +164,7 @@ class GenerationWorker:
     def _generate(self, request: GenerationRequest) -> None:
         if self.model is None:
             self.outbox.put(("failed", "No model is loaded: choose a model file first"))
-            self.outbox.put(("done", True))
+            self.outbox.put(("done", "failed"))
             return
         primer = primer_tokens(request.motif, until=request.start)
         for number, seed in enumerate(request.seeds):
@@ -419,8 +423,9 @@ class GenerationController(QObject):
             if self._writing_variation:  # the worker failed before the first variation finished
                 self._finish_writing()
             self._set_busy()
-            self.finished.emit(bool(payload))
-            if payload:
+            cancelled = payload is True
+            self.finished.emit(payload != False)  # noqa: E712 - True, False or "failed"
+            if cancelled:
                 self.message.emit("Cancelled: the notes written so far are kept (Undo removes them)")
         elif kind == "loaded":
             source, description, device, seconds = payload

@@ -233,7 +233,7 @@ class GenerationPanel(QWidget):
             self.progress_bar.setValue(1000)
             self.progress_bar.setFormat("Done")
         else:
-            self.progress_bar.setFormat("Cancelled")
+            self.progress_bar.setFormat("Stopped")
         self._update_buttons()
 
     def _show_variations(self) -> None:

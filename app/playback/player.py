@@ -141,7 +141,11 @@ class Player(QObject):
                 sink, error = None, failure
             except Exception as failure:  # noqa: BLE001 - a broken driver must not take the studio down
                 sink, error = None, SinkError(f"Cannot open the output: {failure}")
-            self._opened.emit(sink, error, request)
+            try:
+                self._opened.emit(sink, error, request)
+            except RuntimeError:  # the studio closed while the output was opening
+                if sink is not None:
+                    sink.close()
 
         thread = threading.Thread(target=work, name="continuo-open-output", daemon=True)
         thread.start()

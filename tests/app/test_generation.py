@@ -1,0 +1,393 @@
+"""Continue in the studio, end to end with pytest-qt: a real model (the bundled one when it is there, else a
+small random one), real playback sinks, real files read back. No mocks of our code."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+
+import pretty_midi
+import pytest
+import torch
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.generation import GenerationWorker
+from app.playback import RecorderSink
+from app.playback.player import NONE, PORT_PREFIX, VIRTUAL
+from app.song import CONTINUATION, MOTIF, GenerationSettings
+from conftest import answer_next_dialog, draw_note, key
+from music_transformer.checkpoint import DEFAULT_CHECKPOINT
+from test_playback import (JackProbe, read_wav, require_fluidsynth, require_jack, rms,
+                           small_checkpoint)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """The bundled model once it is committed; until then a small random one (the same code path)."""
+    if DEFAULT_CHECKPOINT.exists() and not os.environ.get("CONTINUO_TEST_SMALL_MODEL"):
+        return DEFAULT_CHECKPOINT
+    return small_checkpoint(tmp_path_factory.mktemp("models") / "small.pt")
+
+
+@pytest.fixture
+def studio(qtbot, window, model_path):
+    """The window with the model loaded and a recorder as its sound output."""
+    recorder = RecorderSink()
+    window.player.use_sinks([recorder])
+    window.load_model(model_path)
+    qtbot.waitUntil(lambda: window.generation.model_source == str(model_path), timeout=20000)
+    window.recorder = recorder
+    return window
+
+
+def set_length(window, beats: float, **changes) -> None:
+    song = window.song
+    song.set_settings(dataclasses.replace(song.settings, length_beats=beats, **changes))
+
+
+def draw_motif(qtbot, roll) -> None:
+    """Four notes drawn with the mouse: C E G C, a bar long."""
+    for index, pitch in enumerate((60, 64, 67, 72)):
+        draw_note(qtbot, roll, pitch, index, 1)
+
+
+def wait_done(qtbot, window, timeout: int = 60000) -> None:
+    qtbot.waitUntil(lambda: not window.generation.generating and not window.song.is_writing, timeout=timeout)
+
+
+def test_draw_continue_hear_export_and_read_back(qtbot, studio, roll, tmp_path):
+    require_fluidsynth()
+    window, song = studio, studio.song
+    draw_motif(qtbot, roll)
+    set_length(window, 8.0, seed=7)
+    window.recorder.clear()  # drawing sounded the motif's notes
+    qtbot.mouseClick(window.generation_panel.continue_button, Qt.LeftButton)
+    assert window.generation.generating and song.is_writing and window.transport.playing
+    wait_done(qtbot, window)
+    continuation = song.notes(CONTINUATION)
+    motif = song.notes(MOTIF)
+    assert continuation and len(motif) == 4
+    assert min(note.start for note in continuation) >= 4.0 - 1e-6  # it starts where the motif ends
+    assert max(note.start for note in continuation) <= 4.0 + 8.0 + 1e-6
+    assert song.undo_stack.undoText() == "Continue"
+    # Playback started at the seam and played the continuation while it was written.
+    qtbot.waitUntil(lambda: not window.transport.playing, timeout=20000)
+    heard = [pitch for _, kind, pitch, _ in window.recorder.notes() if kind == "on"]
+    assert sorted(heard) == sorted(note.pitch for note in continuation)
+    assert not window.recorder.sounding()
+
+    midi_path = tmp_path / "song.mid"
+    assert window.export_midi(midi_path)
+    read = sorted((n.pitch, n.start) for i in pretty_midi.PrettyMIDI(str(midi_path)).instruments for n in i.notes)
+    seconds = 60 / song.tempo
+    expected = sorted((n.pitch, n.start * seconds) for n in song.notes())
+    assert [pitch for pitch, _ in read] == [pitch for pitch, _ in expected]
+    assert [start for _, start in read] == pytest.approx([start for _, start in expected], abs=2e-3)
+
+    wav_path = tmp_path / "song.wav"
+    with qtbot.waitSignal(window.audio_exported, timeout=30000) as exported:
+        assert window.export_audio(wav_path)
+    assert exported.args == [str(wav_path), True]
+    samples, rate = read_wav(wav_path)
+    first = min(note.start for note in continuation) * seconds
+    assert rms(samples, rate, 0.05, 0.4) > 0.005  # the motif's first note
+    assert rms(samples, rate, first + 0.01, first + 0.1) > 0.001  # the continuation's first note
+    assert len(samples) / rate >= max(n.end for n in song.notes()) * seconds
+
+
+def test_notes_stream_in_while_written_and_cancel_keeps_them_undoably(qtbot, studio, roll):
+    window, song = studio, studio.song
+    draw_motif(qtbot, roll)
+    set_length(window, 400.0)  # 200 s at 120 BPM: far longer than the test waits
+    seen_while_writing = []
+    song.notes_changed.connect(lambda: song.is_writing and seen_while_writing.append(len(song.notes(CONTINUATION))))
+    assert window.continue_song()
+    qtbot.waitUntil(lambda: len(song.notes(CONTINUATION)) >= 10, timeout=30000)
+    assert song.is_writing and len(set(seen_while_writing)) >= 2  # they arrived in several batches
+    key(qtbot, roll, "Ctrl+.")  # Cancel
+    wait_done(qtbot, window, 10000)
+    assert not window.transport.playing and not window.recorder.sounding()
+    kept = [note.id for note in song.notes(CONTINUATION)]
+    assert len(kept) >= 10
+    assert "kept" in window.statusBar().currentMessage()
+    song.undo_stack.undo()
+    assert song.notes(CONTINUATION) == [] and len(song.notes(MOTIF)) == 4
+    song.undo_stack.redo()
+    assert [note.id for note in song.notes(CONTINUATION)] == kept
+
+
+def test_variations_are_written_and_one_can_be_picked_and_undone(qtbot, studio, roll):
+    window, song = studio, studio.song
+    draw_motif(qtbot, roll)
+    set_length(window, 8.0, variations=3, seed=11)
+    window.generation_panel.listen_box.setChecked(False)
+    assert window.continue_song()
+    qtbot.waitUntil(lambda: len(window.generation.variations) == 3, timeout=60000)
+    wait_done(qtbot, window)
+    variations = window.generation.variations
+    assert [v.seed for v in variations] == [11, 12, 13]
+    assert window.generation_panel.variation_list.count() == 3
+    first = [(n.pitch, round(n.start, 4)) for n in song.notes(CONTINUATION)]
+    item = window.generation_panel.variation_list.item(1)
+    rect = window.generation_panel.variation_list.visualItemRect(item)
+    qtbot.mouseClick(window.generation_panel.variation_list.viewport(), Qt.LeftButton, pos=rect.center())
+    second = [(n.pitch, round(n.start, 4)) for n in song.notes(CONTINUATION)]
+    assert len(second) == len(variations[1].notes) and song.undo_stack.undoText() == "Variation 2"
+    song.undo_stack.undo()
+    assert [(n.pitch, round(n.start, 4)) for n in song.notes(CONTINUATION)] == first
+
+
+def test_same_fixed_seed_writes_the_same_continuation(qtbot, studio, roll):
+    window, song = studio, studio.song
+    draw_motif(qtbot, roll)
+    set_length(window, 8.0, seed=5)
+    window.generation.listen = False
+    results = []
+    for _ in range(2):
+        assert window.continue_song()
+        wait_done(qtbot, window)
+        results.append([(n.pitch, round(n.start, 4), round(n.length, 4)) for n in song.notes(CONTINUATION)])
+    assert results[0] == results[1] and results[0]
+
+
+def test_a_checkpoint_that_fails_to_load_keeps_the_previous_model(qtbot, studio, roll, tmp_path):
+    window = studio
+    previous = window.generation.model_source
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"this is not a model")
+    window.load_model(bad)
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=10000)
+    assert "broken.pt" in window.last_error and "Still using" in window.last_error
+    assert window.generation.model_source == previous and window.song.model != str(bad)
+    dialog = window.findChild(QMessageBox, "error_dialog")
+    assert dialog is not None and dialog.isVisible()
+    dialog.close()
+    draw_motif(qtbot, roll)
+    set_length(window, 4.0)
+    assert window.continue_song()  # the previous model still continues
+    wait_done(qtbot, window)
+    assert window.song.notes(CONTINUATION)
+
+
+def test_a_missing_bundled_model_is_said_and_another_can_be_loaded(qtbot, home, tmp_path, monkeypatch, model_path):
+    from app.main_window import MainWindow
+
+    monkeypatch.setenv("CONTINUO_MODEL", str(tmp_path / "not-there" / "default.pt"))
+    window = MainWindow(home=home, use_autosave=False)
+    window.show()
+    try:
+        panel = window.generation_panel
+        qtbot.waitUntil(lambda: "bundled model is missing" in panel.model_label.text(), timeout=10000)
+        assert not panel.continue_button.isEnabled() and not window.continue_action.isEnabled()
+        assert not window.continue_song()
+        assert "missing" in window.statusBar().currentMessage()
+        window.load_model(model_path)
+        qtbot.waitUntil(lambda: panel.continue_button.isEnabled(), timeout=20000)
+        assert window.song.model == str(model_path) and "layers" in panel.model_label.text()
+    finally:
+        window.song.undo_stack.setClean()
+        window.close()
+
+
+def test_closing_the_window_while_generating_stops_the_worker_and_keeps_the_notes(qtbot, studio, roll):
+    window, song = studio, studio.song
+    draw_motif(qtbot, roll)
+    set_length(window, 400.0)
+    assert window.continue_song()
+    qtbot.waitUntil(lambda: len(song.notes(CONTINUATION)) >= 3, timeout=30000)
+    worker = window.generation.worker
+    threads_before = {thread.name for thread in threading.enumerate()}
+    assert "continuo-generation" in threads_before and "continuo-playback" in threads_before
+    asked = []
+    answer_next_dialog("Discard", asked)  # the notes just written are unsaved work: the studio asks
+    window.close()
+    assert asked and "Save the changes" in asked[0]
+    assert not worker.alive and not window.generation.generating
+    assert not song.is_writing and song.notes(CONTINUATION)  # what was written stays
+    assert song.undo_stack.undoText() == "Continue"
+    assert not window.player.scheduler._thread.is_alive()
+    assert not window.recorder.sounding()
+
+
+def test_out_of_memory_during_generation_is_a_message_not_a_crash(qtbot, studio, roll):
+    """A forward hook raises the error torch raises when memory runs out (a fault injected into torch)."""
+    window, song = studio, studio.song
+    draw_motif(qtbot, roll)
+    set_length(window, 400.0)
+    model = window.generation.worker.model
+    calls = []
+
+    def exhaust(module, inputs):
+        calls.append(1)
+        if len(calls) == 40:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    handle = model.register_forward_pre_hook(exhaust)
+    try:
+        assert window.continue_song()
+        wait_done(qtbot, window, 30000)
+    finally:
+        handle.remove()
+    # On the CPU there is nowhere to retry: the musician reads why, the notes written stay, the studio runs.
+    assert "out of memory" in window.statusBar().currentMessage().lower()
+    assert song.undo_stack.undoText() == "Continue" or not song.notes(CONTINUATION)
+    set_length(window, 4.0)
+    assert window.continue_song()
+    wait_done(qtbot, window)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_out_of_memory_retries_on_the_cpu(qtbot, studio, roll):
+    window, song = studio, studio.song
+    window.generation.set_device("cuda")
+    qtbot.waitUntil(lambda: window.generation.worker.model.device.type == "cuda", timeout=30000)
+    draw_motif(qtbot, roll)
+    set_length(window, 16.0)
+    model = window.generation.worker.model
+    calls = []
+
+    def exhaust(module, inputs):
+        calls.append(1)
+        if len(calls) == 20:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
+
+    handle = model.register_forward_pre_hook(exhaust)
+    try:
+        assert window.continue_song()
+        wait_done(qtbot, window)
+    finally:
+        handle.remove()
+    assert window.generation.worker.model.device.type == "cpu"
+    assert "on the CPU" in window.statusBar().currentMessage() or window.generation_panel.device_label.text()
+    assert song.notes(CONTINUATION)
+
+
+def test_space_plays_from_the_playhead_the_playhead_follows_and_stop_silences(qtbot, studio, roll):
+    window, song = studio, studio.song
+    song.set_tempo(240)  # four beats a second
+    song.add_notes([song.new_note(60 + i, 90, i, 0.5) for i in range(8)])
+    window.transport.set_playhead(4.0)
+    key(qtbot, roll, "Space")
+    assert window.transport.playing
+    qtbot.waitUntil(lambda: window.transport.playhead > 5.0, timeout=5000)
+    key(qtbot, roll, "Space")
+    assert not window.transport.playing
+    heard = [pitch for _, kind, pitch, _ in window.recorder.notes() if kind == "on"]
+    assert heard[:1] == [64]  # from the playhead, not from the start
+    assert not window.recorder.sounding()
+    # Looping: the loop region plays again and again.
+    window.recorder.clear()
+    window.transport.set_loop(0.0, 2.0, enabled=True)
+    window.transport.set_playhead(0.0)
+    window.transport.set_playing(True)
+    assert window.recorder.wait_for(lambda m: sum(x.type == "note_on" for _, x in m) >= 5, 5)
+    window.transport.set_playing(False)
+    assert [p for _, kind, p, _ in window.recorder.notes() if kind == "on"][:5] == [60, 61, 60, 61, 60]
+
+
+def test_clicked_keys_sound_on_the_output(qtbot, studio, roll):
+    window = studio
+    window.transport.note_auditioned.emit(67, 80)
+    window.transport.note_audition_ended.emit(67)
+    assert [(kind, pitch) for _, kind, pitch, _ in window.recorder.notes()] == [("on", 67), ("off", 67)]
+
+
+def test_studio_output_through_jack_reaches_another_client(qtbot, studio, roll):
+    require_jack()
+    window, song = studio, studio.song
+    with qtbot.waitSignal(window.player.output_changed, timeout=10000):
+        window.player.open_output(VIRTUAL)
+    assert window.player.output is not None and "Continuo out" in window.player.output.name
+    probe = JackProbe("probe-studio")
+    try:
+        probe.connect_to("Continuo out")
+        song.add_notes([song.new_note(pitch, 90, index, 1) for index, pitch in enumerate((60, 64, 67, 72))])
+        set_length(window, 6.0, seed=3)
+        assert window.continue_song()
+        wait_done(qtbot, window)
+        qtbot.waitUntil(lambda: not window.transport.playing, timeout=20000)
+        continuation = song.notes(CONTINUATION)
+        # JACK delivers MIDI a period later: wait for the last note-offs too.
+        assert probe.wait_for(lambda p: sum(k == "off" for _, k, _, _ in p.notes()) >= len(continuation), 5)
+        ons = [pitch for _, kind, pitch, _ in probe.notes() if kind == "on"]
+        assert sorted(ons) == sorted(note.pitch for note in continuation)
+    finally:
+        probe.close()
+
+
+def test_output_port_lost_in_the_studio_stops_playback_and_says_so(qtbot, studio):
+    require_jack()
+    window, song = studio, studio.song
+    probe = JackProbe("probe-unplugged")
+    port = probe.open_virtual("in")
+    with qtbot.waitSignal(window.player.output_changed, timeout=10000):
+        window.player.open_output(PORT_PREFIX + port)
+    song.add_notes([song.new_note(60 + i % 12, 90, i * 0.25, 0.5) for i in range(200)])
+    window.transport.set_playing(True)
+    assert probe.wait_for(lambda p: len(p.notes()) >= 3, 5)
+    probe.close()
+    qtbot.waitUntil(lambda: not window.transport.playing, timeout=5000)
+    assert "went away" in window.statusBar().currentMessage() and port in window.statusBar().currentMessage()
+    assert window.player.output is None and len(song) == 200  # nothing lost
+
+
+def test_no_sound_at_all_the_studio_still_runs_and_continues(qtbot, home, monkeypatch, model_path):
+    import sys
+
+    from app.main_window import MainWindow
+
+    monkeypatch.setitem(sys.modules, "fluidsynth", None)  # no FluidSynth library
+    monkeypatch.setenv("CONTINUO_MIDI_API", "jack")
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "no-such-server")  # and no MIDI system
+    window = MainWindow(home=home, use_autosave=False)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: not window.player.opening, timeout=10000)
+        assert window.player.output is None
+        assert "FluidSynth" in window.player.output_error and "JACK" in window.player.output_error
+        assert window._output_label.text() == "No sound output"
+        window.load_model(model_path)
+        qtbot.waitUntil(lambda: window.generation.has_model, timeout=20000)
+        song = window.song
+        song.add_notes([song.new_note(60, 90, 0, 1)])
+        set_length(window, 4.0)
+        assert window.continue_song()
+        wait_done(qtbot, window)
+        assert song.notes(CONTINUATION)
+        window.player.open_output(NONE)
+    finally:
+        window.song.undo_stack.setClean()
+        window.close()
+
+
+def test_panel_edits_the_generation_settings_undoably(qtbot, window):
+    panel, song = window.generation_panel, window.song
+    panel.unit_box.setCurrentText("seconds")
+    panel.length_box.setValue(300)  # five minutes
+    panel.temperature_box.setValue(0.9)
+    panel.fixed_seed.setChecked(True)
+    panel.seed_box.setValue(42)
+    panel.variations_box.setValue(4)
+    settings = song.settings
+    assert settings.length_unit == "seconds" and song.to_seconds(settings.length_beats) == pytest.approx(300)
+    assert (settings.temperature, settings.seed, settings.variations) == (0.9, 42, 4)
+    panel.unit_box.setCurrentText("bars")
+    assert panel.length_box.value() == pytest.approx(150)  # 600 beats of 4/4 at 120 BPM
+    song.undo_stack.undo()  # the panel's edits in a row are one undo step, as with a dragged spin box
+    assert song.settings == GenerationSettings()
+    assert panel.unit_box.currentText() == "bars" and panel.variations_box.value() == 1
+
+
+def test_worker_without_qt_reports_a_missing_model():
+    worker = GenerationWorker()
+    try:
+        worker.load("/no/such/model.pt", "cpu")
+        kind, payload = worker.outbox.get(timeout=10)
+        assert kind == "load_failed" and "no such model file" in payload[1]
+    finally:
+        assert worker.stop()
+    assert QApplication.instance() is not None  # the studio's tests share one application
