@@ -56,6 +56,9 @@ def generate_main(argv: list[str]) -> int:
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--top-p", type=float)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--beam-size", type=int, default=1,
+                        help="search for the most likely continuation with this many beams instead of sampling")
+    parser.add_argument("--length-penalty", type=float, default=0.6, help="beam search's length bias α")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU when there is one)")
     parser.add_argument("--bpm", type=float, default=120.0, help="tempo written into the MIDI file")
     args = parser.parse_args(argv)
@@ -75,7 +78,8 @@ def generate_main(argv: list[str]) -> int:
     with tqdm(total=round(args.seconds, 2), unit="s", desc=f"writing on {model.device.type}",
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of music [{elapsed}]") as bar:
         for token in generate(model, primer_tokens(primer_notes, until=motif_end), seconds=args.seconds,
-                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed):
+                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                              beam_size=args.beam_size, length_penalty=args.length_penalty):
             tokens.append(token)
             if shift_ticks(token):
                 bar.update(shift_ticks(token) * SECONDS_PER_TICK)

@@ -29,6 +29,14 @@ def test_generate_continues_a_primer_file(tmp_path):
     assert "new notes" in result.stdout
 
 
+def test_generate_with_beam_search(tmp_path):
+    save_checkpoint(small_model(), tmp_path / "model.pt")
+    result = run("generate", "--seconds", "2", "--out", str(tmp_path / "out.mid"), "--checkpoint",
+                 str(tmp_path / "model.pt"), "--beam-size", "3", "--length-penalty", "1.0")
+    assert result.returncode == 0, result.stderr
+    assert max(n.end for n in read_midi(tmp_path / "out.mid")) <= 2.0 + 0.02
+
+
 def test_errors_are_one_clear_line(tmp_path):
     (tmp_path / "motif.mid").write_bytes(b"garbage")
     save_checkpoint(small_model(), tmp_path / "model.pt")
