@@ -95,6 +95,29 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str | torch.d
     return model.to(torch.device(device) if device is not None else default_device()).eval()
 
 
+def average_checkpoints(paths: list[str | os.PathLike], out: str | os.PathLike) -> None:
+    """Writes the element-wise mean of several checkpoints' weights (checkpoint averaging).
+
+    The checkpoints must describe the same model; the result keeps the last one's config and
+    metadata, with the averaged files listed under "averaged_from". Training state is dropped.
+    """
+    if len(paths) < 2:
+        raise CheckpointError("averaging needs two checkpoints or more")
+    states = [read_checkpoint(path) for path in paths]
+    first = states[0]
+    for path, state in zip(paths[1:], states[1:]):
+        if state["config"] != first["config"] or state["model"].keys() != first["model"].keys():
+            raise CheckpointError(f"{Path(path).name} describes another model than {Path(paths[0]).name}; "
+                                  "only checkpoints of one run can be averaged")
+    averaged = {name: torch.stack([state["model"][name].float() for state in states]).mean(0)
+                .to(first["model"][name].dtype) for name in first["model"]}
+    model = MusicTransformer(ModelConfig.from_dict(states[-1]["config"]))
+    model.load_state_dict(averaged)
+    metadata = dict(states[-1].get("metadata") or {})
+    metadata["averaged_from"] = [str(path) for path in paths]
+    save_checkpoint(model, out, **metadata)
+
+
 def _reason(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__

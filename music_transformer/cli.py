@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "train": ("music_transformer.train", "train_main", "train a model on a MIDI folder or the music21 corpus"),
     "eval": ("music_transformer.train", "eval_main", "NLL per token of a checkpoint, overall and by position"),
     "bench": ("music_transformer.bench", "main", "the model benchmarks (cache speed-up, memory, training speed)"),
+    "average": ("music_transformer.cli", "average_main", "average the weights of several checkpoints of one run"),
 }
 
 
@@ -88,6 +89,19 @@ def generate_main(argv: list[str]) -> int:
     elapsed = time.perf_counter() - started
     print(f"wrote {args.out}: {len(primer_notes)} primer notes and {len(continuation)} new notes, "
           f"{len(tokens)} tokens in {elapsed:.1f} s ({len(tokens) / max(elapsed, 1e-9):.0f} tokens/s)")
+    return 0
+
+
+def average_main(argv: list[str]) -> int:
+    """`music-transformer average C1 C2 ... --out C`: checkpoint averaging."""
+    parser = argparse.ArgumentParser(prog="music-transformer average", description=average_main.__doc__)
+    parser.add_argument("checkpoints", nargs="+", type=Path, help="checkpoints of one run, e.g. its last few")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the averaged model")
+    args = parser.parse_args(argv)
+    from .checkpoint import average_checkpoints
+
+    average_checkpoints(args.checkpoints, args.out)
+    print(f"wrote {args.out}: the mean of {len(args.checkpoints)} checkpoints")
     return 0
 
 

@@ -66,3 +66,20 @@ def test_other_torch_files_newer_versions_and_mismatched_weights(tmp_path):
 def test_config_round_trips_and_ignores_unknown_keys():
     config = ModelConfig(n_layers=3)
     assert ModelConfig.from_dict({**config.to_dict(), "from_the_future": 1}) == config
+
+
+def test_averaging_checkpoints_takes_the_mean_of_their_weights(tmp_path):
+    from music_transformer.checkpoint import average_checkpoints
+
+    models = [small_model(seed=seed) for seed in (1, 2, 3)]
+    for index, model in enumerate(models):
+        save_checkpoint(model, tmp_path / f"step{index}.pt", step=index)
+    average_checkpoints([tmp_path / f"step{index}.pt" for index in range(3)], tmp_path / "mean.pt")
+    averaged = load_checkpoint(tmp_path / "mean.pt", device="cpu")
+    expected = sum(m.head.weight for m in models) / 3
+    torch.testing.assert_close(averaged.head.weight, expected)
+    assert averaged.metadata["step"] == 2 and len(averaged.metadata["averaged_from"]) == 3
+    save_checkpoint(small_model(n_layers=1), tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="another model"):
+        average_checkpoints([tmp_path / "step0.pt", tmp_path / "other.pt"], tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()

@@ -52,3 +52,11 @@ def test_errors_are_one_clear_line(tmp_path):
 def test_help_and_unknown_commands():
     assert "generate" in run("--help").stdout
     assert run("dance").returncode == 2
+
+
+def test_average_command(tmp_path):
+    for seed in (1, 2):
+        save_checkpoint(small_model(seed=seed), tmp_path / f"c{seed}.pt")
+    result = run("average", str(tmp_path / "c1.pt"), str(tmp_path / "c2.pt"), "--out", str(tmp_path / "avg.pt"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "avg.pt").exists()
