@@ -121,6 +121,10 @@ class GenerationWorker:
 
     def _run(self) -> None:
         torch.set_num_threads(torch_threads())
+        try:  # the model gives way to the GUI and playback threads when the CPU is busy (no privilege needed)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 5)
+        except (AttributeError, OSError):
+            pass
         while True:
             command, argument = self._commands.get()
             if command == "quit":

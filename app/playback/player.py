@@ -8,7 +8,9 @@ made while playing, and sounds the keys and notes the musician clicks. Outputs o
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from typing import Callable, Sequence
 
 import numpy as np
@@ -26,6 +28,22 @@ VIRTUAL = "virtual"
 NONE = "none"
 PORT_PREFIX = "port:"
 PLAYHEAD_INTERVAL_MS = 30
+
+
+_players: "weakref.WeakSet[Player]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_players() -> None:
+    """At exit, even without a closed window: notes off, the output closed, no audio thread left running.
+
+    (A JACK or FluidSynth thread still running while the process exits aborts it.)
+    """
+    for player in list(_players):
+        try:
+            player.close()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
 
 
 def song_events(song: Song, exclude_part: str | None = None) -> list[Event]:
@@ -91,6 +109,9 @@ class Player(QObject):
         self._request = 0
         self._opening = False
         self._closed = False
+        self._opener: threading.Thread | None = None
+        self._open_lock = threading.Lock()
+        self._unclaimed: set[Sink] = set()
         self._live: LiveFeed | None = None
         self._moving_playhead = False
         self._pending_update = False
@@ -100,6 +121,7 @@ class Player(QObject):
         self._opened.connect(self._output_opened)
         self._sink_failed.connect(self._output_failed)
         self._reached_end.connect(self._end_reached)
+        _players.add(self)
         transport.playing_changed.connect(self._playing_changed)
         transport.playhead_moved.connect(self._playhead_moved)
         transport.loop_changed.connect(self._loop_changed)
@@ -141,13 +163,20 @@ class Player(QObject):
                 sink, error = None, failure
             except Exception as failure:  # noqa: BLE001 - a broken driver must not take the studio down
                 sink, error = None, SinkError(f"Cannot open the output: {failure}")
+            with self._open_lock:
+                if self._closed:  # the studio closed while the output was opening
+                    if sink is not None:
+                        sink.close()
+                    return
+                if sink is not None:
+                    self._unclaimed.add(sink)  # until the GUI thread takes it; close() closes it otherwise
             try:
                 self._opened.emit(sink, error, request)
-            except RuntimeError:  # the studio closed while the output was opening
-                if sink is not None:
-                    sink.close()
+            except RuntimeError:  # the Player was deleted meanwhile
+                pass
 
         thread = threading.Thread(target=work, name="continuo-open-output", daemon=True)
+        self._opener = thread
         thread.start()
         if wait:
             thread.join()
@@ -166,6 +195,8 @@ class Player(QObject):
         self.output_changed.emit(", ".join(sink.name for sink in sinks))
 
     def _output_opened(self, sink: Sink | None, error: SinkError | None, request: int) -> None:
+        with self._open_lock:
+            self._unclaimed.discard(sink)
         if request != self._request or self._closed:  # a newer choice was made meanwhile, or the studio closed
             if sink is not None:
                 sink.close()
@@ -322,10 +353,19 @@ class Player(QObject):
 
     def close(self) -> None:
         """Stops playback, turns every note off, ends the scheduler thread and closes the output (on quit)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._timer.stop()
+        with self._open_lock:
+            if self._closed:
+                return
+            self._closed = True
+            unclaimed, self._unclaimed = list(self._unclaimed), set()
+        for sink in unclaimed:
+            sink.close()
+        if self._opener is not None and self._opener is not threading.current_thread():
+            self._opener.join(timeout=5.0)  # an output half-opened when the studio quits is closed, not leaked
+        try:
+            self._timer.stop()
+        except RuntimeError:  # at exit, Qt may have deleted the timer already
+            pass
         self.scheduler.close()
         sinks = list(self.scheduler.sinks)
         self.scheduler.set_sinks([])

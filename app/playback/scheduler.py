@@ -22,6 +22,7 @@ No Qt here: the studio, the benchmarks and the MIDI keyboard input drive it from
 from __future__ import annotations
 
 import bisect
+import os
 import sys
 import threading
 import time
@@ -43,6 +44,25 @@ SPIN_SECONDS = 0.0015  # the last stretch before a deadline is spun, not slept
 EPSILON = 1e-6  # events this close to the last one sent count as sent (beats-to-seconds rounding)
 CHECK_INTERVAL = 0.5  # how often the sinks are asked whether they are still there
 LIVE_POLL = 0.002  # how often a stalled or live playback looks for newly written music
+
+
+REALTIME_PRIORITY = 20  # SCHED_FIFO priority, below JACK's (which runs at 70 and more)
+
+
+def _raise_priority() -> bool:
+    """Asks the OS to run the calling thread first, as audio software does; True if it agreed.
+
+    On Linux that is SCHED_FIFO, allowed for root or for users with an rtprio limit (the `audio` group of
+    a JACK setup). Elsewhere, or without the right, playback keeps the normal priority: it still works, a
+    busy machine just shows in the timing (bench/studio_realtime.py).
+    """
+    if os.environ.get("CONTINUO_NO_REALTIME") or not hasattr(os, "sched_setscheduler"):
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))  # 0: this thread
+        return True
+    except (OSError, AttributeError):
+        return False
 
 
 def note_events(notes: Iterable[Note], channel: int = 0) -> list[Event]:
@@ -112,6 +132,7 @@ class Scheduler:
         self._reconcile = False
         self._quit = False
         self._next_check = 0.0
+        self.realtime = False  # whether the thread got a real-time priority (see _raise_priority)
         # A generation thread holding the GIL would delay our wake-up by up to the switch interval (5 ms by
         # default); 1 ms keeps the hand-over well inside the timing budget at a negligible cost.
         if sys.getswitchinterval() > 0.001:
@@ -250,6 +271,7 @@ class Scheduler:
         self._stalled_at = None
 
     def _run(self) -> None:
+        self.realtime = _raise_priority()
         with self._condition:
             while not self._quit:
                 if not self._playing:

@@ -167,7 +167,7 @@ def test_a_checkpoint_that_fails_to_load_keeps_the_previous_model(qtbot, studio,
     assert dialog is not None and dialog.isVisible()
     dialog.close()
     draw_motif(qtbot, roll)
-    set_length(window, 4.0)
+    set_length(window, 16.0, seed=1)
     assert window.continue_song()  # the previous model still continues
     wait_done(qtbot, window)
     assert window.song.notes(CONTINUATION)
@@ -235,9 +235,10 @@ def test_out_of_memory_during_generation_is_a_message_not_a_crash(qtbot, studio,
     # On the CPU there is nowhere to retry: the musician reads why, the notes written stay, the studio runs.
     assert "out of memory" in window.statusBar().currentMessage().lower()
     assert song.undo_stack.undoText() == "Continue" or not song.notes(CONTINUATION)
-    set_length(window, 4.0)
+    set_length(window, 16.0, seed=1)
     assert window.continue_song()
     wait_done(qtbot, window)
+    assert song.notes(CONTINUATION)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -354,7 +355,7 @@ def test_no_sound_at_all_the_studio_still_runs_and_continues(qtbot, home, monkey
         qtbot.waitUntil(lambda: window.generation.has_model, timeout=20000)
         song = window.song
         song.add_notes([song.new_note(60, 90, 0, 1)])
-        set_length(window, 4.0)
+        set_length(window, 16.0, seed=1)
         assert window.continue_song()
         wait_done(qtbot, window)
         assert song.notes(CONTINUATION)
