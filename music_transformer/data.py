@@ -32,12 +32,12 @@ MIDI_SUFFIXES = (".mid", ".midi")
 CACHE_FORMAT = 1
 VALID_FRACTION = 0.05
 
-# The music21 corpus subset we train on, chosen to convert in a few minutes on two cores: every Bach
-# chorale (four voices, ~1,000 events each), Palestrina's masses (long polyphonic pieces: they give the
+# The music21 corpus subset we train on, chosen to convert in about 15 minutes on two cores: the Bach
+# chorales (four voices, ~500 events each), Palestrina's masses (long polyphonic pieces: they give the
 # held-out pieces of 4 x 256 tokens and more that the by-position evaluation needs), and the fiddle tunes of
 # Ryan's Mammoth Collection and O'Neill's 1850 (monophonic dance tunes, ~3,000 of them). Everything in
-# the music21 corpus is public domain. Essen's 8,500 folk songs are left out: they parse at ~0.04 s a song
-# but come in 300-song files that would dominate a short training run with very short melodies.
+# the music21 corpus is public domain. Essen's 8,500 folk songs are left out: they come in 300-song files
+# that parse slowly and would swamp a short training run with very short melodies.
 CORPUS_SUBSETS = {
     "bach": ("bach/",),
     "palestrina": ("palestrina/",),
