@@ -120,6 +120,37 @@ def layer_memory(method: str, length: int) -> float | None:
     return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"])
 
 
+def _training_memory_child(length: int, local_block: int, block_size: int) -> None:
+    """In a fresh process: one training step of the benchmark model; prints the peak memory it added."""
+    model = _model("relative", length, max_relative_distance=min(length, 1024),
+                   local_block=local_block or None, block_size=block_size or None).train()
+    tokens = torch.randint(0, 388, (1, length + 1), generator=torch.Generator().manual_seed(3))
+
+    def step(size: int) -> None:
+        logits = model(tokens[:, :size])
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:size + 1].flatten()).backward()
+
+    step(64)
+    before = _status_bytes("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    step(length)
+    print(json.dumps({"peak_bytes": _status_bytes("VmHWM") - before}))
+
+
+def training_memory(length: int, local_block: int | None, block_size: int | None) -> float:
+    """Peak bytes one training step adds (6 x 256 model, batch 1): local or global relative attention."""
+    result = subprocess.run([sys.executable, "-c", "import sys; from music_transformer.bench import "
+                             "_training_memory_child as c; c(*map(int, sys.argv[1:]))", str(length),
+                             str(local_block or 0), str(block_size or 0)],
+                            capture_output=True, text=True, timeout=1800,
+                            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536",
+                                 "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    if result.returncode != 0:
+        raise RuntimeError(f"training memory at {length} failed: {result.stderr[-500:]}")
+    return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"])
+
+
 def train_speed(length: int, batch: int, steps: int) -> dict:
     """Training tokens/s of the relative and the absolute model, steps interleaved."""
     models = {positional: _model(positional, length, dropout=0.1).train() for positional in ("relative", "absolute")}
@@ -147,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--quick", action="store_true", help="fewer steps and sizes (a smoke run)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--local", action="store_true",
+                        help="also training memory at 4,096 and 8,192 tokens, local vs. global attention")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -184,6 +217,20 @@ def main(argv: list[str] | None = None) -> int:
         round(row["blocked skew"] / row["sdpa"], 2) if row["sdpa"] else None  # too small to see at --quick
     results[f"single_skew_over_shaw_memory_{reference}"] = \
         round(row["single skew"] / row["shaw"], 4) if row["shaw"] else None
+
+    if args.local:
+        print("\nPeak memory of a training step (MB), 6 x 256, batch 1, relative attention:")
+        print(f"{'L':>6} {'local (512)':>12} {'global, blocked':>16} {'global, single skew':>20}")
+        for length in (4096, 8192):
+            row = {"local": training_memory(length, 512, ModelConfig().block_size),
+                   "global": training_memory(length, None, ModelConfig().block_size),
+                   "single": training_memory(length, None, None)}
+            print(f"{length:>6} " + " ".join(f"{row[k] / 2**20:>{w}.1f}" for k, w in
+                                            (("local", 12), ("global", 16), ("single", 20))))
+            for key, value in row.items():
+                results[f"train_memory_mb_{key}_{length}"] = round(value / 2**20, 1)
+            results[f"local_over_global_memory_{length}"] = round(row["local"] / row["global"], 3)
+            results[f"local_over_single_skew_memory_{length}"] = round(row["local"] / row["single"], 3)
 
     train = train_speed(length=1024 if not args.quick else 256, batch=2, steps=6 if not args.quick else 2)
     print(f"\nTraining (tokens/s), L = {train['length']}, batch {train['batch']}: relative "

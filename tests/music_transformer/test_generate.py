@@ -160,3 +160,13 @@ def test_beam_search_stops_at_the_requested_seconds_and_can_be_cancelled():
     cancel = threading.Event()
     cancel.set()
     assert all(is_note_off(t) for t in generate(model, PRIMER, seconds=3.0, beam_size=3, cancel=cancel))
+
+
+def test_decoding_on_the_cpu_uses_the_requested_threads_and_puts_the_setting_back():
+    model = small_model()
+    before = torch.get_num_threads()
+    seen = []
+    model.blocks[0].register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    list(generate(model, PRIMER, max_tokens=5, seed=1, cpu_threads=1))
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == before
