@@ -17,7 +17,7 @@ from .generation import GenerationController
 from .generation_panel import GenerationPanel
 from .playback.player import AUTO, NONE, PORT_PREFIX, SYNTH, VIRTUAL, Player
 from .playback.audio_export import AudioExport
-from .playback.sinks import GM_FAMILIES, GM_INSTRUMENTS, midi_output_names
+from .playback.sinks import GM_FAMILIES, GM_INSTRUMENTS
 from .midi_files import MIDI_SUFFIXES, export_midi, is_midi_path, load_midi
 from .piano_roll import SNAP_CHOICES, PianoRoll
 from .session import SUFFIX, SessionError, read_session, write_session
@@ -390,7 +390,8 @@ class MainWindow(QMainWindow):
         choice = self.player.choice
         entries = [(AUTO, "Automatic (built-in synth, else the Continuo port)"), (SYNTH, "Built-in Synth (FluidSynth)"),
                    (VIRTUAL, "Continuo Virtual MIDI Port")]
-        ports = midi_output_names()
+        ports = self.player.port_names  # scanned on a helper thread: opening a MIDI client takes ~80 ms
+        self.player.refresh_ports()  # for the next time the menu opens
         entries += [(PORT_PREFIX + name, f"MIDI: {name}") for name in ports]
         entries.append((NONE, "No Sound"))
         for value, text in entries:

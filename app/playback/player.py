@@ -20,7 +20,7 @@ from ..settings import Preferences
 from ..song import CONTINUATION, Song
 from ..transport import Transport
 from .scheduler import NOTE_OFF, NOTE_ON, Event, LiveFeed, Scheduler
-from .sinks import FluidSynthSink, MidiPortSink, Sink, SinkError
+from .sinks import FluidSynthSink, MidiPortSink, Sink, SinkError, midi_output_names
 
 AUTO = "auto"  # the built-in synth if it works, else the studio's virtual MIDI port
 SYNTH = "synth"
@@ -92,6 +92,8 @@ class Player(QObject):
     message = Signal(str)  # something the musician should read (a lost port, a missing synth)
     output_changed = Signal(str)  # a description of the output now in use ("" for none)
     finished = Signal()
+    ports_changed = Signal()  # the list of MIDI ports was rescanned and differs
+    _ports_scanned = Signal(list)
     _opened = Signal(object, object, int)  # (sink or None, SinkError or None, request number), thread to GUI
     _sink_failed = Signal(object, object)
     _reached_end = Signal()
@@ -112,6 +114,9 @@ class Player(QObject):
         self._opener: threading.Thread | None = None
         self._open_lock = threading.Lock()
         self._unclaimed: set[Sink] = set()
+        self._port_names: list[str] = []
+        self._scanning = False
+        self._ports_scanned.connect(self._set_port_names)
         self._live: LiveFeed | None = None
         self._moving_playhead = False
         self._pending_update = False
@@ -186,6 +191,32 @@ class Player(QObject):
         """Whether an output is being opened."""
         return self._opening
 
+    @property
+    def port_names(self) -> list[str]:
+        """Other programs' MIDI inputs as last scanned (scanning opens a MIDI client: ~80 ms, so not on the GUI thread)."""
+        return list(self._port_names)
+
+    def refresh_ports(self) -> None:
+        """Rescans the MIDI ports on a helper thread; `ports_changed` tells when the list is new."""
+        if self._scanning or self._closed:
+            return
+        self._scanning = True
+
+        def work() -> None:
+            names = midi_output_names()
+            self._scanning = False
+            try:
+                self._ports_scanned.emit(names)
+            except RuntimeError:  # the Player was deleted meanwhile
+                pass
+
+        threading.Thread(target=work, name="continuo-scan-ports", daemon=True).start()
+
+    def _set_port_names(self, names: list) -> None:
+        if names != self._port_names:
+            self._port_names = list(names)
+            self.ports_changed.emit()
+
     def use_sinks(self, sinks: Sequence[Sink]) -> None:
         """Plays into these sinks instead of the chosen output (tests, benchmarks, a MIDI thru)."""
         self._request += 1
@@ -202,6 +233,7 @@ class Player(QObject):
                 sink.close()
             return
         self._opening = False
+        self.refresh_ports()  # after the output, so the two never open MIDI clients at once
         self.output_error = str(error) if error is not None else None
         self._replace_output(sink)
         self.scheduler.set_sinks([sink] if sink is not None else [])
