@@ -13,7 +13,9 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QDoubleSpinBox, QFileDial
 from music_transformer import MidiFileError
 
 from . import autosave as autosave_module
+from .duet import DuetController
 from .generation import GenerationController
+from .midi_input import VIRTUAL_INPUT, MidiInputController
 from .generation_panel import GenerationPanel
 from .playback.player import AUTO, NONE, PORT_PREFIX, SYNTH, VIRTUAL, Player
 from .playback.audio_export import AudioExport
@@ -46,6 +48,10 @@ class MainWindow(QMainWindow):
         self.roll = PianoRoll(self.song, self.transport, self)
         self.player = Player(self.song, self.transport, self.preferences, self)
         self.generation = GenerationController(self.song, self.player, self)
+        # The keyboard is heard through whatever the player plays into (MIDI thru).
+        self.midi = MidiInputController(self.song, self.transport, thru=lambda: self.player.scheduler.sinks,
+                                        preferences=self.preferences, parent=self)
+        self.duet = DuetController(self.midi, self.preferences, self)
         self.document_path: Path | None = None
         self._untitled_name = "Untitled"
         self.last_error: str | None = None
@@ -83,6 +89,11 @@ class MainWindow(QMainWindow):
         self._user_model_load: str | None = None
         self.generation.load_model()  # in the background: Continue is ready by the time a motif is drawn
         self.player.open_output()
+        self.midi.message.connect(lambda text: self.show_message(text, 15000))
+        self.duet.message.connect(lambda text: self.show_message(text, 10000))
+        self.midi.counting_in.connect(lambda beats: self.show_message(f"Count-in: {beats}", 1000) if beats else None)
+        if self.midi.choice:
+            self.midi.open_input(self.midi.choice)  # the keyboard chosen last time, in the background
         self.roll.canvas.setFocus()
 
     # --- building the window ------------------------------------------------------------------
@@ -230,6 +241,8 @@ class MainWindow(QMainWindow):
         self._add(playback_menu, "Choose &SoundFont…", None, self._soundfont_dialog)
         self._add(playback_menu, "All Notes &Off", "Ctrl+Shift+.", self.player.all_notes_off)
 
+        self._make_record_menu(menus)
+
         continuation_menu = menus.addMenu("&Continuation")
         continuation_menu.addAction(self.continue_action)
         continuation_menu.addAction(self.cancel_action)
@@ -238,6 +251,70 @@ class MainWindow(QMainWindow):
         continuation_menu.addAction(self.accept_action)
         continuation_menu.addAction(self.discard_action)
         self._update_continuation_actions()
+
+    def _make_record_menu(self, menus) -> None:
+        """Record: the MIDI input (refreshed as keyboards come and go), takes, thru, quantize, duet."""
+        midi = self.midi
+        record_menu = menus.addMenu("&Record")
+        self.midi_input_menu = record_menu.addMenu("MIDI &Input")
+        self.midi_input_menu.aboutToShow.connect(self._fill_midi_input_menu)
+        self.record_action = self._add(record_menu, "&Record", "Ctrl+R", midi.toggle_recording)
+        self.record_action.setCheckable(True)
+        midi.recording_changed.connect(self.record_action.setChecked)
+        record_menu.addSeparator()
+        for text, getter, setter in (("Count-&in (1 Bar)", lambda: midi.count_in_bars > 0,
+                                      lambda on: midi.set_count_in(1 if on else 0)),
+                                     ("&Metronome", lambda: midi.metronome, midi.set_metronome),
+                                     ("&Overdub (Play While Recording)", lambda: midi.overdub, midi.set_overdub),
+                                     ("MIDI &Thru", lambda: midi.thru_enabled, midi.set_thru)):
+            action = QAction(text, self)
+            action.setCheckable(True)
+            action.setChecked(getter())
+            action.toggled.connect(setter)
+            record_menu.addAction(action)
+        quantize_menu = record_menu.addMenu("&Quantize While Recording")
+        group = QActionGroup(self)
+        for text, step in (("Off", None), ("1/4", 1.0), ("1/8", 0.5), ("1/16", 0.25), ("1/32", 0.125)):
+            action = quantize_menu.addAction(text)
+            action.setCheckable(True)
+            action.setChecked(midi.quantize_step == step)
+            action.setActionGroup(group)
+            action.triggered.connect(lambda checked=False, step=step: midi.set_quantize(step))
+        self._add(record_menu, "Quantize &Last Take", None,
+                  lambda: midi.quantize_last_take() or self.show_message("Nothing to quantize"))
+        record_menu.addSeparator()
+        self.duet_action = QAction("&Duet Mode (Call and Response)", self)
+        self.duet_action.setCheckable(True)
+        self.duet_action.toggled.connect(self._toggle_duet)
+        self.duet.enabled_changed.connect(self.duet_action.setChecked)
+        record_menu.addAction(self.duet_action)
+
+    def _toggle_duet(self, on: bool) -> None:
+        if on and not self.duet.enabled:
+            if self.midi.input is None:
+                self.show_message("Choose a MIDI input first (Record ▸ MIDI Input)")
+                self.duet_action.setChecked(False)
+                return
+            self.duet.start()
+        elif not on:
+            self.duet.stop()
+
+    def _fill_midi_input_menu(self) -> None:
+        menu = self.midi_input_menu
+        menu.clear()
+        current = self.midi.input.port_name if self.midi.input is not None else ""
+        group = QActionGroup(menu)
+        for text, value in [("None", "")] + [(name, name) for name in self.midi.available] + [
+                ("The Studio's Own Input Port", VIRTUAL_INPUT)]:
+            action = menu.addAction(text)
+            action.setCheckable(True)
+            action.setChecked(value == (VIRTUAL_INPUT if self.midi.input is not None and self.midi.input.virtual
+                                        else current))
+            action.setActionGroup(group)
+            action.triggered.connect(lambda checked=False, value=value: self.midi.open_input(value))
+        if not self.midi.available:
+            menu.addSeparator()
+            menu.addAction("No keyboard found (plug one in; this list updates by itself)").setEnabled(False)
 
     def _add(self, menu, text: str, shortcut, slot) -> QAction:
         action = QAction(text, self)
@@ -733,10 +810,14 @@ class MainWindow(QMainWindow):
             self.generation.close()  # cancels, waits for the worker, keeps what was written (one undo step)
         if self.song.is_writing:
             self.song.end_continuation()  # keep what was written so far
+        self.duet.stop()
+        self.midi.stop_recording()  # the take so far becomes part of the song before the save question
         if not self.maybe_save():
             event.ignore()
             return
         self.generation.close()
+        self.duet.close()
+        self.midi.close()
         self.transport.set_playing(False)
         self.player.close()
         if self._audio_export is not None:

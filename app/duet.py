@@ -1,0 +1,309 @@
+"""Duet mode, call and response: when the musician pauses, the model continues their phrase and plays the answer.
+
+    keyboard ─ rtmidi thread ─> Duet.feed ─> the call so far (a Take) ─┐
+                                                                      duet thread: waits for the pause, then
+    answer sink <─ scheduler <─ LiveFeed <─ Decoder <─ generate() <───┘ primes the model with the duet so far
+         └─> the answer, as heard ─> queue ─> DuetController (GUI) ─> the roll (the continuation part)
+
+Playing again interrupts the answer at once (on rtmidi's thread, before the key is heard): what was heard of
+the answer stays in the roll, what was written ahead of the music is dropped. The duet thread owns its own
+copy of the model, so a Continue running meanwhile never races it. `Duet` holds no Qt.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import mido
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from music_transformer import CheckpointError, Note, load_checkpoint
+from music_transformer.events import NOTE_ON_OFFSET, SECONDS_PER_TICK, Decoder, is_note_on, is_time_shift, \
+    shift_ticks
+from music_transformer.generate import generate, primer_tokens
+
+from .midi_input import MidiInputController, TapSink, Take
+from .playback.scheduler import NOTE_OFF, NOTE_ON, LiveFeed, Scheduler
+from .playback.sinks import Sink
+from .song import CONTINUATION, DEFAULT_MODEL
+
+DEFAULT_PAUSE = 0.6  # seconds of silence that end the musician's phrase
+CONTEXT_SECONDS = 20.0  # how much of the duet so far primes the model: enough for style, cheap to prime
+MIN_ANSWER, MAX_ANSWER = 2.0, 12.0  # an answer about as long as the call, within these bounds (seconds)
+DRAIN_INTERVAL_MS = 25
+
+
+class AnswerSink(TapSink):
+    """The answer's output: remembers when its first note sounded (the answer's clock starts there)."""
+
+    def __init__(self, target: Callable[[], Sequence[Sink]]) -> None:
+        super().__init__(target, "duet answer")
+        self.first_note_at: float | None = None
+
+    def _send(self, message: mido.Message) -> None:
+        super()._send(message)
+        if self.first_note_at is None and message.type == "note_on" and message.velocity > 0:
+            self.first_note_at = time.perf_counter()
+
+
+class Duet:
+    """Call and response on its own thread; `feed` takes the musician's messages (any thread). No Qt."""
+
+    def __init__(self, model, outputs: Callable[[], Sequence[Sink]], on_answer: Callable[[list[Note]], None],
+                 pause: float = DEFAULT_PAUSE, temperature: float = 1.0, top_p: float | None = 0.95,
+                 seed: int | None = None) -> None:
+        self.model = model
+        self.pause = float(pause)
+        self.temperature = temperature
+        self.top_p = top_p
+        self.seed = seed
+        self.on_answer = on_answer
+        self.latencies: list[float] = []  # end of the pause to the first answering note, seconds (benchmark)
+        self.answers = 0
+        self.on_error: Callable[[str], None] | None = None
+        self._condition = threading.Condition()
+        self._take = Take()
+        self._context: list[Note] = []  # the duet so far, perf_counter seconds
+        self._phrase: list[Note] = []  # the call being played
+        self._last_activity = 0.0
+        self._answering = False
+        self._interrupted_at: float | None = None
+        self._cancel = threading.Event()
+        self._quit = False
+        self._sink = AnswerSink(outputs)
+        self._player = Scheduler([self._sink])
+        self._thread = threading.Thread(target=self._run, name="continuo-duet", daemon=True)
+        self._thread.start()
+
+    @property
+    def answering(self) -> bool:
+        """Whether an answer is being written or played."""
+        return self._answering
+
+    def feed(self, at: float, message: mido.Message) -> None:
+        """A message from the keyboard, stamped on the perf_counter clock; a key struck interrupts the answer."""
+        if message.type not in ("note_on", "note_off", "control_change"):
+            return
+        struck = message.type == "note_on" and message.velocity > 0
+        with self._condition:
+            if struck and self._answering and self._interrupted_at is None:
+                self._interrupted_at = at
+                self._cancel.set()
+                self._player.stop()  # only the answer's notes stop (its own tap); the key sounds after this
+            done = self._take.feed(at, message)
+            self._phrase.extend(done)
+            if struck or done or message.type == "control_change":
+                self._last_activity = at
+            self._condition.notify_all()
+
+    def close(self) -> None:
+        """Stops any answer and ends the thread."""
+        with self._condition:
+            self._quit = True
+            self._cancel.set()
+            self._condition.notify_all()
+        self._thread.join(timeout=5.0)
+        self._player.close()
+
+    # --- the thread ------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        from .generation import torch_threads
+
+        import torch
+
+        torch.set_num_threads(torch_threads())
+        while True:
+            with self._condition:
+                while True:
+                    if self._quit:
+                        return
+                    if self._phrase and not self._take.sounding:
+                        due = self._last_activity + self.pause
+                        wait = due - time.perf_counter()
+                        if wait <= 0:
+                            break
+                        self._condition.wait(wait)
+                    else:
+                        self._condition.wait()
+                call, self._phrase = self._phrase, []
+                self._context.extend(call)
+                self._answering = True
+                self._interrupted_at = None
+                self._cancel.clear()
+            try:
+                answer = self._answer(call, due)
+            except Exception as error:  # noqa: BLE001 - the duet stops answering, the studio keeps running
+                answer = []
+                if self.on_error is not None:
+                    self.on_error(f"The duet could not answer ({type(error).__name__}: {error})")
+            with self._condition:
+                self._answering = False
+                self._context.extend(answer)
+            if answer:
+                self.answers += 1
+                self.on_answer(answer)
+
+    def _answer(self, call: list[Note], due: float) -> list[Note]:
+        """Writes and plays one answer; returns its notes as heard (perf_counter seconds)."""
+        base = max(min(note.start for note in self._context), due - CONTEXT_SECONDS)
+        primer_notes = [Note(n.pitch, n.velocity, n.start - base, n.end - base)
+                        for n in self._context if n.end > base]
+        primer = primer_tokens(primer_notes, until=due - base)
+        length = max(note.end for note in call) - min(note.start for note in call)
+        seconds = min(MAX_ANSWER, max(MIN_ANSWER, length))
+        feed = LiveFeed(0.0)
+        self._sink.first_note_at = None
+        self._player.play([], 0.0, live=feed)
+        decoder = Decoder()
+        notes: list[Note] = []
+        started = False
+        for token in generate(self.model, primer, seconds=seconds, temperature=self.temperature, top_p=self.top_p,
+                              seed=self.seed, cancel=self._cancel):
+            if not started and is_time_shift(token):
+                decoder.time_offset -= shift_ticks(token) * SECONDS_PER_TICK  # no rest before the answer
+            done = decoder.feed(token)
+            notes.extend(done)
+            now = decoder.seconds
+            events = [(now, NOTE_OFF, note.pitch, 0, 0) for note in done if note.end >= now - 1e-9]
+            if is_note_on(token):
+                started = True
+                pitch = token - NOTE_ON_OFFSET
+                events.append((now, NOTE_ON, pitch, decoder.sounding[pitch][1], 0))
+            feed.extend(events, now)
+        rest = decoder.finish()
+        notes.extend(rest)
+        feed.extend([(decoder.seconds, NOTE_OFF, note.pitch, 0, 0) for note in rest], decoder.seconds)
+        feed.finish()
+        while self._player.playing and not self._cancel.is_set():
+            self._cancel.wait(0.01)  # the answer plays to its end, or a key interrupts it
+        heard_from = self._sink.first_note_at
+        if heard_from is None:
+            return []
+        self.latencies.append(heard_from - due)
+        first = min((note.start for note in notes), default=0.0)
+        stop = self._interrupted_at
+        heard = []
+        for note in notes:
+            start, end = heard_from + note.start - first, heard_from + note.end - first
+            if stop is not None:
+                if start >= stop:
+                    continue  # written ahead of the music, never heard
+                end = min(end, stop)
+            heard.append(Note(note.pitch, note.velocity, start, max(end, start + 1e-3)))
+        return heard
+
+
+class DuetController(QObject):
+    """Duet mode in the studio: loads its model, listens to the MIDI input, lands both phrases in the roll."""
+
+    enabled_changed = Signal(bool)
+    message = Signal(str)
+    _loaded = Signal(object, str)  # thread -> GUI: (model or None, error text)
+
+    def __init__(self, midi: MidiInputController, preferences=None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.midi = midi
+        self.preferences = preferences
+        self.pause = float(preferences.get("duet_pause", DEFAULT_PAUSE)) if preferences is not None else DEFAULT_PAUSE
+        self.duet: Duet | None = None
+        self._answers: queue.SimpleQueue[list[Note]] = queue.SimpleQueue()
+        self._errors: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._wanted = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(DRAIN_INTERVAL_MS)
+        self._timer.timeout.connect(self.drain)
+        self._loaded.connect(self._model_loaded)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the duet is listening."""
+        return self.duet is not None
+
+    def set_pause(self, seconds: float) -> None:
+        """How long a silence ends the musician's phrase (default 0.6 s)."""
+        self.pause = max(0.1, float(seconds))
+        if self.preferences is not None:
+            self.preferences.set("duet_pause", self.pause)
+        if self.duet is not None:
+            self.duet.pause = self.pause
+
+    def start(self, model_source: str | os.PathLike | None = None, model=None, wait: bool = False) -> None:
+        """Turns the duet on: loads the model (in the background) and records the duet into the roll."""
+        if self.duet is not None:
+            return
+        self._wanted = True
+        if model is not None:
+            self._model_loaded(model, "")
+            return
+        source = str(model_source or self.midi.song.model)
+
+        def work() -> None:
+            try:
+                loaded, error = load_checkpoint(None if source == DEFAULT_MODEL else source, device="cpu"), ""
+            except CheckpointError as failure:
+                loaded, error = None, str(failure)
+            except Exception as failure:  # noqa: BLE001 - a damaged file can fail in many ways inside torch
+                loaded, error = None, f"{Path(source).name}: cannot be loaded ({failure})"
+            try:
+                self._loaded.emit(loaded, error)
+            except RuntimeError:
+                pass
+
+        thread = threading.Thread(target=work, name="continuo-duet-load", daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+
+    def _model_loaded(self, model, error: str) -> None:
+        if not self._wanted:
+            return
+        if model is None:
+            self._wanted = False
+            self.message.emit(f"Duet mode is off: {error}")
+            self.enabled_changed.emit(False)
+            return
+        # Answers are played live (ahead of time on a CPU); the continuation part keeps them apart in the roll.
+        self.duet = Duet(model, self.midi.thru_targets_checked, self._answers.put, pause=self.pause)
+        self.duet.on_error = self._errors.put
+        self.midi.listeners.append(self.duet.feed)
+        if not self.midi.recording:
+            self.midi.start_recording()
+        self._timer.start()
+        self.message.emit(f"Duet: play a phrase and pause for {self.pause:g} s; the model answers")
+        self.enabled_changed.emit(True)
+
+    def stop(self) -> None:
+        """Turns the duet off; the duet so far stays in the roll as one undo step."""
+        self._wanted = False
+        duet, self.duet = self.duet, None
+        if duet is None:
+            return
+        if duet.feed in self.midi.listeners:
+            self.midi.listeners.remove(duet.feed)
+        duet.close()
+        self.drain()
+        self._timer.stop()
+        self.midi.stop_recording()
+        self.enabled_changed.emit(False)
+
+    def drain(self) -> None:
+        """Lands the answers heard so far in the roll (the timer calls this)."""
+        while not self._errors.empty():
+            self.message.emit(self._errors.get_nowait())
+        while True:
+            try:
+                notes = self._answers.get_nowait()
+            except queue.Empty:
+                return
+            if notes:
+                self.midi.add_performance(notes, CONTINUATION)
+
+    def close(self) -> None:
+        """Stops the duet (on quit)."""
+        self.stop()
