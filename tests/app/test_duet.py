@@ -1,0 +1,78 @@
+"""Duet mode on a real JACK graph: a test keyboard plays a phrase, pauses, and the model's answer is heard on the
+studio's output and lands in the roll; playing again interrupts it. A small random model (same code path)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app.song import CONTINUATION, MOTIF
+from test_midi_input import PHRASE, graph, off, on  # noqa: F401 - graph is a fixture
+from test_playback import small_checkpoint
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A small random model: answers are quick to write and the code path is the default model's."""
+    return small_checkpoint(tmp_path_factory.mktemp("duet") / "small.pt", seed=1)
+
+
+def start_duet(qtbot, window, model_path) -> None:
+    window.duet.start(model_path, wait=True)
+    qtbot.waitUntil(lambda: window.duet.enabled, timeout=20000)
+    window.duet.duet.seed = 3  # the same answer every run
+    assert window.midi.recording  # the duet records both phrases
+
+
+def answer_notes(probe, after: float) -> list[tuple[float, str, int, int]]:
+    return [note for note in probe.notes() if note[0] > after]
+
+
+def test_after_a_pause_the_model_answers_and_both_phrases_land_in_the_roll(qtbot, graph, model_path):
+    window, keyboard, probe = graph
+    start_duet(qtbot, window, model_path)
+    keyboard.play(PHRASE)
+    phrase_end = keyboard.sent[-1][0] + 0.05  # after the thru echo of the last key
+    qtbot.waitUntil(lambda: window.duet.duet.answers >= 1, timeout=30000)
+    answer = answer_notes(probe, phrase_end)
+    ons = [note for note in answer if note[1] == "on"]
+    assert ons and ons[0][0] >= phrase_end - 0.05 + window.duet.pause  # it waited for the pause
+    assert len([n for n in answer if n[1] == "off"]) == len(ons)  # every answering note ends
+    window.duet.stop()
+    song = window.song
+    assert [(n.pitch, n.velocity) for n in song.notes(MOTIF)] == [(60, 90), (64, 70), (67, 110), (72, 50)]
+    answered = song.notes(CONTINUATION)
+    assert len(answered) == len(ons)
+    assert min(n.start for n in answered) > max(n.start for n in song.notes(MOTIF))
+    assert song.undo_stack.undoText() == "Record"  # the duet is one undo step, editable and exportable
+    song.undo_stack.undo()
+    assert song.notes() == []
+
+
+def test_playing_again_interrupts_the_answer_and_keeps_only_what_was_heard(qtbot, graph, model_path):
+    window, keyboard, probe = graph
+    start_duet(qtbot, window, model_path)
+    duet = window.duet.duet
+    duet.pause = 0.3
+    keyboard.play(PHRASE[:2])
+    phrase_end = keyboard.sent[-1][0] + 0.05  # after the thru echo of the last key
+    qtbot.waitUntil(lambda: any(n[1] == "on" for n in answer_notes(probe, phrase_end)), timeout=30000)
+    assert duet.answering
+    keyboard.play([(0.0, on(50, 100)), (0.1, off(50))])  # the musician plays again: the answer stops
+    interrupted_at = keyboard.sent[-2][0]
+    qtbot.waitUntil(lambda: not duet.answering, timeout=5000)
+    qtbot.waitUntil(lambda: sum(1 for n in probe.notes() if n[2] == 50) == 2, timeout=5000)
+    sounding = {}
+    for at, kind, pitch, _ in probe.notes():  # nothing of the answer sounds on after the interruption
+        sounding[pitch] = kind == "on"
+    assert not any(sounding.values())
+    window.duet.stop()
+    song = window.song
+    answered = song.notes(CONTINUATION)
+    assert answered  # the part that was heard is kept ...
+    start_of = {round(window.midi._origin + song.to_seconds(n.start - window.midi._start_beat), 3) for n in answered}
+    assert max(start_of) < interrupted_at + 0.01  # ... and nothing written ahead of the music
+    assert (50, 100) in [(n.pitch, n.velocity) for n in song.notes(MOTIF)]
