@@ -1,0 +1,255 @@
+"""Benchmark of live MIDI input: keyboard-to-thru latency on a real JACK graph, the duet's answer time, and a
+flood of messages into a studio window. Prints a table; with --json, one JSON line.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/midi_input.py [--json] [--checkpoint PATH]
+        [--period 64] [--flood-period 128] [--notes 1000] [--duet-runs 5] [--flood-seconds 10]
+
+It starts its own JACK server (`jackd -n continuo-bench -d dummy -p PERIOD`, no real-time rights needed)
+so that the period is known, and stops it at the end.
+
+1. thru_latency_p99_ms: a test client plays notes (200 a second) into the studio's input; another client
+   listens to the thru output. Latency = time the listener got each note minus the time the keyboard sent
+   it, both on the same clock, so it includes the JACK graph (one period to reach the studio, up to one
+   more to leave it). `thru_studio_p99_ms` is the studio's own part: message read to thru sent.
+2. duet_answer_ms: the studio's Duet with the default model (assets/default.pt) on this CPU, fed an
+   8-note phrase; from the end of the 600 ms pause to the first answering note reaching the output; median
+   of several phrases (`duet_answer_max_ms`: the slowest).
+3. flood: 1,000 messages a second for 10 seconds into a real studio window on JACK; the longest stall of
+   the GUI's event loop (a 5 ms timer) and how many notes did not land in the roll.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SERVER = "continuo-bench"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which `fraction` of the values lie."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def start_jack(period: int) -> subprocess.Popen:
+    """A private JACK server on the dummy driver with a known period; the environment points clients at it."""
+    os.environ["JACK_DEFAULT_SERVER"] = SERVER
+    os.environ["JACK_NO_AUDIO_RESERVATION"] = "1"
+    server = subprocess.Popen(["jackd", "-n", SERVER, "--no-realtime", "-d", "dummy", "-r", "48000", "-p",
+                               str(period)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if subprocess.run(["jack_wait", "-c"], capture_output=True).returncode == 0:
+            return server
+        time.sleep(0.05)
+    server.terminate()
+    raise SystemExit("jackd did not start (install jackd2)")
+
+
+def wait_for(condition, timeout: float) -> bool:
+    """Polls a condition until it holds or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+def paced(port, messages: list[list[int]], rate: float) -> list[float]:
+    """Sends raw messages at `rate` a second (sleep, then spin); returns when each left."""
+    sent = []
+    origin = time.perf_counter()
+    for index, data in enumerate(messages):
+        deadline = origin + index / rate
+        while (left := deadline - time.perf_counter()) > 0.002:
+            time.sleep(left - 0.002)
+        while time.perf_counter() < deadline:
+            pass
+        port.send_message(data)
+        sent.append(time.perf_counter())
+    return sent
+
+
+def thru_latency(notes: int) -> dict:
+    """Keyboard client -> studio input -> thru -> listening client, on the running JACK server."""
+    import rtmidi
+
+    from app.midi_input import MidiInput
+    from app.playback import MidiPortSink
+
+    thru = MidiPortSink(virtual=True, client_name="Continuo bench thru")
+    studio_part: list[float] = []
+
+    def through(at: float, message) -> None:
+        thru.send(message)
+        studio_part.append(time.perf_counter() - at)
+
+    received: list[tuple[float, int]] = []
+    listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="bench listener")
+    listener.set_callback(lambda event, data=None: received.append((time.perf_counter(), event[0][1])))
+    wait_for(lambda: any("Continuo bench thru" in name for name in listener.get_ports()), 5)
+    listener.open_port([i for i, name in enumerate(listener.get_ports()) if "Continuo bench thru" in name][0])
+    keyboard = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bench keys")
+    keyboard.open_virtual_port("out")
+    studio_input = MidiInput("bench keys:out", through)
+    try:
+        messages = []
+        for index in range(notes):
+            messages.append([0x90, 36 + index % 64, 100])
+        sent = paced(keyboard, messages, 200.0)
+        wait_for(lambda: len(received) >= notes, 5)
+    finally:
+        studio_input.close()
+        keyboard.close_port()
+        keyboard.delete()
+        listener.cancel_callback()
+        listener.close_port()
+        listener.delete()
+        thru.close()
+    latencies = [(got - left) * 1000 for (got, _), left in zip(received, sent)]
+    return {"thru_latency_p50_ms": round(percentile(latencies, 0.5), 2),
+            "thru_latency_p99_ms": round(percentile(latencies, 0.99), 2),
+            "thru_latency_max_ms": round(max(latencies), 2),
+            "thru_studio_p99_ms": round(percentile([s * 1000 for s in studio_part], 0.99), 3),
+            "thru_notes_lost": notes - len(received)}
+
+
+def duet_answer(checkpoint: str | None, runs: int) -> dict:
+    """The Duet's answer time with the model on this CPU, fed phrases directly (no MIDI system needed)."""
+    import mido
+
+    from app.duet import DEFAULT_PAUSE, Duet
+    from app.playback import RecorderSink
+    from music_transformer import load_checkpoint
+    from music_transformer.checkpoint import DEFAULT_CHECKPOINT
+
+    path = checkpoint or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.exists() else None)
+    if path is None:
+        raise SystemExit("no model: pass --checkpoint or add assets/default.pt")
+    model = load_checkpoint(path, device="cpu")
+    output = RecorderSink()
+    answers: list[list] = []
+    duet = Duet(model, lambda: [output], answers.append, pause=DEFAULT_PAUSE, seed=0)
+    try:
+        for run in range(runs):
+            before = len(answers)
+            for index, pitch in enumerate((60, 62, 64, 65, 67, 65, 64, 62)):
+                now = time.perf_counter()
+                duet.feed(now, mido.Message("note_on", note=pitch + run, velocity=80))
+                time.sleep(0.12)
+                duet.feed(time.perf_counter(), mido.Message("note_off", note=pitch + run, velocity=0))
+                time.sleep(0.03)
+            wait_for(lambda: len(answers) > before, 60)
+    finally:
+        duet.close()
+    latencies = [value * 1000 for value in duet.latencies]
+    return {"duet_answer_ms": round(statistics.median(latencies), 1), "duet_answer_max_ms": round(max(latencies), 1),
+            "duet_runs": len(latencies), "duet_model": Path(path).name}
+
+
+def flood(seconds: float) -> dict:
+    """1,000 messages a second into a studio window on JACK: the GUI's longest stall and the notes lost."""
+    import rtmidi
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    import app  # noqa: F401
+    from app.main_window import MainWindow
+
+    application = QApplication.instance() or QApplication([])
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="continuo-bench-")
+    window = MainWindow(home=Path(home), use_autosave=False)
+    window.player.use_sinks([])
+    keyboard = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="flood keys")
+    keyboard.open_virtual_port("out")
+    midi = window.midi
+    deadline = time.monotonic() + 10
+    while "flood keys:out" not in midi.available and time.monotonic() < deadline:
+        application.processEvents()
+        time.sleep(0.01)
+    midi.open_input("flood keys:out", wait=True)
+    while midi.input is None and time.monotonic() < deadline:
+        application.processEvents()
+    midi.start_recording()
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(5)
+    count = int(seconds * 1000) // 2
+    messages = []
+    for index in range(count):
+        pitch = 36 + index % 60
+        messages += [[0x90, pitch, 1 + index % 127], [0x80, pitch, 0]]
+    thread = threading.Thread(target=paced, args=(keyboard, messages, 1000.0))
+    thread.start()
+    while thread.is_alive():
+        application.processEvents()
+        time.sleep(0.001)
+    end = time.monotonic() + 5
+    while (midi.received < 2 * count or not midi._queue.empty()) and time.monotonic() < end:
+        application.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    received = midi.received
+    landed = midi.stop_recording()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    keyboard.close_port()
+    keyboard.delete()
+    window.song.undo_stack.setClean()
+    window.close()
+    return {"flood_messages": 2 * count, "flood_messages_read": received, "flood_notes_lost": count - landed,
+            "flood_gui_max_stall_ms": round(max(gaps) * 1000 - 5, 1) if gaps else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--checkpoint", help="model for the duet (default: assets/default.pt)")
+    parser.add_argument("--period", type=int, default=64, help="JACK period in frames at 48 kHz")
+    parser.add_argument("--flood-period", type=int, default=128, help="JACK period for the flood")
+    parser.add_argument("--notes", type=int, default=1000)
+    parser.add_argument("--duet-runs", type=int, default=5)
+    parser.add_argument("--flood-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    results: dict = {"jack_period_ms": round(args.period / 48.0, 2), "cpu_count": os.cpu_count()}
+    server = start_jack(args.period)
+    try:
+        results.update(thru_latency(args.notes))
+    finally:
+        server.terminate()
+        server.wait(5)
+    if args.flood_seconds > 0:
+        # The flood runs a whole studio window (and its synth) on the graph: on a server without real-time
+        # rights and two shared cores, a 64-frame period misses deadlines and JACK drops a few messages.
+        results["flood_jack_period_ms"] = round(args.flood_period / 48.0, 2)
+        server = start_jack(args.flood_period)
+        try:
+            results.update(flood(args.flood_seconds))
+        finally:
+            server.terminate()
+            server.wait(5)
+    results.update(duet_answer(args.checkpoint, args.duet_runs))
+    if args.json:
+        print(json.dumps(results))
+        return
+    width = max(len(key) for key in results)
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
