@@ -219,6 +219,8 @@ class DuetController(QObject):
         self._timer.setInterval(DRAIN_INTERVAL_MS)
         self._timer.timeout.connect(self.drain)
         self._loaded.connect(self._model_loaded)
+        # Recording stopped under the duet (Ctrl+R, the keyboard unplugged, a new song): the duet ends with it.
+        midi.recording_changed.connect(lambda recording: None if recording or self.duet is None else self.stop())
 
     @property
     def enabled(self) -> bool:

@@ -534,8 +534,8 @@ class MidiInputController(QObject):
         """Record if not recording, stop if recording (the R key)."""
         if self.recording:
             self.stop_recording()
-        else:
-            self.start_recording()
+        elif not self.start_recording():
+            self.recording_changed.emit(False)  # a checked Record button goes back up
 
     def add_performance(self, notes: Sequence[Note], part: str = MOTIF) -> list[SongNote]:
         """Lands notes timed on the perf_counter clock into the take (a duet's answer arrives here)."""

@@ -231,6 +231,35 @@ def test_unplugging_the_keyboard_mid_take_keeps_the_take_and_says_so(qtbot, grap
     assert midi.input is None
     qtbot.waitUntil(lambda: keyboard.port_name not in midi.available, timeout=5000)  # hot-plug: it is gone
     assert song.undo_stack.undoText() == "Record"
+    # Plugged in again, it reconnects by itself and records.
+    again = Keyboard(keyboard.name)
+    try:
+        qtbot.waitUntil(lambda: midi.input is not None and midi.input.port_name == again.port_name, timeout=5000)
+        assert midi.start_recording()
+        again.play([(0.0, on(64, 55)), (0.1, off(64))])
+        qtbot.waitUntil(lambda: len(song.notes()) == 3, timeout=5000)
+        midi.stop_recording()
+    finally:
+        again.close()
+
+
+def test_the_record_menu_lists_the_keyboard_and_opens_it(qtbot, graph):
+    window, keyboard, probe = graph
+    midi = window.midi
+    midi.open_input("", wait=True)
+    qtbot.waitUntil(lambda: midi.input is None, timeout=5000)
+    window._fill_midi_input_menu()
+    actions = {action.text(): action for action in window.midi_input_menu.actions()}
+    assert "None" in actions and "The Studio's Own Input Port" in actions
+    actions[keyboard.port_name].trigger()
+    qtbot.waitUntil(lambda: midi.input is not None and midi.input.port_name == keyboard.port_name, timeout=5000)
+    assert window.preferences.get("midi_input") == keyboard.port_name  # remembered for the next start
+    window.record_action.trigger()
+    assert midi.recording and window.record_action.isChecked()
+    keyboard.play([(0.0, on(70, 100)), (0.1, off(70))])
+    qtbot.waitUntil(lambda: len(window.song.notes()) == 1, timeout=5000)
+    window.record_action.trigger()
+    assert not midi.recording and not window.record_action.isChecked()
 
 
 def test_a_flood_of_messages_loses_no_note_and_the_gui_keeps_running(qtbot, graph):
