@@ -335,3 +335,25 @@ def test_input_controller_without_a_window_reports_no_input(qtbot):
     qtbot.waitUntil(lambda: len(messages) == 2, timeout=5000)
     assert "no such keyboard" in messages[1] and midi.input is None
     midi.close()
+
+
+def test_overdub_plays_the_song_with_the_metronome_while_the_take_records(qtbot, graph):
+    window, keyboard, probe = graph
+    midi, song = window.midi, window.song
+    song.add_notes([song.new_note(40, 64, 0.0, 0.5)])  # the song already has a bass note at the start
+    midi.set_overdub(True)
+    midi.set_metronome(True)
+    try:
+        assert midi.start_recording()
+        assert window.transport.playing
+        keyboard.play([(0.3, on(76 - 12, 88)), (0.4, off(76 - 12))])
+        qtbot.waitUntil(lambda: any(n[2] == 64 and n[1] == "off" for n in probe.notes()), timeout=5000)
+        heard = {(message[0], message[1]) for _, message in probe.received if message[0] & 0xF0 == 0x90}
+        assert (0x90, 40) in heard  # the song played
+        assert (0x90 | METRONOME_CHANNEL, ACCENT_CLICK) in heard  # the metronome clicked
+        assert midi.stop_recording() == 1
+        assert not window.transport.playing
+        assert sorted(n.pitch for n in song.notes()) == [40, 64]
+    finally:
+        midi.set_overdub(False)
+        midi.set_metronome(False)
