@@ -145,6 +145,8 @@ class Duet:
             with self._condition:
                 self._answering = False
                 self._context.extend(answer)
+                horizon = time.perf_counter() - 2 * CONTEXT_SECONDS  # a long duet keeps only what primes the model
+                self._context = [note for note in self._context if note.end > horizon]
             if answer:
                 self.answers += 1
                 self.on_answer(answer)

@@ -288,6 +288,15 @@ class MainWindow(QMainWindow):
         self.duet_action.toggled.connect(self._toggle_duet)
         self.duet.enabled_changed.connect(self.duet_action.setChecked)
         record_menu.addAction(self.duet_action)
+        self._add(record_menu, "Duet &Pause…", None, self._duet_pause_dialog)
+
+    def _duet_pause_dialog(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        seconds, accepted = QInputDialog.getDouble(self, "Duet Pause", "The model answers after a pause of (seconds):",
+                                                   self.duet.pause, 0.1, 10.0, 2)
+        if accepted:
+            self.duet.set_pause(seconds)
 
     def _toggle_duet(self, on: bool) -> None:
         if on and not self.duet.enabled:

@@ -28,7 +28,7 @@ from music_transformer import Note
 from .playback.scheduler import NOTE_OFF, NOTE_ON, Scheduler
 from .playback.sinks import (CLIENT_NAME, MIDI_HELP, Sink, SinkError, _jack_server_running, _rtmidi,
                              midi_apis)
-from .song import MOTIF, PARTS, Song, SongDiff, SongEditCommand, SongNote, snap_beat
+from .song import MOTIF, Song, SongDiff, SongEditCommand, SongNote, snap_beat
 
 VIRTUAL_INPUT = "virtual"  # the studio's own input port, for a program that plays into it
 VIRTUAL_INPUT_NAME = "Continuo in"
@@ -544,7 +544,6 @@ class MidiInputController(QObject):
     def _land(self, notes: Sequence[Note], part: str = MOTIF) -> list[SongNote]:
         if not self.recording or not notes:
             return []
-        assert part in PARTS
         added = []
         for note in notes:
             start = self._seconds_to_beat(note.start)

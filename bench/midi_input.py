@@ -215,6 +215,7 @@ def flood(seconds: float) -> dict:
 
 
 def main() -> None:
+    """Runs the three measurements and prints the table and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--checkpoint", help="model for the duet (default: assets/default.pt)")

@@ -3,7 +3,6 @@ studio's output and lands in the roll; playing again interrupts it. A small rand
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
