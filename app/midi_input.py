@@ -443,10 +443,6 @@ class MidiInputController(QObject):
         if client is not None:
             client.delete()
 
-    def refresh_ports(self, names: list[str] | None = None) -> None:
-        """Re-reads the port list now (the poller does this by itself every half second)."""
-        self._ports_polled(midi_input_names() if names is None else names)
-
     def _ports_polled(self, names: list[str]) -> None:
         if self._closed:
             return

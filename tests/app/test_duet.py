@@ -76,3 +76,42 @@ def test_playing_again_interrupts_the_answer_and_keeps_only_what_was_heard(qtbot
     start_of = {round(window.midi._origin + song.to_seconds(n.start - window.midi._start_beat), 3) for n in answered}
     assert max(start_of) < interrupted_at + 0.01  # ... and nothing written ahead of the music
     assert (50, 100) in [(n.pitch, n.velocity) for n in song.notes(MOTIF)]
+
+
+def test_the_duet_alone_answers_into_any_sink_and_a_key_cuts_the_answer_short(model_path):
+    """The Duet without Qt or a MIDI system: messages fed directly, the answer heard by a recorder sink."""
+    import threading
+
+    import mido
+
+    from app.duet import Duet
+    from app.playback import RecorderSink
+    from music_transformer import load_checkpoint
+
+    output = RecorderSink()
+    answers: list = []
+    answered = threading.Event()
+    duet = Duet(load_checkpoint(model_path, device="cpu"), lambda: [output],
+                lambda notes: (answers.append(notes), answered.set()), pause=0.2, seed=5)
+    try:
+
+        def play(pitch: int) -> None:
+            import time
+
+            now = time.perf_counter()
+            duet.feed(now, mido.Message("note_on", note=pitch, velocity=90))
+            duet.feed(now + 0.1, mido.Message("note_off", note=pitch, velocity=0))
+
+        play(60)
+        assert output.wait_for(lambda messages: any(m.type == "note_on" for _, m in messages), 30)
+        assert duet.answering
+        duet.pause = 60.0  # no second answer while this one is checked
+        play(62)  # a key: the answer stops, only its own notes are turned off
+        assert answered.wait(10)
+        assert not any(m.type == "control_change" for _, m in output.messages)  # not an all-notes-off
+        assert not output.sounding()
+        heard = answers[0]
+        assert heard and all(note.end > note.start for note in heard)
+        assert duet.latencies and duet.answers == 1
+    finally:
+        duet.close()
