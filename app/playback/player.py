@@ -114,6 +114,7 @@ class Player(QObject):
         self._opener: threading.Thread | None = None
         self._open_lock = threading.Lock()
         self._unclaimed: set[Sink] = set()
+        self._closers: list[threading.Thread] = []  # outputs being closed in the background
         self._port_names: list[str] = []
         self._scanning = False
         self._ports_scanned.connect(self._set_port_names)
@@ -241,11 +242,16 @@ class Player(QObject):
             self.message.emit(str(error))
         self.output_changed.emit(sink.name if sink is not None else "")
 
-    def _replace_output(self, sink: Sink | None) -> None:
+    def _replace_output(self, sink: Sink | None, wait: bool = False) -> None:
         old, self.output = self.output, sink
         if old is not None and old is not sink:
             self.scheduler.set_sinks([])
-            old.close()
+            if wait:
+                old.close()
+            else:  # stopping a synth's audio driver or a JACK client can take tens of ms: not on the GUI thread
+                closer = threading.Thread(target=old.close, name="continuo-close-output", daemon=True)
+                self._closers = [thread for thread in self._closers if thread.is_alive()] + [closer]
+                closer.start()
 
     def _output_failed(self, sink: Sink, error: SinkError) -> None:
         """A port went away mid-playback: playback stops (notes off) and the musician is told what to do."""
@@ -404,4 +410,6 @@ class Player(QObject):
         for sink in sinks:
             if sink is self.output:
                 sink.close()
-        self._replace_output(None)
+        self._replace_output(None, wait=True)
+        for closer in self._closers:
+            closer.join(timeout=5.0)  # no audio thread may outlive the studio (JACK aborts the process)

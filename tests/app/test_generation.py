@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.generation import GenerationWorker
 from app.playback import RecorderSink
-from app.playback.player import NONE, PORT_PREFIX, VIRTUAL
+from app.playback.player import NONE, PORT_PREFIX
 from app.song import CONTINUATION, MOTIF, GenerationSettings
 from conftest import answer_next_dialog, draw_note, key
 from music_transformer.checkpoint import DEFAULT_CHECKPOINT
@@ -300,12 +300,12 @@ def test_clicked_keys_sound_on_the_output(qtbot, studio, roll):
 def test_studio_output_through_jack_reaches_another_client(qtbot, studio, roll):
     require_jack()
     window, song = studio, studio.song
-    with qtbot.waitSignal(window.player.output_changed, timeout=10000):
-        window.player.open_output(VIRTUAL)
-    assert window.player.output is not None and "Continuo out" in window.player.output.name
     probe = JackProbe("probe-studio")
     try:
-        probe.connect_to("Continuo out")
+        port = probe.open_virtual("in")  # a unique name: other studios may share this JACK server
+        with qtbot.waitSignal(window.player.output_changed, timeout=10000):
+            window.player.open_output(PORT_PREFIX + port)
+        assert window.player.output is not None and port in window.player.output.name
         song.add_notes([song.new_note(pitch, 90, index, 1) for index, pitch in enumerate((60, 64, 67, 72))])
         set_length(window, 6.0, seed=3)
         assert window.continue_song()
