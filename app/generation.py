@@ -467,6 +467,8 @@ class GenerationController(QObject):
         self.song.edit(removed_ids=old, added=added, text=f"Variation {number + 1}")
         self.chosen_variation = number
         self.variations_changed.emit()
+        if self.player is not None and self.listen and not self.player.transport.playing:
+            self.player.play_from(self.song.to_beats(chosen.start))  # audition it from the seam
         return True
 
     def _set_busy(self) -> None:

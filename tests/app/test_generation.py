@@ -139,6 +139,15 @@ def test_variations_are_written_and_one_can_be_picked_and_undone(qtbot, studio, 
     assert len(second) == len(variations[1].notes) and song.undo_stack.undoText() == "Variation 2"
     song.undo_stack.undo()
     assert [(n.pitch, round(n.start, 4)) for n in song.notes(CONTINUATION)] == first
+    # With "Play while writing" on, picking a variation plays it from the seam: an audition.
+    window.generation_panel.listen_box.setChecked(True)
+    window.recorder.clear()
+    assert window.generation.choose_variation(2)
+    assert window.transport.playing and window.transport.playhead == pytest.approx(4.0, abs=0.1)
+    third = sorted(variations[2].notes, key=lambda n: (n.start, n.pitch))
+    assert window.recorder.wait_for(lambda m: any(x.type == "note_on" for _, x in m), 10)
+    assert window.recorder.notes()[0][2] in {n.pitch for n in third if n.start == third[0].start}
+    window.transport.set_playing(False)
 
 
 def test_same_fixed_seed_writes_the_same_continuation(qtbot, studio, roll):
