@@ -401,3 +401,18 @@ def test_worker_without_qt_reports_a_missing_model():
     finally:
         assert worker.stop()
     assert QApplication.instance() is not None  # the studio's tests share one application
+
+
+def test_generation_settings_travel_with_the_session(window, tmp_path):
+    song = window.song
+    set_length(window, 48.0, variations=3, seed=9, length_unit="seconds", temperature=0.8)
+    path = tmp_path / "song.continuo"
+    assert window.save_to(path)
+    song.load([])
+    assert song.settings == GenerationSettings()
+    assert window.open_path(path, ask_to_save=False)
+    assert song.settings == GenerationSettings(temperature=0.8, length_beats=48.0, seed=9, variations=3,
+                                               length_unit="seconds")
+    panel = window.generation_panel
+    assert panel.unit_box.currentText() == "seconds" and panel.length_box.value() == pytest.approx(24.0)
+    assert panel.variations_box.value() == 3 and panel.fixed_seed.isChecked() and panel.seed_box.value() == 9
