@@ -375,7 +375,7 @@ class MidiInputController(QObject):
 
         def work() -> None:
             try:
-                opened, error = MidiInput(port_name, self._arrived), None
+                opened, error = MidiInput(port_name, self.receive), None
             except MidiInputError as failure:
                 opened, error = None, failure
             except Exception as failure:  # noqa: BLE001 - a broken driver must not take the studio down
@@ -403,8 +403,11 @@ class MidiInputController(QObject):
             self.message.emit(str(error))
         self.input_changed.emit(opened.port_name if opened is not None else "")
 
-    def _arrived(self, at: float, message: mido.Message) -> None:
-        """rtmidi's thread: listeners first (a duet answer stops before the key sounds), then thru, then the queue."""
+    def receive(self, at: float, message: mido.Message) -> None:
+        """Takes one message as the input's reader thread does (any thread): listeners, thru, then the queue.
+
+        Listeners come first so that a duet answer stops before the key that interrupts it sounds.
+        """
         for listener in list(self.listeners):
             listener(at, message)
         if self.thru_enabled:
