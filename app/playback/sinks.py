@@ -195,6 +195,9 @@ def _open_client(client_name: str = CLIENT_NAME):
         if api == rtmidi.API_UNIX_JACK and not _jack_server_running():
             reasons.append("no JACK server is running")
             continue
+        if api == rtmidi.API_LINUX_ALSA and not os.path.exists("/dev/snd/seq"):
+            reasons.append("the ALSA sequencer is not loaded")  # rtmidi would only print ALSA's complaint
+            continue
         try:
             return rtmidi.MidiOut(api, name=client_name)
         except Exception as error:  # noqa: BLE001 - rtmidi raises its own SystemError subclasses
