@@ -25,7 +25,7 @@ import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from music_transformer import CheckpointError, Note, load_checkpoint
-from music_transformer.checkpoint import default_checkpoint_path, default_device
+from music_transformer.checkpoint import default_device
 from music_transformer.events import NOTE_ON_OFFSET, Decoder, is_note_on
 from music_transformer.generate import generate, primer_tokens
 
