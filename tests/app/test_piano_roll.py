@@ -260,7 +260,7 @@ def test_accept_and_discard_from_the_keyboard_and_undo_them(qtbot, roll, window)
     song = roll.song
     song.add_notes([song.new_note(60, 100, 0, 1), song.new_note(64, 100, 1, 1, CONTINUATION)])
     assert window.accept_action.isEnabled()
-    key(qtbot, roll, "Ctrl+Return")
+    key(qtbot, roll, "Ctrl+Shift+Return")
     assert {n.part for n in song.notes()} == {MOTIF} and not window.accept_action.isEnabled()
     key(qtbot, roll, "Ctrl+Z")
     key(qtbot, roll, "Ctrl+Backspace")
