@@ -56,18 +56,19 @@ def _screenshot(app, args: argparse.Namespace) -> int:
     window.resize(width, height)
     window.show()
     app.processEvents()
-    if args.file and not window.open_path(args.file, ask_to_save=False):
-        print(f"continuo: {window.last_error}", file=sys.stderr)
-        return 1
-    window.roll.zoom_to_fit()
-    app.processEvents()
-    if not window.grab().save(args.screenshot):
-        print(f"continuo: cannot write {args.screenshot}", file=sys.stderr)
-        return 1
-    window.song.undo_stack.setClean()
-    window.close()
-    return 0
-
+    try:
+        if args.file and not window.open_path(args.file, ask_to_save=False):
+            print(f"continuo: {window.last_error}", file=sys.stderr)
+            return 1
+        window.roll.zoom_to_fit()
+        app.processEvents()
+        if not window.grab().save(args.screenshot):
+            print(f"continuo: cannot write {args.screenshot}", file=sys.stderr)
+            return 1
+        return 0
+    finally:  # on every path: closing stops the window's threads before the interpreter exits
+        window.song.undo_stack.setClean()
+        window.close()
 
 if __name__ == "__main__":
     sys.exit(main())
