@@ -13,7 +13,6 @@ of messages never freezes the window and none is dropped. Clock, active sensing 
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -26,8 +25,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from music_transformer import Note
 
 from .playback.scheduler import NOTE_OFF, NOTE_ON, Scheduler
-from .playback.sinks import (CLIENT_NAME, MIDI_HELP, Sink, SinkError, _jack_server_running, _rtmidi,
-                             midi_apis)
+from .playback.sinks import CLIENT_NAME, Sink, SinkError, open_rtmidi_client
 from .song import MOTIF, Song, SongDiff, SongEditCommand, SongNote, snap_beat
 
 VIRTUAL_INPUT = "virtual"  # the studio's own input port, for a program that plays into it
@@ -53,19 +51,11 @@ def is_ignored(data: Sequence[int]) -> bool:
 
 def _open_input_client(client_name: str):
     """An rtmidi input client on the first MIDI system that works; MidiInputError when none does."""
-    os.environ.setdefault("JACK_NO_START_SERVER", "1")  # never start a JACK server behind the user's back
-    rtmidi = _rtmidi()
-    reasons = []
-    for api in midi_apis():
-        if api == rtmidi.API_UNIX_JACK and not _jack_server_running():
-            reasons.append("no JACK server is running")
-            continue
-        try:
-            # A deep queue: rtmidi drops messages past it when the callback is late; 1,000 a second must fit.
-            return rtmidi.MidiIn(api, name=client_name, queue_size_limit=8192)
-        except Exception as error:  # noqa: BLE001 - rtmidi raises its own SystemError subclasses
-            reasons.append(f"{rtmidi.get_api_display_name(api)}: {str(error).splitlines()[0]}")
-    raise MidiInputError(f"No MIDI system is available ({'; '.join(reasons) or 'none compiled in'}): {MIDI_HELP}")
+    try:
+        # A deep queue: rtmidi drops messages past it when the reader is late; 1,000 a second must fit.
+        return open_rtmidi_client("in", client_name, queue_size_limit=8192)
+    except SinkError as error:
+        raise MidiInputError(str(error)) from None
 
 
 def _foreign(names: Iterable[str]) -> list[str]:

@@ -251,9 +251,11 @@ class Decoder:
         return done
 
 
-def decode(tokens: Sequence[int]) -> list[Note]:
-    """Token sequence to notes, sorted by start then pitch; notes still sounding at the end close there."""
-    decoder = Decoder()
+def decode(tokens: Sequence[int], start: float = 0.0) -> list[Note]:
+    """Token sequence to notes, sorted by start then pitch; notes still sounding at the end close there.
+
+    `start` places time 0 of the tokens (a continuation begins where its motif ends)."""
+    decoder = Decoder(time_offset=start)
     notes: list[Note] = []
     for token in tokens:
         notes.extend(decoder.feed(int(token)))

@@ -320,13 +320,7 @@ def _sample(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, top
 
 def continuation_notes(tokens: Sequence[int], start: float = 0.0) -> list[Note]:
     """Notes of generated tokens, placed so the continuation begins at `start` seconds."""
-    decoder = events.Decoder(time_offset=start)
-    notes: list[Note] = []
-    for token in tokens:
-        notes.extend(decoder.feed(int(token)))
-    notes.extend(decoder.finish())
-    notes.sort(key=lambda n: (n.start, n.pitch))
-    return notes
+    return events.decode(tokens, start=start)
 
 
 __all__ = ["generate", "primer_tokens", "filter_logits", "continuation_notes", "SECONDS_PER_TICK"]

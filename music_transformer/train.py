@@ -357,7 +357,6 @@ def _train(data: str, out: Path, model_config: ModelConfig, config: TrainConfig,
 
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
-    per_epoch = data_module.batches_per_epoch(dataset.train, length, config.batch_size, dist.world_size)
     bar = tqdm(total=config.steps, initial=step, desc="training", unit="step", disable=not (progress and dist.main),
                file=sys.stderr, dynamic_ncols=True)
     batches = data_module.training_batches(dataset.train, length, config.batch_size, config.seed, epoch,

@@ -186,10 +186,11 @@ def midi_apis() -> list[int]:
     return [api for api in order if api in compiled]
 
 
-def _open_client(client_name: str = CLIENT_NAME):
-    """An rtmidi output client on the first API that works; SinkError when none does."""
+def open_rtmidi_client(direction: str, client_name: str = CLIENT_NAME, **options):
+    """An rtmidi client ("in": MidiIn, "out": MidiOut) on the first MIDI system that works; SinkError when none does."""
     os.environ.setdefault("JACK_NO_START_SERVER", "1")  # never start a JACK server behind the user's back
     rtmidi = _rtmidi()
+    factory = rtmidi.MidiIn if direction == "in" else rtmidi.MidiOut
     reasons = []
     for api in midi_apis():
         if api == rtmidi.API_UNIX_JACK and not _jack_server_running():
@@ -199,7 +200,7 @@ def _open_client(client_name: str = CLIENT_NAME):
             reasons.append("the ALSA sequencer is not loaded")  # rtmidi would only print ALSA's complaint
             continue
         try:
-            return rtmidi.MidiOut(api, name=client_name)
+            return factory(api, name=client_name, **options)
         except Exception as error:  # noqa: BLE001 - rtmidi raises its own SystemError subclasses
             reasons.append(f"{rtmidi.get_api_display_name(api)}: {str(error).splitlines()[0]}")
     raise SinkError(f"No MIDI system is available ({'; '.join(reasons) or 'none compiled in'}): {MIDI_HELP}")
@@ -220,7 +221,7 @@ def _jack_server_running() -> bool:
 def midi_output_names() -> list[str]:
     """The MIDI input ports of other programs that the studio can play into ([] when there is no MIDI system)."""
     try:
-        client = _open_client(CLIENT_NAME + " (scan)")
+        client = open_rtmidi_client("out", CLIENT_NAME + " (scan)")
     except SinkError:
         return []
     try:
@@ -239,7 +240,7 @@ class MidiPortSink(Sink):
         self.virtual = virtual
         self.port_name = VIRTUAL_PORT_NAME if virtual else str(port_name)
         self.name = f"MIDI port “{self.port_name}”"
-        self._client = _open_client(client_name)
+        self._client = open_rtmidi_client("out", client_name)
         try:
             if virtual:
                 self._client.open_virtual_port(VIRTUAL_PORT_NAME)
