@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -359,7 +360,9 @@ def _audio_server_present(driver: str) -> bool:
         return bool(os.environ.get("PULSE_SERVER")) or os.path.exists(os.path.join(runtime, "pulse", "native"))
     if driver == "alsa":
         return bool(glob.glob("/dev/snd/pcm*"))
-    return True  # coreaudio, dsound, wasapi: the platform's own
+    if driver == "coreaudio":
+        return sys.platform == "darwin"
+    return sys.platform == "win32"  # dsound, wasapi
 
 
 def _new_synth(soundfont: str | os.PathLike | None, program: int, gain: float = 0.5):
