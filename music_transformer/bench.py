@@ -66,7 +66,7 @@ def _status_bytes(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def _layer_memory_child(method: str, length: int) -> None:
+def _layer_memory_child(method: str, length: str) -> None:
     """In a fresh process: one attention layer forward and backward; prints the peak memory it added.
 
     The process runs with MALLOC_MMAP_THRESHOLD_ low, so every tensor of note is its own mapping that
@@ -75,6 +75,7 @@ def _layer_memory_child(method: str, length: int) -> None:
     """
     from .attention import Visibility, relative_attention, shaw_relative_logits
 
+    length = int(length)
     d_model, heads = BENCH_CONFIG["d_model"], BENCH_CONFIG["n_heads"]
     head_dim = d_model // heads
     torch.manual_seed(0)
@@ -99,29 +100,40 @@ def _layer_memory_child(method: str, length: int) -> None:
     layer(64)  # load every kernel first
     for parameter in (*qkv.parameters(), *out.parameters(), embeddings):
         parameter.grad = torch.zeros_like(parameter)  # weight gradients exist in every method alike
+    _print_peak(lambda: layer(length))
+
+
+def _print_peak(run) -> None:
+    """Runs `run()` and prints, as JSON, the peak resident memory it added (VmHWM reset first)."""
     before = _status_bytes("VmRSS")
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # reset the peak
-    layer(length)
+    run()
     print(json.dumps({"peak_bytes": _status_bytes("VmHWM") - before}))
+
+
+def _peak_in_fresh_process(child: str, *args, timeout: float) -> float:
+    """Runs bench.`child`(*args) in a fresh process whose allocator returns freed tensors; its peak in bytes."""
+    result = subprocess.run([sys.executable, "-c", f"import sys; from music_transformer.bench import {child}; "
+                             f"{child}(*sys.argv[1:])", *map(str, args)],
+                            capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536",
+                                 "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    if result.returncode != 0:
+        raise RuntimeError(f"memory benchmark {child}{args} failed: {result.stderr[-500:]}")
+    return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"])
 
 
 def layer_memory(method: str, length: int) -> float | None:
     """Peak bytes one attention layer adds in forward and backward (None: too big to run here)."""
     if method == "shaw" and 3 * length * length * BENCH_CONFIG["d_model"] * 4 > SHAW_LIMIT_BYTES:
         return None
-    result = subprocess.run([sys.executable, "-c", "import sys; from music_transformer.bench import "
-                             "_layer_memory_child as c; c(sys.argv[1], int(sys.argv[2]))", method, str(length)],
-                            capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536",
-                                 "OMP_NUM_THREADS": str(torch.get_num_threads())})
-    if result.returncode != 0:
-        raise RuntimeError(f"memory benchmark {method} at {length} failed: {result.stderr[-500:]}")
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"])
+    return _peak_in_fresh_process("_layer_memory_child", method, length, timeout=600)
 
 
-def _training_memory_child(length: int, local_block: int, block_size: int) -> None:
+def _training_memory_child(length: str, local_block: str, block_size: str) -> None:
     """In a fresh process: one training step of the benchmark model; prints the peak memory it added."""
+    length, local_block, block_size = int(length), int(local_block), int(block_size)
     model = _model("relative", length, max_relative_distance=min(length, 1024),
                    local_block=local_block or None, block_size=block_size or None).train()
     tokens = torch.randint(0, 388, (1, length + 1), generator=torch.Generator().manual_seed(3))
@@ -131,24 +143,13 @@ def _training_memory_child(length: int, local_block: int, block_size: int) -> No
         torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:size + 1].flatten()).backward()
 
     step(64)
-    before = _status_bytes("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")
-    step(length)
-    print(json.dumps({"peak_bytes": _status_bytes("VmHWM") - before}))
+    _print_peak(lambda: step(length))
 
 
 def training_memory(length: int, local_block: int | None, block_size: int | None) -> float:
     """Peak bytes one training step adds (6 x 256 model, batch 1): local or global relative attention."""
-    result = subprocess.run([sys.executable, "-c", "import sys; from music_transformer.bench import "
-                             "_training_memory_child as c; c(*map(int, sys.argv[1:]))", str(length),
-                             str(local_block or 0), str(block_size or 0)],
-                            capture_output=True, text=True, timeout=1800,
-                            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536",
-                                 "OMP_NUM_THREADS": str(torch.get_num_threads())})
-    if result.returncode != 0:
-        raise RuntimeError(f"training memory at {length} failed: {result.stderr[-500:]}")
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"])
+    return _peak_in_fresh_process("_training_memory_child", length, local_block or 0, block_size or 0,
+                                  timeout=1800)
 
 
 def train_speed(length: int, batch: int, steps: int) -> dict:
