@@ -40,6 +40,12 @@ class GenerationPanel(QWidget):
         length_row.addWidget(self.unit_box)
         form.addRow("Length", length_row)
 
+        self.decoding_box = QComboBox(self)
+        self.decoding_box.addItems(["Sample", "Most likely"])
+        self.decoding_box.setToolTip("Sample: a new continuation each time, shaped by the settings below. Most likely: "
+                                     "beam search for the likeliest one (slower, and it tends to repeat itself)")
+        form.addRow("Write", self.decoding_box)
+
         self.temperature_box = QDoubleSpinBox(self)
         self.temperature_box.setRange(0.05, 3.0)
         self.temperature_box.setSingleStep(0.05)
@@ -124,6 +130,7 @@ class GenerationPanel(QWidget):
                     self.variations_box):
             box.valueChanged.connect(self._edited)
         self.unit_box.currentTextChanged.connect(self._unit_changed)
+        self.decoding_box.currentIndexChanged.connect(self._edited)
         self.fixed_seed.toggled.connect(self._edited)
         self.listen_box.toggled.connect(lambda on: setattr(controller, "listen", on))
         self.continue_button.clicked.connect(controller.continue_song)
@@ -158,6 +165,8 @@ class GenerationPanel(QWidget):
             if settings.seed is not None:
                 self.seed_box.setValue(int(settings.seed))
             self.variations_box.setValue(int(settings.variations))
+            self.decoding_box.setCurrentIndex(1 if settings.most_likely else 0)
+            self._enable_sampling_settings(not settings.most_likely)
         finally:
             self._updating = False
 
@@ -184,12 +193,19 @@ class GenerationPanel(QWidget):
             self.song.settings, temperature=round(self.temperature_box.value(), 4), top_k=self.top_k_box.value(),
             top_p=round(self.top_p_box.value(), 4), length_beats=round(self._length_beats(), 6),
             seed=self.seed_box.value() if self.fixed_seed.isChecked() else None,
-            variations=self.variations_box.value(), length_unit=self.unit_box.currentText())
+            variations=self.variations_box.value(), length_unit=self.unit_box.currentText(),
+            most_likely=self.decoding_box.currentIndex() == 1)
+
+    def _enable_sampling_settings(self, on: bool) -> None:
+        """Temperature, top-k, top-p, seed and variations only shape sampling."""
+        for widget in (self.temperature_box, self.top_k_box, self.top_p_box, self.fixed_seed, self.variations_box):
+            widget.setEnabled(on)
 
     def _edited(self, *args) -> None:
         if self._updating:
             return
-        self.seed_box.setEnabled(self.fixed_seed.isChecked())
+        self._enable_sampling_settings(self.decoding_box.currentIndex() == 0)
+        self.seed_box.setEnabled(self.fixed_seed.isChecked() and self.decoding_box.currentIndex() == 0)
         try:
             self.song.set_settings(self.settings_from_widgets())
         except SongLockedError:

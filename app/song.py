@@ -72,6 +72,7 @@ class GenerationSettings:
     seed: int | None = None
     variations: int = 1  # continuations written per Continue, to audition and pick one
     length_unit: str = "bars"  # how the panel shows the length: "bars" or "seconds"
+    most_likely: bool = False  # beam search for the most likely continuation instead of sampling
 
     def to_dict(self) -> dict:
         """Plain values for JSON."""

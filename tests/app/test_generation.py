@@ -163,6 +163,24 @@ def test_same_fixed_seed_writes_the_same_continuation(qtbot, studio, roll):
     assert results[0] == results[1] and results[0]
 
 
+def test_most_likely_writes_one_beam_searched_continuation(qtbot, studio, roll):
+    window, song = studio, studio.song
+    draw_motif(qtbot, roll)
+    set_length(window, 4.0)
+    panel = window.generation_panel
+    panel.variations_box.setValue(3)
+    panel.decoding_box.setCurrentText("Most likely")
+    assert song.settings.most_likely and not panel.temperature_box.isEnabled()
+    window.generation.listen = False
+    results = []
+    for _ in range(2):  # deterministic: the same continuation again, whatever the seed
+        assert window.continue_song()
+        wait_done(qtbot, window)
+        results.append([(n.pitch, round(n.start, 4), round(n.length, 4)) for n in song.notes(CONTINUATION)])
+        assert len(window.generation.variations) == 1
+    assert results[0] == results[1] and results[0]
+
+
 def test_a_checkpoint_that_fails_to_load_keeps_the_previous_model(qtbot, studio, roll, tmp_path):
     window = studio
     previous = window.generation.model_source
