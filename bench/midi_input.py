@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import contextlib
 import os
 import statistics
 import subprocess
@@ -42,18 +43,25 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def start_jack(period: int) -> subprocess.Popen:
-    """A private JACK server on the dummy driver with a known period; the environment points clients at it."""
+@contextlib.contextmanager
+def jack_server(period: int):
+    """A private JACK server on the dummy driver with a known period, for the `with` block; the environment
+    points clients at it."""
     os.environ["JACK_DEFAULT_SERVER"] = SERVER
     os.environ["JACK_NO_AUDIO_RESERVATION"] = "1"
     server = subprocess.Popen(["jackd", "-n", SERVER, "--no-realtime", "-d", "dummy", "-r", "48000", "-p",
                                str(period)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if subprocess.run(["jack_wait", "-c"], capture_output=True).returncode == 0:
-            return server
-        time.sleep(0.05)
-    server.terminate()
-    raise SystemExit("jackd did not start (install jackd2)")
+    try:
+        for _ in range(100):
+            if subprocess.run(["jack_wait", "-c"], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.05)
+        else:
+            raise SystemExit("jackd did not start (install jackd2)")
+        yield server
+    finally:
+        server.terminate()
+        server.wait(5)
 
 
 def wait_for(condition, timeout: float) -> bool:
@@ -226,22 +234,14 @@ def main() -> None:
     parser.add_argument("--flood-seconds", type=float, default=10.0)
     args = parser.parse_args()
     results: dict = {"jack_period_ms": round(args.period / 48.0, 2), "cpu_count": os.cpu_count()}
-    server = start_jack(args.period)
-    try:
+    with jack_server(args.period):
         results.update(thru_latency(args.notes))
-    finally:
-        server.terminate()
-        server.wait(5)
     if args.flood_seconds > 0:
         # The flood runs a whole studio window (and its synth) on the graph: on a server without real-time
         # rights and two shared cores, a 64-frame period misses deadlines and JACK drops a few messages.
         results["flood_jack_period_ms"] = round(args.flood_period / 48.0, 2)
-        server = start_jack(args.flood_period)
-        try:
+        with jack_server(args.flood_period):
             results.update(flood(args.flood_seconds))
-        finally:
-            server.terminate()
-            server.wait(5)
     results.update(duet_answer(args.checkpoint, args.duet_runs))
     if args.json:
         print(json.dumps(results))

@@ -49,16 +49,23 @@ def test_relative_model_has_no_absolute_position():
     torch.testing.assert_close(alone[-1], shifted[-1], atol=1e-5, rtol=0)
 
 
+def decode_step_by_step(model, tokens, prefill, window=None):
+    """Logits from a cache: the first `prefill` tokens at once, then one token a step; and the cache."""
+    with torch.no_grad():
+        cache = model.new_cache(window)
+        steps = [model(tokens[:, :prefill], cache=cache)]
+        steps += [model(tokens[:, t:t + 1], cache=cache) for t in range(prefill, tokens.shape[1])]
+    return torch.cat(steps, 1), cache
+
+
 @pytest.mark.parametrize("positional", ["relative", "absolute"])
 def test_cached_decoding_matches_full_forward_over_300_steps(positional):
     model = small_model(positional, train_length=512, max_relative_distance=200)
     tokens = torch.randint(0, VOCAB_SIZE, (2, 321), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         full = model(tokens)
-        cache = model.new_cache()
-        steps = [model(tokens[:, :21], cache=cache)]
-        steps += [model(tokens[:, t:t + 1], cache=cache) for t in range(21, 321)]
-    assert (torch.cat(steps, 1) - full).abs().max().item() <= 1e-4
+    cached, _ = decode_step_by_step(model, tokens, prefill=21)
+    assert (cached - full).abs().max().item() <= 1e-4
 
 
 @pytest.mark.parametrize("positional", ["relative", "absolute"])
@@ -67,10 +74,8 @@ def test_windowed_cache_matches_a_windowed_forward_pass(positional):
     tokens = torch.randint(0, VOCAB_SIZE, (1, 260), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(tokens, window=48)
-        cache = model.new_cache(window=48)
-        steps = [model(tokens[:, :100], cache=cache)]  # a prefill longer than the window
-        steps += [model(tokens[:, t:t + 1], cache=cache) for t in range(100, 260)]
-    assert (torch.cat(steps, 1) - full).abs().max().item() <= 1e-4
+    cached, cache = decode_step_by_step(model, tokens, prefill=100, window=48)  # a prefill past the window
+    assert (cached - full).abs().max().item() <= 1e-4
     assert len(cache) <= 2 * 48  # memory bounded by the window
 
 
@@ -95,10 +100,8 @@ def test_local_attention_model_decodes_with_the_cache_like_a_full_pass(positiona
     tokens = torch.randint(0, VOCAB_SIZE, (1, 150), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         full = model(tokens)
-        cache = model.new_cache()
-        steps = [model(tokens[:, :37], cache=cache)]
-        steps += [model(tokens[:, t:t + 1], cache=cache) for t in range(37, 150)]
-    assert (torch.cat(steps, 1) - full).abs().max().item() <= 1e-4
+    cached, cache = decode_step_by_step(model, tokens, prefill=37)
+    assert (cached - full).abs().max().item() <= 1e-4
     assert len(cache) < 2 * 2 * 16  # only the previous block and this one are kept
 
 
