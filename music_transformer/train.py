@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from . import data as data_module
 from .checkpoint import read_checkpoint, save_checkpoint
 from .errors import ContinuoError
-from .events import PAD
+from .events import PAD, VOCAB_SIZE
 from .model import ModelConfig, MusicTransformer
 
 
@@ -125,6 +126,59 @@ def learning_rate(step: int, config: TrainConfig, progress: float | None) -> flo
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+# --- what the loop trains on ---------------------------------------------------------------------------
+
+
+class TrainingData(Protocol):
+    """A data set the training loop can use: token batches for training and validation.
+
+    The performance-event data (MIDI folders, the music21 corpus) is `EventData`; a benchmark brings
+    its own serialisation (the JSB Chorales in `bench/jsb.py`) and reuses the same loop.
+    """
+
+    name: str  # recorded in checkpoints and logs
+    pad: int  # the filler token: never predicted, never scored
+    vocab_size: int
+
+    def describe(self) -> str:
+        """One line for the log: pieces and tokens per split."""
+
+    def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
+                world_size: int, max_transpose: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The training batches (B, T + 1) of an epoch from batch `start` on, as (batch index, array).
+
+        A pure function of (seed, epoch, batch index), so that a resumed run sees the same data; with
+        several processes each rank takes its own share of every batch.
+        """
+
+    def validation_batches(self, length: int, batch_size: int) -> list[np.ndarray]:
+        """Fixed, unaugmented batches (B, T + 1), PAD-filled, whose tokens the valid NLL scores."""
+
+
+class EventData:
+    """Performance-event pieces (a loaded `data.Dataset`) as training data: random crops of L + 1 tokens."""
+
+    pad = PAD
+    vocab_size = VOCAB_SIZE
+
+    def __init__(self, dataset: data_module.Dataset, name: str, valid_max_chunks: int | None = None) -> None:
+        self.dataset, self.name, self.valid_max_chunks = dataset, name, valid_max_chunks
+        if not dataset.train:
+            raise TrainingError(f"{name}: no pieces for training after the split")
+
+    def describe(self) -> str:
+        return self.dataset.describe()
+
+    def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
+                world_size: int, max_transpose: int) -> Iterator[tuple[int, np.ndarray]]:
+        return data_module.training_batches(self.dataset.train, length, batch_size, seed, epoch, start, rank,
+                                            world_size, max_transpose)
+
+    def validation_batches(self, length: int, batch_size: int) -> list[np.ndarray]:
+        chunks = data_module.validation_chunks(self.dataset.valid, length, self.valid_max_chunks)
+        return [chunks[i:i + batch_size] for i in range(0, len(chunks), batch_size)]
+
+
 # --- distributed -------------------------------------------------------------------------------------
 
 
@@ -169,20 +223,19 @@ def start_distributed(device_request: str | None) -> tuple[Distributed, torch.de
 
 
 @torch.no_grad()
-def validation_nll(model: MusicTransformer, chunks: np.ndarray, device: torch.device,
-                   dist: Distributed = Distributed(), batch_size: int = 32) -> float:
-    """Mean NLL per token (nats) over validation windows; each process scores its share."""
+def validation_nll(model: MusicTransformer, batches: list[np.ndarray], device: torch.device,
+                   dist: Distributed = Distributed(), pad: int = PAD) -> float:
+    """Mean NLL per token (nats) over validation batches; each process scores its share of them."""
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)
-    mine = chunks[dist.rank::dist.world_size]
-    for start in range(0, len(mine), batch_size):
-        batch = torch.from_numpy(mine[start:start + batch_size]).to(device)
+    for array in batches[dist.rank::dist.world_size]:
+        batch = torch.from_numpy(array).to(device)
         with _autocast(device):
             logits = model(batch[:, :-1])
         nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
-                              ignore_index=PAD, reduction="sum")
-        total += torch.stack([nll.double(), (batch[:, 1:] != PAD).sum().double()])
+                              ignore_index=pad, reduction="sum")
+        total += torch.stack([nll.double(), (batch[:, 1:] != pad).sum().double()])
     dist.all_reduce(total)
     model.train(was_training)
     return float(total[0] / total[1].clamp(min=1))
@@ -250,11 +303,16 @@ def _progress(step: int, elapsed: float, config: TrainConfig) -> float | None:
     return max(parts) if parts else None
 
 
-def train(data: str, out: str | os.PathLike, config: str = "small", resume: bool = False,
+def train(data: "str | TrainingData", out: str | os.PathLike,
+          config: "str | tuple[ModelConfig, TrainConfig]" = "small", resume: bool = False,
           overrides: dict | None = None, model_overrides: dict | None = None, device: str | None = None,
           limit: int | None = None, cache_dir: str | None = None, threads: int | None = None,
           keep_every_steps: int | None = None, progress: bool = True) -> dict:
-    """Trains a model on `data` into the run directory `out`; returns a summary (step, losses, times)."""
+    """Trains a model on `data` into the run directory `out`; returns a summary (step, losses, times).
+
+    `data` is a data source for `data.load_dataset` (a MIDI folder, `corpus`, `corpus:part,...`) or any
+    `TrainingData`; `config` a preset name, a JSON file or a (ModelConfig, TrainConfig) pair.
+    """
     out = Path(out)
     last_path = out / "last.pt"
     dist, device_ = start_distributed(device)
@@ -275,7 +333,7 @@ def train(data: str, out: str | os.PathLike, config: str = "small", resume: bool
             if last_path.exists() and not resume:
                 raise TrainingError(f"{out} already holds a run (last.pt); pass --resume to continue it "
                                     "or choose another --out")
-            model_config, train_config = load_config(config)
+            model_config, train_config = config if isinstance(config, tuple) else load_config(config)
             model_config = replace(model_config, **{k: v for k, v in (model_overrides or {}).items()
                                                     if v is not None})
             train_config = replace(train_config, **{k: v for k, v in (overrides or {}).items() if v is not None})
@@ -286,8 +344,8 @@ def train(data: str, out: str | os.PathLike, config: str = "small", resume: bool
             torch.distributed.destroy_process_group()
 
 
-def _train(data: str, out: Path, model_config: ModelConfig, config: TrainConfig, state: dict | None,
-           dist: Distributed, device: torch.device, limit: int | None, cache_dir: str | None,
+def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, config: TrainConfig,
+           state: dict | None, dist: Distributed, device: torch.device, limit: int | None, cache_dir: str | None,
            keep_every_steps: int | None, progress: bool) -> dict:
     from tqdm import tqdm
 
@@ -295,18 +353,21 @@ def _train(data: str, out: Path, model_config: ModelConfig, config: TrainConfig,
         if dist.main:
             tqdm.write(message, file=sys.stdout)
 
-    # Rank 0 converts the data first; the others wait and then read the cache it wrote.
-    if dist.main:
-        dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=progress)
-    if dist.world_size > 1:
-        torch.distributed.barrier()
-    if not dist.main:
-        dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=False)
-    if not dataset.train:
-        raise TrainingError(f"{data}: no pieces for training after the split")
+    if isinstance(data, str):
+        # Rank 0 converts the data first; the others wait and then read the cache it wrote.
+        if dist.main:
+            dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=progress)
+        if dist.world_size > 1:
+            torch.distributed.barrier()
+        if not dist.main:
+            dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=False)
+        data = EventData(dataset, data, config.valid_max_chunks)
+    if model_config.vocab_size != data.vocab_size:
+        raise TrainingError(f"{data.name} has a vocabulary of {data.vocab_size} tokens but the model "
+                            f"{model_config.vocab_size}")
     length = model_config.train_length
-    valid_chunks = data_module.validation_chunks(dataset.valid, length, config.valid_max_chunks)
-    say(f"data: {dataset.describe()}")
+    valid_batches = data.validation_batches(length, 32)
+    say(f"data: {data.describe()}")
 
     torch.manual_seed(config.seed)
     model = MusicTransformer(model_config).to(device)
@@ -337,17 +398,17 @@ def _train(data: str, out: Path, model_config: ModelConfig, config: TrainConfig,
             return
         training = {"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "next_batch": next_batch,
                     "elapsed_seconds": elapsed, "history": history, "config": config.__dict__.copy(),
-                    "data": data}
-        metadata = {"step": step, "elapsed_seconds": round(elapsed, 1), "data": data,
+                    "data": data.name}
+        metadata = {"step": step, "elapsed_seconds": round(elapsed, 1), "data": data.name,
                     "valid_nll": history[-1]["valid_nll"] if history else None}
         save_checkpoint(model, out / "last.pt", training=training, **metadata)
         if final:
             save_checkpoint(model, out / "model.pt", **metadata)
 
     def validate() -> float | None:
-        if not len(valid_chunks):
+        if not valid_batches:
             return None
-        nll = validation_nll(model, valid_chunks, device, dist)
+        nll = validation_nll(model, valid_batches, device, dist, data.pad)
         history.append({"step": step, "epoch": epoch, "valid_nll": nll, "elapsed_seconds": round(elapsed, 1)})
         if dist.main:
             with open(out / "log.jsonl", "a") as handle:
@@ -359,8 +420,8 @@ def _train(data: str, out: Path, model_config: ModelConfig, config: TrainConfig,
         out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=config.steps, initial=step, desc="training", unit="step", disable=not (progress and dist.main),
                file=sys.stderr, dynamic_ncols=True)
-    batches = data_module.training_batches(dataset.train, length, config.batch_size, config.seed, epoch,
-                                           next_batch, dist.rank, dist.world_size, config.max_transpose)
+    batches = data.batches(length, config.batch_size, config.seed, epoch, next_batch, dist.rank, dist.world_size,
+                           config.max_transpose)
     last_checkpoint = time.monotonic()
     started = time.monotonic() - elapsed
     window_tokens, window_started = 0.0, time.monotonic()
@@ -380,8 +441,8 @@ def _train(data: str, out: Path, model_config: ModelConfig, config: TrainConfig,
         except StopIteration:
             validate()
             epoch, next_batch = epoch + 1, 0
-            batches = data_module.training_batches(dataset.train, length, config.batch_size, config.seed, epoch,
-                                                   0, dist.rank, dist.world_size, config.max_transpose)
+            batches = data.batches(length, config.batch_size, config.seed, epoch, 0, dist.rank, dist.world_size,
+                                   config.max_transpose)
             continue
         lr = learning_rate(step, config, _progress(step, elapsed, config))
         for group in optimizer.param_groups:
@@ -392,8 +453,8 @@ def _train(data: str, out: Path, model_config: ModelConfig, config: TrainConfig,
         with _autocast(device):
             logits = network(inputs)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=PAD, label_smoothing=config.label_smoothing)
-        tokens = (targets != PAD).sum()
+                               ignore_index=data.pad, label_smoothing=config.label_smoothing)
+        tokens = (targets != data.pad).sum()
         stats = torch.stack([loss.detach().double() * tokens, tokens.double(),
                              (~torch.isfinite(loss.detach())).double()]).to(device)
         dist.all_reduce(stats)
@@ -426,7 +487,8 @@ def _train(data: str, out: Path, model_config: ModelConfig, config: TrainConfig,
                             lr=f"{lr:.2e}", epoch=epoch + 1)
             window_tokens, window_started = 0.0, now
         if keep_every_steps and step % keep_every_steps == 0 and dist.main:
-            save_checkpoint(model, out / f"step{step}.pt", step=step, elapsed_seconds=round(elapsed, 1), data=data)
+            save_checkpoint(model, out / f"step{step}.pt", step=step, elapsed_seconds=round(elapsed, 1),
+                            data=data.name)
         if (now - last_checkpoint) >= config.checkpoint_minutes * 60.0:
             checkpoint()
             last_checkpoint = now
@@ -462,7 +524,11 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--max-minutes", type=float, help="stop after this many minutes of training")
     parser.add_argument("--positional", choices=("relative", "absolute"), help="override the config's positions")
     parser.add_argument("--train-length", type=int, help="override the config's crop length")
-    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--label-smoothing", type=float, help="spread this much of each target's mass (e.g. 0.1)")
+    parser.add_argument("--dropout", type=float, help="dropout before each residual addition")
+    parser.add_argument("--attention-dropout", type=float, help="dropout on the attention weights")
+    parser.add_argument("--local-block", type=int,
+                        help="relative local attention: blocks of this many tokens see their own and the previous")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--warmup-steps", type=int)
@@ -478,7 +544,8 @@ def train_main(argv: list[str]) -> int:
     overrides = {"steps": args.steps, "max_minutes": args.max_minutes, "label_smoothing": args.label_smoothing,
                  "batch_size": args.batch_size, "learning_rate": args.lr, "warmup_steps": args.warmup_steps,
                  "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes}
-    model_overrides = {"positional": args.positional, "train_length": args.train_length}
+    model_overrides = {"positional": args.positional, "train_length": args.train_length, "dropout": args.dropout,
+                       "attention_dropout": args.attention_dropout, "local_block": args.local_block}
     if args.train_length:
         model_overrides["max_relative_distance"] = args.train_length
         model_overrides["block_size"] = min(args.train_length, 256)
