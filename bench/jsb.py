@@ -1,0 +1,370 @@
+"""The Music Transformer paper's JSB Chorales benchmark: NLL per token, relative vs. absolute attention.
+
+    python bench/jsb.py [--config cpu|gpu|FILE] [--runs relative,absolute] [--out runs/jsb] [--jobs 2]
+    python bench/jsb.py --eval FILE.json --checkpoint runs/jsb/relative/model.pt
+    music-transformer bench jsb ...        (the same, from a source checkout)
+
+Each chorale of `../shared/data/jsb16/` (lists of 16th-note steps [S, A, T, B], MIDI pitches 36..81,
+-1 silent) is serialised as the paper did, in raster order S1 A1 T1 B1 S2 A2 ...: one token per voice
+per 16th note, a held note repeating its pitch. The vocabulary is the 46 pitches 36..81, a rest, a
+start token that opens every chorale and a pad (49 tokens). Training reuses `MusicTransformer` and
+`music_transformer.train` unchanged: this file only brings the serialisation (`JSBData`), whole
+chorales batched by length, augmented by transposition within each voice's range.
+
+The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
+from its start token. The paper reports 0.335 for relative attention; the baseline Transformer with
+absolute positions scores worse. Checkpoints go to `--out` (default `runs/jsb`, not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from music_transformer.checkpoint import average_checkpoints, load_checkpoint
+from music_transformer.errors import ContinuoError
+from music_transformer.model import ModelConfig
+from music_transformer import train as train_module
+from music_transformer.train import TrainConfig, validation_nll
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jsb16"
+
+LOWEST, HIGHEST = 36, 81  # the data's pitch range (the README's 36..81)
+REST = HIGHEST - LOWEST + 1  # token 46: a silent voice
+START = REST + 1  # token 47: opens every chorale
+PAD = START + 1  # token 48: batch filler, never scored
+VOCAB_SIZE = PAD + 1
+VOICES = ("soprano", "alto", "tenor", "bass")
+
+PAPER = {"relative": 0.335, "absolute": None}  # the paper's table: the baseline's figure is only "worse"
+
+# Named configs. "cpu" fits relative and absolute, trained side by side, in under 2 hours on two CPU
+# cores; "gpu" is the paper-sized one for a CUDA GPU (minutes). A budget is in optimizer steps, the
+# same for every run, so a busy machine changes the wall-clock but not the comparison.
+CONFIGS = {
+    "cpu": {
+        "model": dict(n_layers=3, d_model=192, n_heads=4, d_ff=768, dropout=0.1, attention_dropout=0.0,
+                      max_relative_distance=1024, train_length=2304, block_size=128),
+        "train": dict(batch_size=2, learning_rate=3e-3, warmup_steps=50, steps=3000, max_transpose=5,
+                      weight_decay=0.01, checkpoint_minutes=5.0),
+    },
+    "gpu": {
+        "model": dict(n_layers=6, d_model=512, n_heads=8, d_ff=2048, dropout=0.3, attention_dropout=0.1,
+                      max_relative_distance=2048, train_length=2304, block_size=256),
+        "train": dict(batch_size=8, learning_rate=1e-3, warmup_steps=200, steps=4000, max_transpose=5,
+                      weight_decay=0.01, checkpoint_minutes=5.0),
+    },
+    "smoke": {  # seconds: for tests
+        "model": dict(n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0, attention_dropout=0.0,
+                      max_relative_distance=64, train_length=2304, block_size=64),
+        "train": dict(batch_size=4, learning_rate=3e-3, warmup_steps=2, steps=6, max_transpose=5,
+                      checkpoint_minutes=0.0),
+    },
+}
+
+# What each named run changes in the config (issue 8's with/without measurements use the same table).
+RUNS = {
+    "relative": ({}, {}),
+    "absolute": ({"positional": "absolute"}, {}),
+    "relative-label-smoothing": ({}, {"label_smoothing": 0.1}),
+    "relative-attention-dropout": ({"attention_dropout": 0.1}, {}),
+    "relative-local": ({"local_block": 256}, {}),
+}
+
+
+class JSBError(ContinuoError):
+    """A JSB file that cannot be read or a run that cannot start."""
+
+
+# --- the data ----------------------------------------------------------------------------------------------
+
+
+def read_chorales(path: str | os.PathLike) -> list[np.ndarray]:
+    """The chorales of a JSON split as int arrays (steps, 4), checked: pitches LOWEST..HIGHEST or -1."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise JSBError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise JSBError(f"{path.name}: not a JSON file ({error})") from None
+    if not isinstance(raw, list) or not raw:
+        raise JSBError(f"{path.name}: expected a non-empty list of chorales")
+    chorales = []
+    for index, chorale in enumerate(raw):
+        try:
+            array = np.asarray(chorale, dtype=np.int64)
+        except (TypeError, ValueError):
+            raise JSBError(f"{path.name}: chorale {index} is not a list of [S, A, T, B] steps") from None
+        if array.ndim != 2 or array.shape[1] != 4 or len(array) == 0:
+            raise JSBError(f"{path.name}: chorale {index} is not a list of [S, A, T, B] steps")
+        bad = (array != -1) & ((array < LOWEST) | (array > HIGHEST))
+        if bad.any():
+            step, voice = np.argwhere(bad)[0]
+            raise JSBError(f"{path.name}: chorale {index}, step {step}, {VOICES[voice]}: pitch {array[step, voice]} "
+                           f"is outside {LOWEST}..{HIGHEST}")
+        chorales.append(array)
+    return chorales
+
+
+def serialise(chorale: np.ndarray, shift: int = 0) -> np.ndarray:
+    """START, then S1 A1 T1 B1 S2 ... (raster order), pitches transposed by `shift` semitones."""
+    steps = np.where(chorale >= 0, chorale + shift - LOWEST, REST)
+    return np.concatenate([[START], steps.reshape(-1)]).astype(np.int64)
+
+
+def voice_ranges(chorales: Sequence[np.ndarray]) -> np.ndarray:
+    """Each voice's lowest and highest pitch over the chorales: (4, 2)."""
+    ranges = np.empty((4, 2), dtype=np.int64)
+    for voice in range(4):
+        pitches = np.concatenate([c[:, voice][c[:, voice] >= 0] for c in chorales])
+        ranges[voice] = pitches.min(), pitches.max()
+    return ranges
+
+
+def allowed_shifts(chorale: np.ndarray, ranges: np.ndarray, max_transpose: int) -> list[int]:
+    """Transpositions within ±max_transpose that keep every voice inside its range (0 always allowed)."""
+    shifts = []
+    for shift in range(-max_transpose, max_transpose + 1):
+        inside = True
+        for voice in range(4):
+            pitches = chorale[:, voice][chorale[:, voice] >= 0]
+            if len(pitches) and (pitches.min() + shift < ranges[voice, 0] or pitches.max() + shift > ranges[voice, 1]):
+                inside = False
+                break
+        if inside or shift == 0:
+            shifts.append(shift)
+    return shifts
+
+
+def _pad_rows(rows: Sequence[np.ndarray]) -> np.ndarray:
+    width = max(len(row) for row in rows)
+    batch = np.full((len(rows), width), PAD, dtype=np.int64)
+    for i, row in enumerate(rows):
+        batch[i, :len(row)] = row
+    return batch
+
+
+class JSBData:
+    """The JSB chorales as `music_transformer.train.TrainingData`: whole chorales, batched by length."""
+
+    pad = PAD
+    vocab_size = VOCAB_SIZE
+
+    def __init__(self, train: Sequence[np.ndarray], valid: Sequence[np.ndarray], name: str = "jsb16") -> None:
+        if not train:
+            raise JSBError(f"{name}: no training chorales")
+        self.train, self.valid, self.name = list(train), list(valid), name
+        self.ranges = voice_ranges(self.train)
+        self._shifts: dict[int, list[int]] = {}
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike = DATA) -> "JSBData":
+        folder = Path(folder)
+        return cls(read_chorales(folder / "train.json"), read_chorales(folder / "valid.json"), name=str(folder))
+
+    def describe(self) -> str:
+        tokens = lambda chorales: sum(4 * len(c) + 1 for c in chorales)  # noqa: E731
+        return (f"JSB {len(self.train)} train chorales ({tokens(self.train):,} tokens), {len(self.valid)} valid "
+                f"({tokens(self.valid):,} tokens); voice ranges "
+                + ", ".join(f"{v[0].upper()} {lo}-{hi}" for v, (lo, hi) in zip(VOICES, self.ranges)))
+
+    def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
+                world_size: int, max_transpose: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Every chorale once per epoch, transposed at random, in batches of similar lengths.
+
+        The order is shuffled, then sorted by length within runs of 8 batches (little padding, still
+        random), then the batches are shuffled; a chorale longer than `length` + 1 tokens is cropped.
+        """
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(len(self.train))
+        global_batch = batch_size * world_size
+        run = 8 * global_batch
+        for first in range(0, len(order), run):
+            part = order[first:first + run]
+            order[first:first + run] = part[np.argsort([len(self.train[i]) for i in part], kind="stable")]
+        count = max(1, len(order) // global_batch)
+        batch_order = rng.permutation(count)
+        for batch in range(start, count):
+            rows = []
+            for row in range(batch_size):
+                position = (batch_order[batch] * global_batch + rank * batch_size + row) % len(order)
+                index = int(order[position])
+                sample_rng = np.random.default_rng([seed, epoch, index])
+                chorale = self.train[index]
+                if index not in self._shifts:
+                    self._shifts[index] = allowed_shifts(chorale, self.ranges, max_transpose)
+                shifts = [s for s in self._shifts[index] if abs(s) <= max_transpose] or [0]
+                tokens = serialise(chorale, int(sample_rng.choice(shifts)))
+                if len(tokens) > length + 1:
+                    offset = int(sample_rng.integers(0, len(tokens) - length))
+                    tokens = tokens[offset:offset + length + 1]
+                rows.append(tokens)
+            yield batch, _pad_rows(rows)
+
+    def validation_batches(self, length: int, batch_size: int, chorales: Sequence[np.ndarray] | None = None,
+                           max_tokens: int = 16384) -> list[np.ndarray]:
+        """Whole valid chorales (none cropped), sorted by length, about `max_tokens` tokens a batch."""
+        sequences = sorted((serialise(c) for c in (self.valid if chorales is None else chorales)), key=len)
+        batches, rows = [], []
+        for tokens in sequences:
+            if rows and (len(rows) + 1) * len(tokens) > max_tokens:
+                batches.append(_pad_rows(rows))
+                rows = []
+            rows.append(tokens)
+        if rows:
+            batches.append(_pad_rows(rows))
+        return batches
+
+
+# --- training and scoring ----------------------------------------------------------------------------------
+
+
+def load_config(name_or_path: str) -> tuple[dict, dict]:
+    """A named config or a JSON file {"model": {...}, "train": {...}} (plain dicts)."""
+    if name_or_path in CONFIGS:
+        config = CONFIGS[name_or_path]
+    else:
+        try:
+            config = json.loads(Path(name_or_path).read_text())
+        except (OSError, ValueError) as error:
+            raise JSBError(f"--config {name_or_path}: neither {', '.join(CONFIGS)} nor a JSON config ({error})") \
+                from None
+    return dict(config.get("model", {})), dict(config.get("train", {}))
+
+
+def run_configs(config: str, run: str, steps: int | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training configs of one named run."""
+    if run not in RUNS:
+        raise JSBError(f"unknown run {run!r}; runs: {', '.join(RUNS)}")
+    model_values, train_values = load_config(config)
+    model_changes, train_changes = RUNS[run]
+    model_config = ModelConfig(**{**model_values, **model_changes, "vocab_size": VOCAB_SIZE})
+    train_config = TrainConfig.from_dict({**train_values, **train_changes})
+    if steps:
+        train_config = replace(train_config, steps=steps)
+    return model_config, train_config
+
+
+def score(checkpoint: str | os.PathLike, chorales: Sequence[np.ndarray], device: str | None = None) -> float:
+    """NLL per token (nats) of a checkpoint over whole chorales, every token after START scored."""
+    model = load_checkpoint(checkpoint, device=device)
+    if model.config.vocab_size != VOCAB_SIZE:
+        raise JSBError(f"{checkpoint}: not a JSB model (its vocabulary has {model.config.vocab_size} tokens, "
+                       f"JSB's {VOCAB_SIZE})")
+    data = JSBData(chorales, chorales, name="eval")
+    return validation_nll(model, data.validation_batches(0, 0), model.device, pad=PAD)
+
+
+def train_run(config: str, run: str, out: Path, steps: int | None, threads: int | None, device: str | None,
+              keep_every: int, progress: bool, data_folder: str) -> dict:
+    """Trains one named run into out/run; returns its summary with the valid NLL of the final and averaged weights."""
+    model_config, train_config = run_configs(config, run, steps)
+    data = JSBData.load(data_folder)
+    run_dir = out / run
+    started = time.monotonic()
+    summary = train_module.train(data, run_dir, config=(model_config, train_config), device=device,
+                                 threads=threads, keep_every_steps=keep_every, progress=progress,
+                                 resume=(run_dir / "last.pt").exists())
+    summary["wall_seconds"] = round(time.monotonic() - started, 1)
+    summary["valid_nll"] = score(run_dir / "model.pt", data.valid, device)
+    kept = sorted(run_dir.glob("step*.pt"), key=lambda p: int(p.stem[4:]))[-5:]
+    if len(kept) >= 2:
+        average_checkpoints(kept, run_dir / "averaged.pt")
+        summary["averaged_valid_nll"] = score(run_dir / "averaged.pt", data.valid, device)
+        summary["averaged_checkpoints"] = len(kept)
+    summary["run"] = run
+    summary["model"] = asdict(model_config)
+    summary["train"] = asdict(train_config)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _train_run_job(arguments: tuple) -> dict:
+    return train_run(*arguments)
+
+
+def _die_with_parent() -> None:
+    """In a worker: ask Linux to end this process when its parent ends (a killed benchmark leaves no
+    orphans training on); elsewhere nothing."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def map_in_processes(function, work: list, jobs: int) -> list:
+    """function(item) for every item, `jobs` at a time in fresh processes (in this one when jobs is 1)."""
+    if jobs <= 1:
+        return [function(item) for item in work]
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_die_with_parent) as pool:
+        return list(pool.map(function, work))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Trains the named runs and prints their valid NLL beside the paper's, or scores one checkpoint."""
+    parser = argparse.ArgumentParser(prog="music-transformer bench jsb", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="cpu", help=f"{', '.join(CONFIGS)} or a JSON file (default cpu)")
+    parser.add_argument("--runs", default="relative,absolute", help=f"comma-separated, of: {', '.join(RUNS)}")
+    parser.add_argument("--out", type=Path, default=Path("runs/jsb"), help="run directories (default runs/jsb)")
+    parser.add_argument("--data", default=str(DATA), help="folder with train.json and valid.json")
+    parser.add_argument("--steps", type=int, help="override the config's optimizer steps")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at once, each on cores/jobs threads (CPU; default 1)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU when there is one)")
+    parser.add_argument("--keep-every", type=int, default=100, help="keep weights every N steps (the last 5 are averaged)")
+    parser.add_argument("--eval", type=Path, metavar="FILE.json", help="score --checkpoint on this split instead")
+    parser.add_argument("--checkpoint", type=Path, help="the model --eval scores")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args(argv)
+    try:
+        if args.eval or args.checkpoint:
+            if not (args.eval and args.checkpoint):
+                raise JSBError("--eval FILE.json and --checkpoint C go together")
+            nll = score(args.checkpoint, read_chorales(args.eval), args.device)
+            print(f"nll_per_token: {nll:.4f}")
+            return 0
+        runs = [name.strip() for name in args.runs.split(",") if name.strip()]
+        for run in runs:
+            run_configs(args.config, run)  # unknown names fail before anything trains
+        JSBData.load(args.data)
+        jobs = max(1, min(args.jobs, len(runs)))
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        work = [(args.config, run, args.out, args.steps, threads, args.device, args.keep_every, jobs == 1,
+                 args.data) for run in runs]
+        started = time.monotonic()
+        summaries = map_in_processes(_train_run_job, work, jobs)
+        wall = time.monotonic() - started
+    except ContinuoError as error:
+        print(f"jsb: {error}", file=sys.stderr)
+        return 1
+    model = summaries[0]["model"]
+    print(f"\nJSB Chorales, valid NLL per token (nats); config {args.config!r}: {model['n_layers']} layers x "
+          f"{model['d_model']}, {model['n_heads']} heads, {summaries[0]['train']['steps']} steps of "
+          f"{summaries[0]['train']['batch_size']} chorales; {wall / 60:.1f} min wall-clock for all runs")
+    print(f"{'run':<28}{'ours':>8}{'averaged':>10}{'paper':>8}{'steps':>7}{'minutes':>9}")
+    for s in summaries:
+        paper = PAPER.get(s["run"])
+        averaged = s.get("averaged_valid_nll")
+        print(f"{s['run']:<28}{s['valid_nll']:>8.4f}{averaged if averaged is None else round(averaged, 4):>10}"
+              f"{'' if paper is None else paper:>8}{s['step']:>7}{s['wall_seconds'] / 60:>9.1f}")
+    if args.json:
+        print(json.dumps({"config": args.config, "wall_seconds": round(wall, 1), "runs": summaries}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The JSB Chorales benchmark (bench/jsb.py): serialisation, batches, training through the shared loop, --eval."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from music_transformer.cli import main as cli_main
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from bench import jsb  # noqa: E402
+
+
+def make_chorales(count, seed=0):
+    """Chorale-like data a one-layer model learns quickly: block chords held for 4 or 8 sixteenths.
+
+    Chorale i opens with an upbeat of i + 1 sixteenths, so no two chorales have the same length.
+    """
+    rng = np.random.default_rng(seed)
+    chorales = []
+    for index in range(count):
+        key = int(rng.integers(48, 56))
+        steps = [[key + 19, key + 16, key + 7, key - 12]] * (index + 1)
+        for chord in range(8):
+            root = key + (0, 5, 7, 5)[chord % 4]
+            third = root + (4 if chord % 2 == 0 else 3)
+            voicing = [root + 19, third + 12, root + 7, root - 12]  # S A T B
+            steps += [voicing] * (4 if chord % 3 else 8)
+        steps.append([-1, -1, -1, -1])
+        chorales.append(steps)
+    return chorales
+
+
+@pytest.fixture
+def jsb_folder(tmp_path):
+    folder = tmp_path / "jsb"
+    folder.mkdir()
+    (folder / "train.json").write_text(json.dumps(make_chorales(24, seed=1)))
+    (folder / "valid.json").write_text(json.dumps(make_chorales(6, seed=2)))
+    return folder
+
+
+def test_a_chorale_is_serialised_in_raster_order_with_a_rest_token():
+    chorale = np.array([[60, 55, 52, 48], [62, -1, 53, 47]])
+    tokens = jsb.serialise(chorale).tolist()
+    assert tokens == [jsb.START, 24, 19, 16, 12, 26, jsb.REST, 17, 11]
+    assert jsb.serialise(chorale, shift=2).tolist()[1:5] == [26, 21, 18, 14]
+    assert jsb.VOCAB_SIZE == 49 and max(tokens) < jsb.VOCAB_SIZE
+
+
+def test_every_named_config_builds_every_run():
+    for config in jsb.CONFIGS:
+        for run in jsb.RUNS:
+            model_config, train_config = jsb.run_configs(config, run)
+            assert model_config.vocab_size == jsb.VOCAB_SIZE and train_config.steps > 0
+            assert model_config.train_length >= 4 * 516 + 1  # the longest training chorale, whole
+    assert jsb.run_configs("cpu", "absolute")[0].positional == "absolute"
+    assert jsb.run_configs("cpu", "relative-local")[0].local_block == 256
+    assert jsb.run_configs("cpu", "relative", steps=7)[1].steps == 7
+
+
+def test_bad_files_get_a_message_naming_the_problem(tmp_path):
+    cases = {"garbage.json": "not json {", "empty.json": "[]",
+             "shape.json": json.dumps([[[60, 55, 52]]]),
+             "pitch.json": json.dumps([[[60, 55, 52, 48]], [[60, 55, 52, 48], [90, 55, 52, 48]]])}
+    messages = {}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(jsb.JSBError) as error:
+            jsb.read_chorales(tmp_path / name)
+        messages[name] = str(error.value)
+    assert "not a JSON file" in messages["garbage.json"]
+    assert "non-empty list" in messages["empty.json"]
+    assert "chorale 0" in messages["shape.json"]
+    assert "chorale 1, step 1, soprano: pitch 90" in messages["pitch.json"]
+    with pytest.raises(jsb.JSBError, match="no such file"):
+        jsb.read_chorales(tmp_path / "missing.json")
+
+
+def test_transpositions_keep_every_voice_in_its_range():
+    chorales = [np.array(c) for c in make_chorales(20)]
+    ranges = jsb.voice_ranges(chorales)
+    for chorale in chorales:
+        shifts = jsb.allowed_shifts(chorale, ranges, 5)
+        assert 0 in shifts and all(abs(s) <= 5 for s in shifts)
+        for shift in shifts:
+            for voice in range(4):
+                pitches = chorale[:, voice][chorale[:, voice] >= 0] + shift
+                assert ranges[voice, 0] <= pitches.min() and pitches.max() <= ranges[voice, 1]
+        for shift in set(range(-5, 6)) - set(shifts):  # every refused shift leaves some voice's range
+            assert any((c := chorale[:, v][chorale[:, v] >= 0] + shift).min() < ranges[v, 0] or c.max() > ranges[v, 1]
+                       for v in range(4))
+
+
+def test_an_epoch_holds_every_chorale_once_transposed_and_resumes_exactly(jsb_folder):
+    data = jsb.JSBData.load(jsb_folder)
+    epoch = list(data.batches(4096, 4, seed=3, epoch=0, start=0, rank=0, world_size=1, max_transpose=5))
+    assert len(epoch) == 6  # 24 chorales, 4 a batch
+    rows = [row[row != jsb.PAD] for _, batch in epoch for row in batch]
+    by_length = {4 * len(c) + 1: i for i, c in enumerate(data.train)}
+    seen, transposed = set(), 0
+    for row in rows:
+        index = by_length[len(row)]
+        original = jsb.serialise(data.train[index])
+        shift = int(row[1] - original[1])
+        assert abs(shift) <= 5 and np.array_equal(row, jsb.serialise(data.train[index], shift))
+        seen.add(index)
+        transposed += shift != 0
+    assert seen == set(range(24)) and transposed > 0
+    again = list(data.batches(4096, 4, seed=3, epoch=0, start=4, rank=0, world_size=1, max_transpose=5))
+    assert [i for i, _ in again] == [4, 5]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(again, epoch[4:]))
+    other = [b for _, b in data.batches(4096, 4, seed=3, epoch=1, start=0, rank=0, world_size=1, max_transpose=5)]
+    assert not all(np.array_equal(a, b) for (_, a), b in zip(epoch, other))
+
+
+def test_validation_scores_every_token_of_every_chorale_once(jsb_folder):
+    data = jsb.JSBData.load(jsb_folder)
+    batches = data.validation_batches(0, 0, max_tokens=200)
+    assert len(batches) > 1
+    scored = sum(int((b[:, 1:] != jsb.PAD).sum()) for b in batches)
+    assert scored == sum(4 * len(c) for c in data.valid)
+
+
+def test_training_through_the_shared_loop_learns_and_eval_scores_a_split(jsb_folder, tmp_path, capsys):
+    config = tmp_path / "config.json"
+    smoke = jsb.CONFIGS["smoke"]
+    config.write_text(json.dumps({"model": smoke["model"], "train": {**smoke["train"], "steps": 40,
+                                                                     "learning_rate": 1e-2}}))
+    out = tmp_path / "runs"
+    assert cli_main(["bench", "jsb", "--config", str(config), "--data", str(jsb_folder), "--out", str(out),
+                     "--keep-every", "10", "--json"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(printed.strip().splitlines()[-1])
+    runs = {r["run"]: r for r in result["runs"]}
+    assert set(runs) == {"relative", "absolute"}
+    log = [json.loads(line) for line in (out / "relative" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["valid_nll"] > 3.0  # untrained: about log(49) = 3.9
+    for run in runs.values():
+        assert run["step"] == 40 and run["valid_nll"] < 3.0 and run["averaged_checkpoints"] == 4
+        assert (out / run["run"] / "model.pt").exists() and (out / run["run"] / "averaged.pt").exists()
+    assert "relative" in printed and "0.335" in printed
+
+    assert cli_main(["bench", "jsb", "--eval", str(jsb_folder / "valid.json"),
+                     "--checkpoint", str(out / "relative" / "model.pt")]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("nll_per_token: ")
+    assert float(line.split()[-1]) == pytest.approx(runs["relative"]["valid_nll"], abs=1e-4)
+
+    # The score by hand: every token after START of every chorale, each chorale whole.
+    model = jsb.load_checkpoint(out / "relative" / "model.pt", device="cpu")
+    total = count = 0
+    with torch.no_grad():
+        for chorale in jsb.read_chorales(jsb_folder / "valid.json"):
+            tokens = torch.from_numpy(jsb.serialise(chorale))[None]
+            logits = model(tokens[:, :-1])
+            total += float(torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum"))
+            count += tokens.shape[1] - 1
+    assert total / count == pytest.approx(runs["relative"]["valid_nll"], abs=1e-4)
+
+
+def test_eval_refuses_a_model_of_another_vocabulary_and_bad_arguments(jsb_folder, tmp_path, capsys):
+    from music_transformer.checkpoint import save_checkpoint
+    from music_transformer.model import ModelConfig, MusicTransformer
+
+    events_model = tmp_path / "events.pt"
+    save_checkpoint(MusicTransformer(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64)), events_model)
+    assert jsb.main(["--eval", str(jsb_folder / "valid.json"), "--checkpoint", str(events_model)]) == 1
+    assert "not a JSB model" in capsys.readouterr().err
+    assert jsb.main(["--eval", str(jsb_folder / "valid.json")]) == 1
+    assert "go together" in capsys.readouterr().err
+    assert jsb.main(["--runs", "relative,bogus", "--data", str(jsb_folder)]) == 1
+    assert "unknown run 'bogus'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (jsb.DATA / "train.json").exists(), reason="the shared JSB data is not beside this checkout")
+def test_the_shared_data_reads_as_its_readme_says():
+    data = jsb.JSBData.load()
+    assert len(data.train) == 229 and len(data.valid) == 76
+    assert "221,141 tokens" in data.describe()
