@@ -13,14 +13,17 @@ Ratios are what to read: each pair is measured in the same run, interleaved, on 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
+from .errors import ContinuoError
 from .model import ModelConfig, MusicTransformer
 
 BENCH_CONFIG = dict(n_layers=6, d_model=256, n_heads=8, d_ff=1024, dropout=0.0, max_relative_distance=1024)
@@ -104,16 +107,19 @@ def _layer_memory_child(method: str, length: str) -> None:
 
 
 def _print_peak(run) -> None:
-    """Runs `run()` and prints, as JSON, the peak resident memory it added (VmHWM reset first)."""
+    """Runs `run()` and prints, as JSON, the peak resident memory it added (VmHWM reset first) and its time."""
     before = _status_bytes("VmRSS")
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # reset the peak
+    started = time.perf_counter()
     run()
-    print(json.dumps({"peak_bytes": _status_bytes("VmHWM") - before}))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"peak_bytes": _status_bytes("VmHWM") - before, "seconds": seconds}))
 
 
-def _peak_in_fresh_process(child: str, *args, timeout: float) -> float:
-    """Runs bench.`child`(*args) in a fresh process whose allocator returns freed tensors; its peak in bytes."""
+def _peak_in_fresh_process(child: str, *args, timeout: float) -> dict:
+    """Runs bench.`child`(*args) in a fresh process whose allocator returns freed tensors: its peak in bytes
+    ("peak_bytes") and the seconds the measured part took ("seconds")."""
     result = subprocess.run([sys.executable, "-c", f"import sys; from music_transformer.bench import {child}; "
                              f"{child}(*sys.argv[1:])", *map(str, args)],
                             capture_output=True, text=True, timeout=timeout,
@@ -121,14 +127,14 @@ def _peak_in_fresh_process(child: str, *args, timeout: float) -> float:
                                  "OMP_NUM_THREADS": str(torch.get_num_threads())})
     if result.returncode != 0:
         raise RuntimeError(f"memory benchmark {child}{args} failed: {result.stderr[-500:]}")
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"])
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def layer_memory(method: str, length: int) -> float | None:
     """Peak bytes one attention layer adds in forward and backward (None: too big to run here)."""
     if method == "shaw" and 3 * length * length * BENCH_CONFIG["d_model"] * 4 > SHAW_LIMIT_BYTES:
         return None
-    return _peak_in_fresh_process("_layer_memory_child", method, length, timeout=600)
+    return float(_peak_in_fresh_process("_layer_memory_child", method, length, timeout=600)["peak_bytes"])
 
 
 def _training_memory_child(length: str, local_block: str, block_size: str) -> None:
@@ -146,8 +152,9 @@ def _training_memory_child(length: str, local_block: str, block_size: str) -> No
     _print_peak(lambda: step(length))
 
 
-def training_memory(length: int, local_block: int | None, block_size: int | None) -> float:
-    """Peak bytes one training step adds (6 x 256 model, batch 1): local or global relative attention."""
+def training_memory(length: int, local_block: int | None, block_size: int | None) -> dict:
+    """One training step (6 x 256 model, batch 1), local or global relative attention: the peak bytes
+    it adds ("peak_bytes") and its seconds ("seconds")."""
     return _peak_in_fresh_process("_training_memory_child", length, local_block or 0, block_size or 0,
                                   timeout=1800)
 
@@ -173,8 +180,22 @@ def train_speed(length: int, batch: int, steps: int) -> dict:
             "absolute_tokens_per_s": speed["absolute"], "ratio": speed["relative"] / speed["absolute"]}
 
 
+def run_jsb(argv: list[str]) -> int:
+    """`music-transformer bench jsb`: the JSB Chorales benchmark, which lives in the checkout's bench/."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "bench" / "jsb.py").exists():
+        raise ContinuoError(f"the JSB benchmark runs from a source checkout ({root / 'bench' / 'jsb.py'} is not here)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # worker processes find bench.jsb the same way
+    module = importlib.import_module("bench.jsb")
+    return module.main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Runs the benchmarks, prints a table and, with --json, one JSON line."""
+    """Runs the benchmarks, prints a table and, with --json, one JSON line; `jsb ...` runs bench/jsb.py."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["jsb"]:
+        return run_jsb(argv[1:])
     parser = argparse.ArgumentParser(prog="music-transformer bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--quick", action="store_true", help="fewer steps and sizes (a smoke run)")
@@ -220,18 +241,23 @@ def main(argv: list[str] | None = None) -> int:
         round(row["single skew"] / row["shaw"], 4) if row["shaw"] else None
 
     if args.local:
-        print("\nPeak memory of a training step (MB), 6 x 256, batch 1, relative attention:")
-        print(f"{'L':>6} {'local (512)':>12} {'global, blocked':>16} {'global, single skew':>20}")
+        print("\nA training step, 6 x 256, batch 1, relative attention: peak memory (MB) / seconds:")
+        print(f"{'L':>6} {'local (512)':>16} {'global, blocked':>16} {'global, single skew':>20}")
         for length in (4096, 8192):
             row = {"local": training_memory(length, 512, ModelConfig().block_size),
                    "global": training_memory(length, None, ModelConfig().block_size),
                    "single": training_memory(length, None, None)}
-            print(f"{length:>6} " + " ".join(f"{row[k] / 2**20:>{w}.1f}" for k, w in
-                                            (("local", 12), ("global", 16), ("single", 20))))
+            print(f"{length:>6} " + " ".join(f"{row[k]['peak_bytes'] / 2**20:>{w - 7}.1f} / {row[k]['seconds']:>4.1f}"
+                                            for k, w in (("local", 16), ("global", 16), ("single", 20))))
             for key, value in row.items():
-                results[f"train_memory_mb_{key}_{length}"] = round(value / 2**20, 1)
-            results[f"local_over_global_memory_{length}"] = round(row["local"] / row["global"], 3)
-            results[f"local_over_single_skew_memory_{length}"] = round(row["local"] / row["single"], 3)
+                results[f"train_memory_mb_{key}_{length}"] = round(value["peak_bytes"] / 2**20, 1)
+                results[f"train_step_seconds_{key}_{length}"] = round(value["seconds"], 2)
+            results[f"local_over_global_memory_{length}"] = round(row["local"]["peak_bytes"]
+                                                                  / row["global"]["peak_bytes"], 3)
+            results[f"local_over_single_skew_memory_{length}"] = round(row["local"]["peak_bytes"]
+                                                                       / row["single"]["peak_bytes"], 3)
+            results[f"local_over_global_step_time_{length}"] = round(row["local"]["seconds"]
+                                                                     / row["global"]["seconds"], 3)
 
     train = train_speed(length=1024 if not args.quick else 256, batch=2, steps=6 if not args.quick else 2)
     print(f"\nTraining (tokens/s), L = {train['length']}, batch {train['batch']}: relative "

@@ -20,3 +20,11 @@ def test_shaws_formula_needs_far_more_memory_than_skewing():
 def test_training_speed_reports_both_models():
     row = bench.train_speed(length=64, batch=1, steps=1)
     assert row["relative_tokens_per_s"] > 0 and row["absolute_tokens_per_s"] > 0
+
+
+def test_training_step_memory_and_time_come_from_a_fresh_process():
+    local = bench.training_memory(512, 64, 64)
+    full = bench.training_memory(512, None, 64)
+    for row in (local, full):
+        assert row["peak_bytes"] > 1_000_000 and row["seconds"] > 0
+    assert local["peak_bytes"] < 1.5 * full["peak_bytes"]  # the local pattern never needs more than global
