@@ -225,12 +225,15 @@ def start_distributed(device_request: str | None) -> tuple[Distributed, torch.de
 @torch.no_grad()
 def validation_nll(model: MusicTransformer, batches: list[np.ndarray], device: torch.device,
                    dist: Distributed = Distributed(), pad: int = PAD) -> float:
-    """Mean NLL per token (nats) over validation batches; each process scores its share of them."""
+    """Mean NLL per token (nats) over validation batches; each process scores its share of every batch's rows."""
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)
-    for array in batches[dist.rank::dist.world_size]:
-        batch = torch.from_numpy(array).to(device)
+    for array in batches:
+        mine = array[dist.rank::dist.world_size]
+        if not len(mine):
+            continue
+        batch = torch.from_numpy(mine).to(device)
         with _autocast(device):
             logits = model(batch[:, :-1])
         nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
@@ -495,6 +498,8 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
     bar.close()
     final_nll = validate()
     checkpoint(final=True)
+    if dist.world_size > 1:
+        torch.distributed.barrier()  # leave together: a process that tears down gloo early aborts its peer
     summary = {"step": step, "epoch": epoch + 1, "elapsed_seconds": round(elapsed, 1), "valid_nll": final_nll,
                "train_loss": running_loss, "stopped": stop_reason, "parameters": model.num_parameters(),
                "positional": model_config.positional}
