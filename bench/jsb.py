@@ -13,7 +13,8 @@ chorales batched by length, augmented by transposition within each voice's range
 
 The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
 from its start token. The paper reports 0.335 for relative attention; the baseline Transformer with
-absolute positions scores worse. Checkpoints go to `--out` (default `runs/jsb`, not committed).
+absolute positions scores worse. Checkpoints go to `--out` (default `runs/jsb`, not committed); a run
+directory that already holds a run is resumed (and, when finished, only scored again).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class JSBData:
             raise JSBError(f"{name}: no training chorales")
         self.train, self.valid, self.name = list(train), list(valid), name
         self.ranges = voice_ranges(self.train)
-        self._shifts: dict[int, list[int]] = {}
+        self._shifts: dict[tuple[int, int], list[int]] = {}  # (chorale, max_transpose) -> allowed shifts
 
     @classmethod
     def load(cls, folder: str | os.PathLike = DATA) -> "JSBData":
@@ -202,10 +203,10 @@ class JSBData:
                 index = int(order[position])
                 sample_rng = np.random.default_rng([seed, epoch, index])
                 chorale = self.train[index]
-                if index not in self._shifts:
-                    self._shifts[index] = allowed_shifts(chorale, self.ranges, max_transpose)
-                shifts = [s for s in self._shifts[index] if abs(s) <= max_transpose] or [0]
-                tokens = serialise(chorale, int(sample_rng.choice(shifts)))
+                key = (index, max_transpose)
+                if key not in self._shifts:
+                    self._shifts[key] = allowed_shifts(chorale, self.ranges, max_transpose)
+                tokens = serialise(chorale, int(sample_rng.choice(self._shifts[key])))
                 if len(tokens) > length + 1:
                     offset = int(sample_rng.integers(0, len(tokens) - length))
                     tokens = tokens[offset:offset + length + 1]
