@@ -267,6 +267,16 @@ def score(checkpoint: str | os.PathLike, chorales: Sequence[np.ndarray], device:
     return validation_nll(model, data.validation_batches(0, 0), model.device, pad=PAD)
 
 
+def average_last(run_dir: Path, count: int = 5) -> list[Path]:
+    """Averages a run's last `count` kept checkpoints (step*.pt) into run_dir/averaged.pt; returns them
+    (none, and nothing written, when fewer than two were kept)."""
+    kept = sorted(run_dir.glob("step*.pt"), key=lambda p: int(p.stem[4:]))[-count:]
+    if len(kept) < 2:
+        return []
+    average_checkpoints(kept, run_dir / "averaged.pt")
+    return kept
+
+
 def train_run(config: str, run: str, out: Path, steps: int | None, threads: int | None, device: str | None,
               keep_every: int, progress: bool, data_folder: str) -> dict:
     """Trains one named run into out/run; returns its summary with the valid NLL of the final and averaged weights."""
@@ -279,9 +289,8 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
                                  resume=(run_dir / "last.pt").exists())
     summary["wall_seconds"] = round(time.monotonic() - started, 1)
     summary["valid_nll"] = score(run_dir / "model.pt", data.valid, device)
-    kept = sorted(run_dir.glob("step*.pt"), key=lambda p: int(p.stem[4:]))[-5:]
-    if len(kept) >= 2:
-        average_checkpoints(kept, run_dir / "averaged.pt")
+    kept = average_last(run_dir)
+    if kept:
         summary["averaged_valid_nll"] = score(run_dir / "averaged.pt", data.valid, device)
         summary["averaged_checkpoints"] = len(kept)
     summary["run"] = run

@@ -27,8 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import jsb  # noqa: E402
 from music_transformer import train as train_module  # noqa: E402
-from music_transformer.checkpoint import average_checkpoints, load_checkpoint  # noqa: E402
+from music_transformer.checkpoint import load_checkpoint  # noqa: E402
 from music_transformer.train import load_config  # noqa: E402
 
 # name -> (what it changes in the model config, in the training config); "baseline" changes nothing.
@@ -40,7 +41,7 @@ VARIANTS = {
         "local attention (64)": ({"local_block": 64}, {}),
     },
     "jsb": {
-        "baseline": ({}, {}),  # bench/jsb.py's cpu config: dropout 0.2, no attention dropout
+        "baseline": ({}, {}),  # bench/jsb.py's cpu config: dropout 0.1, no attention dropout
         "label smoothing 0.1": ({}, {"label_smoothing": 0.1}),
         "attention dropout 0.1": ({"attention_dropout": 0.1}, {}),
         "local attention (256)": ({"local_block": 256}, {}),
@@ -50,8 +51,6 @@ VARIANTS = {
 
 def _configs(data: str, steps: int, warmup: int | None):
     if data == "jsb":
-        import jsb
-
         model_config, train_config = jsb.run_configs("cpu", "relative", steps)
     else:
         model_config, train_config = load_config("small")
@@ -63,8 +62,6 @@ def _configs(data: str, steps: int, warmup: int | None):
 
 def _score(data: str, checkpoint: Path) -> float:
     if data == "jsb":
-        import jsb
-
         return jsb.score(checkpoint, jsb.JSBData.load().valid, "cpu")
     from music_transformer import data as data_module
 
@@ -83,8 +80,6 @@ def run_variant(data: str, name: str, steps: int, warmup: int | None, out: Path,
     train_config = replace(train_config, **train_changes)
     run_dir = out / name.replace(" ", "-").replace("(", "").replace(")", "")
     if data == "jsb":
-        import jsb
-
         source = jsb.JSBData.load()
     else:
         source = "corpus"
@@ -95,9 +90,8 @@ def run_variant(data: str, name: str, steps: int, warmup: int | None, out: Path,
     result = {"variant": name, "steps": summary["step"], "minutes": round((time.monotonic() - started) / 60, 1),
               "valid_nll": _score(data, run_dir / "model.pt")}
     if name == "baseline":
-        kept = sorted(run_dir.glob("step*.pt"), key=lambda p: int(p.stem[4:]))[-5:]
-        if len(kept) >= 2:
-            average_checkpoints(kept, run_dir / "averaged.pt")
+        kept = jsb.average_last(run_dir)
+        if kept:
             result["averaged_valid_nll"] = _score(data, run_dir / "averaged.pt")
             result["averaged"] = [p.name for p in kept]
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
@@ -128,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     jobs = max(1, min(args.jobs, len(names)))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     work = [(args.data, name, args.steps, args.warmup, out, threads, keep_every) for name in names]
-    import jsb
-
     results = jsb.map_in_processes(_job, work, jobs)
     print(f"\n{args.data}: valid NLL per token (nats), {args.steps} steps each, seed 0")
     print(f"{'run':<28}{'NLL':>8}{'vs baseline':>13}{'minutes':>9}")
