@@ -3,6 +3,7 @@ small random one), real playback sinks, real files read back. No mocks of our co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -240,25 +241,31 @@ def test_closing_the_window_while_generating_stops_the_worker_and_keeps_the_note
     assert not window.recorder.sounding()
 
 
+@contextlib.contextmanager
+def out_of_memory_at_call(model, call, message):
+    """The model's `call`-th forward pass raises what torch raises when memory runs out (a fault injected into torch)."""
+    calls = []
+
+    def exhaust(module, inputs):
+        calls.append(1)
+        if len(calls) == call:
+            raise torch.cuda.OutOfMemoryError(message)
+
+    handle = model.register_forward_pre_hook(exhaust)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def test_out_of_memory_during_generation_is_a_message_not_a_crash(qtbot, studio, roll):
     """A forward hook raises the error torch raises when memory runs out (a fault injected into torch)."""
     window, song = studio, studio.song
     draw_motif(qtbot, roll)
     set_length(window, 400.0)
-    model = window.generation.worker.model
-    calls = []
-
-    def exhaust(module, inputs):
-        calls.append(1)
-        if len(calls) == 40:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    handle = model.register_forward_pre_hook(exhaust)
-    try:
+    with out_of_memory_at_call(window.generation.worker.model, 40, "CUDA out of memory. Tried to allocate 2.00 GiB"):
         assert window.continue_song()
         wait_done(qtbot, window, 30000)
-    finally:
-        handle.remove()
     # On the CPU there is nowhere to retry: the musician reads why, the notes written stay, the studio runs.
     assert "out of memory" in window.statusBar().currentMessage().lower()
     assert song.undo_stack.undoText() == "Continue" or not song.notes(CONTINUATION)
@@ -275,20 +282,9 @@ def test_cuda_out_of_memory_retries_on_the_cpu(qtbot, studio, roll):
     qtbot.waitUntil(lambda: window.generation.worker.model.device.type == "cuda", timeout=30000)
     draw_motif(qtbot, roll)
     set_length(window, 16.0)
-    model = window.generation.worker.model
-    calls = []
-
-    def exhaust(module, inputs):
-        calls.append(1)
-        if len(calls) == 20:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
-
-    handle = model.register_forward_pre_hook(exhaust)
-    try:
+    with out_of_memory_at_call(window.generation.worker.model, 20, "CUDA out of memory."):
         assert window.continue_song()
         wait_done(qtbot, window)
-    finally:
-        handle.remove()
     assert window.generation.worker.model.device.type == "cpu"
     assert "on the CPU" in window.statusBar().currentMessage() or window.generation_panel.device_label.text()
     assert song.notes(CONTINUATION)
