@@ -1,7 +1,10 @@
 """The Music Transformer: a decoder-only, pre-norm Transformer over performance events.
 
 `positional="relative"` is the paper's model (relative self-attention with skewing, no absolute
-positions); `positional="absolute"` is the baseline Transformer with sinusoidal absolute positions.
+positions); `positional="absolute"` is the baseline Transformer with sinusoidal absolute positions;
+`positional="both"` is relative attention with the sinusoidal timing signal added to the embeddings too
+(the paper's best JSB Chorales model had both; there the position within a bar and the voice are
+absolute facts that relative distances alone only imply).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from .attention import KVCache, MultiHeadSelfAttention
 from .events import VOCAB_SIZE
 
 
+POSITIONAL_KINDS = ("relative", "absolute", "both")
+
+
 @dataclass
 class ModelConfig:
     """Shape and regularisation of a Music Transformer."""
@@ -30,13 +36,13 @@ class ModelConfig:
     attention_dropout: float = 0.0  # on the attention weights
     max_relative_distance: int = 1024  # M: relative embeddings for distances 0..M-1, none past that
     train_length: int = 2048  # crop length in training; the decoder's default window
-    positional: str = "relative"  # "relative" (the paper) or "absolute" (the baseline)
+    positional: str = "relative"  # "relative" (the paper), "absolute" (the baseline) or "both"
     block_size: int = 64  # query block of the relative attention: memory holds one block's logits
     local_block: int | None = None  # relative local attention: own block and the previous (None: global)
 
     def __post_init__(self) -> None:
-        if self.positional not in ("relative", "absolute"):
-            raise ValueError(f'positional must be "relative" or "absolute", not {self.positional!r}')
+        if self.positional not in POSITIONAL_KINDS:
+            raise ValueError(f'positional must be one of {", ".join(POSITIONAL_KINDS)}, not {self.positional!r}')
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if self.local_block is not None and self.local_block < 1:
@@ -81,7 +87,7 @@ class Block(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        relative = config.positional == "relative"
+        relative = config.positional in ("relative", "both")
         self.attention_norm = nn.LayerNorm(config.d_model)
         self.attention = MultiHeadSelfAttention(
             config.d_model, config.n_heads, attention_dropout=config.attention_dropout,
@@ -144,7 +150,7 @@ class MusicTransformer(nn.Module):
         with that window does.
         """
         x = self.embedding(tokens) * math.sqrt(self.config.d_model)
-        if self.config.positional == "absolute":
+        if self.config.positional in ("absolute", "both"):
             first = cache.position if cache is not None else 0
             positions = torch.arange(first, first + tokens.shape[1], device=tokens.device)
             x = x + sinusoidal_positions(positions, self.config.d_model).to(x.dtype)

@@ -32,7 +32,7 @@ from . import data as data_module
 from .checkpoint import read_checkpoint, save_checkpoint
 from .errors import ContinuoError
 from .events import PAD, VOCAB_SIZE
-from .model import ModelConfig, MusicTransformer
+from .model import POSITIONAL_KINDS, ModelConfig, MusicTransformer
 
 
 class TrainingError(ContinuoError):
@@ -527,7 +527,7 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     parser.add_argument("--steps", type=int, help="optimizer steps to train for (the schedule decays over them)")
     parser.add_argument("--max-minutes", type=float, help="stop after this many minutes of training")
-    parser.add_argument("--positional", choices=("relative", "absolute"), help="override the config's positions")
+    parser.add_argument("--positional", choices=POSITIONAL_KINDS, help="override the config's positions")
     parser.add_argument("--train-length", type=int, help="override the config's crop length")
     parser.add_argument("--label-smoothing", type=float, help="spread this much of each target's mass (e.g. 0.1)")
     parser.add_argument("--dropout", type=float, help="dropout before each residual addition")

@@ -1,4 +1,4 @@
-"""The model: shapes, both positional kinds, and the cached decoder against full forward passes."""
+"""The model: shapes, the positional kinds (relative, absolute, both), and the cached decoder against full forward passes."""
 
 import pytest
 import torch
@@ -14,10 +14,22 @@ def small_model(positional="relative", seed=0, **overrides):
     return MusicTransformer(ModelConfig(**config)).eval()
 
 
-@pytest.mark.parametrize("positional", ["relative", "absolute"])
+@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
 def test_logits_have_one_row_per_position(positional):
     model = small_model(positional)
     assert model(torch.randint(0, VOCAB_SIZE, (3, 17))).shape == (3, 17, VOCAB_SIZE)
+
+
+def test_both_positional_kinds_combine_relative_attention_and_the_timing_signal():
+    both = small_model("both")
+    relative = small_model("relative")
+    absolute = small_model("absolute")
+    # "both" has relative attention's parameters (absolute has none) ...
+    assert set(both.state_dict()) == set(relative.state_dict()) != set(absolute.state_dict())
+    relative.load_state_dict(both.state_dict())
+    tokens = torch.randint(0, VOCAB_SIZE, (2, 40))
+    with torch.no_grad():  # ... and the timing signal: the same weights give other logits
+        assert not torch.allclose(both(tokens), relative(tokens), atol=1e-4)
 
 
 def test_config_rejects_nonsense():
@@ -58,7 +70,7 @@ def decode_step_by_step(model, tokens, prefill, window=None):
     return torch.cat(steps, 1), cache
 
 
-@pytest.mark.parametrize("positional", ["relative", "absolute"])
+@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
 def test_cached_decoding_matches_full_forward_over_300_steps(positional):
     model = small_model(positional, train_length=512, max_relative_distance=200)
     tokens = torch.randint(0, VOCAB_SIZE, (2, 321), generator=torch.Generator().manual_seed(1))
@@ -68,7 +80,7 @@ def test_cached_decoding_matches_full_forward_over_300_steps(positional):
     assert (cached - full).abs().max().item() <= 1e-4
 
 
-@pytest.mark.parametrize("positional", ["relative", "absolute"])
+@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
 def test_windowed_cache_matches_a_windowed_forward_pass(positional):
     model = small_model(positional)
     tokens = torch.randint(0, VOCAB_SIZE, (1, 260), generator=torch.Generator().manual_seed(2))
@@ -94,7 +106,7 @@ def test_training_step_reduces_the_loss_on_a_repeated_phrase():
     assert losses[-1] < losses[0] / 3
 
 
-@pytest.mark.parametrize("positional", ["relative", "absolute"])
+@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
 def test_local_attention_model_decodes_with_the_cache_like_a_full_pass(positional):
     model = small_model(positional, local_block=16, train_length=64)
     tokens = torch.randint(0, VOCAB_SIZE, (1, 150), generator=torch.Generator().manual_seed(4))
