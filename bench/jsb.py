@@ -11,6 +11,10 @@ start token that opens every chorale and a pad (49 tokens). Training reuses `Mus
 `music_transformer.train` unchanged: this file only brings the serialisation (`JSBData`), whole
 chorales batched by length, augmented by transposition within each voice's range.
 
+Runs (`--runs`): `relative` (the paper's model), `absolute` (the baseline), `relative-timing`
+(relative attention plus the sinusoidal timing signal), and the recipe's variants. On a CUDA GPU,
+`bench/jsb_gpu.sh` runs the `gpu` config as one prepared script.
+
 The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
 from its start token. The paper reports 0.335 for relative attention; the baseline Transformer with
 absolute positions scores worse. Checkpoints go to `--out` (default `runs/jsb`, not committed); a run

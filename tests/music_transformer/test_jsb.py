@@ -61,7 +61,9 @@ def test_every_named_config_builds_every_run():
             assert model_config.train_length >= 4 * 516 + 1  # the longest training chorale, whole
     assert jsb.run_configs("cpu", "absolute")[0].positional == "absolute"
     assert jsb.run_configs("cpu", "relative-local")[0].local_block == 256
+    assert jsb.run_configs("cpu", "relative-timing")[0].positional == "both"
     assert jsb.run_configs("cpu", "relative", steps=7)[1].steps == 7
+    assert jsb.run_configs("gpu", "relative", max_minutes=2.5)[1].max_minutes == 2.5
 
 
 def test_bad_files_get_a_message_naming_the_problem(tmp_path):
@@ -183,3 +185,30 @@ def test_the_shared_data_reads_as_its_readme_says():
     data = jsb.JSBData.load()
     assert len(data.train) == 229 and len(data.valid) == 76
     assert "221,141 tokens" in data.describe()
+
+
+def test_the_prepared_gpu_script_runs_dry_on_the_cpu(jsb_folder, tmp_path):
+    """bench/jsb_gpu.sh end to end with DEVICE=cpu CONFIG=smoke: probe, equal steps, table, report, export."""
+    import os
+    import subprocess
+
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    env = {**os.environ, "DEVICE": "cpu", "CONFIG": "smoke", "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(REPO / "bench" / "jsb_gpu.sh"), str(jsb_folder), str(runs), "6", str(report)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "relative-timing" in done.stdout and "decoding:" in done.stdout
+    summaries = json.loads((report / "summaries.json").read_text())
+    trained = {run: summaries[run] for run in ("relative", "absolute", "relative-timing")}
+    planned = {s["train"]["steps"] for s in trained.values()}
+    assert len(planned) == 1 and planned.pop() >= 10  # one budget for all, from the probe
+    for summary in trained.values():
+        assert summary["stopped"] == "time" or summary["step"] == summary["train"]["steps"]
+        assert summary["curve"][0]["step"] == 0 and summary["valid_nll"] < summary["curve"][0]["valid_nll"]
+    exported = summaries["exported"]
+    assert exported["run"] != "absolute" and exported["dtype"] == "float16"
+    parts = sorted(report.glob("best.pt.part*"))
+    assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
+    (tmp_path / "best.pt").write_bytes(b"".join(p.read_bytes() for p in parts))
+    assert jsb.score(tmp_path / "best.pt", jsb.read_chorales(jsb_folder / "valid.json"), "cpu") \
+        == pytest.approx(exported["valid_nll"], abs=5e-3)
