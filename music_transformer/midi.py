@@ -22,6 +22,18 @@ SUSTAIN_CONTROLLER = 64
 _MIN_BYTES_PER_NOTE = 6  # a note-on and a note-off, each a 1-byte delta and 2 data bytes (running status)
 
 
+def _variable_length(data: bytes, i: int, end: int) -> tuple[int, int]:
+    """The variable-length quantity at data[i] (7 bits a byte, high bit set on all but the last) and
+    the position after it."""
+    value = 0
+    while i < end:
+        value = (value << 7) | (data[i] & 0x7F)
+        i += 1
+        if not data[i - 1] & 0x80:
+            break
+    return value, i
+
+
 def _count_notes_at_most(data: bytes, limit: int) -> int:
     """Counts note-ons (velocity > 0) in a standard MIDI file's bytes, stopping once past `limit`.
 
@@ -51,24 +63,9 @@ def _count_notes_at_most(data: bytes, limit: int) -> int:
             if byte & 0x80:
                 status = byte
                 i += 1
-                if byte == 0xFF:  # meta event: type, variable length, payload
-                    i += 1
-                    value = 0
-                    while i < end:
-                        value = (value << 7) | (data[i] & 0x7F)
-                        i += 1
-                        if not data[i - 1] & 0x80:
-                            break
-                    i += value
-                    continue
-                if byte in (0xF0, 0xF7):  # sysex: variable length, payload
-                    value = 0
-                    while i < end:
-                        value = (value << 7) | (data[i] & 0x7F)
-                        i += 1
-                        if not data[i - 1] & 0x80:
-                            break
-                    i += value
+                if byte in (0xFF, 0xF0, 0xF7):  # meta (after its type byte) or sysex: length, payload
+                    length, i = _variable_length(data, i + (byte == 0xFF), end)
+                    i += length
                     continue
             kind = status & 0xF0
             if kind in (0xC0, 0xD0):

@@ -136,3 +136,25 @@ def test_a_file_over_a_million_notes_is_refused_within_two_seconds(tmp_path):
     with pytest.raises(MidiFileError, match="more than 1,000,000 notes"):
         read_midi(path)
     assert time.perf_counter() - started < 2.0
+
+
+def test_the_quick_note_count_skips_meta_sysex_and_short_events(tmp_path):
+    import mido
+
+    from music_transformer.midi import _count_notes_at_most
+
+    track = mido.MidiTrack([mido.MetaMessage("track_name", name="x" * 200),  # a length past one byte
+                            mido.MetaMessage("set_tempo", tempo=500000),
+                            mido.Message("sysex", data=[0x7E] * 150),
+                            mido.Message("program_change", program=5)])
+    for index in range(300):
+        track.append(mido.Message("note_on", note=40 + index % 40, velocity=90, time=10))
+        track.append(mido.Message("aftertouch", value=3))
+        track.append(mido.Message("note_on", note=40 + index % 40, velocity=0, time=10))  # a note-off
+    path = tmp_path / "count.mid"
+    file = mido.MidiFile()
+    file.tracks.append(track)
+    file.save(path)
+    data = path.read_bytes()
+    assert _count_notes_at_most(data, 1000) == 300
+    assert _count_notes_at_most(data, 100) == 101  # stops as soon as it is past the limit
