@@ -6,6 +6,7 @@ Under CI=true a missing JACK server fails loudly (see require_jack); elsewhere t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -88,27 +89,39 @@ def jack_period_seconds() -> float | None:
         return None
 
 
+@contextlib.contextmanager
+def studio_port_with_listener(window, name: str):
+    """The studio playing to its own virtual JACK port (client `Continuo <name> ...`), a probe listening
+    on it; yields the probe, and unplugs both afterwards."""
+    require_jack()
+    client = f"Continuo {name} {os.getpid()}-{time.monotonic_ns() % 10**6}"
+    sink = MidiPortSink(virtual=True, client_name=client)
+    window.player.use_sinks([sink])
+    probe = JackProbe(f"{name} probe {os.getpid()}")
+    try:
+        probe.connect_to(f"{client}:")
+        yield probe
+    finally:
+        probe.close()
+        window.player.use_sinks([])
+        sink.close()
+
+
 @pytest.fixture
 def graph(qtbot, window):
     """The studio with its thru going to its own JACK port, a listener on it, and a keyboard plugged in."""
-    require_jack()
-    client = f"Continuo thru {os.getpid()}-{time.monotonic_ns() % 10**6}"
-    thru = MidiPortSink(virtual=True, client_name=client)
-    window.player.use_sinks([thru])
-    probe = JackProbe(f"probe {os.getpid()}")
-    probe.connect_to(f"{client}:")
-    keyboard = Keyboard(f"keys {os.getpid()}-{time.monotonic_ns() % 10**6}")
-    midi = window.midi
-    qtbot.waitUntil(lambda: keyboard.port_name in midi.available, timeout=10000)  # hot-plug: it shows up
-    midi.open_input(keyboard.port_name, wait=True)
-    qtbot.waitUntil(lambda: midi.input is not None, timeout=5000)
-    yield window, keyboard, probe
-    window.duet.stop()
-    midi.stop_recording()
-    keyboard.close()
-    probe.close()
-    window.player.use_sinks([])
-    thru.close()
+    with studio_port_with_listener(window, "thru") as probe:
+        keyboard = Keyboard(f"keys {os.getpid()}-{time.monotonic_ns() % 10**6}")
+        midi = window.midi
+        qtbot.waitUntil(lambda: keyboard.port_name in midi.available, timeout=10000)  # hot-plug: it shows up
+        midi.open_input(keyboard.port_name, wait=True)
+        qtbot.waitUntil(lambda: midi.input is not None, timeout=5000)
+        try:
+            yield window, keyboard, probe
+        finally:
+            window.duet.stop()
+            midi.stop_recording()
+            keyboard.close()
 
 
 def recorded_onsets(window) -> list[tuple[float, int, int]]:
@@ -308,38 +321,30 @@ def test_a_flood_of_messages_loses_no_note_and_the_gui_keeps_running(qtbot, wind
 
 
 def test_count_in_clicks_then_records_and_the_virtual_input_takes_another_programs_notes(qtbot, window):
-    require_jack()
-    client = f"Continuo clicks {os.getpid()}"
-    sink = MidiPortSink(virtual=True, client_name=client)
-    window.player.use_sinks([sink])
-    probe = JackProbe(f"click probe {os.getpid()}")
-    probe.connect_to(f"{client}:")
-    midi = window.midi
-    midi.open_input(VIRTUAL_INPUT, wait=True)
-    qtbot.waitUntil(lambda: midi.input is not None, timeout=5000)
-    keyboard = Keyboard(f"program {os.getpid()}")
-    try:
-        subprocess.run(["jack_connect", keyboard.port_name, midi.input.full_name],
-                       check=True, timeout=5)
-        window.song.set_tempo(240.0)  # a short bar: 1 s
-        midi.set_count_in(1)
-        counts: list[int] = []
-        midi.counting_in.connect(counts.append)
-        assert midi.start_recording()
-        qtbot.waitUntil(lambda: bool(counts) and counts[-1] == 0, timeout=5000)
-        clicks = [m for _, m in probe.received if m[0] == 0x90 | METRONOME_CHANNEL and m[2] > 0]
-        assert len(clicks) == 4 and clicks[0][1] == ACCENT_CLICK
-        keyboard.play([(0.0, on(65, 77)), (0.1, off(65))])
-        qtbot.waitUntil(lambda: len(window.song.notes()) == 1, timeout=5000)
-        note = window.song.notes()[0]
-        assert (note.pitch, note.velocity) == (65, 77) and note.start >= 0.0
-        midi.stop_recording()
-    finally:
-        midi.set_count_in(0)
-        keyboard.close()
-        probe.close()
-        window.player.use_sinks([])
-        sink.close()
+    with studio_port_with_listener(window, "clicks") as probe:
+        midi = window.midi
+        midi.open_input(VIRTUAL_INPUT, wait=True)
+        qtbot.waitUntil(lambda: midi.input is not None, timeout=5000)
+        keyboard = Keyboard(f"program {os.getpid()}")
+        try:
+            subprocess.run(["jack_connect", keyboard.port_name, midi.input.full_name],
+                           check=True, timeout=5)
+            window.song.set_tempo(240.0)  # a short bar: 1 s
+            midi.set_count_in(1)
+            counts: list[int] = []
+            midi.counting_in.connect(counts.append)
+            assert midi.start_recording()
+            qtbot.waitUntil(lambda: bool(counts) and counts[-1] == 0, timeout=5000)
+            clicks = [m for _, m in probe.received if m[0] == 0x90 | METRONOME_CHANNEL and m[2] > 0]
+            assert len(clicks) == 4 and clicks[0][1] == ACCENT_CLICK
+            keyboard.play([(0.0, on(65, 77)), (0.1, off(65))])
+            qtbot.waitUntil(lambda: len(window.song.notes()) == 1, timeout=5000)
+            note = window.song.notes()[0]
+            assert (note.pitch, note.velocity) == (65, 77) and note.start >= 0.0
+            midi.stop_recording()
+        finally:
+            midi.set_count_in(0)
+            keyboard.close()
 
 
 def test_input_controller_without_a_window_reports_no_input(qtbot):
