@@ -8,7 +8,6 @@ flat however long the piece grows, far past the length the model was trained on.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from typing import Callable, Iterator, Sequence
@@ -19,7 +18,7 @@ from . import events
 from .events import (NOTE_OFF_OFFSET, NOTE_ON_OFFSET, NUM_PITCHES, NUM_VELOCITY_BINS, SECONDS_PER_TICK,
                      SPECIAL_TOKENS, START, VELOCITY_OFFSET, Note, encode, is_note_off, is_note_on, is_time_shift,
                      is_velocity, shift_ticks, time_shift)
-from .model import MusicTransformer
+from .model import MusicTransformer, mixed_precision
 
 Cancel = Callable[[], bool] | threading.Event | None
 
@@ -44,13 +43,6 @@ def _is_cancelled(cancel: Cancel) -> bool:
     if isinstance(cancel, threading.Event):
         return cancel.is_set()
     return bool(cancel())
-
-
-def _autocast(device: torch.device):
-    # bfloat16 halves the memory traffic of decoding on GPUs that support it; the CPU stays in float32.
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
@@ -225,7 +217,7 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     if device.type == "cpu" and cpu_threads:
         torch.set_num_threads(cpu_threads)
     try:
-        with torch.inference_mode(), _autocast(device):
+        with torch.inference_mode(), mixed_precision(device):
             cache = model.new_cache(window)
             context = [START] + primer
             for start in range(0, len(context), window):  # the primer, a window at a time

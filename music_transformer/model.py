@@ -9,6 +9,7 @@ absolute facts that relative distances alone only imply).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -57,6 +58,14 @@ class ModelConfig:
         """A config from plain data, ignoring keys this version does not know."""
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def mixed_precision(device: torch.device):
+    """bfloat16 autocast on a CUDA GPU that supports it (half the memory traffic; the relative
+    attention kernel itself runs in float32), else nothing: the CPU stays in float32."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def sinusoidal_positions(positions: torch.Tensor, d_model: int) -> torch.Tensor:

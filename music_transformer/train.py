@@ -14,7 +14,6 @@ and augmentation are functions of (seed, epoch, sample), not of a random state t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -32,7 +31,7 @@ from . import data as data_module
 from .checkpoint import read_checkpoint, save_checkpoint
 from .errors import ContinuoError
 from .events import PAD, VOCAB_SIZE
-from .model import POSITIONAL_KINDS, ModelConfig, MusicTransformer
+from .model import POSITIONAL_KINDS, ModelConfig, MusicTransformer, mixed_precision
 
 
 class TrainingError(ContinuoError):
@@ -234,7 +233,7 @@ def validation_nll(model: MusicTransformer, batches: list[np.ndarray], device: t
         if not len(mine):
             continue
         batch = torch.from_numpy(mine).to(device)
-        with _autocast(device):
+        with mixed_precision(device):
             logits = model(batch[:, :-1])
         nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
                               ignore_index=pad, reduction="sum")
@@ -242,12 +241,6 @@ def validation_nll(model: MusicTransformer, batches: list[np.ndarray], device: t
     dist.all_reduce(total)
     model.train(was_training)
     return float(total[0] / total[1].clamp(min=1))
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def position_nll(model: MusicTransformer, pieces, window: int | None = None,
@@ -273,7 +266,7 @@ def position_nll(model: MusicTransformer, pieces, window: int | None = None,
             if len(tokens) < 2:
                 continue
             x = torch.tensor([tokens], device=device)
-            with _autocast(device):
+            with mixed_precision(device):
                 logits = model(x[:, :-1], window=window)
             nll = F.cross_entropy(logits[0].float(), x[0, 1:], reduction="none").cpu().numpy()
             sums["overall"][0] += float(nll.sum())
@@ -453,7 +446,7 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
         torch.manual_seed(config.seed * 1_000_003 + step * dist.world_size + dist.rank)  # dropout, resumable
         x = torch.from_numpy(batch).to(device)
         inputs, targets = x[:, :-1], x[:, 1:]
-        with _autocast(device):
+        with mixed_precision(device):
             logits = network(inputs)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                ignore_index=data.pad, label_smoothing=config.label_smoothing)
