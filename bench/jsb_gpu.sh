@@ -4,8 +4,8 @@
 #   bash bench/jsb_gpu.sh [DATA_DIR] [RUN_DIR] [TRAIN_SECONDS] [REPORT_DIR]
 #
 # 1. checks the model on the GPU (tests/music_transformer/test_cuda.py);
-# 2. probes the speed: relative, absolute and relative-timing trained side by side for 84 steps;
-# 3. trains the three side by side from scratch, all with the same number of steps, as many as the
+# 2. probes the speed: relative, absolute and relative-timing (or $RUNS) side by side for 84 steps;
+# 3. trains them side by side from scratch, all with the same number of steps, as many as the
 #    probe says fit in TRAIN_SECONDS (at most the config's 4,000; a time guard stops a slow run);
 # 4. prints the table (valid NLL of the final and the averaged weights) and the decoder's speed on the GPU.
 # Checkpoints stay in RUN_DIR; REPORT_DIR (if given) gets the report, the summaries with their
@@ -19,7 +19,9 @@ report=${4:-}
 export PYTHONPATH=$here${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
 device=${DEVICE:-cuda}  # DEVICE=cpu CONFIG=smoke: a dry run of this script without a GPU
-jsb=("$python" "$here/bench/jsb.py" --config "${CONFIG:-gpu}" --runs relative,absolute,relative-timing --jobs 3
+runs_list=${RUNS:-relative,absolute,relative-timing}  # RUNS, CONFIG (a name or a JSON file): another sweep
+IFS=, read -r -a names <<<"$runs_list"
+jsb=("$python" "$here/bench/jsb.py" --config "${CONFIG:-gpu}" --runs "$runs_list" --jobs "${#names[@]}"
      --device "$device" --data "$data")
 step() { echo; echo "=== $* ($(date -u +%T))"; }
 
@@ -33,7 +35,7 @@ if [ "$device" != cpu ]; then
 fi
 
 mkdir -p "$runs"
-step "speed probe: 84 steps each, side by side"
+step "speed probe: 84 steps of each of $runs_list, side by side"
 rm -rf "$runs/probe"
 timeout 240 "${jsb[@]}" --steps 84 --out "$runs/probe" --keep-every 0 >"$runs/probe.log" 2>&1 \
     || { tail -40 "$runs/probe.log"; exit 1; }
@@ -55,7 +57,7 @@ echo "slowest run: $seconds_per_step s/step side by side -> $steps steps each, w
 
 guard=$("$python" -c "print(round($budget * 1.2 / 60, 2))")
 step "training: $steps steps each, side by side (time guard $guard min)"
-rm -rf "$runs/relative" "$runs/absolute" "$runs/relative-timing"
+for name in "${names[@]}"; do rm -rf "${runs:?}/$name"; done
 timeout $((budget * 6 / 5 + 90)) "${jsb[@]}" --steps "$steps" --max-minutes "$guard" --keep-every "$keep" \
     --out "$runs" --json 2>"$runs/train.err" | tee "$runs/train.log"
 status=${PIPESTATUS[0]}
@@ -77,13 +79,13 @@ if [ -n "$report" ]; then
     step "report to $report"
     mkdir -p "$report"
     cp "$runs/train.log" "$report/train.log" 2>/dev/null
-    "$python" - "$runs" "$report" <<'EOF'
+    "$python" - "$runs" "$report" "${names[@]}" <<'EOF'
 import json, sys
 from pathlib import Path
 from music_transformer import load_checkpoint, save_checkpoint
 runs, report = Path(sys.argv[1]), Path(sys.argv[2])
 summaries = {}
-for run in ("relative", "absolute", "relative-timing"):
+for run in sys.argv[3:]:
     folder = runs / run
     summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else {}
     if (folder / "log.jsonl").exists():  # the validation curve, also of a run that did not finish
