@@ -3,8 +3,9 @@
 `positional="relative"` is the paper's model (relative self-attention with skewing, no absolute
 positions); `positional="absolute"` is the baseline Transformer with sinusoidal absolute positions;
 `positional="both"` is relative attention with the sinusoidal timing signal added to the embeddings too
-(the paper's best JSB Chorales model had both; there the position within a bar and the voice are
-absolute facts that relative distances alone only imply).
+(in the JSB Chorales a token's voice and place in the bar are absolute facts that relative distances
+only imply: there it scores best, bench/README.md). The bundled model is relative: it generates past
+its training length, where absolute positions were never seen.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class ModelConfig:
 
 
 def mixed_precision(device: torch.device):
-    """bfloat16 autocast on a CUDA GPU that supports it (half the memory traffic; the relative
-    attention kernel itself runs in float32), else nothing: the CPU stays in float32."""
+    """bfloat16 autocast on a CUDA GPU that supports it (half the memory traffic; the fused training
+    kernel of relative attention casts back to float32), else nothing: the CPU stays in float32."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
