@@ -295,8 +295,7 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
     summary = train_module.train(data, run_dir, config=(model_config, train_config), device=device,
                                  threads=threads, keep_every_steps=keep_every, progress=progress,
                                  resume=(run_dir / "last.pt").exists())
-    summary["wall_seconds"] = round(time.monotonic() - started, 1)
-    summary["valid_nll"] = score(run_dir / "model.pt", data.valid, device)
+    summary["wall_seconds"] = round(time.monotonic() - started, 1)  # its valid_nll: the loop's last validation
     kept = average_last(run_dir)
     if kept:
         summary["averaged_valid_nll"] = score(run_dir / "averaged.pt", data.valid, device)

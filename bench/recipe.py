@@ -88,7 +88,7 @@ def run_variant(data: str, name: str, steps: int, warmup: int | None, out: Path,
                                  device="cpu", keep_every_steps=keep_every if name == "baseline" else None,
                                  progress=False, resume=(run_dir / "last.pt").exists())
     result = {"variant": name, "steps": summary["step"], "minutes": round((time.monotonic() - started) / 60, 1),
-              "valid_nll": _score(data, run_dir / "model.pt")}
+              "valid_nll": summary["valid_nll"]}  # the loop's last validation, of model.pt
     if name == "baseline":
         kept = jsb.average_last(run_dir)
         if kept:
