@@ -1,4 +1,5 @@
-"""The model: shapes, the positional kinds (relative, absolute, both), and the cached decoder against full forward passes."""
+"""The model: shapes, the positional kinds (relative, absolute, both), the position cycle, and the cached decoder
+against full forward passes."""
 
 import pytest
 import torch
@@ -37,6 +38,8 @@ def test_config_rejects_nonsense():
         ModelConfig(positional="rotary")
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(d_model=100, n_heads=8)
+    with pytest.raises(ValueError, match="position_cycle"):
+        ModelConfig(position_cycle=0)
 
 
 def test_relative_model_is_causal():
@@ -61,6 +64,20 @@ def test_relative_model_has_no_absolute_position():
     torch.testing.assert_close(alone[-1], shifted[-1], atol=1e-5, rtol=0)
 
 
+def test_position_cycle_tells_a_relative_model_where_it_is_modulo_the_cycle():
+    # As above, the last position sees the same 30 tokens behind another prefix; with a learned
+    # embedding of the position modulo 8, its logits are the same when the prefix is a multiple of 8
+    # long and differ otherwise.
+    model = small_model(n_layers=1, position_cycle=8)
+    with torch.no_grad():
+        model.cycle_embedding.weight.normal_(0, 0.1)  # trained weights, not the near-zero initial ones
+        tokens = torch.randint(0, VOCAB_SIZE, (1, 30))
+        last = lambda prefix: model(torch.cat([torch.randint(0, VOCAB_SIZE, (1, prefix)), tokens], 1),  # noqa: E731
+                                    window=30)[0, -1]
+        torch.testing.assert_close(last(16), last(48), atol=1e-5, rtol=0)
+        assert (last(16) - last(19)).abs().max() > 1e-2
+
+
 def decode_step_by_step(model, tokens, prefill, window=None):
     """Logits from a cache: the first `prefill` tokens at once, then one token a step; and the cache."""
     with torch.no_grad():
@@ -70,9 +87,12 @@ def decode_step_by_step(model, tokens, prefill, window=None):
     return torch.cat(steps, 1), cache
 
 
-@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
-def test_cached_decoding_matches_full_forward_over_300_steps(positional):
-    model = small_model(positional, train_length=512, max_relative_distance=200)
+@pytest.mark.parametrize("positional, cycle", [("relative", None), ("absolute", None), ("both", None),
+                                               ("relative", 7), ("both", 64)])
+def test_cached_decoding_matches_full_forward_over_300_steps(positional, cycle):
+    model = small_model(positional, train_length=512, max_relative_distance=200, position_cycle=cycle)
+    if cycle:
+        torch.nn.init.normal_(model.cycle_embedding.weight, std=0.1)
     tokens = torch.randint(0, VOCAB_SIZE, (2, 321), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         full = model(tokens)
@@ -80,9 +100,12 @@ def test_cached_decoding_matches_full_forward_over_300_steps(positional):
     assert (cached - full).abs().max().item() <= 1e-4
 
 
-@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
-def test_windowed_cache_matches_a_windowed_forward_pass(positional):
-    model = small_model(positional)
+@pytest.mark.parametrize("positional, cycle", [("relative", None), ("absolute", None), ("both", None),
+                                               ("relative", 7)])
+def test_windowed_cache_matches_a_windowed_forward_pass(positional, cycle):
+    model = small_model(positional, position_cycle=cycle)
+    if cycle:
+        torch.nn.init.normal_(model.cycle_embedding.weight, std=0.1)
     tokens = torch.randint(0, VOCAB_SIZE, (1, 260), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(tokens, window=48)
