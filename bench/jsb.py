@@ -12,8 +12,11 @@ start token that opens every chorale and a pad (49 tokens). Training reuses `Mus
 chorales batched by length, augmented by transposition within each voice's range.
 
 Runs (`--runs`): `relative` (the paper's model), `absolute` (the baseline), `relative-timing`
-(relative attention plus the sinusoidal timing signal), and the recipe's variants. On a CUDA GPU,
-`bench/jsb_gpu.sh` runs the `gpu` config as one prepared script.
+(relative attention plus the sinusoidal timing signal), the `-bar` runs (a learned embedding of the
+position modulo one 4/4 bar, `ModelConfig.position_cycle=64`: each token's voice and 16th note),
+`relative-timing-bar-all-keys` (transposed as far as the vocabulary reaches, not only within each
+voice's range), and the recipe's variants. On a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as
+one prepared script.
 
 The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
 from its start token. The paper reports 0.335 for relative attention; the baseline Transformer with
@@ -62,12 +65,14 @@ CONFIGS = {
                       max_relative_distance=1024, train_length=2304, block_size=128),
         "train": dict(batch_size=2, learning_rate=3e-3, warmup_steps=50, steps=3000, max_transpose=5,
                       weight_decay=0.01, checkpoint_minutes=5.0),
+        "data": dict(transpose_within="voices"),
     },
     "gpu": {  # attention dropout off: it cost 0.03 nats on JSB in bench/recipe.py and needs the slower kernel
         "model": dict(n_layers=6, d_model=512, n_heads=8, d_ff=2048, dropout=0.3, attention_dropout=0.0,
                       max_relative_distance=1024, train_length=2304, block_size=256),
         "train": dict(batch_size=8, learning_rate=1e-3, warmup_steps=200, steps=4000, max_transpose=5,
                       weight_decay=0.01, checkpoint_minutes=5.0),
+        "data": dict(transpose_within="voices"),
     },
     "smoke": {  # seconds: for tests
         "model": dict(n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0, attention_dropout=0.0,
@@ -77,15 +82,24 @@ CONFIGS = {
     },
 }
 
-# What each named run changes in the config (issue 8's with/without measurements use the same table).
+# What each named run changes in the config, section by section (issue 8's with/without measurements
+# use the same table).
+BAR = {"position_cycle": 64}  # a learned embedding of the position modulo one 4/4 bar: voice and 16th note
 RUNS = {
-    "relative": ({}, {}),
-    "absolute": ({"positional": "absolute"}, {}),
-    "relative-timing": ({"positional": "both"}, {}),  # relative attention + the sinusoidal timing signal
-    "relative-label-smoothing": ({}, {"label_smoothing": 0.1}),
-    "relative-attention-dropout": ({"attention_dropout": 0.1}, {}),
-    "relative-local": ({"local_block": 256}, {}),
+    "relative": {},
+    "absolute": {"model": {"positional": "absolute"}},
+    "relative-timing": {"model": {"positional": "both"}},  # relative attention + the sinusoidal timing signal
+    "relative-bar": {"model": BAR},
+    "relative-timing-bar": {"model": {"positional": "both", **BAR}},
+    "absolute-bar": {"model": {"positional": "absolute", **BAR}},  # the baseline, told the same
+    # transposed as far as the vocabulary reaches (up to ±6), not only within each voice's range
+    "relative-timing-bar-all-keys": {"model": {"positional": "both", **BAR},
+                                     "train": {"max_transpose": 6}, "data": {"transpose_within": "vocabulary"}},
+    "relative-label-smoothing": {"train": {"label_smoothing": 0.1}},
+    "relative-attention-dropout": {"model": {"attention_dropout": 0.1}},
+    "relative-local": {"model": {"local_block": 256}},
 }
+TRANSPOSE_WITHIN = ("voices", "vocabulary")
 
 
 class JSBError(ContinuoError):
@@ -167,17 +181,23 @@ class JSBData:
     pad = PAD
     vocab_size = VOCAB_SIZE
 
-    def __init__(self, train: Sequence[np.ndarray], valid: Sequence[np.ndarray], name: str = "jsb16") -> None:
+    def __init__(self, train: Sequence[np.ndarray], valid: Sequence[np.ndarray], name: str = "jsb16",
+                 transpose_within: str = "voices") -> None:
         if not train:
             raise JSBError(f"{name}: no training chorales")
+        if transpose_within not in TRANSPOSE_WITHIN:
+            raise JSBError(f"transpose_within must be one of {', '.join(TRANSPOSE_WITHIN)}, not {transpose_within!r}")
         self.train, self.valid, self.name = list(train), list(valid), name
         self.ranges = voice_ranges(self.train)
+        # how far a chorale may be transposed: each voice within its range, or any pitch of the vocabulary
+        self.transpose_ranges = self.ranges if transpose_within == "voices" else np.tile([LOWEST, HIGHEST], (4, 1))
         self._shifts: dict[tuple[int, int], list[int]] = {}  # (chorale, max_transpose) -> allowed shifts
 
     @classmethod
-    def load(cls, folder: str | os.PathLike = DATA) -> "JSBData":
+    def load(cls, folder: str | os.PathLike = DATA, transpose_within: str = "voices") -> "JSBData":
         folder = Path(folder)
-        return cls(read_chorales(folder / "train.json"), read_chorales(folder / "valid.json"), name=str(folder))
+        return cls(read_chorales(folder / "train.json"), read_chorales(folder / "valid.json"), name=str(folder),
+                   transpose_within=transpose_within)
 
     def describe(self) -> str:
         tokens = lambda chorales: sum(4 * len(c) + 1 for c in chorales)  # noqa: E731
@@ -210,7 +230,7 @@ class JSBData:
                 chorale = self.train[index]
                 key = (index, max_transpose)
                 if key not in self._shifts:
-                    self._shifts[key] = allowed_shifts(chorale, self.ranges, max_transpose)
+                    self._shifts[key] = allowed_shifts(chorale, self.transpose_ranges, max_transpose)
                 tokens = serialise(chorale, int(sample_rng.choice(self._shifts[key])))
                 if len(tokens) > length + 1:
                     offset = int(sample_rng.integers(0, len(tokens) - length))
@@ -236,8 +256,8 @@ class JSBData:
 # --- training and scoring ----------------------------------------------------------------------------------
 
 
-def load_config(name_or_path: str) -> tuple[dict, dict]:
-    """A named config or a JSON file {"model": {...}, "train": {...}} (plain dicts)."""
+def load_config(name_or_path: str) -> tuple[dict, dict, dict]:
+    """A named config or a JSON file {"model": {...}, "train": {...}, "data": {...}} (plain dicts)."""
     if name_or_path in CONFIGS:
         config = CONFIGS[name_or_path]
     else:
@@ -246,23 +266,28 @@ def load_config(name_or_path: str) -> tuple[dict, dict]:
         except (OSError, ValueError) as error:
             raise JSBError(f"--config {name_or_path}: neither {', '.join(CONFIGS)} nor a JSON config ({error})") \
                 from None
-    return dict(config.get("model", {})), dict(config.get("train", {}))
+    return dict(config.get("model", {})), dict(config.get("train", {})), dict(config.get("data", {}))
 
 
 def run_configs(config: str, run: str, steps: int | None = None,
-                max_minutes: float | None = None) -> tuple[ModelConfig, TrainConfig]:
-    """The model and training configs of one named run (`steps`, `max_minutes`: overrides)."""
+                max_minutes: float | None = None) -> tuple[ModelConfig, TrainConfig, dict]:
+    """The model config, training config and data options (JSBData's keywords) of one named run
+    (`steps`, `max_minutes`: overrides)."""
     if run not in RUNS:
         raise JSBError(f"unknown run {run!r}; runs: {', '.join(RUNS)}")
-    model_values, train_values = load_config(config)
-    model_changes, train_changes = RUNS[run]
-    model_config = ModelConfig(**{**model_values, **model_changes, "vocab_size": VOCAB_SIZE})
-    train_config = TrainConfig.from_dict({**train_values, **train_changes})
+    model_values, train_values, data_values = load_config(config)
+    changes = RUNS[run]
+    model_config = ModelConfig(**{**model_values, **changes.get("model", {}), "vocab_size": VOCAB_SIZE})
+    train_config = TrainConfig.from_dict({**train_values, **changes.get("train", {})})
+    data_options = {**data_values, **changes.get("data", {})}
+    unknown = set(data_options) - {"transpose_within"}
+    if unknown:
+        raise JSBError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: transpose_within")
     if steps:
         train_config = replace(train_config, steps=steps)
     if max_minutes:
         train_config = replace(train_config, max_minutes=max_minutes)
-    return model_config, train_config
+    return model_config, train_config, data_options
 
 
 def score(checkpoint: str | os.PathLike, chorales: Sequence[np.ndarray], device: str | None = None) -> float:
@@ -288,8 +313,8 @@ def average_last(run_dir: Path, count: int = 5) -> list[Path]:
 def train_run(config: str, run: str, out: Path, steps: int | None, threads: int | None, device: str | None,
               keep_every: int, progress: bool, data_folder: str, max_minutes: float | None = None) -> dict:
     """Trains one named run into out/run; returns its summary with the valid NLL of the final and averaged weights."""
-    model_config, train_config = run_configs(config, run, steps, max_minutes)
-    data = JSBData.load(data_folder)
+    model_config, train_config, data_options = run_configs(config, run, steps, max_minutes)
+    data = JSBData.load(data_folder, **data_options)
     run_dir = out / run
     started = time.monotonic()
     summary = train_module.train(data, run_dir, config=(model_config, train_config), device=device,
@@ -303,6 +328,7 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
     summary["run"] = run
     summary["model"] = asdict(model_config)
     summary["train"] = asdict(train_config)
+    summary["data"] = data_options
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -51,7 +51,7 @@ VARIANTS = {
 
 def _configs(data: str, steps: int, warmup: int | None):
     if data == "jsb":
-        model_config, train_config = jsb.run_configs("cpu", "relative", steps)
+        model_config, train_config, _ = jsb.run_configs("cpu", "relative", steps)
     else:
         model_config, train_config = load_config("small")
         train_config = replace(train_config, steps=steps)

@@ -56,7 +56,7 @@ def test_a_chorale_is_serialised_in_raster_order_with_a_rest_token():
 def test_every_named_config_builds_every_run():
     for config in jsb.CONFIGS:
         for run in jsb.RUNS:
-            model_config, train_config = jsb.run_configs(config, run)
+            model_config, train_config, data_options = jsb.run_configs(config, run)
             assert model_config.vocab_size == jsb.VOCAB_SIZE and train_config.steps > 0
             assert model_config.train_length >= 4 * 516 + 1  # the longest training chorale, whole
     assert jsb.run_configs("cpu", "absolute")[0].positional == "absolute"
@@ -64,6 +64,20 @@ def test_every_named_config_builds_every_run():
     assert jsb.run_configs("cpu", "relative-timing")[0].positional == "both"
     assert jsb.run_configs("cpu", "relative", steps=7)[1].steps == 7
     assert jsb.run_configs("gpu", "relative", max_minutes=2.5)[1].max_minutes == 2.5
+    assert jsb.run_configs("cpu", "relative-bar")[0].position_cycle == 64
+    assert jsb.run_configs("cpu", "absolute-bar")[0].positional == "absolute"
+    _, train_config, data_options = jsb.run_configs("gpu", "relative-timing-bar-all-keys")
+    assert train_config.max_transpose == 6 and data_options == {"transpose_within": "vocabulary"}
+    assert jsb.run_configs("gpu", "relative")[2] == {"transpose_within": "voices"}
+
+
+def test_a_config_file_with_an_unknown_data_option_is_refused(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": {}, "train": {}, "data": {"transpose_whithin": "voices"}}))
+    with pytest.raises(jsb.JSBError, match="transpose_whithin"):
+        jsb.run_configs(str(path), "relative")
+    with pytest.raises(jsb.JSBError, match="transpose_within"):
+        jsb.JSBData([np.zeros((4, 4), dtype=np.int64) + 60], [], transpose_within="octaves")
 
 
 def test_bad_files_get_a_message_naming_the_problem(tmp_path):
@@ -97,6 +111,17 @@ def test_transpositions_keep_every_voice_in_its_range():
         for shift in set(range(-5, 6)) - set(shifts):  # every refused shift leaves some voice's range
             assert any((c := chorale[:, v][chorale[:, v] >= 0] + shift).min() < ranges[v, 0] or c.max() > ranges[v, 1]
                        for v in range(4))
+
+
+def test_transposing_within_the_vocabulary_reaches_further_than_the_voices_ranges():
+    middle = np.array([[65, 60, 55, 45]] * 8)  # two chorales a tone apart: each voice's range is 3 semitones
+    train = [middle, middle + 2]
+    by_voices = jsb.JSBData(train, train)
+    by_vocabulary = jsb.JSBData(train, train, transpose_within="vocabulary")
+    assert jsb.allowed_shifts(middle, by_voices.transpose_ranges, 6) == [0, 1, 2]
+    assert jsb.allowed_shifts(middle, by_vocabulary.transpose_ranges, 6) == list(range(-6, 7))
+    edge = np.array([[80, 70, 60, 38]] * 8)  # the vocabulary (36..81) still bounds it
+    assert jsb.allowed_shifts(edge, by_vocabulary.transpose_ranges, 6) == [-2, -1, 0, 1]
 
 
 def test_an_epoch_holds_every_chorale_once_transposed_and_resumes_exactly(jsb_folder):
@@ -197,9 +222,10 @@ def test_the_prepared_gpu_script_runs_dry_on_the_cpu(jsb_folder, tmp_path):
     done = subprocess.run(["bash", str(REPO / "bench" / "jsb_gpu.sh"), str(jsb_folder), str(runs), "6", str(report)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "relative-timing" in done.stdout and "decoding:" in done.stdout
+    assert "relative-timing-bar-all-keys" in done.stdout and "decoding:" in done.stdout
     summaries = json.loads((report / "summaries.json").read_text())
-    trained = {run: summaries[run] for run in ("relative", "absolute", "relative-timing")}
+    trained = {run: summaries[run] for run in ("relative", "absolute", "relative-timing-bar",
+                                               "relative-timing-bar-all-keys")}
     planned = {s["train"]["steps"] for s in trained.values()}
     assert len(planned) == 1 and planned.pop() >= 10  # one budget for all, from the probe
     for summary in trained.values():
