@@ -4,7 +4,8 @@
 #   bash bench/jsb_gpu.sh [DATA_DIR] [RUN_DIR] [TRAIN_SECONDS] [REPORT_DIR]
 #
 # 1. checks the model on the GPU (tests/music_transformer/test_cuda.py);
-# 2. probes the speed: relative, absolute and relative-timing (or $RUNS) side by side for 84 steps;
+# 2. probes the speed: relative, absolute, relative-timing-bar and relative-timing-bar-all-keys (or
+#    $RUNS) side by side for 84 steps;
 # 3. trains them side by side from scratch, all with the same number of steps, as many as the
 #    probe says fit in TRAIN_SECONDS (at most the config's 4,000; a time guard stops a slow run);
 # 4. prints the table (valid NLL of the final and the averaged weights) and the decoder's speed on the GPU.
@@ -19,7 +20,8 @@ report=${4:-}
 export PYTHONPATH=$here${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
 device=${DEVICE:-cuda}  # DEVICE=cpu CONFIG=smoke: a dry run of this script without a GPU
-runs_list=${RUNS:-relative,absolute,relative-timing}  # RUNS, CONFIG (a name or a JSON file): another sweep
+# RUNS (comma-separated) and CONFIG (a name or a JSON file): another sweep
+runs_list=${RUNS:-relative,absolute,relative-timing-bar,relative-timing-bar-all-keys}
 IFS=, read -r -a names <<<"$runs_list"
 jsb=("$python" "$here/bench/jsb.py" --config "${CONFIG:-gpu}" --runs "$runs_list" --jobs "${#names[@]}"
      --device "$device" --data "$data")
@@ -92,7 +94,8 @@ for run in sys.argv[3:]:
         summary["curve"] = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
     summaries[run] = summary
 # The best relative-attention model comes back in half precision, in parts the transfer accepts.
-scored = [(summary.get(key), run, name) for run, summary in summaries.items() if run != "absolute"
+scored = [(summary.get(key), run, name) for run, summary in summaries.items()
+          if summary.get("model", {}).get("positional") in ("relative", "both")
           for key, name in (("valid_nll", "model.pt"), ("averaged_valid_nll", "averaged.pt")) if summary.get(key)]
 if scored:
     nll, run, name = min(scored)
