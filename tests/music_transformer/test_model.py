@@ -70,7 +70,7 @@ def test_position_cycle_tells_a_relative_model_where_it_is_modulo_the_cycle():
     # long and differ otherwise.
     model = small_model(n_layers=1, position_cycle=8)
     with torch.no_grad():
-        model.cycle_embedding.weight.normal_(0, 0.1)  # trained weights, not the near-zero initial ones
+        model.cycle_embedding.weight.normal_(0, 0.1)  # as large as trained weights, not the near-zero initial ones
         tokens = torch.randint(0, VOCAB_SIZE, (1, 30))
         last = lambda prefix: model(torch.cat([torch.randint(0, VOCAB_SIZE, (1, prefix)), tokens], 1),  # noqa: E731
                                     window=30)[0, -1]
