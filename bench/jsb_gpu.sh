@@ -84,7 +84,7 @@ if [ -n "$report" ]; then
     "$python" - "$runs" "$report" "${names[@]}" <<'EOF'
 import json, sys
 from pathlib import Path
-from music_transformer import load_checkpoint, save_checkpoint
+from music_transformer import ModelConfig, load_checkpoint, save_checkpoint
 runs, report = Path(sys.argv[1]), Path(sys.argv[2])
 summaries = {}
 for run in sys.argv[3:]:
@@ -95,7 +95,7 @@ for run in sys.argv[3:]:
     summaries[run] = summary
 # The best relative-attention model comes back in half precision, in parts the transfer accepts.
 scored = [(summary.get(key), run, name) for run, summary in summaries.items()
-          if summary.get("model", {}).get("positional") in ("relative", "both")
+          if "model" in summary and ModelConfig.from_dict(summary["model"]).relative_attention
           for key, name in (("valid_nll", "model.pt"), ("averaged_valid_nll", "averaged.pt")) if summary.get(key)]
 if scored:
     nll, run, name = min(scored)

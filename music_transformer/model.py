@@ -58,6 +58,16 @@ class ModelConfig:
         if self.position_cycle is not None and self.position_cycle < 1:
             raise ValueError(f"position_cycle must be a positive length, not {self.position_cycle}")
 
+    @property
+    def relative_attention(self) -> bool:
+        """Whether attention is relative ("relative" and "both")."""
+        return self.positional in ("relative", "both")
+
+    @property
+    def timing_signal(self) -> bool:
+        """Whether the sinusoidal absolute positions are added to the embeddings ("absolute" and "both")."""
+        return self.positional in ("absolute", "both")
+
     def to_dict(self) -> dict:
         """The config as plain data (for checkpoints)."""
         return asdict(self)
@@ -105,11 +115,10 @@ class Block(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        relative = config.positional in ("relative", "both")
         self.attention_norm = nn.LayerNorm(config.d_model)
         self.attention = MultiHeadSelfAttention(
             config.d_model, config.n_heads, attention_dropout=config.attention_dropout,
-            max_relative_distance=config.max_relative_distance if relative else None,
+            max_relative_distance=config.max_relative_distance if config.relative_attention else None,
             block_size=config.block_size, local=config.local_block)
         self.feed_forward_norm = nn.LayerNorm(config.d_model)
         self.feed_forward = FeedForward(config)
@@ -175,7 +184,7 @@ class MusicTransformer(nn.Module):
         if self.cycle_embedding is not None:
             x = x + self.cycle_embedding(positions % self.config.position_cycle)
         x = x * math.sqrt(self.config.d_model)
-        if self.config.positional in ("absolute", "both"):
+        if self.config.timing_signal:
             x = x + sinusoidal_positions(positions, self.config.d_model).to(x.dtype)
         x = self.embedding_dropout(x)
         for layer, block in enumerate(self.blocks):
