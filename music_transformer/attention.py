@@ -230,7 +230,6 @@ class _RelativeAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, q, k, v, embeddings, visibility, block_size):
         out, logsumexp = _attend_blocks(q, k, v, embeddings, visibility, block_size, keep_logsumexp=True)
         ctx.save_for_backward(q, k, v, embeddings, out, logsumexp)
@@ -238,14 +237,18 @@ class _RelativeAttention(torch.autograd.Function):
         return out
 
     @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out):
+        with torch.autocast(grad_out.device.type, enabled=False):  # float32, as the forward pass was
+            return _RelativeAttention._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         q, k, v, embeddings, out, logsumexp = ctx.saved_tensors
         scale = 1.0 / math.sqrt(q.shape[-1])
         distances = embeddings.shape[-2]
         grad_q, grad_k, grad_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         grad_embeddings = torch.zeros_like(embeddings)
-        grad_out = grad_out.contiguous()  # so that every block below is a plain strided batch
+        grad_out = grad_out.to(q.dtype).contiguous()  # so that every block below is a plain strided batch
         row_dot = (grad_out * out).sum(dim=-1, keepdim=True)  # D_i = dO_i . O_i
         for start, end, first_key, last_key in _blocks(q.shape[-2], k.shape[-2], ctx.block_size, ctx.visibility):
             q_block, grad_block = q[:, :, start:end], grad_out[:, :, start:end]
@@ -280,10 +283,16 @@ def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embedd
     block_size None computes the whole matrix with the paper's single skew. `local` is the block
     length of relative local attention and `offset` the absolute position of the first key.
     """
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, embeddings))
+    if needs_grad and torch.is_autocast_enabled(q.device.type):
+        # Training under autocast: the relative term, the softmax and the fused backward stay in float32
+        # (decoding and scoring keep autocast's bfloat16, where the cached keys already are).
+        with torch.autocast(q.device.type, enabled=False):
+            return relative_attention(q.float(), k.float(), v.float(), embeddings.float(), window, dropout,
+                                      block_size, local, offset)
     queries, keys = q.shape[-2], k.shape[-2]
     block_size = block_size or queries
     visibility = Visibility(window, local, offset)
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, embeddings))
     if not needs_grad and dropout == 0.0:
         with torch.no_grad():
             return _attend_blocks(q, k, v, embeddings, visibility, block_size, keep_logsumexp=False)[0]

@@ -1,9 +1,9 @@
 """Training and evaluation: `music-transformer train` and `music-transformer eval`.
 
 The loop is plain PyTorch: AdamW, linear warm-up then cosine decay (or inverse square root when the
-run has no planned length), gradient clipping, bfloat16 autocast on CUDA. Multi-process training is
-PyTorch's DDP, started by torchrun (`torchrun --nproc_per_node=K -m music_transformer.train ...`):
-gloo on the CPU, NCCL on GPUs.
+run has no planned length), gradient clipping, bfloat16 autocast on CUDA (and on the CPU with
+`TrainConfig.precision="bfloat16"`). Multi-process training is PyTorch's DDP, started by torchrun
+(`torchrun --nproc_per_node=K -m music_transformer.train ...`): gloo on the CPU, NCCL on GPUs.
 
 A run directory holds `last.pt` (model, optimizer and position in the data, written atomically every
 few minutes and at the end), `model.pt` (the final weights alone, the file to ship) and `log.jsonl`
@@ -31,7 +31,7 @@ from . import data as data_module
 from .checkpoint import read_checkpoint, save_checkpoint
 from .errors import ContinuoError
 from .events import PAD, VOCAB_SIZE
-from .model import POSITIONAL_KINDS, ModelConfig, MusicTransformer, mixed_precision
+from .model import POSITIONAL_KINDS, PRECISIONS, ModelConfig, MusicTransformer, mixed_precision
 
 
 class TrainingError(ContinuoError):
@@ -54,7 +54,12 @@ class TrainConfig:
     max_minutes: float | None = None  # stop after this much training time (summed over resumes)
     checkpoint_minutes: float = 3.0
     valid_max_chunks: int = 256  # windows of train_length scored for the valid NLL
+    precision: str = "auto"  # model.PRECISIONS: "auto" is bfloat16 on CUDA, float32 on the CPU
     seed: int = 0
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -322,8 +327,8 @@ def train(data: "str | TrainingData", out: str | os.PathLike,
                 raise TrainingError(f"{last_path}: holds no training state to resume from")
             model_config = ModelConfig.from_dict(state["config"])
             train_config = TrainConfig.from_dict(state["training"]["config"])
-            for key, value in (overrides or {}).items():  # a resumed run may be extended, nothing else
-                if key in ("steps", "max_minutes", "checkpoint_minutes") and value is not None:
+            for key, value in (overrides or {}).items():  # a resumed run may be extended or computed
+                if key in ("steps", "max_minutes", "checkpoint_minutes", "precision") and value is not None:
                     train_config = replace(train_config, **{key: value})
         else:
             if last_path.exists() and not resume:
@@ -446,7 +451,7 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
         torch.manual_seed(config.seed * 1_000_003 + step * dist.world_size + dist.rank)  # dropout, resumable
         x = torch.from_numpy(batch).to(device)
         inputs, targets = x[:, :-1], x[:, 1:]
-        with mixed_precision(device):
+        with mixed_precision(device, config.precision):
             logits = network(inputs)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                ignore_index=data.pad, label_smoothing=config.label_smoothing)
@@ -531,6 +536,8 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--warmup-steps", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="auto (bfloat16 on CUDA, float32 on the CPU), bfloat16 or float32")
     parser.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 3)")
     parser.add_argument("--keep-every-steps", type=int, help="also keep a copy of the weights every N steps")
     parser.add_argument("--limit", type=int, help="at most this many files (per corpus part): for smoke runs")
@@ -541,7 +548,7 @@ def train_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     overrides = {"steps": args.steps, "max_minutes": args.max_minutes, "label_smoothing": args.label_smoothing,
                  "batch_size": args.batch_size, "learning_rate": args.lr, "warmup_steps": args.warmup_steps,
-                 "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes}
+                 "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes, "precision": args.precision}
     model_overrides = {"positional": args.positional, "train_length": args.train_length, "dropout": args.dropout,
                        "attention_dropout": args.attention_dropout, "local_block": args.local_block}
     if args.train_length:

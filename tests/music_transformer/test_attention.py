@@ -81,6 +81,28 @@ def test_fused_backward_gives_the_gradients_of_the_direct_formula(block_size, wi
         torch.testing.assert_close(fused, direct, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_under_cpu_autocast_relative_attention_runs_in_float32(dropout):
+    """bfloat16 projections in, the relative term, softmax and fused backward computed in float32."""
+    generator = torch.Generator().manual_seed(7)
+    tensors = [torch.randn(2, 2, 40, 8, generator=generator).bfloat16() for _ in range(3)]
+    tensors.append(torch.randn(2, 24, 8, generator=generator))
+    results = []
+    for autocast in (True, False):
+        inputs = [t.clone().requires_grad_() for t in tensors]
+        torch.manual_seed(0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = relative_attention(*(t if autocast else t.float() for t in inputs), dropout=dropout,
+                                     block_size=16)
+        (out * torch.arange(8.0)).sum().backward()
+        results.append((out, [t.grad for t in inputs]))
+    (low, low_grads), (high, high_grads) = results
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, high, atol=0, rtol=0)
+    for got, expected in zip(low_grads, high_grads):
+        torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
 def test_attention_dropout_trains_through_recomputed_blocks():
     q, k, v = (torch.randn(1, 2, 40, 8, requires_grad=True) for _ in range(3))
     embeddings = torch.randn(2, 40, 8, requires_grad=True)

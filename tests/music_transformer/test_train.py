@@ -65,6 +65,17 @@ def test_a_tiny_model_learns_a_tiny_dataset(midi_folder, cache, tmp_path):
     assert model.metadata["step"] == 120
 
 
+def test_bfloat16_autocast_on_the_cpu_learns_as_float32_does(midi_folder, cache, tmp_path):
+    summaries = {precision: _tiny_train(midi_folder, tmp_path / precision, steps=120, learning_rate=1e-2,
+                                        warmup_steps=5, precision=precision)
+                 for precision in ("float32", "bfloat16")}
+    low, high = summaries["bfloat16"]["valid_nll"], summaries["float32"]["valid_nll"]
+    assert low < 3.0 and abs(low - high) < 0.15
+    assert low != high  # the linear layers really ran in bfloat16
+    with pytest.raises(train_module.TrainingError, match="precision must be one of"):
+        train_module.TrainConfig(precision="fp8")
+
+
 def test_resume_continues_exactly_where_a_crashed_run_stopped(midi_folder, cache, tmp_path, monkeypatch):
     straight = _tiny_train(midi_folder, tmp_path / "straight", steps=10)
     calls = {"n": 0}
