@@ -69,6 +69,9 @@ def test_every_named_config_builds_every_run():
     _, train_config, data_options = jsb.run_configs("gpu", "relative-timing-bar-all-keys")
     assert train_config.max_transpose == 6 and data_options == {"transpose_within": "vocabulary"}
     assert jsb.run_configs("gpu", "relative")[2] == {"transpose_within": "voices"}
+    long_model, long_train, _ = jsb.run_configs("cpu-long", "relative-timing-bar")
+    assert long_model == jsb.run_configs("cpu", "relative-timing-bar")[0]  # the cpu model, trained longer
+    assert long_train.precision == "bfloat16" and long_train.steps > jsb.run_configs("cpu", "relative")[1].steps
 
 
 def test_a_config_file_with_an_unknown_data_option_is_refused(tmp_path):
