@@ -248,7 +248,7 @@ class _RelativeAttention(torch.autograd.Function):
         distances = embeddings.shape[-2]
         grad_q, grad_k, grad_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         grad_embeddings = torch.zeros_like(embeddings)
-        grad_out = grad_out.to(q.dtype).contiguous()  # so that every block below is a plain strided batch
+        grad_out = grad_out.contiguous()  # so that every block below is a plain strided batch
         row_dot = (grad_out * out).sum(dim=-1, keepdim=True)  # D_i = dO_i . O_i
         for start, end, first_key, last_key in _blocks(q.shape[-2], k.shape[-2], ctx.block_size, ctx.visibility):
             q_block, grad_block = q[:, :, start:end], grad_out[:, :, start:end]
