@@ -189,9 +189,10 @@ class MusicTransformer(nn.Module):
         (without a cache) limits each position to the `window` most recent ones, as a cached decoder
         with that window does.
         """
-        first = cache.position if cache is not None else 0
-        positions = torch.arange(first, first + tokens.shape[1], device=tokens.device)
         x = self.embedding(tokens)
+        if self.cycle_embedding is not None or self.config.timing_signal:  # the absolute positions, when used
+            first = cache.position if cache is not None else 0
+            positions = torch.arange(first, first + tokens.shape[1], device=tokens.device)
         if self.cycle_embedding is not None:
             x = x + self.cycle_embedding(positions % self.config.position_cycle)
         x = x * math.sqrt(self.config.d_model)
