@@ -43,7 +43,7 @@ from music_transformer.checkpoint import average_checkpoints, load_checkpoint
 from music_transformer.errors import ContinuoError
 from music_transformer.model import ModelConfig
 from music_transformer import train as train_module
-from music_transformer.train import TrainConfig, validation_nll
+from music_transformer.train import Batch, TrainConfig, validation_nll
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jsb16"
 
@@ -92,6 +92,10 @@ CONFIGS["cpu-long"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "s
 # What each named run changes in the config, section by section (issue 8's with/without measurements
 # use the same table).
 BAR = {"position_cycle": 64}  # a learned embedding of the position modulo one 4/4 bar: voice and 16th note
+# The same embedding told each token's place in its chorale's own bar (metre and pickup, `infer_metre`):
+# 64 places in a 4/4 bar, 48 in a 3/4 bar, 1 for the start token.
+METRE_CYCLE = 64 + 48 + 1
+METRE = {"model": {"position_cycle": METRE_CYCLE}, "data": {"metre": True}}
 RUNS = {
     "relative": {},
     "absolute": {"model": {"positional": "absolute"}},
@@ -99,6 +103,8 @@ RUNS = {
     "relative-bar": {"model": BAR},
     "relative-timing-bar": {"model": {"positional": "both", **BAR}},
     "absolute-bar": {"model": {"positional": "absolute", **BAR}},  # the baseline, told the same
+    "relative-timing-metre": {"model": {"positional": "both", **METRE["model"]}, "data": METRE["data"]},
+    "absolute-metre": {"model": {"positional": "absolute", **METRE["model"]}, "data": METRE["data"]},
     # transposed as far as the vocabulary reaches (up to ±6), not only within each voice's range
     "relative-timing-bar-all-keys": {"model": {"positional": "both", **BAR},
                                      "train": {"max_transpose": 6}, "data": {"transpose_within": "vocabulary"}},
@@ -174,9 +180,42 @@ def allowed_shifts(chorale: np.ndarray, ranges: np.ndarray, max_transpose: int) 
     return shifts
 
 
-def _pad_rows(rows: Sequence[np.ndarray]) -> np.ndarray:
+def infer_metre(chorale: np.ndarray) -> tuple[int, int]:
+    """(16ths per bar, the step of the first bar line): a 4/4 (16) or 3/4 (12) bar and the pickup.
+
+    The data has no bar lines, so they are inferred once per chorale, as a score would give them: the
+    bar is the period (16 or 12 steps) whose best-placed grid catches the longest notes (a held note
+    starts on a strong beat; a repeated one counts as held), and the last bar line falls at the chorale's
+    end. Of the 229 training chorales, 198 come out in 4/4, with the first bar line at step 4 (135: a
+    quarter-note pickup), 0 (56) or elsewhere (7), and 31 in 3/4. Where the long notes start agrees: in
+    the chorales whose length leaves 4 steps over whole 4/4 bars they start at steps 4 and 12 of every
+    16, in those that leave none at steps 0 and 8.
+    """
+    steps = len(chorale)
+    held = np.zeros(steps)  # at each step, the total length of the notes that start there
+    for voice in chorale.T:
+        starts = np.flatnonzero(np.r_[True, voice[1:] != voice[:-1]])
+        lengths = np.diff(np.r_[starts, steps])
+        sounding = voice[starts] >= 0
+        held[starts[sounding]] += lengths[sounding]
+    best = {period: max(held[phase::period].mean() for phase in range(min(period, steps)))
+            for period in (16, 12)}
+    period = 16 if best[16] >= best[12] else 12
+    return period, steps % period
+
+
+def metre_positions(chorale: np.ndarray) -> np.ndarray:
+    """The cycle embedding's index of every token of `serialise(chorale)`: voice and 16th note within
+    the chorale's own bar (`infer_metre`), 0..63 in 4/4, 64..111 in 3/4; the start token METRE_CYCLE - 1."""
+    period, first_bar_line = infer_metre(chorale)
+    sixteenth = (np.arange(len(chorale)) - first_bar_line) % period
+    places = (0 if period == 16 else 64) + 4 * sixteenth[:, None] + np.arange(4)[None, :]
+    return np.concatenate([[METRE_CYCLE - 1], places.reshape(-1)]).astype(np.int64)
+
+
+def _pad_rows(rows: Sequence[np.ndarray], fill: int = PAD) -> np.ndarray:
     width = max(len(row) for row in rows)
-    batch = np.full((len(rows), width), PAD, dtype=np.int64)
+    batch = np.full((len(rows), width), fill, dtype=np.int64)
     for i, row in enumerate(rows):
         batch[i, :len(row)] = row
     return batch
@@ -189,22 +228,26 @@ class JSBData:
     vocab_size = VOCAB_SIZE
 
     def __init__(self, train: Sequence[np.ndarray], valid: Sequence[np.ndarray], name: str = "jsb16",
-                 transpose_within: str = "voices") -> None:
+                 transpose_within: str = "voices", metre: bool = False) -> None:
         if not train:
             raise JSBError(f"{name}: no training chorales")
         if transpose_within not in TRANSPOSE_WITHIN:
             raise JSBError(f"transpose_within must be one of {', '.join(TRANSPOSE_WITHIN)}, not {transpose_within!r}")
         self.train, self.valid, self.name = list(train), list(valid), name
+        # metre: batches are (tokens, cycle positions) pairs: each token's place in its chorale's bar
+        self.metre = metre
+        self._places: dict[int, np.ndarray] = {}  # training chorale -> metre_positions (transposition keeps it)
         self.ranges = voice_ranges(self.train)
         # how far a chorale may be transposed: each voice within its range, or any pitch of the vocabulary
         self.transpose_ranges = self.ranges if transpose_within == "voices" else np.tile([LOWEST, HIGHEST], (4, 1))
         self._shifts: dict[tuple[int, int], list[int]] = {}  # (chorale, max_transpose) -> allowed shifts
 
     @classmethod
-    def load(cls, folder: str | os.PathLike = DATA, transpose_within: str = "voices") -> "JSBData":
+    def load(cls, folder: str | os.PathLike = DATA, transpose_within: str = "voices",
+             metre: bool = False) -> "JSBData":
         folder = Path(folder)
         return cls(read_chorales(folder / "train.json"), read_chorales(folder / "valid.json"), name=str(folder),
-                   transpose_within=transpose_within)
+                   transpose_within=transpose_within, metre=metre)
 
     def describe(self) -> str:
         tokens = lambda chorales: sum(4 * len(c) + 1 for c in chorales)  # noqa: E731
@@ -213,11 +256,12 @@ class JSBData:
                 + ", ".join(f"{v[0].upper()} {lo}-{hi}" for v, (lo, hi) in zip(VOICES, self.ranges)))
 
     def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
-                world_size: int, max_transpose: int) -> Iterator[tuple[int, np.ndarray]]:
+                world_size: int, max_transpose: int) -> Iterator[tuple[int, Batch]]:
         """Every chorale once per epoch, transposed at random, in batches of similar lengths.
 
         The order is shuffled, then sorted by length within runs of 8 batches (little padding, still
         random), then the batches are shuffled; a chorale longer than `length` + 1 tokens is cropped.
+        With `metre`, each batch comes with its tokens' places in the bar.
         """
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(self.train))
@@ -229,7 +273,7 @@ class JSBData:
         count = max(1, len(order) // global_batch)
         batch_order = rng.permutation(count)
         for batch in range(start, count):
-            rows = []
+            rows, places = [], []
             for row in range(batch_size):
                 position = (batch_order[batch] * global_batch + rank * batch_size + row) % len(order)
                 index = int(order[position])
@@ -239,24 +283,32 @@ class JSBData:
                 if key not in self._shifts:
                     self._shifts[key] = allowed_shifts(chorale, self.transpose_ranges, max_transpose)
                 tokens = serialise(chorale, int(sample_rng.choice(self._shifts[key])))
+                place = self._places.setdefault(index, metre_positions(chorale)) if self.metre else tokens
                 if len(tokens) > length + 1:
                     offset = int(sample_rng.integers(0, len(tokens) - length))
-                    tokens = tokens[offset:offset + length + 1]
+                    tokens, place = tokens[offset:offset + length + 1], place[offset:offset + length + 1]
                 rows.append(tokens)
-            yield batch, _pad_rows(rows)
+                places.append(place)
+            yield batch, (_pad_rows(rows), _pad_rows(places, 0)) if self.metre else _pad_rows(rows)
 
     def validation_batches(self, length: int, batch_size: int, chorales: Sequence[np.ndarray] | None = None,
-                           max_tokens: int = 16384) -> list[np.ndarray]:
-        """Whole valid chorales (none cropped), sorted by length, about `max_tokens` tokens a batch."""
-        sequences = sorted((serialise(c) for c in (self.valid if chorales is None else chorales)), key=len)
+                           max_tokens: int = 16384) -> list[Batch]:
+        """Whole valid chorales (none cropped), sorted by length, about `max_tokens` tokens a batch (with
+        `metre`, (tokens, places in the bar) pairs)."""
+        chorales = sorted(self.valid if chorales is None else chorales, key=len)
         batches, rows = [], []
-        for tokens in sequences:
-            if rows and (len(rows) + 1) * len(tokens) > max_tokens:
-                batches.append(_pad_rows(rows))
+
+        def close() -> None:
+            tokens = _pad_rows([serialise(c) for c in rows])
+            batches.append((tokens, _pad_rows([metre_positions(c) for c in rows], 0)) if self.metre else tokens)
+
+        for chorale in chorales:
+            if rows and (len(rows) + 1) * (4 * len(chorale) + 1) > max_tokens:
+                close()
                 rows = []
-            rows.append(tokens)
+            rows.append(chorale)
         if rows:
-            batches.append(_pad_rows(rows))
+            close()
         return batches
 
 
@@ -287,9 +339,12 @@ def run_configs(config: str, run: str, steps: int | None = None,
     model_config = ModelConfig(**{**model_values, **changes.get("model", {}), "vocab_size": VOCAB_SIZE})
     train_config = TrainConfig.from_dict({**train_values, **changes.get("train", {})})
     data_options = {**data_values, **changes.get("data", {})}
-    unknown = set(data_options) - {"transpose_within"}
+    unknown = set(data_options) - {"transpose_within", "metre"}
     if unknown:
-        raise JSBError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: transpose_within")
+        raise JSBError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: transpose_within, metre")
+    if data_options.get("metre") and model_config.position_cycle != METRE_CYCLE:
+        raise JSBError(f"the metre option needs a model with position_cycle={METRE_CYCLE} (one embedding per "
+                       f"place in a 4/4 or 3/4 bar and the start token), not {model_config.position_cycle}")
     if steps:
         train_config = replace(train_config, steps=steps)
     if max_minutes:
@@ -303,7 +358,7 @@ def score(checkpoint: str | os.PathLike, chorales: Sequence[np.ndarray], device:
     if model.config.vocab_size != VOCAB_SIZE:
         raise JSBError(f"{checkpoint}: not a JSB model (its vocabulary has {model.config.vocab_size} tokens, "
                        f"JSB's {VOCAB_SIZE})")
-    data = JSBData(chorales, chorales, name="eval")
+    data = JSBData(chorales, chorales, name="eval", metre=model.config.position_cycle == METRE_CYCLE)
     return validation_nll(model, data.validation_batches(0, 0), model.device, pad=PAD)
 
 

@@ -10,7 +10,9 @@ its training length, where absolute positions were never seen.
 `position_cycle=P` adds a learned embedding of the position modulo P to the token embeddings: a
 timing embedding for data on a fixed grid. In the JSB Chorales P = 64 tells each token its voice and
 its 16th note in a 4/4 bar (4 voices x 16 steps). It repeats every P tokens, so it holds at any length;
-performance events have no grid and leave it off.
+performance events have no grid and leave it off. Data that knows each token's place better than the
+position does (a score's metre and pickup) passes `cycle_positions` to `forward`: then the embedding
+reads those indices (any of the P) instead of the position modulo P.
 """
 
 from __future__ import annotations
@@ -182,19 +184,24 @@ class MusicTransformer(nn.Module):
         return KVCache(self.config.n_layers, window, self.config.local_block)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
-                window: int | None = None) -> torch.Tensor:
+                window: int | None = None, cycle_positions: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for every position of `tokens` (B, T).
 
         With a cache, `tokens` continue what the cache has seen and the cache is updated. `window`
         (without a cache) limits each position to the `window` most recent ones, as a cached decoder
-        with that window does.
+        with that window does. `cycle_positions` (B, T), indices below `position_cycle`, tells the cycle
+        embedding each token's place when the data knows it (a score's metre); by default it is the
+        position modulo `position_cycle`.
         """
         x = self.embedding(tokens)
-        if self.cycle_embedding is not None or self.config.timing_signal:  # the absolute positions, when used
-            first = cache.position if cache is not None else 0
+        if cycle_positions is not None and self.cycle_embedding is None:
+            raise ValueError("cycle_positions given to a model without a cycle embedding (position_cycle=None)")
+        if (self.cycle_embedding is not None and cycle_positions is None) or self.config.timing_signal:
+            first = cache.position if cache is not None else 0  # the absolute positions, when used
             positions = torch.arange(first, first + tokens.shape[1], device=tokens.device)
         if self.cycle_embedding is not None:
-            x = x + self.cycle_embedding(positions % self.config.position_cycle)
+            x = x + self.cycle_embedding(positions % self.config.position_cycle if cycle_positions is None
+                                         else cycle_positions)
         x = x * math.sqrt(self.config.d_model)
         if self.config.timing_signal:
             x = x + sinusoidal_positions(positions, self.config.d_model).to(x.dtype)

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, Union
 
 import numpy as np
 import torch
@@ -133,6 +133,19 @@ def learning_rate(step: int, config: TrainConfig, progress: float | None) -> flo
 # --- what the loop trains on ---------------------------------------------------------------------------
 
 
+# A batch is a token array (B, T + 1), or a pair (tokens, cycle positions) of such arrays when the data
+# knows each token's place in the model's cycle embedding (`MusicTransformer.forward`'s cycle_positions).
+Batch = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
+
+
+def split_batch(batch: Batch, device: torch.device, rows: slice = slice(None)
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A batch's tokens (B, T + 1) and the inputs' cycle positions (B, T) or None, as tensors on `device`."""
+    tokens, cycle = (batch, None) if isinstance(batch, np.ndarray) else batch
+    tokens = torch.from_numpy(tokens[rows]).to(device)
+    return tokens, None if cycle is None else torch.from_numpy(cycle[rows][:, :-1]).to(device)
+
+
 class TrainingData(Protocol):
     """A data set the training loop can use: token batches for training and validation.
 
@@ -148,14 +161,14 @@ class TrainingData(Protocol):
         """One line for the log: pieces and tokens per split."""
 
     def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
-                world_size: int, max_transpose: int) -> Iterator[tuple[int, np.ndarray]]:
-        """The training batches (B, T + 1) of an epoch from batch `start` on, as (batch index, array).
+                world_size: int, max_transpose: int) -> Iterator[tuple[int, Batch]]:
+        """The training batches (B, T + 1) of an epoch from batch `start` on, as (batch index, batch).
 
         A pure function of (seed, epoch, batch index), so that a resumed run sees the same data; with
         several processes each rank takes its own share of every batch.
         """
 
-    def validation_batches(self, length: int, batch_size: int) -> list[np.ndarray]:
+    def validation_batches(self, length: int, batch_size: int) -> list[Batch]:
         """Fixed, unaugmented batches (B, T + 1), PAD-filled, whose tokens the valid NLL scores."""
 
 
@@ -227,19 +240,18 @@ def start_distributed(device_request: str | None) -> tuple[Distributed, torch.de
 
 
 @torch.no_grad()
-def validation_nll(model: MusicTransformer, batches: list[np.ndarray], device: torch.device,
+def validation_nll(model: MusicTransformer, batches: list[Batch], device: torch.device,
                    dist: Distributed = Distributed(), pad: int = PAD) -> float:
     """Mean NLL per token (nats) over validation batches; each process scores its share of every batch's rows."""
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)
     for array in batches:
-        mine = array[dist.rank::dist.world_size]
-        if not len(mine):
+        batch, cycle = split_batch(array, device, slice(dist.rank, None, dist.world_size))
+        if not len(batch):
             continue
-        batch = torch.from_numpy(mine).to(device)
         with mixed_precision(device):
-            logits = model(batch[:, :-1])
+            logits = model(batch[:, :-1], cycle_positions=cycle)
         nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
                               ignore_index=pad, reduction="sum")
         total += torch.stack([nll.double(), (batch[:, 1:] != pad).sum().double()])
@@ -449,10 +461,10 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(config.seed * 1_000_003 + step * dist.world_size + dist.rank)  # dropout, resumable
-        x = torch.from_numpy(batch).to(device)
+        x, cycle = split_batch(batch, device)
         inputs, targets = x[:, :-1], x[:, 1:]
         with mixed_precision(device, config.precision):
-            logits = network(inputs)
+            logits = network(inputs, cycle_positions=cycle)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                ignore_index=data.pad, label_smoothing=config.label_smoothing)
         tokens = (targets != data.pad).sum()

@@ -149,6 +149,72 @@ def test_an_epoch_holds_every_chorale_once_transposed_and_resumes_exactly(jsb_fo
     assert not all(np.array_equal(a, b) for (_, a), b in zip(epoch, other))
 
 
+def hymn(period, pickup, bars, seed=0):
+    """A chorale in bars of `period` 16ths (16: 4/4, 12: 3/4): a quarter-note pickup when `pickup`, then
+    in every bar a half-note chord on the downbeat and quarter-note chords after it; it ends on a bar line."""
+    rng = np.random.default_rng(seed)
+    lengths = ([4] if pickup else []) + ([8, 4, 4] if period == 16 else [8, 4]) * bars
+    steps = []
+    for length in lengths:
+        root = int(rng.integers(55, 67))
+        steps += [[root + 12, root + 7, root + 4, root - 12]] * length
+    return np.array(steps)
+
+
+@pytest.mark.parametrize("period", [16, 12])
+@pytest.mark.parametrize("pickup", [True, False])
+def test_the_metre_and_pickup_are_inferred_from_where_the_long_notes_start(period, pickup):
+    chorale = hymn(period, pickup, bars=6)
+    assert jsb.infer_metre(chorale) == (period, 4 if pickup else 0)
+    places = jsb.metre_positions(chorale)
+    assert len(places) == len(jsb.serialise(chorale)) and places[0] == jsb.METRE_CYCLE - 1
+    base = 0 if period == 16 else 64
+    first_bar_line = 1 + 4 * (4 if pickup else 0)  # the downbeat's soprano token
+    assert places[first_bar_line:first_bar_line + 4].tolist() == [base, base + 1, base + 2, base + 3]
+    assert places[1:].max() == base + 4 * period - 1 and places[1:].min() == base
+    if pickup:  # the pickup is the bar's last quarter
+        assert places[1] == base + 4 * (period - 4)
+
+
+def test_metre_batches_carry_each_tokens_place_in_its_bar(jsb_folder):
+    chorales = [hymn(16, True, 10, seed=1), hymn(12, False, 12, seed=2), hymn(16, False, 9, seed=3)]
+    data = jsb.JSBData(chorales, chorales, metre=True)
+    full = [jsb.metre_positions(c) for c in chorales]
+    for length in (2304, 100):  # whole chorales, and cropped at random places
+        for _, (tokens, places) in data.batches(length, 2, seed=0, epoch=0, start=0, rank=0, world_size=1,
+                                                 max_transpose=5):
+            assert tokens.shape == places.shape
+            for row_tokens, row in zip(tokens, places):
+                row = row[row_tokens != jsb.PAD]
+                assert any(len(f) >= len(row) and any((f[o:o + len(row)] == row).all()
+                                                      for o in range(len(f) - len(row) + 1)) for f in full)
+    valid = data.validation_batches(0, 0, max_tokens=300)
+    assert all(isinstance(b, tuple) and b[0].shape == b[1].shape for b in valid)
+    assert sorted(int((b[0][:, 1:] != jsb.PAD).sum()) for b in valid) == sorted(4 * len(c) for c in chorales)
+    assert all(isinstance(b, np.ndarray) for b in jsb.JSBData(chorales, chorales).validation_batches(0, 0))
+
+
+def test_a_metre_model_learns_through_the_shared_loop_and_eval_reads_the_metre(jsb_folder, tmp_path):
+    config = tmp_path / "config.json"
+    smoke = jsb.CONFIGS["smoke"]
+    config.write_text(json.dumps({"model": smoke["model"], "train": {**smoke["train"], "steps": 30,
+                                                                     "learning_rate": 1e-2}}))
+    summary = jsb.train_run(str(config), "relative-timing-metre", tmp_path / "runs", None, 1, "cpu", 10, False,
+                            str(jsb_folder))
+    assert summary["model"]["position_cycle"] == jsb.METRE_CYCLE and summary["data"] == {"metre": True}
+    assert summary["valid_nll"] < 3.0  # untrained: about log(49) = 3.9
+    valid = jsb.read_chorales(jsb_folder / "valid.json")
+    assert jsb.score(tmp_path / "runs" / "relative-timing-metre" / "model.pt", valid, "cpu") == \
+        pytest.approx(summary["valid_nll"], abs=1e-4)
+    # Scored with the default places (the position modulo the cycle) instead, the same weights do worse.
+    model = jsb.load_checkpoint(tmp_path / "runs" / "relative-timing-metre" / "model.pt", device="cpu")
+    plain = jsb.validation_nll(model, jsb.JSBData(valid, valid).validation_batches(0, 0), model.device, pad=jsb.PAD)
+    assert plain > summary["valid_nll"] + 0.01
+    with pytest.raises(jsb.JSBError, match="position_cycle=113"):
+        config.write_text(json.dumps({"model": smoke["model"], "train": smoke["train"], "data": {"metre": True}}))
+        jsb.run_configs(str(config), "relative-bar")
+
+
 def test_validation_scores_every_token_of_every_chorale_once(jsb_folder):
     data = jsb.JSBData.load(jsb_folder)
     batches = data.validation_batches(0, 0, max_tokens=200)

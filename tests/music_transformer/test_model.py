@@ -78,6 +78,21 @@ def test_position_cycle_tells_a_relative_model_where_it_is_modulo_the_cycle():
         assert (last(16) - last(19)).abs().max() > 1e-2
 
 
+def test_given_cycle_positions_replace_the_position_modulo_the_cycle():
+    # Data that knows each token's place (a score's metre) passes it: the position modulo the cycle
+    # is then the same as the default, and other places change the logits.
+    model = small_model("both", position_cycle=8)
+    with torch.no_grad():
+        model.cycle_embedding.weight.normal_(0, 0.1)
+        tokens = torch.randint(0, VOCAB_SIZE, (2, 40))
+        default = torch.arange(40).repeat(2, 1) % 8
+        torch.testing.assert_close(model(tokens, cycle_positions=default), model(tokens), atol=0, rtol=0)
+        shifted = model(tokens, cycle_positions=(default + 3) % 8)
+        assert (shifted - model(tokens)).abs().max() > 1e-2
+        with pytest.raises(ValueError, match="cycle"):
+            small_model()(tokens, cycle_positions=default)
+
+
 def decode_step_by_step(model, tokens, prefill, window=None):
     """Logits from a cache: the first `prefill` tokens at once, then one token a step; and the cache."""
     with torch.no_grad():
