@@ -103,6 +103,8 @@ RUNS = {
     "relative-bar": {"model": BAR},
     "relative-timing-bar": {"model": {"positional": "both", **BAR}},
     "absolute-bar": {"model": {"positional": "absolute", **BAR}},  # the baseline, told the same
+    # the paper's relative pitch as well: attention reads the interval between two voices' pitches
+    "relative-timing-bar-pitch": {"model": {"positional": "both", **BAR, "relative_pitch": REST}},
     "relative-timing-metre": {"model": {"positional": "both", **METRE["model"]}, "data": METRE["data"]},
     "absolute-metre": {"model": {"positional": "absolute", **METRE["model"]}, "data": METRE["data"]},
     # transposed as far as the vocabulary reaches (up to ±6), not only within each voice's range

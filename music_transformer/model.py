@@ -13,6 +13,11 @@ its 16th note in a 4/4 bar (4 voices x 16 steps). It repeats every P tokens, so 
 performance events have no grid and leave it off. Data that knows each token's place better than the
 position does (a score's metre and pickup) passes `cycle_positions` to `forward`: then the embedding
 reads those indices (any of the P) instead of the position modulo P.
+
+`relative_pitch=N` (tokens 0..N-1 are pitches a semitone apart, as in the JSB Chorales) makes relative
+attention read the interval between the query's and each key's pitch as well, through a second table
+of relation embeddings: the relative timing and pitch of the paper's JSB experiments. It trains and
+scores whole sequences; it has no cached decoder.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ class ModelConfig:
     block_size: int = 64  # query block of the relative attention: memory holds one block's logits
     local_block: int | None = None  # relative local attention: own block and the previous (None: global)
     position_cycle: int | None = None  # learned embedding of the position modulo this length (None: none)
+    # Relative pitch: tokens 0..N-1 are pitches a semitone apart, and relative attention also reads the
+    # interval between the query's and the key's pitches (None: off). Training and scoring; no cache.
+    relative_pitch: int | None = None
 
     def __post_init__(self) -> None:
         if self.positional not in POSITIONAL_KINDS:
@@ -59,6 +67,12 @@ class ModelConfig:
             raise ValueError(f"local_block must be a positive length, not {self.local_block}")
         if self.position_cycle is not None and self.position_cycle < 1:
             raise ValueError(f"position_cycle must be a positive length, not {self.position_cycle}")
+        if self.relative_pitch is not None:
+            if not 1 <= self.relative_pitch <= self.vocab_size:
+                raise ValueError(f"relative_pitch must count pitch tokens (1..{self.vocab_size}), "
+                                 f"not {self.relative_pitch}")
+            if not self.relative_attention or self.attention_dropout > 0.0:
+                raise ValueError("relative_pitch needs relative attention without attention dropout")
 
     @property
     def relative_attention(self) -> bool:
@@ -132,13 +146,14 @@ class Block(nn.Module):
         self.attention = MultiHeadSelfAttention(
             config.d_model, config.n_heads, attention_dropout=config.attention_dropout,
             max_relative_distance=config.max_relative_distance if config.relative_attention else None,
-            block_size=config.block_size, local=config.local_block)
+            block_size=config.block_size, local=config.local_block, relative_pitch=config.relative_pitch)
         self.feed_forward_norm = nn.LayerNorm(config.d_model)
         self.feed_forward = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, window: int | None) -> torch.Tensor:
-        x = x + self.dropout(self.attention(self.attention_norm(x), cache, layer, window))
+    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, window: int | None,
+                pitches: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.dropout(self.attention(self.attention_norm(x), cache, layer, window, pitches))
         return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
 
 
@@ -206,8 +221,13 @@ class MusicTransformer(nn.Module):
         if self.config.timing_signal:
             x = x + sinusoidal_positions(positions, self.config.d_model).to(x.dtype)
         x = self.embedding_dropout(x)
+        pitches = None
+        if self.config.relative_pitch is not None:
+            if cache is not None:
+                raise ValueError("a model with relative pitch has no cached decoder: score whole sequences")
+            pitches = torch.where(tokens < self.config.relative_pitch, tokens, -1)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer, window)
+            x = block(x, cache, layer, window, pitches)
         if cache is not None:
             cache.position += tokens.shape[1]
         return self.head(self.final_norm(x))

@@ -384,8 +384,9 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
 
     torch.manual_seed(config.seed)
     model = MusicTransformer(model_config).to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "relative_embeddings" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "relative_embeddings" in n]
+    relation = ("relative_embeddings", "pitch_embeddings")  # relation tables: no weight decay
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not any(r in n for r in relation)]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or any(r in n for r in relation)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-9)

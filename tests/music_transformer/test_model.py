@@ -93,6 +93,32 @@ def test_given_cycle_positions_replace_the_position_modulo_the_cycle():
             small_model()(tokens, cycle_positions=default)
 
 
+def test_relative_pitch_reads_intervals_trains_and_refuses_what_it_cannot_do():
+    for bad in (dict(relative_pitch=0), dict(relative_pitch=12, positional="absolute"),
+                dict(relative_pitch=12, attention_dropout=0.1)):
+        with pytest.raises(ValueError, match="relative_pitch"):
+            ModelConfig(**bad)
+    model = small_model("both", relative_pitch=40).train()
+    tokens = torch.randint(0, 60, (2, 50))  # tokens 40..59 have no pitch
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        logits = model(tokens[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        assert model.blocks[0].attention.pitch_embeddings.grad.abs().sum() > 0
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 1.0
+    with torch.no_grad():  # the interval table is read: changing it changes the logits
+        before = model.eval()(tokens)
+        model.blocks[0].attention.pitch_embeddings.normal_()
+        assert (model(tokens) - before).abs().max() > 1e-3
+        with pytest.raises(ValueError, match="cached decoder"):
+            model(tokens, cache=model.new_cache())
+
+
 def decode_step_by_step(model, tokens, prefill, window=None):
     """Logits from a cache: the first `prefill` tokens at once, then one token a step; and the cache."""
     with torch.no_grad():
