@@ -1,6 +1,6 @@
 """The Music Transformer paper's JSB Chorales benchmark: NLL per token, relative vs. absolute attention.
 
-    python bench/jsb.py [--config cpu|cpu-long|gpu|FILE] [--runs relative,absolute] [--out runs/jsb] [--jobs 2]
+    python bench/jsb.py [--config cpu|cpu-long|cpu-2h|gpu|FILE] [--runs relative,absolute] [--out runs/jsb] [--jobs 2]
     python bench/jsb.py --eval FILE.json --checkpoint runs/jsb/relative/model.pt
     music-transformer bench jsb ...        (the same, from a source checkout)
 
@@ -15,7 +15,10 @@ Runs (`--runs`): `relative` (the paper's model), `absolute` (the baseline), `rel
 (relative attention plus the sinusoidal timing signal), the `-bar` runs (a learned embedding of the
 position modulo one 4/4 bar, `ModelConfig.position_cycle=64`: each token's voice and 16th note),
 `relative-timing-bar-all-keys` (transposed as far as the vocabulary reaches, not only within each
-voice's range), and the recipe's variants. On a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as
+voice's range), `relative-timing-bar-pitch` (relative pitch as well: attention reads the interval
+between two tokens' pitches, `ModelConfig.relative_pitch`), the `-metre` runs (the cycle embedding told
+each token's place in its chorale's own bar, 4/4 or 3/4 and the pickup inferred by `infer_metre`),
+and the recipe's variants. On a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as
 one prepared script.
 
 The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
@@ -88,6 +91,10 @@ CONFIGS = {
 # little less: 0.489 and 0.496 against float32's 0.476 after 3,000 steps; bench/README.md).
 CONFIGS["cpu-long"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "steps": 11000,
                                                    "precision": "bfloat16"}}
+# The same budget spent the other way: float32 (more learnt per step) with the runs one after the other,
+# each on both cores (`--jobs 1`): 8,000 steps of relative-timing-bar and of absolute in 76 minutes
+# (0.4139 and 0.4435 averaged, the best CPU result; bench/README.md).
+CONFIGS["cpu-2h"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "steps": 8000}}
 
 # What each named run changes in the config, section by section (issue 8's with/without measurements
 # use the same table).

@@ -81,7 +81,7 @@ def test_fused_backward_gives_the_gradients_of_the_direct_formula(block_size, wi
         torch.testing.assert_close(fused, direct, atol=1e-10, rtol=0)
 
 
-def _direct_pitch_attention(q, k, v, embeddings, pitch_table, pitches, window=None):
+def _direct_pitch_attention(q, k, v, embeddings, pitch_table, pitches, window=None, local=None):
     """As _direct_attention, plus q_i . R[pitch_i - pitch_j] gathered pair by pair (the last row of R
     where either token has no pitch)."""
     count = pitch_table.shape[-2] // 2
@@ -97,11 +97,14 @@ def _direct_pitch_attention(q, k, v, embeddings, pitch_table, pitches, window=No
     logits = (logits + pitch_logits) / math.sqrt(q.shape[-1])
     i, j = torch.arange(length)[:, None], torch.arange(length)[None, :]
     allowed = (j <= i) & ((i - j < window) if window is not None else True)
+    if local is not None:
+        allowed &= j >= (i // local - 1) * local  # own block and the previous one
     return torch.softmax(logits.masked_fill(~allowed, float("-inf")), -1) @ v
 
 
-@pytest.mark.parametrize("block_size,window", [(None, None), (8, None), (7, 12)])
-def test_relative_pitch_adds_the_interval_relation_with_exact_gradients(block_size, window):
+@pytest.mark.parametrize("block_size,window,local", [(None, None, None), (8, None, None), (7, 12, None),
+                                                     (8, None, 8)])
+def test_relative_pitch_adds_the_interval_relation_with_exact_gradients(block_size, window, local):
     generator = torch.Generator().manual_seed(11)
     count, length = 6, 30
     tensors = [torch.randn(2, 2, length, 4, dtype=torch.float64, generator=generator) for _ in range(3)]
@@ -111,9 +114,9 @@ def test_relative_pitch_adds_the_interval_relation_with_exact_gradients(block_si
     assert (pitches < 0).any() and (pitches == count - 1).any()
     weights = torch.randn(2, 2, length, 4, dtype=torch.float64, generator=generator)
     outputs, gradients = [], []
-    for attend in (lambda *t: relative_attention(*t[:4], window=window, block_size=block_size,
+    for attend in (lambda *t: relative_attention(*t[:4], window=window, block_size=block_size, local=local,
                                                  pitch_table=t[4], pitches=pitches),
-                   lambda *t: _direct_pitch_attention(*t, pitches, window=window)):
+                   lambda *t: _direct_pitch_attention(*t, pitches, window=window, local=local)):
         inputs = [t.clone().requires_grad_() for t in tensors]
         out = attend(*inputs)
         (out * weights).sum().backward()
@@ -124,11 +127,12 @@ def test_relative_pitch_adds_the_interval_relation_with_exact_gradients(block_si
         torch.testing.assert_close(fused, direct, atol=1e-10, rtol=0)
     assert gradients[0][4].abs().sum() > 0
     with torch.no_grad():  # scoring takes the same path without the backward
-        scored = relative_attention(*tensors[:4], window=window, block_size=block_size,
+        scored = relative_attention(*tensors[:4], window=window, block_size=block_size, local=local,
                                     pitch_table=tensors[4], pitches=pitches)
     torch.testing.assert_close(scored, outputs[1], atol=1e-10, rtol=0)
     # The term matters: without it the output differs.
-    assert (relative_attention(*tensors[:4], window=window, block_size=block_size) - outputs[1]).abs().max() > 1e-3
+    plain = relative_attention(*tensors[:4], window=window, block_size=block_size, local=local)
+    assert (plain - outputs[1]).abs().max() > 1e-3
     with pytest.raises(ValueError, match="attention dropout"):
         relative_attention(*[t.clone().requires_grad_() for t in tensors[:4]], dropout=0.1,
                            pitch_table=tensors[4].clone().requires_grad_(), pitches=pitches)

@@ -72,6 +72,14 @@ def test_every_named_config_builds_every_run():
     long_model, long_train, _ = jsb.run_configs("cpu-long", "relative-timing-bar")
     assert long_model == jsb.run_configs("cpu", "relative-timing-bar")[0]  # the cpu model, trained longer
     assert long_train.precision == "bfloat16" and long_train.steps > jsb.run_configs("cpu", "relative")[1].steps
+    two_hours_model, two_hours_train, _ = jsb.run_configs("cpu-2h", "absolute")
+    assert two_hours_model == jsb.run_configs("cpu", "absolute")[0]
+    assert two_hours_train.precision == "auto" and two_hours_train.steps == 8000  # float32 on the CPU
+    pitch_model = jsb.run_configs("cpu", "relative-timing-bar-pitch")[0]
+    assert pitch_model.relative_pitch == jsb.REST and pitch_model.position_cycle == 64  # the 46 pitch tokens
+    for run in ("relative-timing-metre", "absolute-metre"):
+        metre_model, _, data_options = jsb.run_configs("cpu", run)
+        assert metre_model.position_cycle == jsb.METRE_CYCLE and data_options["metre"] is True
 
 
 def test_a_config_file_with_an_unknown_data_option_is_refused(tmp_path):
