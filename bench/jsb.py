@@ -110,7 +110,7 @@ RUNS = {
     "relative-bar": {"model": BAR},
     "relative-timing-bar": {"model": {"positional": "both", **BAR}},
     "absolute-bar": {"model": {"positional": "absolute", **BAR}},  # the baseline, told the same
-    # the paper's relative pitch as well: attention reads the interval between two voices' pitches
+    # the paper's relative pitch as well: attention reads the interval between two tokens' pitches
     "relative-timing-bar-pitch": {"model": {"positional": "both", **BAR, "relative_pitch": REST}},
     "relative-timing-metre": {"model": {"positional": "both", **METRE["model"]}, "data": METRE["data"]},
     "absolute-metre": {"model": {"positional": "absolute", **METRE["model"]}, "data": METRE["data"]},
@@ -292,7 +292,9 @@ class JSBData:
                 if key not in self._shifts:
                     self._shifts[key] = allowed_shifts(chorale, self.transpose_ranges, max_transpose)
                 tokens = serialise(chorale, int(sample_rng.choice(self._shifts[key])))
-                place = self._places.setdefault(index, metre_positions(chorale)) if self.metre else tokens
+                if self.metre and index not in self._places:
+                    self._places[index] = metre_positions(chorale)
+                place = self._places[index] if self.metre else tokens
                 if len(tokens) > length + 1:
                     offset = int(sample_rng.integers(0, len(tokens) - length))
                     tokens, place = tokens[offset:offset + length + 1], place[offset:offset + length + 1]
