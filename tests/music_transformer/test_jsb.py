@@ -184,7 +184,7 @@ def test_the_metre_and_pickup_are_inferred_from_where_the_long_notes_start(perio
         assert places[1] == base + 4 * (period - 4)
 
 
-def test_metre_batches_carry_each_tokens_place_in_its_bar(jsb_folder):
+def test_metre_batches_carry_each_tokens_place_in_its_bar():
     chorales = [hymn(16, True, 10, seed=1), hymn(12, False, 12, seed=2), hymn(16, False, 9, seed=3)]
     data = jsb.JSBData(chorales, chorales, metre=True)
     full = [jsb.metre_positions(c) for c in chorales]
