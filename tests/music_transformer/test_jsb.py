@@ -74,7 +74,7 @@ def test_every_named_config_builds_every_run():
     assert long_train.precision == "bfloat16" and long_train.steps > jsb.run_configs("cpu", "relative")[1].steps
     two_hours_model, two_hours_train, _ = jsb.run_configs("cpu-2h", "absolute")
     assert two_hours_model == jsb.run_configs("cpu", "absolute")[0]
-    assert two_hours_train.precision == "auto" and two_hours_train.steps == 8000  # float32 on the CPU
+    assert two_hours_train.precision == "auto" and two_hours_train.steps == 12000  # float32 on the CPU
     pitch_model = jsb.run_configs("cpu", "relative-timing-bar-pitch")[0]
     assert pitch_model.relative_pitch == jsb.REST and pitch_model.position_cycle == 64  # the 46 pitch tokens
     for run in ("relative-timing-metre", "absolute-metre"):
