@@ -92,8 +92,8 @@ CONFIGS = {
 CONFIGS["cpu-long"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "steps": 11000,
                                                    "precision": "bfloat16"}}
 # The same budget spent the other way: float32 (more learnt per step) with the runs one after the other,
-# each on both cores (`--jobs 1`): 12,000 steps of relative-timing-bar and of absolute fill the two hours
-# (the best CPU result; 8,000 steps took 76 minutes; bench/README.md).
+# each on both cores (`--jobs 1`): 12,000 steps of relative-timing-bar and of absolute in 108 of the 120
+# minutes (0.4070 and 0.4313 averaged, the best CPU result; bench/README.md).
 CONFIGS["cpu-2h"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "steps": 12000}}
 
 # What each named run changes in the config, section by section (issue 8's with/without measurements
