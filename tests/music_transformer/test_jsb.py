@@ -82,6 +82,22 @@ def test_every_named_config_builds_every_run():
         assert metre_model.position_cycle == jsb.METRE_CYCLE and data_options["metre"] is True
 
 
+def test_the_committed_config_files_change_only_what_their_names_say():
+    """bench/jsb_configs/: the README's one-change experiments against cpu-2h, reproducible from a clone."""
+    base_model, base_train, base_data = jsb.run_configs("cpu-2h", "relative-timing-bar")
+    changes = {}
+    for path in sorted((REPO / "bench" / "jsb_configs").glob("*.json")):
+        model, train, data = jsb.run_configs(str(path), "relative-timing-bar")
+        changed = {f"model.{k}": v for k, v in vars(model).items() if vars(base_model)[k] != v}
+        changed.update({f"train.{k}": v for k, v in vars(train).items() if vars(base_train)[k] != v})
+        assert data == base_data
+        changes[path.name] = changed
+    assert changes == {
+        "cpu-2h-4-layers.json": {"model.n_layers": 4, "train.steps": 9000},  # the same minutes as 3 layers
+        "cpu-2h-dropout-0.2.json": {"model.dropout": 0.2},
+    }
+
+
 def test_a_config_file_with_an_unknown_data_option_is_refused(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"model": {}, "train": {}, "data": {"transpose_whithin": "voices"}}))
