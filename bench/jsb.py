@@ -327,7 +327,10 @@ class JSBData:
 
 
 def load_config(name_or_path: str) -> tuple[dict, dict, dict]:
-    """A named config or a JSON file {"model": {...}, "train": {...}, "data": {...}} (plain dicts)."""
+    """A named config or a JSON file {"model": {...}, "train": {...}, "data": {...}} (plain dicts).
+
+    A file with "base": a named config gives only what it changes, section by section
+    (bench/jsb_configs/)."""
     if name_or_path in CONFIGS:
         config = CONFIGS[name_or_path]
     else:
@@ -336,6 +339,13 @@ def load_config(name_or_path: str) -> tuple[dict, dict, dict]:
         except (OSError, ValueError) as error:
             raise JSBError(f"--config {name_or_path}: neither {', '.join(CONFIGS)} nor a JSON config ({error})") \
                 from None
+        if "base" in config:
+            if config["base"] not in CONFIGS:
+                raise JSBError(f"--config {name_or_path}: its base {config['base']!r} is none of "
+                               f"{', '.join(CONFIGS)}")
+            base = CONFIGS[config["base"]]
+            config = {section: {**base.get(section, {}), **config.get(section, {})}
+                      for section in ("model", "train", "data")}
     return dict(config.get("model", {})), dict(config.get("train", {})), dict(config.get("data", {}))
 
 

@@ -103,6 +103,9 @@ def test_a_config_file_with_an_unknown_data_option_is_refused(tmp_path):
     path.write_text(json.dumps({"model": {}, "train": {}, "data": {"transpose_whithin": "voices"}}))
     with pytest.raises(jsb.JSBError, match="transpose_whithin"):
         jsb.run_configs(str(path), "relative")
+    path.write_text(json.dumps({"base": "cpu-3h", "model": {"dropout": 0.2}}))
+    with pytest.raises(jsb.JSBError, match="base 'cpu-3h' is none of cpu, gpu"):
+        jsb.run_configs(str(path), "relative")
     with pytest.raises(jsb.JSBError, match="transpose_within"):
         jsb.JSBData([np.zeros((4, 4), dtype=np.int64) + 60], [], transpose_within="octaves")
 
