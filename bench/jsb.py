@@ -1,7 +1,7 @@
 """The Music Transformer paper's JSB Chorales benchmark: NLL per token, relative vs. absolute attention.
 
     python bench/jsb.py [--config cpu|cpu-long|cpu-2h|gpu|FILE] [--runs relative,absolute] [--out runs/jsb] [--jobs 2]
-    python bench/jsb.py --eval FILE.json --checkpoint runs/jsb/relative/model.pt
+    python bench/jsb.py --eval FILE.json --checkpoint runs/jsb/relative/model.pt [--transpositions 3]
     music-transformer bench jsb ...        (the same, from a source checkout)
 
 Each chorale of `../shared/data/jsb16/` (lists of 16th-note steps [S, A, T, B], MIDI pitches 36..81,
@@ -23,8 +23,10 @@ one prepared script.
 
 The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
 from its start token. The paper reports 0.335 for relative attention; the baseline Transformer with
-absolute positions scores worse. Checkpoints go to `--out` (default `runs/jsb`, not committed); a run
-directory that already holds a run is resumed (and, when finished, only scored again).
+absolute positions scores worse. With `--transpositions K` the model's predictions are also scored
+averaged over the chorale transposed by -K..+K semitones (`key_averaged_log_probs`: still a model of
+each token given only the ones before it). Checkpoints go to `--out` (default `runs/jsb`, not
+committed); a run directory that already holds a run is resumed (and, when finished, only scored again).
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+import torch
 
 from music_transformer.checkpoint import average_checkpoints, load_checkpoint
 from music_transformer.errors import ContinuoError
-from music_transformer.model import ModelConfig
+from music_transformer.model import ModelConfig, MusicTransformer, mixed_precision
 from music_transformer import train as train_module
 from music_transformer.train import Batch, TrainConfig, validation_nll
 
@@ -373,14 +376,99 @@ def run_configs(config: str, run: str, steps: int | None = None,
     return model_config, train_config, data_options
 
 
-def score(checkpoint: str | os.PathLike, chorales: Sequence[np.ndarray], device: str | None = None) -> float:
-    """NLL per token (nats) of a checkpoint over whole chorales, every token after START scored."""
+def score(checkpoint: str | os.PathLike, chorales: Sequence[np.ndarray], device: str | None = None,
+          transpositions: int = 0) -> float:
+    """NLL per token (nats) of a checkpoint over whole chorales, every token after START scored; with
+    `transpositions`, of its predictions averaged over that many keys either side (`key_averaged_nll`)."""
+    if transpositions < 0:
+        raise JSBError(f"--transpositions must be 0 or more, not {transpositions}")
     model = load_checkpoint(checkpoint, device=device)
     if model.config.vocab_size != VOCAB_SIZE:
         raise JSBError(f"{checkpoint}: not a JSB model (its vocabulary has {model.config.vocab_size} tokens, "
                        f"JSB's {VOCAB_SIZE})")
+    if transpositions:
+        return key_averaged_nll(model, chorales, transpositions)
     data = JSBData(chorales, chorales, name="eval", metre=model.config.position_cycle == METRE_CYCLE)
     return validation_nll(model, data.validation_batches(0, 0), model.device, pad=PAD)
+
+
+def transposed_tokens(chorale: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """`serialise(chorale, shift)` with any pitch the shift takes outside LOWEST..HIGHEST clamped to the
+    nearest end, and whether each token after START stays inside (a rest always does)."""
+    shifted = np.where(chorale >= 0, chorale + shift, -1)
+    inside = (shifted < 0) | ((shifted >= LOWEST) & (shifted <= HIGHEST))
+    clamped = np.where(shifted >= 0, np.clip(shifted, LOWEST, HIGHEST), -1)
+    return serialise(clamped), inside.reshape(-1)
+
+
+def in_key(log_probs: np.ndarray, shift: int) -> np.ndarray:
+    """A transposed model's next-token log-probabilities (T, vocabulary) read back in the chorale's own
+    key: (T, REST + 1) over the pitches and the rest, pitch p taken from column p + shift (impossible
+    where that leaves the vocabulary), renormalised over what the shift can reach."""
+    result = np.full((len(log_probs), REST + 1), -np.inf, dtype=np.float64)
+    pitches = np.arange(REST)
+    reachable = (pitches + shift >= 0) & (pitches + shift < REST)
+    result[:, pitches[reachable]] = log_probs[:, pitches[reachable] + shift]
+    result[:, REST] = log_probs[:, REST]
+    return result - np.logaddexp.reduce(result, axis=1, keepdims=True)
+
+
+def key_averaged_log_probs(model: MusicTransformer, chorales: Sequence[np.ndarray], transpositions: int,
+                           max_tokens: int = 4096) -> list[np.ndarray]:
+    """Per chorale, the (tokens - 1, REST + 1) next-token log-probabilities of the model averaged over
+    keys: the mean of its predictions for the chorale transposed by -transpositions..+transpositions
+    semitones, each read back in the chorale's key (`in_key`).
+
+    A proper model of the chorale in its own key: each prediction is a distribution over the next
+    token that depends only on the tokens before it. A transposition whose past leaves the vocabulary
+    drops out from the next token on (at the first token it cannot reach it still counts, with
+    probability 0 for that token); the untransposed model never drops out.
+    """
+    device = model.device
+    metre = model.config.position_cycle == METRE_CYCLE
+    order = sorted(range(len(chorales)), key=lambda index: len(chorales[index]))
+    groups, group = [], []
+    for index in order:
+        if group and (len(group) + 1) * (4 * len(chorales[index]) + 1) > max_tokens:
+            groups.append(group)
+            group = []
+        group.append(index)
+    if group:
+        groups.append(group)
+    sums: list[np.ndarray | None] = [None] * len(chorales)
+    counts = [np.zeros(4 * len(chorale)) for chorale in chorales]
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for shift in range(-transpositions, transpositions + 1):
+            for group in groups:
+                rows = [transposed_tokens(chorales[index], shift) for index in group]
+                tokens = torch.from_numpy(_pad_rows([row[0] for row in rows])).to(device)
+                cycle = (torch.from_numpy(_pad_rows([metre_positions(chorales[index]) for index in group], 0)
+                                          )[:, :-1].to(device) if metre else None)
+                with mixed_precision(device):
+                    logits = model(tokens[:, :-1], cycle_positions=cycle)
+                log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
+                for row, index in enumerate(group):
+                    length = 4 * len(chorales[index])
+                    inside = rows[row][1]
+                    # the prediction of token t + 1 reads tokens up to t: it stands while those stay inside
+                    stands = np.concatenate([[True], np.cumprod(inside[:-1]).astype(bool)])
+                    predicted = np.where(stands[:, None], in_key(log_probs[row, :length], shift), -np.inf)
+                    sums[index] = predicted if sums[index] is None else np.logaddexp(sums[index], predicted)
+                    counts[index] += stands
+    model.train(was_training)
+    return [total - np.log(count)[:, None] for total, count in zip(sums, counts)]
+
+
+def key_averaged_nll(model: MusicTransformer, chorales: Sequence[np.ndarray], transpositions: int) -> float:
+    """NLL per token (nats) of whole chorales under `key_averaged_log_probs`."""
+    total = count = 0.0
+    for chorale, log_probs in zip(chorales, key_averaged_log_probs(model, chorales, transpositions)):
+        targets = serialise(chorale)[1:]
+        total -= log_probs[np.arange(len(targets)), targets].sum()
+        count += len(targets)
+    return total / count
 
 
 def average_last(run_dir: Path, count: int = 5) -> list[Path]:
@@ -394,8 +482,10 @@ def average_last(run_dir: Path, count: int = 5) -> list[Path]:
 
 
 def train_run(config: str, run: str, out: Path, steps: int | None, threads: int | None, device: str | None,
-              keep_every: int, progress: bool, data_folder: str, max_minutes: float | None = None) -> dict:
-    """Trains one named run into out/run; returns its summary with the valid NLL of the final and averaged weights."""
+              keep_every: int, progress: bool, data_folder: str, max_minutes: float | None = None,
+              transpositions: int = 0) -> dict:
+    """Trains one named run into out/run; returns its summary with the valid NLL of the final and averaged
+    weights (and, with `transpositions`, of the averaged weights' predictions averaged over keys)."""
     model_config, train_config, data_options = run_configs(config, run, steps, max_minutes)
     data = JSBData.load(data_folder, **data_options)
     run_dir = out / run
@@ -408,6 +498,9 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
     if kept:
         summary["averaged_valid_nll"] = score(run_dir / "averaged.pt", data.valid, device)
         summary["averaged_checkpoints"] = len(kept)
+        if transpositions:
+            summary["key_averaged_valid_nll"] = score(run_dir / "averaged.pt", data.valid, device, transpositions)
+            summary["transpositions"] = transpositions
     summary["run"] = run
     summary["model"] = asdict(model_config)
     summary["train"] = asdict(train_config)
@@ -457,15 +550,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-every", type=int, default=100, help="keep weights every N steps (the last 5 are averaged)")
     parser.add_argument("--eval", type=Path, metavar="FILE.json", help="score --checkpoint on this split instead")
     parser.add_argument("--checkpoint", type=Path, help="the model --eval scores")
+    parser.add_argument("--transpositions", type=int, default=0, metavar="K",
+                        help="score the model's predictions averaged over the chorale transposed by -K..+K "
+                             "semitones (--eval; after training: the averaged weights); default 0, the plain score")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     try:
         if args.eval or args.checkpoint:
             if not (args.eval and args.checkpoint):
                 raise JSBError("--eval FILE.json and --checkpoint C go together")
-            nll = score(args.checkpoint, read_chorales(args.eval), args.device)
+            nll = score(args.checkpoint, read_chorales(args.eval), args.device, args.transpositions)
             print(f"nll_per_token: {nll:.4f}")
             return 0
+        if args.transpositions < 0:
+            raise JSBError(f"--transpositions must be 0 or more, not {args.transpositions}")
         runs = [name.strip() for name in args.runs.split(",") if name.strip()]
         for run in runs:
             run_configs(args.config, run)  # unknown names fail before anything trains
@@ -473,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = max(1, min(args.jobs, len(runs)))
         threads = max(1, (os.cpu_count() or 1) // jobs)
         work = [(args.config, run, args.out, args.steps, threads, args.device, args.keep_every, jobs == 1,
-                 args.data, args.max_minutes) for run in runs]
+                 args.data, args.max_minutes, args.transpositions) for run in runs]
         started = time.monotonic()
         summaries = map_in_processes(_train_run_job, work, jobs)
         wall = time.monotonic() - started
@@ -484,11 +582,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nJSB Chorales, valid NLL per token (nats); config {args.config!r}: {model['n_layers']} layers x "
           f"{model['d_model']}, {model['n_heads']} heads, {summaries[0]['train']['steps']} steps of "
           f"{summaries[0]['train']['batch_size']} chorales; {wall / 60:.1f} min wall-clock for all runs")
-    print(f"{'run':<28}{'ours':>8}{'averaged':>10}{'paper':>8}{'steps':>7}{'minutes':>9}")
+    keys = f"±{args.transpositions} keys" if args.transpositions else ""  # the averaged weights, key-averaged
+    width = 10 if keys else 0
+    print(f"{'run':<28}{'ours':>8}{'averaged':>10}{keys:>{width}}{'paper':>8}{'steps':>7}{'minutes':>9}")
     for s in summaries:
         paper = PAPER.get(s["run"])
-        averaged = s.get("averaged_valid_nll")
+        averaged, key_averaged = s.get("averaged_valid_nll"), s.get("key_averaged_valid_nll")
         print(f"{s['run']:<28}{s['valid_nll']:>8.4f}{'' if averaged is None else f'{averaged:.4f}':>10}"
+              f"{'' if key_averaged is None else f'{key_averaged:.4f}':>{width}}"
               f"{'' if paper is None else paper:>8}{s['step']:>7}{s['wall_seconds'] / 60:>9.1f}")
     if args.json:
         print(json.dumps({"config": args.config, "wall_seconds": round(wall, 1), "runs": summaries}))

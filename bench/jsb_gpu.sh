@@ -8,7 +8,8 @@
 #    $RUNS) side by side for 84 steps;
 # 3. trains them side by side from scratch, all with the same number of steps, as many as the
 #    probe says fit in TRAIN_SECONDS (at most the config's 4,000; a time guard stops a slow run);
-# 4. prints the table (valid NLL of the final and the averaged weights) and the decoder's speed on the GPU.
+# 4. prints the table (valid NLL of the final and the averaged weights, and of the averaged weights'
+#    predictions averaged over 7 keys, --transpositions 3) and the decoder's speed on the GPU.
 # Checkpoints stay in RUN_DIR; REPORT_DIR (if given) gets the report, the summaries with their
 # validation curves, and the best relative model in half precision, cut into parts of 15 MB.
 set -uo pipefail
@@ -24,7 +25,7 @@ device=${DEVICE:-cuda}  # DEVICE=cpu CONFIG=smoke: a dry run of this script with
 runs_list=${RUNS:-relative,absolute,relative-timing-bar,relative-timing-bar-all-keys}
 IFS=, read -r -a names <<<"$runs_list"
 jsb=("$python" "$here/bench/jsb.py" --config "${CONFIG:-gpu}" --runs "$runs_list" --jobs "${#names[@]}"
-     --device "$device" --data "$data")
+     --device "$device" --data "$data" --transpositions 3)
 step() { echo; echo "=== $* ($(date -u +%T))"; }
 
 if [ "$device" != cpu ]; then

@@ -257,11 +257,19 @@ def test_training_through_the_shared_loop_learns_and_eval_scores_a_split(jsb_fol
                                                                      "learning_rate": 1e-2}}))
     out = tmp_path / "runs"
     assert cli_main(["bench", "jsb", "--config", str(config), "--data", str(jsb_folder), "--out", str(out),
-                     "--keep-every", "10", "--json"]) == 0
+                     "--keep-every", "10", "--transpositions", "1", "--json"]) == 0
     printed = capsys.readouterr().out
     result = json.loads(printed.strip().splitlines()[-1])
     runs = {r["run"]: r for r in result["runs"]}
     assert set(runs) == {"relative", "absolute"}
+    assert "±1 keys" in printed and all(run["transpositions"] == 1 for run in runs.values())
+    # the key-averaged score of the averaged weights, in the summary and from --eval alike
+    assert jsb.main(["--eval", str(jsb_folder / "valid.json"), "--checkpoint", str(out / "relative" / "averaged.pt"),
+                     "--transpositions", "1"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert float(line.split()[-1]) == pytest.approx(runs["relative"]["key_averaged_valid_nll"], abs=1e-4)
+    assert runs["relative"]["key_averaged_valid_nll"] != pytest.approx(runs["relative"]["averaged_valid_nll"],
+                                                                       abs=1e-4)
     log = [json.loads(line) for line in (out / "relative" / "log.jsonl").read_text().splitlines()]
     assert log[0]["valid_nll"] > 3.0  # untrained: about log(49) = 3.9
     for run in runs.values():
@@ -287,6 +295,56 @@ def test_training_through_the_shared_loop_learns_and_eval_scores_a_split(jsb_fol
     assert total / count == pytest.approx(runs["relative"]["valid_nll"], abs=1e-4)
 
 
+def _softmax_in_key(model, chorale, shift):
+    """By hand: the model's next-token probabilities for the chorale transposed by `shift`, as a dict
+    per position {original token: probability}, renormalised over the pitches and rest it can reach."""
+    with torch.no_grad():
+        tokens = torch.from_numpy(jsb.serialise(chorale, shift))[None]
+        probabilities = torch.softmax(model(tokens[:, :-1])[0].double(), -1).numpy()
+    rows = []
+    for row in probabilities:
+        reachable = {token: row[token + shift] for token in range(jsb.REST) if 0 <= token + shift < jsb.REST}
+        reachable[jsb.REST] = row[jsb.REST]
+        total = sum(reachable.values())
+        rows.append({token: p / total for token, p in reachable.items()})
+    return rows
+
+
+def test_key_averaged_predictions_are_distributions_of_the_past_only():
+    """--transpositions: the mean of the transposed models' predictions, read back in the chorale's key;
+    a transposition drops out after the first token it cannot reach, so no prediction sees the future."""
+    from music_transformer.model import ModelConfig, MusicTransformer
+
+    torch.manual_seed(0)
+    model = MusicTransformer(ModelConfig(vocab_size=jsb.VOCAB_SIZE, n_layers=1, d_model=32, n_heads=2, d_ff=64,
+                                         dropout=0.0, max_relative_distance=64, train_length=256)).eval()
+    # the soprano climbs to the top of the vocabulary (81) at step 3: a shift of +1 or +2 cannot reach it
+    chorale = np.array([[76, 67, 60, 48], [79, 67, 60, 48], [79, 65, 62, 50], [81, 65, 62, 50],
+                        [79, 64, 60, 48], [-1, 64, 60, 48]])
+    top = 4 * 3  # the soprano's 81: token 12 after START
+    (averaged,) = jsb.key_averaged_log_probs(model, [chorale], 2)
+    assert averaged.shape == (4 * len(chorale), jsb.REST + 1)
+    assert np.allclose(np.logaddexp.reduce(averaged, axis=1), 0.0)  # every prediction a distribution
+
+    by_shift = {shift: _softmax_in_key(model, chorale, shift) for shift in (-2, -1, 0)}
+    for shift in (1, 2):  # up to the 81 the transposed chorale is the same as serialise's
+        by_shift[shift] = _softmax_in_key(model, np.minimum(chorale, 81 - shift), shift)
+    targets = jsb.serialise(chorale)[1:]
+    for position in (0, 5, top, top + 1, len(targets) - 1):
+        shifts = (-2, -1, 0, 1, 2) if position <= top else (-2, -1, 0)  # +1, +2 drop out after the 81
+        expected = np.mean([by_shift[shift][position].get(targets[position], 0.0) for shift in shifts])
+        assert np.exp(averaged[position, targets[position]]) == pytest.approx(expected, rel=1e-6)
+    # at the 81 itself the shifts that cannot reach it still count: probability 0 for it, not dropped
+    assert np.exp(averaged[top, targets[top]]) == pytest.approx(
+        np.mean([by_shift[shift][top][targets[top]] for shift in (-2, -1, 0)]) * 3 / 5, rel=1e-6)
+
+    # Changing a token changes no prediction before it: not even whether a transposition still counts.
+    lowered = chorale.copy()
+    lowered[3, 0] = 77
+    (changed,) = jsb.key_averaged_log_probs(model, [lowered], 2)
+    assert np.allclose(changed[:top + 1], averaged[:top + 1]) and not np.allclose(changed[top + 1:], averaged[top + 1:])
+
+
 def test_eval_refuses_a_model_of_another_vocabulary_and_bad_arguments(jsb_folder, tmp_path, capsys):
     from music_transformer.checkpoint import save_checkpoint
     from music_transformer.model import ModelConfig, MusicTransformer
@@ -297,6 +355,8 @@ def test_eval_refuses_a_model_of_another_vocabulary_and_bad_arguments(jsb_folder
     assert "not a JSB model" in capsys.readouterr().err
     assert jsb.main(["--eval", str(jsb_folder / "valid.json")]) == 1
     assert "go together" in capsys.readouterr().err
+    assert jsb.main(["--runs", "relative", "--data", str(jsb_folder), "--transpositions", "-1"]) == 1
+    assert "--transpositions must be 0 or more" in capsys.readouterr().err
     assert jsb.main(["--runs", "relative,bogus", "--data", str(jsb_folder)]) == 1
     assert "unknown run 'bogus'" in capsys.readouterr().err
 
@@ -327,6 +387,9 @@ def test_the_prepared_gpu_script_runs_dry_on_the_cpu(jsb_folder, tmp_path):
     for summary in trained.values():
         assert summary["stopped"] == "time" or summary["step"] == summary["train"]["steps"]
         assert summary["curve"][0]["step"] == 0 and summary["valid_nll"] < summary["curve"][0]["valid_nll"]
+        if "averaged_valid_nll" in summary:  # the averaged weights are also scored averaged over 7 keys
+            assert summary["transpositions"] == 3 and 0 < summary["key_averaged_valid_nll"] < 5
+    assert "±3 keys" in done.stdout and any("key_averaged_valid_nll" in s for s in trained.values())
     exported = summaries["exported"]
     assert exported["run"] != "absolute" and exported["dtype"] == "float16"
     parts = sorted(report.glob("best.pt.part*"))
