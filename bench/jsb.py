@@ -18,8 +18,10 @@ position modulo one 4/4 bar, `ModelConfig.position_cycle=64`: each token's voice
 voice's range), `relative-timing-bar-pitch` (relative pitch as well: attention reads the interval
 between two tokens' pitches, `ModelConfig.relative_pitch`), the `-metre` runs (the cycle embedding told
 each token's place in its chorale's own bar, 4/4 or 3/4 and the pickup inferred by `infer_metre`),
-and the recipe's variants. On a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as
-one prepared script.
+`relative-timing-bar-intervals` (every pitch after the first told as its interval from the first:
+`serialise_intervals`, a vocabulary of 140), `relative-timing-degrees` (the cycle embedding also told
+each pitch's class above the chorale's first pitch: `degree_positions`) and the recipe's variants. On
+a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as one prepared script.
 
 The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
 from its start token. The paper reports 0.335 for relative attention; the baseline Transformer with
@@ -58,6 +60,11 @@ REST = HIGHEST - LOWEST + 1  # token 46: a silent voice
 START = REST + 1  # token 47: opens every chorale
 PAD = START + 1  # token 48: batch filler, never scored
 VOCAB_SIZE = PAD + 1
+# The interval encoding (`serialise_intervals`): after the first pitch, every pitch as its interval from
+# that pitch, -45..+45 semitones, tokens 49..139 (the first pitch and the rests keep their tokens).
+WIDEST = HIGHEST - LOWEST
+FIRST_INTERVAL = PAD + 1
+INTERVAL_VOCAB_SIZE = FIRST_INTERVAL + 2 * WIDEST + 1
 VOICES = ("soprano", "alto", "tenor", "bass")
 
 PAPER = {"relative": 0.335, "absolute": None}  # the paper's table: the baseline's figure is only "worse"
@@ -106,6 +113,9 @@ BAR = {"position_cycle": 64}  # a learned embedding of the position modulo one 4
 # 64 places in a 4/4 bar, 48 in a 3/4 bar, 1 for the start token.
 METRE_CYCLE = 64 + 48 + 1
 METRE = {"model": {"position_cycle": METRE_CYCLE}, "data": {"metre": True}}
+# The bar embedding told each pitch's class relative to the chorale's first pitch as well (`degree_positions`):
+# 64 places in the cycle times 12 classes and one for a rest or the start token.
+DEGREE_CYCLE = 64 * 13
 RUNS = {
     "relative": {},
     "absolute": {"model": {"positional": "absolute"}},
@@ -115,8 +125,13 @@ RUNS = {
     "absolute-bar": {"model": {"positional": "absolute", **BAR}},  # the baseline, told the same
     # the paper's relative pitch as well: attention reads the interval between two tokens' pitches
     "relative-timing-bar-pitch": {"model": {"positional": "both", **BAR, "relative_pitch": REST}},
+    # every pitch after the first told as its interval from the first: the same model in every key
+    "relative-timing-bar-intervals": {"model": {"positional": "both", **BAR}, "data": {"encoding": "intervals"}},
     "relative-timing-metre": {"model": {"positional": "both", **METRE["model"]}, "data": METRE["data"]},
     "absolute-metre": {"model": {"positional": "absolute", **METRE["model"]}, "data": METRE["data"]},
+    # each token's pitch class above the chorale's first pitch, the same in every key, beside its pitch
+    "relative-timing-degrees": {"model": {"positional": "both", "position_cycle": DEGREE_CYCLE},
+                                "data": {"degrees": True}},
     # transposed as far as the vocabulary reaches (up to ±6), not only within each voice's range
     "relative-timing-bar-all-keys": {"model": {"positional": "both", **BAR},
                                      "train": {"max_transpose": 6}, "data": {"transpose_within": "vocabulary"}},
@@ -166,6 +181,25 @@ def serialise(chorale: np.ndarray, shift: int = 0) -> np.ndarray:
     """START, then S1 A1 T1 B1 S2 ... (raster order), pitches transposed by `shift` semitones."""
     steps = np.where(chorale >= 0, chorale + shift - LOWEST, REST)
     return np.concatenate([[START], steps.reshape(-1)]).astype(np.int64)
+
+
+def serialise_intervals(chorale: np.ndarray, shift: int = 0) -> np.ndarray:
+    """`serialise`, then every pitch after the chorale's first one as its interval from that one
+    (FIRST_INTERVAL + WIDEST + interval): one token sequence per chorale in whatever key it is written,
+    bar the first pitch's. A model of these tokens is a model of the chorale: the first pitch is known
+    before any interval is read, so the pitches follow one to one."""
+    tokens = serialise(chorale, shift)
+    pitched = np.flatnonzero(tokens < REST)
+    if len(pitched) == 0:
+        return tokens
+    first = pitched[0]
+    later = pitched[1:]
+    tokens[later] = FIRST_INTERVAL + WIDEST + tokens[later] - tokens[first]
+    return tokens
+
+
+ENCODINGS = {"pitches": serialise, "intervals": serialise_intervals}
+ENCODING_VOCAB_SIZES = {"pitches": VOCAB_SIZE, "intervals": INTERVAL_VOCAB_SIZE}
 
 
 def voice_ranges(chorales: Sequence[np.ndarray]) -> np.ndarray:
@@ -225,6 +259,25 @@ def metre_positions(chorale: np.ndarray) -> np.ndarray:
     return np.concatenate([[METRE_CYCLE - 1], places.reshape(-1)]).astype(np.int64)
 
 
+def degree_positions(chorale: np.ndarray) -> np.ndarray:
+    """The cycle embedding's index of every token of `serialise(chorale)`: its position modulo 64 (voice
+    and 16th note, as `position_cycle=64`) and, from the chorale's first pitch on, the pitch class of each
+    pitch above that first one (0..11; 12 for a rest, the start token and anything before the first
+    pitch), as 64 * class + position % 64. A transposition leaves it as it is."""
+    tokens = serialise(chorale)
+    classes = np.full(len(tokens), 12)
+    pitched = np.flatnonzero(tokens < REST)
+    if len(pitched):
+        classes[pitched] = (tokens[pitched] - tokens[pitched[0]]) % 12
+    return (np.arange(len(tokens)) % 64 + 64 * classes).astype(np.int64)
+
+
+def places_for(position_cycle: int | None):
+    """How a model with this cycle embedding is told its tokens' places: `metre_positions`,
+    `degree_positions`, or None (the position modulo the cycle, in the model)."""
+    return {METRE_CYCLE: metre_positions, DEGREE_CYCLE: degree_positions}.get(position_cycle)
+
+
 def _pad_rows(rows: Sequence[np.ndarray], fill: int = PAD) -> np.ndarray:
     width = max(len(row) for row in rows)
     batch = np.full((len(rows), width), fill, dtype=np.int64)
@@ -237,18 +290,25 @@ class JSBData:
     """The JSB chorales as `music_transformer.train.TrainingData`: whole chorales, batched by length."""
 
     pad = PAD
-    vocab_size = VOCAB_SIZE
 
     def __init__(self, train: Sequence[np.ndarray], valid: Sequence[np.ndarray], name: str = "jsb16",
-                 transpose_within: str = "voices", metre: bool = False) -> None:
+                 transpose_within: str = "voices", metre: bool = False, encoding: str = "pitches",
+                 degrees: bool = False) -> None:
         if not train:
             raise JSBError(f"{name}: no training chorales")
         if transpose_within not in TRANSPOSE_WITHIN:
             raise JSBError(f"transpose_within must be one of {', '.join(TRANSPOSE_WITHIN)}, not {transpose_within!r}")
+        if encoding not in ENCODINGS:
+            raise JSBError(f"encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}")
         self.train, self.valid, self.name = list(train), list(valid), name
-        # metre: batches are (tokens, cycle positions) pairs: each token's place in its chorale's bar
-        self.metre = metre
-        self._places: dict[int, np.ndarray] = {}  # training chorale -> metre_positions (transposition keeps it)
+        # the tokens: pitches (the paper's) or, after the first pitch, intervals from it
+        self.encoding, self.encode, self.vocab_size = encoding, ENCODINGS[encoding], ENCODING_VOCAB_SIZES[encoding]
+        # metre or degrees: batches are (tokens, cycle positions) pairs: each token's place in its chorale's
+        # bar, or its pitch class above the first pitch and place in the cycle
+        if metre and degrees:
+            raise JSBError("the metre and degrees options both fill the cycle embedding: choose one")
+        self.places_of = metre_positions if metre else degree_positions if degrees else None
+        self._places: dict[int, np.ndarray] = {}  # training chorale -> its places (transposition keeps them)
         self.ranges = voice_ranges(self.train)
         # how far a chorale may be transposed: each voice within its range, or any pitch of the vocabulary
         self.transpose_ranges = self.ranges if transpose_within == "voices" else np.tile([LOWEST, HIGHEST], (4, 1))
@@ -256,10 +316,10 @@ class JSBData:
 
     @classmethod
     def load(cls, folder: str | os.PathLike = DATA, transpose_within: str = "voices",
-             metre: bool = False) -> "JSBData":
+             metre: bool = False, encoding: str = "pitches", degrees: bool = False) -> "JSBData":
         folder = Path(folder)
         return cls(read_chorales(folder / "train.json"), read_chorales(folder / "valid.json"), name=str(folder),
-                   transpose_within=transpose_within, metre=metre)
+                   transpose_within=transpose_within, metre=metre, encoding=encoding, degrees=degrees)
 
     def describe(self) -> str:
         tokens = lambda chorales: sum(4 * len(c) + 1 for c in chorales)  # noqa: E731
@@ -273,7 +333,7 @@ class JSBData:
 
         The order is shuffled, then sorted by length within runs of 8 batches (little padding, still
         random), then the batches are shuffled; a chorale longer than `length` + 1 tokens is cropped.
-        With `metre`, each batch comes with its tokens' places in the bar.
+        With `metre` or `degrees`, each batch comes with its tokens' places (`places_of`).
         """
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(self.train))
@@ -294,27 +354,27 @@ class JSBData:
                 key = (index, max_transpose)
                 if key not in self._shifts:
                     self._shifts[key] = allowed_shifts(chorale, self.transpose_ranges, max_transpose)
-                tokens = serialise(chorale, int(sample_rng.choice(self._shifts[key])))
-                if self.metre and index not in self._places:
-                    self._places[index] = metre_positions(chorale)
-                place = self._places[index] if self.metre else tokens
+                tokens = self.encode(chorale, int(sample_rng.choice(self._shifts[key])))
+                if self.places_of and index not in self._places:
+                    self._places[index] = self.places_of(chorale)
+                place = self._places[index] if self.places_of else tokens
                 if len(tokens) > length + 1:
                     offset = int(sample_rng.integers(0, len(tokens) - length))
                     tokens, place = tokens[offset:offset + length + 1], place[offset:offset + length + 1]
                 rows.append(tokens)
                 places.append(place)
-            yield batch, (_pad_rows(rows), _pad_rows(places, 0)) if self.metre else _pad_rows(rows)
+            yield batch, (_pad_rows(rows), _pad_rows(places, 0)) if self.places_of else _pad_rows(rows)
 
     def validation_batches(self, length: int, batch_size: int, chorales: Sequence[np.ndarray] | None = None,
                            max_tokens: int = 16384) -> list[Batch]:
         """Whole valid chorales (none cropped), sorted by length, about `max_tokens` tokens a batch (with
-        `metre`, (tokens, places in the bar) pairs)."""
+        `metre` or `degrees`, (tokens, places) pairs)."""
         chorales = sorted(self.valid if chorales is None else chorales, key=len)
         batches, rows = [], []
 
         def close() -> None:
-            tokens = _pad_rows([serialise(c) for c in rows])
-            batches.append((tokens, _pad_rows([metre_positions(c) for c in rows], 0)) if self.metre else tokens)
+            tokens = _pad_rows([self.encode(c) for c in rows])
+            batches.append((tokens, _pad_rows([self.places_of(c) for c in rows], 0)) if self.places_of else tokens)
 
         for chorale in chorales:
             if rows and (len(rows) + 1) * (4 * len(chorale) + 1) > max_tokens:
@@ -360,15 +420,25 @@ def run_configs(config: str, run: str, steps: int | None = None,
         raise JSBError(f"unknown run {run!r}; runs: {', '.join(RUNS)}")
     model_values, train_values, data_values = load_config(config)
     changes = RUNS[run]
-    model_config = ModelConfig(**{**model_values, **changes.get("model", {}), "vocab_size": VOCAB_SIZE})
-    train_config = TrainConfig.from_dict({**train_values, **changes.get("train", {})})
     data_options = {**data_values, **changes.get("data", {})}
-    unknown = set(data_options) - {"transpose_within", "metre"}
+    unknown = set(data_options) - {"transpose_within", "metre", "encoding", "degrees"}
     if unknown:
-        raise JSBError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: transpose_within, metre")
+        raise JSBError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: transpose_within, metre, "
+                       f"encoding, degrees")
+    encoding = data_options.get("encoding", "pitches")
+    if encoding not in ENCODINGS:
+        raise JSBError(f"encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}")
+    model_config = ModelConfig(**{**model_values, **changes.get("model", {}),
+                                  "vocab_size": ENCODING_VOCAB_SIZES[encoding]})
+    train_config = TrainConfig.from_dict({**train_values, **changes.get("train", {})})
+    if encoding == "intervals" and model_config.relative_pitch is not None:
+        raise JSBError("relative pitch reads pitch tokens; the interval encoding has none after the first")
     if data_options.get("metre") and model_config.position_cycle != METRE_CYCLE:
         raise JSBError(f"the metre option needs a model with position_cycle={METRE_CYCLE} (one embedding per "
                        f"place in a 4/4 or 3/4 bar and the start token), not {model_config.position_cycle}")
+    if data_options.get("degrees") and model_config.position_cycle != DEGREE_CYCLE:
+        raise JSBError(f"the degrees option needs a model with position_cycle={DEGREE_CYCLE} (64 places times 12 "
+                       f"pitch classes and one for no pitch), not {model_config.position_cycle}")
     if steps:
         train_config = replace(train_config, steps=steps)
     if max_minutes:
@@ -383,12 +453,18 @@ def score(checkpoint: str | os.PathLike, chorales: Sequence[np.ndarray], device:
     if transpositions < 0:
         raise JSBError(f"--transpositions must be 0 or more, not {transpositions}")
     model = load_checkpoint(checkpoint, device=device)
-    if model.config.vocab_size != VOCAB_SIZE:
+    encodings = {size: encoding for encoding, size in ENCODING_VOCAB_SIZES.items()}
+    if model.config.vocab_size not in encodings:
         raise JSBError(f"{checkpoint}: not a JSB model (its vocabulary has {model.config.vocab_size} tokens, "
-                       f"JSB's {VOCAB_SIZE})")
+                       f"JSB's {VOCAB_SIZE}, or {INTERVAL_VOCAB_SIZE} with the interval encoding)")
+    encoding = encodings[model.config.vocab_size]
     if transpositions:
+        if encoding == "intervals":
+            raise JSBError(f"{checkpoint} reads intervals, the same in every key: score it without --transpositions")
         return key_averaged_nll(model, chorales, transpositions)
-    data = JSBData(chorales, chorales, name="eval", metre=model.config.position_cycle == METRE_CYCLE)
+    data = JSBData(chorales, chorales, name="eval", metre=model.config.position_cycle == METRE_CYCLE,
+                   degrees=model.config.position_cycle == DEGREE_CYCLE,
+                   encoding=encoding)
     return validation_nll(model, data.validation_batches(0, 0), model.device, pad=PAD)
 
 
@@ -425,7 +501,7 @@ def key_averaged_log_probs(model: MusicTransformer, chorales: Sequence[np.ndarra
     probability 0 for that token); the untransposed model never drops out.
     """
     device = model.device
-    metre = model.config.position_cycle == METRE_CYCLE
+    places_of = places_for(model.config.position_cycle)
     order = sorted(range(len(chorales)), key=lambda index: len(chorales[index]))
     groups, group = [], []
     for index in order:
@@ -444,8 +520,8 @@ def key_averaged_log_probs(model: MusicTransformer, chorales: Sequence[np.ndarra
             for group in groups:
                 rows = [transposed_tokens(chorales[index], shift) for index in group]
                 tokens = torch.from_numpy(_pad_rows([row[0] for row in rows])).to(device)
-                cycle = (torch.from_numpy(_pad_rows([metre_positions(chorales[index]) for index in group], 0)
-                                          )[:, :-1].to(device) if metre else None)
+                cycle = (torch.from_numpy(_pad_rows([places_of(chorales[index]) for index in group], 0)
+                                          )[:, :-1].to(device) if places_of else None)
                 with mixed_precision(device):
                     logits = model(tokens[:, :-1], cycle_positions=cycle)
                 log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
@@ -498,7 +574,7 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
     if kept:
         summary["averaged_valid_nll"] = score(run_dir / "averaged.pt", data.valid, device)
         summary["averaged_checkpoints"] = len(kept)
-        if transpositions:
+        if transpositions and data.encoding == "pitches":  # intervals are the same in every key
             summary["key_averaged_valid_nll"] = score(run_dir / "averaged.pt", data.valid, device, transpositions)
             summary["transpositions"] = transpositions
     summary["run"] = run

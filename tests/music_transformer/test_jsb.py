@@ -53,11 +53,37 @@ def test_a_chorale_is_serialised_in_raster_order_with_a_rest_token():
     assert jsb.VOCAB_SIZE == 49 and max(tokens) < jsb.VOCAB_SIZE
 
 
+def _pitches_from_intervals(tokens):
+    """By hand: the interval encoding read back as `serialise`'s pitch tokens."""
+    tokens = list(tokens)
+    first = next(i for i, token in enumerate(tokens) if token < jsb.REST)
+    return tokens[:first + 1] + [token - jsb.FIRST_INTERVAL - jsb.WIDEST + tokens[first]
+                                 if token >= jsb.FIRST_INTERVAL else token for token in tokens[first + 1:]]
+
+
+def test_the_interval_encoding_is_the_same_in_every_key_and_reads_back():
+    chorale = np.array([[-1, 55, 52, 48], [62, -1, 53, 47], [81, 36, 60, 48]])
+    tokens = jsb.serialise_intervals(chorale)
+    # the rest and START keep their tokens, the alto's 55 is the first pitch, then intervals from it
+    assert tokens[:3].tolist() == [jsb.START, jsb.REST, 55 - jsb.LOWEST]
+    assert tokens[3] == jsb.FIRST_INTERVAL + jsb.WIDEST + (52 - 55) and tokens[6] == jsb.REST
+    assert jsb.INTERVAL_VOCAB_SIZE == 140 and max(tokens) < jsb.INTERVAL_VOCAB_SIZE
+    assert _pitches_from_intervals(tokens) == jsb.serialise(chorale).tolist()
+    # from the widest interval down (81 - 36 after a 36, 36 - 81 after an 81) every token is in the vocabulary
+    extremes = jsb.serialise_intervals(np.array([[36, 36, 36, 36], [81, 81, 81, 81]]))
+    assert extremes[5] == jsb.INTERVAL_VOCAB_SIZE - 1 and min(extremes[2:5]) == jsb.FIRST_INTERVAL + jsb.WIDEST
+    bottom = jsb.serialise_intervals(np.array([[81, 81, 81, 81], [36, 36, 36, 36]]))
+    assert bottom[5] == jsb.FIRST_INTERVAL
+    moved = jsb.serialise_intervals(chorale, shift=-3)
+    assert moved[2] == tokens[2] - 3 and moved[3:].tolist() == tokens[3:].tolist()
+
+
 def test_every_named_config_builds_every_run():
     for config in jsb.CONFIGS:
         for run in jsb.RUNS:
             model_config, train_config, data_options = jsb.run_configs(config, run)
-            assert model_config.vocab_size == jsb.VOCAB_SIZE and train_config.steps > 0
+            encoding = data_options.get("encoding", "pitches")
+            assert model_config.vocab_size == jsb.ENCODING_VOCAB_SIZES[encoding] and train_config.steps > 0
             assert model_config.train_length >= 4 * 516 + 1  # the longest training chorale, whole
     assert jsb.run_configs("cpu", "absolute")[0].positional == "absolute"
     assert jsb.run_configs("cpu", "relative-local")[0].local_block == 256
@@ -239,6 +265,79 @@ def test_a_metre_model_learns_through_the_shared_loop_and_eval_reads_the_metre(j
     assert plain > summary["valid_nll"] + 0.01
     with pytest.raises(jsb.JSBError, match="position_cycle=113"):
         config.write_text(json.dumps({"model": smoke["model"], "train": smoke["train"], "data": {"metre": True}}))
+        jsb.run_configs(str(config), "relative-bar")
+
+
+def test_an_interval_model_trains_and_scores_the_same_chorales(jsb_folder, tmp_path):
+    """The interval encoding through the shared loop: its score is the NLL of the chorales' own tokens."""
+    config = tmp_path / "config.json"
+    smoke = jsb.CONFIGS["smoke"]
+    config.write_text(json.dumps({"model": smoke["model"], "train": {**smoke["train"], "steps": 30,
+                                                                     "learning_rate": 1e-2}}))
+    summary = jsb.train_run(str(config), "relative-timing-bar-intervals", tmp_path / "runs", None, 1, "cpu", 10,
+                            False, str(jsb_folder), transpositions=2)
+    assert summary["model"]["vocab_size"] == jsb.INTERVAL_VOCAB_SIZE and summary["data"] == {"encoding": "intervals"}
+    assert summary["valid_nll"] < 3.0  # untrained: about log(140) = 4.9
+    assert "key_averaged_valid_nll" not in summary  # the same in every key: nothing to average
+    checkpoint = tmp_path / "runs" / "relative-timing-bar-intervals" / "model.pt"
+    valid = jsb.read_chorales(jsb_folder / "valid.json")
+    assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
+    model = jsb.load_checkpoint(checkpoint, device="cpu")
+    total = count = 0
+    with torch.no_grad():
+        for chorale in valid:
+            tokens = torch.from_numpy(jsb.serialise_intervals(chorale))[None]
+            logits = model(tokens[:, :-1])
+            total += float(torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum"))
+            count += 4 * len(chorale)
+    assert total / count == pytest.approx(summary["valid_nll"], abs=1e-4)
+    with pytest.raises(jsb.JSBError, match="without --transpositions"):
+        jsb.score(checkpoint, valid, "cpu", transpositions=1)
+    config.write_text(json.dumps({"model": {**smoke["model"], "relative_pitch": jsb.REST}, "train": smoke["train"],
+                                  "data": {"encoding": "intervals"}}))
+    with pytest.raises(jsb.JSBError, match="interval encoding has none"):
+        jsb.run_configs(str(config), "relative")
+    config.write_text(json.dumps({"model": smoke["model"], "train": smoke["train"], "data": {"encoding": "degrees"}}))
+    with pytest.raises(jsb.JSBError, match="encoding must be one of pitches, intervals"):
+        jsb.run_configs(str(config), "relative")
+
+
+def test_degree_places_are_the_pitch_class_above_the_first_pitch_in_every_key(jsb_folder, tmp_path):
+    chorale = np.array([[-1, 55, 52, 48], [62, -1, 53, 47]])
+    # START and the silent soprano: class 12; the alto's 55 is the first pitch (class 0); 52 is 9 above it
+    # (mod 12), 48 is 5, 62 is 7; the place in the cycle is the position modulo 64
+    assert jsb.degree_positions(chorale).tolist() == [12 * 64 + 0, 12 * 64 + 1, 2, 9 * 64 + 3, 5 * 64 + 4,
+                                                      7 * 64 + 5, 12 * 64 + 6, 10 * 64 + 7, 4 * 64 + 8]
+    data = jsb.JSBData.load(jsb_folder, degrees=True)
+    _, (tokens, places) = next(data.batches(4096, 2, seed=0, epoch=0, start=0, rank=0, world_size=1, max_transpose=5))
+    for row_tokens, row_places in zip(tokens, places):  # each row's places are its chorale's, whatever its key
+        length = int((row_tokens != jsb.PAD).sum())
+        pitched = np.flatnonzero(row_tokens[:length] < jsb.REST)
+        assert ((row_places[pitched] // 64) == (row_tokens[pitched] - row_tokens[pitched[0]]) % 12).all()
+    config = tmp_path / "config.json"
+    smoke = jsb.CONFIGS["smoke"]
+    config.write_text(json.dumps({"model": smoke["model"], "train": {**smoke["train"], "steps": 30,
+                                                                     "learning_rate": 1e-2}}))
+    summary = jsb.train_run(str(config), "relative-timing-degrees", tmp_path / "runs", None, 1, "cpu", 10, False,
+                            str(jsb_folder))
+    assert summary["model"]["position_cycle"] == jsb.DEGREE_CYCLE and summary["valid_nll"] < 3.0
+    valid = jsb.read_chorales(jsb_folder / "valid.json")
+    checkpoint = tmp_path / "runs" / "relative-timing-degrees" / "model.pt"
+    assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
+    model = jsb.load_checkpoint(checkpoint, device="cpu")
+    total = count = 0
+    with torch.no_grad():
+        for chorale in valid:
+            tokens = torch.from_numpy(jsb.serialise(chorale))[None]
+            places = torch.from_numpy(jsb.degree_positions(chorale))[None]
+            logits = model(tokens[:, :-1], cycle_positions=places[:, :-1])
+            total += float(torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum"))
+            count += 4 * len(chorale)
+    assert total / count == pytest.approx(summary["valid_nll"], abs=1e-4)
+    with pytest.raises(jsb.JSBError, match="choose one"):
+        jsb.JSBData(valid, valid, metre=True, degrees=True)
+    config.write_text(json.dumps({"model": smoke["model"], "train": smoke["train"], "data": {"degrees": True}}))
+    with pytest.raises(jsb.JSBError, match="position_cycle=832"):
         jsb.run_configs(str(config), "relative-bar")
 
 
