@@ -36,6 +36,29 @@ def make_chorales(count, seed=0):
     return chorales
 
 
+def nll_by_hand(checkpoint, chorales, encode=jsb.serialise, places=None):
+    """NLL per token of every token after START of every chorale, each chorale whole, one at a time."""
+    model = jsb.load_checkpoint(checkpoint, device="cpu")
+    total = count = 0
+    with torch.no_grad():
+        for chorale in chorales:
+            tokens = torch.from_numpy(encode(chorale))[None]
+            cycle = None if places is None else torch.from_numpy(places(chorale))[None, :-1]
+            logits = model(tokens[:, :-1], cycle_positions=cycle)
+            total += float(torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum"))
+            count += tokens.shape[1] - 1
+    return total / count
+
+
+def train_smoke(run, jsb_folder, config, **options):
+    """Trains a named run for 30 steps of the smoke config (written to `config`) into runs/ beside it; its summary."""
+    smoke = jsb.CONFIGS["smoke"]
+    config.write_text(json.dumps({"model": smoke["model"], "train": {**smoke["train"], "steps": 30,
+                                                                     "learning_rate": 1e-2}}))
+    return jsb.train_run(str(config), run, config.parent / "runs", None, 1, "cpu", 10, False, str(jsb_folder),
+                         **options)
+
+
 @pytest.fixture
 def jsb_folder(tmp_path):
     folder = tmp_path / "jsb"
@@ -248,12 +271,8 @@ def test_metre_batches_carry_each_tokens_place_in_its_bar():
 
 
 def test_a_metre_model_learns_through_the_shared_loop_and_eval_reads_the_metre(jsb_folder, tmp_path):
-    config = tmp_path / "config.json"
-    smoke = jsb.CONFIGS["smoke"]
-    config.write_text(json.dumps({"model": smoke["model"], "train": {**smoke["train"], "steps": 30,
-                                                                     "learning_rate": 1e-2}}))
-    summary = jsb.train_run(str(config), "relative-timing-metre", tmp_path / "runs", None, 1, "cpu", 10, False,
-                            str(jsb_folder))
+    config, smoke = tmp_path / "config.json", jsb.CONFIGS["smoke"]
+    summary = train_smoke("relative-timing-metre", jsb_folder, config)
     assert summary["model"]["position_cycle"] == jsb.METRE_CYCLE and summary["data"] == {"metre": True}
     assert summary["valid_nll"] < 3.0  # untrained: about log(49) = 3.9
     valid = jsb.read_chorales(jsb_folder / "valid.json")
@@ -270,27 +289,16 @@ def test_a_metre_model_learns_through_the_shared_loop_and_eval_reads_the_metre(j
 
 def test_an_interval_model_trains_and_scores_the_same_chorales(jsb_folder, tmp_path):
     """The interval encoding through the shared loop: its score is the NLL of the chorales' own tokens."""
-    config = tmp_path / "config.json"
-    smoke = jsb.CONFIGS["smoke"]
-    config.write_text(json.dumps({"model": smoke["model"], "train": {**smoke["train"], "steps": 30,
-                                                                     "learning_rate": 1e-2}}))
-    summary = jsb.train_run(str(config), "relative-timing-bar-intervals", tmp_path / "runs", None, 1, "cpu", 10,
-                            False, str(jsb_folder), transpositions=2)
+    config, smoke = tmp_path / "config.json", jsb.CONFIGS["smoke"]
+    summary = train_smoke("relative-timing-bar-intervals", jsb_folder, config, transpositions=2)
     assert summary["model"]["vocab_size"] == jsb.INTERVAL_VOCAB_SIZE and summary["data"] == {"encoding": "intervals"}
     assert summary["valid_nll"] < 3.0  # untrained: about log(140) = 4.9
     assert "key_averaged_valid_nll" not in summary  # the same in every key: nothing to average
     checkpoint = tmp_path / "runs" / "relative-timing-bar-intervals" / "model.pt"
     valid = jsb.read_chorales(jsb_folder / "valid.json")
     assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
-    model = jsb.load_checkpoint(checkpoint, device="cpu")
-    total = count = 0
-    with torch.no_grad():
-        for chorale in valid:
-            tokens = torch.from_numpy(jsb.serialise_intervals(chorale))[None]
-            logits = model(tokens[:, :-1])
-            total += float(torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum"))
-            count += 4 * len(chorale)
-    assert total / count == pytest.approx(summary["valid_nll"], abs=1e-4)
+    assert nll_by_hand(checkpoint, valid, encode=jsb.serialise_intervals) == pytest.approx(summary["valid_nll"],
+                                                                                        abs=1e-4)
     with pytest.raises(jsb.JSBError, match="without --transpositions"):
         jsb.score(checkpoint, valid, "cpu", transpositions=1)
     config.write_text(json.dumps({"model": {**smoke["model"], "relative_pitch": jsb.REST}, "train": smoke["train"],
@@ -314,26 +322,14 @@ def test_degree_places_are_the_pitch_class_above_the_first_pitch_in_every_key(js
         length = int((row_tokens != jsb.PAD).sum())
         pitched = np.flatnonzero(row_tokens[:length] < jsb.REST)
         assert ((row_places[pitched] // 64) == (row_tokens[pitched] - row_tokens[pitched[0]]) % 12).all()
-    config = tmp_path / "config.json"
-    smoke = jsb.CONFIGS["smoke"]
-    config.write_text(json.dumps({"model": smoke["model"], "train": {**smoke["train"], "steps": 30,
-                                                                     "learning_rate": 1e-2}}))
-    summary = jsb.train_run(str(config), "relative-timing-degrees", tmp_path / "runs", None, 1, "cpu", 10, False,
-                            str(jsb_folder))
+    config, smoke = tmp_path / "config.json", jsb.CONFIGS["smoke"]
+    summary = train_smoke("relative-timing-degrees", jsb_folder, config)
     assert summary["model"]["position_cycle"] == jsb.DEGREE_CYCLE and summary["valid_nll"] < 3.0
     valid = jsb.read_chorales(jsb_folder / "valid.json")
     checkpoint = tmp_path / "runs" / "relative-timing-degrees" / "model.pt"
     assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
-    model = jsb.load_checkpoint(checkpoint, device="cpu")
-    total = count = 0
-    with torch.no_grad():
-        for chorale in valid:
-            tokens = torch.from_numpy(jsb.serialise(chorale))[None]
-            places = torch.from_numpy(jsb.degree_positions(chorale))[None]
-            logits = model(tokens[:, :-1], cycle_positions=places[:, :-1])
-            total += float(torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum"))
-            count += 4 * len(chorale)
-    assert total / count == pytest.approx(summary["valid_nll"], abs=1e-4)
+    assert nll_by_hand(checkpoint, valid, places=jsb.degree_positions) == pytest.approx(summary["valid_nll"],
+                                                                                     abs=1e-4)
     with pytest.raises(jsb.JSBError, match="choose one"):
         jsb.JSBData(valid, valid, metre=True, degrees=True)
     config.write_text(json.dumps({"model": smoke["model"], "train": smoke["train"], "data": {"degrees": True}}))
@@ -383,15 +379,8 @@ def test_training_through_the_shared_loop_learns_and_eval_scores_a_split(jsb_fol
     assert float(line.split()[-1]) == pytest.approx(runs["relative"]["valid_nll"], abs=1e-4)
 
     # The score by hand: every token after START of every chorale, each chorale whole.
-    model = jsb.load_checkpoint(out / "relative" / "model.pt", device="cpu")
-    total = count = 0
-    with torch.no_grad():
-        for chorale in jsb.read_chorales(jsb_folder / "valid.json"):
-            tokens = torch.from_numpy(jsb.serialise(chorale))[None]
-            logits = model(tokens[:, :-1])
-            total += float(torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum"))
-            count += tokens.shape[1] - 1
-    assert total / count == pytest.approx(runs["relative"]["valid_nll"], abs=1e-4)
+    assert nll_by_hand(out / "relative" / "model.pt", jsb.read_chorales(jsb_folder / "valid.json")) == \
+        pytest.approx(runs["relative"]["valid_nll"], abs=1e-4)
 
 
 def _softmax_in_key(model, chorale, shift):
