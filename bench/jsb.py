@@ -278,6 +278,21 @@ def places_for(position_cycle: int | None):
     return {METRE_CYCLE: metre_positions, DEGREE_CYCLE: degree_positions}.get(position_cycle)
 
 
+def length_groups(chorales: Sequence[np.ndarray], max_tokens: int) -> list[list[int]]:
+    """The chorales' indices sorted by length, in groups of about `max_tokens` tokens once padded (a
+    chorale longer than that alone)."""
+    groups: list[list[int]] = []
+    group: list[int] = []
+    for index in sorted(range(len(chorales)), key=lambda index: len(chorales[index])):
+        if group and (len(group) + 1) * (4 * len(chorales[index]) + 1) > max_tokens:
+            groups.append(group)
+            group = []
+        group.append(index)
+    if group:
+        groups.append(group)
+    return groups
+
+
 def _pad_rows(rows: Sequence[np.ndarray], fill: int = PAD) -> np.ndarray:
     width = max(len(row) for row in rows)
     batch = np.full((len(rows), width), fill, dtype=np.int64)
@@ -369,20 +384,12 @@ class JSBData:
                            max_tokens: int = 16384) -> list[Batch]:
         """Whole valid chorales (none cropped), sorted by length, about `max_tokens` tokens a batch (with
         `metre` or `degrees`, (tokens, places) pairs)."""
-        chorales = sorted(self.valid if chorales is None else chorales, key=len)
-        batches, rows = [], []
-
-        def close() -> None:
+        chorales = self.valid if chorales is None else chorales
+        batches = []
+        for group in length_groups(chorales, max_tokens):
+            rows = [chorales[index] for index in group]
             tokens = _pad_rows([self.encode(c) for c in rows])
             batches.append((tokens, _pad_rows([self.places_of(c) for c in rows], 0)) if self.places_of else tokens)
-
-        for chorale in chorales:
-            if rows and (len(rows) + 1) * (4 * len(chorale) + 1) > max_tokens:
-                close()
-                rows = []
-            rows.append(chorale)
-        if rows:
-            close()
         return batches
 
 
@@ -502,15 +509,7 @@ def key_averaged_log_probs(model: MusicTransformer, chorales: Sequence[np.ndarra
     """
     device = model.device
     places_of = places_for(model.config.position_cycle)
-    order = sorted(range(len(chorales)), key=lambda index: len(chorales[index]))
-    groups, group = [], []
-    for index in order:
-        if group and (len(group) + 1) * (4 * len(chorales[index]) + 1) > max_tokens:
-            groups.append(group)
-            group = []
-        group.append(index)
-    if group:
-        groups.append(group)
+    groups = length_groups(chorales, max_tokens)
     sums: list[np.ndarray | None] = [None] * len(chorales)
     counts = [np.zeros(4 * len(chorale)) for chorale in chorales]
     was_training = model.training
@@ -659,12 +658,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{model['d_model']}, {model['n_heads']} heads, {summaries[0]['train']['steps']} steps of "
           f"{summaries[0]['train']['batch_size']} chorales; {wall / 60:.1f} min wall-clock for all runs")
     keys = f"±{args.transpositions} keys" if args.transpositions else ""  # the averaged weights, key-averaged
-    width = 10 if keys else 0
-    print(f"{'run':<28}{'ours':>8}{'averaged':>10}{keys:>{width}}{'paper':>8}{'steps':>7}{'minutes':>9}")
+    width, name_width = 10 if keys else 0, max(28, *(len(s["run"]) + 2 for s in summaries))
+    print(f"{'run':<{name_width}}{'ours':>8}{'averaged':>10}{keys:>{width}}{'paper':>8}{'steps':>7}{'minutes':>9}")
     for s in summaries:
         paper = PAPER.get(s["run"])
         averaged, key_averaged = s.get("averaged_valid_nll"), s.get("key_averaged_valid_nll")
-        print(f"{s['run']:<28}{s['valid_nll']:>8.4f}{'' if averaged is None else f'{averaged:.4f}':>10}"
+        print(f"{s['run']:<{name_width}}{s['valid_nll']:>8.4f}{'' if averaged is None else f'{averaged:.4f}':>10}"
               f"{'' if key_averaged is None else f'{key_averaged:.4f}':>{width}}"
               f"{'' if paper is None else paper:>8}{s['step']:>7}{s['wall_seconds'] / 60:>9.1f}")
     if args.json:
