@@ -202,6 +202,13 @@ ENCODINGS = {"pitches": serialise, "intervals": serialise_intervals}
 ENCODING_VOCAB_SIZES = {"pitches": VOCAB_SIZE, "intervals": INTERVAL_VOCAB_SIZE}
 
 
+def encoding_vocab_size(encoding: str) -> int:
+    """How many tokens an encoding (`ENCODINGS`) has; an unknown one is refused."""
+    if encoding not in ENCODINGS:
+        raise JSBError(f"encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}")
+    return ENCODING_VOCAB_SIZES[encoding]
+
+
 def voice_ranges(chorales: Sequence[np.ndarray]) -> np.ndarray:
     """Each voice's lowest and highest pitch over the chorales: (4, 2)."""
     ranges = np.empty((4, 2), dtype=np.int64)
@@ -272,10 +279,17 @@ def degree_positions(chorale: np.ndarray) -> np.ndarray:
     return (np.arange(len(tokens)) % 64 + 64 * classes).astype(np.int64)
 
 
+# The data options that tell the cycle embedding each token's place: the cycle each needs, the places, and why.
+PLACES = {
+    "metre": (METRE_CYCLE, metre_positions, "one embedding per place in a 4/4 or 3/4 bar and the start token"),
+    "degrees": (DEGREE_CYCLE, degree_positions, "64 places times 12 pitch classes and one for no pitch"),
+}
+
+
 def places_for(position_cycle: int | None):
     """How a model with this cycle embedding is told its tokens' places: `metre_positions`,
     `degree_positions`, or None (the position modulo the cycle, in the model)."""
-    return {METRE_CYCLE: metre_positions, DEGREE_CYCLE: degree_positions}.get(position_cycle)
+    return next((places for cycle, places, _ in PLACES.values() if cycle == position_cycle), None)
 
 
 def length_groups(chorales: Sequence[np.ndarray], max_tokens: int) -> list[list[int]]:
@@ -313,11 +327,10 @@ class JSBData:
             raise JSBError(f"{name}: no training chorales")
         if transpose_within not in TRANSPOSE_WITHIN:
             raise JSBError(f"transpose_within must be one of {', '.join(TRANSPOSE_WITHIN)}, not {transpose_within!r}")
-        if encoding not in ENCODINGS:
-            raise JSBError(f"encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}")
+        self.vocab_size = encoding_vocab_size(encoding)
         self.train, self.valid, self.name = list(train), list(valid), name
         # the tokens: pitches (the paper's) or, after the first pitch, intervals from it
-        self.encoding, self.encode, self.vocab_size = encoding, ENCODINGS[encoding], ENCODING_VOCAB_SIZES[encoding]
+        self.encoding, self.encode = encoding, ENCODINGS[encoding]
         # metre or degrees: batches are (tokens, cycle positions) pairs: each token's place in its chorale's
         # bar, or its pitch class above the first pitch and place in the cycle
         if metre and degrees:
@@ -433,19 +446,15 @@ def run_configs(config: str, run: str, steps: int | None = None,
         raise JSBError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: transpose_within, metre, "
                        f"encoding, degrees")
     encoding = data_options.get("encoding", "pitches")
-    if encoding not in ENCODINGS:
-        raise JSBError(f"encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}")
     model_config = ModelConfig(**{**model_values, **changes.get("model", {}),
-                                  "vocab_size": ENCODING_VOCAB_SIZES[encoding]})
+                                  "vocab_size": encoding_vocab_size(encoding)})
     train_config = TrainConfig.from_dict({**train_values, **changes.get("train", {})})
     if encoding == "intervals" and model_config.relative_pitch is not None:
         raise JSBError("relative pitch reads pitch tokens; the interval encoding has none after the first")
-    if data_options.get("metre") and model_config.position_cycle != METRE_CYCLE:
-        raise JSBError(f"the metre option needs a model with position_cycle={METRE_CYCLE} (one embedding per "
-                       f"place in a 4/4 or 3/4 bar and the start token), not {model_config.position_cycle}")
-    if data_options.get("degrees") and model_config.position_cycle != DEGREE_CYCLE:
-        raise JSBError(f"the degrees option needs a model with position_cycle={DEGREE_CYCLE} (64 places times 12 "
-                       f"pitch classes and one for no pitch), not {model_config.position_cycle}")
+    for option, (cycle, _, why) in PLACES.items():
+        if data_options.get(option) and model_config.position_cycle != cycle:
+            raise JSBError(f"the {option} option needs a model with position_cycle={cycle} ({why}), "
+                           f"not {model_config.position_cycle}")
     if steps:
         train_config = replace(train_config, steps=steps)
     if max_minutes:
@@ -469,9 +478,8 @@ def score(checkpoint: str | os.PathLike, chorales: Sequence[np.ndarray], device:
         if encoding == "intervals":
             raise JSBError(f"{checkpoint} reads intervals, the same in every key: score it without --transpositions")
         return key_averaged_nll(model, chorales, transpositions)
-    data = JSBData(chorales, chorales, name="eval", metre=model.config.position_cycle == METRE_CYCLE,
-                   degrees=model.config.position_cycle == DEGREE_CYCLE,
-                   encoding=encoding)
+    data = JSBData(chorales, chorales, name="eval", encoding=encoding,
+                   **{option: model.config.position_cycle == cycle for option, (cycle, _, _) in PLACES.items()})
     return validation_nll(model, data.validation_batches(0, 0), model.device, pad=PAD)
 
 
