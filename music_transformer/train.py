@@ -55,11 +55,16 @@ class TrainConfig:
     checkpoint_minutes: float = 3.0
     valid_max_chunks: int = 256  # windows of train_length scored for the valid NLL
     precision: str = "auto"  # model.PRECISIONS: "auto" is bfloat16 on CUDA, float32 on the CPU
+    # distillation: the weight of the cross-entropy against the soft targets a batch brings (a teacher's
+    # predictions), 1 - it that of the tokens themselves; 0 trains on the tokens alone
+    soft_target_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if not 0.0 <= self.soft_target_weight <= 1.0:
+            raise TrainingError(f"soft_target_weight must be between 0 and 1, not {self.soft_target_weight}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -134,16 +139,42 @@ def learning_rate(step: int, config: TrainConfig, progress: float | None) -> flo
 
 
 # A batch is a token array (B, T + 1), or a pair (tokens, cycle positions) of such arrays when the data
-# knows each token's place in the model's cycle embedding (`MusicTransformer.forward`'s cycle_positions).
-Batch = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
+# knows each token's place in the model's cycle embedding (`MusicTransformer.forward`'s cycle_positions),
+# or a triple (tokens, cycle positions or None, soft targets) when it also brings a teacher's next-token
+# probabilities (B, T, vocabulary) for distillation (`TrainConfig.soft_target_weight`).
+Batch = Union[np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None, np.ndarray]]
 
 
 def split_batch(batch: Batch, device: torch.device, rows: slice = slice(None)
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A batch's tokens (B, T + 1) and the inputs' cycle positions (B, T) or None, as tensors on `device`."""
-    tokens, cycle = (batch, None) if isinstance(batch, np.ndarray) else batch
+    tokens, cycle = (batch, None) if isinstance(batch, np.ndarray) else batch[:2]
     tokens = torch.from_numpy(tokens[rows]).to(device)
     return tokens, None if cycle is None else torch.from_numpy(cycle[rows][:, :-1]).to(device)
+
+
+def soft_targets(batch: Batch, device: torch.device) -> torch.Tensor | None:
+    """The teacher's probabilities (B, T, vocabulary) a batch brings, as float32 on `device`, or None."""
+    if isinstance(batch, np.ndarray) or len(batch) < 3:
+        return None
+    return torch.from_numpy(batch[2]).to(device, torch.float32)
+
+
+def training_loss(logits: torch.Tensor, targets: torch.Tensor, pad: int, label_smoothing: float = 0.0,
+                  soft: torch.Tensor | None = None, soft_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the loss to minimise, the tokens' cross-entropy) per token. The loss is the tokens' cross-entropy
+    (label-smoothed when asked) mixed, with weight `soft_weight`, with the cross-entropy against the soft
+    targets (a teacher's distribution of each next token) where a batch brings them. PAD targets count in
+    neither."""
+    logits = logits.float().reshape(-1, logits.shape[-1])
+    targets = targets.reshape(-1)
+    tokens = F.cross_entropy(logits, targets, ignore_index=pad, label_smoothing=label_smoothing)
+    if soft is None or not soft_weight:
+        return tokens, tokens
+    scored = targets != pad
+    log_probs = torch.log_softmax(logits[scored], dim=-1)
+    against_teacher = -(soft.reshape(-1, soft.shape[-1])[scored] * log_probs).sum(-1).mean()
+    return (1.0 - soft_weight) * tokens + soft_weight * against_teacher, tokens
 
 
 class TrainingData(Protocol):
@@ -162,7 +193,8 @@ class TrainingData(Protocol):
 
     def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
                 world_size: int, max_transpose: int) -> Iterator[tuple[int, Batch]]:
-        """The training batches (B, T + 1) of an epoch from batch `start` on, as (batch index, batch).
+        """The training batches (B, T + 1) of an epoch from batch `start` on, as (batch index, batch);
+        with soft targets (a teacher's), when the run distils.
 
         A pure function of (seed, epoch, batch index), so that a resumed run sees the same data; with
         several processes each rank takes its own share of every batch.
@@ -463,13 +495,19 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
             group["lr"] = lr
         torch.manual_seed(config.seed * 1_000_003 + step * dist.world_size + dist.rank)  # dropout, resumable
         x, cycle = split_batch(batch, device)
+        soft = soft_targets(batch, device)
+        if config.soft_target_weight and soft is None:
+            bar.close()
+            raise TrainingError(f"soft_target_weight is {config.soft_target_weight} but {data.name} brings no "
+                                "soft targets (no teacher)")
         inputs, targets = x[:, :-1], x[:, 1:]
         with mixed_precision(device, config.precision):
             logits = network(inputs, cycle_positions=cycle)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=data.pad, label_smoothing=config.label_smoothing)
+        loss, token_loss = training_loss(logits, targets, data.pad, config.label_smoothing, soft,
+                                         config.soft_target_weight)
         tokens = (targets != data.pad).sum()
-        stats = torch.stack([loss.detach().double() * tokens, tokens.double(),
+        # the running loss reported is the tokens' cross-entropy, distilling or not
+        stats = torch.stack([token_loss.detach().double() * tokens, tokens.double(),
                              (~torch.isfinite(loss.detach())).double()]).to(device)
         dist.all_reduce(stats)
         if stats[2] > 0:

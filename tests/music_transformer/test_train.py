@@ -191,6 +191,87 @@ def test_learning_rate_warms_up_then_decays():
     assert train_module.learning_rate(39, unplanned, None) == pytest.approx(unplanned.learning_rate / 2)
 
 
+def test_the_loss_mixes_a_teachers_soft_targets_with_the_tokens():
+    torch.manual_seed(0)
+    logits, pad = torch.randn(2, 5, 7), 6
+    targets = torch.randint(0, 6, (2, 5))
+    targets[1, 3:] = pad
+    soft = torch.softmax(torch.randn(2, 5, 7), -1)
+    loss, nll = train_module.training_loss(logits, targets, pad, soft=soft, soft_weight=0.25)
+    # by hand, in float64, over the positions that are not PAD
+    log_probs = torch.log_softmax(logits.double(), -1)[targets != pad]
+    scored = targets[targets != pad]
+    hard = -log_probs[torch.arange(len(scored)), scored].mean()
+    against_teacher = -(soft.double()[targets != pad] * log_probs).sum(-1).mean()
+    assert float(nll) == pytest.approx(float(hard), rel=1e-5)
+    assert float(loss) == pytest.approx(float(0.75 * hard + 0.25 * against_teacher), rel=1e-5)
+    assert float(against_teacher) > float(hard) + 0.1  # the teacher's targets are not the tokens
+    # a teacher certain of the tokens themselves teaches nothing else; weight 0 or no soft targets: the tokens
+    certain = torch.nn.functional.one_hot(targets, 7).float()
+    assert float(train_module.training_loss(logits, targets, pad, soft=certain, soft_weight=0.5)[0]) == \
+        pytest.approx(float(hard), rel=1e-5)
+    for soft_weight, targets_given in ((0.0, soft), (0.5, None)):
+        mixed, tokens_only = train_module.training_loss(logits, targets, pad, soft=targets_given,
+                                                        soft_weight=soft_weight)
+        assert float(mixed) == float(tokens_only) == pytest.approx(float(hard), rel=1e-5)
+    with pytest.raises(train_module.TrainingError, match="between 0 and 1"):
+        train_module.TrainConfig(soft_target_weight=1.5)
+
+
+class Cycles:
+    """`TrainingData` for the loop's distillation: sequences that step through 1..7 by a stride, with
+    soft targets (one-hot on the next token, or uniform) when asked for."""
+
+    name, pad, vocab_size = "cycles", 0, 8
+
+    def __init__(self, soft=None):
+        self.soft = soft
+
+    def describe(self):
+        return "cycles"
+
+    def _tokens(self, rng, rows, length):
+        strides = rng.integers(1, 4, (rows, 1))
+        return (1 + (np.arange(length + 1)[None] * strides + rng.integers(0, 7, (rows, 1))) % 7).astype(np.int64)
+
+    def batches(self, length, batch_size, seed, epoch, start, rank, world_size, max_transpose):
+        rng = np.random.default_rng([seed, epoch])
+        for index in range(start, 3):
+            tokens = self._tokens(rng, batch_size, length)
+            if self.soft is None:
+                yield index, tokens
+                continue
+            soft = (np.eye(self.vocab_size, dtype=np.float32)[tokens[:, 1:]] if self.soft == "tokens"
+                    else np.full((*tokens[:, 1:].shape, self.vocab_size), 1 / self.vocab_size, dtype=np.float32))
+            yield index, (tokens, None, soft)
+
+    def validation_batches(self, length, batch_size):
+        return [self._tokens(np.random.default_rng(99), 4, length)]
+
+
+def test_the_loop_distils_from_the_soft_targets_a_batch_brings(tmp_path):
+    from music_transformer.model import ModelConfig
+
+    model_config = ModelConfig(vocab_size=8, n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0,
+                               max_relative_distance=16, train_length=16, block_size=16)
+
+    def trained(name, soft, soft_target_weight):
+        config = train_module.TrainConfig(batch_size=4, learning_rate=1e-2, warmup_steps=1, steps=9,
+                                          checkpoint_minutes=0.0, soft_target_weight=soft_target_weight)
+        summary = train_module.train(Cycles(soft), tmp_path / name, config=(model_config, config), threads=1,
+                                     progress=False)
+        return summary, load_checkpoint(tmp_path / name / "model.pt", device="cpu").state_dict()
+
+    _, alone = trained("tokens", None, 0.0)
+    # a teacher that is certain of every next token trains as the tokens alone do; a uniform one does not
+    _, taught_the_tokens = trained("certain", "tokens", 0.5)
+    _, taught_uniform = trained("uniform", "uniform", 0.5)
+    assert all(torch.allclose(alone[key], taught_the_tokens[key], atol=1e-5) for key in alone)
+    assert not all(torch.allclose(alone[key], taught_uniform[key], atol=1e-3) for key in alone)
+    with pytest.raises(train_module.TrainingError, match="brings no soft targets"):
+        trained("no-teacher", None, 0.5)
+
+
 def test_configs_presets_files_and_errors(tmp_path):
     model_config, train_config = train_module.load_config("small")
     assert model_config.positional == "relative" and train_config.batch_size > 0
