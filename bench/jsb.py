@@ -2,6 +2,7 @@
 
     python bench/jsb.py [--config cpu|cpu-long|cpu-2h|gpu|FILE] [--runs relative,absolute] [--out runs/jsb] [--jobs 2]
     python bench/jsb.py --eval FILE.json --checkpoint runs/jsb/relative/model.pt [--transpositions 3]
+    python bench/jsb.py --teachers runs/jsb --runs relative,absolute --out runs/jsb-distilled
     music-transformer bench jsb ...        (the same, from a source checkout)
 
 Each chorale of `../shared/data/jsb16/` (lists of 16th-note steps [S, A, T, B], MIDI pitches 36..81,
@@ -27,8 +28,11 @@ The score is the mean NLL (nats) over every token of every valid chorale, each c
 from its start token. The paper reports 0.335 for relative attention; the baseline Transformer with
 absolute positions scores worse. With `--transpositions K` the model's predictions are also scored
 averaged over the chorale transposed by -K..+K semitones (`key_averaged_log_probs`: still a model of
-each token given only the ones before it). Checkpoints go to `--out` (default `runs/jsb`, not
-committed); a run directory that already holds a run is resumed (and, when finished, only scored again).
+each token given only the ones before it). With `--teachers DIR` each run is distilled from its
+namesake's averaged weights in DIR (`JSBData.distil_from`): it learns from the tokens and, with weight
+0.5, from the teacher's predictions averaged over ±3 keys, so that one set of weights captures what
+averaging over keys gains. Checkpoints go to `--out` (default `runs/jsb`, not committed); a run
+directory that already holds a run is resumed (and, when finished, only scored again).
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ INTERVAL_VOCAB_SIZE = FIRST_INTERVAL + 2 * WIDEST + 1
 VOICES = ("soprano", "alto", "tenor", "bass")
 
 PAPER = {"relative": 0.335, "absolute": None}  # the paper's table: the baseline's figure is only "worse"
+
+# Distillation (`--teachers DIR`): a run learns from its namesake in DIR, the teacher's predictions averaged
+# over 3 keys either side (nearly all of what averaging over keys gains, bench/README.md), weighted 0.5
+# against the tokens themselves.
+TEACHER_TRANSPOSITIONS = 3
+SOFT_TARGET_WEIGHT = 0.5
 
 # Named configs. "cpu" trains relative and absolute side by side in about 33 minutes on two CPU cores
 # (the runs' comparisons); "cpu-long" (below) is the same model for the whole 2-hour CPU budget; "gpu"
@@ -341,6 +351,11 @@ class JSBData:
         # how far a chorale may be transposed: each voice within its range, or any pitch of the vocabulary
         self.transpose_ranges = self.ranges if transpose_within == "voices" else np.tile([LOWEST, HIGHEST], (4, 1))
         self._shifts: dict[tuple[int, int], list[int]] = {}  # (chorale, max_transpose) -> allowed shifts
+        # distillation (`distil_from`): the teacher and its key-averaged predictions of each training
+        # chorale in each key the batches draw, (chorale, shift) -> (tokens - 1, REST + 1) probabilities
+        self.teacher: MusicTransformer | None = None
+        self.teacher_transpositions = 0
+        self._soft: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
     def load(cls, folder: str | os.PathLike = DATA, transpose_within: str = "voices",
@@ -353,7 +368,41 @@ class JSBData:
         tokens = lambda chorales: sum(4 * len(c) + 1 for c in chorales)  # noqa: E731
         return (f"JSB {len(self.train)} train chorales ({tokens(self.train):,} tokens), {len(self.valid)} valid "
                 f"({tokens(self.valid):,} tokens); voice ranges "
-                + ", ".join(f"{v[0].upper()} {lo}-{hi}" for v, (lo, hi) in zip(VOICES, self.ranges)))
+                + ", ".join(f"{v[0].upper()} {lo}-{hi}" for v, (lo, hi) in zip(VOICES, self.ranges))
+                + (f"; soft targets from a teacher averaged over ±{self.teacher_transpositions} keys"
+                   if self.teacher is not None else ""))
+
+    def distil_from(self, teacher: MusicTransformer, transpositions: int = TEACHER_TRANSPOSITIONS) -> None:
+        """Training batches bring soft targets from now on: the teacher's next-token probabilities for
+        the batch's chorales in the keys they are drawn in, averaged over `transpositions` keys either
+        side of that key (`key_averaged_log_probs`), the PAD and START columns 0."""
+        if self.encoding != "pitches":
+            raise JSBError("a teacher predicts pitches: distillation needs the pitch encoding, not "
+                           f"{self.encoding!r}")
+        if teacher.config.vocab_size != VOCAB_SIZE:
+            raise JSBError(f"the teacher is not a JSB model of pitches (its vocabulary has "
+                           f"{teacher.config.vocab_size} tokens, not {VOCAB_SIZE})")
+        if transpositions < 0:
+            raise JSBError(f"the teacher's transpositions must be 0 or more, not {transpositions}")
+        self.teacher, self.teacher_transpositions, self._soft = teacher, transpositions, {}
+
+    def _teach(self, max_transpose: int) -> None:
+        """The teacher's predictions for every (chorale, shift) the batches can draw that it has not
+        made yet, all at once (batched by length)."""
+        missing = [(index, shift) for index, chorale in enumerate(self.train)
+                   for shift in self._allowed(index, max_transpose) if (index, shift) not in self._soft]
+        if not missing:
+            return
+        transposed = [np.where(self.train[index] >= 0, self.train[index] + shift, -1) for index, shift in missing]
+        predictions = key_averaged_log_probs(self.teacher, transposed, self.teacher_transpositions)
+        for pair, log_probs in zip(missing, predictions):
+            self._soft[pair] = np.exp(log_probs).astype(np.float16)
+
+    def _allowed(self, index: int, max_transpose: int) -> list[int]:
+        key = (index, max_transpose)
+        if key not in self._shifts:
+            self._shifts[key] = allowed_shifts(self.train[index], self.transpose_ranges, max_transpose)
+        return self._shifts[key]
 
     def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
                 world_size: int, max_transpose: int) -> Iterator[tuple[int, Batch]]:
@@ -361,8 +410,11 @@ class JSBData:
 
         The order is shuffled, then sorted by length within runs of 8 batches (little padding, still
         random), then the batches are shuffled; a chorale longer than `length` + 1 tokens is cropped.
-        With `metre` or `degrees`, each batch comes with its tokens' places (`places_of`).
+        With `metre` or `degrees`, each batch comes with its tokens' places (`places_of`); with a teacher
+        (`distil_from`), as a triple (tokens, places or None, soft targets (B, T, VOCAB_SIZE)).
         """
+        if self.teacher is not None:
+            self._teach(max_transpose)
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(self.train))
         global_batch = batch_size * world_size
@@ -373,25 +425,34 @@ class JSBData:
         count = max(1, len(order) // global_batch)
         batch_order = rng.permutation(count)
         for batch in range(start, count):
-            rows, places = [], []
+            rows, places, softs = [], [], []
             for row in range(batch_size):
                 position = (batch_order[batch] * global_batch + rank * batch_size + row) % len(order)
                 index = int(order[position])
                 sample_rng = np.random.default_rng([seed, epoch, index])
                 chorale = self.train[index]
-                key = (index, max_transpose)
-                if key not in self._shifts:
-                    self._shifts[key] = allowed_shifts(chorale, self.transpose_ranges, max_transpose)
-                tokens = self.encode(chorale, int(sample_rng.choice(self._shifts[key])))
+                shift = int(sample_rng.choice(self._allowed(index, max_transpose)))
+                tokens = self.encode(chorale, shift)
                 if self.places_of and index not in self._places:
                     self._places[index] = self.places_of(chorale)
                 place = self._places[index] if self.places_of else tokens
+                soft = self._soft.get((index, shift))  # the teacher's prediction of each token after START
                 if len(tokens) > length + 1:
                     offset = int(sample_rng.integers(0, len(tokens) - length))
                     tokens, place = tokens[offset:offset + length + 1], place[offset:offset + length + 1]
+                    soft = None if soft is None else soft[offset:offset + length]
                 rows.append(tokens)
                 places.append(place)
-            yield batch, (_pad_rows(rows), _pad_rows(places, 0)) if self.places_of else _pad_rows(rows)
+                softs.append(soft)
+            tokens = _pad_rows(rows)
+            places = _pad_rows(places, 0) if self.places_of else None
+            if self.teacher is None:
+                yield batch, tokens if places is None else (tokens, places)
+                continue
+            soft = np.zeros((len(rows), tokens.shape[1] - 1, VOCAB_SIZE), dtype=np.float32)
+            for row, probabilities in enumerate(softs):
+                soft[row, :len(probabilities), :probabilities.shape[1]] = probabilities
+            yield batch, (tokens, places, soft)
 
     def validation_batches(self, length: int, batch_size: int, chorales: Sequence[np.ndarray] | None = None,
                            max_tokens: int = 16384) -> list[Batch]:
@@ -564,14 +625,42 @@ def average_last(run_dir: Path, count: int = 5) -> list[Path]:
     return kept
 
 
+def teacher_checkpoint(teachers: str | os.PathLike, run: str) -> Path:
+    """The teacher of `run` in the folder of finished runs `teachers`: its namesake's averaged weights, or
+    its final ones where it kept too few to average."""
+    for name in ("averaged.pt", "model.pt"):
+        if (Path(teachers) / run / name).exists():
+            return Path(teachers) / run / name
+    raise JSBError(f"no teacher for {run}: {Path(teachers) / run} holds no finished run (train {run} into "
+                   f"{teachers} first)")
+
+
 def train_run(config: str, run: str, out: Path, steps: int | None, threads: int | None, device: str | None,
               keep_every: int, progress: bool, data_folder: str, max_minutes: float | None = None,
-              transpositions: int = 0) -> dict:
+              transpositions: int = 0, teachers: Path | None = None, soft_target_weight: float | None = None
+              ) -> dict:
     """Trains one named run into out/run; returns its summary with the valid NLL of the final and averaged
-    weights (and, with `transpositions`, of the averaged weights' predictions averaged over keys)."""
+    weights (and, with `transpositions`, of the averaged weights' predictions averaged over keys).
+
+    With `teachers` (a folder of finished runs) the run is distilled from its namesake's averaged weights
+    there (`teacher_checkpoint`), their predictions averaged over TEACHER_TRANSPOSITIONS keys, mixed in with
+    `soft_target_weight` (default: the config's, else SOFT_TARGET_WEIGHT)."""
     model_config, train_config, data_options = run_configs(config, run, steps, max_minutes)
     data = JSBData.load(data_folder, **data_options)
     run_dir = out / run
+    teacher_summary = {}
+    if teachers is not None:
+        teacher_path = teacher_checkpoint(teachers, run)
+        teacher = load_checkpoint(teacher_path, device=device)
+        data.distil_from(teacher, TEACHER_TRANSPOSITIONS)
+        weight = soft_target_weight if soft_target_weight is not None else (
+            train_config.soft_target_weight or SOFT_TARGET_WEIGHT)
+        train_config = replace(train_config, soft_target_weight=weight)
+        teacher_summary = {"teacher": str(teacher_path), "teacher_transpositions": TEACHER_TRANSPOSITIONS,
+                           "teacher_key_averaged_valid_nll": key_averaged_nll(teacher, data.valid,
+                                                                              TEACHER_TRANSPOSITIONS)}
+    elif soft_target_weight or train_config.soft_target_weight:
+        raise JSBError("a soft_target_weight needs --teachers: soft targets come from a teacher")
     started = time.monotonic()
     summary = train_module.train(data, run_dir, config=(model_config, train_config), device=device,
                                  threads=threads, keep_every_steps=keep_every, progress=progress,
@@ -584,6 +673,7 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
         if transpositions and data.encoding == "pitches":  # intervals are the same in every key
             summary["key_averaged_valid_nll"] = score(run_dir / "averaged.pt", data.valid, device, transpositions)
             summary["transpositions"] = transpositions
+    summary.update(teacher_summary)
     summary["run"] = run
     summary["model"] = asdict(model_config)
     summary["train"] = asdict(train_config)
@@ -636,6 +726,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transpositions", type=int, default=0, metavar="K",
                         help="score the model's predictions averaged over the chorale transposed by -K..+K "
                              "semitones (--eval; after training: the averaged weights); default 0, the plain score")
+    parser.add_argument("--teachers", type=Path, metavar="DIR",
+                        help="distil each run from its namesake's (averaged) weights in DIR (finished runs), "
+                             f"their predictions averaged over ±{TEACHER_TRANSPOSITIONS} keys")
+    parser.add_argument("--soft-target-weight", type=float, metavar="W",
+                        help=f"with --teachers: the weight of the teacher's predictions against the tokens' "
+                             f"(default: the config's, else {SOFT_TARGET_WEIGHT})")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     try:
@@ -653,8 +749,14 @@ def main(argv: list[str] | None = None) -> int:
         JSBData.load(args.data)
         jobs = max(1, min(args.jobs, len(runs)))
         threads = max(1, (os.cpu_count() or 1) // jobs)
+        if args.teachers is not None:
+            for run in runs:
+                teacher_checkpoint(args.teachers, run)  # a missing teacher fails before anything trains
+        elif args.soft_target_weight is not None:
+            raise JSBError("--soft-target-weight goes with --teachers")
         work = [(args.config, run, args.out, args.steps, threads, args.device, args.keep_every, jobs == 1,
-                 args.data, args.max_minutes, args.transpositions) for run in runs]
+                 args.data, args.max_minutes, args.transpositions, args.teachers, args.soft_target_weight)
+                for run in runs]
         started = time.monotonic()
         summaries = map_in_processes(_train_run_job, work, jobs)
         wall = time.monotonic() - started
@@ -665,6 +767,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nJSB Chorales, valid NLL per token (nats); config {args.config!r}: {model['n_layers']} layers x "
           f"{model['d_model']}, {model['n_heads']} heads, {summaries[0]['train']['steps']} steps of "
           f"{summaries[0]['train']['batch_size']} chorales; {wall / 60:.1f} min wall-clock for all runs")
+    if args.teachers is not None:
+        print(f"distilled from the runs in {args.teachers} (soft target weight "
+              f"{summaries[0]['train']['soft_target_weight']}); the teachers over ±{TEACHER_TRANSPOSITIONS} keys: "
+              + ", ".join(f"{s['run']} {s['teacher_key_averaged_valid_nll']:.4f}" for s in summaries))
     keys = f"±{args.transpositions} keys" if args.transpositions else ""  # the averaged weights, key-averaged
     width, name_width = 10 if keys else 0, max(28, *(len(s["run"]) + 2 for s in summaries))
     print(f"{'run':<{name_width}}{'ours':>8}{'averaged':>10}{keys:>{width}}{'paper':>8}{'steps':>7}{'minutes':>9}")

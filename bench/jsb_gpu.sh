@@ -12,6 +12,10 @@
 #    predictions averaged over 7 keys, --transpositions 3) and the decoder's speed on the GPU.
 # Checkpoints stay in RUN_DIR; REPORT_DIR (if given) gets the report, the summaries with their
 # validation curves, and the best relative model in half precision, cut into parts of 15 MB.
+#
+# TEACHERS=DIR (a RUN_DIR this script filled before, e.g. on the same warm machine): each run is
+# distilled from its namesake's averaged weights there (`bench/jsb.py --teachers`), RUNS naming runs
+# that DIR holds.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 data=${1:-$here/../shared/data/jsb16}
@@ -26,6 +30,11 @@ runs_list=${RUNS:-relative,absolute,relative-timing-bar,relative-timing-bar-all-
 IFS=, read -r -a names <<<"$runs_list"
 jsb=("$python" "$here/bench/jsb.py" --config "${CONFIG:-gpu}" --runs "$runs_list" --jobs "${#names[@]}"
      --device "$device" --data "$data" --transpositions 3)
+if [ -n "${TEACHERS:-}" ]; then
+    # the runs below start by removing their folders in RUN_DIR: the teachers must live elsewhere
+    [ "$(realpath -m "$TEACHERS")" != "$(realpath -m "$runs")" ] || { echo "TEACHERS must not be RUN_DIR"; exit 1; }
+    jsb+=(--teachers "$TEACHERS")
+fi
 step() { echo; echo "=== $* ($(date -u +%T))"; }
 
 if [ "$device" != cpu ]; then

@@ -433,6 +433,78 @@ def test_key_averaged_predictions_are_distributions_of_the_past_only():
     assert np.allclose(changed[:top + 1], averaged[:top + 1]) and not np.allclose(changed[top + 1:], averaged[top + 1:])
 
 
+def test_distilling_batches_bring_the_teachers_key_averaged_predictions(jsb_folder, tmp_path):
+    """With a teacher, each batch row's soft targets are the teacher's predictions for that chorale in the
+    key it was drawn in, averaged over keys around it, cropped with the tokens; PAD rows get none."""
+    train_smoke("relative", jsb_folder, tmp_path / "config.json")
+    teacher = jsb.load_checkpoint(tmp_path / "runs" / "relative" / "averaged.pt", device="cpu")
+    plain, taught = jsb.JSBData.load(jsb_folder), jsb.JSBData.load(jsb_folder)
+    taught.distil_from(teacher, 1)
+    assert "±1 keys" in taught.describe()
+    # every (chorale, key) a batch can draw: its tokens and the teacher's predictions, by hand
+    expected = {}
+    for index, chorale in enumerate(plain.train):
+        for shift in jsb.allowed_shifts(chorale, plain.transpose_ranges, 2):
+            transposed = np.where(chorale >= 0, chorale + shift, -1)
+            (log_probs,) = jsb.key_averaged_log_probs(teacher, [transposed], 1)
+            expected[index, shift] = (jsb.serialise(chorale, shift), np.exp(log_probs))
+    length = 60  # shorter than every chorale: each row is a crop
+    rows = 0
+    for (index, tokens), (same_index, (taught_tokens, places, soft)) in zip(
+            plain.batches(length, 3, 0, 1, 0, 0, 1, 2), taught.batches(length, 3, 0, 1, 0, 0, 1, 2)):
+        assert index == same_index and np.array_equal(tokens, taught_tokens) and places is None
+        assert soft.shape == (*tokens[:, 1:].shape, jsb.VOCAB_SIZE) and soft.dtype == np.float32
+        for row, soft_row in zip(tokens, soft):
+            matches = [probabilities[offset:offset + length]
+                       for full, probabilities in expected.values()
+                       for offset in range(len(full) - length)
+                       if np.array_equal(full[offset:offset + length + 1], row)]
+            assert any(np.allclose(soft_row[:, :jsb.REST + 1], m, atol=1e-3) for m in matches)
+            assert np.allclose(soft_row.sum(-1), 1.0, atol=1e-2) and not soft_row[:, jsb.START:].any()
+            rows += 1
+    assert rows == 3 * (len(plain.train) // 3)
+    # the cropped and the whole: a row of a chorale shorter than the length is padded, its soft rows 0
+    (_, (tokens, _, soft)), *_ = taught.batches(2304, 24, 0, 0, 0, 0, 1, 2)
+    padded = tokens[:, 1:] == jsb.PAD
+    assert padded.any() and not soft[padded].any() and np.allclose(soft[~padded].sum(-1), 1.0, atol=1e-2)
+
+    interval = jsb.JSBData.load(jsb_folder, encoding="intervals")
+    with pytest.raises(jsb.JSBError, match="needs the pitch encoding"):
+        interval.distil_from(teacher, 1)
+
+
+def test_a_run_distils_from_its_namesake_and_reports_the_teacher(jsb_folder, tmp_path, capsys):
+    teachers = tmp_path / "runs"
+    config = tmp_path / "config.json"
+    train_smoke("relative-timing-bar", jsb_folder, config)
+    settings = json.loads(config.read_text())
+    settings["train"]["max_transpose"] = 1  # fewer keys for the teacher to predict: seconds, not a minute
+    config.write_text(json.dumps(settings))
+    out = tmp_path / "distilled"
+    assert jsb.main(["--config", str(config), "--runs", "relative-timing-bar", "--data",
+                     str(jsb_folder), "--out", str(out), "--keep-every", "10", "--teachers", str(teachers),
+                     "--json"]) == 0
+    printed = capsys.readouterr().out
+    (summary,) = json.loads(printed.strip().splitlines()[-1])["runs"]
+    teacher = teachers / "relative-timing-bar" / "averaged.pt"
+    assert summary["teacher"] == str(teacher) and summary["teacher_transpositions"] == jsb.TEACHER_TRANSPOSITIONS
+    assert summary["train"]["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT
+    assert summary["teacher_key_averaged_valid_nll"] == pytest.approx(
+        jsb.score(teacher, jsb.read_chorales(jsb_folder / "valid.json"), "cpu", jsb.TEACHER_TRANSPOSITIONS), abs=1e-6)
+    assert "distilled from the runs in" in printed and summary["step"] == 30 and summary["valid_nll"] < 3.0
+    assert summary["averaged_valid_nll"] == pytest.approx(
+        nll_by_hand(out / "relative-timing-bar" / "averaged.pt", jsb.read_chorales(jsb_folder / "valid.json")),
+        abs=1e-4)
+
+    # refused before anything trains: a run with no namesake among the teachers, a weight with no teacher
+    assert jsb.main(["--runs", "absolute", "--data", str(jsb_folder), "--out", str(tmp_path / "x"),
+                     "--teachers", str(teachers)]) == 1
+    assert "no teacher for absolute" in capsys.readouterr().err
+    assert jsb.main(["--runs", "relative", "--data", str(jsb_folder), "--soft-target-weight", "0.3"]) == 1
+    assert "goes with --teachers" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_eval_refuses_a_model_of_another_vocabulary_and_bad_arguments(jsb_folder, tmp_path, capsys):
     from music_transformer.checkpoint import save_checkpoint
     from music_transformer.model import ModelConfig, MusicTransformer
@@ -485,3 +557,18 @@ def test_the_prepared_gpu_script_runs_dry_on_the_cpu(jsb_folder, tmp_path):
     (tmp_path / "best.pt").write_bytes(b"".join(p.read_bytes() for p in parts))
     assert jsb.score(tmp_path / "best.pt", jsb.read_chorales(jsb_folder / "valid.json"), "cpu") \
         == pytest.approx(exported["valid_nll"], abs=5e-3)
+
+    # the second stage, on the same machine: a run distilled from its namesake trained above
+    env["TEACHERS"], env["RUNS"] = str(runs), "relative-timing-bar"
+    refused = subprocess.run(["bash", str(REPO / "bench" / "jsb_gpu.sh"), str(jsb_folder), str(runs), "6"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "TEACHERS must not be RUN_DIR" in refused.stdout
+    assert (runs / "relative-timing-bar" / "model.pt").exists()  # the teachers are untouched
+    distilled_report = tmp_path / "report-distilled"
+    done = subprocess.run(["bash", str(REPO / "bench" / "jsb_gpu.sh"), str(jsb_folder), str(tmp_path / "distilled"),
+                           "6", str(distilled_report)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "distilled from the runs in" in done.stdout
+    distilled = json.loads((distilled_report / "summaries.json").read_text())["relative-timing-bar"]
+    assert distilled["teacher"] == str(jsb.teacher_checkpoint(runs, "relative-timing-bar"))
+    assert distilled["train"]["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT
