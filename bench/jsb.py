@@ -386,9 +386,10 @@ class JSBData:
             raise JSBError(f"the teacher's transpositions must be 0 or more, not {transpositions}")
         self.teacher, self.teacher_transpositions, self._soft = teacher, transpositions, {}
 
-    def _teach(self, max_transpose: int) -> None:
+    def teach(self, max_transpose: int) -> None:
         """The teacher's predictions for every (chorale, shift) the batches can draw that it has not
-        made yet, all at once (batched by length)."""
+        made yet, all at once (batched by length); `batches` asks for them itself, `train_run` first,
+        so that the training clock leaves them out."""
         missing = [(index, shift) for index, chorale in enumerate(self.train)
                    for shift in self._allowed(index, max_transpose) if (index, shift) not in self._soft]
         if not missing:
@@ -414,7 +415,7 @@ class JSBData:
         (`distil_from`), as a triple (tokens, places or None, soft targets (B, T, VOCAB_SIZE)).
         """
         if self.teacher is not None:
-            self._teach(max_transpose)
+            self.teach(max_transpose)
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(self.train))
         global_batch = batch_size * world_size
@@ -656,7 +657,12 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
         weight = soft_target_weight if soft_target_weight is not None else (
             train_config.soft_target_weight or SOFT_TARGET_WEIGHT)
         train_config = replace(train_config, soft_target_weight=weight)
+        if threads:
+            torch.set_num_threads(threads)  # the teacher's predictions on this run's share of the cores
+        taught = time.monotonic()
+        data.teach(train_config.max_transpose)
         teacher_summary = {"teacher": str(teacher_path), "teacher_transpositions": TEACHER_TRANSPOSITIONS,
+                           "teacher_seconds": round(time.monotonic() - taught, 1),
                            "teacher_key_averaged_valid_nll": key_averaged_nll(teacher, data.valid,
                                                                               TEACHER_TRANSPOSITIONS)}
     elif soft_target_weight or train_config.soft_target_weight:

@@ -488,7 +488,7 @@ def test_a_run_distils_from_its_namesake_and_reports_the_teacher(jsb_folder, tmp
     (summary,) = json.loads(printed.strip().splitlines()[-1])["runs"]
     teacher = teachers / "relative-timing-bar" / "averaged.pt"
     assert summary["teacher"] == str(teacher) and summary["teacher_transpositions"] == jsb.TEACHER_TRANSPOSITIONS
-    assert summary["train"]["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT
+    assert summary["train"]["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT and summary["teacher_seconds"] > 0
     assert summary["teacher_key_averaged_valid_nll"] == pytest.approx(
         jsb.score(teacher, jsb.read_chorales(jsb_folder / "valid.json"), "cpu", jsb.TEACHER_TRANSPOSITIONS), abs=1e-6)
     assert "distilled from the runs in" in printed and summary["step"] == 30 and summary["valid_nll"] < 3.0
