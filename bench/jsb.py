@@ -636,6 +636,26 @@ def teacher_checkpoint(teachers: str | os.PathLike, run: str) -> Path:
                    f"{teachers} first)")
 
 
+def distil(data: JSBData, teacher_path: Path, train_config: TrainConfig, device: str | None,
+           threads: int | None, soft_target_weight: float | None) -> tuple[TrainConfig, dict]:
+    """Has the teacher predict the training chorales for `data` before training starts (so the training
+    clock leaves it out); the training config with its soft target weight (given, else the config's,
+    else SOFT_TARGET_WEIGHT) and what the summary records of the teacher."""
+    teacher = load_checkpoint(teacher_path, device=device)
+    data.distil_from(teacher, TEACHER_TRANSPOSITIONS)
+    weight = soft_target_weight if soft_target_weight is not None else (
+        train_config.soft_target_weight or SOFT_TARGET_WEIGHT)
+    train_config = replace(train_config, soft_target_weight=weight)
+    if threads:
+        torch.set_num_threads(threads)  # the teacher's predictions on this run's share of the cores
+    started = time.monotonic()
+    data.teach(train_config.max_transpose)
+    return train_config, {"teacher": str(teacher_path), "teacher_transpositions": TEACHER_TRANSPOSITIONS,
+                          "teacher_seconds": round(time.monotonic() - started, 1),
+                          "teacher_key_averaged_valid_nll": key_averaged_nll(teacher, data.valid,
+                                                                             TEACHER_TRANSPOSITIONS)}
+
+
 def train_run(config: str, run: str, out: Path, steps: int | None, threads: int | None, device: str | None,
               keep_every: int, progress: bool, data_folder: str, max_minutes: float | None = None,
               transpositions: int = 0, teachers: Path | None = None, soft_target_weight: float | None = None
@@ -643,28 +663,16 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
     """Trains one named run into out/run; returns its summary with the valid NLL of the final and averaged
     weights (and, with `transpositions`, of the averaged weights' predictions averaged over keys).
 
-    With `teachers` (a folder of finished runs) the run is distilled from its namesake's averaged weights
-    there (`teacher_checkpoint`), their predictions averaged over TEACHER_TRANSPOSITIONS keys, mixed in with
-    `soft_target_weight` (default: the config's, else SOFT_TARGET_WEIGHT)."""
+    With `teachers` (a folder of finished runs) the run is distilled (`distil`) from its namesake's
+    averaged weights there (`teacher_checkpoint`), their predictions averaged over TEACHER_TRANSPOSITIONS
+    keys, mixed in with `soft_target_weight`."""
     model_config, train_config, data_options = run_configs(config, run, steps, max_minutes)
     data = JSBData.load(data_folder, **data_options)
     run_dir = out / run
     teacher_summary = {}
     if teachers is not None:
-        teacher_path = teacher_checkpoint(teachers, run)
-        teacher = load_checkpoint(teacher_path, device=device)
-        data.distil_from(teacher, TEACHER_TRANSPOSITIONS)
-        weight = soft_target_weight if soft_target_weight is not None else (
-            train_config.soft_target_weight or SOFT_TARGET_WEIGHT)
-        train_config = replace(train_config, soft_target_weight=weight)
-        if threads:
-            torch.set_num_threads(threads)  # the teacher's predictions on this run's share of the cores
-        taught = time.monotonic()
-        data.teach(train_config.max_transpose)
-        teacher_summary = {"teacher": str(teacher_path), "teacher_transpositions": TEACHER_TRANSPOSITIONS,
-                           "teacher_seconds": round(time.monotonic() - taught, 1),
-                           "teacher_key_averaged_valid_nll": key_averaged_nll(teacher, data.valid,
-                                                                              TEACHER_TRANSPOSITIONS)}
+        train_config, teacher_summary = distil(data, teacher_checkpoint(teachers, run), train_config, device,
+                                               threads, soft_target_weight)
     elif soft_target_weight or train_config.soft_target_weight:
         raise JSBError("a soft_target_weight needs --teachers: soft targets come from a teacher")
     started = time.monotonic()
