@@ -187,6 +187,11 @@ def read_chorales(path: str | os.PathLike) -> list[np.ndarray]:
     return chorales
 
 
+def transpose(chorale: np.ndarray, shift: int) -> np.ndarray:
+    """The chorale's pitches moved by `shift` semitones, its silences (-1) kept; no range check."""
+    return np.where(chorale >= 0, chorale + shift, -1)
+
+
 def serialise(chorale: np.ndarray, shift: int = 0) -> np.ndarray:
     """START, then S1 A1 T1 B1 S2 ... (raster order), pitches transposed by `shift` semitones."""
     steps = np.where(chorale >= 0, chorale + shift - LOWEST, REST)
@@ -390,11 +395,11 @@ class JSBData:
         """The teacher's predictions for every (chorale, shift) the batches can draw that it has not
         made yet, all at once (batched by length); `batches` asks for them itself, `train_run` first,
         so that the training clock leaves them out."""
-        missing = [(index, shift) for index, chorale in enumerate(self.train)
+        missing = [(index, shift) for index in range(len(self.train))
                    for shift in self._allowed(index, max_transpose) if (index, shift) not in self._soft]
         if not missing:
             return
-        transposed = [np.where(self.train[index] >= 0, self.train[index] + shift, -1) for index, shift in missing]
+        transposed = [transpose(self.train[index], shift) for index, shift in missing]
         predictions = key_averaged_log_probs(self.teacher, transposed, self.teacher_transpositions)
         for pair, log_probs in zip(missing, predictions):
             self._soft[pair] = np.exp(log_probs).astype(np.float16)
@@ -548,7 +553,7 @@ def score(checkpoint: str | os.PathLike, chorales: Sequence[np.ndarray], device:
 def transposed_tokens(chorale: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
     """`serialise(chorale, shift)` with any pitch the shift takes outside LOWEST..HIGHEST clamped to the
     nearest end, and whether each token after START stays inside (a rest always does)."""
-    shifted = np.where(chorale >= 0, chorale + shift, -1)
+    shifted = transpose(chorale, shift)
     inside = (shifted < 0) | ((shifted >= LOWEST) & (shifted <= HIGHEST))
     clamped = np.where(shifted >= 0, np.clip(shifted, LOWEST, HIGHEST), -1)
     return serialise(clamped), inside.reshape(-1)
