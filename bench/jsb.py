@@ -21,7 +21,9 @@ between two tokens' pitches, `ModelConfig.relative_pitch`), the `-metre` runs (t
 each token's place in its chorale's own bar, 4/4 or 3/4 and the pickup inferred by `infer_metre`),
 `relative-timing-bar-intervals` (every pitch after the first told as its interval from the first:
 `serialise_intervals`, a vocabulary of 140), `relative-timing-degrees` (the cycle embedding also told
-each pitch's class above the chorale's first pitch: `degree_positions`) and the recipe's variants. On
+each pitch's class above the chorale's first pitch: `degree_positions`), `relative-timing-held` (the
+cycle embedding also told how long the voice predicted next has held its pitch: `held_positions`) and
+the recipe's variants. On
 a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as one prepared script.
 
 The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
@@ -126,6 +128,10 @@ METRE = {"model": {"position_cycle": METRE_CYCLE}, "data": {"metre": True}}
 # The bar embedding told each pitch's class relative to the chorale's first pitch as well (`degree_positions`):
 # 64 places in the cycle times 12 classes and one for a rest or the start token.
 DEGREE_CYCLE = 64 * 13
+# The bar embedding told, at each token, how long the voice it predicts next has held its pitch
+# (`held_positions`): 64 places in the cycle times 0..16 sixteenths (16 for a whole note or longer).
+HELD_LONGEST = 16
+HELD_CYCLE = 64 * (HELD_LONGEST + 1)
 RUNS = {
     "relative": {},
     "absolute": {"model": {"positional": "absolute"}},
@@ -142,6 +148,9 @@ RUNS = {
     # each token's pitch class above the chorale's first pitch, the same in every key, beside its pitch
     "relative-timing-degrees": {"model": {"positional": "both", "position_cycle": DEGREE_CYCLE},
                                 "data": {"degrees": True}},
+    # how long the voice predicted next has held its pitch, beside the place in the bar
+    "relative-timing-held": {"model": {"positional": "both", "position_cycle": HELD_CYCLE},
+                             "data": {"held": True}},
     # transposed as far as the vocabulary reaches (up to ±6), not only within each voice's range
     "relative-timing-bar-all-keys": {"model": {"positional": "both", **BAR},
                                      "train": {"max_transpose": 6}, "data": {"transpose_within": "vocabulary"}},
@@ -294,10 +303,31 @@ def degree_positions(chorale: np.ndarray) -> np.ndarray:
     return (np.arange(len(tokens)) % 64 + 64 * classes).astype(np.int64)
 
 
+def held_positions(chorale: np.ndarray) -> np.ndarray:
+    """The cycle embedding's index of every token of `serialise(chorale)`: its position modulo 64 (voice
+    and 16th note, as `position_cycle=64`) and how many 16ths the voice the model predicts next (the
+    next token's voice) has held its last pitch so far (a repeated pitch counts as held; a rest is held
+    like a pitch), 0 before that voice's first note and at most HELD_LONGEST, as 64 * held + position %
+    64. It reads only the tokens up to its own, and a transposition leaves it as it is."""
+    steps = len(chorale)
+    held = np.zeros((steps + 1, 4), dtype=np.int64)  # row s + 1: each voice's held length at step s
+    for step in range(steps):
+        same = chorale[step] == chorale[step - 1] if step else np.zeros(4, dtype=bool)
+        held[step + 1] = np.where(same, held[step] + 1, 1)
+    tokens = np.arange(1, 4 * steps + 1)
+    voice, step = (tokens - 1) % 4, (tokens - 1) // 4
+    # after the bass of step t the soprano of step t + 1 comes next (its last step: t); after any other
+    # voice the next voice of the same step (its last step: t - 1)
+    last = np.where(voice == 3, step + 1, step)
+    lengths = np.concatenate([[0], held[last, (voice + 1) % 4]])
+    return (np.arange(4 * steps + 1) % 64 + 64 * np.minimum(lengths, HELD_LONGEST)).astype(np.int64)
+
+
 # The data options that tell the cycle embedding each token's place: the cycle each needs, the places, and why.
 PLACES = {
     "metre": (METRE_CYCLE, metre_positions, "one embedding per place in a 4/4 or 3/4 bar and the start token"),
     "degrees": (DEGREE_CYCLE, degree_positions, "64 places times 12 pitch classes and one for no pitch"),
+    "held": (HELD_CYCLE, held_positions, f"64 places times 0..{HELD_LONGEST} 16ths held"),
 }
 
 
@@ -337,7 +367,7 @@ class JSBData:
 
     def __init__(self, train: Sequence[np.ndarray], valid: Sequence[np.ndarray], name: str = "jsb16",
                  transpose_within: str = "voices", metre: bool = False, encoding: str = "pitches",
-                 degrees: bool = False) -> None:
+                 degrees: bool = False, held: bool = False) -> None:
         if not train:
             raise JSBError(f"{name}: no training chorales")
         if transpose_within not in TRANSPOSE_WITHIN:
@@ -346,11 +376,13 @@ class JSBData:
         self.train, self.valid, self.name = list(train), list(valid), name
         # the tokens: pitches (the paper's) or, after the first pitch, intervals from it
         self.encoding, self.encode = encoding, ENCODINGS[encoding]
-        # metre or degrees: batches are (tokens, cycle positions) pairs: each token's place in its chorale's
-        # bar, or its pitch class above the first pitch and place in the cycle
-        if metre and degrees:
-            raise JSBError("the metre and degrees options both fill the cycle embedding: choose one")
-        self.places_of = metre_positions if metre else degree_positions if degrees else None
+        # metre, degrees or held: batches are (tokens, cycle positions) pairs: each token's place in its
+        # chorale's bar, or its place in the cycle and its pitch class above the first pitch or how long
+        # the next voice has held its pitch
+        chosen = [option for option, wanted in (("metre", metre), ("degrees", degrees), ("held", held)) if wanted]
+        if len(chosen) > 1:
+            raise JSBError(f"the {' and '.join(chosen)} options each fill the cycle embedding: choose one")
+        self.places_of = PLACES[chosen[0]][1] if chosen else None
         self._places: dict[int, np.ndarray] = {}  # training chorale -> its places (transposition keeps them)
         self.ranges = voice_ranges(self.train)
         # how far a chorale may be transposed: each voice within its range, or any pitch of the vocabulary
@@ -364,10 +396,11 @@ class JSBData:
 
     @classmethod
     def load(cls, folder: str | os.PathLike = DATA, transpose_within: str = "voices",
-             metre: bool = False, encoding: str = "pitches", degrees: bool = False) -> "JSBData":
+             metre: bool = False, encoding: str = "pitches", degrees: bool = False,
+             held: bool = False) -> "JSBData":
         folder = Path(folder)
         return cls(read_chorales(folder / "train.json"), read_chorales(folder / "valid.json"), name=str(folder),
-                   transpose_within=transpose_within, metre=metre, encoding=encoding, degrees=degrees)
+                   transpose_within=transpose_within, metre=metre, encoding=encoding, degrees=degrees, held=held)
 
     def describe(self) -> str:
         tokens = lambda chorales: sum(4 * len(c) + 1 for c in chorales)  # noqa: E731
@@ -416,7 +449,7 @@ class JSBData:
 
         The order is shuffled, then sorted by length within runs of 8 batches (little padding, still
         random), then the batches are shuffled; a chorale longer than `length` + 1 tokens is cropped.
-        With `metre` or `degrees`, each batch comes with its tokens' places (`places_of`); with a teacher
+        With `metre`, `degrees` or `held`, each batch comes with its tokens' places (`places_of`); with a teacher
         (`distil_from`), as a triple (tokens, places or None, soft targets (B, T, VOCAB_SIZE)).
         """
         if self.teacher is not None:
@@ -463,7 +496,7 @@ class JSBData:
     def validation_batches(self, length: int, batch_size: int, chorales: Sequence[np.ndarray] | None = None,
                            max_tokens: int = 16384) -> list[Batch]:
         """Whole valid chorales (none cropped), sorted by length, about `max_tokens` tokens a batch (with
-        `metre` or `degrees`, (tokens, places) pairs)."""
+        `metre`, `degrees` or `held`, (tokens, places) pairs)."""
         chorales = self.valid if chorales is None else chorales
         batches = []
         for group in length_groups(chorales, max_tokens):
@@ -508,10 +541,10 @@ def run_configs(config: str, run: str, steps: int | None = None,
     model_values, train_values, data_values = load_config(config)
     changes = RUNS[run]
     data_options = {**data_values, **changes.get("data", {})}
-    unknown = set(data_options) - {"transpose_within", "metre", "encoding", "degrees"}
+    unknown = set(data_options) - {"transpose_within", "metre", "encoding", "degrees", "held"}
     if unknown:
         raise JSBError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: transpose_within, metre, "
-                       f"encoding, degrees")
+                       f"encoding, degrees, held")
     encoding = data_options.get("encoding", "pitches")
     model_config = ModelConfig(**{**model_values, **changes.get("model", {}),
                                   "vocab_size": encoding_vocab_size(encoding)})

@@ -337,6 +337,39 @@ def test_degree_places_are_the_pitch_class_above_the_first_pitch_in_every_key(js
         jsb.run_configs(str(config), "relative-bar")
 
 
+def test_held_places_tell_how_long_the_next_voice_has_held_its_pitch_from_the_past_only(jsb_folder, tmp_path):
+    chorale = np.array([[60, 55, 52, 48], [60, 55, 52, 47], [62, 55, -1, 47], [62, 57, -1, 47]])
+    # START predicts the soprano's first note: nothing held yet; after the bass of step t the soprano of
+    # step t + 1 comes next, after any other voice the next voice of the same step (a rest holds too)
+    held = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 1, 1, 3, 1, 2, 2]
+    places = jsb.held_positions(chorale)
+    assert (places // 64).tolist() == held and (places % 64).tolist() == list(range(17))
+    changed = chorale.copy()
+    changed[3] = [70, 70, 70, 70]  # the last step's tokens (13..16) move only the places after them
+    assert (jsb.held_positions(changed)[:14] == places[:14]).all()
+    assert not (jsb.held_positions(changed) == places).all()
+    whole_notes = np.tile([[60, 55, 52, 48]], (40, 1))
+    assert jsb.held_positions(whole_notes).max() // 64 == jsb.HELD_LONGEST
+    data = jsb.JSBData.load(jsb_folder, held=True)
+    _, (tokens, row_places) = next(data.batches(4096, 2, seed=0, epoch=0, start=0, rank=0, world_size=1,
+                                                max_transpose=5))
+    chorales = data.train
+    for row_tokens, places_of_row in zip(tokens, row_places):  # a transposed chorale keeps its places
+        length = int((row_tokens != jsb.PAD).sum())
+        index = next(i for i, c in enumerate(chorales) if 4 * len(c) + 1 == length)
+        assert (places_of_row[:length] == jsb.held_positions(chorales[index])).all()
+    config = tmp_path / "config.json"
+    summary = train_smoke("relative-timing-held", jsb_folder, config)
+    assert summary["model"]["position_cycle"] == jsb.HELD_CYCLE and summary["data"] == {"held": True}
+    valid = jsb.read_chorales(jsb_folder / "valid.json")
+    checkpoint = tmp_path / "runs" / "relative-timing-held" / "model.pt"
+    assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
+    assert nll_by_hand(checkpoint, valid, places=jsb.held_positions) == pytest.approx(summary["valid_nll"],
+                                                                                   abs=1e-4)
+    with pytest.raises(jsb.JSBError, match="choose one"):
+        jsb.JSBData(valid, valid, metre=True, held=True)
+
+
 def test_validation_scores_every_token_of_every_chorale_once(jsb_folder):
     data = jsb.JSBData.load(jsb_folder)
     batches = data.validation_batches(0, 0, max_tokens=200)
