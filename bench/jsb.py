@@ -121,6 +121,7 @@ CONFIGS["cpu-2h"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "ste
 # What each named run changes in the config, section by section (issue 8's with/without measurements
 # use the same table).
 BAR = {"position_cycle": 64}  # a learned embedding of the position modulo one 4/4 bar: voice and 16th note
+CROP_STEP = 64  # a chorale longer than the training length is cropped a whole number of these tokens in
 # The same embedding told each token's place in its chorale's own bar (metre and pickup, `infer_metre`):
 # 64 places in a 4/4 bar, 48 in a 3/4 bar, 1 for the start token.
 METRE_CYCLE = 64 + 48 + 1
@@ -448,7 +449,8 @@ class JSBData:
         """Every chorale once per epoch, transposed at random, in batches of similar lengths.
 
         The order is shuffled, then sorted by length within runs of 8 batches (little padding, still
-        random), then the batches are shuffled; a chorale longer than `length` + 1 tokens is cropped.
+        random), then the batches are shuffled; a chorale longer than `length` + 1 tokens is cropped at
+        a random multiple of CROP_STEP tokens (whole 4/4 bars: each token keeps its place in the bar).
         With `metre`, `degrees` or `held`, each batch comes with its tokens' places (`places_of`); with a teacher
         (`distil_from`), as a triple (tokens, places or None, soft targets (B, T, VOCAB_SIZE)).
         """
@@ -477,7 +479,9 @@ class JSBData:
                 place = self._places[index] if self.places_of else tokens
                 soft = self._soft.get((index, shift))  # the teacher's prediction of each token after START
                 if len(tokens) > length + 1:
-                    offset = int(sample_rng.integers(0, len(tokens) - length))
+                    # a whole number of 4/4 bars in, so that the position modulo 64 (the bar embedding)
+                    # still tells each token its voice and 16th note
+                    offset = CROP_STEP * int(sample_rng.integers(0, (len(tokens) - length - 1) // CROP_STEP + 1))
                     tokens, place = tokens[offset:offset + length + 1], place[offset:offset + length + 1]
                     soft = None if soft is None else soft[offset:offset + length]
                 rows.append(tokens)

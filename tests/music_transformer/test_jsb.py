@@ -270,6 +270,21 @@ def test_metre_batches_carry_each_tokens_place_in_its_bar():
     assert all(isinstance(b, np.ndarray) for b in jsb.JSBData(chorales, chorales).validation_batches(0, 0))
 
 
+def test_a_crop_starts_whole_bars_in_so_every_token_keeps_its_place_in_the_bar():
+    chorales = [hymn(16, True, 10, seed=1), hymn(16, False, 9, seed=3)]
+    data = jsb.JSBData(chorales, chorales)
+    length, offsets = 100, set()
+    for epoch in range(6):
+        for _, tokens in data.batches(length, 2, seed=0, epoch=epoch, start=0, rank=0, world_size=1,
+                                      max_transpose=0):
+            for row in tokens:
+                found = [offset for full in map(jsb.serialise, chorales) for offset in range(len(full) - length)
+                         if np.array_equal(full[offset:offset + length + 1], row)]
+                assert found and all(offset % jsb.CROP_STEP == 0 for offset in found)
+                offsets.update(found)
+    assert len(offsets) > 2  # not always the same crop
+
+
 def test_a_metre_model_learns_through_the_shared_loop_and_eval_reads_the_metre(jsb_folder, tmp_path):
     config, smoke = tmp_path / "config.json", jsb.CONFIGS["smoke"]
     summary = train_smoke("relative-timing-metre", jsb_folder, config)
