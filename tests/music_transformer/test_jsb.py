@@ -59,6 +59,22 @@ def train_smoke(run, jsb_folder, config, **options):
                          **options)
 
 
+def trains_and_scores_with_its_places(run, option, jsb_folder, tmp_path):
+    """`run`, whose cycle embedding is told each token's places by the data option `option`, learns through
+    the shared loop, and --eval and a scoring by hand with those places agree with its summary; the
+    option and the metre together are refused."""
+    cycle, places, _ = jsb.PLACES[option]
+    summary = train_smoke(run, jsb_folder, tmp_path / "config.json")
+    assert summary["model"]["position_cycle"] == cycle and summary["data"] == {option: True}
+    assert summary["valid_nll"] < 3.0
+    valid = jsb.read_chorales(jsb_folder / "valid.json")
+    checkpoint = tmp_path / "runs" / run / "model.pt"
+    assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
+    assert nll_by_hand(checkpoint, valid, places=places) == pytest.approx(summary["valid_nll"], abs=1e-4)
+    with pytest.raises(jsb.JSBError, match="choose one"):
+        jsb.JSBData(valid, valid, metre=True, **{option: True})
+
+
 @pytest.fixture
 def jsb_folder(tmp_path):
     folder = tmp_path / "jsb"
@@ -132,7 +148,8 @@ def test_every_named_config_builds_every_run():
 
 
 def test_the_committed_config_files_change_only_what_their_names_say():
-    """bench/jsb_configs/: the README's one-change experiments against cpu-2h, reproducible from a clone."""
+    """bench/jsb_configs/: the README's experiments against cpu-2h (one change each, or one idea's changes),
+    reproducible from a clone."""
     base_model, base_train, base_data = jsb.run_configs("cpu-2h", "relative-timing-bar")
     changes = {}
     for path in sorted((REPO / "bench" / "jsb_configs").glob("*.json")):
@@ -144,6 +161,11 @@ def test_the_committed_config_files_change_only_what_their_names_say():
     assert changes == {
         "cpu-2h-4-layers.json": {"model.n_layers": 4, "train.steps": 9000},  # the same minutes as 3 layers
         "cpu-2h-dropout-0.2.json": {"model.dropout": 0.2},
+        # wider, trained on windows of 512 tokens (a whole chorale has 966 on average), 4 a batch
+        "cpu-2h-256-windows.json": {"model.d_model": 256, "model.d_ff": 1024, "model.train_length": 512,
+                                    "model.max_relative_distance": 512, "train.batch_size": 4, "train.steps": 8000},
+        "cpu-256-windows.json": {"model.d_model": 256, "model.d_ff": 1024, "model.train_length": 512,
+                                 "model.max_relative_distance": 512, "train.batch_size": 4, "train.steps": 3000},
     }
 
 
@@ -337,16 +359,8 @@ def test_degree_places_are_the_pitch_class_above_the_first_pitch_in_every_key(js
         length = int((row_tokens != jsb.PAD).sum())
         pitched = np.flatnonzero(row_tokens[:length] < jsb.REST)
         assert ((row_places[pitched] // 64) == (row_tokens[pitched] - row_tokens[pitched[0]]) % 12).all()
+    trains_and_scores_with_its_places("relative-timing-degrees", "degrees", jsb_folder, tmp_path)
     config, smoke = tmp_path / "config.json", jsb.CONFIGS["smoke"]
-    summary = train_smoke("relative-timing-degrees", jsb_folder, config)
-    assert summary["model"]["position_cycle"] == jsb.DEGREE_CYCLE and summary["valid_nll"] < 3.0
-    valid = jsb.read_chorales(jsb_folder / "valid.json")
-    checkpoint = tmp_path / "runs" / "relative-timing-degrees" / "model.pt"
-    assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
-    assert nll_by_hand(checkpoint, valid, places=jsb.degree_positions) == pytest.approx(summary["valid_nll"],
-                                                                                     abs=1e-4)
-    with pytest.raises(jsb.JSBError, match="choose one"):
-        jsb.JSBData(valid, valid, metre=True, degrees=True)
     config.write_text(json.dumps({"model": smoke["model"], "train": smoke["train"], "data": {"degrees": True}}))
     with pytest.raises(jsb.JSBError, match="position_cycle=832"):
         jsb.run_configs(str(config), "relative-bar")
@@ -373,16 +387,7 @@ def test_held_places_tell_how_long_the_next_voice_has_held_its_pitch_from_the_pa
         length = int((row_tokens != jsb.PAD).sum())
         index = next(i for i, c in enumerate(chorales) if 4 * len(c) + 1 == length)
         assert (places_of_row[:length] == jsb.held_positions(chorales[index])).all()
-    config = tmp_path / "config.json"
-    summary = train_smoke("relative-timing-held", jsb_folder, config)
-    assert summary["model"]["position_cycle"] == jsb.HELD_CYCLE and summary["data"] == {"held": True}
-    valid = jsb.read_chorales(jsb_folder / "valid.json")
-    checkpoint = tmp_path / "runs" / "relative-timing-held" / "model.pt"
-    assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
-    assert nll_by_hand(checkpoint, valid, places=jsb.held_positions) == pytest.approx(summary["valid_nll"],
-                                                                                   abs=1e-4)
-    with pytest.raises(jsb.JSBError, match="choose one"):
-        jsb.JSBData(valid, valid, metre=True, held=True)
+    trains_and_scores_with_its_places("relative-timing-held", "held", jsb_folder, tmp_path)
 
 
 def test_validation_scores_every_token_of_every_chorale_once(jsb_folder):
