@@ -23,8 +23,7 @@ each token's place in its chorale's own bar, 4/4 or 3/4 and the pickup inferred 
 `serialise_intervals`, a vocabulary of 140), `relative-timing-degrees` (the cycle embedding also told
 each pitch's class above the chorale's first pitch: `degree_positions`), `relative-timing-held` (the
 cycle embedding also told how long the voice predicted next has held its pitch: `held_positions`) and
-the recipe's variants. On
-a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as one prepared script.
+the recipe's variants. On a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as one prepared script.
 
 The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
 from its start token. The paper reports 0.335 for relative attention; the baseline Transformer with
