@@ -120,7 +120,7 @@ CONFIGS["cpu-2h"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "ste
 # What each named run changes in the config, section by section (issue 8's with/without measurements
 # use the same table).
 BAR = {"position_cycle": 64}  # a learned embedding of the position modulo one 4/4 bar: voice and 16th note
-CROP_STEP = 64  # a chorale longer than the training length is cropped a whole number of these tokens in
+CROP_STEP = BAR["position_cycle"]  # a chorale longer than the training length is cropped whole bars in
 # The same embedding told each token's place in its chorale's own bar (metre and pickup, `infer_metre`):
 # 64 places in a 4/4 bar, 48 in a 3/4 bar, 1 for the start token.
 METRE_CYCLE = 64 + 48 + 1
@@ -544,10 +544,10 @@ def run_configs(config: str, run: str, steps: int | None = None,
     model_values, train_values, data_values = load_config(config)
     changes = RUNS[run]
     data_options = {**data_values, **changes.get("data", {})}
-    unknown = set(data_options) - {"transpose_within", "metre", "encoding", "degrees", "held"}
+    known = ("transpose_within", "encoding", *PLACES)
+    unknown = set(data_options) - set(known)
     if unknown:
-        raise JSBError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: transpose_within, metre, "
-                       f"encoding, degrees, held")
+        raise JSBError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
     encoding = data_options.get("encoding", "pitches")
     model_config = ModelConfig(**{**model_values, **changes.get("model", {}),
                                   "vocab_size": encoding_vocab_size(encoding)})
