@@ -203,6 +203,10 @@ class TrainingData(Protocol):
     def validation_batches(self, length: int, batch_size: int) -> list[Batch]:
         """Fixed, unaugmented batches (B, T + 1), PAD-filled, whose tokens the valid NLL scores."""
 
+    # Optional: `after_step(model, step)`, called with the model being trained once before the first
+    # step and after every optimizer step (step: the steps taken so far). Data that teaches from the
+    # model itself (a mean teacher, `bench/jsb.py`) follows its weights there.
+
 
 class EventData:
     """Performance-event pieces (a loaded `data.Dataset`) as training data: random crops of L + 1 tokens."""
@@ -475,6 +479,9 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
     stop_reason = "done"
     if state is None:
         validate()  # the untrained model's NLL, near log(vocabulary size): the baseline of the curve
+    after_step = getattr(data, "after_step", None)
+    if after_step is not None:
+        after_step(model, step)
     network.train()
     while True:
         if config.steps is not None and step >= config.steps:
@@ -526,6 +533,8 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
         optimizer.step()
         step += 1
         next_batch = batch_index + 1
+        if after_step is not None:
+            after_step(model, step)
         # Everyone uses the mean clock so that all processes agree on the schedule and on when to stop.
         clock = dist.all_reduce(torch.tensor([time.monotonic() - started], dtype=torch.float64))
         elapsed = float(clock[0]) / dist.world_size

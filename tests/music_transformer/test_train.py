@@ -272,6 +272,35 @@ def test_the_loop_distils_from_the_soft_targets_a_batch_brings(tmp_path):
         trained("no-teacher", None, 0.5)
 
 
+class Following(Cycles):
+    """`Cycles` that records what the loop's `after_step` hands it: the step and a copy of the weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def after_step(self, model, step):
+        self.seen.append((step, {key: value.clone() for key, value in model.state_dict().items()}))
+
+
+def test_the_loop_shows_the_data_its_model_before_training_and_after_every_step(tmp_path):
+    from music_transformer.model import ModelConfig
+
+    model_config = ModelConfig(vocab_size=8, n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0,
+                               max_relative_distance=16, train_length=16, block_size=16)
+    config = train_module.TrainConfig(batch_size=4, learning_rate=1e-2, warmup_steps=1, steps=5,
+                                      checkpoint_minutes=0.0)
+    data = Following()
+    train_module.train(data, tmp_path / "run", config=(model_config, config), threads=1, progress=False,
+                       keep_every_steps=1)
+    assert [step for step, _ in data.seen] == [0, 1, 2, 3, 4, 5]
+    # each call after a step sees that step's weights (the ones kept as step{N}.pt), not the previous
+    for step, weights in data.seen[1:]:
+        kept = load_checkpoint(tmp_path / "run" / f"step{step}.pt", device="cpu").state_dict()
+        assert all(torch.equal(kept[key], weights[key]) for key in kept)
+    assert not all(torch.equal(data.seen[0][1][key], data.seen[1][1][key]) for key in data.seen[0][1])
+
+
 def test_configs_presets_files_and_errors(tmp_path):
     model_config, train_config = train_module.load_config("small")
     assert model_config.positional == "relative" and train_config.batch_size > 0
