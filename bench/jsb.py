@@ -39,6 +39,7 @@ directory that already holds a run is resumed (and, when finished, only scored a
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -79,6 +80,15 @@ PAPER = {"relative": 0.335, "absolute": None}  # the paper's table: the baseline
 # against the tokens themselves.
 TEACHER_TRANSPOSITIONS = 3
 SOFT_TARGET_WEIGHT = 0.5
+# Self-distillation (data option "mean_teacher": its decay): no second run; the soft targets come from a
+# running average of the model's own weights (`JSBData.after_step`), in one key drawn for each chorale
+# from the ±TEACHER_TRANSPOSITIONS keys around the one it is trained in: one draw is an unbiased
+# estimate of the key-averaged prediction, so the expected loss is the distillation loss against it.
+# The average starts short (a decay of (1 + step) / (10 + step)) so that it follows the early model, and
+# its say grows from nothing over the first "mean_teacher_ramp" steps: a soft target is the teacher's
+# prediction times step / ramp plus the token itself times the rest. Early on the model improves faster
+# than its average can follow: a lagging teacher holds it back.
+MEAN_TEACHER_WARMUP = 10
 
 # Named configs. "cpu" trains relative and absolute side by side in about 33 minutes on two CPU cores
 # (the runs' comparisons); "cpu-long" (below) is the same model for the whole 2-hour CPU budget; "gpu"
@@ -159,6 +169,7 @@ RUNS = {
     "relative-local": {"model": {"local_block": 256}},
 }
 TRANSPOSE_WITHIN = ("voices", "vocabulary")
+VOCABULARY_RANGES = np.tile([LOWEST, HIGHEST], (4, 1))  # every voice may take any pitch of the vocabulary
 
 
 class JSBError(ContinuoError):
@@ -367,7 +378,8 @@ class JSBData:
 
     def __init__(self, train: Sequence[np.ndarray], valid: Sequence[np.ndarray], name: str = "jsb16",
                  transpose_within: str = "voices", metre: bool = False, encoding: str = "pitches",
-                 degrees: bool = False, held: bool = False) -> None:
+                 degrees: bool = False, held: bool = False, mean_teacher: float | None = None,
+                 mean_teacher_ramp: int = 0) -> None:
         if not train:
             raise JSBError(f"{name}: no training chorales")
         if transpose_within not in TRANSPOSE_WITHIN:
@@ -386,21 +398,38 @@ class JSBData:
         self._places: dict[int, np.ndarray] = {}  # training chorale -> its places (transposition keeps them)
         self.ranges = voice_ranges(self.train)
         # how far a chorale may be transposed: each voice within its range, or any pitch of the vocabulary
-        self.transpose_ranges = self.ranges if transpose_within == "voices" else np.tile([LOWEST, HIGHEST], (4, 1))
+        self.transpose_ranges = self.ranges if transpose_within == "voices" else VOCABULARY_RANGES
         self._shifts: dict[tuple[int, int], list[int]] = {}  # (chorale, max_transpose) -> allowed shifts
         # distillation (`distil_from`): the teacher and its key-averaged predictions of each training
         # chorale in each key the batches draw, (chorale, shift) -> (tokens - 1, REST + 1) probabilities
         self.teacher: MusicTransformer | None = None
         self.teacher_transpositions = 0
         self._soft: dict[tuple[int, int], np.ndarray] = {}
+        # self-distillation: the decay of the running average of the model's weights that teaches it
+        # (`after_step` keeps it), None for none
+        if mean_teacher is not None:
+            if isinstance(mean_teacher, bool) or not isinstance(mean_teacher, (int, float)) \
+                    or not 0.0 < mean_teacher < 1.0:
+                raise JSBError(f"mean_teacher is the decay of the weights' running average, between 0 and 1 "
+                               f"(say 0.999), not {mean_teacher!r}")
+            if encoding != "pitches":
+                raise JSBError(f"a mean teacher predicts pitches: it needs the pitch encoding, not {encoding!r}")
+        if isinstance(mean_teacher_ramp, bool) or not isinstance(mean_teacher_ramp, int) or mean_teacher_ramp < 0:
+            raise JSBError(f"mean_teacher_ramp is a number of steps (0 or more), not {mean_teacher_ramp!r}")
+        if mean_teacher_ramp and mean_teacher is None:
+            raise JSBError("mean_teacher_ramp goes with mean_teacher (the decay of the teacher's average)")
+        self.mean_teacher_decay, self.mean_teacher_ramp = mean_teacher, mean_teacher_ramp
+        self.mean_teacher: MusicTransformer | None = None
+        self._steps_taken = 0  # by the model the mean teacher follows
 
     @classmethod
     def load(cls, folder: str | os.PathLike = DATA, transpose_within: str = "voices",
              metre: bool = False, encoding: str = "pitches", degrees: bool = False,
-             held: bool = False) -> "JSBData":
+             held: bool = False, mean_teacher: float | None = None, mean_teacher_ramp: int = 0) -> "JSBData":
         folder = Path(folder)
         return cls(read_chorales(folder / "train.json"), read_chorales(folder / "valid.json"), name=str(folder),
-                   transpose_within=transpose_within, metre=metre, encoding=encoding, degrees=degrees, held=held)
+                   transpose_within=transpose_within, metre=metre, encoding=encoding, degrees=degrees, held=held,
+                   mean_teacher=mean_teacher, mean_teacher_ramp=mean_teacher_ramp)
 
     def describe(self) -> str:
         tokens = lambda chorales: sum(4 * len(c) + 1 for c in chorales)  # noqa: E731
@@ -408,7 +437,60 @@ class JSBData:
                 f"({tokens(self.valid):,} tokens); voice ranges "
                 + ", ".join(f"{v[0].upper()} {lo}-{hi}" for v, (lo, hi) in zip(VOICES, self.ranges))
                 + (f"; soft targets from a teacher averaged over ±{self.teacher_transpositions} keys"
-                   if self.teacher is not None else ""))
+                   if self.teacher is not None else "")
+                + (f"; soft targets from the model's own weights averaged (decay {self.mean_teacher_decay}), "
+                   f"in one of ±{TEACHER_TRANSPOSITIONS} keys, their weight ramped over "
+                   f"{self.mean_teacher_ramp} steps" if self.mean_teacher_decay is not None else ""))
+
+    def after_step(self, model: MusicTransformer, step: int) -> None:
+        """With a mean teacher: its weights follow the model's (`music_transformer.train` calls this
+        before the first step and after each one): a copy at first (also when a run resumes), then
+        teacher += (1 - decay) * (model - teacher), the decay (1 + step) / (10 + step) until that
+        reaches `mean_teacher`. Without one, nothing."""
+        if self.mean_teacher_decay is None:
+            return
+        self._steps_taken = step
+        if self.mean_teacher is None:
+            self.mean_teacher = copy.deepcopy(model).eval().requires_grad_(False)
+            return
+        decay = min(self.mean_teacher_decay, (1 + step) / (MEAN_TEACHER_WARMUP + step))
+        with torch.no_grad():
+            for ours, theirs in zip(self.mean_teacher.parameters(), model.parameters()):
+                ours.lerp_(theirs, 1.0 - decay)
+            for ours, theirs in zip(self.mean_teacher.buffers(), model.buffers()):
+                ours.copy_(theirs)
+
+    def mean_teacher_targets(self, rows: Sequence[tuple[int, int, int]], tokens: np.ndarray, places: np.ndarray | None,
+                             length: int, seed: int, epoch: int, max_transpose: int) -> np.ndarray:
+        """The soft targets (B, T, VOCAB_SIZE) of a batch's `tokens` (B, T + 1), whose rows are `rows`
+        (chorale, shift, crop offset): the mean teacher's next-token probabilities for each row's crop
+        transposed to a key drawn at random from the ones within ±TEACHER_TRANSPOSITIONS of its shift that
+        keep every pitch in the vocabulary, predicted there and read back in the row's key (`in_key`), mixed
+        with the row's own tokens while the ramp lasts; PAD and START columns 0, PAD rows 0."""
+        teacher = self.mean_teacher
+        if teacher is None:
+            raise JSBError("the mean teacher follows the model: the training loop calls after_step first")
+        teacher_rows = []
+        shifts = []
+        for index, shift, offset in rows:
+            chorale = self.train[index]
+            keys = [key for key in allowed_shifts(chorale, VOCABULARY_RANGES, max_transpose + TEACHER_TRANSPOSITIONS)
+                    if abs(key - shift) <= TEACHER_TRANSPOSITIONS]
+            key = int(np.random.default_rng([seed, epoch, index, 1]).choice(keys))
+            teacher_rows.append(serialise(chorale, key)[offset:offset + length + 1])
+            shifts.append(key - shift)
+        teacher_tokens = torch.from_numpy(_pad_rows(teacher_rows)).to(teacher.device)
+        cycle = None if places is None else torch.from_numpy(places[:, :-1]).to(teacher.device)
+        with torch.inference_mode(), mixed_precision(teacher.device):
+            logits = teacher(teacher_tokens[:, :-1], cycle_positions=cycle)
+        log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
+        say = min(1.0, self._steps_taken / self.mean_teacher_ramp) if self.mean_teacher_ramp else 1.0
+        soft = np.zeros((len(rows), tokens.shape[1] - 1, VOCAB_SIZE), dtype=np.float32)
+        for row, (tokens_in, delta) in enumerate(zip(teacher_rows, shifts)):
+            predicted = len(tokens_in) - 1
+            soft[row, :predicted, :REST + 1] = say * np.exp(in_key(log_probs[row, :predicted], delta))
+            soft[row, np.arange(predicted), tokens[row, 1:predicted + 1]] += 1.0 - say  # the row's own tokens
+        return soft
 
     def distil_from(self, teacher: MusicTransformer, transpositions: int = TEACHER_TRANSPOSITIONS) -> None:
         """Training batches bring soft targets from now on: the teacher's next-token probabilities for
@@ -451,10 +533,13 @@ class JSBData:
         random), then the batches are shuffled; a chorale longer than `length` + 1 tokens is cropped at
         a random multiple of CROP_STEP tokens (whole 4/4 bars: each token keeps its place in the bar).
         With `metre`, `degrees` or `held`, each batch comes with its tokens' places (`places_of`); with a teacher
-        (`distil_from`), as a triple (tokens, places or None, soft targets (B, T, VOCAB_SIZE)).
+        (`distil_from`) or a mean teacher (`mean_teacher_targets`), as a triple (tokens, places or None, soft
+        targets (B, T, VOCAB_SIZE)).
         """
         if self.teacher is not None:
             self.teach(max_transpose)
+        if self.teacher is not None and self.mean_teacher_decay is not None:
+            raise JSBError("a teacher (--teachers) and a mean teacher both bring soft targets: choose one")
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(self.train))
         global_batch = batch_size * world_size
@@ -465,7 +550,7 @@ class JSBData:
         count = max(1, len(order) // global_batch)
         batch_order = rng.permutation(count)
         for batch in range(start, count):
-            rows, places, softs = [], [], []
+            rows, places, softs, drawn = [], [], [], []
             for row in range(batch_size):
                 position = (batch_order[batch] * global_batch + rank * batch_size + row) % len(order)
                 index = int(order[position])
@@ -477,6 +562,7 @@ class JSBData:
                     self._places[index] = self.places_of(chorale)
                 place = self._places[index] if self.places_of else tokens
                 soft = self._soft.get((index, shift))  # the teacher's prediction of each token after START
+                offset = 0
                 if len(tokens) > length + 1:
                     # a whole number of 4/4 bars in, so that the position modulo 64 (the bar embedding)
                     # still tells each token its voice and 16th note
@@ -486,8 +572,13 @@ class JSBData:
                 rows.append(tokens)
                 places.append(place)
                 softs.append(soft)
+                drawn.append((index, shift, offset))
             tokens = _pad_rows(rows)
             places = _pad_rows(places, 0) if self.places_of else None
+            if self.mean_teacher_decay is not None:
+                yield batch, (tokens, places, self.mean_teacher_targets(drawn, tokens, places, length, seed, epoch,
+                                                                        max_transpose))
+                continue
             if self.teacher is None:
                 yield batch, tokens if places is None else (tokens, places)
                 continue
@@ -544,7 +635,7 @@ def run_configs(config: str, run: str, steps: int | None = None,
     model_values, train_values, data_values = load_config(config)
     changes = RUNS[run]
     data_options = {**data_values, **changes.get("data", {})}
-    known = ("transpose_within", "encoding", *PLACES)
+    known = ("transpose_within", "encoding", *PLACES, "mean_teacher", "mean_teacher_ramp")
     unknown = set(data_options) - set(known)
     if unknown:
         raise JSBError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
@@ -711,11 +802,16 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
     data = JSBData.load(data_folder, **data_options)
     run_dir = out / run
     teacher_summary = {}
+    if teachers is not None and data.mean_teacher_decay is not None:
+        raise JSBError(f"{run}: --teachers and the config's mean teacher both bring soft targets: choose one")
     if teachers is not None:
         train_config, teacher_summary = distil(data, teacher_checkpoint(teachers, run), train_config, device,
                                                threads, soft_target_weight)
+    elif data.mean_teacher_decay is not None:
+        weight = soft_target_weight or train_config.soft_target_weight or SOFT_TARGET_WEIGHT
+        train_config = replace(train_config, soft_target_weight=weight)
     elif soft_target_weight or train_config.soft_target_weight:
-        raise JSBError("a soft_target_weight needs --teachers: soft targets come from a teacher")
+        raise JSBError("a soft_target_weight needs --teachers or a mean teacher: soft targets come from a teacher")
     started = time.monotonic()
     summary = train_module.train(data, run_dir, config=(model_config, train_config), device=device,
                                  threads=threads, keep_every_steps=keep_every, progress=progress,
@@ -785,8 +881,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="distil each run from its namesake's (averaged) weights in DIR (finished runs), "
                              f"their predictions averaged over ±{TEACHER_TRANSPOSITIONS} keys")
     parser.add_argument("--soft-target-weight", type=float, metavar="W",
-                        help=f"with --teachers: the weight of the teacher's predictions against the tokens' "
-                             f"(default: the config's, else {SOFT_TARGET_WEIGHT})")
+                        help=f"with --teachers or a mean teacher: the weight of the teacher's predictions "
+                             f"against the tokens' (default: the config's, else {SOFT_TARGET_WEIGHT})")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     try:
@@ -807,8 +903,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.teachers is not None:
             for run in runs:
                 teacher_checkpoint(args.teachers, run)  # a missing teacher fails before anything trains
-        elif args.soft_target_weight is not None:
-            raise JSBError("--soft-target-weight goes with --teachers")
+        elif args.soft_target_weight is not None and not all(
+                run_configs(args.config, run)[2].get("mean_teacher") for run in runs):
+            raise JSBError("--soft-target-weight goes with --teachers or a config with a mean teacher")
         work = [(args.config, run, args.out, args.steps, threads, args.device, args.keep_every, jobs == 1,
                  args.data, args.max_minutes, args.transpositions, args.teachers, args.soft_target_weight)
                 for run in runs]

@@ -156,11 +156,13 @@ def test_the_committed_config_files_change_only_what_their_names_say():
         model, train, data = jsb.run_configs(str(path), "relative-timing-bar")
         changed = {f"model.{k}": v for k, v in vars(model).items() if vars(base_model)[k] != v}
         changed.update({f"train.{k}": v for k, v in vars(train).items() if vars(base_train)[k] != v})
-        assert data == base_data
+        changed.update({f"data.{k}": v for k, v in data.items() if base_data.get(k) != v})
         changes[path.name] = changed
     assert changes == {
         "cpu-2h-4-layers.json": {"model.n_layers": 4, "train.steps": 9000},  # the same minutes as 3 layers
         "cpu-2h-dropout-0.2.json": {"model.dropout": 0.2},
+        # taught by the running average of its own weights, over keys: 8,000 steps, about 12,000 plain ones' minutes
+        "cpu-2h-mean-teacher.json": {"data.mean_teacher": 0.999, "data.mean_teacher_ramp": 2000, "train.steps": 8000},
         # wider, trained on windows of 512 tokens (a whole chorale has 966 on average), 4 a batch
         "cpu-2h-256-windows.json": {"model.d_model": 256, "model.d_ff": 1024, "model.train_length": 512,
                                     "model.max_relative_distance": 512, "train.batch_size": 4, "train.steps": 8000},
@@ -556,6 +558,108 @@ def test_a_run_distils_from_its_namesake_and_reports_the_teacher(jsb_folder, tmp
     assert jsb.main(["--runs", "relative", "--data", str(jsb_folder), "--soft-target-weight", "0.3"]) == 1
     assert "goes with --teachers" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("ramp, steps_taken", [(0, 1000), (4, 1)])
+def test_a_mean_teacher_follows_the_weights_and_teaches_each_crop_in_a_key_near_the_rows(
+        jsb_folder, tmp_path, ramp, steps_taken):
+    """With a mean teacher, `after_step` keeps a running average of the model's weights (a copy at first),
+    and each batch row's soft targets are that average's predictions of the row's crop in a key within ±3
+    of the row's (every pitch inside the vocabulary), read back in the row's key, and while the ramp lasts
+    (step / ramp of the way) mixed with the row's tokens; the keys vary, the batches' tokens are those of
+    a plain run."""
+    train_smoke("relative-timing-bar", jsb_folder, tmp_path / "config.json")
+    model = jsb.load_checkpoint(tmp_path / "runs" / "relative-timing-bar" / "model.pt", device="cpu")
+    plain = jsb.JSBData.load(jsb_folder)
+    taught = jsb.JSBData.load(jsb_folder, mean_teacher=0.5, mean_teacher_ramp=ramp)
+    assert "decay 0.5" in taught.describe()
+    with pytest.raises(jsb.JSBError, match="calls after_step first"):
+        next(taught.batches(60, 3, 0, 1, 0, 0, 1, 2))
+
+    # the running average: a copy, then the warm-up's decay (1 + step) / (10 + step), then at most 0.5
+    start = {name: value.clone() for name, value in model.state_dict().items()}
+    taught.after_step(model, 0)
+    teacher = taught.mean_teacher
+    assert teacher is not model and not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    taught.after_step(model, 1)  # decay 2 / 11: 9 / 11 of the way to the model
+    taught.after_step(model, 1000)  # decay 0.5: half of the rest
+    moved = 1.0 - (2 / 11) * 0.5
+    for name, parameter in teacher.named_parameters():
+        assert torch.allclose(parameter, start[name] + moved, atol=1e-5), name
+    with torch.no_grad():  # the teacher that teaches below: the trained weights themselves
+        for name, parameter in teacher.named_parameters():
+            parameter.copy_(start[name])
+        for name, parameter in model.named_parameters():
+            parameter.copy_(start[name])
+    taught.after_step(model, steps_taken)  # the ramp's place; the teacher stays (it is the model)
+    say = min(1.0, steps_taken / ramp) if ramp else 1.0
+
+    length, keys_used, rows = 60, set(), 0  # shorter than every chorale: each row is a crop
+    for (index, tokens), (same_index, (taught_tokens, places, soft)) in zip(
+            plain.batches(length, 3, 0, 1, 0, 0, 1, 2), taught.batches(length, 3, 0, 1, 0, 0, 1, 2)):
+        assert index == same_index and np.array_equal(tokens, taught_tokens) and places is None
+        assert soft.shape == (*tokens[:, 1:].shape, jsb.VOCAB_SIZE) and soft.dtype == np.float32
+        for row, soft_row in zip(tokens, soft):
+            assert np.allclose(soft_row.sum(-1), 1.0, atol=1e-4) and not soft_row[:, jsb.START:].any()
+            found = []
+            for chorale in plain.train:
+                for shift in jsb.allowed_shifts(chorale, plain.transpose_ranges, 2):
+                    full = jsb.serialise(chorale, shift)
+                    for offset in range(0, len(full) - length, jsb.CROP_STEP):
+                        if not np.array_equal(full[offset:offset + length + 1], row):
+                            continue
+                        for key in jsb.allowed_shifts(chorale, jsb.VOCABULARY_RANGES, 5):
+                            if abs(key - shift) > jsb.TEACHER_TRANSPOSITIONS:
+                                continue
+                            crop = torch.from_numpy(jsb.serialise(chorale, key)[offset:offset + length])[None]
+                            with torch.no_grad():
+                                log_probs = torch.log_softmax(teacher(crop)[0].double(), -1).numpy()
+                            expected = say * np.exp(jsb.in_key(log_probs, key - shift))
+                            expected[np.arange(length), row[1:]] += 1.0 - say
+                            if np.allclose(soft_row[:, :jsb.REST + 1], expected, atol=1e-4):
+                                found.append(key - shift)
+            assert found, "a row's soft targets are no nearby key's predictions of its crop"
+            keys_used.update(found)
+            rows += 1
+    assert rows == 3 * (len(plain.train) // 3) and len(keys_used) >= 4  # keys either side, not only the row's own
+
+    with pytest.raises(jsb.JSBError, match="between 0 and 1"):
+        jsb.JSBData.load(jsb_folder, mean_teacher=1.0)
+    with pytest.raises(jsb.JSBError, match="needs the pitch encoding"):
+        jsb.JSBData.load(jsb_folder, mean_teacher=0.9, encoding="intervals")
+    with pytest.raises(jsb.JSBError, match="number of steps"):
+        jsb.JSBData.load(jsb_folder, mean_teacher=0.9, mean_teacher_ramp=-1)
+    with pytest.raises(jsb.JSBError, match="goes with mean_teacher"):
+        jsb.JSBData.load(jsb_folder, mean_teacher_ramp=100)
+
+
+def test_a_run_with_a_mean_teacher_learns_from_its_own_average(jsb_folder, tmp_path, capsys):
+    """A config with the data option mean_teacher trains with soft targets (weight 0.5 unless told) and is
+    scored as any run; with --teachers as well it is refused."""
+    config = tmp_path / "config.json"
+    summary = train_smoke("relative-timing-bar", jsb_folder, config)
+    settings = json.loads(config.read_text())
+    settings["data"] = {"mean_teacher": 0.99}
+    config.write_text(json.dumps(settings))
+    out = tmp_path / "mean-teacher"
+    assert jsb.main(["--config", str(config), "--runs", "relative-timing-bar", "--data", str(jsb_folder),
+                     "--out", str(out), "--keep-every", "10", "--json"]) == 0
+    (taught,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["runs"]
+    assert taught["data"] == {"mean_teacher": 0.99} and taught["train"]["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT
+    assert taught["step"] == 30 and taught["valid_nll"] < 3.0 and taught["valid_nll"] != summary["valid_nll"]
+    assert taught["averaged_valid_nll"] == pytest.approx(
+        nll_by_hand(out / "relative-timing-bar" / "averaged.pt", jsb.read_chorales(jsb_folder / "valid.json")),
+        abs=1e-4)
+    assert jsb.main(["--config", str(config), "--runs", "relative-timing-bar", "--data", str(jsb_folder),
+                     "--out", str(tmp_path / "w"), "--soft-target-weight", "0.8", "--json"]) == 0
+    (weighted,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["runs"]
+    assert weighted["train"]["soft_target_weight"] == 0.8 and weighted["valid_nll"] != taught["valid_nll"]
+    assert jsb.main(["--config", str(config), "--runs", "relative-timing-bar", "--data", str(jsb_folder),
+                     "--out", str(tmp_path / "x"), "--teachers", str(tmp_path / "runs")]) == 1
+    assert "choose one" in capsys.readouterr().err and not (tmp_path / "x" / "relative-timing-bar").exists()
 
 
 def test_eval_refuses_a_model_of_another_vocabulary_and_bad_arguments(jsb_folder, tmp_path, capsys):
