@@ -32,8 +32,11 @@ averaged over the chorale transposed by -K..+K semitones (`key_averaged_log_prob
 each token given only the ones before it). With `--teachers DIR` each run is distilled from its
 namesake's averaged weights in DIR (`JSBData.distil_from`): it learns from the tokens and, with weight
 0.5, from the teacher's predictions averaged over ±3 keys, so that one set of weights captures what
-averaging over keys gains. Checkpoints go to `--out` (default `runs/jsb`, not committed); a run
-directory that already holds a run is resumed (and, when finished, only scored again).
+averaging over keys gains. A config with the data option `mean_teacher` (its decay) distils within
+one run instead: the soft targets come from the running average of the model's own weights, in a key
+drawn within ±3 (`JSBData.after_step`, `mean_teacher_targets`). Checkpoints go to `--out` (default
+`runs/jsb`, not committed); a run directory that already holds a run is resumed (and, when finished,
+only scored again; a mean teacher then starts again from the resumed weights).
 """
 
 from __future__ import annotations
