@@ -507,6 +507,8 @@ class JSBData:
                            f"{teacher.config.vocab_size} tokens, not {VOCAB_SIZE})")
         if transpositions < 0:
             raise JSBError(f"the teacher's transpositions must be 0 or more, not {transpositions}")
+        if self.mean_teacher_decay is not None:
+            raise JSBError("a teacher (--teachers) and a mean teacher both bring soft targets: choose one")
         self.teacher, self.teacher_transpositions, self._soft = teacher, transpositions, {}
 
     def teach(self, max_transpose: int) -> None:
@@ -541,8 +543,6 @@ class JSBData:
         """
         if self.teacher is not None:
             self.teach(max_transpose)
-        if self.teacher is not None and self.mean_teacher_decay is not None:
-            raise JSBError("a teacher (--teachers) and a mean teacher both bring soft targets: choose one")
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(self.train))
         global_batch = batch_size * world_size

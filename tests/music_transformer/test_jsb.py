@@ -634,6 +634,8 @@ def test_a_mean_teacher_follows_the_weights_and_teaches_each_crop_in_a_key_near_
         jsb.JSBData.load(jsb_folder, mean_teacher=0.9, mean_teacher_ramp=-1)
     with pytest.raises(jsb.JSBError, match="goes with mean_teacher"):
         jsb.JSBData.load(jsb_folder, mean_teacher_ramp=100)
+    with pytest.raises(jsb.JSBError, match="choose one"):  # refused before the teacher predicts anything
+        taught.distil_from(model, 1)
 
 
 def test_a_run_with_a_mean_teacher_learns_from_its_own_average(jsb_folder, tmp_path, capsys):
