@@ -482,11 +482,7 @@ class JSBData:
             key = int(np.random.default_rng([seed, epoch, index, 1]).choice(keys))
             teacher_rows.append(serialise(chorale, key)[offset:offset + length + 1])
             shifts.append(key - shift)
-        teacher_tokens = torch.from_numpy(_pad_rows(teacher_rows)).to(teacher.device)
-        cycle = None if places is None else torch.from_numpy(places[:, :-1]).to(teacher.device)
-        with torch.inference_mode(), mixed_precision(teacher.device):
-            logits = teacher(teacher_tokens[:, :-1], cycle_positions=cycle)
-        log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
+        log_probs = next_token_log_probs(teacher, _pad_rows(teacher_rows), places)
         say = min(1.0, self._steps_taken / self.mean_teacher_ramp) if self.mean_teacher_ramp else 1.0
         soft = np.zeros((len(rows), tokens.shape[1] - 1, VOCAB_SIZE), dtype=np.float32)
         for row, (tokens_in, delta) in enumerate(zip(teacher_rows, shifts)):
@@ -701,6 +697,17 @@ def in_key(log_probs: np.ndarray, shift: int) -> np.ndarray:
     return result - np.logaddexp.reduce(result, axis=1, keepdims=True)
 
 
+def next_token_log_probs(model: MusicTransformer, tokens: np.ndarray, places: np.ndarray | None) -> np.ndarray:
+    """The model's log-probabilities (B, T, vocabulary), float64, of each next token of `tokens` (B, T + 1),
+    given the tokens' places (B, T + 1) for its cycle embedding or None; no gradients, the model's mode
+    as it is."""
+    device = model.device
+    cycle = None if places is None else torch.from_numpy(places[:, :-1]).to(device)
+    with torch.inference_mode(), mixed_precision(device):
+        logits = model(torch.from_numpy(tokens[:, :-1]).to(device), cycle_positions=cycle)
+    return torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
+
+
 def key_averaged_log_probs(model: MusicTransformer, chorales: Sequence[np.ndarray], transpositions: int,
                            max_tokens: int = 4096) -> list[np.ndarray]:
     """Per chorale, the (tokens - 1, REST + 1) next-token log-probabilities of the model averaged over
@@ -712,31 +719,25 @@ def key_averaged_log_probs(model: MusicTransformer, chorales: Sequence[np.ndarra
     drops out from the next token on (at the first token it cannot reach it still counts, with
     probability 0 for that token); the untransposed model never drops out.
     """
-    device = model.device
     places_of = places_for(model.config.position_cycle)
     groups = length_groups(chorales, max_tokens)
     sums: list[np.ndarray | None] = [None] * len(chorales)
     counts = [np.zeros(4 * len(chorale)) for chorale in chorales]
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
-        for shift in range(-transpositions, transpositions + 1):
-            for group in groups:
-                rows = [transposed_tokens(chorales[index], shift) for index in group]
-                tokens = torch.from_numpy(_pad_rows([row[0] for row in rows])).to(device)
-                cycle = (torch.from_numpy(_pad_rows([places_of(chorales[index]) for index in group], 0)
-                                          )[:, :-1].to(device) if places_of else None)
-                with mixed_precision(device):
-                    logits = model(tokens[:, :-1], cycle_positions=cycle)
-                log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
-                for row, index in enumerate(group):
-                    length = 4 * len(chorales[index])
-                    inside = rows[row][1]
-                    # the prediction of token t + 1 reads tokens up to t: it stands while those stay inside
-                    stands = np.concatenate([[True], np.cumprod(inside[:-1]).astype(bool)])
-                    predicted = np.where(stands[:, None], in_key(log_probs[row, :length], shift), -np.inf)
-                    sums[index] = predicted if sums[index] is None else np.logaddexp(sums[index], predicted)
-                    counts[index] += stands
+    for shift in range(-transpositions, transpositions + 1):
+        for group in groups:
+            rows = [transposed_tokens(chorales[index], shift) for index in group]
+            places = _pad_rows([places_of(chorales[index]) for index in group], 0) if places_of else None
+            log_probs = next_token_log_probs(model, _pad_rows([row[0] for row in rows]), places)
+            for row, index in enumerate(group):
+                length = 4 * len(chorales[index])
+                inside = rows[row][1]
+                # the prediction of token t + 1 reads tokens up to t: it stands while those stay inside
+                stands = np.concatenate([[True], np.cumprod(inside[:-1]).astype(bool)])
+                predicted = np.where(stands[:, None], in_key(log_probs[row, :length], shift), -np.inf)
+                sums[index] = predicted if sums[index] is None else np.logaddexp(sums[index], predicted)
+                counts[index] += stands
     model.train(was_training)
     return [total - np.log(count)[:, None] for total, count in zip(sums, counts)]
 
