@@ -17,7 +17,7 @@ from music_transformer import train as train_module
 from music_transformer.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint
 from music_transformer.cli import main as cli_main
 from music_transformer.events import duration_seconds
-from music_transformer.model import MusicTransformer
+from music_transformer.model import ModelConfig, MusicTransformer
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -218,6 +218,11 @@ def test_the_loss_mixes_a_teachers_soft_targets_with_the_tokens():
         train_module.TrainConfig(soft_target_weight=1.5)
 
 
+# a one-layer model of `Cycles`' eight tokens, for the loop's tests that train on them
+CYCLES_MODEL = ModelConfig(vocab_size=8, n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0,
+                           max_relative_distance=16, train_length=16, block_size=16)
+
+
 class Cycles:
     """`TrainingData` for the loop's distillation: sequences that step through 1..7 by a stride, with
     soft targets (one-hot on the next token, or uniform) when asked for."""
@@ -250,10 +255,7 @@ class Cycles:
 
 
 def test_the_loop_distils_from_the_soft_targets_a_batch_brings(tmp_path):
-    from music_transformer.model import ModelConfig
-
-    model_config = ModelConfig(vocab_size=8, n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0,
-                               max_relative_distance=16, train_length=16, block_size=16)
+    model_config = CYCLES_MODEL
 
     def trained(name, soft, soft_target_weight):
         config = train_module.TrainConfig(batch_size=4, learning_rate=1e-2, warmup_steps=1, steps=9,
@@ -284,10 +286,7 @@ class Following(Cycles):
 
 
 def test_the_loop_shows_the_data_its_model_before_training_and_after_every_step(tmp_path):
-    from music_transformer.model import ModelConfig
-
-    model_config = ModelConfig(vocab_size=8, n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0,
-                               max_relative_distance=16, train_length=16, block_size=16)
+    model_config = CYCLES_MODEL
     config = train_module.TrainConfig(batch_size=4, learning_rate=1e-2, warmup_steps=1, steps=5,
                                       checkpoint_minutes=0.0)
     data = Following()
