@@ -5,6 +5,7 @@ from __future__ import annotations
 
 
 import pytest
+from pytestqt.exceptions import TimeoutError as WaitTimedOut
 
 from app.song import CONTINUATION, MOTIF
 from test_midi_input import PHRASE, graph, off, on  # noqa: F401 - graph is a fixture
@@ -30,15 +31,32 @@ def answer_notes(probe, after: float) -> list[tuple[float, str, int, int]]:
     return [note for note in probe.notes() if note[0] > after]
 
 
+def heard_phrase_end(qtbot, keyboard, probe) -> float:
+    """What the answer comes after: when the probe heard the studio's thru echo of the keyboard's last
+    message, which a busy machine delays past any fixed margin; 50 ms after it was sent if the echo is not
+    heard within 2 s."""
+    sent_at, message = keyboard.sent[-1]
+    kind = "on" if message.type == "note_on" and message.velocity > 0 else "off"
+
+    def echo() -> float | None:
+        return next((n[0] for n in probe.notes() if n[0] >= sent_at and n[1] == kind and n[2] == message.note), None)
+
+    try:
+        qtbot.waitUntil(lambda: echo() is not None, timeout=2000)
+    except WaitTimedOut:
+        return sent_at + 0.05
+    return echo()
+
+
 def test_after_a_pause_the_model_answers_and_both_phrases_land_in_the_roll(qtbot, graph, model_path):
     window, keyboard, probe = graph
     start_duet(qtbot, window, model_path)
     keyboard.play(PHRASE)
-    phrase_end = keyboard.sent[-1][0] + 0.05  # after the thru echo of the last key
+    phrase_end = heard_phrase_end(qtbot, keyboard, probe)
     qtbot.waitUntil(lambda: window.duet.duet.answers >= 1, timeout=30000)
     answer = answer_notes(probe, phrase_end)
     ons = [note for note in answer if note[1] == "on"]
-    assert ons and ons[0][0] >= phrase_end - 0.05 + window.duet.pause  # it waited for the pause
+    assert ons and ons[0][0] >= keyboard.sent[-1][0] + window.duet.pause  # it waited for the pause
     # Every answering note ends (the last note-offs cross the graph a period after the answer is done).
     qtbot.waitUntil(lambda: sum(n[1] == "off" for n in answer_notes(probe, phrase_end)) == len(ons), timeout=5000)
     window.duet.stop()
@@ -58,7 +76,7 @@ def test_playing_again_interrupts_the_answer_and_keeps_only_what_was_heard(qtbot
     duet = window.duet.duet
     duet.pause = 0.3
     keyboard.play(PHRASE[:2])
-    phrase_end = keyboard.sent[-1][0] + 0.05  # after the thru echo of the last key
+    phrase_end = heard_phrase_end(qtbot, keyboard, probe)
     qtbot.waitUntil(lambda: any(n[1] == "on" for n in answer_notes(probe, phrase_end)), timeout=30000)
     assert duet.answering
     keyboard.play([(0.0, on(50, 100)), (0.1, off(50))])  # the musician plays again: the answer stops
