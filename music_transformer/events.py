@@ -1,7 +1,13 @@
 """The performance-event vocabulary of Oore et al. (2018), as used by the Music Transformer.
 
 Tokens, in order: 128 NOTE_ON(pitch), 128 NOTE_OFF(pitch), 100 TIME_SHIFT(k) meaning k x 10 ms,
-32 VELOCITY(bin), then three special tokens: PAD (batch filler), START (opens a sequence) and END.
+32 VELOCITY(bin), then the control tokens: PAD (batch filler), START (opens a sequence) and END (a
+piece ends); one STYLE token per idiom (`STYLES`), which follows START and names where the music comes
+from; and the three fill-in-the-middle markers SUFFIX, PREFIX and MIDDLE (Bavarian et al. 2022; the
+layout of an infilling sequence is in `fim_header`).
+
+Models made before styles and infilling have the first 391 tokens only (`LEGACY_VOCAB_SIZE`); the
+new tokens come after, so every old token keeps its number and old models load and play unchanged.
 
 `encode` turns notes into a canonical token sequence and `decode` turns any token sequence back into
 notes, so that `encode(decode(tokens)) == tokens` for every sequence that `encode` can produce.
@@ -27,8 +33,17 @@ NUM_EVENTS = VELOCITY_OFFSET + NUM_VELOCITY_BINS  # 388, the paper's vocabulary
 PAD = NUM_EVENTS
 START = NUM_EVENTS + 1
 END = NUM_EVENTS + 2
-VOCAB_SIZE = NUM_EVENTS + 3
-SPECIAL_TOKENS = (PAD, START, END)
+LEGACY_VOCAB_SIZE = NUM_EVENTS + 3  # 391: the vocabulary of models without styles and infilling
+
+# The idioms a style token names: "any" for music of no known source (and, in training, for 15 % of
+# the pieces of every source, so that an unlabelled motif is continued well too).
+STYLES = ("any", "pop-piano", "chorale", "renaissance", "folk")
+STYLE_OFFSET = LEGACY_VOCAB_SIZE
+SUFFIX = STYLE_OFFSET + len(STYLES)  # fill-in-the-middle: the music after the gap follows
+PREFIX = SUFFIX + 1  # the music before the gap follows
+MIDDLE = SUFFIX + 2  # the gap's contents follow
+VOCAB_SIZE = MIDDLE + 1  # 399
+SPECIAL_TOKENS = tuple(range(NUM_EVENTS, VOCAB_SIZE))  # everything that is not a performance event
 
 DEFAULT_VELOCITY = 64  # for note-ons that come before any velocity event
 
@@ -49,6 +64,23 @@ class Note:
 
 
 # --- token constructors and predicates -------------------------------------------------------
+
+
+def style_token(style: str) -> int:
+    """The STYLE token of an idiom in `STYLES`."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+    return STYLE_OFFSET + STYLES.index(style)
+
+
+def has_styles(vocab_size: int) -> bool:
+    """Whether a model with this vocabulary knows the style tokens and the fill-in-the-middle markers."""
+    return vocab_size >= VOCAB_SIZE
+
+
+def header(style: str | None, vocab_size: int = VOCAB_SIZE) -> list[int]:
+    """The tokens that open every sequence: START, then the style token where the vocabulary has one."""
+    return [START, style_token(style or "any")] if has_styles(vocab_size) else [START]
 
 
 def note_on(pitch: int) -> int:
@@ -119,7 +151,10 @@ def token_name(token: int) -> str:
         return f"TIME_SHIFT({shift_ticks(token) * 10}ms)"
     if is_velocity(token):
         return f"VELOCITY({token - VELOCITY_OFFSET})"
-    return {PAD: "PAD", START: "START", END: "END"}.get(token, f"INVALID({token})")
+    if STYLE_OFFSET <= token < SUFFIX:
+        return f"STYLE({STYLES[token - STYLE_OFFSET]})"
+    return {PAD: "PAD", START: "START", END: "END", SUFFIX: "SUFFIX", PREFIX: "PREFIX",
+            MIDDLE: "MIDDLE"}.get(token, f"INVALID({token})")
 
 
 # --- notes <-> tokens ---------------------------------------------------------------------------
@@ -161,7 +196,8 @@ def quantize_notes(notes: Iterable[Note]) -> list[tuple[int, int, int, int]]:
     return cleaned
 
 
-def _shift_tokens(ticks: int) -> list[int]:
+def shift_tokens(ticks: int) -> list[int]:
+    """Time shifts that advance `ticks` (0 or more): as many 1-second shifts as fit, then the rest."""
     tokens = [time_shift(NUM_TIME_SHIFTS)] * (ticks // NUM_TIME_SHIFTS)
     if ticks % NUM_TIME_SHIFTS:
         tokens.append(time_shift(ticks % NUM_TIME_SHIFTS))
@@ -184,7 +220,7 @@ def encode(notes: Iterable[Note]) -> list[int]:
     current_bin = None
     for tick, kind, pitch, velocity in events:
         if tick > now:
-            tokens.extend(_shift_tokens(tick - now))
+            tokens.extend(shift_tokens(tick - now))
             now = tick
         if kind == 0:
             tokens.append(note_off(pitch))
@@ -267,3 +303,53 @@ def decode(tokens: Sequence[int], start: float = 0.0) -> list[Note]:
 def duration_seconds(tokens: Iterable[int]) -> float:
     """Seconds of music a token sequence spans (the sum of its time shifts)."""
     return sum(shift_ticks(t) for t in tokens) * SECONDS_PER_TICK
+
+
+# --- fill-in-the-middle ---------------------------------------------------------------------------
+
+
+def split_at(tokens: Sequence[int], tick: int) -> tuple[list[int], list[int]]:
+    """Cuts a token sequence at a time: (what happens before `tick`, what happens from it on).
+
+    The first part ends exactly at `tick` (a time shift across the cut is split in two, and a sequence
+    that ends earlier is padded with silence); events at `tick` itself go to the second part, which
+    starts there.
+    """
+    now = 0
+    for index, token in enumerate(tokens):
+        if is_time_shift(token):
+            ticks = shift_ticks(token)
+            if now + ticks >= tick:
+                return list(tokens[:index]) + shift_tokens(tick - now), \
+                    shift_tokens(now + ticks - tick) + list(tokens[index + 1:])
+            now += ticks
+        elif now >= tick:
+            return list(tokens[:index]), list(tokens[index:])
+    return list(tokens) + shift_tokens(tick - now), []
+
+
+def fim_context(style: str | None, gap_ticks: int, suffix: Sequence[int], prefix: Sequence[int]) -> list[int]:
+    """The opening of a fill-in-the-middle sequence, up to the MIDDLE marker after which the gap is written.
+
+    START, the style, the gap's length as time shifts, SUFFIX and the music after the gap (time 0 at
+    the gap's end), PREFIX and the music before it (ending exactly where the gap begins), MIDDLE: the
+    suffix-prefix-middle order of Bavarian et al. (2022), in which the middle directly continues the
+    prefix. The gap's contents then run from its start to its end, and the notes begun in it are closed
+    there.
+    """
+    return header(style) + shift_tokens(gap_ticks) + [SUFFIX, *suffix, PREFIX, *prefix, MIDDLE]
+
+
+def closing_offs(tokens: Sequence[int]) -> list[int]:
+    """Note-offs for the notes begun in `tokens` and still sounding at their end, the earliest begun first."""
+    sounding: dict[int, int] = {}
+    now = 0
+    for token in tokens:
+        if is_time_shift(token):
+            now += shift_ticks(token)
+        elif is_note_on(token):
+            sounding.pop(token - NOTE_ON_OFFSET, None)
+            sounding[token - NOTE_ON_OFFSET] = now
+        elif is_note_off(token):
+            sounding.pop(token - NOTE_OFF_OFFSET, None)
+    return [note_off(pitch) for pitch in sorted(sounding, key=sounding.get)]

@@ -4,36 +4,39 @@
 music while it is being written. Each step feeds only the newest token through the model; the cache
 holds the keys and values of the last `window` positions, so the cost per token and the memory stay
 flat however long the piece grows, far past the length the model was trained on.
+
+`infill` writes the music of a gap between two passages instead: the model reads what comes after the
+gap, then what comes before, and writes the gap's contents in its exact length (fill-in-the-middle,
+`events.fim_context`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
 
 from . import events
-from .events import (NOTE_OFF_OFFSET, NOTE_ON_OFFSET, NUM_PITCHES, NUM_VELOCITY_BINS, SECONDS_PER_TICK,
-                     SPECIAL_TOKENS, START, VELOCITY_OFFSET, Note, encode, is_note_off, is_note_on, is_time_shift,
-                     is_velocity, shift_ticks, time_shift)
+from .events import (NOTE_OFF_OFFSET, NOTE_ON_OFFSET, NUM_EVENTS, NUM_PITCHES, NUM_VELOCITY_BINS, SECONDS_PER_TICK,
+                     STYLES, VELOCITY_OFFSET, Note, encode, is_note_off, is_note_on, is_time_shift, is_velocity,
+                     shift_ticks, time_shift)
 from .model import MusicTransformer, mixed_precision
 
 Cancel = Callable[[], bool] | threading.Event | None
 
 DEFAULT_MAX_NOTE_SECONDS = 8.0
+MAX_SECONDS = 2 * 60 * 60  # the longest piece written at once: two hours
 
 
 def primer_tokens(notes: Sequence[Note], until: float | None = None) -> list[int]:
     """The tokens of a motif, followed by the silence up to `until` seconds (e.g. the end of its bar)."""
     tokens = encode(notes)
     if until is not None:
-        rest = events.to_ticks(until) - sum(shift_ticks(t) for t in tokens)
-        while rest > 0:
-            step = min(rest, events.NUM_TIME_SHIFTS)
-            tokens.append(time_shift(step))
-            rest -= step
+        tokens += events.shift_tokens(max(0, events.to_ticks(until) - sum(shift_ticks(t) for t in tokens)))
     return tokens
 
 
@@ -66,13 +69,17 @@ class _Performance:
     Masks what `encode` never writes: a note-off without its note, a note struck while it sounds, a
     note ending at the tick it started, a velocity event that repeats the current one or is not
     followed by a note. So at one instant only finitely many tokens fit, and time has to move on.
+
+    Notes that sound on from before a gap (`hand_over`) are not the stream's to end: each one's note-off
+    is forced at the tick it is due, if that is within the gap, and is never sampled.
     """
 
     def __init__(self, vocab_size: int, device: torch.device) -> None:
         self.allowed = torch.ones(vocab_size, dtype=torch.bool, device=device)
-        self.allowed[list(SPECIAL_TOKENS)] = False
+        self.allowed[NUM_EVENTS:] = False  # no control tokens in the music
         self.allowed[NOTE_OFF_OFFSET:NOTE_OFF_OFFSET + NUM_PITCHES] = False  # nothing sounds yet
         self.sounding: dict[int, int] = {}  # pitch -> tick it started
+        self.held: dict[int, int | None] = {}  # pitch sounding from before -> tick its note-off is due
         self.tick = 0
         self.velocity_bin: int | None = None
 
@@ -95,7 +102,8 @@ class _Performance:
                 self.allowed[VELOCITY_OFFSET + self.velocity_bin] = False
         elif is_note_off(token):
             pitch = token - NOTE_OFF_OFFSET
-            if self.sounding.pop(pitch, None) is not None:
+            if self.sounding.pop(pitch, None) is not None or pitch in self.held:
+                self.held.pop(pitch, None)
                 self.allowed[token] = False
                 self.allowed[NOTE_ON_OFFSET + pitch] = True
 
@@ -106,17 +114,32 @@ class _Performance:
         if self.sounding:
             self.allowed[[NOTE_OFF_OFFSET + pitch for pitch in self.sounding]] = True
 
+    def hand_over(self, due: dict[int, int | None]) -> None:
+        """Time from here on is a gap's: the notes sounding from before it are held, and so are those in
+        `due` (pitch -> tick of their note-off in the gap, None past it): their note-offs are forced when
+        due and never sampled."""
+        self.tick = 0
+        self.held = {**dict.fromkeys(self.sounding), **due}
+        self.sounding = {}
+        pitches = list(self.held)
+        if pitches:
+            self.allowed[[NOTE_OFF_OFFSET + pitch for pitch in pitches]] = False
+            self.allowed[[NOTE_ON_OFFSET + pitch for pitch in pitches]] = False
+
     def copy(self) -> "_Performance":
         """An independent copy (each beam of a beam search has its own)."""
         twin = _Performance.__new__(_Performance)
         twin.allowed, twin.sounding, twin.tick = self.allowed.clone(), dict(self.sounding), self.tick
-        twin.velocity_bin = self.velocity_bin
+        twin.held, twin.velocity_bin = dict(self.held), self.velocity_bin
         return twin
 
     def rules(self, tokens_left: int | None, ticks_left: int | None,
               hold_ticks: int | None) -> tuple[int | None, torch.Tensor | None, int]:
         """What the next token may be: (a forced note-off for a note held too long, or None; the allowed
         tokens; how many ticks a time shift may advance)."""
+        due = self.next_due()
+        if due is not None and due[0] <= self.tick:
+            return NOTE_OFF_OFFSET + due[1], None, 0
         stuck = None if hold_ticks is None else self.oldest_note_older_than(hold_ticks)
         if stuck is not None:
             return NOTE_OFF_OFFSET + stuck, None, 0
@@ -132,7 +155,14 @@ class _Performance:
         limit = min(self.ticks_until_limit(hold_ticks), events.NUM_TIME_SHIFTS)
         if ticks_left is not None:
             limit = min(limit, ticks_left)
+        if due is not None:
+            limit = min(limit, due[0] - self.tick)
         return None, allowed, limit
+
+    def next_due(self) -> tuple[int, int] | None:
+        """(tick, pitch) of the next held note's forced note-off, if one is due at a known tick."""
+        due = [(tick, pitch) for pitch, tick in self.held.items() if tick is not None]
+        return min(due) if due else None
 
     def finished(self, tokens_left: int | None, ticks_left: int | None) -> bool:
         """True when the music has reached its length, or the token budget only covers closing notes."""
@@ -163,7 +193,7 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
              top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
              window: int | None = None, cancel: Cancel = None,
              max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS, beam_size: int = 1,
-             length_penalty: float = 0.6, cpu_threads: int | None = 1) -> Iterator[int]:
+             length_penalty: float = 0.6, cpu_threads: int | None = 1, style: str = "any") -> Iterator[int]:
     """Continues `primer` (tokens, or notes to encode), yielding each new token as it is sampled.
 
     Stops after `max_tokens` tokens, after `seconds` of music, or when `cancel` (a callable or an
@@ -172,9 +202,11 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     longer than `max_note_seconds`, and when the stream stops every sounding note is closed (those
     note-offs are part of the stream and count towards `max_tokens`).
 
-    `window` is how many positions each new token attends to (default: the model's training length);
-    past it the oldest fall out of the cache, which is what lets the model run on indefinitely.
-    temperature 0 picks the most likely token. The same seed repeats a run exactly on one device.
+    `style` names the idiom to continue in (`events.STYLES`; "any" lets the model tell from the
+    primer); a model made before styles ignores it. `window` is how many positions each new token
+    attends to (default: the model's training length); past it the oldest fall out of the cache, which
+    is what lets the model run on indefinitely. temperature 0 picks the most likely token. The same
+    seed repeats a run exactly on one device.
 
     beam_size > 1 searches for the most likely continuation instead of sampling (temperature, top-k,
     top-p and seed do not apply), ranking finished beams by log-probability / ((5 + n) / 6) ** α with
@@ -183,6 +215,8 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     On the CPU, decoding runs on `cpu_threads` torch threads (None: torch's setting) and puts the
     setting back when the stream ends. One is right for single-token steps: with more, torch's
     threads wait on each other, and on a busy 2-core machine decoding ran 10 to 70 times slower.
+
+    The arguments are checked when it is called (ValueError), before the first token is asked for.
     """
     if primer and isinstance(primer[0], Note):
         primer = encode(primer)  # type: ignore[arg-type]
@@ -191,51 +225,159 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     for token in primer:
         if not 0 <= token < config.vocab_size:
             raise ValueError(f"primer token {token} is outside the vocabulary of {config.vocab_size}")
-    if temperature < 0:
-        raise ValueError("temperature must be 0 or more")
     if beam_size < 1:
         raise ValueError("beam_size must be 1 or more")
-    window = window or config.train_length
-    device = model.device
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
-    max_ticks = None if seconds is None else events.to_ticks(seconds)
-    hold_ticks = None if max_note_seconds is None else max(1, events.to_ticks(max_note_seconds))
-
-    performance = _Performance(config.vocab_size, device)
+    sampling = _Sampling.checked(model, temperature, top_k, top_p, seed, window, max_tokens, seconds,
+                                 max_note_seconds, cpu_threads, style)
+    performance = _Performance(config.vocab_size, model.device)
     for token in primer:
         performance.update(token)
     performance.start_continuation()
+    context = events.header(style, config.vocab_size) + primer
+    return _stream(model, context, performance, sampling, cancel, beam_size, length_penalty)
 
-    def left(state: _Performance, generated: int) -> tuple[int | None, int | None]:
-        return (None if max_tokens is None else max_tokens - generated,
-                None if max_ticks is None else max_ticks - state.tick)
 
+def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note], start: float, end: float, *,
+           style: str = "any", temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+           seed: int | None = None, cancel: Cancel = None, max_tokens: int | None = None,
+           max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS, window: int | None = None,
+           cpu_threads: int | None = 1) -> Iterator[int]:
+    """Fills the gap [`start`, `end`) seconds between `before` and `after`, yielding each token as it is sampled.
+
+    The tokens run from `start` (decode them with `continuation_notes(tokens, start)`): the new notes all
+    begin in the gap and end by `end`, and the stream stops exactly there. Notes of `before` that sound
+    across `start` stay as they are: their note-offs come in the stream when they are due, and new
+    notes never restrike them while they sound. `before` is the music that starts before `start` and
+    `after` what starts at `end` or later (on the 10 ms grid); notes that start inside the gap are the
+    ones being replaced and are not read.
+
+    The model reads the whole context in one window: what follows the gap (up to a third of the room),
+    then as much as fits of what precedes it, leaving room for the gap's own tokens (about 48 a second).
+    Needs a model trained to fill gaps (`events.has_styles`); the sampling arguments are those of
+    `generate`, checked when it is called.
+    """
+    config = model.config
+    if not events.has_styles(config.vocab_size):
+        raise ValueError("this model cannot fill gaps (it was made before infilling); use the bundled model")
+    for name, value in (("start", start), ("end", end)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"the gap's {name} must be a time of 0 seconds or more, not {value!r}")
+    first, last = events.to_ticks(start), events.to_ticks(end)
+    if last <= first:
+        raise ValueError(f"the gap must end after it starts (from {start:.3f} s to {end:.3f} s)")
+    sampling = _Sampling.checked(model, temperature, top_k, top_p, seed, window, max_tokens, (last - first) / 100,
+                                 max_note_seconds, cpu_threads, style)
+    before_tokens = encode([note for note in before if events.to_ticks(note.start) < first])
+    suffix = encode([Note(note.pitch, note.velocity, note.start - end, note.end - end)
+                     for note in after if events.to_ticks(note.start) >= last])
+    prefix, rest = events.split_at(before_tokens, first)
+    due: dict[int, int | None] = {}  # the notes of `before` sounding on: pitch -> tick of their note-off
+    now = 0
+    for token in rest:
+        now += shift_ticks(token)
+        if is_note_off(token):
+            due[token - NOTE_OFF_OFFSET] = now if now < last - first else None
+    room = max(0, sampling.window - len(events.fim_context(style, last - first, [], [])))
+    room -= min(room // 2, max(64, 48 * (last - first) // 100))  # kept for the gap's own tokens
+    suffix = suffix[:room // 3]
+    prefix = prefix[max(0, len(prefix) - (room - len(suffix))):]
+    performance = _Performance(config.vocab_size, model.device)
+    for token in prefix:
+        performance.update(token)
+    performance.hand_over(due)
+    context = events.fim_context(style, last - first, suffix, prefix)
+    return _stream(model, context, performance, sampling, cancel)
+
+
+@dataclass
+class _Sampling:
+    """The checked settings of one stream (`generate`, `infill`)."""
+
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    generator: torch.Generator
+    window: int
+    max_tokens: int | None
+    max_ticks: int | None
+    hold_ticks: int | None
+    cpu_threads: int | None
+
+    @classmethod
+    def checked(cls, model: MusicTransformer, temperature: float, top_k: int | None, top_p: float | None,
+                seed: int | None, window: int | None, max_tokens: int | None, seconds: float | None,
+                max_note_seconds: float | None, cpu_threads: int | None, style: str) -> "_Sampling":
+        """Refuses, with a ValueError a musician can read, every setting a stream could not run with."""
+        def number(name: str, value, low: float, *, integer: bool = False, above: bool = False) -> None:
+            kinds = (int,) if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
+                    or value < low or (above and value == low):
+                bound = f"more than {low:g}" if above else f"{low:g} or more"
+                raise ValueError(f"{name} must be {'a whole number' if integer else 'a number'} of {bound}, "
+                                 f"not {value!r}")
+
+        number("temperature", temperature, 0.0)
+        for name, value, low, integer, above in (("top_k", top_k, 0, True, False), ("top_p", top_p, 0.0, False, True),
+                                                 ("window", window, 1, True, False),
+                                                 ("max_tokens", max_tokens, 0, True, False),
+                                                 ("seconds", seconds, 0.0, False, False),
+                                                 ("max_note_seconds", max_note_seconds, 0.0, False, True),
+                                                 ("cpu_threads", cpu_threads, 0, True, False)):
+            if value is not None:
+                number(name, value, low, integer=integer, above=above)
+        if top_p is not None and top_p > 1.0:
+            raise ValueError(f"top_p must be at most 1, not {top_p!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be a whole number of 0 or more, not {seed!r}")
+        if style not in STYLES:
+            raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+        if seconds is not None and seconds > MAX_SECONDS:
+            raise ValueError(f"at most {MAX_SECONDS // 60:.0f} minutes of music at once, not {seconds:g} s")
+        device = model.device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+        return cls(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+                   window=window or model.config.train_length, max_tokens=max_tokens,
+                   max_ticks=None if seconds is None else events.to_ticks(seconds),
+                   hold_ticks=None if max_note_seconds is None else max(1, events.to_ticks(max_note_seconds)),
+                   cpu_threads=cpu_threads)
+
+    def left(self, state: "_Performance", generated: int) -> tuple[int | None, int | None]:
+        """(tokens, ticks) the stream may still write, None for no limit."""
+        return (None if self.max_tokens is None else self.max_tokens - generated,
+                None if self.max_ticks is None else self.max_ticks - state.tick)
+
+
+def _stream(model: MusicTransformer, context: list[int], performance: _Performance, sampling: _Sampling,
+            cancel: Cancel, beam_size: int = 1, length_penalty: float = 0.6) -> Iterator[int]:
+    """Reads `context` into the cache, then samples token after token under `performance`'s rules."""
+    device = model.device
+    window = sampling.window
     was_training = model.training
     model.eval()
     threads_before = torch.get_num_threads()
-    if device.type == "cpu" and cpu_threads:
-        torch.set_num_threads(cpu_threads)
+    if device.type == "cpu" and sampling.cpu_threads:
+        torch.set_num_threads(sampling.cpu_threads)
     try:
         with torch.inference_mode(), mixed_precision(device):
             cache = model.new_cache(window)
-            context = [START] + primer
-            for start in range(0, len(context), window):  # the primer, a window at a time
+            for start in range(0, len(context), window):  # the context, a window at a time
                 logits = model(torch.tensor([context[start:start + window]], device=device), cache=cache)
             if beam_size > 1:
                 yield from _beam_search(model, cache, logits[:, -1], performance, beam_size, length_penalty,
-                                        left, hold_ticks, cancel, max_tokens)
+                                        sampling.left, sampling.hold_ticks, cancel, sampling.max_tokens)
                 return
             logits = logits[0, -1].float()
             generated = 0
             while True:
-                tokens_left, ticks_left = left(performance, generated)
+                tokens_left, ticks_left = sampling.left(performance, generated)
                 if _is_cancelled(cancel) or performance.finished(tokens_left, ticks_left):
                     yield from performance.closing()[:tokens_left]
                     return
-                token, allowed, shift_limit = performance.rules(tokens_left, ticks_left, hold_ticks)
+                token, allowed, shift_limit = performance.rules(tokens_left, ticks_left, sampling.hold_ticks)
                 if token is None:
-                    token = _sample(logits, allowed, temperature, top_k, top_p, generator)
+                    token = _sample(logits, allowed, sampling.temperature, sampling.top_k, sampling.top_p,
+                                    sampling.generator)
                     if is_time_shift(token):  # land exactly on the end, or on a held note's limit
                         token = time_shift(min(shift_ticks(token), shift_limit))
                 performance.update(token)
@@ -315,4 +457,4 @@ def continuation_notes(tokens: Sequence[int], start: float = 0.0) -> list[Note]:
     return events.decode(tokens, start=start)
 
 
-__all__ = ["generate", "primer_tokens", "filter_logits", "continuation_notes", "SECONDS_PER_TICK"]
+__all__ = ["generate", "infill", "primer_tokens", "filter_logits", "continuation_notes", "SECONDS_PER_TICK"]

@@ -1,5 +1,6 @@
 """The performance-event codec: layout, canonical encoding and round trips (property tests)."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,11 +16,58 @@ notes_strategy = st.lists(
     max_size=60)
 
 
-def test_vocabulary_is_the_papers_plus_three_special_tokens():
+def test_vocabulary_is_the_papers_then_the_old_control_tokens_then_styles_and_infilling():
     assert NUM_EVENTS == 388
     assert (NOTE_OFF_OFFSET, TIME_SHIFT_OFFSET, VELOCITY_OFFSET) == (128, 256, 356)
-    assert VOCAB_SIZE == 391
+    assert (events.PAD, events.START, events.END) == (388, 389, 390)  # as in models made before styles
+    assert events.LEGACY_VOCAB_SIZE == 391
+    assert [events.style_token(style) for style in events.STYLES] == [391, 392, 393, 394, 395]
+    assert (events.SUFFIX, events.PREFIX, events.MIDDLE, VOCAB_SIZE) == (396, 397, 398, 399)
     assert time_shift(1) == 256 and time_shift(100) == 355
+    assert [events.token_name(t) for t in (392, 396, 398)] == ["STYLE(pop-piano)", "SUFFIX", "MIDDLE"]
+
+
+def test_the_header_names_the_style_only_for_models_that_know_styles():
+    assert events.header("folk") == [events.START, events.style_token("folk")]
+    assert events.header(None) == [events.START, events.style_token("any")]
+    assert events.header("folk", events.LEGACY_VOCAB_SIZE) == [events.START]
+    with pytest.raises(ValueError, match="unknown style"):
+        events.style_token("jazz")
+
+
+@given(notes_strategy, st.integers(0, 4000))
+@settings(max_examples=150, deadline=None)
+def test_split_at_cuts_a_sequence_at_a_time_and_loses_nothing(notes, tick):
+    tokens = encode(notes)
+    before, after = events.split_at(tokens, tick)
+    assert sum(events.shift_ticks(t) for t in before) == tick  # the first part ends exactly at the cut
+    total = sum(events.shift_ticks(t) for t in tokens)
+    assert sum(events.shift_ticks(t) for t in after) == max(0, total - tick)
+    assert [t for t in before + after if not events.is_time_shift(t)] == \
+        [t for t in tokens if not events.is_time_shift(t)]
+    assert decode(before + after) == decode(tokens + events.shift_tokens(max(0, tick - total)))
+    if after and not events.is_time_shift(after[0]):
+        assert total >= tick  # an event at the cut itself opens the second part
+
+
+def test_split_at_puts_events_at_the_cut_after_it():
+    tokens = encode([Note(60, 80, 0.0, 1.0), Note(62, 80, 1.0, 2.0)])
+    before, after = events.split_at(tokens, 100)
+    assert [events.token_name(t) for t in before] == ["VELOCITY(19)", "NOTE_ON(60)", "TIME_SHIFT(1000ms)"]
+    assert [events.token_name(t) for t in after][:2] == ["NOTE_OFF(60)", "NOTE_ON(62)"]
+
+
+def test_fim_context_lays_out_suffix_prefix_middle_with_the_gap_length():
+    context = events.fim_context("pop-piano", 250, [7], [8, 9])
+    assert [events.token_name(t) for t in context] == [
+        "START", "STYLE(pop-piano)", "TIME_SHIFT(1000ms)", "TIME_SHIFT(1000ms)", "TIME_SHIFT(500ms)",
+        "SUFFIX", "NOTE_ON(7)", "PREFIX", "NOTE_ON(8)", "NOTE_ON(9)", "MIDDLE"]
+
+
+def test_closing_offs_close_what_began_and_still_sounds_earliest_first():
+    tokens = [events.note_on(64), time_shift(5), events.note_on(60), events.note_on(67), time_shift(5),
+              events.note_off(60), events.note_off(50)]
+    assert events.closing_offs(tokens) == [events.note_off(64), events.note_off(67)]
 
 
 def test_velocity_bins_hold_four_velocities_each():

@@ -5,10 +5,10 @@ import threading
 import pytest
 import torch
 
-from music_transformer import Note, decode, encode, generate
+from music_transformer import Note, decode, encode, events, generate
 from music_transformer.events import (END, NOTE_OFF_OFFSET, PAD, START, duration_seconds, is_note_off, is_note_on,
-                                      is_time_shift, is_velocity)
-from music_transformer.generate import filter_logits, primer_tokens
+                                      is_time_shift, is_velocity, time_shift)
+from music_transformer.generate import continuation_notes, filter_logits, infill, primer_tokens
 
 from .test_model import small_model
 
@@ -90,8 +90,12 @@ def test_cancel_is_checked_every_token():
         tokens.append(token)
         if len(tokens) == 25:
             cancel.set()
-    assert 25 <= len(tokens) <= 25 + 128  # then only the closing note-offs
-    assert all(is_note_off(t) for t in tokens[25:])
+    assert 25 <= len(tokens) <= 26 + 128  # then only the closing: a 10 ms shift if a note just began, note-offs
+    closing = tokens[25:]
+    if closing and is_time_shift(closing[0]):
+        assert closing[0] == time_shift(1)
+        closing = closing[1:]
+    assert all(is_note_off(t) for t in closing)
     assert_valid_stream(tokens)
     calls = []
     assert list(generate(model, PRIMER, seed=4, cancel=lambda: calls.append(1) or len(calls) > 3))
@@ -135,7 +139,7 @@ def test_runs_eight_times_past_the_training_length_on_a_bounded_cache():
 
 
 def _log_probability(model, primer, tokens):
-    context = torch.tensor([[START] + list(primer) + list(tokens)])
+    context = torch.tensor([events.header(None) + list(primer) + list(tokens)])
     with torch.no_grad():
         log_probabilities = torch.log_softmax(model(context)[0, :-1].float(), -1)
     targets = context[0, 1:]
@@ -170,3 +174,83 @@ def test_decoding_on_the_cpu_uses_the_requested_threads_and_puts_the_setting_bac
     list(generate(model, PRIMER, max_tokens=5, seed=1, cpu_threads=1))
     assert set(seen) == {1}
     assert torch.get_num_threads() == before
+
+
+def _first_context(model, stream):
+    """The tokens the model read before the first new token of `stream`."""
+    seen = []
+    handle = model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(args[0][0].tolist()),
+                                             with_kwargs=True)
+    next(stream)
+    handle.remove()
+    return seen[0]
+
+
+def test_the_style_token_follows_start_and_any_is_the_default():
+    model = small_model()
+    assert _first_context(model, generate(model, PRIMER, max_tokens=5, style="folk")) == \
+        [START, events.style_token("folk")] + PRIMER
+    assert list(generate(model, PRIMER, max_tokens=20, seed=3)) == \
+        list(generate(model, PRIMER, max_tokens=20, seed=3, style="any"))
+
+
+def test_a_model_made_before_styles_reads_start_and_the_primer_only():
+    model = small_model(vocab_size=events.LEGACY_VOCAB_SIZE)
+    assert _first_context(model, generate(model, PRIMER, max_tokens=5, style="folk")) == [START] + PRIMER
+    assert all(t < events.NUM_EVENTS for t in generate(model, PRIMER, max_tokens=60, seed=1))
+
+
+@pytest.mark.parametrize("bad", [dict(temperature=float("nan")), dict(temperature=-1), dict(top_k=-1),
+                                 dict(top_p=0.0), dict(top_p=1.5), dict(window=-1), dict(window=0),
+                                 dict(max_tokens=-2), dict(seconds=float("inf")), dict(seconds=-5),
+                                 dict(cpu_threads=-1), dict(seed=-3), dict(style="jazz"), dict(beam_size=0),
+                                 dict(max_note_seconds=0.0)])
+def test_bad_arguments_are_refused_when_called_not_at_the_first_token(bad):
+    with pytest.raises(ValueError):
+        generate(small_model(), PRIMER, **bad)
+
+
+BEFORE = [Note(60, 90, 0.0, 1.0), Note(64, 70, 0.5, 1.0), Note(48, 60, 0.5, 3.2), Note(55, 80, 1.5, 2.6)]
+AFTER = [Note(62, 80, 4.0, 4.5), Note(65, 85, 4.5, 5.0)]
+
+
+def test_infill_reads_suffix_then_prefix_and_writes_only_inside_the_gap():
+    model = small_model()
+    start, end = 2.0, 4.0
+    context = _first_context(model, infill(model, BEFORE, AFTER, start, end, seed=0))
+    suffix = encode([Note(n.pitch, n.velocity, n.start - end, n.end - end) for n in AFTER])
+    prefix, _ = events.split_at(encode(BEFORE), 200)
+    assert context == events.fim_context("any", 200, suffix, prefix)
+    for seed in range(6):
+        tokens = list(infill(model, BEFORE, AFTER, start, end, seed=seed, temperature=1.2))
+        assert duration_seconds(tokens) == pytest.approx(end - start)  # exactly the gap, never past it
+        notes = continuation_notes(tokens, start=start)
+        assert all(start - 1e-9 <= n.start < end and n.end <= end + 1e-9 for n in notes)
+        assert events.closing_offs(tokens) == []  # every note begun in the gap is closed in it
+
+
+def test_infill_ends_the_notes_sounding_into_the_gap_when_they_are_due_and_never_restrikes_them():
+    model = small_model()
+    for seed in range(6):
+        tokens = list(infill(model, BEFORE, AFTER, 2.0, 4.0, seed=seed, temperature=1.5))
+        offs, now, struck_48 = [], 0, []
+        for token in tokens:
+            now += events.shift_ticks(token)
+            if token in (events.note_off(48), events.note_off(55)):
+                offs.append((token - events.NOTE_OFF_OFFSET, now))
+            if token == events.note_on(48) or token == events.note_on(55):
+                struck_48.append((token, now))
+        assert sorted(offs) == [(48, 120), (55, 60)]  # 3.2 s and 2.6 s, from the gap's start at 2.0 s
+        assert all(now >= 120 if token == events.note_on(48) else now >= 60 for token, now in struck_48)
+
+
+def test_infill_refuses_what_it_cannot_do():
+    model = small_model()
+    with pytest.raises(ValueError, match="end after it starts"):
+        infill(model, BEFORE, AFTER, 3.0, 3.0)
+    with pytest.raises(ValueError, match="start"):
+        infill(model, BEFORE, AFTER, float("nan"), 3.0)
+    with pytest.raises(ValueError, match="temperature"):
+        infill(model, BEFORE, AFTER, 2.0, 3.0, temperature=float("inf"))
+    with pytest.raises(ValueError, match="cannot fill gaps"):
+        infill(small_model(vocab_size=events.LEGACY_VOCAB_SIZE), BEFORE, AFTER, 2.0, 3.0)
