@@ -138,26 +138,16 @@ def learning_rate(step: int, config: TrainConfig, progress: float | None) -> flo
 # --- what the loop trains on ---------------------------------------------------------------------------
 
 
-# A batch is a token array (B, T + 1), or a pair (tokens, cycle positions) of such arrays when the data
-# knows each token's place in the model's cycle embedding (`MusicTransformer.forward`'s cycle_positions),
-# or a triple (tokens, cycle positions or None, soft targets) when it also brings a teacher's next-token
-# probabilities (B, T, vocabulary) for distillation (`TrainConfig.soft_target_weight`).
-Batch = Union[np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None, np.ndarray]]
+# A training batch is a token array (B, T + 1), or a pair (tokens, soft targets) when the data brings a
+# teacher's next-token probabilities (B, T, vocabulary) for distillation (`TrainConfig.soft_target_weight`).
+Batch = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
 
 
-def split_batch(batch: Batch, device: torch.device, rows: slice = slice(None)
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A batch's tokens (B, T + 1) and the inputs' cycle positions (B, T) or None, as tensors on `device`."""
-    tokens, cycle = (batch, None) if isinstance(batch, np.ndarray) else batch[:2]
-    tokens = torch.from_numpy(tokens[rows]).to(device)
-    return tokens, None if cycle is None else torch.from_numpy(cycle[rows][:, :-1]).to(device)
-
-
-def soft_targets(batch: Batch, device: torch.device) -> torch.Tensor | None:
-    """The teacher's probabilities (B, T, vocabulary) a batch brings, as float32 on `device`, or None."""
-    if isinstance(batch, np.ndarray) or len(batch) < 3:
-        return None
-    return torch.from_numpy(batch[2]).to(device, torch.float32)
+def split_batch(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A batch's tokens (B, T + 1) and its soft targets (B, T, vocabulary) as float32, or None, on `device`."""
+    tokens, soft = (batch, None) if isinstance(batch, np.ndarray) else batch
+    tokens = torch.from_numpy(tokens).to(device)
+    return tokens, None if soft is None else torch.from_numpy(soft).to(device, torch.float32)
 
 
 def training_loss(logits: torch.Tensor, targets: torch.Tensor, pad: int, label_smoothing: float = 0.0,
@@ -200,12 +190,8 @@ class TrainingData(Protocol):
         several processes each rank takes its own share of every batch.
         """
 
-    def validation_batches(self, length: int, batch_size: int) -> list[Batch]:
+    def validation_batches(self, length: int, batch_size: int) -> list[np.ndarray]:
         """Fixed, unaugmented batches (B, T + 1), PAD-filled, whose tokens the valid NLL scores."""
-
-    # Optional: `after_step(model, step)`, called with the model being trained once before the first
-    # step and after every optimizer step (step: the steps taken so far). Data that teaches from the
-    # model itself (a mean teacher, `bench/jsb.py`) follows its weights there.
 
 
 class EventData:
@@ -276,18 +262,19 @@ def start_distributed(device_request: str | None) -> tuple[Distributed, torch.de
 
 
 @torch.no_grad()
-def validation_nll(model: MusicTransformer, batches: list[Batch], device: torch.device,
+def validation_nll(model: MusicTransformer, batches: list[np.ndarray], device: torch.device,
                    dist: Distributed = Distributed(), pad: int = PAD) -> float:
     """Mean NLL per token (nats) over validation batches; each process scores its share of every batch's rows."""
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)
     for array in batches:
-        batch, cycle = split_batch(array, device, slice(dist.rank, None, dist.world_size))
-        if not len(batch):
+        mine = array[dist.rank::dist.world_size]
+        if not len(mine):
             continue
+        batch = torch.from_numpy(mine).to(device)
         with mixed_precision(device):
-            logits = model(batch[:, :-1], cycle_positions=cycle)
+            logits = model(batch[:, :-1])
         nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
                               ignore_index=pad, reduction="sum")
         total += torch.stack([nll.double(), (batch[:, 1:] != pad).sum().double()])
@@ -356,11 +343,13 @@ def train(data: "str | TrainingData", out: str | os.PathLike,
           config: "str | tuple[ModelConfig, TrainConfig]" = "small", resume: bool = False,
           overrides: dict | None = None, model_overrides: dict | None = None, device: str | None = None,
           limit: int | None = None, cache_dir: str | None = None, threads: int | None = None,
-          keep_every_steps: int | None = None, progress: bool = True) -> dict:
+          keep_every_steps: int | None = None, progress: bool = True,
+          model_class: type[MusicTransformer] = MusicTransformer) -> dict:
     """Trains a model on `data` into the run directory `out`; returns a summary (step, losses, times).
 
     `data` is a data source for `data.load_dataset` (a MIDI folder, `corpus`, `corpus:part,...`) or any
     `TrainingData`; `config` a preset name, a JSON file or a (ModelConfig, TrainConfig) pair.
+    `model_class` builds the model from its config: a subclass may add to it (bench/jsb.py's bar embedding).
     """
     out = Path(out)
     last_path = out / "last.pt"
@@ -387,7 +376,7 @@ def train(data: "str | TrainingData", out: str | os.PathLike,
                                                     if v is not None})
             train_config = replace(train_config, **{k: v for k, v in (overrides or {}).items() if v is not None})
         return _train(data, out, model_config, train_config, state, dist, device_, limit, cache_dir,
-                      keep_every_steps, progress)
+                      keep_every_steps, progress, model_class)
     finally:
         if dist.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -395,7 +384,7 @@ def train(data: "str | TrainingData", out: str | os.PathLike,
 
 def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, config: TrainConfig,
            state: dict | None, dist: Distributed, device: torch.device, limit: int | None, cache_dir: str | None,
-           keep_every_steps: int | None, progress: bool) -> dict:
+           keep_every_steps: int | None, progress: bool, model_class: type[MusicTransformer]) -> dict:
     from tqdm import tqdm
 
     def say(message: str) -> None:
@@ -419,10 +408,9 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
     say(f"data: {data.describe()}")
 
     torch.manual_seed(config.seed)
-    model = MusicTransformer(model_config).to(device)
-    relation = ("relative_embeddings", "pitch_embeddings")  # relation tables: no weight decay
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not any(r in n for r in relation)]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or any(r in n for r in relation)]
+    model = model_class(model_config).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "relative_embeddings" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "relative_embeddings" in n]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-9)
@@ -479,9 +467,6 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
     stop_reason = "done"
     if state is None:
         validate()  # the untrained model's NLL, near log(vocabulary size): the baseline of the curve
-    after_step = getattr(data, "after_step", None)
-    if after_step is not None:
-        after_step(model, step)
     network.train()
     while True:
         if config.steps is not None and step >= config.steps:
@@ -501,15 +486,14 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(config.seed * 1_000_003 + step * dist.world_size + dist.rank)  # dropout, resumable
-        x, cycle = split_batch(batch, device)
-        soft = soft_targets(batch, device)
+        x, soft = split_batch(batch, device)
         if config.soft_target_weight and soft is None:
             bar.close()
             raise TrainingError(f"soft_target_weight is {config.soft_target_weight} but {data.name} brings no "
                                 "soft targets (no teacher)")
         inputs, targets = x[:, :-1], x[:, 1:]
         with mixed_precision(device, config.precision):
-            logits = network(inputs, cycle_positions=cycle)
+            logits = network(inputs)
         loss, token_loss = training_loss(logits, targets, data.pad, config.label_smoothing, soft,
                                          config.soft_target_weight)
         tokens = (targets != data.pad).sum()
@@ -533,8 +517,6 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
         optimizer.step()
         step += 1
         next_batch = batch_index + 1
-        if after_step is not None:
-            after_step(model, step)
         # Everyone uses the mean clock so that all processes agree on the schedule and on when to stop.
         clock = dist.all_reduce(torch.tensor([time.monotonic() - started], dtype=torch.float64))
         elapsed = float(clock[0]) / dist.world_size
