@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.continuo-installed
 
-.PHONY: setup system run test bench clean
+.PHONY: setup system run lint test bench clean
 
 setup: $(STAMP)
 
@@ -23,11 +23,18 @@ system:
 run: setup
 	$(VENV)/bin/continuo
 
-test: setup system
+# What `ruff check` and `ruff format --check` read (settings in pyproject.toml).
+LINT_PATHS := app tests/app scripts
+
+lint: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+test: setup system lint
 	bash scripts/run-tests.sh $(PY)
 
 bench: setup
 	$(VENV)/bin/music-transformer bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .cache/ruff

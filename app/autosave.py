@@ -17,9 +17,10 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -125,8 +126,14 @@ class Autosave(QObject):
 
     failed = Signal(str)  # a message for the status bar; the song itself is unaffected
 
-    def __init__(self, song: Song, directory: Path, interval_ms: int = DEFAULT_INTERVAL_MS,
-                 view_state: Callable[[], dict] | None = None, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        song: Song,
+        directory: Path,
+        interval_ms: int = DEFAULT_INTERVAL_MS,
+        view_state: Callable[[], dict] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.song = song
         self.directory = Path(directory)
@@ -164,9 +171,15 @@ class Autosave(QObject):
     def _record(self, diff: SongDiff) -> None:
         """Appends one applied change to the journal, at once."""
         self._seq += 1
-        line = json.dumps({"seq": self._seq, "removed": [note.id for note in diff.removed],
-                           "added": [_note_row(note) for note in diff.added],
-                           "meta": _meta_to_json(diff.meta_after)}, separators=(",", ":"))
+        line = json.dumps(
+            {
+                "seq": self._seq,
+                "removed": [note.id for note in diff.removed],
+                "added": [_note_row(note) for note in diff.added],
+                "meta": _meta_to_json(diff.meta_after),
+            },
+            separators=(",", ":"),
+        )
         try:
             if self._journal is None:
                 self._journal = open(self.journal_path, "a", encoding="utf-8")
@@ -182,9 +195,13 @@ class Autosave(QObject):
     def snapshot_now(self) -> None:
         """Writes the whole song now and starts the journal over."""
         data = song_to_dict(self.song, self._view_state())
-        data["autosave"] = {"seq": self._seq, "document": self._document["path"],
-                            "modified": self._document["modified"] or not self.song.undo_stack.isClean(),
-                            "saved_at": time.time(), "next_id": self.song.next_id()}
+        data["autosave"] = {
+            "seq": self._seq,
+            "document": self._document["path"],
+            "modified": self._document["modified"] or not self.song.undo_stack.isClean(),
+            "saved_at": time.time(),
+            "next_id": self.song.next_id(),
+        }
         text = json.dumps(data, separators=(",", ":"))
         try:
             atomic_write(self.snapshot_path, lambda handle: handle.write(text.encode("utf-8")))
@@ -291,8 +308,14 @@ def find_orphans(directory: Path) -> list[Orphan]:
         except (OSError, ValueError, AttributeError):
             info, seq = {}, 0
         journal = _journal_entries(directory / f"{orphan_id}.journal", seq)
-        orphan = Orphan(orphan_id, directory, float(info.get("saved_at") or snapshot.stat().st_mtime),
-                        info.get("document"), bool(info.get("modified")) or bool(journal), lock)
+        orphan = Orphan(
+            orphan_id,
+            directory,
+            float(info.get("saved_at") or snapshot.stat().st_mtime),
+            info.get("document"),
+            bool(info.get("modified")) or bool(journal),
+            lock,
+        )
         if journal:
             orphan.saved_at = max(orphan.saved_at, (directory / f"{orphan_id}.journal").stat().st_mtime)
         if orphan.has_changes:
@@ -340,10 +363,13 @@ def restore(orphan: Orphan, song: Song) -> dict[str, Any]:
     song.load(data.notes, data.meta)
     for entry in _journal_entries(orphan.journal_path, seq):
         try:
-            removed = tuple(note for note in (song.note(note_id) for note_id in entry.get("removed", []))
-                            if note is not None)
-            added = tuple(SongNote(int(i), int(p), int(v), float(s), float(length), str(part))
-                          for i, p, v, s, length, part in entry.get("added", []))
+            removed = tuple(
+                note for note in (song.note(note_id) for note_id in entry.get("removed", [])) if note is not None
+            )
+            added = tuple(
+                SongNote(int(i), int(p), int(v), float(s), float(length), str(part))
+                for i, p, v, s, length, part in entry.get("added", [])
+            )
             meta = _meta_from_json(entry.get("meta", {}))
         except (TypeError, ValueError):
             continue  # one damaged line does not cost the rest

@@ -16,18 +16,17 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import mido
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from music_transformer import CheckpointError, Note, load_checkpoint
-from music_transformer.events import NOTE_ON_OFFSET, SECONDS_PER_TICK, Decoder, is_note_on, is_time_shift, \
-    shift_ticks
+from music_transformer.events import NOTE_ON_OFFSET, SECONDS_PER_TICK, Decoder, is_note_on, is_time_shift, shift_ticks
 from music_transformer.generate import generate, primer_tokens
 
-from .midi_input import MidiInputController, TapSink, Take
+from .midi_input import MidiInputController, Take, TapSink
 from .playback.scheduler import NOTE_OFF, NOTE_ON, LiveFeed, Scheduler
 from .playback.sinks import Sink
 from .song import CONTINUATION, DEFAULT_MODEL
@@ -54,9 +53,16 @@ class AnswerSink(TapSink):
 class Duet:
     """Call and response on its own thread; `feed` takes the musician's messages (any thread). No Qt."""
 
-    def __init__(self, model, outputs: Callable[[], Sequence[Sink]], on_answer: Callable[[list[Note]], None],
-                 pause: float = DEFAULT_PAUSE, temperature: float = 1.0, top_p: float | None = 0.95,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        outputs: Callable[[], Sequence[Sink]],
+        on_answer: Callable[[list[Note]], None],
+        pause: float = DEFAULT_PAUSE,
+        temperature: float = 1.0,
+        top_p: float | None = 0.95,
+        seed: int | None = None,
+    ) -> None:
         self.model = model
         self.pause = float(pause)
         self.temperature = temperature
@@ -113,9 +119,9 @@ class Duet:
     # --- the thread ------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        from .generation import torch_threads
-
         import torch
+
+        from .generation import torch_threads
 
         torch.set_num_threads(torch_threads())
         while True:
@@ -154,8 +160,7 @@ class Duet:
     def _answer(self, call: list[Note], due: float) -> list[Note]:
         """Writes and plays one answer; returns its notes as heard (perf_counter seconds)."""
         base = max(min(note.start for note in self._context), due - CONTEXT_SECONDS)
-        primer_notes = [Note(n.pitch, n.velocity, n.start - base, n.end - base)
-                        for n in self._context if n.end > base]
+        primer_notes = [Note(n.pitch, n.velocity, n.start - base, n.end - base) for n in self._context if n.end > base]
         primer = primer_tokens(primer_notes, until=due - base)
         length = max(note.end for note in call) - min(note.start for note in call)
         seconds = min(MAX_ANSWER, max(MIN_ANSWER, length))
@@ -165,8 +170,15 @@ class Duet:
         decoder = Decoder()
         notes: list[Note] = []
         started = False
-        for token in generate(self.model, primer, seconds=seconds, temperature=self.temperature, top_p=self.top_p,
-                              seed=self.seed, cancel=self._cancel):
+        for token in generate(
+            self.model,
+            primer,
+            seconds=seconds,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            cancel=self._cancel,
+        ):
             if not started and is_time_shift(token):
                 decoder.time_offset -= shift_ticks(token) * SECONDS_PER_TICK  # no rest before the answer
             done = decoder.feed(token)

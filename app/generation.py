@@ -166,8 +166,7 @@ class GenerationWorker:
             self.outbox.put(("load_failed", (source, f"{Path(source).name}: cannot be loaded ({error})")))
             return
         self.model, self.model_source = model, source
-        self.outbox.put(("loaded", (source, describe_model(model), str(model.device),
-                                    time.perf_counter() - started)))
+        self.outbox.put(("loaded", (source, describe_model(model), str(model.device), time.perf_counter() - started)))
 
     def _generate(self, request: GenerationRequest) -> None:
         if self.model is None:
@@ -180,12 +179,14 @@ class GenerationWorker:
                 break
             live = request.live if number == 0 else None
             notes = self._one_variation(request, primer, number, seed, live)
-            self.outbox.put(("variation", Variation(number, seed, notes, request.start,
-                                                    complete=not self.cancel.is_set())))
+            self.outbox.put(
+                ("variation", Variation(number, seed, notes, request.start, complete=not self.cancel.is_set()))
+            )
         self.outbox.put(("done", self.cancel.is_set()))
 
-    def _one_variation(self, request: GenerationRequest, primer: list[int], number: int, seed: int,
-                       live: LiveFeed | None) -> list[Note]:
+    def _one_variation(
+        self, request: GenerationRequest, primer: list[int], number: int, seed: int, live: LiveFeed | None
+    ) -> list[Note]:
         decoder = Decoder(time_offset=request.start)
         written: list[Note] = []
         tokens: list[int] = []
@@ -196,10 +197,17 @@ class GenerationWorker:
         try:
             while True:
                 try:
-                    for token in generate(self.model, primer + tokens, seconds=remaining,
-                                          temperature=request.temperature, top_k=request.top_k,
-                                          top_p=request.top_p, seed=attempt_seed, cancel=self.cancel,
-                                          beam_size=request.beam_size):
+                    for token in generate(
+                        self.model,
+                        primer + tokens,
+                        seconds=remaining,
+                        temperature=request.temperature,
+                        top_k=request.top_k,
+                        top_p=request.top_p,
+                        seed=attempt_seed,
+                        cancel=self.cancel,
+                        beam_size=request.beam_size,
+                    ):
                         tokens.append(token)
                         done = decoder.feed(token)
                         now = decoder.seconds
@@ -252,8 +260,10 @@ def describe_model(model) -> str:
     config = model.config
     name = Path(str(model.metadata.get("path", "model"))).name
     parameters = sum(p.numel() for p in model.parameters())
-    return (f"{name}: {config.n_layers} layers × {config.d_model}, {parameters / 1e6:.1f} M parameters, "
-            f"trained on {config.train_length} events")
+    return (
+        f"{name}: {config.n_layers} layers × {config.d_model}, {parameters / 1e6:.1f} M parameters, "
+        f"trained on {config.train_length} events"
+    )
 
 
 class GenerationController(QObject):
@@ -367,10 +377,16 @@ class GenerationController(QObject):
         start = self.song.to_seconds(start_beat)
         feed = LiveFeed(start)
         request = GenerationRequest(
-            motif=self.song.performance_notes(MOTIF), start=start,
-            seconds=self.song.to_seconds(settings.length_beats), temperature=float(settings.temperature),
-            top_k=int(settings.top_k) or None, top_p=float(settings.top_p) if settings.top_p < 1.0 else None,
-            seeds=seeds, live=feed, beam_size=MOST_LIKELY_BEAMS if settings.most_likely else 1)
+            motif=self.song.performance_notes(MOTIF),
+            start=start,
+            seconds=self.song.to_seconds(settings.length_beats),
+            temperature=float(settings.temperature),
+            top_k=int(settings.top_k) or None,
+            top_p=float(settings.top_p) if settings.top_p < 1.0 else None,
+            seeds=seeds,
+            live=feed,
+            beam_size=MOST_LIKELY_BEAMS if settings.most_likely else 1,
+        )
         self.variations = []
         self.chosen_variation = 0
         self._variation_count = count

@@ -6,9 +6,22 @@ import dataclasses
 
 import torch
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
-                               QLabel, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .generation import AUTO_DEVICE, MAX_VARIATIONS, GenerationController
 from .song import GenerationSettings, Song, SongLockedError
@@ -42,8 +55,10 @@ class GenerationPanel(QWidget):
 
         self.decoding_box = QComboBox(self)
         self.decoding_box.addItems(["Sample", "Most likely"])
-        self.decoding_box.setToolTip("Sample: a new continuation each time, shaped by the settings below. Most likely: "
-                                     "beam search for the likeliest one (slower, and it tends to repeat itself)")
+        self.decoding_box.setToolTip(
+            "Sample: a new continuation each time, shaped by the settings below. Most likely: "
+            "beam search for the likeliest one (slower, and it tends to repeat itself)"
+        )
         form.addRow("Write", self.decoding_box)
 
         self.temperature_box = QDoubleSpinBox(self)
@@ -126,8 +141,14 @@ class GenerationPanel(QWidget):
         layout.addStretch(1)
 
         self._show_settings()
-        for box in (self.length_box, self.temperature_box, self.top_k_box, self.top_p_box, self.seed_box,
-                    self.variations_box):
+        for box in (
+            self.length_box,
+            self.temperature_box,
+            self.top_k_box,
+            self.top_p_box,
+            self.seed_box,
+            self.variations_box,
+        ):
             box.valueChanged.connect(self._edited)
         self.unit_box.currentTextChanged.connect(self._unit_changed)
         self.decoding_box.currentIndexChanged.connect(self._edited)
@@ -190,11 +211,16 @@ class GenerationPanel(QWidget):
     def settings_from_widgets(self) -> GenerationSettings:
         """The settings the widgets show."""
         return dataclasses.replace(
-            self.song.settings, temperature=round(self.temperature_box.value(), 4), top_k=self.top_k_box.value(),
-            top_p=round(self.top_p_box.value(), 4), length_beats=round(self._length_beats(), 6),
+            self.song.settings,
+            temperature=round(self.temperature_box.value(), 4),
+            top_k=self.top_k_box.value(),
+            top_p=round(self.top_p_box.value(), 4),
+            length_beats=round(self._length_beats(), 6),
             seed=self.seed_box.value() if self.fixed_seed.isChecked() else None,
-            variations=self.variations_box.value(), length_unit=self.unit_box.currentText(),
-            most_likely=self.decoding_box.currentIndex() == 1)
+            variations=self.variations_box.value(),
+            length_unit=self.unit_box.currentText(),
+            most_likely=self.decoding_box.currentIndex() == 1,
+        )
 
     def _enable_sampling_settings(self, on: bool) -> None:
         """Temperature, top-k, top-p, seed and variations only shape sampling."""
@@ -233,8 +259,16 @@ class GenerationPanel(QWidget):
         self.cancel_button.setEnabled(writing)
         self.load_button.setEnabled(not writing)
         self.device_box.setEnabled(not writing)
-        for box in (self.length_box, self.unit_box, self.temperature_box, self.top_k_box, self.top_p_box,
-                    self.fixed_seed, self.seed_box, self.variations_box):
+        for box in (
+            self.length_box,
+            self.unit_box,
+            self.temperature_box,
+            self.top_k_box,
+            self.top_p_box,
+            self.fixed_seed,
+            self.seed_box,
+            self.variations_box,
+        ):
             box.setEnabled(not writing and (box is not self.seed_box or self.fixed_seed.isChecked()))
         if controller.loading and not controller.has_model:
             self.model_label.setText("Loading the model…")
@@ -257,8 +291,9 @@ class GenerationPanel(QWidget):
         for variation in self.controller.variations:
             mark = "▶ " if variation.number == self.controller.chosen_variation else "   "
             state = "" if variation.complete else " (cut short)"
-            item = QListWidgetItem(f"{mark}Variation {variation.number + 1}: {len(variation.notes)} notes, "
-                                   f"seed {variation.seed}{state}")
+            item = QListWidgetItem(
+                f"{mark}Variation {variation.number + 1}: {len(variation.notes)} notes, seed {variation.seed}{state}"
+            )
             item.setData(Qt.UserRole, variation.number)
             self.variation_list.addItem(item)
 

@@ -70,5 +70,6 @@ def _screenshot(app, args: argparse.Namespace) -> int:
         window.song.undo_stack.setClean()
         window.close()
 
+
 if __name__ == "__main__":
     sys.exit(main())

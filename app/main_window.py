@@ -7,21 +7,33 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QDoubleSpinBox, QFileDialog, QLabel, QMainWindow,
-                               QMessageBox, QProgressDialog, QScrollArea, QSpinBox, QToolBar, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QDoubleSpinBox,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressDialog,
+    QScrollArea,
+    QSpinBox,
+    QToolBar,
+    QWidget,
+)
 
 from music_transformer import MidiFileError
 
 from . import autosave as autosave_module
 from .duet import DuetController
 from .generation import GenerationController
-from .midi_input import VIRTUAL_INPUT, MidiInputController
 from .generation_panel import GenerationPanel
-from .playback.player import AUTO, NONE, PORT_PREFIX, SYNTH, VIRTUAL, Player
-from .playback.audio_export import AudioExport
-from .playback.sinks import GM_FAMILIES, GM_INSTRUMENTS
 from .midi_files import MIDI_SUFFIXES, export_midi, is_midi_path, load_midi
+from .midi_input import VIRTUAL_INPUT, MidiInputController
 from .piano_roll import SNAP_CHOICES, PianoRoll
+from .playback.audio_export import AudioExport
+from .playback.player import AUTO, NONE, PORT_PREFIX, SYNTH, VIRTUAL, Player
+from .playback.sinks import GM_FAMILIES, GM_INSTRUMENTS
 from .session import SUFFIX, SessionError, read_session, write_session
 from .settings import Preferences, data_home
 from .song import CONTINUATION, MAX_TEMPO, MIN_TEMPO, Song, SongLockedError
@@ -38,8 +50,13 @@ class MainWindow(QMainWindow):
 
     audio_exported = Signal(str, bool)  # path, whether it was written
 
-    def __init__(self, home: Path | None = None, use_autosave: bool = True,
-                 autosave_interval_ms: int = autosave_module.DEFAULT_INTERVAL_MS, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        home: Path | None = None,
+        use_autosave: bool = True,
+        autosave_interval_ms: int = autosave_module.DEFAULT_INTERVAL_MS,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.home = Path(home) if home is not None else data_home()
         self.preferences = Preferences(self.home)
@@ -49,8 +66,13 @@ class MainWindow(QMainWindow):
         self.player = Player(self.song, self.transport, self.preferences, self)
         self.generation = GenerationController(self.song, self.player, self)
         # The keyboard is heard through whatever the player plays into (MIDI thru).
-        self.midi = MidiInputController(self.song, self.transport, thru=lambda: self.player.scheduler.sinks,
-                                        preferences=self.preferences, parent=self)
+        self.midi = MidiInputController(
+            self.song,
+            self.transport,
+            thru=lambda: self.player.scheduler.sinks,
+            preferences=self.preferences,
+            parent=self,
+        )
         self.duet = DuetController(self.midi, self.preferences, self)
         self.document_path: Path | None = None
         self._untitled_name = "Untitled"
@@ -207,9 +229,25 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(redo)
         edit_menu.addSeparator()
         actions = self.roll.actions_by_name
-        for name in ("cut", "copy", "paste", "duplicate", "delete", None, "select_all", "deselect", None,
-                     "quantize", "quantize_ends", "transpose_up", "transpose_down", "octave_up", "octave_down",
-                     "nudge_left", "nudge_right"):
+        for name in (
+            "cut",
+            "copy",
+            "paste",
+            "duplicate",
+            "delete",
+            None,
+            "select_all",
+            "deselect",
+            None,
+            "quantize",
+            "quantize_ends",
+            "transpose_up",
+            "transpose_down",
+            "octave_up",
+            "octave_down",
+            "nudge_left",
+            "nudge_right",
+        ):
             edit_menu.addSeparator() if name is None else edit_menu.addAction(actions[name])
         tools_menu = edit_menu.addMenu("&Tool")
         for name in ("tool_draw", "tool_select", "tool_erase"):
@@ -263,11 +301,12 @@ class MainWindow(QMainWindow):
         self.record_action.setCheckable(True)
         midi.recording_changed.connect(self.record_action.setChecked)
         record_menu.addSeparator()
-        for text, getter, setter in (("Count-&in (1 Bar)", lambda: midi.count_in_bars > 0,
-                                      lambda on: midi.set_count_in(1 if on else 0)),
-                                     ("&Metronome", lambda: midi.metronome, midi.set_metronome),
-                                     ("&Overdub (Play While Recording)", lambda: midi.overdub, midi.set_overdub),
-                                     ("MIDI &Thru", lambda: midi.thru_enabled, midi.set_thru)):
+        for text, getter, setter in (
+            ("Count-&in (1 Bar)", lambda: midi.count_in_bars > 0, lambda on: midi.set_count_in(1 if on else 0)),
+            ("&Metronome", lambda: midi.metronome, midi.set_metronome),
+            ("&Overdub (Play While Recording)", lambda: midi.overdub, midi.set_overdub),
+            ("MIDI &Thru", lambda: midi.thru_enabled, midi.set_thru),
+        ):
             action = QAction(text, self)
             action.setCheckable(True)
             action.setChecked(getter())
@@ -281,8 +320,12 @@ class MainWindow(QMainWindow):
             action.setChecked(midi.quantize_step == step)
             action.setActionGroup(group)
             action.triggered.connect(lambda checked=False, step=step: midi.set_quantize(step))
-        self._add(record_menu, "Quantize &Last Take", None,
-                  lambda: midi.quantize_last_take() or self.show_message("Nothing to quantize"))
+        self._add(
+            record_menu,
+            "Quantize &Last Take",
+            None,
+            lambda: midi.quantize_last_take() or self.show_message("Nothing to quantize"),
+        )
         record_menu.addSeparator()
         self.duet_action = QAction("&Duet Mode (Call and Response)", self)
         self.duet_action.setCheckable(True)
@@ -294,8 +337,9 @@ class MainWindow(QMainWindow):
     def _duet_pause_dialog(self) -> None:
         from PySide6.QtWidgets import QInputDialog
 
-        seconds, accepted = QInputDialog.getDouble(self, "Duet Pause", "The model answers after a pause of (seconds):",
-                                                   self.duet.pause, 0.1, 10.0, 2)
+        seconds, accepted = QInputDialog.getDouble(
+            self, "Duet Pause", "The model answers after a pause of (seconds):", self.duet.pause, 0.1, 10.0, 2
+        )
         if accepted:
             self.duet.set_pause(seconds)
 
@@ -314,12 +358,16 @@ class MainWindow(QMainWindow):
         menu.clear()
         current = self.midi.input.port_name if self.midi.input is not None else ""
         group = QActionGroup(menu)
-        for text, value in [("None", "")] + [(name, name) for name in self.midi.available] + [
-                ("The Studio's Own Input Port", VIRTUAL_INPUT)]:
+        for text, value in (
+            [("None", "")]
+            + [(name, name) for name in self.midi.available]
+            + [("The Studio's Own Input Port", VIRTUAL_INPUT)]
+        ):
             action = menu.addAction(text)
             action.setCheckable(True)
-            action.setChecked(value == (VIRTUAL_INPUT if self.midi.input is not None and self.midi.input.virtual
-                                        else current))
+            action.setChecked(
+                value == (VIRTUAL_INPUT if self.midi.input is not None and self.midi.input.virtual else current)
+            )
             action.setActionGroup(group)
             action.triggered.connect(lambda checked=False, value=value: self.midi.open_input(value))
         if not self.midi.available:
@@ -475,8 +523,11 @@ class MainWindow(QMainWindow):
         menu.clear()
         group = QActionGroup(menu)
         choice = self.player.choice
-        entries = [(AUTO, "Automatic (built-in synth, else the Continuo port)"), (SYNTH, "Built-in Synth (FluidSynth)"),
-                   (VIRTUAL, "Continuo Virtual MIDI Port")]
+        entries = [
+            (AUTO, "Automatic (built-in synth, else the Continuo port)"),
+            (SYNTH, "Built-in Synth (FluidSynth)"),
+            (VIRTUAL, "Continuo Virtual MIDI Port"),
+        ]
         ports = self.player.port_names  # scanned on a helper thread: opening a MIDI client takes ~80 ms
         self.player.refresh_ports()  # for the next time the menu opens
         entries += [(PORT_PREFIX + name, f"MIDI: {name}") for name in ports]
@@ -492,8 +543,9 @@ class MainWindow(QMainWindow):
             menu.addAction("No MIDI ports found (connect a device, start JACK or load snd-seq)").setEnabled(False)
 
     def _soundfont_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a SoundFont", str(self._dialog_folder()),
-                                              "SoundFonts (*.sf2 *.sf3);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a SoundFont", str(self._dialog_folder()), "SoundFonts (*.sf2 *.sf3);;All files (*)"
+        )
         if path:
             self.player.set_soundfont(path)
 
@@ -517,8 +569,9 @@ class MainWindow(QMainWindow):
         progress.setObjectName("audio_export_progress")
         progress.setWindowModality(Qt.WindowModal)
         progress.setMinimumDuration(300)
-        export = AudioExport(notes, path, self.preferences.get("soundfont"), int(self.preferences.get("program", 0)),
-                             self)
+        export = AudioExport(
+            notes, path, self.preferences.get("soundfont"), int(self.preferences.get("program", 0)), self
+        )
         self._audio_export = export
         export.progress.connect(lambda fraction: progress.setValue(int(fraction * 1000)))
         progress.canceled.connect(export.cancel)
@@ -539,8 +592,9 @@ class MainWindow(QMainWindow):
 
     def _export_audio_dialog(self) -> None:
         stem = self.document_path.stem if self.document_path else self._untitled_name
-        path, _ = QFileDialog.getSaveFileName(self, "Export audio", str(self._dialog_folder() / f"{stem}.wav"),
-                                              "WAV audio (*.wav)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export audio", str(self._dialog_folder() / f"{stem}.wav"), "WAV audio (*.wav)"
+        )
         if path:
             self.export_audio(path)
 
@@ -695,8 +749,13 @@ class MainWindow(QMainWindow):
         if not self.song.is_modified:
             return True
         name = self.document_path.name if self.document_path else "this song"
-        box = QMessageBox(QMessageBox.Warning, "Unsaved changes", f"Save the changes to {name}?",
-                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, self)
+        box = QMessageBox(
+            QMessageBox.Warning,
+            "Unsaved changes",
+            f"Save the changes to {name}?",
+            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel,
+            self,
+        )
         box.setObjectName("unsaved_changes")
         box.setDefaultButton(QMessageBox.Save)
         answer = box.exec()
@@ -711,8 +770,9 @@ class MainWindow(QMainWindow):
         return Path(recent[0]).parent if recent else Path.home()
 
     def _open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open", str(self._dialog_folder()),
-                                              f"{OPEN_FILTER};;{SESSION_FILTER};;{MIDI_FILTER}")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open", str(self._dialog_folder()), f"{OPEN_FILTER};;{SESSION_FILTER};;{MIDI_FILTER}"
+        )
         if path:
             self.open_path(path)
 
@@ -743,14 +803,17 @@ class MainWindow(QMainWindow):
 
     # --- drag and drop ------------------------------------------------------------------------
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         """Accepts MIDI and session files."""
         urls = event.mimeData().urls()
-        if urls and urls[0].isLocalFile() and (is_midi_path(urls[0].toLocalFile())
-                                               or urls[0].toLocalFile().endswith(SUFFIX)):
+        if (
+            urls
+            and urls[0].isLocalFile()
+            and (is_midi_path(urls[0].toLocalFile()) or urls[0].toLocalFile().endswith(SUFFIX))
+        ):
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt's name
+    def dropEvent(self, event: QDropEvent) -> None:
         """A dropped MIDI file becomes the motif (undoable); a dropped session opens."""
         path = event.mimeData().urls()[0].toLocalFile()
         event.acceptProposedAction()
@@ -764,8 +827,9 @@ class MainWindow(QMainWindow):
 
     def _start_autosave(self, interval_ms: int) -> None:
         try:
-            self.autosave = autosave_module.Autosave(self.song, self.home / "autosave", interval_ms,
-                                                     view_state=self.view_state, parent=self)
+            self.autosave = autosave_module.Autosave(
+                self.song, self.home / "autosave", interval_ms, view_state=self.view_state, parent=self
+            )
         except OSError as error:
             self.show_message(f"Autosave is off: {error.strerror or error}", 15000)
             return
@@ -781,9 +845,13 @@ class MainWindow(QMainWindow):
             other.release()  # offered at a later launch
         when = time.strftime("%H:%M on %d %b", time.localtime(orphan.saved_at))
         name = Path(orphan.document).name if orphan.document else "an untitled song"
-        box = QMessageBox(QMessageBox.Question, "Restore unsaved work?",
-                          f"Continuo closed unexpectedly while you were editing {name}.\n"
-                          f"Restore the work autosaved at {when}?", QMessageBox.NoButton, self)
+        box = QMessageBox(
+            QMessageBox.Question,
+            "Restore unsaved work?",
+            f"Continuo closed unexpectedly while you were editing {name}.\nRestore the work autosaved at {when}?",
+            QMessageBox.NoButton,
+            self,
+        )
         box.setObjectName("restore_dialog")
         restore_button = box.addButton("Restore", QMessageBox.AcceptRole)
         discard_button = box.addButton("Discard", QMessageBox.DestructiveRole)
@@ -814,7 +882,7 @@ class MainWindow(QMainWindow):
             orphan.release()
         return False
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+    def closeEvent(self, event: QCloseEvent) -> None:
         """Stops the model and the sound, asks about unsaved changes; a clean exit removes the autosave."""
         if self.generation.generating:
             self.generation.close()  # cancels, waits for the worker, keeps what was written (one undo step)

@@ -25,7 +25,7 @@ def file_tempo(path: str | os.PathLike) -> float | None:
     index = data.find(b"\xff\x51\x03")
     if index < 0 or index + 6 > len(data):
         return None
-    microseconds = int.from_bytes(data[index + 3:index + 6], "big")
+    microseconds = int.from_bytes(data[index + 3 : index + 6], "big")
     if microseconds <= 0:
         return None
     return 60_000_000 / microseconds

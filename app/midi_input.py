@@ -16,8 +16,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import mido
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -87,8 +87,12 @@ class MidiInput:
     the GIL; our thread empties it every half millisecond.
     """
 
-    def __init__(self, port_name: str, on_message: Callable[[float, mido.Message], None],
-                 client_name: str = CLIENT_NAME + " input") -> None:
+    def __init__(
+        self,
+        port_name: str,
+        on_message: Callable[[float, mido.Message], None],
+        client_name: str = CLIENT_NAME + " input",
+    ) -> None:
         self.virtual = port_name == VIRTUAL_INPUT
         self.port_name = VIRTUAL_INPUT_NAME if self.virtual else port_name
         self.name = f"MIDI input “{self.port_name}”"
@@ -104,9 +108,11 @@ class MidiInput:
             else:
                 ports = self._client.get_ports()
                 if port_name not in ports:
-                    raise MidiInputError(f"MIDI input “{port_name}” is not there (available: "
-                                         f"{', '.join(_foreign(ports)) or 'none'}); plug the keyboard in or "
-                                         "choose another input")
+                    raise MidiInputError(
+                        f"MIDI input “{port_name}” is not there (available: "
+                        f"{', '.join(_foreign(ports)) or 'none'}); plug the keyboard in or "
+                        "choose another input"
+                    )
                 self._client.open_port(ports.index(port_name), "in")
         except MidiInputError:
             self._client.delete()
@@ -199,6 +205,7 @@ class TapSink(Sink):
 
 # --- a take: messages in, notes out -----------------------------------------------------------------
 
+
 @dataclass
 class Take:
     """Turns timed messages into notes (seconds on the perf_counter clock), with velocity and the sustain pedal.
@@ -230,8 +237,10 @@ class Take:
         elif message.type == "control_change" and message.control == SUSTAIN:
             self.pedal = message.value >= 64
             if not self.pedal:
-                done.extend(Note(pitch, velocity, onset, max(at, onset + 1e-3))
-                            for pitch, (onset, velocity) in sorted(self.sustained.items()))
+                done.extend(
+                    Note(pitch, velocity, onset, max(at, onset + 1e-3))
+                    for pitch, (onset, velocity) in sorted(self.sustained.items())
+                )
                 self.sustained.clear()
         return done
 
@@ -242,8 +251,11 @@ class Take:
 
     def close(self, at: float) -> list[Note]:
         """Ends every held and sustained note at `at` (recording stopped, the port went away)."""
-        done = [Note(pitch, velocity, onset, max(at, onset + 1e-3))
-                for table in (self.held, self.sustained) for pitch, (onset, velocity) in sorted(table.items())]
+        done = [
+            Note(pitch, velocity, onset, max(at, onset + 1e-3))
+            for table in (self.held, self.sustained)
+            for pitch, (onset, velocity) in sorted(table.items())
+        ]
         self.held.clear()
         self.sustained.clear()
         self.pedal = False
@@ -258,7 +270,7 @@ def quantized(notes: Iterable[SongNote], step: float) -> list[SongNote]:
 def quantize_notes(song: Song, note_ids: Iterable[int], step: float) -> bool:
     """Quantizes recorded notes afterwards, as one undoable step; False when nothing moved."""
     notes = [note for note in (song.note(note_id) for note_id in note_ids) if note is not None]
-    changed = [new for old, new in zip(notes, quantized(notes, step)) if new != old]
+    changed = [new for old, new in zip(notes, quantized(notes, step), strict=True) if new != old]
     if not changed:
         return False
     song.replace_notes(changed, text="Quantize")
@@ -279,6 +291,7 @@ def metronome_events(beats: int, beats_per_bar: int, seconds_per_beat: float, st
 
 # --- the studio side (GUI thread) -------------------------------------------------------------------
 
+
 class MidiInputController(QObject):
     """The studio's MIDI input: port choice with hot-plug, thru, and recording takes into the song."""
 
@@ -290,8 +303,15 @@ class MidiInputController(QObject):
     _polled = Signal(list)  # thread -> GUI: the port list
     _opened = Signal(object, object, int)  # thread -> GUI: (MidiInput or None, error or None, request)
 
-    def __init__(self, song: Song, transport=None, thru: Callable[[], Sequence[Sink]] | None = None,
-                 preferences=None, parent: QObject | None = None, poll: bool = True) -> None:
+    def __init__(
+        self,
+        song: Song,
+        transport=None,
+        thru: Callable[[], Sequence[Sink]] | None = None,
+        preferences=None,
+        parent: QObject | None = None,
+        poll: bool = True,
+    ) -> None:
         super().__init__(parent)
         self.song = song
         self.transport = transport
@@ -457,8 +477,10 @@ class MidiInputController(QObject):
         self.drain(budget=None)
         kept = self.stop_recording() if self.recording else 0
         detail = f"; the {kept} notes recorded are kept" if kept else ""
-        self.message.emit(f"MIDI input “{port_name}” went away{detail}. Plug it in again (it reconnects by "
-                          "itself) or choose another input in Record ▸ MIDI Input")
+        self.message.emit(
+            f"MIDI input “{port_name}” went away{detail}. Plug it in again (it reconnects by "
+            "itself) or choose another input in Record ▸ MIDI Input"
+        )
 
     # --- recording -----------------------------------------------------------------------------------
 
@@ -513,8 +535,9 @@ class MidiInputController(QObject):
         notes, self._take_notes = self._take_notes, []
         if notes:
             # The notes are in the song already (drawn while played); this makes the take one undo step.
-            self.song.undo_stack.push(SongEditCommand(self.song, SongDiff(added=tuple(notes)), "Record",
-                                                      already_applied=True))
+            self.song.undo_stack.push(
+                SongEditCommand(self.song, SongDiff(added=tuple(notes)), "Record", already_applied=True)
+            )
         self.last_take = [note.id for note in notes]
         self.recording_changed.emit(False)
         return len(notes)

@@ -48,8 +48,10 @@ def song_to_dict(song: Song, view: dict[str, Any] | None = None) -> dict[str, An
         "settings": meta["settings"].to_dict(),
         "view": view or {},
         "note_fields": NOTE_FIELDS,
-        "notes": [[note.id, note.pitch, note.velocity, round(note.start, 9), round(note.length, 9), note.part]
-                  for note in song.notes()],
+        "notes": [
+            [note.id, note.pitch, note.velocity, round(note.start, 9), round(note.length, 9), note.part]
+            for note in song.notes()
+        ],
     }
 
 
@@ -85,16 +87,20 @@ def session_from_bytes(raw: bytes, name: str) -> SessionData:
     except UnicodeDecodeError:
         raise SessionError(f"{name}: not a Continuo session (the file is not text)") from None
     except json.JSONDecodeError as error:
-        raise SessionError(f"{name}: the session file is damaged (unreadable at line {error.lineno}, "
-                           f"column {error.colno}); it may have been cut short") from None
+        raise SessionError(
+            f"{name}: the session file is damaged (unreadable at line {error.lineno}, "
+            f"column {error.colno}); it may have been cut short"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise SessionError(f"{name}: not a Continuo session file")
     version = data.get("version")
     if not isinstance(version, int) or version < 1:
         raise SessionError(f"{name}: the session file is damaged (its format version is missing)")
     if version > FORMAT_VERSION:
-        raise SessionError(f"{name}: made by a newer version of Continuo (session format {version}); this "
-                           f"version opens format {FORMAT_VERSION}. Update Continuo to open it.")
+        raise SessionError(
+            f"{name}: made by a newer version of Continuo (session format {version}); this "
+            f"version opens format {FORMAT_VERSION}. Update Continuo to open it."
+        )
     try:
         return _parse(data)
     except (KeyError, TypeError, ValueError, IndexError) as error:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -49,7 +50,7 @@ class SongNote:
         """Where the note ends, in beats."""
         return self.start + self.length
 
-    def with_(self, **changes: Any) -> "SongNote":
+    def with_(self, **changes: Any) -> SongNote:
         """A copy with some fields changed, clamped to the valid ranges."""
         note = dataclasses.replace(self, **changes)
         return dataclasses.replace(
@@ -79,7 +80,7 @@ class GenerationSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "GenerationSettings":
+    def from_dict(cls, data: dict) -> GenerationSettings:
         """Settings from JSON values; unknown keys are ignored, missing ones take their defaults."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
@@ -106,12 +107,7 @@ DEFAULT_MODEL = "default"
 
 def default_meta() -> dict[str, Any]:
     """The metadata of a new song."""
-    return {
-        "tempo": 120.0,
-        "time_signature": (4, 4),
-        "settings": GenerationSettings(),
-        "model": DEFAULT_MODEL,
-    }
+    return {"tempo": 120.0, "time_signature": (4, 4), "settings": GenerationSettings(), "model": DEFAULT_MODEL}
 
 
 @dataclass(frozen=True)
@@ -123,7 +119,7 @@ class SongDiff:
     meta_before: dict = field(default_factory=dict)
     meta_after: dict = field(default_factory=dict)
 
-    def inverse(self) -> "SongDiff":
+    def inverse(self) -> SongDiff:
         """The diff that undoes this one."""
         return SongDiff(self.added, self.removed, self.meta_after, self.meta_before)
 
@@ -135,19 +131,20 @@ class SongDiff:
 class SongEditCommand(QUndoCommand):
     """An undoable song edit: a diff applied on redo and reversed on undo."""
 
-    def __init__(self, song: "Song", diff: SongDiff, text: str, merge_key: int = -1,
-                 already_applied: bool = False) -> None:
+    def __init__(
+        self, song: Song, diff: SongDiff, text: str, merge_key: int = -1, already_applied: bool = False
+    ) -> None:
         super().__init__(text)
         self.song = song
         self.diff = diff
         self._merge_key = merge_key
         self._skip_first_redo = already_applied
 
-    def id(self) -> int:  # noqa: A003 - Qt's name
+    def id(self) -> int:
         """Commands with the same non-negative id merge (a tempo spin box dragged through values)."""
         return self._merge_key
 
-    def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt's name
+    def mergeWith(self, other: QUndoCommand) -> bool:
         """Folds a following metadata-only edit of the same kind into this one."""
         if not isinstance(other, SongEditCommand) or other.id() != self.id() or self.id() < 0:
             return False
@@ -181,15 +178,17 @@ class NoteArrays:
     continuation: np.ndarray  # bool: the note belongs to the continuation
 
     @classmethod
-    def from_notes(cls, notes: Sequence[SongNote], version: int = -1) -> "NoteArrays":
+    def from_notes(cls, notes: Sequence[SongNote], version: int = -1) -> NoteArrays:
         """Columns from notes (keeps their order)."""
-        return cls(version,
-                   np.fromiter((n.id for n in notes), np.int64, len(notes)),
-                   np.fromiter((n.pitch for n in notes), np.int64, len(notes)),
-                   np.fromiter((n.velocity for n in notes), np.int64, len(notes)),
-                   np.fromiter((n.start for n in notes), np.float64, len(notes)),
-                   np.fromiter((n.start + n.length for n in notes), np.float64, len(notes)),
-                   np.fromiter((n.part == CONTINUATION for n in notes), bool, len(notes)))
+        return cls(
+            version,
+            np.fromiter((n.id for n in notes), np.int64, len(notes)),
+            np.fromiter((n.pitch for n in notes), np.int64, len(notes)),
+            np.fromiter((n.velocity for n in notes), np.int64, len(notes)),
+            np.fromiter((n.start for n in notes), np.float64, len(notes)),
+            np.fromiter((n.start + n.length for n in notes), np.float64, len(notes)),
+            np.fromiter((n.part == CONTINUATION for n in notes), bool, len(notes)),
+        )
 
 
 class SongLockedError(RuntimeError):
@@ -275,7 +274,7 @@ class Song(QObject):
             return list(ordered)
         return [note for note in ordered if note.part == part]
 
-    def note_arrays(self) -> "NoteArrays":
+    def note_arrays(self) -> NoteArrays:
         """Every note as numpy columns (sorted by start), for drawing thousands of notes at once."""
         if self._arrays is None or self._arrays.version != self.version:
             self._arrays = NoteArrays.from_notes(self.notes(), self.version)
@@ -290,11 +289,13 @@ class Song(QObject):
         starts, ordered, window, long_notes, _ = self._time_index()
         first = bisect.bisect_left(starts, start - window)
         last = bisect.bisect_right(starts, end)
-        found = [note for note in ordered[first:last]
-                 if note.end >= start and low_pitch <= note.pitch <= high_pitch]
+        found = [note for note in ordered[first:last] if note.end >= start and low_pitch <= note.pitch <= high_pitch]
         if long_notes:
-            found.extend(note for note in long_notes
-                         if note.start <= end and note.end >= start and low_pitch <= note.pitch <= high_pitch)
+            found.extend(
+                note
+                for note in long_notes
+                if note.start <= end and note.end >= start and low_pitch <= note.pitch <= high_pitch
+            )
             found.sort(key=lambda note: (note.start, note.pitch))
         return found
 
@@ -330,15 +331,26 @@ class Song(QObject):
 
     def performance_notes(self, part: str | None = None) -> list[Note]:
         """The notes (or one part's) in seconds, for MIDI export, playback and generation."""
-        return [Note(note.pitch, note.velocity, self.to_seconds(note.start), self.to_seconds(note.end))
-                for note in self.notes(part)]
+        return [
+            Note(note.pitch, note.velocity, self.to_seconds(note.start), self.to_seconds(note.end))
+            for note in self.notes(part)
+        ]
 
-    def notes_from_performance(self, notes: Iterable[Note], part: str = MOTIF, offset_beats: float = 0.0,
-                               tempo: float | None = None) -> list[SongNote]:
+    def notes_from_performance(
+        self, notes: Iterable[Note], part: str = MOTIF, offset_beats: float = 0.0, tempo: float | None = None
+    ) -> list[SongNote]:
         """New grid notes (fresh ids, not yet in the song) from notes in seconds, at `tempo` or the song's."""
         beats_per_second = (tempo or self.tempo) / 60.0
-        return [self.new_note(note.pitch, note.velocity, offset_beats + note.start * beats_per_second,
-                              (note.end - note.start) * beats_per_second, part) for note in notes]
+        return [
+            self.new_note(
+                note.pitch,
+                note.velocity,
+                offset_beats + note.start * beats_per_second,
+                (note.end - note.start) * beats_per_second,
+                part,
+            )
+            for note in notes
+        ]
 
     # --- editing: each call pushes one undoable command ----------------------------------------
 
@@ -348,8 +360,7 @@ class Song(QObject):
             raise ValueError(f"unknown part {part!r}")
         note_id = self._next_id
         self._next_id += 1
-        return SongNote(note_id, 0, 1, 0.0, 1.0, part).with_(
-            pitch=pitch, velocity=velocity, start=start, length=length)
+        return SongNote(note_id, 0, 1, 0.0, 1.0, part).with_(pitch=pitch, velocity=velocity, start=start, length=length)
 
     def add_notes(self, notes: Sequence[SongNote], text: str = "Add notes") -> None:
         """Adds notes (made with `new_note`)."""
@@ -364,8 +375,14 @@ class Song(QObject):
         notes = [note for note in notes if self._notes.get(note.id) != note]
         self.edit(removed_ids=[note.id for note in notes], added=notes, text=text)
 
-    def edit(self, removed_ids: Iterable[int] = (), added: Sequence[SongNote] = (), text: str = "Edit",
-             meta: dict[str, Any] | None = None, merge_key: int = -1) -> bool:
+    def edit(
+        self,
+        removed_ids: Iterable[int] = (),
+        added: Sequence[SongNote] = (),
+        text: str = "Edit",
+        meta: dict[str, Any] | None = None,
+        merge_key: int = -1,
+    ) -> bool:
         """The general edit: remove notes by id, add notes, change metadata; one undo step.
 
         Returns False (and changes nothing) when there is nothing to change.
@@ -394,8 +411,11 @@ class Song(QObject):
         """Changes the time signature (the bar lines move; the notes stay)."""
         if not (1 <= numerator <= 32 and denominator in (1, 2, 4, 8, 16, 32)):
             raise ValueError(f"{numerator}/{denominator} is not a time signature Continuo supports")
-        self.edit(meta={"time_signature": (int(numerator), int(denominator))},
-                  text=f"Time signature {numerator}/{denominator}", merge_key=2)
+        self.edit(
+            meta={"time_signature": (int(numerator), int(denominator))},
+            text=f"Time signature {numerator}/{denominator}",
+            merge_key=2,
+        )
 
     def set_settings(self, settings: GenerationSettings) -> None:
         """Changes the generation settings."""
@@ -405,20 +425,25 @@ class Song(QObject):
         """Chooses the model that continues the song."""
         self.edit(meta={"model": str(model)}, text="Choose model")
 
-    def replace_motif(self, notes: Sequence[SongNote], tempo: float | None = None,
-                      text: str = "Import motif") -> None:
+    def replace_motif(self, notes: Sequence[SongNote], tempo: float | None = None, text: str = "Import motif") -> None:
         """Replaces the motif with these notes (an import), keeping the continuation."""
-        self.edit(removed_ids=[note.id for note in self._notes.values() if note.part == MOTIF],
-                  added=[note.with_(part=MOTIF) for note in notes],
-                  meta={"tempo": float(tempo)} if tempo else None, text=text)
+        self.edit(
+            removed_ids=[note.id for note in self._notes.values() if note.part == MOTIF],
+            added=[note.with_(part=MOTIF) for note in notes],
+            meta={"tempo": float(tempo)} if tempo else None,
+            text=text,
+        )
 
     def accept_continuation(self) -> bool:
         """The continuation becomes part of the motif, so that it can be continued again."""
         continuation = [note for note in self._notes.values() if note.part == CONTINUATION]
         if not continuation:
             return False
-        return self.edit(removed_ids=[note.id for note in continuation],
-                         added=[note.with_(part=MOTIF) for note in continuation], text="Accept continuation")
+        return self.edit(
+            removed_ids=[note.id for note in continuation],
+            added=[note.with_(part=MOTIF) for note in continuation],
+            text="Accept continuation",
+        )
 
     def discard_continuation(self) -> bool:
         """Removes the continuation."""
@@ -533,4 +558,3 @@ def floor_beat(beat: float, step: float | None) -> float:
     if not step:
         return beat
     return round(math.floor(beat / step + 1e-9) * step, 9)
-

@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from PySide6.QtCore import QLineF, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
@@ -106,19 +105,29 @@ class NoteCanvas(QWidget):
 
     def _shown_notes(self, start: float, end: float, low: int, high: int) -> list[SongNote]:
         """The song's notes in a region, with the gesture's preview applied."""
-        notes = [note for note in self.song.notes_in(start, end, low, high)
-                 if note.id not in self._preview and note.id not in self._hidden]
+        notes = [
+            note
+            for note in self.song.notes_in(start, end, low, high)
+            if note.id not in self._preview and note.id not in self._hidden
+        ]
         if self._preview:
-            notes.extend(note for note in self._preview.values()
-                         if note.end >= start and note.start <= end and low <= note.pitch <= high)
+            notes.extend(
+                note
+                for note in self._preview.values()
+                if note.end >= start and note.start <= end and low <= note.pitch <= high
+            )
         return notes
 
     def _visible_region(self, rect: QRect | None = None) -> tuple[float, float, int, int]:
         """Beats and pitches in a rectangle of the canvas (all of it by default)."""
         state = self.state
         rect = rect or self.rect()
-        return (state.beat_at(rect.left() - 1), state.beat_at(rect.right() + 1), state.pitch_at(rect.bottom() + 1),
-                state.pitch_at(rect.top() - 1))
+        return (
+            state.beat_at(rect.left() - 1),
+            state.beat_at(rect.right() + 1),
+            state.pitch_at(rect.bottom() + 1),
+            state.pitch_at(rect.top() - 1),
+        )
 
     def _playhead_moved(self, beat: float) -> None:
         """Repaints only the two slivers where the playhead was and is: cheap at 60 frames a second."""
@@ -129,7 +138,7 @@ class NoteCanvas(QWidget):
 
     # --- painting -------------------------------------------------------------------------------
 
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def paintEvent(self, event) -> None:
         """Grid, loop region, notes, rubber band, playhead."""
         painter = QPainter(self)
         self._playhead_x = self.state.x_of(self.transport.playhead)
@@ -152,18 +161,29 @@ class NoteCanvas(QWidget):
         painter.fillRect(0, 0, width, height, Palette.background)
         low, high = state.pitch_at(height), state.pitch_at(0)
         key_height = state.key_height
-        black_rows = [QRectF(0, state.y_of(pitch), width, key_height)
-                      for pitch in range(low, high + 1) if is_black_key(pitch)]
+        black_rows = [
+            QRectF(0, state.y_of(pitch), width, key_height) for pitch in range(low, high + 1) if is_black_key(pitch)
+        ]
         painter.setPen(Qt.NoPen)
         painter.setBrush(Palette.black_key_row)
         painter.drawRects(black_rows)
         if key_height >= 6:
             painter.setPen(Palette.row_line)
-            painter.drawLines([QLineF(0, state.y_of(pitch) + key_height, width, state.y_of(pitch) + key_height)
-                               for pitch in range(low, high + 1) if pitch % 12 not in (0, 5)])
+            painter.drawLines(
+                [
+                    QLineF(0, state.y_of(pitch) + key_height, width, state.y_of(pitch) + key_height)
+                    for pitch in range(low, high + 1)
+                    if pitch % 12 not in (0, 5)
+                ]
+            )
         painter.setPen(Palette.octave_line)
-        painter.drawLines([QLineF(0, state.y_of(pitch) + key_height, width, state.y_of(pitch) + key_height)
-                           for pitch in range(low, high + 1) if pitch % 12 == 0])
+        painter.drawLines(
+            [
+                QLineF(0, state.y_of(pitch) + key_height, width, state.y_of(pitch) + key_height)
+                for pitch in range(low, high + 1)
+                if pitch % 12 == 0
+            ]
+        )
         # Vertical lines: the grid step, beats and bars, each only where they are far enough apart.
         start, end = state.beat_at(0), state.beat_at(width)
         ppb = state.pixels_per_beat
@@ -189,8 +209,10 @@ class NoteCanvas(QWidget):
         x0, x1 = self.state.x_of(transport.loop_start), self.state.x_of(transport.loop_end)
         if x1 < 0 or x0 > self.width():
             return
-        painter.fillRect(QRectF(x0, 0, x1 - x0, self.height()),
-                         Palette.loop_shade if transport.loop_enabled else Palette.loop_shade_off)
+        painter.fillRect(
+            QRectF(x0, 0, x1 - x0, self.height()),
+            Palette.loop_shade if transport.loop_enabled else Palette.loop_shade_off,
+        )
 
     def _paint_notes(self, painter: QPainter, rect: QRect) -> None:
         start, end, low, high = self._visible_region(rect)
@@ -209,8 +231,9 @@ class NoteCanvas(QWidget):
         batches: dict[tuple[str, int, bool, bool], list[QRectF]] = {}
         levels = Palette.VELOCITY_LEVELS
         for note in notes:
-            rect = QRectF((note.start - left) * ppb, (top - note.pitch) * key_height,
-                          max(note.length * ppb, 2.0), key_height)
+            rect = QRectF(
+                (note.start - left) * ppb, (top - note.pitch) * key_height, max(note.length * ppb, 2.0), key_height
+            )
             key = (note.part, note.velocity * levels // 128, note.id in selection, note.id in writing)
             batch = batches.get(key)
             if batch is None:
@@ -249,29 +272,45 @@ class NoteCanvas(QWidget):
         skipped = set(self._preview) | self._hidden
         if skipped:
             mask &= ~np.isin(arrays.ids, np.fromiter(skipped, np.int64))
-        columns = [column[mask] for column in (arrays.ids, arrays.pitches, arrays.velocities, arrays.starts,
-                                               arrays.ends, arrays.continuation)]
+        columns = [
+            column[mask]
+            for column in (
+                arrays.ids,
+                arrays.pitches,
+                arrays.velocities,
+                arrays.starts,
+                arrays.ends,
+                arrays.continuation,
+            )
+        ]
         if self._preview:
             extra = NoteArrays.from_notes(list(self._preview.values()))
-            columns = [np.concatenate([column, more]) for column, more in
-                       zip(columns, (extra.ids, extra.pitches, extra.velocities, extra.starts, extra.ends,
-                                     extra.continuation))]
+            columns = [
+                np.concatenate([column, more])
+                for column, more in zip(
+                    columns,
+                    (extra.ids, extra.pitches, extra.velocities, extra.starts, extra.ends, extra.continuation),
+                    strict=True,
+                )
+            ]
         ids, pitches, velocities, starts, ends, continuation = columns
         if not len(ids):
             return
         levels = Palette.VELOCITY_LEVELS
         codes = 1 + velocities * levels // 128 + levels * continuation
         if self.state.selection:
-            codes[np.isin(ids, np.fromiter(self.state.selection, np.int64))] = 2 * levels + 1 + continuation[
-                np.isin(ids, np.fromiter(self.state.selection, np.int64))]
+            codes[np.isin(ids, np.fromiter(self.state.selection, np.int64))] = (
+                2 * levels + 1 + continuation[np.isin(ids, np.fromiter(self.state.selection, np.int64))]
+            )
         if self._writing_ids:
             codes[np.isin(ids, np.fromiter(self._writing_ids, np.int64))] = 2 * levels + 3
         width = self.width()
         rows = high - low + 1
         ppb, left = state.pixels_per_beat, state.left_beat
         x0 = np.clip(np.floor((starts - left) * ppb).astype(np.int64), 0, width)
-        x1 = np.clip(np.maximum(np.floor((starts - left) * ppb) + 1, np.ceil((ends - left) * ppb)).astype(np.int64),
-                     0, width)
+        x1 = np.clip(
+            np.maximum(np.floor((starts - left) * ppb) + 1, np.ceil((ends - left) * ppb)).astype(np.int64), 0, width
+        )
         keep = x1 > x0
         order = np.argsort(codes[keep], kind="stable")  # louder, selected and written notes paint last
         x0, x1, row, codes = x0[keep][order], x1[keep][order], (high - pitches)[keep][order], codes[keep][order]
@@ -291,9 +330,11 @@ class NoteCanvas(QWidget):
             table = [0]
             for part in (MOTIF, CONTINUATION):
                 table += [Palette.note_fill(part, level * 128 // levels + 1).rgba() for level in range(levels)]
-            table += [Palette.note_fill(MOTIF, 100, selected=True).rgba(),
-                      Palette.note_fill(CONTINUATION, 100, selected=True).rgba(),
-                      Palette.note_fill(CONTINUATION, 100, writing=True).rgba()]
+            table += [
+                Palette.note_fill(MOTIF, 100, selected=True).rgba(),
+                Palette.note_fill(CONTINUATION, 100, selected=True).rgba(),
+                Palette.note_fill(CONTINUATION, 100, writing=True).rgba(),
+            ]
             self._colour_table = np.array(table, np.uint32)
         return self._colour_table
 
@@ -322,7 +363,7 @@ class NoteCanvas(QWidget):
 
     # --- mouse ----------------------------------------------------------------------------------
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         """Starts a gesture: draw, select, move, resize, erase or rubber band, by tool and place."""
         self.setFocus(Qt.MouseFocusReason)
         if self._gesture is not None:
@@ -360,8 +401,9 @@ class NoteCanvas(QWidget):
             self.transport.note_auditioned.emit(hit.pitch, hit.velocity)
             gesture.anchor = hit
             gesture.kind = self._edge_kind(hit, point)
-            gesture.originals = {note_id: note for note_id in state.selection
-                                 if (note := self.song.note(note_id)) is not None}
+            gesture.originals = {
+                note_id: note for note_id in state.selection if (note := self.song.note(note_id)) is not None
+            }
             self._gesture = gesture
             return
         if state.tool == DRAW:
@@ -390,7 +432,7 @@ class NoteCanvas(QWidget):
             return "resize_start"
         return "move"
 
-    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         """With the select tool, a double click on empty grid draws a note; on a note, deletes it."""
         if self.state.tool == SELECT and event.button() == Qt.LeftButton and not self.song.is_writing:
             hit = self.note_at(event.position())
@@ -408,7 +450,7 @@ class NoteCanvas(QWidget):
             return
         self.mousePressEvent(event)
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         """Updates the gesture's preview, or the cursor shape when hovering."""
         point = event.position()
         state = self.state
@@ -428,8 +470,10 @@ class NoteCanvas(QWidget):
             self._rubber_band = QRectF(gesture.press, point)
             rect = self._rubber_band.normalized()
             low, high = state.pitch_at(rect.bottom()), state.pitch_at(rect.top())
-            inside = {note.id for note in self.song.notes_in(state.beat_at(rect.left()), state.beat_at(rect.right()),
-                                                             low, high)}
+            inside = {
+                note.id
+                for note in self.song.notes_in(state.beat_at(rect.left()), state.beat_at(rect.right()), low, high)
+            }
             state.select(gesture.base_selection | inside)
         elif gesture.kind == "create":
             note = gesture.anchor
@@ -450,8 +494,7 @@ class NoteCanvas(QWidget):
         notes = gesture.originals.values()
         delta = max(delta, -min(note.start for note in notes))
         semitones = min(max(semitones, -min(note.pitch for note in notes)), 127 - max(note.pitch for note in notes))
-        self._preview = {note.id: note.with_(start=note.start + delta, pitch=note.pitch + semitones)
-                         for note in notes}
+        self._preview = {note.id: note.with_(start=note.start + delta, pitch=note.pitch + semitones) for note in notes}
 
     def _preview_resize(self, gesture: _Gesture, beat: float, bypass: bool) -> None:
         anchor = gesture.anchor
@@ -461,15 +504,20 @@ class NoteCanvas(QWidget):
         if gesture.kind == "resize_end":
             new_end = max(self.state.snap(anchor.end + moved, bypass), anchor.start + minimum)
             delta = new_end - anchor.end
-            self._preview = {note.id: note.with_(length=max(note.length + delta, minimum))
-                             for note in gesture.originals.values()}
+            self._preview = {
+                note.id: note.with_(length=max(note.length + delta, minimum)) for note in gesture.originals.values()
+            }
         else:
             new_start = min(self.state.snap(anchor.start + moved, bypass), anchor.end - minimum)
             delta = new_start - anchor.start
             delta = max(delta, -min(note.start for note in gesture.originals.values()))
-            self._preview = {note.id: note.with_(start=note.start + min(delta, note.length - minimum),
-                                                  length=note.length - min(delta, note.length - minimum))
-                             for note in gesture.originals.values()}
+            self._preview = {
+                note.id: note.with_(
+                    start=note.start + min(delta, note.length - minimum),
+                    length=note.length - min(delta, note.length - minimum),
+                )
+                for note in gesture.originals.values()
+            }
 
     def _erase_at(self, point: QPointF) -> None:
         hit = self.note_at(point)
@@ -477,7 +525,7 @@ class NoteCanvas(QWidget):
             self._hidden.add(hit.id)
             self.update()
 
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         """Ends the gesture: the song changes here, once, as one undoable command."""
         gesture, self._gesture = self._gesture, None
         if gesture is None:
@@ -524,11 +572,11 @@ class NoteCanvas(QWidget):
         if self.cursor().shape() != shape:
             self.setCursor(shape)
 
-    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def leaveEvent(self, event) -> None:
         """Clears the position readout."""
         self.hover_changed.emit(-1.0, -1)
 
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt's name
+    def wheelEvent(self, event: QWheelEvent) -> None:
         """Scroll or zoom: the roll decides, so every part of it behaves the same."""
         self.wheel_scrolled.emit(event)
         event.accept()

@@ -116,8 +116,11 @@ class PianoRoll(QWidget):
     def scroll_by(self, pixels_x: float = 0.0, pixels_y: float = 0.0) -> None:
         """Scrolls by pixels."""
         state = self.state
-        state.set_view(left_beat=state.left_beat + pixels_x / state.pixels_per_beat,
-                       top_key=state.top_key + pixels_y / state.key_height, visible_rows=self.canvas.visible_rows())
+        state.set_view(
+            left_beat=state.left_beat + pixels_x / state.pixels_per_beat,
+            top_key=state.top_key + pixels_y / state.key_height,
+            visible_rows=self.canvas.visible_rows(),
+        )
 
     def zoom_horizontal(self, factor: float, anchor_x: float | None = None) -> None:
         """Zooms time around a pixel of the grid (its beat stays put), the middle by default."""
@@ -153,8 +156,9 @@ class PianoRoll(QWidget):
         rows = max(high - low + 5, 24)
         self.state.set_view(pixels_per_beat=width / (span * 1.04), key_height=height / rows)
         middle = 127 - (low + high) / 2
-        self.state.set_view(left_beat=start, top_key=middle - self.canvas.visible_rows() / 2,
-                            visible_rows=self.canvas.visible_rows())
+        self.state.set_view(
+            left_beat=start, top_key=middle - self.canvas.visible_rows() / 2, visible_rows=self.canvas.visible_rows()
+        )
 
     def _wheel(self, event: QWheelEvent) -> None:
         """Wheel scrolls; Shift+wheel scrolls sideways; Ctrl+wheel zooms time; Ctrl+Shift or Alt zooms keys."""
@@ -168,9 +172,9 @@ class PianoRoll(QWidget):
         steps_y = (angle.y() or angle.x()) / 120.0
         if modifiers & Qt.ControlModifier and modifiers & Qt.ShiftModifier or modifiers & Qt.AltModifier:
             steps = (angle.y() or angle.x()) / 120.0
-            self.zoom_vertical(ZOOM_STEP ** steps, position.y())
+            self.zoom_vertical(ZOOM_STEP**steps, position.y())
         elif modifiers & Qt.ControlModifier:
-            self.zoom_horizontal(ZOOM_STEP ** steps_y, position.x())
+            self.zoom_horizontal(ZOOM_STEP**steps_y, position.x())
         elif modifiers & Qt.ShiftModifier:
             delta = pixels.y() or pixels.x() or -(angle.y() or angle.x()) / 120.0 * 60
             self.scroll_by(pixels_x=-delta if pixels.y() or pixels.x() else delta)
@@ -179,7 +183,7 @@ class PianoRoll(QWidget):
             dy = -pixels.y() if not pixels.isNull() else -angle.y() / 120.0 * 3 * self.state.key_height
             self.scroll_by(dx, dy)
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def resizeEvent(self, event) -> None:
         """Keeps the scroll ranges right for the new size."""
         super().resizeEvent(event)
         self.state.set_view(visible_rows=self.canvas.visible_rows())
@@ -243,8 +247,9 @@ class PianoRoll(QWidget):
         semitones = min(max(semitones, -min(note.pitch for note in notes)), 127 - max(note.pitch for note in notes))
         if beats == 0 and semitones == 0:
             return
-        self.song.replace_notes([note.with_(start=round(note.start + beats, 9), pitch=note.pitch + semitones)
-                                 for note in notes], text)
+        self.song.replace_notes(
+            [note.with_(start=round(note.start + beats, 9), pitch=note.pitch + semitones) for note in notes], text
+        )
         if semitones:
             self.transport.note_auditioned.emit(notes[0].pitch + semitones, notes[0].velocity)
             self.transport.note_audition_ended.emit(notes[0].pitch + semitones)
@@ -298,7 +303,7 @@ class PianoRoll(QWidget):
             self.message.emit("Nothing to paste: copy some notes first")
             return
         try:
-            rows = json.loads(text[len(CLIPBOARD_PREFIX):])
+            rows = json.loads(text[len(CLIPBOARD_PREFIX) :])
             at = self.transport.playhead
             notes = [self.song.new_note(int(p), int(v), at + float(s), float(length)) for p, v, s, length in rows]
         except (ValueError, TypeError):
@@ -318,8 +323,9 @@ class PianoRoll(QWidget):
         step = self.state.step_or_default()
         start = min(note.start for note in notes)
         span = math.ceil((max(note.end for note in notes) - start) / step - 1e-9) * step
-        copies = [self.song.new_note(note.pitch, note.velocity, note.start + span, note.length, MOTIF)
-                  for note in notes]
+        copies = [
+            self.song.new_note(note.pitch, note.velocity, note.start + span, note.length, MOTIF) for note in notes
+        ]
         self.song.add_notes(copies, "Duplicate notes")
         self.state.select(note.id for note in copies)
 
@@ -340,8 +346,11 @@ class PianoRoll(QWidget):
     def _make_actions(self) -> None:
         """The roll's commands, with shortcuts that work while the roll has focus."""
         group = QActionGroup(self)
-        for name, text, key, tool in (("tool_draw", "&Draw", "D", DRAW), ("tool_select", "&Select", "V", SELECT),
-                                      ("tool_erase", "&Erase", "E", ERASE)):
+        for name, text, key, tool in (
+            ("tool_draw", "&Draw", "D", DRAW),
+            ("tool_select", "&Select", "V", SELECT),
+            ("tool_erase", "&Erase", "E", ERASE),
+        ):
             action = self._action(name, text, [key], lambda checked=False, tool=tool: self.state.set_tool(tool))
             action.setCheckable(True)
             action.setChecked(self.state.tool == tool)
@@ -370,8 +379,12 @@ class PianoRoll(QWidget):
         self._action("zoom_keys_out", "Shorter Keys", ["Ctrl+Shift+-"], lambda: self.zoom_vertical(1 / ZOOM_STEP))
         self._action("zoom_fit", "Zoom to &Fit", ["Ctrl+0"], self.zoom_to_fit)
         self._action("loop_selection", "&Loop Selection", ["Ctrl+L"], self.loop_selection)
-        self._action("loop_toggle", "Loop On/Off", ["L"],
-                     lambda: self.transport.set_loop_enabled(not self.transport.loop_enabled))
+        self._action(
+            "loop_toggle",
+            "Loop On/Off",
+            ["L"],
+            lambda: self.transport.set_loop_enabled(not self.transport.loop_enabled),
+        )
 
     def _action(self, name: str, text: str, keys: list, slot) -> QAction:
         action = QAction(text, self)
@@ -388,6 +401,3 @@ class PianoRoll(QWidget):
             slot()
         except SongLockedError as error:
             self.message.emit(str(error).capitalize())
-
-
-

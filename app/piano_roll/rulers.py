@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ..song import CONTINUATION, MOTIF, Song, SongNote
-from .canvas import OVERVIEW_THRESHOLD, visible_estimate
 from ..transport import Transport
+from .canvas import OVERVIEW_THRESHOLD, visible_estimate
 from .state import Palette, RollState, is_black_key, pitch_name
 
 KEYBOARD_WIDTH = 64
@@ -32,7 +31,7 @@ class _Strip(QWidget):
         self.setAttribute(Qt.WA_OpaquePaintEvent)
         state.view_changed.connect(self.update)
 
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt's name
+    def wheelEvent(self, event: QWheelEvent) -> None:
         """Scroll or zoom, as over the grid."""
         self.wheel_scrolled.emit(event)
         event.accept()
@@ -47,7 +46,7 @@ class Keyboard(_Strip):
         self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
         self.pressed_pitch: int | None = None
 
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def paintEvent(self, event) -> None:
         """White keys full width, black keys shorter, a C label on each octave."""
         painter = QPainter(self)
         state = self.state
@@ -62,7 +61,9 @@ class Keyboard(_Strip):
             y = state.y_of(pitch)
             pressed = pitch == self.pressed_pitch
             if is_black_key(pitch):
-                painter.fillRect(QRectF(0, y, width * 0.62, key_height), QColor("#5a8fd0") if pressed else QColor("#1b1d21"))
+                painter.fillRect(
+                    QRectF(0, y, width * 0.62, key_height), QColor("#5a8fd0") if pressed else QColor("#1b1d21")
+                )
             else:
                 if pressed:
                     painter.fillRect(QRectF(0, y, width, key_height), QColor("#9cc3f0"))
@@ -71,12 +72,14 @@ class Keyboard(_Strip):
                     painter.drawLine(QLineF(0, y + key_height, width, y + key_height))
             if pitch % 12 == 0 and key_height >= 7:
                 painter.setPen(QColor("#333333"))
-                painter.drawText(QRectF(0, y, width - 4, key_height), Qt.AlignRight | Qt.AlignVCenter, pitch_name(pitch))
+                painter.drawText(
+                    QRectF(0, y, width - 4, key_height), Qt.AlignRight | Qt.AlignVCenter, pitch_name(pitch)
+                )
         painter.setPen(QColor("#777777"))
         painter.drawLine(width - 1, 0, width - 1, height)
         painter.end()
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         """Plays the key (through whatever playback engine listens); Ctrl-click selects every note of that
         pitch, Shift-click adds them to the selection."""
         if event.button() != Qt.LeftButton:
@@ -88,7 +91,7 @@ class Keyboard(_Strip):
             self.state.select(same | self.state.selection if modifiers & Qt.ShiftModifier else same)
         self._press(pitch)
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         """Glissando: dragging along the keys plays each one."""
         if self.pressed_pitch is not None:
             pitch = self.state.pitch_at(event.position().y())
@@ -96,7 +99,7 @@ class Keyboard(_Strip):
                 self.transport.note_audition_ended.emit(self.pressed_pitch)
                 self._press(pitch)
 
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         """Releases the key."""
         if self.pressed_pitch is not None:
             self.transport.note_audition_ended.emit(self.pressed_pitch)
@@ -121,7 +124,7 @@ class Ruler(_Strip):
         transport.playhead_moved.connect(self.update)
         song.meta_changed.connect(self.update)
 
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def paintEvent(self, event) -> None:
         """Bar numbers, beat ticks, the loop region and the playhead."""
         painter = QPainter(self)
         state, transport = self.state, self.transport
@@ -159,7 +162,7 @@ class Ruler(_Strip):
         painter.drawLine(0, height - 1, width, height - 1)
         painter.end()
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         """In the loop strip: draw, move or stretch the loop; below it: set the playhead."""
         if event.button() != Qt.LeftButton:
             return
@@ -182,7 +185,7 @@ class Ruler(_Strip):
             self._drag = ("playhead", beat, 0.0, 0.0)
             transport.set_playhead(self.state.snap(beat, bypass))
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         """Follows the drag."""
         if self._drag is None:
             return
@@ -203,11 +206,11 @@ class Ruler(_Strip):
         elif kind == "loop_end":
             transport.set_loop(loop_start, max(beat, loop_start + 1e-3))
 
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         """Ends the drag."""
         self._drag = None
 
-    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         """A double click on the loop strip turns looping on or off."""
         if event.position().y() < LOOP_STRIP:
             self.transport.set_loop_enabled(not self.transport.loop_enabled)
@@ -239,7 +242,7 @@ class VelocityLane(_Strip):
         notes = self.song.notes_in(state.beat_at(0), state.beat_at(self.width()))
         return [self._preview.get(note.id, note) for note in notes if note.start >= state.beat_at(-4)]
 
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def paintEvent(self, event) -> None:
         """The stems, coloured like their notes."""
         painter = QPainter(self)
         width, height = self.width(), self.height()
@@ -286,8 +289,15 @@ class VelocityLane(_Strip):
         part[xs[order]] = continuation[order]
         # One image: each column filled from its loudest stem's top down, in that stem's colour.
         levels = Palette.VELOCITY_LEVELS
-        table = np.array([0] + [Palette.note_fill(part, level * 128 // levels + 1).rgba()
-                                for part in (MOTIF, CONTINUATION) for level in range(levels)], np.uint32)
+        table = np.array(
+            [0]
+            + [
+                Palette.note_fill(part, level * 128 // levels + 1).rgba()
+                for part in (MOTIF, CONTINUATION)
+                for level in range(levels)
+            ],
+            np.uint32,
+        )
         codes = np.where(loudest > 0, 1 + loudest * levels // 128 + levels * part, 0)
         tops = np.array([self.y_of(int(velocity)) for velocity in range(128)])[loudest]
         rows = np.arange(height)[:, None]
@@ -300,19 +310,22 @@ class VelocityLane(_Strip):
     def _targets(self, x: float) -> list[SongNote]:
         """The notes whose stems are under x; only selected ones when there is a selection."""
         selection = self.state.selection
-        hits = [note for note in self.song.notes_in(self.state.beat_at(x - 4), self.state.beat_at(x + 4))
-                if abs(self.state.x_of(note.start) - x) <= 4]
+        hits = [
+            note
+            for note in self.song.notes_in(self.state.beat_at(x - 4), self.state.beat_at(x + 4))
+            if abs(self.state.x_of(note.start) - x) <= 4
+        ]
         if selection:
             hits = [note for note in hits if note.id in selection]
         return hits
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         """Starts setting velocities."""
         if event.button() == Qt.LeftButton and not self.song.is_writing:
             self._dragging = True
             self._paint_velocity(event.position())
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         """Sets the velocity of each stem the pointer passes."""
         if self._dragging:
             self._paint_velocity(event.position())
@@ -323,7 +336,7 @@ class VelocityLane(_Strip):
             self._preview[note.id] = note.with_(velocity=velocity)
         self.update()
 
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         """Commits the velocities as one command."""
         self._dragging = False
         preview, self._preview = self._preview, {}

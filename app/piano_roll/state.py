@@ -18,8 +18,14 @@ TOOLS = (DRAW, SELECT, ERASE)
 
 # name -> grid step in beats (a beat is a quarter note); None means no snapping
 SNAP_CHOICES: dict[str, float | None] = {
-    "1/4": 1.0, "1/8": 0.5, "1/16": 0.25, "1/32": 0.125,
-    "1/4T": 2 / 3, "1/8T": 1 / 3, "1/16T": 1 / 6, "Off": None,
+    "1/4": 1.0,
+    "1/8": 0.5,
+    "1/16": 0.25,
+    "1/32": 0.125,
+    "1/4T": 2 / 3,
+    "1/8T": 1 / 3,
+    "1/16T": 1 / 6,
+    "Off": None,
 }
 
 MIN_PIXELS_PER_BEAT, MAX_PIXELS_PER_BEAT = 0.4, 800.0
@@ -94,9 +100,14 @@ class RollState(QObject):
 
     # --- changes --------------------------------------------------------------------------------
 
-    def set_view(self, left_beat: float | None = None, top_key: float | None = None,
-                 pixels_per_beat: float | None = None, key_height: float | None = None,
-                 visible_rows: float = 0.0) -> None:
+    def set_view(
+        self,
+        left_beat: float | None = None,
+        top_key: float | None = None,
+        pixels_per_beat: float | None = None,
+        key_height: float | None = None,
+        visible_rows: float = 0.0,
+    ) -> None:
         """Scrolls and zooms, clamped to sensible ranges; one `view_changed` for the lot."""
         before = (self.left_beat, self.top_key, self.pixels_per_beat, self.key_height)
         if pixels_per_beat is not None:
@@ -137,8 +148,14 @@ class RollState(QObject):
 
     def to_dict(self) -> dict:
         """The parts worth keeping in a session file."""
-        return {"left_beat": self.left_beat, "top_key": self.top_key, "pixels_per_beat": self.pixels_per_beat,
-                "key_height": self.key_height, "snap": self.snap_name, "tool": self.tool}
+        return {
+            "left_beat": self.left_beat,
+            "top_key": self.top_key,
+            "pixels_per_beat": self.pixels_per_beat,
+            "key_height": self.key_height,
+            "snap": self.snap_name,
+            "tool": self.tool,
+        }
 
     def load_dict(self, data: dict) -> None:
         """Restores what `to_dict` kept; bad values are ignored."""
@@ -147,9 +164,12 @@ class RollState(QObject):
                 self.set_snap(data["snap"])
             if data.get("tool") in TOOLS:
                 self.set_tool(data["tool"])
-            self.set_view(float(data.get("left_beat", self.left_beat)), float(data.get("top_key", self.top_key)),
-                          float(data.get("pixels_per_beat", self.pixels_per_beat)),
-                          float(data.get("key_height", self.key_height)))
+            self.set_view(
+                float(data.get("left_beat", self.left_beat)),
+                float(data.get("top_key", self.top_key)),
+                float(data.get("pixels_per_beat", self.pixels_per_beat)),
+                float(data.get("key_height", self.key_height)),
+            )
         except (TypeError, ValueError):
             pass
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PySide6.QtCore import QObject, Signal
 
@@ -20,8 +20,14 @@ class AudioExport(QObject):
     progress = Signal(float)
     finished = Signal(bool, str)
 
-    def __init__(self, notes: Sequence[Note], path: Path, soundfont: str | None = None, program: int = 0,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        notes: Sequence[Note],
+        path: Path,
+        soundfont: str | None = None,
+        program: int = 0,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.notes = list(notes)
         self.path = Path(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import threading
 import weakref
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -30,7 +30,7 @@ PORT_PREFIX = "port:"
 PLAYHEAD_INTERVAL_MS = 30
 
 
-_players: "weakref.WeakSet[Player]" = weakref.WeakSet()
+_players: weakref.WeakSet[Player] = weakref.WeakSet()
 
 
 @atexit.register
@@ -62,8 +62,13 @@ def song_events(song: Song, exclude_part: str | None = None) -> list[Event]:
     times = np.concatenate([starts, ends])
     kinds = np.concatenate([np.full(len(starts), NOTE_ON), np.full(len(ends), NOTE_OFF)])
     order = np.lexsort((kinds, times))
-    rows = zip(times[order].tolist(), kinds[order].tolist(), np.concatenate([pitches, pitches])[order].tolist(),
-               np.concatenate([velocities, np.zeros_like(velocities)])[order].tolist())
+    rows = zip(
+        times[order].tolist(),
+        kinds[order].tolist(),
+        np.concatenate([pitches, pitches])[order].tolist(),
+        np.concatenate([velocities, np.zeros_like(velocities)])[order].tolist(),
+        strict=True,
+    )
     return [(time, kind, pitch, velocity, 0) for time, kind, pitch, velocity in rows]
 
 
@@ -74,7 +79,7 @@ def open_output(choice: str, soundfont: str | None = None, program: int = 0) -> 
     if choice == VIRTUAL:
         return MidiPortSink(virtual=True)
     if choice.startswith(PORT_PREFIX):
-        return MidiPortSink(choice[len(PORT_PREFIX):])
+        return MidiPortSink(choice[len(PORT_PREFIX) :])
     if choice == AUTO:
         try:
             return FluidSynthSink(soundfont, program)
@@ -98,14 +103,16 @@ class Player(QObject):
     _sink_failed = Signal(object, object)
     _reached_end = Signal()
 
-    def __init__(self, song: Song, transport: Transport, preferences: Preferences | None = None,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self, song: Song, transport: Transport, preferences: Preferences | None = None, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self.song = song
         self.transport = transport
         self.preferences = preferences
-        self.scheduler = Scheduler(on_error=lambda sink, error: self._sink_failed.emit(sink, error),
-                                   on_finished=self._reached_end.emit)
+        self.scheduler = Scheduler(
+            on_error=lambda sink, error: self._sink_failed.emit(sink, error), on_finished=self._reached_end.emit
+        )
         self.output: Sink | None = None
         self.output_error: str | None = None
         self._request = 0
@@ -194,7 +201,7 @@ class Player(QObject):
 
     @property
     def port_names(self) -> list[str]:
-        """Other programs' MIDI inputs as last scanned (scanning opens a MIDI client: ~80 ms, so not on the GUI thread)."""
+        """Other programs' MIDI inputs as last scanned (a scan opens a MIDI client, ~80 ms: not on the GUI thread)."""
         return list(self._port_names)
 
     def refresh_ports(self) -> None:

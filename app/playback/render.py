@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import threading
 import wave
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -21,13 +21,19 @@ TAIL_SECONDS = 2.0  # room for the last notes' release and reverb
 SILENCE = 4  # 16-bit sample level under which the tail counts as silent
 
 
-class RenderCancelled(Exception):
+class RenderCancelled(Exception):  # noqa: N818 - a cancellation, not an error
     """The export was cancelled; nothing was written."""
 
 
-def render_wav(notes: Sequence[Note], path: str | os.PathLike, soundfont: str | os.PathLike | None = None,
-               program: int = 0, progress: Callable[[float], None] | None = None,
-               cancel: threading.Event | None = None, tail: float = TAIL_SECONDS) -> float:
+def render_wav(
+    notes: Sequence[Note],
+    path: str | os.PathLike,
+    soundfont: str | os.PathLike | None = None,
+    program: int = 0,
+    progress: Callable[[float], None] | None = None,
+    cancel: threading.Event | None = None,
+    tail: float = TAIL_SECONDS,
+) -> float:
     """Renders notes (seconds) to a 16-bit stereo 44.1 kHz WAV file, atomically; returns its length in seconds.
 
     Raises SinkError when FluidSynth or a soundfont is missing, RenderCancelled when `cancel` is set.
@@ -82,7 +88,7 @@ def _render(synth, events, progress, cancel, tail: float) -> np.ndarray:
     # Trim the tail's silence after the last sound, keeping a short fade room.
     loud = np.flatnonzero(np.abs(audio).max(axis=1) > SILENCE) if len(audio) else np.array([])
     last = int(loud[-1]) + SAMPLE_RATE // 10 if len(loud) else int(end * SAMPLE_RATE)
-    return audio[:max(min(len(audio), last), int(end * SAMPLE_RATE))]
+    return audio[: max(min(len(audio), last), int(end * SAMPLE_RATE))]
 
 
 __all__ = ["render_wav", "RenderCancelled", "SinkError"]

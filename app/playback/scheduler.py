@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import mido
 
@@ -112,8 +112,13 @@ class LiveFeed:
 class Scheduler:
     """Plays events to sinks on one thread; play, stop, loop, seek, live feeds. Thread-safe."""
 
-    def __init__(self, sinks: Iterable[Sink] = (), on_error: Callable[[Sink, SinkError], None] | None = None,
-                 on_finished: Callable[[], None] | None = None, record_timing: bool = False) -> None:
+    def __init__(
+        self,
+        sinks: Iterable[Sink] = (),
+        on_error: Callable[[Sink, SinkError], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
+        record_timing: bool = False,
+    ) -> None:
         self.sinks: list[Sink] = list(sinks)
         self.on_error = on_error
         self.on_finished = on_finished
@@ -161,8 +166,13 @@ class Scheduler:
         for sink in dropped:
             sink.reset()
 
-    def play(self, events: Sequence[Event], start: float = 0.0, live: LiveFeed | None = None,
-             loop: tuple[float, float] | None = None) -> None:
+    def play(
+        self,
+        events: Sequence[Event],
+        start: float = 0.0,
+        live: LiveFeed | None = None,
+        loop: tuple[float, float] | None = None,
+    ) -> None:
         """Starts playing `events` (sorted, as `note_events` makes them) from `start` seconds."""
         self.stop()
         with self._condition:
@@ -250,8 +260,9 @@ class Scheduler:
         self._sent_until = start - 2 * EPSILON
         self._index = bisect.bisect_left(self._events, (start - EPSILON,))
         live = self._live
-        self._live_index = 0 if live is None else bisect.bisect_left(live.events[:live.snapshot()[0]],
-                                                                     (start - EPSILON,))
+        self._live_index = (
+            0 if live is None else bisect.bisect_left(live.events[: live.snapshot()[0]], (start - EPSILON,))
+        )
 
     def _silence_locked(self) -> None:
         """Note-offs for the notes this scheduler turned on (not for keys the musician is auditioning)."""
@@ -261,8 +272,9 @@ class Scheduler:
 
     def _set_live_locked(self, live: LiveFeed | None) -> None:
         self._live = live
-        self._live_index = 0 if live is None else bisect.bisect_left(live.events[:live.snapshot()[0]],
-                                                                     (self._sent_until + EPSILON,))
+        self._live_index = (
+            0 if live is None else bisect.bisect_left(live.events[: live.snapshot()[0]], (self._sent_until + EPSILON,))
+        )
         if live is None and self._stalled_at is not None:
             self._resume_locked(time.perf_counter())
 
@@ -419,9 +431,9 @@ class Scheduler:
         live = self._live
         if live is not None and not live.snapshot()[2]:
             return  # a note being written has no note-off yet; the feed will end it
-        upcoming = self._events[self._index:]
+        upcoming = self._events[self._index :]
         if live is not None:
-            upcoming = upcoming + live.events[self._live_index:live.snapshot()[0]]
+            upcoming = upcoming + live.events[self._live_index : live.snapshot()[0]]
         for key in list(self._sounding):
             channel, pitch = key
             ends = False

@@ -22,8 +22,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import mido
 
@@ -32,13 +32,19 @@ ALL_SOUND_OFF = 120
 CLIENT_NAME = "Continuo"
 VIRTUAL_PORT_NAME = "Continuo out"
 
-INSTALL_SOUNDFONT = ("install a General MIDI soundfont (Debian/Ubuntu: sudo apt install fluid-soundfont-gm, "
-                     "Fedora: sudo dnf install fluid-soundfont-gm, macOS: brew install fluid-synth and a .sf2) "
-                     "or choose a .sf2 file in Playback ▸ SoundFont")
-INSTALL_FLUIDSYNTH = ("install FluidSynth (Debian/Ubuntu: sudo apt install libfluidsynth3, Fedora: sudo dnf install "
-                      "fluidsynth-libs, macOS: brew install fluid-synth)")
-MIDI_HELP = ("start a JACK server (jackd or PipeWire's JACK), or load the ALSA sequencer (sudo modprobe snd-seq), "
-             "then choose the output again")
+INSTALL_SOUNDFONT = (
+    "install a General MIDI soundfont (Debian/Ubuntu: sudo apt install fluid-soundfont-gm, "
+    "Fedora: sudo dnf install fluid-soundfont-gm, macOS: brew install fluid-synth and a .sf2) "
+    "or choose a .sf2 file in Playback ▸ SoundFont"
+)
+INSTALL_FLUIDSYNTH = (
+    "install FluidSynth (Debian/Ubuntu: sudo apt install libfluidsynth3, Fedora: sudo dnf install "
+    "fluidsynth-libs, macOS: brew install fluid-synth)"
+)
+MIDI_HELP = (
+    "start a JACK server (jackd or PipeWire's JACK), or load the ALSA sequencer (sudo modprobe snd-seq), "
+    "then choose the output again"
+)
 
 
 class SinkError(Exception):
@@ -124,7 +130,7 @@ class Sink:
     def _close(self) -> None:
         pass
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Sink:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -151,8 +157,11 @@ class RecorderSink(Sink):
     def notes(self) -> list[tuple[float, str, int, int]]:
         """(time, 'on' or 'off', pitch, velocity) of every note message so far."""
         with self._lock:
-            return [(at, "on" if m.type == "note_on" and m.velocity > 0 else "off", m.note, m.velocity)
-                    for at, m in self.messages if m.type in ("note_on", "note_off")]
+            return [
+                (at, "on" if m.type == "note_on" and m.velocity > 0 else "off", m.note, m.velocity)
+                for at, m in self.messages
+                if m.type in ("note_on", "note_off")
+            ]
 
     def wait_for(self, condition: Callable[[list[tuple[float, mido.Message]]], bool], timeout: float) -> bool:
         """Waits until `condition(messages)` holds (True) or the timeout passes (False)."""
@@ -167,6 +176,7 @@ class RecorderSink(Sink):
 
 # --- MIDI ports through python-rtmidi ---------------------------------------------------------------
 
+
 def _rtmidi():
     import rtmidi  # python-rtmidi; imported late so that a broken install only costs the MIDI output
 
@@ -176,8 +186,12 @@ def _rtmidi():
 def midi_apis() -> list[int]:
     """The rtmidi APIs to try, best first: $CONTINUO_MIDI_API (jack, alsa, coremidi, winmm) or the platform's."""
     rtmidi = _rtmidi()
-    names = {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA, "coremidi": rtmidi.API_MACOSX_CORE,
-             "winmm": rtmidi.API_WINDOWS_MM}
+    names = {
+        "jack": rtmidi.API_UNIX_JACK,
+        "alsa": rtmidi.API_LINUX_ALSA,
+        "coremidi": rtmidi.API_MACOSX_CORE,
+        "winmm": rtmidi.API_WINDOWS_MM,
+    }
     chosen = os.environ.get("CONTINUO_MIDI_API", "").strip().lower()
     if chosen:
         return [names.get(chosen, rtmidi.API_UNSPECIFIED)]
@@ -213,7 +227,9 @@ def _jack_server_running() -> bool:
     server = os.environ.get("JACK_DEFAULT_SERVER", "default")
     folders = [os.environ.get("JACK_PROMISCUOUS_SERVER") and "/dev/shm", "/dev/shm", os.environ.get("TMPDIR"), "/tmp"]
     for folder in filter(None, folders):
-        if glob.glob(os.path.join(folder, f"jack_{server}_{uid}_*")) or glob.glob(os.path.join(folder, f"jack-{uid}", server)):
+        if glob.glob(os.path.join(folder, f"jack_{server}_{uid}_*")) or glob.glob(
+            os.path.join(folder, f"jack-{uid}", server)
+        ):
             return True
     # PipeWire's JACK needs no socket file of its own; rtmidi will tell us if it is not there.
     return bool(glob.glob(f"/run/user/{uid}/pipewire-0"))
@@ -249,8 +265,10 @@ class MidiPortSink(Sink):
                 ports = self._client.get_ports()
                 if self.port_name not in ports:
                     available = ", ".join(ports) or "none"
-                    raise SinkError(f"MIDI port “{self.port_name}” is not there (available: {available}); "
-                                    "connect the device or choose another output")
+                    raise SinkError(
+                        f"MIDI port “{self.port_name}” is not there (available: {available}); "
+                        "connect the device or choose another output"
+                    )
                 self._client.open_port(ports.index(self.port_name), "out")
         except SinkError:
             self._client.delete()
@@ -285,14 +303,29 @@ class MidiPortSink(Sink):
 # --- the built-in synth: FluidSynth --------------------------------------------------------------
 
 SOUNDFONT_FOLDERS = [
-    "~/.local/share/soundfonts", "~/.local/share/sounds/sf2", "~/.sounds", "~/Library/Audio/Sounds/Banks",
-    "/usr/share/soundfonts", "/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/local/share/soundfonts",
-    "/usr/local/share/sounds/sf2", "/opt/homebrew/share/soundfonts", "/opt/homebrew/share/fluid-synth",
-    "C:/soundfonts", "C:/ProgramData/soundfonts",
+    "~/.local/share/soundfonts",
+    "~/.local/share/sounds/sf2",
+    "~/.sounds",
+    "~/Library/Audio/Sounds/Banks",
+    "/usr/share/soundfonts",
+    "/usr/share/sounds/sf2",
+    "/usr/share/sounds/sf3",
+    "/usr/local/share/soundfonts",
+    "/usr/local/share/sounds/sf2",
+    "/opt/homebrew/share/soundfonts",
+    "/opt/homebrew/share/fluid-synth",
+    "C:/soundfonts",
+    "C:/ProgramData/soundfonts",
 ]
 # The General MIDI banks that distributions ship, best-sounding first; any other .sf2 after them.
-PREFERRED_SOUNDFONTS = ["FluidR3_GM.sf2", "FluidR3_GM.sf3", "default-GM.sf2", "GeneralUser GS.sf2",
-                        "MuseScore_General.sf3", "TimGM6mb.sf2"]
+PREFERRED_SOUNDFONTS = [
+    "FluidR3_GM.sf2",
+    "FluidR3_GM.sf3",
+    "default-GM.sf2",
+    "GeneralUser GS.sf2",
+    "MuseScore_General.sf3",
+    "TimGM6mb.sf2",
+]
 
 
 def find_soundfont(folders: Iterable[str] | None = None) -> Path | None:
@@ -319,29 +352,153 @@ def load_fluidsynth():
     return fluidsynth
 
 
-GM_FAMILIES = ["Piano", "Chromatic Percussion", "Organ", "Guitar", "Bass", "Strings", "Ensemble", "Brass",
-               "Reed", "Pipe", "Synth Lead", "Synth Pad", "Synth Effects", "Ethnic", "Percussive", "Sound Effects"]
+GM_FAMILIES = [
+    "Piano",
+    "Chromatic Percussion",
+    "Organ",
+    "Guitar",
+    "Bass",
+    "Strings",
+    "Ensemble",
+    "Brass",
+    "Reed",
+    "Pipe",
+    "Synth Lead",
+    "Synth Pad",
+    "Synth Effects",
+    "Ethnic",
+    "Percussive",
+    "Sound Effects",
+]
 GM_INSTRUMENTS = [
-    "Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano", "Honky-tonk Piano", "Electric Piano 1",
-    "Electric Piano 2", "Harpsichord", "Clavinet", "Celesta", "Glockenspiel", "Music Box", "Vibraphone", "Marimba",
-    "Xylophone", "Tubular Bells", "Dulcimer", "Drawbar Organ", "Percussive Organ", "Rock Organ", "Church Organ",
-    "Reed Organ", "Accordion", "Harmonica", "Tango Accordion", "Acoustic Guitar (nylon)", "Acoustic Guitar (steel)",
-    "Electric Guitar (jazz)", "Electric Guitar (clean)", "Electric Guitar (muted)", "Overdriven Guitar",
-    "Distortion Guitar", "Guitar Harmonics", "Acoustic Bass", "Electric Bass (finger)", "Electric Bass (pick)",
-    "Fretless Bass", "Slap Bass 1", "Slap Bass 2", "Synth Bass 1", "Synth Bass 2", "Violin", "Viola", "Cello",
-    "Contrabass", "Tremolo Strings", "Pizzicato Strings", "Orchestral Harp", "Timpani", "String Ensemble 1",
-    "String Ensemble 2", "Synth Strings 1", "Synth Strings 2", "Choir Aahs", "Voice Oohs", "Synth Choir",
-    "Orchestra Hit", "Trumpet", "Trombone", "Tuba", "Muted Trumpet", "French Horn", "Brass Section",
-    "Synth Brass 1", "Synth Brass 2", "Soprano Sax", "Alto Sax", "Tenor Sax", "Baritone Sax", "Oboe",
-    "English Horn", "Bassoon", "Clarinet", "Piccolo", "Flute", "Recorder", "Pan Flute", "Blown Bottle",
-    "Shakuhachi", "Whistle", "Ocarina", "Lead 1 (square)", "Lead 2 (sawtooth)", "Lead 3 (calliope)",
-    "Lead 4 (chiff)", "Lead 5 (charang)", "Lead 6 (voice)", "Lead 7 (fifths)", "Lead 8 (bass + lead)",
-    "Pad 1 (new age)", "Pad 2 (warm)", "Pad 3 (polysynth)", "Pad 4 (choir)", "Pad 5 (bowed)", "Pad 6 (metallic)",
-    "Pad 7 (halo)", "Pad 8 (sweep)", "FX 1 (rain)", "FX 2 (soundtrack)", "FX 3 (crystal)", "FX 4 (atmosphere)",
-    "FX 5 (brightness)", "FX 6 (goblins)", "FX 7 (echoes)", "FX 8 (sci-fi)", "Sitar", "Banjo", "Shamisen", "Koto",
-    "Kalimba", "Bagpipe", "Fiddle", "Shanai", "Tinkle Bell", "Agogo", "Steel Drums", "Woodblock", "Taiko Drum",
-    "Melodic Tom", "Synth Drum", "Reverse Cymbal", "Guitar Fret Noise", "Breath Noise", "Seashore", "Bird Tweet",
-    "Telephone Ring", "Helicopter", "Applause", "Gunshot",
+    "Acoustic Grand Piano",
+    "Bright Acoustic Piano",
+    "Electric Grand Piano",
+    "Honky-tonk Piano",
+    "Electric Piano 1",
+    "Electric Piano 2",
+    "Harpsichord",
+    "Clavinet",
+    "Celesta",
+    "Glockenspiel",
+    "Music Box",
+    "Vibraphone",
+    "Marimba",
+    "Xylophone",
+    "Tubular Bells",
+    "Dulcimer",
+    "Drawbar Organ",
+    "Percussive Organ",
+    "Rock Organ",
+    "Church Organ",
+    "Reed Organ",
+    "Accordion",
+    "Harmonica",
+    "Tango Accordion",
+    "Acoustic Guitar (nylon)",
+    "Acoustic Guitar (steel)",
+    "Electric Guitar (jazz)",
+    "Electric Guitar (clean)",
+    "Electric Guitar (muted)",
+    "Overdriven Guitar",
+    "Distortion Guitar",
+    "Guitar Harmonics",
+    "Acoustic Bass",
+    "Electric Bass (finger)",
+    "Electric Bass (pick)",
+    "Fretless Bass",
+    "Slap Bass 1",
+    "Slap Bass 2",
+    "Synth Bass 1",
+    "Synth Bass 2",
+    "Violin",
+    "Viola",
+    "Cello",
+    "Contrabass",
+    "Tremolo Strings",
+    "Pizzicato Strings",
+    "Orchestral Harp",
+    "Timpani",
+    "String Ensemble 1",
+    "String Ensemble 2",
+    "Synth Strings 1",
+    "Synth Strings 2",
+    "Choir Aahs",
+    "Voice Oohs",
+    "Synth Choir",
+    "Orchestra Hit",
+    "Trumpet",
+    "Trombone",
+    "Tuba",
+    "Muted Trumpet",
+    "French Horn",
+    "Brass Section",
+    "Synth Brass 1",
+    "Synth Brass 2",
+    "Soprano Sax",
+    "Alto Sax",
+    "Tenor Sax",
+    "Baritone Sax",
+    "Oboe",
+    "English Horn",
+    "Bassoon",
+    "Clarinet",
+    "Piccolo",
+    "Flute",
+    "Recorder",
+    "Pan Flute",
+    "Blown Bottle",
+    "Shakuhachi",
+    "Whistle",
+    "Ocarina",
+    "Lead 1 (square)",
+    "Lead 2 (sawtooth)",
+    "Lead 3 (calliope)",
+    "Lead 4 (chiff)",
+    "Lead 5 (charang)",
+    "Lead 6 (voice)",
+    "Lead 7 (fifths)",
+    "Lead 8 (bass + lead)",
+    "Pad 1 (new age)",
+    "Pad 2 (warm)",
+    "Pad 3 (polysynth)",
+    "Pad 4 (choir)",
+    "Pad 5 (bowed)",
+    "Pad 6 (metallic)",
+    "Pad 7 (halo)",
+    "Pad 8 (sweep)",
+    "FX 1 (rain)",
+    "FX 2 (soundtrack)",
+    "FX 3 (crystal)",
+    "FX 4 (atmosphere)",
+    "FX 5 (brightness)",
+    "FX 6 (goblins)",
+    "FX 7 (echoes)",
+    "FX 8 (sci-fi)",
+    "Sitar",
+    "Banjo",
+    "Shamisen",
+    "Koto",
+    "Kalimba",
+    "Bagpipe",
+    "Fiddle",
+    "Shanai",
+    "Tinkle Bell",
+    "Agogo",
+    "Steel Drums",
+    "Woodblock",
+    "Taiko Drum",
+    "Melodic Tom",
+    "Synth Drum",
+    "Reverse Cymbal",
+    "Guitar Fret Noise",
+    "Breath Noise",
+    "Seashore",
+    "Bird Tweet",
+    "Telephone Ring",
+    "Helicopter",
+    "Applause",
+    "Gunshot",
 ]
 
 SAMPLE_RATE = 44100
@@ -387,8 +544,7 @@ def _new_synth(soundfont: str | os.PathLike | None, program: int, gain: float = 
 class FluidSynthSink(Sink):
     """The built-in synth: FluidSynth playing a General MIDI soundfont to the computer's audio output."""
 
-    def __init__(self, soundfont: str | os.PathLike | None = None, program: int = 0,
-                 driver: str | None = None) -> None:
+    def __init__(self, soundfont: str | os.PathLike | None = None, program: int = 0, driver: str | None = None) -> None:
         super().__init__()
         self.program = int(program)
         self._fluidsynth, self.synth, self.soundfont = _new_synth(soundfont, self.program)
@@ -410,8 +566,11 @@ class FluidSynthSink(Sink):
                 self.synth.audio_driver = handle  # Synth.delete() releases it
                 return name
         self.synth.delete()
-        raise SinkError("The built-in synth found no audio output (tried " + ", ".join(drivers) +
-                        "): start PipeWire, PulseAudio or JACK, or choose a MIDI port in Playback ▸ Output")
+        raise SinkError(
+            "The built-in synth found no audio output (tried "
+            + ", ".join(drivers)
+            + "): start PipeWire, PulseAudio or JACK, or choose a MIDI port in Playback ▸ Output"
+        )
 
     def set_program(self, program: int) -> None:
         """Changes the instrument (a General MIDI program, 0..127) on every melodic channel."""
