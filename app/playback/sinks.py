@@ -208,7 +208,7 @@ def open_rtmidi_client(direction: str, client_name: str = CLIENT_NAME, **options
     factory = rtmidi.MidiIn if direction == "in" else rtmidi.MidiOut
     reasons = []
     for api in midi_apis():
-        if api == rtmidi.API_UNIX_JACK and not _jack_server_running():
+        if api == rtmidi.API_UNIX_JACK and not jack_server_running():
             reasons.append("no JACK server is running")
             continue
         if api == rtmidi.API_LINUX_ALSA and not os.path.exists("/dev/snd/seq"):
@@ -221,7 +221,7 @@ def open_rtmidi_client(direction: str, client_name: str = CLIENT_NAME, **options
     raise SinkError(f"No MIDI system is available ({'; '.join(reasons) or 'none compiled in'}): {MIDI_HELP}")
 
 
-def _jack_server_running() -> bool:
+def jack_server_running() -> bool:
     """Whether a JACK server answers, without starting one (rtmidi's JACK client would hang or spawn)."""
     uid = os.getuid() if hasattr(os, "getuid") else 0
     server = os.environ.get("JACK_DEFAULT_SERVER", "default")
@@ -510,7 +510,7 @@ def _audio_server_present(driver: str) -> bool:
     """Whether an audio driver has something to talk to; trying one that has not only prints errors."""
     runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid() if hasattr(os, 'getuid') else 0}"
     if driver == "jack":
-        return _jack_server_running()
+        return jack_server_running()
     if driver == "pipewire":
         return os.path.exists(os.path.join(runtime, "pipewire-0"))
     if driver == "pulseaudio":

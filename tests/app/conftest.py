@@ -1,18 +1,16 @@
-"""Fixtures for the studio tests: a real window in a temporary home, and mouse helpers for the roll."""
+"""Fixtures for the studio tests: a real window in a temporary home, a model, a studio that plays into a
+recorder, and a keyboard plugged into the studio on a real JACK graph. Helpers are in helpers.py."""
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import pytest
 
-import app  # noqa: E402,F401 - first, so that its PySide6 workaround is in place before Qt is used
-
-import pytest  # noqa: E402
-from PySide6.QtCore import QPoint, Qt, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
-
-from app.main_window import MainWindow  # noqa: E402
+from app.main_window import MainWindow
+from app.playback import RecorderSink
+from music_transformer.checkpoint import DEFAULT_CHECKPOINT
+from tests.app.helpers import Keyboard, small_checkpoint, studio_port_with_listener, unique
 
 
 @pytest.fixture
@@ -46,48 +44,37 @@ def roll(window):
     return window.roll
 
 
-def drag(qtbot, widget, start: QPoint, end: QPoint, modifiers=Qt.NoModifier, button=Qt.LeftButton) -> None:
-    """Presses, moves in a few steps and releases, as a hand would."""
-    qtbot.mousePress(widget, button, modifiers, start)
-    for fraction in (0.25, 0.5, 0.75, 1.0):
-        point = start + (end - start) * fraction
-        qtbot.mouseMove(widget, point)
-    qtbot.mouseRelease(widget, button, modifiers, end)
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """The bundled model once it is committed; until then a small random one (the same code path)."""
+    if DEFAULT_CHECKPOINT.exists() and not os.environ.get("CONTINUO_TEST_SMALL_MODEL"):
+        return DEFAULT_CHECKPOINT
+    return small_checkpoint(tmp_path_factory.mktemp("models") / "small.pt")
 
 
-def draw_note(qtbot, roll, pitch: int, beat: float, length: float) -> None:
-    """Draws a note with the draw tool: press at its start, drag to its end."""
-    roll.state.set_tool("draw")
-    start = roll.point_for(beat, pitch) + QPoint(1, 0)
-    drag(qtbot, roll.canvas, start, roll.point_for(beat + length, pitch))
+@pytest.fixture
+def studio(qtbot, window, model_path):
+    """The window with the model loaded and a recorder as its sound output."""
+    recorder = RecorderSink()
+    window.player.use_sinks([recorder])
+    window.load_model(model_path)
+    qtbot.waitUntil(lambda: window.generation.model_source == str(model_path), timeout=20000)
+    window.recorder = recorder
+    return window
 
 
-def key(qtbot, roll, sequence: str) -> None:
-    """Presses a key combination with the roll focused."""
-    from PySide6.QtGui import QKeySequence
-
-    roll.canvas.setFocus()
-    combination = QKeySequence(sequence)[0]
-    qtbot.keyClick(roll.canvas, combination.key(), combination.keyboardModifiers())
-
-
-def summary(song, part=None):
-    """(pitch, start, length, velocity) of each note, rounded, in time order."""
-    return [(n.pitch, round(n.start, 4), round(n.length, 4), n.velocity) for n in song.notes(part)]
-
-
-def answer_next_dialog(button_text: str, seen: list | None = None) -> None:
-    """Clicks a button of the next modal dialog once it opens (it blocks in its own event loop)."""
-
-    def attempt() -> None:
-        box = QApplication.activeModalWidget()
-        if isinstance(box, QMessageBox):
-            if seen is not None:
-                seen.append(box.text())
-            for button in box.buttons():
-                if button.text().replace("&", "") == button_text:
-                    button.click()
-                    return
-        QTimer.singleShot(20, attempt)
-
-    QTimer.singleShot(20, attempt)
+@pytest.fixture
+def graph(qtbot, window):
+    """The studio with its thru going to its own JACK port, a listener on it, and a keyboard plugged in."""
+    with studio_port_with_listener(window, "thru") as probe:
+        keyboard = Keyboard(unique("keys"))
+        midi = window.midi
+        qtbot.waitUntil(lambda: keyboard.port_name in midi.available, timeout=10000)  # hot-plug: it shows up
+        midi.open_input(keyboard.port_name, wait=True)
+        qtbot.waitUntil(lambda: midi.input is not None, timeout=5000)
+        try:
+            yield window, keyboard, probe
+        finally:
+            window.duet.stop()
+            midi.stop_recording()
+            keyboard.close()

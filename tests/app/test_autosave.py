@@ -14,8 +14,8 @@ import pytest
 
 from app import autosave
 from app.song import CONTINUATION, Song
-from conftest import draw_note, key, summary
 from music_transformer import Note, write_midi
+from tests.app.helpers import draw_note, key, summary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,8 +91,14 @@ def _launch(home: Path, script: list, *args: str) -> subprocess.Popen:
     script_path = home / f"script-{time.monotonic_ns()}.json"
     script_path.write_text(json.dumps(script))
     env = dict(os.environ, CONTINUO_HOME=str(home), CONTINUO_SCRIPT=str(script_path), QT_QPA_PLATFORM="offscreen")
-    return subprocess.Popen([sys.executable, "-m", "app.main", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.main", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_line(process: subprocess.Popen, line: str, timeout: float = 60) -> None:
@@ -141,8 +147,13 @@ def test_sigkill_after_edits_then_the_next_launch_restores_every_edit(tmp_path):
     expected = json.loads(before_kill.read_text())
     assert len(expected["notes"]) == 5 and {n[0] for n in expected["notes"]} == {72, 76, 79, 84, 86}
     # Second launch: the studio offers the restore; accepting it brings back every edit.
-    steps = [{"answer": "Restore"}, {"dump": str(after_restore)}, {"print": "restored"}, {"quit": True},
-             {"answer": "Discard"}]
+    steps = [
+        {"answer": "Restore"},
+        {"dump": str(after_restore)},
+        {"print": "restored"},
+        {"quit": True},
+        {"answer": "Discard"},
+    ]
     second = _launch(home, steps)
     try:
         _wait_for_line(second, "restored")
@@ -157,7 +168,7 @@ def test_sigkill_after_edits_then_the_next_launch_restores_every_edit(tmp_path):
 
 def test_the_restore_offer_can_wait_or_discard(qtbot, home):
     from app.main_window import MainWindow
-    from conftest import answer_next_dialog
+    from tests.app.helpers import answer_next_dialog
 
     crashed = MainWindow(home=home, autosave_interval_ms=60_000)
     crashed.song.add_notes([crashed.song.new_note(60, 100, 0, 1)])
@@ -188,5 +199,6 @@ def test_leftovers_of_killed_studios_are_swept(qapp, tmp_path):
     running = autosave.Autosave(song, tmp_path, interval_ms=60_000)
     assert autosave.find_orphans(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [fresh.name, running.snapshot_path.name, running.journal_path.name, f"{running.id}.lock"])
+        [fresh.name, running.snapshot_path.name, running.journal_path.name, f"{running.id}.lock"]
+    )
     running.close()

@@ -3,13 +3,14 @@ studio's output and lands in the roll; playing again interrupts it. A small rand
 
 from __future__ import annotations
 
+import threading
 
+import mido
 import pytest
 from pytestqt.exceptions import TimeoutError as WaitTimedOut
 
 from app.song import CONTINUATION, MOTIF
-from test_midi_input import PHRASE, graph, off, on  # noqa: F401 - graph is a fixture
-from test_playback import small_checkpoint
+from tests.app.helpers import PHRASE, off, on, small_checkpoint
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -84,7 +85,7 @@ def test_playing_again_interrupts_the_answer_and_keeps_only_what_was_heard(qtbot
     qtbot.waitUntil(lambda: not duet.answering, timeout=5000)
     qtbot.waitUntil(lambda: sum(1 for n in probe.notes() if n[2] == 50) == 2, timeout=5000)
     sounding = {}
-    for at, kind, pitch, _ in probe.notes():  # nothing of the answer sounds on after the interruption
+    for _at, kind, pitch, _ in probe.notes():  # nothing of the answer sounds on after the interruption
         sounding[pitch] = kind == "on"
     assert not any(sounding.values())
     window.duet.stop()
@@ -98,9 +99,6 @@ def test_playing_again_interrupts_the_answer_and_keeps_only_what_was_heard(qtbot
 
 def test_the_duet_alone_answers_into_any_sink_and_a_key_cuts_the_answer_short(model_path):
     """The Duet without Qt or a MIDI system: messages fed directly, the answer heard by a recorder sink."""
-    import threading
-
-    import mido
 
     from app.duet import Duet
     from app.playback import RecorderSink
@@ -109,8 +107,13 @@ def test_the_duet_alone_answers_into_any_sink_and_a_key_cuts_the_answer_short(mo
     output = RecorderSink()
     answers: list = []
     answered = threading.Event()
-    duet = Duet(load_checkpoint(model_path, device="cpu"), lambda: [output],
-                lambda notes: (answers.append(notes), answered.set()), pause=0.2, seed=5)
+    duet = Duet(
+        load_checkpoint(model_path, device="cpu"),
+        lambda: [output],
+        lambda notes: (answers.append(notes), answered.set()),
+        pause=0.2,
+        seed=5,
+    )
     try:
 
         def play(pitch: int) -> None:

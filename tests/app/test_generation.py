@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import threading
 
 import pretty_midi
@@ -15,34 +14,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.generation import GenerationWorker
-from app.playback import RecorderSink
-from app.playback.player import NONE, PORT_PREFIX
-from app.song import CONTINUATION, MOTIF, GenerationSettings
-from conftest import answer_next_dialog, draw_note, key
-from music_transformer.checkpoint import DEFAULT_CHECKPOINT
-from test_playback import (JackProbe, read_wav, require_fluidsynth, require_jack, rms,
-                           small_checkpoint)
+from app.song import CONTINUATION, MOTIF
+from tests.app.helpers import answer_next_dialog, draw_note, key, read_wav, require_fluidsynth, rms
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    """The bundled model once it is committed; until then a small random one (the same code path)."""
-    if DEFAULT_CHECKPOINT.exists() and not os.environ.get("CONTINUO_TEST_SMALL_MODEL"):
-        return DEFAULT_CHECKPOINT
-    return small_checkpoint(tmp_path_factory.mktemp("models") / "small.pt")
-
-
-@pytest.fixture
-def studio(qtbot, window, model_path):
-    """The window with the model loaded and a recorder as its sound output."""
-    recorder = RecorderSink()
-    window.player.use_sinks([recorder])
-    window.load_model(model_path)
-    qtbot.waitUntil(lambda: window.generation.model_source == str(model_path), timeout=20000)
-    window.recorder = recorder
-    return window
 
 
 def set_length(window, beats: float, **changes) -> None:
@@ -243,7 +218,7 @@ def test_closing_the_window_while_generating_stops_the_worker_and_keeps_the_note
 
 @contextlib.contextmanager
 def out_of_memory_at_call(model, call, message):
-    """The model's `call`-th forward pass raises what torch raises when memory runs out (a fault injected into torch)."""
+    """The model's `call`-th forward pass raises what torch raises when memory runs out (a fault injected)."""
     calls = []
 
     def exhaust(module, inputs):
@@ -290,122 +265,6 @@ def test_cuda_out_of_memory_retries_on_the_cpu(qtbot, studio, roll):
     assert song.notes(CONTINUATION)
 
 
-def test_space_plays_from_the_playhead_the_playhead_follows_and_stop_silences(qtbot, studio, roll):
-    window, song = studio, studio.song
-    song.set_tempo(240)  # four beats a second
-    song.add_notes([song.new_note(60 + i, 90, i, 0.5) for i in range(8)])
-    window.transport.set_playhead(4.0)
-    key(qtbot, roll, "Space")
-    assert window.transport.playing
-    qtbot.waitUntil(lambda: window.transport.playhead > 5.0, timeout=5000)
-    key(qtbot, roll, "Space")
-    assert not window.transport.playing
-    heard = [pitch for _, kind, pitch, _ in window.recorder.notes() if kind == "on"]
-    assert heard[:1] == [64]  # from the playhead, not from the start
-    assert not window.recorder.sounding()
-    # Looping: the loop region plays again and again.
-    window.recorder.clear()
-    window.transport.set_loop(0.0, 2.0, enabled=True)
-    window.transport.set_playhead(0.0)
-    window.transport.set_playing(True)
-    assert window.recorder.wait_for(lambda m: sum(x.type == "note_on" for _, x in m) >= 5, 5)
-    window.transport.set_playing(False)
-    assert [p for _, kind, p, _ in window.recorder.notes() if kind == "on"][:5] == [60, 61, 60, 61, 60]
-
-
-def test_clicked_keys_sound_on_the_output(qtbot, studio, roll):
-    window = studio
-    window.transport.note_auditioned.emit(67, 80)
-    window.transport.note_audition_ended.emit(67)
-    assert [(kind, pitch) for _, kind, pitch, _ in window.recorder.notes()] == [("on", 67), ("off", 67)]
-
-
-def test_studio_output_through_jack_reaches_another_client(qtbot, studio, roll):
-    require_jack()
-    window, song = studio, studio.song
-    probe = JackProbe("probe-studio")
-    try:
-        port = probe.open_virtual("in")  # a unique name: other studios may share this JACK server
-        with qtbot.waitSignal(window.player.output_changed, timeout=10000):
-            window.player.open_output(PORT_PREFIX + port)
-        assert window.player.output is not None and port in window.player.output.name
-        song.add_notes([song.new_note(pitch, 90, index, 1) for index, pitch in enumerate((60, 64, 67, 72))])
-        set_length(window, 6.0, seed=3)
-        assert window.continue_song()
-        wait_done(qtbot, window)
-        qtbot.waitUntil(lambda: not window.transport.playing, timeout=20000)
-        continuation = song.notes(CONTINUATION)
-        # JACK delivers MIDI a period later: wait for the last note-offs too.
-        assert probe.wait_for(lambda p: sum(k == "off" for _, k, _, _ in p.notes()) >= len(continuation), 5)
-        ons = [pitch for _, kind, pitch, _ in probe.notes() if kind == "on"]
-        assert sorted(ons) == sorted(note.pitch for note in continuation)
-    finally:
-        probe.close()
-
-
-def test_output_port_lost_in_the_studio_stops_playback_and_says_so(qtbot, studio):
-    require_jack()
-    window, song = studio, studio.song
-    probe = JackProbe("probe-unplugged")
-    port = probe.open_virtual("in")
-    with qtbot.waitSignal(window.player.output_changed, timeout=10000):
-        window.player.open_output(PORT_PREFIX + port)
-    song.add_notes([song.new_note(60 + i % 12, 90, i * 0.25, 0.5) for i in range(200)])
-    window.transport.set_playing(True)
-    assert probe.wait_for(lambda p: len(p.notes()) >= 3, 5)
-    probe.close()
-    qtbot.waitUntil(lambda: not window.transport.playing, timeout=5000)
-    assert "went away" in window.statusBar().currentMessage() and port in window.statusBar().currentMessage()
-    assert window.player.output is None and len(song) == 200  # nothing lost
-
-
-def test_no_sound_at_all_the_studio_still_runs_and_continues(qtbot, home, monkeypatch, model_path):
-    import sys
-
-    from app.main_window import MainWindow
-
-    monkeypatch.setitem(sys.modules, "fluidsynth", None)  # no FluidSynth library
-    monkeypatch.setenv("CONTINUO_MIDI_API", "jack")
-    monkeypatch.setenv("JACK_DEFAULT_SERVER", "no-such-server")  # and no MIDI system
-    window = MainWindow(home=home, use_autosave=False)
-    window.show()
-    try:
-        qtbot.waitUntil(lambda: not window.player.opening, timeout=10000)
-        assert window.player.output is None
-        assert "FluidSynth" in window.player.output_error and "JACK" in window.player.output_error
-        assert window._output_label.text() == "No sound output"
-        window.load_model(model_path)
-        qtbot.waitUntil(lambda: window.generation.has_model, timeout=20000)
-        song = window.song
-        song.add_notes([song.new_note(60, 90, 0, 1)])
-        set_length(window, 16.0, seed=1)
-        assert window.continue_song()
-        wait_done(qtbot, window)
-        assert song.notes(CONTINUATION)
-        window.player.open_output(NONE)
-    finally:
-        window.song.undo_stack.setClean()
-        window.close()
-
-
-def test_panel_edits_the_generation_settings_undoably(qtbot, window):
-    panel, song = window.generation_panel, window.song
-    panel.unit_box.setCurrentText("seconds")
-    panel.length_box.setValue(300)  # five minutes
-    panel.temperature_box.setValue(0.9)
-    panel.fixed_seed.setChecked(True)
-    panel.seed_box.setValue(42)
-    panel.variations_box.setValue(4)
-    settings = song.settings
-    assert settings.length_unit == "seconds" and song.to_seconds(settings.length_beats) == pytest.approx(300)
-    assert (settings.temperature, settings.seed, settings.variations) == (0.9, 42, 4)
-    panel.unit_box.setCurrentText("bars")
-    assert panel.length_box.value() == pytest.approx(150)  # 600 beats of 4/4 at 120 BPM
-    song.undo_stack.undo()  # the panel's edits in a row are one undo step, as with a dragged spin box
-    assert song.settings == GenerationSettings()
-    assert panel.unit_box.currentText() == "bars" and panel.variations_box.value() == 1
-
-
 def test_worker_without_qt_reports_a_missing_model():
     worker = GenerationWorker()
     try:
@@ -415,18 +274,3 @@ def test_worker_without_qt_reports_a_missing_model():
     finally:
         assert worker.stop()
     assert QApplication.instance() is not None  # the studio's tests share one application
-
-
-def test_generation_settings_travel_with_the_session(window, tmp_path):
-    song = window.song
-    set_length(window, 48.0, variations=3, seed=9, length_unit="seconds", temperature=0.8)
-    path = tmp_path / "song.continuo"
-    assert window.save_to(path)
-    song.load([])
-    assert song.settings == GenerationSettings()
-    assert window.open_path(path, ask_to_save=False)
-    assert song.settings == GenerationSettings(temperature=0.8, length_beats=48.0, seed=9, variations=3,
-                                               length_unit="seconds")
-    panel = window.generation_panel
-    assert panel.unit_box.currentText() == "seconds" and panel.length_box.value() == pytest.approx(24.0)
-    assert panel.variations_box.value() == 3 and panel.fixed_seed.isChecked() and panel.seed_box.value() == 9

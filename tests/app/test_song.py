@@ -70,8 +70,10 @@ def test_a_streamed_continuation_is_one_step_and_locks_edits(qapp):
         song.add_notes([song.new_note(70, 100, 0, 1)])
     assert changes  # the view saw each batch as it arrived
     song.end_continuation()
-    assert [(n.pitch, n.start, n.part) for n in song.notes(CONTINUATION)] == [(62, 2.0, CONTINUATION),
-                                                                             (64, 3.0, CONTINUATION)]
+    assert [(n.pitch, n.start, n.part) for n in song.notes(CONTINUATION)] == [
+        (62, 2.0, CONTINUATION),
+        (64, 3.0, CONTINUATION),
+    ]
     song.undo_stack.undo()  # one step takes the whole continuation back, and the old one returns
     assert [n.pitch for n in song.notes(CONTINUATION)] == [50]
     song.undo_stack.redo()
@@ -85,8 +87,12 @@ def test_a_streamed_continuation_is_one_step_and_locks_edits(qapp):
 def test_notes_in_finds_exactly_the_overlapping_notes(qapp):
     rng = random.Random(3)
     song = Song()
-    song.add_notes([song.new_note(rng.randint(20, 100), 80, rng.uniform(0, 200),
-                                  rng.choice([0.1, 0.5, 1, 4, 40]), MOTIF) for _ in range(2000)])
+    song.add_notes(
+        [
+            song.new_note(rng.randint(20, 100), 80, rng.uniform(0, 200), rng.choice([0.1, 0.5, 1, 4, 40]), MOTIF)
+            for _ in range(2000)
+        ]
+    )
     for _ in range(200):
         start = rng.uniform(-10, 210)
         end = start + rng.uniform(0, 30)
@@ -116,6 +122,7 @@ def test_settings_and_model_are_part_of_the_document(qapp):
     assert song.settings == GenerationSettings() and song.model == "default"
     with pytest.raises(ValueError):
         GenerationSettings.from_dict({"temperature": -1})
+
 
 _edit = st.one_of(
     st.tuples(st.just("add"), st.integers(0, 127), st.integers(1, 127), st.floats(0, 64), st.floats(0.01, 8)),

@@ -1,12 +1,10 @@
-"""Files: MIDI import and export read back with pretty_midi, sessions, bad input, closing, drag and drop."""
+"""The document: MIDI import and export read back with pretty_midi, sessions, bad input, unsaved changes,
+atomic saves, drag and drop."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pretty_midi
 import pytest
@@ -15,11 +13,9 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.session import FORMAT_VERSION
-from app.song import CONTINUATION
-from conftest import answer_next_dialog, draw_note, summary
+from app.song import CONTINUATION, GenerationSettings
 from music_transformer import Note, write_midi
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.app.helpers import answer_next_dialog, draw_note, summary
 
 
 def test_export_everything_motif_and_continuation_read_back(qtbot, window, roll, tmp_path):
@@ -29,15 +25,18 @@ def test_export_everything_motif_and_continuation_read_back(qtbot, window, roll,
     song = window.song
     song.add_notes([song.new_note(67, 90, 4, 2, CONTINUATION)])
     seconds = 60 / 100
-    expected = {"everything": [(60, 0, 1), (64, 1, 1.5), (67, 4, 6)], "motif": [(60, 0, 1), (64, 1, 1.5)],
-                "continuation": [(67, 4, 6)]}
+    expected = {
+        "everything": [(60, 0, 1), (64, 1, 1.5), (67, 4, 6)],
+        "motif": [(60, 0, 1), (64, 1, 1.5)],
+        "continuation": [(67, 4, 6)],
+    }
     for what, notes in expected.items():
         path = tmp_path / f"{what}.mid"
         assert window.export_midi(path, what)
         midi = pretty_midi.PrettyMIDI(str(path))
         read = sorted((n.pitch, n.start, n.end) for i in midi.instruments for n in i.notes)
         assert [p for p, _, _ in read] == [p for p, _, _ in notes]
-        for (_, start, end), (_, beat, end_beat) in zip(read, notes):
+        for (_, start, end), (_, beat, end_beat) in zip(read, notes, strict=True):
             assert start == pytest.approx(beat * seconds, abs=2e-3)
             assert end == pytest.approx(end_beat * seconds, abs=2e-3)
         assert midi.get_tempo_changes()[1][0] == pytest.approx(100)
@@ -56,11 +55,14 @@ def test_open_a_midi_file_uses_its_tempo_for_the_grid(window, tmp_path):
     assert "motif.mid" in window.windowTitle()
 
 
-@pytest.mark.parametrize("content, words", [
-    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\xff\xff\x00\x90", "damaged"),
-    (b"this is a text file, not MIDI", "not a MIDI file"),
-    (b"", "empty"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\xff\xff\x00\x90", "damaged"),
+        (b"this is a text file, not MIDI", "not a MIDI file"),
+        (b"", "empty"),
+    ],
+)
 def test_a_bad_midi_file_names_the_problem_and_leaves_the_song(qtbot, window, roll, tmp_path, content, words):
     draw_note(qtbot, roll, 60, 0, 1)
     before, steps = summary(window.song), window.song.undo_stack.count()
@@ -86,7 +88,6 @@ def test_drum_only_file_is_refused(window, tmp_path):
 
 def test_session_round_trip_with_settings_view_and_recent_files(qtbot, window, roll, tmp_path, home):
     from app.main_window import MainWindow
-    from app.song import GenerationSettings
 
     draw_note(qtbot, roll, 60, 0, 1)
     window.song.add_notes([window.song.new_note(72, 50, 2, 1, CONTINUATION)])
@@ -111,14 +112,16 @@ def test_session_round_trip_with_settings_view_and_recent_files(qtbot, window, r
         other.close()
 
 
-@pytest.mark.parametrize("mutate, words", [
-    (lambda data: data.update(version=FORMAT_VERSION + 1), "newer version of Continuo"),
-    (lambda data: data.update(notes=[[1, 60, 500, 0, 1, "motif"]]), "damaged"),
-    (lambda data: data.update(format="something-else"), "not a Continuo session"),
-    (None, "damaged"),
-])
-def test_a_newer_or_damaged_session_is_refused_and_nothing_is_overwritten(qtbot, window, roll, tmp_path, mutate,
-                                                                          words):
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda data: data.update(version=FORMAT_VERSION + 1), "newer version of Continuo"),
+        (lambda data: data.update(notes=[[1, 60, 500, 0, 1, "motif"]]), "damaged"),
+        (lambda data: data.update(format="something-else"), "not a Continuo session"),
+        (None, "damaged"),
+    ],
+)
+def test_a_newer_or_damaged_session_is_refused_and_nothing_is_overwritten(qtbot, window, roll, tmp_path, mutate, words):
     draw_note(qtbot, roll, 60, 0, 1)
     mine = tmp_path / "mine.continuo"
     window.save_as(mine)
@@ -194,24 +197,3 @@ def test_drop_a_midi_file_to_make_it_the_motif(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: [n.pitch for n in window.song.notes()] == [65], timeout=2000)
     window.song.undo_stack.undo()
     assert [n.pitch for n in window.song.notes()] == [60]
-
-
-@pytest.mark.timeout(120)
-def test_screenshot_from_the_command_line(tmp_path, home):
-    path = tmp_path / "motif.mid"
-    write_midi([Note(60 + i % 12, 100, i * 0.25, i * 0.25 + 0.2) for i in range(32)], path)
-    out = tmp_path / "out.png"
-    env = dict(os.environ, CONTINUO_HOME=str(home))
-    env.pop("QT_QPA_PLATFORM", None)  # the command picks offscreen by itself
-    result = subprocess.run([sys.executable, "-m", "app.main", str(path), "--screenshot", str(out),
-                             "--size", "800x500"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    from PySide6.QtGui import QImage
-
-    image = QImage(str(out))
-    assert (image.width(), image.height()) == (800, 500)
-    bad = tmp_path / "bad.mid"
-    bad.write_bytes(b"nope")
-    result = subprocess.run([sys.executable, "-m", "app.main", str(bad), "--screenshot", str(out)], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "not a MIDI file" in result.stderr

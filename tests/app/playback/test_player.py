@@ -1,0 +1,121 @@
+"""The studio's player: Space plays the song from the playhead, keys sound when clicked, the output can be
+another program's JACK port (and may go away), and a studio without any sound output still works."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import pytest
+
+from app.playback.player import NONE, PORT_PREFIX
+from app.song import CONTINUATION
+from tests.app.helpers import JackProbe, key, require_jack
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def set_length(window, beats: float, **changes) -> None:
+    song = window.song
+    song.set_settings(dataclasses.replace(song.settings, length_beats=beats, **changes))
+
+
+def wait_done(qtbot, window, timeout: int = 60000) -> None:
+    qtbot.waitUntil(lambda: not window.generation.generating and not window.song.is_writing, timeout=timeout)
+
+
+def test_space_plays_from_the_playhead_the_playhead_follows_and_stop_silences(qtbot, studio, roll):
+    window, song = studio, studio.song
+    song.set_tempo(240)  # four beats a second
+    song.add_notes([song.new_note(60 + i, 90, i, 0.5) for i in range(8)])
+    window.transport.set_playhead(4.0)
+    key(qtbot, roll, "Space")
+    assert window.transport.playing
+    qtbot.waitUntil(lambda: window.transport.playhead > 5.0, timeout=5000)
+    key(qtbot, roll, "Space")
+    assert not window.transport.playing
+    heard = [pitch for _, kind, pitch, _ in window.recorder.notes() if kind == "on"]
+    assert heard[:1] == [64]  # from the playhead, not from the start
+    assert not window.recorder.sounding()
+    # Looping: the loop region plays again and again.
+    window.recorder.clear()
+    window.transport.set_loop(0.0, 2.0, enabled=True)
+    window.transport.set_playhead(0.0)
+    window.transport.set_playing(True)
+    assert window.recorder.wait_for(lambda m: sum(x.type == "note_on" for _, x in m) >= 5, 5)
+    window.transport.set_playing(False)
+    assert [p for _, kind, p, _ in window.recorder.notes() if kind == "on"][:5] == [60, 61, 60, 61, 60]
+
+
+def test_clicked_keys_sound_on_the_output(qtbot, studio, roll):
+    window = studio
+    window.transport.note_auditioned.emit(67, 80)
+    window.transport.note_audition_ended.emit(67)
+    assert [(kind, pitch) for _, kind, pitch, _ in window.recorder.notes()] == [("on", 67), ("off", 67)]
+
+
+def test_studio_output_through_jack_reaches_another_client(qtbot, studio, roll):
+    require_jack()
+    window, song = studio, studio.song
+    probe = JackProbe("probe-studio")
+    try:
+        port = probe.open_virtual("in")  # a unique name: other studios may share this JACK server
+        with qtbot.waitSignal(window.player.output_changed, timeout=10000):
+            window.player.open_output(PORT_PREFIX + port)
+        assert window.player.output is not None and port in window.player.output.name
+        song.add_notes([song.new_note(pitch, 90, index, 1) for index, pitch in enumerate((60, 64, 67, 72))])
+        set_length(window, 6.0, seed=3)
+        assert window.continue_song()
+        wait_done(qtbot, window)
+        qtbot.waitUntil(lambda: not window.transport.playing, timeout=20000)
+        continuation = song.notes(CONTINUATION)
+        # JACK delivers MIDI a period later: wait for the last note-offs too.
+        assert probe.wait_for(lambda p: sum(k == "off" for _, k, _, _ in p.notes()) >= len(continuation), 5)
+        ons = [pitch for _, kind, pitch, _ in probe.notes() if kind == "on"]
+        assert sorted(ons) == sorted(note.pitch for note in continuation)
+    finally:
+        probe.close()
+
+
+def test_output_port_lost_in_the_studio_stops_playback_and_says_so(qtbot, studio):
+    require_jack()
+    window, song = studio, studio.song
+    probe = JackProbe("probe-unplugged")
+    port = probe.open_virtual("in")
+    with qtbot.waitSignal(window.player.output_changed, timeout=10000):
+        window.player.open_output(PORT_PREFIX + port)
+    song.add_notes([song.new_note(60 + i % 12, 90, i * 0.25, 0.5) for i in range(200)])
+    window.transport.set_playing(True)
+    assert probe.wait_for(lambda p: len(p.notes()) >= 3, 5)
+    probe.close()
+    qtbot.waitUntil(lambda: not window.transport.playing, timeout=5000)
+    assert "went away" in window.statusBar().currentMessage() and port in window.statusBar().currentMessage()
+    assert window.player.output is None and len(song) == 200  # nothing lost
+
+
+def test_no_sound_at_all_the_studio_still_runs_and_continues(qtbot, home, monkeypatch, model_path):
+
+    from app.main_window import MainWindow
+
+    monkeypatch.setitem(sys.modules, "fluidsynth", None)  # no FluidSynth library
+    monkeypatch.setenv("CONTINUO_MIDI_API", "jack")
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "no-such-server")  # and no MIDI system
+    window = MainWindow(home=home, use_autosave=False)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: not window.player.opening, timeout=10000)
+        assert window.player.output is None
+        assert "FluidSynth" in window.player.output_error and "JACK" in window.player.output_error
+        assert window._output_label.text() == "No sound output"
+        window.load_model(model_path)
+        qtbot.waitUntil(lambda: window.generation.has_model, timeout=20000)
+        song = window.song
+        song.add_notes([song.new_note(60, 90, 0, 1)])
+        set_length(window, 16.0, seed=1)
+        assert window.continue_song()
+        wait_done(qtbot, window)
+        assert song.notes(CONTINUATION)
+        window.player.open_output(NONE)
+    finally:
+        window.song.undo_stack.setClean()
+        window.close()
