@@ -3,27 +3,22 @@
     python bench/jsb.py [--config cpu|cpu-long|cpu-2h|gpu|FILE] [--runs relative,absolute] [--out runs/jsb] [--jobs 2]
     python bench/jsb.py --eval FILE.json --checkpoint runs/jsb/relative/model.pt [--transpositions 3]
     python bench/jsb.py --teachers runs/jsb --runs relative,absolute --out runs/jsb-distilled
-    music-transformer bench jsb ...        (the same, from a source checkout)
 
 Each chorale of `../shared/data/jsb16/` (lists of 16th-note steps [S, A, T, B], MIDI pitches 36..81,
 -1 silent) is serialised as the paper did, in raster order S1 A1 T1 B1 S2 A2 ...: one token per voice
 per 16th note, a held note repeating its pitch. The vocabulary is the 46 pitches 36..81, a rest, a
 start token that opens every chorale and a pad (49 tokens). Training reuses `MusicTransformer` and
 `music_transformer.train` unchanged: this file only brings the serialisation (`JSBData`), whole
-chorales batched by length, augmented by transposition within each voice's range.
+chorales batched by length, augmented by transposition within each voice's range, and the bar
+embedding of the `-bar` runs (`BarTransformer`).
 
 Runs (`--runs`): `relative` (the paper's model), `absolute` (the baseline), `relative-timing`
 (relative attention plus the sinusoidal timing signal), the `-bar` runs (a learned embedding of the
-position modulo one 4/4 bar, `ModelConfig.position_cycle=64`: each token's voice and 16th note),
-`relative-timing-bar-all-keys` (transposed as far as the vocabulary reaches, not only within each
-voice's range), `relative-timing-bar-pitch` (relative pitch as well: attention reads the interval
-between two tokens' pitches, `ModelConfig.relative_pitch`), the `-metre` runs (the cycle embedding told
-each token's place in its chorale's own bar, 4/4 or 3/4 and the pickup inferred by `infer_metre`),
-`relative-timing-bar-intervals` (every pitch after the first told as its interval from the first:
-`serialise_intervals`, a vocabulary of 140), `relative-timing-degrees` (the cycle embedding also told
-each pitch's class above the chorale's first pitch: `degree_positions`), `relative-timing-held` (the
-cycle embedding also told how long the voice predicted next has held its pitch: `held_positions`) and
-the recipe's variants. On a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as one prepared script.
+position modulo one 4/4 bar, 64 places: each token's voice and 16th note), `relative-timing-bar-all-keys`
+(transposed as far as the vocabulary reaches, not only within each voice's range) and the recipe's
+variants. On a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as one prepared script. The runs
+that bench/README.md reports as rejected (intervals, metre, degrees, held, relative pitch, a mean
+teacher) were removed; their code is at commit 685f151.
 
 The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
 from its start token. The paper reports 0.335 for relative attention; the baseline Transformer with
@@ -32,17 +27,13 @@ averaged over the chorale transposed by -K..+K semitones (`key_averaged_log_prob
 each token given only the ones before it). With `--teachers DIR` each run is distilled from its
 namesake's averaged weights in DIR (`JSBData.distil_from`): it learns from the tokens and, with weight
 0.5, from the teacher's predictions averaged over ±3 keys, so that one set of weights captures what
-averaging over keys gains. A config with the data option `mean_teacher` (its decay) distils within
-one run instead: the soft targets come from the running average of the model's own weights, in a key
-drawn within ±3 (`JSBData.after_step`, `mean_teacher_targets`). Checkpoints go to `--out` (default
-`runs/jsb`, not committed); a run directory that already holds a run is resumed (and, when finished,
-only scored again; a mean teacher then starts again from the resumed weights).
+averaging over keys gains. Checkpoints go to `--out` (default `runs/jsb`, not committed); a run
+directory that already holds a run is resumed (and, when finished, only scored again).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -55,8 +46,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from music_transformer.checkpoint import average_checkpoints, load_checkpoint
+from music_transformer.attention import KVCache
+from music_transformer.checkpoint import default_device, read_checkpoint, save_checkpoint
 from music_transformer.errors import ContinuoError
 from music_transformer.model import ModelConfig, MusicTransformer, mixed_precision
 from music_transformer import train as train_module
@@ -69,11 +63,6 @@ REST = HIGHEST - LOWEST + 1  # token 46: a silent voice
 START = REST + 1  # token 47: opens every chorale
 PAD = START + 1  # token 48: batch filler, never scored
 VOCAB_SIZE = PAD + 1
-# The interval encoding (`serialise_intervals`): after the first pitch, every pitch as its interval from
-# that pitch, -45..+45 semitones, tokens 49..139 (the first pitch and the rests keep their tokens).
-WIDEST = HIGHEST - LOWEST
-FIRST_INTERVAL = PAD + 1
-INTERVAL_VOCAB_SIZE = FIRST_INTERVAL + 2 * WIDEST + 1
 VOICES = ("soprano", "alto", "tenor", "bass")
 
 PAPER = {"relative": 0.335, "absolute": None}  # the paper's table: the baseline's figure is only "worse"
@@ -83,15 +72,6 @@ PAPER = {"relative": 0.335, "absolute": None}  # the paper's table: the baseline
 # against the tokens themselves.
 TEACHER_TRANSPOSITIONS = 3
 SOFT_TARGET_WEIGHT = 0.5
-# Self-distillation (data option "mean_teacher": its decay): no second run; the soft targets come from a
-# running average of the model's own weights (`JSBData.after_step`), in one key drawn for each chorale
-# from the ±TEACHER_TRANSPOSITIONS keys around the one it is trained in: one draw is an unbiased
-# estimate of the key-averaged prediction, so the expected loss is the distillation loss against it.
-# The average starts short (a decay of (1 + step) / (10 + step)) so that it follows the early model, and
-# its say grows from nothing over the first "mean_teacher_ramp" steps: a soft target is the teacher's
-# prediction times step / ramp plus the token itself times the rest. Early on the model improves faster
-# than its average can follow: a lagging teacher holds it back.
-MEAN_TEACHER_WARMUP = 10
 
 # Named configs. "cpu" trains relative and absolute side by side in about 33 minutes on two CPU cores
 # (the runs' comparisons); "cpu-long" (below) is the same model for the whole 2-hour CPU budget; "gpu"
@@ -130,42 +110,18 @@ CONFIGS["cpu-long"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "s
 # minutes (0.4070 and 0.4313 averaged, the best CPU result; bench/README.md).
 CONFIGS["cpu-2h"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "steps": 12000}}
 
-# What each named run changes in the config, section by section (issue 8's with/without measurements
-# use the same table).
-BAR = {"position_cycle": 64}  # a learned embedding of the position modulo one 4/4 bar: voice and 16th note
-CROP_STEP = BAR["position_cycle"]  # a chorale longer than the training length is cropped whole bars in
-# The same embedding told each token's place in its chorale's own bar (metre and pickup, `infer_metre`):
-# 64 places in a 4/4 bar, 48 in a 3/4 bar, 1 for the start token.
-METRE_CYCLE = 64 + 48 + 1
-METRE = {"model": {"position_cycle": METRE_CYCLE}, "data": {"metre": True}}
-# The bar embedding told each pitch's class relative to the chorale's first pitch as well (`degree_positions`):
-# 64 places in the cycle times 12 classes and one for a rest or the start token.
-DEGREE_CYCLE = 64 * 13
-# The bar embedding told, at each token, how long the voice it predicts next has held its pitch
-# (`held_positions`): 64 places in the cycle times 0..16 sixteenths (16 for a whole note or longer).
-HELD_LONGEST = 16
-HELD_CYCLE = 64 * (HELD_LONGEST + 1)
+# What each named run changes in the config, section by section; "bar": the model is a `BarTransformer`.
+BAR = 64  # the bar embedding's places: one 4/4 bar of the serialisation, 4 voices x 16 sixteenths
+CROP_STEP = BAR  # a chorale longer than the training length is cropped whole bars in
 RUNS = {
     "relative": {},
     "absolute": {"model": {"positional": "absolute"}},
     "relative-timing": {"model": {"positional": "both"}},  # relative attention + the sinusoidal timing signal
-    "relative-bar": {"model": BAR},
-    "relative-timing-bar": {"model": {"positional": "both", **BAR}},
-    "absolute-bar": {"model": {"positional": "absolute", **BAR}},  # the baseline, told the same
-    # the paper's relative pitch as well: attention reads the interval between two tokens' pitches
-    "relative-timing-bar-pitch": {"model": {"positional": "both", **BAR, "relative_pitch": REST}},
-    # every pitch after the first told as its interval from the first: the same model in every key
-    "relative-timing-bar-intervals": {"model": {"positional": "both", **BAR}, "data": {"encoding": "intervals"}},
-    "relative-timing-metre": {"model": {"positional": "both", **METRE["model"]}, "data": METRE["data"]},
-    "absolute-metre": {"model": {"positional": "absolute", **METRE["model"]}, "data": METRE["data"]},
-    # each token's pitch class above the chorale's first pitch, the same in every key, beside its pitch
-    "relative-timing-degrees": {"model": {"positional": "both", "position_cycle": DEGREE_CYCLE},
-                                "data": {"degrees": True}},
-    # how long the voice predicted next has held its pitch, beside the place in the bar
-    "relative-timing-held": {"model": {"positional": "both", "position_cycle": HELD_CYCLE},
-                             "data": {"held": True}},
+    "relative-bar": {"bar": True},
+    "relative-timing-bar": {"model": {"positional": "both"}, "bar": True},
+    "absolute-bar": {"model": {"positional": "absolute"}, "bar": True},  # the baseline, told the same
     # transposed as far as the vocabulary reaches (up to ±6), not only within each voice's range
-    "relative-timing-bar-all-keys": {"model": {"positional": "both", **BAR},
+    "relative-timing-bar-all-keys": {"model": {"positional": "both"}, "bar": True,
                                      "train": {"max_transpose": 6}, "data": {"transpose_within": "vocabulary"}},
     "relative-label-smoothing": {"train": {"label_smoothing": 0.1}},
     "relative-attention-dropout": {"model": {"attention_dropout": 0.1}},
@@ -177,6 +133,73 @@ VOCABULARY_RANGES = np.tile([LOWEST, HIGHEST], (4, 1))  # every voice may take a
 
 class JSBError(ContinuoError):
     """A JSB file that cannot be read or a run that cannot start."""
+
+
+# --- the bar embedding ---------------------------------------------------------------------------------------
+
+
+class BarEmbedding(nn.Module):
+    """Token embeddings plus a learned embedding of each token's place in a 4/4 bar: its position modulo
+    BAR (voice and 16th note), counted from the sequence's first token."""
+
+    def __init__(self, tokens: nn.Embedding) -> None:
+        super().__init__()
+        self.weight = tokens.weight  # the token table, still tied to the model's output layer
+        self.bar = nn.Embedding(BAR, tokens.embedding_dim)
+        nn.init.normal_(self.bar.weight, std=0.02)  # as MusicTransformer's own embeddings
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        places = torch.arange(tokens.shape[1], device=tokens.device) % BAR
+        return F.embedding(tokens, self.weight) + self.bar(places)
+
+
+class BarTransformer(MusicTransformer):
+    """`MusicTransformer` told each token's voice and 16th note (`BarEmbedding`): the `-bar` runs.
+
+    Relative attention sees distances only; in the chorales the voice and the place in the bar are
+    absolute facts, and telling them helps it (bench/README.md). The places count from the first token,
+    so it reads whole chorales or crops that start on a bar line, and has no cached decoder.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.embedding = BarEmbedding(self.embedding)
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, window: int | None = None
+                ) -> torch.Tensor:
+        """Logits for every position of `tokens` (B, T), the first of them on a bar line."""
+        if cache is not None:
+            raise JSBError("the bar model reads whole chorales from their start: it has no cached decoder")
+        return super().forward(tokens, window=window)
+
+
+def model_class(run: str) -> type[MusicTransformer]:
+    """The model a named run trains: `BarTransformer` for the `-bar` runs, else `MusicTransformer`."""
+    return BarTransformer if RUNS[run].get("bar") else MusicTransformer
+
+
+# The bar embedding's weights in the checkpoints written while it was `ModelConfig.position_cycle`.
+FORMER_WEIGHT_NAMES = {"cycle_embedding.weight": "embedding.bar.weight"}
+
+
+def _model_in(state: dict, name: str) -> MusicTransformer:
+    """The model a checkpoint's state describes, with its weights: a `BarTransformer` when they hold a bar
+    embedding, else a `MusicTransformer`."""
+    weights = {FORMER_WEIGHT_NAMES.get(key, key): value for key, value in state["model"].items()}
+    try:
+        config = ModelConfig.from_dict(state["config"])
+        model = (BarTransformer if "embedding.bar.weight" in weights else MusicTransformer)(config)
+        model.load_state_dict(weights)
+    except (TypeError, ValueError, RuntimeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise JSBError(f"{name}: the weights do not fit the model they describe ({reason})") from None
+    return model
+
+
+def load_model(path: str | os.PathLike, device: str | None = None) -> MusicTransformer:
+    """A JSB run's checkpoint, with or without the bar embedding, in eval mode on `device` (default: GPU if any)."""
+    model = _model_in(read_checkpoint(path), Path(path).name)
+    return model.to(torch.device(device) if device is not None else default_device()).eval()
 
 
 # --- the data ----------------------------------------------------------------------------------------------
@@ -221,32 +244,6 @@ def serialise(chorale: np.ndarray, shift: int = 0) -> np.ndarray:
     return np.concatenate([[START], steps.reshape(-1)]).astype(np.int64)
 
 
-def serialise_intervals(chorale: np.ndarray, shift: int = 0) -> np.ndarray:
-    """`serialise`, then every pitch after the chorale's first one as its interval from that one
-    (FIRST_INTERVAL + WIDEST + interval): one token sequence per chorale in whatever key it is written,
-    bar the first pitch's. A model of these tokens is a model of the chorale: the first pitch is known
-    before any interval is read, so the pitches follow one to one."""
-    tokens = serialise(chorale, shift)
-    pitched = np.flatnonzero(tokens < REST)
-    if len(pitched) == 0:
-        return tokens
-    first = pitched[0]
-    later = pitched[1:]
-    tokens[later] = FIRST_INTERVAL + WIDEST + tokens[later] - tokens[first]
-    return tokens
-
-
-ENCODINGS = {"pitches": serialise, "intervals": serialise_intervals}
-ENCODING_VOCAB_SIZES = {"pitches": VOCAB_SIZE, "intervals": INTERVAL_VOCAB_SIZE}
-
-
-def encoding_vocab_size(encoding: str) -> int:
-    """How many tokens an encoding (`ENCODINGS`) has; an unknown one is refused."""
-    if encoding not in ENCODINGS:
-        raise JSBError(f"encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}")
-    return ENCODING_VOCAB_SIZES[encoding]
-
-
 def voice_ranges(chorales: Sequence[np.ndarray]) -> np.ndarray:
     """Each voice's lowest and highest pitch over the chorales: (4, 2)."""
     ranges = np.empty((4, 2), dtype=np.int64)
@@ -269,86 +266,6 @@ def allowed_shifts(chorale: np.ndarray, ranges: np.ndarray, max_transpose: int) 
         if inside or shift == 0:
             shifts.append(shift)
     return shifts
-
-
-def infer_metre(chorale: np.ndarray) -> tuple[int, int]:
-    """(16ths per bar, the step of the first bar line): a 4/4 (16) or 3/4 (12) bar and the pickup.
-
-    The data has no bar lines, so they are inferred once per chorale, as a score would give them: the
-    bar is the period (16 or 12 steps) whose best-placed grid catches the longest notes (a held note
-    starts on a strong beat; a repeated one counts as held), and the last bar line falls at the chorale's
-    end. Of the 229 training chorales, 198 come out in 4/4, with the first bar line at step 4 (135: a
-    quarter-note pickup), 0 (56) or elsewhere (7), and 31 in 3/4. Where the long notes start agrees: in
-    the chorales whose length leaves 4 steps over whole 4/4 bars they start at steps 4 and 12 of every
-    16, in those that leave none at steps 0 and 8.
-    """
-    steps = len(chorale)
-    held = np.zeros(steps)  # at each step, the total length of the notes that start there
-    for voice in chorale.T:
-        starts = np.flatnonzero(np.r_[True, voice[1:] != voice[:-1]])
-        lengths = np.diff(np.r_[starts, steps])
-        sounding = voice[starts] >= 0
-        held[starts[sounding]] += lengths[sounding]
-    best = {period: max(held[phase::period].mean() for phase in range(min(period, steps)))
-            for period in (16, 12)}
-    period = 16 if best[16] >= best[12] else 12
-    return period, steps % period
-
-
-def metre_positions(chorale: np.ndarray) -> np.ndarray:
-    """The cycle embedding's index of every token of `serialise(chorale)`: voice and 16th note within
-    the chorale's own bar (`infer_metre`), 0..63 in 4/4, 64..111 in 3/4; the start token METRE_CYCLE - 1."""
-    period, first_bar_line = infer_metre(chorale)
-    sixteenth = (np.arange(len(chorale)) - first_bar_line) % period
-    places = (0 if period == 16 else 64) + 4 * sixteenth[:, None] + np.arange(4)[None, :]
-    return np.concatenate([[METRE_CYCLE - 1], places.reshape(-1)]).astype(np.int64)
-
-
-def degree_positions(chorale: np.ndarray) -> np.ndarray:
-    """The cycle embedding's index of every token of `serialise(chorale)`: its position modulo 64 (voice
-    and 16th note, as `position_cycle=64`) and, from the chorale's first pitch on, the pitch class of each
-    pitch above that first one (0..11; 12 for a rest, the start token and anything before the first
-    pitch), as 64 * class + position % 64. A transposition leaves it as it is."""
-    tokens = serialise(chorale)
-    classes = np.full(len(tokens), 12)
-    pitched = np.flatnonzero(tokens < REST)
-    if len(pitched):
-        classes[pitched] = (tokens[pitched] - tokens[pitched[0]]) % 12
-    return (np.arange(len(tokens)) % 64 + 64 * classes).astype(np.int64)
-
-
-def held_positions(chorale: np.ndarray) -> np.ndarray:
-    """The cycle embedding's index of every token of `serialise(chorale)`: its position modulo 64 (voice
-    and 16th note, as `position_cycle=64`) and how many 16ths the voice the model predicts next (the
-    next token's voice) has held its last pitch so far (a repeated pitch counts as held; a rest is held
-    like a pitch), 0 before that voice's first note and at most HELD_LONGEST, as 64 * held + position %
-    64. It reads only the tokens up to its own, and a transposition leaves it as it is."""
-    steps = len(chorale)
-    held = np.zeros((steps + 1, 4), dtype=np.int64)  # row s + 1: each voice's held length at step s
-    for step in range(steps):
-        same = chorale[step] == chorale[step - 1] if step else np.zeros(4, dtype=bool)
-        held[step + 1] = np.where(same, held[step] + 1, 1)
-    tokens = np.arange(1, 4 * steps + 1)
-    voice, step = (tokens - 1) % 4, (tokens - 1) // 4
-    # after the bass of step t the soprano of step t + 1 comes next (its last step: t); after any other
-    # voice the next voice of the same step (its last step: t - 1)
-    last = np.where(voice == 3, step + 1, step)
-    lengths = np.concatenate([[0], held[last, (voice + 1) % 4]])
-    return (np.arange(4 * steps + 1) % 64 + 64 * np.minimum(lengths, HELD_LONGEST)).astype(np.int64)
-
-
-# The data options that tell the cycle embedding each token's place: the cycle each needs, the places, and why.
-PLACES = {
-    "metre": (METRE_CYCLE, metre_positions, "one embedding per place in a 4/4 or 3/4 bar and the start token"),
-    "degrees": (DEGREE_CYCLE, degree_positions, "64 places times 12 pitch classes and one for no pitch"),
-    "held": (HELD_CYCLE, held_positions, f"64 places times 0..{HELD_LONGEST} 16ths held"),
-}
-
-
-def places_for(position_cycle: int | None):
-    """How a model with this cycle embedding is told its tokens' places: `metre_positions`,
-    `degree_positions`, or None (the position modulo the cycle, in the model)."""
-    return next((places for cycle, places, _ in PLACES.values() if cycle == position_cycle), None)
 
 
 def length_groups(chorales: Sequence[np.ndarray], max_tokens: int) -> list[list[int]]:
@@ -378,27 +295,15 @@ class JSBData:
     """The JSB chorales as `music_transformer.train.TrainingData`: whole chorales, batched by length."""
 
     pad = PAD
+    vocab_size = VOCAB_SIZE
 
     def __init__(self, train: Sequence[np.ndarray], valid: Sequence[np.ndarray], name: str = "jsb16",
-                 transpose_within: str = "voices", metre: bool = False, encoding: str = "pitches",
-                 degrees: bool = False, held: bool = False, mean_teacher: float | None = None,
-                 mean_teacher_ramp: int = 0) -> None:
+                 transpose_within: str = "voices") -> None:
         if not train:
             raise JSBError(f"{name}: no training chorales")
         if transpose_within not in TRANSPOSE_WITHIN:
             raise JSBError(f"transpose_within must be one of {', '.join(TRANSPOSE_WITHIN)}, not {transpose_within!r}")
-        self.vocab_size = encoding_vocab_size(encoding)
         self.train, self.valid, self.name = list(train), list(valid), name
-        # the tokens: pitches (the paper's) or, after the first pitch, intervals from it
-        self.encoding, self.encode = encoding, ENCODINGS[encoding]
-        # metre, degrees or held: batches are (tokens, cycle positions) pairs: each token's place in its
-        # chorale's bar, or its place in the cycle and its pitch class above the first pitch or how long
-        # the next voice has held its pitch
-        chosen = [option for option, wanted in (("metre", metre), ("degrees", degrees), ("held", held)) if wanted]
-        if len(chosen) > 1:
-            raise JSBError(f"the {' and '.join(chosen)} options each fill the cycle embedding: choose one")
-        self.places_of = PLACES[chosen[0]][1] if chosen else None
-        self._places: dict[int, np.ndarray] = {}  # training chorale -> its places (transposition keeps them)
         self.ranges = voice_ranges(self.train)
         # how far a chorale may be transposed: each voice within its range, or any pitch of the vocabulary
         self.transpose_ranges = self.ranges if transpose_within == "voices" else VOCABULARY_RANGES
@@ -408,31 +313,12 @@ class JSBData:
         self.teacher: MusicTransformer | None = None
         self.teacher_transpositions = 0
         self._soft: dict[tuple[int, int], np.ndarray] = {}
-        # self-distillation: the decay of the running average of the model's weights that teaches it
-        # (`after_step` keeps it), None for none
-        if mean_teacher is not None:
-            if isinstance(mean_teacher, bool) or not isinstance(mean_teacher, (int, float)) \
-                    or not 0.0 < mean_teacher < 1.0:
-                raise JSBError(f"mean_teacher is the decay of the weights' running average, between 0 and 1 "
-                               f"(say 0.999), not {mean_teacher!r}")
-            if encoding != "pitches":
-                raise JSBError(f"a mean teacher predicts pitches: it needs the pitch encoding, not {encoding!r}")
-        if isinstance(mean_teacher_ramp, bool) or not isinstance(mean_teacher_ramp, int) or mean_teacher_ramp < 0:
-            raise JSBError(f"mean_teacher_ramp is a number of steps (0 or more), not {mean_teacher_ramp!r}")
-        if mean_teacher_ramp and mean_teacher is None:
-            raise JSBError("mean_teacher_ramp goes with mean_teacher (the decay of the teacher's average)")
-        self.mean_teacher_decay, self.mean_teacher_ramp = mean_teacher, mean_teacher_ramp
-        self.mean_teacher: MusicTransformer | None = None
-        self._steps_taken = 0  # by the model the mean teacher follows
 
     @classmethod
-    def load(cls, folder: str | os.PathLike = DATA, transpose_within: str = "voices",
-             metre: bool = False, encoding: str = "pitches", degrees: bool = False,
-             held: bool = False, mean_teacher: float | None = None, mean_teacher_ramp: int = 0) -> "JSBData":
+    def load(cls, folder: str | os.PathLike = DATA, transpose_within: str = "voices") -> "JSBData":
         folder = Path(folder)
         return cls(read_chorales(folder / "train.json"), read_chorales(folder / "valid.json"), name=str(folder),
-                   transpose_within=transpose_within, metre=metre, encoding=encoding, degrees=degrees, held=held,
-                   mean_teacher=mean_teacher, mean_teacher_ramp=mean_teacher_ramp)
+                   transpose_within=transpose_within)
 
     def describe(self) -> str:
         tokens = lambda chorales: sum(4 * len(c) + 1 for c in chorales)  # noqa: E731
@@ -440,71 +326,17 @@ class JSBData:
                 f"({tokens(self.valid):,} tokens); voice ranges "
                 + ", ".join(f"{v[0].upper()} {lo}-{hi}" for v, (lo, hi) in zip(VOICES, self.ranges))
                 + (f"; soft targets from a teacher averaged over ±{self.teacher_transpositions} keys"
-                   if self.teacher is not None else "")
-                + (f"; soft targets from the model's own weights averaged (decay {self.mean_teacher_decay}), "
-                   f"in one of ±{TEACHER_TRANSPOSITIONS} keys, their weight ramped over "
-                   f"{self.mean_teacher_ramp} steps" if self.mean_teacher_decay is not None else ""))
-
-    def after_step(self, model: MusicTransformer, step: int) -> None:
-        """With a mean teacher: its weights follow the model's (`music_transformer.train` calls this
-        before the first step and after each one): a copy at first (also when a run resumes), then
-        teacher += (1 - decay) * (model - teacher), the decay (1 + step) / (10 + step) until that
-        reaches `mean_teacher`. Without one, nothing."""
-        if self.mean_teacher_decay is None:
-            return
-        self._steps_taken = step
-        if self.mean_teacher is None:
-            self.mean_teacher = copy.deepcopy(model).eval().requires_grad_(False)
-            return
-        decay = min(self.mean_teacher_decay, (1 + step) / (MEAN_TEACHER_WARMUP + step))
-        with torch.no_grad():
-            for ours, theirs in zip(self.mean_teacher.parameters(), model.parameters()):
-                ours.lerp_(theirs, 1.0 - decay)
-            for ours, theirs in zip(self.mean_teacher.buffers(), model.buffers()):
-                ours.copy_(theirs)
-
-    def mean_teacher_targets(self, rows: Sequence[tuple[int, int, int]], tokens: np.ndarray, places: np.ndarray | None,
-                             length: int, seed: int, epoch: int, max_transpose: int) -> np.ndarray:
-        """The soft targets (B, T, VOCAB_SIZE) of a batch's `tokens` (B, T + 1), whose rows are `rows`
-        (chorale, shift, crop offset): the mean teacher's next-token probabilities for each row's crop
-        transposed to a key drawn at random from the ones within ±TEACHER_TRANSPOSITIONS of its shift that
-        keep every pitch in the vocabulary, predicted there and read back in the row's key (`in_key`), mixed
-        with the row's own tokens while the ramp lasts; PAD and START columns 0, PAD rows 0."""
-        teacher = self.mean_teacher
-        if teacher is None:
-            raise JSBError("the mean teacher follows the model: the training loop calls after_step first")
-        teacher_rows = []
-        shifts = []
-        for index, shift, offset in rows:
-            chorale = self.train[index]
-            keys = [key for key in allowed_shifts(chorale, VOCABULARY_RANGES, max_transpose + TEACHER_TRANSPOSITIONS)
-                    if abs(key - shift) <= TEACHER_TRANSPOSITIONS]
-            key = int(np.random.default_rng([seed, epoch, index, 1]).choice(keys))
-            teacher_rows.append(serialise(chorale, key)[offset:offset + length + 1])
-            shifts.append(key - shift)
-        log_probs = next_token_log_probs(teacher, _pad_rows(teacher_rows), places)
-        say = min(1.0, self._steps_taken / self.mean_teacher_ramp) if self.mean_teacher_ramp else 1.0
-        soft = np.zeros((len(rows), tokens.shape[1] - 1, VOCAB_SIZE), dtype=np.float32)
-        for row, (tokens_in, delta) in enumerate(zip(teacher_rows, shifts)):
-            predicted = len(tokens_in) - 1
-            soft[row, :predicted, :REST + 1] = say * np.exp(in_key(log_probs[row, :predicted], delta))
-            soft[row, np.arange(predicted), tokens[row, 1:predicted + 1]] += 1.0 - say  # the row's own tokens
-        return soft
+                   if self.teacher is not None else ""))
 
     def distil_from(self, teacher: MusicTransformer, transpositions: int = TEACHER_TRANSPOSITIONS) -> None:
         """Training batches bring soft targets from now on: the teacher's next-token probabilities for
         the batch's chorales in the keys they are drawn in, averaged over `transpositions` keys either
         side of that key (`key_averaged_log_probs`), the PAD and START columns 0."""
-        if self.encoding != "pitches":
-            raise JSBError("a teacher predicts pitches: distillation needs the pitch encoding, not "
-                           f"{self.encoding!r}")
         if teacher.config.vocab_size != VOCAB_SIZE:
             raise JSBError(f"the teacher is not a JSB model of pitches (its vocabulary has "
                            f"{teacher.config.vocab_size} tokens, not {VOCAB_SIZE})")
         if transpositions < 0:
             raise JSBError(f"the teacher's transpositions must be 0 or more, not {transpositions}")
-        if self.mean_teacher_decay is not None:
-            raise JSBError("a teacher (--teachers) and a mean teacher both bring soft targets: choose one")
         self.teacher, self.teacher_transpositions, self._soft = teacher, transpositions, {}
 
     def teach(self, max_transpose: int) -> None:
@@ -533,9 +365,7 @@ class JSBData:
         The order is shuffled, then sorted by length within runs of 8 batches (little padding, still
         random), then the batches are shuffled; a chorale longer than `length` + 1 tokens is cropped at
         a random multiple of CROP_STEP tokens (whole 4/4 bars: each token keeps its place in the bar).
-        With `metre`, `degrees` or `held`, each batch comes with its tokens' places (`places_of`); with a teacher
-        (`distil_from`) or a mean teacher (`mean_teacher_targets`), as a triple (tokens, places or None, soft
-        targets (B, T, VOCAB_SIZE)).
+        With a teacher (`distil_from`), each batch is a pair (tokens, soft targets (B, T, VOCAB_SIZE)).
         """
         if self.teacher is not None:
             self.teach(max_transpose)
@@ -549,54 +379,38 @@ class JSBData:
         count = max(1, len(order) // global_batch)
         batch_order = rng.permutation(count)
         for batch in range(start, count):
-            rows, places, softs, drawn = [], [], [], []
+            rows, softs = [], []
             for row in range(batch_size):
                 position = (batch_order[batch] * global_batch + rank * batch_size + row) % len(order)
                 index = int(order[position])
                 sample_rng = np.random.default_rng([seed, epoch, index])
                 chorale = self.train[index]
                 shift = int(sample_rng.choice(self._allowed(index, max_transpose)))
-                tokens = self.encode(chorale, shift)
-                if self.places_of and index not in self._places:
-                    self._places[index] = self.places_of(chorale)
-                place = self._places[index] if self.places_of else tokens
+                tokens = serialise(chorale, shift)
                 soft = self._soft.get((index, shift))  # the teacher's prediction of each token after START
-                offset = 0
                 if len(tokens) > length + 1:
                     # a whole number of 4/4 bars in, so that the position modulo 64 (the bar embedding)
                     # still tells each token its voice and 16th note
                     offset = CROP_STEP * int(sample_rng.integers(0, (len(tokens) - length - 1) // CROP_STEP + 1))
-                    tokens, place = tokens[offset:offset + length + 1], place[offset:offset + length + 1]
+                    tokens = tokens[offset:offset + length + 1]
                     soft = None if soft is None else soft[offset:offset + length]
                 rows.append(tokens)
-                places.append(place)
                 softs.append(soft)
-                drawn.append((index, shift, offset))
             tokens = _pad_rows(rows)
-            places = _pad_rows(places, 0) if self.places_of else None
-            if self.mean_teacher_decay is not None:
-                yield batch, (tokens, places, self.mean_teacher_targets(drawn, tokens, places, length, seed, epoch,
-                                                                        max_transpose))
-                continue
             if self.teacher is None:
-                yield batch, tokens if places is None else (tokens, places)
+                yield batch, tokens
                 continue
             soft = np.zeros((len(rows), tokens.shape[1] - 1, VOCAB_SIZE), dtype=np.float32)
             for row, probabilities in enumerate(softs):
                 soft[row, :len(probabilities), :probabilities.shape[1]] = probabilities
-            yield batch, (tokens, places, soft)
+            yield batch, (tokens, soft)
 
     def validation_batches(self, length: int, batch_size: int, chorales: Sequence[np.ndarray] | None = None,
-                           max_tokens: int = 16384) -> list[Batch]:
-        """Whole valid chorales (none cropped), sorted by length, about `max_tokens` tokens a batch (with
-        `metre`, `degrees` or `held`, (tokens, places) pairs)."""
+                           max_tokens: int = 16384) -> list[np.ndarray]:
+        """Whole valid chorales (none cropped), sorted by length, about `max_tokens` tokens a batch."""
         chorales = self.valid if chorales is None else chorales
-        batches = []
-        for group in length_groups(chorales, max_tokens):
-            rows = [chorales[index] for index in group]
-            tokens = _pad_rows([self.encode(c) for c in rows])
-            batches.append((tokens, _pad_rows([self.places_of(c) for c in rows], 0)) if self.places_of else tokens)
-        return batches
+        return [_pad_rows([serialise(chorales[index]) for index in group])
+                for group in length_groups(chorales, max_tokens)]
 
 
 # --- training and scoring ----------------------------------------------------------------------------------
@@ -634,20 +448,12 @@ def run_configs(config: str, run: str, steps: int | None = None,
     model_values, train_values, data_values = load_config(config)
     changes = RUNS[run]
     data_options = {**data_values, **changes.get("data", {})}
-    known = ("transpose_within", "encoding", *PLACES, "mean_teacher", "mean_teacher_ramp")
+    known = ("transpose_within",)
     unknown = set(data_options) - set(known)
     if unknown:
         raise JSBError(f"unknown data option(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
-    encoding = data_options.get("encoding", "pitches")
-    model_config = ModelConfig(**{**model_values, **changes.get("model", {}),
-                                  "vocab_size": encoding_vocab_size(encoding)})
+    model_config = ModelConfig(**{**model_values, **changes.get("model", {}), "vocab_size": VOCAB_SIZE})
     train_config = TrainConfig.from_dict({**train_values, **changes.get("train", {})})
-    if encoding == "intervals" and model_config.relative_pitch is not None:
-        raise JSBError("relative pitch reads pitch tokens; the interval encoding has none after the first")
-    for option, (cycle, _, why) in PLACES.items():
-        if data_options.get(option) and model_config.position_cycle != cycle:
-            raise JSBError(f"the {option} option needs a model with position_cycle={cycle} ({why}), "
-                           f"not {model_config.position_cycle}")
     if steps:
         train_config = replace(train_config, steps=steps)
     if max_minutes:
@@ -661,19 +467,14 @@ def score(checkpoint: str | os.PathLike, chorales: Sequence[np.ndarray], device:
     `transpositions`, of its predictions averaged over that many keys either side (`key_averaged_nll`)."""
     if transpositions < 0:
         raise JSBError(f"--transpositions must be 0 or more, not {transpositions}")
-    model = load_checkpoint(checkpoint, device=device)
-    encodings = {size: encoding for encoding, size in ENCODING_VOCAB_SIZES.items()}
-    if model.config.vocab_size not in encodings:
+    model = load_model(checkpoint, device)
+    if model.config.vocab_size != VOCAB_SIZE:
         raise JSBError(f"{checkpoint}: not a JSB model (its vocabulary has {model.config.vocab_size} tokens, "
-                       f"JSB's {VOCAB_SIZE}, or {INTERVAL_VOCAB_SIZE} with the interval encoding)")
-    encoding = encodings[model.config.vocab_size]
+                       f"JSB's {VOCAB_SIZE})")
     if transpositions:
-        if encoding == "intervals":
-            raise JSBError(f"{checkpoint} reads intervals, the same in every key: score it without --transpositions")
         return key_averaged_nll(model, chorales, transpositions)
-    data = JSBData(chorales, chorales, name="eval", encoding=encoding,
-                   **{option: model.config.position_cycle == cycle for option, (cycle, _, _) in PLACES.items()})
-    return validation_nll(model, data.validation_batches(0, 0), model.device, pad=PAD)
+    batches = JSBData(chorales, chorales, name="eval").validation_batches(0, 0)
+    return validation_nll(model, batches, model.device, pad=PAD)
 
 
 def transposed_tokens(chorale: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
@@ -697,17 +498,6 @@ def in_key(log_probs: np.ndarray, shift: int) -> np.ndarray:
     return result - np.logaddexp.reduce(result, axis=1, keepdims=True)
 
 
-def next_token_log_probs(model: MusicTransformer, tokens: np.ndarray, places: np.ndarray | None) -> np.ndarray:
-    """The model's log-probabilities (B, T, vocabulary), float64, of each next token of `tokens` (B, T + 1),
-    given the tokens' places (B, T + 1) for its cycle embedding or None; no gradients, the model's mode
-    as it is."""
-    device = model.device
-    cycle = None if places is None else torch.from_numpy(places[:, :-1]).to(device)
-    with torch.inference_mode(), mixed_precision(device):
-        logits = model(torch.from_numpy(tokens[:, :-1]).to(device), cycle_positions=cycle)
-    return torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
-
-
 def key_averaged_log_probs(model: MusicTransformer, chorales: Sequence[np.ndarray], transpositions: int,
                            max_tokens: int = 4096) -> list[np.ndarray]:
     """Per chorale, the (tokens - 1, REST + 1) next-token log-probabilities of the model averaged over
@@ -719,25 +509,28 @@ def key_averaged_log_probs(model: MusicTransformer, chorales: Sequence[np.ndarra
     drops out from the next token on (at the first token it cannot reach it still counts, with
     probability 0 for that token); the untransposed model never drops out.
     """
-    places_of = places_for(model.config.position_cycle)
+    device = model.device
     groups = length_groups(chorales, max_tokens)
     sums: list[np.ndarray | None] = [None] * len(chorales)
     counts = [np.zeros(4 * len(chorale)) for chorale in chorales]
     was_training = model.training
     model.eval()
-    for shift in range(-transpositions, transpositions + 1):
-        for group in groups:
-            rows = [transposed_tokens(chorales[index], shift) for index in group]
-            places = _pad_rows([places_of(chorales[index]) for index in group], 0) if places_of else None
-            log_probs = next_token_log_probs(model, _pad_rows([row[0] for row in rows]), places)
-            for row, index in enumerate(group):
-                length = 4 * len(chorales[index])
-                inside = rows[row][1]
-                # the prediction of token t + 1 reads tokens up to t: it stands while those stay inside
-                stands = np.concatenate([[True], np.cumprod(inside[:-1]).astype(bool)])
-                predicted = np.where(stands[:, None], in_key(log_probs[row, :length], shift), -np.inf)
-                sums[index] = predicted if sums[index] is None else np.logaddexp(sums[index], predicted)
-                counts[index] += stands
+    with torch.inference_mode():
+        for shift in range(-transpositions, transpositions + 1):
+            for group in groups:
+                rows = [transposed_tokens(chorales[index], shift) for index in group]
+                tokens = torch.from_numpy(_pad_rows([row[0] for row in rows])).to(device)
+                with mixed_precision(device):
+                    logits = model(tokens[:, :-1])
+                log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
+                for row, index in enumerate(group):
+                    length = 4 * len(chorales[index])
+                    inside = rows[row][1]
+                    # the prediction of token t + 1 reads tokens up to t: it stands while those stay inside
+                    stands = np.concatenate([[True], np.cumprod(inside[:-1]).astype(bool)])
+                    predicted = np.where(stands[:, None], in_key(log_probs[row, :length], shift), -np.inf)
+                    sums[index] = predicted if sums[index] is None else np.logaddexp(sums[index], predicted)
+                    counts[index] += stands
     model.train(was_training)
     return [total - np.log(count)[:, None] for total, count in zip(sums, counts)]
 
@@ -758,7 +551,14 @@ def average_last(run_dir: Path, count: int = 5) -> list[Path]:
     kept = sorted(run_dir.glob("step*.pt"), key=lambda p: int(p.stem[4:]))[-count:]
     if len(kept) < 2:
         return []
-    average_checkpoints(kept, run_dir / "averaged.pt")
+    # music_transformer.checkpoint.average_checkpoints, for a model with or without the bar embedding
+    states = [read_checkpoint(path) for path in kept]
+    model = _model_in(states[-1], kept[-1].name)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            tensor.copy_(torch.stack([state["model"][name].float() for state in states]).mean(0))
+    save_checkpoint(model, run_dir / "averaged.pt", **states[-1].get("metadata", {}),
+                    averaged_from=[str(path) for path in kept])
     return kept
 
 
@@ -777,7 +577,7 @@ def distil(data: JSBData, teacher_path: Path, train_config: TrainConfig, device:
     """Has the teacher predict the training chorales for `data` before training starts (so the training
     clock leaves it out); the training config with its soft target weight (given, else the config's,
     else SOFT_TARGET_WEIGHT) and what the summary records of the teacher."""
-    teacher = load_checkpoint(teacher_path, device=device)
+    teacher = load_model(teacher_path, device)
     data.distil_from(teacher, TEACHER_TRANSPOSITIONS)
     weight = soft_target_weight if soft_target_weight is not None else (
         train_config.soft_target_weight or SOFT_TARGET_WEIGHT)
@@ -806,31 +606,27 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
     data = JSBData.load(data_folder, **data_options)
     run_dir = out / run
     teacher_summary = {}
-    if teachers is not None and data.mean_teacher_decay is not None:
-        raise JSBError(f"{run}: --teachers and the config's mean teacher both bring soft targets: choose one")
     if teachers is not None:
         train_config, teacher_summary = distil(data, teacher_checkpoint(teachers, run), train_config, device,
                                                threads, soft_target_weight)
-    elif data.mean_teacher_decay is not None:
-        weight = soft_target_weight or train_config.soft_target_weight or SOFT_TARGET_WEIGHT
-        train_config = replace(train_config, soft_target_weight=weight)
     elif soft_target_weight or train_config.soft_target_weight:
-        raise JSBError("a soft_target_weight needs --teachers or a mean teacher: soft targets come from a teacher")
+        raise JSBError("a soft_target_weight needs --teachers: soft targets come from a teacher")
     started = time.monotonic()
     summary = train_module.train(data, run_dir, config=(model_config, train_config), device=device,
                                  threads=threads, keep_every_steps=keep_every, progress=progress,
-                                 resume=(run_dir / "last.pt").exists())
+                                 resume=(run_dir / "last.pt").exists(), model_class=model_class(run))
     summary["wall_seconds"] = round(time.monotonic() - started, 1)  # its valid_nll: the loop's last validation
     kept = average_last(run_dir)
     if kept:
         summary["averaged_valid_nll"] = score(run_dir / "averaged.pt", data.valid, device)
         summary["averaged_checkpoints"] = len(kept)
-        if transpositions and data.encoding == "pitches":  # intervals are the same in every key
+        if transpositions:
             summary["key_averaged_valid_nll"] = score(run_dir / "averaged.pt", data.valid, device, transpositions)
             summary["transpositions"] = transpositions
     summary.update(teacher_summary)
     summary["run"] = run
     summary["model"] = asdict(model_config)
+    summary["bar_embedding"] = model_class(run) is BarTransformer
     summary["train"] = asdict(train_config)
     summary["data"] = data_options
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -863,7 +659,7 @@ def map_in_processes(function, work: list, jobs: int) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     """Trains the named runs and prints their valid NLL beside the paper's, or scores one checkpoint."""
-    parser = argparse.ArgumentParser(prog="music-transformer bench jsb", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench/jsb.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="cpu", help=f"{', '.join(CONFIGS)} or a JSON file (default cpu)")
     parser.add_argument("--runs", default="relative,absolute", help=f"comma-separated, of: {', '.join(RUNS)}")
     parser.add_argument("--out", type=Path, default=Path("runs/jsb"), help="run directories (default runs/jsb)")
@@ -875,7 +671,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs trained at once, each on cores/jobs threads (CPU; default 1)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU when there is one)")
-    parser.add_argument("--keep-every", type=int, default=100, help="keep weights every N steps (the last 5 are averaged)")
+    parser.add_argument("--keep-every", type=int, default=100,
+                        help="keep weights every N steps (the last 5 are averaged)")
     parser.add_argument("--eval", type=Path, metavar="FILE.json", help="score --checkpoint on this split instead")
     parser.add_argument("--checkpoint", type=Path, help="the model --eval scores")
     parser.add_argument("--transpositions", type=int, default=0, metavar="K",
@@ -885,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="distil each run from its namesake's (averaged) weights in DIR (finished runs), "
                              f"their predictions averaged over ±{TEACHER_TRANSPOSITIONS} keys")
     parser.add_argument("--soft-target-weight", type=float, metavar="W",
-                        help=f"with --teachers or a mean teacher: the weight of the teacher's predictions "
+                        help=f"with --teachers: the weight of the teacher's predictions "
                              f"against the tokens' (default: the config's, else {SOFT_TARGET_WEIGHT})")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
@@ -907,9 +704,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.teachers is not None:
             for run in runs:
                 teacher_checkpoint(args.teachers, run)  # a missing teacher fails before anything trains
-        elif args.soft_target_weight is not None and not all(
-                run_configs(args.config, run)[2].get("mean_teacher") for run in runs):
-            raise JSBError("--soft-target-weight goes with --teachers or a config with a mean teacher")
+        elif args.soft_target_weight is not None:
+            raise JSBError("--soft-target-weight goes with --teachers")
         work = [(args.config, run, args.out, args.steps, threads, args.device, args.keep_every, jobs == 1,
                  args.data, args.max_minutes, args.transpositions, args.teachers, args.soft_target_weight)
                 for run in runs]

@@ -94,7 +94,8 @@ if [ -n "$report" ]; then
     "$python" - "$runs" "$report" "${names[@]}" <<'EOF'
 import json, sys
 from pathlib import Path
-from music_transformer import ModelConfig, load_checkpoint, save_checkpoint
+from bench.jsb import load_model
+from music_transformer import ModelConfig, save_checkpoint
 runs, report = Path(sys.argv[1]), Path(sys.argv[2])
 summaries = {}
 for run in sys.argv[3:]:
@@ -109,7 +110,7 @@ scored = [(summary.get(key), run, name) for run, summary in summaries.items()
           for key, name in (("valid_nll", "model.pt"), ("averaged_valid_nll", "averaged.pt")) if summary.get(key)]
 if scored:
     nll, run, name = min(scored)
-    model = load_checkpoint(runs / run / name, device="cpu").half()
+    model = load_model(runs / run / name, "cpu").half()
     save_checkpoint(model, report / "best.pt", run=run, source=name, valid_nll=nll)
     data = (report / "best.pt").read_bytes()
     (report / "best.pt").unlink()

@@ -1,4 +1,5 @@
-"""The JSB Chorales benchmark (bench/jsb.py): serialisation, batches, training through the shared loop, --eval."""
+"""The JSB Chorales benchmark (bench/jsb.py): serialisation, batches, the bar model, training through the shared
+loop, distillation, --eval."""
 
 import json
 import sys
@@ -8,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from music_transformer.cli import main as cli_main
-
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench import jsb  # noqa: E402
+from music_transformer.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
+from music_transformer.model import ModelConfig, MusicTransformer  # noqa: E402
 
 
 def make_chorales(count, seed=0):
@@ -36,15 +37,14 @@ def make_chorales(count, seed=0):
     return chorales
 
 
-def nll_by_hand(checkpoint, chorales, encode=jsb.serialise, places=None):
+def nll_by_hand(checkpoint, chorales):
     """NLL per token of every token after START of every chorale, each chorale whole, one at a time."""
-    model = jsb.load_checkpoint(checkpoint, device="cpu")
+    model = jsb.load_model(checkpoint, device="cpu")
     total = count = 0
     with torch.no_grad():
         for chorale in chorales:
-            tokens = torch.from_numpy(encode(chorale))[None]
-            cycle = None if places is None else torch.from_numpy(places(chorale))[None, :-1]
-            logits = model(tokens[:, :-1], cycle_positions=cycle)
+            tokens = torch.from_numpy(jsb.serialise(chorale))[None]
+            logits = model(tokens[:, :-1])
             total += float(torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum"))
             count += tokens.shape[1] - 1
     return total / count
@@ -57,22 +57,6 @@ def train_smoke(run, jsb_folder, config, **options):
                                                                      "learning_rate": 1e-2}}))
     return jsb.train_run(str(config), run, config.parent / "runs", None, 1, "cpu", 10, False, str(jsb_folder),
                          **options)
-
-
-def trains_and_scores_with_its_places(run, option, jsb_folder, tmp_path):
-    """`run`, whose cycle embedding is told each token's places by the data option `option`, learns through
-    the shared loop, and --eval and a scoring by hand with those places agree with its summary; the
-    option and the metre together are refused."""
-    cycle, places, _ = jsb.PLACES[option]
-    summary = train_smoke(run, jsb_folder, tmp_path / "config.json")
-    assert summary["model"]["position_cycle"] == cycle and summary["data"] == {option: True}
-    assert summary["valid_nll"] < 3.0
-    valid = jsb.read_chorales(jsb_folder / "valid.json")
-    checkpoint = tmp_path / "runs" / run / "model.pt"
-    assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
-    assert nll_by_hand(checkpoint, valid, places=places) == pytest.approx(summary["valid_nll"], abs=1e-4)
-    with pytest.raises(jsb.JSBError, match="choose one"):
-        jsb.JSBData(valid, valid, metre=True, **{option: True})
 
 
 @pytest.fixture
@@ -92,44 +76,19 @@ def test_a_chorale_is_serialised_in_raster_order_with_a_rest_token():
     assert jsb.VOCAB_SIZE == 49 and max(tokens) < jsb.VOCAB_SIZE
 
 
-def _pitches_from_intervals(tokens):
-    """By hand: the interval encoding read back as `serialise`'s pitch tokens."""
-    tokens = list(tokens)
-    first = next(i for i, token in enumerate(tokens) if token < jsb.REST)
-    return tokens[:first + 1] + [token - jsb.FIRST_INTERVAL - jsb.WIDEST + tokens[first]
-                                 if token >= jsb.FIRST_INTERVAL else token for token in tokens[first + 1:]]
-
-
-def test_the_interval_encoding_is_the_same_in_every_key_and_reads_back():
-    chorale = np.array([[-1, 55, 52, 48], [62, -1, 53, 47], [81, 36, 60, 48]])
-    tokens = jsb.serialise_intervals(chorale)
-    # the rest and START keep their tokens, the alto's 55 is the first pitch, then intervals from it
-    assert tokens[:3].tolist() == [jsb.START, jsb.REST, 55 - jsb.LOWEST]
-    assert tokens[3] == jsb.FIRST_INTERVAL + jsb.WIDEST + (52 - 55) and tokens[6] == jsb.REST
-    assert jsb.INTERVAL_VOCAB_SIZE == 140 and max(tokens) < jsb.INTERVAL_VOCAB_SIZE
-    assert _pitches_from_intervals(tokens) == jsb.serialise(chorale).tolist()
-    # from the widest interval down (81 - 36 after a 36, 36 - 81 after an 81) every token is in the vocabulary
-    extremes = jsb.serialise_intervals(np.array([[36, 36, 36, 36], [81, 81, 81, 81]]))
-    assert extremes[5] == jsb.INTERVAL_VOCAB_SIZE - 1 and min(extremes[2:5]) == jsb.FIRST_INTERVAL + jsb.WIDEST
-    bottom = jsb.serialise_intervals(np.array([[81, 81, 81, 81], [36, 36, 36, 36]]))
-    assert bottom[5] == jsb.FIRST_INTERVAL
-    moved = jsb.serialise_intervals(chorale, shift=-3)
-    assert moved[2] == tokens[2] - 3 and moved[3:].tolist() == tokens[3:].tolist()
-
-
 def test_every_named_config_builds_every_run():
     for config in jsb.CONFIGS:
         for run in jsb.RUNS:
-            model_config, train_config, data_options = jsb.run_configs(config, run)
-            encoding = data_options.get("encoding", "pitches")
-            assert model_config.vocab_size == jsb.ENCODING_VOCAB_SIZES[encoding] and train_config.steps > 0
+            model_config, train_config, _ = jsb.run_configs(config, run)
+            assert model_config.vocab_size == jsb.VOCAB_SIZE and train_config.steps > 0
             assert model_config.train_length >= 4 * 516 + 1  # the longest training chorale, whole
     assert jsb.run_configs("cpu", "absolute")[0].positional == "absolute"
     assert jsb.run_configs("cpu", "relative-local")[0].local_block == 256
     assert jsb.run_configs("cpu", "relative-timing")[0].positional == "both"
     assert jsb.run_configs("cpu", "relative", steps=7)[1].steps == 7
     assert jsb.run_configs("gpu", "relative", max_minutes=2.5)[1].max_minutes == 2.5
-    assert jsb.run_configs("cpu", "relative-bar")[0].position_cycle == 64
+    assert jsb.model_class("relative-bar") is jsb.BarTransformer is jsb.model_class("relative-timing-bar-all-keys")
+    assert jsb.model_class("relative-timing") is jsb.MusicTransformer
     assert jsb.run_configs("cpu", "absolute-bar")[0].positional == "absolute"
     _, train_config, data_options = jsb.run_configs("gpu", "relative-timing-bar-all-keys")
     assert train_config.max_transpose == 6 and data_options == {"transpose_within": "vocabulary"}
@@ -140,11 +99,6 @@ def test_every_named_config_builds_every_run():
     two_hours_model, two_hours_train, _ = jsb.run_configs("cpu-2h", "absolute")
     assert two_hours_model == jsb.run_configs("cpu", "absolute")[0]
     assert two_hours_train.precision == "auto" and two_hours_train.steps == 12000  # float32 on the CPU
-    pitch_model = jsb.run_configs("cpu", "relative-timing-bar-pitch")[0]
-    assert pitch_model.relative_pitch == jsb.REST and pitch_model.position_cycle == 64  # the 46 pitch tokens
-    for run in ("relative-timing-metre", "absolute-metre"):
-        metre_model, _, data_options = jsb.run_configs("cpu", run)
-        assert metre_model.position_cycle == jsb.METRE_CYCLE and data_options["metre"] is True
 
 
 def test_the_committed_config_files_change_only_what_their_names_say():
@@ -161,8 +115,6 @@ def test_the_committed_config_files_change_only_what_their_names_say():
     assert changes == {
         "cpu-2h-4-layers.json": {"model.n_layers": 4, "train.steps": 9000},  # the same minutes as 3 layers
         "cpu-2h-dropout-0.2.json": {"model.dropout": 0.2},
-        # taught by the running average of its own weights, over keys: 8,000 steps, about 12,000 plain ones' minutes
-        "cpu-2h-mean-teacher.json": {"data.mean_teacher": 0.999, "data.mean_teacher_ramp": 2000, "train.steps": 8000},
         # wider, trained on windows of 512 tokens (a whole chorale has 966 on average), 4 a batch
         "cpu-2h-256-windows.json": {"model.d_model": 256, "model.d_ff": 1024, "model.train_length": 512,
                                     "model.max_relative_distance": 512, "train.batch_size": 4, "train.steps": 8000},
@@ -173,9 +125,10 @@ def test_the_committed_config_files_change_only_what_their_names_say():
 
 def test_a_config_file_with_an_unknown_data_option_is_refused(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"model": {}, "train": {}, "data": {"transpose_whithin": "voices"}}))
-    with pytest.raises(jsb.JSBError, match="transpose_whithin"):
-        jsb.run_configs(str(path), "relative")
+    for removed in ({"transpose_whithin": "voices"}, {"mean_teacher": 0.999}, {"metre": True}):
+        path.write_text(json.dumps({"model": {}, "train": {}, "data": removed}))
+        with pytest.raises(jsb.JSBError, match=f"unknown data option.*{next(iter(removed))}"):
+            jsb.run_configs(str(path), "relative")
     path.write_text(json.dumps({"base": "cpu-3h", "model": {"dropout": 0.2}}))
     with pytest.raises(jsb.JSBError, match="base 'cpu-3h' is none of cpu, gpu"):
         jsb.run_configs(str(path), "relative")
@@ -261,39 +214,6 @@ def hymn(period, pickup, bars, seed=0):
     return np.array(steps)
 
 
-@pytest.mark.parametrize("period", [16, 12])
-@pytest.mark.parametrize("pickup", [True, False])
-def test_the_metre_and_pickup_are_inferred_from_where_the_long_notes_start(period, pickup):
-    chorale = hymn(period, pickup, bars=6)
-    assert jsb.infer_metre(chorale) == (period, 4 if pickup else 0)
-    places = jsb.metre_positions(chorale)
-    assert len(places) == len(jsb.serialise(chorale)) and places[0] == jsb.METRE_CYCLE - 1
-    base = 0 if period == 16 else 64
-    first_bar_line = 1 + 4 * (4 if pickup else 0)  # the downbeat's soprano token
-    assert places[first_bar_line:first_bar_line + 4].tolist() == [base, base + 1, base + 2, base + 3]
-    assert places[1:].max() == base + 4 * period - 1 and places[1:].min() == base
-    if pickup:  # the pickup is the bar's last quarter
-        assert places[1] == base + 4 * (period - 4)
-
-
-def test_metre_batches_carry_each_tokens_place_in_its_bar():
-    chorales = [hymn(16, True, 10, seed=1), hymn(12, False, 12, seed=2), hymn(16, False, 9, seed=3)]
-    data = jsb.JSBData(chorales, chorales, metre=True)
-    full = [jsb.metre_positions(c) for c in chorales]
-    for length in (2304, 100):  # whole chorales, and cropped at random places
-        for _, (tokens, places) in data.batches(length, 2, seed=0, epoch=0, start=0, rank=0, world_size=1,
-                                                 max_transpose=5):
-            assert tokens.shape == places.shape
-            for row_tokens, row in zip(tokens, places):
-                row = row[row_tokens != jsb.PAD]
-                assert any(len(f) >= len(row) and any((f[o:o + len(row)] == row).all()
-                                                      for o in range(len(f) - len(row) + 1)) for f in full)
-    valid = data.validation_batches(0, 0, max_tokens=300)
-    assert all(isinstance(b, tuple) and b[0].shape == b[1].shape for b in valid)
-    assert sorted(int((b[0][:, 1:] != jsb.PAD).sum()) for b in valid) == sorted(4 * len(c) for c in chorales)
-    assert all(isinstance(b, np.ndarray) for b in jsb.JSBData(chorales, chorales).validation_batches(0, 0))
-
-
 def test_a_crop_starts_whole_bars_in_so_every_token_keeps_its_place_in_the_bar():
     chorales = [hymn(16, True, 10, seed=1), hymn(16, False, 9, seed=3)]
     data = jsb.JSBData(chorales, chorales)
@@ -309,87 +229,53 @@ def test_a_crop_starts_whole_bars_in_so_every_token_keeps_its_place_in_the_bar()
     assert len(offsets) > 2  # not always the same crop
 
 
-def test_a_metre_model_learns_through_the_shared_loop_and_eval_reads_the_metre(jsb_folder, tmp_path):
-    config, smoke = tmp_path / "config.json", jsb.CONFIGS["smoke"]
-    summary = train_smoke("relative-timing-metre", jsb_folder, config)
-    assert summary["model"]["position_cycle"] == jsb.METRE_CYCLE and summary["data"] == {"metre": True}
-    assert summary["valid_nll"] < 3.0  # untrained: about log(49) = 3.9
-    valid = jsb.read_chorales(jsb_folder / "valid.json")
-    assert jsb.score(tmp_path / "runs" / "relative-timing-metre" / "model.pt", valid, "cpu") == \
-        pytest.approx(summary["valid_nll"], abs=1e-4)
-    # Scored with the default places (the position modulo the cycle) instead, the same weights do worse.
-    model = jsb.load_checkpoint(tmp_path / "runs" / "relative-timing-metre" / "model.pt", device="cpu")
-    plain = jsb.validation_nll(model, jsb.JSBData(valid, valid).validation_batches(0, 0), model.device, pad=jsb.PAD)
-    assert plain > summary["valid_nll"] + 0.01
-    with pytest.raises(jsb.JSBError, match="position_cycle=113"):
-        config.write_text(json.dumps({"model": smoke["model"], "train": smoke["train"], "data": {"metre": True}}))
-        jsb.run_configs(str(config), "relative-bar")
+def test_the_bar_model_tells_each_token_its_place_in_a_4_4_bar():
+    # The last position sees the same 30 tokens behind another prefix (one layer, a window of 30: nothing
+    # else). Relative attention alone gives it the same logits whatever the prefix; with the bar embedding
+    # they are the same when the prefix is a whole number of bars (64 tokens) long, and differ otherwise.
+    config = ModelConfig(vocab_size=jsb.VOCAB_SIZE, n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0,
+                         max_relative_distance=64, train_length=256)
+    torch.manual_seed(0)
+    model = jsb.BarTransformer(config).eval()
+    plain = MusicTransformer(config).eval()
+    plain.load_state_dict({name: value for name, value in model.state_dict().items() if name != "embedding.bar.weight"})
+    tokens = torch.randint(0, jsb.REST, (1, 30))
+    prefixes = {length: torch.randint(0, jsb.REST, (1, length)) for length in (64, 67, 128)}
+    with torch.no_grad():
+        model.embedding.bar.weight.normal_(0, 0.1)  # as large as trained weights, not the near-zero initial ones
+        last = lambda network, prefix: network(torch.cat([prefixes[prefix], tokens], 1), window=30)[0, -1]  # noqa: E731
+        torch.testing.assert_close(last(plain, 64), last(plain, 67), atol=1e-5, rtol=0)
+        torch.testing.assert_close(last(model, 64), last(model, 128), atol=1e-5, rtol=0)
+        assert (last(model, 64) - last(model, 67)).abs().max() > 1e-2
+    assert model.head.weight is model.embedding.weight  # the output layer still reads the token table
+    assert model.num_parameters() == plain.num_parameters() + jsb.BAR * config.d_model
+    with pytest.raises(jsb.JSBError, match="no cached decoder"):
+        model(tokens, cache=model.new_cache())
 
 
-def test_an_interval_model_trains_and_scores_the_same_chorales(jsb_folder, tmp_path):
-    """The interval encoding through the shared loop: its score is the NLL of the chorales' own tokens."""
-    config, smoke = tmp_path / "config.json", jsb.CONFIGS["smoke"]
-    summary = train_smoke("relative-timing-bar-intervals", jsb_folder, config, transpositions=2)
-    assert summary["model"]["vocab_size"] == jsb.INTERVAL_VOCAB_SIZE and summary["data"] == {"encoding": "intervals"}
-    assert summary["valid_nll"] < 3.0  # untrained: about log(140) = 4.9
-    assert "key_averaged_valid_nll" not in summary  # the same in every key: nothing to average
-    checkpoint = tmp_path / "runs" / "relative-timing-bar-intervals" / "model.pt"
+def test_a_bar_checkpoint_of_either_naming_loads_and_scores_alike(jsb_folder, tmp_path):
+    """A `-bar` run's checkpoints load as a BarTransformer, also those written while the bar embedding was
+    ModelConfig.position_cycle (weights `cycle_embedding.weight`); the library's loader refuses them."""
+    summary = train_smoke("relative-timing-bar", jsb_folder, tmp_path / "config.json")
+    assert summary["bar_embedding"] and summary["model"]["positional"] == "both"
+    checkpoint = tmp_path / "runs" / "relative-timing-bar" / "model.pt"
+    model = jsb.load_model(checkpoint, "cpu")
+    assert isinstance(model, jsb.BarTransformer) and not model.training
     valid = jsb.read_chorales(jsb_folder / "valid.json")
     assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
-    assert nll_by_hand(checkpoint, valid, encode=jsb.serialise_intervals) == pytest.approx(summary["valid_nll"],
-                                                                                        abs=1e-4)
-    with pytest.raises(jsb.JSBError, match="without --transpositions"):
-        jsb.score(checkpoint, valid, "cpu", transpositions=1)
-    config.write_text(json.dumps({"model": {**smoke["model"], "relative_pitch": jsb.REST}, "train": smoke["train"],
-                                  "data": {"encoding": "intervals"}}))
-    with pytest.raises(jsb.JSBError, match="interval encoding has none"):
-        jsb.run_configs(str(config), "relative")
-    config.write_text(json.dumps({"model": smoke["model"], "train": smoke["train"], "data": {"encoding": "degrees"}}))
-    with pytest.raises(jsb.JSBError, match="encoding must be one of pitches, intervals"):
-        jsb.run_configs(str(config), "relative")
-
-
-def test_degree_places_are_the_pitch_class_above_the_first_pitch_in_every_key(jsb_folder, tmp_path):
-    chorale = np.array([[-1, 55, 52, 48], [62, -1, 53, 47]])
-    # START and the silent soprano: class 12; the alto's 55 is the first pitch (class 0); 52 is 9 above it
-    # (mod 12), 48 is 5, 62 is 7; the place in the cycle is the position modulo 64
-    assert jsb.degree_positions(chorale).tolist() == [12 * 64 + 0, 12 * 64 + 1, 2, 9 * 64 + 3, 5 * 64 + 4,
-                                                      7 * 64 + 5, 12 * 64 + 6, 10 * 64 + 7, 4 * 64 + 8]
-    data = jsb.JSBData.load(jsb_folder, degrees=True)
-    _, (tokens, places) = next(data.batches(4096, 2, seed=0, epoch=0, start=0, rank=0, world_size=1, max_transpose=5))
-    for row_tokens, row_places in zip(tokens, places):  # each row's places are its chorale's, whatever its key
-        length = int((row_tokens != jsb.PAD).sum())
-        pitched = np.flatnonzero(row_tokens[:length] < jsb.REST)
-        assert ((row_places[pitched] // 64) == (row_tokens[pitched] - row_tokens[pitched[0]]) % 12).all()
-    trains_and_scores_with_its_places("relative-timing-degrees", "degrees", jsb_folder, tmp_path)
-    config, smoke = tmp_path / "config.json", jsb.CONFIGS["smoke"]
-    config.write_text(json.dumps({"model": smoke["model"], "train": smoke["train"], "data": {"degrees": True}}))
-    with pytest.raises(jsb.JSBError, match="position_cycle=832"):
-        jsb.run_configs(str(config), "relative-bar")
-
-
-def test_held_places_tell_how_long_the_next_voice_has_held_its_pitch_from_the_past_only(jsb_folder, tmp_path):
-    chorale = np.array([[60, 55, 52, 48], [60, 55, 52, 47], [62, 55, -1, 47], [62, 57, -1, 47]])
-    # START predicts the soprano's first note: nothing held yet; after the bass of step t the soprano of
-    # step t + 1 comes next, after any other voice the next voice of the same step (a rest holds too)
-    held = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 1, 1, 3, 1, 2, 2]
-    places = jsb.held_positions(chorale)
-    assert (places // 64).tolist() == held and (places % 64).tolist() == list(range(17))
-    changed = chorale.copy()
-    changed[3] = [70, 70, 70, 70]  # the last step's tokens (13..16) move only the places after them
-    assert (jsb.held_positions(changed)[:14] == places[:14]).all()
-    assert not (jsb.held_positions(changed) == places).all()
-    whole_notes = np.tile([[60, 55, 52, 48]], (40, 1))
-    assert jsb.held_positions(whole_notes).max() // 64 == jsb.HELD_LONGEST
-    data = jsb.JSBData.load(jsb_folder, held=True)
-    _, (tokens, row_places) = next(data.batches(4096, 2, seed=0, epoch=0, start=0, rank=0, world_size=1,
-                                                max_transpose=5))
-    chorales = data.train
-    for row_tokens, places_of_row in zip(tokens, row_places):  # a transposed chorale keeps its places
-        length = int((row_tokens != jsb.PAD).sum())
-        index = next(i for i, c in enumerate(chorales) if 4 * len(c) + 1 == length)
-        assert (places_of_row[:length] == jsb.held_positions(chorales[index])).all()
-    trains_and_scores_with_its_places("relative-timing-held", "held", jsb_folder, tmp_path)
+    # as the earlier code wrote it: the config names the cycle, the weights the cycle embedding
+    state = read_checkpoint(checkpoint)
+    state["config"]["position_cycle"] = jsb.BAR
+    state["model"]["cycle_embedding.weight"] = state["model"].pop("embedding.bar.weight")
+    former = tmp_path / "former.pt"
+    torch.save(state, former)
+    assert jsb.score(former, valid, "cpu") == jsb.score(checkpoint, valid, "cpu")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(checkpoint, device="cpu")
+    state["model"]["cycle_embedding.weight"] = torch.zeros(113, state["config"]["d_model"])  # a metre model's
+    torch.save(state, former)
+    with pytest.raises(jsb.JSBError, match="former.pt: the weights do not fit"):
+        jsb.load_model(former, "cpu")
 
 
 def test_validation_scores_every_token_of_every_chorale_once(jsb_folder):
@@ -406,7 +292,7 @@ def test_training_through_the_shared_loop_learns_and_eval_scores_a_split(jsb_fol
     config.write_text(json.dumps({"model": smoke["model"], "train": {**smoke["train"], "steps": 40,
                                                                      "learning_rate": 1e-2}}))
     out = tmp_path / "runs"
-    assert cli_main(["bench", "jsb", "--config", str(config), "--data", str(jsb_folder), "--out", str(out),
+    assert jsb.main(["--config", str(config), "--data", str(jsb_folder), "--out", str(out),
                      "--keep-every", "10", "--transpositions", "1", "--json"]) == 0
     printed = capsys.readouterr().out
     result = json.loads(printed.strip().splitlines()[-1])
@@ -427,8 +313,7 @@ def test_training_through_the_shared_loop_learns_and_eval_scores_a_split(jsb_fol
         assert (out / run["run"] / "model.pt").exists() and (out / run["run"] / "averaged.pt").exists()
     assert "relative" in printed and "0.335" in printed
 
-    assert cli_main(["bench", "jsb", "--eval", str(jsb_folder / "valid.json"),
-                     "--checkpoint", str(out / "relative" / "model.pt")]) == 0
+    assert jsb.main(["--eval", str(jsb_folder / "valid.json"), "--checkpoint", str(out / "relative" / "model.pt")]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("nll_per_token: ")
     assert float(line.split()[-1]) == pytest.approx(runs["relative"]["valid_nll"], abs=1e-4)
@@ -456,8 +341,6 @@ def _softmax_in_key(model, chorale, shift):
 def test_key_averaged_predictions_are_distributions_of_the_past_only():
     """--transpositions: the mean of the transposed models' predictions, read back in the chorale's key;
     a transposition drops out after the first token it cannot reach, so no prediction sees the future."""
-    from music_transformer.model import ModelConfig, MusicTransformer
-
     torch.manual_seed(0)
     model = MusicTransformer(ModelConfig(vocab_size=jsb.VOCAB_SIZE, n_layers=1, d_model=32, n_heads=2, d_ff=64,
                                          dropout=0.0, max_relative_distance=64, train_length=256)).eval()
@@ -492,7 +375,7 @@ def test_distilling_batches_bring_the_teachers_key_averaged_predictions(jsb_fold
     """With a teacher, each batch row's soft targets are the teacher's predictions for that chorale in the
     key it was drawn in, averaged over keys around it, cropped with the tokens; PAD rows get none."""
     train_smoke("relative", jsb_folder, tmp_path / "config.json")
-    teacher = jsb.load_checkpoint(tmp_path / "runs" / "relative" / "averaged.pt", device="cpu")
+    teacher = jsb.load_model(tmp_path / "runs" / "relative" / "averaged.pt", "cpu")
     plain, taught = jsb.JSBData.load(jsb_folder), jsb.JSBData.load(jsb_folder)
     taught.distil_from(teacher, 1)
     assert "±1 keys" in taught.describe()
@@ -505,9 +388,9 @@ def test_distilling_batches_bring_the_teachers_key_averaged_predictions(jsb_fold
             expected[index, shift] = (jsb.serialise(chorale, shift), np.exp(log_probs))
     length = 60  # shorter than every chorale: each row is a crop
     rows = 0
-    for (index, tokens), (same_index, (taught_tokens, places, soft)) in zip(
+    for (index, tokens), (same_index, (taught_tokens, soft)) in zip(
             plain.batches(length, 3, 0, 1, 0, 0, 1, 2), taught.batches(length, 3, 0, 1, 0, 0, 1, 2)):
-        assert index == same_index and np.array_equal(tokens, taught_tokens) and places is None
+        assert index == same_index and np.array_equal(tokens, taught_tokens)
         assert soft.shape == (*tokens[:, 1:].shape, jsb.VOCAB_SIZE) and soft.dtype == np.float32
         for row, soft_row in zip(tokens, soft):
             matches = [probabilities[offset:offset + length]
@@ -519,13 +402,9 @@ def test_distilling_batches_bring_the_teachers_key_averaged_predictions(jsb_fold
             rows += 1
     assert rows == 3 * (len(plain.train) // 3)
     # the cropped and the whole: a row of a chorale shorter than the length is padded, its soft rows 0
-    (_, (tokens, _, soft)), *_ = taught.batches(2304, 24, 0, 0, 0, 0, 1, 2)
+    (_, (tokens, soft)), *_ = taught.batches(2304, 24, 0, 0, 0, 0, 1, 2)
     padded = tokens[:, 1:] == jsb.PAD
     assert padded.any() and not soft[padded].any() and np.allclose(soft[~padded].sum(-1), 1.0, atol=1e-2)
-
-    interval = jsb.JSBData.load(jsb_folder, encoding="intervals")
-    with pytest.raises(jsb.JSBError, match="needs the pitch encoding"):
-        interval.distil_from(teacher, 1)
 
 
 def test_a_run_distils_from_its_namesake_and_reports_the_teacher(jsb_folder, tmp_path, capsys):
@@ -560,114 +439,7 @@ def test_a_run_distils_from_its_namesake_and_reports_the_teacher(jsb_folder, tmp
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("ramp, steps_taken", [(0, 1000), (4, 1)])
-def test_a_mean_teacher_follows_the_weights_and_teaches_each_crop_in_a_key_near_the_rows(
-        jsb_folder, tmp_path, ramp, steps_taken):
-    """With a mean teacher, `after_step` keeps a running average of the model's weights (a copy at first),
-    and each batch row's soft targets are that average's predictions of the row's crop in a key within ±3
-    of the row's (every pitch inside the vocabulary), read back in the row's key, and while the ramp lasts
-    (step / ramp of the way) mixed with the row's tokens; the keys vary, the batches' tokens are those of
-    a plain run."""
-    train_smoke("relative-timing-bar", jsb_folder, tmp_path / "config.json")
-    model = jsb.load_checkpoint(tmp_path / "runs" / "relative-timing-bar" / "model.pt", device="cpu")
-    plain = jsb.JSBData.load(jsb_folder)
-    taught = jsb.JSBData.load(jsb_folder, mean_teacher=0.5, mean_teacher_ramp=ramp)
-    assert "decay 0.5" in taught.describe()
-    with pytest.raises(jsb.JSBError, match="calls after_step first"):
-        next(taught.batches(60, 3, 0, 1, 0, 0, 1, 2))
-
-    # the running average: a copy, then the warm-up's decay (1 + step) / (10 + step), then at most 0.5
-    start = {name: value.clone() for name, value in model.state_dict().items()}
-    taught.after_step(model, 0)
-    teacher = taught.mean_teacher
-    assert teacher is not model and not teacher.training and not any(p.requires_grad for p in teacher.parameters())
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(1.0)
-    taught.after_step(model, 1)  # decay 2 / 11: 9 / 11 of the way to the model
-    taught.after_step(model, 1000)  # decay 0.5: half of the rest
-    moved = 1.0 - (2 / 11) * 0.5
-    for name, parameter in teacher.named_parameters():
-        assert torch.allclose(parameter, start[name] + moved, atol=1e-5), name
-    with torch.no_grad():  # the teacher that teaches below: the trained weights themselves
-        for name, parameter in teacher.named_parameters():
-            parameter.copy_(start[name])
-        for name, parameter in model.named_parameters():
-            parameter.copy_(start[name])
-    taught.after_step(model, steps_taken)  # the ramp's place; the teacher stays (it is the model)
-    say = min(1.0, steps_taken / ramp) if ramp else 1.0
-
-    length, keys_used, rows = 60, set(), 0  # shorter than every chorale: each row is a crop
-    for (index, tokens), (same_index, (taught_tokens, places, soft)) in zip(
-            plain.batches(length, 3, 0, 1, 0, 0, 1, 2), taught.batches(length, 3, 0, 1, 0, 0, 1, 2)):
-        assert index == same_index and np.array_equal(tokens, taught_tokens) and places is None
-        assert soft.shape == (*tokens[:, 1:].shape, jsb.VOCAB_SIZE) and soft.dtype == np.float32
-        for row, soft_row in zip(tokens, soft):
-            assert np.allclose(soft_row.sum(-1), 1.0, atol=1e-4) and not soft_row[:, jsb.START:].any()
-            found = []
-            for chorale in plain.train:
-                for shift in jsb.allowed_shifts(chorale, plain.transpose_ranges, 2):
-                    full = jsb.serialise(chorale, shift)
-                    for offset in range(0, len(full) - length, jsb.CROP_STEP):
-                        if not np.array_equal(full[offset:offset + length + 1], row):
-                            continue
-                        for key in jsb.allowed_shifts(chorale, jsb.VOCABULARY_RANGES, 5):
-                            if abs(key - shift) > jsb.TEACHER_TRANSPOSITIONS:
-                                continue
-                            crop = torch.from_numpy(jsb.serialise(chorale, key)[offset:offset + length])[None]
-                            with torch.no_grad():
-                                log_probs = torch.log_softmax(teacher(crop)[0].double(), -1).numpy()
-                            expected = say * np.exp(jsb.in_key(log_probs, key - shift))
-                            expected[np.arange(length), row[1:]] += 1.0 - say
-                            if np.allclose(soft_row[:, :jsb.REST + 1], expected, atol=1e-4):
-                                found.append(key - shift)
-            assert found, "a row's soft targets are no nearby key's predictions of its crop"
-            keys_used.update(found)
-            rows += 1
-    assert rows == 3 * (len(plain.train) // 3) and len(keys_used) >= 4  # keys either side, not only the row's own
-
-    with pytest.raises(jsb.JSBError, match="between 0 and 1"):
-        jsb.JSBData.load(jsb_folder, mean_teacher=1.0)
-    with pytest.raises(jsb.JSBError, match="needs the pitch encoding"):
-        jsb.JSBData.load(jsb_folder, mean_teacher=0.9, encoding="intervals")
-    with pytest.raises(jsb.JSBError, match="number of steps"):
-        jsb.JSBData.load(jsb_folder, mean_teacher=0.9, mean_teacher_ramp=-1)
-    with pytest.raises(jsb.JSBError, match="goes with mean_teacher"):
-        jsb.JSBData.load(jsb_folder, mean_teacher_ramp=100)
-    with pytest.raises(jsb.JSBError, match="choose one"):  # refused before the teacher predicts anything
-        taught.distil_from(model, 1)
-
-
-def test_a_run_with_a_mean_teacher_learns_from_its_own_average(jsb_folder, tmp_path, capsys):
-    """A config with the data option mean_teacher trains with soft targets (weight 0.5 unless told) and is
-    scored as any run; with --teachers as well it is refused."""
-    config = tmp_path / "config.json"
-    summary = train_smoke("relative-timing-bar", jsb_folder, config)
-    settings = json.loads(config.read_text())
-    settings["data"] = {"mean_teacher": 0.99}
-    config.write_text(json.dumps(settings))
-    out = tmp_path / "mean-teacher"
-    assert jsb.main(["--config", str(config), "--runs", "relative-timing-bar", "--data", str(jsb_folder),
-                     "--out", str(out), "--keep-every", "10", "--json"]) == 0
-    (taught,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["runs"]
-    assert taught["data"] == {"mean_teacher": 0.99} and taught["train"]["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT
-    assert taught["step"] == 30 and taught["valid_nll"] < 3.0 and taught["valid_nll"] != summary["valid_nll"]
-    assert taught["averaged_valid_nll"] == pytest.approx(
-        nll_by_hand(out / "relative-timing-bar" / "averaged.pt", jsb.read_chorales(jsb_folder / "valid.json")),
-        abs=1e-4)
-    assert jsb.main(["--config", str(config), "--runs", "relative-timing-bar", "--data", str(jsb_folder),
-                     "--out", str(tmp_path / "w"), "--soft-target-weight", "0.8", "--json"]) == 0
-    (weighted,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["runs"]
-    assert weighted["train"]["soft_target_weight"] == 0.8 and weighted["valid_nll"] != taught["valid_nll"]
-    assert jsb.main(["--config", str(config), "--runs", "relative-timing-bar", "--data", str(jsb_folder),
-                     "--out", str(tmp_path / "x"), "--teachers", str(tmp_path / "runs")]) == 1
-    assert "choose one" in capsys.readouterr().err and not (tmp_path / "x" / "relative-timing-bar").exists()
-
-
 def test_eval_refuses_a_model_of_another_vocabulary_and_bad_arguments(jsb_folder, tmp_path, capsys):
-    from music_transformer.checkpoint import save_checkpoint
-    from music_transformer.model import ModelConfig, MusicTransformer
-
     events_model = tmp_path / "events.pt"
     save_checkpoint(MusicTransformer(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64)), events_model)
     assert jsb.main(["--eval", str(jsb_folder / "valid.json"), "--checkpoint", str(events_model)]) == 1
