@@ -176,39 +176,17 @@ def _blocks(queries: int, keys: int, block_size: int, visibility: Visibility):
         yield start, end, first_key, last_key
 
 
-def pitch_relations(pitches: torch.Tensor, queries: slice, keys: slice, count: int) -> torch.Tensor:
-    """Rows of the relative pitch table for each (query, key) pair: (B, c, n) from token pitches (B, L).
-
-    `pitches` holds each token's pitch, 0..count-1 a semitone apart, or -1 for a token without one;
-    the row of interval query - key is interval + count - 1, and a pair where either token has no pitch
-    gets the last row, 2 * count - 1.
-    """
-    query, key = pitches[:, queries, None], pitches[:, None, keys]
-    rows = query - key + (count - 1)
-    return rows.masked_fill_((query < 0) | (key < 0), 2 * count - 1)
-
-
-def _pitch_logits(q: torch.Tensor, table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """q_i . R[row(i, j)] for every pair: (B, H, c, n), from q (B, H, c, D), table (H, P, D), rows (B, c, n)."""
-    by_row = per_head_matmul(q, table.transpose(-1, -2))  # (B, H, c, P): each query against every interval
-    return torch.gather(by_row, -1, rows[:, None].expand(-1, q.shape[1], -1, -1))
-
-
-def _scores(q: torch.Tensor, k: torch.Tensor, embeddings: torch.Tensor, visibility: Visibility,
-            pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def _scores(q: torch.Tensor, k: torch.Tensor, embeddings: torch.Tensor, visibility: Visibility) -> torch.Tensor:
     """(QK^T + S_rel) / sqrt(D), masked, for c queries (the last c of n keys); no autograd.
 
     The scale is folded into the (small) queries; the skewed relative term is added to QK^T in place.
     For plain causal attention the mask touches only the last c columns, the only ones it can hide.
     A block that spans the previous local block and its own gets both of the paper's skews at once:
     the rectangular skew is the unmasked variant over the previous block and the masked one over its own.
-    `pitch` (table (H, P, D), rows (B, c, n)) adds the relative pitch term q_i . R[row(i, j)].
     """
     c, n = q.shape[-2], k.shape[-2]
     q = q * (1.0 / math.sqrt(q.shape[-1]))
     scores = (q @ k.transpose(-1, -2)).add_(relative_logits(q, embeddings, n))
-    if pitch is not None:  # the relative pitch term: (the table, each pair's row of it)
-        scores.add_(_pitch_logits(q, *pitch))
     if not visibility.plain_causal and not (visibility.local is None and n <= visibility.window):
         scores.masked_fill_(~visibility.mask(c, n, q.device), float("-inf"))
     elif c > 1:
@@ -226,23 +204,12 @@ def _unskew(grad: torch.Tensor) -> torch.Tensor:
     return padded.view(*batch, c, n + 1)[..., 1:]
 
 
-def _block_pitch(pitch_table, pitches, queries, keys, start, end, first_key, last_key):
-    """The relative pitch term's (table, rows) for one query block, or None without one."""
-    if pitch_table is None:
-        return None
-    first_query = keys - queries  # the queries are the last of the keys' positions
-    return pitch_table, pitch_relations(pitches, slice(first_query + start, first_query + end),
-                                        slice(first_key, last_key), pitch_table.shape[-2] // 2)
-
-
-def _attend_blocks(q, k, v, embeddings, visibility, block_size, keep_logsumexp, pitch_table=None, pitches=None):
+def _attend_blocks(q, k, v, embeddings, visibility, block_size, keep_logsumexp):
     out = torch.empty_like(q)
     logsumexp = q.new_empty(q.shape[:-1]) if keep_logsumexp else None
-    queries, keys = q.shape[-2], k.shape[-2]
-    for start, end, first_key, last_key in _blocks(queries, keys, block_size, visibility):
+    for start, end, first_key, last_key in _blocks(q.shape[-2], k.shape[-2], block_size, visibility):
         weights = _scores(q[:, :, start:end], k[:, :, first_key:last_key], embeddings,
-                          visibility.shifted(first_key),
-                          _block_pitch(pitch_table, pitches, queries, keys, start, end, first_key, last_key))
+                          visibility.shifted(first_key))
         peak = weights.amax(dim=-1, keepdim=True)  # every query sees itself: finite
         weights.sub_(peak).exp_()
         total = weights.sum(dim=-1, keepdim=True)
@@ -263,9 +230,9 @@ class _RelativeAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, embeddings, visibility, block_size, pitch_table=None, pitches=None):
-        out, logsumexp = _attend_blocks(q, k, v, embeddings, visibility, block_size, True, pitch_table, pitches)
-        ctx.save_for_backward(q, k, v, embeddings, out, logsumexp, pitch_table, pitches)
+    def forward(ctx, q, k, v, embeddings, visibility, block_size):
+        out, logsumexp = _attend_blocks(q, k, v, embeddings, visibility, block_size, keep_logsumexp=True)
+        ctx.save_for_backward(q, k, v, embeddings, out, logsumexp)
         ctx.visibility, ctx.block_size = visibility, block_size
         return out
 
@@ -276,20 +243,17 @@ class _RelativeAttention(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, grad_out):
-        q, k, v, embeddings, out, logsumexp, pitch_table, pitches = ctx.saved_tensors
+        q, k, v, embeddings, out, logsumexp = ctx.saved_tensors
         scale = 1.0 / math.sqrt(q.shape[-1])
         distances = embeddings.shape[-2]
-        queries, keys_total = q.shape[-2], k.shape[-2]
         grad_q, grad_k, grad_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         grad_embeddings = torch.zeros_like(embeddings)
-        grad_pitch = None if pitch_table is None else torch.zeros_like(pitch_table)
         grad_out = grad_out.contiguous()  # so that every block below is a plain strided batch
         row_dot = (grad_out * out).sum(dim=-1, keepdim=True)  # D_i = dO_i . O_i
-        for start, end, first_key, last_key in _blocks(queries, keys_total, ctx.block_size, ctx.visibility):
+        for start, end, first_key, last_key in _blocks(q.shape[-2], k.shape[-2], ctx.block_size, ctx.visibility):
             q_block, grad_block = q[:, :, start:end], grad_out[:, :, start:end]
             k_block, v_block = k[:, :, first_key:last_key], v[:, :, first_key:last_key]
-            pitch = _block_pitch(pitch_table, pitches, queries, keys_total, start, end, first_key, last_key)
-            weights = _scores(q_block, k_block, embeddings, ctx.visibility.shifted(first_key), pitch)
+            weights = _scores(q_block, k_block, embeddings, ctx.visibility.shifted(first_key))
             weights.sub_(logsumexp[:, :, start:end, None]).exp_()
             grad_v[:, :, first_key:last_key] += weights.transpose(-1, -2) @ grad_block
             grad_scores = grad_block @ v_block.transpose(-1, -2)  # dP
@@ -297,12 +261,6 @@ class _RelativeAttention(torch.autograd.Function):
             del weights
             grad_q[:, :, start:end] += grad_scores @ k_block
             grad_k[:, :, first_key:last_key] += grad_scores.transpose(-1, -2) @ q_block
-            if pitch is not None:  # the pitch term's gradient, gathered back by interval
-                rows = pitch[1][:, None].expand(-1, q.shape[1], -1, -1)
-                by_row = grad_scores.new_zeros(*grad_scores.shape[:-1], pitch_table.shape[-2])
-                by_row.scatter_add_(-1, rows, grad_scores)
-                grad_q[:, :, start:end] += per_head_matmul(by_row, pitch_table)
-                grad_pitch += (by_row.transpose(-1, -2) @ q_block).sum(0)
             keys = last_key - first_key
             rows = min(keys, distances)
             by_distance = _unskew(grad_scores)[..., keys - rows:]  # distances past M had no term
@@ -310,13 +268,12 @@ class _RelativeAttention(torch.autograd.Function):
             table = embeddings[:, distances - rows:]
             grad_q[:, :, start:end] += per_head_matmul(by_distance, table)
             grad_embeddings[:, distances - rows:] += (by_distance.transpose(-1, -2) @ q_block).sum(0)
-        return grad_q, grad_k, grad_v, grad_embeddings, None, None, grad_pitch, None
+        return grad_q, grad_k, grad_v, grad_embeddings, None, None
 
 
 def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
                        window: int | None = None, dropout: float = 0.0, block_size: int | None = 64,
-                       local: int | None = None, offset: int = 0, pitch_table: torch.Tensor | None = None,
-                       pitches: torch.Tensor | None = None) -> torch.Tensor:
+                       local: int | None = None, offset: int = 0) -> torch.Tensor:
     """Causal relative self-attention of c queries, the last c of the n positions in k and v, in blocks.
 
     Each block of queries only needs the keys it can see (causality, and the window or the local
@@ -325,33 +282,22 @@ def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embedd
     autograd runs through each block, recomputed in the backward pass (activation checkpointing).
     block_size None computes the whole matrix with the paper's single skew. `local` is the block
     length of relative local attention and `offset` the absolute position of the first key.
-
-    `pitch_table` (H, 2P, D) and `pitches` (B, n) add relative pitch (Shaw et al.'s relation embeddings
-    indexed by the interval between the query's and the key's pitches, `pitch_relations`): each block
-    gathers q_i . R[interval] from the c x 2P products, and the backward scatters the gradient back by
-    interval. Not with attention dropout.
     """
-    tensors = (q, k, v, embeddings) + (() if pitch_table is None else (pitch_table,))
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, embeddings))
     if needs_grad and torch.is_autocast_enabled(q.device.type):
         # Training under autocast: the relative term, the softmax and the fused backward stay in float32
         # (decoding and scoring keep autocast's bfloat16, where the cached keys already are).
         with torch.autocast(q.device.type, enabled=False):
             return relative_attention(q.float(), k.float(), v.float(), embeddings.float(), window, dropout,
-                                      block_size, local, offset,
-                                      None if pitch_table is None else pitch_table.float(), pitches)
+                                      block_size, local, offset)
     queries, keys = q.shape[-2], k.shape[-2]
     block_size = block_size or queries
     visibility = Visibility(window, local, offset)
-    if pitch_table is not None and (pitches is None or pitches.shape[-1] != keys):
-        raise ValueError("relative pitch needs the pitch of every key position (B, n)")
     if not needs_grad and dropout == 0.0:
         with torch.no_grad():
-            return _attend_blocks(q, k, v, embeddings, visibility, block_size, False, pitch_table, pitches)[0]
+            return _attend_blocks(q, k, v, embeddings, visibility, block_size, keep_logsumexp=False)[0]
     if dropout == 0.0:
-        return _RelativeAttention.apply(q, k, v, embeddings, visibility, block_size, pitch_table, pitches)
-    if pitch_table is not None:
-        raise ValueError("relative pitch is not implemented with attention dropout")
+        return _RelativeAttention.apply(q, k, v, embeddings, visibility, block_size)
     outputs = []
     for start, end, first_key, last_key in _blocks(queries, keys, block_size, visibility):
         args = (q[:, :, start:end], k[:, :, first_key:last_key], v[:, :, first_key:last_key], embeddings,
@@ -424,7 +370,7 @@ class MultiHeadSelfAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, attention_dropout: float = 0.0,
                  max_relative_distance: int | None = None, block_size: int | None = 64,
-                 local: int | None = None, relative_pitch: int | None = None) -> None:
+                 local: int | None = None) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
@@ -440,15 +386,10 @@ class MultiHeadSelfAttention(nn.Module):
             # Row r is distance r-(M-1): the last row is distance 0, the current token itself.
             self.relative_embeddings = nn.Parameter(
                 torch.randn(n_heads, max_relative_distance, self.head_dim) * self.head_dim ** -0.5)
-        # Relative pitch over `relative_pitch` pitches: rows for the intervals -(P-1)..P-1, and one for a
-        # pair where either token has no pitch.
-        self.pitch_embeddings = None if relative_pitch is None else nn.Parameter(
-            torch.randn(n_heads, 2 * relative_pitch, self.head_dim) * self.head_dim ** -0.5)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
-                window: int | None = None, pitches: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, T, d_model). With a cache, x holds the newest T positions and the cache the earlier ones.
-        `pitches` (B, T): each token's pitch or -1, for relative pitch (no cache)."""
+                window: int | None = None) -> torch.Tensor:
+        """x: (B, T, d_model). With a cache, x holds the newest T positions and the cache the earlier ones."""
         batch, length, _ = x.shape
         # (3, B, H, T, D), made contiguous once so the attention's blocks are slices that need no copy
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4) \
@@ -461,7 +402,7 @@ class MultiHeadSelfAttention(nn.Module):
             offset = cache.position + length - k.shape[2]
         if self.relative:
             y = relative_attention(q, k, v, self.relative_embeddings, window, dropout, self.block_size,
-                                   self.local, offset, self.pitch_embeddings, pitches)
+                                   self.local, offset)
         else:
             visibility = Visibility(window, self.local, offset)
             mask = None if (visibility.plain_causal and k.shape[2] == length) else \

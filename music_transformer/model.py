@@ -6,18 +6,6 @@ positions); `positional="absolute"` is the baseline Transformer with sinusoidal 
 (in the JSB Chorales a token's voice and place in the bar are absolute facts that relative distances
 only imply: there it scores best, bench/README.md). The bundled model is relative: it generates past
 its training length, where absolute positions were never seen.
-
-`position_cycle=P` adds a learned embedding of the position modulo P to the token embeddings: a
-timing embedding for data on a fixed grid. In the JSB Chorales P = 64 tells each token its voice and
-its 16th note in a 4/4 bar (4 voices x 16 steps). It repeats every P tokens, so it holds at any length;
-performance events have no grid and leave it off. Data that knows each token's place better than the
-position does (a score's metre and pickup) passes `cycle_positions` to `forward`: then the embedding
-reads those indices (any of the P) instead of the position modulo P.
-
-`relative_pitch=N` (tokens 0..N-1 are pitches a semitone apart, as in the JSB Chorales) makes relative
-attention read the interval between the query's and each key's pitch as well, through a second table
-of relation embeddings: the relative timing and pitch of the paper's JSB experiments. It trains and
-scores whole sequences; it has no cached decoder.
 """
 
 from __future__ import annotations
@@ -53,10 +41,6 @@ class ModelConfig:
     positional: str = "relative"  # "relative" (the paper), "absolute" (the baseline) or "both"
     block_size: int = 64  # query block of the relative attention: memory holds one block's logits
     local_block: int | None = None  # relative local attention: own block and the previous (None: global)
-    position_cycle: int | None = None  # learned embedding of the position modulo this length (None: none)
-    # Relative pitch: tokens 0..N-1 are pitches a semitone apart, and relative attention also reads the
-    # interval between the query's and the key's pitches (None: off). Training and scoring; no cache.
-    relative_pitch: int | None = None
 
     def __post_init__(self) -> None:
         if self.positional not in POSITIONAL_KINDS:
@@ -65,14 +49,6 @@ class ModelConfig:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if self.local_block is not None and self.local_block < 1:
             raise ValueError(f"local_block must be a positive length, not {self.local_block}")
-        if self.position_cycle is not None and self.position_cycle < 1:
-            raise ValueError(f"position_cycle must be a positive length, not {self.position_cycle}")
-        if self.relative_pitch is not None:
-            if not 1 <= self.relative_pitch <= self.vocab_size:
-                raise ValueError(f"relative_pitch must count pitch tokens (1..{self.vocab_size}), "
-                                 f"not {self.relative_pitch}")
-            if not self.relative_attention or self.attention_dropout > 0.0:
-                raise ValueError("relative_pitch needs relative attention without attention dropout")
 
     @property
     def relative_attention(self) -> bool:
@@ -146,14 +122,13 @@ class Block(nn.Module):
         self.attention = MultiHeadSelfAttention(
             config.d_model, config.n_heads, attention_dropout=config.attention_dropout,
             max_relative_distance=config.max_relative_distance if config.relative_attention else None,
-            block_size=config.block_size, local=config.local_block, relative_pitch=config.relative_pitch)
+            block_size=config.block_size, local=config.local_block)
         self.feed_forward_norm = nn.LayerNorm(config.d_model)
         self.feed_forward = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, window: int | None,
-                pitches: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.dropout(self.attention(self.attention_norm(x), cache, layer, window, pitches))
+    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, window: int | None) -> torch.Tensor:
+        x = x + self.dropout(self.attention(self.attention_norm(x), cache, layer, window))
         return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
 
 
@@ -164,8 +139,6 @@ class MusicTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.d_model)
-        self.cycle_embedding = (nn.Embedding(config.position_cycle, config.d_model)
-                                if config.position_cycle is not None else None)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(config.d_model)
@@ -199,35 +172,21 @@ class MusicTransformer(nn.Module):
         return KVCache(self.config.n_layers, window, self.config.local_block)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
-                window: int | None = None, cycle_positions: torch.Tensor | None = None) -> torch.Tensor:
+                window: int | None = None) -> torch.Tensor:
         """Logits for every position of `tokens` (B, T).
 
         With a cache, `tokens` continue what the cache has seen and the cache is updated. `window`
         (without a cache) limits each position to the `window` most recent ones, as a cached decoder
-        with that window does. `cycle_positions` (B, T), indices below `position_cycle`, tells the cycle
-        embedding each token's place when the data knows it (a score's metre); by default it is the
-        position modulo `position_cycle`.
+        with that window does.
         """
-        x = self.embedding(tokens)
-        if cycle_positions is not None and self.cycle_embedding is None:
-            raise ValueError("cycle_positions given to a model without a cycle embedding (position_cycle=None)")
-        if (self.cycle_embedding is not None and cycle_positions is None) or self.config.timing_signal:
-            first = cache.position if cache is not None else 0  # the absolute positions, when used
-            positions = torch.arange(first, first + tokens.shape[1], device=tokens.device)
-        if self.cycle_embedding is not None:
-            x = x + self.cycle_embedding(positions % self.config.position_cycle if cycle_positions is None
-                                         else cycle_positions)
-        x = x * math.sqrt(self.config.d_model)
+        x = self.embedding(tokens) * math.sqrt(self.config.d_model)
         if self.config.timing_signal:
+            first = cache.position if cache is not None else 0
+            positions = torch.arange(first, first + tokens.shape[1], device=tokens.device)
             x = x + sinusoidal_positions(positions, self.config.d_model).to(x.dtype)
         x = self.embedding_dropout(x)
-        pitches = None
-        if self.config.relative_pitch is not None:
-            if cache is not None:
-                raise ValueError("a model with relative pitch has no cached decoder: score whole sequences")
-            pitches = torch.where(tokens < self.config.relative_pitch, tokens, -1)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer, window, pitches)
+            x = block(x, cache, layer, window)
         if cache is not None:
             cache.position += tokens.shape[1]
         return self.head(self.final_norm(x))

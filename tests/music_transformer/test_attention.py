@@ -81,63 +81,6 @@ def test_fused_backward_gives_the_gradients_of_the_direct_formula(block_size, wi
         torch.testing.assert_close(fused, direct, atol=1e-10, rtol=0)
 
 
-def _direct_pitch_attention(q, k, v, embeddings, pitch_table, pitches, window=None, local=None):
-    """As _direct_attention, plus q_i . R[pitch_i - pitch_j] gathered pair by pair (the last row of R
-    where either token has no pitch)."""
-    count = pitch_table.shape[-2] // 2
-    length = q.shape[-2]
-    logits = q @ k.transpose(-1, -2) + shaw_relative_logits(q, embeddings)
-    pitch_logits = torch.zeros_like(logits)
-    for b in range(q.shape[0]):
-        for i in range(length):
-            for j in range(length):
-                a, c = int(pitches[b, i]), int(pitches[b, j])
-                row = 2 * count - 1 if a < 0 or c < 0 else a - c + count - 1
-                pitch_logits[b, :, i, j] = (q[b, :, i] * pitch_table[:, row]).sum(-1)
-    logits = (logits + pitch_logits) / math.sqrt(q.shape[-1])
-    i, j = torch.arange(length)[:, None], torch.arange(length)[None, :]
-    allowed = (j <= i) & ((i - j < window) if window is not None else True)
-    if local is not None:
-        allowed &= j >= (i // local - 1) * local  # own block and the previous one
-    return torch.softmax(logits.masked_fill(~allowed, float("-inf")), -1) @ v
-
-
-@pytest.mark.parametrize("block_size,window,local", [(None, None, None), (8, None, None), (7, 12, None),
-                                                     (8, None, 8)])
-def test_relative_pitch_adds_the_interval_relation_with_exact_gradients(block_size, window, local):
-    generator = torch.Generator().manual_seed(11)
-    count, length = 6, 30
-    tensors = [torch.randn(2, 2, length, 4, dtype=torch.float64, generator=generator) for _ in range(3)]
-    tensors.append(torch.randn(2, 20, 4, dtype=torch.float64, generator=generator))
-    tensors.append(torch.randn(2, 2 * count, 4, dtype=torch.float64, generator=generator))
-    pitches = torch.randint(-1, count, (2, length), generator=generator)  # -1: a token without pitch
-    assert (pitches < 0).any() and (pitches == count - 1).any()
-    weights = torch.randn(2, 2, length, 4, dtype=torch.float64, generator=generator)
-    outputs, gradients = [], []
-    for attend in (lambda *t: relative_attention(*t[:4], window=window, block_size=block_size, local=local,
-                                                 pitch_table=t[4], pitches=pitches),
-                   lambda *t: _direct_pitch_attention(*t, pitches, window=window, local=local)):
-        inputs = [t.clone().requires_grad_() for t in tensors]
-        out = attend(*inputs)
-        (out * weights).sum().backward()
-        outputs.append(out.detach())
-        gradients.append([t.grad for t in inputs])
-    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-10, rtol=0)
-    for fused, direct in zip(*gradients):
-        torch.testing.assert_close(fused, direct, atol=1e-10, rtol=0)
-    assert gradients[0][4].abs().sum() > 0
-    with torch.no_grad():  # scoring takes the same path without the backward
-        scored = relative_attention(*tensors[:4], window=window, block_size=block_size, local=local,
-                                    pitch_table=tensors[4], pitches=pitches)
-    torch.testing.assert_close(scored, outputs[1], atol=1e-10, rtol=0)
-    # The term matters: without it the output differs.
-    plain = relative_attention(*tensors[:4], window=window, block_size=block_size, local=local)
-    assert (plain - outputs[1]).abs().max() > 1e-3
-    with pytest.raises(ValueError, match="attention dropout"):
-        relative_attention(*[t.clone().requires_grad_() for t in tensors[:4]], dropout=0.1,
-                           pitch_table=tensors[4].clone().requires_grad_(), pitches=pitches)
-
-
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_under_cpu_autocast_relative_attention_runs_in_float32(dropout):
     """bfloat16 projections in, the relative term, softmax and fused backward computed in float32."""

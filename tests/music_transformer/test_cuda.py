@@ -41,23 +41,6 @@ def test_relative_attention_and_its_gradients_on_cuda_match_float64(block_size, 
         assert relative_error(fused.grad, direct.grad) < 1e-3
 
 
-def test_relative_pitch_and_its_gradients_on_cuda_match_the_cpu_in_float64():
-    generator = torch.Generator().manual_seed(12)
-    tensors = [torch.randn(2, 4, 200, 16, dtype=torch.float64, generator=generator) for _ in range(3)]
-    tensors.append(torch.randn(4, 100, 16, dtype=torch.float64, generator=generator))
-    tensors.append(torch.randn(4, 2 * 46, 16, dtype=torch.float64, generator=generator))  # JSB's 46 pitches
-    pitches = torch.randint(-1, 46, (2, 200), generator=generator)
-    weights = torch.randn(2, 4, 200, 16, dtype=torch.float64, generator=generator)
-    results = []
-    for device, dtype in (("cpu", torch.float64), ("cuda", torch.float32)):
-        inputs = [t.detach().to(device, dtype).clone().requires_grad_() for t in tensors]
-        got = relative_attention(*inputs[:4], block_size=64, pitch_table=inputs[4], pitches=pitches.to(device))
-        (got * weights.to(device, dtype)).sum().backward()
-        results.append([got.detach()] + [t.grad for t in inputs])
-    for on_gpu, on_cpu in zip(results[1], results[0]):
-        assert relative_error(on_gpu, on_cpu) < 1e-3
-
-
 @pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
 def test_cached_decoding_on_cuda_matches_a_full_pass(positional):
     model = small_model(positional, train_length=512, max_relative_distance=200).cuda()

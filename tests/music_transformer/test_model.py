@@ -1,5 +1,5 @@
-"""The model: shapes, the positional kinds (relative, absolute, both), the position cycle, and the cached decoder
-against full forward passes."""
+"""The model: shapes, the positional kinds (relative, absolute, both), and the cached decoder against full
+forward passes."""
 
 import pytest
 import torch
@@ -38,8 +38,6 @@ def test_config_rejects_nonsense():
         ModelConfig(positional="rotary")
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(d_model=100, n_heads=8)
-    with pytest.raises(ValueError, match="position_cycle"):
-        ModelConfig(position_cycle=0)
 
 
 def test_relative_model_is_causal():
@@ -64,61 +62,6 @@ def test_relative_model_has_no_absolute_position():
     torch.testing.assert_close(alone[-1], shifted[-1], atol=1e-5, rtol=0)
 
 
-def test_position_cycle_tells_a_relative_model_where_it_is_modulo_the_cycle():
-    # As above, the last position sees the same 30 tokens behind another prefix; with a learned
-    # embedding of the position modulo 8, its logits are the same when the prefix is a multiple of 8
-    # long and differ otherwise.
-    model = small_model(n_layers=1, position_cycle=8)
-    with torch.no_grad():
-        model.cycle_embedding.weight.normal_(0, 0.1)  # as large as trained weights, not the near-zero initial ones
-        tokens = torch.randint(0, VOCAB_SIZE, (1, 30))
-        last = lambda prefix: model(torch.cat([torch.randint(0, VOCAB_SIZE, (1, prefix)), tokens], 1),  # noqa: E731
-                                    window=30)[0, -1]
-        torch.testing.assert_close(last(16), last(48), atol=1e-5, rtol=0)
-        assert (last(16) - last(19)).abs().max() > 1e-2
-
-
-def test_given_cycle_positions_replace_the_position_modulo_the_cycle():
-    # Data that knows each token's place (a score's metre) passes it: the position modulo the cycle
-    # is then the same as the default, and other places change the logits.
-    model = small_model("both", position_cycle=8)
-    with torch.no_grad():
-        model.cycle_embedding.weight.normal_(0, 0.1)
-        tokens = torch.randint(0, VOCAB_SIZE, (2, 40))
-        default = torch.arange(40).repeat(2, 1) % 8
-        torch.testing.assert_close(model(tokens, cycle_positions=default), model(tokens), atol=0, rtol=0)
-        shifted = model(tokens, cycle_positions=(default + 3) % 8)
-        assert (shifted - model(tokens)).abs().max() > 1e-2
-        with pytest.raises(ValueError, match="cycle"):
-            small_model()(tokens, cycle_positions=default)
-
-
-def test_relative_pitch_reads_intervals_trains_and_refuses_what_it_cannot_do():
-    for bad in (dict(relative_pitch=0), dict(relative_pitch=12, positional="absolute"),
-                dict(relative_pitch=12, attention_dropout=0.1)):
-        with pytest.raises(ValueError, match="relative_pitch"):
-            ModelConfig(**bad)
-    model = small_model("both", relative_pitch=40).train()
-    tokens = torch.randint(0, 60, (2, 50))  # tokens 40..59 have no pitch
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(25):
-        logits = model(tokens[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        assert model.blocks[0].attention.pitch_embeddings.grad.abs().sum() > 0
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0] - 1.0
-    with torch.no_grad():  # the interval table is read: changing it changes the logits
-        before = model.eval()(tokens)
-        model.blocks[0].attention.pitch_embeddings.normal_()
-        assert (model(tokens) - before).abs().max() > 1e-3
-        with pytest.raises(ValueError, match="cached decoder"):
-            model(tokens, cache=model.new_cache())
-
-
 def decode_step_by_step(model, tokens, prefill, window=None):
     """Logits from a cache: the first `prefill` tokens at once, then one token a step; and the cache."""
     with torch.no_grad():
@@ -128,12 +71,9 @@ def decode_step_by_step(model, tokens, prefill, window=None):
     return torch.cat(steps, 1), cache
 
 
-@pytest.mark.parametrize("positional, cycle", [("relative", None), ("absolute", None), ("both", None),
-                                               ("relative", 7), ("both", 64)])
-def test_cached_decoding_matches_full_forward_over_300_steps(positional, cycle):
-    model = small_model(positional, train_length=512, max_relative_distance=200, position_cycle=cycle)
-    if cycle:
-        torch.nn.init.normal_(model.cycle_embedding.weight, std=0.1)
+@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
+def test_cached_decoding_matches_full_forward_over_300_steps(positional):
+    model = small_model(positional, train_length=512, max_relative_distance=200)
     tokens = torch.randint(0, VOCAB_SIZE, (2, 321), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         full = model(tokens)
@@ -141,12 +81,9 @@ def test_cached_decoding_matches_full_forward_over_300_steps(positional, cycle):
     assert (cached - full).abs().max().item() <= 1e-4
 
 
-@pytest.mark.parametrize("positional, cycle", [("relative", None), ("absolute", None), ("both", None),
-                                               ("relative", 7)])
-def test_windowed_cache_matches_a_windowed_forward_pass(positional, cycle):
-    model = small_model(positional, position_cycle=cycle)
-    if cycle:
-        torch.nn.init.normal_(model.cycle_embedding.weight, std=0.1)
+@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
+def test_windowed_cache_matches_a_windowed_forward_pass(positional):
+    model = small_model(positional)
     tokens = torch.randint(0, VOCAB_SIZE, (1, 260), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(tokens, window=48)
