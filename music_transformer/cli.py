@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "generate": ("music_transformer.cli", "generate_main", "continue a MIDI motif and write the result"),
     "train": ("music_transformer.train", "train_main", "train a model on a MIDI folder or the music21 corpus"),
     "eval": ("music_transformer.train", "eval_main", "NLL per token of a checkpoint, overall and by position"),
+    "pack": ("music_transformer.data", "pack_main", "convert data sources once into one token file (for a GPU run)"),
     "bench": ("music_transformer.bench", "main", "the model benchmarks (cache speed-up, memory, training speed)"),
     "average": ("music_transformer.cli", "average_main", "average the weights of several checkpoints of one run"),
 }

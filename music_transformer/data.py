@@ -1,4 +1,5 @@
-"""Training data: MIDI folders and the music21 corpus, a token-free note cache, the split and augmentation.
+"""Training data: MIDI folders and the music21 corpus, a token-free note cache, the split, augmentation,
+the style of each source and fill-in-the-middle samples.
 
 Sources are converted once, in parallel over the cores, into a cache of note arrays (one `.npz` per
 source file, written atomically, so an interrupted conversion resumes where it stopped). The cache holds
@@ -8,6 +9,17 @@ the repository.
 
 The split is by piece and deterministic: a piece goes to validation when a hash of its id says so, so
 the same piece never lands in both, whatever machine or order the files come in.
+
+Every source names the idiom of its music (`events.STYLES`): the music21 parts are `chorale`,
+`renaissance` and `folk`, a MIDI folder given as `pop-piano=FOLDER` is `pop-piano`, and a plain folder
+is `any`. A data set can also be packed into one token file (`save_token_pack`: the unaugmented
+encodings as uint16, a few MB) that needs neither the MIDI files nor music21, for a machine that has
+neither (the GPU machine).
+
+A training sample is one of three kinds (`training_sample`): a window of the piece with the header
+(START and the style token) in front, a bare window (as the decoder sees once its window has slid
+past the header), or, for `fim_rate` of the samples, a fill-in-the-middle sequence (`fim_sample`).
+For `style_dropout` of the samples the style token says `any`.
 """
 
 from __future__ import annotations
@@ -24,7 +36,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .errors import ContinuoError
-from .events import END, NUM_PITCHES, PAD, START, Note, encode
+from . import events
+from .events import END, NUM_PITCHES, PAD, STYLES, Note, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +57,9 @@ CORPUS_SUBSETS = {
     "fiddle": ("ryansMammoth/", "oneills1850/"),
 }
 DEFAULT_CORPUS = ("bach", "palestrina", "fiddle")
+CORPUS_STYLES = {"bach": "chorale", "palestrina": "renaissance", "fiddle": "folk"}
+TOKEN_PACK_SUFFIX = ".tokens.npz"
+HEADER_RATE = 0.5  # of the plain windows, the share that opens with START and the style token
 DEFAULT_BPM = 100.0  # music21 scores carry no performance tempo: this one, unless the score has a metronome mark
 DEFAULT_VELOCITY = 80  # nor dynamics we trust: every note at mezzo-forte (bin 19)
 
@@ -63,6 +79,7 @@ class Source:
     source_id: str
     key: str
     kind: str  # "midi" or "music21"
+    style: str = "any"  # the idiom of its music, one of events.STYLES
 
 
 def default_cache_dir() -> Path:
@@ -70,7 +87,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CONTINUO_CACHE") or Path.home() / ".cache" / "continuo")
 
 
-def midi_sources(folder: str | os.PathLike) -> list[Source]:
+def midi_sources(folder: str | os.PathLike, style: str = "any") -> list[Source]:
     """Every `.mid`/`.midi` file under `folder`, recursively, in a stable order."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -80,7 +97,7 @@ def midi_sources(folder: str | os.PathLike) -> list[Source]:
         stat = path.stat()
         source_id = path.relative_to(folder).as_posix()
         digest = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-        sources.append(Source(str(path), source_id, f"midi/{digest[:20]}", "midi"))
+        sources.append(Source(str(path), source_id, f"midi/{digest[:20]}", "midi", style))
     return sources
 
 
@@ -113,16 +130,19 @@ def corpus_sources(parts: Sequence[str] = DEFAULT_CORPUS, limit: int | None = No
                 chosen[stem] = (rank, path)
         stems = sorted(chosen)[:limit] if limit else sorted(chosen)
         for stem in stems:
-            sources.append(Source(chosen[stem][1], stem, f"music21/{stem}", "music21"))
+            sources.append(Source(chosen[stem][1], stem, f"music21/{stem}", "music21", CORPUS_STYLES[part]))
     return sources
 
 
 def resolve_sources(data: str, limit: int | None = None) -> list[Source]:
-    """`corpus` (the default subset), `corpus:bach,fiddle`, or a folder of MIDI files."""
+    """`corpus` (the default subset), `corpus:bach,fiddle`, a folder of MIDI files, or `STYLE=FOLDER`."""
     if data == "corpus" or data.startswith("corpus:"):
         parts = tuple(p for p in data.partition(":")[2].split(",") if p) or DEFAULT_CORPUS
         return corpus_sources(parts, limit)
-    sources = midi_sources(data)
+    style, equals, folder = data.partition("=")
+    if not equals or style not in STYLES:
+        style, folder = "any", data
+    sources = midi_sources(folder, style)
     return sources[:limit] if limit else sources
 
 
@@ -249,11 +269,12 @@ def convert_sources(sources: Sequence[Source], cache_dir: Path | None = None, wo
 
 @dataclass
 class Piece:
-    """One piece of music: its id, its notes (N, 4) and the length of its unaugmented encoding."""
+    """One piece of music: its id, its notes (N, 4), the length of its unaugmented encoding, its style."""
 
     piece_id: str
     notes: np.ndarray
     token_count: int
+    style: str = "any"
 
 
 def is_valid_piece(piece_id: str, valid_fraction: float = VALID_FRACTION) -> bool:
@@ -278,9 +299,26 @@ class Dataset:
                 f"({tokens(self.valid):,} tokens), {self.skipped} files skipped")
 
 
-def load_dataset(data: str, cache_dir: Path | None = None, limit: int | None = None, workers: int | None = None,
-                 progress: bool = True, valid_fraction: float = VALID_FRACTION) -> Dataset:
-    """Converts (once) and loads a data source: a MIDI folder, `corpus` or `corpus:part,part`."""
+def load_dataset(data: str | Sequence[str], cache_dir: Path | None = None, limit: int | None = None,
+                 workers: int | None = None, progress: bool = True,
+                 valid_fraction: float = VALID_FRACTION) -> Dataset:
+    """Converts (once) and loads data sources: MIDI folders (`FOLDER` or `STYLE=FOLDER`), `corpus`,
+    `corpus:part,part` or token packs (`*.tokens.npz`); several of them are one data set."""
+    specs = [data] if isinstance(data, str) else list(data)
+    if not specs:
+        raise DataError("no data sources given")
+    dataset = Dataset()
+    for spec in specs:
+        part = load_token_pack(spec, valid_fraction) if spec.endswith(TOKEN_PACK_SUFFIX) else \
+            _load_sources(spec, cache_dir, limit, workers, progress, valid_fraction)
+        dataset.train += part.train
+        dataset.valid += part.valid
+        dataset.skipped += part.skipped
+    return dataset
+
+
+def _load_sources(data: str, cache_dir: Path | None, limit: int | None, workers: int | None, progress: bool,
+                  valid_fraction: float) -> Dataset:
     cache_dir = Path(cache_dir or default_cache_dir())
     sources = resolve_sources(data, limit)
     if not sources:
@@ -299,10 +337,51 @@ def load_dataset(data: str, cache_dir: Path | None = None, limit: int | None = N
         if not len(counts):
             continue
         for piece_id, piece_notes, token_count in zip(ids, np.split(notes, np.cumsum(counts)[:-1]), token_counts):
-            piece = Piece(str(piece_id), piece_notes, int(token_count))
+            piece = Piece(str(piece_id), piece_notes, int(token_count), source.style)
             (dataset.valid if is_valid_piece(piece.piece_id, valid_fraction) else dataset.train).append(piece)
     if not dataset.train and not dataset.valid:
         raise DataError(f"{data}: none of its {len(sources)} files could be read")
+    return dataset
+
+
+def save_token_pack(dataset: Dataset, path: str | os.PathLike) -> dict:
+    """Writes every piece of a data set, unaugmented, into one token file; returns what it holds.
+
+    The file (`*.tokens.npz`) holds the pieces' encodings as uint16 tokens end to end, where each
+    piece starts, its id and its style: what training needs, without the MIDI files or music21.
+    """
+    path = Path(path)
+    if not path.name.endswith(TOKEN_PACK_SUFFIX):
+        raise DataError(f"{path.name}: a token pack's name ends in {TOKEN_PACK_SUFFIX}")
+    pieces = dataset.train + dataset.valid
+    encodings = [np.asarray(encode(array_to_notes(piece.notes)), dtype=np.uint16) for piece in pieces]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        np.savez_compressed(handle, tokens=np.concatenate(encodings) if encodings else np.zeros(0, np.uint16),
+                            offsets=np.cumsum([0] + [len(e) for e in encodings]).astype(np.int64),
+                            ids=np.asarray([piece.piece_id for piece in pieces], dtype=str),
+                            styles=np.asarray([piece.style for piece in pieces], dtype=str))
+    os.replace(temporary, path)
+    return {"pieces": len(pieces), "tokens": int(sum(len(e) for e in encodings)), "bytes": path.stat().st_size}
+
+
+def load_token_pack(path: str | os.PathLike, valid_fraction: float = VALID_FRACTION) -> Dataset:
+    """The data set in a token file written by `save_token_pack`, split as its sources would be."""
+    path = Path(path)
+    try:
+        with np.load(path) as pack:
+            tokens, offsets, ids, styles = pack["tokens"], pack["offsets"], pack["ids"], pack["styles"]
+    except (OSError, KeyError, ValueError) as error:
+        raise DataError(f"{path.name}: not a token pack ({error})") from None
+    dataset = Dataset()
+    for index, (piece_id, style) in enumerate(zip(ids.tolist(), styles.tolist())):
+        piece_tokens = tokens[offsets[index]:offsets[index + 1]].tolist()
+        piece = Piece(piece_id, notes_to_array(decode(piece_tokens)), len(piece_tokens),
+                      style if style in STYLES else "any")
+        (dataset.valid if is_valid_piece(piece_id, valid_fraction) else dataset.train).append(piece)
+    if not dataset.train and not dataset.valid:
+        raise DataError(f"{path.name}: the token pack holds no pieces")
     return dataset
 
 
@@ -324,21 +403,55 @@ def augment(notes: np.ndarray, rng: np.random.Generator, max_transpose: int = 3,
     return notes
 
 
-def piece_tokens(notes: np.ndarray) -> list[int]:
-    """A whole piece as a training sequence: START, its events, END."""
-    return [START] + encode(array_to_notes(notes)) + [END]
+def piece_tokens(notes: np.ndarray, style: str | None = None, vocab_size: int = events.VOCAB_SIZE) -> list[int]:
+    """A whole piece as one sequence, as a model with this vocabulary reads it: the header, its events, END."""
+    return events.header(style, vocab_size) + encode(array_to_notes(notes)) + [END]
 
 
-def crop(tokens: Sequence[int], length: int, rng: np.random.Generator) -> np.ndarray:
-    """A random window of `length` tokens (inputs and targets: length + 1 of them), PAD-filled if short.
+def _padded(tokens: Sequence[int], length: int) -> np.ndarray:
+    """`tokens` cut or PAD-filled to length + 1 (inputs and targets)."""
+    tokens = np.asarray(tokens[:length + 1], dtype=np.int64)
+    return np.concatenate([tokens, np.full(length + 1 - len(tokens), PAD, np.int64)])
 
-    A crop at offset 0 begins with START, so the model learns how pieces begin.
+
+def crop(tokens: Sequence[int], length: int, rng: np.random.Generator, head: Sequence[int] = ()) -> np.ndarray:
+    """A random window of the piece's tokens after `head` (length + 1 tokens in all), PAD-filled if short."""
+    room = length + 1 - len(head)
+    offset = int(rng.integers(0, max(0, len(tokens) - room) + 1))
+    return _padded(list(head) + list(tokens[offset:offset + room]), length)
+
+
+def fim_sample(tokens: Sequence[int], style: str, length: int, rng: np.random.Generator) -> np.ndarray:
+    """A fill-in-the-middle sequence cut at random from a piece's events (no header, no END): length + 1 tokens.
+
+    The gap lasts 0.5 to 16 s (log-uniform) from the time of a random event, and the music after it
+    takes up to a third of the room (`fim_sequence`).
     """
-    tokens = np.asarray(tokens, dtype=np.int64)
-    if len(tokens) <= length + 1:
-        return np.concatenate([tokens, np.full(length + 1 - len(tokens), PAD, np.int64)])
-    offset = int(rng.integers(0, len(tokens) - length))
-    return tokens[offset:offset + length + 1]
+    ticks = np.cumsum([events.shift_ticks(t) for t in tokens])
+    total = int(ticks[-1]) if len(ticks) else 0
+    if total < 2:
+        return crop(tokens, length, rng, events.header(style))
+    gap = min(int(round(np.exp(rng.uniform(np.log(50), np.log(1600))))), total - 1)
+    first = min(int(ticks[int(rng.integers(0, len(tokens)))]), total - gap)
+    return _padded(fim_sequence(tokens, style, length, first, gap, int(rng.integers(0, length // 3 + 1))), length)
+
+
+def fim_sequence(tokens: Sequence[int], style: str, length: int, first: int, gap: int,
+                 suffix_room: int) -> list[int]:
+    """The fill-in-the-middle sequence of the gap [first, first + gap) ticks of a piece's events.
+
+    `events.fim_context` (the gap's length, up to `suffix_room` tokens of the music after the gap, as
+    much of the music before it as fits), then the gap's true contents, with the notes begun in it
+    closed at its end, as `generate.infill` writes them; at most length + 1 tokens, so a long gap is
+    cut where the room runs out.
+    """
+    prefix, rest = events.split_at(tokens, first)
+    middle, after = events.split_at(rest, gap)
+    middle += events.closing_offs(middle)
+    suffix = encode(decode(after[:2 * length]))[:suffix_room]  # the notes that begin at the gap's end or later
+    room = length + 1 - len(events.fim_context(style, gap, suffix, [])) - len(middle)
+    prefix = prefix[max(0, len(prefix) - max(0, room)):]
+    return (events.fim_context(style, gap, suffix, prefix) + middle)[:length + 1]
 
 
 def epoch_plan(pieces: Sequence[Piece], length: int, seed: int, epoch: int) -> np.ndarray:
@@ -352,16 +465,29 @@ def epoch_plan(pieces: Sequence[Piece], length: int, seed: int, epoch: int) -> n
     return plan
 
 
+@dataclass(frozen=True)
+class SampleMix:
+    """What kinds of training samples to draw (see the module's docstring)."""
+
+    max_transpose: int = 3  # augmentation: semitones either way (time stretch is 0.95-1.05)
+    fim_rate: float = 0.0  # the share of fill-in-the-middle samples
+    style_dropout: float = 0.0  # the share of samples whose style token says `any`
+
+
 def training_sample(piece: Piece, length: int, seed: int, epoch: int, index: int,
-                    max_transpose: int = 3) -> np.ndarray:
-    """Sample `index` of an epoch: the piece augmented, encoded and cropped, reproducibly from the seed."""
+                    mix: SampleMix = SampleMix()) -> np.ndarray:
+    """Sample `index` of an epoch: the piece augmented, encoded and cut, reproducibly from the seed."""
     rng = np.random.default_rng([seed, epoch, index])
-    return crop(piece_tokens(augment(piece.notes, rng, max_transpose)), length, rng)
+    tokens = encode(array_to_notes(augment(piece.notes, rng, mix.max_transpose)))
+    style = "any" if rng.random() < mix.style_dropout else piece.style
+    if rng.random() < mix.fim_rate:
+        return fim_sample(tokens, style, length, rng)
+    return crop(tokens + [END], length, rng, events.header(style) if rng.random() < HEADER_RATE else ())
 
 
 def training_batches(pieces: Sequence[Piece], length: int, batch_size: int, seed: int, epoch: int = 0,
                      start: int = 0, rank: int = 0, world_size: int = 1,
-                     max_transpose: int = 3) -> Iterator[tuple[int, np.ndarray]]:
+                     mix: SampleMix = SampleMix()) -> Iterator[tuple[int, np.ndarray]]:
     """Batches (B, length + 1) of an epoch from batch `start` on, as (batch index, array).
 
     With several processes each rank takes its own rows of every batch, so the ranks together see the
@@ -374,7 +500,7 @@ def training_batches(pieces: Sequence[Piece], length: int, batch_size: int, seed
         rows = []
         for row in range(batch_size):
             index = (batch * global_batch + rank * batch_size + row) % len(plan)
-            rows.append(training_sample(pieces[plan[index]], length, seed, epoch, index, max_transpose))
+            rows.append(training_sample(pieces[plan[index]], length, seed, epoch, index, mix))
         yield batch, np.stack(rows)
 
 
@@ -387,16 +513,35 @@ def batches_per_epoch(pieces: Sequence[Piece], length: int, batch_size: int, wor
 def validation_chunks(pieces: Sequence[Piece], length: int, max_chunks: int | None = None) -> np.ndarray:
     """Fixed, unaugmented windows of the valid pieces (length + 1 tokens, PAD-filled), for the valid NLL.
 
-    Each piece is cut at 0, length, 2 length, ... so every token is predicted from a context within
-    the training length.
+    Each piece's events (and END) are cut into consecutive windows, each opening with the header (START
+    and the piece's style), so every token is predicted from a context within the training length.
     """
     chunks = []
     for piece in pieces:
-        tokens = piece_tokens(piece.notes)
-        for offset in range(0, max(1, len(tokens) - 1), length):
-            window = tokens[offset:offset + length + 1]
-            chunks.append(window + [PAD] * (length + 1 - len(window)))
+        head = events.header(piece.style)
+        tokens = encode(array_to_notes(piece.notes)) + [END]
+        room = length + 1 - len(head)
+        for offset in range(0, len(tokens), room):
+            chunks.append(_padded(head + tokens[offset:offset + room], length))
     if max_chunks is not None and len(chunks) > max_chunks:
         pick = np.linspace(0, len(chunks) - 1, max_chunks).round().astype(int)
         chunks = [chunks[i] for i in pick]
     return np.asarray(chunks, dtype=np.int64).reshape(-1, length + 1)
+
+
+def pack_main(argv: list[str]) -> int:
+    """`music-transformer pack`: convert data sources once into one token file, for a machine without them."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="music-transformer pack", description=pack_main.__doc__)
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="MIDI folders (STYLE=FOLDER names the style), 'corpus' or 'corpus:part,...'")
+    parser.add_argument("--out", required=True, type=Path, help=f"the token file to write (*{TOKEN_PACK_SUFFIX})")
+    parser.add_argument("--limit", type=int, help="at most this many files (per corpus part)")
+    parser.add_argument("--cache", help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
+    args = parser.parse_args(argv)
+    dataset = load_dataset(args.data, cache_dir=args.cache, limit=args.limit)
+    written = save_token_pack(dataset, args.out)
+    print(f"wrote {args.out}: {written['pieces']} pieces, {written['tokens']:,} tokens, "
+          f"{written['bytes'] / 2**20:.1f} MB ({dataset.describe()})")
+    return 0

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from . import data as data_module
 from .checkpoint import read_checkpoint, save_checkpoint
 from .errors import ContinuoError
-from .events import PAD, VOCAB_SIZE
+from .events import PAD, STYLES, VOCAB_SIZE
 from .model import POSITIONAL_KINDS, PRECISIONS, ModelConfig, MusicTransformer, mixed_precision
 
 
@@ -50,6 +50,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     label_smoothing: float = 0.0
     max_transpose: int = 3  # augmentation: semitones either way (time stretch is 0.95-1.05)
+    fim_rate: float = 0.5  # performance events: the share of fill-in-the-middle samples ("FIM for free" at 0.5)
+    style_dropout: float = 0.15  # performance events: the share of samples whose style token says `any`
     steps: int | None = None  # planned length in optimizer steps (None: until --max-minutes or forever)
     max_minutes: float | None = None  # stop after this much training time (summed over resumes)
     checkpoint_minutes: float = 3.0
@@ -63,8 +65,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        if not 0.0 <= self.soft_target_weight <= 1.0:
-            raise TrainingError(f"soft_target_weight must be between 0 and 1, not {self.soft_target_weight}")
+        for name in ("soft_target_weight", "fim_rate", "style_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise TrainingError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -195,13 +198,16 @@ class TrainingData(Protocol):
 
 
 class EventData:
-    """Performance-event pieces (a loaded `data.Dataset`) as training data: random crops of L + 1 tokens."""
+    """Performance-event pieces (a loaded `data.Dataset`) as training data: windows of L + 1 tokens with and
+    without the header, and fill-in-the-middle sequences (`data.training_sample`)."""
 
     pad = PAD
     vocab_size = VOCAB_SIZE
 
-    def __init__(self, dataset: data_module.Dataset, name: str, valid_max_chunks: int | None = None) -> None:
+    def __init__(self, dataset: data_module.Dataset, name: str, valid_max_chunks: int | None = None,
+                 fim_rate: float = 0.0, style_dropout: float = 0.0) -> None:
         self.dataset, self.name, self.valid_max_chunks = dataset, name, valid_max_chunks
+        self.fim_rate, self.style_dropout = fim_rate, style_dropout
         if not dataset.train:
             raise TrainingError(f"{name}: no pieces for training after the split")
 
@@ -210,8 +216,9 @@ class EventData:
 
     def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
                 world_size: int, max_transpose: int) -> Iterator[tuple[int, np.ndarray]]:
+        mix = data_module.SampleMix(max_transpose, self.fim_rate, self.style_dropout)
         return data_module.training_batches(self.dataset.train, length, batch_size, seed, epoch, start, rank,
-                                            world_size, max_transpose)
+                                            world_size, mix)
 
     def validation_batches(self, length: int, batch_size: int) -> list[np.ndarray]:
         chunks = data_module.validation_chunks(self.dataset.valid, length, self.valid_max_chunks)
@@ -284,12 +291,13 @@ def validation_nll(model: MusicTransformer, batches: list[np.ndarray], device: t
 
 
 def position_nll(model: MusicTransformer, pieces, window: int | None = None,
-                 device: torch.device | None = None) -> dict:
+                 device: torch.device | None = None, style: str | None = None) -> dict:
     """NLL per token overall and by position [0, L), [L, 2L), [2L, 4L) (L = the model's train_length).
 
     Each piece is scored up to 4L tokens with the windowed decoder: every position attends to at most
     `window` (default L) of the latest positions, exactly as `generate` continues past the training
     length. The buckets use only pieces of 4L tokens or more, so each bucket sees the same pieces.
+    Each piece opens with the header the model knows (START, and `style` or the piece's own style).
     """
     length = model.config.train_length
     window = window or length
@@ -300,7 +308,7 @@ def position_nll(model: MusicTransformer, pieces, window: int | None = None,
     model.eval()
     with torch.inference_mode():
         for piece in pieces:
-            tokens = data_module.piece_tokens(piece.notes)
+            tokens = data_module.piece_tokens(piece.notes, style or piece.style, model.config.vocab_size)
             is_long = len(tokens) >= 4 * length
             tokens = tokens[:4 * length]
             if len(tokens) < 2:
@@ -339,7 +347,7 @@ def _progress(step: int, elapsed: float, config: TrainConfig) -> float | None:
     return max(parts) if parts else None
 
 
-def train(data: "str | TrainingData", out: str | os.PathLike,
+def train(data: "str | list[str] | TrainingData", out: str | os.PathLike,
           config: "str | tuple[ModelConfig, TrainConfig]" = "small", resume: bool = False,
           overrides: dict | None = None, model_overrides: dict | None = None, device: str | None = None,
           limit: int | None = None, cache_dir: str | None = None, threads: int | None = None,
@@ -347,7 +355,8 @@ def train(data: "str | TrainingData", out: str | os.PathLike,
           model_class: type[MusicTransformer] = MusicTransformer) -> dict:
     """Trains a model on `data` into the run directory `out`; returns a summary (step, losses, times).
 
-    `data` is a data source for `data.load_dataset` (a MIDI folder, `corpus`, `corpus:part,...`) or any
+    `data` is a data source for `data.load_dataset` (a MIDI folder, `corpus`, `corpus:part,...`, a token
+    pack), a list of them, or any
     `TrainingData`; `config` a preset name, a JSON file or a (ModelConfig, TrainConfig) pair.
     `model_class` builds the model from its config: a subclass may add to it (bench/jsb.py's bar embedding).
     """
@@ -382,7 +391,7 @@ def train(data: "str | TrainingData", out: str | os.PathLike,
             torch.distributed.destroy_process_group()
 
 
-def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, config: TrainConfig,
+def _train(data: "str | list[str] | TrainingData", out: Path, model_config: ModelConfig, config: TrainConfig,
            state: dict | None, dist: Distributed, device: torch.device, limit: int | None, cache_dir: str | None,
            keep_every_steps: int | None, progress: bool, model_class: type[MusicTransformer]) -> dict:
     from tqdm import tqdm
@@ -391,7 +400,8 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
         if dist.main:
             tqdm.write(message, file=sys.stdout)
 
-    if isinstance(data, str):
+    if isinstance(data, (str, list, tuple)):
+        name = data if isinstance(data, str) else " + ".join(data)
         # Rank 0 converts the data first; the others wait and then read the cache it wrote.
         if dist.main:
             dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=progress)
@@ -399,7 +409,7 @@ def _train(data: "str | TrainingData", out: Path, model_config: ModelConfig, con
             torch.distributed.barrier()
         if not dist.main:
             dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=False)
-        data = EventData(dataset, data, config.valid_max_chunks)
+        data = EventData(dataset, name, config.valid_max_chunks, config.fim_rate, config.style_dropout)
     if model_config.vocab_size != data.vocab_size:
         raise TrainingError(f"{data.name} has a vocabulary of {data.vocab_size} tokens but the model "
                             f"{model_config.vocab_size}")
@@ -556,12 +566,15 @@ def _saved_step(out: Path) -> int | str:
 
 # --- command line ---------------------------------------------------------------------------------------
 
+DATA_HELP = ("one or more data sources: a folder of MIDI files (STYLE=FOLDER names its style, e.g. "
+             "pop-piano=~/pop909), 'corpus' (the music21 subset), 'corpus:bach,fiddle', or a token pack "
+             "(*.tokens.npz, from `music-transformer pack`)")
+
 
 def train_main(argv: list[str]) -> int:
     """`music-transformer train`: train a model on a MIDI folder or the music21 corpus."""
     parser = argparse.ArgumentParser(prog="music-transformer train", description=train_main.__doc__)
-    parser.add_argument("--data", required=True,
-                        help="a folder of MIDI files, 'corpus' (the music21 subset) or 'corpus:bach,fiddle'")
+    parser.add_argument("--data", required=True, nargs="+", help=DATA_HELP)
     parser.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, log)")
     parser.add_argument("--config", default="small", help=f"a preset ({', '.join(PRESETS)}) or a JSON file")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
@@ -570,6 +583,8 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--positional", choices=POSITIONAL_KINDS, help="override the config's positions")
     parser.add_argument("--train-length", type=int, help="override the config's crop length")
     parser.add_argument("--label-smoothing", type=float, help="spread this much of each target's mass (e.g. 0.1)")
+    parser.add_argument("--fim-rate", type=float, help="share of fill-in-the-middle samples (default 0.5)")
+    parser.add_argument("--style-dropout", type=float, help="share of samples whose style says 'any' (default 0.15)")
     parser.add_argument("--dropout", type=float, help="dropout before each residual addition")
     parser.add_argument("--attention-dropout", type=float, help="dropout on the attention weights")
     parser.add_argument("--local-block", type=int,
@@ -590,13 +605,15 @@ def train_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     overrides = {"steps": args.steps, "max_minutes": args.max_minutes, "label_smoothing": args.label_smoothing,
                  "batch_size": args.batch_size, "learning_rate": args.lr, "warmup_steps": args.warmup_steps,
-                 "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes, "precision": args.precision}
+                 "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes, "precision": args.precision,
+                 "fim_rate": args.fim_rate, "style_dropout": args.style_dropout}
     model_overrides = {"positional": args.positional, "train_length": args.train_length, "dropout": args.dropout,
                        "attention_dropout": args.attention_dropout, "local_block": args.local_block}
     if args.train_length:
         model_overrides["max_relative_distance"] = args.train_length
         model_overrides["block_size"] = min(args.train_length, 256)
-    train(args.data, args.out, args.config, args.resume, overrides, model_overrides, args.device, args.limit,
+    data = args.data[0] if len(args.data) == 1 else args.data
+    train(data, args.out, args.config, args.resume, overrides, model_overrides, args.device, args.limit,
           args.cache, args.threads, args.keep_every_steps, progress=not args.no_progress)
     return 0
 
@@ -605,7 +622,9 @@ def eval_main(argv: list[str]) -> int:
     """`music-transformer eval`: NLL per token of a checkpoint, overall and by position."""
     parser = argparse.ArgumentParser(prog="music-transformer eval", description=eval_main.__doc__)
     parser.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
-    parser.add_argument("--data", required=True, help="a folder of MIDI files, 'corpus' or 'corpus:part,...'")
+    parser.add_argument("--data", required=True, nargs="+", help=DATA_HELP)
+    parser.add_argument("--style", choices=STYLES,
+                        help="the style token to score with (default: each piece's own, 'any' for a plain folder)")
     parser.add_argument("--split", choices=("valid", "train", "all"), default="valid",
                         help="which pieces to score (default: the held-out ones)")
     parser.add_argument("--window", type=int, help="positions each token attends to (default: train_length)")
@@ -623,8 +642,8 @@ def eval_main(argv: list[str]) -> int:
     dataset = data_module.load_dataset(args.data, cache_dir=args.cache, limit=args.limit)
     pieces = {"valid": dataset.valid, "train": dataset.train, "all": dataset.train + dataset.valid}[args.split]
     if not pieces:
-        raise TrainingError(f"{args.data}: no {args.split} pieces to evaluate")
-    result = position_nll(model, pieces, window=args.window)
+        raise TrainingError(f"{' + '.join(args.data)}: no {args.split} pieces to evaluate")
+    result = position_nll(model, pieces, window=args.window, style=args.style)
     length = result["train_length"]
     print(f"{args.checkpoint or 'bundled model'}: {model.config.positional} positions, L = {length}, "
           f"window {result['window']}; {result['pieces']} {args.split} pieces, "

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from music_transformer import Note, decode, encode, write_midi
+from music_transformer import Note, decode, encode, events, write_midi
 from music_transformer import data
 from music_transformer.events import PAD, START
 
@@ -147,15 +147,16 @@ def test_augmentation_keeps_notes_on_the_keyboard():
 def test_an_augmented_piece_encodes_to_the_augmented_notes():
     notes = data.notes_to_array([Note(60 + k % 5, 80, 0.3 * k, 0.3 * k + 0.25) for k in range(30)])
     out = data.augment(notes, np.random.default_rng(3))
-    tokens = data.piece_tokens(out)
-    assert tokens[0] == START
-    decoded = decode(tokens[1:-1])
+    tokens = data.piece_tokens(out, "folk")
+    assert tokens[:2] == [START, events.style_token("folk")] and tokens[-1] == events.END
+    assert data.piece_tokens(out, "folk", events.LEGACY_VOCAB_SIZE)[:2] == [START, tokens[2]]
+    decoded = decode(tokens[2:-1])
     assert [n.pitch for n in decoded] == [int(p) for p in out[:, 0]]
     assert np.allclose([n.start for n in decoded], out[:, 2], atol=0.006)
 
 
-def test_crops_have_the_training_length_and_start_with_start_at_the_piece_start():
-    tokens = [START] + list(range(100))
+def test_crops_have_the_training_length_and_may_open_with_a_header():
+    tokens = list(range(100))
     starts = set()
     for seed in range(300):
         window = data.crop(tokens, 16, np.random.default_rng(seed))
@@ -164,15 +165,125 @@ def test_crops_have_the_training_length_and_start_with_start_at_the_piece_start(
         assert list(window) == tokens[offset:offset + 17]
         starts.add(offset)
     assert 0 in starts and max(starts) == len(tokens) - 17
-    short = data.crop([START, 5, 6], 8, np.random.default_rng(0))
+    head = events.header("folk")
+    window = data.crop(tokens, 16, np.random.default_rng(1), head)
+    offset = int(window[2])
+    assert list(window) == head + tokens[offset:offset + 15]
+    short = data.crop([5, 6], 8, np.random.default_rng(0), [START])
     assert list(short) == [START, 5, 6] + [PAD] * 6
+
+
+def _piece(index=0, count=120, style="pop-piano"):
+    rng = np.random.default_rng(index)
+    notes = []
+    for k in range(count):
+        start = 0.25 * k + float(rng.uniform(0, 0.05))
+        notes.append(Note(48 + int(rng.integers(0, 24)), int(rng.integers(30, 110)), start,
+                          start + float(rng.uniform(0.1, 1.5))))
+    array = data.notes_to_array(notes)
+    return data.Piece(f"p{index}", array, len(encode(notes)), style)
+
+
+def _fim_parts(sample):
+    """(style, gap ticks, suffix, prefix, middle) of a fill-in-the-middle sample, PAD removed."""
+    tokens = [int(t) for t in sample if t != PAD]
+    assert tokens[0] == START and events.STYLE_OFFSET <= tokens[1] < events.SUFFIX
+    suffix_at, prefix_at, middle_at = (tokens.index(m) for m in (events.SUFFIX, events.PREFIX, events.MIDDLE))
+    gap = tokens[2:suffix_at]
+    assert gap and all(events.is_time_shift(t) for t in gap)
+    return (events.STYLES[tokens[1] - events.STYLE_OFFSET], sum(map(events.shift_ticks, gap)),
+            tokens[suffix_at + 1:prefix_at], tokens[prefix_at + 1:middle_at], tokens[middle_at + 1:])
+
+
+def test_a_fim_sequence_holds_the_true_gap_after_its_suffix_and_prefix():
+    notes = [Note(60, 78, 0.0, 1.0), Note(48, 58, 0.5, 3.2), Note(62, 78, 2.5, 3.0), Note(64, 90, 2.8, 4.5),
+             Note(65, 70, 4.2, 4.6), Note(67, 70, 5.0, 5.5)]  # velocities in the middle of their bins
+    tokens = encode(notes)
+    sequence = data.fim_sequence(tokens, "folk", 256, first=200, gap=200, suffix_room=100)
+    style, gap, suffix, prefix, middle = _fim_parts(sequence)
+    assert (style, gap) == ("folk", 200)
+    assert prefix == events.split_at(tokens, 200)[0]
+    # The middle: 48's note-off when due, 62 and 64 begun in the gap, 64 closed at the gap's end (4.0 s).
+    assert decode(middle, start=2.0) == [Note(62, 78, 2.5, 3.0), Note(64, 90, 2.8, 4.0)]
+    assert events.note_off(48) in middle and sum(map(events.shift_ticks, middle)) == 200
+    assert middle[-1] == events.note_off(64)
+    # The suffix: the notes that begin at the gap's end or later, from there (65 and 67, not 64).
+    assert decode(suffix, start=4.0) == [Note(65, 70, 4.2, 4.6), Note(67, 70, 5.0, 5.5)]
+    full_middle, full_prefix = middle, prefix
+    short = data.fim_sequence(tokens, "folk", 24, first=200, gap=200, suffix_room=4)
+    _, _, suffix, prefix, middle = _fim_parts(short)
+    assert len(short) == 25 and len(suffix) == 4  # less room: the prefix is cut on the left
+    assert middle == full_middle and len(prefix) < len(full_prefix) and full_prefix[-len(prefix):] == prefix
+    cut = data.fim_sequence(tokens, "folk", 14, first=200, gap=200, suffix_room=0)
+    assert len(cut) == 15 and _fim_parts(cut)[3] == [] and _fim_parts(cut)[4] == full_middle[:len(cut) - 7]
+
+
+def test_fim_samples_vary_the_gap_and_the_suffix_and_fill_the_room():
+    piece = _piece()
+    tokens = encode(data.array_to_notes(piece.notes))
+    gaps, suffixes = [], []
+    for seed in range(60):
+        sample = data.fim_sample(tokens, "pop-piano", 256, np.random.default_rng(seed))
+        assert len(sample) == 257
+        style, gap, suffix, prefix, middle = _fim_parts(sample)
+        if sample[-1] == PAD:  # room left over only when the prefix reaches back to the piece's start
+            assert prefix == events.split_at(tokens, sum(map(events.shift_ticks, prefix)))[0]
+        assert style == "pop-piano"
+        gaps.append(gap)
+        suffixes.append(len(suffix))
+    assert min(gaps) >= 50 and max(gaps) <= 1600 and len(set(gaps)) > 30
+    assert min(suffixes) <= 20 and max(suffixes) >= 60
+
+
+def test_training_samples_mix_headed_windows_bare_windows_and_fim_with_style_dropout():
+    piece = _piece(count=400)
+    mix = data.SampleMix(max_transpose=3, fim_rate=0.5, style_dropout=0.15)
+    kinds = {"fim": 0, "header": 0, "bare": 0}
+    styles = []
+    for index in range(600):
+        sample = data.training_sample(piece, 128, seed=1, epoch=0, index=index, mix=mix)
+        assert len(sample) == 129
+        if sample[0] != START:
+            kinds["bare"] += 1
+            assert not set(sample.tolist()) & set(events.SPECIAL_TOKENS) - {PAD, events.END}
+            continue
+        styles.append(events.STYLES[int(sample[1]) - events.STYLE_OFFSET])
+        kinds["fim" if events.SUFFIX in sample else "header"] += 1
+    assert 240 <= kinds["fim"] <= 360 and 90 <= kinds["header"] <= 210 and 90 <= kinds["bare"] <= 210
+    assert set(styles) == {"pop-piano", "any"}
+    assert 0.08 <= styles.count("any") / len(styles) <= 0.22
+    plain = data.SampleMix()
+    assert all(events.SUFFIX not in data.training_sample(piece, 128, 1, 0, i, plain) for i in range(50))
+
+
+def test_a_token_pack_holds_the_pieces_their_styles_and_split(tmp_path):
+    folder = make_midi_folder(tmp_path / "midi", pieces=8)
+    dataset = data.load_dataset([f"pop-piano={folder}"], cache_dir=tmp_path / "cache", workers=1, progress=False)
+    assert {p.style for p in dataset.train + dataset.valid} == {"pop-piano"}
+    written = data.save_token_pack(dataset, tmp_path / "pack.tokens.npz")
+    assert written["pieces"] == 8 and written["tokens"] == sum(p.token_count for p in dataset.train + dataset.valid)
+    packed = data.load_dataset(str(tmp_path / "pack.tokens.npz"))
+    for before, after in zip(dataset.train + dataset.valid, packed.train + packed.valid):
+        assert (before.piece_id, before.style, before.token_count) == (after.piece_id, after.style, after.token_count)
+        assert encode(data.array_to_notes(before.notes)) == encode(data.array_to_notes(after.notes))
+    assert [p.piece_id for p in packed.valid] == [p.piece_id for p in dataset.valid]
+    with pytest.raises(data.DataError, match="ends in"):
+        data.save_token_pack(dataset, tmp_path / "pack.npz")
+    (tmp_path / "bad.tokens.npz").write_bytes(b"not a pack")
+    with pytest.raises(data.DataError, match="not a token pack"):
+        data.load_dataset(str(tmp_path / "bad.tokens.npz"))
+
+
+def test_every_source_names_its_style():
+    assert {s.style for s in data.corpus_sources(("bach", "palestrina", "fiddle"), limit=1)} == \
+        {"chorale", "renaissance", "folk"}
 
 
 def test_training_batches_are_reproducible_resumable_and_split_over_ranks(tmp_path):
     pieces = [data.Piece(f"p{i}", data.notes_to_array(
         [Note(50 + i + k % 7, 80, 0.2 * k, 0.2 * k + 0.15) for k in range(30 + 5 * i)]), 0) for i in range(10)]
     for piece in pieces:
-        piece.token_count = len(data.piece_tokens(piece.notes))
+        piece.token_count = len(encode(data.array_to_notes(piece.notes)))
     whole = list(data.training_batches(pieces, 16, 2, seed=7, epoch=1))
     assert len(whole) == data.batches_per_epoch(pieces, 16, 2)
     again = list(data.training_batches(pieces, 16, 2, seed=7, epoch=1))
@@ -190,11 +301,13 @@ def test_training_batches_are_reproducible_resumable_and_split_over_ranks(tmp_pa
         assert (both == np.concatenate([first, second])).all()
 
 
-def test_validation_chunks_cover_each_piece_in_windows():
-    piece = data.Piece("v", data.notes_to_array([Note(60, 80, 0.1 * k, 0.1 * k + 0.05) for k in range(20)]), 0)
-    tokens = data.piece_tokens(piece.notes)
+def test_validation_chunks_cover_each_piece_in_windows_each_opening_with_the_header():
+    piece = data.Piece("v", data.notes_to_array([Note(60, 80, 0.1 * k, 0.1 * k + 0.05) for k in range(20)]), 0,
+                       "folk")
+    tokens = encode(data.array_to_notes(piece.notes)) + [events.END]
+    head = events.header("folk")
     chunks = data.validation_chunks([piece], 16)
-    assert chunks.shape == (int(np.ceil((len(tokens) - 1) / 16)), 17)
-    assert list(chunks[0]) == tokens[:17] and chunks[1][0] == tokens[16]
+    assert chunks.shape == (int(np.ceil(len(tokens) / 15)), 17)
+    assert list(chunks[0]) == head + tokens[:15] and list(chunks[1][:3]) == head + tokens[15:16]
     assert (chunks[-1] == PAD).any()
     assert len(data.validation_chunks([piece] * 10, 16, max_chunks=5)) == 5
