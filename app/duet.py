@@ -26,9 +26,9 @@ from music_transformer import CheckpointError, Note, load_checkpoint
 from music_transformer.events import NOTE_ON_OFFSET, SECONDS_PER_TICK, Decoder, is_note_on, is_time_shift, shift_ticks
 from music_transformer.generate import generate, primer_tokens
 
-from .midi_input import MidiInputController, Take, TapSink
+from .midi_input import MidiInputController, Take
 from .playback.scheduler import NOTE_OFF, NOTE_ON, LiveFeed, Scheduler
-from .playback.sinks import Sink
+from .playback.sinks import Sink, TapSink
 from .song import CONTINUATION, DEFAULT_MODEL
 
 DEFAULT_PAUSE = 0.6  # seconds of silence that end the musician's phrase
@@ -234,7 +234,9 @@ class DuetController(QObject):
         self._timer.timeout.connect(self.drain)
         self._loaded.connect(self._model_loaded)
         # Recording stopped under the duet (Ctrl+R, the keyboard unplugged, a new song): the duet ends with it.
-        midi.recording_changed.connect(lambda recording: None if recording or self.duet is None else self.stop())
+        midi.recorder.recording_changed.connect(
+            lambda recording: None if recording or self.duet is None else self.stop()
+        )
 
     @property
     def enabled(self) -> bool:
@@ -285,10 +287,10 @@ class DuetController(QObject):
             self.enabled_changed.emit(False)
             return
         # Answers are played live (ahead of time on a CPU); the continuation part keeps them apart in the roll.
-        self.duet = Duet(model, self.midi.thru_targets_checked, self._answers.put, pause=self.pause)
+        self.duet = Duet(model, self.midi.outputs, self._answers.put, pause=self.pause)
         self.duet.on_error = self._errors.put
         self.midi.listeners.append(self.duet.feed)
-        if not self.midi.recording:
+        if not self.midi.recorder.recording:
             self.midi.start_recording()
         self._timer.start()
         self.message.emit(f"Duet: play a phrase and pause for {self.pause:g} s; the model answers")
@@ -318,7 +320,7 @@ class DuetController(QObject):
             except queue.Empty:
                 return
             if notes:
-                self.midi.add_performance(notes, CONTINUATION)
+                self.midi.recorder.land(notes, CONTINUATION)
 
     def close(self) -> None:
         """Stops the duet (on quit)."""

@@ -2,7 +2,7 @@
 
     worker (thread)                              controller (GUI thread, polls every 25 ms)
     load checkpoint ─────── outbox queue ──────> model ready / "cannot load, keeping the previous model"
-    generate() tokens ─> Decoder ─> notes ─────> song.append_continuation_notes(...)  (the roll draws them)
+    generate() tokens ─> Decoder ─> notes ─────> song.append(notes)  (a stream into the continuation)
                           └──> LiveFeed ──────────────────────────────> playback scheduler (no GUI hop)
 
 The worker owns the model; nothing else touches it, so loading, moving it to another device and sampling
@@ -370,10 +370,11 @@ class GenerationController(QObject):
         else:
             seeds = [random.randrange(2**31) for _ in range(count)]
         try:
-            start_beat = self.song.begin_continuation()
+            self.song.begin_stream(CONTINUATION)
         except SongLockedError as error:
-            self.message.emit(str(error).capitalize())
+            self.message.emit(str(error))
             return False
+        start_beat = self.song.motif_end()
         start = self.song.to_seconds(start_beat)
         feed = LiveFeed(start)
         request = GenerationRequest(
@@ -432,8 +433,8 @@ class GenerationController(QObject):
             self._append(notes)
 
     def _append(self, notes: list[Note]) -> None:
-        if self.song.is_writing:
-            self.song.append_continuation_notes(notes)
+        if self.song.stream_part == CONTINUATION:
+            self.song.append(notes)
 
     def _handle(self, kind: str, payload: Any) -> None:
         if kind == "progress":
@@ -475,7 +476,8 @@ class GenerationController(QObject):
 
     def _finish_writing(self) -> None:
         self._writing_variation = False
-        self.song.end_continuation()
+        if self.song.stream_part == CONTINUATION:
+            self.song.commit()
         if self.player is not None:
             self.player.set_live_feed(None)
 
@@ -509,7 +511,7 @@ class GenerationController(QObject):
         self.worker.cancel.set()
         ended = self.worker.stop(timeout=5.0)
         self.drain()
-        if self.song.is_writing:
+        if self._writing_variation:
             self._finish_writing()
         self._generating = False
         self._timer.stop()

@@ -113,7 +113,9 @@ class MainWindow(QMainWindow):
         self.player.open_output()
         self.midi.message.connect(lambda text: self.show_message(text, 15000))
         self.duet.message.connect(lambda text: self.show_message(text, 10000))
-        self.midi.counting_in.connect(lambda beats: self.show_message(f"Count-in: {beats}", 1000) if beats else None)
+        self.midi.recorder.counting_in.connect(
+            lambda beats: self.show_message(f"Count-in: {beats}", 1000) if beats else None
+        )
         if self.midi.choice:
             self.midi.open_input(self.midi.choice)  # the keyboard chosen last time, in the background
         self.roll.canvas.setFocus()
@@ -293,18 +295,20 @@ class MainWindow(QMainWindow):
 
     def _make_record_menu(self, menus) -> None:
         """Record: the MIDI input (refreshed as keyboards come and go), takes, thru, quantize, duet."""
-        midi = self.midi
+        midi, recorder = self.midi, self.midi.recorder
         record_menu = menus.addMenu("&Record")
         self.midi_input_menu = record_menu.addMenu("MIDI &Input")
         self.midi_input_menu.aboutToShow.connect(self._fill_midi_input_menu)
-        self.record_action = self._add(record_menu, "&Record", "Ctrl+R", midi.toggle_recording)
+        self.record_action = self._add(
+            record_menu, "&Record", "Ctrl+R", lambda: self.record_action.setChecked(midi.toggle_recording())
+        )
         self.record_action.setCheckable(True)
-        midi.recording_changed.connect(self.record_action.setChecked)
+        midi.recorder.recording_changed.connect(self.record_action.setChecked)
         record_menu.addSeparator()
         for text, getter, setter in (
-            ("Count-&in (1 Bar)", lambda: midi.count_in_bars > 0, lambda on: midi.set_count_in(1 if on else 0)),
-            ("&Metronome", lambda: midi.metronome, midi.set_metronome),
-            ("&Overdub (Play While Recording)", lambda: midi.overdub, midi.set_overdub),
+            ("Count-&in (1 Bar)", lambda: recorder.count_in_bars > 0, lambda on: recorder.set_count_in(1 if on else 0)),
+            ("&Metronome", lambda: recorder.metronome, recorder.set_metronome),
+            ("&Overdub (Play While Recording)", lambda: recorder.overdub, recorder.set_overdub),
             ("MIDI &Thru", lambda: midi.thru_enabled, midi.set_thru),
         ):
             action = QAction(text, self)
@@ -317,14 +321,14 @@ class MainWindow(QMainWindow):
         for text, step in (("Off", None), ("1/4", 1.0), ("1/8", 0.5), ("1/16", 0.25), ("1/32", 0.125)):
             action = quantize_menu.addAction(text)
             action.setCheckable(True)
-            action.setChecked(midi.quantize_step == step)
+            action.setChecked(recorder.quantize_step == step)
             action.setActionGroup(group)
-            action.triggered.connect(lambda checked=False, step=step: midi.set_quantize(step))
+            action.triggered.connect(lambda checked=False, step=step: recorder.set_quantize(step))
         self._add(
             record_menu,
             "Quantize &Last Take",
             None,
-            lambda: midi.quantize_last_take() or self.show_message("Nothing to quantize"),
+            lambda: recorder.quantize_last_take() or self.show_message("Nothing to quantize"),
         )
         record_menu.addSeparator()
         self.duet_action = QAction("&Duet Mode (Call and Response)", self)
@@ -440,14 +444,14 @@ class MainWindow(QMainWindow):
         try:
             self.song.set_tempo(value)
         except SongLockedError as error:
-            self.show_message(str(error).capitalize())
+            self.show_message(str(error))
 
     def _signature_edited(self, text: str) -> None:
         numerator, denominator = (int(part) for part in text.split("/"))
         try:
             self.song.set_time_signature(numerator, denominator)
         except SongLockedError as error:
-            self.show_message(str(error).capitalize())
+            self.show_message(str(error))
 
     def _loop_changed(self) -> None:
         self.roll.actions_by_name["loop_toggle"].setChecked(self.transport.loop_enabled)
@@ -684,7 +688,7 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot import the MIDI file", str(error))
             return False
         except SongLockedError as error:
-            self.show_error("Cannot import now", str(error).capitalize())
+            self.show_error("Cannot import now", str(error))
             return False
         self.roll.zoom_to_fit()
         self.show_message(f"Imported {len(notes)} notes from {path.name} as the motif (Undo takes it back)")
@@ -886,10 +890,9 @@ class MainWindow(QMainWindow):
         """Stops the model and the sound, asks about unsaved changes; a clean exit removes the autosave."""
         if self.generation.generating:
             self.generation.close()  # cancels, waits for the worker, keeps what was written (one undo step)
-        if self.song.is_writing:
-            self.song.end_continuation()  # keep what was written so far
         self.duet.stop()
         self.midi.stop_recording()  # the take so far becomes part of the song before the save question
+        self.song.commit()  # anything else still streaming in is kept too
         if not self.maybe_save():
             event.ignore()
             return

@@ -24,7 +24,7 @@ class Preferences:
     """Preferences in a JSON file under the data home; a damaged file is ignored, never fatal."""
 
     def __init__(self, home: Path | None = None) -> None:
-        self.path = (home or data_home()) / "settings.json"
+        self.path: Path | None = (home or data_home()) / "settings.json"
         self._values: dict = {}
         try:
             loaded = json.loads(self.path.read_text("utf-8"))
@@ -32,6 +32,13 @@ class Preferences:
                 self._values = loaded
         except (OSError, ValueError):
             pass
+
+    @classmethod
+    def in_memory(cls) -> Preferences:
+        """Preferences kept for this run only (a controller made without a window, a script)."""
+        preferences = cls.__new__(cls)
+        preferences.path, preferences._values = None, {}
+        return preferences
 
     def get(self, key: str, default=None):
         """A preference (playback output, soundfont, instrument, ...), or `default` when unset."""
@@ -62,6 +69,8 @@ class Preferences:
 
     def save(self) -> None:
         """Writes the preferences atomically; a read-only home only loses the preference."""
+        if self.path is None:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             text = json.dumps(self._values, indent=1)

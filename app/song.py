@@ -7,6 +7,11 @@ conversion between the two happens here and only here: `Song.to_seconds`, `Song.
 Every change goes through one primitive, `Song._apply`, which takes a `SongDiff` (notes removed, notes
 added, metadata before and after). Undo commands hold a diff and apply it forwards or backwards; the
 autosave journal records every applied diff, so replaying the journal restores every edit.
+
+Music that arrives over time (a continuation being written, a take being played) comes in through one
+streaming edit: `begin_stream(part)`, `append(notes)` as they arrive (drawn at once), then `commit()` (one
+undo step) or `abort()`. While a stream is open the song is locked: every other edit raises
+`SongLockedError` until it ends.
 """
 
 from __future__ import annotations
@@ -129,7 +134,7 @@ class SongDiff:
 
 
 class SongEditCommand(QUndoCommand):
-    """An undoable song edit: a diff applied on redo and reversed on undo."""
+    """An undoable song edit: a diff applied on redo and reversed on undo. Only `Song` makes them."""
 
     def __init__(
         self, song: Song, diff: SongDiff, text: str, merge_key: int = -1, already_applied: bool = False
@@ -192,7 +197,21 @@ class NoteArrays:
 
 
 class SongLockedError(RuntimeError):
-    """An edit was attempted while the continuation is being written."""
+    """An edit was attempted while music streams in (a continuation being written, a take being recorded)."""
+
+
+STREAM_TEXT = {CONTINUATION: "Continue", MOTIF: "Record"}  # the undo step a stream into each part becomes
+
+
+@dataclass
+class _Stream:
+    """A streaming edit in progress: what it replaced, what has arrived, and how it lands."""
+
+    part: str
+    text: str
+    quantize: float | None
+    removed: tuple[SongNote, ...]
+    added: list[SongNote] = field(default_factory=list)
 
 
 class Song(QObject):
@@ -213,10 +232,7 @@ class Song(QObject):
         self._index: tuple | None = None
         self._arrays: NoteArrays | None = None
         self.version = 0  # goes up whenever the notes change: views key their caches on it
-        self._writing = False
-        self._writing_removed: tuple[SongNote, ...] = ()
-        self._writing_added: list[SongNote] = []
-        self._writing_start = 0.0
+        self._stream: _Stream | None = None
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -248,8 +264,25 @@ class Song(QObject):
 
     @property
     def is_writing(self) -> bool:
-        """Whether a continuation is streaming in; edits wait until it is done."""
-        return self._writing
+        """Whether music is streaming in (a continuation, a take); edits wait until it is done."""
+        return self._stream is not None
+
+    @property
+    def stream_part(self) -> str | None:
+        """The part music is streaming into (None when nothing streams)."""
+        return self._stream.part if self._stream is not None else None
+
+    def lock_message(self) -> str:
+        """Why edits wait now, for the musician ("" when they do not)."""
+        if self._stream is None:
+            return ""
+        if self._stream.part == CONTINUATION:
+            return "The continuation is being written; edit the notes when it is done"
+        return "A take is being recorded; edit the notes when it is done"
+
+    def motif_end(self) -> float:
+        """Where the motif ends, in beats: a continuation starts here."""
+        return max((note.end for note in self._notes.values() if note.part == MOTIF), default=0.0)
 
     @property
     def is_modified(self) -> bool:
@@ -370,10 +403,10 @@ class Song(QObject):
         """Removes the notes with these ids."""
         self.edit(removed_ids=note_ids, text=text)
 
-    def replace_notes(self, notes: Sequence[SongNote], text: str = "Edit notes") -> None:
-        """Replaces notes by id with changed copies (moved, resized, transposed, new velocity)."""
+    def replace_notes(self, notes: Sequence[SongNote], text: str = "Edit notes") -> bool:
+        """Replaces notes by id with changed copies (moved, resized, transposed, new velocity); False if none differ."""
         notes = [note for note in notes if self._notes.get(note.id) != note]
-        self.edit(removed_ids=[note.id for note in notes], added=notes, text=text)
+        return self.edit(removed_ids=[note.id for note in notes], added=notes, text=text)
 
     def edit(
         self,
@@ -387,8 +420,8 @@ class Song(QObject):
 
         Returns False (and changes nothing) when there is nothing to change.
         """
-        if self._writing:
-            raise SongLockedError("the continuation is being written; edit when it is done")
+        if self._stream is not None:
+            raise SongLockedError(self.lock_message())
         removed = tuple(self._notes[note_id] for note_id in dict.fromkeys(removed_ids) if note_id in self._notes)
         meta = {key: value for key, value in (meta or {}).items() if self._meta.get(key) != value}
         for key in meta:
@@ -434,6 +467,11 @@ class Song(QObject):
             text=text,
         )
 
+    def quantize(self, note_ids: Iterable[int], step: float, ends: bool = False, text: str = "Quantize") -> bool:
+        """Moves the notes' starts (and ends) to the nearest grid step, as one undo step; False if none moved."""
+        notes = [note for note in (self._notes.get(note_id) for note_id in note_ids) if note is not None]
+        return self.replace_notes([quantized(note, step, ends) for note in notes], text)
+
     def accept_continuation(self) -> bool:
         """The continuation becomes part of the motif, so that it can be continued again."""
         continuation = [note for note in self._notes.values() if note.part == CONTINUATION]
@@ -450,63 +488,67 @@ class Song(QObject):
         continuation = [note.id for note in self._notes.values() if note.part == CONTINUATION]
         return self.edit(removed_ids=continuation, text="Discard continuation") if continuation else False
 
-    # --- a continuation streaming in (the generation worker drives these) ----------------------
+    # --- music streaming in: one path for Continue, recording and the duet -------------------------
 
-    def begin_continuation(self) -> float:
-        """Starts writing a new continuation, replacing the old one; returns the beat it starts at.
+    def begin_stream(self, part: str, text: str | None = None, quantize: float | None = None) -> None:
+        """Opens a streaming edit into `part` and locks the song until `commit` or `abort`.
 
-        Notes then arrive through `append_continuation_notes`; `end_continuation` makes the whole
-        continuation one undo step, `abort_continuation` takes it back. Edits wait until then.
+        A stream into the continuation replaces the old one (taken out now, put back by `abort`); a
+        stream into the motif (a take) adds to it. `quantize` (beats) puts each arriving note's start on
+        that grid. The whole stream becomes one undo step, named `text` (Continue, Record).
         """
-        if self._writing:
-            raise SongLockedError("a continuation is already being written")
-        old = tuple(note for note in self._notes.values() if note.part == CONTINUATION)
+        if part not in PARTS:
+            raise ValueError(f"unknown part {part!r}")
+        if self._stream is not None:
+            raise SongLockedError(self.lock_message())
+        old = tuple(note for note in self._notes.values() if note.part == CONTINUATION) if part == CONTINUATION else ()
         if old:
             self._apply(SongDiff(removed=old))
-        self._writing = True
-        self._writing_removed = old
-        self._writing_added = []
-        self._writing_start = max((note.end for note in self._notes.values() if note.part == MOTIF), default=0.0)
+        self._stream = _Stream(part, text or STREAM_TEXT[part], quantize, old)
         self.writing_changed.emit(True)
-        return self._writing_start
 
-    def append_continuation_notes(self, notes: Iterable[Note], relative: bool = False) -> list[SongNote]:
-        """Adds generated notes (in seconds from the song's start, or from the motif's end if `relative`)."""
-        if not self._writing:
-            raise RuntimeError("call begin_continuation() first")
-        offset = self._writing_start if relative else 0.0
-        added = self.notes_from_performance(notes, CONTINUATION, offset)
+    def append(self, notes: Iterable[Note], part: str | None = None) -> list[SongNote]:
+        """Adds notes that arrived (in seconds from the song's start) to the open stream; they are drawn at once.
+
+        They go into the stream's part unless `part` names another (the duet's answers land in the
+        continuation of a take).
+        """
+        stream = self._stream
+        if stream is None:
+            raise RuntimeError("call begin_stream() first")
+        added = self.notes_from_performance(notes, part or stream.part)
+        if stream.quantize:
+            added = [quantized(note, stream.quantize) for note in added]
         if added:
-            self._writing_added.extend(added)
+            stream.added.extend(added)
             self._apply(SongDiff(added=tuple(added)))
         return added
 
-    def end_continuation(self) -> None:
-        """Finishes writing: the new continuation becomes one undoable step."""
-        if not self._writing:
-            return
-        diff = SongDiff(self._writing_removed, tuple(self._writing_added))
-        self._writing = False
-        self._writing_removed, self._writing_added = (), []
+    def commit(self) -> bool:
+        """Ends the stream: what arrived (and what it replaced) becomes one undo step; False if nothing changed."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return False
+        diff = SongDiff(stream.removed, tuple(stream.added))
         if not diff.is_empty():
-            self.undo_stack.push(SongEditCommand(self, diff, "Continue", already_applied=True))
+            self.undo_stack.push(SongEditCommand(self, diff, stream.text, already_applied=True))
         self.writing_changed.emit(False)
+        return not diff.is_empty()
 
-    def abort_continuation(self) -> None:
-        """Stops writing and restores the continuation that was there before."""
-        if not self._writing:
+    def abort(self) -> None:
+        """Ends the stream and takes it back: its notes go, what it replaced returns."""
+        stream, self._stream = self._stream, None
+        if stream is None:
             return
-        self._apply(SongDiff(tuple(self._writing_added), self._writing_removed))
-        self._writing = False
-        self._writing_removed, self._writing_added = (), []
+        self._apply(SongDiff(tuple(stream.added), stream.removed))
         self.writing_changed.emit(False)
 
     # --- whole-document operations (not undoable: they start a new history) --------------------
 
     def load(self, notes: Iterable[SongNote], meta: dict[str, Any] | None = None) -> None:
         """Replaces the whole document (open, new, restore) and clears the undo history."""
-        if self._writing:
-            self.abort_continuation()
+        if self._stream is not None:
+            self.abort()
         self._notes = {note.id: note for note in notes}
         self._meta = default_meta()
         self._meta.update(meta or {})
@@ -544,6 +586,14 @@ class Song(QObject):
             self.notes_changed.emit()
         for key in diff.meta_after:
             self.meta_changed.emit(key)
+
+
+def quantized(note: SongNote, step: float, ends: bool = False) -> SongNote:
+    """The quantizer: the note's start moved to the nearest grid step, its length kept; with `ends`, its end
+    moved to the nearest step too (at least one step after the start)."""
+    start = snap_beat(note.start, step)
+    length = max(snap_beat(note.end, step) - start, step) if ends else note.length
+    return note.with_(start=start, length=length)
 
 
 def snap_beat(beat: float, step: float | None) -> float:

@@ -358,7 +358,7 @@ class NoteCanvas(QWidget):
         self.update()
 
     def _track_writing(self, diff) -> None:
-        if self.song.is_writing:
+        if self.song.stream_part == CONTINUATION:  # a take's notes are drawn as they are; a continuation's hatched
             self._writing_ids.update(note.id for note in diff.added if note.part == CONTINUATION)
 
     # --- mouse ----------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ class NoteCanvas(QWidget):
         if self._gesture is not None:
             return
         if self.song.is_writing:
-            self.message.emit("The continuation is being written; edit the notes when it is done")
+            self.message.emit(self.song.lock_message())
             return
         point = event.position()
         state = self.state
@@ -532,8 +532,8 @@ class NoteCanvas(QWidget):
             return
         try:
             self._finish(gesture)
-        except SongLockedError:  # a continuation began while the mouse was down: the gesture is dropped
-            self.message.emit("The continuation is being written; edit the notes when it is done")
+        except SongLockedError:  # music began streaming in while the mouse was down: the gesture is dropped
+            self.message.emit(self.song.lock_message())
         self.update()
 
     def _finish(self, gesture: _Gesture) -> None:

@@ -10,7 +10,7 @@ from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QKeySequence, QWheelEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QScrollBar, QWidget
 
-from ..song import MOTIF, Song, SongLockedError, SongNote, floor_beat, snap_beat
+from ..song import MOTIF, Song, SongLockedError, SongNote, floor_beat
 from ..transport import Transport
 from .canvas import NoteCanvas
 from .rulers import KEYBOARD_WIDTH, Keyboard, Ruler, VelocityLane
@@ -220,7 +220,7 @@ class PianoRoll(QWidget):
     def _guard(self) -> bool:
         """Whether editing is possible now; says why not when it is not."""
         if self.song.is_writing:
-            self.message.emit("The continuation is being written; edit the notes when it is done")
+            self.message.emit(self.song.lock_message())
             return False
         return True
 
@@ -268,13 +268,7 @@ class PianoRoll(QWidget):
         if not self._guard():
             return
         notes = self.selected_notes() or self.song.notes(MOTIF)
-        step = self.state.step_or_default()
-        changed = []
-        for note in notes:
-            start = snap_beat(note.start, step)
-            length = max(snap_beat(note.end, step) - start, step) if ends_too else note.length
-            changed.append(note.with_(start=start, length=length))
-        self.song.replace_notes(changed, "Quantize")
+        self.song.quantize([note.id for note in notes], self.state.step_or_default(), ends=ends_too)
 
     def copy_selection(self) -> None:
         """Puts the selected notes on the clipboard (times relative to the first one)."""
@@ -400,4 +394,4 @@ class PianoRoll(QWidget):
         try:
             slot()
         except SongLockedError as error:
-            self.message.emit(str(error).capitalize())
+            self.message.emit(str(error))

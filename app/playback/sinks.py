@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import mido
@@ -235,16 +235,86 @@ def jack_server_running() -> bool:
     return bool(glob.glob(f"/run/user/{uid}/pipewire-0"))
 
 
-def midi_output_names() -> list[str]:
-    """The MIDI input ports of other programs that the studio can play into ([] when there is no MIDI system)."""
+def other_programs(names: Iterable[str]) -> list[str]:
+    """The ports of other programs (the studio's own ports are not keyboards or synths)."""
+    return [name for name in names if not name.startswith(CLIENT_NAME)]
+
+
+def port_names(direction: str) -> list[str]:
+    """Other programs' ports a client of this direction can connect to ([] when there is no MIDI system)."""
     try:
-        client = open_rtmidi_client("out", CLIENT_NAME + " (scan)")
+        client = open_rtmidi_client(direction, CLIENT_NAME + " (scan)")
     except SinkError:
         return []
     try:
-        return [name for name in client.get_ports() if not name.startswith(CLIENT_NAME)]
+        return other_programs(client.get_ports())
     finally:
         client.delete()
+
+
+def midi_output_names() -> list[str]:
+    """The MIDI input ports of other programs that the studio can play into ([] when there is no MIDI system)."""
+    return port_names("out")
+
+
+class RtMidiPort:
+    """One rtmidi client with one port open, as the MIDI output and the MIDI input both need it: the studio's own
+    virtual port (`virtual_name`), or a connection to another program's port (`port_name`).
+
+    Opening raises SinkError naming the port (`kind` says what it is, `advice` what to do); `close` releases
+    the client and never raises. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        direction: str,
+        port_name: str | None = None,
+        virtual_name: str | None = None,
+        client_name: str = CLIENT_NAME,
+        kind: str = "MIDI port",
+        advice: str = "connect the device or choose another output",
+        **options,
+    ) -> None:
+        self._lock = threading.Lock()
+        self.closed = False
+        self.client = open_rtmidi_client(direction, client_name, **options)
+        try:
+            if virtual_name is not None:
+                self.client.open_virtual_port(virtual_name)
+            else:
+                ports = self.client.get_ports()
+                if port_name not in ports:
+                    available = ", ".join(other_programs(ports)) or "none"
+                    raise SinkError(f"{kind} “{port_name}” is not there (available: {available}); {advice}")
+                self.client.open_port(ports.index(port_name), direction)
+        except SinkError:
+            self.client.delete()
+            raise
+        except Exception as error:  # noqa: BLE001 - rtmidi raises its own SystemError subclasses
+            self.client.delete()
+            raise SinkError(f"Cannot open {kind} “{port_name}”: {error}") from None
+
+    def ports(self) -> list[str]:
+        """Every port in the MIDI graph as this client sees it now (a cheap call); [] once closed or failing."""
+        with self._lock:
+            if self.closed:
+                return []
+            try:
+                return list(self.client.get_ports())
+            except Exception:  # noqa: BLE001 - the MIDI system went away: no ports
+                return []
+
+    def close(self) -> None:
+        """Closes the port and the client; closing twice is harmless."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            try:
+                self.client.close_port()
+                self.client.delete()
+            except Exception:  # noqa: BLE001 - closing must not fail a quit
+                pass
 
 
 class MidiPortSink(Sink):
@@ -257,47 +327,46 @@ class MidiPortSink(Sink):
         self.virtual = virtual
         self.port_name = VIRTUAL_PORT_NAME if virtual else str(port_name)
         self.name = f"MIDI port “{self.port_name}”"
-        self._client = open_rtmidi_client("out", client_name)
-        try:
-            if virtual:
-                self._client.open_virtual_port(VIRTUAL_PORT_NAME)
-            else:
-                ports = self._client.get_ports()
-                if self.port_name not in ports:
-                    available = ", ".join(ports) or "none"
-                    raise SinkError(
-                        f"MIDI port “{self.port_name}” is not there (available: {available}); "
-                        "connect the device or choose another output"
-                    )
-                self._client.open_port(ports.index(self.port_name), "out")
-        except SinkError:
-            self._client.delete()
-            raise
-        except Exception as error:  # noqa: BLE001
-            self._client.delete()
-            raise SinkError(f"Cannot open MIDI port “{self.port_name}”: {error}") from None
+        self._port = RtMidiPort(
+            "out", None if virtual else self.port_name, VIRTUAL_PORT_NAME if virtual else None, client_name
+        )
 
     def _send(self, message: mido.Message) -> None:
         try:
-            self._client.send_message(message.bytes())
+            self._port.client.send_message(message.bytes())
         except Exception as error:  # noqa: BLE001 - the server or device went away
             raise SinkError(f"{self.name} went away ({error})") from None
 
     def check(self) -> None:
         """A connected port that vanished from the system (device unplugged, program quit) raises SinkError."""
-        if self.virtual:
-            return
-        with self._lock:
-            try:
-                present = self.port_name in self._client.get_ports()
-            except Exception:  # noqa: BLE001
-                present = False
-        if not present:
+        if not self.virtual and self.port_name not in self._port.ports():
             raise SinkError(f"{self.name} went away")
 
     def _close(self) -> None:
-        self._client.close_port()
-        self._client.delete()
+        self._port.close()
+
+
+class TapSink(Sink):
+    """Forwards to shared outputs but resets only its own notes (a metronome or a duet answer stops cleanly)."""
+
+    def __init__(self, targets: Callable[[], Sequence[Sink]], name: str = "tap") -> None:
+        super().__init__()
+        self.name = name
+        self._targets = targets
+
+    def _send(self, message: mido.Message) -> None:
+        for sink in list(self._targets()):
+            try:
+                sink.send(message)
+            except SinkError:
+                pass  # the player reports a lost output; a click or an answer note is not worth a second message
+
+    def reset(self) -> None:
+        """Turns off the notes this tap turned on, and nothing else (the musician's keys keep sounding)."""
+        with self._lock:
+            for channel, pitch in sorted(self._sounding):
+                self._send(mido.Message("note_off", channel=channel, note=pitch, velocity=0))
+            self._sounding.clear()
 
 
 # --- the built-in synth: FluidSynth --------------------------------------------------------------

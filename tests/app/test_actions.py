@@ -36,8 +36,8 @@ def test_the_record_menu_lists_the_keyboard_and_opens_it(qtbot, graph):
     qtbot.waitUntil(lambda: midi.input is not None and midi.input.port_name == keyboard.port_name, timeout=5000)
     assert window.preferences.get("midi_input") == keyboard.port_name  # remembered for the next start
     window.record_action.trigger()
-    assert midi.recording and window.record_action.isChecked()
+    assert midi.recorder.recording and window.record_action.isChecked()
     keyboard.play([(0.0, on(70, 100)), (0.1, off(70))])
     qtbot.waitUntil(lambda: len(window.song.notes()) == 1, timeout=5000)
     window.record_action.trigger()
-    assert not midi.recording and not window.record_action.isChecked()
+    assert not midi.recorder.recording and not window.record_action.isChecked()

@@ -25,7 +25,7 @@ def start_duet(qtbot, window, model_path) -> None:
     window.duet.start(model_path, wait=True)
     qtbot.waitUntil(lambda: window.duet.enabled, timeout=20000)
     window.duet.duet.seed = 3  # the same answer every run
-    assert window.midi.recording  # the duet records both phrases
+    assert window.midi.recorder.recording  # the duet records both phrases
 
 
 def answer_notes(probe, after: float) -> list[tuple[float, str, int, int]]:
@@ -92,7 +92,8 @@ def test_playing_again_interrupts_the_answer_and_keeps_only_what_was_heard(qtbot
     song = window.song
     answered = song.notes(CONTINUATION)
     assert answered  # the part that was heard is kept ...
-    start_of = {round(window.midi._origin + song.to_seconds(n.start - window.midi._start_beat), 3) for n in answered}
+    recorder = window.midi.recorder
+    start_of = {round(recorder.origin + song.to_seconds(n.start - recorder.start_beat), 3) for n in answered}
     assert max(start_of) < interrupted_at + 0.01  # ... and nothing written ahead of the music
     assert (50, 100) in [(n.pitch, n.velocity) for n in song.notes(MOTIF)]
 

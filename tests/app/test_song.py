@@ -62,14 +62,14 @@ def test_a_streamed_continuation_is_one_step_and_locks_edits(qapp):
     song.add_notes([song.new_note(50, 100, 2, 1, CONTINUATION)])  # an old continuation, replaced
     changes = []
     song.notes_changed.connect(lambda: changes.append(len(song)))
-    start = song.begin_continuation()
-    assert start == 2.0 and song.is_writing
-    song.append_continuation_notes([Note(62, 80, 0.0, 0.5)], relative=True)  # 0.5 s after the motif
-    song.append_continuation_notes([Note(64, 80, 1.5, 2.0)])  # absolute seconds
+    song.begin_stream(CONTINUATION)
+    assert song.motif_end() == 2.0 and song.is_writing
+    song.append([Note(62, 80, 1.0, 1.5)])  # seconds from the song's start: where the motif ends
+    song.append([Note(64, 80, 1.5, 2.0)])
     with pytest.raises(SongLockedError):
         song.add_notes([song.new_note(70, 100, 0, 1)])
     assert changes  # the view saw each batch as it arrived
-    song.end_continuation()
+    song.commit()
     assert [(n.pitch, n.start, n.part) for n in song.notes(CONTINUATION)] == [
         (62, 2.0, CONTINUATION),
         (64, 3.0, CONTINUATION),
@@ -78,10 +78,47 @@ def test_a_streamed_continuation_is_one_step_and_locks_edits(qapp):
     assert [n.pitch for n in song.notes(CONTINUATION)] == [50]
     song.undo_stack.redo()
     assert [n.pitch for n in song.notes(CONTINUATION)] == [62, 64]
-    song.begin_continuation()
-    song.append_continuation_notes([Note(70, 80, 5, 6)])
-    song.abort_continuation()
+    song.begin_stream(CONTINUATION)
+    song.append([Note(70, 80, 5, 6)])
+    song.abort()
     assert [n.pitch for n in song.notes(CONTINUATION)] == [62, 64]
+
+
+def test_a_take_streams_into_the_motif_keeps_the_continuation_and_quantizes_on_the_way_in(qapp):
+    song = Song()
+    song.add_notes([song.new_note(50, 100, 0, 1, CONTINUATION)])
+    song.begin_stream(MOTIF, quantize=0.5)
+    assert song.notes(CONTINUATION) and song.undo_stack.count() == 1  # a take replaces nothing
+    assert "take is being recorded" in song.lock_message()
+    song.append([Note(60, 90, 0.13, 0.4)])  # beat 0.26: its start goes to the eighth-note grid, its length stays
+    song.append([Note(72, 80, 1.0, 1.5)], CONTINUATION)  # a duet's answer lands in the continuation
+    with pytest.raises(SongLockedError):
+        song.set_tempo(90)
+    assert song.commit()
+    assert [(n.pitch, n.start, n.length, n.part) for n in song.notes()] == [
+        (50, 0.0, 1.0, CONTINUATION),
+        (60, 0.5, pytest.approx(0.54), MOTIF),
+        (72, 2.0, 1.0, CONTINUATION),
+    ]
+    assert song.undo_stack.undoText() == "Record"
+    song.undo_stack.undo()
+    assert [n.pitch for n in song.notes()] == [50]
+    song.begin_stream(MOTIF)
+    assert not song.commit() and song.undo_stack.count() == 2  # an empty take is no undo step
+    assert not song.is_writing and song.lock_message() == ""
+
+
+def test_quantize_is_one_undoable_step_of_starts_or_starts_and_ends(qapp):
+    song = Song()
+    notes = [song.new_note(60, 90, 0.26, 0.5), song.new_note(62, 90, 1.02, 0.5), song.new_note(64, 90, 2.0, 0.5)]
+    song.add_notes(notes)
+    assert song.quantize([note.id for note in notes], 0.25)
+    assert [note.start for note in song.notes()] == [0.25, 1.0, 2.0]
+    song.undo_stack.undo()
+    assert [note.start for note in song.notes()] == [0.26, 1.02, 2.0]
+    assert not song.quantize([notes[2].id], 0.25)  # already on the grid: no empty undo step
+    assert song.quantize([notes[0].id], 0.25, ends=True)  # 0.26..0.76 -> 0.25..0.75
+    assert (song.note(notes[0].id).start, song.note(notes[0].id).length) == (0.25, 0.5)
 
 
 def test_notes_in_finds_exactly_the_overlapping_notes(qapp):

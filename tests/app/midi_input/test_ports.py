@@ -24,7 +24,7 @@ def test_unplugging_the_keyboard_mid_take_keeps_the_take_and_says_so(qtbot, grap
     keyboard.play([(0.0, on(60, 90)), (0.1, off(60)), (0.15, on(62, 91))])  # 62 is held when it goes away
     qtbot.waitUntil(lambda: sum(n[1] == "on" for n in probe.notes()) == 2, timeout=5000)
     keyboard.close()
-    qtbot.waitUntil(lambda: not midi.recording, timeout=5000)
+    qtbot.waitUntil(lambda: not midi.recorder.recording, timeout=5000)
     assert [(n.pitch, n.velocity) for n in song.notes()] == [(60, 90), (62, 91)]
     assert any("went away" in text and keyboard.port_name in text for text in messages)
     assert midi.input is None

@@ -10,8 +10,8 @@ import time
 import mido
 import pytest
 
-from app.midi_input import ACCENT_CLICK, METRONOME_CHANNEL, VIRTUAL_INPUT, Take, metronome_events, quantize_notes
-from app.song import MOTIF, Song
+from app.midi_input import ACCENT_CLICK, METRONOME_CHANNEL, VIRTUAL_INPUT, Take, metronome_events
+from app.song import MOTIF
 from tests.app.helpers import PHRASE, Keyboard, jack_period_seconds, off, on, pedal, require, studio_port_with_listener
 
 pytestmark = pytest.mark.timeout(60)
@@ -22,9 +22,9 @@ ONSET_TOLERANCE = 0.005  # the issue's bound: recorded onset within 5 ms of the 
 
 def recorded_onsets(window) -> list[tuple[float, int, int]]:
     """(perf_counter time, pitch, velocity) of the take's notes, from their beats in the song."""
-    midi, song = window.midi, window.song
+    recorder, song = window.midi.recorder, window.song
     return sorted(
-        (midi._origin + song.to_seconds(note.start - midi._start_beat), note.pitch, note.velocity)
+        (recorder.origin + song.to_seconds(note.start - recorder.start_beat), note.pitch, note.velocity)
         for note in song.notes(MOTIF)
     )
 
@@ -46,17 +46,6 @@ def test_take_records_velocity_sustain_restrikes_and_closes_held_notes_at_the_st
     assert [(n.pitch, n.end) for n in take.feed(3.2, mido.Message("note_on", note=64, velocity=0))] == [(64, 3.2)]
     assert [(n.pitch, n.start, n.end) for n in take.close(4.0)] == [(67, 3.1, 4.0)]
     assert not take.sounding
-
-
-def test_quantize_afterwards_is_one_undoable_step(qtbot):
-    song = Song()
-    notes = [song.new_note(60, 90, 0.26, 0.5), song.new_note(62, 90, 1.02, 0.5), song.new_note(64, 90, 2.0, 0.5)]
-    song.add_notes(notes)
-    assert quantize_notes(song, [note.id for note in notes], 0.25)
-    assert [note.start for note in song.notes()] == [0.25, 1.0, 2.0]
-    song.undo_stack.undo()
-    assert [note.start for note in song.notes()] == [0.26, 1.02, 2.0]
-    assert not quantize_notes(song, [notes[2].id], 0.25)  # already on the grid: no empty undo step
 
 
 def test_metronome_accents_the_first_beat_of_each_bar():
@@ -104,7 +93,7 @@ def test_sustain_and_held_notes_and_quantize_on_the_way_in(qtbot, graph):
     window, keyboard, probe = graph
     midi, song = window.midi, window.song
     song.set_tempo(120.0)
-    midi.set_quantize(0.5)  # eighth notes: 0.25 s at 120 BPM
+    midi.recorder.set_quantize(0.5)  # eighth notes: 0.25 s at 120 BPM
     assert midi.start_recording()
     keyboard.play(
         [
@@ -118,8 +107,8 @@ def test_sustain_and_held_notes_and_quantize_on_the_way_in(qtbot, graph):
         ]
     )  # the last key is still down at the stop
     qtbot.waitUntil(lambda: sum(n[1] == "on" for n in probe.notes()) >= 3, timeout=5000)
-    qtbot.waitUntil(lambda: midi._queue.empty(), timeout=5000)
-    stop_beat = song.to_beats(time.perf_counter() - midi._origin)
+    qtbot.waitUntil(lambda: len(song.notes()) == 2, timeout=5000)  # the pedal came up: two notes ended
+    stop_beat = song.to_beats(time.perf_counter() - midi.recorder.origin)
     assert midi.stop_recording() == 3
     notes = sorted(song.notes(), key=lambda n: n.pitch)
     assert [(n.pitch, n.velocity) for n in notes] == [(48, 80), (55, 81), (60, 99)]
@@ -127,7 +116,7 @@ def test_sustain_and_held_notes_and_quantize_on_the_way_in(qtbot, graph):
     # The pedal held both notes until it came up (~1 beat after the start); the held key ended at the stop.
     assert notes[0].end == pytest.approx(1.0, abs=0.1) and notes[1].end == pytest.approx(1.0, abs=0.1)
     assert notes[2].end == pytest.approx(stop_beat, abs=0.1)
-    midi.set_quantize(None)
+    midi.recorder.set_quantize(None)
 
 
 def test_count_in_clicks_then_records_and_the_virtual_input_takes_another_programs_notes(qtbot, window):
@@ -139,9 +128,9 @@ def test_count_in_clicks_then_records_and_the_virtual_input_takes_another_progra
         try:
             subprocess.run(["jack_connect", keyboard.port_name, midi.input.full_name], check=True, timeout=5)
             window.song.set_tempo(240.0)  # a short bar: 1 s
-            midi.set_count_in(1)
+            midi.recorder.set_count_in(1)
             counts: list[int] = []
-            midi.counting_in.connect(counts.append)
+            midi.recorder.counting_in.connect(counts.append)
             assert midi.start_recording()
             qtbot.waitUntil(lambda: bool(counts) and counts[-1] == 0, timeout=5000)
             clicks = [m for _, m in probe.received if m[0] == 0x90 | METRONOME_CHANNEL and m[2] > 0]
@@ -152,7 +141,7 @@ def test_count_in_clicks_then_records_and_the_virtual_input_takes_another_progra
             assert (note.pitch, note.velocity) == (65, 77) and note.start >= 0.0
             midi.stop_recording()
         finally:
-            midi.set_count_in(0)
+            midi.recorder.set_count_in(0)
             keyboard.close()
 
 
@@ -160,8 +149,8 @@ def test_overdub_plays_the_song_with_the_metronome_while_the_take_records(qtbot,
     window, keyboard, probe = graph
     midi, song = window.midi, window.song
     song.add_notes([song.new_note(40, 64, 0.0, 0.5)])  # the song already has a bass note at the start
-    midi.set_overdub(True)
-    midi.set_metronome(True)
+    midi.recorder.set_overdub(True)
+    midi.recorder.set_metronome(True)
     try:
         assert midi.start_recording()
         assert window.transport.playing
@@ -174,5 +163,5 @@ def test_overdub_plays_the_song_with_the_metronome_while_the_take_records(qtbot,
         assert not window.transport.playing
         assert sorted(n.pitch for n in song.notes()) == [40, 64]
     finally:
-        midi.set_overdub(False)
-        midi.set_metronome(False)
+        midi.recorder.set_overdub(False)
+        midi.recorder.set_metronome(False)

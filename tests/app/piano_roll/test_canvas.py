@@ -109,13 +109,13 @@ def test_edits_wait_while_the_continuation_is_written(qtbot, roll, window):
     from music_transformer import Note
 
     draw_note(qtbot, roll, 60, 0, 1)
-    roll.song.begin_continuation()
-    roll.song.append_continuation_notes([Note(62, 80, 0.5, 1.0)])
+    roll.song.begin_stream(CONTINUATION)
+    roll.song.append([Note(62, 80, 0.5, 1.0)])
     draw_note(qtbot, roll, 70, 4, 1)  # refused, with a message
     assert [n.pitch for n in roll.song.notes()] == [60, 62]
     assert "being written" in window.statusBar().currentMessage()
     assert not window.undo_action.isEnabled()
-    roll.song.end_continuation()
+    roll.song.commit()
     assert window.undo_action.isEnabled()
 
 
@@ -189,10 +189,10 @@ def test_selection_velocity_and_parts_show_as_colour(qtbot, roll):
 
 def test_a_continuation_being_written_looks_unfinished(qtbot, roll):
     song = roll.song
-    song.begin_continuation()
-    song.append_continuation_notes([Note(64, 127, 0.0, 1.0)])  # beats 0..2 at 120 BPM
+    song.begin_stream(CONTINUATION)
+    song.append([Note(64, 127, 0.0, 1.0)])  # beats 0..2 at 120 BPM
     writing = roll.canvas.grab().toImage()
-    song.end_continuation()
+    song.commit()
     done = roll.canvas.grab().toImage()
     where = roll.point_for(1.0, 64)
     assert pixel(done, where) == Palette.note_fill(CONTINUATION, 127)

@@ -1,0 +1,157 @@
+"""MIDI input ports: one open input with its reader thread, and a watcher that notices keyboards come and go.
+No Qt: the controller turns their callbacks into signals; benchmarks and scripts use them alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import mido
+
+from ..playback.sinks import CLIENT_NAME, RtMidiPort, SinkError, open_rtmidi_client, other_programs
+
+VIRTUAL_INPUT = "virtual"  # the studio's own input port, for a program that plays into it
+VIRTUAL_INPUT_NAME = "Continuo in"
+READ_INTERVAL = 0.0005  # the reader thread looks at rtmidi's queue this often: at most half a millisecond late
+POLL_SECONDS = 0.5  # hot-plug: how often the port list is read (a cheap call on a client kept open)
+QUEUE_SIZE = 8192  # rtmidi drops messages past its queue when the reader is late; 1,000 a second must fit
+
+
+class MidiInputError(Exception):
+    """An input port that cannot be opened or has gone away; the message names it and says what to do."""
+
+
+def is_ignored(data: Sequence[int]) -> bool:
+    """Clock, start/stop, active sensing, sysex and every other system message: the studio does not record them."""
+    return not data or data[0] >= 0xF0
+
+
+class MidiInput:
+    """One input: a connection to a keyboard's port, or the studio's own virtual input port.
+
+    `on_message(time, message)` runs on the input's reader thread for every message that is not ignored,
+    stamped with `time.perf_counter()` when it was read; keep it short (send thru, queue, notify).
+
+    Why a reader thread and not rtmidi's callback: on JACK, rtmidi calls the callback from the JACK process
+    thread, so a Python callback there waits for the GIL and makes the whole graph miss its deadline (a flood
+    of 1,000 messages a second lost one in ten). rtmidi's own queue is filled in C++ on that thread, without
+    the GIL; our thread empties it every half millisecond.
+    """
+
+    def __init__(
+        self,
+        port_name: str,
+        on_message: Callable[[float, mido.Message], None],
+        client_name: str = CLIENT_NAME + " input",
+    ) -> None:
+        self.virtual = port_name == VIRTUAL_INPUT
+        self.port_name = VIRTUAL_INPUT_NAME if self.virtual else port_name
+        self.name = f"MIDI input “{self.port_name}”"
+        self.client_name = client_name
+        self.on_message = on_message
+        try:
+            self._port = RtMidiPort(
+                "in",
+                None if self.virtual else port_name,
+                VIRTUAL_INPUT_NAME if self.virtual else None,
+                client_name,
+                kind="MIDI input",
+                advice="plug the keyboard in or choose another input",
+                queue_size_limit=QUEUE_SIZE,
+            )
+        except SinkError as error:
+            raise MidiInputError(str(error)) from None
+        self._port.client.ignore_types(sysex=True, timing=True, active_sense=True)
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="continuo-midi-input", daemon=True)
+        self._reader.start()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the input has been closed."""
+        return self._port.closed
+
+    def _read(self) -> None:
+        """The reader thread: takes every waiting message from rtmidi's queue, then sleeps a moment."""
+        client = self._port.client
+        while not self._stop.is_set():
+            try:
+                event = client.get_message()
+            except Exception:  # noqa: BLE001 - the client was closed under us
+                return
+            if event is None:
+                time.sleep(READ_INTERVAL)
+                continue
+            at = time.perf_counter()
+            raw, _delta = event
+            if is_ignored(raw):
+                continue
+            try:
+                message = mido.Message.from_bytes(raw)
+            except (ValueError, TypeError):  # a malformed message from a broken device: skip it, keep the rest
+                continue
+            try:
+                self.on_message(at, message)
+            except Exception:  # noqa: BLE001 - the reader must outlive a failing listener; that message is lost
+                pass
+
+    @property
+    def full_name(self) -> str:
+        """The virtual port's name in the MIDI graph ("client:port"), for another program to connect to."""
+        return f"{self.client_name}:{self.port_name}"
+
+    def present(self, ports: Sequence[str]) -> bool:
+        """Whether the connected port is among these (the virtual port always is)."""
+        return self.virtual or self.port_name in ports
+
+    def close(self) -> None:
+        """Stops the reader and releases the port; closing twice is harmless."""
+        self._stop.set()
+        if self._reader is not threading.current_thread():
+            self._reader.join(timeout=1.0)
+        self._port.close()
+
+
+class PortWatcher:
+    """Hot-plug: a thread that reads the list of other programs' MIDI outputs every half second (on a client
+    kept open, so the call is cheap) and calls `on_change(names)` when it differs. No Qt."""
+
+    def __init__(self, on_change: Callable[[list[str]], None]) -> None:
+        self.on_change = on_change
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="continuo-midi-hotplug", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        client = None
+        last: list[str] | None = None
+        delay = 0.0
+        while not self._stop.wait(delay):
+            delay = POLL_SECONDS
+            try:
+                if client is None:
+                    client = open_rtmidi_client("in", CLIENT_NAME + " (scan)")
+                names = other_programs(client.get_ports())
+            except Exception:  # noqa: BLE001 - no MIDI system (yet): an empty list, try again later
+                names = []
+                delay = POLL_SECONDS * 10  # no MIDI system: look again now and then, quietly
+                if client is not None:
+                    try:
+                        client.delete()
+                    except Exception:  # noqa: BLE001 - a client half gone: nothing more to release
+                        pass
+                client = None
+            if names != last:
+                last = names
+                try:
+                    self.on_change(names)
+                except RuntimeError:  # the studio was deleted under us
+                    break
+        if client is not None:
+            client.delete()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Ends the thread."""
+        self._stop.set()
+        self._thread.join(timeout)
