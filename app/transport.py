@@ -8,8 +8,9 @@ from PySide6.QtCore import QObject, Signal
 class Transport(QObject):
     """Where playback is and what it loops; positions are in beats on the song's grid.
 
-    The piano roll sets the playhead and loop from gestures and toggles `playing` on Space; a playback
-    engine listens to `playing_changed`, reads `loop_*` and moves the playhead with `set_playhead`.
+    The piano roll sets the playhead and loop from gestures and auditions the keys and notes it touches; a
+    playback engine listens to `playing_changed` and the auditions, reads `loop_*` and moves the playhead
+    with `set_playhead`.
     """
 
     playhead_moved = Signal(float)
@@ -39,9 +40,13 @@ class Transport(QObject):
             self.playing = bool(playing)
             self.playing_changed.emit(self.playing)
 
-    def toggle_playing(self) -> None:
-        """Play if stopped, stop if playing: the Space bar."""
-        self.set_playing(not self.playing)
+    def audition(self, pitch: int, velocity: int) -> None:
+        """Sounds a note once, until `end_audition` (a key clicked, a note drawn or moved)."""
+        self.note_auditioned.emit(pitch, velocity)
+
+    def end_audition(self, pitch: int) -> None:
+        """Releases a note being auditioned."""
+        self.note_audition_ended.emit(pitch)
 
     def set_loop(self, start: float, end: float, enabled: bool | None = None) -> None:
         """Sets the loop region (ordered, at least a little long) and optionally turns it on or off."""

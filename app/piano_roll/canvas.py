@@ -398,7 +398,7 @@ class NoteCanvas(QWidget):
                     return  # toggled off: nothing to drag
             elif hit.id not in state.selection:
                 state.select({hit.id})
-            self.transport.note_auditioned.emit(hit.pitch, hit.velocity)
+            self.transport.audition(hit.pitch, hit.velocity)
             gesture.anchor = hit
             gesture.kind = self._edge_kind(hit, point)
             gesture.originals = {
@@ -413,7 +413,7 @@ class NoteCanvas(QWidget):
             gesture.anchor = note
             self._preview = {note.id: note}
             self._gesture = gesture
-            self.transport.note_auditioned.emit(pitch, state.velocity)
+            self.transport.audition(pitch, state.velocity)
             self.update()
             return
         gesture.kind = "rubber_band"
@@ -542,7 +542,7 @@ class NoteCanvas(QWidget):
         hidden, self._hidden = self._hidden, set()
         self._rubber_band = None
         if gesture.anchor is not None:
-            self.transport.note_audition_ended.emit(gesture.anchor.pitch)
+            self.transport.end_audition(gesture.anchor.pitch)
         if gesture.kind == "erase" and hidden:
             self.song.remove_notes(hidden, "Erase notes" if len(hidden) > 1 else "Erase note")
             state.select(state.selection - hidden)

@@ -251,8 +251,8 @@ class PianoRoll(QWidget):
             [note.with_(start=round(note.start + beats, 9), pitch=note.pitch + semitones) for note in notes], text
         )
         if semitones:
-            self.transport.note_auditioned.emit(notes[0].pitch + semitones, notes[0].velocity)
-            self.transport.note_audition_ended.emit(notes[0].pitch + semitones)
+            self.transport.audition(notes[0].pitch + semitones, notes[0].velocity)
+            self.transport.end_audition(notes[0].pitch + semitones)
 
     def nudge(self, steps: int, by_bar: bool = False) -> None:
         """Moves the selection by grid steps (or bars)."""

@@ -96,19 +96,19 @@ class Keyboard(_Strip):
         if self.pressed_pitch is not None:
             pitch = self.state.pitch_at(event.position().y())
             if pitch != self.pressed_pitch:
-                self.transport.note_audition_ended.emit(self.pressed_pitch)
+                self.transport.end_audition(self.pressed_pitch)
                 self._press(pitch)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         """Releases the key."""
         if self.pressed_pitch is not None:
-            self.transport.note_audition_ended.emit(self.pressed_pitch)
+            self.transport.end_audition(self.pressed_pitch)
             self.pressed_pitch = None
             self.update()
 
     def _press(self, pitch: int) -> None:
         self.pressed_pitch = pitch
-        self.transport.note_auditioned.emit(pitch, self.state.velocity)
+        self.transport.audition(pitch, self.state.velocity)
         self.update()
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from ..background import run_in_background
 from ..settings import Preferences
 from ..song import CONTINUATION, Song
 from ..transport import Transport
@@ -98,8 +99,6 @@ class Player(QObject):
     output_changed = Signal(str)  # a description of the output now in use ("" for none)
     finished = Signal()
     ports_changed = Signal()  # the list of MIDI ports was rescanned and differs
-    _ports_scanned = Signal(list)
-    _opened = Signal(object, object, int)  # (sink or None, SinkError or None, request number), thread to GUI
     _sink_failed = Signal(object, object)
     _reached_end = Signal()
 
@@ -109,7 +108,7 @@ class Player(QObject):
         super().__init__(parent)
         self.song = song
         self.transport = transport
-        self.preferences = preferences
+        self.preferences = preferences if preferences is not None else Preferences.in_memory()
         self.scheduler = Scheduler(
             on_error=lambda sink, error: self._sink_failed.emit(sink, error), on_finished=self._reached_end.emit
         )
@@ -124,14 +123,12 @@ class Player(QObject):
         self._closers: list[threading.Thread] = []  # outputs being closed in the background
         self._port_names: list[str] = []
         self._scanning = False
-        self._ports_scanned.connect(self._set_port_names)
         self._live: LiveFeed | None = None
         self._moving_playhead = False
         self._pending_update = False
         self._timer = QTimer(self)
         self._timer.setInterval(PLAYHEAD_INTERVAL_MS)
         self._timer.timeout.connect(self._follow)
-        self._opened.connect(self._output_opened)
         self._sink_failed.connect(self._output_failed)
         self._reached_end.connect(self._end_reached)
         _players.add(self)
@@ -146,30 +143,25 @@ class Player(QObject):
 
     # --- outputs ------------------------------------------------------------------------------------
 
-    def preference(self, key: str, default):
-        """A playback preference (output, soundfont, program)."""
-        return self.preferences.get(key, default) if self.preferences is not None else default
-
     @property
     def choice(self) -> str:
         """The output chosen in the preferences."""
-        return str(self.preference("output", AUTO))
+        return str(self.preferences.get("output", AUTO))
 
     def open_output(self, choice: str | None = None, wait: bool = False) -> None:
         """Opens the chosen output on a helper thread (the old one is closed when the new one is ready)."""
         choice = choice or self.choice
-        if self.preferences is not None:
-            self.preferences.set("output", choice)
+        self.preferences.set("output", choice)
         self._request += 1
         request = self._request
-        soundfont = self.preference("soundfont", None)
-        program = int(self.preference("program", 0))
+        soundfont = self.preferences.get("soundfont", None)
+        program = int(self.preferences.get("program", 0))
         self._opening = True
         if choice == NONE:
-            self._opened.emit(None, None, request)
+            self._output_opened((None, None, request))
             return
 
-        def work() -> None:
+        def work() -> tuple[Sink | None, SinkError | None, int] | None:
             try:
                 sink, error = open_output(choice, soundfont, program), None
             except SinkError as failure:
@@ -180,19 +172,12 @@ class Player(QObject):
                 if self._closed:  # the studio closed while the output was opening
                     if sink is not None:
                         sink.close()
-                    return
+                    return None
                 if sink is not None:
                     self._unclaimed.add(sink)  # until the GUI thread takes it; close() closes it otherwise
-            try:
-                self._opened.emit(sink, error, request)
-            except RuntimeError:  # the Player was deleted meanwhile
-                pass
+            return sink, error, request
 
-        thread = threading.Thread(target=work, name="continuo-open-output", daemon=True)
-        self._opener = thread
-        thread.start()
-        if wait:
-            thread.join()
+        self._opener = run_in_background(self, "continuo-open-output", work, self._output_opened, wait=wait)
 
     @property
     def opening(self) -> bool:
@@ -210,15 +195,12 @@ class Player(QObject):
             return
         self._scanning = True
 
-        def work() -> None:
+        def work() -> list[str]:
             names = midi_output_names()
             self._scanning = False
-            try:
-                self._ports_scanned.emit(names)
-            except RuntimeError:  # the Player was deleted meanwhile
-                pass
+            return names
 
-        threading.Thread(target=work, name="continuo-scan-ports", daemon=True).start()
+        run_in_background(self, "continuo-scan-ports", work, self._set_port_names)
 
     def _set_port_names(self, names: list) -> None:
         if names != self._port_names:
@@ -233,7 +215,10 @@ class Player(QObject):
         self.scheduler.set_sinks(sinks)
         self.output_changed.emit(", ".join(sink.name for sink in sinks))
 
-    def _output_opened(self, sink: Sink | None, error: SinkError | None, request: int) -> None:
+    def _output_opened(self, result: tuple[Sink | None, SinkError | None, int] | None) -> None:
+        if result is None:  # the studio closed while it was opening (the output is closed already)
+            return
+        sink, error, request = result
         with self._open_lock:
             self._unclaimed.discard(sink)
         if request != self._request or self._closed:  # a newer choice was made meanwhile, or the studio closed
@@ -271,15 +256,13 @@ class Player(QObject):
 
     def set_program(self, program: int) -> None:
         """Chooses the built-in synth's instrument (General MIDI program 0..127)."""
-        if self.preferences is not None:
-            self.preferences.set("program", int(program))
+        self.preferences.set("program", int(program))
         if isinstance(self.output, FluidSynthSink):
             self.output.set_program(program)
 
     def set_soundfont(self, path: str | None) -> None:
         """Chooses the soundfont of the built-in synth and reopens it."""
-        if self.preferences is not None:
-            self.preferences.set("soundfont", path)
+        self.preferences.set("soundfont", path)
         self.open_output(SYNTH if self.choice in (AUTO, SYNTH) else self.choice)
 
     # --- playing ------------------------------------------------------------------------------------
@@ -328,8 +311,10 @@ class Player(QObject):
 
     def _follow(self) -> None:
         """Moves the playhead to where the music is (the scheduler thread keeps the time)."""
-        if not self.scheduler.playing:
-            return
+        if self.scheduler.playing:
+            self._move_playhead_to_the_music()
+
+    def _move_playhead_to_the_music(self) -> None:
         self._moving_playhead = True
         try:
             self.transport.set_playhead(self.song.to_beats(self.scheduler.position()))
@@ -346,16 +331,9 @@ class Player(QObject):
 
     def _end_reached(self) -> None:
         if self.transport.playing and not self.scheduler.playing:
-            self._follow_end()
+            self._move_playhead_to_the_music()
             self.transport.set_playing(False)
             self.finished.emit()
-
-    def _follow_end(self) -> None:
-        self._moving_playhead = True
-        try:
-            self.transport.set_playhead(self.song.to_beats(self.scheduler.position()))
-        finally:
-            self._moving_playhead = False
 
     def _song_changed(self) -> None:
         # Edits while playing are heard at once; streamed continuation notes arrive through the live feed.

@@ -218,13 +218,6 @@ class Scheduler:
             self._reconcile = True
             self._condition.notify()
 
-    def set_live(self, live: LiveFeed | None) -> None:
-        """Attaches a live feed (a continuation being written) or detaches it; playback carries on."""
-        with self._condition:
-            self._set_live_locked(live)
-            self._reconcile = True
-            self._condition.notify()
-
     def set_loop(self, loop: tuple[float, float] | None) -> None:
         """Loops between two times in seconds, or not (None)."""
         with self._condition:
