@@ -17,19 +17,22 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import mido
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from music_transformer import CheckpointError, Note, load_checkpoint
-from music_transformer.events import NOTE_ON_OFFSET, SECONDS_PER_TICK, Decoder, is_note_on, is_time_shift, shift_ticks
+from music_transformer import CheckpointError, Note
 from music_transformer.generate import generate, primer_tokens
 
+from .background import run_in_background
+from .generation import NoteStream, open_model, torch_threads
 from .midi_input import MidiInputController, Take
-from .playback.scheduler import NOTE_OFF, NOTE_ON, LiveFeed, Scheduler
+from .playback.scheduler import LiveFeed, Scheduler
 from .playback.sinks import Sink, TapSink
-from .song import CONTINUATION, DEFAULT_MODEL
+from .settings import Preferences
+from .song import CONTINUATION
 
 DEFAULT_PAUSE = 0.6  # seconds of silence that end the musician's phrase
 CONTEXT_SECONDS = 20.0  # how much of the duet so far primes the model: enough for style, cheap to prime
@@ -50,14 +53,25 @@ class AnswerSink(TapSink):
             self.first_note_at = time.perf_counter()
 
 
+@dataclass(frozen=True)
+class DuetAnswer:
+    """One answer as it was heard (perf_counter seconds), and how long after the pause it began to sound."""
+
+    notes: list[Note]
+    latency: float
+
+
 class Duet:
-    """Call and response on its own thread; `feed` takes the musician's messages (any thread). No Qt."""
+    """Call and response on its own thread; `feed` takes the musician's messages (any thread). No Qt.
+
+    `on_answer(DuetAnswer)` and `on_error(text)` are called on the duet's thread.
+    """
 
     def __init__(
         self,
         model,
         outputs: Callable[[], Sequence[Sink]],
-        on_answer: Callable[[list[Note]], None],
+        on_answer: Callable[[DuetAnswer], None],
         pause: float = DEFAULT_PAUSE,
         temperature: float = 1.0,
         top_p: float | None = 0.95,
@@ -69,8 +83,6 @@ class Duet:
         self.top_p = top_p
         self.seed = seed
         self.on_answer = on_answer
-        self.latencies: list[float] = []  # end of the pause to the first answering note, seconds (benchmark)
-        self.answers = 0
         self.on_error: Callable[[str], None] | None = None
         self._condition = threading.Condition()
         self._take = Take()
@@ -121,8 +133,6 @@ class Duet:
     def _run(self) -> None:
         import torch
 
-        from .generation import torch_threads
-
         torch.set_num_threads(torch_threads())
         while True:
             with self._condition:
@@ -145,20 +155,19 @@ class Duet:
             try:
                 answer = self._answer(call, due)
             except Exception as error:  # noqa: BLE001 - the duet stops answering, the studio keeps running
-                answer = []
+                answer = None
                 if self.on_error is not None:
                     self.on_error(f"The duet could not answer ({type(error).__name__}: {error})")
             with self._condition:
                 self._answering = False
-                self._context.extend(answer)
+                self._context.extend(answer.notes if answer is not None else [])
                 horizon = time.perf_counter() - 2 * CONTEXT_SECONDS  # a long duet keeps only what primes the model
                 self._context = [note for note in self._context if note.end > horizon]
-            if answer:
-                self.answers += 1
+            if answer is not None:
                 self.on_answer(answer)
 
-    def _answer(self, call: list[Note], due: float) -> list[Note]:
-        """Writes and plays one answer; returns its notes as heard (perf_counter seconds)."""
+    def _answer(self, call: list[Note], due: float) -> DuetAnswer | None:
+        """Writes and plays one answer; returns it as heard (perf_counter seconds), None if nothing sounded."""
         base = max(min(note.start for note in self._context), due - CONTEXT_SECONDS)
         primer_notes = [Note(n.pitch, n.velocity, n.start - base, n.end - base) for n in self._context if n.end > base]
         primer = primer_tokens(primer_notes, until=due - base)
@@ -167,9 +176,8 @@ class Duet:
         feed = LiveFeed(0.0)
         self._sink.first_note_at = None
         self._player.play([], 0.0, live=feed)
-        decoder = Decoder()
+        stream = NoteStream(0.0, feed, skip_leading_rest=True)  # the answer sounds at once, after the pause
         notes: list[Note] = []
-        started = False
         for token in generate(
             self.model,
             primer,
@@ -179,27 +187,13 @@ class Duet:
             seed=self.seed,
             cancel=self._cancel,
         ):
-            if not started and is_time_shift(token):
-                decoder.time_offset -= shift_ticks(token) * SECONDS_PER_TICK  # no rest before the answer
-            done = decoder.feed(token)
-            notes.extend(done)
-            now = decoder.seconds
-            events = [(now, NOTE_OFF, note.pitch, 0, 0) for note in done if note.end >= now - 1e-9]
-            if is_note_on(token):
-                started = True
-                pitch = token - NOTE_ON_OFFSET
-                events.append((now, NOTE_ON, pitch, decoder.sounding[pitch][1], 0))
-            feed.extend(events, now)
-        rest = decoder.finish()
-        notes.extend(rest)
-        feed.extend([(decoder.seconds, NOTE_OFF, note.pitch, 0, 0) for note in rest], decoder.seconds)
-        feed.finish()
+            notes.extend(stream.feed(token))
+        notes.extend(stream.finish())
         while self._player.playing and not self._cancel.is_set():
             self._cancel.wait(0.01)  # the answer plays to its end, or a key interrupts it
         heard_from = self._sink.first_note_at
         if heard_from is None:
-            return []
-        self.latencies.append(heard_from - due)
+            return None
         first = min((note.start for note in notes), default=0.0)
         stop = self._interrupted_at
         heard = []
@@ -210,7 +204,7 @@ class Duet:
                     continue  # written ahead of the music, never heard
                 end = min(end, stop)
             heard.append(Note(note.pitch, note.velocity, start, max(end, start + 1e-3)))
-        return heard
+        return DuetAnswer(heard, heard_from - due) if heard else None
 
 
 class DuetController(QObject):
@@ -218,25 +212,23 @@ class DuetController(QObject):
 
     enabled_changed = Signal(bool)
     message = Signal(str)
-    _loaded = Signal(object, str)  # thread -> GUI: (model or None, error text)
 
-    def __init__(self, midi: MidiInputController, preferences=None, parent: QObject | None = None) -> None:
+    def __init__(
+        self, midi: MidiInputController, preferences: Preferences | None = None, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self.midi = midi
-        self.preferences = preferences
-        self.pause = float(preferences.get("duet_pause", DEFAULT_PAUSE)) if preferences is not None else DEFAULT_PAUSE
+        self.preferences = preferences if preferences is not None else Preferences.in_memory()
+        self.pause = float(self.preferences.get("duet_pause", DEFAULT_PAUSE))
         self.duet: Duet | None = None
-        self._answers: queue.SimpleQueue[list[Note]] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[DuetAnswer] = queue.SimpleQueue()
         self._errors: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._wanted = False
         self._timer = QTimer(self)
         self._timer.setInterval(DRAIN_INTERVAL_MS)
         self._timer.timeout.connect(self.drain)
-        self._loaded.connect(self._model_loaded)
         # Recording stopped under the duet (Ctrl+R, the keyboard unplugged, a new song): the duet ends with it.
-        midi.recorder.recording_changed.connect(
-            lambda recording: None if recording or self.duet is None else self.stop()
-        )
+        midi.recorder.recording_changed.connect(lambda recording: recording or self.duet is None or self.stop())
 
     @property
     def enabled(self) -> bool:
@@ -246,8 +238,7 @@ class DuetController(QObject):
     def set_pause(self, seconds: float) -> None:
         """How long a silence ends the musician's phrase (default 0.6 s)."""
         self.pause = max(0.1, float(seconds))
-        if self.preferences is not None:
-            self.preferences.set("duet_pause", self.pause)
+        self.preferences.set("duet_pause", self.pause)
         if self.duet is not None:
             self.duet.pause = self.pause
 
@@ -257,28 +248,22 @@ class DuetController(QObject):
             return
         self._wanted = True
         if model is not None:
-            self._model_loaded(model, "")
+            self._model_loaded((model, ""))
             return
         source = str(model_source or self.midi.song.model)
 
-        def work() -> None:
+        def work() -> tuple[object | None, str]:
             try:
-                loaded, error = load_checkpoint(None if source == DEFAULT_MODEL else source, device="cpu"), ""
+                return open_model(source, "cpu"), ""
             except CheckpointError as failure:
-                loaded, error = None, str(failure)
-            except Exception as failure:  # noqa: BLE001 - a damaged file can fail in many ways inside torch
-                loaded, error = None, f"{Path(source).name}: cannot be loaded ({failure})"
-            try:
-                self._loaded.emit(loaded, error)
-            except RuntimeError:
-                pass
+                return None, str(failure)
+            except Exception as failure:  # noqa: BLE001 - out of memory: the duet is off, the studio runs on
+                return None, f"{Path(source).name}: cannot be loaded ({failure})"
 
-        thread = threading.Thread(target=work, name="continuo-duet-load", daemon=True)
-        thread.start()
-        if wait:
-            thread.join()
+        run_in_background(self, "continuo-duet-load", work, self._model_loaded, wait=wait)
 
-    def _model_loaded(self, model, error: str) -> None:
+    def _model_loaded(self, result: tuple[object | None, str]) -> None:
+        model, error = result
         if not self._wanted:
             return
         if model is None:
@@ -314,13 +299,8 @@ class DuetController(QObject):
         """Lands the answers heard so far in the roll (the timer calls this)."""
         while not self._errors.empty():
             self.message.emit(self._errors.get_nowait())
-        while True:
-            try:
-                notes = self._answers.get_nowait()
-            except queue.Empty:
-                return
-            if notes:
-                self.midi.recorder.land(notes, CONTINUATION)
+        while not self._answers.empty():
+            self.midi.recorder.land(self._answers.get_nowait().notes, CONTINUATION)
 
     def close(self) -> None:
         """Stops the duet (on quit)."""

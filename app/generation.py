@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from music_transformer import CheckpointError, Note, load_checkpoint
 from music_transformer.checkpoint import default_device
-from music_transformer.events import NOTE_ON_OFFSET, Decoder, is_note_on
+from music_transformer.events import NOTE_ON_OFFSET, SECONDS_PER_TICK, Decoder, is_note_on, is_time_shift, shift_ticks
 from music_transformer.generate import generate, primer_tokens
 
 from .playback.scheduler import NOTE_OFF, NOTE_ON, Event, LiveFeed
@@ -90,11 +90,140 @@ class Variation:
     complete: bool = True
 
 
+# --- what the worker reports: one small dataclass per kind of message ------------------------------------
+
+
+@dataclass(frozen=True)
+class NotesWritten:
+    """Notes of a variation, as they are written (seconds from the song's start)."""
+
+    variation: int
+    notes: list[Note]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a variation is written (0..1)."""
+
+    variation: int
+    fraction: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Generation has ended: written to the end, cancelled, or stopped by a failure (said in a Notice)."""
+
+    cancelled: bool = False
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    """A model is ready: where it came from, a description for the panel, its device, how long it took."""
+
+    source: str
+    description: str
+    device: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    """A model could not be loaded (the one loaded before stays)."""
+
+    source: str
+    text: str
+
+
+@dataclass(frozen=True)
+class DeviceChanged:
+    """The model moved to another device (out of GPU memory: to the CPU)."""
+
+    device: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the musician should read: why generation stopped, where the model runs now."""
+
+    text: str
+
+
+WorkerMessage = NotesWritten | Progress | Variation | Finished | ModelLoaded | LoadFailed | DeviceChanged | Notice
+
+
+def open_model(source: str, device: torch.device | str):
+    """Loads a checkpoint ("default" or a path); CheckpointError says why it cannot, in the musician's words.
+
+    Running out of GPU memory is raised as it is, so that the caller can try the CPU.
+    """
+    try:
+        return load_checkpoint(None if source == DEFAULT_MODEL else source, device=device)
+    except CheckpointError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a damaged file can fail in many ways inside torch
+        if is_out_of_memory(error):
+            raise
+        raise CheckpointError(f"{Path(source).name}: cannot be loaded ({error})") from None
+
+
+class NoteStream:
+    """Generated tokens in, notes out as they are completed; with a live feed, also the events that play them
+    while they are written. Continue and the duet both stream through it.
+
+    `skip_leading_rest` starts the music at its first note (the duet answers at once, after the pause).
+    """
+
+    def __init__(self, start: float = 0.0, live: LiveFeed | None = None, skip_leading_rest: bool = False) -> None:
+        self.decoder = Decoder(time_offset=start)
+        self.live = live
+        self._skip_rest = skip_leading_rest
+        self._sounding: set[int] = set()  # pitches the live feed has turned on and not yet off
+
+    @property
+    def seconds(self) -> float:
+        """How far the music is written, in seconds."""
+        return self.decoder.seconds
+
+    def feed(self, token: int) -> list[Note]:
+        """Consumes one token; returns the notes it completes and sends its events to the live feed."""
+        decoder = self.decoder
+        if self._skip_rest and is_time_shift(token):
+            decoder.time_offset -= shift_ticks(token) * SECONDS_PER_TICK  # the clock stays at the start
+        done = decoder.feed(token)
+        if is_note_on(token):
+            self._skip_rest = False
+        if self.live is not None:
+            now = decoder.seconds
+            ended = {note.pitch for note in done} | {pitch for pitch in self._sounding if pitch not in decoder.sounding}
+            events: list[Event] = [(now, NOTE_OFF, pitch, 0, 0) for pitch in sorted(ended & self._sounding)]
+            self._sounding -= ended
+            if is_note_on(token):
+                pitch = token - NOTE_ON_OFFSET
+                events.append((now, NOTE_ON, pitch, decoder.sounding[pitch][1], 0))
+                self._sounding.add(pitch)
+            self.live.extend(events, now)
+        return done
+
+    def finish(self) -> list[Note]:
+        """Ends every note still sounding (the live feed's too, which then finishes); returns those notes."""
+        rest = self.decoder.finish()
+        if self.live is not None:
+            now = self.decoder.seconds
+            self.live.extend([(now, NOTE_OFF, pitch, 0, 0) for pitch in sorted(self._sounding)], now)
+            self._sounding.clear()
+            self.live.finish()
+        return rest
+
+
 class GenerationWorker:
-    """One thread that owns the model: loads checkpoints and generates, one command at a time. No Qt."""
+    """One thread that owns the model: loads checkpoints and generates, one command at a time. No Qt.
+
+    Everything it has to say arrives in `outbox` as a `WorkerMessage`.
+    """
 
     def __init__(self) -> None:
-        self.outbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.outbox: queue.Queue[WorkerMessage] = queue.Queue()
         self._commands: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.cancel = threading.Event()
         self.model = None
@@ -103,11 +232,11 @@ class GenerationWorker:
         self._thread.start()
 
     def load(self, source: str, device: str = AUTO_DEVICE) -> None:
-        """Loads a checkpoint ("default" or a path) on a device; reports ("loaded", ...) or ("load_failed", text)."""
+        """Loads a checkpoint ("default" or a path) on a device; reports ModelLoaded or LoadFailed."""
         self._commands.put(("load", (source, device)))
 
     def generate(self, request: GenerationRequest) -> None:
-        """Starts generating; reports notes, progress, each variation and ("done", True/False/"failed")."""
+        """Starts generating; reports NotesWritten and Progress, each Variation, then Finished."""
         self.cancel.clear()
         self._commands.put(("generate", request))
 
@@ -143,35 +272,33 @@ class GenerationWorker:
                     text = "The computer ran out of memory while generating; the notes written so far are kept"
                 else:
                     text = f"Generation stopped ({type(error).__name__}: {error}); the notes written so far are kept"
-                self.outbox.put(("failed", text))
+                self.outbox.put(Notice(text))
                 if command == "generate":
-                    self.outbox.put(("done", "failed"))
+                    self.outbox.put(Finished(failed=True))
 
     def _load(self, source: str, device: str) -> None:
         started = time.perf_counter()
+        target = resolve_device(device)
         try:
-            path = None if source == DEFAULT_MODEL else source
-            target = resolve_device(device)
             try:
-                model = load_checkpoint(path, device=target)
+                model = open_model(source, target)
+            except CheckpointError:
+                raise
             except Exception as error:
                 if target.type != "cuda" or not is_out_of_memory(error):
                     raise
-                model = load_checkpoint(path, device="cpu")
-                self.outbox.put(("message", "The GPU has too little memory for this model; it runs on the CPU"))
+                model = open_model(source, "cpu")
+                self.outbox.put(Notice("The GPU has too little memory for this model; it runs on the CPU"))
         except CheckpointError as error:
-            self.outbox.put(("load_failed", (source, str(error))))
-            return
-        except Exception as error:  # noqa: BLE001 - a damaged file can fail in many ways inside torch
-            self.outbox.put(("load_failed", (source, f"{Path(source).name}: cannot be loaded ({error})")))
+            self.outbox.put(LoadFailed(source, str(error)))
             return
         self.model, self.model_source = model, source
-        self.outbox.put(("loaded", (source, describe_model(model), str(model.device), time.perf_counter() - started)))
+        self.outbox.put(ModelLoaded(source, describe_model(model), str(model.device), time.perf_counter() - started))
 
     def _generate(self, request: GenerationRequest) -> None:
         if self.model is None:
-            self.outbox.put(("failed", "No model is loaded: choose a model file first"))
-            self.outbox.put(("done", "failed"))
+            self.outbox.put(Notice("No model is loaded: choose a model file first"))
+            self.outbox.put(Finished(failed=True))
             return
         primer = primer_tokens(request.motif, until=request.start)
         for number, seed in enumerate(request.seeds):
@@ -179,18 +306,15 @@ class GenerationWorker:
                 break
             live = request.live if number == 0 else None
             notes = self._one_variation(request, primer, number, seed, live)
-            self.outbox.put(
-                ("variation", Variation(number, seed, notes, request.start, complete=not self.cancel.is_set()))
-            )
-        self.outbox.put(("done", self.cancel.is_set()))
+            self.outbox.put(Variation(number, seed, notes, request.start, complete=not self.cancel.is_set()))
+        self.outbox.put(Finished(cancelled=self.cancel.is_set()))
 
     def _one_variation(
         self, request: GenerationRequest, primer: list[int], number: int, seed: int, live: LiveFeed | None
     ) -> list[Note]:
-        decoder = Decoder(time_offset=request.start)
+        stream = NoteStream(request.start, live)
         written: list[Note] = []
         tokens: list[int] = []
-        live_on: set[int] = set()
         remaining = request.seconds
         attempt_seed = seed
         last_progress = 0.0
@@ -209,17 +333,14 @@ class GenerationWorker:
                         beam_size=request.beam_size,
                     ):
                         tokens.append(token)
-                        done = decoder.feed(token)
-                        now = decoder.seconds
-                        if live is not None:
-                            live.extend(_live_events(decoder, token, done, live_on, now), now)
+                        done = stream.feed(token)
                         if done:
                             written.extend(done)
-                            self.outbox.put(("notes", (number, done)))
-                        progress = (now - request.start) / max(request.seconds, 1e-9)
+                            self.outbox.put(NotesWritten(number, done))
+                        progress = (stream.seconds - request.start) / max(request.seconds, 1e-9)
                         if progress - last_progress >= 0.01:
                             last_progress = progress
-                            self.outbox.put(("progress", (number, min(progress, 1.0))))
+                            self.outbox.put(Progress(number, min(progress, 1.0)))
                     break
                 except Exception as error:
                     if self.model.device.type != "cuda" or not is_out_of_memory(error):
@@ -227,32 +348,16 @@ class GenerationWorker:
                     # Out of GPU memory: the model moves to the CPU and carries on from the notes so far.
                     self.model = self.model.to("cpu")
                     torch.cuda.empty_cache()
-                    self.outbox.put(("message", "The GPU ran out of memory; generating on the CPU instead"))
-                    self.outbox.put(("device", "cpu"))
-                    remaining = max(0.0, request.seconds - (decoder.seconds - request.start))
+                    self.outbox.put(Notice("The GPU ran out of memory; generating on the CPU instead"))
+                    self.outbox.put(DeviceChanged("cpu"))
+                    remaining = max(0.0, request.seconds - (stream.seconds - request.start))
                     attempt_seed += 1
         finally:
-            rest = decoder.finish()
-            if live is not None:
-                offs = [(decoder.seconds, NOTE_OFF, pitch, 0, 0) for pitch in sorted(live_on)]
-                live.extend(offs, decoder.seconds)
-                live.finish()
+            rest = stream.finish()
             if rest:
                 written.extend(rest)
-                self.outbox.put(("notes", (number, rest)))
+                self.outbox.put(NotesWritten(number, rest))
         return written
-
-
-def _live_events(decoder: Decoder, token: int, done: list[Note], live_on: set[int], now: float) -> list[Event]:
-    """The playback events of one token: note-offs of the notes it ended, the note-on it started."""
-    ended = {note.pitch for note in done} | {pitch for pitch in live_on if pitch not in decoder.sounding}
-    events: list[Event] = [(now, NOTE_OFF, pitch, 0, 0) for pitch in sorted(ended & live_on)]
-    live_on -= ended
-    if is_note_on(token):
-        pitch = token - NOTE_ON_OFFSET
-        events.append((now, NOTE_ON, pitch, decoder.sounding[pitch][1], 0))
-        live_on.add(pitch)
-    return events
 
 
 def describe_model(model) -> str:
@@ -275,8 +380,9 @@ class GenerationController(QObject):
     progress = Signal(int, int, float)  # variation number, count, fraction done
     variations_changed = Signal()
     device_changed = Signal(str)
-    message = Signal(str)
-    finished = Signal(bool)  # cancelled or not
+    message = Signal(str)  # for the status bar
+    error = Signal(str, str)  # for a dialog (title, text): a model the musician chose cannot be loaded
+    finished = Signal(bool)  # stopped before its end (cancelled, or failed)
 
     def __init__(self, song: Song, player=None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -295,6 +401,7 @@ class GenerationController(QObject):
         self._variation_count = 0
         self._writing_variation = False
         self._closed = False
+        self._chosen: str | None = None  # a model file the musician chose, being loaded
         self._timer = QTimer(self)
         self._timer.setInterval(DRAIN_INTERVAL_MS)
         self._timer.timeout.connect(self.drain)
@@ -318,6 +425,12 @@ class GenerationController(QObject):
         return self.model_source is not None
 
     # --- models --------------------------------------------------------------------------------------
+
+    def choose_model(self, path: str | os.PathLike) -> None:
+        """Loads a model file the musician chose; once it is ready the song names it (a session remembers it),
+        and if it cannot be loaded a dialog says why and the current model stays."""
+        self._chosen = str(path)
+        self.load_model(self._chosen)
 
     def load_model(self, source: str | None = None, device: str | None = None) -> None:
         """Loads a model in the background ("default", a path, or the song's own); the current one stays until then."""
@@ -417,18 +530,17 @@ class GenerationController(QObject):
         notes: list[Note] = []
         while True:
             try:
-                kind, payload = self.worker.outbox.get_nowait()
+                message = self.worker.outbox.get_nowait()
             except queue.Empty:
                 break
-            if kind == "notes":
-                number, done = payload
-                if number == 0 and self._writing_variation:
-                    notes.extend(done)
+            if isinstance(message, NotesWritten):
+                if message.variation == 0 and self._writing_variation:
+                    notes.extend(message.notes)
                 continue
             if notes:  # keep the order: notes reported before this message go into the song first
                 self._append(notes)
                 notes = []
-            self._handle(kind, payload)
+            self._handle(message)
         if notes:
             self._append(notes)
 
@@ -436,43 +548,58 @@ class GenerationController(QObject):
         if self.song.stream_part == CONTINUATION:
             self.song.append(notes)
 
-    def _handle(self, kind: str, payload: Any) -> None:
-        if kind == "progress":
-            number, fraction = payload
-            self.progress.emit(number, self._variation_count, fraction)
-        elif kind == "variation":
-            self.variations.append(payload)
-            if payload.number == 0 and self._writing_variation:
-                self._finish_writing()
-            self.variations_changed.emit()
-        elif kind == "done":
-            self._generating = False
-            if self._writing_variation:  # the worker failed before the first variation finished
-                self._finish_writing()
-            self._set_busy()
-            cancelled = payload is True
-            self.finished.emit(payload != False)  # noqa: E712 - True, False or "failed"
-            if cancelled:
-                self.message.emit("Cancelled: the notes written so far are kept (Undo removes them)")
-        elif kind == "loaded":
-            source, description, device, seconds = payload
-            self._loading -= 1
-            self.model_source, self.model_description, self.model_error = source, description, None
-            self.model_loaded.emit(source, description)
-            self.device_changed.emit(device)
-            self._set_busy()
-        elif kind == "load_failed":
-            source, text = payload
-            self._loading -= 1
-            kept = f" Still using {self.model_description.split(':')[0]}." if self.model_source else ""
-            if self.model_source is None:
-                self.model_error = text
-            self.model_failed.emit(source, text + kept)
-            self._set_busy()
-        elif kind == "device":
-            self.device_changed.emit(payload)
-        elif kind in ("message", "failed"):
-            self.message.emit(payload)
+    def _handle(self, message: WorkerMessage) -> None:
+        match message:
+            case Progress(variation, fraction):
+                self.progress.emit(variation, self._variation_count, fraction)
+            case Variation():
+                self.variations.append(message)
+                if message.number == 0 and self._writing_variation:
+                    self._finish_writing()
+                self.variations_changed.emit()
+            case Finished(cancelled, failed):
+                self._generating = False
+                if self._writing_variation:  # the worker failed before the first variation finished
+                    self._finish_writing()
+                self._set_busy()
+                self.finished.emit(cancelled or failed)
+                if cancelled:
+                    self.message.emit("Cancelled: the notes written so far are kept (Undo removes them)")
+            case ModelLoaded(source, description, device):
+                self._loading -= 1
+                self.model_source, self.model_description, self.model_error = source, description, None
+                self.model_loaded.emit(source, description)
+                self.device_changed.emit(device)
+                self._set_busy()
+                if source == self._chosen:
+                    self._chosen = None
+                    self.message.emit(f"Model loaded: {description}")
+                    self._remember_model()
+            case LoadFailed(source, text):
+                self._loading -= 1
+                kept = f" Still using {self.model_description.split(':')[0]}." if self.model_source else ""
+                if self.model_source is None:
+                    self.model_error = text
+                self.model_failed.emit(source, text + kept)
+                self._set_busy()
+                if source == self._chosen:
+                    self._chosen = None
+                    self.error.emit("Cannot load the model", text + kept)
+                else:
+                    self.message.emit(text + kept)
+            case DeviceChanged(device):
+                self.device_changed.emit(device)
+            case Notice(text):
+                self.message.emit(text)
+
+    def _remember_model(self, *args) -> None:
+        """The song names the model the musician chose, once no music is streaming into it."""
+        if self.model_source is None or self.song.model == self.model_source:
+            return
+        try:
+            self.song.set_model(self.model_source)
+        except SongLockedError:  # recording or writing: when it ends
+            self.song.writing_changed.connect(self._remember_model, Qt.SingleShotConnection)
 
     def _finish_writing(self) -> None:
         self._writing_variation = False

@@ -54,7 +54,7 @@ def test_after_a_pause_the_model_answers_and_both_phrases_land_in_the_roll(qtbot
     start_duet(qtbot, window, model_path)
     keyboard.play(PHRASE)
     phrase_end = heard_phrase_end(qtbot, keyboard, probe)
-    qtbot.waitUntil(lambda: window.duet.duet.answers >= 1, timeout=30000)
+    qtbot.waitUntil(lambda: bool(window.song.notes(CONTINUATION)), timeout=30000)  # the answer, heard, landed
     answer = answer_notes(probe, phrase_end)
     ons = [note for note in answer if note[1] == "on"]
     assert ons and ons[0][0] >= keyboard.sent[-1][0] + window.duet.pause  # it waited for the pause
@@ -111,7 +111,7 @@ def test_the_duet_alone_answers_into_any_sink_and_a_key_cuts_the_answer_short(mo
     duet = Duet(
         load_checkpoint(model_path, device="cpu"),
         lambda: [output],
-        lambda notes: (answers.append(notes), answered.set()),
+        lambda answer: (answers.append(answer), answered.set()),
         pause=0.2,
         seed=5,
     )
@@ -132,8 +132,8 @@ def test_the_duet_alone_answers_into_any_sink_and_a_key_cuts_the_answer_short(mo
         assert answered.wait(10)
         assert not any(m.type == "control_change" for _, m in output.messages)  # not an all-notes-off
         assert not output.sounding()
-        heard = answers[0]
+        heard = answers[0].notes
         assert heard and all(note.end > note.start for note in heard)
-        assert duet.latencies and duet.answers == 1
+        assert len(answers) == 1 and answers[0].latency > 0  # it began to sound after the pause
     finally:
         duet.close()
