@@ -7,8 +7,8 @@ written as a snapshot (atomically) and the journal starts over. Restore = snapsh
 newer than it (each line carries a sequence number, so a kill between the two steps is harmless).
 
 Each running studio holds an exclusive lock on its own `<id>.lock`; the kernel drops the lock when the
-process dies, so files whose lock can be taken belong to a studio that did not close: those are offered
-for restore at the next launch.
+process dies, so files whose lock can be taken belong to a studio that did not close: restore.py offers
+them at the next launch.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from music_transformer.midi import atomic_write
 
-from .session import SessionError, session_from_bytes, song_to_dict
+from .session import song_to_dict
 from .song import GenerationSettings, Song, SongDiff, SongNote
 
 try:
@@ -37,7 +36,7 @@ except ImportError:  # Windows: fall back to checking whether the recorded proce
 DEFAULT_INTERVAL_MS = 3000
 
 
-class _Lock:
+class FileLock:
     """An exclusive, non-blocking lock on a file, released by the kernel when its holder dies."""
 
     def __init__(self, path: Path) -> None:
@@ -71,7 +70,7 @@ class _Lock:
         if self._handle is None:
             return
         if delete:
-            _unlink(self.path)
+            remove_file(self.path)
         self._handle.close()
         self._handle = None
 
@@ -85,7 +84,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _unlink(path: Path) -> None:
+def remove_file(path: Path) -> None:
     """Removes a file if it is there."""
     try:
         path.unlink()
@@ -102,18 +101,6 @@ def _meta_to_json(meta: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, tuple):
             value = list(value)
         result[key] = value
-    return result
-
-
-def _meta_from_json(meta: dict[str, Any]) -> dict[str, Any]:
-    """Song metadata from JSON values."""
-    result = dict(meta)
-    if "settings" in result:
-        result["settings"] = GenerationSettings.from_dict(result["settings"])
-    if "time_signature" in result:
-        result["time_signature"] = tuple(int(value) for value in result["time_signature"])
-    if "tempo" in result:
-        result["tempo"] = float(result["tempo"])
     return result
 
 
@@ -141,7 +128,7 @@ class Autosave(QObject):
         self.id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.snapshot_path = self.directory / f"{self.id}.json"
         self.journal_path = self.directory / f"{self.id}.journal"
-        self._lock = _Lock(self.directory / f"{self.id}.lock")
+        self._lock = FileLock(self.directory / f"{self.id}.lock")
         if not self._lock.acquire():
             raise OSError(f"cannot lock {self._lock.path}")
         self._view_state = view_state or (lambda: {})
@@ -231,148 +218,6 @@ class Autosave(QObject):
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        _unlink(self.snapshot_path)
-        _unlink(self.journal_path)
+        remove_file(self.snapshot_path)
+        remove_file(self.journal_path)
         self._lock.release(delete=True)
-
-
-@dataclass
-class Orphan:
-    """The autosave of a studio that did not close cleanly."""
-
-    id: str
-    directory: Path
-    saved_at: float
-    document: str | None
-    has_changes: bool
-    _lock: _Lock = field(repr=False, default=None)
-
-    @property
-    def snapshot_path(self) -> Path:
-        """The whole song, as of the last snapshot."""
-        return self.directory / f"{self.id}.json"
-
-    @property
-    def journal_path(self) -> Path:
-        """The edits after that snapshot, one JSON line each."""
-        return self.directory / f"{self.id}.journal"
-
-    def discard(self) -> None:
-        """Deletes this autosave."""
-        _unlink(self.snapshot_path)
-        _unlink(self.journal_path)
-        if self._lock is not None:
-            self._lock.release(delete=True)
-
-    def release(self) -> None:
-        """Leaves it for a later launch."""
-        if self._lock is not None:
-            self._lock.release()
-
-
-def _journal_entries(path: Path, after_seq: int) -> list[dict]:
-    """The journal lines newer than the snapshot; a line cut short by the kill is dropped."""
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    entries = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("seq", 0) > after_seq:
-            entries.append(entry)
-    return entries
-
-
-def find_orphans(directory: Path) -> list[Orphan]:
-    """Autosaves left by studios that crashed, newest first; ones without unsaved work are deleted."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    orphans = []
-    for snapshot in directory.glob("*.json"):
-        orphan_id = snapshot.stem
-        lock = _Lock(directory / f"{orphan_id}.lock")
-        try:
-            if not lock.acquire():
-                continue  # a studio that is running right now
-        except OSError:
-            continue
-        try:
-            data = json.loads(snapshot.read_bytes())
-            info = data.get("autosave", {})
-            seq = int(info.get("seq", 0))
-        except (OSError, ValueError, AttributeError):
-            info, seq = {}, 0
-        journal = _journal_entries(directory / f"{orphan_id}.journal", seq)
-        orphan = Orphan(
-            orphan_id,
-            directory,
-            float(info.get("saved_at") or snapshot.stat().st_mtime),
-            info.get("document"),
-            bool(info.get("modified")) or bool(journal),
-            lock,
-        )
-        if journal:
-            orphan.saved_at = max(orphan.saved_at, (directory / f"{orphan_id}.journal").stat().st_mtime)
-        if orphan.has_changes:
-            orphans.append(orphan)
-        else:
-            orphan.discard()
-    _sweep(directory)
-    orphans.sort(key=lambda orphan: orphan.saved_at, reverse=True)
-    return orphans
-
-
-def _sweep(directory: Path) -> None:
-    """Removes what killed studios leave besides their autosave: half-written temporary files and locks
-    of studios killed before their first snapshot."""
-    now = time.time()
-    for temporary in directory.glob(".*.tmp"):
-        try:
-            if now - temporary.stat().st_mtime > 60:  # an atomic write takes milliseconds; this one died
-                temporary.unlink()
-        except OSError:
-            pass
-    for lock_path in directory.glob("*.lock"):
-        if (directory / f"{lock_path.stem}.json").exists():
-            continue
-        lock = _Lock(lock_path)
-        try:
-            if lock.acquire():
-                _unlink(directory / f"{lock_path.stem}.journal")
-                lock.release(delete=True)
-        except OSError:
-            pass
-
-
-def restore(orphan: Orphan, song: Song) -> dict[str, Any]:
-    """Loads an orphan's snapshot and replays its journal into the song; returns its view state.
-
-    Raises SessionError if the snapshot cannot be read. The restored song counts as unsaved.
-    """
-    try:
-        raw = orphan.snapshot_path.read_bytes()
-    except OSError as error:
-        raise SessionError(f"the autosave cannot be read ({error.strerror or error})") from None
-    data = session_from_bytes(raw, "the autosave")
-    seq = int(json.loads(raw).get("autosave", {}).get("seq", 0))
-    song.load(data.notes, data.meta)
-    for entry in _journal_entries(orphan.journal_path, seq):
-        try:
-            removed = tuple(
-                note for note in (song.note(note_id) for note_id in entry.get("removed", [])) if note is not None
-            )
-            added = tuple(
-                SongNote(int(i), int(p), int(v), float(s), float(length), str(part))
-                for i, p, v, s, length, part in entry.get("added", [])
-            )
-            meta = _meta_from_json(entry.get("meta", {}))
-        except (TypeError, ValueError):
-            continue  # one damaged line does not cost the rest
-        song.apply_journal_diff(SongDiff(removed, added, {}, meta))
-    song.undo_stack.resetClean()  # restored work is unsaved work
-    return data.view

@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -18,7 +19,9 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -31,11 +34,18 @@ MAX_BARS = 400
 
 
 class GenerationPanel(QWidget):
-    """Edits the song's generation settings and runs Continue / Cancel through the controller."""
+    """Edits the song's generation settings; its Continue and Cancel buttons trigger the window's actions."""
 
     load_requested = Signal()
 
-    def __init__(self, song: Song, controller: GenerationController, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        song: Song,
+        controller: GenerationController,
+        continue_action: QAction,
+        cancel_action: QAction,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.song = song
         self.controller = controller
@@ -93,12 +103,9 @@ class GenerationPanel(QWidget):
         self.listen_box.setChecked(True)
         form.addRow("", self.listen_box)
 
-        self.continue_button = QPushButton("Continue", self)
-        self.continue_button.setObjectName("continue_button")
-        self.continue_button.setToolTip("Write a continuation of the motif (Ctrl+Enter)")
-        self.cancel_button = QPushButton("Cancel", self)
-        self.cancel_button.setObjectName("cancel_button")
-        self.cancel_button.setEnabled(False)
+        # The window's Continue and Cancel actions: one enable rule, one shortcut, wherever they are pressed.
+        self.continue_button = self._action_button(continue_action, "continue_button")
+        self.cancel_button = self._action_button(cancel_action, "cancel_button")
         buttons = QHBoxLayout()
         buttons.addWidget(self.continue_button, 1)
         buttons.addWidget(self.cancel_button)
@@ -154,8 +161,6 @@ class GenerationPanel(QWidget):
         self.decoding_box.currentIndexChanged.connect(self._edited)
         self.fixed_seed.toggled.connect(self._edited)
         self.listen_box.toggled.connect(lambda on: setattr(controller, "listen", on))
-        self.continue_button.clicked.connect(controller.continue_song)
-        self.cancel_button.clicked.connect(controller.cancel)
         self.load_button.clicked.connect(self.load_requested)
         self.device_box.activated.connect(lambda index: controller.set_device(self.device_box.itemData(index)))
         self.variation_list.itemClicked.connect(self._variation_clicked)
@@ -252,13 +257,19 @@ class GenerationPanel(QWidget):
 
     # --- running ------------------------------------------------------------------------------------
 
+    def _action_button(self, action: QAction, name: str) -> QToolButton:
+        button = QToolButton(self)
+        button.setObjectName(name)
+        button.setDefaultAction(action)
+        button.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        button.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        return button
+
     def _update_buttons(self) -> None:
         controller = self.controller
-        writing = controller.generating
-        self.continue_button.setEnabled(not writing and not self.song.is_writing and controller.has_model)
-        self.cancel_button.setEnabled(writing)
-        self.load_button.setEnabled(not writing)
-        self.device_box.setEnabled(not writing)
+        writing = controller.generating or self.song.is_writing  # settings wait while music streams in
+        self.load_button.setEnabled(not controller.generating)
+        self.device_box.setEnabled(not controller.generating)
         for box in (
             self.length_box,
             self.unit_box,

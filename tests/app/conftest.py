@@ -57,7 +57,7 @@ def studio(qtbot, window, model_path):
     """The window with the model loaded and a recorder as its sound output."""
     recorder = RecorderSink()
     window.player.use_sinks([recorder])
-    window.load_model(model_path)
+    window.generation.choose_model(model_path)
     qtbot.waitUntil(lambda: window.generation.model_source == str(model_path), timeout=20000)
     window.recorder = recorder
     return window

@@ -73,6 +73,12 @@ def answer_next_dialog(button_text: str, seen: list | None = None) -> None:
     QTimer.singleShot(20, attempt)
 
 
+def crash(saver) -> None:
+    """What a kill leaves of an autosave: the files, with the lock let go (the kernel does that for a dead process)."""
+    saver._timer.stop()
+    saver._lock.release()
+
+
 # --- waiting ---------------------------------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ def test_export_everything_motif_and_continuation_read_back(qtbot, window, roll,
     }
     for what, notes in expected.items():
         path = tmp_path / f"{what}.mid"
-        assert window.export_midi(path, what)
+        assert window.document.export_midi(path, what)
         midi = pretty_midi.PrettyMIDI(str(path))
         read = sorted((n.pitch, n.start, n.end) for i in midi.instruments for n in i.notes)
         assert [p for p, _, _ in read] == [p for p, _, _ in notes]
@@ -41,7 +41,7 @@ def test_export_everything_motif_and_continuation_read_back(qtbot, window, roll,
             assert end == pytest.approx(end_beat * seconds, abs=2e-3)
         assert midi.get_tempo_changes()[1][0] == pytest.approx(100)
     song.discard_continuation()
-    assert not window.export_midi(tmp_path / "nothing.mid", "continuation")
+    assert not window.document.export_midi(tmp_path / "nothing.mid", "continuation")
     assert "nothing to export" in window.last_error
     assert not (tmp_path / "nothing.mid").exists()
 
@@ -69,7 +69,7 @@ def test_a_bad_midi_file_names_the_problem_and_leaves_the_song(qtbot, window, ro
     bad = tmp_path / "bad.mid"
     bad.write_bytes(content)
     assert not window.open_path(bad)
-    assert not window.import_motif(bad)
+    assert not window.document.import_motif(bad)
     assert words in window.last_error and "bad.mid" in window.last_error
     dialog = window.findChild(QMessageBox, "error_dialog")
     assert dialog is not None and dialog.isVisible() and words in dialog.text()
@@ -97,7 +97,7 @@ def test_session_round_trip_with_settings_view_and_recent_files(qtbot, window, r
     window.song.set_model("tiny.pt")
     roll.transport.set_loop(2, 6, True)
     path = tmp_path / "song.continuo"
-    assert window.save_as(path)
+    assert window.document.save_as(path)
     assert not window.isWindowModified()
     other = MainWindow(home=home, use_autosave=False)
     try:
@@ -124,7 +124,7 @@ def test_session_round_trip_with_settings_view_and_recent_files(qtbot, window, r
 def test_a_newer_or_damaged_session_is_refused_and_nothing_is_overwritten(qtbot, window, roll, tmp_path, mutate, words):
     draw_note(qtbot, roll, 60, 0, 1)
     mine = tmp_path / "mine.continuo"
-    window.save_as(mine)
+    window.document.save_as(mine)
     draw_note(qtbot, roll, 62, 1, 1)
     before = summary(window.song)
     data = json.loads(mine.read_text())
@@ -137,9 +137,9 @@ def test_a_newer_or_damaged_session_is_refused_and_nothing_is_overwritten(qtbot,
     bad_bytes, mine_bytes = bad.read_bytes(), mine.read_bytes()
     assert not window.open_path(bad)
     assert words in window.last_error
-    assert summary(window.song) == before and window.document_path == mine
+    assert summary(window.song) == before and window.document.path == mine
     assert bad.read_bytes() == bad_bytes and mine.read_bytes() == mine_bytes
-    assert window.save()  # saves to the document it had, never over the file that failed
+    assert window.document.save()  # saves to the document it had, never over the file that failed
     assert bad.read_bytes() == bad_bytes
 
 
@@ -154,7 +154,7 @@ def test_unsaved_changes_ask_before_closing(qtbot, home, tmp_path):
     assert not win.close()
     assert win.isVisible() and "Save the changes" in asked[0]
     path = tmp_path / "kept.continuo"
-    win.document_path = path
+    win.document.path = path
     answer_next_dialog("Save")
     assert win.close()
     assert path.exists()
@@ -168,7 +168,7 @@ def test_unsaved_changes_ask_before_closing(qtbot, home, tmp_path):
 def test_every_save_is_atomic(window, tmp_path, monkeypatch):
     path = tmp_path / "song.continuo"
     window.song.add_notes([window.song.new_note(60, 100, 0, 1)])
-    window.save_as(path)
+    window.document.save_as(path)
     good = path.read_bytes()
     window.song.add_notes([window.song.new_note(62, 100, 1, 1)])
 
@@ -176,7 +176,7 @@ def test_every_save_is_atomic(window, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    assert not window.save()
+    assert not window.document.save()
     assert "No space left" in window.last_error
     assert path.read_bytes() == good  # the old file is whole
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -13,7 +13,7 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app.generation import GenerationWorker
+from app.generation import GenerationWorker, LoadFailed
 from app.song import CONTINUATION, MOTIF
 from tests.app.helpers import answer_next_dialog, draw_note, key, read_wav, require_fluidsynth, rms
 
@@ -57,7 +57,7 @@ def test_draw_continue_hear_export_and_read_back(qtbot, studio, roll, tmp_path):
     assert not window.recorder.sounding()
 
     midi_path = tmp_path / "song.mid"
-    assert window.export_midi(midi_path)
+    assert window.document.export_midi(midi_path)
     read = sorted((n.pitch, n.start) for i in pretty_midi.PrettyMIDI(str(midi_path)).instruments for n in i.notes)
     seconds = 60 / song.tempo
     expected = sorted((n.pitch, n.start * seconds) for n in song.notes())
@@ -65,8 +65,8 @@ def test_draw_continue_hear_export_and_read_back(qtbot, studio, roll, tmp_path):
     assert [start for _, start in read] == pytest.approx([start for _, start in expected], abs=2e-3)
 
     wav_path = tmp_path / "song.wav"
-    with qtbot.waitSignal(window.audio_exported, timeout=30000) as exported:
-        assert window.export_audio(wav_path)
+    with qtbot.waitSignal(window.document.audio_exported, timeout=30000) as exported:
+        assert window.document.export_audio(wav_path)
     assert exported.args == [str(wav_path), True]
     samples, rate = read_wav(wav_path)
     first = min(note.start for note in continuation) * seconds
@@ -81,7 +81,7 @@ def test_notes_stream_in_while_written_and_cancel_keeps_them_undoably(qtbot, stu
     set_length(window, 400.0)  # 200 s at 120 BPM: far longer than the test waits
     seen_while_writing = []
     song.notes_changed.connect(lambda: song.is_writing and seen_while_writing.append(len(song.notes(CONTINUATION))))
-    assert window.continue_song()
+    assert window.generation.continue_song()
     qtbot.waitUntil(lambda: len(song.notes(CONTINUATION)) >= 10, timeout=30000)
     assert song.is_writing and len(set(seen_while_writing)) >= 2  # they arrived in several batches
     key(qtbot, roll, "Ctrl+.")  # Cancel
@@ -101,7 +101,7 @@ def test_variations_are_written_and_one_can_be_picked_and_undone(qtbot, studio, 
     draw_motif(qtbot, roll)
     set_length(window, 8.0, variations=3, seed=11)
     window.generation_panel.listen_box.setChecked(False)
-    assert window.continue_song()
+    assert window.generation.continue_song()
     qtbot.waitUntil(lambda: len(window.generation.variations) == 3, timeout=60000)
     wait_done(qtbot, window)
     variations = window.generation.variations
@@ -133,7 +133,7 @@ def test_same_fixed_seed_writes_the_same_continuation(qtbot, studio, roll):
     window.generation.listen = False
     results = []
     for _ in range(2):
-        assert window.continue_song()
+        assert window.generation.continue_song()
         wait_done(qtbot, window)
         results.append([(n.pitch, round(n.start, 4), round(n.length, 4)) for n in song.notes(CONTINUATION)])
     assert results[0] == results[1] and results[0]
@@ -150,7 +150,7 @@ def test_most_likely_writes_one_beam_searched_continuation(qtbot, studio, roll):
     window.generation.listen = False
     results = []
     for _ in range(2):  # deterministic: the same continuation again, whatever the seed
-        assert window.continue_song()
+        assert window.generation.continue_song()
         wait_done(qtbot, window)
         results.append([(n.pitch, round(n.start, 4), round(n.length, 4)) for n in song.notes(CONTINUATION)])
         assert len(window.generation.variations) == 1
@@ -162,7 +162,7 @@ def test_a_checkpoint_that_fails_to_load_keeps_the_previous_model(qtbot, studio,
     previous = window.generation.model_source
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"this is not a model")
-    window.load_model(bad)
+    window.generation.choose_model(bad)
     qtbot.waitUntil(lambda: window.last_error is not None, timeout=10000)
     assert "broken.pt" in window.last_error and "Still using" in window.last_error
     assert window.generation.model_source == previous and window.song.model != str(bad)
@@ -171,7 +171,7 @@ def test_a_checkpoint_that_fails_to_load_keeps_the_previous_model(qtbot, studio,
     dialog.close()
     draw_motif(qtbot, roll)
     set_length(window, 16.0, seed=1)
-    assert window.continue_song()  # the previous model still continues
+    assert window.generation.continue_song()  # the previous model still continues
     wait_done(qtbot, window)
     assert window.song.notes(CONTINUATION)
 
@@ -185,10 +185,10 @@ def test_a_missing_bundled_model_is_said_and_another_can_be_loaded(qtbot, home, 
     try:
         panel = window.generation_panel
         qtbot.waitUntil(lambda: "bundled model is missing" in panel.model_label.text(), timeout=10000)
-        assert not panel.continue_button.isEnabled() and not window.continue_action.isEnabled()
-        assert not window.continue_song()
+        assert not panel.continue_button.isEnabled() and not window.studio_actions.continue_action.isEnabled()
+        assert not window.generation.continue_song()
         assert "missing" in window.statusBar().currentMessage()
-        window.load_model(model_path)
+        window.generation.choose_model(model_path)
         qtbot.waitUntil(lambda: panel.continue_button.isEnabled(), timeout=20000)
         assert window.song.model == str(model_path) and "layers" in panel.model_label.text()
     finally:
@@ -200,7 +200,7 @@ def test_closing_the_window_while_generating_stops_the_worker_and_keeps_the_note
     window, song = studio, studio.song
     draw_motif(qtbot, roll)
     set_length(window, 400.0)
-    assert window.continue_song()
+    assert window.generation.continue_song()
     qtbot.waitUntil(lambda: len(song.notes(CONTINUATION)) >= 3, timeout=30000)
     worker = window.generation.worker
     threads_before = {thread.name for thread in threading.enumerate()}
@@ -239,13 +239,13 @@ def test_out_of_memory_during_generation_is_a_message_not_a_crash(qtbot, studio,
     draw_motif(qtbot, roll)
     set_length(window, 400.0)
     with out_of_memory_at_call(window.generation.worker.model, 40, "CUDA out of memory. Tried to allocate 2.00 GiB"):
-        assert window.continue_song()
+        assert window.generation.continue_song()
         wait_done(qtbot, window, 30000)
     # On the CPU there is nowhere to retry: the musician reads why, the notes written stay, the studio runs.
     assert "out of memory" in window.statusBar().currentMessage().lower()
     assert song.undo_stack.undoText() == "Continue" or not song.notes(CONTINUATION)
     set_length(window, 16.0, seed=1)
-    assert window.continue_song()
+    assert window.generation.continue_song()
     wait_done(qtbot, window)
     assert song.notes(CONTINUATION)
 
@@ -258,7 +258,7 @@ def test_cuda_out_of_memory_retries_on_the_cpu(qtbot, studio, roll):
     draw_motif(qtbot, roll)
     set_length(window, 16.0)
     with out_of_memory_at_call(window.generation.worker.model, 20, "CUDA out of memory."):
-        assert window.continue_song()
+        assert window.generation.continue_song()
         wait_done(qtbot, window)
     assert window.generation.worker.model.device.type == "cpu"
     assert "on the CPU" in window.statusBar().currentMessage() or window.generation_panel.device_label.text()
@@ -269,8 +269,8 @@ def test_worker_without_qt_reports_a_missing_model():
     worker = GenerationWorker()
     try:
         worker.load("/no/such/model.pt", "cpu")
-        kind, payload = worker.outbox.get(timeout=10)
-        assert kind == "load_failed" and "no such model file" in payload[1]
+        message = worker.outbox.get(timeout=10)
+        assert isinstance(message, LoadFailed) and "no such model file" in message.text
     finally:
         assert worker.stop()
     assert QApplication.instance() is not None  # the studio's tests share one application

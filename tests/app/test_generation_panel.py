@@ -36,7 +36,7 @@ def test_generation_settings_travel_with_the_session(window, tmp_path):
     song = window.song
     set_length(window, 48.0, variations=3, seed=9, length_unit="seconds", temperature=0.8)
     path = tmp_path / "song.continuo"
-    assert window.save_to(path)
+    assert window.document.save_to(path)
     song.load([])
     assert song.settings == GenerationSettings()
     assert window.open_path(path, ask_to_save=False)

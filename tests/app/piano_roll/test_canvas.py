@@ -114,9 +114,9 @@ def test_edits_wait_while_the_continuation_is_written(qtbot, roll, window):
     draw_note(qtbot, roll, 70, 4, 1)  # refused, with a message
     assert [n.pitch for n in roll.song.notes()] == [60, 62]
     assert "being written" in window.statusBar().currentMessage()
-    assert not window.undo_action.isEnabled()
+    assert not window.studio_actions.undo_action.isEnabled()
     roll.song.commit()
-    assert window.undo_action.isEnabled()
+    assert window.studio_actions.undo_action.isEnabled()
 
 
 def test_the_playhead_moving_repaints_only_where_it_was_and_is(qtbot, roll):

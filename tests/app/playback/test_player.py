@@ -49,8 +49,8 @@ def test_space_plays_from_the_playhead_the_playhead_follows_and_stop_silences(qt
 
 def test_clicked_keys_sound_on_the_output(qtbot, studio, roll):
     window = studio
-    window.transport.note_auditioned.emit(67, 80)
-    window.transport.note_audition_ended.emit(67)
+    window.transport.audition(67, 80)
+    window.transport.end_audition(67)
     assert [(kind, pitch) for _, kind, pitch, _ in window.recorder.notes()] == [("on", 67), ("off", 67)]
 
 
@@ -65,7 +65,7 @@ def test_studio_output_through_jack_reaches_another_client(qtbot, studio, roll):
         assert window.player.output is not None and port in window.player.output.name
         song.add_notes([song.new_note(pitch, 90, index, 1) for index, pitch in enumerate((60, 64, 67, 72))])
         set_length(window, 6.0, seed=3)
-        assert window.continue_song()
+        assert window.generation.continue_song()
         wait_done(qtbot, window)
         qtbot.waitUntil(lambda: not window.transport.playing, timeout=20000)
         continuation = song.notes(CONTINUATION)
@@ -106,13 +106,13 @@ def test_no_sound_at_all_the_studio_still_runs_and_continues(qtbot, home, monkey
         qtbot.waitUntil(lambda: not window.player.opening, timeout=10000)
         assert window.player.output is None
         assert "FluidSynth" in window.player.output_error and "JACK" in window.player.output_error
-        assert window._output_label.text() == "No sound output"
-        window.load_model(model_path)
+        assert window.output_label.text() == "No sound output"
+        window.generation.choose_model(model_path)
         qtbot.waitUntil(lambda: window.generation.has_model, timeout=20000)
         song = window.song
         song.add_notes([song.new_note(60, 90, 0, 1)])
         set_length(window, 16.0, seed=1)
-        assert window.continue_song()
+        assert window.generation.continue_song()
         wait_done(qtbot, window)
         assert song.notes(CONTINUATION)
         window.player.open_output(NONE)

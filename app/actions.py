@@ -1,0 +1,317 @@
+"""Every action of the studio window, with the rule that enables it, and the menus they make.
+
+One `QAction` per command: the menus, the toolbar, the Continue panel's buttons and the shortcuts all
+trigger the same action, so each is enabled in one place (`StudioActions._update`). The menus whose
+entries change (recent files, MIDI outputs, MIDI inputs) are filled each time they open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMenuBar
+
+from .document import EVERYTHING
+from .midi_input import VIRTUAL_INPUT
+from .playback.player import AUTO, NONE, PORT_PREFIX, SYNTH, VIRTUAL
+from .playback.sinks import GM_FAMILIES, GM_INSTRUMENTS
+from .song import CONTINUATION, MOTIF, SongLockedError
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+EDIT_ACTIONS = ("cut", "copy", "paste", "duplicate", "delete", None, "select_all", "deselect", None, "quantize",
+                "quantize_ends", "transpose_up", "transpose_down", "octave_up", "octave_down", "nudge_left",
+                "nudge_right")  # fmt: skip
+TOOLS = ("tool_draw", "tool_select", "tool_erase")
+ZOOMS = ("zoom_in", "zoom_out", "zoom_keys_in", "zoom_keys_out", "zoom_fit")
+RECORD_QUANTIZE = (("Off", None), ("1/4", 1.0), ("1/8", 0.5), ("1/16", 0.25), ("1/32", 0.125))
+
+
+class StudioActions(QObject):
+    """The window's actions; the roll's own editing actions are in `PianoRoll.actions_by_name`."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        song, transport, generation, document = window.song, window.transport, window.generation, window.document
+        recorder = window.midi.recorder
+        self.roll_actions = window.roll.actions_by_name
+        # File
+        self.new_action = self._action("&New", QKeySequence.New, document.new_song)
+        self.open_action = self._action("&Open…", QKeySequence.Open, document.open_dialog)
+        self.import_action = self._action("&Import MIDI as Motif…", "Ctrl+I", document.import_dialog)
+        self.save_action = self._action("&Save", QKeySequence.Save, document.save)
+        self.save_as_action = self._action("Save &As…", QKeySequence.SaveAs, document.save_as)
+        self.export_actions = [
+            self._action("&Everything…", "Ctrl+E", lambda: document.export_midi_dialog(EVERYTHING)),
+            self._action("&Motif Only…", None, lambda: document.export_midi_dialog(MOTIF)),
+            self._action("&Continuation Only…", None, lambda: document.export_midi_dialog(CONTINUATION)),
+        ]
+        self.export_audio_action = self._action("Export &Audio (WAV)…", "Ctrl+Shift+E", document.export_audio_dialog)
+        self.quit_action = self._action("&Quit", QKeySequence.Quit, window.close)
+        # Edit
+        self.undo_action = song.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence.Undo)
+        self.redo_action = song.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        # Transport
+        self.play_action = self._action("Play", "Space", transport.set_playing, checkable=True)
+        self.play_action.setShortcutContext(Qt.WindowShortcut)
+        self.go_to_start_action = self._action("Go to &Start", "Home", lambda: transport.set_playhead(0.0))
+        self.loop_action = self.roll_actions["loop_toggle"]
+        self.loop_action.setCheckable(True)
+        # Playback
+        self.soundfont_action = self._action("Choose &SoundFont…", None, self.soundfont_dialog)
+        self.all_notes_off_action = self._action("All Notes &Off", "Ctrl+Shift+.", window.player.all_notes_off)
+        # Record
+        self.record_action = self._action("&Record", "Ctrl+R", self._toggle_recording, checkable=True)
+        self.record_options = [
+            self._option("Count-&in (1 Bar)", recorder.count_in_bars > 0, lambda on: recorder.set_count_in(int(on))),
+            self._option("&Metronome", recorder.metronome, recorder.set_metronome),
+            self._option("&Overdub (Play While Recording)", recorder.overdub, recorder.set_overdub),
+            self._option("MIDI &Thru", window.midi.thru_enabled, window.midi.set_thru),
+        ]
+        self.quantize_last_take_action = self._action("Quantize &Last Take", None, self._quantize_last_take)
+        self.duet_action = self._option("&Duet Mode (Call and Response)", False, self._toggle_duet)
+        self.duet_pause_action = self._action("Duet &Pause…", None, self.duet_pause_dialog)
+        # Continuation
+        self.continue_action = self._action("Continue", ["Ctrl+Return", "Ctrl+Enter"], generation.continue_song)
+        self.continue_action.setToolTip("Write a continuation of the motif (Ctrl+Enter)")  # either Enter key
+        self.cancel_action = self._action("Cancel", "Ctrl+.", generation.cancel)
+        self.cancel_action.setToolTip("Stop writing; keep what was written (Ctrl+.)")
+        self.load_model_action = self._action("&Load Model…", None, self.load_model_dialog)
+        self.accept_action = self._action("Accept", "Ctrl+Shift+Return", self._accept)
+        self.accept_action.setToolTip("Make the continuation part of the motif (Ctrl+Shift+Enter)")
+        self.discard_action = self._action("Discard", "Ctrl+Backspace", self._discard)
+        self.discard_action.setToolTip("Remove the continuation (Ctrl+Backspace)")
+        # The states they follow
+        transport.playing_changed.connect(self._playing_changed)
+        transport.loop_changed.connect(lambda: self.loop_action.setChecked(transport.loop_enabled))
+        recorder.recording_changed.connect(self.record_action.setChecked)
+        window.duet.enabled_changed.connect(self.duet_action.setChecked)
+        for signal in (song.notes_changed, song.writing_changed, generation.busy_changed, generation.finished,
+                       generation.model_loaded, generation.model_failed):  # fmt: skip
+            signal.connect(self._update)
+        self._update()
+
+    def _action(self, text: str, keys, slot: Callable, checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        if keys is not None:
+            action.setShortcuts([QKeySequence(key) for key in (keys if isinstance(keys, list) else [keys])])
+        action.setCheckable(checkable)
+        if checkable:
+            action.triggered.connect(slot)
+        else:
+            action.triggered.connect(lambda checked=False: slot())
+        return action
+
+    def _option(self, text: str, on: bool, setter: Callable[[bool], None]) -> QAction:
+        """A checkable menu entry for an on/off setting."""
+        action = QAction(text, self)
+        action.setCheckable(True)
+        action.setChecked(on)
+        action.toggled.connect(setter)
+        return action
+
+    # --- what enables what ---------------------------------------------------------------------------------
+
+    def _update(self, *args) -> None:
+        song, generation = self.window.song, self.window.generation
+        writing = song.is_writing
+        self.continue_action.setEnabled(not generation.generating and not writing and generation.has_model)
+        self.cancel_action.setEnabled(generation.generating)
+        has_continuation = not writing and bool(song.note_arrays().continuation.any())
+        self.accept_action.setEnabled(has_continuation)
+        self.discard_action.setEnabled(has_continuation)
+        self.undo_action.setEnabled(not writing and song.undo_stack.canUndo())
+        self.redo_action.setEnabled(not writing and song.undo_stack.canRedo())
+
+    def _playing_changed(self, playing: bool) -> None:
+        self.play_action.setChecked(playing)
+        self.play_action.setText("Stop" if playing else "Play")
+
+    # --- the commands that are more than one call ----------------------------------------------------------
+
+    def _accept(self) -> None:
+        if not self.window.song.is_writing and self.window.song.accept_continuation():
+            self.window.show_message("The continuation is now part of the motif")
+
+    def _discard(self) -> None:
+        if not self.window.song.is_writing and self.window.song.discard_continuation():
+            self.window.show_message("Continuation discarded (Undo brings it back)")
+
+    def _toggle_recording(self, checked: bool = False) -> None:
+        self.record_action.setChecked(self.window.midi.toggle_recording())  # stays up if a take cannot start
+
+    def _quantize_last_take(self) -> None:
+        try:
+            quantized = self.window.midi.recorder.quantize_last_take()
+        except SongLockedError as error:
+            self.window.show_message(str(error))
+            return
+        if not quantized:
+            self.window.show_message("Nothing to quantize")
+
+    def _toggle_duet(self, on: bool) -> None:
+        duet = self.window.duet
+        if on and not duet.enabled:
+            if self.window.midi.input is None:
+                self.window.show_message("Choose a MIDI input first (Record ▸ MIDI Input)")
+                self.duet_action.setChecked(False)
+                return
+            duet.start()
+        elif not on:
+            duet.stop()
+
+    def duet_pause_dialog(self) -> None:
+        """Asks how long a pause ends the musician's phrase."""
+        duet = self.window.duet
+        seconds, accepted = QInputDialog.getDouble(
+            self.window, "Duet Pause", "The model answers after a pause of (seconds):", duet.pause, 0.1, 10.0, 2
+        )
+        if accepted:
+            duet.set_pause(seconds)
+
+    def soundfont_dialog(self) -> None:
+        """Asks for a soundfont for the built-in synth."""
+        folder = str(self.window.document.dialog_folder())
+        path, _ = QFileDialog.getOpenFileName(
+            self.window, "Choose a SoundFont", folder, "SoundFonts (*.sf2 *.sf3);;All files (*)"
+        )
+        if path:
+            self.window.player.set_soundfont(path)
+
+    def load_model_dialog(self) -> None:
+        """Asks for a model file and loads it in the background."""
+        path = self.window.generation_panel.choose_checkpoint(str(self.window.document.dialog_folder()))
+        if path:
+            self.window.generation.choose_model(path)
+
+    # --- menus ---------------------------------------------------------------------------------------------
+
+    def build_menus(self, menus: QMenuBar) -> None:
+        """The window's menu bar."""
+        file_menu = menus.addMenu("&File")
+        file_menu.addActions([self.new_action, self.open_action])
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self.fill_recent_menu)
+        file_menu.addAction(self.import_action)
+        file_menu.addSeparator()
+        file_menu.addActions([self.save_action, self.save_as_action])
+        file_menu.addMenu("&Export MIDI").addActions(self.export_actions)
+        file_menu.addAction(self.export_audio_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+
+        roll = self.roll_actions
+        edit_menu = menus.addMenu("&Edit")
+        edit_menu.addActions([self.undo_action, self.redo_action])
+        edit_menu.addSeparator()
+        for name in EDIT_ACTIONS:
+            edit_menu.addSeparator() if name is None else edit_menu.addAction(roll[name])
+        edit_menu.addMenu("&Tool").addActions([roll[name] for name in TOOLS])
+        menus.addMenu("&View").addActions([roll[name] for name in ZOOMS])
+        menus.addMenu("&Transport").addActions(
+            [self.play_action, self.go_to_start_action, self.loop_action, roll["loop_selection"]]
+        )
+
+        playback_menu = menus.addMenu("&Playback")
+        self.output_menu = playback_menu.addMenu("&Output")
+        self.output_menu.aboutToShow.connect(self.fill_output_menu)
+        self._fill_instrument_menu(playback_menu.addMenu("&Instrument"))
+        playback_menu.addActions([self.soundfont_action, self.all_notes_off_action])
+
+        record_menu = menus.addMenu("&Record")
+        self.midi_input_menu = record_menu.addMenu("MIDI &Input")
+        self.midi_input_menu.aboutToShow.connect(self.fill_midi_input_menu)
+        record_menu.addAction(self.record_action)
+        record_menu.addSeparator()
+        record_menu.addActions(self.record_options)
+        self._fill_quantize_menu(record_menu.addMenu("&Quantize While Recording"))
+        record_menu.addAction(self.quantize_last_take_action)
+        record_menu.addSeparator()
+        record_menu.addActions([self.duet_action, self.duet_pause_action])
+
+        continuation_menu = menus.addMenu("&Continuation")
+        continuation_menu.addActions([self.continue_action, self.cancel_action, self.load_model_action])
+        continuation_menu.addSeparator()
+        continuation_menu.addActions([self.accept_action, self.discard_action])
+
+    @staticmethod
+    def _choices(menu: QMenu, entries: list[tuple[object, str]], chosen: object, choose: Callable) -> None:
+        """Checkable entries of which one is chosen: `choose(value)` when one is picked."""
+        group = QActionGroup(menu)
+        for value, text in entries:
+            action = menu.addAction(text)
+            action.setCheckable(True)
+            action.setChecked(value == chosen)
+            action.setActionGroup(group)
+            action.triggered.connect(lambda checked=False, value=value: choose(value))
+
+    def _fill_instrument_menu(self, menu: QMenu) -> None:
+        current = int(self.window.preferences.get("program", 0))
+        group = QActionGroup(self)
+        for family_index, family in enumerate(GM_FAMILIES):
+            family_menu = menu.addMenu(family)
+            for program in range(family_index * 8, family_index * 8 + 8):
+                action = family_menu.addAction(GM_INSTRUMENTS[program])
+                action.setCheckable(True)
+                action.setChecked(program == current)
+                action.setActionGroup(group)
+                action.triggered.connect(lambda checked=False, p=program: self.window.player.set_program(p))
+
+    def _fill_quantize_menu(self, menu: QMenu) -> None:
+        recorder = self.window.midi.recorder
+        entries = [(step, text) for text, step in RECORD_QUANTIZE]
+        self._choices(menu, entries, recorder.quantize_step, recorder.set_quantize)
+
+    def fill_recent_menu(self) -> None:
+        """Open Recent: the files opened or saved lately, newest first."""
+        menu, preferences = self.recent_menu, self.window.preferences
+        menu.clear()
+        recent = preferences.recent_files()
+        for path in recent:
+            action = menu.addAction(Path(path).name)
+            action.setToolTip(path)
+            action.triggered.connect(lambda checked=False, path=path: self.window.document.open_path(path))
+        if not recent:
+            menu.addAction("No recent files").setEnabled(False)
+        else:
+            menu.addSeparator()
+            menu.addAction("Clear", preferences.clear_recent_files)
+
+    def fill_output_menu(self) -> None:
+        """Playback ▸ Output: the built-in synth, the studio's own port, other programs' MIDI inputs, none."""
+        menu, player = self.output_menu, self.window.player
+        menu.clear()
+        entries = [
+            (AUTO, "Automatic (built-in synth, else the Continuo port)"),
+            (SYNTH, "Built-in Synth (FluidSynth)"),
+            (VIRTUAL, "Continuo Virtual MIDI Port"),
+        ]
+        ports = player.port_names  # scanned on a helper thread: opening a MIDI client takes ~80 ms
+        player.refresh_ports()  # for the next time the menu opens
+        entries += [(PORT_PREFIX + name, f"MIDI: {name}") for name in ports] + [(NONE, "No Sound")]
+        self._choices(menu, entries, player.choice, player.open_output)
+        if not ports:
+            menu.addSeparator()
+            menu.addAction("No MIDI ports found (connect a device, start JACK or load snd-seq)").setEnabled(False)
+
+    def fill_midi_input_menu(self) -> None:
+        """Record ▸ MIDI Input: none, the keyboards plugged in now, the studio's own input port."""
+        menu, midi = self.midi_input_menu, self.window.midi
+        menu.clear()
+        if midi.input is None:
+            current = ""
+        else:
+            current = VIRTUAL_INPUT if midi.input.virtual else midi.input.port_name
+        entries = [("", "None")] + [(name, name) for name in midi.available]
+        self._choices(menu, entries + [(VIRTUAL_INPUT, "The Studio's Own Input Port")], current, midi.open_input)
+        if not midi.available:
+            menu.addSeparator()
+            menu.addAction("No keyboard found (plug one in; this list updates by itself)").setEnabled(False)

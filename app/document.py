@@ -1,0 +1,339 @@
+"""The song's life as a file: new, open, import, save, the recent files, drag and drop, and the exports (MIDI and
+audio), with the names the dialogs suggest decided in one place (`Document.suggestion`).
+
+A session file (.continuo) is the document; a MIDI file opened becomes a new, unsaved document named after it
+(its name is what Save and every export suggest). Problems are said in a dialog, and the song is left as it
+was. The autosave (autosave.py) follows the document; crash restore is in restore.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
+
+from music_transformer import MidiFileError
+
+from . import autosave as autosave_module
+from .midi_files import MIDI_SUFFIXES, export_midi, is_midi_path, load_midi
+from .piano_roll import PianoRoll
+from .playback.audio_export import AudioExport
+from .session import SUFFIX, SessionError, read_session, write_session
+from .settings import Preferences
+from .song import CONTINUATION, Song, SongLockedError
+from .transport import Transport
+
+UNTITLED = "Untitled"
+SESSION_FILTER = f"Continuo sessions (*{SUFFIX})"
+MIDI_FILTER = "MIDI files (" + " ".join(f"*{suffix}" for suffix in MIDI_SUFFIXES) + ")"
+OPEN_FILTER = f"Sessions and MIDI files (*{SUFFIX} " + " ".join(f"*{suffix}" for suffix in MIDI_SUFFIXES) + ")"
+WAV_FILTER = "WAV audio (*.wav)"
+EVERYTHING = "everything"  # export the whole song, not one part
+
+
+class Document(QObject):
+    """The file behind one window's song; `parent` is the window its dialogs belong to."""
+
+    name_changed = Signal(str)  # the name the title shows ("Untitled", "motif.mid", "song.continuo")
+    message = Signal(str, int)  # for the status bar: text, milliseconds
+    error = Signal(str, str)  # for a dialog: title, text
+    audio_exported = Signal(str, bool)  # path, whether it was written
+
+    def __init__(
+        self, song: Song, roll: PianoRoll, transport: Transport, preferences: Preferences, parent: QWidget
+    ) -> None:
+        super().__init__(parent)
+        self.song = song
+        self.roll = roll
+        self.transport = transport
+        self.preferences = preferences
+        self.path: Path | None = None  # the session file; None until the song is saved
+        self._source = UNTITLED  # what an unsaved song is called: "Untitled", or the MIDI file it came from
+        self.autosave: autosave_module.Autosave | None = None
+        self._audio_export: AudioExport | None = None
+
+    # --- names ---------------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name the window's title shows."""
+        return self.path.name if self.path is not None else self._source
+
+    @property
+    def stem(self) -> str:
+        """The name without its suffix: what Save As and every export suggest."""
+        return self.path.stem if self.path is not None else Path(self._source).stem
+
+    def suggestion(self, suffix: str, part: str = EVERYTHING) -> Path:
+        """Where a dialog proposes to write: the document's folder and name (name-motif.mid for one part)."""
+        stem = self.stem if part == EVERYTHING else f"{self.stem}-{part}"
+        return self.dialog_folder() / f"{stem}{suffix}"
+
+    def dialog_folder(self) -> Path:
+        """The folder dialogs start in: the document's, else the last file's, else home."""
+        if self.path is not None:
+            return self.path.parent
+        recent = self.preferences.recent_files()
+        return Path(recent[0]).parent if recent else Path.home()
+
+    def set_path(self, path: Path | None, source: str = UNTITLED, remember: bool = True) -> None:
+        """The document is now this session file (None: unsaved, called `source`), among the recent files."""
+        self.path = path
+        self._source = source
+        if self.autosave is not None:
+            self.autosave.set_document(str(path) if path else None)
+        if path is not None and remember:
+            self.preferences.add_recent_file(path)
+        self.name_changed.emit(self.name)
+
+    # --- the view kept with the song ----------------------------------------------------------------------
+
+    def view_state(self) -> dict:
+        """The view worth keeping with a session."""
+        return {"roll": self.roll.state.to_dict(), "transport": self.transport.to_dict()}
+
+    def apply_view_state(self, view: dict) -> None:
+        """Shows the song as a session (or an autosave) left it."""
+        if isinstance(view.get("roll"), dict):
+            self.roll.state.load_dict(view["roll"])
+        if isinstance(view.get("transport"), dict):
+            self.transport.load_dict(view["transport"])
+
+    # --- opening -------------------------------------------------------------------------------------------
+
+    def open_path(self, path: str | Path, ask_to_save: bool = True) -> bool:
+        """Opens a session or a MIDI file as the song; on any problem, a dialog and the song untouched."""
+        path = Path(path)
+        if self.song.is_writing:
+            what = "the continuation is written" if self.song.stream_part == CONTINUATION else "the take is recorded"
+            self.error.emit("Cannot open now", f"Wait until {what}, then open the file.")
+            return False
+        if is_midi_path(path):
+            try:
+                notes, tempo = load_midi(self.song, path)
+            except MidiFileError as error:
+                self.error.emit("Cannot open the MIDI file", str(error))
+                return False
+            if ask_to_save and not self.maybe_save():
+                return False
+            # A new document from the file; the model and generation settings carry over from the last one.
+            self.song.load(notes, {"tempo": tempo, "settings": self.song.settings, "model": self.song.model})
+            self.set_path(None, source=path.name)  # Save suggests the MIDI file's name, never its path
+            self.roll.zoom_to_fit()
+            self.transport.set_playhead(0.0)
+            self.message.emit(f"Opened {path.name}: {len(notes)} notes at {tempo:g} BPM", 6000)
+            self.preferences.add_recent_file(path)
+            return True
+        try:
+            session = read_session(path)
+        except SessionError as error:
+            self.error.emit("Cannot open the session", str(error))
+            return False
+        if ask_to_save and not self.maybe_save():
+            return False
+        self.song.load(session.notes, session.meta)
+        self.apply_view_state(session.view)
+        self.set_path(path)
+        self.message.emit(f"Opened {path.name}", 6000)
+        return True
+
+    def import_motif(self, path: str | Path) -> bool:
+        """Replaces the motif with a MIDI file's notes, as one undoable step."""
+        path = Path(path)
+        try:
+            notes, tempo = load_midi(self.song, path)
+            self.song.replace_motif(notes, tempo, text=f"Import {path.name}")
+        except MidiFileError as error:
+            self.error.emit("Cannot import the MIDI file", str(error))
+            return False
+        except SongLockedError as error:
+            self.error.emit("Cannot import now", str(error))
+            return False
+        self.roll.zoom_to_fit()
+        self.message.emit(f"Imported {len(notes)} notes from {path.name} as the motif (Undo takes it back)", 6000)
+        return True
+
+    def new_song(self) -> bool:
+        """Starts an empty song (asking to save the current one)."""
+        if not self.maybe_save():
+            return False
+        self.song.load([])
+        self.set_path(None)
+        self.transport.set_playhead(0.0)
+        return True
+
+    def accepts_drop(self, urls: list[QUrl]) -> bool:
+        """Whether dropped files are something to open: a MIDI file or a session."""
+        return bool(urls) and urls[0].isLocalFile() and self._openable(urls[0].toLocalFile())
+
+    def drop(self, urls: list[QUrl]) -> None:
+        """A dropped MIDI file becomes the motif (undoable); a dropped session opens."""
+        path = urls[0].toLocalFile()
+        # Opening may ask a question in a dialog: it happens after the drop has finished.
+        if is_midi_path(path):
+            QTimer.singleShot(0, lambda: self.import_motif(path))
+        else:
+            QTimer.singleShot(0, lambda: self.open_path(path))
+
+    @staticmethod
+    def _openable(path: str) -> bool:
+        return is_midi_path(path) or path.endswith(SUFFIX)
+
+    # --- saving --------------------------------------------------------------------------------------------
+
+    def save(self) -> bool:
+        """Saves to the session file, asking for a name the first time."""
+        if self.path is None:
+            return self.save_as()
+        return self.save_to(self.path)
+
+    def save_as(self, path: str | Path | None = None) -> bool:
+        """Saves under a new name (asked for when not given)."""
+        if path is None:
+            path = self._ask_where("Save session", self.suggestion(SUFFIX), SESSION_FILTER)
+            if path is None:
+                return False
+        path = Path(path)
+        if path.suffix.lower() != SUFFIX:
+            path = path.with_name(path.name + SUFFIX)
+        return self.save_to(path)
+
+    def save_to(self, path: Path) -> bool:
+        """Writes the session file atomically; on failure, a dialog and nothing lost."""
+        try:
+            write_session(self.song, path, self.view_state())
+        except OSError as error:
+            self.error.emit("Cannot save", f"{path.name}: cannot be written ({error.strerror or error})")
+            return False
+        self.song.undo_stack.setClean()
+        self.set_path(path)
+        self.message.emit(f"Saved {path.name}", 6000)
+        return True
+
+    def maybe_save(self) -> bool:
+        """If there are unsaved changes, asks whether to save them; False means the musician cancelled."""
+        if not self.song.is_modified:
+            return True
+        name = self.path.name if self.path else "this song"
+        box = QMessageBox(
+            QMessageBox.Warning,
+            "Unsaved changes",
+            f"Save the changes to {name}?",
+            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel,
+            self.parent(),
+        )
+        box.setObjectName("unsaved_changes")
+        box.setDefaultButton(QMessageBox.Save)
+        answer = box.exec()
+        if answer == QMessageBox.Save:
+            return self.save()
+        return answer == QMessageBox.Discard
+
+    def start_autosave(self, home: Path, interval_ms: int = autosave_module.DEFAULT_INTERVAL_MS) -> None:
+        """Keeps the song safe on disk while the studio runs (the journal under `home`)."""
+        try:
+            self.autosave = autosave_module.Autosave(
+                self.song, home / "autosave", interval_ms, view_state=self.view_state, parent=self
+            )
+        except OSError as error:
+            self.message.emit(f"Autosave is off: {error.strerror or error}", 15000)
+            return
+        self.autosave.failed.connect(lambda text: self.message.emit(text, 15000))
+
+    # --- exports -------------------------------------------------------------------------------------------
+
+    def export_midi(self, path: str | Path, part: str = EVERYTHING) -> bool:
+        """Exports everything, the motif or the continuation as a MIDI file."""
+        path = Path(path)
+        if path.suffix.lower() not in MIDI_SUFFIXES:
+            path = path.with_name(path.name + ".mid")
+        try:
+            count = export_midi(self.song, path, part)
+        except MidiFileError as error:
+            self.error.emit("Cannot export", str(error))
+            return False
+        self.message.emit(f"Exported {count} notes to {path.name}", 6000)
+        return True
+
+    def export_audio(self, path: str | Path, part: str = EVERYTHING) -> bool:
+        """Renders the song (or a part) through FluidSynth to a WAV file in the background, with progress.
+
+        Returns False if it could not start; `audio_exported(path, ok)` tells when it is done.
+        """
+        path = Path(path)
+        if path.suffix.lower() != ".wav":
+            path = path.with_name(path.name + ".wav")
+        if self._audio_export is not None:
+            self.message.emit("An audio export is already running", 6000)
+            return False
+        notes = self.song.performance_notes(None if part == EVERYTHING else part)
+        if not notes:
+            self.error.emit("Cannot export", f"{path.name}: there are no notes to export")
+            return False
+        progress = QProgressDialog(f"Rendering {path.name}…", "Cancel", 0, 1000, self.parent())
+        progress.setObjectName("audio_export_progress")
+        progress.setWindowModality(Qt.WindowModal)
+        progress.setMinimumDuration(300)
+        soundfont, program = self.preferences.get("soundfont"), int(self.preferences.get("program", 0))
+        export = AudioExport(notes, path, soundfont, program, self)
+        self._audio_export = export
+        export.progress.connect(lambda fraction: progress.setValue(int(fraction * 1000)))
+        progress.canceled.connect(export.cancel)
+
+        def done(ok: bool, text: str) -> None:
+            self._audio_export = None
+            progress.reset()
+            progress.deleteLater()
+            if ok:
+                self.message.emit(text, 6000)
+            elif text:
+                self.error.emit("Cannot export audio", text)
+            self.audio_exported.emit(str(path), ok)
+
+        export.finished.connect(done)
+        export.start()
+        return True
+
+    # --- the dialogs that ask for a file -------------------------------------------------------------------
+
+    def open_dialog(self) -> None:
+        """Asks for a session or MIDI file and opens it."""
+        path = self._ask_which("Open", f"{OPEN_FILTER};;{SESSION_FILTER};;{MIDI_FILTER}")
+        if path:
+            self.open_path(path)
+
+    def import_dialog(self) -> None:
+        """Asks for a MIDI file and makes it the motif."""
+        path = self._ask_which("Import MIDI as motif", MIDI_FILTER)
+        if path:
+            self.import_motif(path)
+
+    def export_midi_dialog(self, part: str = EVERYTHING) -> None:
+        """Asks where to export the song (or a part) as MIDI."""
+        path = self._ask_where(f"Export MIDI ({part})", self.suggestion(".mid", part), MIDI_FILTER)
+        if path:
+            self.export_midi(path, part)
+
+    def export_audio_dialog(self) -> None:
+        """Asks where to render the song as a WAV file."""
+        path = self._ask_where("Export audio", self.suggestion(".wav"), WAV_FILTER)
+        if path:
+            self.export_audio(path)
+
+    def _ask_which(self, title: str, filters: str) -> str | None:
+        path, _ = QFileDialog.getOpenFileName(self.parent(), title, str(self.dialog_folder()), filters)
+        return path or None
+
+    def _ask_where(self, title: str, suggestion: Path, filters: str) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(self.parent(), title, str(suggestion), filters)
+        return path or None
+
+    def close(self) -> None:
+        """Stops an audio export and ends the autosave (a clean exit removes it)."""
+        if self._audio_export is not None:
+            self._audio_export.cancel()
+            self._audio_export.wait()
+        if self.autosave is not None:
+            self.autosave.close()
+            self.autosave = None
