@@ -237,13 +237,13 @@ def test_out_of_memory_during_generation_is_a_message_not_a_crash(qtbot, studio,
     """A forward hook raises the error torch raises when memory runs out (a fault injected into torch)."""
     window, song = studio, studio.song
     draw_motif(qtbot, roll)
-    set_length(window, 400.0)
+    set_length(window, 400.0, seed=2)  # a fixed seed: the 39 tokens before the fault hold notes
     with out_of_memory_at_call(window.generation.worker.model, 40, "CUDA out of memory. Tried to allocate 2.00 GiB"):
         assert window.generation.continue_song()
         wait_done(qtbot, window, 30000)
     # On the CPU there is nowhere to retry: the musician reads why, the notes written stay, the studio runs.
     assert "out of memory" in window.statusBar().currentMessage().lower()
-    assert song.undo_stack.undoText() == "Continue" or not song.notes(CONTINUATION)
+    assert song.notes(CONTINUATION) and song.undo_stack.undoText() == "Continue"
     set_length(window, 16.0, seed=1)
     assert window.generation.continue_song()
     wait_done(qtbot, window)
@@ -261,7 +261,8 @@ def test_cuda_out_of_memory_retries_on_the_cpu(qtbot, studio, roll):
         assert window.generation.continue_song()
         wait_done(qtbot, window)
     assert window.generation.worker.model.device.type == "cpu"
-    assert "on the CPU" in window.statusBar().currentMessage() or window.generation_panel.device_label.text()
+    said = window.statusBar().currentMessage()
+    assert "on the CPU" in said or window.generation_panel.device_label.text() == "Running on CPU"
     assert song.notes(CONTINUATION)
 
 
