@@ -79,8 +79,8 @@ class TrainConfig:
         return cls(**values)
 
 
-# Presets. "small" is the bundled model's size: it trains in well under an hour on two CPU cores and
-# generates at many times real time. "base" is the paper's shape for GPUs.
+# Presets. "small" is the first bundled model's (the music21 corpus, 256 tokens): it trains in well under
+# an hour on two CPU cores. "base" is the paper's shape for GPUs. "piano" is the bundled model's.
 PRESETS = {
     "small": {
         "model": dict(n_layers=4, d_model=256, n_heads=4, d_ff=1024, dropout=0.1, attention_dropout=0.1,
@@ -91,6 +91,19 @@ PRESETS = {
         "model": dict(n_layers=6, d_model=512, n_heads=8, d_ff=2048, dropout=0.1, attention_dropout=0.1,
                       max_relative_distance=1024, train_length=2048, block_size=256),
         "train": dict(batch_size=8, learning_rate=5e-4, warmup_steps=1000),
+    },
+    # The bundled piano model: four layers, so that one CPU thread decodes it at 5x real time for dense
+    # piano at its full 1,024-token window (bench/piano_model.py); trained on two CPU cores in two hours.
+    "piano": {
+        "model": dict(n_layers=4, d_model=256, n_heads=8, d_ff=1024, dropout=0.1, attention_dropout=0.0,
+                      max_relative_distance=1024, train_length=1024, block_size=256),
+        "train": dict(batch_size=8, learning_rate=1e-3, warmup_steps=200, valid_max_chunks=128),
+    },
+    # The same model on a GPU (bench/gpu_session.sh): larger batches for the same 8-minute budget.
+    "piano-gpu": {
+        "model": dict(n_layers=4, d_model=256, n_heads=8, d_ff=1024, dropout=0.1, attention_dropout=0.0,
+                      max_relative_distance=1024, train_length=1024, block_size=256),
+        "train": dict(batch_size=32, learning_rate=1e-3, warmup_steps=300, valid_max_chunks=512),
     },
     "tiny": {  # for tests and smoke runs
         "model": dict(n_layers=2, d_model=64, n_heads=2, d_ff=128, dropout=0.0, attention_dropout=0.0,

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The first thing a session runs when it is lent a GPU: one prepared script, results under one folder.
+#
+#   bash bench/gpu_session.sh [OUT]            (OUT: default $OUT, else runs/gpu-session)
+#   CONFIG=smoke DEVICE=cpu bash bench/gpu_session.sh /tmp/gpu-dry-run     (a dry run anywhere, < 1 minute)
+#
+# 1. the model on CUDA (tests/music_transformer/test_cuda.py);
+# 2. trains the piano model (config $CONFIG, default `piano-gpu`) for $TRAIN_MINUTES (default 8) on the
+#    token pack $PACK (default data-cache/piano.tokens.npz, made here by
+#    `music-transformer pack --data pop-piano=../shared/data/pop909/midi corpus --out data-cache/piano.tokens.npz`
+#    and carried to the machine: ../shared does not travel), keeping weights to average;
+# 3. scores it on the held-out pieces (`music-transformer eval`, by style and position) and times the
+#    streaming decoder on the device for it and for the bundled model;
+# 4. if at least $JSB_MINUTES (default 4) of $SESSION_MINUTES (default 13) are left, the JSB sweep
+#    (bench/jsb_gpu.sh) in what remains, on $JSB_DATA (default data-cache/jsb16: a copy of
+#    ../shared/data/jsb16, carried too).
+# OUT gets: session.log, the training log and summary, eval and decode figures, and the averaged model in
+# half precision (piano-model-fp16.pt: a few MB; every file under 16 MB), to commit from the session.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-${OUT:-$here/runs/gpu-session}}
+device=${DEVICE:-cuda}
+config=${CONFIG:-piano-gpu}
+pack=${PACK:-$here/data-cache/piano.tokens.npz}
+python=${PYTHON:-python3}
+started=$(date +%s)
+export PYTHONPATH=$here${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+mkdir -p "$out"
+exec > >(tee -a "$out/session.log") 2>&1
+step() { echo; echo "=== $* ($(date -u +%T), $(( $(date +%s) - started )) s in)"; }
+mt() { "$python" -m music_transformer.cli "$@"; }
+
+if [ "$config" = smoke ]; then
+    config=tiny
+    minutes=${TRAIN_MINUTES:-0.15}
+    if [ -z "${PACK:-}" ]; then  # a small pack of its own, so that the dry run needs nothing prepared
+        pack=$out/smoke.tokens.npz
+        mt pack --data "pop-piano=$here/../shared/data/pop909/midi" --limit 30 --out "$pack" || exit 1
+    fi
+else
+    minutes=${TRAIN_MINUTES:-8}
+fi
+[ -f "$pack" ] || { echo "no token pack at $pack: make it with 'music-transformer pack' (see the top of this script)"; exit 1; }
+
+if [ "$device" != cpu ]; then
+    step "device"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || exit 1
+    "$python" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" || exit 1
+    step "the model on CUDA"
+    timeout 180 "$python" -m pytest -q -p no:cacheprovider "$here/tests/music_transformer/test_cuda.py" || exit 1
+fi
+
+run=$out/piano
+rm -rf "$run"
+step "training $config for $minutes minutes on $device ($(basename "$pack"))"
+timeout $(( ${minutes%.*} * 60 + 240 )) "$python" -m music_transformer.cli train --data "$pack" --config "$config" \
+    --out "$run" --max-minutes "$minutes" --device "$device" --keep-every-steps "${KEEP_EVERY:-100}" \
+    --checkpoint-minutes 2 --no-progress || echo "training stopped early (status $?); what it kept is scored below"
+[ -f "$run/model.pt" ] || { echo "no model was written"; exit 1; }
+
+step "averaging the last kept weights"
+mapfile -t kept < <(ls "$run"/step*.pt 2>/dev/null | sort -V | tail -n 5)
+model=$run/model.pt
+if [ "${#kept[@]}" -ge 2 ]; then
+    mt average "${kept[@]}" "$run/model.pt" --out "$run/averaged.pt" && model=$run/averaged.pt
+fi
+"$python" - "$model" "$out/piano-model-fp16.pt" <<'EOF' || exit 1
+import sys, torch
+from music_transformer.checkpoint import read_checkpoint
+state = read_checkpoint(sys.argv[1])
+state.pop("training", None)
+state["model"] = {name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in state["model"].items()}
+torch.save(state, sys.argv[2])
+print(f"wrote {sys.argv[2]} (half precision)")
+EOF
+cp "$run/log.jsonl" "$out/train-log.jsonl" 2>/dev/null
+
+step "held-out NLL by style and position"
+timeout 600 "$python" -m music_transformer.cli eval --checkpoint "$out/piano-model-fp16.pt" --data "$pack" \
+    --device "$device" | tee "$out/eval.txt"
+
+step "streaming decoder on $device: the new model and the bundled one"
+timeout 180 "$python" - "$device" "$out/piano-model-fp16.pt" <<'EOF' | tee "$out/decode.txt"
+import json, sys, time
+import torch
+from music_transformer import load_checkpoint
+from music_transformer.generate import generate
+device, new = sys.argv[1], sys.argv[2]
+for name, path in (("new", new), ("bundled", None)):
+    model = load_checkpoint(path, device=device)
+    for _ in range(2):  # the first run warms the kernels up
+        started = time.perf_counter()
+        tokens = list(generate(model, [], max_tokens=600, seed=0))
+        seconds = time.perf_counter() - started
+    print(json.dumps({"model": name, "device": device, "window": model.config.train_length,
+                      "tokens": len(tokens), "tokens_per_s": round(len(tokens) / seconds, 1)}))
+EOF
+
+left=$(( ${SESSION_MINUTES:-13} * 60 - ($(date +%s) - started) ))
+if [ "$device" != cpu ] && [ "$left" -ge $(( ${JSB_MINUTES:-4} * 60 )) ]; then
+    step "the JSB sweep in the $left s left"
+    bash "$here/bench/jsb_gpu.sh" "${JSB_DATA:-$here/data-cache/jsb16}" "$out/jsb-runs" $(( left - 120 )) "$out/jsb" || true
+    rm -rf "$out/jsb-runs"
+fi
+rm -rf "$run" "$out/smoke.tokens.npz"
+step "done: $out"
+ls -la "$out"
