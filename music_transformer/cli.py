@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import ContinuoError
+from .events import STYLES
 
 # name -> (module, function taking argv, one-line help)
 SUBCOMMANDS = {
@@ -58,6 +59,8 @@ def generate_main(argv: list[str]) -> int:
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--top-p", type=float)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--style", default="any", choices=STYLES,
+                        help="the idiom to continue in (default any: the model tells from the primer)")
     parser.add_argument("--beam-size", type=int, default=1,
                         help="search for the most likely continuation with this many beams instead of sampling")
     parser.add_argument("--length-penalty", type=float, default=0.6, help="beam search's length bias α")
@@ -81,7 +84,7 @@ def generate_main(argv: list[str]) -> int:
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of music [{elapsed}]") as bar:
         for token in generate(model, primer_tokens(primer_notes, until=motif_end), seconds=args.seconds,
                               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                              beam_size=args.beam_size, length_penalty=args.length_penalty):
+                              beam_size=args.beam_size, length_penalty=args.length_penalty, style=args.style):
             tokens.append(token)
             if shift_ticks(token):
                 bar.update(shift_ticks(token) * SECONDS_PER_TICK)
