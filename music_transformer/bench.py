@@ -8,6 +8,8 @@
 3. Training speed: tokens/s of training steps, relative vs. absolute-position model of the same size.
 4. With --local: peak memory and time of one training step at 4,096 and 8,192 tokens, relative local
    attention vs. global (`training_memory`, in a fresh process each).
+5. The bundled model: `generate`'s tokens/s at its full window on one thread, and what that is in real
+   time for dense piano (60 tokens a second of music) and for the median pop song (24).
 
 The JSB Chorales benchmark, which needs a source checkout's data and bench/ folder, is `python bench/jsb.py`.
 
@@ -60,6 +62,26 @@ def decode_speed(context: int, cached_steps: int, recompute_steps: int) -> dict:
         recomputed = recompute_steps / (time.perf_counter() - started)
     return {"context": context, "cached_tokens_per_s": cached, "recompute_tokens_per_s": recomputed,
             "speedup": cached / recomputed}
+
+
+DENSE_PIANO_TOKENS_PER_SECOND = 60  # 300 tokens/s is 5x real time for dense piano
+MEDIAN_POP_TOKENS_PER_SECOND = 24  # POP909's median
+
+
+def generate_speed(model: MusicTransformer, tokens: int = 400) -> dict:
+    """`generate`'s tokens/s on one CPU thread once its window is full, and the real-time factors."""
+    from .events import NUM_EVENTS
+    from .generate import generate
+
+    window = model.config.train_length
+    primer = torch.randint(0, NUM_EVENTS, (window,), generator=torch.Generator().manual_seed(0)).tolist()
+    stream = generate(model, primer, max_tokens=tokens + 1, seed=0, max_note_seconds=None, cpu_threads=1)
+    next(stream)  # the primer read, the window full
+    started = time.perf_counter()
+    written = sum(1 for _ in stream)
+    speed = written / (time.perf_counter() - started)
+    return {"window": window, "tokens_per_s": speed, "real_time_dense_piano": speed / DENSE_PIANO_TOKENS_PER_SECOND,
+            "real_time_median_pop": speed / MEDIAN_POP_TOKENS_PER_SECOND}
 
 
 def _status_bytes(field: str) -> int:
@@ -207,6 +229,15 @@ def main(argv: list[str] | None = None) -> int:
         results[f"decode_cached_tokens_per_s_{row['context']}"] = round(row["cached_tokens_per_s"], 1)
         results[f"decode_recompute_tokens_per_s_{row['context']}"] = round(row["recompute_tokens_per_s"], 3)
         results[f"decode_speedup_{row['context']}"] = round(row["speedup"], 1)
+
+    from .checkpoint import load_checkpoint
+
+    bundled = generate_speed(load_checkpoint(device="cpu"), tokens=400 if not args.quick else 60)
+    print(f"\nThe bundled model, generate on one thread at its full window of {bundled['window']}: "
+          f"{bundled['tokens_per_s']:.0f} tokens/s = {bundled['real_time_dense_piano']:.1f}x real time for dense "
+          f"piano, {bundled['real_time_median_pop']:.1f}x for the median pop song")
+    results["bundled_decode_tokens_per_s"] = round(bundled["tokens_per_s"], 1)
+    results["bundled_real_time_dense_piano"] = round(bundled["real_time_dense_piano"], 2)
 
     lengths = (1024, 2048, 4096) if not args.quick else (512,)
     print("\nPeak memory of one attention layer, forward + backward (MB), d_model 256, 8 heads:")

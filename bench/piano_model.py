@@ -1,0 +1,202 @@
+"""The bundled model's card, measured: NLL by source and position, infilling, continuations, speed.
+
+    python bench/piano_model.py --checkpoint NEW [--baseline OLD] [--data pop-piano=../shared/data/pop909/midi corpus]
+                                [--songs 20] [--json] [--quick]
+
+Every figure is measured for each model on the same held-out pieces (the stable 5 % split of every source):
+
+1. NLL per token on the held-out pieces of each style (pop piano, chorales, renaissance, folk), overall and
+   for positions [0, L), [L, 2L), [2L, 4L) through the windowed decoder (`train.position_nll`), each piece
+   opened with its own style token where the model has styles.
+2. Infilling (models with styles only): on held-out pop songs, gaps of 2, 4 and 8 s at a quarter, half and
+   three quarters of the song. The NLL per token of the gap's true contents given both sides (the
+   fill-in-the-middle context that `generate.infill` builds) against given the left side only (the same
+   music before the gap, as a continuation).
+3. Continuations: 20 s from the 10 s of each of `--songs` held-out pop songs that start 30 s in, beside
+   the real next 20 s: pitch-class agreement with the primer (cosine of the two pitch-class histograms),
+   notes per second, velocity spread (standard deviation), the share of repeated notes (an onset whose
+   pitch was also struck at the previous onset time), the share of silence, and the share of time with
+   both hands playing (notes below and from middle C sounding at once).
+4. Decoding speed on this CPU, one thread, at the model's full window (`music_transformer.bench.generate_speed`):
+   tokens/s, and the real-time factor for dense piano (60 tokens a second of music) and the median pop song (24).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from music_transformer import data, events, load_checkpoint  # noqa: E402  (after the checkout joins the path)
+from music_transformer.events import Note, encode  # noqa: E402
+from music_transformer.generate import continuation_notes, generate, primer_tokens  # noqa: E402
+from music_transformer.model import MusicTransformer, mixed_precision  # noqa: E402
+from music_transformer.bench import generate_speed  # noqa: E402
+from music_transformer.train import position_nll  # noqa: E402
+
+POP909 = Path(__file__).resolve().parents[2] / "shared" / "data" / "pop909" / "midi"
+GAPS = (2.0, 4.0, 8.0)
+GAP_PLACES = (0.25, 0.5, 0.75)
+PRIMER_SECONDS, CONTINUATION_SECONDS, PRIMER_START = 10.0, 20.0, 30.0
+
+
+def nll_by_style(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
+    """`position_nll` of the held-out pieces of each style."""
+    styles = sorted({piece.style for piece in pieces}, key=events.STYLES.index)
+    return {style: position_nll(model, [p for p in pieces if p.style == style]) for style in styles}
+
+
+def _scored_nll(model: MusicTransformer, context: list[int], targets: list[int]) -> tuple[float, int]:
+    """Summed NLL of `targets` after `context` (one forward pass), and how many."""
+    tokens = torch.tensor([context + targets], device=model.device)
+    with torch.inference_mode(), mixed_precision(model.device):
+        logits = model(tokens[:, :-1])[0, len(context) - 1:].float()
+    return float(F.cross_entropy(logits, tokens[0, len(context):], reduction="sum")), len(targets)
+
+
+def infill_nll(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
+    """Per gap length: the NLL per token of the true gap given both sides against given the left side only."""
+    window = model.config.train_length
+    result = {}
+    for seconds in GAPS:
+        gap = events.to_ticks(seconds)
+        sums = {"both_sides": [0.0, 0], "left_only": [0.0, 0]}
+        for piece in pieces:
+            tokens = encode(data.array_to_notes(piece.notes))
+            total = events.duration_seconds(tokens)
+            for place in GAP_PLACES:
+                first = events.to_ticks(total * place)
+                sequence = data.fim_sequence(tokens, piece.style, window - 1, first, gap, window // 3)
+                context_end = sequence.index(events.MIDDLE) + 1
+                prefix, rest = events.split_at(tokens, first)
+                middle = events.split_at(rest, gap)[0]
+                middle = middle[:len(sequence) - context_end]  # the same true tokens in both contexts
+                if not middle:
+                    continue
+                both = _scored_nll(model, sequence[:context_end], middle)
+                head = events.header(piece.style)
+                left = _scored_nll(model, head + prefix[max(0, len(prefix) - (context_end - len(head))):], middle)
+                for name, (total_nll, count) in (("both_sides", both), ("left_only", left)):
+                    sums[name][0] += total_nll
+                    sums[name][1] += count
+        result[f"{seconds:g}s"] = {name: total / max(count, 1) for name, (total, count) in sums.items()}
+        result[f"{seconds:g}s"]["tokens"] = sums["both_sides"][1]
+    return result
+
+
+def music_figures(notes: list[Note], primer: list[Note], seconds: float) -> dict:
+    """The continuation figures of `notes` (times from 0 to `seconds`) against the primer's pitch classes."""
+    def histogram(group: list[Note]) -> np.ndarray:
+        counts = np.bincount([n.pitch % 12 for n in group], minlength=12).astype(float)
+        return counts / (np.linalg.norm(counts) or 1.0)
+
+    grid = np.arange(0.0, seconds, 0.01)
+    low = np.zeros(len(grid), bool)
+    high = np.zeros(len(grid), bool)
+    for note in notes:
+        span = (grid >= note.start) & (grid < note.end)
+        (low if note.pitch < 60 else high)[span] = True
+    onsets: dict[float, set[int]] = {}
+    for note in notes:
+        onsets.setdefault(round(note.start, 2), set()).add(note.pitch)
+    times = sorted(onsets)
+    repeated = sum(len(onsets[b] & onsets[a]) for a, b in zip(times, times[1:]))
+    return {"pitch_class_agreement": float(histogram(notes) @ histogram(primer)) if notes else 0.0,
+            "notes_per_second": len(notes) / seconds,
+            "velocity_spread": float(np.std([n.velocity for n in notes])) if notes else 0.0,
+            "repeated_notes": repeated / max(len(notes), 1),
+            "silence": float(np.mean(~(low | high))),
+            "both_hands": float(np.mean(low & high))}
+
+
+def continuation_stats(models: dict[str, MusicTransformer], pieces: list[data.Piece], songs: int,
+                       seed: int = 0) -> dict:
+    """Mean continuation figures of each model, and of the real music, over `songs` held-out songs."""
+    end = PRIMER_START + PRIMER_SECONDS
+    chosen = [p for p in pieces if p.notes[:, 2].max() > end + CONTINUATION_SECONDS][:songs]
+    rows: dict[str, list[dict]] = {name: [] for name in [*models, "real"]}
+    for index, piece in enumerate(chosen):
+        notes = data.array_to_notes(piece.notes)
+        primer = [Note(n.pitch, n.velocity, n.start - PRIMER_START, min(n.end, end) - PRIMER_START)
+                  for n in notes if PRIMER_START <= n.start < end]
+        real = [Note(n.pitch, n.velocity, n.start - end, min(n.end - end, CONTINUATION_SECONDS))
+                for n in notes if end <= n.start < end + CONTINUATION_SECONDS]
+        rows["real"].append(music_figures(real, primer, CONTINUATION_SECONDS))
+        for name, model in models.items():
+            tokens = list(generate(model, primer_tokens(primer, until=PRIMER_SECONDS), seconds=CONTINUATION_SECONDS,
+                                   temperature=1.0, top_p=0.95, seed=seed + index, style=piece.style))
+            rows[name].append(music_figures(continuation_notes(tokens), primer, CONTINUATION_SECONDS))
+    return {name: {key: float(np.mean([row[key] for row in group])) for key in group[0]} if group else {}
+            for name, group in rows.items()} | {"songs": len(chosen)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measures the models named on the command line; prints tables and, with --json, one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="the model to measure")
+    parser.add_argument("--baseline", help="a second model measured beside it (e.g. the old bundled model)")
+    parser.add_argument("--data", nargs="+", default=[f"pop-piano={POP909}", "corpus"],
+                        help="data sources whose held-out pieces are scored (as `music-transformer train --data`)")
+    parser.add_argument("--cache", help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
+    parser.add_argument("--songs", type=int, default=20, help="held-out pop songs to continue")
+    parser.add_argument("--limit", type=int, help="at most this many files per source (a smoke run)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for scoring")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    models = {"model": load_checkpoint(args.checkpoint, device="cpu")}
+    if args.baseline:
+        models["baseline"] = load_checkpoint(args.baseline, device="cpu")
+    dataset = data.load_dataset(args.data, cache_dir=args.cache, limit=args.limit)
+    pop = [piece for piece in dataset.valid if piece.style == "pop-piano"]
+    results: dict = {name: {"path": str(model.metadata.get("path")), "parameters": model.num_parameters(),
+                            "train_length": model.config.train_length} for name, model in models.items()}
+
+    print(f"\nNLL per token on held-out pieces ({len(dataset.valid)} pieces)")
+    print(f"{'model':<10}{'style':<13}{'pieces':>7}{'long':>6}{'overall':>9}{'[0,L)':>8}{'[L,2L)':>8}{'[2L,4L)':>9}")
+    for name, model in models.items():
+        results[name]["nll"] = nll_by_style(model, dataset.valid)
+        for style, row in results[name]["nll"].items():
+            print(f"{name:<10}{style:<13}{row['pieces']:>7}{row['long_pieces']:>6}{row['overall']:>9.3f}"
+                  f"{row['[0,L)']:>8.3f}{row['[L,2L)']:>8.3f}{row['[2L,4L)']:>9.3f}")
+
+    for name, model in models.items():
+        if events.has_styles(model.config.vocab_size) and pop:
+            results[name]["infill"] = infill_nll(model, pop)
+            print(f"\nInfilling ({name}), NLL per token of the gap's true contents, {len(pop)} held-out pop songs:")
+            print(f"{'gap':>5}{'both sides':>12}{'left only':>11}{'tokens':>8}")
+            for gap, row in results[name]["infill"].items():
+                print(f"{gap:>5}{row['both_sides']:>12.3f}{row['left_only']:>11.3f}{row['tokens']:>8}")
+
+    if pop and args.songs:
+        stats = continuation_stats(models, pop, args.songs)
+        results["continuations"] = stats
+        print(f"\nContinuations: {CONTINUATION_SECONDS:g} s after a {PRIMER_SECONDS:g} s primer, {stats['songs']} songs "
+              "(temperature 1.0, top-p 0.95), means")
+        keys = list(stats["real"])
+        print(f"{'':<10}" + "".join(f"{key:>22}" for key in keys))
+        for name in [*models, "real"]:
+            print(f"{name:<10}" + "".join(f"{stats[name][key]:>22.3f}" for key in keys))
+
+    print("\nDecoding on this CPU, one thread, at the full window:")
+    for name, model in models.items():
+        speed = results[name]["decode"] = generate_speed(model)
+        print(f"{name:<10} window {speed['window']:>5}: {speed['tokens_per_s']:.0f} tokens/s = "
+              f"{speed['real_time_dense_piano']:.1f}x real time for dense piano, "
+              f"{speed['real_time_median_pop']:.1f}x for the median pop song")
+    if args.json:
+        print(json.dumps(results, default=lambda value: None if isinstance(value, float) and math.isnan(value)
+                         else str(value)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
