@@ -1,0 +1,55 @@
+"""The piano model's card benchmark (bench/piano_model.py): the continuation figures, infilling against
+left-only scoring, and one small end-to-end run."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from bench import piano_model  # noqa: E402
+from music_transformer import ModelConfig, MusicTransformer, Note, events, save_checkpoint  # noqa: E402
+
+from .test_data import make_midi_folder  # noqa: E402
+
+
+def test_music_figures_measure_what_they_say():
+    primer = [Note(60, 80, 0.0, 1.0), Note(64, 80, 1.0, 2.0)]
+    notes = [Note(48, 40, 0.0, 1.0), Note(60, 100, 0.0, 2.0), Note(60, 60, 2.0, 3.0), Note(67, 80, 2.0, 3.0)]
+    figures = piano_model.music_figures(notes, primer, seconds=4.0)
+    assert figures["notes_per_second"] == 1.0
+    assert figures["silence"] == pytest.approx(0.25)  # nothing sounds from 3 s to 4 s
+    assert figures["both_hands"] == pytest.approx(0.25)  # 48 under 60 for the first second
+    assert figures["repeated_notes"] == pytest.approx(0.25)  # 60 struck again at the next onset
+    assert figures["velocity_spread"] == pytest.approx(torch.tensor([40.0, 100, 60, 80]).std(unbiased=False).item())
+    # pitch classes C, C, C, G against C, E: cos = 3 / (sqrt(10) sqrt(2))
+    assert figures["pitch_class_agreement"] == pytest.approx(3 / (10 ** 0.5 * 2 ** 0.5))
+    assert piano_model.music_figures([], primer, 4.0)["silence"] == 1.0
+
+
+def test_the_card_benchmark_runs_end_to_end_on_a_small_model(tmp_path, capsys):
+    folder = make_midi_folder(tmp_path / "midi", pieces=40, notes_per_piece=400)
+    torch.manual_seed(0)
+    model = MusicTransformer(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, train_length=64,
+                                         max_relative_distance=64, block_size=32))
+    save_checkpoint(model, tmp_path / "model.pt")
+    old = MusicTransformer(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, train_length=64,
+                                       max_relative_distance=64, block_size=32, vocab_size=events.LEGACY_VOCAB_SIZE))
+    save_checkpoint(old, tmp_path / "old.pt")
+    assert piano_model.main(["--checkpoint", str(tmp_path / "model.pt"), "--baseline", str(tmp_path / "old.pt"),
+                             "--data", f"pop-piano={folder}", "--cache", str(tmp_path / "cache"), "--songs", "1",
+                             "--threads", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["model"]["nll"]) == {"pop-piano"} and result["model"]["nll"]["pop-piano"]["pieces"] >= 1
+    assert "infill" in result["model"] and "infill" not in result["baseline"]  # the old vocabulary cannot fill
+    for gap in ("2s", "4s", "8s"):
+        row = result["model"]["infill"][gap]
+        assert row["tokens"] > 0 and row["both_sides"] > 0 and row["left_only"] > 0
+    assert result["model"]["decode"]["tokens_per_s"] > 0
+    assert result["continuations"]["songs"] == 1
+    assert set(result["continuations"]) == {"model", "baseline", "real", "songs"}
+    assert result["continuations"]["real"]["notes_per_second"] == pytest.approx(4.0)  # a note every 0.25 s
