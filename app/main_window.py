@@ -97,7 +97,6 @@ class MainWindow(QMainWindow):
         dock.setWidget(scroller)
         dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
         self.addDockWidget(Qt.RightDockWidgetArea, dock)
-        self.generation_dock = dock
 
     def _make_toolbar(self) -> None:
         state, actions = self.roll.state, self.studio_actions

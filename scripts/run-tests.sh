@@ -23,6 +23,6 @@ status=$?
 if [ -n "$started_jack" ]; then
     kill "$started_jack" 2>/dev/null
     wait "$started_jack" 2>/dev/null
-    rm -f "$log"
+    [ $status -eq 0 ] && rm -f "$log"
 fi
 exit $status

@@ -96,11 +96,6 @@ class MidiInput:
             except Exception:  # noqa: BLE001 - the reader must outlive a failing listener; that message is lost
                 pass
 
-    @property
-    def full_name(self) -> str:
-        """The virtual port's name in the MIDI graph ("client:port"), for another program to connect to."""
-        return f"{self.client_name}:{self.port_name}"
-
     def present(self, ports: Sequence[str]) -> bool:
         """Whether the connected port is among these (the virtual port always is)."""
         return self.virtual or self.port_name in ports

@@ -4,6 +4,7 @@
     sink = MidiPortSink("FLUID Synth:midi_00")   # or connect to another program's input port
     sink = FluidSynthSink()                      # the built-in synth (FluidSynth and a GM soundfont)
     sink = RecorderSink()                        # keeps every message with the time it was sent (tests)
+    sink = TapSink(lambda: player_sinks)         # into shared outputs, resetting only its own notes (thru, clicks)
     sink.send(mido.Message("note_on", note=60, velocity=90))
     sink.reset()                                 # every sounding note off (stop, cancel, a lost port, quit)
     sink.close()
@@ -11,6 +12,7 @@
 `send` may be called from any thread (the playback scheduler, the GUI auditioning a key, a MIDI keyboard
 thru): a lock keeps messages whole and in order. The base class remembers which notes sound, so that
 `reset` turns exactly those off before the all-notes-off controller, for synths that ignore it.
+`RtMidiPort` opens an rtmidi port for the MIDI output here and for the MIDI input (app/midi_input/ports.py).
 No Qt in here: the scheduler, the benchmarks and a script can use the sinks without a window.
 """
 
@@ -647,11 +649,6 @@ class FluidSynthSink(Sink):
         for channel in range(16):
             if channel != 9:
                 self.send(mido.Message("program_change", channel=channel, program=self.program))
-
-    def active_voices(self) -> int:
-        """How many voices are sounding now (0 when silent)."""
-        with self._lock:
-            return int(self.synth.get_active_voice_count())
 
     def _send(self, message: mido.Message) -> None:
         synth = self.synth

@@ -126,7 +126,8 @@ def test_count_in_clicks_then_records_and_the_virtual_input_takes_another_progra
         qtbot.waitUntil(lambda: midi.input is not None, timeout=5000)
         keyboard = Keyboard(f"program {os.getpid()}")
         try:
-            subprocess.run(["jack_connect", keyboard.port_name, midi.input.full_name], check=True, timeout=5)
+            studio_port = f"{midi.input.client_name}:{midi.input.port_name}"  # Continuo input:Continuo in
+            subprocess.run(["jack_connect", keyboard.port_name, studio_port], check=True, timeout=5)
             window.song.set_tempo(240.0)  # a short bar: 1 s
             midi.recorder.set_count_in(1)
             counts: list[int] = []
