@@ -1,0 +1,44 @@
+"""Keys: the Krumhansl-Schmuckler key finder and the pitches a key and a range allow."""
+
+import pytest
+
+from music_transformer import Note
+from music_transformer.keys import PIANO_RANGE, Key, allowed_pitches, detect_key, key_scores
+
+
+def scale_run(tonic_pitch, steps, length=0.5):
+    return [Note(tonic_pitch + step, 80, k * length, (k + 1) * length) for k, step in enumerate(steps)]
+
+
+MAJOR = [0, 2, 4, 5, 7, 9, 11, 12, 7, 4, 0]
+HARMONIC_MINOR = [0, 2, 3, 5, 7, 8, 11, 12, 7, 3, 0]
+
+
+@pytest.mark.parametrize("tonic", range(12))
+def test_a_cadential_scale_is_found_in_its_key_in_every_transposition(tonic):
+    assert detect_key(scale_run(60 + tonic, MAJOR)) == Key(tonic, "major")
+    assert detect_key(scale_run(57 + tonic, HARMONIC_MINOR)) == Key((9 + tonic) % 12, "minor")
+
+
+def test_held_notes_weigh_more_than_passing_ones():
+    # An A minor triad held long, with a quick C major scale over it: A minor.
+    notes = [Note(57, 80, 0.0, 8.0), Note(60, 80, 0.0, 8.0), Note(64, 80, 0.0, 8.0)]
+    notes += scale_run(72, MAJOR, length=0.05)
+    assert detect_key(notes).name == "A minor"
+    assert key_scores(notes)[0][0] > key_scores(notes)[1][0]
+
+
+def test_no_notes_no_key():
+    assert detect_key([]) is None
+
+
+def test_allowed_pitches_keep_to_the_scale_and_the_range():
+    pitches = allowed_pitches(Key(2, "major"), *PIANO_RANGE)  # D major on the 88 keys
+    assert min(pitches) == 21 and max(pitches) == 107  # A0 is in D major; C8 is not, B7 is the top
+    assert {p % 12 for p in pitches} == {2, 4, 6, 7, 9, 11, 1}
+    assert allowed_pitches(None, 60, 64) == {60, 61, 62, 63, 64}
+    assert len(allowed_pitches(Key(0, "minor pentatonic"))) == len([p for p in range(128) if p % 12 in (0, 3, 5, 7, 10)])
+    with pytest.raises(ValueError):
+        allowed_pitches(None, 70, 60)
+    with pytest.raises(ValueError, match="unknown scale"):
+        Key(0, "lydian dominant")
