@@ -198,8 +198,7 @@ class StudioActions(QObject):
         """The window's menu bar."""
         file_menu = menus.addMenu("&File")
         file_menu.addActions([self.new_action, self.open_action])
-        self.recent_menu = file_menu.addMenu("Open &Recent")
-        self.recent_menu.aboutToShow.connect(self.fill_recent_menu)
+        self.recent_menu = self._filled_when_opened(file_menu.addMenu("Open &Recent"), self.fill_recent_menu)
         file_menu.addAction(self.import_action)
         file_menu.addSeparator()
         file_menu.addActions([self.save_action, self.save_as_action])
@@ -221,14 +220,12 @@ class StudioActions(QObject):
         )
 
         playback_menu = menus.addMenu("&Playback")
-        self.output_menu = playback_menu.addMenu("&Output")
-        self.output_menu.aboutToShow.connect(self.fill_output_menu)
+        self.output_menu = self._filled_when_opened(playback_menu.addMenu("&Output"), self.fill_output_menu)
         self._fill_instrument_menu(playback_menu.addMenu("&Instrument"))
         playback_menu.addActions([self.soundfont_action, self.all_notes_off_action])
 
         record_menu = menus.addMenu("&Record")
-        self.midi_input_menu = record_menu.addMenu("MIDI &Input")
-        self.midi_input_menu.aboutToShow.connect(self.fill_midi_input_menu)
+        self.midi_input_menu = self._filled_when_opened(record_menu.addMenu("MIDI &Input"), self.fill_midi_input_menu)
         record_menu.addAction(self.record_action)
         record_menu.addSeparator()
         record_menu.addActions(self.record_options)
@@ -241,6 +238,12 @@ class StudioActions(QObject):
         continuation_menu.addActions([self.continue_action, self.cancel_action, self.load_model_action])
         continuation_menu.addSeparator()
         continuation_menu.addActions([self.accept_action, self.discard_action])
+
+    @staticmethod
+    def _filled_when_opened(menu: QMenu, fill: Callable[[], None]) -> QMenu:
+        """A menu whose entries change (files, ports): `fill` makes them each time it opens."""
+        menu.aboutToShow.connect(fill)
+        return menu
 
     @staticmethod
     def _choices(menu: QMenu, entries: list[tuple[object, str]], chosen: object, choose: Callable) -> None:
