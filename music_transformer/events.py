@@ -15,8 +15,11 @@ notes, so that `encode(decode(tokens)) == tokens` for every sequence that `encod
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+from .limits import MAX_PIECE_SECONDS
 
 NUM_PITCHES = 128
 NUM_TIME_SHIFTS = 100
@@ -166,32 +169,60 @@ def to_ticks(seconds: float) -> int:
 
 
 def quantize_notes(notes: Iterable[Note]) -> list[tuple[int, int, int, int]]:
-    """Notes as (start_tick, end_tick, pitch, velocity), cleaned up so they can be encoded.
+    """Notes as (start_tick, end_tick, pitch, velocity), cleaned up by `canonical_notes`' rule so they
+    can be encoded."""
+    return [(start, end, pitch, velocity) for start, end, pitch, velocity, _, _ in _canonical(notes)]
 
-    Absolute times go to the 10 ms grid first, so rounding errors do not add up along a piece. A note
-    shorter than one tick lasts one tick. Two notes on one pitch never overlap: a note struck again
-    while it sounds ends where the new one starts, and two strikes at the same tick become one.
+
+def canonical_notes(notes: Iterable[Note]) -> list[Note]:
+    """The notes the codec would encode, sorted by start then pitch: `decode(encode(n))` gives them back
+    within 10 ms, and the same count.
+
+    One rule, applied on the 10 ms grid of absolute times (so rounding errors do not add up along a
+    piece): a note shorter than one tick lasts one tick; two strikes of one pitch at the same tick are
+    one note (the longer end, the louder velocity); a pitch struck again while it sounds ends the earlier
+    note at the restrike. Times the rule does not change keep their exact seconds. A pitch outside
+    0..127, a time that is not a finite number, or a note past `limits.MAX_PIECE_SECONDS` is a ValueError.
     """
-    by_pitch: dict[int, list[tuple[int, int, int]]] = {}
+    cleaned = [Note(pitch, velocity, start, end) for _, _, pitch, velocity, start, end in _canonical(notes)]
+    cleaned.sort(key=lambda n: (n.start, n.pitch))
+    return cleaned
+
+
+def _canonical(notes: Iterable[Note]) -> list[tuple[int, int, int, int, float, float]]:
+    """`canonical_notes`' rule: (start_tick, end_tick, pitch, velocity, start, end in seconds), sorted by
+    start tick then pitch."""
+    by_pitch: dict[int, list[tuple[int, int, int, float, float]]] = {}
     for note in notes:
         if not 0 <= note.pitch < NUM_PITCHES:
             raise ValueError(f"pitch {note.pitch} is outside MIDI's 0..127")
-        start = max(to_ticks(note.start), 0)
+        if not (math.isfinite(note.start) and math.isfinite(note.end)):
+            raise ValueError(f"a note's start and end must be times in seconds, not {note.start} and {note.end}")
+        if max(note.start, note.end) > MAX_PIECE_SECONDS:
+            raise ValueError(f"a note at {max(note.start, note.end) / 3600:.1f} hours is past the longest piece "
+                             f"Continuo handles ({MAX_PIECE_SECONDS / 3600:g} hours)")
+        start = to_ticks(note.start)
+        start_seconds = float(note.start) if start >= 0 else 0.0
+        start = max(start, 0)
         end = max(to_ticks(note.end), start + 1)
-        by_pitch.setdefault(note.pitch, []).append((start, end, min(max(int(note.velocity), 1), 127)))
+        end_seconds = float(note.end) if end == to_ticks(note.end) else end * SECONDS_PER_TICK
+        by_pitch.setdefault(int(note.pitch), []).append(
+            (start, end, min(max(int(note.velocity), 1), 127), start_seconds, end_seconds))
     cleaned = []
     for pitch, strikes in by_pitch.items():
         strikes.sort()
-        kept: list[list[int]] = []
-        for start, end, velocity in strikes:
+        kept: list[list] = []
+        for start, end, velocity, start_seconds, end_seconds in strikes:
             if kept and kept[-1][0] == start:  # the same key struck twice at once: one note, the longer
-                kept[-1][1] = max(kept[-1][1], end)
+                if end >= kept[-1][1]:
+                    kept[-1][1], kept[-1][4] = end, end_seconds
                 kept[-1][2] = max(kept[-1][2], velocity)
                 continue
             if kept and kept[-1][1] > start:
-                kept[-1][1] = start
-            kept.append([start, end, velocity])
-        cleaned.extend((start, end, pitch, velocity) for start, end, velocity in kept)
+                kept[-1][1], kept[-1][4] = start, start_seconds
+            kept.append([start, end, velocity, start_seconds, end_seconds])
+        cleaned.extend((start, end, pitch, velocity, start_seconds, end_seconds)
+                       for start, end, velocity, start_seconds, end_seconds in kept)
     cleaned.sort(key=lambda n: (n[0], n[2]))
     return cleaned
 

@@ -3,118 +3,143 @@
 Reading merges every non-drum instrument, honours tempo changes (pretty_midi converts ticks to seconds
 through the tempo map) and applies the sustain pedal the way Magenta's preprocessing does: a note
 released while CC64 is down sounds on until the pedal goes up, or until its pitch is struck again.
+What it returns are the codec's canonical notes (`events.canonical_notes`): unisons merged, restrikes
+ending the earlier note, no note shorter than 10 ms; so the roll, the model and the exporter see the
+same music.
+
+Reading is bounded: before the parser runs, a quick walk over the bytes refuses a file past the limits
+(`limits.MAX_MIDI_*`), and a piece longer than `limits.MAX_PIECE_SECONDS` is refused after it.
 """
 
 from __future__ import annotations
 
+import bisect
+import io
+import math
 import os
+import secrets
 import struct
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from . import limits
 from .errors import MidiFileError
-from .events import Note
+from .events import Note, canonical_notes
 
-MAX_FILE_BYTES = 50 * 1024 * 1024
-MAX_NOTES = 1_000_000
 SUSTAIN_CONTROLLER = 64
-_MIN_BYTES_PER_NOTE = 6  # a note-on and a note-off, each a 1-byte delta and 2 data bytes (running status)
+# Bytes that follow the status byte of a channel or system message (mido's table); others are refused.
+_DATA_BYTES = {**{kind: 2 for kind in (0x80, 0x90, 0xA0, 0xB0, 0xE0)}, 0xC0: 1, 0xD0: 1,
+               0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
+_TEMPO = 0x51
 
 
-def _variable_length(data: bytes, i: int, end: int) -> tuple[int, int]:
-    """The variable-length quantity at data[i] (7 bits a byte, high bit set on all but the last) and
-    the position after it."""
-    value = 0
-    while i < end:
-        value = (value << 7) | (data[i] & 0x7F)
-        i += 1
-        if not data[i - 1] & 0x80:
-            break
-    return value, i
+def _check_size(name: str, data: bytes) -> None:
+    """Refuses, before the MIDI parser runs, a file whose reading would not be bounded by the limits.
 
-
-def _count_notes_at_most(data: bytes, limit: int) -> int:
-    """Counts note-ons (velocity > 0) in a standard MIDI file's bytes, stopping once past `limit`.
-
-    A quick scan that skips over events without building messages, so that a file with millions of
-    notes is refused in about a second instead of being parsed in full.
+    Walks the events the way mido will (the tracks the header announces, running status, meta and
+    sysex lengths) without building messages, counting every event, note, tick and byte of text or
+    device data, so that the parser afterwards reads at most the limits' worth. A file that breaks
+    the structure in a way mido would notice only after reading on to the end of the file (a track
+    that runs past its length, a number of more than 4 bytes) is refused here too.
     """
-    count = 0
-    position = 14
-    size = len(data)
-    while position + 8 <= size:
-        chunk_type = data[position:position + 4]
+    def damaged(reason: str) -> MidiFileError:
+        return MidiFileError(f"{name}: damaged MIDI file ({reason})")
+
+    def number(i: int, end: int) -> tuple[int, int]:  # a variable-length quantity: 7 bits a byte, 4 at most
+        value = 0
+        for last in range(i, min(i + 4, end)):
+            value = (value << 7) | (data[last] & 0x7F)
+            if not data[last] & 0x80:
+                return value, last + 1
+        raise damaged("a track runs past its end" if i + 4 > end else "a number longer than MIDI allows")
+
+    header_length, _, tracks, division = struct.unpack(">IHHh", data[4:14])
+    if division < 0:
+        raise MidiFileError(f"{name}: timed in SMPTE frames instead of beats, which Continuo does not read")
+    if division == 0:
+        raise damaged("its header gives no ticks per beat")
+    if tracks > limits.MAX_MIDI_TRACKS:
+        raise MidiFileError(f"{name}: {tracks:,} tracks; Continuo reads files of up to {limits.MAX_MIDI_TRACKS:,}")
+    events = notes = data_bytes = 0
+    position = 8 + header_length
+    for _ in range(tracks):
+        if position + 8 > len(data):
+            return  # mido stops at the missing track: the parser reports the file as truncated
+        if data[position:position + 4] != b"MTrk":
+            raise damaged("a track does not start where the one before it ends")
         (length,) = struct.unpack(">I", data[position + 4:position + 8])
-        position += 8
-        end = min(position + length, size)
-        if chunk_type != b"MTrk":
-            position = end
-            continue
-        status = 0
-        i = position
+        i, end = position + 8, position + 8 + length
+        if end > len(data):
+            raise MidiFileError(f"{name}: the file is truncated (a track is cut off)")
+        tick, status = 0, None
         while i < end:
-            while i < end and data[i] & 0x80:  # variable-length delta time
-                i += 1
-            i += 1
+            delta, i = number(i, end)
+            tick += delta
+            events += 1
+            if tick > limits.MAX_MIDI_TICKS:
+                raise MidiFileError(f"{name}: events are placed {tick:,} ticks in, far past the end of any piece "
+                                    f"(Continuo reads up to {limits.MAX_MIDI_TICKS:,} ticks)")
+            if events > limits.MAX_MIDI_EVENTS:
+                raise MidiFileError(f"{name}: more than {limits.MAX_MIDI_EVENTS:,} MIDI events (notes, pedal and "
+                                    "controller moves); Continuo reads pieces up to that size")
             if i >= end:
-                break
-            byte = data[i]
-            if byte & 0x80:
-                status = byte
-                i += 1
-                if byte in (0xFF, 0xF0, 0xF7):  # meta (after its type byte) or sysex: length, payload
-                    length, i = _variable_length(data, i + (byte == 0xFF), end)
-                    i += length
-                    continue
-            kind = status & 0xF0
-            if kind in (0xC0, 0xD0):
-                i += 1
-            else:
-                if kind == 0x90 and i + 1 < end and data[i + 1] > 0:
-                    count += 1
-                    if count > limit:
-                        return count
-                i += 2
+                raise damaged("a track runs past its end")
+            running = not data[i] & 0x80  # running status: the status of the event before, and data now
+            if running and status is None:
+                raise damaged("an event has no status byte")
+            kind = status if running else data[i]
+            i += not running
+            if kind != 0xFF:  # meta events do not set the running status
+                status = kind
+            if kind in (0xFF, 0xF0, 0xF7):  # meta (a type byte first) or sysex: a length, then the data
+                meta_type = data[i] if kind == 0xFF and i < end else None
+                i += kind == 0xFF or running  # mido drops a running-status sysex's first byte
+                length, i = number(i, end)
+                if meta_type == _TEMPO and data[i:i + length] == b"\0\0\0":
+                    raise damaged("a tempo of zero")
+                data_bytes += length
+                if data_bytes > limits.MAX_MIDI_DATA_BYTES:
+                    raise MidiFileError(f"{name}: more than {limits.MAX_MIDI_DATA_BYTES // 2**20} MB of text and "
+                                        "device data (sysex); Continuo reads files with up to that much")
+                i += length
+                continue
+            size = _DATA_BYTES.get(kind if kind >= 0xF0 else kind & 0xF0)
+            if size is None or (running and not size):
+                raise damaged(f"an unknown event (0x{kind:02X})")
+            if kind & 0xF0 == 0x90 and i + 1 < end and data[i + 1]:
+                notes += 1
+                if notes > limits.MAX_MIDI_NOTES:
+                    raise MidiFileError(f"{name}: more than {limits.MAX_MIDI_NOTES:,} notes; Continuo reads pieces "
+                                        "up to that size")
+            i += size
+        if i != end:
+            raise damaged("a track runs past its end")
         position = end
-    return count
 
 
-def _sustained(notes: list, pedal_changes: list) -> list[tuple[int, int, float, float]]:
-    """Lengthens notes released while the sustain pedal is down, as (pitch, velocity, start, end)."""
-    # Pedal intervals where CC64 >= 64.
-    intervals = []
-    down_at = None
+def _sustained(notes: list, pedal_changes: list) -> list[Note]:
+    """Lengthens the notes released while the sustain pedal is down until it goes up."""
+    downs, ups = [], []  # pedal intervals where CC64 >= 64, in time order
     for change in sorted(pedal_changes, key=lambda c: c.time):
-        if change.value >= 64 and down_at is None:
-            down_at = change.time
-        elif change.value < 64 and down_at is not None:
-            intervals.append((down_at, change.time))
-            down_at = None
-    if down_at is not None:
-        intervals.append((down_at, float("inf")))
+        if change.value >= 64 and len(downs) == len(ups):
+            downs.append(change.time)
+        elif change.value < 64 and len(downs) > len(ups):
+            ups.append(change.time)
+    if len(downs) > len(ups):
+        ups.append(math.inf)
+    last_time = max((note.end for note in notes), default=0.0)
     result = []
     for note in notes:
         end = note.end
-        for down, up in intervals:
-            if down <= note.end < up:
-                end = up
-                break
-        result.append([note.pitch, note.velocity, note.start, end])
-    # A pitch struck again while an earlier one still rings ends the earlier one there.
-    result.sort(key=lambda n: (n[0], n[2]))
-    for earlier, later in zip(result, result[1:]):
-        if earlier[0] == later[0] and earlier[3] > later[2]:
-            earlier[3] = later[2]
-    last_time = max((n.end for n in notes), default=0.0)
-    for n in result:
-        if n[3] == float("inf"):
-            n[3] = max(last_time, n[2])
-    return [tuple(n) for n in result]
+        index = bisect.bisect_right(downs, end) - 1
+        if index >= 0 and end < ups[index]:
+            end = ups[index] if ups[index] != math.inf else max(last_time, note.start)
+        result.append(Note(int(note.pitch), int(note.velocity), float(note.start), float(end)))
+    return result
 
 
 def read_midi(path: str | os.PathLike) -> list[Note]:
-    """The notes of a MIDI file, non-drum instruments merged, sorted by start then pitch."""
+    """The canonical notes of a MIDI file, non-drum instruments merged, sorted by start then pitch."""
     path = Path(path)
     name = path.name or str(path)
     try:
@@ -127,13 +152,17 @@ def read_midi(path: str | os.PathLike) -> list[Note]:
         raise MidiFileError(f"{name}: is a folder, not a MIDI file")
     if size == 0:
         raise MidiFileError(f"{name}: the file is empty")
-    if size > MAX_FILE_BYTES:
+    if size > limits.MAX_MIDI_FILE_BYTES:
         raise MidiFileError(f"{name}: the file is {size / 2**20:.0f} MB; Continuo reads MIDI files up to "
-                            f"{MAX_FILE_BYTES // 2**20} MB")
+                            f"{limits.MAX_MIDI_FILE_BYTES // 2**20} MB")
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:  # at most the cap, should the file grow after stat
+            data = handle.read(limits.MAX_MIDI_FILE_BYTES + 1)
     except OSError as error:
         raise MidiFileError(f"{name}: cannot be read ({error.strerror or error})") from None
+    if len(data) > limits.MAX_MIDI_FILE_BYTES:
+        raise MidiFileError(f"{name}: the file is over {limits.MAX_MIDI_FILE_BYTES // 2**20} MB, the most "
+                            "Continuo reads")
     if data[:4] == b"RIFF" and data[8:12] == b"RMID":  # RIFF-wrapped MIDI: unwrap the data chunk
         start = data.find(b"MThd")
         data = data[start:] if start >= 0 else data
@@ -141,16 +170,13 @@ def read_midi(path: str | os.PathLike) -> list[Note]:
         raise MidiFileError(f"{name}: not a MIDI file (it does not start with a MIDI header)")
     if len(data) < 14:
         raise MidiFileError(f"{name}: the file is truncated (the MIDI header is incomplete)")
-    if len(data) >= MAX_NOTES * _MIN_BYTES_PER_NOTE and _count_notes_at_most(data, MAX_NOTES) > MAX_NOTES:
-        raise MidiFileError(f"{name}: more than {MAX_NOTES:,} notes; Continuo reads pieces up to that size")
-
-    import io
+    _check_size(name, data)
 
     import pretty_midi
 
     try:
         midi = pretty_midi.PrettyMIDI(io.BytesIO(data))
-    except Exception as error:  # pretty_midi and mido raise many types for damaged files
+    except Exception as error:  # noqa: BLE001 (pretty_midi and mido raise many types for damaged files)
         reason = str(error).strip() or type(error).__name__
         if isinstance(error, EOFError) or "end of file" in reason.lower() or "truncated" in reason.lower():
             reason = f"the file is truncated ({reason})"
@@ -165,55 +191,59 @@ def read_midi(path: str | os.PathLike) -> list[Note]:
     notes: list[Note] = []
     for instrument in melodic:
         pedal = [c for c in instrument.control_changes if c.number == SUSTAIN_CONTROLLER]
-        for pitch, velocity, start, end in _sustained(instrument.notes, pedal):
-            if 0 < velocity and end >= start:
-                notes.append(Note(int(pitch), int(velocity), float(start), float(end)))
+        notes += [note for note in _sustained(instrument.notes, pedal) if note.velocity > 0]
     if not notes:
         raise MidiFileError(f"{name}: the file has no notes")
-    notes.sort(key=lambda n: (n.start, n.pitch))
-    return notes
+    last = max(note.end for note in notes)
+    if last > limits.MAX_PIECE_SECONDS:
+        raise MidiFileError(f"{name}: its notes run {last / 3600:,.1f} hours in; Continuo reads pieces of up to "
+                            f"{limits.MAX_PIECE_SECONDS / 3600:g} hours")
+    return canonical_notes(notes)
 
 
 def write_midi(notes: Iterable[Note], path: str | os.PathLike, bpm: float = 120, program: int = 0) -> None:
-    """Writes notes as a one-track piano MIDI file at a tempo, atomically (temporary file, then rename)."""
+    """Writes notes as a one-track piano MIDI file at a tempo, atomically (temporary file, then rename).
+
+    The file holds the canonical notes (`events.canonical_notes`), so that it reads back as it plays.
+    """
+    if isinstance(bpm, bool) or not isinstance(bpm, (int, float)) or not limits.MIN_BPM <= bpm <= limits.MAX_BPM:
+        raise ValueError(f"the tempo must be {limits.MIN_BPM:g} to {limits.MAX_BPM:g} bpm, not {bpm!r}")
+    if isinstance(program, bool) or not isinstance(program, int) or not 0 <= program <= 127:
+        raise ValueError(f"the MIDI program must be a whole number 0..127, not {program!r}")
     import pretty_midi
 
     midi = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=float(bpm))  # sub-ms ticks at usual tempi
     instrument = pretty_midi.Instrument(program=program, name="Continuo")
-    for pitch, velocity, start, end in _without_overlaps(notes):
-        instrument.notes.append(pretty_midi.Note(velocity=velocity, pitch=pitch, start=start, end=end))
+    for note in canonical_notes(notes):
+        instrument.notes.append(pretty_midi.Note(velocity=note.velocity, pitch=note.pitch, start=note.start,
+                                                 end=note.end))
     midi.instruments.append(instrument)
     atomic_write(path, lambda handle: midi.write(handle))
 
 
-def _without_overlaps(notes: Iterable[Note]) -> list[tuple[int, int, float, float]]:
-    """Notes made unambiguous for a MIDI file: on one pitch, a note struck again ends the earlier one."""
-    cleaned = sorted(((int(n.pitch), min(max(int(n.velocity), 1), 127), max(float(n.start), 0.0),
-                       max(float(n.end), float(n.start) + 0.001)) for n in notes),
-                     key=lambda n: (n[0], n[2], n[3]))
-    result = []
-    for index, (pitch, velocity, start, end) in enumerate(cleaned):
-        following = cleaned[index + 1] if index + 1 < len(cleaned) else None
-        if following is not None and following[0] == pitch and following[2] < end:
-            end = following[2]
-        if end > start:
-            result.append((pitch, velocity, start, end))
-    return result
-
-
 def atomic_write(path: str | os.PathLike, write) -> None:
-    """Calls write(binary file) on a temporary file beside `path`, then renames it over `path`."""
+    """Calls write(binary file) on a temporary file beside `path`, then renames it over `path`.
+
+    The file gets the mode of any file a program creates (0666 less the user's umask: 0644 usually),
+    so that a DAW or an upload running as another user can read what was exported.
+    """
     path = Path(path)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    while True:
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:  # the kernel applies the umask to 0o666, as for open(path, "w")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
-        with handle:
+        with os.fdopen(descriptor, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        os.replace(temporary, path)
     except BaseException:
         try:
-            os.unlink(handle.name)
+            os.unlink(temporary)
         except OSError:
             pass
         raise

@@ -1,13 +1,18 @@
 """MIDI files: pedal, drums, tempo, overlaps, export, and every kind of bad input."""
 
+import io
 import os
+import stat
 import struct
+import time
 from pathlib import Path
 
 import pretty_midi
 import pytest
 
-from music_transformer import MidiFileError, Note, read_midi, write_midi
+from music_transformer import MidiFileError, Note, decode, encode, limits, read_midi, write_midi
+from music_transformer.events import canonical_notes, to_ticks
+from music_transformer.midi import atomic_write
 
 
 def _piano(*notes, program=0, is_drum=False, pedal=()):
@@ -120,33 +125,49 @@ def test_a_file_over_50_mb_is_refused_without_being_read(tmp_path, monkeypatch):
     with open(path, "wb") as handle:
         handle.write(_midi_bytes(b"\x00\xff\x2f\x00"))
         handle.truncate(51 * 1024 * 1024)
-    read = []
-    read_bytes = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self) or read_bytes(self))
+    opened = []
+    open_path = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *args, **kwargs: opened.append(self) or open_path(self, *args, **kwargs))
     with pytest.raises(MidiFileError, match="50 MB"):
         read_midi(path)
-    assert not read  # refused from its size alone
+    assert not opened  # refused from its size alone
 
 
-def test_a_file_over_a_million_notes_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
-    """The quick scan refuses it: the MIDI parser (seconds and gigabytes for such a file) never runs."""
-    path = tmp_path / "million.mid"
-    note = b"\x00\x90\x3c\x40\x01\x80\x3c\x00"
-    path.write_bytes(_midi_bytes(note * 1_000_001 + b"\x00\xff\x2f\x00"))
-    parsed = []
+@pytest.fixture
+def parsed(monkeypatch):
+    """Counts the runs of the MIDI parser (pretty_midi), to show what the quick walk refuses before it."""
+    runs = []
     parse = pretty_midi.PrettyMIDI
-    monkeypatch.setattr(pretty_midi, "PrettyMIDI", lambda *args, **kwargs: parsed.append(1) or parse(*args, **kwargs))
-    with pytest.raises(MidiFileError, match="more than 1,000,000 notes"):
+    monkeypatch.setattr(pretty_midi, "PrettyMIDI", lambda *args, **kwargs: runs.append(1) or parse(*args, **kwargs))
+    return runs
+
+
+def test_a_file_over_the_note_limit_is_refused_before_it_is_parsed(tmp_path, parsed):
+    """The quick walk refuses it: the MIDI parser (seconds and gigabytes for such a file) never runs."""
+    path = tmp_path / "many.mid"
+    note = b"\x00\x90\x3c\x40\x01\x80\x3c\x00"
+    path.write_bytes(_midi_bytes(note * (limits.MAX_MIDI_NOTES + 1) + b"\x00\xff\x2f\x00"))
+    with pytest.raises(MidiFileError, match=f"more than {limits.MAX_MIDI_NOTES:,} notes"):
         read_midi(path)
     assert not parsed
+    note = b"\x00\x90\x3c\x40\x60\x80\x3c\x00"  # 0.1 s each: notes 1 tick apart would be unisons
     path.write_bytes(_midi_bytes(note * 1000 + b"\x00\xff\x2f\x00"))  # a normal file goes to the parser
     assert len(read_midi(path)) == 1000 and parsed == [1]
 
 
-def test_the_quick_note_count_skips_meta_sysex_and_short_events(tmp_path):
-    import mido
+def test_a_flood_of_controller_moves_is_refused_quickly(tmp_path, parsed):
+    """Every event counts, not only notes: 16 MB of controller messages took a minute and 2.4 GB to parse."""
+    path = tmp_path / "knobs.mid"
+    path.write_bytes(_midi_bytes(b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xb0\x07\x40"
+                                 + b"\x00\x07\x40" * limits.MAX_MIDI_EVENTS + b"\x00\xff\x2f\x00"))
+    started = time.perf_counter()
+    with pytest.raises(MidiFileError, match=f"more than {limits.MAX_MIDI_EVENTS:,} MIDI events"):
+        read_midi(path)
+    assert time.perf_counter() - started < 10 and not parsed
 
-    from music_transformer.midi import _count_notes_at_most
+
+def _file_with_every_kind_of_event():
+    import mido
 
     track = mido.MidiTrack([mido.MetaMessage("track_name", name="x" * 200),  # a length past one byte
                             mido.MetaMessage("set_tempo", tempo=500000),
@@ -156,10 +177,151 @@ def test_the_quick_note_count_skips_meta_sysex_and_short_events(tmp_path):
         track.append(mido.Message("note_on", note=40 + index % 40, velocity=90, time=10))
         track.append(mido.Message("aftertouch", value=3))
         track.append(mido.Message("note_on", note=40 + index % 40, velocity=0, time=10))  # a note-off
-    path = tmp_path / "count.mid"
     file = mido.MidiFile()
     file.tracks.append(track)
-    file.save(path)
-    data = path.read_bytes()
-    assert _count_notes_at_most(data, 1000) == 300
-    assert _count_notes_at_most(data, 100) == 101  # stops as soon as it is past the limit
+    buffer = io.BytesIO()
+    file.save(file=buffer)
+    return buffer.getvalue(), len(track) + 1  # mido adds the end of the track
+
+
+@pytest.mark.parametrize("limit,count", [("MAX_MIDI_NOTES", 300), ("MAX_MIDI_EVENTS", None),
+                                         ("MAX_MIDI_DATA_BYTES", 200 + 3 + 151)])
+def test_the_quick_walk_counts_exactly_what_the_parser_reads(tmp_path, monkeypatch, limit, count):
+    """Meta, sysex, running status and short events are walked over the way mido reads them: a file with
+    exactly the limit is read, one with one more is refused."""
+    data, events = _file_with_every_kind_of_event()
+    count = count or events
+    path = tmp_path / "count.mid"
+    path.write_bytes(data)
+    monkeypatch.setattr(limits, limit, count)
+    assert len(read_midi(path)) == 300
+    monkeypatch.setattr(limits, limit, count - 1)
+    with pytest.raises(MidiFileError, match="count.mid: more than"):
+        read_midi(path)
+
+
+HOSTILE = {  # (track bytes, header: division and track count) -> what the message says
+    "a note placed years in": (b"\x00\xff\x51\x03\xff\xff\xff\x00\x90\x3c\x40\x84\xc4\xb4\x76\x80\x3c\x00"
+                               b"\x00\xff\x2f\x00", 1, 1, "hours in"),
+    "a pedal lifted years in": (b"\x00\xff\x51\x03\xff\xff\xff\x00\xb0\x40\x7f\x00\x90\x3c\x40\x01\x80\x3c\x00"
+                                b"\x84\xc4\xb4\x76\xb0\x40\x00\x00\xff\x2f\x00", 1, 1, "hours in"),
+    "an event past the tick limit": (b"\x00\x90\x3c\x40\xff\xff\xff\x7f\x80\x3c\x00\x00\xff\x2f\x00", 480, 1,
+                                     "ticks in"),
+    "a delta time of five bytes": (b"\x00\x90\x3c\x40" + b"\xff" * 100_000 + b"\x7f\x80\x3c\x00\x00\xff\x2f\x00", 480,
+                                   1, "longer than MIDI allows"),
+    "SMPTE timing": (b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00", -(25 << 8) + 40, 1, "SMPTE"),
+    "no ticks per beat": (b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00", 0, 1, "ticks per beat"),
+    "a tempo of zero": (b"\x00\xff\x51\x03\x00\x00\x00\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00", 480, 1,
+                        "tempo of zero"),
+    "too many tracks": (b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00", 480, limits.MAX_MIDI_TRACKS + 1,
+                        "tracks"),
+    "an unknown event": (b"\x00\x90\x3c\x40\x60\xf4\x00\xff\x2f\x00", 480, 1, "unknown event"),
+    "data before any status": (b"\x00\x3c\x40\x00\xff\x2f\x00", 480, 1, "no status"),
+    "sysex past the data limit": (b"\x00\x90\x3c\x40\x60\x80\x3c\x00"
+                                  + (b"\x00\xf0\xbd\x84\x3f" + b"\x7e" * 999_999) * 5 + b"\x00\xff\x2f\x00", 480, 1,
+                                  "device data"),
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_hostile_files_are_refused_before_they_cost_time_or_memory(tmp_path, kind, parsed):
+    track, division, tracks, message = HOSTILE[kind]
+    path = tmp_path / "hostile.mid"
+    path.write_bytes(b"MThd" + struct.pack(">IHHh", 6, 1, tracks, division) + b"MTrk"
+                     + struct.pack(">I", len(track)) + track)
+    started = time.perf_counter()
+    with pytest.raises(MidiFileError, match=f"hostile.mid: .*{message}"):
+        read_midi(path)
+    assert time.perf_counter() - started < 5
+    assert not parsed or "hours in" in message  # the piece's length is known after the parser only
+
+
+def test_a_track_that_runs_past_its_length_is_refused_before_the_parser_reads_on(tmp_path, parsed):
+    """mido reads such a track on into the rest of the file (megabytes of it) before it fails."""
+    body = b"\x00\x90\x3c\x40\x60\x80\x3c\x00" + b"\x00\xb0\x07\x40" + b"\x00\x07\x40" * 100_000
+    data = b"MThd" + struct.pack(">IHHH", 6, 1, 1, 480) + b"MTrk" + struct.pack(">I", 10) + body
+    (tmp_path / "overrun.mid").write_bytes(data)
+    with pytest.raises(MidiFileError, match="runs past its end"):
+        read_midi(tmp_path / "overrun.mid")
+    assert not parsed
+
+
+def test_many_pedal_lifts_are_read_in_linear_time(tmp_path):
+    """Each note finds its pedal interval by bisection (a note times every lift took minutes for 40,000)."""
+    body = (b"\x00\x90\x3c\x40\x0a\x80\x3c\x00\x00\xb0\x40\x7f\x0a\xb0\x40\x00") * 20_000
+    path = tmp_path / "pedal.mid"
+    path.write_bytes(_midi_bytes(body + b"\x00\xff\x2f\x00"))
+    started = time.perf_counter()
+    notes = read_midi(path)
+    assert len(notes) == 20_000 and time.perf_counter() - started < 20
+    beat = 0.5 / 480  # seconds per tick at 120 bpm
+    assert notes[0].end == pytest.approx(20 * beat)  # held by the pedal until it lifts
+
+
+# --- canonical notes: what is read is what the model and the exporter see -----------------------------
+
+
+def test_unisons_merge_into_the_longer_and_louder_note(tmp_path):
+    loud, long = _piano((60, 0.0, 1.0)), _piano((60, 0.0, 2.0), program=40)
+    loud.notes[0].velocity = 120
+    (note,) = read_midi(_write(tmp_path, loud, long))
+    assert (note.pitch, note.velocity, note.start) == (60, 120, 0.0)
+    assert note.end == pytest.approx(2.0)
+
+
+def test_a_restrike_ends_the_earlier_note_and_no_note_is_shorter_than_a_tick(tmp_path):
+    path = _write(tmp_path, _piano((60, 0.0, 2.0), (62, 0.5, 0.503)), _piano((60, 1.0, 1.5), program=40))
+    notes = read_midi(path)
+    assert [(n.pitch, n.start) for n in notes] == [(60, 0.0), (62, 0.5), (60, 1.0)]
+    assert notes[0].end == pytest.approx(1.0) and notes[2].end == pytest.approx(1.5)
+    assert notes[1].end == pytest.approx(0.51)  # one tick of the codec's 10 ms grid
+
+
+def test_what_is_read_survives_the_codec_within_10_ms(tmp_path):
+    """decode(encode(notes)) gives back the notes read: the same count, each time within 10 ms."""
+    path = _write(tmp_path, _piano((60, 0.0, 3.0), (60, 1.0, 1.2), (64, 0.5, 0.6), (60, 0.003, 0.5), (67, 2.0, 2.004),
+                                   pedal=[(0.1, 127), (6.0, 0)]),
+                  _piano((60, 2.0, 2.5), (64, 0.5, 4.0), program=40))
+    notes = read_midi(path)
+    back = decode(encode(notes))
+    assert len(back) == len(notes) == 5  # the unisons merged
+    key = lambda note: (note.pitch, to_ticks(note.start))  # noqa: E731 (a sort key)
+    for read, decoded in zip(sorted(notes, key=key), sorted(back, key=key)):
+        assert read.pitch == decoded.pitch
+        assert read.start == pytest.approx(decoded.start, abs=0.01) and read.end == pytest.approx(decoded.end, abs=0.01)
+    assert canonical_notes(notes) == notes
+
+
+def test_written_files_are_canonical_and_readable_by_everyone(tmp_path):
+    """Exports get the mode of any new file (0644 under the usual umask), not the temporary file's 0600."""
+    previous = os.umask(0o022)
+    try:
+        write_midi([Note(60, 90, 0.0, 1.0), Note(60, 80, 0.0, 0.5), Note(62, 80, 0.2, 0.2)], tmp_path / "out.mid")
+        assert stat.S_IMODE(os.stat(tmp_path / "out.mid").st_mode) == 0o644
+        os.umask(0o077)
+        write_midi([Note(60, 90, 0.0, 1.0)], tmp_path / "private.mid")
+        assert stat.S_IMODE(os.stat(tmp_path / "private.mid").st_mode) == 0o600
+    finally:
+        os.umask(previous)
+    assert [(n.pitch, n.velocity, n.start, round(n.end, 3)) for n in read_midi(tmp_path / "out.mid")] == \
+        [(60, 90, 0.0, 1.0), (62, 80, 0.2, 0.21)]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.mid", "private.mid"]
+
+
+@pytest.mark.parametrize("bpm", [0, -120, float("nan"), float("inf"), 10_000, "fast"])
+def test_write_refuses_a_tempo_outside_the_limits(tmp_path, bpm):
+    with pytest.raises(ValueError, match="tempo"):
+        write_midi([Note(60, 90, 0.0, 1.0)], tmp_path / "out.mid", bpm=bpm)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    (tmp_path / "out.mid").write_bytes(b"old")
+
+    def fail(handle):
+        handle.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(tmp_path / "out.mid", fail)
+    assert (tmp_path / "out.mid").read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1

@@ -1,0 +1,39 @@
+"""What the model library accepts, in one place: every input (MIDI files, notes, model configs and
+checkpoints, generation and command-line arguments) is checked against these numbers in the module that
+reads it, and anything past them is refused with that module's own error, never half-read.
+
+The bounds are far past anything a musician or a shipped model needs, and near enough that the
+largest accepted input is read in seconds and a few hundred megabytes.
+"""
+
+from __future__ import annotations
+
+# --- music ------------------------------------------------------------------------------------------
+MAX_PIECE_SECONDS = 2 * 60 * 60  # the longest piece read, encoded or written at once: two hours
+MIN_PITCH, MAX_PITCH = 0, 127  # MIDI's pitches
+MIN_VELOCITY, MAX_VELOCITY = 1, 127  # MIDI's loudness of a sounding note
+MIN_BPM, MAX_BPM = 20.0, 400.0  # tempi written into a MIDI file (the studio's range)
+
+# --- MIDI files (measured on a 2-core machine: a file at every cap reads in a few seconds) -------------
+MAX_MIDI_FILE_BYTES = 50 * 1024 * 1024
+MAX_MIDI_EVENTS = 1_000_000  # notes on and off, pedal and controller moves, meta and sysex events
+MAX_MIDI_NOTES = 250_000  # an hour of the densest piano playing is under 100,000
+MAX_MIDI_TRACKS = 1024
+MAX_MIDI_DATA_BYTES = 4 * 1024 * 1024  # text, lyrics and device settings (meta and sysex payloads)
+MAX_MIDI_TICKS = 10_000_000  # the last event's tick; pretty_midi keeps a table of one float per tick
+
+# --- models -------------------------------------------------------------------------------------------
+# The biggest model config we would ever ship (the "base" preset is 6 x 512, 19 M parameters).
+MAX_LAYERS = 48
+MAX_D_MODEL = 4096
+MAX_HEADS = 64
+MAX_D_FF = 16384
+MAX_VOCAB_SIZE = 65536
+MAX_LENGTH = 65536  # train_length, max_relative_distance, block_size, local_block
+MAX_PARAMETERS = 300_000_000  # 1.2 GB of float32 weights
+MAX_CHECKPOINT_BYTES = 4 * 1024**3  # the weights and a training run's optimizer state
+
+# --- generation and the command line ---------------------------------------------------------------
+MAX_TEMPERATURE = 100.0
+MAX_BEAM_SIZE = 64
+MAX_CPU_THREADS = 1024
