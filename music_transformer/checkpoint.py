@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import limits
 from .errors import CheckpointError
 from .midi import atomic_write
 from .model import ModelConfig, MusicTransformer
@@ -54,22 +56,55 @@ def save_checkpoint(model: MusicTransformer, path: str | os.PathLike, training: 
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """The raw checkpoint dictionary, checked for format and version."""
+    """The raw checkpoint dictionary, checked for format, version, size and the kinds of its parts.
+
+    Nothing in the file is unpacked into more memory than the file takes: `torch.save` stores its
+    tensors uncompressed, so a packed (deflated) part, or one that claims to lie past the end of the
+    file, is refused before torch reads it.
+    """
     path = Path(path)
     name = path.name
     if not path.exists():
         raise CheckpointError(f"{name}: no such model file ({path})")
+    if path.is_dir():
+        raise CheckpointError(f"{name}: is a folder, not a model file")
+    try:
+        size = path.stat().st_size
+        if size > limits.MAX_CHECKPOINT_BYTES:
+            raise CheckpointError(f"{name}: the file is {size / 2**30:.1f} GB; Continuo reads model files up to "
+                                  f"{limits.MAX_CHECKPOINT_BYTES / 2**30:g} GB")
+        with zipfile.ZipFile(path) as archive:
+            parts = archive.infolist()
+    except zipfile.BadZipFile:
+        raise CheckpointError(f"{name}: not a Continuo model, or the file is damaged (it is not a model archive)") \
+            from None
+    except OSError as error:
+        raise CheckpointError(f"{name}: cannot be read ({error.strerror or error})") from None
+    for part in parts:
+        if part.compress_type != zipfile.ZIP_STORED or part.compress_size != part.file_size \
+                or part.header_offset + part.file_size > size:
+            raise CheckpointError(f"{name}: not a Continuo model, or the file is damaged (its parts are packed in "
+                                  "a way Continuo never writes)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 (torch raises many types for damaged files)
         raise CheckpointError(f"{name}: not a Continuo model, or the file is damaged ({_reason(error)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{name}: not a Continuo model file")
-    if state.get("version", 0) > VERSION:
-        raise CheckpointError(f"{name}: made by a newer version of Continuo (format {state['version']}); "
+    version = state.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{name}: the model file is damaged (its format version is {version!r}, not a number)")
+    if version > VERSION:
+        raise CheckpointError(f"{name}: made by a newer version of Continuo (format {version}); "
                               "update Continuo to open it")
-    if not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
+    weights = state.get("model")
+    if not isinstance(state.get("config"), dict) or not isinstance(weights, dict):
         raise CheckpointError(f"{name}: the model file is incomplete")
+    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in weights.items()):
+        raise CheckpointError(f"{name}: the model file is damaged (its weights are not all named arrays of numbers)")
+    metadata = state.get("metadata")
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(key, str) for key in metadata)):
+        raise CheckpointError(f"{name}: the model file is damaged (its description is not a set of named values)")
     return state
 
 
@@ -77,22 +112,51 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str | torch.d
                     ) -> MusicTransformer:
     """The model in a checkpoint (None: the bundled default), in eval mode on `device` (default: GPU if any).
 
-    The checkpoint's metadata is kept as `model.metadata`.
+    The checkpoint's metadata is kept as `model.metadata`. A device that is not here is a ValueError.
     """
+    device = checked_device(device) if device is not None else default_device()
     path = Path(path) if path is not None else default_checkpoint_path()
     if not path.exists() and path == default_checkpoint_path():
         raise CheckpointError(f"the bundled model is missing ({path}); reinstall Continuo or choose a model file")
     state = read_checkpoint(path)
-    try:
-        config = ModelConfig.from_dict(state["config"])
-        model = MusicTransformer(config)
-        model.load_state_dict(state["model"])
-    except (TypeError, ValueError, RuntimeError, KeyError) as error:
-        raise CheckpointError(f"{path.name}: the weights do not fit the model they describe "
-                              f"({_reason(error)})") from None
+    model = _model_in(state, path.name)
     model.metadata = dict(state.get("metadata") or {})
     model.metadata.setdefault("path", str(path))
-    return model.to(torch.device(device) if device is not None else default_device()).eval()
+    return model.to(device).eval()
+
+
+def checked_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch device, if it is one this machine has: cpu, cuda or cuda:N (else a ValueError)."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {device!r}; choose cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ValueError(f"unknown device {str(device)!r}; choose cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ValueError(f"there is no CUDA GPU here for {str(device)!r}; use the cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"there is no GPU {device.index} here (GPUs: {torch.cuda.device_count()})")
+    return device
+
+
+def _model_in(state: dict, name: str) -> MusicTransformer:
+    """The model a checkpoint describes, its config checked before any weight is made, its weights after."""
+    try:
+        config = ModelConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{name}: describes a model Continuo cannot build ({_reason(error)})") from None
+    model = MusicTransformer(config)
+    try:
+        model.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as error:
+        raise CheckpointError(f"{name}: the weights do not fit the model they describe "
+                              f"({_reason(error)})") from None
+    if not all(bool(torch.isfinite(weight).all()) for weight in model.state_dict().values()):
+        raise CheckpointError(f"{name}: the model file is damaged (some of its weights are not numbers)")
+    return model
 
 
 def average_checkpoints(paths: list[str | os.PathLike], out: str | os.PathLike) -> None:
@@ -104,15 +168,14 @@ def average_checkpoints(paths: list[str | os.PathLike], out: str | os.PathLike) 
     if len(paths) < 2:
         raise CheckpointError("averaging needs two checkpoints or more")
     states = [read_checkpoint(path) for path in paths]
-    first = states[0]
-    for path, state in zip(paths[1:], states[1:]):
-        if state["config"] != first["config"] or state["model"].keys() != first["model"].keys():
+    models = [_model_in(state, Path(path).name) for path, state in zip(paths, states)]
+    for path, model in zip(paths[1:], models[1:]):
+        if model.config != models[0].config:
             raise CheckpointError(f"{Path(path).name} describes another model than {Path(paths[0]).name}; "
                                   "only checkpoints of one run can be averaged")
-    averaged = {name: torch.stack([state["model"][name].float() for state in states]).mean(0)
-                .to(first["model"][name].dtype) for name in first["model"]}
-    model = MusicTransformer(ModelConfig.from_dict(states[-1]["config"]))
-    model.load_state_dict(averaged)
+    weights = [model.state_dict() for model in models]
+    model = models[-1]
+    model.load_state_dict({name: torch.stack([w[name] for w in weights]).mean(0) for name in weights[0]})
     metadata = dict(states[-1].get("metadata") or {})
     metadata["averaged_from"] = [str(path) for path in paths]
     save_checkpoint(model, out, **metadata)

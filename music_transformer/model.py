@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import limits
 from .attention import KVCache, MultiHeadSelfAttention
 from .events import VOCAB_SIZE
 
@@ -43,12 +45,42 @@ class ModelConfig:
     local_block: int | None = None  # relative local attention: own block and the previous (None: global)
 
     def __post_init__(self) -> None:
+        """Refuses (ValueError) a config no model can be built from, or one past `limits`' biggest model,
+        before any weight is allocated: a checkpoint's config is checked here too."""
+        def whole(name: str, high: int, optional: bool = False) -> None:
+            value = getattr(self, name)
+            if optional and value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= high:
+                raise ValueError(f"the model's {name} must be a whole number from 1 to {high:,}, not {value!r}")
+
+        for name, high in (("vocab_size", limits.MAX_VOCAB_SIZE), ("n_layers", limits.MAX_LAYERS),
+                           ("d_model", limits.MAX_D_MODEL), ("n_heads", limits.MAX_HEADS), ("d_ff", limits.MAX_D_FF),
+                           ("max_relative_distance", limits.MAX_LENGTH), ("train_length", limits.MAX_LENGTH)):
+            whole(name, high)
+        whole("block_size", limits.MAX_LENGTH, optional=True)
+        whole("local_block", limits.MAX_LENGTH, optional=True)
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+                raise ValueError(f"the model's {name} must be a share from 0 up to (not including) 1, not {value!r}")
         if self.positional not in POSITIONAL_KINDS:
             raise ValueError(f'positional must be one of {", ".join(POSITIONAL_KINDS)}, not {self.positional!r}')
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
-        if self.local_block is not None and self.local_block < 1:
-            raise ValueError(f"local_block must be a positive length, not {self.local_block}")
+        if self.timing_signal and self.d_model % 2:
+            raise ValueError(f"d_model must be even for absolute positions (sines and cosines), not {self.d_model}")
+        if self.parameter_count() > limits.MAX_PARAMETERS:
+            raise ValueError(f"the model would have {self.parameter_count():,} weights; Continuo builds models of up "
+                             f"to {limits.MAX_PARAMETERS:,}")
+
+    def parameter_count(self) -> int:
+        """How many weights `MusicTransformer(self)` has (the tied embedding counted once), without building it."""
+        d, f = self.d_model, self.d_ff
+        layer = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d)  # norms, attention, feed-forward
+        if self.relative_attention:
+            layer += self.max_relative_distance * d  # per head, one embedding of head_dim per distance
+        return self.vocab_size * d + self.n_layers * layer + 2 * d
 
     @property
     def relative_attention(self) -> bool:
@@ -66,7 +98,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
-        """A config from plain data, ignoring keys this version does not know."""
+        """A config from plain data, ignoring keys this version does not know; checked as any config is."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a model config is a set of named settings, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 

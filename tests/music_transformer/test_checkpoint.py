@@ -1,9 +1,14 @@
 """Checkpoints: one format, atomic saves, clear errors for anything else."""
 
+import os
+import stat
+import time
+import zipfile
+
 import pytest
 import torch
 
-from music_transformer import CheckpointError, ModelConfig, load_checkpoint, save_checkpoint
+from music_transformer import CheckpointError, ModelConfig, limits, load_checkpoint, save_checkpoint
 from music_transformer.checkpoint import read_checkpoint
 
 from .test_model import small_model
@@ -83,3 +88,132 @@ def test_averaging_checkpoints_takes_the_mean_of_their_weights(tmp_path):
     with pytest.raises(CheckpointError, match="another model"):
         average_checkpoints([tmp_path / "step0.pt", tmp_path / "other.pt"], tmp_path / "bad.pt")
     assert not (tmp_path / "bad.pt").exists()
+
+
+# --- every part of a checkpoint checked, the config before any weight is made ---------------------------
+
+BAD_CONFIGS = {
+    "n_heads": 0, "d_model": "32", "n_layers": 10**6, "vocab_size": 0, "train_length": 0, "max_relative_distance": -1,
+    "block_size": 0, "local_block": 0, "dropout": float("nan"), "attention_dropout": 1.0, "d_ff": True,
+    "positional": ["relative"],
+}
+
+
+@pytest.mark.parametrize("key", list(BAD_CONFIGS))
+def test_a_config_outside_the_limits_is_a_value_error(key):
+    with pytest.raises(ValueError, match=key if key != "positional" else "positional"):
+        ModelConfig(**{**small_model().config.to_dict(), key: BAD_CONFIGS[key]})
+
+
+def test_the_biggest_model_is_refused_by_its_parameter_count():
+    with pytest.raises(ValueError, match="weights; Continuo builds models of up to"):
+        ModelConfig(n_layers=limits.MAX_LAYERS, d_model=limits.MAX_D_MODEL, n_heads=8, d_ff=limits.MAX_D_FF)
+    with pytest.raises(ValueError, match="a model config is a set of named settings"):
+        ModelConfig.from_dict([("n_layers", 2)])
+
+
+@pytest.mark.parametrize("config", [dict(), dict(positional="absolute", vocab_size=391),
+                                    dict(positional="both", local_block=16, d_ff=96)])
+def test_the_parameter_count_is_known_before_the_model_is_built(config):
+    model = small_model(**config)
+    assert model.config.parameter_count() == model.num_parameters()
+
+
+@pytest.mark.parametrize("key", list(BAD_CONFIGS))
+def test_a_checkpoint_with_a_bad_config_is_refused_before_any_weight_is_made(tmp_path, key):
+    save_checkpoint(small_model(), tmp_path / "m.pt")
+    state = read_checkpoint(tmp_path / "m.pt")
+    torch.save({**state, "config": {**state["config"], key: BAD_CONFIGS[key]}}, tmp_path / "bad.pt")
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError, match="bad.pt: describes a model Continuo cannot build"):
+        load_checkpoint(tmp_path / "bad.pt", device="cpu")
+    assert time.perf_counter() - started < 5  # a million layers took 40 s and 5.7 GB before
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"metadata": "x"}, "description"), ({"metadata": 5}, "description"), ({"metadata": {1: 2}}, "description"),
+    ({"version": "1"}, "format version"), ({"version": [1]}, "format version"), ({"version": None}, "format version"),
+    ({"version": True}, "format version"), ({"config": [1, 2]}, "incomplete"), ({"model": None}, "incomplete"),
+])
+def test_parts_of_the_wrong_kind_are_refused(tmp_path, change, message):
+    save_checkpoint(small_model(), tmp_path / "m.pt")
+    torch.save({**read_checkpoint(tmp_path / "m.pt"), **change}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=f"bad.pt: .*{message}"):
+        load_checkpoint(tmp_path / "bad.pt", device="cpu")
+
+
+def test_weights_that_are_not_numbers_are_refused(tmp_path):
+    save_checkpoint(small_model(), tmp_path / "m.pt")
+    state = read_checkpoint(tmp_path / "m.pt")
+    torch.save({**state, "model": {name: 1 for name in state["model"]}}, tmp_path / "kinds.pt")
+    with pytest.raises(CheckpointError, match="kinds.pt: .*not all named arrays of numbers"):
+        load_checkpoint(tmp_path / "kinds.pt", device="cpu")
+    weights = dict(state["model"])
+    weights["final_norm.weight"] = torch.full_like(weights["final_norm.weight"], float("nan"))
+    torch.save({**state, "model": weights}, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="nan.pt: .*not numbers"):
+        load_checkpoint(tmp_path / "nan.pt", device="cpu")
+    with pytest.raises(CheckpointError, match="nan.pt: .*not numbers"):
+        from music_transformer.checkpoint import average_checkpoints
+
+        average_checkpoints([tmp_path / "m.pt", tmp_path / "nan.pt"], tmp_path / "mean.pt")
+    assert not (tmp_path / "mean.pt").exists()
+
+
+def _rewritten(source, target, change):
+    """A copy of a checkpoint's zip archive with one part's bytes or packing changed."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:
+        for info in original.infolist():
+            body, packing = change(info.filename, original.read(info))
+            copy.writestr(info.filename, body, compress_type=packing)
+
+
+def test_a_packed_part_is_refused_before_it_is_unpacked(tmp_path):
+    """A 1 MB file whose weights were a deflated zip member made torch allocate 1.3 GB."""
+    save_checkpoint(small_model(), tmp_path / "m.pt")
+    _rewritten(tmp_path / "m.pt", tmp_path / "packed.pt", lambda name, body: (
+        (bytes(64 * 2**20), zipfile.ZIP_DEFLATED) if name.endswith("data/0") else (body, zipfile.ZIP_STORED)))
+    assert (tmp_path / "packed.pt").stat().st_size < 2**20
+    with pytest.raises(CheckpointError, match="packed.pt: .*packed in a way Continuo never writes"):
+        load_checkpoint(tmp_path / "packed.pt", device="cpu")
+
+
+def test_a_part_that_claims_to_lie_past_the_end_of_the_file_is_refused(tmp_path):
+    save_checkpoint(small_model(), tmp_path / "m.pt")
+    data = bytearray((tmp_path / "m.pt").read_bytes())
+    with zipfile.ZipFile(tmp_path / "m.pt") as archive:
+        info = next(info for info in archive.infolist() if info.filename.endswith("data/0"))
+    directory = data.find(b"PK\x01\x02")
+    while True:  # the central directory entry of data/0: its sizes at offsets 20 and 24
+        name_length = int.from_bytes(data[directory + 28:directory + 30], "little")
+        if data[directory + 46:directory + 46 + name_length].decode().endswith("data/0"):
+            break
+        extra = int.from_bytes(data[directory + 30:directory + 32], "little")
+        comment = int.from_bytes(data[directory + 32:directory + 34], "little")
+        directory += 46 + name_length + extra + comment
+    huge = (2**31).to_bytes(4, "little")
+    data[directory + 20:directory + 28] = huge + huge
+    (tmp_path / "liar.pt").write_bytes(bytes(data))
+    assert info.file_size < 2**31
+    with pytest.raises(CheckpointError, match="liar.pt: .*packed in a way Continuo never writes"):
+        load_checkpoint(tmp_path / "liar.pt", device="cpu")
+
+
+def test_folders_and_unknown_devices(tmp_path):
+    with pytest.raises(CheckpointError, match="folder"):
+        load_checkpoint(tmp_path, device="cpu")
+    save_checkpoint(small_model(), tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="unknown device 'foo'"):
+        load_checkpoint(tmp_path / "m.pt", device="foo")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            load_checkpoint(tmp_path / "m.pt", device="cuda")
+
+
+def test_saved_models_are_readable_by_everyone(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        save_checkpoint(small_model(), tmp_path / "m.pt")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "m.pt").st_mode) == 0o644
