@@ -32,7 +32,7 @@ from .midi_input import MidiInputController, Take
 from .playback.scheduler import LiveFeed, Scheduler
 from .playback.sinks import Sink, TapSink
 from .settings import Preferences
-from .song import CONTINUATION
+from .song import ANY_STYLE, CONTINUATION
 
 DEFAULT_PAUSE = 0.6  # seconds of silence that end the musician's phrase
 CONTEXT_SECONDS = 20.0  # how much of the duet so far primes the model: enough for style, cheap to prime
@@ -76,12 +76,14 @@ class Duet:
         temperature: float = 1.0,
         top_p: float | None = 0.95,
         seed: int | None = None,
+        style: str = ANY_STYLE,
     ) -> None:
         self.model = model
         self.pause = float(pause)
         self.temperature = temperature
         self.top_p = top_p
         self.seed = seed
+        self.style = style  # the idiom to answer in (a model made before styles ignores it)
         self.on_answer = on_answer
         self.on_error: Callable[[str], None] | None = None
         self._condition = threading.Condition()
@@ -186,6 +188,7 @@ class Duet:
             top_p=self.top_p,
             seed=self.seed,
             cancel=self._cancel,
+            style=self.style,
         ):
             notes.extend(stream.feed(token))
         notes.extend(stream.finish())
@@ -272,7 +275,8 @@ class DuetController(QObject):
             self.enabled_changed.emit(False)
             return
         # Answers are played live (ahead of time on a CPU); the continuation part keeps them apart in the roll.
-        self.duet = Duet(model, self.midi.outputs, self._answers.put, pause=self.pause)
+        style = self.midi.song.settings.style  # the Continue panel's style: the duet answers in it too
+        self.duet = Duet(model, self.midi.outputs, self._answers.put, pause=self.pause, style=style)
         self.duet.on_error = self._errors.put
         self.midi.listeners.append(self.duet.feed)
         if not self.midi.recorder.recording:

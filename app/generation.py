@@ -26,11 +26,19 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from music_transformer import CheckpointError, Note, load_checkpoint
 from music_transformer.checkpoint import default_device
-from music_transformer.events import NOTE_ON_OFFSET, SECONDS_PER_TICK, Decoder, is_note_on, is_time_shift, shift_ticks
+from music_transformer.events import (
+    NOTE_ON_OFFSET,
+    SECONDS_PER_TICK,
+    Decoder,
+    has_styles,
+    is_note_on,
+    is_time_shift,
+    shift_ticks,
+)
 from music_transformer.generate import generate, primer_tokens
 
 from .playback.scheduler import NOTE_OFF, NOTE_ON, Event, LiveFeed
-from .song import CONTINUATION, DEFAULT_MODEL, MOTIF, Song, SongLockedError
+from .song import ANY_STYLE, CONTINUATION, DEFAULT_MODEL, MOTIF, Song, SongLockedError
 
 DRAIN_INTERVAL_MS = 25
 MAX_VARIATIONS = 8
@@ -77,6 +85,7 @@ class GenerationRequest:
     seeds: list[int] = field(default_factory=lambda: [random.randrange(2**31)])
     live: LiveFeed | None = None  # the first variation streams here for playback
     beam_size: int = 1  # > 1: beam search for the most likely continuation (sampling settings unused)
+    style: str = ANY_STYLE  # the idiom to continue in (a model made before styles ignores it)
 
 
 @dataclass
@@ -125,6 +134,7 @@ class ModelLoaded:
     description: str
     device: str
     seconds: float
+    styles: bool = False  # whether it knows the style tokens (models made before styles do not)
 
 
 @dataclass(frozen=True)
@@ -293,7 +303,15 @@ class GenerationWorker:
             self.outbox.put(LoadFailed(source, str(error)))
             return
         self.model, self.model_source = model, source
-        self.outbox.put(ModelLoaded(source, describe_model(model), str(model.device), time.perf_counter() - started))
+        self.outbox.put(
+            ModelLoaded(
+                source,
+                describe_model(model),
+                str(model.device),
+                time.perf_counter() - started,
+                has_styles(model.config.vocab_size),
+            )
+        )
 
     def _generate(self, request: GenerationRequest) -> None:
         if self.model is None:
@@ -331,6 +349,7 @@ class GenerationWorker:
                         seed=attempt_seed,
                         cancel=self.cancel,
                         beam_size=request.beam_size,
+                        style=request.style,
                     ):
                         tokens.append(token)
                         done = stream.feed(token)
@@ -393,6 +412,7 @@ class GenerationController(QObject):
         self.model_source: str | None = None
         self.model_description = ""
         self.model_error: str | None = None
+        self.model_has_styles = False  # whether the model knows the style tokens
         self.variations: list[Variation] = []
         self.chosen_variation = 0
         self.listen = True  # play the continuation while it is written
@@ -500,6 +520,7 @@ class GenerationController(QObject):
             seeds=seeds,
             live=feed,
             beam_size=MOST_LIKELY_BEAMS if settings.most_likely else 1,
+            style=settings.style,
         )
         self.variations = []
         self.chosen_variation = 0
@@ -565,9 +586,10 @@ class GenerationController(QObject):
                 self.finished.emit(cancelled or failed)
                 if cancelled:
                     self.message.emit("Cancelled: the notes written so far are kept (Undo removes them)")
-            case ModelLoaded(source, description, device):
+            case ModelLoaded(source, description, device, _seconds, styles):
                 self._loading -= 1
                 self.model_source, self.model_description, self.model_error = source, description, None
+                self.model_has_styles = styles
                 self.model_loaded.emit(source, description)
                 self.device_changed.emit(device)
                 self._set_busy()

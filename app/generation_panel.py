@@ -26,8 +26,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from music_transformer.events import STYLES
+
 from .generation import AUTO_DEVICE, MAX_VARIATIONS, GenerationController
-from .song import GenerationSettings, Song, SongLockedError
+from .song import ANY_STYLE, GenerationSettings, Song, SongLockedError
+
+STYLE_NAMES = {ANY_STYLE: "Auto", "pop-piano": "Pop piano"}  # the rest read well capitalised
+STYLE_TIP = "The idiom to continue in; Auto lets the model tell from the motif"
+NO_STYLES_TIP = "This model was made before styles: it continues in the idiom it hears. Load a newer model to choose"
+
+
+def style_name(style: str) -> str:
+    """A style as a musician reads it: "Auto" for any, "Pop piano", "Chorale"."""
+    return STYLE_NAMES.get(style, style.replace("-", " ").capitalize())
+
 
 MAX_SECONDS = 600  # ten minutes: far past any model's training length (generation slides its window)
 MAX_BARS = 400
@@ -62,6 +74,12 @@ class GenerationPanel(QWidget):
         length_row.addWidget(self.length_box, 1)
         length_row.addWidget(self.unit_box)
         form.addRow("Length", length_row)
+
+        self.style_box = QComboBox(self)
+        self.style_box.setObjectName("style_box")
+        for style in STYLES:
+            self.style_box.addItem(style_name(style), style)
+        form.addRow("Style", self.style_box)
 
         self.decoding_box = QComboBox(self)
         self.decoding_box.addItems(["Sample", "Most likely"])
@@ -159,6 +177,7 @@ class GenerationPanel(QWidget):
             box.valueChanged.connect(self._edited)
         self.unit_box.currentTextChanged.connect(self._unit_changed)
         self.decoding_box.currentIndexChanged.connect(self._edited)
+        self.style_box.currentIndexChanged.connect(self._edited)
         self.fixed_seed.toggled.connect(self._edited)
         self.listen_box.toggled.connect(lambda on: setattr(controller, "listen", on))
         self.load_button.clicked.connect(self.load_requested)
@@ -192,6 +211,7 @@ class GenerationPanel(QWidget):
                 self.seed_box.setValue(int(settings.seed))
             self.variations_box.setValue(int(settings.variations))
             self.decoding_box.setCurrentIndex(1 if settings.most_likely else 0)
+            self.style_box.setCurrentIndex(max(0, self.style_box.findData(settings.style)))
             self._enable_sampling_settings(not settings.most_likely)
         finally:
             self._updating = False
@@ -225,6 +245,7 @@ class GenerationPanel(QWidget):
             variations=self.variations_box.value(),
             length_unit=self.unit_box.currentText(),
             most_likely=self.decoding_box.currentIndex() == 1,
+            style=self.style_box.currentData(),
         )
 
     def _enable_sampling_settings(self, on: bool) -> None:
@@ -269,6 +290,8 @@ class GenerationPanel(QWidget):
         controller = self.controller
         writing = controller.generating or self.song.is_writing  # settings wait while music streams in
         self.load_button.setEnabled(not controller.generating)
+        self.style_box.setEnabled(not writing and controller.model_has_styles)
+        self.style_box.setToolTip(STYLE_TIP if controller.model_has_styles else NO_STYLES_TIP)
         self.device_box.setEnabled(not controller.generating)
         for box in (
             self.length_box,

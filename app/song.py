@@ -28,7 +28,9 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from music_transformer import Note
+from music_transformer.events import STYLES
 
+ANY_STYLE = STYLES[0]  # "any": no idiom named, the model tells from the music
 MOTIF = "motif"
 CONTINUATION = "continuation"
 PARTS = (MOTIF, CONTINUATION)
@@ -79,6 +81,7 @@ class GenerationSettings:
     variations: int = 1  # continuations written per Continue, to audition and pick one
     length_unit: str = "bars"  # how the panel shows the length: "bars" or "seconds"
     most_likely: bool = False  # beam search for the most likely continuation instead of sampling
+    style: str = ANY_STYLE  # the idiom to continue in (music_transformer.events.STYLES); "any": the model tells
 
     def to_dict(self) -> dict:
         """Plain values for JSON."""
@@ -104,6 +107,8 @@ class GenerationSettings:
             raise ValueError(f"{settings.variations} variations: choose 1 to 8")
         if settings.length_unit not in ("bars", "seconds"):
             raise ValueError(f"unknown length unit {settings.length_unit!r}")
+        if settings.style not in STYLES:
+            raise ValueError(f"unknown style {settings.style!r}")
         return settings
 
 

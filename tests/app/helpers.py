@@ -132,14 +132,24 @@ def require_fluidsynth() -> Path:
     return soundfont
 
 
-def small_checkpoint(path: Path, seed: int = 0) -> Path:
-    """A small random model saved as a checkpoint (the bundled default may not be there yet)."""
+def small_checkpoint(path: Path, seed: int = 0, styles: bool = True) -> Path:
+    """A small random model saved as a checkpoint (the bundled default may not be there yet); `styles=False`
+    makes one with the vocabulary of the models made before styles."""
     import torch
 
+    from music_transformer.events import LEGACY_VOCAB_SIZE, VOCAB_SIZE
+
     torch.manual_seed(seed)
-    model = MusicTransformer(
-        ModelConfig(n_layers=2, d_model=64, n_heads=4, d_ff=128, train_length=256, max_relative_distance=256)
+    config = ModelConfig(
+        n_layers=2,
+        d_model=64,
+        n_heads=4,
+        d_ff=128,
+        train_length=256,
+        max_relative_distance=256,
+        vocab_size=VOCAB_SIZE if styles else LEGACY_VOCAB_SIZE,
     )
+    model = MusicTransformer(config)
     save_checkpoint(model, path, name="test model")
     return path
 
@@ -153,6 +163,25 @@ def onsets(notes):
     """(relative time from the first onset, pitch) of the note-ons."""
     ons = [(at, pitch) for at, kind, pitch, _ in notes if kind == "on"]
     return [(at - ons[0][0], pitch) for at, pitch in ons]
+
+
+# --- the model -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def opening_tokens(model, count: int = 2):
+    """The first `count` tokens of every context the model is primed with (a forward hook, watching only)."""
+    seen: list[list[int]] = []
+
+    def watch(module, inputs):
+        if inputs[0].shape[1] > 1:  # a context being primed; the steps after it feed one token each
+            seen.append(inputs[0][0, :count].tolist())
+
+    handle = model.register_forward_pre_hook(watch)
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 # --- audio -----------------------------------------------------------------------------------------------

@@ -3,14 +3,17 @@ studio's output and lands in the roll; playing again interrupts it. A small rand
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 
 import mido
 import pytest
 from pytestqt.exceptions import TimeoutError as WaitTimedOut
 
 from app.song import CONTINUATION, MOTIF
-from tests.app.helpers import PHRASE, off, on, small_checkpoint
+from music_transformer.events import START, style_token
+from tests.app.helpers import PHRASE, off, on, opening_tokens, small_checkpoint
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -137,3 +140,21 @@ def test_the_duet_alone_answers_into_any_sink_and_a_key_cuts_the_answer_short(mo
         assert len(answers) == 1 and answers[0].latency > 0  # it began to sound after the pause
     finally:
         duet.close()
+
+
+def test_the_duet_answers_in_the_style_chosen_in_the_panel(qtbot, window, model_path):
+    """The duet's model is primed with the Continue panel's style (the small model here knows styles)."""
+    song = window.song
+    song.set_settings(dataclasses.replace(song.settings, style="chorale"))
+    window.duet.start(model_path, wait=True)
+    qtbot.waitUntil(lambda: window.duet.enabled, timeout=20000)
+    duet = window.duet.duet
+    try:
+        with opening_tokens(duet.model) as seen:
+            now = time.perf_counter()
+            duet.feed(now, on(60, 90))
+            duet.feed(now + 0.1, off(60))
+            qtbot.waitUntil(lambda: bool(seen), timeout=20000)
+    finally:
+        window.duet.stop()
+    assert seen[0] == [START, style_token("chorale")]

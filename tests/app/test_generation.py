@@ -14,8 +14,19 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.generation import GenerationWorker, LoadFailed
+from app.playback import RecorderSink
 from app.song import CONTINUATION, MOTIF
-from tests.app.helpers import answer_next_dialog, draw_note, key, read_wav, require_fluidsynth, rms
+from music_transformer.events import SPECIAL_TOKENS, START, style_token
+from tests.app.helpers import (
+    answer_next_dialog,
+    draw_note,
+    key,
+    opening_tokens,
+    read_wav,
+    require_fluidsynth,
+    rms,
+    small_checkpoint,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -275,3 +286,24 @@ def test_worker_without_qt_reports_a_missing_model():
     finally:
         assert worker.stop()
     assert QApplication.instance() is not None  # the studio's tests share one application
+
+
+def test_the_style_chosen_in_the_panel_opens_what_the_model_reads(qtbot, window, roll, tmp_path):
+    """Continue primes the model with START and the style chosen; a model made before styles gets START alone."""
+    window.player.use_sinks([RecorderSink()])
+    window.generation.listen = False
+    draw_motif(qtbot, roll)
+    panel = window.generation_panel
+    for styles, expected in ((True, [START, style_token("folk")]), (False, [START])):
+        model_path = small_checkpoint(tmp_path / f"styles-{styles}.pt", styles=styles)
+        window.generation.choose_model(model_path)
+        qtbot.waitUntil(lambda path=model_path: window.generation.model_source == str(path), timeout=20000)
+        if styles:
+            panel.style_box.setFocus()
+            qtbot.keyClicks(panel.style_box, "Fo")
+        assert window.song.settings.style == "folk"
+        set_length(window, 2.0, seed=4)
+        with opening_tokens(window.generation.worker.model, len(expected) + 1) as seen:
+            qtbot.mouseClick(panel.continue_button, Qt.LeftButton)
+            wait_done(qtbot, window)
+        assert seen and seen[0][: len(expected)] == expected and seen[0][len(expected)] not in SPECIAL_TOKENS

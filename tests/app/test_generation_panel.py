@@ -7,6 +7,8 @@ import dataclasses
 import pytest
 
 from app.song import GenerationSettings
+from music_transformer.events import STYLES
+from tests.app.helpers import small_checkpoint
 
 
 def set_length(window, beats: float, **changes) -> None:
@@ -46,3 +48,33 @@ def test_generation_settings_travel_with_the_session(window, tmp_path):
     panel = window.generation_panel
     assert panel.unit_box.currentText() == "seconds" and panel.length_box.value() == pytest.approx(24.0)
     assert panel.variations_box.value() == 3 and panel.fixed_seed.isChecked() and panel.seed_box.value() == 9
+
+
+def test_style_is_chosen_in_musicians_words_kept_with_the_session_and_waits_for_a_model_with_styles(
+    qtbot, window, tmp_path
+):
+    panel, song, generation = window.generation_panel, window.song, window.generation
+    box = panel.style_box
+    assert [box.itemData(index) for index in range(box.count())] == list(STYLES)
+    assert box.itemText(0) == "Auto" and "Chorale" in [box.itemText(index) for index in range(box.count())]
+    old = small_checkpoint(tmp_path / "old.pt", styles=False)
+    generation.choose_model(old)
+    qtbot.waitUntil(lambda: generation.model_source == str(old), timeout=20000)
+    assert not box.isEnabled() and "made before styles" in box.toolTip()
+    qtbot.keyClicks(box, "Ch")  # a model without styles: the box takes no choice
+    assert song.settings.style == "any"
+    new = small_checkpoint(tmp_path / "new.pt")
+    generation.choose_model(new)
+    qtbot.waitUntil(lambda: box.isEnabled(), timeout=20000)
+    assert "Auto lets the model tell" in box.toolTip()
+    qtbot.keyClicks(box, "Ch")
+    assert box.currentText() == "Chorale" and song.settings.style == "chorale"
+    song.undo_stack.undo()
+    assert song.settings.style == "any" and box.currentText() == "Auto"
+    song.undo_stack.redo()
+    path = tmp_path / "song.continuo"
+    assert window.document.save_to(path)
+    song.load([])
+    assert box.currentText() == "Auto"
+    assert window.document.open_path(path, ask_to_save=False)
+    assert song.settings.style == "chorale" and box.currentText() == "Chorale"
