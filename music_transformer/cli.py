@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable, NoReturn
 
+from . import limits
 from .errors import ContinuoError
 from .events import STYLES
 
@@ -26,8 +30,99 @@ SUBCOMMANDS = {
 }
 
 
+class UsageError(ContinuoError):
+    """A command-line argument the command cannot run with; the message names it."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its errors raised as `UsageError` so that `main` reports them in one line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def number(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False,
+           below: bool = False, description: str | None = None) -> Callable[[str], int | float]:
+    """An argparse type: a finite int or float from `low` to `high` (each left out when `above`, `below`)."""
+    if description is None:
+        if low is not None and high is not None and not (above or below):
+            bounds = f"from {low:,g} to {high:,g}"
+        else:
+            parts = [f"more than {low:,g}" if above else f"{low:,g} or more"] if low is not None else []
+            parts += [f"less than {high:,g}" if below else f"at most {high:,g}"] if high is not None else []
+            bounds = " and ".join(parts)
+        description = f"{'a whole number' if kind is int else 'a number'} {bounds}".strip()
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) \
+                or (low is not None and (value < low or (above and value == low))) \
+                or (high is not None and (value > high or (below and value == high))):
+            raise argparse.ArgumentTypeError(f"must be {description}, not {text!r}")
+        return value
+
+    parse.__name__ = description  # what argparse calls the type in its own messages
+    return parse
+
+
+positive_int = number(int, 1)
+non_negative_int = number(int, 0)
+positive_float = number(float, 0, above=True)
+non_negative_float = number(float, 0)
+share = number(float, 0, 1, description="a share from 0 to 1")
+share_below_one = number(float, 0, 1, below=True, description="a share from 0 up to (not including) 1")
+seed = number(int, 0, 2**63 - 1, description="a whole number 0 or more")
+threads = number(int, 1, limits.MAX_CPU_THREADS)
+length = number(int, 1, limits.MAX_LENGTH)
+
+
+def device(text: str) -> str:
+    """An argparse type: cpu, cuda or cuda:N, if this machine has it."""
+    from .checkpoint import checked_device
+
+    try:
+        return str(checked_device(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def output_file(text: str) -> Path:
+    """An argparse type: a file that can be written (its folder exists and is writable; it is not a folder)."""
+    path = Path(text).expanduser()
+    folder = path.parent
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {folder} is not writable")
+    return path
+
+
+def writable_folder(text: str) -> Path:
+    """An argparse type: a folder that exists and is writable, or can be made (its nearest existing parent is)."""
+    path = Path(text).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot use {text} as a folder: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in {text}: {existing} is not writable")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `music-transformer` command."""
+    """Entry point of the `music-transformer` command.
+
+    A user's mistake is one line on stderr, never a traceback (only a bug in Continuo prints one): exit
+    status 2 for a command line the command cannot run with (an argument out of range, an output path
+    that cannot be written), 1 for inputs it cannot use (a damaged MIDI or model file, training that
+    diverged) or a file the system refuses.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
         lines = [f"  {name:<10}{help_text}" for name, (_, _, help_text) in SUBCOMMANDS.items()]
@@ -40,8 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     function = getattr(importlib.import_module(module_name), function_name)
     try:
         return int(function(argv[1:]) or 0)
+    except UsageError as error:
+        print(f"music-transformer {argv[0]}: {error}", file=sys.stderr)
+        return 2
     except ContinuoError as error:
         print(f"music-transformer {argv[0]}: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a file or folder the system refuses: the user's to fix, not a bug
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"music-transformer {argv[0]}: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"music-transformer {argv[0]}: interrupted", file=sys.stderr)
@@ -50,34 +152,40 @@ def main(argv: list[str] | None = None) -> int:
 
 def generate_main(argv: list[str]) -> int:
     """`music-transformer generate`: continue a primer MIDI file for some seconds of music."""
-    parser = argparse.ArgumentParser(prog="music-transformer generate", description=generate_main.__doc__)
+    parser = ArgumentParser(prog="music-transformer generate", description=generate_main.__doc__)
     parser.add_argument("--primer", type=Path, help="MIDI file to continue (none: start from silence)")
-    parser.add_argument("--seconds", type=float, default=30.0, help="seconds of music to write (default 30)")
-    parser.add_argument("--out", type=Path, required=True, help="MIDI file to write: the primer and its continuation")
+    parser.add_argument("--seconds", type=number(float, 0, limits.MAX_PIECE_SECONDS, above=True), default=30.0,
+                        help="seconds of music to write (default 30)")
+    parser.add_argument("--out", type=output_file, required=True,
+                        help="MIDI file to write: the primer and its continuation")
     parser.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--top-p", type=float)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--temperature", type=number(float, 0, limits.MAX_TEMPERATURE), default=1.0)
+    parser.add_argument("--top-k", type=non_negative_int)
+    parser.add_argument("--top-p", type=number(float, 0, 1, above=True))
+    parser.add_argument("--seed", type=seed)
     parser.add_argument("--style", default="any", choices=STYLES,
                         help="the idiom to continue in (default any: the model tells from the primer)")
-    parser.add_argument("--beam-size", type=int, default=1,
+    parser.add_argument("--beam-size", type=number(int, 1, limits.MAX_BEAM_SIZE), default=1,
                         help="search for the most likely continuation with this many beams instead of sampling")
-    parser.add_argument("--length-penalty", type=float, default=0.6, help="beam search's length bias α")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU when there is one)")
-    parser.add_argument("--bpm", type=float, default=120.0, help="tempo written into the MIDI file")
+    parser.add_argument("--length-penalty", type=non_negative_float, default=0.6, help="beam search's length bias α")
+    parser.add_argument("--device", type=device, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
+    parser.add_argument("--bpm", type=number(float, limits.MIN_BPM, limits.MAX_BPM), default=120.0,
+                        help="tempo written into the MIDI file")
     args = parser.parse_args(argv)
 
     from tqdm import tqdm
 
     from .checkpoint import load_checkpoint
-    from .events import shift_ticks, SECONDS_PER_TICK
+    from .events import SECONDS_PER_TICK, shift_ticks
     from .generate import continuation_notes, generate, primer_tokens
     from .midi import read_midi, write_midi
 
-    model = load_checkpoint(args.checkpoint, device=args.device)
     primer_notes = read_midi(args.primer) if args.primer else []
     motif_end = max((note.end for note in primer_notes), default=0.0)
+    if motif_end + args.seconds > limits.MAX_PIECE_SECONDS:
+        raise UsageError(f"the primer ({motif_end / 60:.0f} min) and --seconds {args.seconds:g} make more than the "
+                         f"{limits.MAX_PIECE_SECONDS / 3600:g} hours Continuo writes at once")
+    model = load_checkpoint(args.checkpoint, device=args.device)
     tokens = []
     started = time.perf_counter()
     with tqdm(total=round(args.seconds, 2), unit="s", desc=f"writing on {model.device.type}",
@@ -98,9 +206,9 @@ def generate_main(argv: list[str]) -> int:
 
 def average_main(argv: list[str]) -> int:
     """`music-transformer average C1 C2 ... --out C`: checkpoint averaging."""
-    parser = argparse.ArgumentParser(prog="music-transformer average", description=average_main.__doc__)
+    parser = ArgumentParser(prog="music-transformer average", description=average_main.__doc__)
     parser.add_argument("checkpoints", nargs="+", type=Path, help="checkpoints of one run, e.g. its last few")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the averaged model")
+    parser.add_argument("--out", type=output_file, required=True, help="where to write the averaged model")
     args = parser.parse_args(argv)
     from .checkpoint import average_checkpoints
 
@@ -109,5 +217,7 @@ def average_main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m music_transformer.cli: run the package's copy, whose errors the commands raise
+    from music_transformer.cli import main as package_main
+
+    sys.exit(package_main())

@@ -13,7 +13,6 @@ and augmentation are functions of (seed, epoch, sample), not of a random state t
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import cli
 from . import data as data_module
 from .checkpoint import read_checkpoint, save_checkpoint
 from .errors import ContinuoError
@@ -586,34 +586,41 @@ DATA_HELP = ("one or more data sources: a folder of MIDI files (STYLE=FOLDER nam
 
 def train_main(argv: list[str]) -> int:
     """`music-transformer train`: train a model on a MIDI folder or the music21 corpus."""
-    parser = argparse.ArgumentParser(prog="music-transformer train", description=train_main.__doc__)
+    parser = cli.ArgumentParser(prog="music-transformer train", description=train_main.__doc__)
     parser.add_argument("--data", required=True, nargs="+", help=DATA_HELP)
-    parser.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, log)")
+    parser.add_argument("--out", required=True, type=cli.writable_folder, help="run directory (checkpoints, log)")
     parser.add_argument("--config", default="small", help=f"a preset ({', '.join(PRESETS)}) or a JSON file")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    parser.add_argument("--steps", type=int, help="optimizer steps to train for (the schedule decays over them)")
-    parser.add_argument("--max-minutes", type=float, help="stop after this many minutes of training")
+    parser.add_argument("--steps", type=cli.positive_int,
+                        help="optimizer steps to train for (the schedule decays over them)")
+    parser.add_argument("--max-minutes", type=cli.positive_float, help="stop after this many minutes of training")
     parser.add_argument("--positional", choices=POSITIONAL_KINDS, help="override the config's positions")
-    parser.add_argument("--train-length", type=int, help="override the config's crop length")
-    parser.add_argument("--label-smoothing", type=float, help="spread this much of each target's mass (e.g. 0.1)")
-    parser.add_argument("--fim-rate", type=float, help="share of fill-in-the-middle samples (default 0.5)")
-    parser.add_argument("--style-dropout", type=float, help="share of samples whose style says 'any' (default 0.15)")
-    parser.add_argument("--dropout", type=float, help="dropout before each residual addition")
-    parser.add_argument("--attention-dropout", type=float, help="dropout on the attention weights")
-    parser.add_argument("--local-block", type=int,
+    parser.add_argument("--train-length", type=cli.length, help="override the config's crop length")
+    parser.add_argument("--label-smoothing", type=cli.share_below_one,
+                        help="spread this much of each target's mass (e.g. 0.1)")
+    parser.add_argument("--fim-rate", type=cli.share, help="share of fill-in-the-middle samples (default 0.5)")
+    parser.add_argument("--style-dropout", type=cli.share,
+                        help="share of samples whose style says 'any' (default 0.15)")
+    parser.add_argument("--dropout", type=cli.share_below_one, help="dropout before each residual addition")
+    parser.add_argument("--attention-dropout", type=cli.share_below_one, help="dropout on the attention weights")
+    parser.add_argument("--local-block", type=cli.length,
                         help="relative local attention: blocks of this many tokens see their own and the previous")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--warmup-steps", type=int)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--batch-size", type=cli.positive_int)
+    parser.add_argument("--lr", type=cli.positive_float, help="peak learning rate")
+    parser.add_argument("--warmup-steps", type=cli.non_negative_int)
+    parser.add_argument("--seed", type=cli.seed)
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="auto (bfloat16 on CUDA, float32 on the CPU), bfloat16 or float32")
-    parser.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 3)")
-    parser.add_argument("--keep-every-steps", type=int, help="also keep a copy of the weights every N steps")
-    parser.add_argument("--limit", type=int, help="at most this many files (per corpus part): for smoke runs")
-    parser.add_argument("--cache", help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU when there is one)")
-    parser.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
+    parser.add_argument("--checkpoint-minutes", type=cli.non_negative_float,
+                        help="minutes between checkpoints (default 3)")
+    parser.add_argument("--keep-every-steps", type=cli.positive_int,
+                        help="also keep a copy of the weights every N steps")
+    parser.add_argument("--limit", type=cli.positive_int,
+                        help="at most this many files (per corpus part): for smoke runs")
+    parser.add_argument("--cache", type=cli.writable_folder,
+                        help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
+    parser.add_argument("--device", type=cli.device, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
+    parser.add_argument("--threads", type=cli.threads, help="CPU threads per process (default: cores / processes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     args = parser.parse_args(argv)
     overrides = {"steps": args.steps, "max_minutes": args.max_minutes, "label_smoothing": args.label_smoothing,
@@ -633,18 +640,19 @@ def train_main(argv: list[str]) -> int:
 
 def eval_main(argv: list[str]) -> int:
     """`music-transformer eval`: NLL per token of a checkpoint, overall and by position."""
-    parser = argparse.ArgumentParser(prog="music-transformer eval", description=eval_main.__doc__)
+    parser = cli.ArgumentParser(prog="music-transformer eval", description=eval_main.__doc__)
     parser.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
     parser.add_argument("--data", required=True, nargs="+", help=DATA_HELP)
     parser.add_argument("--style", choices=STYLES,
                         help="the style token to score with (default: each piece's own, 'any' for a plain folder)")
     parser.add_argument("--split", choices=("valid", "train", "all"), default="valid",
                         help="which pieces to score (default: the held-out ones)")
-    parser.add_argument("--window", type=int, help="positions each token attends to (default: train_length)")
-    parser.add_argument("--limit", type=int, help="at most this many files (per corpus part)")
-    parser.add_argument("--cache", help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int)
+    parser.add_argument("--window", type=cli.length, help="positions each token attends to (default: train_length)")
+    parser.add_argument("--limit", type=cli.positive_int, help="at most this many files (per corpus part)")
+    parser.add_argument("--cache", type=cli.writable_folder,
+                        help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
+    parser.add_argument("--device", type=cli.device, help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=cli.threads)
     args = parser.parse_args(argv)
 
     from .checkpoint import load_checkpoint
