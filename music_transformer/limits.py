@@ -20,7 +20,7 @@ MAX_MIDI_EVENTS = 1_000_000  # notes on and off, pedal and controller moves, met
 MAX_MIDI_NOTES = 250_000  # an hour of the densest piano playing is under 100,000
 MAX_MIDI_TRACKS = 1024
 MAX_MIDI_DATA_BYTES = 4 * 1024 * 1024  # text, lyrics and device settings (meta and sysex payloads)
-MAX_MIDI_TICKS = 10_000_000  # the last event's tick; pretty_midi keeps a table of one float per tick
+MAX_MIDI_TICKS = 10_000_000  # ticks before the last event: pretty_midi's own limit (a float per tick)
 
 # --- models -------------------------------------------------------------------------------------------
 # The biggest model config we would ever ship (the "base" preset is 6 x 512, 19 M parameters).

@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
+
 from music_transformer import Note, read_midi, save_checkpoint, write_midi
+from music_transformer.cli import main, positive_float, share
 
 from .test_model import small_model
 
@@ -60,3 +63,78 @@ def test_average_command(tmp_path):
     result = run("average", str(tmp_path / "c1.pt"), str(tmp_path / "c2.pt"), "--out", str(tmp_path / "avg.pt"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "avg.pt").exists()
+
+
+# --- every user error is one line on stderr, found before any work -----------------------------------------
+
+BAD_GENERATE = {
+    "--seconds": ["nan", "inf", "-5", "0", "1e9", "x"], "--temperature": ["nan", "-1", "inf"], "--top-k": ["-1", "2.5"],
+    "--top-p": ["0", "2", "nan"], "--seed": ["-1", "1.5"], "--beam-size": ["0", "1000"],
+    "--length-penalty": ["nan", "-1"], "--bpm": ["0", "nan", "-120", "100000"], "--device": ["foo", "cuda:x"],
+}
+
+
+@pytest.mark.parametrize("option,value", [(option, value) for option, values in BAD_GENERATE.items()
+                                          for value in values])
+def test_generate_refuses_bad_arguments_before_loading_a_model(tmp_path, capsys, option, value):
+    """The model file does not exist: an argument checked after loading would say that instead."""
+    code = main(["generate", "--out", str(tmp_path / "o.mid"), "--checkpoint", str(tmp_path / "none.pt"), option, value])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and f"argument {option}" in error, error
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("out,message", [("nowhere/o.mid", "does not exist"), ("folder", "is a folder"),
+                                         ("file/o.mid", "does not exist")])
+def test_generate_checks_the_output_path_before_generating(tmp_path, capsys, out, message):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    code = main(["generate", "--out", str(tmp_path / out), "--checkpoint", str(tmp_path / "none.pt")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and message in error
+
+
+def test_a_primer_and_seconds_past_two_hours_are_refused_before_generating(tmp_path, capsys):
+    write_midi([Note(60, 90, 5400.0, 5401.0)], tmp_path / "long.mid")
+    code = main(["generate", "--primer", str(tmp_path / "long.mid"), "--seconds", "7000", "--out",
+                 str(tmp_path / "o.mid"), "--checkpoint", str(tmp_path / "none.pt")])
+    assert code == 2 and "2 hours" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments", [
+    ["eval", "--data", "x", "--window", "-1"], ["eval", "--data", "x", "--window", "0"],
+    ["eval", "--data", "x", "--threads", "-1"], ["eval", "--data", "x", "--limit", "-1"],
+    ["eval", "--data", "x", "--device", "foo"], ["train", "--data", "x", "--out", "run", "--steps", "-1"],
+    ["train", "--data", "x", "--out", "run", "--lr", "nan"], ["train", "--data", "x", "--out", "run", "--dropout", "1"],
+    ["train", "--data", "x", "--out", "run", "--batch-size", "0"], ["train", "--data", "x", "--out", "run",
+                                                                     "--train-length", "0"],
+    ["train", "--data", "x", "--out", "run", "--fim-rate", "2"], ["train", "--data", "x", "--out", "run",
+                                                                   "--max-minutes", "-1"],
+    ["train", "--data", "x", "--out", "file/run"], ["eval", "--data", "x", "--cache", "file/cache"],
+    ["average", "a.pt", "b.pt", "--out", "nowhere/avg.pt"], ["generate", "--bogus"], ["eval"],
+])
+def test_eval_train_and_average_refuse_bad_arguments_in_one_line(tmp_path, capsys, monkeypatch, arguments):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("x")
+    code = main(arguments)
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and "Traceback" not in error, error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "-1", "", "1e400", "0x10"])
+def test_number_types_refuse_what_is_not_a_finite_number_in_range(text):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="must be"):
+        positive_float(text)
+    assert positive_float("0.5") == 0.5 and share("1") == 1.0
+
+
+def test_averaging_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
+    save_checkpoint(small_model(), tmp_path / "good.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    code = main(["average", str(tmp_path / "good.pt"), str(tmp_path / "bad.pt"), "--out", str(tmp_path / "avg.pt")])
+    error = capsys.readouterr().err
+    assert code == 1 and error.count("\n") == 1 and "bad.pt" in error
+    assert not (tmp_path / "avg.pt").exists()
