@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pretty_midi
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from app.session import FORMAT_VERSION
 from app.song import CONTINUATION, GenerationSettings
@@ -198,3 +199,44 @@ def test_drop_a_midi_file_to_make_it_the_motif(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: [n.pitch for n in window.song.notes()] == [65], timeout=2000)
     window.song.undo_stack.undo()
     assert [n.pitch for n in window.song.notes()] == [60]
+
+
+def cancel_next_file_dialog(seen: list) -> None:
+    """Notes the file the next file dialog proposes, then cancels it (it blocks in its own event loop)."""
+
+    def attempt() -> None:
+        dialog = QApplication.activeModalWidget()
+        if isinstance(dialog, QFileDialog):
+            seen.append(Path(dialog.selectedFiles()[0]).name)
+            dialog.reject()
+        else:
+            QTimer.singleShot(20, attempt)
+
+    QTimer.singleShot(20, attempt)
+
+
+def test_every_dialog_suggests_the_documents_name(qtbot, window, tmp_path):
+    """After opening motif.mid, Save As, the exports and the title all say "motif"; after a save, the session's name."""
+    path = tmp_path / "motif.mid"
+    write_midi([Note(60, 80, 0.0, 0.5)], path, bpm=120)
+    assert window.document.open_path(path)
+    actions = window.studio_actions
+    dialogs = [
+        actions.save_as_action,
+        actions.export_actions[0],
+        actions.export_actions[2],
+        actions.export_audio_action,
+    ]
+
+    def suggestions() -> list[str]:
+        seen: list[str] = []
+        for action in dialogs:
+            cancel_next_file_dialog(seen)
+            action.trigger()
+        return seen
+
+    assert suggestions() == ["motif.continuo", "motif.mid", "motif-continuation.mid", "motif.wav"]
+    assert window.windowTitle().startswith("motif.mid")
+    assert window.document.save_to(tmp_path / "song.continuo")
+    assert suggestions() == ["song.continuo", "song.mid", "song-continuation.mid", "song.wav"]
+    assert window.windowTitle().startswith("song.continuo")
