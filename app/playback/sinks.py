@@ -90,8 +90,7 @@ class Sink:
             if self.closed:
                 return
             try:
-                for channel, pitch in sorted(self._sounding):
-                    self._send(mido.Message("note_off", channel=channel, note=pitch, velocity=0))
+                self._end_sounding_notes()
                 for channel in range(16):
                     self._send(mido.Message("control_change", channel=channel, control=ALL_NOTES_OFF, value=0))
             except Exception:  # noqa: BLE001 - a port that went away has nothing left to silence
@@ -112,6 +111,11 @@ class Sink:
 
     def check(self) -> None:
         """Raises SinkError if the output has gone away (the scheduler asks now and then)."""
+
+    def _end_sounding_notes(self) -> None:
+        """A note-off for each note this sink turned on."""
+        for channel, pitch in sorted(self._sounding):
+            self._send(mido.Message("note_off", channel=channel, note=pitch, velocity=0))
 
     def _track(self, message: mido.Message) -> None:
         if message.type == "note_on" and message.velocity > 0:
@@ -366,8 +370,7 @@ class TapSink(Sink):
     def reset(self) -> None:
         """Turns off the notes this tap turned on, and nothing else (the musician's keys keep sounding)."""
         with self._lock:
-            for channel, pitch in sorted(self._sounding):
-                self._send(mido.Message("note_off", channel=channel, note=pitch, velocity=0))
+            self._end_sounding_notes()
             self._sounding.clear()
 
 
