@@ -14,12 +14,12 @@ MIN_PITCH, MAX_PITCH = 0, 127  # MIDI's pitches
 MIN_VELOCITY, MAX_VELOCITY = 1, 127  # MIDI's loudness of a sounding note
 MIN_BPM, MAX_BPM = 20.0, 400.0  # tempi written into a MIDI file (the studio's range)
 
-# --- MIDI files (measured on a 2-core machine: a file at every cap reads in a few seconds) -------------
+# --- MIDI files: any file within these is read in a few seconds and a few hundred megabytes ------------
 MAX_MIDI_FILE_BYTES = 50 * 1024 * 1024
-MAX_MIDI_EVENTS = 1_000_000  # notes on and off, pedal and controller moves, meta and sysex events
-MAX_MIDI_NOTES = 250_000  # an hour of the densest piano playing is under 100,000
+MAX_MIDI_EVENTS = 2_000_000  # every event, walked over before parsing (under 1 µs each)
+MAX_MIDI_KEPT_EVENTS = 300_000  # those parsed (about 15 µs and 0.5 kB each): notes on and off, pedal, programs
+MAX_MIDI_NOTES = 100_000  # two hours of dense piano playing (10 notes a second) is 72,000
 MAX_MIDI_TRACKS = 1024
-MAX_MIDI_DATA_BYTES = 4 * 1024 * 1024  # text, lyrics and device settings (meta and sysex payloads)
 MAX_MIDI_TICKS = 10_000_000  # ticks before the last event: pretty_midi's own limit (a float per tick)
 
 # --- models -------------------------------------------------------------------------------------------

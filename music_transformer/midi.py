@@ -8,7 +8,9 @@ ending the earlier note, no note shorter than 10 ms; so the roll, the model and 
 same music.
 
 Reading is bounded: before the parser runs, a quick walk over the bytes refuses a file past the limits
-(`limits.MAX_MIDI_*`), and a piece longer than `limits.MAX_PIECE_SECONDS` is refused after it.
+(`limits.MAX_MIDI_*`, a piece longer than `limits.MAX_PIECE_SECONDS`) and hands the parser only the
+events reading uses (notes, the pedal, programs and tempi), so a file full of controller moves, text or
+device data costs the walk only.
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ _DATA_BYTES = {**{kind: 2 for kind in (0x80, 0x90, 0xA0, 0xB0, 0xE0)}, 0xC0: 1, 
 _TEMPO = 0x51
 
 
-def _check_size(name: str, data: bytes) -> None:
-    """Refuses, before the MIDI parser runs, a file whose reading would not be bounded by the limits.
+def _compact(name: str, data: bytes) -> bytes:
+    """The file with only what reading uses, walked and bounded before the MIDI parser (mido, then
+    pretty_midi, some 10 µs and half a kilobyte an event) runs on it.
 
-    Walks the events the way mido will (the tracks the header announces, running status, meta and
-    sysex lengths) without building messages, counting every event, note, tick and byte of text or
-    device data, so that the parser afterwards reads at most the limits' worth. A file that breaks
-    the structure in a way mido would notice only after reading on to the end of the file (a track
-    that runs past its length, a number of more than 4 bytes) is refused here too.
+    Walks the events of the tracks the header announces as mido would (running status, meta and sysex
+    lengths) without building messages, and keeps the notes, the sustain pedal, program changes and
+    tempo changes, each with its own status byte and the delta times of what was left out added to it.
+    Every event walked counts towards `limits.MAX_MIDI_EVENTS` and every one kept towards
+    `MAX_MIDI_KEPT_EVENTS`, so any file up to the size cap is read in bounded time and memory. A file
+    broken in a way mido would notice only after reading on into the rest of the file (a track that
+    runs past its length, a number of more than 4 bytes) is refused here.
     """
     def damaged(reason: str) -> MidiFileError:
         return MidiFileError(f"{name}: damaged MIDI file ({reason})")
@@ -53,68 +58,123 @@ def _check_size(name: str, data: bytes) -> None:
                 return value, last + 1
         raise damaged("a track runs past its end" if i + 4 > end else "a number longer than MIDI allows")
 
-    header_length, _, tracks, division = struct.unpack(">IHHh", data[4:14])
+    header_length, file_format, tracks, division = struct.unpack(">IHHh", data[4:14])
     if division < 0:
         raise MidiFileError(f"{name}: timed in SMPTE frames instead of beats, which Continuo does not read")
     if division == 0:
         raise damaged("its header gives no ticks per beat")
     if tracks > limits.MAX_MIDI_TRACKS:
         raise MidiFileError(f"{name}: {tracks:,} tracks; Continuo reads files of up to {limits.MAX_MIDI_TRACKS:,}")
-    events = notes = data_bytes = 0
+    compact = bytearray(b"MThd" + struct.pack(">IHHh", 6, file_format, tracks, division))
+    max_events, max_kept, max_notes, max_ticks = (limits.MAX_MIDI_EVENTS, limits.MAX_MIDI_KEPT_EVENTS,
+                                                  limits.MAX_MIDI_NOTES, limits.MAX_MIDI_TICKS)
+    events = kept = notes = last_tick = 0  # last_tick: of the last note or pedal event
+    tempi = [(0, 500_000)]  # (tick, microseconds a beat): MIDI's default, 120 bpm, until the file says
     position = 8 + header_length
-    for _ in range(tracks):
+    for track in range(tracks):
         if position + 8 > len(data):
-            return  # mido stops at the missing track: the parser reports the file as truncated
+            raise MidiFileError(f"{name}: the file is truncated (it announces {tracks} tracks and holds {track})")
         if data[position:position + 4] != b"MTrk":
             raise damaged("a track does not start where the one before it ends")
         (length,) = struct.unpack(">I", data[position + 4:position + 8])
         i, end = position + 8, position + 8 + length
         if end > len(data):
             raise MidiFileError(f"{name}: the file is truncated (a track is cut off)")
-        tick, status = 0, None
+        body = bytearray()
+        tick = written = 0  # ticks of this track: now, and at the last event kept
+        status = None
         while i < end:
-            delta, i = number(i, end)
-            tick += delta
-            events += 1
-            if tick >= limits.MAX_MIDI_TICKS:
+            if data[i] < 0x80:  # the delta time, most often one byte
+                tick += data[i]
+                i += 1
+            else:
+                delta, i = number(i, end)
+                tick += delta
+            if tick >= max_ticks:
                 raise MidiFileError(f"{name}: events are placed {tick:,} ticks in, far past the end of any piece "
-                                    f"(Continuo reads up to {limits.MAX_MIDI_TICKS:,} ticks)")
-            if events > limits.MAX_MIDI_EVENTS:
-                raise MidiFileError(f"{name}: more than {limits.MAX_MIDI_EVENTS:,} MIDI events (notes, pedal and "
-                                    "controller moves); Continuo reads pieces up to that size")
+                                    f"(Continuo reads up to {max_ticks:,} ticks)")
+            events += 1
+            if events > max_events:
+                raise MidiFileError(f"{name}: more than {max_events:,} MIDI events (notes, pedal and controller "
+                                    "moves, text); Continuo reads pieces up to that size")
             if i >= end:
                 raise damaged("a track runs past its end")
-            running = not data[i] & 0x80  # running status: the status of the event before, and data now
-            if running and status is None:
-                raise damaged("an event has no status byte")
-            kind = status if running else data[i]
-            i += not running
-            if kind != 0xFF:  # meta events do not set the running status
-                status = kind
-            if kind in (0xFF, 0xF0, 0xF7):  # meta (a type byte first) or sysex: a length, then the data
+            first = i  # where the event starts
+            if data[i] < 0x80:  # running status: the status of the event before, and data now
+                if status is None:
+                    raise damaged("an event has no status byte")
+                kind, running = status, True
+            else:
+                kind, running = data[i], False
+                i += 1
+                if kind != 0xFF:  # meta events do not set the running status
+                    status = kind
+            if kind >= 0xF0 and kind in (0xFF, 0xF0, 0xF7):  # meta (a type byte first) or sysex: a length, data
                 meta_type = data[i] if kind == 0xFF and i < end else None
                 i += kind == 0xFF or running  # mido drops a running-status sysex's first byte
-                length, i = number(i, end)
-                if meta_type == _TEMPO and data[i:i + length] == b"\0\0\0":
-                    raise damaged("a tempo of zero")
-                data_bytes += length
-                if data_bytes > limits.MAX_MIDI_DATA_BYTES:
-                    raise MidiFileError(f"{name}: more than {limits.MAX_MIDI_DATA_BYTES // 2**20} MB of text and "
-                                        "device data (sysex); Continuo reads files with up to that much")
-                i += length
+                size, i = number(i, end)
+                i += size
+                if meta_type == _TEMPO and i <= end:  # the tempo map: kept
+                    if data[i - size:i] == b"\0\0\0":
+                        raise damaged("a tempo of zero")
+                    if track == 0 and size == 3:  # pretty_midi reads the tempo map from the first track only
+                        tempi = [] if tick == 0 else tempi
+                        tempi.append((tick, int.from_bytes(data[i - 3:i], "big")))
+                    body += _variable_length(tick - written) + data[first:i]
+                    written = tick
                 continue
             size = _DATA_BYTES.get(kind if kind >= 0xF0 else kind & 0xF0)
             if size is None or (running and not size):
                 raise damaged(f"an unknown event (0x{kind:02X})")
-            if kind & 0xF0 == 0x90 and i + 1 < end and data[i + 1]:
-                notes += 1
-                if notes > limits.MAX_MIDI_NOTES:
-                    raise MidiFileError(f"{name}: more than {limits.MAX_MIDI_NOTES:,} notes; Continuo reads pieces "
-                                        "up to that size")
-            i += size
+            start, i = i, i + size
+            if i > end:
+                raise damaged("a track runs past its end")
+            voice = kind & 0xF0
+            if voice in (0x80, 0x90, 0xC0) or (voice == 0xB0 and data[start] == SUSTAIN_CONTROLLER):
+                kept += 1
+                if kept > max_kept:
+                    raise MidiFileError(f"{name}: more than {max_kept:,} notes, pedal moves and instrument changes; "
+                                        "Continuo reads pieces up to that size")
+                if voice == 0x90 and data[i - 1]:
+                    notes += 1
+                    if notes > max_notes:
+                        raise MidiFileError(f"{name}: more than {max_notes:,} notes; Continuo reads pieces up to "
+                                            "that size")
+                if tick - written < 0x80:
+                    body.append(tick - written)
+                else:
+                    body += _variable_length(tick - written)
+                body.append(kind)
+                body += data[start:i]
+                written = tick
+                if voice != 0xC0:
+                    last_tick = max(last_tick, tick)
         if i != end:
             raise damaged("a track runs past its end")
+        compact += b"MTrk" + struct.pack(">I", len(body)) + body
         position = end
+    seconds = 0.0  # when the last note or pedal event comes, through the tempo map
+    for index, (tick, tempo) in enumerate(tempi):
+        following = tempi[index + 1][0] if index + 1 < len(tempi) else last_tick
+        seconds += max(0, min(following, last_tick) - tick) * tempo / (1e6 * division)
+    if seconds > limits.MAX_PIECE_SECONDS:
+        raise _too_long(name, seconds)
+    return bytes(compact)
+
+
+def _too_long(name: str, seconds: float) -> MidiFileError:
+    return MidiFileError(f"{name}: its notes run {seconds / 3600:,.1f} hours in; Continuo reads pieces of up to "
+                         f"{limits.MAX_PIECE_SECONDS / 3600:g} hours")
+
+
+def _variable_length(value: int) -> bytes:
+    """A MIDI variable-length quantity: 7 bits a byte, the high bit set on all but the last."""
+    out = bytearray((value & 0x7F,))
+    value >>= 7
+    while value:
+        out.insert(0, 0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(out)
 
 
 def _sustained(notes: list, pedal_changes: list) -> list[Note]:
@@ -170,7 +230,7 @@ def read_midi(path: str | os.PathLike) -> list[Note]:
         raise MidiFileError(f"{name}: not a MIDI file (it does not start with a MIDI header)")
     if len(data) < 14:
         raise MidiFileError(f"{name}: the file is truncated (the MIDI header is incomplete)")
-    _check_size(name, data)
+    data = _compact(name, data)
 
     import pretty_midi
 
@@ -195,9 +255,8 @@ def read_midi(path: str | os.PathLike) -> list[Note]:
     if not notes:
         raise MidiFileError(f"{name}: the file has no notes")
     last = max(note.end for note in notes)
-    if last > limits.MAX_PIECE_SECONDS:
-        raise MidiFileError(f"{name}: its notes run {last / 3600:,.1f} hours in; Continuo reads pieces of up to "
-                            f"{limits.MAX_PIECE_SECONDS / 3600:g} hours")
+    if last > limits.MAX_PIECE_SECONDS:  # known from the walk already, but for rounding
+        raise _too_long(name, last)
     return canonical_notes(notes)
 
 

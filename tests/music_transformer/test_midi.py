@@ -160,10 +160,10 @@ def test_a_flood_of_controller_moves_is_refused_quickly(tmp_path, parsed):
     path = tmp_path / "knobs.mid"
     path.write_bytes(_midi_bytes(b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xb0\x07\x40"
                                  + b"\x00\x07\x40" * limits.MAX_MIDI_EVENTS + b"\x00\xff\x2f\x00"))
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: the tests may share the machine
     with pytest.raises(MidiFileError, match=f"more than {limits.MAX_MIDI_EVENTS:,} MIDI events"):
         read_midi(path)
-    assert time.perf_counter() - started < 10 and not parsed
+    assert time.process_time() - started < 5 and not parsed
 
 
 def _file_with_every_kind_of_event():
@@ -185,10 +185,11 @@ def _file_with_every_kind_of_event():
 
 
 @pytest.mark.parametrize("limit,count", [("MAX_MIDI_NOTES", 300), ("MAX_MIDI_EVENTS", None),
-                                         ("MAX_MIDI_DATA_BYTES", 200 + 3 + 151)])
+                                         ("MAX_MIDI_KEPT_EVENTS", 300 + 300 + 1)])
 def test_the_quick_walk_counts_exactly_what_the_parser_reads(tmp_path, monkeypatch, limit, count):
     """Meta, sysex, running status and short events are walked over the way mido reads them: a file with
-    exactly the limit is read, one with one more is refused."""
+    exactly the limit is read, one with one more is refused. Kept for the parser: the notes on and off and
+    the program change."""
     data, events = _file_with_every_kind_of_event()
     count = count or events
     path = tmp_path / "count.mid"
@@ -198,6 +199,21 @@ def test_the_quick_walk_counts_exactly_what_the_parser_reads(tmp_path, monkeypat
     monkeypatch.setattr(limits, limit, count - 1)
     with pytest.raises(MidiFileError, match="count.mid: more than"):
         read_midi(path)
+
+
+def test_what_reading_does_not_use_is_walked_over_not_parsed(tmp_path):
+    """30 MB of device data (sysex) and 300,000 controller moves cost the walk only: the notes come back."""
+    notes = b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\x90\x40\x40\x60\x80\x40\x00"
+    sysex = b"\x00\xf0\xbd\x84\x3f" + b"\x7e" * 999_999  # a million bytes: the most mido reads in one event
+    knobs = b"\x00\xb0\x07\x40" + b"\x00\x07\x40" * 300_000 + b"\x00\xe0\x00\x40" + b"\x00\x10\x40" * 10_000
+    path = tmp_path / "busy.mid"
+    path.write_bytes(_midi_bytes(sysex * 30 + knobs + notes + b"\x00\xb0\x40\x7f\x60\x40\x00" + notes
+                                 + b"\x00\xff\x2f\x00"))
+    started = time.process_time()
+    read = read_midi(path)
+    assert time.process_time() - started < 5
+    assert [(n.pitch, round(n.start, 2), round(n.end, 2)) for n in read] == \
+        [(60, 0.0, 0.1), (64, 0.1, 0.3), (60, 0.3, 0.4), (64, 0.4, 0.5)]  # 64 held by the pedal kept
 
 
 HOSTILE = {  # (track bytes, header: division and track count) -> what the message says
@@ -217,9 +233,7 @@ HOSTILE = {  # (track bytes, header: division and track count) -> what the messa
                         "tracks"),
     "an unknown event": (b"\x00\x90\x3c\x40\x60\xf4\x00\xff\x2f\x00", 480, 1, "unknown event"),
     "data before any status": (b"\x00\x3c\x40\x00\xff\x2f\x00", 480, 1, "no status"),
-    "sysex past the data limit": (b"\x00\x90\x3c\x40\x60\x80\x3c\x00"
-                                  + (b"\x00\xf0\xbd\x84\x3f" + b"\x7e" * 999_999) * 5 + b"\x00\xff\x2f\x00", 480, 1,
-                                  "device data"),
+    "a track missing": (b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00", 480, 2, "truncated"),
 }
 
 
@@ -229,11 +243,11 @@ def test_hostile_files_are_refused_before_they_cost_time_or_memory(tmp_path, kin
     path = tmp_path / "hostile.mid"
     path.write_bytes(b"MThd" + struct.pack(">IHHh", 6, 1, tracks, division) + b"MTrk"
                      + struct.pack(">I", len(track)) + track)
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(MidiFileError, match=f"hostile.mid: .*{message}"):
         read_midi(path)
-    assert time.perf_counter() - started < 5
-    assert not parsed or "hours in" in message  # the piece's length is known after the parser only
+    assert time.process_time() - started < 2
+    assert not parsed  # the walk knows the piece's length too, through the tempo map
 
 
 def test_a_track_that_runs_past_its_length_is_refused_before_the_parser_reads_on(tmp_path, parsed):
@@ -251,9 +265,9 @@ def test_many_pedal_lifts_are_read_in_linear_time(tmp_path):
     body = (b"\x00\x90\x3c\x40\x0a\x80\x3c\x00\x00\xb0\x40\x7f\x0a\xb0\x40\x00") * 20_000
     path = tmp_path / "pedal.mid"
     path.write_bytes(_midi_bytes(body + b"\x00\xff\x2f\x00"))
-    started = time.perf_counter()
+    started = time.process_time()
     notes = read_midi(path)
-    assert len(notes) == 20_000 and time.perf_counter() - started < 20
+    assert len(notes) == 20_000 and time.process_time() - started < 10
     beat = 0.5 / 480  # seconds per tick at 120 bpm
     assert notes[0].end == pytest.approx(20 * beat)  # held by the pedal until it lifts
 
