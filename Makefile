@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.continuo-installed
 
-.PHONY: setup system run lint test bench clean
+.PHONY: setup system run lint test fuzz bench clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ lint: setup
 
 test: setup system lint
 	bash scripts/run-tests.sh $(PY)
+
+# The fuzz suite (tests/music_transformer/test_fuzz.py) at length: 1,500 examples a test instead of 40.
+fuzz: setup
+	CONTINUO_FUZZ=long OMP_NUM_THREADS=1 $(PY) -m pytest tests/music_transformer/test_fuzz.py -q
 
 bench: setup
 	$(VENV)/bin/music-transformer bench

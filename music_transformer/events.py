@@ -201,9 +201,8 @@ def _canonical(notes: Iterable[Note]) -> list[tuple[int, int, int, int, float, f
         if max(note.start, note.end) > MAX_PIECE_SECONDS:
             raise ValueError(f"a note at {max(note.start, note.end) / 3600:.1f} hours is past the longest piece "
                              f"Continuo handles ({MAX_PIECE_SECONDS / 3600:g} hours)")
-        start = to_ticks(note.start)
-        start_seconds = float(note.start) if start >= 0 else 0.0
-        start = max(start, 0)
+        start = max(to_ticks(note.start), 0)
+        start_seconds = max(float(note.start), 0.0)
         end = max(to_ticks(note.end), start + 1)
         end_seconds = float(note.end) if end == to_ticks(note.end) else end * SECONDS_PER_TICK
         by_pitch.setdefault(int(note.pitch), []).append(
