@@ -114,10 +114,10 @@ def _compact(name: str, data: bytes) -> bytes:
                 i += kind == 0xFF or running  # mido drops a running-status sysex's first byte
                 size, i = number(i, end)
                 i += size
-                if meta_type == _TEMPO and i <= end:  # the tempo map: kept
+                if meta_type == _TEMPO and track == 0 and i <= end:  # the tempo map, kept (the first track's)
                     if data[i - size:i] == b"\0\0\0":
                         raise damaged("a tempo of zero")
-                    if track == 0 and size == 3:  # pretty_midi reads the tempo map from the first track only
+                    if size == 3:
                         tempi = [] if tick == 0 else tempi
                         tempi.append((tick, int.from_bytes(data[i - 3:i], "big")))
                     body += _variable_length(tick - written) + data[first:i]
