@@ -330,6 +330,19 @@ class KVCache:
     def __len__(self) -> int:
         return self._lengths[0]
 
+    @property
+    def layers(self) -> int:
+        """How many layers the cache holds keys for."""
+        return len(self._keys)
+
+    def kept(self, layer: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The keys and values (B, H, n, D) of `layer` that the next new token may still see."""
+        if self._keys[layer] is None:
+            return None, None
+        length = self._lengths[layer]
+        first = 0 if self.span is None else max(0, length - (self.span - 1))
+        return self._keys[layer][:, :, first:length], self._values[layer][:, :, first:length]
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Appends new keys and values (B, H, T, D); returns all the keys and values a new query may see."""
         new = k.shape[2]
@@ -410,3 +423,210 @@ class MultiHeadSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
                                                is_causal=mask is None and length > 1)
         return self.out(y.transpose(1, 2).reshape(batch, length, -1))
+
+
+class StreamCache:
+    """Keys and values for one-token steps of `rows` streams that all continue one shared context.
+
+    The context (the keys and values a `KVCache` kept after the model read the primer) takes P columns,
+    and each row's own tokens a ring of `span` columns after them, written in place. Keys are kept
+    transposed, (D, positions) per head, so that a new query's scores are a row-major matrix-vector
+    product per head. One row keeps context and ring side by side and reads them as one run of columns;
+    several rows read the context once, as one small matrix product for all their queries, then each its
+    own ring. Everything is allocated here: a step moves no stored key and allocates no buffer.
+
+    The relative term for one query needs no skew: `q E^T` holds it by distance, and each key takes the
+    entry for its own distance. Until a ring wraps, distances fall by one per column, so the term is
+    one slice of `q E^T` added to the scores; once it wraps, the ring's columns are two such runs. Order
+    matters nowhere else: softmax and the weighted sum of values do not care in which order keys come.
+
+    static=False: each step attends to exactly the keys in its window (the CPU). static=True: every step
+    attends to all P + span columns, each key taking its relative entry, a zero (past the table) or -inf
+    (not visible, not written yet) through an index worked out on the device from the position; so one
+    captured step replays as is (CUDA graphs, torch.compile).
+    """
+
+    def __init__(self, context: KVCache, rows: int, span: int, max_distance: int | None,
+                 dtype: torch.dtype | None = None, static: bool = False) -> None:
+        kept = [context.kept(layer) for layer in range(context.layers)]
+        if kept[0][0] is None or kept[0][0].shape[0] != 1:
+            raise ValueError("a stream cache continues one context that the model has read")
+        _, heads, length, head_dim = kept[0][0].shape
+        device = kept[0][0].device
+        dtype = dtype or kept[0][0].dtype
+        self.heads, self.head_dim, self.rows, self.span, self.static = heads, head_dim, rows, span, static
+        self.window = min(context.window or span, span)  # a ring of `span` columns keeps no more than that
+        self.local = context.local
+        self.distances = max_distance or 0  # M; 0: no relative term
+        self.context_length = length  # P
+        self.context_start = context.position - length  # absolute position of context column 0
+        self.position = context.position  # absolute position of the next token
+        self.written = 0  # tokens each row has written to its ring
+        columns = length + span
+        # one row: context and ring side by side, read as one run; several: the context once, then the rings
+        ring = columns if rows == 1 else span
+        self.keys = [torch.zeros(heads, rows, head_dim, ring, dtype=dtype, device=device) for _ in kept]
+        self.values = [torch.zeros(heads, rows, ring, head_dim, dtype=dtype, device=device) for _ in kept]
+        if rows == 1:
+            for (k, v), keys, values in zip(kept, self.keys, self.values):
+                keys[:, 0, :, :length] = k[0].transpose(-1, -2)
+                values[:, 0, :length] = v[0]
+            self.context_keys = [keys[:, 0, :, :length] for keys in self.keys]
+            self.context_values = [values[:, 0, :length] for values in self.values]
+        else:
+            self.context_keys = [k[0].transpose(-1, -2).to(dtype).contiguous() for k, _ in kept]  # (H, D, P)
+            self.context_values = [v[0].to(dtype).contiguous() for _, v in kept]  # (H, P, D)
+        self._ring_start = length if rows == 1 else 0  # the buffers' column of ring column 0
+        if rows == 1:  # (H, D, columns) and (H, columns, D): views sliced at every step
+            self._runs = [(keys[:, 0], values[:, 0]) for keys, values in zip(self.keys, self.values)]
+        else:  # (H * rows, D, span) and (H * rows, span, D)
+            self._runs = [(keys.view(heads * rows, head_dim, span), values.view(heads * rows, span, head_dim))
+                          for keys, values in zip(self.keys, self.values)]
+        self._scores = torch.empty(heads * rows * columns, dtype=dtype, device=device)
+        # q E^T by distance: column M-1-d holds distance d; then a zero (past the table) and -inf (hidden)
+        self._relative = torch.zeros(heads, rows, self.distances + 2, dtype=dtype, device=device)
+        self._relative[..., -1] = float("-inf")
+        self._out = torch.empty(heads, rows, head_dim, dtype=dtype, device=device)
+        if static:
+            self._column = torch.zeros(1, dtype=torch.long, device=device)
+            self._position = torch.tensor(self.position, device=device)
+            self._offsets = torch.cat((self.context_start + torch.arange(length, device=device),
+                                       torch.arange(span, device=device)))
+            self._index = torch.zeros(heads, rows, columns, dtype=torch.long, device=device)
+            self._gathered = torch.empty(heads, rows, columns, dtype=dtype, device=device)
+        self._layout: tuple = (0, 0, 0, (), ())
+
+    def __len__(self) -> int:
+        """Positions a new token may attend to at most: the context and the ring."""
+        return self.context_length + self.span
+
+    def begin_step(self) -> None:
+        """Works out, once for every layer, which columns the next token sees and their relative entries.
+
+        The layout: (first column, end column, the new token's column, runs (column from, column to,
+        distance at `column to` - 1) that take the relative term, hidden runs (column from, column to)).
+        """
+        if self.static:
+            self._device_layout()
+            return
+        position, span, context = self.position, self.span, self.context_length
+        reach = position - Visibility(self.window, self.local).first_visible(position)  # the farthest distance seen
+        newest = self.written % span  # the ring column the new token goes to, after the context's
+        if self.written < span:  # distances fall by one per column, down to 0 at the new token
+            end = context + newest + 1
+            first = max(0, end - 1 - reach)
+            self._layout = (first, end, context + newest, ((first, end, 0),), ())
+            return
+        # a full ring: columns up to the new token's fall to 0, those after it to newest + 1; with local
+        # attention the farthest of them may be out of sight
+        runs, hidden = [], []
+        for start, stop, low in ((context, context + newest + 1, 0),
+                                 (context + newest + 1, context + span, newest + 1)):
+            seen = max(start, stop - max(reach - low + 1, 0))
+            if seen > start:
+                hidden.append((start, seen))
+            runs.append((seen, stop, low))
+        self._layout = (context, context + span, context + newest, tuple(runs), tuple(hidden))
+
+    def _device_layout(self) -> None:
+        """`begin_step` on the device, from the position tensor: an index into the relative buffer per column."""
+        position, context = self._position, self.context_length
+        first = position - (self.window - 1)
+        if self.local is not None:
+            first = torch.maximum(first, (torch.div(position, self.local, rounding_mode="floor") - 1) * self.local)
+        written = position - (self.context_start + context)
+        offsets = self._offsets
+        distance = torch.cat((position - offsets[:context], torch.remainder(written - offsets[context:], self.span)))
+        hidden = distance > position - first
+        hidden[context:] |= offsets[context:] > written  # ring columns not written yet
+        entries = torch.where(distance >= self.distances, self.distances, self.distances - 1 - distance)
+        self._index.copy_(torch.where(hidden, self.distances + 1, entries).expand_as(self._index))
+        self._column.copy_((self._ring_start + torch.remainder(written, self.span)).view(1))
+        self._layout = (0, context + self.span, None, (), ())
+
+    def end_step(self) -> None:
+        """The device's half of moving on (static: the position tensor); `moved_on` is the host's."""
+        if self.static:
+            self._position.add_(1)
+
+    def moved_on(self) -> None:
+        """Counts the step taken."""
+        self.position += 1
+        self.written += 1
+
+    def device_position(self) -> torch.Tensor:
+        """The next token's absolute position as a tensor (1,) on the device (static caches)."""
+        return self._position.view(1)
+
+    def save_position(self) -> tuple:
+        """What `restore_position` needs to undo steps (warm-up runs before a capture)."""
+        return self.position, self.written, self._position.clone() if self.static else None
+
+    def restore_position(self, saved: tuple) -> None:
+        """Goes back to a saved position; ring columns written since are written again before they are read."""
+        self.position, self.written, position = saved
+        if position is not None:
+            self._position.copy_(position)
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               relative_t: torch.Tensor | None) -> torch.Tensor:
+        """Stores the new token's keys and values (H, rows, D) and returns its attention output (H, rows, D).
+
+        q must be contiguous and already scaled by 1/sqrt(D); relative_t is the layer's E^T (H, D, M).
+        """
+        first, end, column, runs, hidden = self._layout
+        heads, rows, head_dim, distances = self.heads, self.rows, self.head_dim, self.distances
+        keys, values = self.keys[layer], self.values[layer]
+        offset = self._ring_start - self.context_length  # buffer column = layout column + offset (in a ring)
+        if self.static:
+            keys.index_copy_(3, self._column, k.unsqueeze(-1))
+            values.index_copy_(2, self._column, v.unsqueeze(-2))
+        else:
+            keys[..., column + offset].copy_(k)
+            values[:, :, column + offset].copy_(v)
+        count = end - first
+        scores = self._scores[:heads * rows * count].view(heads, rows, count)
+        context = max(self.context_length - first, 0)
+        run_keys, run_values = self._runs[layer]
+        if rows == 1:  # context and ring in one run of columns
+            torch.bmm(q, run_keys[..., first:end], out=scores)
+        else:  # the context once for every row, then each row's ring
+            if context:
+                torch.bmm(q, self.context_keys[layer][..., first:], out=scores[..., :context])
+            torch.bmm(q.view(heads * rows, 1, head_dim), run_keys[..., first + context + offset:end + offset],
+                      out=scores[..., context:].view(heads * rows, 1, -1))
+        if self.static:  # relative entries, zeros and -inf through the index
+            if distances:
+                torch.bmm(q, relative_t, out=self._relative[..., :distances])
+            scores.add_(torch.gather(self._relative, -1, self._index, out=self._gathered))
+        else:
+            needed = min(distances, max((stop - start + low for start, stop, low in runs), default=0))
+            if needed:
+                torch.bmm(q, relative_t[..., distances - needed:],
+                          out=self._relative[..., distances - needed:distances])
+            for start, stop, low in runs:  # columns start..stop-1 at distances stop-1+low-start .. low
+                width = min(stop - start, distances - low)
+                if width > 0:
+                    scores[..., stop - width - first:stop - first].add_(
+                        self._relative[..., distances - low - width:distances - low])
+            for start, stop in hidden:
+                scores[..., start - first:stop - first] = float("-inf")
+        torch.softmax(scores, -1, out=scores)
+        out = self._out
+        if rows == 1:
+            return torch.bmm(scores, run_values[:, first:end], out=out)
+        if context:
+            torch.bmm(scores[..., :context], self.context_values[layer][:, first:], out=out)
+        else:
+            out.zero_()
+        flat = out.view(heads * rows, 1, head_dim)
+        torch.baddbmm(flat, scores[..., context:].view(heads * rows, 1, -1),
+                      run_values[:, first + context + offset:end + offset], out=flat)
+        return out
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keeps rows `index` (for beam search), in place; the context (row 0's) stays."""
+        rings = [keys[..., self._ring_start:] for keys in self.keys]
+        rings += [values[:, :, self._ring_start:] for values in self.values]
+        for ring in rings:
+            ring.copy_(ring.index_select(1, index))

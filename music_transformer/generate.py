@@ -7,7 +7,13 @@ flat however long the piece grows, far past the length the model was trained on.
 
 `infill` writes the music of a gap between two passages instead: the model reads what comes after the
 gap, then what comes before, and writes the gap's contents in its exact length (fill-in-the-middle,
-`events.fim_context`).
+`events.fim_context`). `generate_variations` writes several continuations of one primer at once, as the
+rows of one batch that read the primer's keys once.
+
+After the context, steps run through `decoder.Decoder` (one token per row, the weights laid out for it;
+on a GPU one CUDA graph per step, sampling included). Sampling is Gumbel-max: each row adds noise drawn
+from its own seed's random stream to its scores and takes the largest, so rows never share a generator
+and a row's draws do not depend on how many rows there are.
 """
 
 from __future__ import annotations
@@ -15,12 +21,16 @@ from __future__ import annotations
 import math
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from . import events
+from .attention import KVCache
+from .decoder import CapturedStep, Decoder, fast_path
 from .events import (NOTE_OFF_OFFSET, NOTE_ON_OFFSET, NUM_EVENTS, NUM_PITCHES, NUM_VELOCITY_BINS, SECONDS_PER_TICK,
                      STYLES, VELOCITY_OFFSET, Note, encode, is_note_off, is_note_on, is_time_shift, is_velocity,
                      shift_ticks, time_shift)
@@ -30,6 +40,10 @@ Cancel = Callable[[], bool] | threading.Event | None
 
 DEFAULT_MAX_NOTE_SECONDS = 8.0
 MAX_SECONDS = 2 * 60 * 60  # the longest piece written at once: two hours
+MAX_VARIATIONS = 64  # rows of one batch
+NUCLEUS_CANDIDATES = 64  # top-p looks for its tokens among this many of the most likely first
+NOISE_BLOCK = 64  # steps of random noise drawn at once per row
+BLOCKED = float("-inf")  # a mask entry: added to a token's logit, it can never be drawn
 
 
 def primer_tokens(notes: Sequence[Note], until: float | None = None) -> list[int]:
@@ -48,18 +62,28 @@ def _is_cancelled(cancel: Cancel) -> bool:
     return bool(cancel())
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
-    """Sets to -inf every logit outside the top k and outside the smallest set with probability >= top_p."""
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None,
+                  candidates: int | None = NUCLEUS_CANDIDATES) -> torch.Tensor:
+    """Sets to -inf every logit outside the top k and outside the smallest set with probability >= top_p.
+
+    The top-p set is looked for among the `candidates` most likely tokens (a partial top-k, not a sort of
+    the whole vocabulary); only when they do not reach top_p are all the tokens ranked (None: always,
+    with no decision on the host, as a captured CUDA graph needs). Tokens tied with the least likely
+    one kept are kept too.
+    """
     if top_k is not None and 0 < top_k < logits.shape[-1]:
         threshold = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
     if top_p is not None and 0.0 < top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        # Drop a token when the tokens before it already reach top_p; the most likely one always stays.
-        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
+        probabilities = torch.softmax(logits, dim=-1)
+        count = logits.shape[-1] if candidates is None else min(candidates, logits.shape[-1])
+        ranked = torch.topk(probabilities, count, dim=-1).values
+        before = ranked.cumsum(dim=-1) - ranked  # the probability of the tokens ranked before each
+        if count < logits.shape[-1] and bool((before[..., -1] < top_p).any()):
+            return filter_logits(logits, None, top_p, candidates=None)  # the set reaches past the candidates
+        # Keep a token until the tokens before it reach top_p; the most likely one always stays.
+        kept = (before < top_p).sum(dim=-1, keepdim=True)
+        logits = logits.masked_fill(probabilities < ranked.gather(-1, kept - 1), float("-inf"))
     return logits
 
 
@@ -74,10 +98,10 @@ class _Performance:
     is forced at the tick it is due, if that is within the gap, and is never sampled.
     """
 
-    def __init__(self, vocab_size: int, device: torch.device) -> None:
-        self.allowed = torch.ones(vocab_size, dtype=torch.bool, device=device)
-        self.allowed[NUM_EVENTS:] = False  # no control tokens in the music
-        self.allowed[NOTE_OFF_OFFSET:NOTE_OFF_OFFSET + NUM_PITCHES] = False  # nothing sounds yet
+    def __init__(self, vocab_size: int) -> None:
+        self.mask = np.zeros(vocab_size, dtype=np.float32)  # added to the logits: 0 allowed, -inf not
+        self.mask[NUM_EVENTS:] = BLOCKED  # no control tokens in the music
+        self.mask[NOTE_OFF_OFFSET:NOTE_OFF_OFFSET + NUM_PITCHES] = BLOCKED  # nothing sounds yet
         self.sounding: dict[int, int] = {}  # pitch -> tick it started
         self.held: dict[int, int | None] = {}  # pitch sounding from before -> tick its note-off is due
         self.tick = 0
@@ -85,34 +109,35 @@ class _Performance:
 
     def update(self, token: int) -> None:
         """Follows one token."""
+        mask = self.mask
         if is_time_shift(token):
             self.tick += shift_ticks(token)
             if self.sounding:  # every sounding note may end now
-                self.allowed[[NOTE_OFF_OFFSET + pitch for pitch in self.sounding]] = True
+                mask[[NOTE_OFF_OFFSET + pitch for pitch in self.sounding]] = 0.0
         elif is_velocity(token):
             self.velocity_bin = token - VELOCITY_OFFSET
-            self.allowed[VELOCITY_OFFSET:VELOCITY_OFFSET + NUM_VELOCITY_BINS] = False  # a note comes next
+            mask[VELOCITY_OFFSET:VELOCITY_OFFSET + NUM_VELOCITY_BINS] = BLOCKED  # a note comes next
         elif is_note_on(token):
             pitch = token - NOTE_ON_OFFSET
             self.sounding[pitch] = self.tick
-            self.allowed[token] = False
-            self.allowed[NOTE_OFF_OFFSET + pitch] = False  # not before time moves on
-            self.allowed[VELOCITY_OFFSET:VELOCITY_OFFSET + NUM_VELOCITY_BINS] = True
+            mask[token] = BLOCKED
+            mask[NOTE_OFF_OFFSET + pitch] = BLOCKED  # not before time moves on
+            mask[VELOCITY_OFFSET:VELOCITY_OFFSET + NUM_VELOCITY_BINS] = 0.0
             if self.velocity_bin is not None:
-                self.allowed[VELOCITY_OFFSET + self.velocity_bin] = False
+                mask[VELOCITY_OFFSET + self.velocity_bin] = BLOCKED
         elif is_note_off(token):
             pitch = token - NOTE_OFF_OFFSET
             if self.sounding.pop(pitch, None) is not None or pitch in self.held:
                 self.held.pop(pitch, None)
-                self.allowed[token] = False
-                self.allowed[NOTE_ON_OFFSET + pitch] = True
+                mask[token] = BLOCKED
+                mask[NOTE_ON_OFFSET + pitch] = 0.0
 
     def start_continuation(self) -> None:
         """Time from here on is the continuation's; notes still sounding from the primer may end."""
         self.tick = 0
         self.sounding = dict.fromkeys(self.sounding, 0)
         if self.sounding:
-            self.allowed[[NOTE_OFF_OFFSET + pitch for pitch in self.sounding]] = True
+            self.mask[[NOTE_OFF_OFFSET + pitch for pitch in self.sounding]] = 0.0
 
     def hand_over(self, due: dict[int, int | None]) -> None:
         """Time from here on is a gap's: the notes sounding from before it are held, and so are those in
@@ -123,41 +148,41 @@ class _Performance:
         self.sounding = {}
         pitches = list(self.held)
         if pitches:
-            self.allowed[[NOTE_OFF_OFFSET + pitch for pitch in pitches]] = False
-            self.allowed[[NOTE_ON_OFFSET + pitch for pitch in pitches]] = False
+            self.mask[[NOTE_OFF_OFFSET + pitch for pitch in pitches]] = BLOCKED
+            self.mask[[NOTE_ON_OFFSET + pitch for pitch in pitches]] = BLOCKED
 
     def copy(self) -> "_Performance":
         """An independent copy (each beam of a beam search has its own)."""
         twin = _Performance.__new__(_Performance)
-        twin.allowed, twin.sounding, twin.tick = self.allowed.clone(), dict(self.sounding), self.tick
+        twin.mask, twin.sounding, twin.tick = self.mask.copy(), dict(self.sounding), self.tick
         twin.held, twin.velocity_bin = dict(self.held), self.velocity_bin
         return twin
 
-    def rules(self, tokens_left: int | None, ticks_left: int | None,
-              hold_ticks: int | None) -> tuple[int | None, torch.Tensor | None, int]:
-        """What the next token may be: (a forced note-off for a note held too long, or None; the allowed
-        tokens; how many ticks a time shift may advance)."""
+    def rules(self, tokens_left: int | None, ticks_left: int | None, hold_ticks: int | None,
+              mask: np.ndarray) -> tuple[int | None, int]:
+        """What the next token may be: (a forced note-off for a note held too long, or None; how many ticks a
+        time shift may advance). Unless a token is forced, `mask` gets the allowed tokens (0, else -inf)."""
         due = self.next_due()
         if due is not None and due[0] <= self.tick:
-            return NOTE_OFF_OFFSET + due[1], None, 0
+            return NOTE_OFF_OFFSET + due[1], 0
         stuck = None if hold_ticks is None else self.oldest_note_older_than(hold_ticks)
         if stuck is not None:
-            return NOTE_OFF_OFFSET + stuck, None, 0
-        allowed = self.allowed
+            return NOTE_OFF_OFFSET + stuck, 0
+        mask[:] = self.mask
         spare = None if tokens_left is None else tokens_left - len(self.sounding)  # beyond the closing offs
         if spare is not None and spare < 3:
-            allowed = allowed.clone()  # no room for a new note: its velocity, itself, a shift, its note-off
-            allowed[NOTE_ON_OFFSET:NOTE_ON_OFFSET + NUM_PITCHES] = False
-            allowed[VELOCITY_OFFSET:VELOCITY_OFFSET + NUM_VELOCITY_BINS] = False
+            # no room for a new note: its velocity, itself, a shift, its note-off
+            mask[NOTE_ON_OFFSET:NOTE_ON_OFFSET + NUM_PITCHES] = BLOCKED
+            mask[VELOCITY_OFFSET:VELOCITY_OFFSET + NUM_VELOCITY_BINS] = BLOCKED
             if spare == 1 and self.tick in self.sounding.values():
-                allowed[:] = False  # the last spare token moves time on, so no note ends where it began
-                allowed[events.TIME_SHIFT_OFFSET:VELOCITY_OFFSET] = True
+                mask[:] = BLOCKED  # the last spare token moves time on, so no note ends where it began
+                mask[events.TIME_SHIFT_OFFSET:VELOCITY_OFFSET] = 0.0
         limit = min(self.ticks_until_limit(hold_ticks), events.NUM_TIME_SHIFTS)
         if ticks_left is not None:
             limit = min(limit, ticks_left)
         if due is not None:
             limit = min(limit, due[0] - self.tick)
-        return None, allowed, limit
+        return None, limit
 
     def next_due(self) -> tuple[int, int] | None:
         """(tick, pitch) of the next held note's forced note-off, if one is due at a known tick."""
@@ -206,7 +231,8 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     primer); a model made before styles ignores it. `window` is how many positions each new token
     attends to (default: the model's training length); past it the oldest fall out of the cache, which
     is what lets the model run on indefinitely. temperature 0 picks the most likely token. The same
-    seed repeats a run exactly on one device.
+    seed repeats a run exactly on one device (the first variation of `generate_variations` with that seed
+    draws the same random numbers, so it usually repeats it too, but not always: see there).
 
     beam_size > 1 searches for the most likely continuation instead of sampling (temperature, top-k,
     top-p and seed do not apply), ranking finished beams by log-probability / ((5 + n) / 6) ** α with
@@ -218,6 +244,44 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
 
     The arguments are checked when it is called (ValueError), before the first token is asked for.
     """
+    context, performance = _continuing(model, primer)
+    if beam_size < 1:
+        raise ValueError("beam_size must be 1 or more")
+    sampling = _Sampling.checked(model, temperature, top_k, top_p, [seed], window, max_tokens, seconds,
+                                 max_note_seconds, cpu_threads, style)
+    context = events.header(style, model.config.vocab_size) + context
+    return (token for _, token in _stream(model, context, [performance], sampling, cancel, beam_size, length_penalty))
+
+
+def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (), *, seeds: Sequence[int],
+                        max_tokens: int | None = None, seconds: float | None = None, temperature: float = 1.0,
+                        top_k: int | None = None, top_p: float | None = None, window: int | None = None,
+                        cancel: Cancel = None, max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS,
+                        cpu_threads: int | None = 1, style: str = "any") -> Iterator[tuple[int, int]]:
+    """Writes one continuation of `primer` per seed, all at once, yielding (variation, token) as each is sampled.
+
+    The variations are the rows of one batch: each step writes one token of every variation still going,
+    in order (variation 0 first), and the model reads the primer's keys once for all of them, so eight
+    variations take far less than eight times one. Variation 0 can be played while it is written. Each
+    stops on its own (`max_tokens`, `seconds`), closing its notes; `cancel` stops them all, each closing
+    its notes. The other arguments are `generate`'s, checked when it is called.
+
+    Variation i draws from the random stream of `seeds[i]`, the same draws as `generate(..., seed=seeds[i])`,
+    and its logits equal that stream's to float rounding (the batch sums in another order). So it usually
+    writes the same tokens, but a near tie can tip the other way and the two then part; what always holds
+    is that the same seeds repeat the same variations exactly on one device.
+    """
+    context, performance = _continuing(model, primer)
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not 1 <= len(seeds) <= MAX_VARIATIONS:
+        raise ValueError(f"seeds must be a list of 1 to {MAX_VARIATIONS} seeds, one per variation, not {seeds!r}")
+    sampling = _Sampling.checked(model, temperature, top_k, top_p, list(seeds), window, max_tokens, seconds,
+                                 max_note_seconds, cpu_threads, style)
+    context = events.header(style, model.config.vocab_size) + context
+    return _stream(model, context, [performance.copy() for _ in seeds], sampling, cancel)
+
+
+def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note]) -> tuple[list[int], "_Performance"]:
+    """The primer's tokens (from tokens or notes, checked) and what sounds at its end."""
     if primer and isinstance(primer[0], Note):
         primer = encode(primer)  # type: ignore[arg-type]
     primer = [int(t) for t in primer]
@@ -225,16 +289,11 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     for token in primer:
         if not 0 <= token < config.vocab_size:
             raise ValueError(f"primer token {token} is outside the vocabulary of {config.vocab_size}")
-    if beam_size < 1:
-        raise ValueError("beam_size must be 1 or more")
-    sampling = _Sampling.checked(model, temperature, top_k, top_p, seed, window, max_tokens, seconds,
-                                 max_note_seconds, cpu_threads, style)
-    performance = _Performance(config.vocab_size, model.device)
+    performance = _Performance(config.vocab_size)
     for token in primer:
         performance.update(token)
     performance.start_continuation()
-    context = events.header(style, config.vocab_size) + primer
-    return _stream(model, context, performance, sampling, cancel, beam_size, length_penalty)
+    return primer, performance
 
 
 def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note], start: float, end: float, *,
@@ -265,8 +324,8 @@ def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note
     first, last = events.to_ticks(start), events.to_ticks(end)
     if last <= first:
         raise ValueError(f"the gap must end after it starts (from {start:.3f} s to {end:.3f} s)")
-    sampling = _Sampling.checked(model, temperature, top_k, top_p, seed, window, max_tokens, (last - first) / 100,
-                                 max_note_seconds, cpu_threads, style)
+    sampling = _Sampling.checked(model, temperature, top_k, top_p, [seed], window, max_tokens,
+                                 (last - first) / 100, max_note_seconds, cpu_threads, style)
     before_tokens = encode([note for note in before if events.to_ticks(note.start) < first])
     suffix = encode([Note(note.pitch, note.velocity, note.start - end, note.end - end)
                      for note in after if events.to_ticks(note.start) >= last])
@@ -281,12 +340,12 @@ def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note
     room -= min(room // 2, max(64, 48 * (last - first) // 100))  # kept for the gap's own tokens
     suffix = suffix[:room // 3]
     prefix = prefix[max(0, len(prefix) - (room - len(suffix))):]
-    performance = _Performance(config.vocab_size, model.device)
+    performance = _Performance(config.vocab_size)
     for token in prefix:
         performance.update(token)
     performance.hand_over(due)
     context = events.fim_context(style, last - first, suffix, prefix)
-    return _stream(model, context, performance, sampling, cancel)
+    return (token for _, token in _stream(model, context, [performance], sampling, cancel))
 
 
 @dataclass
@@ -296,7 +355,7 @@ class _Sampling:
     temperature: float
     top_k: int | None
     top_p: float | None
-    generator: torch.Generator
+    seeds: list[int]  # one per row
     window: int
     max_tokens: int | None
     max_ticks: int | None
@@ -305,7 +364,7 @@ class _Sampling:
 
     @classmethod
     def checked(cls, model: MusicTransformer, temperature: float, top_k: int | None, top_p: float | None,
-                seed: int | None, window: int | None, max_tokens: int | None, seconds: float | None,
+                seeds: list[int | None], window: int | None, max_tokens: int | None, seconds: float | None,
                 max_note_seconds: float | None, cpu_threads: int | None, style: str) -> "_Sampling":
         """Refuses, with a ValueError a musician can read, every setting a stream could not run with."""
         def number(name: str, value, low: float, *, integer: bool = False, above: bool = False) -> None:
@@ -327,16 +386,15 @@ class _Sampling:
                 number(name, value, low, integer=integer, above=above)
         if top_p is not None and top_p > 1.0:
             raise ValueError(f"top_p must be at most 1, not {top_p!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"seed must be a whole number of 0 or more, not {seed!r}")
+        for seed in seeds:
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+                raise ValueError(f"seed must be a whole number of 0 or more, not {seed!r}")
         if style not in STYLES:
             raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
         if seconds is not None and seconds > MAX_SECONDS:
             raise ValueError(f"at most {MAX_SECONDS // 60:.0f} minutes of music at once, not {seconds:g} s")
-        device = model.device
-        generator = torch.Generator(device=device)
-        generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
-        return cls(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+        seeds = [seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1 for seed in seeds]
+        return cls(temperature=temperature, top_k=top_k, top_p=top_p, seeds=seeds,
                    window=window or model.config.train_length, max_tokens=max_tokens,
                    max_ticks=None if seconds is None else events.to_ticks(seconds),
                    hold_ticks=None if max_note_seconds is None else max(1, events.to_ticks(max_note_seconds)),
@@ -348,9 +406,10 @@ class _Sampling:
                 None if self.max_ticks is None else self.max_ticks - state.tick)
 
 
-def _stream(model: MusicTransformer, context: list[int], performance: _Performance, sampling: _Sampling,
-            cancel: Cancel, beam_size: int = 1, length_penalty: float = 0.6) -> Iterator[int]:
-    """Reads `context` into the cache, then samples token after token under `performance`'s rules."""
+def _stream(model: MusicTransformer, context: list[int], performances: list[_Performance], sampling: _Sampling,
+            cancel: Cancel, beam_size: int = 1, length_penalty: float = 0.6) -> Iterator[tuple[int, int]]:
+    """Reads `context` into the cache, then writes a token for each row (each performance) at every step,
+    under that row's rules; yields (row, token)."""
     device = model.device
     window = sampling.window
     was_training = model.training
@@ -359,44 +418,159 @@ def _stream(model: MusicTransformer, context: list[int], performance: _Performan
     if device.type == "cpu" and sampling.cpu_threads:
         torch.set_num_threads(sampling.cpu_threads)
     try:
-        with torch.inference_mode(), mixed_precision(device):
+        with torch.inference_mode():
             cache = model.new_cache(window)
-            for start in range(0, len(context), window):  # the context, a window at a time
-                logits = model(torch.tensor([context[start:start + window]], device=device), cache=cache)
+            with mixed_precision(device):
+                for start in range(0, len(context), window):  # the context, a window at a time
+                    logits = model(torch.tensor([context[start:start + window]], device=device), cache=cache)
+            logits = logits[:, -1].float()
             if beam_size > 1:
-                yield from _beam_search(model, cache, logits[:, -1], performance, beam_size, length_penalty,
-                                        sampling.left, sampling.hold_ticks, cancel, sampling.max_tokens)
+                steps = _Steps(model, cache, beam_size, None)
+                yield from ((0, token) for token in _beam_search(steps, logits, performances[0], beam_size,
+                                                                 length_penalty, sampling, cancel))
                 return
-            logits = logits[0, -1].float()
-            generated = 0
-            while True:
-                tokens_left, ticks_left = sampling.left(performance, generated)
-                if _is_cancelled(cancel) or performance.finished(tokens_left, ticks_left):
-                    yield from performance.closing()[:tokens_left]
-                    return
-                token, allowed, shift_limit = performance.rules(tokens_left, ticks_left, sampling.hold_ticks)
-                if token is None:
-                    token = _sample(logits, allowed, sampling.temperature, sampling.top_k, sampling.top_p,
-                                    sampling.generator)
-                    if is_time_shift(token):  # land exactly on the end, or on a held note's limit
-                        token = time_shift(min(shift_ticks(token), shift_limit))
-                performance.update(token)
-                generated += 1
-                yield token
-                logits = model(torch.tensor([[token]], device=device), cache=cache)[0, -1].float()
+            sampler = _Sampler(sampling, len(performances), model.config.vocab_size, device)
+            yield from _write(_Steps(model, cache, len(performances), sampler), logits, performances, sampling,
+                              cancel)
     finally:
         model.train(was_training)
         torch.set_num_threads(threads_before)
 
 
-def _beam_search(model: MusicTransformer, cache, logits: torch.Tensor, performance: _Performance,
-                 beam_size: int, length_penalty: float, left, hold_ticks: int | None, cancel: Cancel,
-                 max_tokens: int | None) -> Iterator[int]:
-    """Beam search on the shared cache (one batch row per beam); yields the prefix all beams share."""
+def _write(steps: "_Steps", logits: torch.Tensor, performances: list[_Performance], sampling: _Sampling,
+           cancel: Cancel) -> Iterator[tuple[int, int]]:
+    """Samples a token for every row still writing at each step; a row that is done (or cancelled) closes its
+    notes and stops."""
+    rows = len(performances)
+    masks = steps.sampler.masks
+    written = [0] * rows
+    going = list(range(rows))
+    fed: list[int] | None = None  # the tokens the next step feeds, one per row
+    while True:
+        forced: dict[int, tuple[int | None, int]] = {}
+        cancelled = _is_cancelled(cancel)
+        for row in list(going):
+            performance = performances[row]
+            tokens_left, ticks_left = sampling.left(performance, written[row])
+            if cancelled or performance.finished(tokens_left, ticks_left):
+                yield from ((row, token) for token in performance.closing()[:tokens_left])
+                going.remove(row)
+            else:
+                forced[row] = performance.rules(tokens_left, ticks_left, sampling.hold_ticks, masks[row])
+        if not going:
+            return
+        drawn = steps.first(logits) if fed is None else steps.next(fed)
+        fed = fed or [0] * rows
+        for row in going:
+            token, shift_limit = forced[row]
+            if token is None:
+                token = drawn[row]
+                if is_time_shift(token):  # land exactly on the end, or on a held note's limit
+                    token = time_shift(min(shift_ticks(token), shift_limit))
+            performances[row].update(token)
+            written[row] += 1
+            fed[row] = token
+            yield row, token
+
+
+class _Sampler:
+    """Each row's next token from its logits: the rules' mask, temperature, top-k, top-p, and a draw from the
+    row's own random stream.
+
+    Gumbel-max: argmax(scores + g), with g ~ Gumbel(0, 1) drawn independently per token, is a draw from
+    softmax(scores), exactly. So one argmax draws for every row at once, each row's noise coming from its
+    own generator (seeded with its seed, on the model's device, NOISE_BLOCK steps at a time). `draw` only
+    runs tensor operations on the device, so a CUDA graph can hold it; `prepare` moves the step's masks
+    (written by the rules into `masks`, on the host) and noise into place before it.
+    """
+
+    def __init__(self, sampling: _Sampling, rows: int, vocab_size: int, device: torch.device) -> None:
+        self.temperature, self.top_k, self.top_p = sampling.temperature, sampling.top_k, sampling.top_p
+        self.candidates = None if device.type == "cuda" else NUCLEUS_CANDIDATES  # no host decision in a graph
+        self._host = torch.zeros(rows, vocab_size, pin_memory=device.type == "cuda")
+        self.masks = self._host.numpy()
+        self.mask = self._host if device.type == "cpu" else torch.zeros(rows, vocab_size, device=device)
+        self.noise = torch.zeros(rows, vocab_size, device=device)
+        self._block = torch.empty(rows, NOISE_BLOCK, vocab_size, device=device)
+        self._generators = [torch.Generator(device=device).manual_seed(seed) for seed in sampling.seeds]
+        self._drawn = 0
+
+    def prepare(self) -> None:
+        """Puts this step's masks and noise where `draw` reads them."""
+        if self.mask is not self._host:
+            self.mask.copy_(self._host, non_blocking=True)
+        if self.temperature == 0:
+            return
+        step = self._drawn % NOISE_BLOCK
+        if step == 0:
+            for block, generator in zip(self._block, self._generators):
+                torch.rand(block.shape, generator=generator, device=block.device, out=block)
+            self._block.log_().neg_().log_().neg_()  # -log(-log(u)): Gumbel(0, 1)
+        self.noise.copy_(self._block[:, step])
+        self._drawn += 1
+
+    def draw(self, logits: torch.Tensor) -> torch.Tensor:
+        """The next token of each row (rows,), from logits (rows or 1, vocab)."""
+        if self.temperature == 0:
+            return torch.argmax(logits + self.mask, dim=-1)
+        scores = filter_logits(torch.add(self.mask, logits, alpha=1 / self.temperature), self.top_k, self.top_p,
+                               self.candidates)
+        return torch.argmax(scores + self.noise, dim=-1)
+
+
+class _Steps:
+    """Feeds one token per row and returns what comes next: through `decoder.Decoder` (on a GPU, one CUDA
+    graph replays the step and the draw), or through the model's forward pass when hooks watch it or its
+    class changes it (the hooks then see every step, under the same mixed precision as the context)."""
+
+    def __init__(self, model: MusicTransformer, cache: KVCache, rows: int, sampler: _Sampler | None) -> None:
+        self.rows, self.device, self.sampler = rows, model.device, sampler
+        self.captured: CapturedStep | None = None
+        if fast_path(model):
+            decoder = Decoder(model, cache, rows)
+            self.logits, self._reorder = decoder.step, decoder.reorder
+            if decoder.static and decoder.device.type == "cuda" and sampler is not None:
+                try:
+                    self.captured = CapturedStep(decoder, sampler.draw)
+                except Exception as error:  # noqa: BLE001  (the same step runs uncaptured)
+                    warnings.warn(f"decoding without a CUDA graph ({type(error).__name__}: {error})", stacklevel=2)
+        else:
+            if rows > 1:
+                cache.reorder(torch.zeros(rows, dtype=torch.long, device=self.device))  # the context in every row
+
+            def forward(tokens: torch.Tensor) -> torch.Tensor:
+                with mixed_precision(self.device):
+                    return model(tokens[:, None], cache=cache)[:, -1].float()
+
+            self.logits, self._reorder = forward, cache.reorder
+
+    def first(self, logits: torch.Tensor) -> list[int]:
+        """Each row's first token, drawn from the logits the context ended with (1, vocab)."""
+        self.sampler.prepare()
+        return self.sampler.draw(logits).tolist()
+
+    def next(self, tokens: list[int]) -> list[int]:
+        """Feeds `tokens` (one per row) and draws each row's next one."""
+        fed = torch.tensor(tokens, device=self.device)
+        self.sampler.prepare()
+        if self.captured is not None:
+            return self.captured(fed).tolist()
+        return self.sampler.draw(self.logits(fed)).tolist()
+
+    def reorder(self, rows: list[int]) -> None:
+        """Keeps rows `rows` (one per row of the batch, repeats allowed: beam search)."""
+        self._reorder(torch.tensor(rows, device=self.device))
+
+
+def _beam_search(steps: _Steps, logits: torch.Tensor, performance: _Performance, beam_size: int,
+                 length_penalty: float, sampling: _Sampling, cancel: Cancel) -> Iterator[int]:
+    """Beam search with one batch row per beam; yields the prefix all beams share."""
     device = logits.device
+    left, hold_ticks = sampling.left, sampling.hold_ticks
     beams = [(0.0, [], performance)]  # (log-probability, tokens, what sounds)
     finished: list[tuple[float, list[int], _Performance]] = []  # (length-normalised score, ...)
     committed = 0
+    mask = np.zeros(logits.shape[-1], dtype=np.float32)
 
     def normalised(score: float, tokens: list[int]) -> float:
         return score / ((5 + len(tokens)) / 6) ** length_penalty
@@ -405,11 +579,11 @@ def _beam_search(model: MusicTransformer, cache, logits: torch.Tensor, performan
         log_probabilities = torch.log_softmax(logits.float(), dim=-1)
         candidates = []
         for row, (score, tokens, state) in enumerate(beams):
-            forced, allowed, shift_limit = state.rules(*left(state, len(tokens)), hold_ticks)
+            forced, shift_limit = state.rules(*left(state, len(tokens)), hold_ticks, mask)
             if forced is not None:
                 candidates.append((score + float(log_probabilities[row, forced]), row, forced))
                 continue
-            scores = log_probabilities[row].masked_fill(~allowed, float("-inf"))
+            scores = log_probabilities[row] + torch.from_numpy(mask).to(device)
             scores[time_shift(shift_limit) + 1:time_shift(events.NUM_TIME_SHIFTS) + 1] = float("-inf")
             best = torch.topk(scores, beam_size)
             candidates += [(score + float(value), row, int(token))
@@ -431,25 +605,17 @@ def _beam_search(model: MusicTransformer, cache, logits: torch.Tensor, performan
             yield hypotheses[0][committed]
             committed += 1
         if beams:
-            cache.reorder(torch.tensor(rows, device=device))
-            logits = model(torch.tensor([[tokens[-1]] for _, tokens, _ in beams], device=device), cache=cache)[:, -1]
+            spare = steps.rows - len(beams)  # rows past the beams repeat the last one
+            steps.reorder(rows + rows[-1:] * spare)
+            fed = [tokens[-1] for _, tokens, _ in beams]
+            logits = steps.logits(torch.tensor(fed + fed[-1:] * spare, device=device))
     ranked = finished + [(normalised(score, tokens), tokens, state) for score, tokens, state in beams]
     if not ranked:
         return
     _, tokens, state = max(ranked, key=lambda hypothesis: hypothesis[0])
     yield from tokens[committed:]
-    budget = None if max_tokens is None else max_tokens - len(tokens)
+    budget = None if sampling.max_tokens is None else sampling.max_tokens - len(tokens)
     yield from state.closing()[:budget]
-
-
-def _sample(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, top_k: int | None,
-            top_p: float | None, generator: torch.Generator) -> int:
-    logits = logits.masked_fill(~allowed, float("-inf"))
-    if temperature == 0:
-        return int(torch.argmax(logits))
-    logits = filter_logits(logits / temperature, top_k, top_p)
-    probabilities = torch.softmax(logits, dim=-1)
-    return int(torch.multinomial(probabilities, 1, generator=generator))
 
 
 def continuation_notes(tokens: Sequence[int], start: float = 0.0) -> list[Note]:
@@ -457,4 +623,5 @@ def continuation_notes(tokens: Sequence[int], start: float = 0.0) -> list[Note]:
     return events.decode(tokens, start=start)
 
 
-__all__ = ["generate", "infill", "primer_tokens", "filter_logits", "continuation_notes", "SECONDS_PER_TICK"]
+__all__ = ["generate", "generate_variations", "infill", "primer_tokens", "filter_logits", "continuation_notes",
+           "SECONDS_PER_TICK"]

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from music_transformer.attention import (Visibility, relative_attention, relative_attention_block,
-                                         relative_logits, relative_table, shaw_relative_logits, skew)
+from music_transformer.attention import (KVCache, StreamCache, Visibility, relative_attention,
+                                         relative_attention_block, relative_logits, relative_table,
+                                         shaw_relative_logits, skew)
 
 
 @pytest.mark.parametrize("length,heads,max_distance", [(1, 1, 4), (2, 1, 8), (7, 2, 7), (16, 4, 32),
@@ -148,3 +149,31 @@ def test_local_blocks_follow_absolute_positions():
     assert mask.tolist() == [[False, False, True, True, True, True, True, False],
                              [False, False, True, True, True, True, True, True]]
     assert rule.first_visible(12) == 8 and rule.first_visible(11) == 4
+
+
+@pytest.mark.parametrize("rows,static,window,local,max_distance", [
+    (1, False, 20, None, 30), (3, False, 20, None, 8), (1, True, 20, None, 8), (3, True, 20, None, 30),
+    (1, False, None, 6, 40), (3, False, None, 6, 40), (3, True, None, 6, 5)])
+def test_the_stream_cache_attends_like_the_direct_formula_while_its_ring_wraps(rows, static, window, local,
+                                                                              max_distance):
+    # Rows share a context of 15 positions, then each writes 55 of its own: the context slides out of the
+    # window and each row's ring wraps more than twice; the table of distances is shorter or longer than it.
+    generator = torch.Generator().manual_seed(rows + 10 * static)
+    heads, dim, context, total = 3, 8, 15, 70
+    q, k, v = (torch.randn(rows, heads, total, dim, dtype=torch.float64, generator=generator) for _ in range(3))
+    k[:, :, :context], v[:, :, :context] = k[:1, :, :context], v[:1, :, :context]
+    embeddings = torch.randn(heads, max_distance, dim, dtype=torch.float64, generator=generator)
+    want = _direct_attention(q, k, v, embeddings, window=window, local=local)
+    read = KVCache(1, window=window, local=local)
+    read.update(0, k[:1, :, :context], v[:1, :, :context])
+    read.position = context
+    stream = StreamCache(read, rows, read.span, max_distance, static=static)
+    relative_t = embeddings.transpose(1, 2).contiguous()
+    for t in range(context, total):
+        stream.begin_step()
+        heads_first = [x[:, :, t].transpose(0, 1) for x in (q / math.sqrt(dim), k, v)]  # (H, rows, D)
+        got = stream.attend(0, heads_first[0].contiguous(), *heads_first[1:], relative_t)
+        stream.end_step()
+        stream.moved_on()
+        torch.testing.assert_close(got.transpose(0, 1), want[:, :, t], atol=1e-9, rtol=0)
+    assert len(stream) == min(context, read.span - 1) + read.span  # storage stays what it was at the start

@@ -4,7 +4,8 @@ forward passes."""
 import pytest
 import torch
 
-from music_transformer import VOCAB_SIZE, ModelConfig, MusicTransformer
+from music_transformer import VOCAB_SIZE, ModelConfig, MusicTransformer, events
+from music_transformer.decoder import Decoder, fast_path
 
 
 def small_model(positional="relative", seed=0, **overrides):
@@ -124,3 +125,69 @@ def test_local_model_trains_on_long_sequences():
     logits = model(tokens[:, :-1])
     torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten()).backward()
     assert model.blocks[0].attention.relative_embeddings.grad is not None
+
+
+def decode_rows(model, context, continuations, window=None, static=False, dtype=torch.float32):
+    """Logits from a `Decoder`: `context` (1, P) read by the model, then one token of every row per step."""
+    with torch.no_grad():
+        cache = model.new_cache(window)
+        model(context, cache=cache)
+        decoder = Decoder(model, cache, len(continuations), static=static, dtype=dtype)
+        steps = [decoder.step(continuations[:, t]).clone() for t in range(continuations.shape[1])]
+    return torch.stack(steps, 1), decoder
+
+
+@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
+@pytest.mark.parametrize("rows,static", [(1, False), (3, False), (1, True), (3, True)])
+@pytest.mark.parametrize("window,overrides", [(None, {}), (48, {}), (100, dict(max_relative_distance=30)),
+                                              (None, dict(local_block=16, train_length=64))])
+def test_the_decoder_steps_every_row_like_a_full_pass_of_that_row(positional, rows, static, window, overrides):
+    # Each row continues the shared context with its own tokens, past the window (the ring wraps) and,
+    # for the context of 100, past the table of relative distances (M = 30).
+    model = small_model(positional, **overrides)
+    generator = torch.Generator().manual_seed(rows)
+    context = torch.randint(0, VOCAB_SIZE, (1, 37), generator=generator)
+    continuations = torch.randint(0, VOCAB_SIZE, (rows, 180), generator=generator)
+    got, decoder = decode_rows(model, context, continuations, window, static)
+    span = model.new_cache(window).span or model.config.train_length
+    for row in range(rows):
+        with torch.no_grad():
+            full = model(torch.cat([context[0], continuations[row]])[None], window=span)[0, 37:]
+        assert (got[row] - full).abs().max().item() <= 1e-4
+    assert len(decoder.cache) == min(37, span - 1) + span  # context and ring: flat however long rows grow
+
+
+def test_the_decoder_reads_models_made_before_styles():
+    model = small_model(vocab_size=events.LEGACY_VOCAB_SIZE)
+    context, continuation = torch.randint(0, events.LEGACY_VOCAB_SIZE, (2, 40)).split(1)
+    got, _ = decode_rows(model, context, continuation)
+    with torch.no_grad():
+        full = model(torch.cat([context, continuation], 1))[0, 40:]
+    assert got.shape == (1, 40, events.LEGACY_VOCAB_SIZE) and (got[0] - full).abs().max().item() <= 1e-4
+
+
+def test_the_decoder_keeps_only_rows_asked_for():
+    model = small_model()
+    context = torch.randint(0, VOCAB_SIZE, (1, 20))
+    continuations = torch.randint(0, VOCAB_SIZE, (3, 10))
+    got, decoder = decode_rows(model, context, continuations)
+    with torch.no_grad():
+        decoder.reorder(torch.tensor([2, 2, 0]))
+        logits = decoder.step(torch.tensor([5, 6, 7]))
+        for row, (source, token) in enumerate([(2, 5), (2, 6), (0, 7)]):
+            tokens = torch.cat([context[0], continuations[source], torch.tensor([token])])
+            assert (logits[row] - model(tokens[None])[0, -1]).abs().max().item() <= 1e-4
+
+
+def test_hooks_or_a_changed_forward_pass_keep_decoding_through_the_modules():
+    model = small_model()
+    assert fast_path(model)
+    handle = model.blocks[1].feed_forward.register_forward_hook(lambda *_: None)
+    assert not fast_path(model)
+    handle.remove()
+
+    class Changed(MusicTransformer):
+        def forward(self, tokens, cache=None, window=None):
+            return super().forward(tokens, cache, window)
+
+    assert fast_path(model) and not fast_path(Changed(model.config))
