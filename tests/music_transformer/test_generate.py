@@ -8,7 +8,9 @@ import torch
 from music_transformer import Note, decode, encode, events, generate
 from music_transformer.events import (END, NOTE_OFF_OFFSET, PAD, START, duration_seconds, is_note_off, is_note_on,
                                       is_time_shift, is_velocity, time_shift)
-from music_transformer.generate import continuation_notes, filter_logits, infill, primer_tokens
+from music_transformer.attention import StreamCache
+from music_transformer.generate import (_Sampler, _Sampling, continuation_notes, filter_logits, generate_variations,
+                                        infill, primer_tokens)
 
 from .test_model import small_model
 
@@ -254,3 +256,114 @@ def test_infill_refuses_what_it_cannot_do():
         infill(model, BEFORE, AFTER, 2.0, 3.0, temperature=float("inf"))
     with pytest.raises(ValueError, match="cannot fill gaps"):
         infill(small_model(vocab_size=events.LEGACY_VOCAB_SIZE), BEFORE, AFTER, 2.0, 3.0)
+
+
+def test_variations_are_valid_music_each_and_the_same_seeds_repeat_them():
+    model = small_model()
+    runs = []
+    for _ in range(2):
+        written = {}
+        for variation, token in generate_variations(model, PRIMER, seeds=[3, 1, 4], max_tokens=60):
+            written.setdefault(variation, []).append(token)
+        runs.append(written)
+    assert runs[0] == runs[1] and sorted(runs[0]) == [0, 1, 2]
+    for tokens in runs[0].values():
+        assert 0 < len(tokens) <= 60
+        assert_valid_stream(tokens)
+    assert len({tuple(tokens) for tokens in runs[0].values()}) == 3
+
+
+def test_a_variation_draws_what_a_single_stream_with_its_seed_draws():
+    # Its logits are the single stream's to float rounding and its noise the same seed's: here, with no near
+    # tie, the same music (not guaranteed: see generate_variations).
+    model = small_model()
+    for settings in (dict(temperature=0), dict(top_p=0.9), dict(top_k=20, temperature=1.3)):
+        batch = {}
+        for variation, token in generate_variations(model, PRIMER, seeds=[5, 6], seconds=4.0, **settings):
+            batch.setdefault(variation, []).append(token)
+        for variation, seed in enumerate((5, 6)):
+            assert batch[variation] == list(generate(model, PRIMER, seconds=4.0, seed=seed, **settings))
+
+
+def test_cancel_stops_every_variation_each_closing_its_notes():
+    model = small_model()
+    cancel = threading.Event()
+    written = {0: [], 1: [], 2: []}
+    for variation, token in generate_variations(model, PRIMER, seeds=[1, 2, 3], cancel=cancel):
+        written[variation].append(token)
+        if len(written[2]) == 30:
+            cancel.set()
+    for tokens in written.values():
+        assert 30 <= len(tokens) <= 31 + 128
+        closing = tokens[30:]
+        assert all(is_note_off(t) for t in closing[1:]) and (not closing or is_note_off(closing[0])
+                                                            or closing[0] == time_shift(1))
+        assert_valid_stream(tokens)
+
+
+def test_variations_stop_each_at_the_requested_seconds():
+    model = small_model()
+    written = {}
+    for variation, token in generate_variations(model, PRIMER, seeds=[7, 8, 9, 10], seconds=5.0):
+        written.setdefault(variation, []).append(token)
+    assert len({len(tokens) for tokens in written.values()}) > 1  # each on its own
+    for tokens in written.values():
+        assert duration_seconds(tokens) == pytest.approx(5.0)
+        assert_valid_stream(tokens)
+
+
+@pytest.mark.parametrize("seeds", [[], [1, -1], [True], "12", list(range(65)), 3])
+def test_variations_refuse_bad_seeds_when_called(seeds):
+    with pytest.raises(ValueError, match="seed"):
+        generate_variations(small_model(), PRIMER, seeds=seeds, max_tokens=5)
+
+
+def test_decoding_past_the_window_keeps_a_flat_cache_and_attends_to_the_window_only(monkeypatch):
+    window = 64
+    model = small_model(train_length=window, max_relative_distance=window)
+    seen = []  # (keys the new token attends to, positions the cache holds) at every step
+    begin_step = StreamCache.begin_step
+
+    def watch(cache):
+        begin_step(cache)
+        first, end = cache._layout[:2]
+        seen.append((end - first, len(cache)))
+
+    monkeypatch.setattr(StreamCache, "begin_step", watch)
+    tokens = list(generate(model, PRIMER, max_tokens=16 * window, seed=6))
+    assert len(tokens) == 16 * window and len(seen) >= 16 * window - 129
+    assert max(keys for keys, _ in seen) == window and {held for _, held in seen} == {len(PRIMER) + 2 + window}
+    assert_valid_stream(tokens)
+
+
+def test_hooks_on_the_model_see_every_step_and_change_nothing():
+    model = small_model()
+    calls = []
+    plain = list(generate(model, PRIMER, max_tokens=40, seed=2, top_p=0.9))
+    handle = model.register_forward_pre_hook(lambda *_: calls.append(1))
+    watched = list(generate(model, PRIMER, max_tokens=40, seed=2, top_p=0.9))
+    handle.remove()
+    assert watched == plain and len(calls) > 20  # the context, then a forward pass per token sampled
+
+
+@pytest.mark.parametrize("top_p", [0.05, 0.5, 0.9, 0.999])
+def test_top_p_among_the_most_likely_candidates_equals_ranking_the_whole_vocabulary(top_p):
+    logits = torch.randn(6, events.VOCAB_SIZE, generator=torch.Generator().manual_seed(1)) * 3
+    whole = filter_logits(logits, top_p=top_p, candidates=None)
+    for candidates in (1, 8, 64):  # too few fall back to ranking everything
+        torch.testing.assert_close(filter_logits(logits, top_p=top_p, candidates=candidates), whole)
+
+
+def test_a_draw_follows_the_softmax_of_the_allowed_tokens():
+    model = small_model()
+    sampling = _Sampling.checked(model, 1.0, None, None, [11], None, None, None, None, 1, "any")
+    sampler = _Sampler(sampling, 1, 6, torch.device("cpu"))
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 5.0, 0.5]])
+    sampler.masks[0, 4] = float("-inf")  # a token the rules forbid
+    counts = torch.zeros(6)
+    for _ in range(20000):
+        sampler.prepare()
+        counts[sampler.draw(logits)] += 1
+    allowed = torch.softmax(logits[0].masked_fill(torch.arange(6) == 4, float("-inf")), -1)
+    assert counts[4] == 0
+    torch.testing.assert_close(counts / counts.sum(), allowed, atol=0.012, rtol=0)
