@@ -154,7 +154,8 @@ def _model_in(state: dict, name: str) -> MusicTransformer:
     except (TypeError, ValueError, RuntimeError, KeyError) as error:
         raise CheckpointError(f"{name}: the weights do not fit the model they describe "
                               f"({_reason(error)})") from None
-    if not all(bool(torch.isfinite(weight).all()) for weight in model.state_dict().values()):
+    # The file's own tensors (their shapes are the model's now): a tied weight given twice is read once.
+    if not all(bool(torch.isfinite(weight).all()) for weight in state["model"].values()):
         raise CheckpointError(f"{name}: the model file is damaged (some of its weights are not numbers)")
     return model
 

@@ -7,16 +7,14 @@ What it returns are the codec's canonical notes (`events.canonical_notes`): unis
 ending the earlier note, no note shorter than 10 ms; so the roll, the model and the exporter see the
 same music.
 
-Reading is bounded: before the parser runs, a quick walk over the bytes refuses a file past the limits
-(`limits.MAX_MIDI_*`, a piece longer than `limits.MAX_PIECE_SECONDS`) and hands the parser only the
-events reading uses (notes, the pedal, programs and tempi), so a file full of controller moves, text or
-device data costs the walk only.
+Reading is bounded: a walk over the bytes refuses a file past the limits (`limits.MAX_MIDI_*`, a piece
+longer than `limits.MAX_PIECE_SECONDS`) and hands pretty_midi only the events reading uses (notes, the
+pedal, programs and tempi), so a file full of controller moves, text or device data costs the walk only.
 """
 
 from __future__ import annotations
 
 import bisect
-import io
 import math
 import os
 import secrets
@@ -35,18 +33,32 @@ _DATA_BYTES = {**{kind: 2 for kind in (0x80, 0x90, 0xA0, 0xB0, 0xE0)}, 0xC0: 1, 
 _TEMPO = 0x51
 
 
-def _compact(name: str, data: bytes) -> bytes:
-    """The file with only what reading uses, walked and bounded before the MIDI parser (mido, then
-    pretty_midi, some 10 µs and half a kilobyte an event) runs on it.
+class _Event:
+    """What pretty_midi reads of a mido message, made by `_walk` (mido's own parser takes 10 µs a message)."""
 
-    Walks the events of the tracks the header announces as mido would (running status, meta and sysex
-    lengths) without building messages, and keeps the notes, the sustain pedal, program changes and
-    tempo changes, each with its own status byte and the delta times of what was left out added to it.
-    Every event walked counts towards `limits.MAX_MIDI_EVENTS` and every one kept towards
-    `MAX_MIDI_KEPT_EVENTS`, so any file up to the size cap is read in bounded time and memory. A file
-    broken in a way mido would notice only after reading on into the rest of the file (a track that
-    runs past its length, a number of more than 4 bytes) is refused here.
+    __slots__ = ("type", "time", "channel", "note", "velocity", "control", "value", "program", "tempo")
+
+    def __init__(self, kind: str, time: int, channel: int = 0, first: int = 0, second: int = 0) -> None:
+        self.type, self.time, self.channel = kind, time, channel  # time: ticks since the event before
+        self.note = self.control = self.program = self.tempo = first
+        self.velocity = self.value = second
+
+
+_KEPT = {0x80: "note_off", 0x90: "note_on", 0xB0: "control_change", 0xC0: "program_change"}
+
+
+def _walk(name: str, data: bytes):
+    """The file's notes, sustain pedal, program and tempo changes as the mido file pretty_midi reads, walked
+    over the bytes and bounded before anything is built.
+
+    Reads the tracks the header announces as mido would (running status, meta and sysex lengths) and
+    builds only the events reading uses, a small object each, with the delta times of what was left out
+    added to them. Every event walked counts towards `limits.MAX_MIDI_EVENTS` and every one kept towards
+    `MAX_MIDI_KEPT_EVENTS`, and the piece's length is known through the tempo map, so any file up to the
+    size cap is read in bounded time and memory. A file that breaks the format is refused here, in words.
     """
+    import mido
+
     def damaged(reason: str) -> MidiFileError:
         return MidiFileError(f"{name}: damaged MIDI file ({reason})")
 
@@ -58,14 +70,14 @@ def _compact(name: str, data: bytes) -> bytes:
                 return value, last + 1
         raise damaged("a track runs past its end" if i + 4 > end else "a number longer than MIDI allows")
 
-    header_length, file_format, tracks, division = struct.unpack(">IHHh", data[4:14])
+    header_length, _, tracks, division = struct.unpack(">IHHh", data[4:14])
     if division < 0:
         raise MidiFileError(f"{name}: timed in SMPTE frames instead of beats, which Continuo does not read")
     if division == 0:
         raise damaged("its header gives no ticks per beat")
     if tracks > limits.MAX_MIDI_TRACKS:
         raise MidiFileError(f"{name}: {tracks:,} tracks; Continuo reads files of up to {limits.MAX_MIDI_TRACKS:,}")
-    compact = bytearray(b"MThd" + struct.pack(">IHHh", 6, file_format, tracks, division))
+    midi = mido.MidiFile(type=1, ticks_per_beat=division)
     max_events, max_kept, max_notes, max_ticks = (limits.MAX_MIDI_EVENTS, limits.MAX_MIDI_KEPT_EVENTS,
                                                   limits.MAX_MIDI_NOTES, limits.MAX_MIDI_TICKS)
     events = kept = notes = last_tick = 0  # last_tick: of the last note or pedal event
@@ -80,7 +92,7 @@ def _compact(name: str, data: bytes) -> bytes:
         i, end = position + 8, position + 8 + length
         if end > len(data):
             raise MidiFileError(f"{name}: the file is truncated (a track is cut off)")
-        body = bytearray()
+        built = mido.MidiTrack()
         tick = written = 0  # ticks of this track: now, and at the last event kept
         status = None
         while i < end:
@@ -99,7 +111,6 @@ def _compact(name: str, data: bytes) -> bytes:
                                     "moves, text); Continuo reads pieces up to that size")
             if i >= end:
                 raise damaged("a track runs past its end")
-            first = i  # where the event starts
             if data[i] < 0x80:  # running status: the status of the event before, and data now
                 if status is None:
                     raise damaged("an event has no status byte")
@@ -114,13 +125,13 @@ def _compact(name: str, data: bytes) -> bytes:
                 i += kind == 0xFF or running  # mido drops a running-status sysex's first byte
                 size, i = number(i, end)
                 i += size
-                if meta_type == _TEMPO and track == 0 and i <= end:  # the tempo map, kept (the first track's)
-                    if data[i - size:i] == b"\0\0\0":
-                        raise damaged("a tempo of zero")
-                    if size == 3:
-                        tempi = [] if tick == 0 else tempi
-                        tempi.append((tick, int.from_bytes(data[i - 3:i], "big")))
-                    body += _variable_length(tick - written) + data[first:i]
+                if meta_type == _TEMPO and track == 0 and i <= end:  # the tempo map (the first track's)
+                    tempo = int.from_bytes(data[i - size:i - size + 3], "big")
+                    if size < 3 or not tempo:
+                        raise damaged("a tempo of zero" if size >= 3 else "a tempo change is cut short")
+                    tempi = [] if tick == 0 else tempi
+                    tempi.append((tick, tempo))
+                    built.append(_Event("set_tempo", tick - written, first=tempo))
                     written = tick
                 continue
             size = _DATA_BYTES.get(kind if kind >= 0xF0 else kind & 0xF0)
@@ -130,28 +141,27 @@ def _compact(name: str, data: bytes) -> bytes:
             if i > end:
                 raise damaged("a track runs past its end")
             voice = kind & 0xF0
-            if voice in (0x80, 0x90, 0xC0) or (voice == 0xB0 and data[start] == SUSTAIN_CONTROLLER):
+            if voice in _KEPT and (voice != 0xB0 or data[start] == SUSTAIN_CONTROLLER):
+                first, second = data[start], data[i - 1] if size == 2 else 0
+                if first > 0x7F or second > 0x7F:
+                    raise damaged("a note or pedal event holds a value past 127")
                 kept += 1
                 if kept > max_kept:
                     raise MidiFileError(f"{name}: more than {max_kept:,} notes, pedal moves and instrument changes; "
                                         "Continuo reads pieces up to that size")
-                if voice == 0x90 and data[i - 1]:
+                if voice == 0x90 and second:
                     notes += 1
                     if notes > max_notes:
                         raise MidiFileError(f"{name}: more than {max_notes:,} notes; Continuo reads pieces up to "
                                             "that size")
-                if tick - written < 0x80:
-                    body.append(tick - written)
-                else:
-                    body += _variable_length(tick - written)
-                body.append(kind)
-                body += data[start:i]
+                built.append(_Event(_KEPT[voice], tick - written, kind & 0x0F, first, second))
                 written = tick
                 if voice != 0xC0:
                     last_tick = max(last_tick, tick)
         if i != end:
             raise damaged("a track runs past its end")
-        compact += b"MTrk" + struct.pack(">I", len(body)) + body
+        built.append(_Event("end_of_track", 0))  # no track is empty: pretty_midi takes each one's last tick
+        midi.tracks.append(built)
         position = end
     seconds = 0.0  # when the last note or pedal event comes, through the tempo map
     for index, (tick, tempo) in enumerate(tempi):
@@ -159,22 +169,12 @@ def _compact(name: str, data: bytes) -> bytes:
         seconds += max(0, min(following, last_tick) - tick) * tempo / (1e6 * division)
     if seconds > limits.MAX_PIECE_SECONDS:
         raise _too_long(name, seconds)
-    return bytes(compact)
+    return midi
 
 
 def _too_long(name: str, seconds: float) -> MidiFileError:
     return MidiFileError(f"{name}: its notes run {seconds / 3600:,.1f} hours in; Continuo reads pieces of up to "
                          f"{limits.MAX_PIECE_SECONDS / 3600:g} hours")
-
-
-def _variable_length(value: int) -> bytes:
-    """A MIDI variable-length quantity: 7 bits a byte, the high bit set on all but the last."""
-    out = bytearray((value & 0x7F,))
-    value >>= 7
-    while value:
-        out.insert(0, 0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(out)
 
 
 def _sustained(notes: list, pedal_changes: list) -> list[Note]:
@@ -230,16 +230,14 @@ def read_midi(path: str | os.PathLike) -> list[Note]:
         raise MidiFileError(f"{name}: not a MIDI file (it does not start with a MIDI header)")
     if len(data) < 14:
         raise MidiFileError(f"{name}: the file is truncated (the MIDI header is incomplete)")
-    data = _compact(name, data)
 
     import pretty_midi
 
+    events = _walk(name, data)
     try:
-        midi = pretty_midi.PrettyMIDI(io.BytesIO(data))
-    except Exception as error:  # noqa: BLE001 (pretty_midi and mido raise many types for damaged files)
+        midi = pretty_midi.PrettyMIDI(mido_object=events)
+    except Exception as error:  # noqa: BLE001 (the walk checked the format; this is pretty_midi's own verdict)
         reason = str(error).strip() or type(error).__name__
-        if isinstance(error, EOFError) or "end of file" in reason.lower() or "truncated" in reason.lower():
-            reason = f"the file is truncated ({reason})"
         raise MidiFileError(f"{name}: damaged or unsupported MIDI file ({reason})") from None
 
     instruments = [instrument for instrument in midi.instruments if instrument.notes]
