@@ -339,3 +339,17 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         atomic_write(tmp_path / "out.mid", fail)
     assert (tmp_path / "out.mid").read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_track_with_nothing_to_read_is_no_trouble(tmp_path):
+    """A conductor track of a time signature and a name only: nothing in it is kept for the parser."""
+    import mido
+
+    file = mido.MidiFile(type=1, ticks_per_beat=480)
+    file.tracks.append(mido.MidiTrack([mido.MetaMessage("time_signature", numerator=3, denominator=4),
+                                       mido.MetaMessage("track_name", name="conductor")]))
+    file.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, velocity=80),
+                                       mido.Message("note_off", note=60, time=480)]))
+    file.save(tmp_path / "conductor.mid")
+    (note,) = read_midi(tmp_path / "conductor.mid")
+    assert (note.pitch, note.start, note.end) == (60, 0.0, 0.5)
