@@ -11,6 +11,7 @@ import importlib
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, NoReturn
@@ -90,29 +91,40 @@ def device(text: str) -> str:
 
 
 def output_file(text: str) -> Path:
-    """An argparse type: a file that can be written (its folder exists and is writable; it is not a folder)."""
+    """An argparse type: a file that can be written (its folder exists and takes files; it is not a folder)."""
     path = Path(text).expanduser()
-    folder = path.parent
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    if not folder.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {folder} is not writable")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {path.parent} does not exist")
+    if not _takes_files(path.parent):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {path.parent} is not writable")
     return path
 
 
 def writable_folder(text: str) -> Path:
-    """An argparse type: a folder that exists and is writable, or can be made (its nearest existing parent is)."""
+    """An argparse type: a folder that exists and takes files, or can be made (its nearest existing parent does)."""
     path = Path(text).expanduser()
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         raise argparse.ArgumentTypeError(f"cannot use {text} as a folder: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not _takes_files(existing):
         raise argparse.ArgumentTypeError(f"cannot write in {text}: {existing} is not writable")
     return path
+
+
+def _takes_files(folder: Path) -> bool:
+    """Whether a file can be made in `folder`, tried (permission bits do not tell for root, or on a read-only
+    or special file system)."""
+    try:
+        descriptor, name = tempfile.mkstemp(dir=folder, prefix=".continuo-check-")
+    except OSError:
+        return False
+    os.close(descriptor)
+    os.unlink(name)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

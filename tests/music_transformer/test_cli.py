@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,23 @@ def test_averaging_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
     error = capsys.readouterr().err
     assert code == 1 and error.count("\n") == 1 and "bad.pt" in error
     assert not (tmp_path / "avg.pt").exists()
+
+
+def _unwritable_folder(tmp_path):
+    """A folder no file can be made in: a locked one, or for root (whom locks do not stop) /sys."""
+    from music_transformer.cli import _takes_files
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    for folder in (locked, Path("/sys")):
+        if folder.is_dir() and not _takes_files(folder):
+            return folder
+    pytest.skip("no folder here refuses new files")
+
+
+def test_an_unwritable_output_folder_is_found_before_generating(tmp_path, capsys):
+    folder = _unwritable_folder(tmp_path)
+    code = main(["generate", "--out", str(folder / "o.mid"), "--checkpoint", str(tmp_path / "none.pt")])
+    assert code == 2 and "is not writable" in capsys.readouterr().err
+    code = main(["eval", "--data", "x", "--cache", str(folder / "cache")])
+    assert code == 2 and "is not writable" in capsys.readouterr().err
