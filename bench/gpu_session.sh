@@ -10,7 +10,8 @@
 #    `music-transformer pack --data pop-piano=../shared/data/pop909/midi corpus --out data-cache/piano.tokens.npz`
 #    and carried to the machine: ../shared does not travel), keeping weights to average;
 # 3. scores it on the held-out pieces (`music-transformer eval`, by style and position) and times the
-#    streaming decoder on the device for it and for the bundled model;
+#    streaming decoder on the device for it and for the bundled model; then the bundled model's decoding on
+#    the device against one CPU thread, and 8 variations in one batch against 1 (device-decode.json);
 # 4. if at least $JSB_MINUTES (default 4) of $SESSION_MINUTES (default 13) are left, the JSB sweep
 #    (bench/jsb_gpu.sh) in what remains, on $JSB_DATA (default data-cache/jsb16: a copy of
 #    ../shared/data/jsb16, carried too).
@@ -95,6 +96,13 @@ for name, path in (("new", new), ("bundled", None)):
     print(json.dumps({"model": name, "device": device, "window": model.config.train_length,
                       "tokens": len(tokens), "tokens_per_s": round(len(tokens) / seconds, 1)}))
 EOF
+
+step "decoding on $device against one CPU thread: the bundled model, one stream each, and 8 variations against 1"
+# gpu_over_cpu_decode (goal >= 5) and variations8_over_1_time on the device (goal <= 1.3), one JSON line
+decode_tokens=$([ "$device" = cpu ] && echo 100 || echo 600)
+timeout 240 "$python" -c 'import json, sys; from music_transformer import bench
+print(json.dumps(bench.device_decode(sys.argv[1], tokens=int(sys.argv[2]))))' "$device" "$decode_tokens" \
+    | tee "$out/device-decode.json"
 
 left=$(( ${SESSION_MINUTES:-13} * 60 - ($(date +%s) - started) ))
 if [ "$device" != cpu ] && [ "$left" -ge $(( ${JSB_MINUTES:-4} * 60 )) ]; then

@@ -483,6 +483,7 @@ class StreamCache:
             self._runs = [(keys.view(heads * rows, head_dim, span), values.view(heads * rows, span, head_dim))
                           for keys, values in zip(self.keys, self.values)]
         self._scores = torch.empty(heads * rows * columns, dtype=dtype, device=device)
+        self._ring_scores = torch.empty(heads * rows * span, dtype=dtype, device=device)
         # q E^T by distance: column M-1-d holds distance d; then a zero (past the table) and -inf (hidden)
         self._relative = torch.zeros(heads, rows, self.distances + 2, dtype=dtype, device=device)
         self._relative[..., -1] = float("-inf")
@@ -593,8 +594,10 @@ class StreamCache:
         else:  # the context once for every row, then each row's ring
             if context:
                 torch.bmm(q, self.context_keys[layer][..., first:], out=scores[..., :context])
+            ring = self._ring_scores[:heads * rows * (count - context)].view(heads * rows, 1, -1)
             torch.bmm(q.view(heads * rows, 1, head_dim), run_keys[..., first + context + offset:end + offset],
-                      out=scores[..., context:].view(heads * rows, 1, -1))
+                      out=ring)  # into a buffer of its own: a batch of products is slow to write into a slice
+            scores[..., context:].copy_(ring.view(heads, rows, -1))
         if self.static:  # relative entries, zeros and -inf through the index
             if distances:
                 torch.bmm(q, relative_t, out=self._relative[..., :distances])

@@ -1,14 +1,18 @@
 """`music-transformer bench`: the model core's benchmarks, measured side by side in one run.
 
-1. Decoding speed: tokens/s with the key/value cache vs. recomputing the whole prefix for every token
-   (what the public reimplementations do), at contexts of 512, 1024 and 2048, 6 layers, 256 wide.
-2. Peak memory of one relative-attention layer, forward and backward, at L = 1024, 2048, 4096: our
+1. Decoding speed: tokens/s of one-token steps with the cache (`decoder.Decoder`) vs. recomputing the whole
+   prefix for every token (what the public reimplementations do), at contexts of 512, 1024 and 2048, 6
+   layers, 256 wide; and `generate`'s tokens/s at those contexts (sampling and the music's rules included),
+   through the decoder and through the model's forward pass, side by side.
+2. Variations: the time of 8 variations written as one batch against 1, the same length, for a model of the
+   bundled piano model's shape (4 x 256, 8 heads, a 1,024-token window).
+3. Peak memory of one relative-attention layer, forward and backward, at L = 1024, 2048, 4096: our
    blocked skewing, the paper's single skew, Shaw et al.'s direct formula, and plain causal attention
    (F.scaled_dot_product_attention, no relative term), each in a fresh process (`_layer_memory_child`).
-3. Training speed: tokens/s of training steps, relative vs. absolute-position model of the same size.
-4. With --local: peak memory and time of one training step at 4,096 and 8,192 tokens, relative local
+4. Training speed: tokens/s of training steps, relative vs. absolute-position model of the same size.
+5. With --local: peak memory and time of one training step at 4,096 and 8,192 tokens, relative local
    attention vs. global (`training_memory`, in a fresh process each).
-5. The bundled model: `generate`'s tokens/s at its full window on one thread, and what that is in real
+6. The bundled model: `generate`'s tokens/s at its full window on one thread, and what that is in real
    time for dense piano (60 tokens a second of music) and for the median pop song (24).
 
 The JSB Chorales benchmark, which needs a source checkout's data and bench/ folder, is `python bench/jsb.py`.
@@ -27,9 +31,12 @@ import time
 
 import torch
 
+from .decoder import Decoder
 from .model import ModelConfig, MusicTransformer
 
 BENCH_CONFIG = dict(n_layers=6, d_model=256, n_heads=8, d_ff=1024, dropout=0.0, max_relative_distance=1024)
+PIANO_CONFIG = dict(n_layers=4, d_model=256, n_heads=8, d_ff=1024, dropout=0.0, max_relative_distance=1024,
+                    train_length=1024)  # the bundled piano model's shape (train.py's preset "piano")
 MEMORY_METHODS = ("blocked skew", "single skew", "shaw", "sdpa")
 SHAW_LIMIT_BYTES = 12 * 2**30  # Shaw's gathered tensor past this is reported from its size, not run
 
@@ -41,19 +48,20 @@ def _model(positional: str, train_length: int, **overrides) -> MusicTransformer:
 
 
 def decode_speed(context: int, cached_steps: int, recompute_steps: int) -> dict:
-    """Tokens/s at a full context, with the cache and by recomputing the prefix every token."""
+    """Tokens/s at a full context, one-token steps of the decoder and recomputing the prefix every token."""
     model = _model("relative", context).eval()
-    tokens = torch.randint(0, 388, (1, context + cached_steps), generator=torch.Generator().manual_seed(1))
+    tokens = torch.randint(0, 388, (context + cached_steps,), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         cache = model.new_cache(window=context)
-        model(tokens[:, :context - 1], cache=cache)
+        model(tokens[None, :context - 1], cache=cache)
+        decoder = Decoder(model, cache)
         for step in range(3):  # warm-up
-            model(tokens[:, context - 1 + step:context + step], cache=cache)
+            decoder.step(tokens[context - 1 + step:context + step])
         started = time.perf_counter()
         for step in range(3, cached_steps):
-            logits = model(tokens[:, context - 1 + step:context + step], cache=cache)[0, -1]
-            int(logits.argmax())
+            int(decoder.step(tokens[context - 1 + step:context + step]).argmax())
         cached = (cached_steps - 3) / (time.perf_counter() - started)
+        tokens = tokens[None]
         model(tokens[:, :context])  # warm-up
         started = time.perf_counter()
         for step in range(recompute_steps):
@@ -62,6 +70,87 @@ def decode_speed(context: int, cached_steps: int, recompute_steps: int) -> dict:
         recomputed = recompute_steps / (time.perf_counter() - started)
     return {"context": context, "cached_tokens_per_s": cached, "recompute_tokens_per_s": recomputed,
             "speedup": cached / recomputed}
+
+
+def _primer(length: int) -> list[int]:
+    """Random events: what a primer costs to read, not what it sounds like."""
+    from .events import NUM_EVENTS
+
+    return torch.randint(0, NUM_EVENTS, (length,), generator=torch.Generator().manual_seed(0)).tolist()
+
+
+def _timed(stream, tokens: int | None = None) -> tuple[float, int]:
+    """(seconds, items) of a stream after its first item (the context read), up to `tokens` more items."""
+    next(stream)
+    started = time.perf_counter()
+    count = 0
+    for _ in stream:
+        count += 1
+        if count == tokens:
+            break
+    return time.perf_counter() - started, count
+
+
+def generate_tokens_per_s(context: int, tokens: int, repeats: int) -> dict:
+    """`generate`'s tokens/s at a full context of the 6 x 256 model on one thread: through the decoder, and
+    through the model's forward pass (where a forward hook sends it), interleaved, the best of `repeats`."""
+    from .generate import generate
+
+    model = _model("relative", context).eval()
+    primer = _primer(context)
+    best = {"decoder": 0.0, "forward": 0.0}
+    for _ in range(repeats):
+        for path in best:
+            hook = model.register_forward_pre_hook(lambda *_: None) if path == "forward" else None
+            seconds, count = _timed(generate(model, primer, max_tokens=10**9, seed=0, max_note_seconds=None,
+                                             cpu_threads=1), tokens)
+            if hook is not None:
+                hook.remove()
+            best[path] = max(best[path], count / seconds)
+    return {"context": context, "tokens_per_s": best["decoder"], "forward_tokens_per_s": best["forward"]}
+
+
+def variations_time(rows: int, primer_length: int, tokens: int, repeats: int) -> dict:
+    """Seconds to write `rows` variations of `tokens` tokens as one batch against one, after a primer of
+    `primer_length` (the piano model's shape, one thread, the best of `repeats`, interleaved)."""
+    from .generate import generate_variations
+
+    torch.manual_seed(0)
+    model = MusicTransformer(ModelConfig(**PIANO_CONFIG)).eval()
+    primer = _primer(primer_length)
+    best = {1: float("inf"), rows: float("inf")}
+    for _ in range(repeats):
+        for count in best:
+            stream = generate_variations(model, primer, seeds=list(range(count)), max_tokens=tokens,
+                                         max_note_seconds=None, cpu_threads=1)
+            best[count] = min(best[count], _timed(stream)[0])
+    return {"rows": rows, "one_seconds": best[1], "rows_seconds": best[rows], "ratio": best[rows] / best[1]}
+
+
+def device_decode(device: str, model: MusicTransformer | None = None, tokens: int = 600, rows: int = 8) -> dict:
+    """The bundled model (or `model`) at its full window: `generate`'s tokens/s on `device` against one CPU thread,
+    one stream each, and `rows` variations of `tokens` tokens against one on `device` (bench/gpu_session.sh)."""
+    from .checkpoint import load_checkpoint
+    from .generate import generate, generate_variations
+
+    model = model or load_checkpoint(device="cpu")
+    primer = _primer(model.config.train_length)
+    speed = {}
+    for where in ("cpu", device):
+        model = model.to(where)
+        for _ in range(2):  # the first run sets the device up (kernels, cuBLAS, the allocator)
+            seconds, count = _timed(generate(model, primer, max_tokens=tokens + 1, seed=0, max_note_seconds=None,
+                                             cpu_threads=1))
+        speed[where] = count / seconds
+    times = {}
+    for count in (1, rows, 1, rows):
+        stream = generate_variations(model, primer, seeds=list(range(count)), max_tokens=tokens,
+                                     max_note_seconds=None, cpu_threads=1)
+        times[count] = min(times.get(count, float("inf")), _timed(stream)[0])
+    return {"device": device, "window": model.config.train_length, "tokens": tokens,
+            "cpu_tokens_per_s": round(speed["cpu"], 1), "device_tokens_per_s": round(speed[device], 1),
+            "gpu_over_cpu_decode": round(speed[device] / speed["cpu"], 2),
+            f"variations{rows}_over_1_time": round(times[rows] / times[1], 2)}
 
 
 DENSE_PIANO_TOKENS_PER_SECOND = 60  # 300 tokens/s is 5x real time for dense piano
@@ -221,14 +310,25 @@ def main(argv: list[str] | None = None) -> int:
     contexts = (512, 1024, 2048) if not args.quick else (512,)
     decode = [decode_speed(c, cached_steps=200 if not args.quick else 40,
                            recompute_steps=max(3, 3 * 2048 // c) if not args.quick else 2) for c in contexts]
-    print("\nDecoding (tokens/s), 6 layers x 256, one piece:")
-    print(f"{'context':>8} {'cached':>10} {'recompute':>10} {'speed-up':>9}")
-    for row in decode:
+    streams = [generate_tokens_per_s(c, tokens=200 if not args.quick else 30, repeats=3 if not args.quick else 1)
+               for c in contexts]
+    print("\nDecoding (tokens/s), 6 layers x 256, one piece, one thread:")
+    print(f"{'context':>8} {'cached':>10} {'recompute':>10} {'speed-up':>9} {'generate':>9} {'(forward)':>10}")
+    for row, stream in zip(decode, streams):
         print(f"{row['context']:>8} {row['cached_tokens_per_s']:>10.1f} {row['recompute_tokens_per_s']:>10.2f} "
-              f"{row['speedup']:>8.1f}x")
+              f"{row['speedup']:>8.1f}x {stream['tokens_per_s']:>9.1f} {stream['forward_tokens_per_s']:>10.1f}")
         results[f"decode_cached_tokens_per_s_{row['context']}"] = round(row["cached_tokens_per_s"], 1)
         results[f"decode_recompute_tokens_per_s_{row['context']}"] = round(row["recompute_tokens_per_s"], 3)
         results[f"decode_speedup_{row['context']}"] = round(row["speedup"], 1)
+        results[f"decode_tokens_per_s_{row['context']}"] = round(stream["tokens_per_s"], 1)
+        results[f"decode_forward_tokens_per_s_{row['context']}"] = round(stream["forward_tokens_per_s"], 1)
+
+    variations = variations_time(8, primer_length=512 if not args.quick else 64, tokens=256 if not args.quick else 24,
+                                 repeats=3 if not args.quick else 1)
+    print(f"\nVariations, 4 x 256 (the piano model's shape), a primer of {512 if not args.quick else 64} tokens: "
+          f"8 in one batch take {variations['ratio']:.2f}x the time of 1 ({variations['rows_seconds']:.2f} s against "
+          f"{variations['one_seconds']:.2f} s)")
+    results["variations8_over_1_time"] = round(variations["ratio"], 2)
 
     from .checkpoint import load_checkpoint
 

@@ -1,17 +1,22 @@
-"""The model on a CUDA GPU: the attention kernel, the cached decoder, bf16 training and streaming generation.
+"""The model on a CUDA GPU: the attention kernel, the cached decoder (static, captured in a CUDA graph, bfloat16),
+bf16 training, streaming generation and variations.
 
 CI has no GPU, so these skip there; they run on a lent GPU machine (`bench/jsb_gpu.sh` runs them first).
 """
+
+import warnings
 
 import pytest
 import torch
 
 from music_transformer import VOCAB_SIZE, generate
 from music_transformer.attention import relative_attention
+from music_transformer.decoder import CapturedStep
+from music_transformer.generate import generate_variations
 
 from .test_attention import _direct_attention
 from .test_generate import PRIMER, assert_valid_stream
-from .test_model import decode_step_by_step, small_model
+from .test_model import decode_rows, decode_step_by_step, small_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -82,3 +87,61 @@ def test_generation_streams_on_cuda_and_a_seed_repeats_it():
     runs = [list(generate(model, PRIMER, max_tokens=200, seed=5)) for _ in range(2)]
     assert runs[0] == runs[1] and len(runs[0]) == 200
     assert_valid_stream(runs[0])
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_the_static_decoder_on_cuda_steps_every_row_like_a_full_pass(rows):
+    model = small_model(train_length=512, max_relative_distance=200).cuda()
+    generator = torch.Generator().manual_seed(rows)
+    context = torch.randint(0, VOCAB_SIZE, (1, 40), generator=generator).cuda()
+    continuations = torch.randint(0, VOCAB_SIZE, (rows, 300), generator=generator).cuda()
+    got, decoder = decode_rows(model, context, continuations, window=128)
+    assert decoder.static  # fixed shapes on a GPU: what a CUDA graph needs
+    for row in range(rows):
+        with torch.no_grad():
+            full = model(torch.cat([context[0], continuations[row]])[None], window=128)[0, 40:]
+        assert relative_error(got[row], full) < 1e-3
+
+
+def test_the_decoder_in_bfloat16_holds_the_logits_within_tolerance():
+    model = small_model(train_length=512, max_relative_distance=200).cuda()
+    context = torch.randint(0, VOCAB_SIZE, (1, 40)).cuda()
+    continuation = torch.randint(0, VOCAB_SIZE, (1, 200)).cuda()
+    got, _ = decode_rows(model, context, continuation, dtype=torch.bfloat16)
+    with torch.no_grad():
+        full = model(torch.cat([context, continuation], 1))[0, 40:]
+    assert relative_error(got[0], full) < 3e-2
+
+
+def test_a_step_on_cuda_is_one_captured_graph_that_draws_what_the_uncaptured_step_draws(monkeypatch):
+    model = small_model().cuda()
+    replays = []
+    replay = CapturedStep.__call__
+    monkeypatch.setattr(CapturedStep, "__call__", lambda step, tokens: replays.append(1) or replay(step, tokens))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        captured = list(generate(model, PRIMER, max_tokens=150, seed=4, top_p=0.9))
+    assert not [w for w in caught if "CUDA graph" in str(w.message)]  # no fall-back to uncaptured steps
+    assert len(replays) >= 100
+
+    def refuse(*_):
+        raise RuntimeError("no graph")
+
+    monkeypatch.setattr(CapturedStep, "__init__", refuse)
+    with pytest.warns(UserWarning, match="without a CUDA graph"):
+        uncaptured = list(generate(model, PRIMER, max_tokens=150, seed=4, top_p=0.9))
+    assert captured == uncaptured
+    assert_valid_stream(captured)
+
+
+def test_variations_on_cuda_are_valid_music_and_the_same_seeds_repeat_them():
+    model = small_model().cuda()
+    runs = []
+    for _ in range(2):
+        written = {}
+        for variation, token in generate_variations(model, PRIMER, seeds=[1, 2, 3, 4, 5, 6, 7, 8], seconds=3.0):
+            written.setdefault(variation, []).append(token)
+        runs.append(written)
+    assert runs[0] == runs[1] and len(runs[0]) == 8
+    for tokens in runs[0].values():
+        assert_valid_stream(tokens)
