@@ -161,7 +161,7 @@ def duet_answer(checkpoint: str | None, runs: int) -> dict:
             wait_for(lambda: len(answers) > before, 60)
     finally:
         duet.close()
-    latencies = [value * 1000 for value in duet.latencies]
+    latencies = [answer.latency * 1000 for answer in answers]
     return {"duet_answer_ms": round(statistics.median(latencies), 1), "duet_answer_max_ms": round(max(latencies), 1),
             "duet_runs": len(latencies), "duet_model": Path(path).name}
 
@@ -191,6 +191,8 @@ def flood(seconds: float) -> dict:
     midi.open_input("flood keys:out", wait=True)
     while midi.input is None and time.monotonic() < deadline:
         application.processEvents()
+    read = [0]  # messages the studio's input has read (on its reader thread)
+    midi.listeners.append(lambda at, message: read.__setitem__(0, read[0] + 1))
     midi.start_recording()
     ticks: list[float] = []
     timer = QTimer()
@@ -207,11 +209,11 @@ def flood(seconds: float) -> dict:
         application.processEvents()
         time.sleep(0.001)
     end = time.monotonic() + 5
-    while (midi.received < 2 * count or not midi._queue.empty()) and time.monotonic() < end:
+    while (read[0] < 2 * count or len(window.song) < count) and time.monotonic() < end:  # all read and landed
         application.processEvents()
         time.sleep(0.001)
     timer.stop()
-    received = midi.received
+    received = read[0]
     landed = midi.stop_recording()
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     keyboard.close_port()

@@ -91,14 +91,14 @@ def motif(seconds: float) -> list:
 
 def bench_jitter(checkpoint: Path, seconds: float) -> dict:
     """Scheduler timing error while the worker generates."""
-    from app.generation import GenerationRequest, GenerationWorker
+    from app.generation import GenerationRequest, GenerationWorker, ModelLoaded, NotesWritten
     from app.playback import RecorderSink, Scheduler, note_events
 
     worker = GenerationWorker()
     worker.load(str(checkpoint), "cpu")
-    kind, payload = worker.outbox.get(timeout=120)
-    if kind != "loaded":
-        raise SystemExit(f"cannot load the model: {payload}")
+    loaded = worker.outbox.get(timeout=120)
+    if not isinstance(loaded, ModelLoaded):
+        raise SystemExit(f"cannot load the model: {loaded}")
     worker.generate(GenerationRequest(motif=motif(10.0), start=10.0, seconds=3600.0, seeds=[1]))
     time.sleep(1.0)  # let generation reach its steady state
     recorder = RecorderSink()
@@ -110,8 +110,7 @@ def bench_jitter(checkpoint: Path, seconds: float) -> dict:
     done.wait(seconds + 10)
     tokens = 0
     while not worker.outbox.empty():
-        kind, _ = worker.outbox.get_nowait()
-        tokens += kind == "notes"
+        tokens += isinstance(worker.outbox.get_nowait(), NotesWritten)
     worker.stop()
     scheduler.close()
     errors = [(sent - deadline) * 1000 for deadline, sent in scheduler.timing]
@@ -134,7 +133,7 @@ class Studio:
         self.window.show()
         self.recorder = RecorderSink()
         self.window.player.use_sinks([self.recorder])
-        self.window.load_model(checkpoint)
+        self.window.generation.choose_model(checkpoint)
         self.wait(lambda: self.window.generation.model_source == str(checkpoint), 120)
         song = self.window.song
         song.add_notes(song.notes_from_performance(motif(10.0)))
@@ -171,7 +170,7 @@ def bench_first_note(studio: Studio, runs: int) -> dict:
         studio.reset()
         start_seconds = song.to_seconds(max(n.end for n in song.notes()))
         pressed = time.perf_counter()
-        window.continue_action.trigger()
+        window.studio_actions.continue_action.trigger()
         studio.wait(lambda: any(m.type == "note_on" for _, m in studio.recorder.messages), 30)
         ons = [(at, m) for at, m in studio.recorder.messages if m.type == "note_on"]
         if not ons:
@@ -201,7 +200,7 @@ def bench_gui_stall(studio: Studio, seconds: float) -> dict:
     timer.start()
     studio.wait(lambda: len(ticks) > 5, 5)
     started = time.perf_counter()
-    window.continue_action.trigger()
+    window.studio_actions.continue_action.trigger()
     studio.wait(lambda: not window.generation.generating and not song.is_writing, seconds * 20)
     written = time.perf_counter() - started
     timer.stop()
