@@ -296,17 +296,18 @@ def write_midi(notes: Iterable[Note], path: str | os.PathLike, bpm: float = 120,
     atomic_write(path, lambda handle: midi.save(file=handle))
 
 
-def atomic_write(path: str | os.PathLike, write) -> None:
+def atomic_write(path: str | os.PathLike, write, mode: int = 0o666) -> None:
     """Calls write(binary file) on a temporary file beside `path`, then renames it over `path`.
 
-    The file gets the mode of any file a program creates (0666 less the user's umask: 0644 usually),
-    so that a DAW or an upload running as another user can read what was exported.
+    The file gets `mode` less the user's umask: by default that of any file a program creates (0644
+    usually), so that a DAW or an upload running as another user can read what was exported; 0o600 keeps
+    a private file (a crash journal) to its owner.
     """
     path = Path(path)
     while True:
         temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:  # the kernel applies the umask to 0o666, as for open(path, "w")
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        try:  # the kernel applies the umask, as for open(path, "w")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
             break
         except FileExistsError:
             continue

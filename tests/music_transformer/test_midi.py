@@ -320,6 +320,8 @@ def test_written_files_are_canonical_and_readable_by_everyone(tmp_path):
     assert [(n.pitch, n.velocity, n.start, round(n.end, 3)) for n in read_midi(tmp_path / "out.mid")] == \
         [(60, 90, 0.0, 1.0), (62, 80, 0.2, 0.21)]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.mid", "private.mid"]
+    atomic_write(tmp_path / "journal", lambda handle: handle.write(b"{}"), mode=0o600)
+    assert stat.S_IMODE(os.stat(tmp_path / "journal").st_mode) == 0o600
 
 
 @pytest.mark.parametrize("bpm", [0, -120, float("nan"), float("inf"), 10_000, "fast"])
