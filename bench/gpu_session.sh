@@ -103,6 +103,10 @@ decode_tokens=$([ "$device" = cpu ] && echo 100 || echo 600)
 timeout 240 "$python" -c 'import json, sys; from music_transformer import bench
 print(json.dumps(bench.device_decode(sys.argv[1], tokens=int(sys.argv[2]))))' "$device" "$decode_tokens" \
     | tee "$out/device-decode.json"
+if [ "$device" != cpu ]; then  # where a step's time goes on the device (the CPU's split is in bench/README.md)
+    timeout 180 "$python" "$here/bench/decode_profile.py" --device "$device" --context 1024 --layers 4 --steps 40 \
+        --json | tee "$out/decode-profile.txt"
+fi
 
 left=$(( ${SESSION_MINUTES:-13} * 60 - ($(date +%s) - started) ))
 if [ "$device" != cpu ] && [ "$left" -ge $(( ${JSB_MINUTES:-4} * 60 )) ]; then

@@ -425,6 +425,24 @@ class MultiHeadSelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(batch, length, -1))
 
 
+@dataclass
+class _StepViews:
+    """What `StreamCache.begin_step` works out once for every layer of a step (views into its buffers)."""
+
+    first: int  # the first column the new token sees
+    end: int  # one past the last: the new token's own
+    context: int  # how many of the columns seen are the context's
+    column: int  # the buffer column the new token's key and value go to
+    needed: int  # how many distances of q E^T the step needs
+    scores: torch.Tensor  # (H, rows, end - first)
+    relative: torch.Tensor  # where q E^T goes: (H, rows, needed)
+    terms: list  # (columns of the scores, their relative term): added
+    hidden: list  # columns of the scores out of sight: -inf
+    ring: tuple[int, int]  # the ring's buffer columns seen (several rows)
+    ring_scores: torch.Tensor  # (H * rows, 1, columns of the ring seen), several rows
+    ring_target: torch.Tensor  # the same columns of the scores
+
+
 class StreamCache:
     """Keys and values for one-token steps of `rows` streams that all continue one shared context.
 
@@ -487,7 +505,7 @@ class StreamCache:
         # q E^T by distance: column M-1-d holds distance d; then a zero (past the table) and -inf (hidden)
         self._relative = torch.zeros(heads, rows, self.distances + 2, dtype=dtype, device=device)
         self._relative[..., -1] = float("-inf")
-        self._out = torch.empty(heads, rows, head_dim, dtype=dtype, device=device)
+        self.output = torch.empty(heads, rows, head_dim, dtype=dtype, device=device)  # what `attend` returns
         if static:
             self._column = torch.zeros(1, dtype=torch.long, device=device)
             self._position = torch.tensor(self.position, device=device)
@@ -495,7 +513,9 @@ class StreamCache:
                                        torch.arange(span, device=device)))
             self._index = torch.zeros(heads, rows, columns, dtype=torch.long, device=device)
             self._gathered = torch.empty(heads, rows, columns, dtype=dtype, device=device)
-        self._layout: tuple = (0, 0, 0, (), ())
+        self._step: _StepViews | None = None
+        if static:  # every column, every step: the views never change
+            self._plan(0, length + span, 0, (), (), needed=self.distances)
 
     def __len__(self) -> int:
         """Positions a new token may attend to at most: the context and the ring."""
@@ -516,7 +536,7 @@ class StreamCache:
         if self.written < span:  # distances fall by one per column, down to 0 at the new token
             end = context + newest + 1
             first = max(0, end - 1 - reach)
-            self._layout = (first, end, context + newest, ((first, end, 0),), ())
+            self._plan(first, end, context + newest, ((first, end, 0),), ())
             return
         # a full ring: columns up to the new token's fall to 0, those after it to newest + 1; with local
         # attention the farthest of them may be out of sight
@@ -527,7 +547,30 @@ class StreamCache:
             if seen > start:
                 hidden.append((start, seen))
             runs.append((seen, stop, low))
-        self._layout = (context, context + span, context + newest, tuple(runs), tuple(hidden))
+        self._plan(context, context + span, context + newest, runs, hidden)
+
+    def _plan(self, first: int, end: int, column: int, runs, hidden, needed: int | None = None) -> None:
+        """This step's views, the same for every layer: columns `first`..`end`-1 seen, the new token's
+        `column`, `runs` of columns (from, to, distance at to - 1) taking the relative term, `hidden` runs."""
+        heads, rows, distances = self.heads, self.rows, self.distances
+        count = end - first
+        context = max(self.context_length - first, 0)
+        scores = self._scores[:heads * rows * count].view(heads, rows, count)
+        if needed is None:
+            needed = min(distances, max((stop - start + low for start, stop, low in runs), default=0))
+        terms = []
+        for start, stop, low in runs:  # columns start..stop-1 at distances stop-1+low-start .. low
+            width = min(stop - start, distances - low)
+            if width > 0:
+                terms.append((scores[..., stop - width - first:stop - first],
+                              self._relative[..., distances - low - width:distances - low]))
+        ring = (first + context + self._ring_start - self.context_length, end + self._ring_start - self.context_length)
+        self._step = _StepViews(
+            first=first, end=end, context=context, column=column + self._ring_start - self.context_length,
+            needed=needed, scores=scores, relative=self._relative[..., distances - needed:distances], terms=terms,
+            hidden=[scores[..., start - first:stop - first] for start, stop in hidden], ring=ring,
+            ring_scores=self._ring_scores[:heads * rows * (count - context)].view(heads * rows, 1, -1),
+            ring_target=scores[..., context:].view(heads, rows, -1))
 
     def _device_layout(self) -> None:
         """`begin_step` on the device, from the position tensor: an index into the relative buffer per column."""
@@ -543,7 +586,6 @@ class StreamCache:
         entries = torch.where(distance >= self.distances, self.distances, self.distances - 1 - distance)
         self._index.copy_(torch.where(hidden, self.distances + 1, entries).expand_as(self._index))
         self._column.copy_((self._ring_start + torch.remainder(written, self.span)).view(1))
-        self._layout = (0, context + self.span, None, (), ())
 
     def end_step(self) -> None:
         """The device's half of moving on (static: the position tensor); `moved_on` is the host's."""
@@ -575,47 +617,35 @@ class StreamCache:
 
         q must be contiguous and already scaled by 1/sqrt(D); relative_t is the layer's E^T (H, D, M).
         """
-        first, end, column, runs, hidden = self._layout
-        heads, rows, head_dim, distances = self.heads, self.rows, self.head_dim, self.distances
+        step = self._step
+        heads, rows, head_dim = self.heads, self.rows, self.head_dim
         keys, values = self.keys[layer], self.values[layer]
-        offset = self._ring_start - self.context_length  # buffer column = layout column + offset (in a ring)
         if self.static:
             keys.index_copy_(3, self._column, k.unsqueeze(-1))
             values.index_copy_(2, self._column, v.unsqueeze(-2))
         else:
-            keys[..., column + offset].copy_(k)
-            values[:, :, column + offset].copy_(v)
-        count = end - first
-        scores = self._scores[:heads * rows * count].view(heads, rows, count)
-        context = max(self.context_length - first, 0)
+            keys.select(3, step.column).copy_(k)
+            values.select(2, step.column).copy_(v)
+        first, end, context, scores = step.first, step.end, step.context, step.scores
         run_keys, run_values = self._runs[layer]
         if rows == 1:  # context and ring in one run of columns
             torch.bmm(q, run_keys[..., first:end], out=scores)
         else:  # the context once for every row, then each row's ring
             if context:
                 torch.bmm(q, self.context_keys[layer][..., first:], out=scores[..., :context])
-            ring = self._ring_scores[:heads * rows * (count - context)].view(heads * rows, 1, -1)
-            torch.bmm(q.view(heads * rows, 1, head_dim), run_keys[..., first + context + offset:end + offset],
-                      out=ring)  # into a buffer of its own: a batch of products is slow to write into a slice
-            scores[..., context:].copy_(ring.view(heads, rows, -1))
+            torch.bmm(q.view(heads * rows, 1, head_dim), run_keys[..., step.ring[0]:step.ring[1]],
+                      out=step.ring_scores)  # into a buffer of its own: a batch of products is slow to write into a slice
+            step.ring_target.copy_(step.ring_scores.view(heads, rows, -1))
+        if step.needed:  # q E^T for the distances seen
+            torch.bmm(q, relative_t[..., self.distances - step.needed:], out=step.relative)
         if self.static:  # relative entries, zeros and -inf through the index
-            if distances:
-                torch.bmm(q, relative_t, out=self._relative[..., :distances])
             scores.add_(torch.gather(self._relative, -1, self._index, out=self._gathered))
-        else:
-            needed = min(distances, max((stop - start + low for start, stop, low in runs), default=0))
-            if needed:
-                torch.bmm(q, relative_t[..., distances - needed:],
-                          out=self._relative[..., distances - needed:distances])
-            for start, stop, low in runs:  # columns start..stop-1 at distances stop-1+low-start .. low
-                width = min(stop - start, distances - low)
-                if width > 0:
-                    scores[..., stop - width - first:stop - first].add_(
-                        self._relative[..., distances - low - width:distances - low])
-            for start, stop in hidden:
-                scores[..., start - first:stop - first] = float("-inf")
+        for part, term in step.terms:
+            part.add_(term)
+        for part in step.hidden:
+            part.fill_(float("-inf"))
         torch.softmax(scores, -1, out=scores)
-        out = self._out
+        out = self.output
         if rows == 1:
             return torch.bmm(scores, run_values[:, first:end], out=out)
         if context:
@@ -623,8 +653,8 @@ class StreamCache:
         else:
             out.zero_()
         flat = out.view(heads * rows, 1, head_dim)
-        torch.baddbmm(flat, scores[..., context:].view(heads * rows, 1, -1),
-                      run_values[:, first + context + offset:end + offset], out=flat)
+        torch.baddbmm(flat, step.ring_target.view(heads * rows, 1, -1), run_values[:, step.ring[0]:step.ring[1]],
+                      out=flat)
         return out
 
     def reorder(self, index: torch.Tensor) -> None:

@@ -119,6 +119,7 @@ class Decoder:
         self._q = self._q_heads if rows == 1 else torch.empty(heads, rows, d_model // heads, dtype=dtype,
                                                                 device=device)
         self._y = torch.empty(rows, heads, d_model // heads, dtype=dtype, device=device)
+        self._y_flat = self.cache.output.view(rows, d_model)  # one row: the attention's output, (H, 1, D) flat
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feeds one token per row (rows,) and returns the next token's logits (rows, vocab), float32: a buffer
@@ -139,7 +140,7 @@ class Decoder:
             torch.addmm(weights.qkv_bias, h, weights.qkv_t, out=self._qkv)
             q = self._q_heads if rows == 1 else self._q.copy_(self._q_heads)
             y = cache.attend(layer, q, self._k_heads, self._v_heads, weights.relative_t)  # (H, rows, D)
-            y = y.view(rows, d_model) if rows == 1 else self._y.copy_(y.transpose(0, 1)).view(rows, d_model)
+            y = self._y_flat if rows == 1 else self._y.copy_(y.transpose(0, 1)).view(rows, d_model)
             torch.addmm(x, y, weights.out_t, out=x).add_(weights.out_bias)
             h = torch.layer_norm(x, (d_model,), *weights.feed_forward_norm)
             hidden = F.gelu(torch.addmm(weights.up_bias, h, weights.up_t, out=self._hidden))

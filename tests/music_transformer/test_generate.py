@@ -326,8 +326,7 @@ def test_decoding_past_the_window_keeps_a_flat_cache_and_attends_to_the_window_o
 
     def watch(cache):
         begin_step(cache)
-        first, end = cache._layout[:2]
-        seen.append((end - first, len(cache)))
+        seen.append((cache._step.end - cache._step.first, len(cache)))
 
     monkeypatch.setattr(StreamCache, "begin_step", watch)
     tokens = list(generate(model, PRIMER, max_tokens=16 * window, seed=6))
