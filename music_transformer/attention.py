@@ -483,8 +483,9 @@ class StreamCache:
         columns = length + span
         # one row: context and ring side by side, read as one run; several: the context once, then the rings
         ring = columns if rows == 1 else span
-        self.keys = [torch.zeros(heads, rows, head_dim, ring, dtype=dtype, device=device) for _ in kept]
-        self.values = [torch.zeros(heads, rows, ring, head_dim, dtype=dtype, device=device) for _ in kept]
+        new = torch.zeros if static else torch.empty  # static steps multiply columns not written yet by 0
+        self.keys = [new(heads, rows, head_dim, ring, dtype=dtype, device=device) for _ in kept]
+        self.values = [new(heads, rows, ring, head_dim, dtype=dtype, device=device) for _ in kept]
         if rows == 1:
             for (k, v), keys, values in zip(kept, self.keys, self.values):
                 keys[:, 0, :, :length] = k[0].transpose(-1, -2)

@@ -19,6 +19,7 @@ its hundred-odd operations, and Inductor in torch 2.13 fails on its in-place wri
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -65,6 +66,33 @@ def _transposed(linear: torch.nn.Linear, dtype: torch.dtype) -> tuple[torch.Tens
     return linear.weight.detach().t().to(dtype).contiguous(), linear.bias.detach().to(dtype)
 
 
+@dataclass
+class _Weights:
+    """A model's weights laid out for one-token steps."""
+
+    layers: list[_Layer]
+    embedding: torch.Tensor  # scaled by sqrt(d_model), as the forward pass scales it
+    final_norm: tuple[torch.Tensor, torch.Tensor, float]
+    head_t: torch.Tensor
+
+
+_LAID_OUT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (what they were made from, _Weights)
+
+
+def _weights(model: MusicTransformer, dtype: torch.dtype) -> _Weights:
+    """The weights laid out for `dtype`, made again only when a parameter has changed since (a training step,
+    `load_state_dict`, a move): streams one after another (the duet's answers) skip copying them."""
+    made_from = (dtype, tuple((parameter.data_ptr(), parameter._version) for parameter in model.parameters()))
+    known = _LAID_OUT.get(model)
+    if known is not None and known[0] == made_from:
+        return known[1]
+    weights = _Weights(_layers(model, dtype), (model.embedding.weight.detach() * math.sqrt(model.config.d_model))
+                       .to(dtype), _norm(model.final_norm, dtype),
+                       model.head.weight.detach().t().to(dtype).contiguous())
+    _LAID_OUT[model] = (made_from, weights)
+    return weights
+
+
 def _layers(model: MusicTransformer, dtype: torch.dtype) -> list[_Layer]:
     d_model = model.config.d_model
     layers = []
@@ -105,10 +133,9 @@ class Decoder:
         span = span or context.span or config.train_length
         self.cache = StreamCache(context, rows, span, config.max_relative_distance if config.relative_attention
                                  else None, dtype=dtype, static=self.static)
-        self.layers = _layers(model, dtype)
-        self.embedding = (model.embedding.weight.detach() * math.sqrt(d_model)).to(dtype)
-        self.final_norm = _norm(model.final_norm, dtype)
-        self.head_t = model.head.weight.detach().t().to(dtype).contiguous()
+        weights = _weights(model, dtype)
+        self.layers, self.embedding, self.final_norm, self.head_t = (weights.layers, weights.embedding,
+                                                                     weights.final_norm, weights.head_t)
         self.timing_signal = config.timing_signal
         self._x = torch.empty(rows, d_model, dtype=dtype, device=device)
         self._qkv = torch.empty(rows, 3 * d_model, dtype=dtype, device=device)

@@ -191,3 +191,16 @@ def test_hooks_or_a_changed_forward_pass_keep_decoding_through_the_modules():
             return super().forward(tokens, cache, window)
 
     assert fast_path(model) and not fast_path(Changed(model.config))
+
+
+def test_the_decoder_follows_weights_changed_since_the_last_stream():
+    model = small_model()
+    context, continuation = torch.randint(0, VOCAB_SIZE, (2, 30)).split(1)
+    decode_rows(model, context, continuation)
+    with torch.no_grad():  # a training step, load_state_dict: the weights change in place
+        model.blocks[0].feed_forward.up.weight.mul_(1.5)
+        model.head.weight.add_(0.01)
+    got, _ = decode_rows(model, context, continuation)
+    with torch.no_grad():
+        full = model(torch.cat([context, continuation], 1))[0, 30:]
+    assert (got[0] - full).abs().max().item() <= 1e-4
