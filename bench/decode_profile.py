@@ -64,7 +64,6 @@ def _kind(name: str, in_step: bool, products_before: int) -> str:
 
 def profile_path(model: MusicTransformer, primer: list[int], steps: int, forward: bool, device: str) -> dict:
     """Microseconds per token of each kind, generating through the decoder or through forward passes."""
-    distances = model.config.max_relative_distance
     hooks, step = [], None
     if forward:  # the forward pass is one model step; a hook on the model also sends generate there
         def enter(*_):

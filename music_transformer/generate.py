@@ -209,8 +209,10 @@ class _Performance:
         """A pitch that has sounded for `ticks` or more, if any (the longest-held first)."""
         if not self.sounding:
             return None
-        pitch, start = min(self.sounding.items(), key=lambda item: item[1])
-        return pitch if self.tick - start >= ticks else None
+        start = min(self.sounding.values())
+        if self.tick - start < ticks:
+            return None
+        return next(pitch for pitch, begun in self.sounding.items() if begun == start)
 
 
 def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (), *,
