@@ -17,7 +17,10 @@ Every figure is measured for each model on the same held-out pieces (the stable 
    notes per second, velocity spread (standard deviation), the share of repeated notes (an onset whose
    pitch was also struck at the previous onset time), the share of silence, and the share of time with
    both hands playing (notes below and from middle C sounding at once).
-4. Decoding speed on this CPU, one thread, at the model's full window (`music_transformer.bench.generate_speed`):
+4. Joining (models with styles only): a 4 s gap at the same places of `--songs` held-out pop songs, written
+   by `infill` and by a plain continuation of the same length (`generate`); the NLL per token of the real
+   next 8 s after each, read left to right, against after the real gap.
+5. Decoding speed on this CPU, one thread, at the model's full window (`music_transformer.bench.generate_speed`):
    tokens/s, and the real-time factor for dense piano (60 tokens a second of music) and the median pop song (24).
 """
 
@@ -37,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from music_transformer import data, events, load_checkpoint  # noqa: E402  (after the checkout joins the path)
 from music_transformer.events import Note, encode  # noqa: E402
-from music_transformer.generate import continuation_notes, generate, primer_tokens  # noqa: E402
+from music_transformer.generate import continuation_notes, generate, infill, primer_tokens  # noqa: E402
 from music_transformer.model import MusicTransformer, mixed_precision  # noqa: E402
 from music_transformer.bench import generate_speed  # noqa: E402
 from music_transformer.train import position_nll  # noqa: E402
@@ -46,6 +49,7 @@ POP909 = Path(__file__).resolve().parents[2] / "shared" / "data" / "pop909" / "m
 GAPS = (2.0, 4.0, 8.0)
 GAP_PLACES = (0.25, 0.5, 0.75)
 PRIMER_SECONDS, CONTINUATION_SECONDS, PRIMER_START = 10.0, 20.0, 30.0
+JOIN_GAP, JOIN_AFTER = 4.0, 8.0  # the gap written, and the seconds after it scored
 
 
 def nll_by_style(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
@@ -90,6 +94,41 @@ def infill_nll(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
         result[f"{seconds:g}s"] = {name: total / max(count, 1) for name, (total, count) in sums.items()}
         result[f"{seconds:g}s"]["tokens"] = sums["both_sides"][1]
     return result
+
+
+def join_nll(model: MusicTransformer, pieces: list[data.Piece], songs: int, seconds: float = JOIN_GAP,
+             seed: int = 0) -> dict:
+    """How well a written gap joins the music after it: the NLL per token of the real next JOIN_AFTER seconds
+    after the gap, read left to right after the music before the gap and the gap's contents, where those
+    are `infill`'s fill, a plain continuation of the same length (`generate`), or the real music."""
+    window = model.config.train_length
+    gap = events.to_ticks(seconds)
+    sums = {"fill": [0.0, 0], "continuation": [0.0, 0], "real": [0.0, 0]}
+    for index, piece in enumerate(pieces[:songs]):
+        notes = data.array_to_notes(piece.notes)
+        tokens = encode(notes)
+        total = events.duration_seconds(tokens)
+        for place in GAP_PLACES:
+            first = events.to_ticks(total * place)
+            before = [n for n in notes if events.to_ticks(n.start) < first]
+            after = [n for n in notes if events.to_ticks(n.start) >= first + gap]
+            prefix, rest = events.split_at(tokens, first)
+            real_middle, real_after = events.split_at(rest, gap)
+            scored = events.split_at(real_after, events.to_ticks(JOIN_AFTER))[0]
+            if not scored or not after:
+                continue
+            settings = dict(temperature=1.0, top_p=0.95, seed=seed + index, style=piece.style)
+            middles = {"fill": list(infill(model, before, after, first / 100, (first + gap) / 100, **settings)),
+                       "continuation": list(generate(model, events.split_at(encode(before), first)[0],
+                                                     seconds=gap / 100, **settings)),
+                       "real": real_middle}
+            for name, middle in middles.items():
+                head = events.header(piece.style)
+                room = max(0, window - len(head) - len(middle) - len(scored))
+                total_nll, count = _scored_nll(model, head + prefix[max(0, len(prefix) - room):] + middle, scored)
+                sums[name][0] += total_nll
+                sums[name][1] += count
+    return {name: total / max(count, 1) for name, (total, count) in sums.items()} | {"tokens": sums["real"][1]}
 
 
 def music_figures(notes: list[Note], primer: list[Note], seconds: float) -> dict:
@@ -175,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'gap':>5}{'both sides':>12}{'left only':>11}{'tokens':>8}")
             for gap, row in results[name]["infill"].items():
                 print(f"{gap:>5}{row['both_sides']:>12.3f}{row['left_only']:>11.3f}{row['tokens']:>8}")
+            if args.songs:
+                join = results[name]["join"] = join_nll(model, pop, args.songs)
+                print(f"Joining ({name}): NLL per token of the real {JOIN_AFTER:g} s after a {JOIN_GAP:g} s gap written "
+                      f"by infill {join['fill']:.3f}, by a plain continuation {join['continuation']:.3f}, "
+                      f"the real gap {join['real']:.3f} ({join['tokens']} tokens)")
 
     if pop and args.songs:
         stats = continuation_stats(models, pop, args.songs)

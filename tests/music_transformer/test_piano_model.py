@@ -46,6 +46,8 @@ def test_the_card_benchmark_runs_end_to_end_on_a_small_model(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(result["model"]["nll"]) == {"pop-piano"} and result["model"]["nll"]["pop-piano"]["pieces"] >= 1
     assert "infill" in result["model"] and "infill" not in result["baseline"]  # the old vocabulary cannot fill
+    join = result["model"]["join"]
+    assert join["tokens"] > 0 and all(join[name] > 0 for name in ("fill", "continuation", "real"))
     for gap in ("2s", "4s", "8s"):
         row = result["model"]["infill"][gap]
         assert row["tokens"] > 0 and row["both_sides"] > 0 and row["left_only"] > 0
