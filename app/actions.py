@@ -7,15 +7,19 @@ entries change (recent files, MIDI outputs, MIDI inputs) are filled each time th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMenuBar
+from PySide6.QtWidgets import QDoubleSpinBox, QFileDialog, QInputDialog, QMenu, QMenuBar
+
+from music_transformer.keys import PITCH_CLASS_NAMES as PITCH_NAMES
 
 from .document import EVERYTHING
+from .generation import NO_FILL_TIP, PITCH_MASKING
 from .midi_input import VIRTUAL_INPUT
 from .playback.player import AUTO, NONE, PORT_PREFIX, SYNTH, VIRTUAL
 from .playback.sinks import GM_FAMILIES, GM_INSTRUMENTS
@@ -82,6 +86,11 @@ class StudioActions(QObject):
         # Continuation
         self.continue_action = self._action("Continue", ["Ctrl+Return", "Ctrl+Enter"], generation.continue_song)
         self.continue_action.setToolTip("Write a continuation of the motif (Ctrl+Enter)")  # either Enter key
+        self.fill_action = self._action("Fill", "Ctrl+F", self.fill)
+        self.from_playhead_action = self._action(
+            "Continue from Playhead", ["Ctrl+Alt+Return", "Ctrl+Alt+Enter"], self.continue_from_playhead
+        )
+        self.from_playhead_action.setIconText("From Playhead")
         self.cancel_action = self._action("Cancel", "Ctrl+.", generation.cancel)
         self.cancel_action.setToolTip("Stop writing; keep what was written (Ctrl+.)")
         self.load_model_action = self._action("&Load Model…", None, self.load_model_dialog)
@@ -95,7 +104,8 @@ class StudioActions(QObject):
         recorder.recording_changed.connect(self.record_action.setChecked)
         window.duet.enabled_changed.connect(self.duet_action.setChecked)
         for signal in (song.notes_changed, song.writing_changed, generation.busy_changed, generation.finished,
-                       generation.model_loaded, generation.model_failed):  # fmt: skip
+                       generation.model_loaded, generation.model_failed, window.roll.state.selection_changed,
+                       window.roll.state.time_range_changed):  # fmt: skip
             signal.connect(self._update)
         self._update()
 
@@ -123,8 +133,29 @@ class StudioActions(QObject):
     def _update(self, *args) -> None:
         song, generation = self.window.song, self.window.generation
         writing = song.is_writing
-        self.continue_action.setEnabled(not generation.generating and not writing and generation.has_model)
+        free = not generation.generating and not writing
+        self.continue_action.setEnabled(free and generation.has_model)
         self.cancel_action.setEnabled(generation.generating)
+        span = self.window.roll.fill_range()
+        if generation.has_model and not generation.model_has_styles:
+            fill_tip = NO_FILL_TIP
+        elif span is None:
+            fill_tip = "Fill: first choose a time range (drag in the ruler) or select notes"
+        else:
+            fill_tip = "Write new notes into the time range that join the music before and after it (Ctrl+F)"
+        self.fill_action.setEnabled(free and generation.can_fill and span is not None)
+        self.fill_action.setToolTip(fill_tip)
+        if self.window.roll.state.time_range is not None:
+            self.from_playhead_action.setEnabled(free and generation.can_fill)
+            self.from_playhead_action.setToolTip(
+                fill_tip if not generation.can_fill else "A time range is chosen: fill it (Ctrl+Alt+Enter)"
+            )
+        else:
+            self.from_playhead_action.setEnabled(free and generation.has_model)
+            self.from_playhead_action.setToolTip(
+                "Continue the music before the playhead from there; later notes are replaced unless the panel keeps "
+                "them (Ctrl+Alt+Enter)"
+            )
         has_continuation = not writing and bool(song.note_arrays().continuation.any())
         self.accept_action.setEnabled(has_continuation)
         self.discard_action.setEnabled(has_continuation)
@@ -136,6 +167,22 @@ class StudioActions(QObject):
         self.play_action.setText("Stop" if playing else "Play")
 
     # --- the commands that are more than one call ----------------------------------------------------------
+
+    def fill(self) -> None:
+        """Fill: the time range chosen in the ruler, or the span of the selected notes."""
+        span = self.window.roll.fill_range()
+        if span is None:
+            self.window.show_message("Fill: first choose a time range (drag in the ruler) or select notes")
+            return
+        self.window.generation.fill(*span)
+
+    def continue_from_playhead(self) -> None:
+        """Continue from Playhead; with a time range chosen in the ruler, fills it instead."""
+        span = self.window.roll.state.time_range
+        if span is not None:
+            self.window.generation.fill(*span)
+        else:
+            self.window.generation.continue_from(self.window.transport.playhead)
 
     def _accept(self) -> None:
         if not self.window.song.is_writing and self.window.song.accept_continuation():
@@ -171,11 +218,18 @@ class StudioActions(QObject):
     def duet_pause_dialog(self) -> None:
         """Asks how long a pause ends the musician's phrase."""
         duet = self.window.duet
-        seconds, accepted = QInputDialog.getDouble(
-            self.window, "Duet Pause", "The model answers after a pause of (seconds):", duet.pause, 0.1, 10.0, 2
-        )
-        if accepted:
-            duet.set_pause(seconds)
+        dialog = QInputDialog(self.window)
+        dialog.setObjectName("duet_pause_dialog")
+        dialog.setWindowTitle("Duet Pause")
+        dialog.setLabelText("The model answers after a pause of (seconds):")
+        dialog.setInputMode(QInputDialog.DoubleInput)
+        dialog.setDoubleRange(0.1, 10.0)
+        dialog.setDoubleDecimals(2)
+        dialog.setDoubleValue(duet.pause)
+        for box in dialog.findChildren(QDoubleSpinBox):
+            box.setKeyboardTracking(False)  # the value typed counts when it is complete, as in every box
+        if dialog.exec():
+            duet.set_pause(dialog.doubleValue())
 
     def soundfont_dialog(self) -> None:
         """Asks for a soundfont for the built-in synth."""
@@ -235,7 +289,11 @@ class StudioActions(QObject):
         record_menu.addActions([self.duet_action, self.duet_pause_action])
 
         continuation_menu = menus.addMenu("&Continuation")
-        continuation_menu.addActions([self.continue_action, self.cancel_action, self.load_model_action])
+        continuation_menu.addActions(
+            [self.continue_action, self.from_playhead_action, self.fill_action, self.cancel_action]
+        )
+        self.key_menu = self._filled_when_opened(continuation_menu.addMenu("&Key Lock"), self.fill_key_menu)
+        continuation_menu.addAction(self.load_model_action)
         continuation_menu.addSeparator()
         continuation_menu.addActions([self.accept_action, self.discard_action])
 
@@ -272,6 +330,28 @@ class StudioActions(QObject):
         recorder = self.window.midi.recorder
         entries = [(step, text) for text, step in RECORD_QUANTIZE]
         self._choices(menu, entries, recorder.quantize_step, recorder.set_quantize)
+
+    def fill_key_menu(self) -> None:
+        """Continuation ▸ Key Lock: off, the key detected in the motif, or the key chosen in the panel."""
+        menu, song = self.key_menu, self.window.song
+        menu.clear()
+        settings = song.settings
+        detected = self.window.generation_panel.detected_key
+        chosen = f"{PITCH_NAMES[settings.key_tonic]} {settings.key_scale}"
+        entries = [
+            ("off", "&Off"),
+            ("motif", f"From &Motif ({detected.name if detected else 'no notes yet'})"),
+            ("chosen", f"&Chosen Key ({chosen})"),
+        ]
+        self._choices(menu, entries, settings.key_mode, self._set_key_mode)
+        menu.setEnabled(PITCH_MASKING)
+
+    def _set_key_mode(self, mode: str) -> None:
+        song = self.window.song
+        try:
+            song.set_settings(dataclasses.replace(song.settings, key_mode=mode))
+        except SongLockedError as error:
+            self.window.show_message(str(error))
 
     def fill_recent_menu(self) -> None:
         """Open Recent: the files opened or saved lately, newest first."""

@@ -27,12 +27,12 @@ from music_transformer import CheckpointError, Note
 from music_transformer.generate import generate, primer_tokens
 
 from .background import run_in_background
-from .generation import NoteStream, open_model, torch_threads
+from .generation import PITCH_MASKING, NoteStream, open_model, pitches_for, torch_threads
 from .midi_input import MidiInputController, Take
 from .playback.scheduler import LiveFeed, Scheduler
 from .playback.sinks import Sink, TapSink
 from .settings import Preferences
-from .song import ANY_STYLE, CONTINUATION
+from .song import ANY_STYLE, CONTINUATION, GenerationSettings
 
 DEFAULT_PAUSE = 0.6  # seconds of silence that end the musician's phrase
 CONTEXT_SECONDS = 20.0  # how much of the duet so far primes the model: enough for style, cheap to prime
@@ -77,6 +77,7 @@ class Duet:
         top_p: float | None = 0.95,
         seed: int | None = None,
         style: str = ANY_STYLE,
+        pitches: GenerationSettings | None = None,
     ) -> None:
         self.model = model
         self.pause = float(pause)
@@ -84,6 +85,7 @@ class Duet:
         self.top_p = top_p
         self.seed = seed
         self.style = style  # the idiom to answer in (a model made before styles ignores it)
+        self.pitches = pitches  # the key lock and pitch range the answers keep to (None: any pitch)
         self.on_answer = on_answer
         self.on_error: Callable[[str], None] | None = None
         self._condition = threading.Condition()
@@ -180,6 +182,11 @@ class Duet:
         self._player.play([], 0.0, live=feed)
         stream = NoteStream(0.0, feed, skip_leading_rest=True)  # the answer sounds at once, after the pause
         notes: list[Note] = []
+        limits = {}
+        if self.pitches is not None and PITCH_MASKING:  # the key (detected in the duet so far) and the range
+            allowed = pitches_for(self.pitches, primer_notes)
+            if allowed and len(allowed) < 128:
+                limits["allowed_pitches"] = allowed
         for token in generate(
             self.model,
             primer,
@@ -189,6 +196,7 @@ class Duet:
             seed=self.seed,
             cancel=self._cancel,
             style=self.style,
+            **limits,
         ):
             notes.extend(stream.feed(token))
         notes.extend(stream.finish())
@@ -275,8 +283,10 @@ class DuetController(QObject):
             self.enabled_changed.emit(False)
             return
         # Answers are played live (ahead of time on a CPU); the continuation part keeps them apart in the roll.
-        style = self.midi.song.settings.style  # the Continue panel's style: the duet answers in it too
-        self.duet = Duet(model, self.midi.outputs, self._answers.put, pause=self.pause, style=style)
+        settings = self.midi.song.settings  # the Continue panel's style, key lock and range: the duet keeps them too
+        self.duet = Duet(
+            model, self.midi.outputs, self._answers.put, pause=self.pause, style=settings.style, pitches=settings
+        )
         self.duet.on_error = self._errors.put
         self.midi.listeners.append(self.duet.feed)
         if not self.midi.recorder.recording:

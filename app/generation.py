@@ -12,15 +12,21 @@ so a burst of notes costs one song edit, not one per token, and the GUI thread n
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
+import inspect
+import math
 import os
 import queue
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
@@ -30,15 +36,30 @@ from music_transformer.events import (
     NOTE_ON_OFFSET,
     SECONDS_PER_TICK,
     Decoder,
+    encode,
     has_styles,
     is_note_on,
     is_time_shift,
     shift_ticks,
+    split_at,
+    to_ticks,
 )
-from music_transformer.generate import generate, primer_tokens
+from music_transformer.generate import generate, generate_variations, infill
+from music_transformer.keys import Key, allowed_pitches, detect_key
 
 from .playback.scheduler import NOTE_OFF, NOTE_ON, Event, LiveFeed
-from .song import ANY_STYLE, CONTINUATION, DEFAULT_MODEL, MOTIF, Song, SongLockedError
+from .song import (
+    ANY_STYLE,
+    CONTINUATION,
+    DEFAULT_MODEL,
+    MOTIF,
+    GenerationSettings,
+    Song,
+    SongLockedError,
+    VariationNote,
+    VariationSet,
+    WrittenVariation,
+)
 
 DRAIN_INTERVAL_MS = 25
 MAX_VARIATIONS = 8
@@ -70,14 +91,49 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 MOST_LIKELY_BEAMS = 4  # beams of the "most likely" choice: about 3.6x the time of sampling
+# Whether the library masks pitches (`allowed_pitches=`): the key lock and the pitch range wait for it.
+PITCH_MASKING = "allowed_pitches" in inspect.signature(generate).parameters
+
+
+def primer_until(notes: Sequence[Note], start: float) -> list[int]:
+    """The tokens of the music before `start` seconds, ending exactly there: notes sounding across it are
+    still sounding when the model takes over (the model may end them; the song keeps them as they are)."""
+    return split_at(encode(notes), to_ticks(start))[0]
+
+
+def key_for(settings: GenerationSettings, context: Sequence[Note]) -> Key | None:
+    """The key a continuation keeps to: none, the chosen one, or the one detected in the music it reads."""
+    if settings.key_mode == "chosen":
+        return Key(settings.key_tonic, settings.key_scale)
+    if settings.key_mode == "motif":
+        return detect_key(context)
+    return None
+
+
+def pitches_for(settings: GenerationSettings, context: Sequence[Note]) -> frozenset[int]:
+    """The pitches a continuation may use: those of its key (if locked) within the pitch range."""
+    return allowed_pitches(key_for(settings, context), settings.lowest, settings.highest)
+
+
+def velocity_range(settings: GenerationSettings, context: Sequence[Note]) -> tuple[int, int] | None:
+    """The velocities written notes keep to: the motif's range with dynamics matched to it, else any."""
+    if settings.dynamics != "motif" or not context:
+        return None
+    velocities = [note.velocity for note in context]
+    return min(velocities), max(velocities)
 
 
 @dataclass
 class GenerationRequest:
-    """One press of Continue: the motif, where the continuation starts, how long, how to sample, how many."""
+    """One press of Continue or Fill: the music it reads, where it writes and for how long, how to sample, how many.
+
+    A continuation reads `motif` (the music before `start`) and writes from `start`; a fill (`after` given)
+    reads `motif` as the music before the gap and `after` as the music from its end, and writes the gap
+    [start, start + seconds).
+    """
 
     motif: list[Note]  # seconds from the song's start
-    start: float  # seconds: the continuation begins here (the motif's end)
+    start: float  # seconds: the continuation begins here (the motif's end, the playhead, the gap's start)
     seconds: float
     temperature: float = 1.0
     top_k: int | None = None
@@ -86,6 +142,10 @@ class GenerationRequest:
     live: LiveFeed | None = None  # the first variation streams here for playback
     beam_size: int = 1  # > 1: beam search for the most likely continuation (sampling settings unused)
     style: str = ANY_STYLE  # the idiom to continue in (a model made before styles ignores it)
+    after: list[Note] | None = None  # a fill: the music after the gap (seconds from the song's start)
+    allowed_pitches: frozenset[int] | None = None  # the key lock and the pitch range (None: every pitch)
+    grid: float | None = None  # seconds: written notes start and end on this grid
+    velocities: tuple[int, int] | None = None  # written velocities stay within (low, high)
 
 
 @dataclass
@@ -112,7 +172,7 @@ class NotesWritten:
 
 @dataclass(frozen=True)
 class Progress:
-    """How far a variation is written (0..1)."""
+    """How far a variation is written (0..1); variation -1: all of them, written together."""
 
     variation: int
     fraction: float
@@ -179,21 +239,53 @@ def open_model(source: str, device: torch.device | str):
 
 class NoteStream:
     """Generated tokens in, notes out as they are completed; with a live feed, also the events that play them
-    while they are written. Continue and the duet both stream through it.
+    while they are written. Continue, Fill and the duet all stream through it.
 
     `skip_leading_rest` starts the music at its first note (the duet answers at once, after the pause).
+    `grid` (seconds from the song's start) puts each note's start and end on the nearest grid line, at least
+    one step long, as it streams: what is heard while it is written is what lands in the roll. A note that
+    would start on the same line as the last one of its pitch is left out. `velocities` (low, high) keeps
+    every velocity within that range.
     """
 
-    def __init__(self, start: float = 0.0, live: LiveFeed | None = None, skip_leading_rest: bool = False) -> None:
+    def __init__(
+        self,
+        start: float = 0.0,
+        live: LiveFeed | None = None,
+        skip_leading_rest: bool = False,
+        grid: float | None = None,
+        velocities: tuple[int, int] | None = None,
+    ) -> None:
         self.decoder = Decoder(time_offset=start)
         self.live = live
         self._skip_rest = skip_leading_rest
         self._sounding: set[int] = set()  # pitches the live feed has turned on and not yet off
+        self._start = start
+        self._grid = grid if grid is not None and grid > 0 else None
+        self._velocities = velocities
+        self._placed: dict[int, float] = {}  # pitch -> the grid line its sounding note starts on
+        self._last_line: dict[int, float] = {}  # pitch -> the line its last note started on
+        self._left_out: set[int] = set()  # pitches whose sounding note shares a line with the one before
+        self._pending: list[Event] = []  # a heap of events on the grid not yet handed to the live feed
 
     @property
     def seconds(self) -> float:
         """How far the music is written, in seconds."""
         return self.decoder.seconds
+
+    def _velocity(self, velocity: int) -> int:
+        if self._velocities is None:
+            return velocity
+        low, high = self._velocities
+        return min(max(velocity, low), high)
+
+    def _line(self, seconds: float) -> float:
+        """The grid line nearest a time, never before the stream's start."""
+        grid = self._grid
+        line = round(seconds / grid) * grid
+        if line < self._start - 1e-9:
+            line = math.ceil(self._start / grid - 1e-9) * grid
+        return line
 
     def feed(self, token: int) -> list[Note]:
         """Consumes one token; returns the notes it completes and sends its events to the live feed."""
@@ -203,6 +295,10 @@ class NoteStream:
         done = decoder.feed(token)
         if is_note_on(token):
             self._skip_rest = False
+        if self._grid is not None:
+            return self._feed_on_grid(token, done)
+        if self._velocities is not None:
+            done = [Note(note.pitch, self._velocity(note.velocity), note.start, note.end) for note in done]
         if self.live is not None:
             now = decoder.seconds
             ended = {note.pitch for note in done} | {pitch for pitch in self._sounding if pitch not in decoder.sounding}
@@ -210,14 +306,55 @@ class NoteStream:
             self._sounding -= ended
             if is_note_on(token):
                 pitch = token - NOTE_ON_OFFSET
-                events.append((now, NOTE_ON, pitch, decoder.sounding[pitch][1], 0))
+                events.append((now, NOTE_ON, pitch, self._velocity(decoder.sounding[pitch][1]), 0))
                 self._sounding.add(pitch)
             self.live.extend(events, now)
         return done
 
+    def _feed_on_grid(self, token: int, done: list[Note]) -> list[Note]:
+        """Places notes on the grid. Lines are rounded from the written times, so the order of notes of one
+        pitch is kept; events wait until the writing is half a step past them, when no later note can land
+        before them, and go to the live feed in time order."""
+        grid = self._grid
+        placed = []
+        for note in done:
+            if note.pitch in self._left_out:
+                self._left_out.discard(note.pitch)
+                continue
+            start = self._placed.pop(note.pitch)
+            end = max(self._line(note.end), start + grid)
+            placed.append(Note(note.pitch, self._velocity(note.velocity), start, end))
+            heapq.heappush(self._pending, (end, NOTE_OFF, note.pitch, 0, 0))
+        if is_note_on(token):
+            pitch = token - NOTE_ON_OFFSET
+            line = self._line(self.decoder.seconds)
+            if line <= self._last_line.get(pitch, -1.0) + 1e-9:
+                self._left_out.add(pitch)
+            else:
+                self._placed[pitch] = self._last_line[pitch] = line
+                velocity = self._velocity(self.decoder.sounding[pitch][1])
+                heapq.heappush(self._pending, (line, NOTE_ON, pitch, velocity, 0))
+        self._release(self.decoder.seconds - grid / 2)
+        return placed
+
+    def _release(self, until: float) -> None:
+        events = []
+        while self._pending and self._pending[0][0] <= until:
+            events.append(heapq.heappop(self._pending))
+        if self.live is not None:
+            self.live.extend(events, until)
+
     def finish(self) -> list[Note]:
         """Ends every note still sounding (the live feed's too, which then finishes); returns those notes."""
         rest = self.decoder.finish()
+        if self._grid is not None:
+            rest = self._feed_on_grid(-1, rest)
+            self._release(math.inf)
+            if self.live is not None:
+                self.live.finish()
+            return rest
+        if self._velocities is not None:
+            rest = [Note(note.pitch, self._velocity(note.velocity), note.start, note.end) for note in rest]
         if self.live is not None:
             now = self.decoder.seconds
             self.live.extend([(now, NOTE_OFF, pitch, 0, 0) for pitch in sorted(self._sounding)], now)
@@ -318,39 +455,65 @@ class GenerationWorker:
             self.outbox.put(Notice("No model is loaded: choose a model file first"))
             self.outbox.put(Finished(failed=True))
             return
-        primer = primer_tokens(request.motif, until=request.start)
-        for number, seed in enumerate(request.seeds):
-            if self.cancel.is_set():
-                break
-            live = request.live if number == 0 else None
-            notes = self._one_variation(request, primer, number, seed, live)
-            self.outbox.put(Variation(number, seed, notes, request.start, complete=not self.cancel.is_set()))
+        if request.after is None and request.beam_size == 1 and len(request.seeds) > 1:
+            self._batch(request)
+        else:
+            for number, seed in enumerate(request.seeds):
+                if self.cancel.is_set():
+                    break
+                live = request.live if number == 0 else None
+                stream = self._stream(request, live)
+                notes: list[Note] = []
+                self._one_variation(request, number, seed, stream, [], notes)
+                self.outbox.put(Variation(number, seed, notes, request.start, complete=not self.cancel.is_set()))
         self.outbox.put(Finished(cancelled=self.cancel.is_set()))
 
+    @staticmethod
+    def _stream(request: GenerationRequest, live: LiveFeed | None) -> NoteStream:
+        return NoteStream(request.start, live, grid=request.grid, velocities=request.velocities)
+
+    def _sampling(self, request: GenerationRequest) -> dict[str, Any]:
+        """The sampling arguments every stream of a request shares."""
+        arguments: dict[str, Any] = dict(
+            temperature=request.temperature,
+            top_k=request.top_k,
+            top_p=request.top_p,
+            cancel=self.cancel,
+            style=request.style,
+        )
+        if request.allowed_pitches is not None and PITCH_MASKING:
+            arguments["allowed_pitches"] = request.allowed_pitches
+        return arguments
+
+    def _tokens(self, request: GenerationRequest, tokens: list[int], seconds: float, seed: int):
+        """The tokens of one variation: a fill of the gap, or a continuation of the primer (and `tokens`, the
+        ones written before a retry) for `seconds` more."""
+        if request.after is not None:
+            end = request.start + request.seconds
+            return infill(
+                self.model, request.motif, request.after, request.start, end, seed=seed, **self._sampling(request)
+            )
+        primer = primer_until(request.motif, request.start) + tokens
+        sampling = self._sampling(request)
+        return generate(self.model, primer, seconds=seconds, seed=seed, beam_size=request.beam_size, **sampling)
+
     def _one_variation(
-        self, request: GenerationRequest, primer: list[int], number: int, seed: int, live: LiveFeed | None
-    ) -> list[Note]:
-        stream = NoteStream(request.start, live)
-        written: list[Note] = []
-        tokens: list[int] = []
-        remaining = request.seconds
+        self,
+        request: GenerationRequest,
+        number: int,
+        seed: int,
+        stream: NoteStream,
+        tokens: list[int],
+        written: list[Note],
+    ) -> None:
+        """Writes one variation (on from `tokens` already written) into `stream`, collecting its notes in `written`."""
+        remaining = max(0.0, request.seconds - (stream.seconds - request.start))
         attempt_seed = seed
         last_progress = 0.0
         try:
             while True:
                 try:
-                    for token in generate(
-                        self.model,
-                        primer + tokens,
-                        seconds=remaining,
-                        temperature=request.temperature,
-                        top_k=request.top_k,
-                        top_p=request.top_p,
-                        seed=attempt_seed,
-                        cancel=self.cancel,
-                        beam_size=request.beam_size,
-                        style=request.style,
-                    ):
+                    for token in self._tokens(request, tokens, remaining, attempt_seed):
                         tokens.append(token)
                         done = stream.feed(token)
                         if done:
@@ -362,13 +525,9 @@ class GenerationWorker:
                             self.outbox.put(Progress(number, min(progress, 1.0)))
                     break
                 except Exception as error:
-                    if self.model.device.type != "cuda" or not is_out_of_memory(error):
+                    if self.model.device.type != "cuda" or not is_out_of_memory(error) or request.after is not None:
                         raise
-                    # Out of GPU memory: the model moves to the CPU and carries on from the notes so far.
-                    self.model = self.model.to("cpu")
-                    torch.cuda.empty_cache()
-                    self.outbox.put(Notice("The GPU ran out of memory; generating on the CPU instead"))
-                    self.outbox.put(DeviceChanged("cpu"))
+                    self._to_cpu()  # out of GPU memory: the model moves to the CPU and carries on from the notes so far
                     remaining = max(0.0, request.seconds - (stream.seconds - request.start))
                     attempt_seed += 1
         finally:
@@ -376,7 +535,61 @@ class GenerationWorker:
             if rest:
                 written.extend(rest)
                 self.outbox.put(NotesWritten(number, rest))
-        return written
+
+    def _to_cpu(self) -> None:
+        self.model = self.model.to("cpu")
+        torch.cuda.empty_cache()
+        self.outbox.put(Notice("The GPU ran out of memory; generating on the CPU instead"))
+        self.outbox.put(DeviceChanged("cpu"))
+
+    def _batch(self, request: GenerationRequest) -> None:
+        """Several variations as the rows of one batch (`generate_variations`): the first streams into the song
+        and the live feed while it is written, the others alongside; Cancel stops them all."""
+        count = len(request.seeds)
+        streams = [self._stream(request, request.live if number == 0 else None) for number in range(count)]
+        tokens: list[list[int]] = [[] for _ in range(count)]
+        written: list[list[Note]] = [[] for _ in range(count)]
+        last_progress = 0.0
+        primer = primer_until(request.motif, request.start)
+        try:
+            rows = generate_variations(
+                self.model, primer, seeds=request.seeds, seconds=request.seconds, **self._sampling(request)
+            )
+            for number, token in rows:
+                tokens[number].append(token)
+                done = streams[number].feed(token)
+                if done:
+                    written[number].extend(done)
+                    if number == 0:
+                        self.outbox.put(NotesWritten(0, done))
+                if number == 0:
+                    slowest = min(stream.seconds for stream in streams) - request.start
+                    progress = slowest / max(request.seconds, 1e-9)
+                    if progress - last_progress >= 0.01:
+                        last_progress = progress
+                        self.outbox.put(Progress(-1, min(progress, 1.0)))
+        except Exception as error:
+            if self.model.device.type != "cuda" or not is_out_of_memory(error):
+                self._finish_rows(streams, written)
+                raise
+            self._to_cpu()  # each variation carries on from its own notes, one after another
+            for number, seed in enumerate(request.seeds):
+                if self.cancel.is_set():
+                    self._finish_rows(streams[number:], written[number:], first=number)
+                    break
+                self._one_variation(request, number, seed + 1, streams[number], tokens[number], written[number])
+        else:
+            self._finish_rows(streams, written)
+        for number, seed in enumerate(request.seeds):
+            self.outbox.put(Variation(number, seed, written[number], request.start, complete=not self.cancel.is_set()))
+
+    def _finish_rows(self, streams: list[NoteStream], written: list[list[Note]], first: int = 0) -> None:
+        """Closes the notes still sounding in each stream (rows `first`, `first` + 1, ...)."""
+        for index, stream in enumerate(streams):
+            rest = stream.finish()
+            written[index].extend(rest)
+            if first + index == 0 and rest:
+                self.outbox.put(NotesWritten(0, rest))
 
 
 def describe_model(model) -> str:
@@ -390,14 +603,21 @@ def describe_model(model) -> str:
     )
 
 
+CONTINUE, FROM_PLAYHEAD, FILL = "continue", "from playhead", "fill"  # the ways of writing
+STREAM_TEXTS = {CONTINUE: "Continue", FROM_PLAYHEAD: "Continue from playhead", FILL: "Fill"}
+NO_FILL_TIP = "This model was made before infilling: load a newer model to fill gaps"
+_EPSILON = 1e-6  # beats: a note starting this close to a range's edge starts on it
+
+
 class GenerationController(QObject):
-    """Connects Continue and Cancel to the worker, the song and playback."""
+    """Connects Continue, Fill and Cancel to the worker, the song and playback, and keeps the variations."""
 
     model_loaded = Signal(str, str)  # source, description
     model_failed = Signal(str, str)  # source, what went wrong (the previous model stays)
     busy_changed = Signal(bool)  # generating or loading
-    progress = Signal(int, int, float)  # variation number, count, fraction done
+    progress = Signal(int, int, float)  # variation number (-1: all together), count, fraction done
     variations_changed = Signal()
+    about_to_start = Signal()  # before the settings are read: a value still being typed is committed
     device_changed = Signal(str)
     message = Signal(str)  # for the status bar
     error = Signal(str, str)  # for a dialog (title, text): a model the musician chose cannot be loaded
@@ -412,20 +632,23 @@ class GenerationController(QObject):
         self.model_source: str | None = None
         self.model_description = ""
         self.model_error: str | None = None
-        self.model_has_styles = False  # whether the model knows the style tokens
-        self.variations: list[Variation] = []
-        self.chosen_variation = 0
+        self.model_has_styles = False  # whether the model knows the style tokens (and can fill gaps)
         self.listen = True  # play the continuation while it is written
+        self.grid_step: Callable[[], float | None] = lambda: None  # the roll's grid in beats (None: off)
         self._generating = False
         self._loading = 0
         self._variation_count = 0
         self._writing_variation = False
+        self._writing: dict[str, Any] = {}  # what is being written: kind, start beat, count, settings
+        self._owned: set[int] = set()  # ids of the notes the first variation put in the song
+        self._set: VariationSet | None = None  # the set this controller is writing (later variations join it)
         self._closed = False
         self._chosen: str | None = None  # a model file the musician chose, being loaded
         self._timer = QTimer(self)
         self._timer.setInterval(DRAIN_INTERVAL_MS)
         self._timer.timeout.connect(self.drain)
         song.meta_changed.connect(self._meta_changed)
+        song.notes_changed.connect(self._check_variations)
 
     # --- state ---------------------------------------------------------------------------------------
 
@@ -443,6 +666,23 @@ class GenerationController(QObject):
     def has_model(self) -> bool:
         """Whether a model is ready to continue."""
         return self.model_source is not None
+
+    @property
+    def can_fill(self) -> bool:
+        """Whether the model can fill a gap (a model made before styles cannot)."""
+        return self.has_model and self.model_has_styles
+
+    @property
+    def variations(self) -> list[WrittenVariation]:
+        """The variations of the continuation that can still be picked, in order."""
+        current = self.song.variations
+        return list(current.variations) if current is not None else []
+
+    @property
+    def chosen_variation(self) -> int:
+        """The number of the variation in the song now."""
+        current = self.song.variations
+        return current.chosen if current is not None else 0
 
     # --- models --------------------------------------------------------------------------------------
 
@@ -487,7 +727,30 @@ class GenerationController(QObject):
     # --- generating ----------------------------------------------------------------------------------
 
     def continue_song(self) -> bool:
-        """Starts writing a continuation of the motif (Continue); False with a message when it cannot."""
+        """Starts writing a continuation of the motif after its end (Continue); False with a message when it
+        cannot. A continuation not yet accepted is replaced."""
+        return self._write(CONTINUE, self.song.motif_end())
+
+    def continue_from(self, beat: float) -> bool:
+        """Continue from Playhead: the music before `beat` (either part) is the motif; the notes from `beat` on
+        are replaced, as the same undo step, unless the settings keep them."""
+        return self._write(FROM_PLAYHEAD, max(0.0, float(beat)))
+
+    def fill(self, start: float, end: float) -> bool:
+        """Fill: writes the beats [start, end) so that they join the music before and after; the notes that
+        start inside are replaced, as the same undo step, unless the settings keep them."""
+        start, end = sorted((max(0.0, float(start)), max(0.0, float(end))))
+        if end - start < 1e-3:
+            self.message.emit("Select a time range to fill: drag in the ruler, or select notes")
+            return False
+        return self._write(FILL, start, end)
+
+    def _performance(self, notes) -> list[Note]:
+        song = self.song
+        return [Note(n.pitch, n.velocity, song.to_seconds(n.start), song.to_seconds(n.end)) for n in notes]
+
+    def _write(self, kind: str, start_beat: float, end_beat: float | None = None) -> bool:
+        self.about_to_start.emit()
         if self._generating or self.song.is_writing:
             return False
         if not self.worker.alive:
@@ -495,25 +758,52 @@ class GenerationController(QObject):
         if not self.has_model:
             self.message.emit(self.model_error or "The model is still loading; Continue in a moment")
             return False
-        settings = self.song.settings
+        if kind == FILL and not self.model_has_styles:
+            self.message.emit(NO_FILL_TIP)
+            return False
+        song, settings = self.song, self.song.settings
+        replace: list[int] | None = None
+        after: list[Note] | None = None
+        if kind == CONTINUE:
+            context = song.performance_notes(MOTIF)
+            seconds = song.to_seconds(settings.length_beats)
+        else:
+            notes = song.notes()
+            later = [note for note in notes if note.start >= start_beat - _EPSILON]
+            context = self._performance([note for note in notes if note.start < start_beat - _EPSILON])
+            if kind == FILL:
+                in_the_way = [note for note in later if note.start < end_beat - _EPSILON]
+                after = self._performance([note for note in later if note.start >= end_beat - _EPSILON])
+                seconds = song.to_seconds(end_beat - start_beat)
+            else:
+                in_the_way = later
+                seconds = song.to_seconds(settings.length_beats)
+            replace = [] if settings.keep_existing else [note.id for note in in_the_way]
+        heard = context + (after or [])  # the music the key is detected in and the dynamics matched to
+        pitches = pitches_for(settings, heard)
+        if not pitches:
+            key = key_for(settings, heard)
+            self.message.emit(f"No note of {key.name if key else 'any key'} lies in the pitch range: widen it")
+            return False
         # beam search is deterministic: one "most likely" continuation, however many variations are asked
-        count = 1 if settings.most_likely else max(1, min(MAX_VARIATIONS, int(getattr(settings, "variations", 1))))
+        count = 1 if settings.most_likely else max(1, min(MAX_VARIATIONS, int(settings.variations)))
         if settings.seed is not None:
             seeds = [int(settings.seed) + number for number in range(count)]
         else:
             seeds = [random.randrange(2**31) for _ in range(count)]
+        step = self.grid_step() if settings.snap else None
         try:
-            self.song.begin_stream(CONTINUATION)
+            song.begin_stream(CONTINUATION, STREAM_TEXTS[kind], quantize=step, replace=replace)
         except SongLockedError as error:
             self.message.emit(str(error))
             return False
-        start_beat = self.song.motif_end()
-        start = self.song.to_seconds(start_beat)
+        song.set_variations(None)  # a new set begins
+        start = song.to_seconds(start_beat)
         feed = LiveFeed(start)
         request = GenerationRequest(
-            motif=self.song.performance_notes(MOTIF),
+            motif=context,
             start=start,
-            seconds=self.song.to_seconds(settings.length_beats),
+            seconds=seconds,
             temperature=float(settings.temperature),
             top_k=int(settings.top_k) or None,
             top_p=float(settings.top_p) if settings.top_p < 1.0 else None,
@@ -521,9 +811,15 @@ class GenerationController(QObject):
             live=feed,
             beam_size=MOST_LIKELY_BEAMS if settings.most_likely else 1,
             style=settings.style,
+            after=after,
+            allowed_pitches=None if len(pitches) == 128 else pitches,
+            grid=song.to_seconds(step) if step else None,
+            velocities=velocity_range(settings, heard),
         )
-        self.variations = []
-        self.chosen_variation = 0
+        self._writing = {"kind": FILL if kind == FILL else CONTINUE, "start": start_beat, "count": count}
+        self._writing["settings"] = settings
+        self._owned = set()
+        self._set = None
         self._variation_count = count
         self._generating = True
         self._writing_variation = True
@@ -534,7 +830,7 @@ class GenerationController(QObject):
             if self.listen and not self.player.transport.playing:
                 self.player.play_from(start_beat)
         self._set_busy()
-        self.progress.emit(0, count, 0.0)
+        self.progress.emit(-1 if count > 1 and kind != FILL else 0, count, 0.0)
         return True
 
     def cancel(self) -> None:
@@ -567,16 +863,16 @@ class GenerationController(QObject):
 
     def _append(self, notes: list[Note]) -> None:
         if self.song.stream_part == CONTINUATION:
-            self.song.append(notes)
+            self._owned.update(note.id for note in self.song.append(notes))
 
     def _handle(self, message: WorkerMessage) -> None:
         match message:
             case Progress(variation, fraction):
                 self.progress.emit(variation, self._variation_count, fraction)
             case Variation():
-                self.variations.append(message)
                 if message.number == 0 and self._writing_variation:
                     self._finish_writing()
+                self._keep_variation(message)
                 self.variations_changed.emit()
             case Finished(cancelled, failed):
                 self._generating = False
@@ -630,18 +926,69 @@ class GenerationController(QObject):
         if self.player is not None:
             self.player.set_live_feed(None)
 
+    def _keep_variation(self, variation: Variation) -> None:
+        """A variation written: the first opens the set (with the notes it put in the song), the others join it
+        while it lasts."""
+        to_beats = self.song.to_beats
+        written = WrittenVariation(
+            variation.number,
+            variation.seed,
+            tuple(
+                VariationNote(
+                    note.pitch, note.velocity, round(to_beats(note.start), 9), round(to_beats(note.end - note.start), 9)
+                )
+                for note in variation.notes
+            ),
+            variation.complete,
+        )
+        if variation.number == 0:
+            writing = self._writing
+            self._set = VariationSet(
+                writing["kind"],
+                writing["start"],
+                writing["count"],
+                writing["settings"],
+                (written,),
+                owned=frozenset(self._owned),
+            )
+        elif self._set is not None and self.song.variations is self._set:
+            self._set = dataclasses.replace(self._set, variations=self._set.variations + (written,))
+        else:
+            return  # its continuation was accepted or discarded meanwhile: the set has ended
+        self.song.set_variations(self._set)
+
+    def _check_variations(self) -> None:
+        """The set ends when none of the notes it put in the song is still a continuation note (accepted,
+        discarded, deleted, or the step that wrote them undone): its variations can no longer be put in."""
+        current = self.song.variations
+        if current is None or self.song.is_writing or not current.owned:
+            return
+        arrays = self.song.note_arrays()
+        owned = np.fromiter(current.owned, np.int64, len(current.owned))
+        if not np.isin(arrays.ids[arrays.continuation], owned).any():
+            self._set = None
+            self.song.set_variations(None)
+            self.variations_changed.emit()
+
     def choose_variation(self, number: int) -> bool:
-        """Puts another variation in the continuation's place, as one undoable step."""
-        chosen = next((v for v in self.variations if v.number == number), None)
+        """Puts another variation in the place of the one in the song, as one undoable step; False when the set
+        has ended (accepted or discarded) or music is streaming in."""
+        current = self.song.variations
+        chosen = current.variation(number) if current is not None else None
         if chosen is None or self.song.is_writing:
             return False
-        old = [note.id for note in self.song.notes(CONTINUATION)]
-        added = self.song.notes_from_performance(chosen.notes, CONTINUATION)
-        self.song.edit(removed_ids=old, added=added, text=f"Variation {number + 1}")
-        self.chosen_variation = number
+        song = self.song
+        old = [note_id for note_id in current.owned if (note := song.note(note_id)) and note.part == CONTINUATION]
+        added = [song.new_note(p, v, start, length, CONTINUATION) for p, v, start, length in chosen.notes]
+        owned = current.owned | {note.id for note in added}
+        updated = dataclasses.replace(current, chosen=number, owned=owned)
+        song.set_variations(updated)  # before the edit: the notes it puts in belong to the set
+        if self._set is current:
+            self._set = updated
+        song.edit(removed_ids=old, added=added, text=f"Variation {number + 1}")
         self.variations_changed.emit()
         if self.player is not None and self.listen and not self.player.transport.playing:
-            self.player.play_from(self.song.to_beats(chosen.start))  # audition it from the seam
+            self.player.play_from(current.start)  # audition it from the seam
         return True
 
     def _set_busy(self) -> None:

@@ -1,13 +1,16 @@
-"""The Continue panel: length, temperature, top-k, top-p, seed, variations, the model and its device, progress."""
+"""The Continue panel: length, style, sampling, seed, variations, the key lock and pitch range, how the notes
+are written (grid, dynamics, notes in the way), the model and its device, progress, and the variations."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import torch
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QValidator
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -26,10 +29,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from music_transformer import Note
 from music_transformer.events import STYLES
+from music_transformer.keys import PITCH_CLASS_NAMES, SCALES, Key, detect_key
 
-from .generation import AUTO_DEVICE, MAX_VARIATIONS, GenerationController
-from .song import ANY_STYLE, GenerationSettings, Song, SongLockedError
+from .generation import AUTO_DEVICE, MAX_VARIATIONS, PITCH_MASKING, GenerationController
+from .piano_roll.state import pitch_name
+from .song import ANY_STYLE, MOTIF, GenerationSettings, Song, SongLockedError
 
 STYLE_NAMES = {ANY_STYLE: "Auto", "pop-piano": "Pop piano"}  # the rest read well capitalised
 STYLE_TIP = "The idiom to continue in; Auto lets the model tell from the motif"
@@ -43,6 +49,50 @@ def style_name(style: str) -> str:
 
 MAX_SECONDS = 600  # ten minutes: far past any model's training length (generation slides its window)
 MAX_BARS = 400
+KEY_MODES = (("off", "Off"), ("motif", "From motif"), ("chosen", "Chosen"))
+KEY_TIP = (
+    "Keep to a key: no note outside its scale is written (the model chooses among the notes in it). "
+    "From motif detects the key of the music before (Krumhansl-Schmuckler)"
+)
+NO_MASKING_TIP = "This version of music_transformer cannot keep to a key or a range (no allowed_pitches)"
+DYNAMICS_CHOICES = (("model", "As written"), ("motif", "The motif's range"))
+KEY_DETECT_DELAY_MS = 150  # a burst of edits costs one key detection
+_PITCH_NAME = re.compile(r"\s*([A-Ga-g])\s*([#b]?)\s*(-?\d+)\s*$")
+
+
+def parse_pitch(text: str) -> int | None:
+    """A pitch from a note name ("C4" is 60, "A#0", "Bb3") or a MIDI number; None if it is neither."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    match = _PITCH_NAME.match(text)
+    if match is None:
+        return None
+    letter, accidental, octave = match.groups()
+    pitch_class = PITCH_CLASS_NAMES.index(letter.upper()) + {"#": 1, "b": -1, "": 0}[accidental]
+    return (int(octave) + 1) * 12 + pitch_class
+
+
+class PitchSpinBox(QSpinBox):
+    """A MIDI pitch shown as a note name (A0, C4, C8); takes a name or a number typed."""
+
+    def textFromValue(self, value: int) -> str:  # noqa: N802 - Qt calls this override by its name
+        """C4 for 60."""
+        return pitch_name(value)
+
+    def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt calls this override by its name
+        """60 for "C4" or "60"."""
+        pitch = parse_pitch(text)
+        return self.value() if pitch is None else pitch
+
+    def validate(self, text: str, position: int):
+        """A name or number in range is acceptable; what could still become one is intermediate."""
+        pitch = parse_pitch(text)
+        if pitch is not None and self.minimum() <= pitch <= self.maximum():
+            return QValidator.Acceptable, text, position
+        if re.fullmatch(r"\s*([A-Ga-g][#b]?-?\d?|\d{0,3})\s*", text):
+            return QValidator.Intermediate, text, position
+        return QValidator.Invalid, text, position
 
 
 class GenerationPanel(QWidget):
@@ -57,13 +107,18 @@ class GenerationPanel(QWidget):
         continue_action: QAction,
         cancel_action: QAction,
         parent: QWidget | None = None,
+        fill_action: QAction | None = None,
+        from_playhead_action: QAction | None = None,
     ) -> None:
         super().__init__(parent)
         self.song = song
         self.controller = controller
         self._updating = False
+        self._grid_name = "1/16"
+        self._detected: Key | None = None
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # a narrow panel puts the field under its label
 
         length_row = QHBoxLayout()
         self.length_box = QDoubleSpinBox(self)
@@ -117,16 +172,69 @@ class GenerationPanel(QWidget):
         self.variations_box.setRange(1, MAX_VARIATIONS)
         self.variations_box.setToolTip("Write several continuations, hear the first while it is written, then pick one")
         form.addRow("Variations", self.variations_box)
+
+        key_row = QHBoxLayout()
+        self.key_mode_box = QComboBox(self)
+        self.key_mode_box.setObjectName("key_mode_box")
+        for mode, text in KEY_MODES:
+            self.key_mode_box.addItem(text, mode)
+        self.key_mode_box.setToolTip(KEY_TIP)
+        self.tonic_box = QComboBox(self)
+        self.tonic_box.addItems(list(PITCH_CLASS_NAMES))
+        self.scale_box = QComboBox(self)
+        self.scale_box.addItems(list(SCALES))
+        key_row.addWidget(self.tonic_box)
+        key_row.addWidget(self.scale_box, 1)
+        form.addRow("Key", self.key_mode_box)
+        form.addRow("", key_row)
+        range_row = QHBoxLayout()
+        self.lowest_box = PitchSpinBox(self)
+        self.highest_box = PitchSpinBox(self)
+        for box, tip in ((self.lowest_box, "The lowest note written"), (self.highest_box, "The highest note written")):
+            box.setRange(0, 127)
+            box.setToolTip(f"{tip}: a note name (C4 is middle C) or a MIDI number. The piano: A0 to C8")
+        range_row.addWidget(self.lowest_box, 1)
+        range_row.addWidget(QLabel("to", self))
+        range_row.addWidget(self.highest_box, 1)
+        form.addRow("Range", range_row)
+
+        self.snap_box = QCheckBox("", self)
+        self.snap_box.setObjectName("snap_box")
+        form.addRow("Grid", self.snap_box)
+        self.dynamics_box = QComboBox(self)
+        for dynamics, text in DYNAMICS_CHOICES:
+            self.dynamics_box.addItem(text, dynamics)
+        self.dynamics_box.setToolTip(
+            "Velocities as the model writes them, or kept within the motif's lowest and highest"
+        )
+        form.addRow("Dynamics", self.dynamics_box)
+        self.keep_box = QCheckBox("Keep the notes in the way", self)
+        self.keep_box.setToolTip(
+            "Fill and Continue from Playhead only add notes; otherwise they replace the notes in their range "
+            "(one undo step)"
+        )
+        form.addRow("", self.keep_box)
         self.listen_box = QCheckBox("Play while writing", self)
         self.listen_box.setChecked(True)
         form.addRow("", self.listen_box)
 
-        # The window's Continue and Cancel actions: one enable rule, one shortcut, wherever they are pressed.
+        # The window's actions: one enable rule, one shortcut, wherever they are pressed.
         self.continue_button = self._action_button(continue_action, "continue_button")
         self.cancel_button = self._action_button(cancel_action, "cancel_button")
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.continue_button, 1)
-        buttons.addWidget(self.cancel_button)
+        self.fill_button = self._action_button(fill_action, "fill_button") if fill_action else None
+        self.from_playhead_button = (
+            self._action_button(from_playhead_action, "from_playhead_button") if from_playhead_action else None
+        )
+        buttons = QVBoxLayout()
+        first_row, second_row = QHBoxLayout(), QHBoxLayout()
+        first_row.addWidget(self.continue_button, 1)
+        if self.fill_button is not None:
+            first_row.addWidget(self.fill_button, 1)
+        if self.from_playhead_button is not None:
+            second_row.addWidget(self.from_playhead_button, 1)
+        second_row.addWidget(self.cancel_button, 1)
+        buttons.addLayout(first_row)
+        buttons.addLayout(second_row)
         self.progress_bar = QProgressBar(self)
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setFormat("")
@@ -135,6 +243,8 @@ class GenerationPanel(QWidget):
         self.variation_list.setObjectName("variations")
         self.variation_list.setToolTip("Click a variation to put it in the continuation's place (undoable)")
         self.variation_list.setMaximumHeight(120)
+        self.variation_list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.variation_list.setWordWrap(True)
 
         model_row = QHBoxLayout()
         self.device_box = QComboBox(self)
@@ -165,34 +275,84 @@ class GenerationPanel(QWidget):
         layout.addWidget(self.device_label)
         layout.addStretch(1)
 
+        for box in self.numeric_boxes():
+            # A typed value counts when it is complete (Enter, leaving the box, Continue), never per keystroke:
+            # "1.3" typed over 0.70 would otherwise be taken as 1 and written back over the typing.
+            box.setKeyboardTracking(False)
+            box.setCorrectionMode(QAbstractSpinBox.CorrectToNearestValue)
+        for combo in (self.unit_box, self.style_box, self.decoding_box, self.key_mode_box, self.dynamics_box):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(6)
+        for combo in (self.tonic_box, self.scale_box):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(3)
+        self._key_timer = QTimer(self)
+        self._key_timer.setSingleShot(True)
+        self._key_timer.setInterval(KEY_DETECT_DELAY_MS)
+        self._key_timer.timeout.connect(self._detect_key)
         self._show_settings()
-        for box in (
-            self.length_box,
-            self.temperature_box,
-            self.top_k_box,
-            self.top_p_box,
-            self.seed_box,
-            self.variations_box,
-        ):
+        self._detect_key()
+        for box in self.numeric_boxes():
             box.valueChanged.connect(self._edited)
         self.unit_box.currentTextChanged.connect(self._unit_changed)
-        self.decoding_box.currentIndexChanged.connect(self._edited)
-        self.style_box.currentIndexChanged.connect(self._edited)
-        self.fixed_seed.toggled.connect(self._edited)
+        for combo in (
+            self.decoding_box,
+            self.style_box,
+            self.key_mode_box,
+            self.tonic_box,
+            self.scale_box,
+            self.dynamics_box,
+        ):
+            combo.currentIndexChanged.connect(self._edited)
+        for check in (self.fixed_seed, self.snap_box, self.keep_box):
+            check.toggled.connect(self._edited)
         self.listen_box.toggled.connect(lambda on: setattr(controller, "listen", on))
         self.load_button.clicked.connect(self.load_requested)
         self.device_box.activated.connect(lambda index: controller.set_device(self.device_box.itemData(index)))
         self.variation_list.itemClicked.connect(self._variation_clicked)
         song.meta_changed.connect(self._meta_changed)
+        song.notes_changed.connect(self._key_timer.start)
+        song.reset.connect(self.variation_list.clear)
         song.writing_changed.connect(lambda writing: self._update_buttons())
         controller.busy_changed.connect(lambda busy: self._update_buttons())
+        controller.about_to_start.connect(self.commit_typing)
         controller.progress.connect(self._progress)
         controller.variations_changed.connect(self._show_variations)
         controller.model_loaded.connect(self._model_loaded)
         controller.model_failed.connect(self._model_failed)
         controller.device_changed.connect(lambda device: self.device_label.setText(f"Running on {device.upper()}"))
         controller.finished.connect(self._finished)
+        self.set_grid_name(self._grid_name)
         self._update_buttons()
+
+    def numeric_boxes(self) -> list[QAbstractSpinBox]:
+        """Every box a number is typed into."""
+        return [
+            self.length_box,
+            self.temperature_box,
+            self.top_k_box,
+            self.top_p_box,
+            self.seed_box,
+            self.variations_box,
+            self.lowest_box,
+            self.highest_box,
+        ]
+
+    def commit_typing(self) -> None:
+        """Takes a value still being typed (Continue pressed with the cursor still in a box)."""
+        for box in self.numeric_boxes():
+            if box.hasFocus():
+                box.interpretText()
+
+    def set_grid_name(self, name: str) -> None:
+        """The roll's grid, which written notes are snapped to (the Grid option says which)."""
+        self._grid_name = name
+        off = name == "Off"
+        self.snap_box.setText("Snap to the roll's grid (off)" if off else f"Snap to the grid ({name})")
+        self.snap_box.setToolTip(
+            "Written notes start and end on the roll's grid, as they are written"
+            + (": the roll's grid is off now (choose one in the toolbar)" if off else "")
+        )
 
     # --- settings ⇄ widgets -------------------------------------------------------------------------
 
@@ -212,9 +372,44 @@ class GenerationPanel(QWidget):
             self.variations_box.setValue(int(settings.variations))
             self.decoding_box.setCurrentIndex(1 if settings.most_likely else 0)
             self.style_box.setCurrentIndex(max(0, self.style_box.findData(settings.style)))
+            self.key_mode_box.setCurrentIndex(max(0, self.key_mode_box.findData(settings.key_mode)))
+            self._show_key()
+            self.lowest_box.setValue(settings.lowest)
+            self.highest_box.setValue(settings.highest)
+            self.snap_box.setChecked(settings.snap)
+            self.dynamics_box.setCurrentIndex(max(0, self.dynamics_box.findData(settings.dynamics)))
+            self.keep_box.setChecked(settings.keep_existing)
             self._enable_sampling_settings(not settings.most_likely)
         finally:
             self._updating = False
+
+    def _show_key(self) -> None:
+        """The key boxes show the chosen key, or (greyed out) the one detected in the motif."""
+        settings = self.song.settings
+        key = self._detected if settings.key_mode == "motif" else Key(settings.key_tonic, settings.key_scale)
+        updating, self._updating = self._updating, True
+        try:
+            if key is not None:
+                self.tonic_box.setCurrentIndex(key.tonic)
+                self.scale_box.setCurrentText(key.scale)
+            detected = self._detected.name if self._detected is not None else "no notes yet"
+            self.key_mode_box.setItemText(1, f"From motif: {detected}")
+        finally:
+            self._updating = updating
+        chosen = settings.key_mode == "chosen"
+        for box in (self.tonic_box, self.scale_box):
+            box.setEnabled(chosen and PITCH_MASKING and not self.song.is_writing)
+
+    @property
+    def detected_key(self) -> Key | None:
+        """The key of the motif, as the Key box shows it (None without notes)."""
+        return self._detected
+
+    def _detect_key(self) -> None:
+        """The key of the motif (Krumhansl-Schmuckler), shown in the Key box."""
+        beats = [Note(n.pitch, n.velocity, n.start, n.end) for n in self.song.notes(MOTIF)]
+        self._detected = detect_key(beats)
+        self._show_key()
 
     def _show_length(self) -> None:
         settings = self.song.settings
@@ -246,6 +441,14 @@ class GenerationPanel(QWidget):
             length_unit=self.unit_box.currentText(),
             most_likely=self.decoding_box.currentIndex() == 1,
             style=self.style_box.currentData(),
+            key_mode=self.key_mode_box.currentData(),
+            key_tonic=self.tonic_box.currentIndex(),
+            key_scale=self.scale_box.currentText(),
+            lowest=min(self.lowest_box.value(), self.highest_box.value()),
+            highest=max(self.lowest_box.value(), self.highest_box.value()),
+            snap=self.snap_box.isChecked(),
+            dynamics=self.dynamics_box.currentData(),
+            keep_existing=self.keep_box.isChecked(),
         )
 
     def _enable_sampling_settings(self, on: bool) -> None:
@@ -256,12 +459,20 @@ class GenerationPanel(QWidget):
     def _edited(self, *args) -> None:
         if self._updating:
             return
+        if self.key_mode_box.currentData() == "motif" and self.sender() in (self.tonic_box, self.scale_box):
+            return  # they show the detected key, not a choice
         self._enable_sampling_settings(self.decoding_box.currentIndex() == 0)
         self.seed_box.setEnabled(self.fixed_seed.isChecked() and self.decoding_box.currentIndex() == 0)
+        settings = self.settings_from_widgets()
+        if self.key_mode_box.currentData() != "chosen":  # keep the chosen key for when it is chosen again
+            settings = dataclasses.replace(
+                settings, key_tonic=self.song.settings.key_tonic, key_scale=self.song.settings.key_scale
+            )
         try:
-            self.song.set_settings(self.settings_from_widgets())
+            self.song.set_settings(settings)
         except SongLockedError:
-            self._show_settings()  # the continuation is being written: settings wait until it is done
+            pass  # the continuation is being written: settings wait until it is done
+        self._show_settings()  # a range typed upside down is shown in order
 
     def _unit_changed(self, unit: str) -> None:
         if self._updating:
@@ -275,6 +486,8 @@ class GenerationPanel(QWidget):
     def _meta_changed(self, key: str) -> None:
         if key in ("settings", "tempo", "time_signature"):
             self._show_settings()
+        elif key == "variations":
+            self._show_variations()
 
     # --- running ------------------------------------------------------------------------------------
 
@@ -284,6 +497,7 @@ class GenerationPanel(QWidget):
         button.setDefaultAction(action)
         button.setToolButtonStyle(Qt.ToolButtonTextOnly)
         button.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        button.setMinimumWidth(40)  # the text may be cut in a very narrow panel, the button stays
         return button
 
     def _update_buttons(self) -> None:
@@ -302,15 +516,30 @@ class GenerationPanel(QWidget):
             self.fixed_seed,
             self.seed_box,
             self.variations_box,
+            self.snap_box,
+            self.dynamics_box,
+            self.keep_box,
         ):
             box.setEnabled(not writing and (box is not self.seed_box or self.fixed_seed.isChecked()))
+        for box in (self.key_mode_box, self.lowest_box, self.highest_box):
+            box.setEnabled(not writing and PITCH_MASKING)
+            if not PITCH_MASKING:
+                box.setToolTip(NO_MASKING_TIP)
+        self._show_key()
+        if self.fill_button is not None:
+            self.fill_button.setToolTip(self.fill_button.defaultAction().toolTip())
         if controller.loading and not controller.has_model:
             self.model_label.setText("Loading the model…")
 
     def _progress(self, number: int, count: int, fraction: float) -> None:
         self.progress_bar.setValue(int(fraction * 1000))
-        label = f"Variation {number + 1} of {count}: " if count > 1 else ""
+        if count > 1:
+            label = f"{count} variations: " if number < 0 else f"Variation {number + 1} of {count}: "
+        else:
+            label = ""
         self.progress_bar.setFormat(f"{label}{fraction * 100:.0f}%")
+        if fraction == 0.0:
+            self.variation_list.clear()  # a new set is being written
 
     def _finished(self, cancelled: bool) -> None:
         if not cancelled:
@@ -321,9 +550,18 @@ class GenerationPanel(QWidget):
         self._update_buttons()
 
     def _show_variations(self) -> None:
+        """The set of the continuation in the song; once it is accepted or discarded the list stays, greyed
+        out, and takes no clicks (a new Continue or Fill clears it)."""
+        current = self.song.variations
+        if current is None:
+            self.variation_list.setEnabled(False)
+            self.variation_list.setToolTip("These variations ended when their continuation was accepted or discarded")
+            return
         self.variation_list.clear()
-        for variation in self.controller.variations:
-            mark = "▶ " if variation.number == self.controller.chosen_variation else "   "
+        self.variation_list.setEnabled(True)
+        self.variation_list.setToolTip("Click a variation to put it in the continuation's place (undoable)")
+        for variation in current.variations:
+            mark = "▶ " if variation.number == current.chosen else "   "
             state = "" if variation.complete else " (cut short)"
             item = QListWidgetItem(
                 f"{mark}Variation {variation.number + 1}: {len(variation.notes)} notes, seed {variation.seed}{state}"
@@ -332,7 +570,8 @@ class GenerationPanel(QWidget):
             self.variation_list.addItem(item)
 
     def _variation_clicked(self, item: QListWidgetItem) -> None:
-        self.controller.choose_variation(int(item.data(Qt.UserRole)))
+        if self.song.variations is not None:
+            self.controller.choose_variation(int(item.data(Qt.UserRole)))
 
     def _model_loaded(self, source: str, description: str) -> None:
         self.model_label.setText(description)

@@ -66,8 +66,15 @@ class MainWindow(QMainWindow):
         self.document = Document(self.song, self.roll, self.transport, self.preferences, self)
         self.studio_actions = actions = StudioActions(self)
         self.generation_panel = GenerationPanel(
-            self.song, self.generation, actions.continue_action, actions.cancel_action, self
+            self.song,
+            self.generation,
+            actions.continue_action,
+            actions.cancel_action,
+            self,
+            fill_action=actions.fill_action,
+            from_playhead_action=actions.from_playhead_action,
         )
+        self.generation.grid_step = lambda: self.roll.state.snap_step  # Snap to the grid: the roll's
         self.setCentralWidget(self.roll)
         self._make_dock()
         self._make_toolbar()
@@ -93,6 +100,7 @@ class MainWindow(QMainWindow):
         scroller = QScrollArea(dock)  # the panel scrolls rather than making the window taller than the screen
         scroller.setWidget(self.generation_panel)
         scroller.setWidgetResizable(True)
+        scroller.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # narrowed, it wraps; it scrolls down only
         scroller.setFrameShape(QScrollArea.NoFrame)
         dock.setWidget(scroller)
         dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
@@ -131,6 +139,7 @@ class MainWindow(QMainWindow):
         self.velocity_box = self._labelled(bar, " Velocity ", QSpinBox(self))
         self.velocity_box.setRange(1, 127)
         self.velocity_box.setValue(state.velocity)
+        self.velocity_box.setKeyboardTracking(False)  # "64" typed is 64, not 6 then 64
         self.velocity_box.setToolTip("Velocity of new notes")
         self.velocity_box.valueChanged.connect(lambda value: setattr(state, "velocity", value))
         bar.addSeparator()
@@ -175,6 +184,8 @@ class MainWindow(QMainWindow):
         self.document.name_changed.connect(self._name_changed)
         self.generation_panel.load_requested.connect(self.studio_actions.load_model_dialog)
         self.midi.recorder.counting_in.connect(self._counting_in)
+        self.roll.state.snap_changed.connect(self.generation_panel.set_grid_name)
+        self.generation_panel.set_grid_name(self.roll.state.snap_name)
         self.player.output_changed.connect(self._output_changed)
         self.roll.position_changed.connect(self.position_label.setText)
         self.song.reset.connect(self.generation.cancel)

@@ -14,7 +14,7 @@ from typing import Any
 
 from music_transformer.midi import atomic_write
 
-from .song import PARTS, GenerationSettings, Song, SongNote
+from .song import PARTS, GenerationSettings, Song, SongNote, VariationSet
 
 FORMAT_NAME = "continuo-session"
 FORMAT_VERSION = 1
@@ -39,7 +39,7 @@ class SessionData:
 def song_to_dict(song: Song, view: dict[str, Any] | None = None) -> dict[str, Any]:
     """The song as JSON-ready values."""
     meta = song.meta()
-    return {
+    data = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "tempo": meta["tempo"],
@@ -53,6 +53,9 @@ def song_to_dict(song: Song, view: dict[str, Any] | None = None) -> dict[str, An
             for note in song.notes()
         ],
     }
+    if meta.get("variations") is not None:  # the variations still to pick from (until accepted or discarded)
+        data["variations"] = meta["variations"].to_dict()
+    return data
 
 
 def write_session(song: Song, path: str | os.PathLike, view: dict[str, Any] | None = None) -> None:
@@ -140,5 +143,13 @@ def _parse(data: dict[str, Any]) -> SessionData:
     view = data.get("view") or {}
     if not isinstance(view, dict):
         view = {}
-    meta = {"tempo": tempo, "time_signature": (numerator, denominator), "settings": settings, "model": model}
+    variations = data.get("variations")
+    variations = VariationSet.from_dict(dict(variations)) if variations is not None else None
+    meta = {
+        "tempo": tempo,
+        "time_signature": (numerator, denominator),
+        "settings": settings,
+        "model": model,
+        "variations": variations,
+    }
     return SessionData(notes, meta, view)

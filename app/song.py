@@ -21,7 +21,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -29,8 +29,11 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from music_transformer import Note
 from music_transformer.events import STYLES
+from music_transformer.keys import PIANO_RANGE, SCALES
 
 ANY_STYLE = STYLES[0]  # "any": no idiom named, the model tells from the music
+KEY_MODES = ("off", "motif", "chosen")  # no key lock; the key detected in the music before; a key chosen
+DYNAMICS = ("model", "motif")  # velocities as the model writes them; kept within the motif's range
 MOTIF = "motif"
 CONTINUATION = "continuation"
 PARTS = (MOTIF, CONTINUATION)
@@ -82,6 +85,14 @@ class GenerationSettings:
     length_unit: str = "bars"  # how the panel shows the length: "bars" or "seconds"
     most_likely: bool = False  # beam search for the most likely continuation instead of sampling
     style: str = ANY_STYLE  # the idiom to continue in (music_transformer.events.STYLES); "any": the model tells
+    key_mode: str = "off"  # KEY_MODES: with a lock, no note outside the key's scale is written
+    key_tonic: int = 0  # the chosen key's tonic, a pitch class (0 = C)
+    key_scale: str = "major"  # the chosen key's scale (music_transformer.keys.SCALES)
+    lowest: int = PIANO_RANGE[0]  # the lowest and highest pitch written (default the piano's 88 keys)
+    highest: int = PIANO_RANGE[1]
+    snap: bool = False  # written notes start and end on the roll's grid
+    dynamics: str = "model"  # DYNAMICS
+    keep_existing: bool = False  # Fill and Continue from Playhead keep the notes in their way (only add)
 
     def to_dict(self) -> dict:
         """Plain values for JSON."""
@@ -109,15 +120,129 @@ class GenerationSettings:
             raise ValueError(f"unknown length unit {settings.length_unit!r}")
         if settings.style not in STYLES:
             raise ValueError(f"unknown style {settings.style!r}")
+        if settings.key_mode not in KEY_MODES:
+            raise ValueError(f"unknown key lock {settings.key_mode!r}")
+        if not (isinstance(settings.key_tonic, int) and 0 <= settings.key_tonic < 12):
+            raise ValueError(f"key tonic {settings.key_tonic!r} is not a pitch class 0..11")
+        if settings.key_scale not in SCALES:
+            raise ValueError(f"unknown scale {settings.key_scale!r}")
+        pitches = (settings.lowest, settings.highest)
+        if not (all(isinstance(p, int) for p in pitches) and 0 <= settings.lowest <= settings.highest <= 127):
+            raise ValueError(f"pitch range {settings.lowest!r}..{settings.highest!r} is not within 0..127")
+        if not isinstance(settings.snap, bool) or not isinstance(settings.keep_existing, bool):
+            raise ValueError("snap and keep_existing are true or false")
+        if settings.dynamics not in DYNAMICS:
+            raise ValueError(f"unknown dynamics {settings.dynamics!r}")
         return settings
+
+
+MAX_VARIATIONS = 8
+MAX_VARIATION_NOTES = 200_000  # notes in one variation of a session file
+
+
+class VariationNote(NamedTuple):
+    """A note of a variation kept aside: pitch, velocity, start and length in beats."""
+
+    pitch: int
+    velocity: int
+    start: float
+    length: float
+
+
+@dataclass(frozen=True)
+class WrittenVariation:
+    """One variation as written: its seed and its notes (in beats)."""
+
+    number: int
+    seed: int
+    notes: tuple[VariationNote, ...]
+    complete: bool = True  # False: cut short (cancelled)
+
+    def to_dict(self) -> dict:
+        """Plain values for JSON."""
+        notes = [[pitch, velocity, round(start, 9), round(length, 9)] for pitch, velocity, start, length in self.notes]
+        return {"number": self.number, "seed": self.seed, "complete": self.complete, "notes": notes}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WrittenVariation:
+        """A variation from JSON values, checked."""
+        number, seed = data["number"], data["seed"]
+        if not (isinstance(number, int) and 0 <= number < MAX_VARIATIONS and isinstance(seed, int)):
+            raise ValueError(f"variation {number!r} with seed {seed!r}")
+        rows = data["notes"]
+        if not isinstance(rows, list) or len(rows) > MAX_VARIATION_NOTES:
+            raise ValueError(f"variation {number + 1} holds too many notes")
+        notes = []
+        for pitch, velocity, start, length in rows:
+            pitch, velocity, start, length = int(pitch), int(velocity), float(start), float(length)
+            if not (0 <= pitch <= 127 and 1 <= velocity <= 127 and 0 <= start < 1e7 and 0 < length < 1e7):
+                raise ValueError(f"a note of variation {number + 1} has pitch {pitch}, starts at {start} beats")
+            notes.append(VariationNote(pitch, velocity, start, length))
+        return cls(number, seed, tuple(notes), bool(data.get("complete", True)))
+
+
+@dataclass(frozen=True)
+class VariationSet:
+    """The variations written by one Continue or Fill, to audition and pick from until the continuation they
+    were written for is accepted or discarded. Kept in the session; outside the undo history."""
+
+    kind: str  # "continue" or "fill"
+    start: float  # beats: where they begin (a pick is heard from here)
+    count: int  # how many were asked for
+    settings: GenerationSettings
+    variations: tuple[WrittenVariation, ...] = ()
+    chosen: int = 0
+    owned: frozenset[int] = (
+        frozenset()
+    )  # ids of the notes the set put in the song; live while one is a continuation note
+
+    def variation(self, number: int) -> WrittenVariation | None:
+        """The variation with this number, if it was written."""
+        return next((variation for variation in self.variations if variation.number == number), None)
+
+    def to_dict(self) -> dict:
+        """Plain values for JSON."""
+        return {
+            "kind": self.kind,
+            "start": self.start,
+            "count": self.count,
+            "settings": self.settings.to_dict(),
+            "chosen": self.chosen,
+            "owned": sorted(self.owned),
+            "variations": [variation.to_dict() for variation in self.variations],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VariationSet:
+        """A set from JSON values, checked (ValueError, KeyError or TypeError names what is wrong)."""
+        kind, count, chosen = data["kind"], data["count"], data.get("chosen", 0)
+        if kind not in ("continue", "fill"):
+            raise ValueError(f"variations of an unknown kind {kind!r}")
+        if not (isinstance(count, int) and 1 <= count <= MAX_VARIATIONS and isinstance(chosen, int)):
+            raise ValueError(f"{count!r} variations")
+        start = float(data["start"])
+        if not 0 <= start < 1e7:
+            raise ValueError(f"variations start at {start} beats")
+        variations = tuple(WrittenVariation.from_dict(dict(item)) for item in data["variations"])
+        if len(variations) > count or len({variation.number for variation in variations}) != len(variations):
+            raise ValueError("the variations are repeated")
+        owned = frozenset(int(note_id) for note_id in data.get("owned", []))
+        settings = GenerationSettings.from_dict(dict(data["settings"]))
+        return cls(kind, start, count, settings, variations, chosen, owned)
 
 
 DEFAULT_MODEL = "default"
 
 
 def default_meta() -> dict[str, Any]:
-    """The metadata of a new song."""
-    return {"tempo": 120.0, "time_signature": (4, 4), "settings": GenerationSettings(), "model": DEFAULT_MODEL}
+    """The metadata of a new song (`variations`: the set being auditioned, kept outside the undo history)."""
+    return {
+        "tempo": 120.0,
+        "time_signature": (4, 4),
+        "settings": GenerationSettings(),
+        "model": DEFAULT_MODEL,
+        "variations": None,
+    }
 
 
 @dataclass(frozen=True)
@@ -262,6 +387,11 @@ class Song(QObject):
         return self._meta["model"]
 
     @property
+    def variations(self) -> VariationSet | None:
+        """The variations written for the continuation, while it can still be swapped for one of them."""
+        return self._meta.get("variations")
+
+    @property
     def beats_per_bar(self) -> float:
         """The bar length in quarter-note beats (6/8 is 3 beats)."""
         numerator, denominator = self.time_signature
@@ -276,6 +406,10 @@ class Song(QObject):
     def stream_part(self) -> str | None:
         """The part music is streaming into (None when nothing streams)."""
         return self._stream.part if self._stream is not None else None
+
+    def streamed_ids(self) -> frozenset[int]:
+        """The notes the open stream has put in so far (playback hears them through its live feed instead)."""
+        return frozenset(note.id for note in self._stream.added) if self._stream is not None else frozenset()
 
     def lock_message(self) -> str:
         """Why edits wait now, for the musician ("" when they do not)."""
@@ -463,6 +597,13 @@ class Song(QObject):
         """Chooses the model that continues the song."""
         self.edit(meta={"model": str(model)}, text="Choose model")
 
+    def set_variations(self, variations: VariationSet | None) -> None:
+        """Records the variations written for the continuation (None: the set has ended). Not an edit: it stays
+        outside the undo history (picking one is the edit), and a session keeps it."""
+        if self._meta.get("variations") != variations:
+            self._meta["variations"] = variations
+            self.meta_changed.emit("variations")
+
     def replace_motif(self, notes: Sequence[SongNote], tempo: float | None = None, text: str = "Import motif") -> None:
         """Replaces the motif with these notes (an import), keeping the continuation."""
         self.edit(
@@ -495,18 +636,27 @@ class Song(QObject):
 
     # --- music streaming in: one path for Continue, recording and the duet -------------------------
 
-    def begin_stream(self, part: str, text: str | None = None, quantize: float | None = None) -> None:
+    def begin_stream(
+        self, part: str, text: str | None = None, quantize: float | None = None, replace: Iterable[int] | None = None
+    ) -> None:
         """Opens a streaming edit into `part` and locks the song until `commit` or `abort`.
 
         A stream into the continuation replaces the old one (taken out now, put back by `abort`); a
-        stream into the motif (a take) adds to it. `quantize` (beats) puts each arriving note's start on
-        that grid. The whole stream becomes one undo step, named `text` (Continue, Record).
+        stream into the motif (a take) adds to it. `replace` (note ids) names the notes to take out
+        instead (Fill replaces the notes in its range, of either part). `quantize` (beats) puts each
+        arriving note's start on that grid. The whole stream becomes one undo step, named `text`
+        (Continue, Fill, Record).
         """
         if part not in PARTS:
             raise ValueError(f"unknown part {part!r}")
         if self._stream is not None:
             raise SongLockedError(self.lock_message())
-        old = tuple(note for note in self._notes.values() if note.part == CONTINUATION) if part == CONTINUATION else ()
+        if replace is not None:
+            old = tuple(self._notes[note_id] for note_id in dict.fromkeys(replace) if note_id in self._notes)
+        elif part == CONTINUATION:
+            old = tuple(note for note in self._notes.values() if note.part == CONTINUATION)
+        else:
+            old = ()
         if old:
             self._apply(SongDiff(removed=old))
         self._stream = _Stream(part, text or STREAM_TEXT[part], quantize, old)

@@ -70,7 +70,13 @@ class NoteCanvas(QWidget):
         self._rubber_band: QRectF | None = None
         self._writing_ids: set[int] = set()
         self._colour_table: np.ndarray | None = None
-        for signal in (song.notes_changed, state.view_changed, state.selection_changed, transport.loop_changed):
+        for signal in (
+            song.notes_changed,
+            state.view_changed,
+            state.selection_changed,
+            state.time_range_changed,
+            transport.loop_changed,
+        ):
             signal.connect(self.update)
         self._playhead_x = state.x_of(transport.playhead)
         transport.playhead_moved.connect(self._playhead_moved)
@@ -144,6 +150,7 @@ class NoteCanvas(QWidget):
         self._playhead_x = self.state.x_of(self.transport.playhead)
         self._paint_grid(painter)
         self._paint_loop(painter)
+        self._paint_time_range(painter)
         self._paint_notes(painter, event.rect())
         if self._rubber_band is not None:
             painter.setPen(QPen(Palette.rubber_band_edge, 1))
@@ -213,6 +220,16 @@ class NoteCanvas(QWidget):
             QRectF(x0, 0, x1 - x0, self.height()),
             Palette.loop_shade if transport.loop_enabled else Palette.loop_shade_off,
         )
+
+    def _paint_time_range(self, painter: QPainter) -> None:
+        if self.state.time_range is None:
+            return
+        x0, x1 = (self.state.x_of(beat) for beat in self.state.time_range)
+        if x1 < 0 or x0 > self.width():
+            return
+        painter.fillRect(QRectF(x0, 0, x1 - x0, self.height()), Palette.time_range_shade)
+        painter.setPen(QPen(Palette.time_range_edge, 1))
+        painter.drawLines([QLineF(x, 0, x, self.height()) for x in (x0, x1)])
 
     def _paint_notes(self, painter: QPainter, rect: QRect) -> None:
         start, end, low, high = self._visible_region(rect)

@@ -200,6 +200,7 @@ class PianoRoll(QWidget):
     def _song_reset(self) -> None:
         self.canvas.cancel_gesture()
         self.state.select(())
+        self.state.set_time_range(None)
 
     def _hover(self, beat: float, pitch: int) -> None:
         if beat < 0:
@@ -229,9 +230,19 @@ class PianoRoll(QWidget):
         self.state.select(note.id for note in self.song.notes())
 
     def deselect(self) -> None:
-        """Clears the selection and abandons a gesture in progress."""
+        """Clears the selection and the time range, and abandons a gesture in progress."""
         self.canvas.cancel_gesture()
         self.state.select(())
+        self.state.set_time_range(None)
+
+    def fill_range(self) -> tuple[float, float] | None:
+        """The beats Fill writes: the time range chosen in the ruler, else the span of the selected notes."""
+        if self.state.time_range is not None:
+            return self.state.time_range
+        notes = self.selected_notes()
+        if not notes:
+            return None
+        return min(note.start for note in notes), max(note.end for note in notes)
 
     def delete_selection(self) -> None:
         """Deletes the selected notes."""

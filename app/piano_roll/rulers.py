@@ -18,6 +18,7 @@ KEYBOARD_WIDTH = 64
 RULER_HEIGHT = 34
 LOOP_STRIP = 13
 LANE_HEIGHT = 76
+DRAG_PIXELS = 4  # how far the pointer moves in the ruler before a click becomes a drag
 
 
 class _Strip(QWidget):
@@ -113,15 +114,18 @@ class Keyboard(_Strip):
 
 
 class Ruler(_Strip):
-    """Bars and beats; the top strip holds the loop region, the rest moves the playhead."""
+    """Bars and beats; the top strip holds the loop region. Below it a click moves the playhead and a drag
+    chooses a span of time (the time range that Fill writes)."""
 
     def __init__(self, song: Song, state: RollState, transport: Transport, parent: QWidget | None = None) -> None:
         super().__init__(song, state, transport, parent)
         self.setFixedHeight(RULER_HEIGHT)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self._drag: tuple[str, float, float, float] | None = None  # kind, press beat, loop start, loop end
+        # kind, press beat, then the loop's start and end (a loop drag) or the press's x (below the loop strip)
+        self._drag: tuple[str, float, float, float] | None = None
         transport.loop_changed.connect(self.update)
         transport.playhead_moved.connect(self.update)
+        state.time_range_changed.connect(self.update)
         song.meta_changed.connect(self.update)
 
     def paintEvent(self, event) -> None:
@@ -134,6 +138,9 @@ class Ruler(_Strip):
         x0, x1 = state.x_of(transport.loop_start), state.x_of(transport.loop_end)
         loop_color = QColor("#5fbf6a") if transport.loop_enabled else QColor("#6b7079")
         painter.fillRect(QRectF(x0, 2, x1 - x0, LOOP_STRIP - 4), loop_color)
+        if state.time_range is not None:
+            r0, r1 = (state.x_of(beat) for beat in state.time_range)
+            painter.fillRect(QRectF(r0, LOOP_STRIP, r1 - r0, height - LOOP_STRIP), Palette.time_range_edge)
         bar = self.song.beats_per_bar
         ppb = state.pixels_per_beat
         label_every = 1
@@ -163,7 +170,8 @@ class Ruler(_Strip):
         painter.end()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        """In the loop strip: draw, move or stretch the loop; below it: set the playhead."""
+        """In the loop strip: draw, move or stretch the loop; below it: set the playhead (a click) or choose a
+        time range (a drag)."""
         if event.button() != Qt.LeftButton:
             return
         x, y = event.position().x(), event.position().y()
@@ -182,7 +190,7 @@ class Ruler(_Strip):
                 kind = "loop_new"
             self._drag = (kind, self.state.snap(beat, bypass), transport.loop_start, transport.loop_end)
         else:
-            self._drag = ("playhead", beat, 0.0, 0.0)
+            self._drag = ("playhead", self.state.snap(beat, bypass), x, 0.0)
             transport.set_playhead(self.state.snap(beat, bypass))
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
@@ -194,7 +202,12 @@ class Ruler(_Strip):
         beat = self.state.snap(self.state.beat_at(event.position().x()), bypass)
         transport = self.transport
         if kind == "playhead":
-            transport.set_playhead(beat)
+            press_x = loop_start
+            if abs(event.position().x() - press_x) >= DRAG_PIXELS:
+                self._drag = ("time_range", press_beat, 0.0, 0.0)
+                self.state.set_time_range(press_beat, beat)
+        elif kind == "time_range":
+            self.state.set_time_range(press_beat, beat)
         elif kind == "loop_new":
             if beat != press_beat:
                 transport.set_loop(press_beat, beat, True)
@@ -207,7 +220,9 @@ class Ruler(_Strip):
             transport.set_loop(loop_start, max(beat, loop_start + 1e-3))
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        """Ends the drag."""
+        """Ends the drag; a click below the loop strip (no drag) clears the time range."""
+        if self._drag is not None and self._drag[0] == "playhead":
+            self.state.set_time_range(None)
         self._drag = None
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:

@@ -52,6 +52,7 @@ class RollState(QObject):
     selection_changed = Signal()
     tool_changed = Signal(str)
     snap_changed = Signal(str)
+    time_range_changed = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -62,6 +63,7 @@ class RollState(QObject):
         self.tool = DRAW
         self.snap_name = "1/16"
         self.selection: frozenset[int] = frozenset()
+        self.time_range: tuple[float, float] | None = None  # beats chosen in the ruler (what Fill writes)
         self.note_length = 1.0  # the length a new note gets: the last one drawn or resized
         self.velocity = 100  # the velocity a new note gets
 
@@ -139,6 +141,16 @@ class RollState(QObject):
             self.snap_changed.emit(name)
             self.view_changed.emit()
 
+    def set_time_range(self, start: float | None, end: float | None = None) -> None:
+        """Chooses a span of time (beats, in either order); None, or an empty span, clears it."""
+        span = None
+        if start is not None and end is not None:
+            low, high = sorted((max(0.0, float(start)), max(0.0, float(end))))
+            span = (low, high) if high - low > 1e-6 else None
+        if span != self.time_range:
+            self.time_range = span
+            self.time_range_changed.emit()
+
     def select(self, note_ids) -> None:
         """Replaces the selection."""
         selection = frozenset(note_ids)
@@ -188,6 +200,8 @@ class Palette:
     loop_shade_off = QColor(160, 160, 160, 14)
     playhead = QColor("#f2f2f2")
     rubber_band_fill = QColor(120, 170, 255, 40)
+    time_range_shade = QColor(255, 196, 120, 34)  # the span Fill writes
+    time_range_edge = QColor(255, 196, 120, 150)
     rubber_band_edge = QColor(150, 190, 255)
     note_outline = QColor("#101216")
     selected_outline = QColor("#ffffff")

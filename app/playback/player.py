@@ -47,14 +47,17 @@ def _close_all_players() -> None:
             pass
 
 
-def song_events(song: Song, exclude_part: str | None = None) -> list[Event]:
-    """The song's notes as scheduler events, in seconds at its tempo (optionally without one part)."""
+def song_events(song: Song, exclude_part: str | None = None, exclude_ids: frozenset[int] | None = None) -> list[Event]:
+    """The song's notes as scheduler events, in seconds at its tempo (optionally without one part, or without
+    some notes)."""
     arrays = song.note_arrays()
     keep = np.ones(len(arrays.ids), bool)
     if exclude_part == CONTINUATION:
         keep = ~arrays.continuation
     elif exclude_part is not None:
         keep = arrays.continuation
+    if exclude_ids:
+        keep &= ~np.isin(arrays.ids, np.fromiter(exclude_ids, np.int64, len(exclude_ids)))
     seconds_per_beat = 60.0 / song.tempo
     starts = arrays.starts[keep] * seconds_per_beat
     ends = np.maximum(arrays.ends[keep] * seconds_per_beat, starts)
@@ -274,7 +277,7 @@ class Player(QObject):
             if feed is None:
                 self.scheduler.set_events(song_events(self.song), live=None)
             else:
-                self.scheduler.set_events(song_events(self.song, exclude_part=CONTINUATION), live=feed)
+                self.scheduler.set_events(song_events(self.song, exclude_ids=self.song.streamed_ids()), live=feed)
 
     def play_from(self, beat: float) -> None:
         """Starts playing from a beat (the transport shows it playing)."""
@@ -286,7 +289,8 @@ class Player(QObject):
 
     def _start(self) -> None:
         live = self._live if self.song.is_writing else None
-        events = song_events(self.song, exclude_part=CONTINUATION if live is not None else None)
+        # The notes written so far are heard through the live feed (the rest of the song plays as it is).
+        events = song_events(self.song, exclude_ids=self.song.streamed_ids() if live is not None else None)
         start = self.song.to_seconds(self.transport.playhead)
         self.scheduler.play(events, start, live=live, loop=self._loop_seconds(start))
         self._timer.start()
