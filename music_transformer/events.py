@@ -219,6 +219,8 @@ def _canonical(notes: Iterable[Note]) -> list[tuple[int, int, int, int, float, f
                 continue
             if kept and kept[-1][1] > start:
                 kept[-1][1], kept[-1][4] = start, start_seconds
+            elif kept and kept[-1][1] == start:  # ends in the restrike's tick: not after it, in seconds either
+                kept[-1][4] = min(kept[-1][4], start_seconds)
             kept.append([start, end, velocity, start_seconds, end_seconds])
         cleaned.extend((start, end, pitch, velocity, start_seconds, end_seconds)
                        for start, end, velocity, start_seconds, end_seconds in kept)

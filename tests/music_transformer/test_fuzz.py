@@ -65,6 +65,10 @@ def assert_canonical(notes: list[Note]) -> None:
         assert math.isfinite(note.start) and math.isfinite(note.end)
         assert 0 <= note.start < note.end <= limits.MAX_PIECE_SECONDS
     assert canonical_notes(notes) == notes
+    ends: dict[int, float] = {}
+    for note in sorted(notes, key=lambda note: note.start):  # one pitch never sounds twice at once
+        assert note.start >= ends.get(note.pitch, 0.0)
+        ends[note.pitch] = note.end
     back = decode(encode(notes))
     assert len(back) == len(notes)
 
