@@ -200,7 +200,7 @@ class GenerationPanel(QWidget):
 
         self.snap_box = QCheckBox("", self)
         self.snap_box.setObjectName("snap_box")
-        form.addRow("Grid", self.snap_box)
+        form.addRow(self.snap_box)
         self.dynamics_box = QComboBox(self)
         for dynamics, text in DYNAMICS_CHOICES:
             self.dynamics_box.addItem(text, dynamics)
@@ -208,15 +208,15 @@ class GenerationPanel(QWidget):
             "Velocities as the model writes them, or kept within the motif's lowest and highest"
         )
         form.addRow("Dynamics", self.dynamics_box)
-        self.keep_box = QCheckBox("Keep the notes in the way", self)
+        self.keep_box = QCheckBox("Keep notes in the way", self)
         self.keep_box.setToolTip(
             "Fill and Continue from Playhead only add notes; otherwise they replace the notes in their range "
             "(one undo step)"
         )
-        form.addRow("", self.keep_box)
+        form.addRow(self.keep_box)
         self.listen_box = QCheckBox("Play while writing", self)
         self.listen_box.setChecked(True)
-        form.addRow("", self.listen_box)
+        form.addRow(self.listen_box)
 
         # The window's actions: one enable rule, one shortcut, wherever they are pressed.
         self.continue_button = self._action_button(continue_action, "continue_button")
@@ -264,6 +264,7 @@ class GenerationPanel(QWidget):
         self.device_label = QLabel("", self)
 
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
@@ -280,10 +281,10 @@ class GenerationPanel(QWidget):
             # "1.3" typed over 0.70 would otherwise be taken as 1 and written back over the typing.
             box.setKeyboardTracking(False)
             box.setCorrectionMode(QAbstractSpinBox.CorrectToNearestValue)
-        for combo in (self.unit_box, self.style_box, self.decoding_box, self.key_mode_box, self.dynamics_box):
+        for combo in (self.style_box, self.decoding_box, self.key_mode_box, self.dynamics_box):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(6)
-        for combo in (self.tonic_box, self.scale_box):
+        for combo in (self.unit_box, self.tonic_box, self.scale_box):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(3)
         self._key_timer = QTimer(self)
@@ -348,7 +349,7 @@ class GenerationPanel(QWidget):
         """The roll's grid, which written notes are snapped to (the Grid option says which)."""
         self._grid_name = name
         off = name == "Off"
-        self.snap_box.setText("Snap to the roll's grid (off)" if off else f"Snap to the grid ({name})")
+        self.snap_box.setText(f"Snap to grid ({'off' if off else name})")
         self.snap_box.setToolTip(
             "Written notes start and end on the roll's grid, as they are written"
             + (": the roll's grid is off now (choose one in the toolbar)" if off else "")

@@ -101,6 +101,10 @@ class MainWindow(QMainWindow):
         scroller.setWidget(self.generation_panel)
         scroller.setWidgetResizable(True)
         scroller.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # narrowed, it wraps; it scrolls down only
+        # As narrow as the panel can be, never narrower (no control cut off at the right).
+        scroller.setMinimumWidth(
+            self.generation_panel.minimumSizeHint().width() + scroller.verticalScrollBar().sizeHint().width()
+        )
         scroller.setFrameShape(QScrollArea.NoFrame)
         dock.setWidget(scroller)
         dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
