@@ -2,11 +2,17 @@
 
 The format carries a version. A file from a newer Continuo is refused with a message that says so, and a
 damaged one with a message that says what is wrong; nothing is ever written over a file that failed.
+
+This is also the studio's one validation layer for songs read from disk: the checks below (`load_json`,
+`check_note`, `check_meta`) read session files and autosave snapshots here, and the autosave journal's lines in
+autosave.py, against the limits in limits.py. Every number is finite and within them, or the input is refused
+with a `ValueError` (a `SessionError` for a file) in words a musician understands.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +20,14 @@ from typing import Any
 
 from music_transformer.midi import atomic_write
 
+from . import limits
 from .song import PARTS, GenerationSettings, Song, SongNote, VariationSet
 
 FORMAT_NAME = "continuo-session"
 FORMAT_VERSION = 1
 SUFFIX = ".continuo"
 NOTE_FIELDS = ["id", "pitch", "velocity", "start", "length", "part"]
-MAX_SESSION_BYTES = 200 * 1024 * 1024
+MAX_SESSION_BYTES = limits.MAX_SESSION_BYTES
 
 
 class SessionError(Exception):
@@ -85,8 +92,10 @@ def session_from_bytes(raw: bytes, name: str) -> SessionData:
     """Parses and checks session JSON (from a file or an autosave)."""
     if not raw.strip():
         raise SessionError(f"{name}: the file is empty")
+    if len(raw) > limits.MAX_SESSION_BYTES:
+        raise SessionError(f"{name}: the file is too large to be a Continuo session")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = load_json(raw)
     except UnicodeDecodeError:
         raise SessionError(f"{name}: not a Continuo session (the file is not text)") from None
     except json.JSONDecodeError as error:
@@ -94,10 +103,12 @@ def session_from_bytes(raw: bytes, name: str) -> SessionData:
             f"{name}: the session file is damaged (unreadable at line {error.lineno}, "
             f"column {error.colno}); it may have been cut short"
         ) from None
+    except ValueError as error:
+        raise SessionError(f"{name}: the session file is damaged ({error})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise SessionError(f"{name}: not a Continuo session file")
     version = data.get("version")
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise SessionError(f"{name}: the session file is damaged (its format version is missing)")
     if version > FORMAT_VERSION:
         raise SessionError(
@@ -106,50 +117,182 @@ def session_from_bytes(raw: bytes, name: str) -> SessionData:
         )
     try:
         return _parse(data)
-    except (KeyError, TypeError, ValueError, IndexError) as error:
-        detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
-        raise SessionError(f"{name}: the session file is damaged ({detail})") from None
+    except KeyError as error:
+        raise SessionError(f"{name}: the session file is damaged (missing {error})") from None
+    except ValueError as error:
+        raise SessionError(f"{name}: the session file is damaged ({error})") from None
 
 
 def _parse(data: dict[str, Any]) -> SessionData:
-    """The checked contents of a version-1 session."""
-    tempo = float(data["tempo"])
-    if not 20 <= tempo <= 400:
-        raise ValueError(f"tempo {tempo:g} BPM is out of range")
-    numerator, denominator = (int(value) for value in data["time_signature"])
-    if not (1 <= numerator <= 32 and denominator in (1, 2, 4, 8, 16, 32)):
-        raise ValueError(f"time signature {numerator}/{denominator} is not supported")
-    settings = GenerationSettings.from_dict(dict(data.get("settings") or {}))
-    model = str(data.get("model") or "default")
+    """The checked contents of a version-1 session (ValueError or KeyError says what is wrong)."""
+    meta = check_meta(
+        {key: data[key] for key in ("tempo", "time_signature")}
+        | {key: data[key] for key in ("settings", "model", "variations") if data.get(key) is not None}
+    )
+    meta.setdefault("settings", GenerationSettings())
+    meta.setdefault("model", "default")
+    meta.setdefault("variations", None)
     fields = data.get("note_fields", NOTE_FIELDS)
-    if list(fields) != NOTE_FIELDS:
+    if fields != NOTE_FIELDS:
         raise ValueError("the notes are stored in an unknown layout")
+    rows = data["notes"]
+    if not isinstance(rows, list):
+        raise ValueError("the notes are not a list")
+    if len(rows) > limits.MAX_NOTES:
+        raise ValueError(f"it holds {len(rows):,} notes; Continuo keeps songs of up to {limits.MAX_NOTES:,}")
     notes: list[SongNote] = []
     seen: set[int] = set()
-    for row in data["notes"]:
-        note_id, pitch, velocity, start, length, part = row
-        note_id, pitch, velocity = int(note_id), int(pitch), int(velocity)
-        start, length = float(start), float(length)
-        if not (0 <= pitch <= 127 and 1 <= velocity <= 127):
-            raise ValueError(f"a note has pitch {pitch} and velocity {velocity}")
-        if not (start >= 0 and length > 0) or start != start or length != length:
-            raise ValueError(f"a note starts at {start} and lasts {length} beats")
-        if part not in PARTS:
-            raise ValueError(f"a note belongs to an unknown part {part!r}")
-        if note_id in seen or note_id < 1:
-            raise ValueError(f"note id {note_id} is repeated or invalid")
-        seen.add(note_id)
-        notes.append(SongNote(note_id, pitch, velocity, start, length, part))
-    view = data.get("view") or {}
-    if not isinstance(view, dict):
-        view = {}
-    variations = data.get("variations")
-    variations = VariationSet.from_dict(dict(variations)) if variations is not None else None
-    meta = {
-        "tempo": tempo,
-        "time_signature": (numerator, denominator),
-        "settings": settings,
-        "model": model,
-        "variations": variations,
-    }
-    return SessionData(notes, meta, view)
+    for row in rows:
+        note = check_note(row)
+        if note.id in seen:
+            raise ValueError(f"note id {note.id} is repeated")
+        seen.add(note.id)
+        notes.append(note)
+    view = data.get("view")
+    return SessionData(notes, meta, view if isinstance(view, dict) else {})  # the view's owners check its values
+
+
+# --- the checks: one layer for session files, autosave snapshots and journal lines ---------------------------
+
+
+class _NotFinite(ValueError):
+    """A number in the JSON that is not finite (1e999, NaN, Infinity)."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(f"the number {text[:24]} is too large")
+    return value
+
+
+def _constant(text: str) -> float:
+    raise _NotFinite(f"{text} is not a number Continuo keeps")
+
+
+def load_json(raw: bytes | str) -> Any:
+    """JSON whose every number is finite. Raises UnicodeDecodeError, json.JSONDecodeError, or ValueError in words
+    (a number too large or too long, nesting too deep)."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_constant)
+    except RecursionError:
+        raise ValueError("the data is nested too deeply") from None
+    except (json.JSONDecodeError, _NotFinite):
+        raise
+    except ValueError:  # Python's cap on the digits of a whole number
+        raise ValueError("a number has too many digits") from None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _whole(value: Any, low: int, high: int, what: str) -> int:
+    """A whole number within low..high (a float with nothing after the point counts)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} is {_shown(value)}, not a whole number")
+    if not low <= value <= high:
+        raise ValueError(f"{what} is {value}; it must be {low:,} to {high:,}")
+    return value
+
+
+def _real(value: Any, low: float, high: float, what: str, above: bool = False) -> float:
+    """A finite number within low..high (strictly above `low` with `above`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} is {_shown(value)}, not a number")
+    value = float(value)
+    if not (math.isfinite(value) and (value > low if above else value >= low) and value <= high):
+        raise ValueError(f"{what} is {value:g}; it must be {'above' if above else 'from'} {low:g} to {high:g}")
+    return value
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) > limits.MAX_TEXT_CHARS or "\0" in value:
+        raise ValueError(f"{what} is {_shown(value)}, not a name")
+    return value
+
+
+def check_note(row: Any) -> SongNote:
+    """A stored note ([id, pitch, velocity, start, length, part], beats) within the limits."""
+    if not isinstance(row, list) or len(row) != len(NOTE_FIELDS):
+        raise ValueError(f"a note is stored as {_shown(row)}, not its {len(NOTE_FIELDS)} fields")
+    note_id = _whole(row[0], 1, limits.MAX_NOTE_ID, "a note's id")
+    pitch = _whole(row[1], limits.MIN_PITCH, limits.MAX_PITCH, "a note's pitch")
+    velocity = _whole(row[2], limits.MIN_VELOCITY, limits.MAX_VELOCITY, "a note's velocity")
+    start = _real(row[3], 0.0, limits.MAX_BEATS, "a note's start (in beats)")
+    length = _real(row[4], 0.0, limits.MAX_BEATS, "a note's length (in beats)", above=True)
+    if start + length > limits.MAX_BEATS:
+        raise ValueError(
+            f"a note at beat {start:,.0f} ends past beat {limits.MAX_BEATS:,.0f}, the end of the longest song "
+            f"Continuo keeps ({limits.MAX_PIECE_SECONDS / 3600:g} hours at {limits.MAX_TEMPO:g} BPM)"
+        )
+    part = row[5]
+    if part not in PARTS:
+        raise ValueError(f"a note belongs to an unknown part {_shown(part)}")
+    return SongNote(note_id, pitch, velocity, start, length, part)
+
+
+def check_tempo(value: Any) -> float:
+    """A tempo in BPM."""
+    return _real(value, limits.MIN_TEMPO, limits.MAX_TEMPO, "the tempo (BPM)")
+
+
+def check_time_signature(value: Any) -> tuple[int, int]:
+    """A time signature [beats in a bar, note value of the beat]."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(f"the time signature is {_shown(value)}, not two numbers")
+    numerator = _whole(value[0], 1, limits.MAX_NUMERATOR, "the time signature's beats in a bar")
+    denominator = _whole(value[1], 1, max(limits.DENOMINATORS), "the time signature's beat")
+    if denominator not in limits.DENOMINATORS:
+        raise ValueError(f"time signature {numerator}/{denominator} is not supported")
+    return numerator, denominator
+
+
+def _from_dict(kind, value: Any, what: str):
+    """A dataclass's own checked `from_dict`, its errors said as damage."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} are {_shown(value)}, not a set of values")
+    try:
+        return kind.from_dict(dict(value))
+    except KeyError as error:
+        raise ValueError(f"{what} are missing {error}") from None
+    except (TypeError, ValueError, OverflowError, AttributeError) as error:
+        raise ValueError(f"{what} are damaged ({str(error)[:120] or type(error).__name__})") from None
+
+
+def check_settings(value: Any) -> GenerationSettings:
+    """The generation settings."""
+    return _from_dict(GenerationSettings, value, "the generation settings")
+
+
+def check_variations(value: Any) -> VariationSet | None:
+    """The variations being auditioned (None: none)."""
+    return None if value is None else _from_dict(VariationSet, value, "the variations")
+
+
+def check_model(value: Any) -> str:
+    """Which model continues the song: a checkpoint's name or path."""
+    return _text(value, "the model")
+
+
+META_CHECKS = {
+    "tempo": check_tempo,
+    "time_signature": check_time_signature,
+    "settings": check_settings,
+    "model": check_model,
+    "variations": check_variations,
+}
+
+
+def check_meta(meta: Any) -> dict[str, Any]:
+    """Song metadata from JSON values (some or all of META_CHECKS' keys), each checked; unknown keys are refused."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"the song's settings are {_shown(meta)}, not a set of values")
+    unknown = sorted(str(key) for key in meta if key not in META_CHECKS)
+    if unknown:
+        raise ValueError(f"unknown song property {_shown(unknown[0])}")
+    return {key: META_CHECKS[key](value) for key, value in meta.items()}

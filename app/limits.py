@@ -1,0 +1,43 @@
+"""What the studio accepts, in one place: session files, autosave journal lines and the view are checked against
+these numbers where they are read (session.py, autosave.py, the roll's state and the transport), and anything
+past them is refused in words, never half-read. Where a limit is the model library's, it is that one.
+
+The bounds are far past anything a musician makes, and near enough that the largest accepted song is read in
+seconds, drawn without overflow and exported as MIDI.
+"""
+
+from __future__ import annotations
+
+from music_transformer.limits import (
+    MAX_BPM,
+    MAX_MIDI_NOTES,
+    MAX_PIECE_SECONDS,
+    MAX_PITCH,
+    MAX_VELOCITY,
+    MIN_BPM,
+    MIN_PITCH,
+    MIN_VELOCITY,
+)
+
+# --- the song ---------------------------------------------------------------------------------------------
+MIN_TEMPO, MAX_TEMPO = MIN_BPM, MAX_BPM
+# A note ends within the longest piece the library reads or writes (two hours) at the fastest tempo: 48,000
+# beats. Notes, the playhead, the loop and the view stay within it, so any song the studio keeps is one it
+# can draw, save, read back and export.
+MAX_BEATS = MAX_PIECE_SECONDS * MAX_TEMPO / 60.0
+MIN_NOTE_BEATS = 1e-3  # the shortest note (song.MIN_LENGTH)
+MAX_NOTES = 2 * MAX_MIDI_NOTES  # the longest MIDI file read, and as much again written after it
+MAX_NOTE_ID = 2**53  # ids count up by one a note; past this a JSON number no longer holds them exactly
+MAX_NUMERATOR = 32  # beats in a bar
+DENOMINATORS = (1, 2, 4, 8, 16, 32)  # the note value of the beat
+
+# --- files ------------------------------------------------------------------------------------------------
+MAX_SESSION_BYTES = 200 * 1024 * 1024  # a session or autosave snapshot (a 200,000-note song is about 8 MB)
+MAX_JOURNAL_BYTES = MAX_SESSION_BYTES  # an autosave journal: the edits of a few seconds, or one big import
+MAX_TEXT_CHARS = 4096  # a model's name or path, a document's path
+
+__all__ = [
+    "MAX_BEATS", "MAX_JOURNAL_BYTES", "MAX_NOTES", "MAX_NOTE_ID", "MAX_NUMERATOR", "MAX_PIECE_SECONDS",
+    "MAX_PITCH", "MAX_SESSION_BYTES", "MAX_TEMPO", "MAX_TEXT_CHARS", "MAX_VELOCITY", "MIN_NOTE_BEATS", "MIN_PITCH",
+    "MIN_TEMPO", "MIN_VELOCITY", "DENOMINATORS",
+]  # fmt: skip
