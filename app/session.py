@@ -155,19 +155,19 @@ def _parse(data: dict[str, Any]) -> SessionData:
 # --- the checks: one layer for session files, autosave snapshots and journal lines ---------------------------
 
 
-class _NotFinite(ValueError):
+class _NotFiniteError(ValueError):
     """A number in the JSON that is not finite (1e999, NaN, Infinity)."""
 
 
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise _NotFinite(f"the number {text[:24]} is too large")
+        raise _NotFiniteError(f"the number {text[:24]} is too large")
     return value
 
 
 def _constant(text: str) -> float:
-    raise _NotFinite(f"{text} is not a number Continuo keeps")
+    raise _NotFiniteError(f"{text} is not a number Continuo keeps")
 
 
 def load_json(raw: bytes | str) -> Any:
@@ -178,7 +178,7 @@ def load_json(raw: bytes | str) -> Any:
         return json.loads(text, parse_float=_finite, parse_constant=_constant)
     except RecursionError:
         raise ValueError("the data is nested too deeply") from None
-    except (json.JSONDecodeError, _NotFinite):
+    except (json.JSONDecodeError, _NotFiniteError):
         raise
     except ValueError:  # Python's cap on the digits of a whole number
         raise ValueError("a number has too many digits") from None
