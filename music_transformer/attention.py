@@ -660,7 +660,7 @@ class StreamCache:
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keeps rows `index` (for beam search), in place; the context (row 0's) stays."""
-        rings = [keys[..., self._ring_start:] for keys in self.keys]
-        rings += [values[:, :, self._ring_start:] for values in self.values]
+        start, stop = self._ring_start, self._ring_start + min(self.written, self.span)  # the columns written
+        rings = [keys[..., start:stop] for keys in self.keys] + [values[:, :, start:stop] for values in self.values]
         for ring in rings:
             ring.copy_(ring.index_select(1, index))
