@@ -209,7 +209,8 @@ class CapturedStep:
         cache.restore_position(saved)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        self.tokens.copy_(tokens, non_blocking=True)
+        if tokens is not self.tokens:  # a caller may write into `tokens` itself
+            self.tokens.copy_(tokens, non_blocking=True)
         self.graph.replay()
         self.decoder.cache.moved_on()
         return self.output

@@ -528,12 +528,16 @@ class _Steps:
     def __init__(self, model: MusicTransformer, cache: KVCache, rows: int, sampler: _Sampler | None) -> None:
         self.rows, self.device, self.sampler = rows, model.device, sampler
         self.captured: CapturedStep | None = None
+        on_gpu = self.device.type == "cuda"
+        self._host = torch.zeros(rows, dtype=torch.long, pin_memory=on_gpu)  # the tokens fed, written here
+        self._fed = torch.zeros(rows, dtype=torch.long, device=self.device) if on_gpu else self._host
         if fast_path(model):
             decoder = Decoder(model, cache, rows)
             self.logits, self._reorder = decoder.step, decoder.reorder
             if decoder.static and decoder.device.type == "cuda" and sampler is not None:
                 try:
                     self.captured = CapturedStep(decoder, sampler.draw)
+                    self._fed = self.captured.tokens
                 except Exception as error:  # noqa: BLE001  (the same step runs uncaptured)
                     warnings.warn(f"decoding without a CUDA graph ({type(error).__name__}: {error})", stacklevel=2)
         else:
@@ -553,11 +557,13 @@ class _Steps:
 
     def next(self, tokens: list[int]) -> list[int]:
         """Feeds `tokens` (one per row) and draws each row's next one."""
-        fed = torch.tensor(tokens, device=self.device)
+        self._host.numpy()[:] = tokens
+        if self._fed is not self._host:
+            self._fed.copy_(self._host, non_blocking=True)  # read back with the drawn tokens, before the next write
         self.sampler.prepare()
         if self.captured is not None:
-            return self.captured(fed).tolist()
-        return self.sampler.draw(self.logits(fed)).tolist()
+            return self.captured(self._fed).tolist()
+        return self.sampler.draw(self.logits(self._fed)).tolist()
 
     def reorder(self, rows: list[int]) -> None:
         """Keeps rows `rows` (one per row of the batch, repeats allowed: beam search)."""
