@@ -137,7 +137,9 @@ def mutated_midi(draw) -> bytes:
     """A real MIDI file with bytes overwritten, inserted, deleted, repeated or cut off."""
     data = bytearray(draw(st.sampled_from(seed_files())))
     for _ in range(draw(st.integers(1, 6))):
-        where = draw(st.integers(0, max(len(data) - 1, 0)))
+        if not data:
+            break
+        where = draw(st.integers(0, len(data) - 1))
         action = draw(st.sampled_from(["overwrite", "insert", "delete", "repeat", "truncate", "length"]))
         if action == "overwrite":
             data[where] = draw(st.one_of(st.sampled_from(INTERESTING), st.integers(0, 255)))
