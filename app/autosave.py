@@ -8,7 +8,9 @@ newer than it (each line carries a sequence number, so a kill between the two st
 
 Each running studio holds an exclusive lock on its own `<id>.lock`; the kernel drops the lock when the
 process dies, so files whose lock can be taken belong to a studio that did not close: restore.py offers
-them at the next launch.
+them at the next launch. A journal line is read back through `parse_journal_line`, with the checks a session
+file gets (session.py), so that nothing a session would refuse is restored. The files are the musician's
+own (mode 0600).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from music_transformer.midi import atomic_write
 
-from .session import song_to_dict
+from . import limits
+from .session import check_meta, check_note, check_whole, load_json, song_to_dict
 from .song import GenerationSettings, Song, SongDiff, SongNote
 
 try:
@@ -34,6 +38,7 @@ except ImportError:  # Windows: fall back to checking whether the recorded proce
     fcntl = None
 
 DEFAULT_INTERVAL_MS = 3000
+PRIVATE = 0o600  # an autosave holds unsaved work: the owner's alone
 
 
 class FileLock:
@@ -108,6 +113,35 @@ def _note_row(note: SongNote) -> list:
     return [note.id, note.pitch, note.velocity, note.start, note.length, note.part]
 
 
+@dataclass(frozen=True)
+class JournalLine:
+    """One journalled edit, checked: its sequence number, the ids it removed, the notes it added, the metadata
+    it set (checked values, as the song holds them)."""
+
+    seq: int
+    removed: tuple[int, ...]
+    added: tuple[SongNote, ...]
+    meta: dict[str, Any]
+
+
+def parse_journal_line(line: bytes | str) -> JournalLine:
+    """A journal line read back; ValueError (UnicodeDecodeError for bytes that are not text) says what is wrong."""
+    entry = load_json(line)
+    if not isinstance(entry, dict):
+        raise ValueError("a journal line is not a set of values")
+    seq = check_whole(entry.get("seq"), 0, 2**63, "the edit's number")
+    removed, added = entry.get("removed", []), entry.get("added", [])
+    if not isinstance(removed, list) or not isinstance(added, list):
+        raise ValueError("the edit's notes are not lists")
+    if len(removed) > limits.MAX_NOTES or len(added) > limits.MAX_NOTES:
+        raise ValueError("the edit holds more notes than a song")
+    removed_ids = tuple(check_whole(note_id, 1, limits.MAX_NOTE_ID, "a removed note's id") for note_id in removed)
+    notes = tuple(check_note(row) for row in added)
+    if len({note.id for note in notes}) != len(notes):
+        raise ValueError("the edit adds one note twice")
+    return JournalLine(seq, removed_ids, notes, check_meta(entry.get("meta", {})))
+
+
 class Autosave(QObject):
     """Keeps one studio window's song safe on disk while it runs; `close()` removes it on a clean exit."""
 
@@ -169,7 +203,7 @@ class Autosave(QObject):
         )
         try:
             if self._journal is None:
-                self._journal = open(self.journal_path, "a", encoding="utf-8")
+                self._journal = self._open_journal("a")
             self._journal.write(line + "\n")
             self._journal.flush()  # into the kernel: survives the process being killed
         except OSError as error:
@@ -191,15 +225,19 @@ class Autosave(QObject):
         }
         text = json.dumps(data, separators=(",", ":"))
         try:
-            atomic_write(self.snapshot_path, lambda handle: handle.write(text.encode("utf-8")))
+            atomic_write(self.snapshot_path, lambda handle: handle.write(text.encode("utf-8")), mode=PRIVATE)
             if self._journal is not None:
                 self._journal.close()
-            self._journal = open(self.journal_path, "w", encoding="utf-8")
+            self._journal = self._open_journal("w")
         except OSError as error:
             self._fail(error)
             return
         self._snapshot_seq = self._seq
         self._failed = False
+
+    def _open_journal(self, mode: str):
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+        return open(os.open(self.journal_path, flags, PRIVATE), mode, encoding="utf-8")
 
     def _fail(self, error: OSError) -> None:
         if not self._failed:

@@ -37,7 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         script = script_from_environment(window)
         if script is not None:
             script.start()
-    restored = window.offer_restore()
+    try:
+        restored = window.offer_restore()
+    except Exception as error:  # noqa: BLE001 - crash restore never blocks a start; the autosaves stay on disk
+        restored = False
+        print(f"continuo: crash restore failed ({type(error).__name__}: {error})", file=sys.stderr)
+        window.show_message("Crash restore failed; the autosaves are kept for the next launch", 20000)
     if args.file and not restored:
         window.open_path(args.file, ask_to_save=False)
     return app.exec()

@@ -278,7 +278,7 @@ class MainWindow(QMainWindow):
 
     def offer_restore(self) -> bool:
         """Offers to restore the work of a studio that crashed; True if restored."""
-        return offer_restore(self.home, self.document, self, self.show_message, self.show_error)
+        return offer_restore(self.home, self.document, self, lambda text: self.show_message(text, 20000))
 
     # --- Qt's events ---------------------------------------------------------------------------------------
 

@@ -90,12 +90,17 @@ def read_session(path: str | os.PathLike) -> SessionData:
 
 def session_from_bytes(raw: bytes, name: str) -> SessionData:
     """Parses and checks session JSON (from a file or an autosave)."""
+    return session_from_json(session_json(raw, name), name)
+
+
+def session_json(raw: bytes, name: str) -> Any:
+    """The JSON of a session file, every number finite; SessionError when it is not JSON."""
     if not raw.strip():
         raise SessionError(f"{name}: the file is empty")
     if len(raw) > limits.MAX_SESSION_BYTES:
         raise SessionError(f"{name}: the file is too large to be a Continuo session")
     try:
-        data = load_json(raw)
+        return load_json(raw)
     except UnicodeDecodeError:
         raise SessionError(f"{name}: not a Continuo session (the file is not text)") from None
     except json.JSONDecodeError as error:
@@ -105,6 +110,10 @@ def session_from_bytes(raw: bytes, name: str) -> SessionData:
         ) from None
     except ValueError as error:
         raise SessionError(f"{name}: the session file is damaged ({error})") from None
+
+
+def session_from_json(data: Any, name: str) -> SessionData:
+    """Checks parsed session JSON (`session_json`); SessionError says what is wrong."""
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise SessionError(f"{name}: not a Continuo session file")
     version = data.get("version")
@@ -189,7 +198,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _whole(value: Any, low: int, high: int, what: str) -> int:
+def check_whole(value: Any, low: int, high: int, what: str) -> int:
     """A whole number within low..high (a float with nothing after the point counts)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -200,7 +209,7 @@ def _whole(value: Any, low: int, high: int, what: str) -> int:
     return value
 
 
-def _real(value: Any, low: float, high: float, what: str, above: bool = False) -> float:
+def check_real(value: Any, low: float, high: float, what: str, above: bool = False) -> float:
     """A finite number within low..high (strictly above `low` with `above`)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{what} is {_shown(value)}, not a number")
@@ -220,11 +229,11 @@ def check_note(row: Any) -> SongNote:
     """A stored note ([id, pitch, velocity, start, length, part], beats) within the limits."""
     if not isinstance(row, list) or len(row) != len(NOTE_FIELDS):
         raise ValueError(f"a note is stored as {_shown(row)}, not its {len(NOTE_FIELDS)} fields")
-    note_id = _whole(row[0], 1, limits.MAX_NOTE_ID, "a note's id")
-    pitch = _whole(row[1], limits.MIN_PITCH, limits.MAX_PITCH, "a note's pitch")
-    velocity = _whole(row[2], limits.MIN_VELOCITY, limits.MAX_VELOCITY, "a note's velocity")
-    start = _real(row[3], 0.0, limits.MAX_BEATS, "a note's start (in beats)")
-    length = _real(row[4], 0.0, limits.MAX_BEATS, "a note's length (in beats)", above=True)
+    note_id = check_whole(row[0], 1, limits.MAX_NOTE_ID, "a note's id")
+    pitch = check_whole(row[1], limits.MIN_PITCH, limits.MAX_PITCH, "a note's pitch")
+    velocity = check_whole(row[2], limits.MIN_VELOCITY, limits.MAX_VELOCITY, "a note's velocity")
+    start = check_real(row[3], 0.0, limits.MAX_BEATS, "a note's start (in beats)")
+    length = check_real(row[4], 0.0, limits.MAX_BEATS, "a note's length (in beats)", above=True)
     if start + length > limits.MAX_BEATS:
         raise ValueError(
             f"a note at beat {start:,.0f} ends past beat {limits.MAX_BEATS:,.0f}, the end of the longest song "
@@ -238,15 +247,15 @@ def check_note(row: Any) -> SongNote:
 
 def check_tempo(value: Any) -> float:
     """A tempo in BPM."""
-    return _real(value, limits.MIN_TEMPO, limits.MAX_TEMPO, "the tempo (BPM)")
+    return check_real(value, limits.MIN_TEMPO, limits.MAX_TEMPO, "the tempo (BPM)")
 
 
 def check_time_signature(value: Any) -> tuple[int, int]:
     """A time signature [beats in a bar, note value of the beat]."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ValueError(f"the time signature is {_shown(value)}, not two numbers")
-    numerator = _whole(value[0], 1, limits.MAX_NUMERATOR, "the time signature's beats in a bar")
-    denominator = _whole(value[1], 1, max(limits.DENOMINATORS), "the time signature's beat")
+    numerator = check_whole(value[0], 1, limits.MAX_NUMERATOR, "the time signature's beats in a bar")
+    denominator = check_whole(value[1], 1, max(limits.DENOMINATORS), "the time signature's beat")
     if denominator not in limits.DENOMINATORS:
         raise ValueError(f"time signature {numerator}/{denominator} is not supported")
     return numerator, denominator

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QTimer
 
 from app import restore
 from music_transformer import Note, write_midi
-from tests.app.helpers import answer_next_dialog, crash
+from tests.app.helpers import answer_next_dialog, crash, summary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,3 +119,168 @@ def test_the_restore_offer_can_wait_or_discard(qtbot, home):
     assert not later.offer_restore()
     assert restore.find_orphans(home / "autosave") == []
     later.close()
+
+
+# --- damaged autosaves (issue 25): kept aside, never blocking a start; only checked edits replayed ----------
+
+
+def _crashed_studio(home: Path, pitches: list[int], saved_at: float | None = None):
+    """A studio with some notes that was killed: its autosave (snapshot plus journal) stays behind."""
+    from app.main_window import MainWindow
+
+    crashed = MainWindow(home=home, autosave_interval_ms=60_000)
+    song = crashed.song
+    song.add_notes([song.new_note(pitch, 100, index, 1) for index, pitch in enumerate(pitches)])
+    saver = crashed.document.autosave
+    saver.snapshot_now()
+    if saved_at is not None:  # an older crash
+        data = json.loads(saver.snapshot_path.read_text())
+        data["autosave"]["saved_at"] = saved_at
+        saver.snapshot_path.write_text(json.dumps(data))
+    crash(saver)
+    crashed.document.autosave = None
+    song.undo_stack.setClean()
+    crashed.close()
+    return saver
+
+
+def _status(window) -> str:
+    return window.statusBar().currentMessage()
+
+
+def test_restore_replays_only_the_journal_lines_that_pass_the_session_checks(qtbot, home, tmp_path):
+    from app.main_window import MainWindow
+    from app.session import read_session
+
+    saver = _crashed_studio(home, [60, 62])
+    good = {"seq": 101, "removed": [], "added": [[50, 64, 90, 2.0, 1.0, "motif"]], "meta": {"tempo": 90}}
+    bad = [
+        {"seq": 102, "removed": [], "added": [[51, 300, 100, 1, 1, "motif"]], "meta": {}},  # pitch 300
+        {"seq": 103, "removed": [], "added": [[52, 60, 100, float("nan"), 1, "motif"]], "meta": {}},
+        {"seq": 104, "removed": [], "added": [], "meta": {"tempo": -5}},
+        {"seq": 105, "removed": [], "added": [], "meta": {"tempo": float("inf")}},
+        {"seq": 106, "removed": [], "added": [[53, 60, 100, 1, 1, "drums"]], "meta": {}},
+        {"seq": 107, "removed": [], "added": [[54, 60, 100, 1e300, 1, "motif"]], "meta": {}},
+        {"seq": 108, "removed": [1], "added": [], "meta": {"settings": {"top_k": 1e999}}},
+        {"seq": "109", "removed": [1], "added": [], "meta": {}},
+        {"seq": 110, "removed": [], "added": [], "meta": {"key": "unknown property"}},
+    ]
+    lines = [json.dumps(good).encode()] + [json.dumps(line).replace("1e+999", "1e999").encode() for line in bad]
+    lines.append(b'{"seq": 111, "removed": [2], "added": [], "meta": {}, "x": "\xff\xfe"}')  # not UTF-8
+    saver.journal_path.write_bytes(b"\n".join(lines) + b"\n")
+    window = MainWindow(home=home, use_autosave=False)
+    try:
+        asked = []
+        answer_next_dialog("Restore", asked)
+        assert window.offer_restore()
+        assert "closed unexpectedly" in asked[0]
+        assert summary(window.song) == [(60, 0.0, 1.0, 100), (62, 1.0, 1.0, 100), (64, 2.0, 1.0, 90)]
+        assert window.song.tempo == 90 and window.song.settings.top_k == 0
+        assert "Restored 3 notes" in _status(window) and "10 damaged edits left out" in _status(window)
+        # What was restored is a song like any other: it saves, opens again and exports.
+        assert window.document.save_as(tmp_path / "restored.continuo")
+        assert len(read_session(tmp_path / "restored.continuo").notes) == 3
+        assert window.document.export_midi(tmp_path / "restored.mid")
+    finally:
+        window.song.undo_stack.setClean()
+        window.close()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data.update(autosave=[1, 2]), id="autosave-record-a-list"),
+        pytest.param(lambda data: data["autosave"].update(seq=[1]), id="seq-not-a-number"),
+        pytest.param(lambda data: data["autosave"].update(saved_at="yesterday"), id="saved_at-a-string"),
+        pytest.param(lambda data: data["autosave"].update(saved_at=1e18), id="saved_at-1e18"),
+        pytest.param(lambda data: data["autosave"].update(document=[1, 2]), id="document-not-a-string"),
+    ],
+)
+def test_a_damaged_autosave_record_still_offers_the_song(qtbot, home, damage):
+    from app.main_window import MainWindow
+
+    saver = _crashed_studio(home, [60, 64, 67])
+    data = json.loads(saver.snapshot_path.read_text())
+    damage(data)
+    saver.snapshot_path.write_text(json.dumps(data))
+    window = MainWindow(home=home, use_autosave=False)
+    try:
+        asked = []
+        answer_next_dialog("Restore", asked)
+        assert window.offer_restore()
+        assert "Restore the work autosaved at" in asked[0]
+        assert [pitch for pitch, *_ in summary(window.song)] == [60, 64, 67]
+    finally:
+        window.song.undo_stack.setClean()
+        window.close()
+
+
+def test_every_autosave_that_can_be_restored_is_offered_and_damaged_ones_are_kept(qtbot, home):
+    from app.main_window import MainWindow
+
+    now = time.time()
+    _crashed_studio(home, [48], saved_at=now - 900)
+    older = _crashed_studio(home, [50, 52], saved_at=now - 600)
+    newest = _crashed_studio(home, [60])  # the newest, damaged: a note past the checks, and bad JSON
+    data = json.loads(newest.snapshot_path.read_text())
+    data["notes"][0][1] = 300
+    newest.snapshot_path.write_text(json.dumps(data))
+    broken = home / "autosave" / "cut-short.json"
+    broken.write_text('{"format": "continuo-session", "ver')  # bad JSON and no journal
+    damaged_bytes = {path.name: path.read_bytes() for path in (newest.snapshot_path, newest.journal_path, broken)}
+    window = MainWindow(home=home, use_autosave=False)
+    try:
+        asked = []
+        answer_next_dialog("Not Now", asked)  # the newest that can be restored: left for later
+        QTimer.singleShot(300, lambda: answer_next_dialog("Restore", asked))
+        assert window.offer_restore()
+        assert len(asked) == 2 and "1 of 2" in asked[0] and "2 of 2" in asked[1]
+        assert [pitch for pitch, *_ in summary(window.song)] == [48]  # the second offer was the oldest
+        folder = home / "autosave" / "damaged"
+        assert {path.name: path.read_bytes() for path in folder.iterdir()} == damaged_bytes  # kept, unchanged
+        # The one left for later is offered at the next launch; the damaged ones are not offered again.
+        assert [orphan.id for orphan in restore.find_orphans(home / "autosave")] == [older.id]
+    finally:
+        window.song.undo_stack.setClean()
+        window.close()
+
+
+def test_a_damaged_autosave_is_said_in_one_line_naming_where_it_is_kept(qtbot, home):
+    from app.main_window import MainWindow
+
+    (home / "autosave").mkdir()
+    (home / "autosave" / "x.json").write_bytes(b"\xff\xfe not text")
+    window = MainWindow(home=home, use_autosave=False)
+    try:
+        assert not window.offer_restore()
+        message = _status(window)
+        assert "could not be restored" in message and str(home / "autosave" / "damaged") in message
+        assert "\n" not in message
+        assert (home / "autosave" / "damaged" / "x.json").read_bytes() == b"\xff\xfe not text"
+        # A number that is not finite (a saved_at of inf is written as Infinity) is damage too.
+        saver = _crashed_studio(home, [60])
+        data = json.loads(saver.snapshot_path.read_text())
+        data["autosave"]["saved_at"] = float("inf")
+        saver.snapshot_path.write_text(json.dumps(data))
+        assert not window.offer_restore()
+        assert "Infinity is not a number Continuo keeps" in _status(window)
+        assert (home / "autosave" / "damaged" / saver.snapshot_path.name).exists()
+    finally:
+        window.close()
+
+
+def test_a_journal_that_is_a_folder_is_set_aside_and_the_snapshot_restored(qtbot, home):
+    from app.main_window import MainWindow
+
+    saver = _crashed_studio(home, [60, 62])
+    saver.journal_path.unlink()
+    saver.journal_path.mkdir()
+    window = MainWindow(home=home, use_autosave=False)
+    try:
+        answer_next_dialog("Restore")
+        assert window.offer_restore()
+        assert len(window.song) == 2 and "could not be read" in _status(window)
+        assert (home / "autosave" / "damaged" / saver.journal_path.name).is_dir()
+    finally:
+        window.song.undo_stack.setClean()
+        window.close()
