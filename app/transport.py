@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QObject, Signal
+
+from .limits import MAX_BEATS
+
+
+def _beat(value) -> float:
+    """A position on the grid within the longest song (0 for a value that is not a finite number)."""
+    value = float(value)
+    return min(max(0.0, value), MAX_BEATS) if math.isfinite(value) else 0.0
 
 
 class Transport(QObject):
@@ -28,8 +38,8 @@ class Transport(QObject):
         self.loop_enabled = False
 
     def set_playhead(self, beat: float) -> None:
-        """Moves the playhead (never before the start)."""
-        beat = max(0.0, float(beat))
+        """Moves the playhead (never before the start nor past the longest song)."""
+        beat = _beat(beat)
         if beat != self.playhead:
             self.playhead = beat
             self.playhead_moved.emit(beat)
@@ -50,7 +60,7 @@ class Transport(QObject):
 
     def set_loop(self, start: float, end: float, enabled: bool | None = None) -> None:
         """Sets the loop region (ordered, at least a little long) and optionally turns it on or off."""
-        start, end = sorted((max(0.0, float(start)), max(0.0, float(end))))
+        start, end = sorted((_beat(start), _beat(end)))
         if end - start < 1e-6:
             return
         changed = (start, end) != (self.loop_start, self.loop_end)
@@ -77,5 +87,5 @@ class Transport(QObject):
             start, end, enabled = data.get("loop", [0.0, 4.0, False])
             self.set_loop(float(start), float(end), bool(enabled))
             self.set_playhead(float(data.get("playhead", 0.0)))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # a number too large for a float among them
             pass

@@ -16,6 +16,7 @@ from PySide6.QtCore import QLineF, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from ..limits import MAX_BEATS
 from ..song import CONTINUATION, MIN_LENGTH, MOTIF, NoteArrays, Song, SongLockedError, SongNote, floor_beat
 from ..transport import Transport
 from .state import DRAW, ERASE, NUM_KEYS, SELECT, Palette, RollState, is_black_key
@@ -24,6 +25,11 @@ OVERVIEW_THRESHOLD = 1500  # notes in view above which they are rasterised as on
 
 EDGE_PIXELS = 5  # how close to a note's end the pointer must be to resize instead of move
 DRAG_THRESHOLD = 3
+
+
+def past_the_end_message() -> str:
+    """What an edit that would pass the longest song is told."""
+    return f"The song would end past beat {MAX_BEATS:,.0f}, the end of the longest song Continuo keeps"
 
 
 def visible_estimate(arrays: NoteArrays, start: float, end: float) -> int:
@@ -560,6 +566,9 @@ class NoteCanvas(QWidget):
         self._rubber_band = None
         if gesture.anchor is not None:
             self.transport.end_audition(gesture.anchor.pitch)
+        if any(note.end > MAX_BEATS for note in preview.values()):
+            self.message.emit(past_the_end_message())
+            return
         if gesture.kind == "erase" and hidden:
             self.song.remove_notes(hidden, "Erase notes" if len(hidden) > 1 else "Erase note")
             state.select(state.selection - hidden)

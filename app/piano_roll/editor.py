@@ -10,9 +10,11 @@ from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QKeySequence, QWheelEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QScrollBar, QWidget
 
+from .. import limits
+from ..session import check_real, check_whole, load_json
 from ..song import MOTIF, Song, SongLockedError, SongNote, floor_beat
 from ..transport import Transport
-from .canvas import NoteCanvas
+from .canvas import NoteCanvas, past_the_end_message
 from .rulers import KEYBOARD_WIDTH, Keyboard, Ruler, VelocityLane
 from .state import DRAW, ERASE, NUM_KEYS, SELECT, RollState, pitch_name
 
@@ -225,6 +227,13 @@ class PianoRoll(QWidget):
             return False
         return True
 
+    def fits(self, notes) -> bool:
+        """Whether notes end within the longest song Continuo keeps; says so when they do not."""
+        if any(note.end > limits.MAX_BEATS for note in notes):
+            self.message.emit(past_the_end_message())
+            return False
+        return True
+
     def select_all(self) -> None:
         """Selects every note."""
         self.state.select(note.id for note in self.song.notes())
@@ -258,9 +267,10 @@ class PianoRoll(QWidget):
         semitones = min(max(semitones, -min(note.pitch for note in notes)), 127 - max(note.pitch for note in notes))
         if beats == 0 and semitones == 0:
             return
-        self.song.replace_notes(
-            [note.with_(start=round(note.start + beats, 9), pitch=note.pitch + semitones) for note in notes], text
-        )
+        moved = [note.with_(start=round(note.start + beats, 9), pitch=note.pitch + semitones) for note in notes]
+        if not self.fits(moved):
+            return
+        self.song.replace_notes(moved, text)
         if semitones:
             self.transport.audition(notes[0].pitch + semitones, notes[0].velocity)
             self.transport.end_audition(notes[0].pitch + semitones)
@@ -307,14 +317,24 @@ class PianoRoll(QWidget):
         if not text.startswith(CLIPBOARD_PREFIX):
             self.message.emit("Nothing to paste: copy some notes first")
             return
-        try:
-            rows = json.loads(text[len(CLIPBOARD_PREFIX) :])
+        try:  # the clipboard may hold anything another program put there: checked like a session's notes
+            rows = load_json(text[len(CLIPBOARD_PREFIX) :])
+            if not isinstance(rows, list) or len(rows) > limits.MAX_NOTES:
+                raise ValueError("not a list of notes")
             at = self.transport.playhead
-            notes = [self.song.new_note(int(p), int(v), at + float(s), float(length)) for p, v, s, length in rows]
+            notes = [
+                self.song.new_note(
+                    check_whole(p, limits.MIN_PITCH, limits.MAX_PITCH, "pitch"),
+                    check_whole(v, limits.MIN_VELOCITY, limits.MAX_VELOCITY, "velocity"),
+                    at + check_real(s, 0.0, limits.MAX_BEATS, "start"),
+                    check_real(length, 0.0, limits.MAX_BEATS, "length", above=True),
+                )
+                for p, v, s, length in rows
+            ]
         except (ValueError, TypeError):
             self.message.emit("The clipboard holds notes Continuo cannot read")
             return
-        if notes:
+        if notes and self.fits(notes):
             self.song.add_notes(notes, "Paste notes")
             self.state.select(note.id for note in notes)
             step = self.state.step_or_default()
@@ -331,6 +351,8 @@ class PianoRoll(QWidget):
         copies = [
             self.song.new_note(note.pitch, note.velocity, note.start + span, note.length, MOTIF) for note in notes
         ]
+        if not self.fits(copies):
+            return
         self.song.add_notes(copies, "Duplicate notes")
         self.state.select(note.id for note in copies)
 

@@ -11,6 +11,7 @@ import math
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor
 
+from ..limits import MAX_BEATS
 from ..song import CONTINUATION, snap_beat
 
 DRAW, SELECT, ERASE = "draw", "select", "erase"
@@ -112,12 +113,17 @@ class RollState(QObject):
     ) -> None:
         """Scrolls and zooms, clamped to sensible ranges; one `view_changed` for the lot."""
         before = (self.left_beat, self.top_key, self.pixels_per_beat, self.key_height)
+        # Not-a-number is no scroll position: such a value is ignored (a comparison with NaN is always False).
+        left_beat, top_key, pixels_per_beat, key_height = (
+            value if value is None or math.isfinite(value) else None
+            for value in (left_beat, top_key, pixels_per_beat, key_height)
+        )
         if pixels_per_beat is not None:
             self.pixels_per_beat = min(max(pixels_per_beat, MIN_PIXELS_PER_BEAT), MAX_PIXELS_PER_BEAT)
         if key_height is not None:
             self.key_height = min(max(key_height, MIN_KEY_HEIGHT), MAX_KEY_HEIGHT)
         if left_beat is not None:
-            self.left_beat = max(0.0, left_beat)
+            self.left_beat = min(max(0.0, left_beat), MAX_BEATS)  # the longest song ends within the view
         if top_key is not None:
             self.top_key = top_key
         self.top_key = min(max(self.top_key, 0.0), max(0.0, NUM_KEYS - visible_rows))
@@ -182,7 +188,7 @@ class RollState(QObject):
                 float(data.get("pixels_per_beat", self.pixels_per_beat)),
                 float(data.get("key_height", self.key_height)),
             )
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # a number too large for a float among them
             pass
 
 

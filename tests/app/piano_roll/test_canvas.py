@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QApplication
 
 from app.piano_roll import Palette
 from app.song import CONTINUATION, MOTIF
@@ -226,3 +227,40 @@ def test_thousands_of_notes_in_view_draw_as_one_image_with_the_same_colours(qtbo
     x = round(roll.state.x_of(50)) + 1
     assert lane.pixel(x, lane.height() - 6) == loud
     assert lane.pixel(x, round(roll.velocity_lane.y_of(127)) - 3) != loud  # stems stop at their velocity
+
+
+def test_the_longest_song_paints_at_every_zoom_and_scroll_position(qtbot, roll, window):
+    from app.limits import MAX_BEATS
+
+    song = roll.song
+    song.add_notes([song.new_note(60, 100, 0, 1), song.new_note(72, 100, MAX_BEATS - 2, 2)])
+    state = roll.state
+    for left, pixels_per_beat in ((0.0, 0.4), (MAX_BEATS - 4, 800.0), (1e300, 800.0), (float("inf"), 1e300)):
+        state.set_view(left_beat=left, pixels_per_beat=pixels_per_beat)
+        assert 0 <= state.left_beat <= MAX_BEATS and 0 < state.pixels_per_beat <= 800
+        window.grab()  # every strip paints (an exception in a paint event fails the test)
+    state.set_view(left_beat=float("nan"))
+    assert state.left_beat == MAX_BEATS
+    roll.zoom_to_fit()
+    window.grab()
+    roll.transport.set_playhead(1e300)
+    assert roll.transport.playhead == MAX_BEATS
+    window.grab()
+
+
+def test_edits_past_the_end_of_the_longest_song_are_refused_in_words(qtbot, roll, window):
+    from app.limits import MAX_BEATS
+
+    song = roll.song
+    last = song.new_note(60, 100, MAX_BEATS - 1, 1)
+    song.add_notes([last])
+    roll.state.select({last.id})
+    key(qtbot, roll, "Shift+Right")  # a bar later would end past the limit
+    assert song.note(last.id) == last
+    assert "longest song" in window.statusBar().currentMessage()
+    roll.state.set_view(left_beat=MAX_BEATS - 1, pixels_per_beat=80)
+    draw_note(qtbot, roll, 64, MAX_BEATS + 0.5, 1)  # drawn in the grid shown past the end
+    assert len(song) == 1
+    QApplication.clipboard().setText("continuo-notes:[[60, 100, 1e999, 1]]")  # from another program
+    key(qtbot, roll, "Ctrl+V")
+    assert len(song) == 1 and "cannot read" in window.statusBar().currentMessage()
