@@ -361,7 +361,7 @@ class StudioActions(QObject):
         for path in recent:
             action = menu.addAction(Path(path).name)
             action.setToolTip(path)
-            action.triggered.connect(lambda checked=False, path=path: self.window.document.open_path(path))
+            action.triggered.connect(lambda checked=False, path=path: self.window.document.open_path(path, wait=False))
         if not recent:
             menu.addAction("No recent files").setEnabled(False)
         else:

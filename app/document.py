@@ -4,11 +4,17 @@ audio), with the names the dialogs suggest decided in one place (`Document.sugge
 A session file (.continuo) is the document; a MIDI file opened becomes a new, unsaved document named after it
 (its name is what Save and every export suggest). Problems are said in a dialog, and the song is left as it
 was. The autosave (autosave.py) follows the document; crash restore is in restore.py.
+
+Files are read on a helper thread (`read_file`: the bytes, the checks, the notes placed on the grid), with a
+progress indicator and Cancel, so a big file never freezes the window; the song changes on the GUI thread, at
+once, when the reading is done. Scripts and tests may read while they wait (`wait=True`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
@@ -16,12 +22,13 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
 from music_transformer import MidiFileError
 
 from . import autosave as autosave_module
-from .midi_files import MIDI_SUFFIXES, export_midi, is_midi_path, load_midi
+from .background import run_in_background
+from .midi_files import MIDI_SUFFIXES, export_midi, is_midi_path, read_midi_file
 from .piano_roll import PianoRoll
 from .playback.audio_export import AudioExport
 from .session import SUFFIX, SessionError, read_session, write_session
 from .settings import Preferences
-from .song import CONTINUATION, Song, SongLockedError
+from .song import CONTINUATION, MOTIF, Song, SongLockedError, SongNote
 from .transport import Transport
 
 UNTITLED = "Untitled"
@@ -30,6 +37,47 @@ MIDI_FILTER = "MIDI files (" + " ".join(f"*{suffix}" for suffix in MIDI_SUFFIXES
 OPEN_FILTER = f"Sessions and MIDI files (*{SUFFIX} " + " ".join(f"*{suffix}" for suffix in MIDI_SUFFIXES) + ")"
 WAV_FILTER = "WAV audio (*.wav)"
 EVERYTHING = "everything"  # export the whole song, not one part
+PROGRESS_AFTER_MS = 300  # a file read faster than this shows no progress window
+
+
+@dataclass
+class FileRead:
+    """A file read for the document on a helper thread: its notes on the grid and metadata, or why not."""
+
+    path: Path
+    midi: bool
+    notes: list[SongNote] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)  # tempo and time signature (and more for a session)
+    view: dict[str, Any] = field(default_factory=dict)
+    remarks: list[str] = field(default_factory=list)  # what the song could not keep of the file
+    error: str = ""
+    first_id: int = 1  # the ids of the notes count up from here
+    cancelled: bool = False
+
+
+def read_file(path: str | Path, first_id: int = 1) -> FileRead:
+    """Reads a session or MIDI file for the document, on any thread (no widget is touched); MIDI notes are placed
+    on the grid at the file's first tempo, with ids from `first_id`."""
+    path = Path(path)
+    midi = is_midi_path(path)
+    try:
+        if not midi:
+            session = read_session(path)
+            return FileRead(path, False, session.notes, session.meta, session.view)
+        read = read_midi_file(path)
+        tempo = read.timing.tempo
+        scratch = Song()  # converts seconds to beats the song's way, with ids from first_id; no signals reach Qt
+        if first_id > 1:
+            scratch.load([SongNote(first_id - 1, 60, 1, 0.0, 1.0)])
+        notes = scratch.notes_from_performance(read.notes, MOTIF, tempo=tempo)
+        meta = {"tempo": tempo, "time_signature": read.timing.time_signature}
+        return FileRead(path, True, notes, meta, remarks=read.timing.remarks(), first_id=first_id)
+    except (MidiFileError, SessionError) as error:
+        return FileRead(path, midi, error=str(error))
+    except MemoryError:
+        return FileRead(path, midi, error=f"{path.name}: too large to read in the memory left")
+    except Exception as error:  # noqa: BLE001 - a reader's own failure is said, never a crash of the window
+        return FileRead(path, midi, error=f"{path.name}: cannot be read ({type(error).__name__}: {error})")
 
 
 class Document(QObject):
@@ -52,6 +100,7 @@ class Document(QObject):
         self._source = UNTITLED  # what an unsaved song is called: "Untitled", or the MIDI file it came from
         self.autosave: autosave_module.Autosave | None = None
         self._audio_export: AudioExport | None = None
+        self._reading: FileRead | None = None  # the file being read in the background
 
     # --- names ---------------------------------------------------------------------------------------------
 
@@ -102,56 +151,130 @@ class Document(QObject):
 
     # --- opening -------------------------------------------------------------------------------------------
 
-    def open_path(self, path: str | Path, ask_to_save: bool = True) -> bool:
-        """Opens a session or a MIDI file as the song; on any problem, a dialog and the song untouched."""
+    @property
+    def reading(self) -> bool:
+        """Whether a file is being read in the background."""
+        return self._reading is not None
+
+    def open_path(self, path: str | Path, ask_to_save: bool = True, wait: bool = True) -> bool:
+        """Opens a session or a MIDI file as the song; on any problem, a dialog and the song untouched.
+
+        With `wait=False` the file is read in the background (a progress window with Cancel after a moment)
+        and True means the reading started; the song changes when it is done.
+        """
         path = Path(path)
-        if self.song.is_writing:
-            what = "the continuation is written" if self.song.stream_part == CONTINUATION else "the take is recorded"
-            self.error.emit("Cannot open now", f"Wait until {what}, then open the file.")
+        if not self._may_read("open the file"):
             return False
-        if is_midi_path(path):
-            try:
-                notes, tempo = load_midi(self.song, path)
-            except MidiFileError as error:
-                self.error.emit("Cannot open the MIDI file", str(error))
-                return False
-            if ask_to_save and not self.maybe_save():
-                return False
+        if wait:
+            return self._opened(read_file(path), ask_to_save)
+        self._read_in_background(path, 1, lambda read: self._opened(read, ask_to_save), f"Opening {path.name}…")
+        return True
+
+    def import_motif(self, path: str | Path, wait: bool = True) -> bool:
+        """Replaces the motif with a MIDI file's notes, tempo and time signature, as one undoable step (read in
+        the background with `wait=False`, as `open_path`)."""
+        path = Path(path)
+        if not self._may_read("import the file"):
+            return False
+        first_id = self.song.next_id()
+        if wait:
+            return self._imported(read_file(path, first_id))
+        self._read_in_background(path, first_id, self._imported, f"Importing {path.name}…")
+        return True
+
+    def _may_read(self, what: str) -> bool:
+        if self._reading is not None:
+            self.message.emit(f"Still reading {self._reading.path.name}; wait or cancel it first", 6000)
+            return False
+        if self.song.is_writing:
+            what_streams = (
+                "the continuation is written" if self.song.stream_part == CONTINUATION else "the take is recorded"
+            )
+            self.error.emit("Cannot open now", f"Wait until {what_streams}, then {what}.")
+            return False
+        return True
+
+    def _read_in_background(self, path: Path, first_id: int, done, text: str) -> None:
+        """Reads a file on a helper thread with a progress window (after a moment) whose Cancel drops the result."""
+        reading = FileRead(path, is_midi_path(path))
+        self._reading = reading
+        progress = QProgressDialog(text, "Cancel", 0, 0, self.parent())  # 0..0: busy, no percentage
+        progress.setObjectName("reading_progress")
+        progress.setWindowModality(Qt.WindowModal)
+        progress.setAutoClose(False)
+        progress.setAutoReset(False)
+        progress.hide()
+        QTimer.singleShot(PROGRESS_AFTER_MS, lambda: reading is self._reading and progress.show())
+
+        def cancel() -> None:
+            reading.cancelled = True
+            self._reading = None
+            progress.deleteLater()
+            self.message.emit(f"Stopped reading {path.name}; the song is as it was", 6000)
+
+        def finished(read: FileRead) -> None:
+            if reading.cancelled:
+                return  # the musician cancelled: the song stays as it was
+            self._reading = None
+            progress.canceled.disconnect(cancel)
+            progress.reset()
+            progress.deleteLater()
+            done(read)
+
+        progress.canceled.connect(cancel)
+        run_in_background(self, "continuo-read-file", lambda: read_file(path, first_id), finished)
+
+    def _opened(self, read: FileRead, ask_to_save: bool) -> bool:
+        """Makes a file read the document (GUI thread)."""
+        path = read.path
+        if read.error:
+            kind = "MIDI file" if read.midi else "session"
+            self.error.emit(f"Cannot open the {kind}", read.error)
+            return False
+        if self.song.is_writing:
+            return self._may_read("open the file")
+        if ask_to_save and not self.maybe_save():
+            return False
+        if read.midi:
             # A new document from the file; the model and generation settings carry over from the last one.
-            self.song.load(notes, {"tempo": tempo, "settings": self.song.settings, "model": self.song.model})
+            self.song.load(read.notes, {**read.meta, "settings": self.song.settings, "model": self.song.model})
             self.set_path(None, source=path.name)  # Save suggests the MIDI file's name, never its path
             self.roll.zoom_to_fit()
             self.transport.set_playhead(0.0)
-            self.message.emit(f"Opened {path.name}: {len(notes)} notes at {tempo:g} BPM", 6000)
+            text = f"Opened {path.name}: {len(read.notes)} notes at {self.song.tempo:g} BPM in " + "{}/{}".format(
+                *self.song.time_signature
+            )
+            self.message.emit("; ".join([text, *read.remarks]), 15000 if read.remarks else 6000)
             self.preferences.add_recent_file(path)
             return True
-        try:
-            session = read_session(path)
-        except SessionError as error:
-            self.error.emit("Cannot open the session", str(error))
-            return False
-        if ask_to_save and not self.maybe_save():
-            return False
-        self.song.load(session.notes, session.meta)
-        self.apply_view_state(session.view)
+        self.song.load(read.notes, read.meta)
+        self.apply_view_state(read.view)
         self.set_path(path)
         self.message.emit(f"Opened {path.name}", 6000)
         return True
 
-    def import_motif(self, path: str | Path) -> bool:
-        """Replaces the motif with a MIDI file's notes, as one undoable step."""
-        path = Path(path)
-        try:
-            notes, tempo = load_midi(self.song, path)
-            self.song.replace_motif(notes, tempo, text=f"Import {path.name}")
-        except MidiFileError as error:
-            self.error.emit("Cannot import the MIDI file", str(error))
+    def _imported(self, read: FileRead) -> bool:
+        """Makes a MIDI file read the motif, one undoable step (GUI thread)."""
+        path = read.path
+        if read.error:
+            self.error.emit("Cannot import the MIDI file", read.error)
             return False
+        notes = read.notes
+        if self.song.next_id() > read.first_id:  # notes were made meanwhile: fresh ids for these
+            notes = [self.song.new_note(n.pitch, n.velocity, n.start, n.length, MOTIF) for n in notes]
+        try:
+            self.song.edit(
+                removed_ids=[note.id for note in self.song.notes(MOTIF)],
+                added=notes,
+                meta=read.meta,
+                text=f"Import {path.name}",
+            )
         except SongLockedError as error:
             self.error.emit("Cannot import now", str(error))
             return False
         self.roll.zoom_to_fit()
-        self.message.emit(f"Imported {len(notes)} notes from {path.name} as the motif (Undo takes it back)", 6000)
+        text = f"Imported {len(notes)} notes from {path.name} as the motif (Undo takes it back)"
+        self.message.emit("; ".join([text, *read.remarks]), 15000 if read.remarks else 6000)
         return True
 
     def new_song(self) -> bool:
@@ -172,9 +295,9 @@ class Document(QObject):
         path = urls[0].toLocalFile()
         # Opening may ask a question in a dialog: it happens after the drop has finished.
         if is_midi_path(path):
-            QTimer.singleShot(0, lambda: self.import_motif(path))
+            QTimer.singleShot(0, lambda: self.import_motif(path, wait=False))
         else:
-            QTimer.singleShot(0, lambda: self.open_path(path))
+            QTimer.singleShot(0, lambda: self.open_path(path, wait=False))
 
     @staticmethod
     def _openable(path: str) -> bool:
@@ -301,13 +424,13 @@ class Document(QObject):
         """Asks for a session or MIDI file and opens it."""
         path = self._ask_which("Open", f"{OPEN_FILTER};;{SESSION_FILTER};;{MIDI_FILTER}")
         if path:
-            self.open_path(path)
+            self.open_path(path, wait=False)
 
     def import_dialog(self) -> None:
         """Asks for a MIDI file and makes it the motif."""
         path = self._ask_which("Import MIDI as motif", MIDI_FILTER)
         if path:
-            self.import_motif(path)
+            self.import_motif(path, wait=False)
 
     def export_midi_dialog(self, part: str = EVERYTHING) -> None:
         """Asks where to export the song (or a part) as MIDI."""

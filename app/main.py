@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"continuo: crash restore failed ({type(error).__name__}: {error})", file=sys.stderr)
         window.show_message("Crash restore failed; the autosaves are kept for the next launch", 20000)
     if args.file and not restored:
-        window.open_path(args.file, ask_to_save=False)
+        window.open_path(args.file, ask_to_save=False, wait=False)  # read in the background, the window shown
     return app.exec()
 
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QDoubleSpinBox,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -34,11 +35,13 @@ from .midi_input import MidiInputController
 from .piano_roll import SNAP_CHOICES, PianoRoll
 from .playback.player import Player
 from .restore import offer_restore
+from .session import check_time_signature
 from .settings import Preferences, data_home
 from .song import CONTINUATION, MAX_TEMPO, MIN_TEMPO, Song, SongLockedError
 from .transport import Transport
 
-TIME_SIGNATURES = ["2/4", "3/4", "4/4", "5/4", "6/8", "7/8", "9/8", "12/8"]
+TIME_SIGNATURES = ["2/4", "3/4", "4/4", "5/4", "3/8", "6/8", "7/8", "9/8", "12/8"]
+OTHER_SIGNATURE = "Other…"  # the last entry: asks for any time signature
 
 
 class MainWindow(QMainWindow):
@@ -135,7 +138,7 @@ class MainWindow(QMainWindow):
         self.tempo_box.valueChanged.connect(self._tempo_edited)
         self.tempo_box.editingFinished.connect(self._back_to_roll)
         self.signature_box = self._labelled(bar, " Time ", QComboBox(self))
-        self.signature_box.addItems(TIME_SIGNATURES)
+        self.signature_box.addItems(TIME_SIGNATURES + [OTHER_SIGNATURE])
         self.signature_box.setCurrentText("4/4")
         self.signature_box.setFocusPolicy(Qt.ClickFocus)
         self.signature_box.currentTextChanged.connect(self._signature_edited)
@@ -247,7 +250,7 @@ class MainWindow(QMainWindow):
         elif key == "time_signature":
             text = "{}/{}".format(*self.song.time_signature)
             if self.signature_box.findText(text) < 0:
-                self.signature_box.addItem(text)
+                self.signature_box.insertItem(self.signature_box.count() - 1, text)  # before "Other…"
             self.signature_box.blockSignals(True)
             self.signature_box.setCurrentText(text)
             self.signature_box.blockSignals(False)
@@ -260,11 +263,24 @@ class MainWindow(QMainWindow):
             self.show_message(str(error))
 
     def _signature_edited(self, text: str) -> None:
-        numerator, denominator = (int(part) for part in text.split("/"))
+        if text == OTHER_SIGNATURE:
+            text, accepted = QInputDialog.getText(
+                self, "Time Signature", "Beats in a bar / the note value of the beat (for example 11/8):"
+            )
+            try:
+                numerator, denominator = check_time_signature([int(part) for part in text.strip().split("/")])
+            except ValueError:
+                if accepted and text.strip():
+                    self.show_message(f"{text.strip()} is not a time signature Continuo keeps (for example 5/4, 7/8)")
+                self._meta_changed("time_signature")  # the box shows the song's time signature again
+                return
+        else:
+            numerator, denominator = (int(part) for part in text.split("/"))
         try:
             self.song.set_time_signature(numerator, denominator)
         except SongLockedError as error:
             self.show_message(str(error))
+        self._meta_changed("time_signature")
 
     def _output_changed(self, name: str) -> None:
         self.output_label.setText(f"♪ {name}" if name else "No sound output")
@@ -272,9 +288,9 @@ class MainWindow(QMainWindow):
 
     # --- what the command line and scripts ask of a window -------------------------------------------------
 
-    def open_path(self, path: str | Path, ask_to_save: bool = True) -> bool:
-        """Opens a session or a MIDI file in this window (`continuo FILE`)."""
-        return self.document.open_path(path, ask_to_save)
+    def open_path(self, path: str | Path, ask_to_save: bool = True, wait: bool = True) -> bool:
+        """Opens a session or a MIDI file in this window (`continuo FILE`; in the background with wait=False)."""
+        return self.document.open_path(path, ask_to_save, wait)
 
     def offer_restore(self) -> bool:
         """Offers to restore the work of a studio that crashed; True if restored."""

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pretty_midi
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QPushButton
 
 from app.session import FORMAT_VERSION
 from app.song import CONTINUATION, GenerationSettings
 from music_transformer import Note, write_midi
-from tests.app.helpers import answer_next_dialog, draw_note, summary
+from tests.app.helpers import answer_next_dialog, draw_note, key, summary
 
 
 def test_export_everything_motif_and_continuation_read_back(qtbot, window, roll, tmp_path):
@@ -240,3 +241,111 @@ def test_every_dialog_suggests_the_documents_name(qtbot, window, tmp_path):
     assert window.document.save_to(tmp_path / "song.continuo")
     assert suggestions() == ["song.continuo", "song.mid", "song-continuation.mid", "song.wav"]
     assert window.windowTitle().startswith("song.continuo")
+
+
+# --- faithful import and reading in the background (issues 25 and 28) -------------------------------------
+
+
+def _metred_file(path: Path) -> list[tuple[float, float]]:
+    """Für Elise's opening: 3/8 at 72 BPM, a tempo change to 90 BPM and to 2/4 at that moment; the
+    (start, end) seconds of its notes as pretty_midi reads them."""
+    import mido
+
+    midi = mido.MidiFile(type=1, ticks_per_beat=480)
+    conductor = mido.MidiTrack(
+        [
+            mido.MetaMessage("time_signature", numerator=3, denominator=8, time=0),
+            mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(72), time=0),
+            mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(90), time=480 * 6),
+            mido.MetaMessage("time_signature", numerator=2, denominator=4, time=0),
+        ]
+    )
+    notes = mido.MidiTrack()
+    for pitch in (76, 75, 76, 75, 76, 71, 74, 72, 69, 60, 64, 69, 71, 64, 68, 71, 72):
+        notes.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
+        notes.append(mido.Message("note_off", note=pitch, time=240))
+    midi.tracks += [conductor, notes]
+    midi.save(path)
+    return [(note.start, note.end) for note in pretty_midi.PrettyMIDI(str(path)).instruments[0].notes]
+
+
+def test_a_midi_file_in_3_8_opens_in_3_8_and_says_what_the_song_cannot_hold(qtbot, window, tmp_path):
+    path = tmp_path / "elise.mid"
+    seconds = _metred_file(path)
+    assert window.open_path(path, wait=False)  # as File ▸ Open does: in the background
+    qtbot.waitUntil(lambda: len(window.song) == len(seconds), timeout=20000)
+    song = window.song
+    assert song.time_signature == (3, 8) and song.tempo == 72
+    assert window.signature_box.currentText() == "3/8" and window.tempo_box.value() == 72
+    for note, (start, end) in zip(song.notes(), seconds, strict=True):  # the notes keep their times in seconds
+        assert song.to_seconds(note.start) == pytest.approx(start, abs=1e-6)
+        assert song.to_seconds(note.end) == pytest.approx(end, abs=1e-6)
+    message = window.statusBar().currentMessage()
+    assert "elise.mid" in message and "72 BPM in 3/8" in message
+    assert "changes tempo 1 time (72–90 BPM)" in message and "changes metre (3/8, 2/4)" in message
+
+
+def test_importing_a_motif_takes_its_metre_and_tempo_in_one_undo_step(qtbot, window, roll, tmp_path):
+    draw_note(qtbot, roll, 60, 0, 1)
+    path = tmp_path / "elise.mid"
+    _metred_file(path)
+    assert window.document.import_motif(path, wait=False)
+    qtbot.waitUntil(lambda: window.song.time_signature == (3, 8), timeout=20000)
+    assert window.song.tempo == 72 and len(window.song) == 17
+    assert "changes tempo" in window.statusBar().currentMessage()
+    key(qtbot, roll, "Ctrl+Z")
+    assert window.song.time_signature == (4, 4) and window.song.tempo == 120 and summary(window.song)[0][0] == 60
+
+
+def test_every_time_signature_a_musician_needs_is_offered_and_others_can_be_typed(qtbot, window, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    box = window.signature_box
+    offered = [box.itemText(index) for index in range(box.count())]
+    for signature in ("2/4", "3/4", "4/4", "5/4", "6/8", "3/8", "7/8", "9/8", "12/8"):
+        assert signature in offered
+    box.setCurrentText("3/8")
+    assert window.song.time_signature == (3, 8) and window.song.beats_per_bar == 1.5
+    monkeypatch.setattr(QInputDialog, "getText", lambda *args, **kwargs: ("11/16", True))
+    box.setCurrentIndex(box.findText("Other…"))
+    assert window.song.time_signature == (11, 16) and box.currentText() == "11/16"
+    monkeypatch.setattr(QInputDialog, "getText", lambda *args, **kwargs: ("7/5", True))
+    box.setCurrentIndex(box.findText("Other…"))
+    assert window.song.time_signature == (11, 16) and box.currentText() == "11/16"
+    assert "7/5" in window.statusBar().currentMessage()
+
+
+@pytest.mark.timeout(120)
+def test_a_big_file_is_read_in_the_background_with_progress_and_cancel(qtbot, window, tmp_path):
+    from PySide6.QtWidgets import QProgressDialog
+
+    path = tmp_path / "big.mid"
+    write_midi([Note(40 + i % 40, 90, i * 0.02, i * 0.02 + 0.1) for i in range(40_000)], path)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(10)
+    assert window.open_path(path, wait=False)
+    progress = None
+
+    def shown() -> bool:
+        nonlocal progress
+        progress = window.findChild(QProgressDialog, "reading_progress")
+        return progress is not None and progress.isVisible()
+
+    qtbot.waitUntil(shown, timeout=5000)
+    assert "big.mid" in progress.labelText()
+    qtbot.mouseClick(progress.findChild(QPushButton), Qt.LeftButton)  # Cancel
+    assert "Stopped reading big.mid" in window.statusBar().currentMessage()
+    qtbot.wait(4000)  # the reading ends meanwhile: its notes never reach the song
+    assert len(window.song) == 0 and window.document.reading is False
+    applied = []
+    window.song.reset.connect(lambda: applied.append(time.perf_counter()))
+    assert window.open_path(path, wait=False)
+    started = time.perf_counter()
+    qtbot.waitUntil(lambda: len(window.song) == 40_000, timeout=60000)
+    reading = [tick for tick in ticks if started < tick < applied[0]]  # until the song takes the notes
+    gaps = [later - earlier for earlier, later in zip(reading, reading[1:], strict=False)]
+    timer.stop()
+    # The window kept answering while the file was read (reading on the GUI thread stalled it for seconds).
+    assert len(reading) > 20 and max(gaps) < 0.25, f"longest stall {max(gaps) * 1000:.0f} ms"
