@@ -17,9 +17,11 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from queue import Queue
 from typing import Iterator, Protocol, Union
 
 import numpy as np
@@ -481,8 +483,8 @@ def _train(data: "str | list[str] | TrainingData", out: Path, model_config: Mode
         out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=config.steps, initial=step, desc="training", unit="step", disable=not (progress and dist.main),
                file=sys.stderr, dynamic_ncols=True)
-    batches = data.batches(length, config.batch_size, config.seed, epoch, next_batch, dist.rank, dist.world_size,
-                           config.max_transpose)
+    batches = prefetched(data.batches(length, config.batch_size, config.seed, epoch, next_batch, dist.rank,
+                                      dist.world_size, config.max_transpose))
     last_checkpoint = time.monotonic()
     started = time.monotonic() - elapsed
     window_tokens, window_started = 0.0, time.monotonic()
@@ -502,8 +504,8 @@ def _train(data: "str | list[str] | TrainingData", out: Path, model_config: Mode
         except StopIteration:
             validate()
             epoch, next_batch = epoch + 1, 0
-            batches = data.batches(length, config.batch_size, config.seed, epoch, 0, dist.rank, dist.world_size,
-                                   config.max_transpose)
+            batches = prefetched(data.batches(length, config.batch_size, config.seed, epoch, 0, dist.rank,
+                                              dist.world_size, config.max_transpose))
             continue
         lr = learning_rate(step, config, _progress(step, elapsed, config))
         for group in optimizer.param_groups:
@@ -568,6 +570,28 @@ def _train(data: "str | list[str] | TrainingData", out: Path, model_config: Mode
                "positional": model_config.positional}
     say(f"finished: {json.dumps(summary)}")
     return summary
+
+
+def prefetched(items: Iterator, depth: int = 2) -> Iterator:
+    """What `items` yields, made up to `depth` ahead on a thread: the next batch is augmented and encoded
+    (Python, which lets go of nothing) while the step's tensor arithmetic (which lets go of the GIL) runs.
+    Its error, if any, comes out where the item would have."""
+    queue: Queue = Queue(maxsize=depth)
+    finished = object()
+
+    def fill() -> None:
+        try:
+            for item in items:
+                queue.put(item)
+            queue.put(finished)
+        except BaseException as error:  # handed to the loop, which raises it
+            queue.put(error)
+
+    threading.Thread(target=fill, name="training data", daemon=True).start()
+    while (item := queue.get()) is not finished:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def _saved_step(out: Path) -> int | str:

@@ -358,3 +358,18 @@ def test_the_bundled_model_loads_without_arguments_and_writes_valid_music(monkey
     assert len(tokens) == 300 and len(notes) >= 10 and duration_seconds(tokens) > 2.0
     assert all(0 <= n.pitch < 128 and n.end > n.start for n in notes)
     assert len({n.pitch for n in notes}) >= 3  # not one note over and over
+
+
+def test_prefetched_batches_come_in_order_and_errors_come_out_where_they_happened():
+    from music_transformer.train import prefetched
+
+    assert list(prefetched(iter(range(50)))) == list(range(50))
+
+    def broken():
+        yield 1
+        raise ValueError("bad piece")
+
+    stream = prefetched(broken())
+    assert next(stream) == 1
+    with pytest.raises(ValueError, match="bad piece"):
+        next(stream)
