@@ -66,7 +66,11 @@ class StudioActions(QObject):
         # Transport
         self.play_action = self._action("Play", "Space", transport.set_playing, checkable=True)
         self.play_action.setShortcutContext(Qt.WindowShortcut)
-        self.go_to_start_action = self._action("Go to &Start", "Home", lambda: transport.set_playhead(0.0))
+        roll = window.roll
+        self.go_to_start_action = self._action("Go to &Start", "Home", roll.go_to_start)
+        self.go_to_end_action = self._action("Go to &End", "End", roll.go_to_end)
+        roll.follow_playhead = bool(window.preferences.get("follow_playhead", True))
+        self.follow_playhead_action = self._option("&Follow Playhead", roll.follow_playhead, self._set_follow)
         self.loop_action = self.roll_actions["loop_toggle"]
         self.loop_action.setCheckable(True)
         # Playback
@@ -192,6 +196,10 @@ class StudioActions(QObject):
         if not self.window.song.is_writing and self.window.song.discard_continuation():
             self.window.show_message("Continuation discarded (Undo brings it back)")
 
+    def _set_follow(self, on: bool) -> None:
+        self.window.roll.follow_playhead = on
+        self.window.preferences.set("follow_playhead", on)
+
     def _toggle_recording(self, checked: bool = False) -> None:
         self.record_action.setChecked(self.window.midi.toggle_recording())  # stays up if a take cannot start
 
@@ -268,9 +276,12 @@ class StudioActions(QObject):
         for name in EDIT_ACTIONS:
             edit_menu.addSeparator() if name is None else edit_menu.addAction(roll[name])
         edit_menu.addMenu("&Tool").addActions([roll[name] for name in TOOLS])
-        menus.addMenu("&View").addActions([roll[name] for name in ZOOMS])
+        view_menu = menus.addMenu("&View")
+        view_menu.addActions([roll[name] for name in ZOOMS])
+        view_menu.addSeparator()
+        view_menu.addAction(self.follow_playhead_action)
         menus.addMenu("&Transport").addActions(
-            [self.play_action, self.go_to_start_action, self.loop_action, roll["loop_selection"]]
+            [self.play_action, self.go_to_start_action, self.go_to_end_action, self.loop_action, roll["loop_selection"]]
         )
 
         playback_menu = menus.addMenu("&Playback")

@@ -22,6 +22,7 @@ from ..transport import Transport
 from .state import DRAW, ERASE, NUM_KEYS, SELECT, Palette, RollState, is_black_key
 
 OVERVIEW_THRESHOLD = 1500  # notes in view above which they are rasterised as one image
+EMPTY_HINT = "Draw a few notes, or play your MIDI keyboard, then press Continue"
 
 EDGE_PIXELS = 5  # how close to a note's end the pointer must be to resize instead of move
 DRAG_THRESHOLD = 3
@@ -166,7 +167,25 @@ class NoteCanvas(QWidget):
         if 0 <= x <= self.width():
             painter.setPen(QPen(Palette.playhead, 1))
             painter.drawLine(QLineF(x, 0, x, self.height()))
+        if self.hint:
+            self._paint_hint(painter)
         painter.end()
+
+    @property
+    def hint(self) -> str:
+        """What the empty roll says to do first ("" once there are notes)."""
+        return EMPTY_HINT if not len(self.song) and not self.song.is_writing and not self._preview else ""
+
+    def hint_rect(self) -> QRectF:
+        """Where the hint is drawn: a band across the middle of the grid."""
+        return QRectF(0, self.height() / 2 - 30, self.width(), 60)
+
+    def _paint_hint(self, painter: QPainter) -> None:
+        font = painter.font()
+        font.setPixelSize(15)
+        painter.setFont(font)
+        painter.setPen(Palette.hint)
+        painter.drawText(self.hint_rect().adjusted(12, 0, -12, 0), Qt.AlignCenter | Qt.TextWordWrap, self.hint)
 
     def _paint_grid(self, painter: QPainter) -> None:
         state = self.state

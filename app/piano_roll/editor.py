@@ -1,5 +1,11 @@
 """The piano roll: keyboard, ruler, note grid, velocity lane and scroll bars around one shared state,
-with the editing actions (and their shortcuts) that a musician expects."""
+with the editing actions (and their shortcuts) that a musician expects.
+
+The view follows the music as a DAW's does: when a continuation starts, it moves to the seam; while it is
+written (and not played), it pages to keep the newest notes in view; while playing, it pages with the playhead
+(`follow_playhead`, View ▸ Follow Playhead). Scrolling by hand stops the following until the playhead is in
+view again, the next play or Continue, or Home and End.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QScrollBar, QWidget
 
 from .. import limits
 from ..session import check_real, check_whole, load_json
-from ..song import MOTIF, Song, SongLockedError, SongNote, floor_beat
+from ..song import CONTINUATION, MOTIF, Song, SongLockedError, SongNote, floor_beat
 from ..transport import Transport
 from .canvas import NoteCanvas, past_the_end_message
 from .rulers import KEYBOARD_WIDTH, Keyboard, Ruler, VelocityLane
@@ -20,6 +26,8 @@ from .state import DRAW, ERASE, NUM_KEYS, SELECT, RollState, pitch_name
 
 CLIPBOARD_PREFIX = "continuo-notes:"
 ZOOM_STEP = 1.25
+LEAD = 0.1  # a page turned by following leaves this share of the view before the playhead or the newest notes
+SEAM_LEAD = 0.2  # when writing starts, this share of the view shows the motif before the seam
 
 
 class PianoRoll(QWidget):
@@ -62,6 +70,13 @@ class PianoRoll(QWidget):
         self.state.view_changed.connect(self._sync_scroll_bars)
         song.notes_changed.connect(self._notes_changed)
         song.reset.connect(self._song_reset)
+        self.follow_playhead = True  # page with the playhead while playing (View ▸ Follow Playhead)
+        self.scrolled_away = False  # the musician scrolled by hand: following waits (see the module's docstring)
+        self._newest_written = -1.0  # the end of the newest note written while following the writing
+        self.transport.playhead_moved.connect(self._follow_playhead)
+        self.transport.playing_changed.connect(self._playing_changed)
+        song.writing_changed.connect(self._writing_changed)
+        song.applied.connect(self._follow_writing)
         self.setFocusProxy(self.canvas)
         self.actions_by_name: dict[str, QAction] = {}
         self._make_actions()
@@ -84,6 +99,78 @@ class PianoRoll(QWidget):
         if not top <= row <= top + self.canvas.visible_rows() - 1:
             top = row - self.canvas.visible_rows() / 2
         state.set_view(left_beat=left, top_key=top, visible_rows=self.canvas.visible_rows())
+
+    # --- following the music ------------------------------------------------------------------
+
+    def visible_beats(self) -> tuple[float, float]:
+        """The first and last beat the grid shows."""
+        state = self.state
+        return state.left_beat, state.left_beat + max(self.canvas.width(), 1) / state.pixels_per_beat
+
+    def show_beat(self, beat: float, lead: float = LEAD) -> None:
+        """Scrolls so that a beat is `lead` of the view from its left edge (following resumes)."""
+        left, right = self.visible_beats()
+        self.state.set_view(left_beat=beat - lead * (right - left))
+        self.scrolled_away = False
+
+    def go_to_start(self) -> None:
+        """Home: the playhead and the view to the song's start."""
+        self.transport.set_playhead(0.0)
+        self.show_beat(0.0, 0.0)
+
+    def go_to_end(self) -> None:
+        """End: the playhead to where the last note ends, shown near the right edge of the view."""
+        end = self.song.end_beat()
+        self.transport.set_playhead(end)
+        self.show_beat(end, 0.9)
+
+    def _user_scrolled(self) -> None:
+        self.scrolled_away = True
+
+    def _playing_changed(self, playing: bool) -> None:
+        if playing:
+            self.scrolled_away = False
+            self._follow_playhead(self.transport.playhead)
+
+    def _follow_playhead(self, beat: float) -> None:
+        """While playing, a page is turned when the playhead reaches the right edge or leaves the view."""
+        if not (self.follow_playhead and self.transport.playing):
+            return
+        left, right = self.visible_beats()
+        inside = left <= beat < right - 2 / self.state.pixels_per_beat
+        if self.scrolled_away:
+            self.scrolled_away = not inside  # scrolled back to where the playhead is: following resumes
+            return
+        if not inside:
+            self.show_beat(beat)
+
+    def _writing_changed(self, writing: bool) -> None:
+        """When a continuation starts, the view moves to the seam (the motif's end) unless it is well in view."""
+        self._newest_written = -1.0
+        if not (writing and self.song.stream_part == CONTINUATION):
+            return
+        self.scrolled_away = False
+        seam = self.song.motif_end()
+        left, right = self.visible_beats()
+        if not left + 0.05 * (right - left) <= seam <= left + 0.5 * (right - left):
+            self.show_beat(seam, SEAM_LEAD)
+
+    def _follow_writing(self, diff) -> None:
+        """While a continuation is written and not played, pages so that its newest notes stay in view."""
+        if self.song.stream_part != CONTINUATION or self.scrolled_away:
+            return
+        written = [note for note in diff.added if note.part == CONTINUATION]
+        if not written:
+            return
+        newest = max(written, key=lambda note: note.end)
+        if newest.end <= self._newest_written:
+            return
+        self._newest_written = newest.end
+        if self.transport.playing and self.follow_playhead:
+            return  # the playhead leads the view while the music plays
+        left, right = self.visible_beats()
+        if not (left <= newest.start and newest.end <= right):
+            self.show_beat(newest.start)
 
     # --- scrolling and zooming ----------------------------------------------------------------
 
@@ -110,6 +197,7 @@ class PianoRoll(QWidget):
             bar.blockSignals(False)
 
     def _hbar_moved(self, value: int) -> None:
+        self._user_scrolled()
         self.state.set_view(left_beat=value / self.state.pixels_per_beat)
 
     def _vbar_moved(self, value: int) -> None:
@@ -179,10 +267,13 @@ class PianoRoll(QWidget):
             self.zoom_horizontal(ZOOM_STEP**steps_y, position.x())
         elif modifiers & Qt.ShiftModifier:
             delta = pixels.y() or pixels.x() or -(angle.y() or angle.x()) / 120.0 * 60
+            self._user_scrolled()
             self.scroll_by(pixels_x=-delta if pixels.y() or pixels.x() else delta)
         else:
             dx = -pixels.x() if not pixels.isNull() else -angle.x() / 120.0 * 60
             dy = -pixels.y() if not pixels.isNull() else -angle.y() / 120.0 * 3 * self.state.key_height
+            if dx:
+                self._user_scrolled()
             self.scroll_by(dx, dy)
 
     def resizeEvent(self, event) -> None:

@@ -205,6 +205,7 @@ class Palette:
     loop_shade = QColor(120, 200, 120, 28)
     loop_shade_off = QColor(160, 160, 160, 14)
     playhead = QColor("#f2f2f2")
+    hint = QColor("#9aa3ae")  # the empty roll's words
     rubber_band_fill = QColor(120, 170, 255, 40)
     time_range_shade = QColor(255, 196, 120, 34)  # the span Fill writes
     time_range_edge = QColor(255, 196, 120, 150)

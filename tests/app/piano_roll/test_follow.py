@@ -1,0 +1,149 @@
+"""The view follows the music: to the seam when writing starts, with the newest notes while they are written,
+page by page with the playhead while playing (View ▸ Follow Playhead), Home and End; scrolling by hand
+stops the following; the empty roll says what to do first."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication, QCheckBox
+
+from app.playback import RecorderSink
+from app.song import CONTINUATION
+from tests.app.helpers import draw_note, key
+
+
+def in_view(roll, beat: float) -> bool:
+    left, right = roll.visible_beats()
+    return left <= beat <= right
+
+
+def long_song(window, bars: int = 16) -> None:
+    song = window.song
+    song.add_notes([song.new_note(60 + beat % 12, 90, beat, 1) for beat in range(bars * 4)])
+
+
+def shift_wheel(qtbot, roll, notches: int) -> None:
+    """Turns the wheel with Shift held over the grid: the roll scrolls sideways."""
+    position = QPointF(roll.canvas.width() / 2, roll.canvas.height() / 2)
+    event = QWheelEvent(
+        position,
+        roll.canvas.mapToGlobal(position),
+        QPoint(),
+        QPoint(0, -120 * notches),
+        Qt.NoButton,
+        Qt.ShiftModifier,
+        Qt.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(roll.canvas, event)
+
+
+@pytest.mark.timeout(60)
+def test_the_view_turns_pages_with_the_playhead_and_follow_playhead_turns_it_off(qtbot, window, roll):
+    window.player.use_sinks([RecorderSink()])
+    long_song(window)
+    window.song.set_tempo(400)  # 64 beats in under 10 s
+    roll.state.set_view(left_beat=0, pixels_per_beat=roll.canvas.width() / 8)  # two bars in view
+    assert window.studio_actions.follow_playhead_action.isChecked()  # on by default
+    lefts, outside = set(), []
+
+    def watch(beat: float) -> None:
+        lefts.add(round(roll.state.left_beat, 6))
+        if not in_view(roll, beat):
+            outside.append(beat)
+
+    roll.transport.playhead_moved.connect(watch)
+    key(qtbot, roll, "Space")
+    qtbot.waitUntil(lambda: roll.transport.playhead > 20, timeout=20000)
+    key(qtbot, roll, "Space")
+    assert not outside  # the playhead never left the view
+    assert len(lefts) >= 3  # pages turned: 8 beats each
+    steps = sorted(lefts)
+    assert all(later - earlier >= 8 * 0.8 for earlier, later in zip(steps, steps[1:], strict=False))  # by pages
+    # View ▸ Follow Playhead off: the view stays where it is.
+    window.studio_actions.follow_playhead_action.trigger()
+    assert not roll.follow_playhead and window.preferences.get("follow_playhead") is False
+    key(qtbot, roll, "Home")
+    left = roll.state.left_beat
+    key(qtbot, roll, "Space")
+    qtbot.waitUntil(lambda: roll.transport.playhead > 12, timeout=20000)
+    key(qtbot, roll, "Space")
+    assert roll.state.left_beat == left and not in_view(roll, roll.transport.playhead)
+
+
+@pytest.mark.timeout(60)
+def test_scrolling_away_while_playing_stops_following_until_the_playhead_is_in_view(qtbot, window, roll):
+    window.player.use_sinks([RecorderSink()])
+    long_song(window, 32)
+    window.song.set_tempo(400)
+    roll.state.set_view(left_beat=0, pixels_per_beat=roll.canvas.width() / 8)
+    key(qtbot, roll, "Space")
+    qtbot.waitUntil(lambda: roll.transport.playhead > 2, timeout=10000)
+    shift_wheel(qtbot, roll, 100)  # far to the right, away from the playhead
+    away = roll.state.left_beat
+    assert roll.scrolled_away and away > 40
+    qtbot.waitUntil(lambda: roll.transport.playhead > 12, timeout=10000)
+    assert roll.state.left_beat == away  # left where the musician put it
+    key(qtbot, roll, "Space")
+    key(qtbot, roll, "Space")  # playing again follows again
+    qtbot.waitUntil(lambda: in_view(roll, roll.transport.playhead), timeout=5000)
+    key(qtbot, roll, "Space")
+
+
+def test_home_and_end_go_to_the_start_and_the_end_of_the_song(qtbot, window, roll):
+    long_song(window)
+    roll.state.set_view(left_beat=20, pixels_per_beat=roll.canvas.width() / 8)
+    roll.transport.set_playhead(22)
+    key(qtbot, roll, "End")
+    assert roll.transport.playhead == window.song.end_beat() == 64
+    assert in_view(roll, 64) and roll.state.left_beat > 50
+    key(qtbot, roll, "Home")
+    assert roll.transport.playhead == 0 and roll.state.left_beat == 0
+
+
+@pytest.mark.timeout(120)
+def test_writing_moves_to_the_seam_and_keeps_the_newest_notes_in_view(qtbot, studio, roll):
+    window, song = studio, studio.song
+    listen = next(box for box in window.generation_panel.findChildren(QCheckBox) if "Play while" in box.text())
+    if listen.isChecked():
+        qtbot.mouseClick(listen, Qt.LeftButton)  # watch it written, without playing it
+    for beat, pitch in enumerate((60, 64, 67, 72, 67, 64, 60, 62)):
+        draw_note(qtbot, roll, pitch, beat, 1)
+    roll.state.set_view(left_beat=0, pixels_per_beat=roll.canvas.width() / 8.5)  # the seam at the right edge
+    song.set_settings(dataclasses.replace(song.settings, length_beats=48, seed=3))
+    at_start, newest_shown = [], []
+    song.writing_changed.connect(lambda writing: writing and at_start.append(roll.visible_beats()))
+
+    def written(diff) -> None:
+        notes = [note for note in diff.added if note.part == CONTINUATION]
+        if notes:
+            newest = max(notes, key=lambda note: note.end)
+            newest_shown.append(in_view(roll, newest.start) and in_view(roll, newest.end))
+
+    song.applied.connect(written)
+    key(qtbot, roll, "Ctrl+Return")
+    qtbot.waitUntil(lambda: not window.generation.generating and not song.is_writing, timeout=90000)
+    left, right = at_start[0]
+    assert left < 8 < left + 0.5 * (right - left)  # the view moved to the seam, with the motif before it
+    assert len(newest_shown) >= 5 and all(newest_shown)
+    assert max(note.end for note in song.notes(CONTINUATION)) > 8 + (right - left)  # past the first page
+
+
+def test_the_empty_roll_says_what_to_do_first(qtbot, window, roll):
+    canvas = roll.canvas
+    assert "then press Continue" in canvas.hint
+    band = canvas.hint_rect().toRect()
+    empty = canvas.grab(band).toImage()
+    draw_note(qtbot, roll, 60, 0, 1)
+    assert canvas.hint == ""
+    roll.state.set_view(left_beat=100)  # nothing in view: only the grid where the words were
+    drawn = canvas.grab(band).toImage()
+    light = [
+        sum(image.pixelColor(x, y).lightness() > 120 for x in range(0, image.width(), 2) for y in range(image.height()))
+        for image in (empty, drawn)
+    ]
+    assert light[0] > 200 and light[1] < light[0] / 10  # the words are drawn, and gone with the first note
