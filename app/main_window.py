@@ -33,6 +33,7 @@ from .generation import GenerationController
 from .generation_panel import GenerationPanel
 from .midi_input import MidiInputController
 from .piano_roll import SNAP_CHOICES, PianoRoll
+from .playback.indicator import OutputIndicator
 from .playback.player import Player
 from .restore import offer_restore
 from .session import check_time_signature
@@ -171,9 +172,10 @@ class MainWindow(QMainWindow):
         return self.player.scheduler.sinks
 
     def _make_status_bar(self) -> None:
-        self.position_label, self.count_label, self.output_label = QLabel(""), QLabel(""), QLabel("")
-        for label in (self.position_label, self.count_label, self.output_label):
-            self.statusBar().addPermanentWidget(label)
+        self.position_label, self.count_label = QLabel(""), QLabel("")
+        self.output_indicator = OutputIndicator(self.player, self.studio_actions.output_menu, self)
+        for widget in (self.position_label, self.count_label, self.output_indicator):
+            self.statusBar().addPermanentWidget(widget)
         self._update_counts()
 
     # --- the wiring ----------------------------------------------------------------------------------------
@@ -193,7 +195,7 @@ class MainWindow(QMainWindow):
         self.midi.recorder.counting_in.connect(self._counting_in)
         self.roll.state.snap_changed.connect(self.generation_panel.set_grid_name)
         self.generation_panel.set_grid_name(self.roll.state.snap_name)
-        self.player.output_changed.connect(self._output_changed)
+        self.midi.audio_servers_changed.connect(self.player.servers_changed)
         self.roll.position_changed.connect(self.position_label.setText)
         self.song.reset.connect(self.generation.cancel)
         self.song.undo_stack.cleanChanged.connect(self._clean_changed)
@@ -281,10 +283,6 @@ class MainWindow(QMainWindow):
         except SongLockedError as error:
             self.show_message(str(error))
         self._meta_changed("time_signature")
-
-    def _output_changed(self, name: str) -> None:
-        self.output_label.setText(f"♪ {name}" if name else "No sound output")
-        self.output_label.setToolTip(self.player.output_error or "")
 
     # --- what the command line and scripts ask of a window -------------------------------------------------
 

@@ -37,6 +37,7 @@ class MidiInputController(QObject):
     ports_changed = Signal(list)  # names of the inputs now available
     input_changed = Signal(str)  # the input now open ("" for none)
     message = Signal(str)  # for the status bar: a lost port, an input that cannot open, a take that cannot start
+    audio_servers_changed = Signal(list)  # the sound servers running now (jack, pipewire, pulseaudio)
     _polled = Signal(list)  # the port watcher's thread -> GUI: the port list
 
     def __init__(
@@ -67,7 +68,7 @@ class MidiInputController(QObject):
         self._drain_timer.timeout.connect(self.drain)
         self._drain_timer.start()
         self._polled.connect(self._ports_polled)
-        self._watcher = PortWatcher(self._polled.emit) if poll else None
+        self._watcher = PortWatcher(self._polled.emit, self.audio_servers_changed.emit) if poll else None
 
     def outputs(self) -> Sequence[Sink]:
         """The outputs the keyboard (with thru on), the clicks and the duet's answers are heard through."""

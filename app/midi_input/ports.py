@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 import mido
 
+from ..playback import sinks
 from ..playback.sinks import CLIENT_NAME, RtMidiPort, SinkError, open_rtmidi_client, other_programs
 
 VIRTUAL_INPUT = "virtual"  # the studio's own input port, for a program that plays into it
@@ -110,10 +111,15 @@ class MidiInput:
 
 class PortWatcher:
     """Hot-plug: a thread that reads the list of other programs' MIDI outputs every half second (on a client
-    kept open, so the call is cheap) and calls `on_change(names)` when it differs. No Qt."""
+    kept open, so the call is cheap) and calls `on_change(names)` when it differs; and, as often, which sound
+    servers run (JACK, PipeWire, PulseAudio: a look at their sockets), calling `on_servers(servers)` when that
+    changes, so that Automatic output can choose again. No Qt."""
 
-    def __init__(self, on_change: Callable[[list[str]], None]) -> None:
+    def __init__(
+        self, on_change: Callable[[list[str]], None], on_servers: Callable[[list[str]], None] | None = None
+    ) -> None:
         self.on_change = on_change
+        self.on_servers = on_servers
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="continuo-midi-hotplug", daemon=True)
         self._thread.start()
@@ -121,16 +127,26 @@ class PortWatcher:
     def _poll(self) -> None:
         client = None
         last: list[str] | None = None
-        delay = 0.0
-        while not self._stop.wait(delay):
-            delay = POLL_SECONDS
+        servers = sinks.audio_servers()
+        retry_at = 0.0  # when to try opening a MIDI client again while there is no MIDI system
+        while not self._stop.wait(POLL_SECONDS if last is not None else 0.0):
+            now_servers = sinks.audio_servers()
+            if now_servers != servers:
+                servers, retry_at = now_servers, 0.0  # a server came or went: look for MIDI at once too
+                if self.on_servers is not None:
+                    try:
+                        self.on_servers(list(servers))
+                    except RuntimeError:  # the studio was deleted under us
+                        break
+            if client is None and time.monotonic() < retry_at:
+                continue
             try:
                 if client is None:
                     client = open_rtmidi_client("in", CLIENT_NAME + " (scan)")
                 names = other_programs(client.get_ports())
             except Exception:  # noqa: BLE001 - no MIDI system (yet): an empty list, try again later
                 names = []
-                delay = POLL_SECONDS * 10  # no MIDI system: look again now and then, quietly
+                retry_at = time.monotonic() + POLL_SECONDS * 10  # no MIDI system: look again now and then, quietly
                 if client is not None:
                     try:
                         client.delete()

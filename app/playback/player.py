@@ -91,7 +91,10 @@ def open_output(choice: str, soundfont: str | None = None, program: int = 0) -> 
             try:
                 return MidiPortSink(virtual=True)
             except SinkError as midi_error:
-                raise SinkError(f"No sound: {synth_error} — and {midi_error}") from None
+                raise SinkError(
+                    f"No sound: {synth_error} — and {midi_error}",
+                    f"No sound: {synth_error.summary}, and for the Continuo MIDI port {midi_error.summary}",
+                ) from None
     raise SinkError(f"Unknown output {choice!r}")
 
 
@@ -116,7 +119,8 @@ class Player(QObject):
             on_error=lambda sink, error: self._sink_failed.emit(sink, error), on_finished=self._reached_end.emit
         )
         self.output: Sink | None = None
-        self.output_error: str | None = None
+        self.output_error: str | None = None  # why the chosen output could not open, with what to do
+        self.output_problem: str | None = None  # the same in one line, naming what was tried
         self._request = 0
         self._opening = False
         self._closed = False
@@ -231,10 +235,11 @@ class Player(QObject):
         self._opening = False
         self.refresh_ports()  # after the output, so the two never open MIDI clients at once
         self.output_error = str(error) if error is not None else None
+        self.output_problem = error.summary if error is not None else None
         self._replace_output(sink)
         self.scheduler.set_sinks([sink] if sink is not None else [])
         if error is not None:
-            self.message.emit(str(error))
+            self.message.emit(error.summary[:1].upper() + error.summary[1:])  # the indicator keeps it, with advice
         self.output_changed.emit(sink.name if sink is not None else "")
 
     def _replace_output(self, sink: Sink | None, wait: bool = False) -> None:
@@ -248,12 +253,27 @@ class Player(QObject):
                 self._closers = [thread for thread in self._closers if thread.is_alive()] + [closer]
                 closer.start()
 
+    def servers_changed(self, servers: Sequence[str]) -> None:
+        """A sound server (JACK, PipeWire, PulseAudio) appeared or went away: Automatic chooses again when what it
+        chose could now be better (no sound, or the MIDI port fallback) or lost its server."""
+        if self.choice != AUTO or self._opening or self._closed:
+            return
+        output = self.output
+        if isinstance(output, FluidSynthSink):
+            if output.driver in servers or output.driver not in ("jack", "pipewire", "pulseaudio"):
+                return  # the synth's own server is still there
+        elif output is not None and not servers:
+            return  # the MIDI port fallback, and still no server for the synth
+        self.open_output(AUTO)
+
     def _output_failed(self, sink: Sink, error: SinkError) -> None:
         """A port went away mid-playback: playback stops (notes off) and the musician is told what to do."""
         self.transport.set_playing(False)
         if sink is self.output:
             self.output = None
             sink.close()
+            self.output_error = f"{error}: reconnect it, or choose another output in Playback ▸ Output"
+            self.output_problem = f"{error.summary}"
             self.output_changed.emit("")
         self.message.emit(f"{error}: playback stopped. Reconnect it, or choose another output in Playback ▸ Output")
 

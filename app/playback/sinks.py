@@ -50,7 +50,15 @@ MIDI_HELP = (
 
 
 class SinkError(Exception):
-    """A sink that cannot be opened or has gone away; the message names it and says what to do."""
+    """A sink that cannot be opened or has gone away; the message names it and says what to do.
+
+    `summary` is the same in one short line (what is wrong, naming what was tried), for the status bar's output
+    indicator; it is the message itself when none is given.
+    """
+
+    def __init__(self, message: str, summary: str | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary or message
 
 
 class Sink:
@@ -224,7 +232,8 @@ def open_rtmidi_client(direction: str, client_name: str = CLIENT_NAME, **options
             return factory(api, name=client_name, **options)
         except Exception as error:  # noqa: BLE001 - rtmidi raises its own SystemError subclasses
             reasons.append(f"{rtmidi.get_api_display_name(api)}: {str(error).splitlines()[0]}")
-    raise SinkError(f"No MIDI system is available ({'; '.join(reasons) or 'none compiled in'}): {MIDI_HELP}")
+    why = "; ".join(reasons) or "none compiled in"
+    raise SinkError(f"No MIDI system is available ({why}): {MIDI_HELP}", f"no MIDI system is available ({why})")
 
 
 def jack_server_running() -> bool:
@@ -422,7 +431,10 @@ def load_fluidsynth():
     try:
         import fluidsynth  # pyfluidsynth raises ImportError (or OSError) when libfluidsynth is not installed
     except (ImportError, OSError) as error:
-        raise SinkError(f"The built-in synth needs the FluidSynth library ({error}): {INSTALL_FLUIDSYNTH}") from None
+        raise SinkError(
+            f"The built-in synth needs the FluidSynth library ({error}): {INSTALL_FLUIDSYNTH}",
+            "the built-in synth needs FluidSynth, which is not installed",
+        ) from None
     return fluidsynth
 
 
@@ -580,6 +592,33 @@ SAMPLE_RATE = 44100
 AUDIO_DRIVERS = ["pipewire", "pulseaudio", "jack", "alsa", "coreaudio", "dsound", "wasapi"]
 
 
+SERVER_NAMES = {
+    "pipewire": "PipeWire",
+    "pulseaudio": "PulseAudio",
+    "jack": "JACK",
+    "alsa": "ALSA",
+    "coreaudio": "Core Audio",
+    "dsound": "DirectSound",
+    "wasapi": "WASAPI",
+}
+PLATFORM_DRIVERS = {"coreaudio": "darwin", "dsound": "win32", "wasapi": "win32"}
+WATCHED_SERVERS = ("pipewire", "pulseaudio", "jack")  # sound servers that start and stop while the studio runs
+
+
+def _here(driver: str) -> bool:
+    return sys.platform == PLATFORM_DRIVERS.get(driver, sys.platform)
+
+
+def _listed(drivers: Sequence[str]) -> str:
+    names = [SERVER_NAMES.get(driver, driver) for driver in drivers]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def audio_servers() -> list[str]:
+    """The sound servers running now (of WATCHED_SERVERS): a cheap look at their sockets, for the port watcher."""
+    return [server for server in WATCHED_SERVERS if _audio_server_present(server)]
+
+
 def _audio_server_present(driver: str) -> bool:
     """Whether an audio driver has something to talk to; trying one that has not only prints errors."""
     runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid() if hasattr(os, 'getuid') else 0}"
@@ -601,7 +640,9 @@ def _new_synth(soundfont: str | os.PathLike | None, program: int, gain: float = 
     fluidsynth = load_fluidsynth()
     path = Path(soundfont) if soundfont else find_soundfont()
     if path is None:
-        raise SinkError(f"No General MIDI soundfont was found: {INSTALL_SOUNDFONT}")
+        raise SinkError(
+            f"No General MIDI soundfont was found: {INSTALL_SOUNDFONT}", "the built-in synth has no soundfont"
+        )
     if not path.is_file():
         raise SinkError(f"The soundfont {path} is not there: {INSTALL_SOUNDFONT}")
     synth = fluidsynth.Synth(gain=gain, samplerate=float(SAMPLE_RATE))
@@ -640,10 +681,15 @@ class FluidSynthSink(Sink):
                 self.synth.audio_driver = handle  # Synth.delete() releases it
                 return name
         self.synth.delete()
+        if drivers:
+            what = f"tried {_listed(drivers)}: none opened"
+        else:
+            looked = [d for d in AUDIO_DRIVERS if d in SERVER_NAMES and (d not in PLATFORM_DRIVERS or _here(d))]
+            what = f"looked for {_listed(looked)}: none is running"
         raise SinkError(
-            "The built-in synth found no audio output (tried "
-            + ", ".join(drivers)
-            + "): start PipeWire, PulseAudio or JACK, or choose a MIDI port in Playback ▸ Output"
+            f"The built-in synth found no audio output ({what}): start PipeWire, PulseAudio or JACK, or choose a "
+            "MIDI port in Playback ▸ Output",
+            f"the built-in synth found no audio output ({what})",
         )
 
     def set_program(self, program: int) -> None:

@@ -7,10 +7,11 @@ import dataclasses
 import sys
 
 import pytest
+from PySide6.QtCore import Qt
 
 from app.playback.player import NONE, PORT_PREFIX
 from app.song import CONTINUATION
-from tests.app.helpers import JackProbe, key, require_jack
+from tests.app.helpers import JackProbe, key, require_fluidsynth, require_jack
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -106,7 +107,9 @@ def test_no_sound_at_all_the_studio_still_runs_and_continues(qtbot, home, monkey
         qtbot.waitUntil(lambda: not window.player.opening, timeout=10000)
         assert window.player.output is None
         assert "FluidSynth" in window.player.output_error and "JACK" in window.player.output_error
-        assert window.output_label.text() == "No sound output"
+        indicator = window.output_indicator
+        assert indicator.full_text.startswith("⚠ No sound: the built-in synth needs FluidSynth")
+        assert "no JACK server" in indicator.full_text or "JACK" in indicator.full_text
         window.generation.choose_model(model_path)
         qtbot.waitUntil(lambda: window.generation.has_model, timeout=20000)
         song = window.song
@@ -118,4 +121,71 @@ def test_no_sound_at_all_the_studio_still_runs_and_continues(qtbot, home, monkey
         window.player.open_output(NONE)
     finally:
         window.song.undo_stack.setClean()
+        window.close()
+
+
+def _hide_sound_servers(monkeypatch) -> list[bool]:
+    """Makes the studio see no sound server (and no JACK for MIDI) until the returned flag is set to False."""
+    from app.playback import sinks
+
+    hidden = [True]
+    real_present, real_jack = sinks._audio_server_present, sinks.jack_server_running
+    monkeypatch.setattr(sinks, "_audio_server_present", lambda driver: not hidden[0] and real_present(driver))
+    monkeypatch.setattr(sinks, "jack_server_running", lambda: not hidden[0] and real_jack())
+    return hidden
+
+
+def test_the_sound_indicator_says_what_is_wrong_in_one_line_and_opens_playback_output(qtbot, home, monkeypatch):
+    from app.main_window import MainWindow
+
+    require_fluidsynth()
+    _hide_sound_servers(monkeypatch)
+    monkeypatch.setenv("CONTINUO_MIDI_API", "jack")
+    window = MainWindow(home=home, use_autosave=False)
+    window.resize(900, 600)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: not window.player.opening, timeout=10000)
+        indicator = window.output_indicator
+        text = indicator.full_text
+        assert text.startswith("⚠ No sound: the built-in synth found no audio output")
+        assert "looked for PipeWire, PulseAudio, JACK and ALSA: none is running" in text
+        assert "no JACK server is running" in text and "()" not in text and "\n" not in text
+        assert "Playback ▸ Output" in indicator.toolTip() and "start PipeWire" in indicator.toolTip()
+        window.show_message("Something else happened")  # a passing message does not hide it
+        qtbot.wait(50)
+        area = window.rect()
+        corner = indicator.mapTo(window, indicator.rect().bottomRight())
+        assert indicator.isVisible() and area.contains(indicator.mapTo(window, indicator.rect().topLeft()))
+        assert area.contains(corner) and indicator.text()  # shown, shortened to its room if need be
+        qtbot.mouseClick(indicator, Qt.LeftButton)
+        menu = window.studio_actions.output_menu
+        qtbot.waitUntil(menu.isVisible, timeout=3000)
+        assert any("Automatic" in action.text() for action in menu.actions())
+        menu.close()
+    finally:
+        window.close()
+
+
+@pytest.mark.timeout(60)
+def test_automatic_output_chooses_again_when_a_sound_server_appears_or_goes(qtbot, home, monkeypatch):
+    from app.main_window import MainWindow
+    from app.playback.sinks import FluidSynthSink
+
+    require_jack()
+    require_fluidsynth()
+    hidden = _hide_sound_servers(monkeypatch)
+    monkeypatch.setenv("CONTINUO_MIDI_API", "jack")
+    window = MainWindow(home=home, use_autosave=False)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: not window.player.opening, timeout=10000)
+        assert window.player.output is None and "No sound" in window.output_indicator.full_text
+        hidden[0] = False  # a JACK server "starts" (the test's own): the port watcher notices it
+        qtbot.waitUntil(lambda: isinstance(window.player.output, FluidSynthSink), timeout=10000)
+        assert window.player.output.driver == "jack" and window.output_indicator.full_text.startswith("♪ built-in")
+        hidden[0] = True  # and goes away: Automatic chooses again, and says so
+        qtbot.waitUntil(lambda: window.player.output is None and not window.player.opening, timeout=10000)
+        assert "No sound" in window.output_indicator.full_text
+    finally:
         window.close()

@@ -1,0 +1,74 @@
+"""The status bar's sound indicator: where the music goes now, or what is wrong in one line (naming what was
+tried), with what to do in its tooltip; a click opens Playback ▸ Output."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QMenu, QSizePolicy, QToolButton, QWidget
+
+from .player import NONE, Player
+
+MAX_WIDTH = 560  # pixels: the rest of the status bar keeps room for the position and the note count
+
+
+class OutputIndicator(QToolButton):
+    """Shows the player's output; clicking it pops up the output menu."""
+
+    def __init__(self, player: Player, menu: QMenu | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.player = player
+        self.menu = menu
+        self.setObjectName("output_indicator")
+        self.setAutoRaise(True)
+        self.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        self.setMaximumWidth(MAX_WIDTH)
+        self.setCursor(Qt.PointingHandCursor)
+        self._full = ""
+        self.clicked.connect(self.open_menu)
+        player.output_changed.connect(self.refresh)
+        self.refresh()
+
+    @property
+    def full_text(self) -> str:
+        """The whole line (the button may show it shortened)."""
+        return self._full
+
+    def refresh(self, *args) -> None:
+        """Reads the player's output and problem again."""
+        player = self.player
+        if player.output is not None:
+            self._full = f"♪ {player.output.name}"
+            advice = "Where the music plays. Click to choose another output (Playback ▸ Output)."
+        elif player.choice == NONE:
+            self._full = "No sound output"
+            advice = "No Sound is chosen. Click to choose an output (Playback ▸ Output)."
+        elif player.opening:
+            self._full = "♪ Opening the sound output…"
+            advice = "Click to choose an output (Playback ▸ Output)."
+        else:
+            problem = player.output_problem or "no sound output"
+            self._full = "⚠ " + (problem if problem.startswith("No sound") else f"No sound: {problem}")
+            advice = (player.output_error or problem) + "\n\nClick to choose an output (Playback ▸ Output)."
+        self.setToolTip(advice)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = max(self.width(), self.minimumSizeHint().width(), 60) - 12
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.ElideRight, width))
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        """As wide as the whole line, up to MAX_WIDTH."""
+        hint = super().sizeHint()
+        hint.setWidth(min(MAX_WIDTH, self.fontMetrics().horizontalAdvance(self._full) + 16))
+        return hint
+
+    def resizeEvent(self, event) -> None:
+        """Shortens the line to the width it gets."""
+        super().resizeEvent(event)
+        self._elide()
+
+    def open_menu(self) -> None:
+        """Pops up Playback ▸ Output above the indicator."""
+        if self.menu is not None:
+            self.menu.popup(self.mapToGlobal(QPoint(0, 0)))  # Qt moves it up when it does not fit below
