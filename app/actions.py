@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QDoubleSpinBox, QFileDialog, QInputDialog, QMenu, 
 
 from music_transformer.keys import PITCH_CLASS_NAMES as PITCH_NAMES
 
+from . import help as studio_help
 from .document import EVERYTHING
 from .generation import NO_FILL_TIP, PITCH_MASKING
 from .midi_input import VIRTUAL_INPUT
@@ -73,6 +74,7 @@ class StudioActions(QObject):
         self.follow_playhead_action = self._option("&Follow Playhead", roll.follow_playhead, self._set_follow)
         self.loop_action = self.roll_actions["loop_toggle"]
         self.loop_action.setCheckable(True)
+        self.loop_action.setIconText("Loop")  # the toolbar's short name
         # Playback
         self.soundfont_action = self._action("Choose &SoundFont…", None, self.soundfont_dialog)
         self.all_notes_off_action = self._action("All Notes &Off", "Ctrl+Shift+.", window.player.all_notes_off)
@@ -102,6 +104,11 @@ class StudioActions(QObject):
         self.accept_action.setToolTip("Make the continuation part of the motif (Ctrl+Shift+Enter)")
         self.discard_action = self._action("Discard", "Ctrl+Backspace", self._discard)
         self.discard_action.setToolTip("Remove the continuation (Ctrl+Backspace)")
+        # Help
+        self.shortcuts_action = self._action("&Keyboard Shortcuts", "F1", self.show_shortcuts)
+        self.getting_started_action = self._action("&Getting Started", None, self.show_getting_started)
+        self.about_action = self._action("&About Continuo", None, self.show_about)
+        self._musicians_tips()
         # The states they follow
         transport.playing_changed.connect(self._playing_changed)
         transport.loop_changed.connect(lambda: self.loop_action.setChecked(transport.loop_enabled))
@@ -123,6 +130,29 @@ class StudioActions(QObject):
         else:
             action.triggered.connect(lambda checked=False: slot())
         return action
+
+    @staticmethod
+    def tip(action: QAction, words: str) -> None:
+        """A tooltip in a musician's words, ending with the action's own keys (so it cannot drift from them)."""
+        keys = [key.toString(QKeySequence.NativeText) for key in action.shortcuts()]
+        action.setToolTip(f"{words} ({keys[0]})" if keys else words)
+
+    def _musicians_tips(self) -> None:
+        roll = self.roll_actions
+        for action, words in (
+            (roll["tool_draw"], "Draw notes: click or drag in the grid; right-click erases"),
+            (roll["tool_select"], "Select notes: click them or drag a box around them, then move or stretch them"),
+            (roll["tool_erase"], "Erase notes: click them or drag across them"),
+            (self.play_action, "Play from the playhead, or stop"),
+            (self.loop_action, "Play the marked bars over and over (drag in the ruler's top strip to mark them)"),
+            (self.continue_action, "Let the model write what comes next after your notes"),
+            (self.cancel_action, "Stop writing; what was written stays"),
+            (self.accept_action, "Keep the continuation: it becomes part of your music, to continue again"),
+            (self.discard_action, "Throw the continuation away (Undo brings it back)"),
+            (self.go_to_start_action, "Back to the start of the song"),
+            (self.go_to_end_action, "To the end of the song"),
+        ):
+            self.tip(action, words)
 
     def _option(self, text: str, on: bool, setter: Callable[[bool], None]) -> QAction:
         """A checkable menu entry for an on/off setting."""
@@ -195,6 +225,23 @@ class StudioActions(QObject):
     def _discard(self) -> None:
         if not self.window.song.is_writing and self.window.song.discard_continuation():
             self.window.show_message("Continuation discarded (Undo brings it back)")
+
+    def show_shortcuts(self) -> None:
+        """Help ▸ Keyboard Shortcuts (F1): every key, searchable."""
+        studio_help.show_once(self.window, "shortcuts_dialog", studio_help.ShortcutsDialog)
+
+    def show_getting_started(self) -> None:
+        """Help ▸ Getting Started."""
+        studio_help.show_once(self.window, "getting_started", studio_help.getting_started)
+
+    def show_about(self) -> None:
+        """Help ▸ About Continuo: the version, the model's card, the licences."""
+        about = self.window.findChild(studio_help.AboutDialog)
+        if about is not None:  # a new one reads the card of the model in use now
+            about.setObjectName("")
+            about.close()
+            about.deleteLater()
+        studio_help.show_once(self.window, "about_dialog", studio_help.AboutDialog)
 
     def _set_follow(self, on: bool) -> None:
         self.window.roll.follow_playhead = on
@@ -307,6 +354,11 @@ class StudioActions(QObject):
         continuation_menu.addAction(self.load_model_action)
         continuation_menu.addSeparator()
         continuation_menu.addActions([self.accept_action, self.discard_action])
+
+        help_menu = menus.addMenu("&Help")
+        help_menu.addActions([self.shortcuts_action, self.getting_started_action])
+        help_menu.addSeparator()
+        help_menu.addAction(self.about_action)
 
     @staticmethod
     def _filled_when_opened(menu: QMenu, fill: Callable[[], None]) -> QMenu:

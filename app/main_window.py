@@ -122,7 +122,9 @@ class MainWindow(QMainWindow):
         self.addToolBar(bar)
         bar.addActions([self.roll.actions_by_name[name] for name in ("tool_draw", "tool_select", "tool_erase")])
         bar.addSeparator()
+        # Labels only where the value alone would not say what it is: the toolbar fits a 900-pixel window.
         self.snap_box = self._labelled(bar, " Grid ", QComboBox(self))
+        self.snap_box.setToolTip("The grid notes snap to when you draw and move them (hold Alt to leave it)")
         self.snap_box.addItems(list(SNAP_CHOICES))
         self.snap_box.setCurrentText(state.snap_name)
         self.snap_box.setFocusPolicy(Qt.ClickFocus)
@@ -130,7 +132,8 @@ class MainWindow(QMainWindow):
         self.snap_box.activated.connect(self._back_to_roll)
         state.snap_changed.connect(self.snap_box.setCurrentText)
         bar.addSeparator()
-        self.tempo_box = self._labelled(bar, " Tempo ", QDoubleSpinBox(self))
+        self.tempo_box = self._labelled(bar, "", QDoubleSpinBox(self))
+        self.tempo_box.setToolTip("Tempo: beats (quarter notes) per minute")
         self.tempo_box.setRange(MIN_TEMPO, MAX_TEMPO)
         self.tempo_box.setDecimals(1)
         self.tempo_box.setSuffix(" BPM")
@@ -138,29 +141,29 @@ class MainWindow(QMainWindow):
         self.tempo_box.setKeyboardTracking(False)
         self.tempo_box.valueChanged.connect(self._tempo_edited)
         self.tempo_box.editingFinished.connect(self._back_to_roll)
-        self.signature_box = self._labelled(bar, " Time ", QComboBox(self))
+        self.signature_box = self._labelled(bar, "", QComboBox(self))
+        self.signature_box.setToolTip("Time signature: beats in a bar / the note that gets the beat")
         self.signature_box.addItems(TIME_SIGNATURES + [OTHER_SIGNATURE])
         self.signature_box.setCurrentText("4/4")
         self.signature_box.setFocusPolicy(Qt.ClickFocus)
         self.signature_box.currentTextChanged.connect(self._signature_edited)
         self.signature_box.activated.connect(self._back_to_roll)
-        self.velocity_box = self._labelled(bar, " Velocity ", QSpinBox(self))
+        self.velocity_box = self._labelled(bar, " Vel. ", QSpinBox(self))
         self.velocity_box.setRange(1, 127)
         self.velocity_box.setValue(state.velocity)
         self.velocity_box.setKeyboardTracking(False)  # "64" typed is 64, not 6 then 64
-        self.velocity_box.setToolTip("Velocity of new notes")
+        self.velocity_box.setToolTip("Velocity: how hard new notes are struck, 1 (softest) to 127 (loudest)")
         self.velocity_box.valueChanged.connect(lambda value: setattr(state, "velocity", value))
         bar.addSeparator()
         bar.addActions([actions.play_action, actions.loop_action])
         bar.addSeparator()
         bar.addActions([actions.continue_action, actions.cancel_action, actions.accept_action, actions.discard_action])
-        self._writing_label = QLabel("")
-        bar.addWidget(self._writing_label)
 
     @staticmethod
     def _labelled(bar: QToolBar, label: str, box: QWidget) -> QWidget:
-        """A box in the toolbar, after its label."""
-        bar.addWidget(QLabel(label))
+        """A box in the toolbar, after its label (if it has one)."""
+        if label:
+            bar.addWidget(QLabel(label))
         bar.addWidget(box)
         return box
 
@@ -173,8 +176,9 @@ class MainWindow(QMainWindow):
 
     def _make_status_bar(self) -> None:
         self.position_label, self.count_label = QLabel(""), QLabel("")
+        self._writing_label = QLabel("")  # in the status bar: the toolbar keeps its room for its buttons
         self.output_indicator = OutputIndicator(self.player, self.studio_actions.output_menu, self)
-        for widget in (self.position_label, self.count_label, self.output_indicator):
+        for widget in (self._writing_label, self.position_label, self.count_label, self.output_indicator):
             self.statusBar().addPermanentWidget(widget)
         self._update_counts()
 

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QMenu, QSizePolicy, QToolButton, QWidget
 from .player import NONE, Player
 
 MAX_WIDTH = 560  # pixels: the rest of the status bar keeps room for the position and the note count
+MIN_WIDTH = 140
 
 
 class OutputIndicator(QToolButton):
@@ -54,13 +55,19 @@ class OutputIndicator(QToolButton):
         self._elide()
 
     def _elide(self) -> None:
-        width = max(self.width(), self.minimumSizeHint().width(), 60) - 12
+        width = max(self.width(), MIN_WIDTH) - 12
         self.setText(self.fontMetrics().elidedText(self._full, Qt.ElideRight, width))
 
     def sizeHint(self):  # noqa: N802 - Qt's name
         """As wide as the whole line, up to MAX_WIDTH."""
         hint = super().sizeHint()
         hint.setWidth(min(MAX_WIDTH, self.fontMetrics().horizontalAdvance(self._full) + 16))
+        return hint
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt's name
+        """Narrow enough never to widen the window: the line is shortened to fit."""
+        hint = super().minimumSizeHint()
+        hint.setWidth(MIN_WIDTH)
         return hint
 
     def resizeEvent(self, event) -> None:

@@ -1,0 +1,301 @@
+"""Help: the keyboard shortcuts (a searchable sheet made from the window's own actions, so it cannot drift from
+them), getting started, and About (the version, the model's card as its metadata and assets/README.md say,
+the licences, the training data's included)."""
+
+from __future__ import annotations
+
+import sys
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6 import __version__ as pyside_version
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .background import run_in_background
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+ROLL = "Piano roll"  # where the roll's own keys are listed (they work while the roll has the focus)
+
+GETTING_STARTED = """
+<h3>Getting started</h3>
+<ol>
+<li><b>Sketch a motif.</b> Draw a few notes in the grid with the mouse (the Draw tool, <i>D</i>), play them on a
+MIDI keyboard (<i>Record ▸ MIDI Input</i>, then <i>Record</i>), or open a MIDI file (<i>File ▸ Open</i>).</li>
+<li><b>Continue.</b> Press <i>Continue</i> (Ctrl+Enter). The model writes what could come next; the notes appear in
+orange as they are written, and you hear them from where your motif ends.</li>
+<li><b>Shape it.</b> In the <i>Continue</i> panel choose how long, how adventurous (<i>Temperature</i>) and in which
+style; ask for several versions (<i>Variations</i>) and click one to hear it in place.</li>
+<li><b>Keep or try again.</b> <i>Accept</i> makes the continuation part of your music, to continue again;
+<i>Discard</i> throws it away. Every step can be undone (Ctrl+Z).</li>
+<li><b>Take it with you.</b> <i>File ▸ Save</i> keeps everything in a session; <i>File ▸ Export MIDI</i> and
+<i>Export Audio</i> make files for a DAW or a friend.</li>
+</ol>
+<p>Space plays and stops, Home and End go to the start and the end. Every key is in
+<i>Help ▸ Keyboard Shortcuts</i> (F1).</p>
+"""
+
+LICENCES = """
+<h3>Licences</h3>
+<p><b>Continuo</b> is free software under the MIT licence.</p>
+<p><b>Its parts:</b> Qt for Python (PySide6) under the LGPL 3; PyTorch under the BSD licence; pretty_midi, mido and
+python-rtmidi under the MIT licence; FluidSynth and pyfluidsynth under the LGPL 2.1; NumPy under the BSD licence. The
+built-in synth plays a General MIDI soundfont installed on this computer, under that soundfont's own licence.</p>
+<p><b>The training data of the bundled model:</b></p>
+<ul>
+<li><b>POP909</b> (MIT licence): Ziyu Wang, Ke Chen, Junyan Jiang, Yiyi Zhang, Maoran Xu, Shuqi Dai, Guxian Bin and
+Gus Xia. <i>POP909: A Pop-song Dataset for Music Arrangement Generation.</i> ISMIR 2020.</li>
+<li><b>The music21 corpus</b> (public domain): Bach chorales, Palestrina, and fiddle tunes from Ryan's Mammoth
+Collection and O'Neill's Music of Ireland.</li>
+</ul>
+<p>Which data a model was trained on is on its card (the <i>Model</i> tab): a model you load may differ.</p>
+<p>The model is a Music Transformer with relative self-attention (Huang et al., <i>Music Transformer</i>, ICLR
+2019) over the performance events of Oore et al. (2018).</p>
+"""
+
+
+# --- the keyboard shortcuts --------------------------------------------------------------------------------
+
+
+def _plain(text: str) -> str:
+    return text.replace("&&", "\0").replace("&", "").replace("\0", "&").removesuffix("…").strip()
+
+
+def _keys(action: QAction) -> str:
+    return ", ".join(key.toString(QKeySequence.NativeText) for key in action.shortcuts() if not key.isEmpty())
+
+
+def _menu_rows(menu: QMenu, path: str, seen: set[int], rows: list[tuple[str, str, str]]) -> None:
+    for action in menu.actions():
+        if action.menu() is not None:
+            _menu_rows(action.menu(), f"{path} ▸ {_plain(action.text())}", seen, rows)
+        elif not action.isSeparator() and id(action) not in seen:
+            seen.add(id(action))
+            if _keys(action):
+                rows.append((_plain(action.text()), _keys(action), path))
+
+
+def shortcut_rows(window: MainWindow) -> list[tuple[str, str, str]]:
+    """(command, keys, where) for every action of the window that has keys: the menus' in menu order, then the
+    roll's own (moving and transposing notes, ...)."""
+    rows: list[tuple[str, str, str]] = []
+    seen: set[int] = set()
+    for top in window.menuBar().actions():
+        if top.menu() is not None:
+            _menu_rows(top.menu(), _plain(top.text()), seen, rows)
+    for action in window.roll.actions_by_name.values():
+        if id(action) not in seen and _keys(action):
+            seen.add(id(action))
+            rows.append((_plain(action.text()), _keys(action), ROLL))
+    return rows
+
+
+class ShortcutsDialog(QDialog):
+    """Every key of the studio, searchable by command, key or menu."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.setObjectName("shortcuts_dialog")
+        self.setWindowTitle("Keyboard Shortcuts")
+        self.resize(620, 560)
+        self.search = QLineEdit(self)
+        self.search.setObjectName("shortcuts_search")
+        self.search.setPlaceholderText("Search: a command, a key or a menu (for example “undo”, “Ctrl+L”, “View”)")
+        self.search.setClearButtonEnabled(True)
+        self.table = QTableWidget(0, 3, self)
+        self.table.setObjectName("shortcuts_table")
+        self.table.setHorizontalHeaderLabels(["Command", "Keys", "Where"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectRows)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
+        buttons = QDialogButtonBox(QDialogButtonBox.Close, self)
+        buttons.rejected.connect(self.close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.search)
+        layout.addWidget(self.table)
+        note = QLabel("With the mouse: drag to draw, move or stretch notes; right-click erases; Ctrl+wheel zooms.")
+        note.setWordWrap(True)
+        layout.addWidget(note)
+        layout.addWidget(buttons)
+        self.rows = shortcut_rows(window)
+        self.search.textChanged.connect(self.show_matching)
+        self.show_matching("")
+        self.search.setFocus()
+
+    def show_matching(self, text: str) -> None:
+        """Shows the rows whose command, keys or menu contain every word typed."""
+        words = text.lower().split()
+        shown = [row for row in self.rows if all(word in " ".join(row).lower() for word in words)]
+        self.table.setRowCount(len(shown))
+        for index, row in enumerate(shown):
+            for column, value in enumerate(row):
+                self.table.setItem(index, column, QTableWidgetItem(value))
+
+    def shown(self) -> list[tuple[str, str, str]]:
+        """The rows on show now."""
+        return [
+            tuple(self.table.item(row, column).text() for column in range(3)) for row in range(self.table.rowCount())
+        ]
+
+
+# --- About ---------------------------------------------------------------------------------------------------
+
+
+def version() -> str:
+    """Continuo's version, as installed."""
+    try:
+        return package_metadata.version("continuo")
+    except package_metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def model_file(source: str | None) -> Path | None:
+    """The file of the model in use ("default" or None: the bundled one)."""
+    from music_transformer.checkpoint import DEFAULT_CHECKPOINT
+
+    if not source or source == "default":
+        return DEFAULT_CHECKPOINT
+    return Path(source)
+
+
+def model_card(path: Path | None) -> tuple[dict[str, Any], str]:
+    """A model file's metadata and its card's text (the file its metadata names, else a README.md beside it);
+    any thread. An unreadable model gives its error as the metadata."""
+    from music_transformer import CheckpointError
+    from music_transformer.checkpoint import read_checkpoint
+
+    if path is None:
+        return {}, ""
+    try:
+        meta = dict(read_checkpoint(path).get("metadata") or {})
+    except CheckpointError as error:
+        return {"error": str(error)}, ""
+    card = ""
+    named = meta.get("card")
+    candidates = [path.parent / "README.md"]
+    if isinstance(named, str):
+        candidates.insert(0, path.parent / Path(named).name)
+        candidates.insert(0, path.parent.parent / named)
+    for candidate in candidates:
+        try:
+            card = candidate.read_text("utf-8")[:200_000]
+            break
+        except (OSError, ValueError):
+            continue
+    return meta, card
+
+
+def _meta_html(meta: dict[str, Any]) -> str:
+    if "error" in meta:
+        return f"<p>{meta['error']}</p>"
+    if not meta:
+        return "<p>This model carries no description.</p>"
+    rows = "".join(
+        f"<tr><td><b>{key.replace('_', ' ')}</b></td><td>{_value(value)}</td></tr>" for key, value in meta.items()
+    )
+    return f"<table cellspacing=4>{rows}</table>"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_value(item)}" for key, item in value.items())
+    text = str(value)
+    return (text[:400] + "…" if len(text) > 400 else text).replace("<", "&lt;")
+
+
+class AboutDialog(QDialog):
+    """The version, the model's card (read from the model file in the background) and the licences."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.setObjectName("about_dialog")
+        self.setWindowTitle("About Continuo")
+        self.resize(680, 600)
+        tabs = QTabWidget(self)
+        self.tabs = tabs
+        about = QLabel(
+            f"<h2>Continuo {version()}</h2><p>Sketch a motif, press Continue, and a Music Transformer writes what "
+            f"comes next while you listen.</p><p>Python {sys.version.split()[0]}, Qt for Python {pyside_version}.</p>"
+        )
+        about.setWordWrap(True)
+        about.setAlignment(Qt.AlignTop)
+        tabs.addTab(about, "Continuo")
+        self.model_text = QTextBrowser(self)
+        self.model_text.setObjectName("model_card")
+        self.model_text.setOpenExternalLinks(True)
+        source = window.generation.model_source
+        self.model_text.setHtml(f"<p>Reading the card of {model_file(source).name if source else 'the model'}…</p>")
+        tabs.addTab(self.model_text, "Model")
+        self.licences = QTextBrowser(self)
+        self.licences.setObjectName("licences")
+        self.licences.setHtml(LICENCES)
+        tabs.addTab(self.licences, "Licences")
+        buttons = QDialogButtonBox(QDialogButtonBox.Close, self)
+        buttons.rejected.connect(self.close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(tabs)
+        layout.addWidget(buttons)
+        self.card_read = False
+        path = model_file(source)
+        run_in_background(self, "continuo-model-card", lambda: model_card(path), self._show_card)
+
+    def _show_card(self, card: tuple[dict[str, Any], str]) -> None:
+        meta, text = card
+        self.model_text.setHtml(_meta_html(meta))
+        if text:
+            self.model_text.append("<hr>")
+            cursor = self.model_text.textCursor()
+            cursor.movePosition(cursor.MoveOperation.End)
+            cursor.insertMarkdown(text)
+        self.model_text.moveCursor(self.model_text.textCursor().MoveOperation.Start)
+        self.card_read = True
+
+
+def getting_started(window: MainWindow) -> QDialog:
+    """The first steps, in a window that stays open beside the studio."""
+    dialog = QDialog(window)
+    dialog.setObjectName("getting_started")
+    dialog.setWindowTitle("Getting Started")
+    text = QTextBrowser(dialog)
+    text.setHtml(GETTING_STARTED)
+    buttons = QDialogButtonBox(QDialogButtonBox.Close, dialog)
+    buttons.rejected.connect(dialog.close)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(text)
+    layout.addWidget(buttons)
+    dialog.resize(560, 460)
+    return dialog
+
+
+def show_once(window: QWidget, name: str, make) -> QDialog:
+    """Shows the window's dialog called `name`, made by `make(window)` the first time; raises it after."""
+    dialog = window.findChild(QDialog, name)
+    if dialog is None:
+        dialog = make(window)
+    dialog.show()
+    dialog.raise_()
+    dialog.activateWindow()
+    return dialog
