@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGridLayout,
+    QLabel,
+    QMessageBox,
+    QProgressDialog,
+    QWidget,
+)
 
 from music_transformer import MidiFileError
 
@@ -26,6 +35,7 @@ from .background import run_in_background
 from .midi_files import MIDI_SUFFIXES, export_midi, is_midi_path, read_midi_file
 from .piano_roll import PianoRoll
 from .playback.audio_export import AudioExport
+from .playback.render import MAX_GAIN_DB, MIN_GAIN_DB, PEAK_DB
 from .session import SUFFIX, SessionError, read_session, write_session
 from .settings import Preferences
 from .song import CONTINUATION, MOTIF, Song, SongLockedError, SongNote
@@ -379,11 +389,15 @@ class Document(QObject):
         self.message.emit(f"Exported {count} notes to {path.name}", 6000)
         return True
 
-    def export_audio(self, path: str | Path, part: str = EVERYTHING) -> bool:
-        """Renders the song (or a part) through FluidSynth to a WAV file in the background, with progress.
+    def export_audio(
+        self, path: str | Path, part: str = EVERYTHING, normalize: bool | None = None, gain_db: float | None = None
+    ) -> bool:
+        """Renders the song (or a part) through FluidSynth to a WAV file in the background, with progress: by
+        default its loudest peak at -1 dBFS (`normalize`), `gain_db` added; None takes the last export's choice.
 
         Returns False if it could not start; `audio_exported(path, ok)` tells when it is done.
         """
+        normalize, gain_db = self.audio_level(normalize, gain_db)
         path = Path(path)
         if path.suffix.lower() != ".wav":
             path = path.with_name(path.name + ".wav")
@@ -399,7 +413,7 @@ class Document(QObject):
         progress.setWindowModality(Qt.WindowModal)
         progress.setMinimumDuration(300)
         soundfont, program = self.preferences.get("soundfont"), int(self.preferences.get("program", 0))
-        export = AudioExport(notes, path, soundfont, program, self)
+        export = AudioExport(notes, path, soundfont, program, self, normalize, gain_db)
         self._audio_export = export
         export.progress.connect(lambda fraction: progress.setValue(int(fraction * 1000)))
         progress.canceled.connect(export.cancel)
@@ -438,11 +452,48 @@ class Document(QObject):
         if path:
             self.export_midi(path, part)
 
+    def audio_level(self, normalize: bool | None = None, gain_db: float | None = None) -> tuple[bool, float]:
+        """How loud an audio export is: normalised (default) or not, and a gain in dB (the last choice kept)."""
+        if normalize is None:
+            normalize = self.preferences.get("audio_normalize", True) is not False
+        if gain_db is None:
+            saved = self.preferences.get("audio_gain_db", 0.0)
+            valid = isinstance(saved, (int, float)) and not isinstance(saved, bool) and abs(saved) <= MAX_GAIN_DB
+            gain_db = float(saved) if valid else 0.0
+        return bool(normalize), float(gain_db)
+
     def export_audio_dialog(self) -> None:
-        """Asks where to render the song as a WAV file."""
-        path = self._ask_where("Export audio", self.suggestion(".wav"), WAV_FILTER)
-        if path:
-            self.export_audio(path)
+        """Asks where to render the song as a WAV file, and how loud: normalised to -1 dBFS, and a gain."""
+        normalize, gain_db = self.audio_level()
+        suggestion = self.suggestion(".wav")
+        dialog = QFileDialog(self.parent(), "Export audio", str(suggestion.parent), WAV_FILTER)
+        dialog.setObjectName("export_audio_dialog")
+        dialog.setAcceptMode(QFileDialog.AcceptSave)
+        dialog.setOption(QFileDialog.DontUseNativeDialog)  # Qt's own dialog takes the level choices below
+        dialog.selectFile(suggestion.name)
+        normalize_box = QCheckBox(f"Normalise: the loudest peak at {PEAK_DB:g} dBFS", dialog)
+        normalize_box.setObjectName("normalize")
+        normalize_box.setChecked(normalize)
+        gain_box = QDoubleSpinBox(dialog)
+        gain_box.setObjectName("gain_db")
+        gain_box.setRange(MIN_GAIN_DB, MAX_GAIN_DB)
+        gain_box.setDecimals(1)
+        gain_box.setSuffix(" dB")
+        gain_box.setValue(gain_db)
+        gain_box.setToolTip("Louder or softer than the level above (past 0 dBFS the loudest moments are clipped)")
+        layout = dialog.layout()
+        if isinstance(layout, QGridLayout):
+            row = layout.rowCount()
+            layout.addWidget(QLabel("Level:", dialog), row, 0)
+            layout.addWidget(normalize_box, row, 1)
+            layout.addWidget(QLabel("Gain:", dialog), row + 1, 0)
+            layout.addWidget(gain_box, row + 1, 1)
+        if dialog.exec() != QFileDialog.Accepted or not dialog.selectedFiles():
+            return
+        normalize, gain_db = normalize_box.isChecked(), gain_box.value()
+        self.preferences.set("audio_normalize", normalize)
+        self.preferences.set("audio_gain_db", gain_db)
+        self.export_audio(dialog.selectedFiles()[0], normalize=normalize, gain_db=gain_db)
 
     def _ask_which(self, title: str, filters: str) -> str | None:
         path, _ = QFileDialog.getOpenFileName(self.parent(), title, str(self.dialog_folder()), filters)

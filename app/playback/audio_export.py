@@ -27,12 +27,15 @@ class AudioExport(QObject):
         soundfont: str | None = None,
         program: int = 0,
         parent: QObject | None = None,
+        normalize: bool = True,
+        gain_db: float = 0.0,
     ) -> None:
         super().__init__(parent)
         self.notes = list(notes)
         self.path = Path(path)
         self.soundfont = soundfont
         self.program = program
+        self.normalize, self.gain_db = bool(normalize), float(gain_db)
         self._cancel = threading.Event()
         self._last = -1.0
         self._thread = threading.Thread(target=self._run, name="continuo-audio-export", daemon=True)
@@ -57,12 +60,25 @@ class AudioExport(QObject):
 
     def _run(self) -> None:
         try:
-            seconds = render_wav(self.notes, self.path, self.soundfont, self.program, self._report, self._cancel)
+            rendered = render_wav(
+                self.notes,
+                self.path,
+                self.soundfont,
+                self.program,
+                self._report,
+                self._cancel,
+                normalize=self.normalize,
+                gain_db=self.gain_db,
+            )
         except RenderCancelled:
             self.finished.emit(False, "")
-        except SinkError as error:
+        except (SinkError, ValueError) as error:
             self.finished.emit(False, str(error))
         except OSError as error:
             self.finished.emit(False, f"{self.path.name}: cannot be written ({error.strerror or error})")
         else:
-            self.finished.emit(True, f"Exported {seconds:.1f} s of audio to {self.path.name}")
+            name, peak = self.path.name, rendered.peak_db
+            text = f"Exported {rendered.seconds:.1f} s of audio to {name}, its loudest peak at {peak:.1f} dBFS"
+            if rendered.clipped:
+                text += f" ({rendered.clipped:,} samples clipped: lower the gain, or normalise)"
+            self.finished.emit(True, text)

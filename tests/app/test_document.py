@@ -349,3 +349,67 @@ def test_a_big_file_is_read_in_the_background_with_progress_and_cancel(qtbot, wi
     timer.stop()
     # The window kept answering while the file was read (reading on the GUI thread stalled it for seconds).
     assert len(reading) > 20 and max(gaps) < 0.25, f"longest stall {max(gaps) * 1000:.0f} ms"
+
+
+def _answer_export_audio(path: Path, normalize: bool | None = None, gain: float | None = None, seen=None) -> None:
+    """Fills in the Export Audio dialog once it opens: the file, the level choices; notes what it offered."""
+    from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QLineEdit
+
+    def attempt() -> None:
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, QFileDialog):
+            QTimer.singleShot(20, attempt)
+            return
+        normalize_box, gain_box = dialog.findChild(QCheckBox, "normalize"), dialog.findChild(QDoubleSpinBox, "gain_db")
+        if seen is not None:
+            seen.append((normalize_box.isChecked(), gain_box.value()))
+        if normalize is not None:
+            normalize_box.setChecked(normalize)
+        if gain is not None:
+            gain_box.setValue(gain)
+
+        def choose() -> None:  # typed into the name box, as a musician does, once the dialog has read its folder
+            dialog.findChild(QLineEdit, "fileNameEdit").setText(str(path))
+            dialog.accept()
+
+        QTimer.singleShot(300, choose)
+
+    QTimer.singleShot(20, attempt)
+
+
+@pytest.mark.timeout(120)
+def test_audio_export_is_normalised_by_default_with_a_gain_and_exports_get_the_usual_mode(qtbot, window, tmp_path):
+    from app.playback.render import render_wav
+    from tests.app.helpers import require_fluidsynth
+    from tests.app.playback.test_render import _peak_db
+
+    require_fluidsynth()
+    song = window.song
+    song.add_notes([song.new_note(60, 20, 0, 1), song.new_note(64, 25, 1, 1)])  # a soft phrase
+    previous = os.umask(0o022)
+    try:
+        offered = []
+        _answer_export_audio(tmp_path / "soft.wav", seen=offered)
+        with qtbot.waitSignal(window.document.audio_exported, timeout=60000):
+            window.studio_actions.export_audio_action.trigger()
+        assert offered == [(True, 0.0)]  # normalised, no gain: the default
+        assert _peak_db(tmp_path / "soft.wav") == pytest.approx(-1.0, abs=0.01)
+        assert "loudest peak at -1.0 dBFS" in window.statusBar().currentMessage()
+        _answer_export_audio(tmp_path / "as-played.wav", normalize=False, gain=6.0)
+        with qtbot.waitSignal(window.document.audio_exported, timeout=60000) as exported:
+            window.studio_actions.export_audio_action.trigger()
+        assert exported.args == [str(tmp_path / "as-played.wav"), True], window.last_error
+        as_played = render_wav(song.performance_notes(), tmp_path / "reference.wav", normalize=False)
+        assert _peak_db(tmp_path / "as-played.wav") == pytest.approx(as_played.peak_db + 6, abs=0.05)
+        assert as_played.peak_db < -20  # the synth's own level: what the export used to be
+        _answer_export_audio(tmp_path / "again.wav", seen=offered)
+        with qtbot.waitSignal(window.document.audio_exported, timeout=60000):
+            window.studio_actions.export_audio_action.trigger()
+        assert offered[-1] == (False, 6.0)  # the last choice is kept
+        # Every file the musician exports or saves gets the mode of any new file (0644 under this umask).
+        assert window.document.export_midi(tmp_path / "song.mid")
+        assert window.document.save_as(tmp_path / "song.continuo")
+        for name in ("soft.wav", "as-played.wav", "song.mid", "song.continuo"):
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    finally:
+        os.umask(previous)
