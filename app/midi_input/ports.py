@@ -64,6 +64,9 @@ class MidiInput:
         except SinkError as error:
             raise MidiInputError(str(error)) from None
         self._port.client.ignore_types(sysex=True, timing=True, active_sense=True)
+        # What the reader did with each message, counted (by the reader thread only; read them from any thread):
+        # taken from rtmidi's queue, ignored (system messages), malformed, handed to on_message, failed there.
+        self.counts = {"read": 0, "ignored": 0, "malformed": 0, "handed": 0, "failed": 0}
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read, name="continuo-midi-input", daemon=True)
         self._reader.start()
@@ -85,17 +88,22 @@ class MidiInput:
                 time.sleep(READ_INTERVAL)
                 continue
             at = time.perf_counter()
+            counts = self.counts
+            counts["read"] += 1
             raw, _delta = event
             if is_ignored(raw):
+                counts["ignored"] += 1
                 continue
             try:
                 message = mido.Message.from_bytes(raw)
             except (ValueError, TypeError):  # a malformed message from a broken device: skip it, keep the rest
+                counts["malformed"] += 1
                 continue
             try:
                 self.on_message(at, message)
+                counts["handed"] += 1
             except Exception:  # noqa: BLE001 - the reader must outlive a failing listener; that message is lost
-                pass
+                counts["failed"] += 1
 
     def present(self, ports: Sequence[str]) -> bool:
         """Whether the connected port is among these (the virtual port always is)."""
