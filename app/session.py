@@ -233,8 +233,8 @@ def check_note(row: Any) -> SongNote:
     pitch = check_whole(row[1], limits.MIN_PITCH, limits.MAX_PITCH, "a note's pitch")
     velocity = check_whole(row[2], limits.MIN_VELOCITY, limits.MAX_VELOCITY, "a note's velocity")
     start = check_real(row[3], 0.0, limits.MAX_BEATS, "a note's start (in beats)")
-    length = check_real(row[4], 0.0, limits.MAX_BEATS, "a note's length (in beats)", above=True)
-    if start + length > limits.MAX_BEATS:
+    length = check_real(row[4], limits.MIN_NOTE_BEATS, limits.MAX_BEATS, "a note's length (in beats)")
+    if start + length > limits.MAX_BEATS + 1e-6:  # a note at the very end, its times rounded when saved
         raise ValueError(
             f"a note at beat {start:,.0f} ends past beat {limits.MAX_BEATS:,.0f}, the end of the longest song "
             f"Continuo keeps ({limits.MAX_PIECE_SECONDS / 3600:g} hours at {limits.MAX_TEMPO:g} BPM)"
