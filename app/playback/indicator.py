@@ -38,19 +38,20 @@ class OutputIndicator(QToolButton):
     def refresh(self, *args) -> None:
         """Reads the player's output and problem again."""
         player = self.player
-        if player.output is not None:
-            self._full = f"♪ {player.output.name}"
+        sinks = [sink for sink in player.scheduler.sinks if sink is not None]
+        if player.output is not None or sinks:
+            self._full = "♪ " + (player.output.name if player.output is not None else ", ".join(s.name for s in sinks))
             advice = "Where the music plays. Click to choose another output (Playback ▸ Output)."
         elif player.choice == NONE:
             self._full = "No sound output"
             advice = "No Sound is chosen. Click to choose an output (Playback ▸ Output)."
-        elif player.opening:
-            self._full = "♪ Opening the sound output…"
-            advice = "Click to choose an output (Playback ▸ Output)."
-        else:
-            problem = player.output_problem or "no sound output"
+        elif player.output_problem:
+            problem = player.output_problem
             self._full = "⚠ " + (problem if problem.startswith("No sound") else f"No sound: {problem}")
             advice = (player.output_error or problem) + "\n\nClick to choose an output (Playback ▸ Output)."
+        else:  # chosen, not open yet and nothing wrong known: it is being opened
+            self._full = "♪ Opening the sound output…"
+            advice = "Click to choose an output (Playback ▸ Output)."
         self.setToolTip(advice)
         self._elide()
 
