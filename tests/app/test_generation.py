@@ -26,6 +26,7 @@ from tests.app.helpers import (
     require_fluidsynth,
     rms,
     small_checkpoint,
+    summary,
 )
 
 pytestmark = pytest.mark.timeout(90)
@@ -307,3 +308,134 @@ def test_the_style_chosen_in_the_panel_opens_what_the_model_reads(qtbot, window,
             qtbot.mouseClick(panel.continue_button, Qt.LeftButton)
             wait_done(qtbot, window)
         assert seen and seen[0][: len(expected)] == expected and seen[0][len(expected)] not in SPECIAL_TOKENS
+
+
+# --- variations: one batch, one set per continuation ---------------------------------------------------------
+
+
+def write_variations(qtbot, window, roll, count: int = 3, seed: int = 11) -> None:
+    draw_motif(qtbot, roll)
+    set_length(window, 8.0, variations=count, seed=seed)
+    window.generation.listen = False
+    assert window.generation.continue_song()
+    qtbot.waitUntil(lambda: len(window.generation.variations) == count, timeout=60000)
+    wait_done(qtbot, window)
+
+
+def click_variation(qtbot, panel, row: int) -> None:
+    item = panel.variation_list.item(row)
+    rect = panel.variation_list.visualItemRect(item)
+    qtbot.mouseClick(panel.variation_list.viewport(), Qt.LeftButton, pos=rect.center())
+
+
+@pytest.mark.parametrize("ending", ["Ctrl+Shift+Return", "Ctrl+Backspace"])
+def test_accepting_or_discarding_ends_the_variations_so_they_can_no_longer_be_put_in(qtbot, studio, roll, ending):
+    window, song, panel = studio, studio.song, studio.generation_panel
+    write_variations(qtbot, window, roll)
+    click_variation(qtbot, panel, 1)
+    assert song.undo_stack.undoText() == "Variation 2"
+    before = summary(song)
+    key(qtbot, roll, ending)  # Accept or Discard
+    assert song.variations is None and not panel.variation_list.isEnabled()
+    assert panel.variation_list.count() == 3  # greyed out, still readable
+    after = summary(song)
+    click_variation(qtbot, panel, 2)
+    assert not window.generation.choose_variation(2)
+    assert summary(song) == after  # nothing put in again: accepting twice no longer doubles the notes
+    if ending == "Ctrl+Shift+Return":
+        assert len(after) == len(before) and not song.notes(CONTINUATION)
+    key(qtbot, roll, "Ctrl+Z")  # undoing the accept brings the notes back, not the set
+    assert song.variations is None and not window.generation.choose_variation(0)
+
+
+def test_undoing_a_pick_keeps_the_set_and_a_new_continue_starts_a_new_one(qtbot, studio, roll):
+    window, song, panel = studio, studio.song, studio.generation_panel
+    write_variations(qtbot, window, roll)
+    first = summary(song, CONTINUATION)
+    click_variation(qtbot, panel, 2)
+    song.undo_stack.undo()
+    assert summary(song, CONTINUATION) == first and song.variations is not None
+    assert window.generation.choose_variation(1) and panel.variation_list.isEnabled()
+    set_length(window, 4.0, variations=2, seed=30)
+    assert window.generation.continue_song()
+    assert panel.variation_list.count() == 0  # the old set is gone as the new one is written
+    qtbot.waitUntil(lambda: len(window.generation.variations) == 2, timeout=60000)
+    wait_done(qtbot, window)
+    assert [variation.seed for variation in window.generation.variations] == [30, 31]
+
+
+def test_the_variations_travel_with_the_session_until_accepted(qtbot, studio, roll, tmp_path):
+    window, song, panel = studio, studio.song, studio.generation_panel
+    write_variations(qtbot, window, roll)
+    written = window.generation.variations
+    path = tmp_path / "song.continuo"
+    assert window.document.save_to(path)
+    song.load([])
+    assert panel.variation_list.count() == 0 and not window.generation.variations
+    assert window.open_path(path, ask_to_save=False)
+    assert window.generation.variations == written
+    assert song.variations.settings.seed == 11 and song.variations.count == 3
+    assert panel.variation_list.count() == 3 and "seed 13" in panel.variation_list.item(2).text()
+    click_variation(qtbot, panel, 2)
+    third = written[2]
+    assert sorted((n.pitch, round(n.start, 6)) for n in song.notes(CONTINUATION)) == sorted(
+        (n.pitch, round(n.start, 6)) for n in third.notes
+    )
+    assert song.undo_stack.undoText() == "Variation 3"
+    window.studio_actions.accept_action.trigger()
+    assert window.document.save_to(path)
+    assert window.open_path(path, ask_to_save=False)
+    assert song.variations is None and not window.generation.variations
+
+
+def test_variations_are_written_together_and_cancel_stops_them_all(qtbot, studio, roll):
+    window, song = studio, studio.song
+    draw_motif(qtbot, roll)
+    set_length(window, 400.0, variations=3, seed=1)
+    window.generation.listen = False
+    progress = []
+    window.generation.progress.connect(lambda number, count, fraction: progress.append((number, count)))
+    assert window.generation.continue_song()
+    bar = window.generation_panel.progress_bar
+    qtbot.waitUntil(lambda: len(song.notes(CONTINUATION)) >= 6, timeout=30000)
+    assert bar.format().startswith("3 variations: ")  # one progress for all of them
+    key(qtbot, roll, "Ctrl+.")  # Cancel
+    wait_done(qtbot, window, 10000)
+    variations = window.generation.variations
+    assert [v.number for v in variations] == [0, 1, 2] and not any(v.complete for v in variations)
+    assert all(v.notes for v in variations)  # the others were written alongside the first
+    assert {number for number, _ in progress} == {-1}
+    assert len(song.notes(CONTINUATION)) == len(variations[0].notes)
+
+
+def test_a_note_stream_on_the_grid_plays_exactly_what_it_writes(tmp_path):
+    """NoteStream, without Qt: tokens of a random model in, notes on the grid out, and the live feed's events
+    are those notes' events, handed over in time order and never behind what was announced."""
+    from app.generation import NoteStream
+    from app.playback.scheduler import NOTE_OFF, NOTE_ON, LiveFeed
+    from music_transformer import generate, load_checkpoint
+
+    model = load_checkpoint(small_checkpoint(tmp_path / "small.pt"), device="cpu")
+    grid = 0.125
+    for seed in range(3):
+        feed = LiveFeed(1.0)
+        stream = NoteStream(1.0, feed, grid=grid, velocities=(40, 90))
+        notes, announced = [], 1.0
+        for token in generate(model, [], seconds=6.0, seed=seed, temperature=1.3):
+            handed = len(feed.events)
+            notes.extend(stream.feed(token))
+            assert all(event[0] >= announced - 1e-9 for event in feed.events[handed:])  # none behind the horizon
+            assert feed.horizon >= announced
+            announced = feed.horizon
+        notes.extend(stream.finish())
+        assert len(notes) >= 5 and feed.done
+        for note in notes:
+            assert note.start >= 1.0 - 1e-9 and note.end - note.start >= grid - 1e-9 and 40 <= note.velocity <= 90
+            assert abs(note.start / grid - round(note.start / grid)) < 1e-6
+            assert abs(note.end / grid - round(note.end / grid)) < 1e-6
+        times = [event[0] for event in feed.events]
+        assert times == sorted(times)
+        expected = sorted(
+            [(n.start, NOTE_ON, n.pitch, n.velocity) for n in notes] + [(n.end, NOTE_OFF, n.pitch, 0) for n in notes]
+        )
+        assert sorted(event[:4] for event in feed.events) == expected
