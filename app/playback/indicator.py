@@ -53,16 +53,17 @@ class OutputIndicator(QToolButton):
             self._full = "♪ Opening the sound output…"
             advice = "Click to choose an output (Playback ▸ Output)."
         self.setToolTip(advice)
+        self.updateGeometry()  # the status bar gives it the room its new line wants
         self._elide()
 
     def _elide(self) -> None:
-        width = max(self.width(), MIN_WIDTH) - 12
+        width = max(self.width(), MIN_WIDTH) - 16
         self.setText(self.fontMetrics().elidedText(self._full, Qt.ElideRight, width))
 
     def sizeHint(self):  # noqa: N802 - Qt's name
         """As wide as the whole line, up to MAX_WIDTH."""
         hint = super().sizeHint()
-        hint.setWidth(min(MAX_WIDTH, self.fontMetrics().horizontalAdvance(self._full) + 16))
+        hint.setWidth(min(MAX_WIDTH, self.fontMetrics().horizontalAdvance(self._full) + 28))
         return hint
 
     def minimumSizeHint(self):  # noqa: N802 - Qt's name

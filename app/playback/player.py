@@ -238,8 +238,8 @@ class Player(QObject):
         self.output_problem = error.summary if error is not None else None
         self._replace_output(sink)
         self.scheduler.set_sinks([sink] if sink is not None else [])
-        if error is not None:
-            self.message.emit(error.summary[:1].upper() + error.summary[1:])  # the indicator keeps it, with advice
+        if error is not None:  # the sound indicator keeps the whole line, with the advice in its tooltip
+            self.message.emit("No sound: the indicator at the bottom right says why; click it to choose an output")
         self.output_changed.emit(sink.name if sink is not None else "")
 
     def _replace_output(self, sink: Sink | None, wait: bool = False) -> None:
