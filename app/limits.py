@@ -32,7 +32,7 @@ MAX_NUMERATOR = 32  # beats in a bar
 DENOMINATORS = (1, 2, 4, 8, 16, 32)  # the note value of the beat
 
 # --- files ------------------------------------------------------------------------------------------------
-MAX_SESSION_BYTES = 200 * 1024 * 1024  # a session or autosave snapshot (a 200,000-note song is about 8 MB)
+MAX_SESSION_BYTES = 100 * 1024 * 1024  # a session or snapshot: 200,000 notes are 10 MB, eight full variations 50 more
 MAX_JOURNAL_BYTES = MAX_SESSION_BYTES  # an autosave journal: the edits of a few seconds, or one big import
 MAX_TEXT_CHARS = 4096  # a model's name or path, a document's path
 
