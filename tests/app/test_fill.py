@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from app.generation import NO_FILL_TIP
+from app.generation import NO_FILL_TIP, PITCH_MASKING
 from app.playback import RecorderSink
 from app.song import CONTINUATION, MOTIF
 from tests.app.helpers import drag, key, small_checkpoint, summary
@@ -175,3 +175,31 @@ def test_continue_from_the_playhead_fills_a_chosen_time_range(qtbot, studio, rol
     wait_done(qtbot, window)
     assert song.undo_stack.undoText() == "Fill"
     assert all(4 - 1e-6 <= note.start < 8 for note in song.notes(CONTINUATION))
+
+
+@pytest.mark.skipif(not PITCH_MASKING, reason="music_transformer.generate does not take allowed_pitches yet")
+def test_every_note_written_keeps_to_the_key_and_the_range_over_many_seeds(qtbot, studio, roll):
+    window, song, panel = studio, studio.song, studio.generation_panel
+    eight_bars(song)
+    window.generation.listen = False
+    panel.key_mode_box.setCurrentIndex(panel.key_mode_box.findData("chosen"))
+    panel.tonic_box.setCurrentText("D")
+    panel.scale_box.setCurrentText("dorian")
+    for box, name in ((panel.lowest_box, "C3"), (panel.highest_box, "A4")):
+        box.setFocus()
+        box.selectAll()
+        qtbot.keyClicks(box, name)
+        qtbot.keyClick(box, Qt.Key_Return)
+    assert (song.settings.lowest, song.settings.highest) == (48, 69)
+    allowed = {pitch for pitch in range(48, 70) if (pitch - 2) % 12 in (0, 2, 3, 5, 7, 9, 10)}
+    settings(window, temperature=1.5, variations=8, length_beats=8.0)
+    for write in (window.generation.continue_song, lambda: window.generation.fill(8, 16)):
+        for seed in (100, 200):
+            settings(window, seed=seed)
+            assert write()
+            qtbot.waitUntil(lambda: len(window.generation.variations) == 8, timeout=60000)
+            wait_done(qtbot, window)
+            for variation in window.generation.variations:
+                assert {note.pitch for note in variation.notes} <= allowed, variation.seed
+            assert {note.pitch for note in song.notes(CONTINUATION)} <= allowed
+            assert sum(len(variation.notes) for variation in window.generation.variations) >= 20
