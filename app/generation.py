@@ -649,6 +649,7 @@ class GenerationController(QObject):
         self._timer.timeout.connect(self.drain)
         song.meta_changed.connect(self._meta_changed)
         song.notes_changed.connect(self._check_variations)
+        song.reset.connect(self._song_replaced)
 
     # --- state ---------------------------------------------------------------------------------------
 
@@ -926,6 +927,11 @@ class GenerationController(QObject):
         if self.player is not None:
             self.player.set_live_feed(None)
 
+    def _song_replaced(self) -> None:
+        """Another document (open, new, restore): what is still being written belongs to none of it."""
+        self._writing = {}
+        self._set = None
+
     def _keep_variation(self, variation: Variation) -> None:
         """A variation written: the first opens the set (with the notes it put in the song), the others join it
         while it lasts."""
@@ -941,6 +947,8 @@ class GenerationController(QObject):
             ),
             variation.complete,
         )
+        if not self._writing:
+            return  # written for a song that has been replaced since
         if variation.number == 0:
             writing = self._writing
             self._set = VariationSet(

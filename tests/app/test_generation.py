@@ -439,3 +439,17 @@ def test_a_note_stream_on_the_grid_plays_exactly_what_it_writes(tmp_path):
             [(n.start, NOTE_ON, n.pitch, n.velocity) for n in notes] + [(n.end, NOTE_OFF, n.pitch, 0) for n in notes]
         )
         assert sorted(event[:4] for event in feed.events) == expected
+
+
+def test_variations_of_a_song_replaced_while_they_are_written_never_reach_the_new_one(qtbot, studio, roll):
+    window, song, panel = studio, studio.song, studio.generation_panel
+    draw_motif(qtbot, roll)
+    set_length(window, 400.0, variations=2, seed=3)
+    window.generation.listen = False
+    assert window.generation.continue_song()
+    qtbot.waitUntil(lambda: len(song.notes(CONTINUATION)) >= 3, timeout=30000)
+    song.load([])  # a new song (or one opened) while they are written: the writing stops
+    wait_done(qtbot, window, 10000)
+    window.generation.drain()
+    assert len(song) == 0 and song.variations is None
+    assert panel.variation_list.count() == 0 and not window.generation.choose_variation(0)
