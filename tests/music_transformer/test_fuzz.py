@@ -342,7 +342,7 @@ def test_damaged_checkpoint_files_keep_the_contract(tmp_path_factory, mutations,
             for info in original.infolist():
                 body = original.read(info)
                 big = info.filename.endswith("/0")
-                copy.writestr(info.filename, bytes(2**28 if LONG else 2**24) if big else body,
+                copy.writestr(info.filename, bytes(2**24) if big else body,
                               compress_type=zipfile.ZIP_DEFLATED if big else zipfile.ZIP_STORED)
         data = bytearray(repacked.getvalue())
     for where, value in mutations:
@@ -395,8 +395,6 @@ def test_generation_arguments_are_checked_when_called(arguments, primer):
     assert not sounding, "a note is left sounding when the stream stops"
 
 
-@pytest.mark.xfail(strict=True, reason="generate.py (the model engineer's): beam_size's kind and length_penalty "
-                                       "are not checked by _Sampling.checked; they fail at the first token or never")
 @pytest.mark.parametrize("arguments", [dict(beam_size=1.5), dict(beam_size="2"), dict(beam_size=True),
                                        dict(beam_size=2, length_penalty=float("nan")),
                                        dict(beam_size=2, length_penalty="x")])
