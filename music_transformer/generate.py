@@ -23,7 +23,7 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -95,10 +95,12 @@ class _Performance:
     followed by a note. So at one instant only finitely many tokens fit, and time has to move on.
 
     Notes that sound on from before a gap (`hand_over`) are not the stream's to end: each one's note-off
-    is forced at the tick it is due, if that is within the gap, and is never sampled.
+    is forced at the tick it is due, if that is within the gap, and is never sampled. `forbidden` holds the
+    note-ons of the pitches outside a key lock or a range, never sampled either.
     """
 
-    def __init__(self, vocab_size: int) -> None:
+    def __init__(self, vocab_size: int, forbidden: np.ndarray | None = None) -> None:
+        self.forbidden = forbidden
         self.mask = np.zeros(vocab_size, dtype=np.float32)  # added to the logits: 0 allowed, -inf not
         self.mask[NUM_EVENTS:] = BLOCKED  # no control tokens in the music
         self.mask[NOTE_OFF_OFFSET:NOTE_OFF_OFFSET + NUM_PITCHES] = BLOCKED  # nothing sounds yet
@@ -154,6 +156,7 @@ class _Performance:
     def copy(self) -> "_Performance":
         """An independent copy (each beam of a beam search has its own)."""
         twin = _Performance.__new__(_Performance)
+        twin.forbidden = self.forbidden  # never changed: shared
         twin.mask, twin.sounding, twin.tick = self.mask.copy(), dict(self.sounding), self.tick
         twin.held, twin.velocity_bin = dict(self.held), self.velocity_bin
         return twin
@@ -169,6 +172,8 @@ class _Performance:
         if stuck is not None:
             return NOTE_OFF_OFFSET + stuck, 0
         mask[:] = self.mask
+        if self.forbidden is not None:
+            mask[self.forbidden] = BLOCKED
         spare = None if tokens_left is None else tokens_left - len(self.sounding)  # beyond the closing offs
         if spare is not None and spare < 3:
             # no room for a new note: its velocity, itself, a shift, its note-off
@@ -220,7 +225,8 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
              top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
              window: int | None = None, cancel: Cancel = None,
              max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS, beam_size: int = 1,
-             length_penalty: float = 0.6, cpu_threads: int | None = 1, style: str = "any") -> Iterator[int]:
+             length_penalty: float = 0.6, cpu_threads: int | None = 1, style: str = "any",
+             allowed_pitches: Iterable[int] | None = None) -> Iterator[int]:
     """Continues `primer` (tokens, or notes to encode), yielding each new token as it is sampled.
 
     Stops after `max_tokens` tokens, after `seconds` of music, or when `cancel` (a callable or an
@@ -230,7 +236,10 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     note-offs are part of the stream and count towards `max_tokens`).
 
     `style` names the idiom to continue in (`events.STYLES`; "any" lets the model tell from the
-    primer); a model made before styles ignores it. `window` is how many positions each new token
+    primer); a model made before styles ignores it. `allowed_pitches` (MIDI pitches, e.g. a key lock and a
+    range from `keys.allowed_pitches`; None: all) is every pitch a new note may have: the note-ons of the
+    others are masked, so what is written comes from the model's distribution restricted to them.
+    `window` is how many positions each new token
     attends to (default: the model's training length); past it the oldest fall out of the cache, which
     is what lets the model run on indefinitely. temperature 0 picks the most likely token. The same
     seed repeats a run exactly on one device (the first variation of `generate_variations` with that seed
@@ -246,9 +255,12 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
 
     The arguments are checked when it is called (ValueError), before the first token is asked for.
     """
-    context, performance = _continuing(model, primer)
-    if beam_size < 1:
-        raise ValueError("beam_size must be 1 or more")
+    context, performance = _continuing(model, primer, allowed_pitches)
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(f"beam_size must be a whole number of 1 or more, not {beam_size!r}")
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
+            or not math.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be a number, not {length_penalty!r}")
     sampling = _Sampling.checked(model, temperature, top_k, top_p, [seed], window, max_tokens, seconds,
                                  max_note_seconds, cpu_threads, style)
     context = events.header(style, model.config.vocab_size) + context
@@ -259,7 +271,8 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
                         max_tokens: int | None = None, seconds: float | None = None, temperature: float = 1.0,
                         top_k: int | None = None, top_p: float | None = None, window: int | None = None,
                         cancel: Cancel = None, max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS,
-                        cpu_threads: int | None = 1, style: str = "any") -> Iterator[tuple[int, int]]:
+                        cpu_threads: int | None = 1, style: str = "any",
+                        allowed_pitches: Iterable[int] | None = None) -> Iterator[tuple[int, int]]:
     """Writes one continuation of `primer` per seed, all at once, yielding (variation, token) as each is sampled.
 
     The variations are the rows of one batch: each step writes one token of every variation still going,
@@ -273,7 +286,7 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
     writes the same tokens, but a near tie can tip the other way and the two then part; what always holds
     is that the same seeds repeat the same variations exactly on one device.
     """
-    context, performance = _continuing(model, primer)
+    context, performance = _continuing(model, primer, allowed_pitches)
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not 1 <= len(seeds) <= MAX_VARIATIONS:
         raise ValueError(f"seeds must be a list of 1 to {MAX_VARIATIONS} seeds, one per variation, not {seeds!r}")
     sampling = _Sampling.checked(model, temperature, top_k, top_p, list(seeds), window, max_tokens, seconds,
@@ -282,7 +295,24 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
     return _stream(model, context, [performance.copy() for _ in seeds], sampling, cancel)
 
 
-def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note]) -> tuple[list[int], "_Performance"]:
+def _forbidden_note_ons(allowed_pitches: Iterable[int] | None) -> np.ndarray | None:
+    """The note-on tokens of the pitches outside `allowed_pitches` (None: no limit); refuses a bad set."""
+    if allowed_pitches is None:
+        return None
+    if isinstance(allowed_pitches, (str, bytes)) or not isinstance(allowed_pitches, Iterable):
+        raise ValueError(f"allowed_pitches must be a set of MIDI pitches, not {allowed_pitches!r}")
+    pitches = set()
+    for pitch in allowed_pitches:
+        if isinstance(pitch, bool) or not isinstance(pitch, (int, np.integer)) or not 0 <= pitch < NUM_PITCHES:
+            raise ValueError(f"allowed pitches are MIDI pitches 0..127, not {pitch!r}")
+        pitches.add(int(pitch))
+    if not pitches:
+        raise ValueError("no pitch is allowed: choose a key and a range that hold at least one note")
+    return np.asarray([NOTE_ON_OFFSET + p for p in range(NUM_PITCHES) if p not in pitches], dtype=np.int64)
+
+
+def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note],
+                allowed_pitches: Iterable[int] | None = None) -> tuple[list[int], "_Performance"]:
     """The primer's tokens (from tokens or notes, checked) and what sounds at its end."""
     if primer and isinstance(primer[0], Note):
         primer = encode(primer)  # type: ignore[arg-type]
@@ -291,7 +321,7 @@ def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note])
     for token in primer:
         if not 0 <= token < config.vocab_size:
             raise ValueError(f"primer token {token} is outside the vocabulary of {config.vocab_size}")
-    performance = _Performance(config.vocab_size)
+    performance = _Performance(config.vocab_size, _forbidden_note_ons(allowed_pitches))
     for token in primer:
         performance.update(token)
     performance.start_continuation()
@@ -302,7 +332,7 @@ def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note
            style: str = "any", temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
            seed: int | None = None, cancel: Cancel = None, max_tokens: int | None = None,
            max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS, window: int | None = None,
-           cpu_threads: int | None = 1) -> Iterator[int]:
+           cpu_threads: int | None = 1, allowed_pitches: Iterable[int] | None = None) -> Iterator[int]:
     """Fills the gap [`start`, `end`) seconds between `before` and `after`, yielding each token as it is sampled.
 
     The tokens run from `start` (decode them with `continuation_notes(tokens, start)`): the new notes all
@@ -314,8 +344,8 @@ def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note
 
     The model reads the whole context in one window: what follows the gap (up to a third of the room),
     then as much as fits of what precedes it, leaving room for the gap's own tokens (about 48 a second).
-    Needs a model trained to fill gaps (`events.has_styles`); the sampling arguments are those of
-    `generate`, checked when it is called.
+    Needs a model trained to fill gaps (`events.has_styles`); the sampling arguments (`allowed_pitches`
+    too) are those of `generate`, checked when it is called.
     """
     config = model.config
     if not events.has_styles(config.vocab_size):
@@ -328,6 +358,7 @@ def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note
         raise ValueError(f"the gap must end after it starts (from {start:.3f} s to {end:.3f} s)")
     sampling = _Sampling.checked(model, temperature, top_k, top_p, [seed], window, max_tokens,
                                  (last - first) / 100, max_note_seconds, cpu_threads, style)
+    forbidden = _forbidden_note_ons(allowed_pitches)
     before_tokens = encode([note for note in before if events.to_ticks(note.start) < first])
     suffix = encode([Note(note.pitch, note.velocity, note.start - end, note.end - end)
                      for note in after if events.to_ticks(note.start) >= last])
@@ -342,7 +373,7 @@ def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note
     room -= min(room // 2, max(64, 48 * (last - first) // 100))  # kept for the gap's own tokens
     suffix = suffix[:room // 3]
     prefix = prefix[max(0, len(prefix) - (room - len(suffix))):]
-    performance = _Performance(config.vocab_size)
+    performance = _Performance(config.vocab_size, forbidden)
     for token in prefix:
         performance.update(token)
     performance.hand_over(due)

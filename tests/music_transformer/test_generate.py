@@ -366,3 +366,53 @@ def test_a_draw_follows_the_softmax_of_the_allowed_tokens():
     allowed = torch.softmax(logits[0].masked_fill(torch.arange(6) == 4, float("-inf")), -1)
     assert counts[4] == 0
     torch.testing.assert_close(counts / counts.sum(), allowed, atol=0.012, rtol=0)
+
+
+def _pitches(tokens):
+    return {t - events.NOTE_ON_OFFSET for t in tokens if is_note_on(t)}
+
+
+def test_allowed_pitches_keep_every_new_note_to_a_key_and_range_over_many_seeds():
+    from music_transformer.generate import generate_variations
+    from music_transformer.keys import Key, allowed_pitches
+
+    model = small_model()
+    allowed = allowed_pitches(Key(2, "minor"), 50, 74)  # D minor, D3 to D5
+    written = set()
+    for seed in range(5):
+        tokens = list(generate(model, PRIMER, seconds=4.0, seed=seed, temperature=1.5, allowed_pitches=allowed))
+        assert_valid_stream(tokens)
+        written |= _pitches(tokens)
+    for _, token in generate_variations(model, PRIMER, seeds=[1, 2, 3], seconds=4.0, allowed_pitches=allowed):
+        written |= _pitches([token])
+    for seed in range(4):
+        written |= _pitches(infill(model, BEFORE, AFTER, 2.0, 4.0, seed=seed, temperature=1.5,
+                                   allowed_pitches=allowed))
+    assert written and written <= allowed
+    assert len(written) >= 4  # the model still chooses among the allowed pitches
+    beam = list(generate(model, PRIMER, seconds=3.0, beam_size=3, allowed_pitches=allowed))
+    assert _pitches(beam) <= allowed
+
+
+def test_allowed_pitches_draw_from_the_models_distribution_restricted_to_them():
+    model = small_model()
+    allowed = {60, 62, 64, 65, 67, 69, 71}
+    locked = list(generate(model, PRIMER, max_tokens=1, temperature=0, allowed_pitches=allowed | set(range(128))))
+    assert locked == list(generate(model, PRIMER, max_tokens=1, temperature=0))  # every pitch: no change
+    with torch.no_grad():
+        logits = model(torch.tensor([events.header(None) + PRIMER]))[0, -1]
+    first = list(generate(model, PRIMER, max_tokens=1, temperature=0, allowed_pitches={61}))[0]
+    # the most likely token among those a free stream allows, with every note-on but 61's masked
+    masked = logits.clone()
+    masked[[events.note_on(p) for p in range(128) if p != 61]] = float("-inf")
+    masked[events.NUM_EVENTS:] = float("-inf")
+    masked[events.NOTE_OFF_OFFSET:events.TIME_SHIFT_OFFSET] = float("-inf")  # nothing sounds after the primer
+    assert first == int(masked.argmax())
+
+
+@pytest.mark.parametrize("bad", [set(), {128}, {-1}, {60.5}, "C major", 60])
+def test_a_bad_pitch_set_is_refused_when_called(bad):
+    with pytest.raises(ValueError):
+        generate(small_model(), PRIMER, allowed_pitches=bad)
+    with pytest.raises(ValueError):
+        infill(small_model(), BEFORE, AFTER, 2.0, 3.0, allowed_pitches=bad)
