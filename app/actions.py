@@ -20,7 +20,7 @@ from music_transformer.keys import PITCH_CLASS_NAMES as PITCH_NAMES
 
 from . import help as studio_help
 from .document import EVERYTHING
-from .generation import NO_FILL_TIP, PITCH_MASKING
+from .generation import NO_FILL_TIP
 from .midi_input import VIRTUAL_INPUT
 from .playback.player import AUTO, NONE, PORT_PREFIX, SYNTH, VIRTUAL
 from .playback.sinks import GM_FAMILIES, GM_INSTRUMENTS
@@ -407,7 +407,6 @@ class StudioActions(QObject):
             ("chosen", f"&Chosen Key ({chosen})"),
         ]
         self._choices(menu, entries, settings.key_mode, self._set_key_mode)
-        menu.setEnabled(PITCH_MASKING)
 
     def _set_key_mode(self, mode: str) -> None:
         song = self.window.song

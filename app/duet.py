@@ -27,7 +27,7 @@ from music_transformer import CheckpointError, Note
 from music_transformer.generate import generate, primer_tokens
 
 from .background import run_in_background
-from .generation import PITCH_MASKING, NoteStream, open_model, pitches_for, torch_threads
+from .generation import NoteStream, open_model, pitches_for, torch_threads
 from .midi_input import MidiInputController, Take
 from .playback.scheduler import LiveFeed, Scheduler
 from .playback.sinks import Sink, TapSink
@@ -183,7 +183,7 @@ class Duet:
         stream = NoteStream(0.0, feed, skip_leading_rest=True)  # the answer sounds at once, after the pause
         notes: list[Note] = []
         limits = {}
-        if self.pitches is not None and PITCH_MASKING:  # the key (detected in the duet so far) and the range
+        if self.pitches is not None:  # the key (detected in the duet so far) and the range
             allowed = pitches_for(self.pitches, primer_notes)
             if allowed and len(allowed) < 128:
                 limits["allowed_pitches"] = allowed

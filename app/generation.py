@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import inspect
 import math
 import os
 import queue
@@ -91,8 +90,6 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 MOST_LIKELY_BEAMS = 4  # beams of the "most likely" choice: about 3.6x the time of sampling
-# Whether the library masks pitches (`allowed_pitches=`): the key lock and the pitch range wait for it.
-PITCH_MASKING = "allowed_pitches" in inspect.signature(generate).parameters
 
 
 def primer_until(notes: Sequence[Note], start: float) -> list[int]:
@@ -481,7 +478,7 @@ class GenerationWorker:
             cancel=self.cancel,
             style=request.style,
         )
-        if request.allowed_pitches is not None and PITCH_MASKING:
+        if request.allowed_pitches is not None:
             arguments["allowed_pitches"] = request.allowed_pitches
         return arguments
 

@@ -34,7 +34,7 @@ from music_transformer import Note
 from music_transformer.events import STYLES
 from music_transformer.keys import PITCH_CLASS_NAMES, SCALES, Key, detect_key
 
-from .generation import AUTO_DEVICE, MAX_VARIATIONS, PITCH_MASKING, GenerationController
+from .generation import AUTO_DEVICE, MAX_VARIATIONS, GenerationController
 from .piano_roll.state import pitch_name
 from .song import ANY_STYLE, GenerationSettings, Song, SongLockedError
 
@@ -55,7 +55,6 @@ KEY_TIP = (
     "Keep to a key: no note outside its scale is written (the model chooses among the notes in it). "
     "From motif detects the key of the music before (Krumhansl-Schmuckler)"
 )
-NO_MASKING_TIP = "This version of music_transformer cannot keep to a key or a range (no allowed_pitches)"
 DYNAMICS_CHOICES = (("model", "As written"), ("motif", "The motif's range"))
 KEY_DETECT_DELAY_MS = 150  # a burst of edits costs one key detection
 _PITCH_NAME = re.compile(r"\s*([A-Ga-g])\s*([#b]?)\s*(-?\d+)\s*$")
@@ -400,7 +399,7 @@ class GenerationPanel(QWidget):
             self._updating = updating
         chosen = settings.key_mode == "chosen"
         for box in (self.tonic_box, self.scale_box):
-            box.setEnabled(chosen and PITCH_MASKING and not self.song.is_writing)
+            box.setEnabled(chosen and not self.song.is_writing)
 
     @property
     def detected_key(self) -> Key | None:
@@ -527,9 +526,7 @@ class GenerationPanel(QWidget):
         ):
             box.setEnabled(not writing and (box is not self.seed_box or self.fixed_seed.isChecked()))
         for box in (self.key_mode_box, self.lowest_box, self.highest_box):
-            box.setEnabled(not writing and PITCH_MASKING)
-            if not PITCH_MASKING:
-                box.setToolTip(NO_MASKING_TIP)
+            box.setEnabled(not writing)
         self._show_key()
         if self.fill_button is not None:
             self.fill_button.setToolTip(self.fill_button.defaultAction().toolTip())

@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from app.generation import NO_FILL_TIP, PITCH_MASKING
+from app.generation import NO_FILL_TIP
 from app.playback import RecorderSink
 from app.song import CONTINUATION, MOTIF
 from tests.app.helpers import drag, key, small_checkpoint, summary
@@ -177,7 +177,6 @@ def test_continue_from_the_playhead_fills_a_chosen_time_range(qtbot, studio, rol
     assert all(4 - 1e-6 <= note.start < 8 for note in song.notes(CONTINUATION))
 
 
-@pytest.mark.skipif(not PITCH_MASKING, reason="music_transformer.generate does not take allowed_pitches yet")
 def test_every_note_written_keeps_to_the_key_and_the_range_over_many_seeds(qtbot, studio, roll):
     window, song, panel = studio, studio.song, studio.generation_panel
     eight_bars(song)
