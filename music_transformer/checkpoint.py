@@ -75,11 +75,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                                   f"{limits.MAX_CHECKPOINT_BYTES / 2**30:g} GB")
         with zipfile.ZipFile(path) as archive:
             parts = archive.infolist()
-    except zipfile.BadZipFile:
-        raise CheckpointError(f"{name}: not a Continuo model, or the file is damaged (it is not a model archive)") \
-            from None
     except OSError as error:
         raise CheckpointError(f"{name}: cannot be read ({error.strerror or error})") from None
+    except Exception:  # noqa: BLE001 (zipfile raises BadZipFile, ValueError, UnicodeDecodeError... for damage)
+        raise CheckpointError(f"{name}: not a Continuo model, or the file is damaged (it is not a model archive)") \
+            from None
     for part in parts:
         if part.compress_type != zipfile.ZIP_STORED or part.compress_size != part.file_size \
                 or part.header_offset + part.file_size > size:
