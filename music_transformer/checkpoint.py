@@ -70,9 +70,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{name}: is a folder, not a model file")
     try:
         size = path.stat().st_size
-        if size > limits.MAX_CHECKPOINT_BYTES:
-            raise CheckpointError(f"{name}: the file is {size / 2**30:.1f} GB; Continuo reads model files up to "
-                                  f"{limits.MAX_CHECKPOINT_BYTES / 2**30:g} GB")
+    except OSError as error:
+        raise CheckpointError(f"{name}: cannot be read ({error.strerror or error})") from None
+    if size > limits.MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{name}: the file is {size / 2**30:.1f} GB; Continuo reads model files up to "
+                              f"{limits.MAX_CHECKPOINT_BYTES / 2**30:g} GB")
+    try:
         with zipfile.ZipFile(path) as archive:
             parts = archive.infolist()
     except OSError as error:

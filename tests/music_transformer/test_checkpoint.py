@@ -218,3 +218,10 @@ def test_saved_models_are_readable_by_everyone(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE(os.stat(tmp_path / "m.pt").st_mode) == 0o644
+
+
+def test_a_file_past_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
+    save_checkpoint(small_model(), tmp_path / "m.pt")
+    monkeypatch.setattr(limits, "MAX_CHECKPOINT_BYTES", 1000)
+    with pytest.raises(CheckpointError, match="m.pt: the file is .* GB; Continuo reads model files up to"):
+        load_checkpoint(tmp_path / "m.pt", device="cpu")
