@@ -1,4 +1,4 @@
-"""The `music-transformer` command: train, generate, eval, bench, average.
+"""The `music-transformer` command: generate, infill, train, eval, pack, bench, average.
 
 Each subcommand lives in the module that does the work; this file only dispatches, so that
 `music-transformer generate` does not pay for importing the training code.
@@ -23,6 +23,7 @@ from .events import STYLES
 # name -> (module, function taking argv, one-line help)
 SUBCOMMANDS = {
     "generate": ("music_transformer.cli", "generate_main", "continue a MIDI motif and write the result"),
+    "infill": ("music_transformer.cli", "infill_main", "fill a stretch of time in a MIDI file with new music"),
     "train": ("music_transformer.train", "train_main", "train a model on a MIDI folder or the music21 corpus"),
     "eval": ("music_transformer.train", "eval_main", "NLL per token of a checkpoint, overall and by position"),
     "pack": ("music_transformer.data", "pack_main", "convert data sources once into one token file (for a GPU run)"),
@@ -162,6 +163,62 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _sampling_options(parser: ArgumentParser) -> None:
+    """The options `generate` and `infill` share: the model, how it samples, the style, key and range."""
+    parser.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
+    parser.add_argument("--temperature", type=number(float, 0, limits.MAX_TEMPERATURE), default=1.0)
+    parser.add_argument("--top-k", type=non_negative_int)
+    parser.add_argument("--top-p", type=number(float, 0, 1, above=True))
+    parser.add_argument("--seed", type=seed)
+    parser.add_argument("--style", default="any", choices=STYLES,
+                        help="the idiom to write in (default any: the model tells from the music around)")
+    parser.add_argument("--key", type=key_lock,
+                        help="keep every new note in a key: 'auto' (the key of the music given) or e.g. 'D minor', "
+                             "'Eb major', 'A dorian' (default: no key lock)")
+    parser.add_argument("--lowest", type=number(int, 0, 127), default=21, help="lowest MIDI pitch to write (21, A0)")
+    parser.add_argument("--highest", type=number(int, 0, 127), default=108, help="highest MIDI pitch to write (108, C8)")
+    parser.add_argument("--device", type=device, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
+    parser.add_argument("--bpm", type=number(float, limits.MIN_BPM, limits.MAX_BPM), default=120.0,
+                        help="tempo written into the MIDI file")
+
+
+def key_lock(text: str) -> str:
+    """An argparse type: 'auto' or a key's name (checked here, read by `_allowed_pitches`)."""
+    from .keys import parse_key
+
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return parse_key(text).name
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _allowed_pitches(args: argparse.Namespace, notes) -> frozenset[int]:
+    """The pitches the options allow: the key (`auto`: found in `notes`) within --lowest..--highest."""
+    from .keys import allowed_pitches, detect_key, parse_key
+
+    if args.lowest > args.highest:
+        raise UsageError(f"--lowest {args.lowest} is above --highest {args.highest}")
+    key = None
+    if args.key == "auto":
+        key = detect_key(notes)
+        if key is None:
+            raise UsageError("--key auto needs music to find the key in; there is none")
+        print(f"key: {key.name} (found in the music given)")
+    elif args.key:
+        key = parse_key(args.key)
+    pitches = allowed_pitches(key, args.lowest, args.highest)
+    if not pitches:
+        raise UsageError(f"no pitch of {key.name} lies between {args.lowest} and {args.highest}")
+    return pitches
+
+
+def _written(tokens: list[int], started: float) -> str:
+    elapsed = time.perf_counter() - started
+    return f"{len(tokens)} tokens in {elapsed:.1f} s ({len(tokens) / max(elapsed, 1e-9):.0f} tokens/s)"
+
+
 def generate_main(argv: list[str]) -> int:
     """`music-transformer generate`: continue a primer MIDI file for some seconds of music."""
     parser = ArgumentParser(prog="music-transformer generate", description=generate_main.__doc__)
@@ -170,19 +227,10 @@ def generate_main(argv: list[str]) -> int:
                         help="seconds of music to write (default 30)")
     parser.add_argument("--out", type=output_file, required=True,
                         help="MIDI file to write: the primer and its continuation")
-    parser.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
-    parser.add_argument("--temperature", type=number(float, 0, limits.MAX_TEMPERATURE), default=1.0)
-    parser.add_argument("--top-k", type=non_negative_int)
-    parser.add_argument("--top-p", type=number(float, 0, 1, above=True))
-    parser.add_argument("--seed", type=seed)
-    parser.add_argument("--style", default="any", choices=STYLES,
-                        help="the idiom to continue in (default any: the model tells from the primer)")
+    _sampling_options(parser)
     parser.add_argument("--beam-size", type=number(int, 1, limits.MAX_BEAM_SIZE), default=1,
                         help="search for the most likely continuation with this many beams instead of sampling")
     parser.add_argument("--length-penalty", type=non_negative_float, default=0.6, help="beam search's length bias α")
-    parser.add_argument("--device", type=device, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
-    parser.add_argument("--bpm", type=number(float, limits.MIN_BPM, limits.MAX_BPM), default=120.0,
-                        help="tempo written into the MIDI file")
     args = parser.parse_args(argv)
 
     from tqdm import tqdm
@@ -197,6 +245,7 @@ def generate_main(argv: list[str]) -> int:
     if motif_end + args.seconds > limits.MAX_PIECE_SECONDS:
         raise UsageError(f"the primer ({motif_end / 60:.0f} min) and --seconds {args.seconds:g} make more than the "
                          f"{limits.MAX_PIECE_SECONDS / 3600:g} hours Continuo writes at once")
+    allowed = _allowed_pitches(args, primer_notes)
     model = load_checkpoint(args.checkpoint, device=args.device)
     tokens = []
     started = time.perf_counter()
@@ -204,15 +253,53 @@ def generate_main(argv: list[str]) -> int:
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of music [{elapsed}]") as bar:
         for token in generate(model, primer_tokens(primer_notes, until=motif_end), seconds=args.seconds,
                               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                              beam_size=args.beam_size, length_penalty=args.length_penalty, style=args.style):
+                              beam_size=args.beam_size, length_penalty=args.length_penalty, style=args.style,
+                              allowed_pitches=allowed):
             tokens.append(token)
             if shift_ticks(token):
                 bar.update(shift_ticks(token) * SECONDS_PER_TICK)
     continuation = continuation_notes(tokens, start=motif_end)
     write_midi(primer_notes + continuation, args.out, bpm=args.bpm)
-    elapsed = time.perf_counter() - started
     print(f"wrote {args.out}: {len(primer_notes)} primer notes and {len(continuation)} new notes, "
-          f"{len(tokens)} tokens in {elapsed:.1f} s ({len(tokens) / max(elapsed, 1e-9):.0f} tokens/s)")
+          f"{_written(tokens, started)}")
+    return 0
+
+
+def infill_main(argv: list[str]) -> int:
+    """`music-transformer infill`: write new music into the time from --start to --end of a MIDI file."""
+    parser = ArgumentParser(prog="music-transformer infill", description=infill_main.__doc__)
+    parser.add_argument("--input", type=Path, required=True, help="the MIDI file with a stretch to fill")
+    parser.add_argument("--start", type=non_negative_float, required=True, help="where the gap starts, in seconds")
+    parser.add_argument("--end", type=non_negative_float, required=True, help="where it ends, in seconds")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the notes that start inside the gap and add to them (default: replace them)")
+    parser.add_argument("--out", type=output_file, required=True, help="MIDI file to write: the filled music")
+    _sampling_options(parser)
+    args = parser.parse_args(argv)
+    if args.end <= args.start:
+        raise UsageError(f"--end {args.end:g} must come after --start {args.start:g}")
+
+    from .checkpoint import load_checkpoint
+    from .events import to_ticks
+    from .generate import continuation_notes, infill
+    from .midi import read_midi, write_midi
+
+    notes = read_midi(args.input)
+    first, last = to_ticks(args.start), to_ticks(args.end)
+    before = [note for note in notes if to_ticks(note.start) < first]
+    inside = [note for note in notes if first <= to_ticks(note.start) < last]
+    after = [note for note in notes if to_ticks(note.start) >= last]
+    allowed = _allowed_pitches(args, before + after)
+    model = load_checkpoint(args.checkpoint, device=args.device)
+    started = time.perf_counter()
+    tokens = list(infill(model, before, after, args.start, args.end, style=args.style, temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, seed=args.seed, allowed_pitches=allowed))
+    middle = continuation_notes(tokens, start=args.start)
+    kept = inside if args.keep else []
+    write_midi(sorted(before + kept + middle + after, key=lambda n: (n.start, n.pitch)), args.out, bpm=args.bpm)
+    replaced = "" if args.keep else f", replacing {len(inside)}"
+    print(f"wrote {args.out}: {len(middle)} new notes from {args.start:g} s to {args.end:g} s{replaced}; "
+          f"{_written(tokens, started)}")
     return 0
 
 

@@ -56,6 +56,19 @@ class Key:
         return frozenset((self.tonic + step) % 12 for step in SCALES[self.scale])
 
 
+_LETTERS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+
+
+def parse_key(text: str) -> Key:
+    """A key from its name: a tonic (C, F#, Bb, c#...) and a scale from `SCALES` ("D minor", "eb major")."""
+    tonic, _, scale = text.strip().partition(" ")
+    letter, accidentals = tonic[:1].lower(), tonic[1:]
+    if letter not in _LETTERS or any(a not in "#b" for a in accidentals):
+        raise ValueError(f"{text!r} is not a key: write a tonic and a scale, e.g. 'D minor' or 'Eb major'")
+    pitch_class = (_LETTERS[letter] + accidentals.count("#") - accidentals.count("b")) % 12
+    return Key(pitch_class, " ".join(scale.lower().split()) or "major")
+
+
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     scale = float(np.sqrt((a * a).sum() * (b * b).sum()))

@@ -53,6 +53,46 @@ def test_errors_are_one_clear_line(tmp_path):
     assert not (tmp_path / "o.mid").exists()
 
 
+def test_generate_keeps_to_a_key_and_a_range(tmp_path):
+    save_checkpoint(small_model(), tmp_path / "model.pt")
+    motif = [Note(57 + step, 90, 0.25 * k, 0.25 * k + 0.25) for k, step in enumerate([0, 2, 3, 5, 7, 8, 11, 12])]
+    write_midi(motif, tmp_path / "motif.mid")
+    result = run("generate", "--primer", str(tmp_path / "motif.mid"), "--seconds", "8", "--out", str(tmp_path / "o.mid"),
+                 "--checkpoint", str(tmp_path / "model.pt"), "--seed", "1", "--temperature", "1.5", "--key", "auto",
+                 "--lowest", "55", "--highest", "80")
+    assert result.returncode == 0, result.stderr
+    assert "key: A minor" in result.stdout
+    new = read_midi(tmp_path / "o.mid")[len(motif):]
+    assert new and all(n.pitch % 12 in {9, 11, 0, 2, 4, 5, 7} and 55 <= n.pitch <= 80 for n in new)
+    for bad in (["--key", "H major"], ["--lowest", "90", "--highest", "80"], ["--key", "C major", "--lowest", "61",
+                                                                            "--highest", "61"]):
+        result = run("generate", "--out", str(tmp_path / "x.mid"), "--checkpoint", str(tmp_path / "model.pt"), *bad)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_infill_writes_new_music_into_the_gap_and_keeps_the_rest(tmp_path):
+    save_checkpoint(small_model(), tmp_path / "model.pt")
+    song = [Note(60 + k % 5, 90, 0.5 * k, 0.5 * k + 0.4) for k in range(16)]  # 0 to 8 s
+    write_midi(song, tmp_path / "song.mid")
+    result = run("infill", "--input", str(tmp_path / "song.mid"), "--start", "2", "--end", "5", "--out",
+                 str(tmp_path / "filled.mid"), "--checkpoint", str(tmp_path / "model.pt"), "--seed", "2",
+                 "--temperature", "1.3")
+    assert result.returncode == 0, result.stderr
+    assert "replacing 6" in result.stdout
+    filled = read_midi(tmp_path / "filled.mid")
+    outside = [(n.pitch, round(n.start, 2)) for n in filled if not 2.0 - 1e-3 <= n.start < 5.0 - 1e-3]
+    assert outside == [(n.pitch, round(n.start, 2)) for n in song if not 2.0 <= n.start < 5.0]
+    new = [n for n in filled if 2.0 - 1e-3 <= n.start < 5.0 - 1e-3]
+    assert all(n.end <= 5.0 + 0.02 for n in new)
+    kept = run("infill", "--input", str(tmp_path / "song.mid"), "--start", "2", "--end", "5", "--keep", "--out",
+               str(tmp_path / "kept.mid"), "--checkpoint", str(tmp_path / "model.pt"), "--seed", "2")
+    assert kept.returncode == 0, kept.stderr
+    assert len(read_midi(tmp_path / "kept.mid")) >= len(song)
+    backwards = run("infill", "--input", str(tmp_path / "song.mid"), "--start", "5", "--end", "2", "--out",
+                    str(tmp_path / "x.mid"), "--checkpoint", str(tmp_path / "model.pt"))
+    assert backwards.returncode == 2 and "must come after" in backwards.stderr
+
+
 def test_help_and_unknown_commands():
     assert "generate" in run("--help").stdout
     assert run("dance").returncode == 2

@@ -3,7 +3,7 @@
 import pytest
 
 from music_transformer import Note
-from music_transformer.keys import PIANO_RANGE, Key, allowed_pitches, detect_key, key_scores
+from music_transformer.keys import PIANO_RANGE, Key, allowed_pitches, detect_key, key_scores, parse_key
 
 
 def scale_run(tonic_pitch, steps, length=0.5):
@@ -42,3 +42,14 @@ def test_allowed_pitches_keep_to_the_scale_and_the_range():
         allowed_pitches(None, 70, 60)
     with pytest.raises(ValueError, match="unknown scale"):
         Key(0, "lydian dominant")
+
+
+def test_keys_are_read_from_their_names():
+    assert parse_key("D minor") == Key(2, "minor")
+    assert parse_key("eb Major") == Key(3, "major")
+    assert parse_key("F#  harmonic   minor") == Key(6, "harmonic minor")
+    assert parse_key("Cb") == Key(11, "major")
+    assert parse_key(Key(9, "dorian").name) == Key(9, "dorian")
+    for bad in ("H major", "", "C# lydian dominant", "5 minor"):
+        with pytest.raises(ValueError):
+            parse_key(bad)
