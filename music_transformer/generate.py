@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from . import events
+from . import events, limits
 from .attention import KVCache
 from .decoder import CapturedStep, Decoder, fast_path
 from .events import (NOTE_OFF_OFFSET, NOTE_ON_OFFSET, NUM_EVENTS, NUM_PITCHES, NUM_VELOCITY_BINS, SECONDS_PER_TICK,
@@ -39,7 +39,7 @@ from .model import MusicTransformer, mixed_precision
 Cancel = Callable[[], bool] | threading.Event | None
 
 DEFAULT_MAX_NOTE_SECONDS = 8.0
-MAX_SECONDS = 2 * 60 * 60  # the longest piece written at once: two hours
+MAX_SECONDS = limits.MAX_PIECE_SECONDS  # the longest piece written at once
 MAX_VARIATIONS = 64  # rows of one batch
 NUCLEUS_CANDIDATES = 64  # top-p looks for its tokens among this many of the most likely first
 NOISE_BLOCK = 64  # steps of random noise drawn at once per row
@@ -48,6 +48,9 @@ BLOCKED = float("-inf")  # a mask entry: added to a token's logit, it can never 
 
 def primer_tokens(notes: Sequence[Note], until: float | None = None) -> list[int]:
     """The tokens of a motif, followed by the silence up to `until` seconds (e.g. the end of its bar)."""
+    if until is not None and (isinstance(until, bool) or not isinstance(until, (int, float))
+                              or not 0 <= until <= MAX_SECONDS):
+        raise ValueError(f"a primer ends between 0 s and {MAX_SECONDS // 3600:g} hours, not at {until!r}")
     tokens = encode(notes)
     if until is not None:
         tokens += events.shift_tokens(max(0, events.to_ticks(until) - sum(shift_ticks(t) for t in tokens)))
@@ -419,6 +422,8 @@ class _Sampling:
                 number(name, value, low, integer=integer, above=above)
         if top_p is not None and top_p > 1.0:
             raise ValueError(f"top_p must be at most 1, not {top_p!r}")
+        if window is not None and window > limits.MAX_LENGTH:
+            raise ValueError(f"window must be at most {limits.MAX_LENGTH:,} positions, not {window!r}")
         for seed in seeds:
             if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
                 raise ValueError(f"seed must be a whole number of 0 or more, not {seed!r}")
@@ -610,6 +615,9 @@ def _beam_search(steps: _Steps, logits: torch.Tensor, performance: _Performance,
     finished: list[tuple[float, list[int], _Performance]] = []  # (length-normalised score, ...)
     committed = 0
     mask = np.zeros(logits.shape[-1], dtype=np.float32)
+    if performance.finished(*left(performance, 0)):  # nothing to write (no seconds or no tokens): close
+        yield from performance.closing()[:sampling.max_tokens]
+        return
 
     def normalised(score: float, tokens: list[int]) -> float:
         return score / ((5 + len(tokens)) / 6) ** length_penalty

@@ -416,3 +416,22 @@ def test_a_bad_pitch_set_is_refused_when_called(bad):
         generate(small_model(), PRIMER, allowed_pitches=bad)
     with pytest.raises(ValueError):
         infill(small_model(), BEFORE, AFTER, 2.0, 3.0, allowed_pitches=bad)
+
+
+def test_nothing_to_write_writes_nothing_but_the_closing_in_every_mode():
+    model = small_model()
+    held = PRIMER[:-1]  # the last note still sounds at the primer's end
+    for beam_size in (1, 2):
+        assert list(generate(model, PRIMER, max_tokens=0, beam_size=beam_size)) == []
+        assert list(generate(model, PRIMER, seconds=0, beam_size=beam_size)) == []
+        closing = list(generate(model, held, seconds=0, beam_size=beam_size))
+        offs = [t for t in closing if not is_time_shift(t)]  # a tick first if the note only just began
+        assert offs and all(is_note_off(t) for t in offs) and len(closing) - len(offs) <= 1
+
+
+def test_a_window_or_a_primer_past_the_limits_is_refused():
+    with pytest.raises(ValueError, match="window"):
+        generate(small_model(), PRIMER, window=2**31)
+    for until in (float("nan"), float("inf"), -1.0, 1e9):
+        with pytest.raises(ValueError, match="primer"):
+            primer_tokens([Note(60, 80, 0.0, 1.0)], until=until)
