@@ -131,10 +131,10 @@ def _takes_files(folder: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `music-transformer` command.
 
-    A user's mistake is one line on stderr, never a traceback (only a bug in Continuo prints one): exit
-    status 2 for a command line the command cannot run with (an argument out of range, an output path
-    that cannot be written), 1 for inputs it cannot use (a damaged MIDI or model file, training that
-    diverged) or a file the system refuses.
+    A user's mistake is one line on stderr and exit status 2, never a traceback: a command line the
+    command cannot run with (an argument out of range, an output path that cannot be written), an input
+    it cannot use (a damaged MIDI or model file, training that diverged) or a file the system refuses.
+    Only a bug in Continuo prints a traceback (and Python's exit status 1).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
@@ -153,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ContinuoError as error:
         print(f"music-transformer {argv[0]}: {error}", file=sys.stderr)
-        return 1
+        return 2
     except OSError as error:  # a file or folder the system refuses: the user's to fix, not a bug
         where = f"{error.filename}: " if error.filename else ""
         print(f"music-transformer {argv[0]}: {where}{error.strerror or error}", file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt:
         print(f"music-transformer {argv[0]}: interrupted", file=sys.stderr)
         return 130

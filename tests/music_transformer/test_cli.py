@@ -46,10 +46,10 @@ def test_errors_are_one_clear_line(tmp_path):
     save_checkpoint(small_model(), tmp_path / "model.pt")
     result = run("generate", "--primer", str(tmp_path / "motif.mid"), "--out", str(tmp_path / "o.mid"),
                  "--checkpoint", str(tmp_path / "model.pt"))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "motif.mid" in result.stderr and "Traceback" not in result.stderr
     result = run("generate", "--out", str(tmp_path / "o.mid"), "--checkpoint", str(tmp_path / "none.pt"))
-    assert result.returncode == 1 and "no such model file" in result.stderr
+    assert result.returncode == 2 and "no such model file" in result.stderr
     assert not (tmp_path / "o.mid").exists()
 
 
@@ -177,7 +177,7 @@ def test_averaging_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"not a model")
     code = main(["average", str(tmp_path / "good.pt"), str(tmp_path / "bad.pt"), "--out", str(tmp_path / "avg.pt")])
     error = capsys.readouterr().err
-    assert code == 1 and error.count("\n") == 1 and "bad.pt" in error
+    assert code == 2 and error.count("\n") == 1 and "bad.pt" in error
     assert not (tmp_path / "avg.pt").exists()
 
 

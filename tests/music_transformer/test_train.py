@@ -157,10 +157,10 @@ def test_the_command_line_reports_a_nan_stop_as_a_message_not_a_traceback(midi_f
     code = cli_main(["train", "--data", str(midi_folder), "--out", str(tmp_path / "run"), "--config", "tiny",
                      "--steps", "3", "--lr", "1e30", "--threads", "1", "--no-progress"])
     captured = capsys.readouterr()
-    assert code == 1 and "NaN" in captured.err and "Traceback" not in captured.err
+    assert code == 2 and "NaN" in captured.err and "Traceback" not in captured.err
     code = cli_main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run2"),
                      "--config", "tiny", "--no-progress"])
-    assert code == 1 and "no such folder" in capsys.readouterr().err
+    assert code == 2 and "no such folder" in capsys.readouterr().err
 
 
 def test_ddp_with_two_gloo_processes_on_the_cpu(midi_folder, tmp_path):
