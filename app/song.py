@@ -31,6 +31,8 @@ from music_transformer import Note
 from music_transformer.events import STYLES
 from music_transformer.keys import PIANO_RANGE, SCALES
 
+from .limits import MAX_BEATS, MAX_NOTES
+
 ANY_STYLE = STYLES[0]  # "any": no idiom named, the model tells from the music
 KEY_MODES = ("off", "motif", "chosen")  # no key lock; the key detected in the music before; a key chosen
 DYNAMICS = ("model", "motif")  # velocities as the model writes them; kept within the motif's range
@@ -674,6 +676,13 @@ class Song(QObject):
         added = self.notes_from_performance(notes, part or stream.part)
         if stream.quantize:
             added = [quantized(note, stream.quantize) for note in added]
+        # a take or a duet left running for hours stops growing at the song's limits (limits.py), so
+        # whatever streams in stays a song the studio can draw, save and read back
+        added = [
+            note if note.end <= MAX_BEATS else note.with_(length=MAX_BEATS - note.start)
+            for note in added
+            if note.start + MIN_LENGTH <= MAX_BEATS
+        ][: max(0, MAX_NOTES - len(self._notes))]
         if added:
             stream.added.extend(added)
             self._apply(SongDiff(added=tuple(added)))
