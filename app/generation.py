@@ -589,15 +589,17 @@ class GenerationWorker:
                 self.outbox.put(NotesWritten(0, rest))
 
 
+STEPS_PER_SECOND = 24  # the median density of the POP909 songs in the model's encoding
+
+
 def describe_model(model) -> str:
-    """A short description of a model for the panel: its name, size and training length."""
+    """A short description of a model for the panel, in a musician's words: its name, size and how much
+    music it keeps in mind (its window, at the 24 steps a second of pop piano)."""
     config = model.config
     name = Path(str(model.metadata.get("path", "model"))).name
     parameters = sum(p.numel() for p in model.parameters())
-    return (
-        f"{name}: {config.n_layers} layers × {config.d_model}, {parameters / 1e6:.1f} M parameters, "
-        f"trained on {config.train_length} events"
-    )
+    heard = config.train_length / STEPS_PER_SECOND
+    return f"{name}: {parameters / 1e6:.1f} M parameters; it keeps about the last {heard:.0f} s of pop piano in mind"
 
 
 CONTINUE, FROM_PLAYHEAD, FILL = "continue", "from playhead", "fill"  # the ways of writing

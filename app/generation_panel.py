@@ -137,10 +137,10 @@ class GenerationPanel(QWidget):
         form.addRow("Style", self.style_box)
 
         self.decoding_box = QComboBox(self)
-        self.decoding_box.addItems(["Sample", "Most likely"])
+        self.decoding_box.addItems(["Varied", "Most likely"])
         self.decoding_box.setToolTip(
-            "Sample: a new continuation each time, shaped by the settings below. Most likely: "
-            "beam search for the likeliest one (slower, and it tends to repeat itself)"
+            "Varied: a new continuation each time, shaped by the settings below. Most likely: the one the "
+            "model finds likeliest, weighing several at once (slower, and it tends to repeat itself)"
         )
         form.addRow("Write", self.decoding_box)
 
@@ -152,12 +152,14 @@ class GenerationPanel(QWidget):
         self.top_k_box = QSpinBox(self)
         self.top_k_box.setRange(0, 388)
         self.top_k_box.setSpecialValueText("off")
-        self.top_k_box.setToolTip("Sample only among the k most likely events (off: all)")
+        self.top_k_box.setToolTip("Each next step is chosen only among the k likeliest (off: any)")
         form.addRow("Top-k", self.top_k_box)
         self.top_p_box = QDoubleSpinBox(self)
         self.top_p_box.setRange(0.05, 1.0)
         self.top_p_box.setSingleStep(0.01)
-        self.top_p_box.setToolTip("Sample among the most likely events that make up this much probability (1: all)")
+        self.top_p_box.setToolTip(
+            "Each next step is chosen among the likeliest that together make up this share of the chances (1: any)"
+        )
         form.addRow("Top-p", self.top_p_box)
 
         seed_row = QHBoxLayout()
@@ -239,6 +241,9 @@ class GenerationPanel(QWidget):
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setFormat("")
         self.progress_bar.setTextVisible(True)
+        self.progress_bar.setVisible(False)  # shown while music is written (idle, it looked like a text field)
+        self.outcome_label = QLabel("", self)  # how the last writing ended: Done, Stopped
+        self.outcome_label.setObjectName("outcome_label")
         self.variation_list = QListWidget(self)
         self.variation_list.setObjectName("variations")
         self.variation_list.setToolTip("Click a variation to put it in the continuation's place (undoable)")
@@ -268,6 +273,7 @@ class GenerationPanel(QWidget):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
+        layout.addWidget(self.outcome_label)
         layout.addWidget(QLabel("Variations written:", self))
         layout.addWidget(self.variation_list)
         layout.addWidget(QLabel("Model", self))
@@ -534,6 +540,8 @@ class GenerationPanel(QWidget):
             self.model_label.setText("Loading the model…")
 
     def _progress(self, number: int, count: int, fraction: float) -> None:
+        self.progress_bar.setVisible(True)
+        self.outcome_label.setText("")
         self.progress_bar.setValue(int(fraction * 1000))
         if count > 1:
             label = f"{count} variations: " if number < 0 else f"Variation {number + 1} of {count}: "
@@ -544,11 +552,8 @@ class GenerationPanel(QWidget):
             self.variation_list.clear()  # a new set is being written
 
     def _finished(self, cancelled: bool) -> None:
-        if not cancelled:
-            self.progress_bar.setValue(1000)
-            self.progress_bar.setFormat("Done")
-        else:
-            self.progress_bar.setFormat("Stopped")
+        self.progress_bar.setVisible(False)
+        self.outcome_label.setText("Stopped" if cancelled else "Done")
         self._update_buttons()
 
     def _show_variations(self) -> None:

@@ -93,11 +93,15 @@ def test_notes_stream_in_while_written_and_cancel_keeps_them_undoably(qtbot, stu
     set_length(window, 400.0)  # 200 s at 120 BPM: far longer than the test waits
     seen_while_writing = []
     song.notes_changed.connect(lambda: song.is_writing and seen_while_writing.append(len(song.notes(CONTINUATION))))
+    panel = window.generation_panel
+    assert not panel.progress_bar.isVisible() and panel.outcome_label.text() == ""  # idle: no empty bar
     assert window.generation.continue_song()
     qtbot.waitUntil(lambda: len(song.notes(CONTINUATION)) >= 10, timeout=30000)
     assert song.is_writing and len(set(seen_while_writing)) >= 2  # they arrived in several batches
+    assert panel.progress_bar.isVisible()
     key(qtbot, roll, "Ctrl+.")  # Cancel
     wait_done(qtbot, window, 10000)
+    assert not panel.progress_bar.isVisible() and panel.outcome_label.text() == "Stopped"
     assert not window.transport.playing and not window.recorder.sounding()
     kept = [note.id for note in song.notes(CONTINUATION)]
     assert len(kept) >= 10
