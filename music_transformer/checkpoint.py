@@ -7,6 +7,7 @@ A checkpoint is a `torch.save` of a plain dictionary (no pickled classes, so it 
 
 from __future__ import annotations
 
+import importlib.resources
 import io
 import os
 import zipfile
@@ -22,8 +23,24 @@ from .model import ModelConfig, MusicTransformer
 
 FORMAT = "continuo-music-transformer"
 VERSION = 1
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_CHECKPOINT = ASSETS / "default.pt"
+CHECKOUT_ASSETS = Path(__file__).resolve().parent.parent / "assets"  # the repository's assets/ (a checkout)
+
+
+def bundled_checkpoint() -> Path:
+    """Where the bundled model is: inside the installed package (the wheel carries it as
+    music_transformer/assets/default.pt), else in the checkout's assets/ (run from the source tree)."""
+    try:
+        packaged = importlib.resources.files(__package__) / "assets" / "default.pt"
+    except (ModuleNotFoundError, TypeError):
+        packaged = None
+    # Only a real file: torch reads the model from a path (a package inside a zip has none).
+    if isinstance(packaged, Path) and packaged.is_file():
+        return packaged
+    return CHECKOUT_ASSETS / "default.pt"
+
+
+DEFAULT_CHECKPOINT = bundled_checkpoint()
+ASSETS = DEFAULT_CHECKPOINT.parent  # the bundled model's folder, its card (README.md) beside it
 
 
 def default_checkpoint_path() -> Path:
