@@ -128,6 +128,17 @@ def _takes_files(folder: Path) -> bool:
     return True
 
 
+def version() -> str:
+    """Continuo's version: the installed package's metadata (pyproject.toml's one version), which
+    `continuo --version` prints too."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("continuo")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `music-transformer` command.
 
@@ -137,9 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     Only a bug in Continuo prints a traceback (and Python's exit status 1).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--version":
+        print(f"music-transformer {version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
         lines = [f"  {name:<10}{help_text}" for name, (_, _, help_text) in SUBCOMMANDS.items()]
-        print("usage: music-transformer COMMAND [options]\n\ncommands:\n" + "\n".join(lines))
+        print("usage: music-transformer COMMAND [options] | --version\n\ncommands:\n" + "\n".join(lines))
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\nmusic-transformer: unknown command {argv[0]!r}", file=sys.stderr)
             return 2
