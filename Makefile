@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.continuo-installed
 
-.PHONY: setup system run lint test fuzz bench clean
+.PHONY: setup system run lint test fuzz bench dist clean
 
 setup: $(STAMP)
 
@@ -43,5 +43,13 @@ fuzz: setup
 bench: setup
 	$(VENV)/bin/music-transformer bench
 
+# The sdist and the wheel (with the bundled model, assets/default.pt, and its card inside) in dist/. No build
+# isolation: the backend (hatchling) and `build` come with the test extras that setup installs, so this needs
+# no package index. Install the wheel with `pipx install dist/continuo-*.whl`.
+dist: setup
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	@ls -l dist
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .cache/ruff
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .cache/ruff
