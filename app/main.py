@@ -48,9 +48,9 @@ def _desktop(install: bool) -> int:
         return 2
     try:
         result = desktop.install() if install else desktop.uninstall()
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError) as error:  # a folder the system refuses: one line, status 2 as for every user error
         print(f"continuo: {error}", file=sys.stderr)
-        return 1
+        return 2
     print(desktop.report(result, installed=install))
     return 0
 
