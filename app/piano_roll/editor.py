@@ -169,8 +169,12 @@ class PianoRoll(QWidget):
         if self.transport.playing and self.follow_playhead:
             return  # the playhead leads the view while the music plays
         left, right = self.visible_beats()
-        if not (left <= newest.start and newest.end <= right):
-            self.show_beat(newest.start)
+        if left <= newest.start and newest.end <= right:
+            return
+        if newest.end - newest.start <= (1 - LEAD) * (right - left):
+            self.show_beat(newest.start)  # the whole note, a little way in from the left
+        else:  # a note held longer than the page (a pedalled chord): its end, where the writing is, near the right
+            self.show_beat(newest.end, 1 - LEAD)
 
     # --- scrolling and zooming ----------------------------------------------------------------
 

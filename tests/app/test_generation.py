@@ -206,7 +206,7 @@ def test_a_missing_bundled_model_is_said_and_another_can_be_loaded(qtbot, home, 
         assert "missing" in window.statusBar().currentMessage()
         window.generation.choose_model(model_path)
         qtbot.waitUntil(lambda: panel.continue_button.isEnabled(), timeout=20000)
-        assert window.song.model == str(model_path) and "layers" in panel.model_label.text()
+        assert window.song.model == str(model_path) and "M parameters" in panel.model_label.text()
     finally:
         window.song.undo_stack.setClean()
         window.close()

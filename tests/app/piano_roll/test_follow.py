@@ -122,7 +122,9 @@ def test_writing_moves_to_the_seam_and_keeps_the_newest_notes_in_view(qtbot, stu
         notes = [note for note in diff.added if note.part == CONTINUATION]
         if notes:
             newest = max(notes, key=lambda note: note.end)
-            newest_shown.append(in_view(roll, newest.start) and in_view(roll, newest.end))
+            left, right = roll.visible_beats()
+            fits = newest.end - newest.start <= 0.9 * (right - left)  # else only its end can be in view
+            newest_shown.append(in_view(roll, newest.end) and (in_view(roll, newest.start) or not fits))
 
     song.applied.connect(written)
     key(qtbot, roll, "Ctrl+Return")
@@ -147,3 +149,22 @@ def test_the_empty_roll_says_what_to_do_first(qtbot, window, roll):
         for image in (empty, drawn)
     ]
     assert light[0] > 200 and light[1] < light[0] / 10  # the words are drawn, and gone with the first note
+
+
+def test_a_note_held_longer_than_the_page_shows_its_end_where_the_writing_is(qtbot, window, roll):
+    from music_transformer import Note
+
+    song = window.song
+    roll.state.set_view(left_beat=0, pixels_per_beat=roll.canvas.width() / 8)  # eight beats a page
+    song.begin_stream(CONTINUATION)
+    try:
+        song.append([Note(60, 80, 2.0, 2.5)])  # 120 BPM: beats 4 to 5, on the page: the view stays
+        assert roll.visible_beats() == (0, 8)
+        song.append([Note(64, 80, 3.5, 4.5)])  # beats 7 to 9: the whole note, a little way in from the left
+        left, right = roll.visible_beats()
+        assert 0 < left < 7 and 9 <= right
+        song.append([Note(48, 80, 4.5, 12.0)])  # beats 9 to 24, twice the page: its end near the right edge
+        left, right = roll.visible_beats()
+        assert left <= 24 <= right and right - 24 < 0.2 * (right - left)
+    finally:
+        song.commit()
