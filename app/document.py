@@ -177,7 +177,14 @@ class Document(QObject):
             return False
         if wait:
             return self._opened(read_file(path), ask_to_save)
-        self._read_in_background(path, 1, lambda read: self._opened(read, ask_to_save), f"Opening {path.name}…")
+        # edits made while the file is read (it may take a moment) are the musician's: then ask before replacing
+        edits = self.song.undo_stack.index()
+        self._read_in_background(
+            path,
+            1,
+            lambda read: self._opened(read, ask_to_save or self.song.undo_stack.index() != edits),
+            f"Opening {path.name}…",
+        )
         return True
 
     def import_motif(self, path: str | Path, wait: bool = True) -> bool:

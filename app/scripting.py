@@ -50,6 +50,9 @@ class Script(QObject):
     def _next(self) -> None:
         if not self.steps:
             return
+        if self.window.document.reading:  # a file given on the command line is still being read: wait, as a user would
+            QTimer.singleShot(STEP_MS, self._next)
+            return
         step = self.steps.pop(0)
         if "answer" in step and not self._answer(step["answer"]):
             self.steps.insert(0, step)  # the dialog is not open yet: try again shortly
