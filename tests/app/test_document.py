@@ -417,3 +417,14 @@ def test_audio_export_is_normalised_by_default_with_a_gain_and_exports_get_the_u
             assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
     finally:
         os.umask(previous)
+
+
+def test_edits_made_while_a_file_is_read_at_launch_are_asked_about_not_dropped(qtbot, window, roll, tmp_path):
+    path = tmp_path / "elise.mid"
+    _metred_file(path)
+    asked = []
+    assert window.open_path(path, ask_to_save=False, wait=False)  # as `continuo FILE` opens it
+    draw_note(qtbot, roll, 60, 0, 1)  # drawn before the reading is done (its result waits for the event loop)
+    answer_next_dialog("Cancel", asked)  # "save changes?": the musician keeps the drawing
+    qtbot.waitUntil(lambda: not window.document.reading and bool(asked), timeout=20000)
+    assert [note.pitch for note in window.song.notes()] == [60]  # asked, and the drawing kept
