@@ -19,7 +19,9 @@ neither (the GPU machine).
 A training sample is one of three kinds (`training_sample`): a window of the piece with the header
 (START and the style token) in front, a bare window (as the decoder sees once its window has slid
 past the header), or, for `fim_rate` of the samples, a fill-in-the-middle sequence (`fim_sample`).
-For `style_dropout` of the samples the style token says `any`.
+For `style_dropout` of the samples the style token says `any`. Pieces shorter than the training length
+(a chorale, a fiddle tune) are packed whole, one after another, into shared samples (`epoch_plan`), each
+opening with its own header and closing with END, so that a sample is music rather than PAD.
 """
 
 from __future__ import annotations
@@ -427,13 +429,20 @@ def fim_sample(tokens: Sequence[int], style: str, length: int, rng: np.random.Ge
     The gap lasts 0.5 to 16 s (log-uniform) from the time of a random event, and the music after it
     takes up to a third of the room (`fim_sequence`).
     """
+    return _padded(_fim_tokens(tokens, style, length, rng), length)
+
+
+def _fim_tokens(tokens: Sequence[int], style: str, length: int, rng: np.random.Generator) -> list[int]:
+    """`fim_sample`'s sequence before PAD fills it: at most length + 1 tokens."""
     ticks = np.cumsum([events.shift_ticks(t) for t in tokens])
     total = int(ticks[-1]) if len(ticks) else 0
     if total < 2:
-        return crop(tokens, length, rng, events.header(style))
+        room = length + 1 - len(events.header(style))
+        offset = int(rng.integers(0, max(0, len(tokens) - room) + 1))
+        return events.header(style) + list(tokens[offset:offset + room])
     gap = min(int(round(np.exp(rng.uniform(np.log(50), np.log(1600))))), total - 1)
     first = min(int(ticks[int(rng.integers(0, len(tokens)))]), total - gap)
-    return _padded(fim_sequence(tokens, style, length, first, gap, int(rng.integers(0, length // 3 + 1))), length)
+    return fim_sequence(tokens, style, length, first, gap, int(rng.integers(0, length // 3 + 1)))
 
 
 def fim_sequence(tokens: Sequence[int], style: str, length: int, first: int, gap: int,
@@ -454,15 +463,39 @@ def fim_sequence(tokens: Sequence[int], style: str, length: int, first: int, gap
     return (events.fim_context(style, gap, suffix, prefix) + middle)[:length + 1]
 
 
-def epoch_plan(pieces: Sequence[Piece], length: int, seed: int, epoch: int) -> np.ndarray:
-    """The piece of every sample of an epoch, shuffled: each piece once per `length` tokens it holds.
+def epoch_plan(pieces: Sequence[Piece], length: int, seed: int, epoch: int) -> list[tuple[int, ...]]:
+    """The pieces of every sample of an epoch, shuffled, as tuples of indices into `pieces`.
 
-    So one epoch sees about every token once, and a long piece is not sampled as rarely as a short one.
+    A piece that fills a window gets a sample of its own once per `length` tokens it holds, so one epoch
+    sees about every token once and a long piece is not sampled as rarely as a short one. The pieces
+    that do not fill a window are shuffled and packed whole, in that order, into shared samples of up
+    to `length` + 1 tokens (each with its header and END), so that a short piece costs its own tokens,
+    not a whole window of PAD.
     """
-    counts = np.asarray([max(1, round(p.token_count / length)) for p in pieces], dtype=np.int64)
-    plan = np.repeat(np.arange(len(pieces)), counts)
-    np.random.default_rng([seed, epoch]).shuffle(plan)
-    return plan
+    rng = np.random.default_rng([seed, epoch])
+    plan: list[tuple[int, ...]] = []
+    short = []
+    for index, piece in enumerate(pieces):
+        if _packed_size(piece) <= length:
+            short.append(index)
+        else:
+            plan.extend([(index,)] * max(1, round(piece.token_count / length)))
+    group: list[int] = []
+    used = 0
+    for index in rng.permutation(np.asarray(short, dtype=np.int64)).tolist():
+        if group and used + _packed_size(pieces[index]) > length + 1:
+            plan.append(tuple(group))
+            group, used = [], 0
+        group.append(index)
+        used += _packed_size(pieces[index])
+    if group:
+        plan.append(tuple(group))
+    return [plan[i] for i in rng.permutation(len(plan))]
+
+
+def _packed_size(piece: Piece) -> int:
+    """The tokens a piece takes whole in a packed sample: its header, its events and END."""
+    return len(events.header(piece.style)) + piece.token_count + 1
 
 
 @dataclass(frozen=True)
@@ -485,6 +518,23 @@ def training_sample(piece: Piece, length: int, seed: int, epoch: int, index: int
     return crop(tokens + [END], length, rng, events.header(style) if rng.random() < HEADER_RATE else ())
 
 
+def packed_sample(pieces: Sequence[Piece], length: int, seed: int, epoch: int, index: int,
+                  mix: SampleMix = SampleMix()) -> np.ndarray:
+    """Sample `index` of an epoch when it packs several short pieces: each augmented and encoded whole
+    (header, events, END) or, for `fim_rate` of them, as a fill-in-the-middle sequence, one after
+    another; cut or PAD-filled to length + 1 tokens."""
+    rng = np.random.default_rng([seed, epoch, index])
+    sequence: list[int] = []
+    for piece in pieces:
+        tokens = encode(array_to_notes(augment(piece.notes, rng, mix.max_transpose)))
+        style = "any" if rng.random() < mix.style_dropout else piece.style
+        if rng.random() < mix.fim_rate:
+            sequence += _fim_tokens(tokens, style, length, rng)
+        else:
+            sequence += events.header(style) + tokens + [END]
+    return _padded(sequence, length)
+
+
 def training_batches(pieces: Sequence[Piece], length: int, batch_size: int, seed: int, epoch: int = 0,
                      start: int = 0, rank: int = 0, world_size: int = 1,
                      mix: SampleMix = SampleMix()) -> Iterator[tuple[int, np.ndarray]]:
@@ -500,14 +550,18 @@ def training_batches(pieces: Sequence[Piece], length: int, batch_size: int, seed
         rows = []
         for row in range(batch_size):
             index = (batch * global_batch + rank * batch_size + row) % len(plan)
-            rows.append(training_sample(pieces[plan[index]], length, seed, epoch, index, mix))
+            group = [pieces[i] for i in plan[index]]
+            sample = training_sample if len(group) == 1 else packed_sample
+            rows.append(sample(group[0] if len(group) == 1 else group, length, seed, epoch, index, mix))
         yield batch, np.stack(rows)
 
 
-def batches_per_epoch(pieces: Sequence[Piece], length: int, batch_size: int, world_size: int = 1) -> int:
-    """How many batches `training_batches` yields for a whole epoch."""
-    samples = sum(max(1, round(p.token_count / length)) for p in pieces)
-    return max(1, samples // (batch_size * world_size))
+def batches_per_epoch(pieces: Sequence[Piece], length: int, batch_size: int, seed: int = 0, epoch: int = 0,
+                      world_size: int = 1) -> int:
+    """How many batches `training_batches` yields for that epoch (packing makes it vary a little)."""
+    plan = len(epoch_plan(pieces, length, seed, epoch))
+    global_batch = batch_size * world_size
+    return plan // global_batch if plan >= global_batch else 1
 
 
 def validation_chunks(pieces: Sequence[Piece], length: int, max_chunks: int | None = None) -> np.ndarray:

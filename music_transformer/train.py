@@ -367,13 +367,17 @@ def train(data: "str | list[str] | TrainingData", out: str | os.PathLike,
           overrides: dict | None = None, model_overrides: dict | None = None, device: str | None = None,
           limit: int | None = None, cache_dir: str | None = None, threads: int | None = None,
           keep_every_steps: int | None = None, progress: bool = True,
-          model_class: type[MusicTransformer] = MusicTransformer) -> dict:
+          model_class: type[MusicTransformer] = MusicTransformer,
+          init_from: str | os.PathLike | None = None) -> dict:
     """Trains a model on `data` into the run directory `out`; returns a summary (step, losses, times).
 
     `data` is a data source for `data.load_dataset` (a MIDI folder, `corpus`, `corpus:part,...`, a token
     pack), a list of them, or any
     `TrainingData`; `config` a preset name, a JSON file or a (ModelConfig, TrainConfig) pair.
     `model_class` builds the model from its config: a subclass may add to it (bench/jsb.py's bar embedding).
+    `init_from` starts a new run from a trained model's weights and shape (its config; `model_overrides`
+    may change its dropout) with a fresh optimizer and schedule from `config`: training continued with
+    new settings or on new data.
     """
     out = Path(out)
     last_path = out / "last.pt"
@@ -381,7 +385,7 @@ def train(data: "str | list[str] | TrainingData", out: str | os.PathLike,
     try:
         if device_.type == "cpu":
             torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // dist.world_size))
-        state = None
+        state = initial = None
         if resume and last_path.exists():
             state = read_checkpoint(last_path)
             if "training" not in state:
@@ -396,11 +400,19 @@ def train(data: "str | list[str] | TrainingData", out: str | os.PathLike,
                 raise TrainingError(f"{out} already holds a run (last.pt); pass --resume to continue it "
                                     "or choose another --out")
             model_config, train_config = config if isinstance(config, tuple) else load_config(config)
+            if init_from is not None:
+                initial = read_checkpoint(init_from)
+                initial["metadata"] = dict(initial.get("metadata") or {}, path=Path(init_from).name)
+                model_config = ModelConfig.from_dict(initial["config"])
+                shape = {k for k, v in (model_overrides or {}).items() if v is not None} - {"dropout",
+                                                                                            "attention_dropout"}
+                if shape:
+                    raise TrainingError(f"--init-from keeps the model's shape; {sorted(shape)[0]} cannot change")
             model_config = replace(model_config, **{k: v for k, v in (model_overrides or {}).items()
                                                     if v is not None})
             train_config = replace(train_config, **{k: v for k, v in (overrides or {}).items() if v is not None})
         return _train(data, out, model_config, train_config, state, dist, device_, limit, cache_dir,
-                      keep_every_steps, progress, model_class)
+                      keep_every_steps, progress, model_class, initial)
     finally:
         if dist.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -408,7 +420,8 @@ def train(data: "str | list[str] | TrainingData", out: str | os.PathLike,
 
 def _train(data: "str | list[str] | TrainingData", out: Path, model_config: ModelConfig, config: TrainConfig,
            state: dict | None, dist: Distributed, device: torch.device, limit: int | None, cache_dir: str | None,
-           keep_every_steps: int | None, progress: bool, model_class: type[MusicTransformer]) -> dict:
+           keep_every_steps: int | None, progress: bool, model_class: type[MusicTransformer],
+           initial: dict | None = None) -> dict:
     from tqdm import tqdm
 
     def say(message: str) -> None:
@@ -449,6 +462,18 @@ def _train(data: "str | list[str] | TrainingData", out: Path, model_config: Mode
         elapsed = training["elapsed_seconds"]
         history = list(training.get("history", []))
         say(f"resuming {out / 'last.pt'} at step {step} (epoch {epoch + 1}, {elapsed / 60:.1f} min trained)")
+    elif initial is not None:
+        try:
+            model.load_state_dict(initial["model"])
+        except (RuntimeError, KeyError) as error:
+            raise TrainingError(f"{initial['metadata']['path']}: its weights do not fit its model "
+                                f"({str(error).splitlines()[0]})") from None
+        say(f"starting from the weights of {initial['metadata']['path']} "
+            f"(step {initial['metadata'].get('step', '?')} of its own run)")
+    # where the weights came from, when not from scratch: the model's checkpoints carry it (its training time)
+    origin = {key: value for key, value in initial["metadata"].items()
+              if key in ("path", "step", "elapsed_seconds", "data", "init_from")} if initial is not None else \
+        (state.get("metadata") or {}).get("init_from") if state is not None else None
     say(f"model: {model.num_parameters():,} parameters, {model_config.positional} positions, "
         f"train_length {length}; {dist.world_size} process(es) on {device.type}")
     network = model
@@ -464,6 +489,8 @@ def _train(data: "str | list[str] | TrainingData", out: Path, model_config: Mode
                     "data": data.name}
         metadata = {"step": step, "elapsed_seconds": round(elapsed, 1), "data": data.name,
                     "valid_nll": history[-1]["valid_nll"] if history else None}
+        if origin:
+            metadata["init_from"] = origin
         save_checkpoint(model, out / "last.pt", training=training, **metadata)
         if final:
             save_checkpoint(model, out / "model.pt", **metadata)
@@ -556,7 +583,7 @@ def _train(data: "str | list[str] | TrainingData", out: Path, model_config: Mode
             window_tokens, window_started = 0.0, now
         if keep_every_steps and step % keep_every_steps == 0 and dist.main:
             save_checkpoint(model, out / f"step{step}.pt", step=step, elapsed_seconds=round(elapsed, 1),
-                            data=data.name)
+                            data=data.name, **({"init_from": origin} if origin else {}))
         if (now - last_checkpoint) >= config.checkpoint_minutes * 60.0:
             checkpoint()
             last_checkpoint = now
@@ -615,6 +642,8 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, type=cli.writable_folder, help="run directory (checkpoints, log)")
     parser.add_argument("--config", default="small", help=f"a preset ({', '.join(PRESETS)}) or a JSON file")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
+                        help="start from this model's weights and shape, with a new schedule (--config's)")
     parser.add_argument("--steps", type=cli.positive_int,
                         help="optimizer steps to train for (the schedule decays over them)")
     parser.add_argument("--max-minutes", type=cli.positive_float, help="stop after this many minutes of training")
@@ -658,7 +687,7 @@ def train_main(argv: list[str]) -> int:
         model_overrides["block_size"] = min(args.train_length, 256)
     data = args.data[0] if len(args.data) == 1 else args.data
     train(data, args.out, args.config, args.resume, overrides, model_overrides, args.device, args.limit,
-          args.cache, args.threads, args.keep_every_steps, progress=not args.no_progress)
+          args.cache, args.threads, args.keep_every_steps, progress=not args.no_progress, init_from=args.init_from)
     return 0
 
 

@@ -285,7 +285,7 @@ def test_training_batches_are_reproducible_resumable_and_split_over_ranks(tmp_pa
     for piece in pieces:
         piece.token_count = len(encode(data.array_to_notes(piece.notes)))
     whole = list(data.training_batches(pieces, 16, 2, seed=7, epoch=1))
-    assert len(whole) == data.batches_per_epoch(pieces, 16, 2)
+    assert len(whole) == data.batches_per_epoch(pieces, 16, 2, seed=7, epoch=1)
     again = list(data.training_batches(pieces, 16, 2, seed=7, epoch=1))
     assert all((a[1] == b[1]).all() for a, b in zip(whole, again))
     resumed = list(data.training_batches(pieces, 16, 2, seed=7, epoch=1, start=3))
@@ -299,6 +299,38 @@ def test_training_batches_are_reproducible_resumable_and_split_over_ranks(tmp_pa
     rank1 = list(data.training_batches(pieces, 16, 1, seed=7, epoch=1, rank=1, world_size=2))
     for (_, both), (_, first), (_, second) in zip(single, rank0, rank1):
         assert (both == np.concatenate([first, second])).all()
+
+
+def test_short_pieces_are_packed_whole_into_shared_samples_and_long_ones_cropped():
+    def piece(name, count, style):
+        made = data.Piece(name, data.notes_to_array(
+            [Note(55 + k % 12, 80, 0.2 * k, 0.2 * k + 0.15) for k in range(count)]), 0, style)
+        made.token_count = len(encode(data.array_to_notes(made.notes)))
+        return made
+
+    short = [piece(f"s{i}", 4 + i, "folk") for i in range(12)]  # 14 to 48 tokens each
+    long = [piece(f"l{i}", 60, "pop-piano") for i in range(3)]  # about 180 tokens: three windows each
+    pieces = short + long
+    plan = data.epoch_plan(pieces, 64, seed=3, epoch=0)
+    assert plan == data.epoch_plan(pieces, 64, seed=3, epoch=0) != data.epoch_plan(pieces, 64, seed=3, epoch=1)
+    packed = [group for group in plan if len(group) > 1]
+    assert packed and all(i < len(short) for group in packed for i in group)
+    assert sorted(i for group in plan for i in group if i < len(short)) == list(range(len(short)))  # each once
+    for i in range(len(short), len(pieces)):
+        assert plan.count((i,)) == round(pieces[i].token_count / 64)
+    for group in packed:
+        assert sum(pieces[i].token_count + 3 for i in group) <= 65
+    plain = data.SampleMix(max_transpose=0)
+    index = plan.index(packed[0])
+    sample = data.packed_sample([pieces[i] for i in packed[0]], 64, 3, 0, index, plain)
+    assert len(sample) == 65 and sample[0] == START
+    heads = [k for k, token in enumerate(sample.tolist()) if token == START]
+    assert len(heads) == len(packed[0]) and all(sample[k - 1] == events.END for k in heads[1:])
+    assert (sample == PAD).sum() <= 65 - sum(pieces[i].token_count + 3 for i in packed[0])
+    # every row of every batch comes from the plan, and the packed rows are mostly music, not PAD
+    rows = np.concatenate([batch for _, batch in data.training_batches(pieces, 64, 2, seed=3, epoch=0, mix=plain)])
+    assert rows.shape == (len(plan) // 2 * 2, 65) and (rows != PAD).mean() > 0.75
+    assert data.batches_per_epoch(pieces, 64, 2, seed=3, epoch=0) == len(plan) // 2
 
 
 def test_validation_chunks_cover_each_piece_in_windows_each_opening_with_the_header():

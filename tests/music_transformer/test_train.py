@@ -102,6 +102,23 @@ def test_resume_continues_exactly_where_a_crashed_run_stopped(midi_folder, cache
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_a_new_run_can_start_from_a_trained_models_weights_with_new_settings(midi_folder, cache, tmp_path):
+    first = _tiny_train(midi_folder, tmp_path / "first", steps=30, learning_rate=1e-2, warmup_steps=5)
+    second = train_module.train(str(midi_folder), tmp_path / "second", config="tiny", threads=1, progress=False,
+                                overrides={"steps": 4, "learning_rate": 1e-3, "warmup_steps": 2},
+                                model_overrides={"dropout": 0.2}, init_from=tmp_path / "first" / "model.pt")
+    history = [json.loads(line) for line in (tmp_path / "second" / "log.jsonl").read_text().splitlines()]
+    # it starts where the first run ended, not from scratch (near log 391 = 5.97), and keeps going
+    assert history[0]["step"] == 0 and history[0]["valid_nll"] == pytest.approx(first["valid_nll"], rel=1e-4)
+    assert second["step"] == 4 and second["valid_nll"] < 5.0
+    saved = read_checkpoint(tmp_path / "second" / "model.pt")
+    assert saved["config"]["dropout"] == 0.2 and saved["metadata"]["init_from"]["path"] == "model.pt"
+    assert saved["metadata"]["init_from"]["step"] == 30
+    with pytest.raises(train_module.TrainingError, match="shape"):
+        train_module.train(str(midi_folder), tmp_path / "third", config="tiny", threads=1, progress=False,
+                           model_overrides={"train_length": 64}, init_from=tmp_path / "first" / "model.pt")
+
+
 def test_a_run_killed_by_a_signal_resumes_from_its_last_checkpoint(midi_folder, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "CONTINUO_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
