@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from app.midi_files import export_midi
 from app.session import SessionError, read_session, session_from_bytes, write_session
 from app.song import PARTS, Song
 from music_transformer import MidiFileError
+from tests.bounds import bounded
 
 LONG = os.environ.get("CONTINUO_FUZZ") == "long"
 HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
@@ -40,20 +39,6 @@ FUZZ = settings.get_profile("studio-long" if LONG else "studio-quick")
 LAUNCHES = settings(FUZZ, max_examples=25 if LONG else 2)  # each one starts a studio in a subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
-CPU_SECONDS = 5.0  # the most one input may cost
-MEMORY_BYTES = 1024**3  # the most the process's peak may rise for one input
-
-
-@contextmanager
-def bounded(what: str):
-    """Asserts that the block costs at most CPU_SECONDS and raises the peak memory by at most MEMORY_BYTES."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    started = time.process_time()
-    yield
-    spent = time.process_time() - started
-    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - peak
-    assert spent < CPU_SECONDS, f"{what} took {spent:.1f} s"
-    assert grown < MEMORY_BYTES, f"{what} raised the peak memory by {grown / 2**20:.0f} MB"
 
 
 # --- what comes out must be within the limits ------------------------------------------------------------

@@ -10,11 +10,8 @@ arguments), in bounded time and memory. A few examples each in `make test`; `mak
 import io
 import math
 import os
-import resource
 import struct
-import time
 import zipfile
-from contextlib import contextmanager
 from functools import cache
 
 import mido
@@ -24,10 +21,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from music_transformer import (CheckpointError, MidiFileError, ModelConfig, MusicTransformer, Note, decode, encode,
-                               limits, load_checkpoint, read_midi, save_checkpoint, write_midi)
+                               limits, load_checkpoint, read_midi, write_midi)
 from music_transformer.events import (NOTE_OFF_OFFSET, NOTE_ON_OFFSET, NUM_EVENTS, canonical_notes, is_note_off,
                                      is_note_on, to_ticks)
 from music_transformer.generate import generate
+from tests.bounds import bounded
 
 settings.register_profile("continuo-quick", max_examples=40, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -35,22 +33,6 @@ settings.register_profile("continuo-long", max_examples=1500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 LONG = os.environ.get("CONTINUO_FUZZ") == "long"
 FUZZ = settings.get_profile("continuo-long" if LONG else "continuo-quick")
-
-CPU_SECONDS = 5.0  # the most one input may cost (CPU time: the tests may share the machine)
-MEMORY_BYTES = 1024**3  # the most the process's peak may rise for one input
-
-
-@contextmanager
-def bounded(what: str):
-    """Asserts that the block costs at most CPU_SECONDS and raises the process's peak memory by at most
-    MEMORY_BYTES (the peak only rises, so a block that allocated more than that shows)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    started = time.process_time()
-    yield
-    spent = time.process_time() - started
-    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - peak
-    assert spent < CPU_SECONDS, f"{what} took {spent:.1f} s"
-    assert grown < MEMORY_BYTES, f"{what} raised the peak memory by {grown / 2**20:.0f} MB"
 
 
 # --- MIDI -------------------------------------------------------------------------------------------------
