@@ -8,7 +8,10 @@
 # 2. trains the piano model (config $CONFIG, default `piano-gpu`) for $TRAIN_MINUTES (default 8) on the
 #    token pack $PACK (default data-cache/piano.tokens.npz, made here by
 #    `music-transformer pack --data pop-piano=../shared/data/pop909/midi corpus --out data-cache/piano.tokens.npz`
-#    and carried to the machine: ../shared does not travel), keeping weights to average;
+#    and carried to the machine: ../shared does not travel), keeping weights to average. It goes on from
+#    the weights of $INIT_FROM (default the bundled model, assets/default.pt; INIT_FROM= starts from
+#    scratch) with its own schedule: peak learning rate $LR (default 5e-4 from a model, the config's from
+#    scratch), no dropout;
 # 3. scores it on the held-out pieces (`music-transformer eval`, by style and position) and times the
 #    streaming decoder on the device for it and for the bundled model; then the bundled model's decoding on
 #    the device against one CPU thread, and 8 variations in one batch against 1 (device-decode.json);
@@ -42,6 +45,20 @@ else
     minutes=${TRAIN_MINUTES:-8}
 fi
 [ -f "$pack" ] || { echo "no token pack at $pack: make it with 'music-transformer pack' (see the top of this script)"; exit 1; }
+init=${INIT_FROM-$here/assets/default.pt}
+if [ "$config" = tiny ] && [ -z "${INIT_FROM+set}" ]; then  # the dry run: start from a tiny model of its own
+    step "a tiny model to start from"
+    rm -rf "$out/smoke-start"
+    mt train --data "$pack" --config tiny --out "$out/smoke-start" --steps 3 --device "$device" --no-progress || exit 1
+    init=$out/smoke-start/model.pt
+fi
+start=()
+if [ -n "$init" ]; then
+    [ -f "$init" ] || { echo "no model at $init to start from (INIT_FROM= starts from scratch)"; exit 1; }
+    start=(--init-from "$init" --dropout 0 --lr "${LR:-5e-4}" --warmup-steps "${WARMUP:-100}")
+elif [ -n "${LR:-}" ]; then
+    start=(--lr "$LR")
+fi
 
 if [ "$device" != cpu ]; then
     step "device"
@@ -53,10 +70,10 @@ fi
 
 run=$out/piano
 rm -rf "$run"
-step "training $config for $minutes minutes on $device ($(basename "$pack"))"
+step "training $config for $minutes minutes on $device ($(basename "$pack"))${init:+, from $(basename "$init")}"
 timeout $(( ${minutes%.*} * 60 + 240 )) "$python" -m music_transformer.cli train --data "$pack" --config "$config" \
     --out "$run" --max-minutes "$minutes" --device "$device" --keep-every-steps "${KEEP_EVERY:-100}" \
-    --checkpoint-minutes 2 --no-progress || echo "training stopped early (status $?); what it kept is scored below"
+    --checkpoint-minutes 2 --no-progress "${start[@]}" || echo "training stopped early (status $?); what it kept is scored below"
 [ -f "$run/model.pt" ] || { echo "no model was written"; exit 1; }
 
 step "averaging the last kept weights"
@@ -114,6 +131,6 @@ if [ "$device" != cpu ] && [ "$left" -ge $(( ${JSB_MINUTES:-4} * 60 )) ]; then
     bash "$here/bench/jsb_gpu.sh" "${JSB_DATA:-$here/data-cache/jsb16}" "$out/jsb-runs" $(( left - 120 )) "$out/jsb" || true
     rm -rf "$out/jsb-runs"
 fi
-rm -rf "$run" "$out/smoke.tokens.npz"
+rm -rf "$run" "$out/smoke.tokens.npz" "$out/smoke-start"
 step "done: $out"
 ls -la "$out"
