@@ -418,9 +418,14 @@ def _padded(tokens: Sequence[int], length: int) -> np.ndarray:
 
 def crop(tokens: Sequence[int], length: int, rng: np.random.Generator, head: Sequence[int] = ()) -> np.ndarray:
     """A random window of the piece's tokens after `head` (length + 1 tokens in all), PAD-filled if short."""
+    return _padded(_window(tokens, length, rng, head), length)
+
+
+def _window(tokens: Sequence[int], length: int, rng: np.random.Generator, head: Sequence[int] = ()) -> list[int]:
+    """`head`, then a random run of the tokens: length + 1 tokens in all, fewer if the piece is short."""
     room = length + 1 - len(head)
     offset = int(rng.integers(0, max(0, len(tokens) - room) + 1))
-    return _padded(list(head) + list(tokens[offset:offset + room]), length)
+    return list(head) + list(tokens[offset:offset + room])
 
 
 def fim_sample(tokens: Sequence[int], style: str, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -437,9 +442,7 @@ def _fim_tokens(tokens: Sequence[int], style: str, length: int, rng: np.random.G
     ticks = np.cumsum([events.shift_ticks(t) for t in tokens])
     total = int(ticks[-1]) if len(ticks) else 0
     if total < 2:
-        room = length + 1 - len(events.header(style))
-        offset = int(rng.integers(0, max(0, len(tokens) - room) + 1))
-        return events.header(style) + list(tokens[offset:offset + room])
+        return _window(tokens, length, rng, events.header(style))
     gap = min(int(round(np.exp(rng.uniform(np.log(50), np.log(1600))))), total - 1)
     first = min(int(ticks[int(rng.integers(0, len(tokens)))]), total - gap)
     return fim_sequence(tokens, style, length, first, gap, int(rng.integers(0, length // 3 + 1)))
