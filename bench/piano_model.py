@@ -20,7 +20,9 @@ Every figure is measured for each model on the same held-out pieces (the stable 
 4. Joining (models with styles only): a 4 s gap at the same places of `--songs` held-out pop songs, written
    by `infill` and by a plain continuation of the same length (`generate`); the NLL per token of the real
    next 8 s after each, read left to right, against after the real gap.
-5. Decoding speed on this CPU, one thread, at the model's full window (`music_transformer.bench.generate_speed`):
+5. Where the nats go: the held-out pop songs' first window, NLL per token by kind of event (note-on,
+   note-off, time shift, velocity, END), with each kind's share of the tokens and of the nats.
+6. Decoding speed on this CPU, one thread, at the model's full window (`music_transformer.bench.generate_speed`):
    tokens/s, and the real-time factor for dense piano (60 tokens a second of music) and the median pop song (24).
 """
 
@@ -64,6 +66,33 @@ def _scored_nll(model: MusicTransformer, context: list[int], targets: list[int])
     with torch.inference_mode(), mixed_precision(model.device):
         logits = model(tokens[:, :-1])[0, len(context) - 1:].float()
     return float(F.cross_entropy(logits, tokens[0, len(context):], reduction="sum")), len(targets)
+
+
+KINDS = (("note-on", events.is_note_on), ("note-off", events.is_note_off), ("time shift", events.is_time_shift),
+         ("velocity", events.is_velocity))
+
+
+def nll_by_kind(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
+    """NLL per token of each kind of event in the first window of every piece: mean, share of tokens, of nats."""
+    sums: dict[str, list[float]] = {}
+    model.eval()
+    for piece in pieces:
+        tokens = data.piece_tokens(piece.notes, piece.style, model.config.vocab_size)[:model.config.train_length + 1]
+        if len(tokens) < 2:
+            continue
+        x = torch.tensor([tokens], device=model.device)
+        with torch.inference_mode(), mixed_precision(model.device):
+            logits = model(x[:, :-1])[0].float()
+        nll = F.cross_entropy(logits, x[0, 1:], reduction="none").tolist()
+        for token, value in zip(tokens[1:], nll):
+            kind = next((name for name, test in KINDS if test(token)), "other")
+            entry = sums.setdefault(kind, [0.0, 0])
+            entry[0] += value
+            entry[1] += 1
+    tokens = sum(count for _, count in sums.values())
+    nats = sum(total for total, _ in sums.values())
+    return {kind: {"nll": total / count, "token_share": count / tokens, "nats_share": total / nats}
+            for kind, (total, count) in sums.items()}
 
 
 def infill_nll(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
@@ -206,6 +235,15 @@ def main(argv: list[str] | None = None) -> int:
         for style, row in results[name]["nll"].items():
             print(f"{name:<10}{style:<13}{row['pieces']:>7}{row['long_pieces']:>6}{row['overall']:>9.3f}"
                   f"{row['[0,L)']:>8.3f}{row['[L,2L)']:>8.3f}{row['[2L,4L)']:>9.3f}")
+
+    if pop:
+        print(f"\nWhere the nats go: the first {max(m.config.train_length for m in models.values())} tokens of "
+              f"{len(pop)} held-out pop songs, NLL per token by kind (share of the tokens, share of the nats)")
+    for name, model in models.items():
+        if pop:
+            kinds = results[name]["nll_by_kind"] = nll_by_kind(model, pop)
+            print(f"{name:<10}" + "  ".join(f"{kind} {row['nll']:.2f} ({row['token_share']:.0%}, "
+                                           f"{row['nats_share']:.0%})" for kind, row in kinds.items()))
 
     for name, model in models.items():
         if events.has_styles(model.config.vocab_size) and pop:

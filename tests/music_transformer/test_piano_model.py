@@ -52,6 +52,34 @@ def test_the_card_benchmark_runs_end_to_end_on_a_small_model(tmp_path, capsys):
         row = result["model"]["infill"][gap]
         assert row["tokens"] > 0 and row["both_sides"] > 0 and row["left_only"] > 0
     assert result["model"]["decode"]["tokens_per_s"] > 0
+    kinds = result["model"]["nll_by_kind"]
+    assert {"note-on", "note-off", "time shift", "velocity"} <= set(kinds) and "nll_by_kind" in result["baseline"]
+    assert sum(row["token_share"] for row in kinds.values()) == pytest.approx(1.0)
+    assert sum(row["nats_share"] for row in kinds.values()) == pytest.approx(1.0)
     assert result["continuations"]["songs"] == 1
     assert set(result["continuations"]) == {"model", "baseline", "real", "songs"}
     assert result["continuations"]["real"]["notes_per_second"] == pytest.approx(4.0)  # a note every 0.25 s
+
+
+def test_nll_by_kind_splits_the_first_windows_cross_entropy_by_event_kind():
+    from music_transformer import data
+
+    torch.manual_seed(1)
+    model = MusicTransformer(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, train_length=48,
+                                         max_relative_distance=48, block_size=16)).eval()
+    pieces = [data.Piece(f"p{i}", data.notes_to_array([Note(60 + (k * 5 + i) % 12, 40 + 9 * (k % 5), 0.3 * k,
+                                                            0.3 * k + 0.2) for k in range(30)]), 0, "pop-piano")
+              for i in range(2)]
+    kinds = piano_model.nll_by_kind(model, pieces)
+    total = count = 0
+    velocities = []
+    for piece in pieces:
+        tokens = data.piece_tokens(piece.notes, "pop-piano")[:49]
+        with torch.no_grad():
+            nll = torch.nn.functional.cross_entropy(model(torch.tensor([tokens[:-1]]))[0], torch.tensor(tokens[1:]),
+                                                    reduction="none")
+        total, count = total + float(nll.sum()), count + len(tokens) - 1
+        velocities += [float(v) for token, v in zip(tokens[1:], nll) if events.is_velocity(token)]
+    assert sum(row["nll"] * row["token_share"] for row in kinds.values()) == pytest.approx(total / count, rel=1e-4)
+    assert kinds["velocity"]["nll"] == pytest.approx(sum(velocities) / len(velocities), rel=1e-4)
+    assert kinds["velocity"]["token_share"] == pytest.approx(len(velocities) / count)
