@@ -407,8 +407,9 @@ def train(data: "str | list[str] | TrainingData", out: str | os.PathLike,
                 model_config = ModelConfig.from_dict(initial["config"])
                 shape = {k for k, v in (model_overrides or {}).items() if v is not None} - {"dropout",
                                                                                             "attention_dropout"}
-                if shape:
-                    raise TrainingError(f"--init-from keeps the model's shape; {sorted(shape)[0]} cannot change")
+                if shape:  # (--train-length also sets the relative distance and block: name what was asked)
+                    named = "train_length" if "train_length" in shape else sorted(shape)[0]
+                    raise TrainingError(f"--init-from keeps the model's shape; {named} cannot change")
             model_config = replace(model_config, **{k: v for k, v in (model_overrides or {}).items()
                                                     if v is not None})
             train_config = replace(train_config, **{k: v for k, v in (overrides or {}).items() if v is not None})

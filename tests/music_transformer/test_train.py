@@ -114,7 +114,7 @@ def test_a_new_run_can_start_from_a_trained_models_weights_with_new_settings(mid
     saved = read_checkpoint(tmp_path / "second" / "model.pt")
     assert saved["config"]["dropout"] == 0.2 and saved["metadata"]["init_from"]["path"] == "model.pt"
     assert saved["metadata"]["init_from"]["step"] == 30
-    with pytest.raises(train_module.TrainingError, match="shape"):
+    with pytest.raises(train_module.TrainingError, match="shape; train_length cannot change"):
         train_module.train(str(midi_folder), tmp_path / "third", config="tiny", threads=1, progress=False,
                            model_overrides={"train_length": 64}, init_from=tmp_path / "first" / "model.pt")
 
