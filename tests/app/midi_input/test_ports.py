@@ -22,7 +22,13 @@ def test_unplugging_the_keyboard_mid_take_keeps_the_take_and_says_so(qtbot, grap
     midi.message.connect(messages.append)
     assert midi.start_recording()
     keyboard.play([(0.0, on(60, 90)), (0.1, off(60)), (0.15, on(62, 91))])  # 62 is held when it goes away
-    qtbot.waitUntil(lambda: sum(n[1] == "on" for n in probe.notes()) == 2, timeout=5000)
+    try:
+        qtbot.waitUntil(lambda: sum(n[1] == "on" for n in probe.notes()) == 2, timeout=5000)
+    except qtbot.TimeoutError:  # say where the notes stopped: at the input (the take) or on the way out (thru)
+        raise AssertionError(
+            f"thru heard {probe.notes()}; the take holds {[(n.pitch, n.velocity) for n in song.notes()]}; "
+            f"input {midi.input.port_name if midi.input else None}, recording {midi.recorder.recording}"
+        ) from None
     keyboard.close()
     qtbot.waitUntil(lambda: not midi.recorder.recording, timeout=5000)
     assert [(n.pitch, n.velocity) for n in song.notes()] == [(60, 90), (62, 91)]
