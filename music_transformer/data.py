@@ -548,23 +548,26 @@ def training_batches(pieces: Sequence[Piece], length: int, batch_size: int, seed
     """
     plan = epoch_plan(pieces, length, seed, epoch)
     global_batch = batch_size * world_size
-    batches = len(plan) // global_batch if len(plan) >= global_batch else 1
-    for batch in range(start, batches):
+    for batch in range(start, _batch_count(len(plan), global_batch)):
         rows = []
         for row in range(batch_size):
             index = (batch * global_batch + rank * batch_size + row) % len(plan)
-            group = [pieces[i] for i in plan[index]]
-            sample = training_sample if len(group) == 1 else packed_sample
-            rows.append(sample(group[0] if len(group) == 1 else group, length, seed, epoch, index, mix))
+            if len(plan[index]) == 1:
+                rows.append(training_sample(pieces[plan[index][0]], length, seed, epoch, index, mix))
+            else:
+                rows.append(packed_sample([pieces[i] for i in plan[index]], length, seed, epoch, index, mix))
         yield batch, np.stack(rows)
 
 
 def batches_per_epoch(pieces: Sequence[Piece], length: int, batch_size: int, seed: int = 0, epoch: int = 0,
                       world_size: int = 1) -> int:
     """How many batches `training_batches` yields for that epoch (packing makes it vary a little)."""
-    plan = len(epoch_plan(pieces, length, seed, epoch))
-    global_batch = batch_size * world_size
-    return plan // global_batch if plan >= global_batch else 1
+    return _batch_count(len(epoch_plan(pieces, length, seed, epoch)), batch_size * world_size)
+
+
+def _batch_count(samples: int, global_batch: int) -> int:
+    """Whole batches in an epoch of `samples`; one (its rows wrapping round) when there are fewer."""
+    return samples // global_batch if samples >= global_batch else 1
 
 
 def validation_chunks(pieces: Sequence[Piece], length: int, max_chunks: int | None = None) -> np.ndarray:
