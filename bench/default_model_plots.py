@@ -15,6 +15,7 @@ import json
 import statistics
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -51,7 +52,7 @@ def failure_signs(notes, seconds: float) -> dict:
     longest_gap = max(longest_gap, seconds - covered_until)
     onsets = [n.pitch for n in by_start]
     run = longest_run = 1
-    for a, b in zip(onsets, onsets[1:]):
+    for a, b in pairwise(onsets):
         run = run + 1 if a == b else 1
         longest_run = max(longest_run, run)
     half = seconds / 2

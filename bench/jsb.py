@@ -38,22 +38,22 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from music_transformer import train as train_module
 from music_transformer.attention import KVCache
 from music_transformer.checkpoint import default_device, read_checkpoint, save_checkpoint
 from music_transformer.errors import ContinuoError
 from music_transformer.model import ModelConfig, MusicTransformer, mixed_precision
-from music_transformer import train as train_module
 from music_transformer.train import Batch, TrainConfig, validation_nll
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jsb16"
@@ -315,7 +315,7 @@ class JSBData:
         self._soft: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
-    def load(cls, folder: str | os.PathLike = DATA, transpose_within: str = "voices") -> "JSBData":
+    def load(cls, folder: str | os.PathLike = DATA, transpose_within: str = "voices") -> JSBData:
         folder = Path(folder)
         return cls(read_chorales(folder / "train.json"), read_chorales(folder / "valid.json"), name=str(folder),
                    transpose_within=transpose_within)
@@ -324,7 +324,7 @@ class JSBData:
         tokens = lambda chorales: sum(4 * len(c) + 1 for c in chorales)  # noqa: E731
         return (f"JSB {len(self.train)} train chorales ({tokens(self.train):,} tokens), {len(self.valid)} valid "
                 f"({tokens(self.valid):,} tokens); voice ranges "
-                + ", ".join(f"{v[0].upper()} {lo}-{hi}" for v, (lo, hi) in zip(VOICES, self.ranges))
+                + ", ".join(f"{v[0].upper()} {lo}-{hi}" for v, (lo, hi) in zip(VOICES, self.ranges, strict=True))
                 + (f"; soft targets from a teacher averaged over ±{self.teacher_transpositions} keys"
                    if self.teacher is not None else ""))
 
@@ -349,7 +349,7 @@ class JSBData:
             return
         transposed = [transpose(self.train[index], shift) for index, shift in missing]
         predictions = key_averaged_log_probs(self.teacher, transposed, self.teacher_transpositions)
-        for pair, log_probs in zip(missing, predictions):
+        for pair, log_probs in zip(missing, predictions, strict=True):
             self._soft[pair] = np.exp(log_probs).astype(np.float16)
 
     def _allowed(self, index: int, max_transpose: int) -> list[int]:
@@ -532,13 +532,13 @@ def key_averaged_log_probs(model: MusicTransformer, chorales: Sequence[np.ndarra
                     sums[index] = predicted if sums[index] is None else np.logaddexp(sums[index], predicted)
                     counts[index] += stands
     model.train(was_training)
-    return [total - np.log(count)[:, None] for total, count in zip(sums, counts)]
+    return [total - np.log(count)[:, None] for total, count in zip(sums, counts, strict=True)]
 
 
 def key_averaged_nll(model: MusicTransformer, chorales: Sequence[np.ndarray], transpositions: int) -> float:
     """NLL per token (nats) of whole chorales under `key_averaged_log_probs`."""
     total = count = 0.0
-    for chorale, log_probs in zip(chorales, key_averaged_log_probs(model, chorales, transpositions)):
+    for chorale, log_probs in zip(chorales, key_averaged_log_probs(model, chorales, transpositions), strict=True):
         targets = serialise(chorale)[1:]
         total -= log_probs[np.arange(len(targets)), targets].sum()
         count += len(targets)

@@ -35,14 +35,15 @@ studio does: a Python callback on JACK's thread waits for the GIL and makes the 
 from __future__ import annotations
 
 import argparse
-import json
 import contextlib
+import json
 import os
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -180,8 +181,8 @@ def thru_latency(notes: int, callback_listener: bool = False) -> dict:
         else:
             listener.close()
         thru.close()
-    latencies = [(got - left) * 1000 for got, left in zip(received, sent)]
-    graph = [(got - left) * 1000 for got, left in zip(witnessed, sent)]
+    latencies = [(got - left) * 1000 for got, left in zip(received, sent, strict=False)]
+    graph = [(got - left) * 1000 for got, left in zip(witnessed, sent, strict=False)]
     return {"thru_latency_p50_ms": round(percentile(latencies, 0.5), 2),
             "thru_latency_p99_ms": round(percentile(latencies, 0.99), 2),
             "thru_latency_max_ms": round(max(latencies), 2),
@@ -212,13 +213,13 @@ def duet_answer(checkpoint: str | None, runs: int) -> dict:
     try:
         for run in range(runs):
             before = len(answers)
-            for index, pitch in enumerate((60, 62, 64, 65, 67, 65, 64, 62)):
+            for pitch in (60, 62, 64, 65, 67, 65, 64, 62):
                 now = time.perf_counter()
                 duet.feed(now, mido.Message("note_on", note=pitch + run, velocity=80))
                 time.sleep(0.12)
                 duet.feed(time.perf_counter(), mido.Message("note_off", note=pitch + run, velocity=0))
                 time.sleep(0.03)
-            wait_for(lambda: len(answers) > before, 60)
+            wait_for(lambda: len(answers) > before, 60)  # noqa: B023 - called before the loop moves on
     finally:
         duet.close()
     latencies = [answer.latency * 1000 for answer in answers]
@@ -279,7 +280,7 @@ def flood(seconds: float) -> dict:
     timer.stop()
     landed = midi.stop_recording()
     drained = midi.drained - drained_before
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    gaps = [b - a for a, b in pairwise(ticks)]
     witness.close()
     keyboard.close_port()
     keyboard.delete()

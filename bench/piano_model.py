@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from music_transformer import data, events, load_checkpoint  # noqa: E402  (after the checkout joins the path)
+from music_transformer.bench import generate_speed  # noqa: E402
 from music_transformer.events import Note, encode  # noqa: E402
 from music_transformer.generate import continuation_notes, generate, infill, primer_tokens  # noqa: E402
 from music_transformer.model import MusicTransformer, mixed_precision  # noqa: E402
-from music_transformer.bench import generate_speed  # noqa: E402
 from music_transformer.train import position_nll  # noqa: E402
 
 POP909 = Path(__file__).resolve().parents[2] / "shared" / "data" / "pop909" / "midi"
@@ -84,7 +85,7 @@ def nll_by_kind(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
         with torch.inference_mode(), mixed_precision(model.device):
             logits = model(x[:, :-1])[0].float()
         nll = F.cross_entropy(logits, x[0, 1:], reduction="none").tolist()
-        for token, value in zip(tokens[1:], nll):
+        for token, value in zip(tokens[1:], nll, strict=True):
             kind = next((name for name, test in KINDS if test(token)), "other")
             entry = sums.setdefault(kind, [0.0, 0])
             entry[0] += value
@@ -176,7 +177,7 @@ def music_figures(notes: list[Note], primer: list[Note], seconds: float) -> dict
     for note in notes:
         onsets.setdefault(round(note.start, 2), set()).add(note.pitch)
     times = sorted(onsets)
-    repeated = sum(len(onsets[b] & onsets[a]) for a, b in zip(times, times[1:]))
+    repeated = sum(len(onsets[b] & onsets[a]) for a, b in pairwise(times))
     return {"pitch_class_agreement": float(histogram(notes) @ histogram(primer)) if notes else 0.0,
             "notes_per_second": len(notes) / seconds,
             "velocity_spread": float(np.std([n.velocity for n in notes])) if notes else 0.0,
@@ -254,15 +255,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{gap:>5}{row['both_sides']:>12.3f}{row['left_only']:>11.3f}{row['tokens']:>8}")
             if args.songs:
                 join = results[name]["join"] = join_nll(model, pop, args.songs)
-                print(f"Joining ({name}): NLL per token of the real {JOIN_AFTER:g} s after a {JOIN_GAP:g} s gap written "
-                      f"by infill {join['fill']:.3f}, by a plain continuation {join['continuation']:.3f}, "
+                print(f"Joining ({name}): NLL per token of the real {JOIN_AFTER:g} s after a {JOIN_GAP:g} s gap "
+                      f"written by infill {join['fill']:.3f}, by a plain continuation {join['continuation']:.3f}, "
                       f"the real gap {join['real']:.3f} ({join['tokens']} tokens)")
 
     if pop and args.songs:
         stats = continuation_stats(models, pop, args.songs)
         results["continuations"] = stats
-        print(f"\nContinuations: {CONTINUATION_SECONDS:g} s after a {PRIMER_SECONDS:g} s primer, {stats['songs']} songs "
-              "(temperature 1.0, top-p 0.95), means")
+        print(f"\nContinuations: {CONTINUATION_SECONDS:g} s after a {PRIMER_SECONDS:g} s primer, "
+              f"{stats['songs']} songs (temperature 1.0, top-p 0.95), means")
         keys = list(stats["real"])
         print(f"{'':<10}" + "".join(f"{key:>22}" for key in keys))
         for name in [*models, "real"]:

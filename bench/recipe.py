@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jsb  # noqa: E402
+
 from music_transformer import train as train_module  # noqa: E402
 from music_transformer.checkpoint import load_checkpoint  # noqa: E402
 from music_transformer.train import load_config  # noqa: E402

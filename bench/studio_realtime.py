@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -204,7 +205,7 @@ def bench_gui_stall(studio: Studio, seconds: float) -> dict:
     studio.wait(lambda: not window.generation.generating and not song.is_writing, seconds * 20)
     written = time.perf_counter() - started
     timer.stop()
-    gaps = [(b - a) * 1000 - 5 for a, b in zip(ticks, ticks[1:]) if b >= started]
+    gaps = [(b - a) * 1000 - 5 for a, b in pairwise(ticks) if b >= started]
     notes = len(song.notes("continuation"))
     window.transport.set_playing(False)
     return {"max": max(gaps), "p99": percentile(gaps, 0.99), "generation_seconds": written, "notes": notes}

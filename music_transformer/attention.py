@@ -102,7 +102,7 @@ class Visibility:
             first = max(first, (position // self.local - 1) * self.local)
         return first
 
-    def shifted(self, keys: int) -> "Visibility":
+    def shifted(self, keys: int) -> Visibility:
         """The same rule for keys that start `keys` positions later."""
         return replace(self, offset=self.offset + keys) if keys else self
 
@@ -487,7 +487,7 @@ class StreamCache:
         self.keys = [new(heads, rows, head_dim, ring, dtype=dtype, device=device) for _ in kept]
         self.values = [new(heads, rows, ring, head_dim, dtype=dtype, device=device) for _ in kept]
         if rows == 1:
-            for (k, v), keys, values in zip(kept, self.keys, self.values):
+            for (k, v), keys, values in zip(kept, self.keys, self.values, strict=True):
                 keys[:, 0, :, :length] = k[0].transpose(-1, -2)
                 values[:, 0, :length] = v[0]
             self.context_keys = [keys[:, 0, :, :length] for keys in self.keys]
@@ -497,10 +497,10 @@ class StreamCache:
             self.context_values = [v[0].to(dtype).contiguous() for _, v in kept]  # (H, P, D)
         self._ring_start = length if rows == 1 else 0  # the buffers' column of ring column 0
         if rows == 1:  # (H, D, columns) and (H, columns, D): views sliced at every step
-            self._runs = [(keys[:, 0], values[:, 0]) for keys, values in zip(self.keys, self.values)]
+            self._runs = [(keys[:, 0], values[:, 0]) for keys, values in zip(self.keys, self.values, strict=True)]
         else:  # (H * rows, D, span) and (H * rows, span, D)
             self._runs = [(keys.view(heads * rows, head_dim, span), values.view(heads * rows, span, head_dim))
-                          for keys, values in zip(self.keys, self.values)]
+                          for keys, values in zip(self.keys, self.values, strict=True)]
         self._scores = torch.empty(heads * rows * columns, dtype=dtype, device=device)
         self._ring_scores = torch.empty(heads * rows * span, dtype=dtype, device=device)
         # q E^T by distance: column M-1-d holds distance d; then a zero (past the table) and -inf (hidden)
@@ -635,7 +635,7 @@ class StreamCache:
             if context:
                 torch.bmm(q, self.context_keys[layer][..., first:], out=scores[..., :context])
             torch.bmm(q.view(heads * rows, 1, head_dim), run_keys[..., step.ring[0]:step.ring[1]],
-                      out=step.ring_scores)  # into a buffer of its own: a batch of products is slow to write into a slice
+                      out=step.ring_scores)  # a buffer of its own: a batch of products is slow to write into a slice
             step.ring_target.copy_(step.ring_scores.view(heads, rows, -1))
         if step.needed:  # q E^T for the distances seen
             torch.bmm(q, relative_t[..., self.distances - step.needed:], out=step.relative)

@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                for c in contexts]
     print("\nDecoding (tokens/s), 6 layers x 256, one piece, one thread:")
     print(f"{'context':>8} {'cached':>10} {'recompute':>10} {'speed-up':>9} {'generate':>9} {'(forward)':>10}")
-    for row, stream in zip(decode, streams):
+    for row, stream in zip(decode, streams, strict=True):
         print(f"{row['context']:>8} {row['cached_tokens_per_s']:>10.1f} {row['recompute_tokens_per_s']:>10.2f} "
               f"{row['speedup']:>8.1f}x {stream['tokens_per_s']:>9.1f} {stream['forward_tokens_per_s']:>10.1f}")
         results[f"decode_cached_tokens_per_s_{row['context']}"] = round(row["cached_tokens_per_s"], 1)

@@ -189,8 +189,8 @@ def average_checkpoints(paths: list[str | os.PathLike], out: str | os.PathLike) 
     if len(paths) < 2:
         raise CheckpointError("averaging needs two checkpoints or more")
     states = [read_checkpoint(path) for path in paths]
-    models = [_model_in(state, Path(path).name) for path, state in zip(paths, states)]
-    for path, model in zip(paths[1:], models[1:]):
+    models = [_model_in(state, Path(path).name) for path, state in zip(paths, states, strict=True)]
+    for path, model in zip(paths[1:], models[1:], strict=True):
         if model.config != models[0].config:
             raise CheckpointError(f"{Path(path).name} describes another model than {Path(paths[0]).name}; "
                                   "only checkpoints of one run can be averaged")

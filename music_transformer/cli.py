@@ -13,8 +13,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 from . import limits
 from .errors import ContinuoError
@@ -190,7 +191,8 @@ def _sampling_options(parser: ArgumentParser) -> None:
                         help="keep every new note in a key: 'auto' (the key of the music given) or e.g. 'D minor', "
                              "'Eb major', 'A dorian' (default: no key lock)")
     parser.add_argument("--lowest", type=number(int, 0, 127), default=21, help="lowest MIDI pitch to write (21, A0)")
-    parser.add_argument("--highest", type=number(int, 0, 127), default=108, help="highest MIDI pitch to write (108, C8)")
+    parser.add_argument("--highest", type=number(int, 0, 127), default=108,
+                        help="highest MIDI pitch to write (108, C8)")
     parser.add_argument("--device", type=device, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
     parser.add_argument("--bpm", type=number(float, limits.MIN_BPM, limits.MAX_BPM), default=120.0,
                         help="tempo written into the MIDI file")

@@ -31,14 +31,14 @@ import logging
 import multiprocessing
 import os
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import ContinuoError
 from . import events
+from .errors import ContinuoError
 from .events import END, NUM_PITCHES, PAD, STYLES, Note, decode, encode
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def convert_source(job: tuple[Source, str]) -> tuple[str, str | None]:
     error = None
     try:
         pieces = [(piece_id, notes) for piece_id, notes in read_source(source) if notes]
-    except Exception as exception:  # any parser failure: the file is skipped, never the run
+    except Exception as exception:  # noqa: BLE001 - any parser failure: the file is skipped, never the run
         pieces = []
         error = (str(exception).strip().splitlines() or [type(exception).__name__])[0][:300]
     arrays = [notes_to_array(notes) for _, notes in pieces]
@@ -338,7 +338,8 @@ def _load_sources(data: str, cache_dir: Path | None, limit: int | None, workers:
             token_counts, ids = entry["token_counts"], entry["ids"]
         if not len(counts):
             continue
-        for piece_id, piece_notes, token_count in zip(ids, np.split(notes, np.cumsum(counts)[:-1]), token_counts):
+        split = np.split(notes, np.cumsum(counts)[:-1])
+        for piece_id, piece_notes, token_count in zip(ids, split, token_counts, strict=True):
             piece = Piece(str(piece_id), piece_notes, int(token_count), source.style)
             (dataset.valid if is_valid_piece(piece.piece_id, valid_fraction) else dataset.train).append(piece)
     if not dataset.train and not dataset.valid:
@@ -377,7 +378,7 @@ def load_token_pack(path: str | os.PathLike, valid_fraction: float = VALID_FRACT
     except (OSError, KeyError, ValueError) as error:
         raise DataError(f"{path.name}: not a token pack ({error})") from None
     dataset = Dataset()
-    for index, (piece_id, style) in enumerate(zip(ids.tolist(), styles.tolist())):
+    for index, (piece_id, style) in enumerate(zip(ids.tolist(), styles.tolist(), strict=True)):
         piece_tokens = tokens[offsets[index]:offsets[index + 1]].tolist()
         piece = Piece(piece_id, notes_to_array(decode(piece_tokens)), len(piece_tokens),
                       style if style in STYLES else "any")

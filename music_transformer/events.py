@@ -16,8 +16,8 @@ notes, so that `encode(decode(tokens)) == tokens` for every sequence that `encod
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from .limits import MAX_PIECE_SECONDS
 

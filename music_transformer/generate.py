@@ -22,8 +22,8 @@ import math
 import os
 import threading
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,9 +31,24 @@ import torch
 from . import events, limits
 from .attention import KVCache
 from .decoder import CapturedStep, Decoder, fast_path
-from .events import (NOTE_OFF_OFFSET, NOTE_ON_OFFSET, NUM_EVENTS, NUM_PITCHES, NUM_VELOCITY_BINS, SECONDS_PER_TICK,
-                     STYLES, VELOCITY_OFFSET, Note, encode, is_note_off, is_note_on, is_time_shift, is_velocity,
-                     shift_ticks, time_shift)
+from .events import (
+    NOTE_OFF_OFFSET,
+    NOTE_ON_OFFSET,
+    NUM_EVENTS,
+    NUM_PITCHES,
+    NUM_VELOCITY_BINS,
+    SECONDS_PER_TICK,
+    STYLES,
+    VELOCITY_OFFSET,
+    Note,
+    encode,
+    is_note_off,
+    is_note_on,
+    is_time_shift,
+    is_velocity,
+    shift_ticks,
+    time_shift,
+)
 from .model import MusicTransformer, mixed_precision
 
 Cancel = Callable[[], bool] | threading.Event | None
@@ -156,7 +171,7 @@ class _Performance:
             self.mask[[NOTE_OFF_OFFSET + pitch for pitch in pitches]] = BLOCKED
             self.mask[[NOTE_ON_OFFSET + pitch for pitch in pitches]] = BLOCKED
 
-    def copy(self) -> "_Performance":
+    def copy(self) -> _Performance:
         """An independent copy (each beam of a beam search has its own)."""
         twin = _Performance.__new__(_Performance)
         twin.forbidden = self.forbidden  # never changed: shared
@@ -315,7 +330,7 @@ def _forbidden_note_ons(allowed_pitches: Iterable[int] | None) -> np.ndarray | N
 
 
 def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note],
-                allowed_pitches: Iterable[int] | None = None) -> tuple[list[int], "_Performance"]:
+                allowed_pitches: Iterable[int] | None = None) -> tuple[list[int], _Performance]:
     """The primer's tokens (from tokens or notes, checked) and what sounds at its end."""
     if primer and isinstance(primer[0], Note):
         primer = encode(primer)  # type: ignore[arg-type]
@@ -401,7 +416,7 @@ class _Sampling:
     @classmethod
     def checked(cls, model: MusicTransformer, temperature: float, top_k: int | None, top_p: float | None,
                 seeds: list[int | None], window: int | None, max_tokens: int | None, seconds: float | None,
-                max_note_seconds: float | None, cpu_threads: int | None, style: str) -> "_Sampling":
+                max_note_seconds: float | None, cpu_threads: int | None, style: str) -> _Sampling:
         """Refuses, with a ValueError a musician can read, every setting a stream could not run with."""
         def number(name: str, value, low: float, *, integer: bool = False, above: bool = False) -> None:
             kinds = (int,) if integer else (int, float)
@@ -438,7 +453,7 @@ class _Sampling:
                    hold_ticks=None if max_note_seconds is None else max(1, events.to_ticks(max_note_seconds)),
                    cpu_threads=cpu_threads)
 
-    def left(self, state: "_Performance", generated: int) -> tuple[int | None, int | None]:
+    def left(self, state: _Performance, generated: int) -> tuple[int | None, int | None]:
         """(tokens, ticks) the stream may still write, None for no limit."""
         return (None if self.max_tokens is None else self.max_tokens - generated,
                 None if self.max_ticks is None else self.max_ticks - state.tick)
@@ -475,7 +490,7 @@ def _stream(model: MusicTransformer, context: list[int], performances: list[_Per
         torch.set_num_threads(threads_before)
 
 
-def _write(steps: "_Steps", logits: torch.Tensor, performances: list[_Performance], sampling: _Sampling,
+def _write(steps: _Steps, logits: torch.Tensor, performances: list[_Performance], sampling: _Sampling,
            cancel: Cancel) -> Iterator[tuple[int, int]]:
     """Samples a token for every row still writing at each step; a row that is done (or cancelled) closes its
     notes and stops."""
@@ -541,7 +556,7 @@ class _Sampler:
             return
         step = self._drawn % NOISE_BLOCK
         if step == 0:
-            for block, generator in zip(self._block, self._generators):
+            for block, generator in zip(self._block, self._generators, strict=True):
                 torch.rand(block.shape, generator=generator, device=block.device, out=block)
             self._block.log_().neg_().log_().neg_()  # -log(-log(u)): Gumbel(0, 1)
         self.noise.copy_(self._block[:, step])
@@ -634,7 +649,7 @@ def _beam_search(steps: _Steps, logits: torch.Tensor, performance: _Performance,
             scores[time_shift(shift_limit) + 1:time_shift(events.NUM_TIME_SHIFTS) + 1] = float("-inf")
             best = torch.topk(scores, beam_size)
             candidates += [(score + float(value), row, int(token))
-                           for value, token in zip(best.values, best.indices) if value > float("-inf")]
+                           for value, token in zip(best.values, best.indices, strict=True) if value > float("-inf")]
         candidates.sort(key=lambda candidate: candidate[0], reverse=True)
         alive, rows = [], []
         for score, row, token in candidates[:beam_size]:

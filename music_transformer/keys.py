@@ -8,8 +8,8 @@ shown while the user draws; this is the few lines it needs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 

@@ -19,8 +19,8 @@ import math
 import os
 import secrets
 import struct
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from . import limits
 from .errors import MidiFileError

@@ -23,7 +23,6 @@ from . import limits
 from .attention import KVCache, MultiHeadSelfAttention
 from .events import VOCAB_SIZE
 
-
 POSITIONAL_KINDS = ("relative", "absolute", "both")
 
 
@@ -97,7 +96,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         """A config from plain data, ignoring keys this version does not know; checked as any config is."""
         if not isinstance(data, dict):
             raise ValueError(f"a model config is a set of named settings, not {type(data).__name__}")

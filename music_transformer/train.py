@@ -19,10 +19,11 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from queue import Queue
-from typing import Iterator, Protocol, Union
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -72,7 +73,7 @@ class TrainConfig:
                 raise TrainingError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """A TrainConfig from plain data; unknown keys are an error (a typo should not pass silently)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -159,7 +160,7 @@ def learning_rate(step: int, config: TrainConfig, progress: float | None) -> flo
 
 # A training batch is a token array (B, T + 1), or a pair (tokens, soft targets) when the data brings a
 # teacher's next-token probabilities (B, T, vocabulary) for distillation (`TrainConfig.soft_target_weight`).
-Batch = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
+Batch = np.ndarray | tuple[np.ndarray, np.ndarray]
 
 
 def split_batch(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -244,7 +245,7 @@ class EventData:
 # --- distributed -------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Distributed:
     """Where this process stands in a (possibly single-process) run."""
 
@@ -264,6 +265,9 @@ class Distributed:
         return tensor
 
 
+ALONE = Distributed()  # a run of one process
+
+
 def start_distributed(device_request: str | None) -> tuple[Distributed, torch.device]:
     """Joins the torchrun process group when there is one; picks this process's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -276,7 +280,7 @@ def start_distributed(device_request: str | None) -> tuple[Distributed, torch.de
         dist = Distributed(rank, world_size, local_rank)
         device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     else:
-        dist = Distributed()
+        dist = ALONE
         device = torch.device(device_request) if device_request else torch.device("cuda" if cuda else "cpu")
     return dist, device
 
@@ -286,7 +290,7 @@ def start_distributed(device_request: str | None) -> tuple[Distributed, torch.de
 
 @torch.no_grad()
 def validation_nll(model: MusicTransformer, batches: list[np.ndarray], device: torch.device,
-                   dist: Distributed = Distributed(), pad: int = PAD) -> float:
+                   dist: Distributed = ALONE, pad: int = PAD) -> float:
     """Mean NLL per token (nats) over validation batches; each process scores its share of every batch's rows."""
     was_training = model.training
     model.eval()
@@ -363,8 +367,8 @@ def _progress(step: int, elapsed: float, config: TrainConfig) -> float | None:
     return max(parts) if parts else None
 
 
-def train(data: "str | list[str] | TrainingData", out: str | os.PathLike,
-          config: "str | tuple[ModelConfig, TrainConfig]" = "small", resume: bool = False,
+def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
+          config: str | tuple[ModelConfig, TrainConfig] = "small", resume: bool = False,
           overrides: dict | None = None, model_overrides: dict | None = None, device: str | None = None,
           limit: int | None = None, cache_dir: str | None = None, threads: int | None = None,
           keep_every_steps: int | None = None, progress: bool = True,
@@ -420,7 +424,7 @@ def train(data: "str | list[str] | TrainingData", out: str | os.PathLike,
             torch.distributed.destroy_process_group()
 
 
-def _train(data: "str | list[str] | TrainingData", out: Path, model_config: ModelConfig, config: TrainConfig,
+def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelConfig, config: TrainConfig,
            state: dict | None, dist: Distributed, device: torch.device, limit: int | None, cache_dir: str | None,
            keep_every_steps: int | None, progress: bool, model_class: type[MusicTransformer],
            initial: dict | None = None) -> dict:
@@ -613,7 +617,7 @@ def prefetched(items: Iterator, depth: int = 2) -> Iterator:
             for item in items:
                 queue.put(item)
             queue.put(finished)
-        except BaseException as error:  # handed to the loop, which raises it
+        except BaseException as error:  # noqa: BLE001 - handed to the loop, which raises it
             queue.put(error)
 
     threading.Thread(target=fill, name="training data", daemon=True).start()
@@ -626,7 +630,7 @@ def prefetched(items: Iterator, depth: int = 2) -> Iterator:
 def _saved_step(out: Path) -> int | str:
     try:
         return read_checkpoint(out / "last.pt")["training"]["step"]
-    except Exception:
+    except Exception:  # noqa: BLE001 - only names the step in a message; a damaged file says "?"
         return "?"
 
 

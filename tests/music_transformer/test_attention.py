@@ -5,9 +5,17 @@ import math
 import pytest
 import torch
 
-from music_transformer.attention import (KVCache, StreamCache, Visibility, relative_attention,
-                                         relative_attention_block, relative_logits, relative_table,
-                                         shaw_relative_logits, skew)
+from music_transformer.attention import (
+    KVCache,
+    StreamCache,
+    Visibility,
+    relative_attention,
+    relative_attention_block,
+    relative_logits,
+    relative_table,
+    shaw_relative_logits,
+    skew,
+)
 
 
 @pytest.mark.parametrize("length,heads,max_distance", [(1, 1, 4), (2, 1, 8), (7, 2, 7), (16, 4, 32),
@@ -78,7 +86,7 @@ def test_fused_backward_gives_the_gradients_of_the_direct_formula(block_size, wi
         inputs = [t.clone().requires_grad_() for t in tensors]
         (attend(*inputs) * weights).sum().backward()
         gradients.append([t.grad for t in inputs])
-    for fused, direct in zip(*gradients):
+    for fused, direct in zip(*gradients, strict=True):
         torch.testing.assert_close(fused, direct, atol=1e-10, rtol=0)
 
 
@@ -100,7 +108,7 @@ def test_under_cpu_autocast_relative_attention_runs_in_float32(dropout):
     (low, low_grads), (high, high_grads) = results
     assert low.dtype == torch.float32
     torch.testing.assert_close(low, high, atol=0, rtol=0)
-    for got, expected in zip(low_grads, high_grads):
+    for got, expected in zip(low_grads, high_grads, strict=True):
         torch.testing.assert_close(got, expected, atol=0, rtol=0)
 
 
@@ -139,7 +147,7 @@ def test_relative_local_attention_equals_full_attention_masked_to_blocks(block_s
     relative_attention(*inputs, block_size=block_size, local=local).sum().backward()
     reference = [t.clone().requires_grad_() for t in (q, k, v, embeddings)]
     _direct_attention(*reference, local=local).sum().backward()
-    for fused, direct in zip(inputs, reference):
+    for fused, direct in zip(inputs, reference, strict=True):
         torch.testing.assert_close(fused.grad, direct.grad, atol=1e-6, rtol=0)
 
 

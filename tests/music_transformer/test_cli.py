@@ -57,7 +57,8 @@ def test_generate_keeps_to_a_key_and_a_range(tmp_path):
     save_checkpoint(small_model(), tmp_path / "model.pt")
     motif = [Note(57 + step, 90, 0.25 * k, 0.25 * k + 0.25) for k, step in enumerate([0, 2, 3, 5, 7, 8, 11, 12])]
     write_midi(motif, tmp_path / "motif.mid")
-    result = run("generate", "--primer", str(tmp_path / "motif.mid"), "--seconds", "8", "--out", str(tmp_path / "o.mid"),
+    result = run("generate", "--primer", str(tmp_path / "motif.mid"), "--seconds", "8",
+                 "--out", str(tmp_path / "o.mid"),
                  "--checkpoint", str(tmp_path / "model.pt"), "--seed", "1", "--temperature", "1.5", "--key", "auto",
                  "--lowest", "55", "--highest", "80")
     assert result.returncode == 0, result.stderr
@@ -119,7 +120,8 @@ BAD_GENERATE = {
                                           for value in values])
 def test_generate_refuses_bad_arguments_before_loading_a_model(tmp_path, capsys, option, value):
     """The model file does not exist: an argument checked after loading would say that instead."""
-    code = main(["generate", "--out", str(tmp_path / "o.mid"), "--checkpoint", str(tmp_path / "none.pt"), option, value])
+    code = main(["generate", "--out", str(tmp_path / "o.mid"), "--checkpoint", str(tmp_path / "none.pt"),
+                 option, value])
     error = capsys.readouterr().err
     assert code == 2 and error.count("\n") == 1 and f"argument {option}" in error, error
     assert not list(tmp_path.iterdir())

@@ -42,7 +42,7 @@ def test_relative_attention_and_its_gradients_on_cuda_match_float64(block_size, 
     (got * weights.float().cuda()).sum().backward()
     assert torch.isfinite(got).all()
     assert relative_error(got, want) < 1e-3
-    for fused, direct in zip(on_gpu, reference):
+    for fused, direct in zip(on_gpu, reference, strict=True):
         assert relative_error(fused.grad, direct.grad) < 1e-3
 
 

@@ -6,8 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from music_transformer import Note, decode, encode, events, write_midi
-from music_transformer import data
+from music_transformer import Note, data, decode, encode, events, write_midi
 from music_transformer.events import PAD, START
 
 
@@ -263,7 +262,7 @@ def test_a_token_pack_holds_the_pieces_their_styles_and_split(tmp_path):
     written = data.save_token_pack(dataset, tmp_path / "pack.tokens.npz")
     assert written["pieces"] == 8 and written["tokens"] == sum(p.token_count for p in dataset.train + dataset.valid)
     packed = data.load_dataset(str(tmp_path / "pack.tokens.npz"))
-    for before, after in zip(dataset.train + dataset.valid, packed.train + packed.valid):
+    for before, after in zip(dataset.train + dataset.valid, packed.train + packed.valid, strict=True):
         assert (before.piece_id, before.style, before.token_count) == (after.piece_id, after.style, after.token_count)
         assert encode(data.array_to_notes(before.notes)) == encode(data.array_to_notes(after.notes))
     assert [p.piece_id for p in packed.valid] == [p.piece_id for p in dataset.valid]
@@ -287,17 +286,17 @@ def test_training_batches_are_reproducible_resumable_and_split_over_ranks(tmp_pa
     whole = list(data.training_batches(pieces, 16, 2, seed=7, epoch=1))
     assert len(whole) == data.batches_per_epoch(pieces, 16, 2, seed=7, epoch=1)
     again = list(data.training_batches(pieces, 16, 2, seed=7, epoch=1))
-    assert all((a[1] == b[1]).all() for a, b in zip(whole, again))
+    assert all((a[1] == b[1]).all() for a, b in zip(whole, again, strict=True))
     resumed = list(data.training_batches(pieces, 16, 2, seed=7, epoch=1, start=3))
     assert [b for b, _ in resumed] == [b for b, _ in whole[3:]]
-    assert all((a[1] == b[1]).all() for a, b in zip(whole[3:], resumed))
+    assert all((a[1] == b[1]).all() for a, b in zip(whole[3:], resumed, strict=True))
     other_epoch = list(data.training_batches(pieces, 16, 2, seed=7, epoch=2))
-    assert any((a[1] != b[1]).any() for a, b in zip(whole, other_epoch))
+    assert any((a[1] != b[1]).any() for a, b in zip(whole, other_epoch, strict=True))
     # Two ranks of batch 1 each take 1 row; together they are the rows one process would take for batch 2.
     single = list(data.training_batches(pieces, 16, 2, seed=7, epoch=1))
     rank0 = list(data.training_batches(pieces, 16, 1, seed=7, epoch=1, rank=0, world_size=2))
     rank1 = list(data.training_batches(pieces, 16, 1, seed=7, epoch=1, rank=1, world_size=2))
-    for (_, both), (_, first), (_, second) in zip(single, rank0, rank1):
+    for (_, both), (_, first), (_, second) in zip(single, rank0, rank1, strict=True):
         assert (both == np.concatenate([first, second])).all()
 
 

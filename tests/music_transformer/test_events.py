@@ -4,10 +4,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from music_transformer import VOCAB_SIZE, Note, decode, encode
-from music_transformer import events
-from music_transformer.events import (NOTE_OFF_OFFSET, NUM_EVENTS, TIME_SHIFT_OFFSET, VELOCITY_OFFSET,
-                                      Decoder, bin_to_velocity, time_shift, velocity_to_bin)
+from music_transformer import VOCAB_SIZE, Note, decode, encode, events
+from music_transformer.events import (
+    NOTE_OFF_OFFSET,
+    NUM_EVENTS,
+    TIME_SHIFT_OFFSET,
+    VELOCITY_OFFSET,
+    Decoder,
+    bin_to_velocity,
+    time_shift,
+    velocity_to_bin,
+)
 
 notes_strategy = st.lists(
     st.builds(lambda pitch, velocity, start, length: Note(pitch, velocity, start, start + length),
@@ -86,7 +93,7 @@ def test_encode_a_small_phrase():
 def test_a_long_rest_is_several_shifts_and_time_does_not_drift():
     notes = [Note(60, 80, 0.0, 0.013), Note(62, 80, 3.337, 3.341), Note(64, 80, 1000.004, 1000.5)]
     decoded = decode(encode(notes))
-    for original, back in zip(notes, decoded):
+    for original, back in zip(notes, decoded, strict=True):
         assert abs(back.start - original.start) <= 0.005 + 1e-9
 
 

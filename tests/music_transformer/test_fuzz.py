@@ -20,10 +20,28 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from music_transformer import (CheckpointError, MidiFileError, ModelConfig, MusicTransformer, Note, decode, encode,
-                               limits, load_checkpoint, read_midi, write_midi)
-from music_transformer.events import (NOTE_OFF_OFFSET, NOTE_ON_OFFSET, NUM_EVENTS, canonical_notes, is_note_off,
-                                     is_note_on, to_ticks)
+from music_transformer import (
+    CheckpointError,
+    MidiFileError,
+    ModelConfig,
+    MusicTransformer,
+    Note,
+    decode,
+    encode,
+    limits,
+    load_checkpoint,
+    read_midi,
+    write_midi,
+)
+from music_transformer.events import (
+    NOTE_OFF_OFFSET,
+    NOTE_ON_OFFSET,
+    NUM_EVENTS,
+    canonical_notes,
+    is_note_off,
+    is_note_on,
+    to_ticks,
+)
 from music_transformer.generate import generate
 from tests.bounds import bounded
 
@@ -87,18 +105,19 @@ def seed_files() -> tuple[bytes, ...]:
     changes, controllers, text, sysex and running status."""
     notes = [Note(48 + (i * 5) % 36, 30 + i, i * 0.1, i * 0.1 + 0.25) for i in range(60)]
     exported = _exported(notes)
-    M = mido.Message
+    msg = mido.Message
     performance = _track(
         mido.MetaMessage("set_tempo", tempo=400_000), mido.MetaMessage("track_name", name="piano"),
-        M("program_change", program=3), M("control_change", control=64, value=127),
+        msg("program_change", program=3), msg("control_change", control=64, value=127),
         *[message for i in range(30) for message in (
-            M("note_on", note=50 + i % 20, velocity=70, time=60), M("control_change", control=7, value=i, time=5),
-            M("note_on", note=50 + (i + 3) % 20, velocity=0, time=40), M("pitchwheel", pitch=i * 10),
-            M("sysex", data=[1, 2, 3]))],
-        M("control_change", control=64, value=0, time=100), mido.MetaMessage("set_tempo", tempo=900_000, time=10),
-        M("note_on", channel=9, note=36, velocity=100), M("note_off", channel=9, note=36, time=30),
-        M("note_on", note=60, velocity=90), M("note_on", note=60, velocity=80, time=0),  # a unison
-        M("note_off", note=60, time=200), tracks=2)
+            msg("note_on", note=50 + i % 20, velocity=70, time=60),
+            msg("control_change", control=7, value=i, time=5),
+            msg("note_on", note=50 + (i + 3) % 20, velocity=0, time=40), msg("pitchwheel", pitch=i * 10),
+            msg("sysex", data=[1, 2, 3]))],
+        msg("control_change", control=64, value=0, time=100), mido.MetaMessage("set_tempo", tempo=900_000, time=10),
+        msg("note_on", channel=9, note=36, velocity=100), msg("note_off", channel=9, note=36, time=30),
+        msg("note_on", note=60, velocity=90), msg("note_on", note=60, velocity=80, time=0),  # a unison
+        msg("note_off", note=60, time=200), tracks=2)
     return exported, performance
 
 

@@ -6,11 +6,28 @@ import pytest
 import torch
 
 from music_transformer import Note, decode, encode, events, generate
-from music_transformer.events import (END, NOTE_OFF_OFFSET, PAD, START, duration_seconds, is_note_off, is_note_on,
-                                      is_time_shift, is_velocity, time_shift)
 from music_transformer.attention import StreamCache
-from music_transformer.generate import (_Sampler, _Sampling, continuation_notes, filter_logits, generate_variations,
-                                        infill, primer_tokens)
+from music_transformer.events import (
+    END,
+    NOTE_OFF_OFFSET,
+    PAD,
+    START,
+    duration_seconds,
+    is_note_off,
+    is_note_on,
+    is_time_shift,
+    is_velocity,
+    time_shift,
+)
+from music_transformer.generate import (
+    _Sampler,
+    _Sampling,
+    continuation_notes,
+    filter_logits,
+    generate_variations,
+    infill,
+    primer_tokens,
+)
 
 from .test_model import small_model
 
@@ -20,7 +37,7 @@ PRIMER = encode([Note(60, 80, 0.0, 0.4), Note(64, 80, 0.4, 0.8), Note(67, 80, 0.
 def assert_valid_stream(tokens):
     """No special tokens, no note-off without its note-on, nothing left sounding; canonical order."""
     sounding = set()
-    for previous, token in zip([None] + list(tokens), tokens):
+    for previous, token in zip([None] + list(tokens), tokens, strict=False):
         assert token not in (PAD, START, END)
         assert not (is_velocity(token) and previous is not None and is_velocity(previous))
         assert not (is_note_off(token) and previous == token - NOTE_OFF_OFFSET), "a zero-length note"

@@ -197,9 +197,9 @@ def test_an_epoch_holds_every_chorale_once_transposed_and_resumes_exactly(jsb_fo
     assert seen == set(range(24)) and transposed > 0
     again = list(data.batches(4096, 4, seed=3, epoch=0, start=4, rank=0, world_size=1, max_transpose=5))
     assert [i for i, _ in again] == [4, 5]
-    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(again, epoch[4:]))
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(again, epoch[4:], strict=True))
     other = [b for _, b in data.batches(4096, 4, seed=3, epoch=1, start=0, rank=0, world_size=1, max_transpose=5)]
-    assert not all(np.array_equal(a, b) for (_, a), b in zip(epoch, other))
+    assert not all(np.array_equal(a, b) for (_, a), b in zip(epoch, other, strict=True))
 
 
 def hymn(period, pickup, bars, seed=0):
@@ -389,10 +389,10 @@ def test_distilling_batches_bring_the_teachers_key_averaged_predictions(jsb_fold
     length = 60  # shorter than every chorale: each row is a crop
     rows = 0
     for (index, tokens), (same_index, (taught_tokens, soft)) in zip(
-            plain.batches(length, 3, 0, 1, 0, 0, 1, 2), taught.batches(length, 3, 0, 1, 0, 0, 1, 2)):
+            plain.batches(length, 3, 0, 1, 0, 0, 1, 2), taught.batches(length, 3, 0, 1, 0, 0, 1, 2), strict=True):
         assert index == same_index and np.array_equal(tokens, taught_tokens)
         assert soft.shape == (*tokens[:, 1:].shape, jsb.VOCAB_SIZE) and soft.dtype == np.float32
-        for row, soft_row in zip(tokens, soft):
+        for row, soft_row in zip(tokens, soft, strict=True):
             matches = [probabilities[offset:offset + length]
                        for full, probabilities in expected.values()
                        for offset in range(len(full) - length)

@@ -37,7 +37,8 @@ def test_allowed_pitches_keep_to_the_scale_and_the_range():
     assert min(pitches) == 21 and max(pitches) == 107  # A0 is in D major; C8 is not, B7 is the top
     assert {p % 12 for p in pitches} == {2, 4, 6, 7, 9, 11, 1}
     assert allowed_pitches(None, 60, 64) == {60, 61, 62, 63, 64}
-    assert len(allowed_pitches(Key(0, "minor pentatonic"))) == len([p for p in range(128) if p % 12 in (0, 3, 5, 7, 10)])
+    pentatonic = [p for p in range(128) if p % 12 in (0, 3, 5, 7, 10)]
+    assert len(allowed_pitches(Key(0, "minor pentatonic"))) == len(pentatonic)
     with pytest.raises(ValueError):
         allowed_pitches(None, 70, 60)
     with pytest.raises(ValueError, match="unknown scale"):

@@ -76,7 +76,7 @@ def test_write_then_read_keeps_every_note(tmp_path):
     write_midi(notes, tmp_path / "out.mid", bpm=90)
     back = read_midi(tmp_path / "out.mid")
     assert [(n.pitch, n.velocity) for n in back] == [(60, 100), (64, 70), (67, 30)]
-    for original, read in zip(notes, back):
+    for original, read in zip(notes, back, strict=True):
         assert read.start == pytest.approx(original.start, abs=1e-3)
         assert read.end == pytest.approx(original.end, abs=1e-3)
     assert pretty_midi.PrettyMIDI(str(tmp_path / "out.mid")).get_tempo_changes()[1][0] == pytest.approx(90, abs=0.01)
@@ -127,7 +127,8 @@ def test_a_file_over_50_mb_is_refused_without_being_read(tmp_path, monkeypatch):
         handle.truncate(51 * 1024 * 1024)
     opened = []
     open_path = Path.open
-    monkeypatch.setattr(Path, "open", lambda self, *args, **kwargs: opened.append(self) or open_path(self, *args, **kwargs))
+    monkeypatch.setattr(Path, "open",
+                        lambda self, *args, **kwargs: opened.append(self) or open_path(self, *args, **kwargs))
     with pytest.raises(MidiFileError, match="50 MB"):
         read_midi(path)
     assert not opened  # refused from its size alone
@@ -300,7 +301,7 @@ def test_what_is_read_survives_the_codec_within_10_ms(tmp_path):
     back = decode(encode(notes))
     assert len(back) == len(notes) == 5  # the unisons merged
     key = lambda note: (note.pitch, to_ticks(note.start))  # noqa: E731 (a sort key)
-    for read, decoded in zip(sorted(notes, key=key), sorted(back, key=key)):
+    for read, decoded in zip(sorted(notes, key=key), sorted(back, key=key), strict=True):
         assert read.pitch == decoded.pitch
         assert read.start == pytest.approx(decoded.start, abs=0.01) and read.end == pytest.approx(decoded.end, abs=0.01)
     assert canonical_notes(notes) == notes

@@ -79,7 +79,7 @@ def test_nll_by_kind_splits_the_first_windows_cross_entropy_by_event_kind():
             nll = torch.nn.functional.cross_entropy(model(torch.tensor([tokens[:-1]]))[0], torch.tensor(tokens[1:]),
                                                     reduction="none")
         total, count = total + float(nll.sum()), count + len(tokens) - 1
-        velocities += [float(v) for token, v in zip(tokens[1:], nll) if events.is_velocity(token)]
+        velocities += [float(v) for token, v in zip(tokens[1:], nll, strict=True) if events.is_velocity(token)]
     assert sum(row["nll"] * row["token_share"] for row in kinds.values()) == pytest.approx(total / count, rel=1e-4)
     assert kinds["velocity"]["nll"] == pytest.approx(sum(velocities) / len(velocities), rel=1e-4)
     assert kinds["velocity"]["token_share"] == pytest.approx(len(velocities) / count)

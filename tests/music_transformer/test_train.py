@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def test_a_run_killed_by_a_signal_resumes_from_its_last_checkpoint(midi_folder, 
         time.sleep(0.2)
         try:
             saved = read_checkpoint(out / "last.pt")["training"]["step"]
-        except Exception:
+        except Exception:  # noqa: BLE001 - a checkpoint half written as we read it
             saved = 0
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
@@ -201,8 +202,8 @@ def test_learning_rate_warms_up_then_decays():
     config = train_module.TrainConfig(learning_rate=1e-3, warmup_steps=10, steps=110, min_learning_rate_ratio=0.1)
     rates = [train_module.learning_rate(s, config, train_module._progress(s, 0.0, config)) for s in range(110)]
     assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
-    assert all(a <= b for a, b in zip(rates[:10], rates[1:10]))
-    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    assert all(a <= b for a, b in pairwise(rates[:10]))
+    assert all(a >= b for a, b in pairwise(rates[10:]))
     assert rates[-1] == pytest.approx(1e-4, rel=0.01)
     unplanned = train_module.TrainConfig(warmup_steps=10)
     assert train_module.learning_rate(39, unplanned, None) == pytest.approx(unplanned.learning_rate / 2)
