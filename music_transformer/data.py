@@ -377,6 +377,13 @@ def load_token_pack(path: str | os.PathLike, valid_fraction: float = VALID_FRACT
             tokens, offsets, ids, styles = pack["tokens"], pack["offsets"], pack["ids"], pack["styles"]
     except (OSError, KeyError, ValueError) as error:
         raise DataError(f"{path.name}: not a token pack ({error})") from None
+    shapes_agree = (tokens.ndim == offsets.ndim == ids.ndim == styles.ndim == 1 and len(offsets) == len(ids) + 1
+                    and len(styles) == len(ids) and offsets[0] == 0 and offsets[-1] == len(tokens)
+                    and bool((np.diff(offsets) >= 0).all()))
+    if not shapes_agree:
+        raise DataError(f"{path.name}: a damaged token pack (its tokens, piece offsets, ids and styles disagree)")
+    if len(tokens) and int(tokens.max()) >= events.VOCAB_SIZE:
+        raise DataError(f"{path.name}: a damaged token pack (token {int(tokens.max())} is outside the vocabulary)")
     dataset = Dataset()
     for index, (piece_id, style) in enumerate(zip(ids.tolist(), styles.tolist(), strict=True)):
         piece_tokens = tokens[offsets[index]:offsets[index + 1]].tolist()

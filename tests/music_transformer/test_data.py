@@ -271,6 +271,15 @@ def test_a_token_pack_holds_the_pieces_their_styles_and_split(tmp_path):
     (tmp_path / "bad.tokens.npz").write_bytes(b"not a pack")
     with pytest.raises(data.DataError, match="not a token pack"):
         data.load_dataset(str(tmp_path / "bad.tokens.npz"))
+    with np.load(tmp_path / "pack.tokens.npz") as pack:
+        parts = dict(pack)
+    damages = [dict(ids=parts["ids"][:-1]), dict(styles=parts["styles"][1:]), dict(tokens=parts["tokens"][:-5]),
+               dict(offsets=parts["offsets"][::-1]), dict(tokens=parts["tokens"] + 1000)]
+    for change in damages:  # an id or a style missing, offsets past the tokens or going back, foreign tokens
+        with open(tmp_path / "damaged.tokens.npz", "wb") as handle:
+            np.savez(handle, **{**parts, **change})
+        with pytest.raises(data.DataError, match="damaged token pack"):
+            data.load_dataset(str(tmp_path / "damaged.tokens.npz"))
 
 
 def test_every_source_names_its_style():
