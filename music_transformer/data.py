@@ -382,13 +382,14 @@ def load_token_pack(path: str | os.PathLike, valid_fraction: float = VALID_FRACT
                     and bool((np.diff(offsets) >= 0).all()))
     if not shapes_agree:
         raise DataError(f"{path.name}: a damaged token pack (its tokens, piece offsets, ids and styles disagree)")
-    if len(tokens) and int(tokens.max()) >= events.VOCAB_SIZE:
-        raise DataError(f"{path.name}: a damaged token pack (token {int(tokens.max())} is outside the vocabulary)")
     dataset = Dataset()
     for index, (piece_id, style) in enumerate(zip(ids.tolist(), styles.tolist(), strict=True)):
         piece_tokens = tokens[offsets[index]:offsets[index + 1]].tolist()
-        piece = Piece(piece_id, notes_to_array(decode(piece_tokens)), len(piece_tokens),
-                      style if style in STYLES else "any")
+        try:
+            notes = decode(piece_tokens)
+        except ValueError as error:  # the decoder's own check: a token outside the vocabulary
+            raise DataError(f"{path.name}: a damaged token pack ({error})") from None
+        piece = Piece(piece_id, notes_to_array(notes), len(piece_tokens), style if style in STYLES else "any")
         (dataset.valid if is_valid_piece(piece_id, valid_fraction) else dataset.train).append(piece)
     if not dataset.train and not dataset.valid:
         raise DataError(f"{path.name}: the token pack holds no pieces")
