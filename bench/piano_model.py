@@ -21,7 +21,8 @@ Every figure is measured for each model on the same held-out pieces (the stable 
    by `infill` and by a plain continuation of the same length (`generate`); the NLL per token of the real
    next 8 s after each, read left to right, against after the real gap.
 5. Where the nats go: the held-out pop songs' first window, NLL per token by kind of event (note-on,
-   note-off, time shift, velocity, END), with each kind's share of the tokens and of the nats.
+   note-off, time shift, velocity, END), with each kind's share of the tokens and of the nats (read from
+   the passes of 1, not a second forward pass).
 6. Decoding speed on this CPU, one thread, at the model's full window (`music_transformer.bench.generate_speed`):
    tokens/s, and the real-time factor for dense piano (60 tokens a second of music) and the median pop song (24).
 """
@@ -55,10 +56,13 @@ PRIMER_SECONDS, CONTINUATION_SECONDS, PRIMER_START = 10.0, 20.0, 30.0
 JOIN_GAP, JOIN_AFTER = 4.0, 8.0  # the gap written, and the seconds after it scored
 
 
-def nll_by_style(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
-    """`position_nll` of the held-out pieces of each style."""
+def nll_by_style(model: MusicTransformer, pieces: list[data.Piece]) -> tuple[dict, dict]:
+    """`position_nll` of the held-out pieces of each style, and `nll_by_kind` of the pop songs from the same passes."""
     styles = sorted({piece.style for piece in pieces}, key=events.STYLES.index)
-    return {style: position_nll(model, [p for p in pieces if p.style == style]) for style in styles}
+    kinds = KindTally(model.config.train_length)
+    nll = {style: position_nll(model, [p for p in pieces if p.style == style],
+                               on_piece=kinds.add if style == "pop-piano" else None) for style in styles}
+    return nll, kinds.figures()
 
 
 def _scored_nll(model: MusicTransformer, context: list[int], targets: list[int]) -> tuple[float, int]:
@@ -73,27 +77,34 @@ KINDS = (("note-on", events.is_note_on), ("note-off", events.is_note_off), ("tim
          ("velocity", events.is_velocity))
 
 
-def nll_by_kind(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
-    """NLL per token of each kind of event in the first window of every piece: mean, share of tokens, of nats."""
-    sums: dict[str, list[float]] = {}
-    model.eval()
-    for piece in pieces:
-        tokens = data.piece_tokens(piece.notes, piece.style, model.config.vocab_size)[:model.config.train_length + 1]
-        if len(tokens) < 2:
-            continue
-        x = torch.tensor([tokens], device=model.device)
-        with torch.inference_mode(), mixed_precision(model.device):
-            logits = model(x[:, :-1])[0].float()
-        nll = F.cross_entropy(logits, x[0, 1:], reduction="none").tolist()
-        for token, value in zip(tokens[1:], nll, strict=True):
+class KindTally:
+    """NLL per token of each kind of event in the first window (`length` predictions) of the pieces it is shown."""
+
+    def __init__(self, length: int):
+        self.length = length
+        self.sums: dict[str, list[float]] = {}
+
+    def add(self, tokens: list[int], nll: np.ndarray) -> None:
+        """A piece's tokens and the NLL of each after the first (as `position_nll` hands them over)."""
+        for token, value in zip(tokens[1:self.length + 1], nll[:self.length].tolist(), strict=True):
             kind = next((name for name, test in KINDS if test(token)), "other")
-            entry = sums.setdefault(kind, [0.0, 0])
+            entry = self.sums.setdefault(kind, [0.0, 0])
             entry[0] += value
             entry[1] += 1
-    tokens = sum(count for _, count in sums.values())
-    nats = sum(total for total, _ in sums.values())
-    return {kind: {"nll": total / count, "token_share": count / tokens, "nats_share": total / nats}
-            for kind, (total, count) in sums.items()}
+
+    def figures(self) -> dict:
+        """Per kind: the mean NLL, the share of the tokens and the share of the nats."""
+        tokens = sum(count for _, count in self.sums.values())
+        nats = sum(total for total, _ in self.sums.values())
+        return {kind: {"nll": total / count, "token_share": count / tokens, "nats_share": total / nats}
+                for kind, (total, count) in self.sums.items()}
+
+
+def nll_by_kind(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
+    """NLL per token of each kind of event in the first window of every piece: mean, share of tokens, of nats."""
+    kinds = KindTally(model.config.train_length)
+    position_nll(model, pieces, on_piece=kinds.add)
+    return kinds.figures()
 
 
 def infill_nll(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
@@ -232,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nNLL per token on held-out pieces ({len(dataset.valid)} pieces)")
     print(f"{'model':<10}{'style':<13}{'pieces':>7}{'long':>6}{'overall':>9}{'[0,L)':>8}{'[L,2L)':>8}{'[2L,4L)':>9}")
     for name, model in models.items():
-        results[name]["nll"] = nll_by_style(model, dataset.valid)
+        results[name]["nll"], kinds = nll_by_style(model, dataset.valid)
+        if pop:
+            results[name]["nll_by_kind"] = kinds
         for style, row in results[name]["nll"].items():
             print(f"{name:<10}{style:<13}{row['pieces']:>7}{row['long_pieces']:>6}{row['overall']:>9.3f}"
                   f"{row['[0,L)']:>8.3f}{row['[L,2L)']:>8.3f}{row['[2L,4L)']:>9.3f}")
@@ -240,9 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     if pop:
         print(f"\nWhere the nats go: the first {max(m.config.train_length for m in models.values())} tokens of "
               f"{len(pop)} held-out pop songs, NLL per token by kind (share of the tokens, share of the nats)")
-    for name, model in models.items():
-        if pop:
-            kinds = results[name]["nll_by_kind"] = nll_by_kind(model, pop)
+        for name in models:
+            kinds = results[name]["nll_by_kind"]
             print(f"{name:<10}" + "  ".join(f"{kind} {row['nll']:.2f} ({row['token_share']:.0%}, "
                                            f"{row['nats_share']:.0%})" for kind, row in kinds.items()))
 

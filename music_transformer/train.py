@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from queue import Queue
@@ -311,13 +311,16 @@ def validation_nll(model: MusicTransformer, batches: list[np.ndarray], device: t
 
 
 def position_nll(model: MusicTransformer, pieces, window: int | None = None,
-                 device: torch.device | None = None, style: str | None = None) -> dict:
+                 device: torch.device | None = None, style: str | None = None,
+                 on_piece: Callable[[list[int], np.ndarray], None] | None = None) -> dict:
     """NLL per token overall and by position [0, L), [L, 2L), [2L, 4L) (L = the model's train_length).
 
     Each piece is scored up to 4L tokens with the windowed decoder: every position attends to at most
     `window` (default L) of the latest positions, exactly as `generate` continues past the training
     length. The buckets use only pieces of 4L tokens or more, so each bucket sees the same pieces.
     Each piece opens with the header the model knows (START, and `style` or the piece's own style).
+    `on_piece(tokens, nll)`, when given, sees each piece's scored tokens and the NLL of each (nll[i] of
+    tokens[i + 1]), so that other figures can come from the same passes.
     """
     length = model.config.train_length
     window = window or length
@@ -337,6 +340,8 @@ def position_nll(model: MusicTransformer, pieces, window: int | None = None,
             with mixed_precision(device):
                 logits = model(x[:, :-1], window=window)
             nll = F.cross_entropy(logits[0].float(), x[0, 1:], reduction="none").cpu().numpy()
+            if on_piece is not None:
+                on_piece(tokens, nll)
             sums["overall"][0] += float(nll.sum())
             sums["overall"][1] += len(nll)
             if is_long:
