@@ -82,6 +82,27 @@ threads = number(int, 1, limits.MAX_CPU_THREADS)
 length = number(int, 1, limits.MAX_LENGTH)
 
 
+def style_weights(text: str) -> dict[str, float]:
+    """An argparse type: STYLE=WEIGHT pairs joined by commas (`train --style-weights chorale=3,folk=2`)."""
+    from .data import style_weights as checked
+
+    pairs: dict[str, float] = {}
+    for part in text.split(","):
+        style, equals, weight = (piece.strip() for piece in part.partition("="))
+        if not equals:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not STYLE=WEIGHT")
+        if style in pairs:
+            raise argparse.ArgumentTypeError(f"{style} is named twice")
+        try:
+            pairs[style] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"the weight of {style} must be a number, not {weight!r}") from None
+    try:
+        return dict(checked(pairs))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def device(text: str) -> str:
     """An argparse type: cpu, cuda or cuda:N, if this machine has it."""
     from .checkpoint import checked_device

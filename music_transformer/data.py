@@ -21,13 +21,16 @@ A training sample is one of three kinds (`training_sample`): a window of the pie
 past the header), or, for `fim_rate` of the samples, a fill-in-the-middle sequence (`fim_sample`).
 For `style_dropout` of the samples the style token says `any`. Pieces shorter than the training length
 (a chorale, a fiddle tune) are packed whole, one after another, into shared samples (`epoch_plan`), each
-opening with its own header and closing with END, so that a sample is music rather than PAD.
+opening with its own header and closing with END, so that a sample is music rather than PAD. `style_weights`
+change how often each style's pieces come round in an epoch (chorale=3: three times as often as by its
+tokens; folk=0.5: half as often), for a source that a mix by size leaves behind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import multiprocessing
 import os
 import sys
@@ -64,6 +67,8 @@ TOKEN_PACK_SUFFIX = ".tokens.npz"
 HEADER_RATE = 0.5  # of the plain windows, the share that opens with START and the style token
 DEFAULT_BPM = 100.0  # music21 scores carry no performance tempo: this one, unless the score has a metronome mark
 DEFAULT_VELOCITY = 80  # nor dynamics we trust: every note at mezzo-forte (bin 19)
+StyleWeights = tuple[tuple[str, float], ...]  # (style, weight) pairs for `epoch_plan`
+MAX_STYLE_WEIGHT = 100.0  # a style's pieces come round at most this many times as often in an epoch
 
 
 class DataError(ContinuoError):
@@ -475,23 +480,47 @@ def fim_sequence(tokens: Sequence[int], style: str, length: int, first: int, gap
     return (events.fim_context(style, gap, suffix, prefix) + middle)[:length + 1]
 
 
-def epoch_plan(pieces: Sequence[Piece], length: int, seed: int, epoch: int) -> list[tuple[int, ...]]:
+def style_weights(weights: dict[str, float] | Iterable[tuple[str, float]]) -> StyleWeights:
+    """Checked (style, weight) pairs, sorted by style: ValueError, in words, for an unknown style or a
+    weight that is not a number from 0 to `MAX_STYLE_WEIGHT`."""
+    pairs = list(weights.items() if isinstance(weights, dict) else weights)
+    for style, weight in pairs:
+        if style not in events.STYLES:
+            raise ValueError(f"no style {style!r} (the styles: {', '.join(events.STYLES)})")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight) \
+                or not 0 <= weight <= MAX_STYLE_WEIGHT:
+            raise ValueError(f"the weight of {style} must be a number from 0 to {MAX_STYLE_WEIGHT:g}, not {weight!r}")
+    return tuple(sorted((style, float(weight)) for style, weight in dict(pairs).items()))
+
+
+def epoch_plan(pieces: Sequence[Piece], length: int, seed: int, epoch: int,
+               style_weights: StyleWeights = ()) -> list[tuple[int, ...]]:
     """The pieces of every sample of an epoch, shuffled, as tuples of indices into `pieces`.
 
     A piece that fills a window gets a sample of its own once per `length` tokens it holds, so one epoch
     sees about every token once and a long piece is not sampled as rarely as a short one. The pieces
     that do not fill a window are shuffled and packed whole, in that order, into shared samples of up
     to `length` + 1 tokens (each with its header and END), so that a short piece costs its own tokens,
-    not a whole window of PAD.
+    not a whole window of PAD. A style weighted w (`style_weights`, 1 when not named) has w times as many
+    turns: whole turns, and the fraction left over as a chance drawn for each piece (a weight of 0 leaves
+    the style out). Each turn is its own sample, with its own crop and augmentation.
     """
     rng = np.random.default_rng([seed, epoch])
+    weights = dict(style_weights)
     plan: list[tuple[int, ...]] = []
     short = []
+    turns = [1 if _packed_size(piece) <= length else max(1, round(piece.token_count / length)) for piece in pieces]
+    if any(weight != 1.0 for weight in weights.values()):
+        scaled = [count * weights.get(piece.style, 1.0) for count, piece in zip(turns, pieces, strict=True)]
+        chance = rng.random(len(pieces))
+        turns = [int(value) + int(draw < value - int(value)) for value, draw in zip(scaled, chance, strict=True)]
+        if not any(turns):  # small weights on a few pieces: one turn each rather than an empty epoch
+            turns = [int(value > 0) for value in scaled]
     for index, piece in enumerate(pieces):
         if _packed_size(piece) <= length:
-            short.append(index)
+            short.extend([index] * turns[index])
         else:
-            plan.extend([(index,)] * max(1, round(piece.token_count / length)))
+            plan.extend([(index,)] * turns[index])
     group: list[int] = []
     used = 0
     for index in rng.permutation(np.asarray(short, dtype=np.int64)).tolist():
@@ -517,6 +546,7 @@ class SampleMix:
     max_transpose: int = 3  # augmentation: semitones either way (time stretch is 0.95-1.05)
     fim_rate: float = 0.0  # the share of fill-in-the-middle samples
     style_dropout: float = 0.0  # the share of samples whose style token says `any`
+    style_weights: StyleWeights = ()  # (style, weight) pairs: how often each style's pieces come round
 
 
 def training_sample(piece: Piece, length: int, seed: int, epoch: int, index: int,
@@ -555,7 +585,7 @@ def training_batches(pieces: Sequence[Piece], length: int, batch_size: int, seed
     With several processes each rank takes its own rows of every batch, so the ranks together see the
     same samples as one process would; resuming at batch `start` repeats nothing and skips nothing.
     """
-    plan = epoch_plan(pieces, length, seed, epoch)
+    plan = epoch_plan(pieces, length, seed, epoch, mix.style_weights)
     global_batch = batch_size * world_size
     for batch in range(start, _batch_count(len(plan), global_batch)):
         rows = []
@@ -569,9 +599,9 @@ def training_batches(pieces: Sequence[Piece], length: int, batch_size: int, seed
 
 
 def batches_per_epoch(pieces: Sequence[Piece], length: int, batch_size: int, seed: int = 0, epoch: int = 0,
-                      world_size: int = 1) -> int:
+                      world_size: int = 1, style_weights: StyleWeights = ()) -> int:
     """How many batches `training_batches` yields for that epoch (packing makes it vary a little)."""
-    return _batch_count(len(epoch_plan(pieces, length, seed, epoch)), batch_size * world_size)
+    return _batch_count(len(epoch_plan(pieces, length, seed, epoch, style_weights)), batch_size * world_size)
 
 
 def _batch_count(samples: int, global_batch: int) -> int:

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from queue import Queue
 from typing import Protocol
@@ -55,6 +55,9 @@ class TrainConfig:
     max_transpose: int = 3  # augmentation: semitones either way (time stretch is 0.95-1.05)
     fim_rate: float = 0.5  # performance events: the share of fill-in-the-middle samples ("FIM for free" at 0.5)
     style_dropout: float = 0.15  # performance events: the share of samples whose style token says `any`
+    # performance events: how often each style's pieces come round in an epoch against their share of the
+    # tokens (data.epoch_plan), e.g. {"chorale": 3.0}; a style not named is 1
+    style_weights: dict[str, float] = field(default_factory=dict)
     steps: int | None = None  # planned length in optimizer steps (None: until --max-minutes or forever)
     max_minutes: float | None = None  # stop after this much training time (summed over resumes)
     checkpoint_minutes: float = 3.0
@@ -71,6 +74,12 @@ class TrainConfig:
         for name in ("soft_target_weight", "fim_rate", "style_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise TrainingError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
+        if not isinstance(self.style_weights, dict):
+            raise TrainingError(f"style_weights must map styles to weights, not {self.style_weights!r}")
+        try:
+            self.style_weights = dict(data_module.style_weights(self.style_weights))
+        except ValueError as error:
+            raise TrainingError(f"style_weights: {error}") from None
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -222,18 +231,22 @@ class EventData:
     vocab_size = VOCAB_SIZE
 
     def __init__(self, dataset: data_module.Dataset, name: str, valid_max_chunks: int | None = None,
-                 fim_rate: float = 0.0, style_dropout: float = 0.0) -> None:
+                 fim_rate: float = 0.0, style_dropout: float = 0.0,
+                 style_weights: data_module.StyleWeights = ()) -> None:
         self.dataset, self.name, self.valid_max_chunks = dataset, name, valid_max_chunks
-        self.fim_rate, self.style_dropout = fim_rate, style_dropout
+        self.fim_rate, self.style_dropout, self.style_weights = fim_rate, style_dropout, style_weights
         if not dataset.train:
             raise TrainingError(f"{name}: no pieces for training after the split")
+        if not any(dict(style_weights).get(piece.style, 1.0) > 0 for piece in dataset.train):
+            styles = ", ".join(sorted({piece.style for piece in dataset.train}))
+            raise TrainingError(f"{name}: the style weights leave out every piece ({styles})")
 
     def describe(self) -> str:
         return self.dataset.describe()
 
     def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
                 world_size: int, max_transpose: int) -> Iterator[tuple[int, np.ndarray]]:
-        mix = data_module.SampleMix(max_transpose, self.fim_rate, self.style_dropout)
+        mix = data_module.SampleMix(max_transpose, self.fim_rate, self.style_dropout, self.style_weights)
         return data_module.training_batches(self.dataset.train, length, batch_size, seed, epoch, start, rank,
                                             world_size, mix)
 
@@ -448,7 +461,8 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
             torch.distributed.barrier()
         if not dist.main:
             dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=False)
-        data = EventData(dataset, name, config.valid_max_chunks, config.fim_rate, config.style_dropout)
+        data = EventData(dataset, name, config.valid_max_chunks, config.fim_rate, config.style_dropout,
+                         data_module.style_weights(config.style_weights))
     if model_config.vocab_size != data.vocab_size:
         raise TrainingError(f"{data.name} has a vocabulary of {data.vocab_size} tokens but the model "
                             f"{model_config.vocab_size}")
@@ -665,6 +679,9 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--fim-rate", type=cli.share, help="share of fill-in-the-middle samples (default 0.5)")
     parser.add_argument("--style-dropout", type=cli.share,
                         help="share of samples whose style says 'any' (default 0.15)")
+    parser.add_argument("--style-weights", type=cli.style_weights, metavar="STYLE=W[,STYLE=W...]",
+                        help="how often each style's pieces come round in an epoch against their share of the "
+                             "tokens, e.g. chorale=3,folk=2 (0 leaves a style out; 1 when not named)")
     parser.add_argument("--dropout", type=cli.share_below_one, help="dropout before each residual addition")
     parser.add_argument("--attention-dropout", type=cli.share_below_one, help="dropout on the attention weights")
     parser.add_argument("--local-block", type=cli.length,
@@ -690,7 +707,7 @@ def train_main(argv: list[str]) -> int:
     overrides = {"steps": args.steps, "max_minutes": args.max_minutes, "label_smoothing": args.label_smoothing,
                  "batch_size": args.batch_size, "learning_rate": args.lr, "warmup_steps": args.warmup_steps,
                  "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes, "precision": args.precision,
-                 "fim_rate": args.fim_rate, "style_dropout": args.style_dropout}
+                 "fim_rate": args.fim_rate, "style_dropout": args.style_dropout, "style_weights": args.style_weights}
     model_overrides = {"positional": args.positional, "train_length": args.train_length, "dropout": args.dropout,
                        "attention_dropout": args.attention_dropout, "local_block": args.local_block}
     if args.train_length:

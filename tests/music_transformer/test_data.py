@@ -1,7 +1,9 @@
 """Training data: MIDI folders, the music21 corpus cache, the split, augmentation and crops."""
 
 import logging
+import math
 import os
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -351,3 +353,54 @@ def test_validation_chunks_cover_each_piece_in_windows_each_opening_with_the_hea
     assert list(chunks[0]) == head + tokens[:15] and list(chunks[1][:3]) == head + tokens[15:16]
     assert (chunks[-1] == PAD).any()
     assert len(data.validation_chunks([piece] * 10, 16, max_chunks=5)) == 5
+
+
+def test_style_weights_change_how_often_each_styles_pieces_come_round():
+    def piece(name, count, style):
+        made = data.Piece(name, data.notes_to_array(
+            [Note(55 + k % 12, 80, 0.2 * k, 0.2 * k + 0.15) for k in range(count)]), 0, style)
+        made.token_count = len(encode(data.array_to_notes(made.notes)))
+        return made
+
+    short = [piece(f"s{i}", 4 + i, "folk") for i in range(12)]  # packed whole
+    long = [piece(f"l{i}", 60, "pop-piano") for i in range(3)]  # three windows each
+    pieces = short + long
+    turns = [round(p.token_count / 64) for p in long]
+
+    def counts(plan):
+        return Counter(i for group in plan for i in group)
+
+    # unweighted (and weights of 1) is the plan as before: each short piece once, each long one by its tokens
+    plain = data.epoch_plan(pieces, 64, seed=3, epoch=0)
+    assert data.epoch_plan(pieces, 64, seed=3, epoch=0, style_weights=(("folk", 1.0),)) == plain
+    # whole weights: every piece exactly that many turns; 0 leaves the style out
+    plan = data.epoch_plan(pieces, 64, seed=3, epoch=0, style_weights=data.style_weights({"folk": 3, "pop-piano": 0}))
+    assert counts(plan) == {i: 3 for i in range(len(short))}
+    assert all(sum(pieces[i].token_count + 3 for i in group) <= 65 for group in plan)
+    # a fraction: that many turns on average over epochs, reproducibly, never fewer than its whole part
+    weights = data.style_weights({"pop-piano": 2.5})
+    assert data.epoch_plan(pieces, 64, 3, 4, weights) == data.epoch_plan(pieces, 64, 3, 4, weights)
+    seen = [counts(data.epoch_plan(pieces, 64, seed=3, epoch=epoch, style_weights=weights))
+            for epoch in range(200)]
+    for k, i in enumerate(range(len(short), len(pieces))):
+        per_epoch = [c[i] for c in seen]
+        assert set(per_epoch) <= {math.floor(2.5 * turns[k]), math.ceil(2.5 * turns[k])}
+        assert np.mean(per_epoch) == pytest.approx(2.5 * turns[k], abs=0.15)
+    assert all(c[i] == 1 for c in seen for i in range(len(short)))
+    # weights so small that nothing would come round: one turn each rather than an empty epoch
+    tiny = data.epoch_plan(pieces[:2], 64, seed=3, epoch=0, style_weights=(("folk", 0.001),))
+    assert counts(tiny) == {0: 1, 1: 1}
+    # training_batches and batches_per_epoch follow the weights
+    mix = data.SampleMix(max_transpose=0, style_weights=data.style_weights({"pop-piano": 0}))
+    rows = np.concatenate([batch for _, batch in data.training_batches(pieces, 64, 1, seed=3, epoch=0, mix=mix)])
+    assert len(rows) == data.batches_per_epoch(pieces, 64, 1, seed=3, epoch=0, style_weights=mix.style_weights)
+    assert len(rows) == len(data.epoch_plan(pieces, 64, 3, 0, mix.style_weights)) < len(plain)
+    assert not (rows == events.style_token("pop-piano")).any()
+
+
+@pytest.mark.parametrize("weights, message", [({"jazz": 2}, "no style 'jazz'"), ({"folk": -1}, "from 0 to 100"),
+                                              ({"folk": 101}, "from 0 to 100"), ({"folk": math.nan}, "not nan"),
+                                              ({"folk": "2"}, "a number"), ({"folk": True}, "a number")])
+def test_style_weights_refuse_unknown_styles_and_weights_out_of_range(weights, message):
+    with pytest.raises(ValueError, match=message):
+        data.style_weights(weights)

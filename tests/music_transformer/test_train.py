@@ -391,3 +391,22 @@ def test_prefetched_batches_come_in_order_and_errors_come_out_where_they_happene
     assert next(stream) == 1
     with pytest.raises(ValueError, match="bad piece"):
         next(stream)
+
+
+def test_style_weights_lengthen_the_epoch_are_recorded_and_bad_ones_refused(midi_folder, tmp_path, capsys,
+                                                                            monkeypatch):
+    monkeypatch.setenv("CONTINUO_CACHE", str(tmp_path / "cache"))
+    plain = _tiny_train(midi_folder, tmp_path / "plain", steps=40)  # about 35 batches an epoch
+    weighted = _tiny_train(midi_folder, tmp_path / "weighted", steps=40, style_weights={"any": 3})
+    assert plain["step"] == weighted["step"] == 40
+    assert weighted["epoch"] < plain["epoch"]  # the folder's pieces (style `any`) come round three times an epoch
+    assert read_checkpoint(tmp_path / "weighted" / "last.pt")["training"]["config"]["style_weights"] == {"any": 3.0}
+    for weights, message in (("jazz=2", "no style 'jazz'"), ("folk", "is not STYLE=WEIGHT"),
+                             ("folk=2,folk=3", "named twice"), ("folk=lots", "must be a number, not 'lots'"),
+                             ("any=0", "the style weights leave out every piece (any)")):
+        code = cli_main(["train", "--data", str(midi_folder), "--out", str(tmp_path / weights), "--config", "tiny",
+                         "--steps", "1", "--threads", "1", "--no-progress", "--style-weights", weights])
+        error = capsys.readouterr().err
+        assert code == 2 and message in error and "Traceback" not in error, error
+    with pytest.raises(train_module.TrainingError, match="style_weights: the weight of folk must be"):
+        train_module.TrainConfig(style_weights={"folk": -1})
