@@ -311,15 +311,17 @@ def test_training_batches_are_reproducible_resumable_and_split_over_ranks(tmp_pa
         assert (both == np.concatenate([first, second])).all()
 
 
-def test_short_pieces_are_packed_whole_into_shared_samples_and_long_ones_cropped():
-    def piece(name, count, style):
-        made = data.Piece(name, data.notes_to_array(
-            [Note(55 + k % 12, 80, 0.2 * k, 0.2 * k + 0.15) for k in range(count)]), 0, style)
-        made.token_count = len(encode(data.array_to_notes(made.notes)))
-        return made
+def _scale_piece(name, count, style):
+    """A piece of `count` notes stepping up the scale, with its token count."""
+    made = data.Piece(name, data.notes_to_array(
+        [Note(55 + k % 12, 80, 0.2 * k, 0.2 * k + 0.15) for k in range(count)]), 0, style)
+    made.token_count = len(encode(data.array_to_notes(made.notes)))
+    return made
 
-    short = [piece(f"s{i}", 4 + i, "folk") for i in range(12)]  # 14 to 48 tokens each
-    long = [piece(f"l{i}", 60, "pop-piano") for i in range(3)]  # about 180 tokens: three windows each
+
+def test_short_pieces_are_packed_whole_into_shared_samples_and_long_ones_cropped():
+    short = [_scale_piece(f"s{i}", 4 + i, "folk") for i in range(12)]  # 14 to 48 tokens each
+    long = [_scale_piece(f"l{i}", 60, "pop-piano") for i in range(3)]  # about 180 tokens: three windows each
     pieces = short + long
     plan = data.epoch_plan(pieces, 64, seed=3, epoch=0)
     assert plan == data.epoch_plan(pieces, 64, seed=3, epoch=0) != data.epoch_plan(pieces, 64, seed=3, epoch=1)
@@ -356,14 +358,8 @@ def test_validation_chunks_cover_each_piece_in_windows_each_opening_with_the_hea
 
 
 def test_style_weights_change_how_often_each_styles_pieces_come_round():
-    def piece(name, count, style):
-        made = data.Piece(name, data.notes_to_array(
-            [Note(55 + k % 12, 80, 0.2 * k, 0.2 * k + 0.15) for k in range(count)]), 0, style)
-        made.token_count = len(encode(data.array_to_notes(made.notes)))
-        return made
-
-    short = [piece(f"s{i}", 4 + i, "folk") for i in range(12)]  # packed whole
-    long = [piece(f"l{i}", 60, "pop-piano") for i in range(3)]  # three windows each
+    short = [_scale_piece(f"s{i}", 4 + i, "folk") for i in range(12)]  # packed whole
+    long = [_scale_piece(f"l{i}", 60, "pop-piano") for i in range(3)]  # three windows each
     pieces = short + long
     turns = [round(p.token_count / 64) for p in long]
 
