@@ -462,7 +462,7 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
         if not dist.main:
             dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=False)
         data = EventData(dataset, name, config.valid_max_chunks, config.fim_rate, config.style_dropout,
-                         data_module.style_weights(config.style_weights))
+                         tuple(config.style_weights.items()))  # checked when the config was made
     if model_config.vocab_size != data.vocab_size:
         raise TrainingError(f"{data.name} has a vocabulary of {data.vocab_size} tokens but the model "
                             f"{model_config.vocab_size}")
