@@ -163,8 +163,8 @@ class PianoRoll(QWidget):
         if not written:
             return
         newest = max(written, key=lambda note: note.end)
-        if newest.end <= self._newest_written:
-            return
+        if newest.end < self._newest_written:
+            return  # ends before the writing's front (a note stretched to a grid step): the view stays there
         self._newest_written = newest.end
         if self.transport.playing and self.follow_playhead:
             return  # the playhead leads the view while the music plays

@@ -168,3 +168,24 @@ def test_a_note_held_longer_than_the_page_shows_its_end_where_the_writing_is(qtb
         assert left <= 24 <= right and right - 24 < 0.2 * (right - left)
     finally:
         song.commit()
+
+
+def test_notes_released_together_in_separate_batches_each_show_whole(qtbot, window, roll):
+    """A chord's notes end on the same tick but may reach the roll in different batches (the studio takes
+    the worker's notes every 25 ms): the later batch's note, which began earlier, is shown whole too."""
+    from music_transformer import Note
+
+    song = window.song
+    roll.state.set_view(left_beat=0, pixels_per_beat=roll.canvas.width() / 8)
+    song.begin_stream(CONTINUATION)
+    try:
+        song.append([Note(72, 80, 10.0, 10.5)])  # beats 20 to 21: the view pages to it
+        left, right = roll.visible_beats()
+        assert left <= 20 and 21 <= right and left > 17
+        song.append([Note(48, 80, 8.5, 10.5)])  # beats 17 to 21, released with it: whole in view
+        left, right = roll.visible_beats()
+        assert left <= 17 and 21 <= right
+        song.append([Note(52, 80, 8.0, 9.0)])  # beats 16 to 18 ends before the front: the view stays
+        assert roll.visible_beats() == (left, right)
+    finally:
+        song.commit()
