@@ -164,7 +164,7 @@ class PianoRoll(QWidget):
             return
         newest = max(written, key=lambda note: note.end)
         if newest.end < self._newest_written:
-            return  # ends before the writing's front (a note stretched to a grid step): the view stays there
+            return  # ends before the front (an earlier note was stretched past it to a grid step): the view stays
         self._newest_written = newest.end
         if self.transport.playing and self.follow_playhead:
             return  # the playhead leads the view while the music plays
