@@ -1,9 +1,9 @@
-"""Benchmark of live MIDI input: keyboard-to-thru latency on a real JACK graph, the duet's answer time, and a
-flood of messages into a studio window, with every message counted at each hop. Prints a table; with --json,
-one JSON line.
+"""Benchmark of live MIDI input: keyboard-to-thru latency on a real JACK graph, the duet's answer time, a flood
+of messages into a studio window, with every message counted at each hop, and how exactly notes are stamped
+while the model writes. Prints a table; with --json, one JSON line.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/midi_input.py [--json] [--checkpoint PATH]
-        [--period 64] [--flood-period 128] [--notes 1000] [--duet-runs 5] [--flood-seconds 10]
+        [--period 64] [--flood-period 128] [--notes 1000] [--duet-runs 5] [--flood-seconds 10] [--onset-notes 300]
 
 It starts its own JACK server (`jackd -n continuo-bench -d dummy -p PERIOD`, no real-time rights needed)
 so that the period is known, and stops it at the end.
@@ -17,6 +17,8 @@ so that the period is known, and stops it at the end.
    of several phrases (`duet_answer_max_ms`: the slowest).
 3. flood: 1,000 messages a second for 10 seconds into a real studio window on JACK; the longest stall of
    the GUI's event loop (a 5 ms timer) and how many notes did not land in the roll.
+4. onset_*: another process plays notes while the model writes in this one; how far each note's stamp is
+   from the time it was sent, stamped when read (as before `ArrivalClock`) and when it arrived (now).
 
 Every message is counted at each hop, so a loss is placed where it happens:
 
@@ -292,8 +294,74 @@ def flood(seconds: float) -> dict:
             "flood_gui_max_stall_ms": round(max(gaps) * 1000 - 5, 1) if gaps else None}
 
 
+PLAYER = """
+import random, sys, time
+import rtmidi
+port = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=sys.argv[1])
+port.open_virtual_port("out")
+print("ready", flush=True)
+sys.stdin.readline()
+rng = random.Random(0)
+for index in range(int(sys.argv[2])):
+    time.sleep(rng.uniform(0.01, 0.06))
+    port.send_message([0x90, 36 + index % 60, 100])
+    print(repr(time.perf_counter()), flush=True)
+"""
+
+
+def onset_under_load(checkpoint: str | None, notes: int) -> dict:
+    """How far from the time it was played each note is stamped while the model writes in the same process
+    (a duet: the user plays on while the model answers), on the running JACK server. The player is another
+    process, so its own times are exact. Side by side on the same notes: the stamp taken when our reader got
+    to the message (the studio before `ArrivalClock`) and the arrival time the studio stamps now."""
+    import torch
+
+    from app.midi_input import MidiInput
+    from music_transformer import generate, load_checkpoint
+    from music_transformer.checkpoint import DEFAULT_CHECKPOINT
+
+    model = load_checkpoint(checkpoint or str(DEFAULT_CHECKPOINT), device="cpu")
+    torch.set_num_threads(1)
+    writing = threading.Event()
+    writing.set()
+
+    def write() -> None:  # the model writing, over and over, for as long as the notes come
+        while writing.is_set():
+            for index, _ in enumerate(generate(model, [], max_tokens=400, seed=len(stamps))):
+                if not writing.is_set() or index > 400:
+                    break
+
+    stamps: list[tuple[float, float]] = []  # (arrival stamp, read time)
+    player = subprocess.Popen([sys.executable, "-c", PLAYER, "bench player", str(notes)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    midi_input = None
+    try:
+        assert player.stdout.readline().strip() == "ready"
+        midi_input = MidiInput(port_named("bench player"), lambda at, _: stamps.append((at, time.perf_counter())))
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        time.sleep(1.0)  # the model is writing before the first note
+        player.stdin.write("go\n")
+        player.stdin.flush()
+        sent = [float(player.stdout.readline()) for _ in range(notes)]
+        wait_for(lambda: len(stamps) >= notes, 10)
+    finally:
+        writing.clear()
+        player.wait(10)
+        if midi_input is not None:
+            midi_input.close()
+    read_error = [(read - when) * 1000 for (_, read), when in zip(stamps, sent, strict=True)]
+    arrival_error = [(at - when) * 1000 for (at, _), when in zip(stamps, sent, strict=True)]
+    result = {"onset_notes": len(sent)}
+    for name, errors in (("read", read_error), ("arrival", arrival_error)):
+        result[f"onset_{name}_p50_ms"] = round(percentile(errors, 0.5), 2)
+        result[f"onset_{name}_p99_ms"] = round(percentile(errors, 0.99), 2)
+        result[f"onset_{name}_max_ms"] = round(max(errors), 2)
+    return result
+
+
 def main() -> None:
-    """Runs the three measurements and prints the table and the JSON line."""
+    """Runs the four measurements and prints the table and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--checkpoint", help="model for the duet (default: assets/default.pt)")
@@ -302,6 +370,7 @@ def main() -> None:
     parser.add_argument("--notes", type=int, default=1000)
     parser.add_argument("--duet-runs", type=int, default=5)
     parser.add_argument("--flood-seconds", type=float, default=10.0)
+    parser.add_argument("--onset-notes", type=int, default=300, help="notes played while the model writes")
     parser.add_argument("--no-realtime", action="store_true",
                         help="run the JACK server at normal priority (as this bench did before it counted each hop)")
     parser.add_argument("--callback-listener", action="store_true",
@@ -311,6 +380,8 @@ def main() -> None:
     with jack_server(args.period, not args.no_realtime) as realtime:
         results["jack_realtime"] = realtime
         results.update(thru_latency(args.notes, args.callback_listener))
+        if args.onset_notes > 0:
+            results.update(onset_under_load(args.checkpoint, args.onset_notes))
     if args.flood_seconds > 0:
         # The flood runs a whole studio window (and its synth) on the graph: on a server without real-time
         # rights and two shared cores, a 64-frame period misses deadlines and JACK drops a few messages.

@@ -5,11 +5,12 @@ song, and `controller` connects them on the GUI thread, with MIDI thru. `ports` 
 """
 
 from .controller import MidiInputController
-from .ports import VIRTUAL_INPUT, MidiInput, MidiInputError, PortWatcher, is_ignored
+from .ports import VIRTUAL_INPUT, ArrivalClock, MidiInput, MidiInputError, PortWatcher, is_ignored
 from .recorder import ACCENT_CLICK, CLICK, METRONOME_CHANNEL, Recorder, Take, metronome_events
 
 __all__ = [
     "MidiInputController",
+    "ArrivalClock",
     "MidiInput",
     "MidiInputError",
     "PortWatcher",

@@ -5,9 +5,9 @@ played to the recorder.
                               ├─> thru (at once: the musician hears the key)
                               └─> queue ─> MidiInputController (GUI thread, drained every 10 ms) ─> Recorder
 
-The reader thread never touches Qt or the song: it stamps each message with `time.perf_counter()`, sends it
-through, and queues it. The GUI thread drains the queue on a timer, a bounded slice at a time, so a flood of
-messages never freezes the window and none is dropped.
+The reader thread never touches Qt or the song: it stamps each message with the `time.perf_counter()` time it
+arrived (`ports.ArrivalClock`), sends it through, and queues it. The GUI thread drains the queue on a timer, a
+bounded slice at a time, so a flood of messages never freezes the window and none is dropped.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@ No Qt: the controller turns their callbacks into signals; benchmarks and scripts
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import mido
@@ -17,6 +19,7 @@ VIRTUAL_INPUT_NAME = "Continuo in"
 READ_INTERVAL = 0.0005  # the reader thread looks at rtmidi's queue this often: at most half a millisecond late
 POLL_SECONDS = 0.5  # hot-plug: how often the port list is read (a cheap call on a client kept open)
 QUEUE_SIZE = 8192  # rtmidi drops messages past its queue when the reader is late; 1,000 a second must fit
+CLOCK_MEMORY = 64  # ArrivalClock: how many of the latest messages its estimate of the clocks' offset rests on
 
 
 class MidiInputError(Exception):
@@ -28,11 +31,54 @@ def is_ignored(data: Sequence[int]) -> bool:
     return not data or data[0] >= 0xF0
 
 
+class ArrivalClock:
+    """When each message arrived, on the `time.perf_counter()` clock, from the MIDI system's own time stamps.
+
+    The reader thread sees a message only when it gets the GIL: while the model writes on the CPU (a duet, a
+    continuation) that can be 5 ms and more after the key went down, and a stamp taken on reading moves the
+    note by as much. rtmidi stamps each message in C++ as the MIDI system hands it over (JACK's process
+    cycle, ALSA's event time), as the time since the message before it. Summed, those deltas place every
+    message exactly relative to the first; what is left is where that chain sits on perf_counter's clock.
+    Every message was read at or after it arrived, so `read - chain` is at least the clocks' true offset
+    and is closest to it for the message read most promptly: the smallest of the latest `memory` messages'
+    offsets is the estimate. A message is stamped `chain + estimate`, never later than it was read.
+
+    A message rtmidi dropped (its queue full) takes its delta with it, so the chain falls behind; the
+    estimate follows within `memory` messages, because older offsets are forgotten.
+    """
+
+    def __init__(self, memory: int = CLOCK_MEMORY) -> None:
+        self.memory = memory
+        self._chain: float | None = None  # seconds since the first message, on the MIDI system's clock
+        self._count = 0
+        self._offsets: deque[tuple[int, float]] = deque()  # (message number, offset), offsets increasing
+
+    def stamp(self, read_at: float, delta: float) -> float:
+        """The arrival time of a message read at `read_at` (perf_counter) that came `delta` seconds after the
+        message before it (rtmidi's delta time; ignored for the first message, and a NaN or negative one
+        starts the chain again from this message's read time)."""
+        if self._chain is None or not 0.0 <= delta < math.inf:  # the first message, or a delta that says nothing
+            self._chain = 0.0
+            self._offsets.clear()  # a new chain: the offsets of the old one do not hold for it
+        else:
+            self._chain += delta
+        number, offset = self._count, read_at - self._chain
+        self._count += 1
+        offsets = self._offsets
+        while offsets and offsets[-1][1] >= offset:
+            offsets.pop()
+        offsets.append((number, offset))
+        while offsets[0][0] <= number - self.memory:
+            offsets.popleft()
+        return min(self._chain + offsets[0][1], read_at)
+
+
 class MidiInput:
     """One input: a connection to a keyboard's port, or the studio's own virtual input port.
 
     `on_message(time, message)` runs on the input's reader thread for every message that is not ignored,
-    stamped with `time.perf_counter()` when it was read; keep it short (send thru, queue, notify).
+    stamped with the `time.perf_counter()` time it arrived (`ArrivalClock`: the MIDI system's own stamps,
+    not the moment our thread got to it); keep it short (send thru, queue, notify).
 
     Why a reader thread and not rtmidi's callback: on JACK, rtmidi calls the callback from the JACK process
     thread, so a Python callback there waits for the GIL and makes the whole graph miss its deadline (a flood
@@ -79,6 +125,7 @@ class MidiInput:
     def _read(self) -> None:
         """The reader thread: takes every waiting message from rtmidi's queue, then sleeps a moment."""
         client = self._port.client
+        clock = ArrivalClock()
         while not self._stop.is_set():
             try:
                 event = client.get_message()
@@ -87,10 +134,10 @@ class MidiInput:
             if event is None:
                 time.sleep(READ_INTERVAL)
                 continue
-            at = time.perf_counter()
+            raw, delta = event
+            at = clock.stamp(time.perf_counter(), delta)  # every message read, ignored ones too: the chain is whole
             counts = self.counts
             counts["read"] += 1
-            raw, _delta = event
             if is_ignored(raw):
                 counts["ignored"] += 1
                 continue
