@@ -60,6 +60,7 @@ def _application(argv0: str):
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
+    from .background import collect_garbage_on_gui_thread
     from .desktop import APP_ID, icon_file
 
     app = QApplication.instance() or QApplication([argv0])
@@ -67,6 +68,7 @@ def _application(argv0: str):
     app.setOrganizationName("Continuo")
     app.setDesktopFileName(APP_ID)  # Wayland's app id and the task bar's link to continuo.desktop
     app.setWindowIcon(QIcon(str(icon_file())))
+    collect_garbage_on_gui_thread(app)  # the model's thread never destroys a Qt object (app/background.py)
     return app
 
 

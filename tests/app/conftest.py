@@ -7,10 +7,21 @@ import os
 
 import pytest
 
+from app.background import collect_garbage_on_gui_thread
 from app.main_window import MainWindow
 from app.playback import RecorderSink
 from music_transformer.checkpoint import DEFAULT_CHECKPOINT
 from tests.app.helpers import Keyboard, small_checkpoint, studio_port_with_listener, unique
+
+
+@pytest.fixture(scope="package", autouse=True)
+def garbage_collected_on_the_gui_thread(qapp):
+    """As in the studio (app/main.py): Python's cyclic garbage is collected on the GUI thread only; the tests
+    outside this package get CPython's own collection back."""
+    collector = collect_garbage_on_gui_thread(qapp)
+    yield
+    collect_garbage_on_gui_thread(qapp).stop()
+    del collector
 
 
 @pytest.fixture

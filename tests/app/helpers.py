@@ -79,6 +79,26 @@ def crash(saver) -> None:
     saver._lock.release()
 
 
+@contextlib.contextmanager
+def event_loop_ticks(interval_ms: int):
+    """The times a GUI timer fired every `interval_ms` during the block: how well the event loop kept running.
+
+    The timer is stopped and deleted on the GUI thread when the block ends, also when its test fails. Left
+    running to Python's garbage collector (a failed test's traceback keeps it alive), it could be destroyed on
+    another thread, a model loader's: Qt then keeps a dangling timer and the next event loop crashes."""
+    import shiboken6
+
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(interval_ms)
+    try:
+        yield ticks
+    finally:
+        timer.stop()
+        shiboken6.delete(timer)
+
+
 # --- waiting ---------------------------------------------------------------------------------------------
 
 

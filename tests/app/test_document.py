@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QPushButto
 from app.session import FORMAT_VERSION
 from app.song import CONTINUATION, GenerationSettings
 from music_transformer import Note, write_midi
-from tests.app.helpers import answer_next_dialog, draw_note, key, summary
+from tests.app.helpers import answer_next_dialog, draw_note, event_loop_ticks, key, summary
 
 
 def test_export_everything_motif_and_continuation_read_back(qtbot, window, roll, tmp_path):
@@ -321,32 +321,28 @@ def test_a_big_file_is_read_in_the_background_with_progress_and_cancel(qtbot, wi
 
     path = tmp_path / "big.mid"
     write_midi([Note(40 + i % 40, 90, i * 0.02, i * 0.02 + 0.1) for i in range(40_000)], path)
-    ticks = []
-    timer = QTimer()
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start(10)
-    assert window.open_path(path, wait=False)
-    progress = None
+    with event_loop_ticks(10) as ticks:
+        assert window.open_path(path, wait=False)
+        progress = None
 
-    def shown() -> bool:
-        nonlocal progress
-        progress = window.findChild(QProgressDialog, "reading_progress")
-        return progress is not None and progress.isVisible()
+        def shown() -> bool:
+            nonlocal progress
+            progress = window.findChild(QProgressDialog, "reading_progress")
+            return progress is not None and progress.isVisible()
 
-    qtbot.waitUntil(shown, timeout=5000)
-    assert "big.mid" in progress.labelText()
-    qtbot.mouseClick(progress.findChild(QPushButton), Qt.LeftButton)  # Cancel
-    assert "Stopped reading big.mid" in window.statusBar().currentMessage()
-    qtbot.wait(4000)  # the reading ends meanwhile: its notes never reach the song
-    assert len(window.song) == 0 and window.document.reading is False
-    applied = []
-    window.song.reset.connect(lambda: applied.append(time.perf_counter()))
-    assert window.open_path(path, wait=False)
-    started = time.perf_counter()
-    qtbot.waitUntil(lambda: len(window.song) == 40_000, timeout=60000)
+        qtbot.waitUntil(shown, timeout=5000)
+        assert "big.mid" in progress.labelText()
+        qtbot.mouseClick(progress.findChild(QPushButton), Qt.LeftButton)  # Cancel
+        assert "Stopped reading big.mid" in window.statusBar().currentMessage()
+        qtbot.wait(4000)  # the reading ends meanwhile: its notes never reach the song
+        assert len(window.song) == 0 and window.document.reading is False
+        applied = []
+        window.song.reset.connect(lambda: applied.append(time.perf_counter()))
+        assert window.open_path(path, wait=False)
+        started = time.perf_counter()
+        qtbot.waitUntil(lambda: len(window.song) == 40_000, timeout=60000)
     reading = [tick for tick in ticks if started < tick < applied[0]]  # until the song takes the notes
     gaps = [later - earlier for earlier, later in zip(reading, reading[1:], strict=False)]
-    timer.stop()
     # The window kept answering while the file was read (reading it on the GUI thread stalled it for 4 s): ticks
     # came on time but for a few, which a machine loaded on both cores (the reading thread holds the GIL in
     # 5 ms slices) delays by a few hundred milliseconds at worst.

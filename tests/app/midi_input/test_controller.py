@@ -11,7 +11,7 @@ import pytest
 from app.midi_input import VIRTUAL_INPUT, MidiInputController
 from app.playback import RecorderSink
 from app.song import Song
-from tests.app.helpers import off, on, require_jack
+from tests.app.helpers import event_loop_ticks, off, on, require_jack
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,15 +22,9 @@ def test_a_flood_of_messages_loses_no_note_and_the_gui_keeps_running(qtbot, wind
     The JACK graph is left out on purpose: without real-time rights on a busy machine its clients miss deadlines and
     JACK itself drops messages; bench/midi_input.py floods a window through a real JACK graph.
     """
-    from PySide6.QtCore import QTimer
-
     thru = RecorderSink()
     window.player.use_sinks([thru])
     midi, song = window.midi, window.song
-    ticks = []
-    timer = QTimer()
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start(5)
     require_jack()
     midi.open_input(VIRTUAL_INPUT, wait=True)  # the studio's own port: nothing plays into it but this test
     qtbot.waitUntil(lambda: midi.input is not None, timeout=5000)
@@ -45,17 +39,18 @@ def test_a_flood_of_messages_loses_no_note_and_the_gui_keeps_running(qtbot, wind
             midi.receive(time.perf_counter(), on(pitch, 1 + index % 127))
             midi.receive(time.perf_counter(), off(pitch))
 
-    thread = threading.Thread(target=flood)
-    thread.start()
-    while thread.is_alive():
-        qtbot.wait(5)
-    thread.join()
+    with event_loop_ticks(5) as ticks:
+        thread = threading.Thread(target=flood)
+        thread.start()
+        while thread.is_alive():
+            qtbot.wait(5)
+        thread.join()
+        flooded = list(ticks)
     qtbot.waitUntil(lambda: len(song.notes()) == 1000, timeout=10000)  # every note landed, drained by the timer
     assert midi.stop_recording() == 1000
     assert sorted(n.velocity for n in song.notes()) == sorted(1 + index % 127 for index in range(1000))
     assert len(thru.notes()) == 2000  # every message went through
-    assert len(ticks) > 10  # the event loop ran during the flood (its timing is in bench/midi_input.py)
-    timer.stop()
+    assert len(flooded) > 10  # the event loop ran during the flood (its timing is in bench/midi_input.py)
     window.player.use_sinks([])
 
 
