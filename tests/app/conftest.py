@@ -18,10 +18,9 @@ from tests.app.helpers import Keyboard, small_checkpoint, studio_port_with_liste
 def garbage_collected_on_the_gui_thread(qapp):
     """As in the studio (app/main.py): Python's cyclic garbage is collected on the GUI thread only; the tests
     outside this package get CPython's own collection back."""
-    collector = collect_garbage_on_gui_thread(qapp)
+    collect_garbage_on_gui_thread(qapp)
     yield
     collect_garbage_on_gui_thread(qapp).stop()
-    del collector
 
 
 @pytest.fixture

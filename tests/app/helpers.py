@@ -79,6 +79,19 @@ def crash(saver) -> None:
     saver._lock.release()
 
 
+# --- waiting ---------------------------------------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Polls `condition` until it holds (True) or `timeout` seconds pass (False): for threads without Qt."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
 @contextlib.contextmanager
 def event_loop_ticks(interval_ms: int):
     """The times a GUI timer fired every `interval_ms` during the block: how well the event loop kept running.
@@ -97,19 +110,6 @@ def event_loop_ticks(interval_ms: int):
     finally:
         timer.stop()
         shiboken6.delete(timer)
-
-
-# --- waiting ---------------------------------------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    """Polls `condition` until it holds (True) or `timeout` seconds pass (False): for threads without Qt."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 # --- components ------------------------------------------------------------------------------------------
