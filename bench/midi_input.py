@@ -327,9 +327,8 @@ def onset_under_load(checkpoint: str | None, notes: int) -> dict:
 
     def write() -> None:  # the model writing, over and over, for as long as the notes come
         while writing.is_set():
-            for index, _ in enumerate(generate(model, [], max_tokens=400, seed=len(stamps))):
-                if not writing.is_set() or index > 400:
-                    break
+            for _ in generate(model, [], max_tokens=400, seed=len(stamps), cancel=lambda: not writing.is_set()):
+                pass
 
     stamps: list[tuple[float, float]] = []  # (arrival stamp, read time)
     player = subprocess.Popen([sys.executable, "-c", PLAYER, "bench player", str(notes)], stdin=subprocess.PIPE,

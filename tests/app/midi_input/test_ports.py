@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from app.midi_input import ArrivalClock, MidiInput, MidiInputError, is_ignored
 from app.midi_input.ports import CLOCK_MEMORY
-from tests.app.helpers import Keyboard, jack_period_seconds, off, on, require, require_jack, unique
+from tests.app.helpers import Keyboard, jack_period_seconds, off, on, require, require_jack, unique, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -162,7 +162,7 @@ def test_notes_played_while_the_studio_holds_the_gil_are_stamped_when_they_were_
                     raise
                 time.sleep(0.1)
         sent = _play(player, "1")  # read at once: the clocks are matched
-        _wait_for(lambda: len(got) == 1)
+        assert wait_until(lambda: len(got) == 1, 5.0), "the first note did not arrive"
         hold = _gil_hold(0.5)
         player.stdin.write("8\n")
         player.stdin.flush()
@@ -171,7 +171,7 @@ def test_notes_played_while_the_studio_holds_the_gil_are_stamped_when_they_were_
         hold()  # no other thread of this process runs meanwhile
         held_to = time.perf_counter()
         sent += [float(player.stdout.readline()) for _ in range(8)]
-        _wait_for(lambda: len(got) == 9)
+        assert wait_until(lambda: len(got) == 9, 5.0), f"{len(got)} of 9 notes arrived"
     finally:
         player.stdin.close()
         player.wait(timeout=10)
@@ -209,13 +209,6 @@ def _play(player: subprocess.Popen, count: str) -> list[float]:
     player.stdin.write(count + "\n")
     player.stdin.flush()
     return [float(player.stdout.readline()) for _ in range(int(count))]
-
-
-def _wait_for(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the notes did not arrive"
-        time.sleep(0.01)
 
 
 def _gil_hold(seconds: float):
