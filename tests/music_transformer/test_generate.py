@@ -4,6 +4,9 @@ import threading
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from music_transformer import Note, decode, encode, events, generate
 from music_transformer.attention import StreamCache
@@ -71,13 +74,66 @@ def test_temperature_zero_is_greedy_and_deterministic_without_a_seed():
         list(generate(model, PRIMER, max_tokens=30, temperature=0))
 
 
-def test_top_k_and_top_p_filters():
+def test_top_k_ranks_the_whole_vocabulary():
     logits = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0])
     assert torch.isfinite(filter_logits(logits, top_k=2)).tolist() == [True, True, False, False, False]
-    probabilities = torch.softmax(logits, -1)  # 0.64, 0.24, 0.09, ...
-    kept = torch.isfinite(filter_logits(logits, top_p=0.8)).tolist()
-    assert kept == [True, True, False, False, False] and probabilities[:1].sum() < 0.8
-    assert torch.isfinite(filter_logits(logits, top_p=0.5)).tolist() == [True, False, False, False, False]
+
+
+KINDS = [
+    (events.NOTE_ON_OFFSET, events.NOTE_OFF_OFFSET),
+    (events.NOTE_OFF_OFFSET, events.TIME_SHIFT_OFFSET),
+    (events.TIME_SHIFT_OFFSET, events.VELOCITY_OFFSET),
+    (events.VELOCITY_OFFSET, events.NUM_EVENTS),
+    (events.NUM_EVENTS, events.VOCAB_SIZE),
+]
+NARROWED = (0, 1, 3)  # note-ons, note-offs, velocities
+
+
+def test_top_p_narrows_the_pitches_but_keeps_the_chance_of_waiting():
+    logits = torch.full((events.VOCAB_SIZE,), float("-inf"))
+    logits[events.note_on(60)], logits[events.note_on(64)], logits[events.note_on(61)] = 0.0, -1.0, -4.0
+    waits = [events.time_shift(ticks) for ticks in (10, 50, 100)]
+    logits[waits] = torch.tensor([1.0, -2.0, -3.0])  # the long waits are each unlikely
+    before = torch.softmax(logits, -1)
+    after = torch.softmax(filter_logits(logits, top_p=0.9), -1)
+    # among the note-ons: 60 and 64 hold 0.73 and 0.27 of the note-ons' chance, 61 0.013: 61 goes
+    assert after[events.note_on(61)] == 0 and after[events.note_on(60)] > before[events.note_on(60)]
+    strike = slice(events.NOTE_ON_OFFSET, events.NOTE_OFF_OFFSET)
+    torch.testing.assert_close(after[strike].sum(), before[strike].sum())
+    torch.testing.assert_close(after[waits], before[waits])  # every wait, the long ones too
+    # a nucleus over the whole vocabulary would have dropped the 1 s wait (0.9 of the mass comes first)
+    assert before[waits[2]] < 0.1 and after[waits[2]] > 0
+
+
+def _reference_nucleus(probabilities, top_p):
+    """The indices of the smallest set of the most likely that holds top_p of the probability, by sorting."""
+    values, order = torch.sort(probabilities, descending=True)
+    kept = (torch.cumsum(values, 0) - values) < top_p
+    return set(order[kept & (values > 0)].tolist())
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), top_p=st.floats(0.01, 0.999), blocked=st.floats(0.0, 0.95),
+       rows=st.integers(1, 3), scale=st.floats(0.1, 8.0))
+def test_top_p_keeps_each_kinds_nucleus_and_each_kinds_probability(seed, top_p, blocked, rows, scale):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(rows, events.VOCAB_SIZE, generator=generator, dtype=torch.float64).float() * scale
+    logits[torch.rand(rows, events.VOCAB_SIZE, generator=generator) < blocked] = float("-inf")
+    logits[0, events.NOTE_OFF_OFFSET:events.TIME_SHIFT_OFFSET] = float("-inf")  # a kind the rules block whole
+    filtered = filter_logits(logits, top_p=top_p)
+    assert not torch.isnan(filtered).any()
+    before, after = torch.softmax(logits, -1), torch.softmax(filtered, -1)
+    for row in range(rows):
+        for index, (start, end) in enumerate(KINDS):
+            old, new = before[row, start:end], after[row, start:end]
+            torch.testing.assert_close(new.sum(), old.sum(), atol=1e-5, rtol=1e-4)  # the kind's chance stays
+            if old.sum() == 0:
+                assert (new == 0).all()
+            elif index in NARROWED:
+                kept = set(torch.nonzero(new > 0).flatten().tolist())
+                assert kept == _reference_nucleus(old / old.sum(), top_p)
+            else:
+                torch.testing.assert_close(new, old, atol=1e-6, rtol=1e-4)  # time shifts untouched
 
 
 def test_top_k_one_always_picks_the_most_likely_allowed_token():
@@ -360,14 +416,6 @@ def test_hooks_on_the_model_see_every_step_and_change_nothing():
     watched = list(generate(model, PRIMER, max_tokens=40, seed=2, top_p=0.9))
     handle.remove()
     assert watched == plain and len(calls) > 20  # the context, then a forward pass per token sampled
-
-
-@pytest.mark.parametrize("top_p", [0.05, 0.5, 0.9, 0.999])
-def test_top_p_among_the_most_likely_candidates_equals_ranking_the_whole_vocabulary(top_p):
-    logits = torch.randn(6, events.VOCAB_SIZE, generator=torch.Generator().manual_seed(1)) * 3
-    whole = filter_logits(logits, top_p=top_p, candidates=None)
-    for candidates in (1, 8, 64):  # too few fall back to ranking everything
-        torch.testing.assert_close(filter_logits(logits, top_p=top_p, candidates=candidates), whole)
 
 
 def test_a_draw_follows_the_softmax_of_the_allowed_tokens():
