@@ -1,8 +1,9 @@
 """MIDI files to and from `Note` lists, through pretty_midi.
 
 Reading merges every non-drum instrument, honours tempo changes (pretty_midi converts ticks to seconds
-through the tempo map) and applies the sustain pedal the way Magenta's preprocessing does: a note
-released while CC64 is down sounds on until the pedal goes up, or until its pitch is struck again.
+through the tempo map; a file timed in SMPTE frames keeps a steady clock) and applies the sustain pedal
+the way Magenta's preprocessing does: a note released while CC64 is down sounds on until the pedal goes
+up, or until its pitch is struck again.
 What it returns are the codec's canonical notes (`events.canonical_notes`): unisons merged, restrikes
 ending the earlier note, no note shorter than 10 ms; so the roll, the model and the exporter see the
 same music.
@@ -71,8 +72,12 @@ def _walk(name: str, data: bytes):
         raise damaged("a track runs past its end" if i + 4 > end else "a number longer than MIDI allows")
 
     header_length, _, tracks, division = struct.unpack(">IHHh", data[4:14])
-    if division < 0:
-        raise MidiFileError(f"{name}: timed in SMPTE frames instead of beats, which Continuo does not read")
+    tempo, smpte = 500_000, division < 0  # microseconds a beat: MIDI's default, 120 bpm, until the file says
+    if smpte:  # frames a second and ticks a frame: a steady clock that the file's tempo changes do not move
+        frames, ticks_per_frame = -struct.unpack(">b", data[12:13])[0], data[13]
+        if not ticks_per_frame:
+            raise damaged("its header gives no ticks per frame")
+        division, tempo = _smpte_as_beats(frames, ticks_per_frame)
     if division == 0:
         raise damaged("its header gives no ticks per beat")
     if tracks > limits.MAX_MIDI_TRACKS:
@@ -81,7 +86,7 @@ def _walk(name: str, data: bytes):
     max_events, max_kept, max_notes, max_ticks = (limits.MAX_MIDI_EVENTS, limits.MAX_MIDI_KEPT_EVENTS,
                                                   limits.MAX_MIDI_NOTES, limits.MAX_MIDI_TICKS)
     events = kept = notes = last_tick = 0  # last_tick: of the last note or pedal event
-    tempi = [(0, 500_000)]  # (tick, microseconds a beat): MIDI's default, 120 bpm, until the file says
+    tempi = [(0, tempo)]  # (tick, microseconds a beat)
     position = 8 + header_length
     for track in range(tracks):
         if position + 8 > len(data):
@@ -93,6 +98,8 @@ def _walk(name: str, data: bytes):
         if end > len(data):
             raise MidiFileError(f"{name}: the file is truncated (a track is cut off)")
         built = mido.MidiTrack()
+        if smpte and track == 0:  # pretty_midi reads the tempo map from the first track
+            built.append(_Event("set_tempo", 0, first=tempo))
         tick = written = 0  # ticks of this track: now, and at the last event kept
         status = None
         while i < end:
@@ -125,7 +132,7 @@ def _walk(name: str, data: bytes):
                 i += kind == 0xFF or running  # mido drops a running-status sysex's first byte
                 size, i = number(i, end)
                 i += size
-                if meta_type == _TEMPO and track == 0 and i <= end:  # the tempo map (the first track's)
+                if meta_type == _TEMPO and track == 0 and i <= end and not smpte:  # the first track's tempo map
                     tempo = int.from_bytes(data[i - size:i - size + 3], "big")
                     if size < 3 or not tempo:
                         raise damaged("a tempo of zero" if size >= 3 else "a tempo change is cut short")
@@ -170,6 +177,13 @@ def _walk(name: str, data: bytes):
     if seconds > limits.MAX_PIECE_SECONDS:
         raise _too_long(name, seconds)
     return midi
+
+
+def _smpte_as_beats(frames: int, ticks_per_frame: int) -> tuple[int, int]:
+    """A division in SMPTE frames as ticks per beat and a tempo (microseconds a beat) that time every tick
+    the same: a beat of `frames` frames. 29 frames a second is drop-frame timecode, 29.97 a second."""
+    per_second = 30_000 / 1001 if frames == 29 else frames
+    return frames * ticks_per_frame, round(1e6 * frames / per_second)
 
 
 def _too_long(name: str, seconds: float) -> MidiFileError:

@@ -184,12 +184,13 @@ MESSAGES = st.one_of(
 @st.composite
 def hostile_midi(draw) -> bytes:
     """A well-formed MIDI file of random events: huge delta times, tempi from 1 µs to 16 s a beat, floods
-    of one message, many tracks, 1 to 32767 ticks a beat."""
+    of one message, many tracks, 1 to 32767 ticks a beat or SMPTE frames (24 to 30 a second, 1 to 255 ticks each)."""
     messages = draw(st.lists(MESSAGES, min_size=1, max_size=40))
     flood = draw(st.sampled_from([1, 1, 1, 1000, 10_000]))
     if flood > 1:
         messages = messages + [messages[-1].copy(time=0)] * flood
-    return _track(*messages, ticks_per_beat=draw(st.sampled_from([1, 24, 480, 32767])),
+    smpte = [-(frames << 8) + ticks for frames in (24, 29) for ticks in (1, 255)]
+    return _track(*messages, ticks_per_beat=draw(st.sampled_from([1, 24, 480, 32767, *smpte])),
                   tracks=draw(st.sampled_from([1, 2, 16])))
 
 

@@ -71,6 +71,23 @@ def test_tempo_changes_are_honoured(tmp_path):
     assert (second.start, second.end) == pytest.approx((0.5, 1.5))
 
 
+@pytest.mark.parametrize(("frames", "per_second"), [(24, 24), (25, 25), (29, 30_000 / 1001), (30, 30)])
+def test_a_file_timed_in_smpte_frames_keeps_a_steady_clock(tmp_path, frames, per_second):
+    """Such a file counts ticks of a frame, not of a beat, and its tempo changes move nothing; 29 is drop-frame
+    timecode, 29.97 frames a second. Two tracks, a tempo change and running status, as a DAW writes them."""
+    first = (b"\x00\xff\x51\x03\x0f\x42\x40\x00\x90\x3c\x40\x83\x60\x3c\x00"  # 1 s a beat; 480 ticks
+             b"\x00\xff\x51\x03\x03\xd0\x90\x00\x90\x3e\x50\x87\x40\x80\x3e\x00\x00\xff\x2f\x00")  # 250 ms; 960
+    second = b"\x8f\x00\x90\x43\x64\x81\x70\x43\x00\x00\xff\x2f\x00"  # at 1,920 ticks, for 240
+    data = b"MThd" + struct.pack(">IHHbB", 6, 1, 2, -frames, 80)
+    for track in (first, second):
+        data += b"MTrk" + struct.pack(">I", len(track)) + track
+    (tmp_path / "timecode.mid").write_bytes(data)
+    tick = 1 / (per_second * 80)
+    assert [(n.pitch, n.velocity, n.start, n.end) for n in read_midi(tmp_path / "timecode.mid")] == [
+        (60, 64, 0.0, pytest.approx(480 * tick)), (62, 80, pytest.approx(480 * tick), pytest.approx(1440 * tick)),
+        (67, 100, pytest.approx(1920 * tick), pytest.approx(2160 * tick))]
+
+
 def test_write_then_read_keeps_every_note(tmp_path):
     notes = [Note(60, 100, 0.0, 0.5), Note(64, 70, 0.25, 1.0), Note(67, 30, 1.0, 1.01)]
     write_midi(notes, tmp_path / "out.mid", bpm=90)
@@ -226,7 +243,8 @@ HOSTILE = {  # (track bytes, header: division and track count) -> what the messa
                                      "ticks in"),
     "a delta time of five bytes": (b"\x00\x90\x3c\x40" + b"\xff" * 100_000 + b"\x7f\x80\x3c\x00\x00\xff\x2f\x00", 480,
                                    1, "longer than MIDI allows"),
-    "SMPTE timing": (b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00", -(25 << 8) + 40, 1, "SMPTE"),
+    "SMPTE timing with no ticks per frame": (b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00", -(25 << 8), 1,
+                                            "ticks per frame"),
     "no ticks per beat": (b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00", 0, 1, "ticks per beat"),
     "a tempo of zero": (b"\x00\xff\x51\x03\x00\x00\x00\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00", 480, 1,
                         "tempo of zero"),
