@@ -20,6 +20,7 @@ MAX_MIDI_EVENTS = 2_000_000  # every event, walked over before parsing (under 1 
 MAX_MIDI_KEPT_EVENTS = 300_000  # those parsed (about 15 µs and 0.5 kB each): notes on and off, pedal, programs
 MAX_MIDI_NOTES = 100_000  # two hours of dense piano playing (10 notes a second) is 72,000
 MAX_MIDI_TRACKS = 1024
+MAX_MIDI_OTHER_CHUNKS = 1024  # chunks that are not tracks (a sequencer's own data), passed over
 MAX_MIDI_TICKS = 10_000_000  # ticks before the last event: pretty_midi's own limit (a float per tick)
 
 # --- models -------------------------------------------------------------------------------------------

@@ -85,15 +85,24 @@ def _walk(name: str, data: bytes):
     midi = mido.MidiFile(type=1, ticks_per_beat=division)
     max_events, max_kept, max_notes, max_ticks = (limits.MAX_MIDI_EVENTS, limits.MAX_MIDI_KEPT_EVENTS,
                                                   limits.MAX_MIDI_NOTES, limits.MAX_MIDI_TICKS)
-    events = kept = notes = last_tick = 0  # last_tick: of the last note or pedal event
+    events = kept = notes = last_tick = others = 0  # last_tick: of the last note or pedal event
     tempi = [(0, tempo)]  # (tick, microseconds a beat)
     position = 8 + header_length
     for track in range(tracks):
-        if position + 8 > len(data):
-            raise MidiFileError(f"{name}: the file is truncated (it announces {tracks} tracks and holds {track})")
-        if data[position:position + 4] != b"MTrk":
-            raise damaged("a track does not start where the one before it ends")
-        (length,) = struct.unpack(">I", data[position + 4:position + 8])
+        while True:  # chunks of other kinds (a sequencer's own, karaoke lyrics) are passed over, as the standard asks
+            if position + 8 > len(data):
+                raise MidiFileError(f"{name}: the file is truncated (it announces {tracks} tracks and holds {track})")
+            kind = data[position:position + 4]
+            (length,) = struct.unpack(">I", data[position + 4:position + 8])
+            if kind == b"MTrk":
+                break
+            if not (kind.isascii() and kind.isalnum()):  # not a chunk's name: the track before ran on
+                raise damaged("a track does not start where the one before it ends")
+            others += 1
+            if others > limits.MAX_MIDI_OTHER_CHUNKS:
+                raise MidiFileError(f"{name}: more than {limits.MAX_MIDI_OTHER_CHUNKS:,} chunks that are not "
+                                    "tracks; Continuo reads files of up to that many")
+            position += 8 + length
         i, end = position + 8, position + 8 + length
         if end > len(data):
             raise MidiFileError(f"{name}: the file is truncated (a track is cut off)")

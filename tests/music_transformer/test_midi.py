@@ -269,6 +269,36 @@ def test_hostile_files_are_refused_before_they_cost_time_or_memory(tmp_path, kin
     assert not parsed  # the walk knows the piece's length too, through the tempo map
 
 
+def test_chunks_that_are_not_tracks_are_passed_over(tmp_path):
+    """The standard asks readers to skip chunks of kinds they do not know: a sequencer's own (Yamaha's XF
+    chunks), before the first track and between tracks."""
+    tracks = [b"\x00\x90\x3c\x40\x83\x60\x80\x3c\x00\x00\xff\x2f\x00",  # C for a beat, then G for a beat
+              b"\x83\x60\x90\x43\x50\x83\x60\x43\x00\x00\xff\x2f\x00"]
+    other = b"XFIH" + struct.pack(">I", 6) + b"\x00\x01MTrk"  # its data may hold anything, a track's name too
+    data = b"MThd" + struct.pack(">IHHH", 6, 1, 2, 480) + other
+    for track in tracks:
+        data += b"MTrk" + struct.pack(">I", len(track)) + track + other
+    (tmp_path / "xf.mid").write_bytes(data)
+    assert [(n.pitch, n.start, n.end) for n in read_midi(tmp_path / "xf.mid")] == [(60, 0.0, 0.5), (67, 0.5, 1.0)]
+
+
+@pytest.mark.parametrize(("between", "message"), [
+    ((b"XFKM" + struct.pack(">I", 0)) * (limits.MAX_MIDI_OTHER_CHUNKS + 1), "chunks that are not tracks"),
+    (b"\x00\x90\x3c\x40\x00\x00\x00\x00", "does not start where the one before it ends"),  # a track ran on
+    (b"XFKM" + struct.pack(">I", 1_000_000), "truncated"),
+], ids=["too many other chunks", "a track that ran on", "another chunk cut off"])
+def test_what_stands_where_a_track_should_be_is_refused_in_words(tmp_path, between, message, parsed):
+    track = b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00"
+    data = (b"MThd" + struct.pack(">IHHH", 6, 1, 2, 480) + b"MTrk" + struct.pack(">I", len(track)) + track + between
+            + b"MTrk" + struct.pack(">I", len(track)) + track)
+    (tmp_path / "odd.mid").write_bytes(data)
+    started = time.process_time()
+    with pytest.raises(MidiFileError, match=f"odd.mid: .*{message}"):
+        read_midi(tmp_path / "odd.mid")
+    assert time.process_time() - started < 2
+    assert not parsed
+
+
 def test_a_track_that_runs_past_its_length_is_refused_before_the_parser_reads_on(tmp_path, parsed):
     """mido reads such a track on into the rest of the file (megabytes of it) before it fails."""
     body = b"\x00\x90\x3c\x40\x60\x80\x3c\x00" + b"\x00\xb0\x07\x40" + b"\x00\x07\x40" * 100_000
