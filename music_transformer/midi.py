@@ -3,7 +3,7 @@
 Reading merges every non-drum instrument, honours tempo changes (pretty_midi converts ticks to seconds
 through the tempo map; a file timed in SMPTE frames keeps a steady clock) and applies the sustain pedal
 the way Magenta's preprocessing does: a note released while CC64 is down sounds on until the pedal goes
-up, or until its pitch is struck again.
+up, or until its pitch is struck again; a note never released sounds to the end of its track.
 What it returns are the codec's canonical notes (`events.canonical_notes`): unisons merged, restrikes
 ending the earlier note, no note shorter than 10 ms; so the roll, the model and the exporter see the
 same music.
@@ -110,6 +110,7 @@ def _walk(name: str, data: bytes):
         if smpte and track == 0:  # pretty_midi reads the tempo map from the first track
             built.append(_Event("set_tempo", 0, first=tempo))
         tick = written = 0  # ticks of this track: now, and at the last event kept
+        sounding: set[tuple[int, int]] = set()  # (channel, pitch) of the notes struck and not yet released
         status = None
         while i < end:
             if data[i] < 0x80:  # the delta time, most often one byte
@@ -170,12 +171,18 @@ def _walk(name: str, data: bytes):
                     if notes > max_notes:
                         raise MidiFileError(f"{name}: more than {max_notes:,} notes; Continuo reads pieces up to "
                                             "that size")
+                    sounding.add((kind & 0x0F, first))
+                elif voice in (0x80, 0x90):
+                    sounding.discard((kind & 0x0F, first))  # one release ends every strike of the key (pretty_midi)
                 built.append(_Event(_KEPT[voice], tick - written, kind & 0x0F, first, second))
                 written = tick
                 if voice != 0xC0:
                     last_tick = max(last_tick, tick)
         if i != end:
             raise damaged("a track runs past its end")
+        for channel, pitch in sorted(sounding):  # never released (a recording stopped with a key down): held to
+            built.append(_Event("note_off", tick - written, channel, pitch))  # the track's end, as a synth would
+            written, last_tick = tick, max(last_tick, tick)
         built.append(_Event("end_of_track", 0))  # no track is empty: pretty_midi takes each one's last tick
         midi.tracks.append(built)
         position = end

@@ -88,6 +88,21 @@ def test_a_file_timed_in_smpte_frames_keeps_a_steady_clock(tmp_path, frames, per
         (67, 100, pytest.approx(1920 * tick), pytest.approx(2160 * tick))]
 
 
+def test_a_note_never_released_is_held_to_the_end_of_its_track(tmp_path):
+    """A recording stopped with a key down: the note sounds on to its track's end, as a synth plays it, instead
+    of vanishing. A note struck and released at one tick does not become one (nothing of it sounds)."""
+    first = (b"\x00\x90\x3c\x40"  # C struck, never released
+             b"\x83\x60\x90\x40\x50\x00\x3e\x30\x00\x3e\x00"  # a beat later E, and D struck and released at once
+             b"\x83\x60\x80\x40\x00\x83\x60\xff\x2f\x00")  # E released a beat later; the track ends a beat after
+    second = b"\x00\x91\x30\x20\x00\xff\x2f\x00"  # struck at the end of its track: nothing of it sounds either
+    data = b"MThd" + struct.pack(">IHHH", 6, 1, 2, 480)
+    for track in (first, second):
+        data += b"MTrk" + struct.pack(">I", len(track)) + track
+    (tmp_path / "held.mid").write_bytes(data)
+    assert [(n.pitch, n.velocity, n.start, n.end) for n in read_midi(tmp_path / "held.mid")] == [
+        (60, 64, 0.0, 1.5), (64, 80, 0.5, 1.0)]
+
+
 def test_write_then_read_keeps_every_note(tmp_path):
     notes = [Note(60, 100, 0.0, 0.5), Note(64, 70, 0.25, 1.0), Note(67, 30, 1.0, 1.01)]
     write_midi(notes, tmp_path / "out.mid", bpm=90)
