@@ -1,12 +1,12 @@
 """MIDI files to and from `Note` lists, through pretty_midi.
 
 Reading merges every non-drum instrument, honours tempo changes (pretty_midi converts ticks to seconds
-through the tempo map; a file timed in SMPTE frames keeps a steady clock) and applies the sustain pedal
-the way Magenta's preprocessing does: a note released while CC64 is down sounds on until the pedal goes
-up, or until its pitch is struck again; a note never released sounds to the end of its track.
-What it returns are the codec's canonical notes (`events.canonical_notes`): unisons merged, restrikes
-ending the earlier note, no note shorter than 10 ms; so the roll, the model and the exporter see the
-same music.
+through the tempo map: the first track's, or the other tracks' changes where the first has none; a file
+timed in SMPTE frames keeps a steady clock) and applies the sustain pedal the way Magenta's preprocessing
+does: a note released while CC64 is down sounds on until the pedal goes up, or until its pitch is struck
+again; a note never released sounds to the end of its track. What it returns are the codec's canonical
+notes (`events.canonical_notes`): unisons merged, restrikes ending the earlier note, no note shorter than
+10 ms; so the roll, the model and the exporter see the same music.
 
 Reading is bounded: a walk over the bytes refuses a file past the limits (`limits.MAX_MIDI_*`, a piece
 longer than `limits.MAX_PIECE_SECONDS`) and hands pretty_midi only the events reading uses (notes, the
@@ -86,7 +86,7 @@ def _walk(name: str, data: bytes):
     max_events, max_kept, max_notes, max_ticks = (limits.MAX_MIDI_EVENTS, limits.MAX_MIDI_KEPT_EVENTS,
                                                   limits.MAX_MIDI_NOTES, limits.MAX_MIDI_TICKS)
     events = kept = notes = last_tick = others = 0  # last_tick: of the last note or pedal event
-    tempi = [(0, tempo)]  # (tick, microseconds a beat)
+    changes: list[tuple[int, int, int]] = []  # (track, tick, microseconds a beat) of every tempo change
     position = 8 + header_length
     for track in range(tracks):
         while True:  # chunks of other kinds (a sequencer's own, karaoke lyrics) are passed over, as the standard asks
@@ -107,8 +107,6 @@ def _walk(name: str, data: bytes):
         if end > len(data):
             raise MidiFileError(f"{name}: the file is truncated (a track is cut off)")
         built = mido.MidiTrack()
-        if smpte and track == 0:  # pretty_midi reads the tempo map from the first track
-            built.append(_Event("set_tempo", 0, first=tempo))
         tick = written = 0  # ticks of this track: now, and at the last event kept
         sounding: set[tuple[int, int]] = set()  # (channel, pitch) of the notes struck and not yet released
         status = None
@@ -142,14 +140,11 @@ def _walk(name: str, data: bytes):
                 i += kind == 0xFF or running  # mido drops a running-status sysex's first byte
                 size, i = number(i, end)
                 i += size
-                if meta_type == _TEMPO and track == 0 and i <= end and not smpte:  # the first track's tempo map
-                    tempo = int.from_bytes(data[i - size:i - size + 3], "big")
-                    if size < 3 or not tempo:
+                if meta_type == _TEMPO and i <= end and not smpte:
+                    change = int.from_bytes(data[i - size:i - size + 3], "big")
+                    if size < 3 or not change:
                         raise damaged("a tempo of zero" if size >= 3 else "a tempo change is cut short")
-                    tempi = [] if tick == 0 else tempi
-                    tempi.append((tick, tempo))
-                    built.append(_Event("set_tempo", tick - written, first=tempo))
-                    written = tick
+                    changes.append((track, tick, change))
                 continue
             size = _DATA_BYTES.get(kind if kind >= 0xF0 else kind & 0xF0)
             if size is None or (running and not size):
@@ -186,6 +181,13 @@ def _walk(name: str, data: bytes):
         built.append(_Event("end_of_track", 0))  # no track is empty: pretty_midi takes each one's last tick
         midi.tracks.append(built)
         position = end
+    tempi = _tempo_map(changes, tempo)
+    conductor, written = mido.MidiTrack(), 0  # first: pretty_midi reads the tempo map from the first track only
+    for tick, change in tempi:
+        conductor.append(_Event("set_tempo", tick - written, first=change))
+        written = tick
+    conductor.append(_Event("end_of_track", 0))
+    midi.tracks.insert(0, conductor)
     seconds = 0.0  # when the last note or pedal event comes, through the tempo map
     for index, (tick, tempo) in enumerate(tempi):
         following = tempi[index + 1][0] if index + 1 < len(tempi) else last_tick
@@ -193,6 +195,23 @@ def _walk(name: str, data: bytes):
     if seconds > limits.MAX_PIECE_SECONDS:
         raise _too_long(name, seconds)
     return midi
+
+
+def _tempo_map(changes: list[tuple[int, int, int]], initial: int) -> list[tuple[int, int]]:
+    """(tick, microseconds a beat) from tick 0 on, from the tempo changes of every track (track, tick, tempo).
+
+    The standard keeps the tempo map in the first track, and a file that has one there is read by it alone;
+    a file whose tempo changes are all in other tracks (some converters write them with the notes) is read
+    by those, in time order. Of changes at one tick the last counts."""
+    first = [(tick, tempo) for track, tick, tempo in changes if track == 0]
+    chosen = first or sorted(((tick, tempo) for _, tick, tempo in changes), key=lambda change: change[0])
+    tempi = [(0, initial)]
+    for tick, tempo in chosen:
+        if tick == tempi[-1][0]:
+            tempi[-1] = (tick, tempo)
+        else:
+            tempi.append((tick, tempo))
+    return tempi
 
 
 def _smpte_as_beats(frames: int, ticks_per_frame: int) -> tuple[int, int]:

@@ -71,6 +71,33 @@ def test_tempo_changes_are_honoured(tmp_path):
     assert (second.start, second.end) == pytest.approx((0.5, 1.5))
 
 
+@pytest.mark.parametrize(("first", "with_notes", "d_ends"), [
+    ([], [(480, 1_000_000)], 1.5),  # the tempo map with the notes: a beat in, 60 bpm
+    ([(480, 1_000_000)], [(0, 125_000)], 1.5),  # the first track's; a stray 480 bpm with the notes moves nothing
+    ([], [], 1.0),  # none: 120 bpm
+], ids=["with the notes", "the first track's over a stray one", "none"])
+def test_the_tempo_map_is_the_first_tracks_or_else_the_others(tmp_path, first, with_notes, d_ends):
+    """The standard keeps the tempo map in the first track; some converters write it with the notes."""
+    import mido
+
+    def track(tempi, notes=()):
+        events = [(tick, mido.MetaMessage("set_tempo", tempo=tempo)) for tick, tempo in tempi]
+        for pitch, start in notes:
+            events += [(start, mido.Message("note_on", note=pitch, velocity=64)),
+                       (start + 480, mido.Message("note_off", note=pitch))]
+        result, now = mido.MidiTrack(), 0
+        for tick, message in sorted(events, key=lambda event: (event[0], event[1].type != "note_off")):
+            result.append(message.copy(time=tick - now))
+            now = tick
+        return result
+
+    midi = mido.MidiFile(type=1, ticks_per_beat=480)
+    midi.tracks += [track(first), track(with_notes, [(60, 0), (62, 480)])]
+    midi.save(str(tmp_path / "tempo.mid"))
+    assert [(n.pitch, n.start, n.end) for n in read_midi(tmp_path / "tempo.mid")] == [
+        (60, 0.0, 0.5), (62, 0.5, pytest.approx(d_ends))]
+
+
 @pytest.mark.parametrize(("frames", "per_second"), [(24, 24), (25, 25), (29, 30_000 / 1001), (30, 30)])
 def test_a_file_timed_in_smpte_frames_keeps_a_steady_clock(tmp_path, frames, per_second):
     """Such a file counts ticks of a frame, not of a beat, and its tempo changes move nothing; 29 is drop-frame
