@@ -1,4 +1,4 @@
-"""MIDI files in and out of the song, through music_transformer's `read_midi` and `write_midi`.
+"""MIDI files in and out of the song, through music_transformer's `read_midi_timed` and `write_midi`.
 
 Reading a file for the song (`read_midi_file`) needs no Song and no Qt, so the studio runs it on a helper
 thread: the notes in seconds (the library's reading, every tempo change honoured), and the file's first tempo
@@ -9,12 +9,11 @@ tempo and one time signature cannot hold (the notes keep their times; the bar li
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from music_transformer import MidiFileError, Note, read_midi, write_midi
-from music_transformer import limits as library_limits
+from music_transformer import MidiFileError, Note, write_midi
+from music_transformer.midi import MidiFileTiming, read_midi_timed
 
 from . import limits
 from .song import CONTINUATION, MOTIF, Song
@@ -23,7 +22,6 @@ MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")
 EXPORT_PARTS = {"everything": None, "motif": MOTIF, "continuation": CONTINUATION}
 DEFAULT_TEMPO = 120.0  # MIDI's tempo until a file sets one
 TEMPO_TOLERANCE = 0.5  # BPM: a "change" smaller than this is rounding in the file, not a change
-_TEMPO, _TIME_SIGNATURE = 0x51, 0x58
 
 
 @dataclass
@@ -92,62 +90,14 @@ class MidiFileRead:
     timing: MidiTiming
 
 
-def midi_timing(data: bytes) -> MidiTiming:
-    """The tempo map (the first track's, the one the library reads) and the time signatures of MIDI bytes that
-    `read_midi` accepted, up to the last note. Walks the events as the library's walk does; stops quietly at
-    anything it does not expect (the notes were read already)."""
+def midi_timing(file: MidiFileTiming) -> MidiTiming:
+    """The song's view of a file's timing (the library's reading of it): tempi in BPM and the time signatures
+    up to the last note, each change's last value at one tick, and the signatures a song cannot take."""
     timing = MidiTiming()
-    if data[:4] == b"RIFF" and data[8:12] == b"RMID":
-        data = data[max(data.find(b"MThd"), 0) :]
-    if data[:4] != b"MThd" or len(data) < 14:
-        return timing
-    header_length, _, tracks, division = struct.unpack(">IHHh", data[4:14])
-    if division <= 0:
-        return timing
-    tempi: list[tuple[int, float]] = []
-    signatures: list[tuple[int, tuple[int, int]]] = []
-    last_note = 0
-    position = 8 + header_length
-    for track in range(tracks):
-        if data[position : position + 4] != b"MTrk":
-            break
-        (length,) = struct.unpack(">I", data[position + 4 : position + 8])
-        i, end = position + 8, min(position + 8 + length, len(data))
-        tick, status = 0, None
-        while i < end:
-            delta, i = _number(data, i, end)
-            tick += delta
-            if i >= end:
-                break
-            if data[i] < 0x80:
-                if status is None:
-                    break
-                kind, running = status, True
-            else:
-                kind, running = data[i], False
-                i += 1
-                if kind != 0xFF:
-                    status = kind
-            if kind in (0xFF, 0xF0, 0xF7):
-                meta_type = data[i] if kind == 0xFF and i < end else None
-                i += kind == 0xFF or running
-                size, i = _number(data, i, end)
-                body, i = data[i : i + size], i + size
-                if meta_type == _TEMPO and track == 0 and size >= 3 and int.from_bytes(body[:3], "big"):
-                    tempi.append((tick, 60_000_000 / int.from_bytes(body[:3], "big")))
-                elif meta_type == _TIME_SIGNATURE and size >= 2:
-                    signatures.append((tick, (body[0], 2 ** min(body[1], 16))))
-                continue
-            size = 1 if (kind & 0xF0) in (0xC0, 0xD0) or kind in (0xF1, 0xF3) else 0 if kind >= 0xF4 else 2
-            if (kind & 0xF0) == 0x90 and i + 1 < end and data[i + 1]:
-                last_note = max(last_note, tick)
-            i += size
-        position += 8 + length
-    tempi.sort(key=lambda change: change[0])  # stable: events at one tick keep the file's order
-    signatures.sort(key=lambda change: change[0])
     # What comes at the music's start counts from tick 0; what comes after the last note changes nothing heard.
-    timing.tempi = _from_start([change for change in tempi if change[0] <= last_note])
-    for tick, (numerator, denominator) in _from_start([change for change in signatures if change[0] <= last_note]):
+    timing.tempi = _from_start([(tick, 60_000_000 / tempo) for tick, tempo in file.tempi if tick <= file.last_note])
+    signatures = [(tick, (numerator, denominator)) for tick, numerator, denominator in file.signatures]
+    for tick, (numerator, denominator) in _from_start([change for change in signatures if change[0] <= file.last_note]):
         if 1 <= numerator <= limits.MAX_NUMERATOR and denominator in limits.DENOMINATORS:
             timing.signatures.append((tick, (numerator, denominator)))
         else:
@@ -166,28 +116,13 @@ def _from_start(changes: list[tuple[int, object]]) -> list[tuple[int, object]]:
     return kept
 
 
-def _number(data: bytes, i: int, end: int) -> tuple[int, int]:
-    """A variable-length quantity (7 bits a byte, at most 4 bytes) and the index after it."""
-    value = 0
-    for index in range(i, min(i + 4, end)):
-        value = (value << 7) | (data[index] & 0x7F)
-        if not data[index] & 0x80:
-            return value, index + 1
-    return value, end
-
-
 def read_midi_file(path: str | os.PathLike) -> MidiFileRead:
     """A MIDI file's notes (seconds, through the library's bounded reading) and its timing; raises MidiFileError.
 
     Needs no Song and no Qt: the studio calls it on a helper thread.
     """
-    notes = read_midi(path)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(library_limits.MAX_MIDI_FILE_BYTES + 1)
-    except OSError as error:
-        raise MidiFileError(f"{Path(path).name}: cannot be read ({error.strerror or error})") from None
-    return MidiFileRead(notes, midi_timing(data))
+    notes, timing = read_midi_timed(path)
+    return MidiFileRead(notes, midi_timing(timing))
 
 
 def export_midi(song: Song, path: str | os.PathLike, what: str = "everything") -> int:

@@ -21,6 +21,7 @@ import os
 import secrets
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import limits
@@ -31,7 +32,17 @@ SUSTAIN_CONTROLLER = 64
 # Bytes that follow the status byte of a channel or system message (mido's table); others are refused.
 _DATA_BYTES = {**{kind: 2 for kind in (0x80, 0x90, 0xA0, 0xB0, 0xE0)}, 0xC0: 1, 0xD0: 1,
                0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
-_TEMPO = 0x51
+_TEMPO, _TIME_SIGNATURE = 0x51, 0x58
+
+
+@dataclass(frozen=True)
+class MidiFileTiming:
+    """How a MIDI file counts its time, in its own ticks, as `read_midi_timed` walked it (for a grid's bars)."""
+
+    tempi: tuple[tuple[int, int], ...]  # (tick, microseconds a beat) from tick 0: the tempo map (see `_tempo_map`)
+    signatures: tuple[tuple[int, int, int], ...]  # (tick, numerator, denominator) of every time signature, in order
+    last_note: int  # the tick of the last note struck
+    smpte: bool = False  # timed in SMPTE frames: a steady clock that the tempi (what the file states) do not move
 
 
 class _Event:
@@ -50,7 +61,7 @@ _KEPT = {0x80: "note_off", 0x90: "note_on", 0xB0: "control_change", 0xC0: "progr
 
 def _walk(name: str, data: bytes):
     """The file's notes, sustain pedal, program and tempo changes as the mido file pretty_midi reads, walked
-    over the bytes and bounded before anything is built.
+    over the bytes and bounded before anything is built, and the file's `MidiFileTiming`.
 
     Reads the tracks the header announces as mido would (running status, meta and sysex lengths) and
     builds only the events reading uses, a small object each, with the delta times of what was left out
@@ -87,6 +98,8 @@ def _walk(name: str, data: bytes):
                                                   limits.MAX_MIDI_NOTES, limits.MAX_MIDI_TICKS)
     events = kept = notes = last_tick = others = 0  # last_tick: of the last note or pedal event
     changes: list[tuple[int, int, int]] = []  # (track, tick, microseconds a beat) of every tempo change
+    signatures: list[tuple[int, int, int]] = []  # (tick, numerator, denominator)
+    last_note = 0  # the tick of the last note struck
     position = 8 + header_length
     for track in range(tracks):
         while True:  # chunks of other kinds (a sequencer's own, karaoke lyrics) are passed over, as the standard asks
@@ -140,11 +153,13 @@ def _walk(name: str, data: bytes):
                 i += kind == 0xFF or running  # mido drops a running-status sysex's first byte
                 size, i = number(i, end)
                 i += size
-                if meta_type == _TEMPO and i <= end and not smpte:
+                if meta_type == _TEMPO and i <= end:
                     change = int.from_bytes(data[i - size:i - size + 3], "big")
                     if size < 3 or not change:
                         raise damaged("a tempo of zero" if size >= 3 else "a tempo change is cut short")
                     changes.append((track, tick, change))
+                elif meta_type == _TIME_SIGNATURE and size >= 2 and i <= end:
+                    signatures.append((tick, data[i - size], 2 ** min(data[i - size + 1], 16)))
                 continue
             size = _DATA_BYTES.get(kind if kind >= 0xF0 else kind & 0xF0)
             if size is None or (running and not size):
@@ -167,6 +182,7 @@ def _walk(name: str, data: bytes):
                         raise MidiFileError(f"{name}: more than {max_notes:,} notes; Continuo reads pieces up to "
                                             "that size")
                     sounding.add((kind & 0x0F, first))
+                    last_note = max(last_note, tick)
                 elif voice in (0x80, 0x90):
                     sounding.discard((kind & 0x0F, first))  # one release ends every strike of the key (pretty_midi)
                 built.append(_Event(_KEPT[voice], tick - written, kind & 0x0F, first, second))
@@ -181,7 +197,8 @@ def _walk(name: str, data: bytes):
         built.append(_Event("end_of_track", 0))  # no track is empty: pretty_midi takes each one's last tick
         midi.tracks.append(built)
         position = end
-    tempi = _tempo_map(changes, tempo)
+    stated = _tempo_map(changes, 500_000)
+    tempi = [(0, tempo)] if smpte else stated  # an SMPTE file's clock: its tempo changes are only words
     conductor, written = mido.MidiTrack(), 0  # first: pretty_midi reads the tempo map from the first track only
     for tick, change in tempi:
         conductor.append(_Event("set_tempo", tick - written, first=change))
@@ -194,7 +211,8 @@ def _walk(name: str, data: bytes):
         seconds += max(0, min(following, last_tick) - tick) * tempo / (1e6 * division)
     if seconds > limits.MAX_PIECE_SECONDS:
         raise _too_long(name, seconds)
-    return midi
+    signatures.sort(key=lambda change: change[0])  # stable: changes at one tick keep the file's order
+    return midi, MidiFileTiming(tuple(stated), tuple(signatures), last_note, smpte)
 
 
 def _tempo_map(changes: list[tuple[int, int, int]], initial: int) -> list[tuple[int, int]]:
@@ -249,6 +267,11 @@ def _sustained(notes: list, pedal_changes: list) -> list[Note]:
 
 def read_midi(path: str | os.PathLike) -> list[Note]:
     """The canonical notes of a MIDI file, non-drum instruments merged, sorted by start then pitch."""
+    return read_midi_timed(path)[0]
+
+
+def read_midi_timed(path: str | os.PathLike) -> tuple[list[Note], MidiFileTiming]:
+    """`read_midi`'s notes, and the file's tempo map and time signatures in its ticks."""
     path = Path(path)
     name = path.name or str(path)
     try:
@@ -282,7 +305,7 @@ def read_midi(path: str | os.PathLike) -> list[Note]:
 
     import pretty_midi
 
-    events = _walk(name, data)
+    events, timing = _walk(name, data)
     try:
         midi = pretty_midi.PrettyMIDI(mido_object=events)
     except Exception as error:  # noqa: BLE001 (the walk checked the format; this is pretty_midi's own verdict)
@@ -304,7 +327,7 @@ def read_midi(path: str | os.PathLike) -> list[Note]:
     last = max(note.end for note in notes)
     if last > limits.MAX_PIECE_SECONDS:  # known from the walk already, but for rounding
         raise _too_long(name, last)
-    return canonical_notes(notes)
+    return canonical_notes(notes), timing
 
 
 def write_midi(notes: Iterable[Note], path: str | os.PathLike, bpm: float = 120, program: int = 0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import time
 from pathlib import Path
 
@@ -282,6 +283,29 @@ def test_a_midi_file_in_3_8_opens_in_3_8_and_says_what_the_song_cannot_hold(qtbo
         assert song.to_seconds(note.end) == pytest.approx(end, abs=1e-6)
     message = window.statusBar().currentMessage()
     assert "elise.mid" in message and "72 BPM in 3/8" in message
+    assert "changes tempo 1 time (72–90 BPM)" in message and "changes metre (3/8, 2/4)" in message
+
+
+def test_a_midi_file_with_its_tempo_map_beside_the_notes_opens_as_the_standard_one(qtbot, window, tmp_path):
+    """Some converters write the tempo and metre into the notes' track and add chunks of their own: the notes,
+    the grid and the remarks are those of the same music written the standard way."""
+    import mido
+
+    seconds = _metred_file(tmp_path / "standard.mid")
+    standard = mido.MidiFile(tmp_path / "standard.mid")
+    merged = mido.MidiTrack(mido.merge_tracks(standard.tracks))
+    path = tmp_path / "converted.mid"
+    mido.MidiFile(type=1, ticks_per_beat=480, tracks=[mido.MidiTrack(), merged]).save(path)
+    data = path.read_bytes()
+    other = b"XFIH" + struct.pack(">I", 4) + b"\x00\x00\x01\x00"  # a chunk of the converter's own
+    path.write_bytes(data[:14] + other + data[14:])
+    assert window.open_path(path)
+    song = window.song
+    assert song.time_signature == (3, 8) and song.tempo == 72
+    for note, (start, end) in zip(song.notes(), seconds, strict=True):
+        assert song.to_seconds(note.start) == pytest.approx(start, abs=1e-6)
+        assert song.to_seconds(note.end) == pytest.approx(end, abs=1e-6)
+    message = window.statusBar().currentMessage()
     assert "changes tempo 1 time (72–90 BPM)" in message and "changes metre (3/8, 2/4)" in message
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from music_transformer import MidiFileError, Note, decode, encode, limits, read_midi, write_midi
 from music_transformer.events import canonical_notes, to_ticks
-from music_transformer.midi import atomic_write
+from music_transformer.midi import MidiFileTiming, atomic_write, read_midi_timed
 
 
 def _piano(*notes, program=0, is_drum=False, pedal=()):
@@ -113,6 +113,8 @@ def test_a_file_timed_in_smpte_frames_keeps_a_steady_clock(tmp_path, frames, per
     assert [(n.pitch, n.velocity, n.start, n.end) for n in read_midi(tmp_path / "timecode.mid")] == [
         (60, 64, 0.0, pytest.approx(480 * tick)), (62, 80, pytest.approx(480 * tick), pytest.approx(1440 * tick)),
         (67, 100, pytest.approx(1920 * tick), pytest.approx(2160 * tick))]
+    timing = read_midi_timed(tmp_path / "timecode.mid")[1]  # what the file states, for a grid: not its clock
+    assert timing == MidiFileTiming(((0, 1_000_000), (480, 250_000)), (), last_note=1920, smpte=True)
 
 
 def test_a_note_never_released_is_held_to_the_end_of_its_track(tmp_path):
