@@ -39,7 +39,7 @@ _TEMPO, _TIME_SIGNATURE = 0x51, 0x58
 class MidiFileTiming:
     """How a MIDI file counts its time, in its own ticks, as `read_midi_timed` walked it (for a grid's bars)."""
 
-    tempi: tuple[tuple[int, int], ...]  # (tick, microseconds a beat) from tick 0: the tempo map (see `_tempo_map`)
+    tempi: tuple[tuple[int, int], ...]  # (tick, microseconds a beat) the file states (see `_tempo_map`); 120 bpm before
     signatures: tuple[tuple[int, int, int], ...]  # (tick, numerator, denominator) of every time signature, in order
     last_note: int  # the tick of the last note struck
     smpte: bool = False  # timed in SMPTE frames: a steady clock that the tempi (what the file states) do not move
@@ -197,8 +197,11 @@ def _walk(name: str, data: bytes):
         built.append(_Event("end_of_track", 0))  # no track is empty: pretty_midi takes each one's last tick
         midi.tracks.append(built)
         position = end
-    stated = _tempo_map(changes, 500_000)
-    tempi = [(0, tempo)] if smpte else stated  # an SMPTE file's clock: its tempo changes are only words
+    stated = _tempo_map(changes)
+    if smpte:  # the file's clock: its tempo changes are only words
+        tempi = [(0, tempo)]
+    else:  # MIDI's 120 bpm until the file's first change
+        tempi = stated if stated and stated[0][0] == 0 else [(0, tempo), *stated]
     conductor, written = mido.MidiTrack(), 0  # first: pretty_midi reads the tempo map from the first track only
     for tick, change in tempi:
         conductor.append(_Event("set_tempo", tick - written, first=change))
@@ -215,17 +218,17 @@ def _walk(name: str, data: bytes):
     return midi, MidiFileTiming(tuple(stated), tuple(signatures), last_note, smpte)
 
 
-def _tempo_map(changes: list[tuple[int, int, int]], initial: int) -> list[tuple[int, int]]:
-    """(tick, microseconds a beat) from tick 0 on, from the tempo changes of every track (track, tick, tempo).
+def _tempo_map(changes: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """The tempo changes a file states, (tick, microseconds a beat), from those of every track (track, tick, tempo).
 
     The standard keeps the tempo map in the first track, and a file that has one there is read by it alone;
     a file whose tempo changes are all in other tracks (some converters write them with the notes) is read
     by those, in time order. Of changes at one tick the last counts."""
     first = [(tick, tempo) for track, tick, tempo in changes if track == 0]
     chosen = first or sorted(((tick, tempo) for _, tick, tempo in changes), key=lambda change: change[0])
-    tempi = [(0, initial)]
+    tempi: list[tuple[int, int]] = []
     for tick, tempo in chosen:
-        if tick == tempi[-1][0]:
+        if tempi and tick == tempi[-1][0]:
             tempi[-1] = (tick, tempo)
         else:
             tempi.append((tick, tempo))

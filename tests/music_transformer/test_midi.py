@@ -77,7 +77,8 @@ def test_tempo_changes_are_honoured(tmp_path):
     ([], [], 1.0),  # none: 120 bpm
 ], ids=["with the notes", "the first track's over a stray one", "none"])
 def test_the_tempo_map_is_the_first_tracks_or_else_the_others(tmp_path, first, with_notes, d_ends):
-    """The standard keeps the tempo map in the first track; some converters write it with the notes."""
+    """The standard keeps the tempo map in the first track; some converters write it with the notes. The
+    timing says what the file states (120 bpm before its first change is MIDI's, not the file's)."""
     import mido
 
     def track(tempi, notes=()):
@@ -94,8 +95,10 @@ def test_the_tempo_map_is_the_first_tracks_or_else_the_others(tmp_path, first, w
     midi = mido.MidiFile(type=1, ticks_per_beat=480)
     midi.tracks += [track(first), track(with_notes, [(60, 0), (62, 480)])]
     midi.save(str(tmp_path / "tempo.mid"))
-    assert [(n.pitch, n.start, n.end) for n in read_midi(tmp_path / "tempo.mid")] == [
-        (60, 0.0, 0.5), (62, 0.5, pytest.approx(d_ends))]
+    notes, timing = read_midi_timed(tmp_path / "tempo.mid")
+    assert [(n.pitch, n.start, n.end) for n in notes] == [(60, 0.0, 0.5), (62, 0.5, pytest.approx(d_ends))]
+    assert timing.tempi == (((480, 1_000_000),) if d_ends > 1 else ())
+    assert timing.last_note == 480 and not timing.smpte
 
 
 @pytest.mark.parametrize(("frames", "per_second"), [(24, 24), (25, 25), (29, 30_000 / 1001), (30, 30)])
