@@ -31,6 +31,7 @@ class MidiTiming:
     tempi: list[tuple[int, float]] = field(default_factory=list)
     signatures: list[tuple[int, tuple[int, int]]] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)  # time signatures the song cannot take ("33/4")
+    unreleased: int = 0  # notes the file never released: they sound to the end of their track
 
     @property
     def tempo(self) -> float:
@@ -63,7 +64,8 @@ class MidiTiming:
         return kept if len(kept) > 1 else []
 
     def remarks(self) -> list[str]:
-        """What the song cannot hold of the file's timing, in words (empty when it holds it all)."""
+        """What the song cannot hold of the file's timing, and the notes the file never ends, in words (empty
+        when there is nothing to say)."""
         said = []
         tempi = self.tempo_changes()
         if tempi:
@@ -79,6 +81,12 @@ class MidiTiming:
             said.append(f"the file changes metre ({shown}); the song keeps {metres[0][0]}/{metres[0][1]}")
         if self.unsupported:
             said.append(f"its time signature {self.unsupported[0]} is not one Continuo keeps")
+        if self.unreleased:
+            many = self.unreleased > 1
+            said.append(
+                f"{self.unreleased} note{'s' * many} in the file {'are' if many else 'is'} never released, so "
+                f"{'they sound' if many else 'it sounds'} to the end of {'their' if many else 'its'} track"
+            )
         return said
 
 
@@ -93,7 +101,7 @@ class MidiFileRead:
 def midi_timing(file: MidiFileTiming) -> MidiTiming:
     """The song's view of a file's timing (the library's reading of it): tempi in BPM and the time signatures
     up to the last note, each change's last value at one tick, and the signatures a song cannot take."""
-    timing = MidiTiming()
+    timing = MidiTiming(unreleased=file.unreleased)
     # What comes at the music's start counts from tick 0; what comes after the last note changes nothing heard.
     timing.tempi = _from_start([(tick, 60_000_000 / tempo) for tick, tempo in file.tempi if tick <= file.last_note])
     signatures = [(tick, (numerator, denominator)) for tick, numerator, denominator in file.signatures]

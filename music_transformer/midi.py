@@ -37,12 +37,14 @@ _TEMPO, _TIME_SIGNATURE = 0x51, 0x58
 
 @dataclass(frozen=True)
 class MidiFileTiming:
-    """How a MIDI file counts its time, in its own ticks, as `read_midi_timed` walked it (for a grid's bars)."""
+    """How a MIDI file counts its time, in its own ticks, as `read_midi_timed` walked it (for a grid's bars),
+    and how many of its notes it never ends."""
 
     tempi: tuple[tuple[int, int], ...]  # (tick, microseconds a beat) the file states (see `_tempo_map`); 120 bpm before
     signatures: tuple[tuple[int, int, int], ...]  # (tick, numerator, denominator) of every time signature, in order
     last_note: int  # the tick of the last note struck
     smpte: bool = False  # timed in SMPTE frames: a steady clock that the tempi (what the file states) do not move
+    unreleased: int = 0  # pitched notes the file never released, held to the end of their track
 
 
 class _Event:
@@ -99,7 +101,7 @@ def _walk(name: str, data: bytes):
     events = kept = notes = last_tick = others = 0  # last_tick: of the last note or pedal event
     changes: list[tuple[int, int, int]] = []  # (track, tick, microseconds a beat) of every tempo change
     signatures: list[tuple[int, int, int]] = []  # (tick, numerator, denominator)
-    last_note = 0  # the tick of the last note struck
+    last_note = unreleased = 0  # the tick of the last note struck; the notes held to their track's end
     position = 8 + header_length
     for track in range(tracks):
         while True:  # chunks of other kinds (a sequencer's own, karaoke lyrics) are passed over, as the standard asks
@@ -121,7 +123,7 @@ def _walk(name: str, data: bytes):
             raise MidiFileError(f"{name}: the file is truncated (a track is cut off)")
         built = mido.MidiTrack()
         tick = written = 0  # ticks of this track: now, and at the last event kept
-        sounding: set[tuple[int, int]] = set()  # (channel, pitch) of the notes struck and not yet released
+        sounding: dict[tuple[int, int], int] = {}  # (channel, pitch) struck and not yet released: the tick
         status = None
         while i < end:
             if data[i] < 0x80:  # the delta time, most often one byte
@@ -181,19 +183,21 @@ def _walk(name: str, data: bytes):
                     if notes > max_notes:
                         raise MidiFileError(f"{name}: more than {max_notes:,} notes; Continuo reads pieces up to "
                                             "that size")
-                    sounding.add((kind & 0x0F, first))
+                    sounding[kind & 0x0F, first] = tick
                     last_note = max(last_note, tick)
                 elif voice in (0x80, 0x90):
-                    sounding.discard((kind & 0x0F, first))  # one release ends every strike of the key (pretty_midi)
+                    sounding.pop((kind & 0x0F, first), None)  # one release ends every strike of the key (pretty_midi)
                 built.append(_Event(_KEPT[voice], tick - written, kind & 0x0F, first, second))
                 written = tick
                 if voice != 0xC0:
                     last_tick = max(last_tick, tick)
         if i != end:
             raise damaged("a track runs past its end")
-        for channel, pitch in sorted(sounding):  # never released (a recording stopped with a key down): held to
-            built.append(_Event("note_off", tick - written, channel, pitch))  # the track's end, as a synth would
-            written, last_tick = tick, max(last_tick, tick)
+        for (channel, pitch), struck in sorted(sounding.items()):  # never released (a recording stopped with a
+            built.append(_Event("note_off", tick - written, channel, pitch))  # key down): held to the track's end,
+            written, last_tick = tick, max(last_tick, tick)  # as a synth would
+            if channel != 9 and struck < tick:  # the drums are not read; a note struck at the very end stays out
+                unreleased += 1
         built.append(_Event("end_of_track", 0))  # no track is empty: pretty_midi takes each one's last tick
         midi.tracks.append(built)
         position = end
@@ -215,7 +219,7 @@ def _walk(name: str, data: bytes):
     if seconds > limits.MAX_PIECE_SECONDS:
         raise _too_long(name, seconds)
     signatures.sort(key=lambda change: change[0])  # stable: changes at one tick keep the file's order
-    return midi, MidiFileTiming(tuple(stated), tuple(signatures), last_note, smpte)
+    return midi, MidiFileTiming(tuple(stated), tuple(signatures), last_note, smpte, unreleased)
 
 
 def _tempo_map(changes: list[tuple[int, int, int]]) -> list[tuple[int, int]]:

@@ -309,6 +309,22 @@ def test_a_midi_file_with_its_tempo_map_beside_the_notes_opens_as_the_standard_o
     assert "changes tempo 1 time (72–90 BPM)" in message and "changes metre (3/8, 2/4)" in message
 
 
+def test_notes_a_midi_file_never_releases_are_held_and_said(window, tmp_path):
+    """A recording stopped with two keys down: they sound to the end of the track, and the studio says why."""
+    import mido
+
+    track = mido.MidiTrack()
+    for pitch in (60, 64, 67):
+        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
+    track += [mido.Message("note_off", note=67, time=480), mido.MetaMessage("end_of_track", time=960)]
+    mido.MidiFile(type=0, ticks_per_beat=480, tracks=[track]).save(tmp_path / "take.mid")
+    assert window.open_path(tmp_path / "take.mid")
+    # 120 BPM: the track ends three beats in
+    assert summary(window.song) == [(60, 0.0, 3.0, 80), (64, 0.0, 3.0, 80), (67, 0.0, 1.0, 80)]
+    message = window.statusBar().currentMessage()
+    assert "2 notes in the file are never released, so they sound to the end of their track" in message
+
+
 def test_importing_a_motif_takes_its_metre_and_tempo_in_one_undo_step(qtbot, window, roll, tmp_path):
     draw_note(qtbot, roll, 60, 0, 1)
     path = tmp_path / "elise.mid"
