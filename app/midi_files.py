@@ -99,29 +99,19 @@ class MidiFileRead:
 
 
 def midi_timing(file: MidiFileTiming) -> MidiTiming:
-    """The song's view of a file's timing (the library's reading of it): tempi in BPM and the time signatures
-    up to the last note, each change's last value at one tick, and the signatures a song cannot take."""
+    """The song's view of a file's timing (the library's reading of it, one change a tick): tempi in BPM and
+    the time signatures up to the last note, and the signatures a song cannot take."""
     timing = MidiTiming(unreleased=file.unreleased)
-    # What comes at the music's start counts from tick 0; what comes after the last note changes nothing heard.
-    timing.tempi = _from_start([(tick, 60_000_000 / tempo) for tick, tempo in file.tempi if tick <= file.last_note])
-    signatures = [(tick, (numerator, denominator)) for tick, numerator, denominator in file.signatures]
-    for tick, (numerator, denominator) in _from_start([change for change in signatures if change[0] <= file.last_note]):
+    # What comes after the last note changes nothing heard.
+    timing.tempi = [(tick, 60_000_000 / tempo) for tick, tempo in file.tempi if tick <= file.last_note]
+    for tick, numerator, denominator in file.signatures:
+        if tick > file.last_note:
+            break
         if 1 <= numerator <= limits.MAX_NUMERATOR and denominator in limits.DENOMINATORS:
             timing.signatures.append((tick, (numerator, denominator)))
         else:
             timing.unsupported.append(f"{numerator}/{denominator}")
     return timing
-
-
-def _from_start(changes: list[tuple[int, object]]) -> list[tuple[int, object]]:
-    """Changes at one tick: the last one holds; the first change's tick stays (a later start is a change)."""
-    kept: list[tuple[int, object]] = []
-    for tick, value in changes:
-        if kept and kept[-1][0] == tick:
-            kept[-1] = (tick, value)
-        else:
-            kept.append((tick, value))
-    return kept
 
 
 def read_midi_file(path: str | os.PathLike) -> MidiFileRead:

@@ -41,7 +41,7 @@ class MidiFileTiming:
     and how many of its notes it never ends."""
 
     tempi: tuple[tuple[int, int], ...]  # (tick, microseconds a beat) the file states (see `_tempo_map`); 120 bpm before
-    signatures: tuple[tuple[int, int, int], ...]  # (tick, numerator, denominator) of every time signature, in order
+    signatures: tuple[tuple[int, int, int], ...]  # (tick, numerator, denominator), in order, the last at a tick
     last_note: int  # the tick of the last note struck
     smpte: bool = False  # timed in SMPTE frames: a steady clock that the tempi (what the file states) do not move
     unreleased: int = 0  # pitched notes the file never released, held to the end of their track
@@ -218,8 +218,8 @@ def _walk(name: str, data: bytes):
         seconds += max(0, min(following, last_tick) - tick) * tempo / (1e6 * division)
     if seconds > limits.MAX_PIECE_SECONDS:
         raise _too_long(name, seconds)
-    signatures.sort(key=lambda change: change[0])  # stable: changes at one tick keep the file's order
-    return midi, MidiFileTiming(tuple(stated), tuple(signatures), last_note, smpte, unreleased)
+    metre = _last_at_each_tick(sorted(signatures, key=lambda change: change[0]))  # stable: the file's order at a tick
+    return midi, MidiFileTiming(tuple(stated), tuple(metre), last_note, smpte, unreleased)
 
 
 def _tempo_map(changes: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
@@ -229,14 +229,18 @@ def _tempo_map(changes: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
     a file whose tempo changes are all in other tracks (some converters write them with the notes) is read
     by those, in time order. Of changes at one tick the last counts."""
     first = [(tick, tempo) for track, tick, tempo in changes if track == 0]
-    chosen = first or sorted(((tick, tempo) for _, tick, tempo in changes), key=lambda change: change[0])
-    tempi: list[tuple[int, int]] = []
-    for tick, tempo in chosen:
-        if tempi and tick == tempi[-1][0]:
-            tempi[-1] = (tick, tempo)
+    return _last_at_each_tick(first or sorted(((tick, tempo) for _, tick, tempo in changes), key=lambda c: c[0]))
+
+
+def _last_at_each_tick(changes: list[tuple]) -> list[tuple]:
+    """Changes (tick, ...) in time order, of those at one tick only the last (it is the one that holds)."""
+    kept: list[tuple] = []
+    for change in changes:
+        if kept and kept[-1][0] == change[0]:
+            kept[-1] = change
         else:
-            tempi.append((tick, tempo))
-    return tempi
+            kept.append(change)
+    return kept
 
 
 def _smpte_as_beats(frames: int, ticks_per_frame: int) -> tuple[int, int]:
