@@ -106,8 +106,8 @@ PRESETS = {
     },
     # The bundled piano model: four layers, so that one CPU thread decodes it at 5x real time for dense
     # piano at its full 1,024-token window (bench/piano_model.py); 1,600 steps on two CPU cores, then 1,127,
-    # 1,150, 1,096, 1,100, 1,073, 1,170, 1,200 and 1,200 more with --init-from and --dropout 0, the last
-    # stage's final three kept weights averaged (assets/README.md).
+    # 1,150, 1,096, 1,100, 1,073, 1,170, 1,200, 1,200 and 678 more with --init-from and --dropout 0, each
+    # of the last two stages' final three kept weights averaged (assets/README.md).
     "piano": {
         "model": dict(n_layers=4, d_model=256, n_heads=8, d_ff=1024, dropout=0.1, attention_dropout=0.0,
                       max_relative_distance=1024, train_length=1024, block_size=256),
