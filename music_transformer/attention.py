@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -443,15 +444,32 @@ class _StepViews:
     ring_target: torch.Tensor  # the same columns of the scores
 
 
+class StepPlan(NamedTuple):
+    """Where a step's new tokens read and write (the C step's input). Columns count from the first context
+    column through the rings' (a row's scores: the context's columns seen, then its ring's)."""
+
+    first: int  # the first column seen
+    end: int  # one past the last: the new token's own
+    context: int  # how many of the columns seen are the context's (first .. first + context - 1)
+    ring: tuple[int, int]  # the ring's buffer columns seen
+    column: int  # the ring's buffer column the new token's key and value go to
+    needed: int  # how many distances of q E^T the step needs (the last `needed` columns of E^T)
+    terms: list[tuple[int, int, int]]  # (score column from `first`, column of E^T, width): the relative term
+    hidden: list[tuple[int, int]]  # (score column from `first`, width): out of sight
+
+
 class StreamCache:
     """Keys and values for one-token steps of `rows` streams that all continue one shared context.
 
     The context (the keys and values a `KVCache` kept after the model read the primer) takes P columns,
     and each row's own tokens a ring of `span` columns after them, written in place. Keys are kept
     transposed, (D, positions) per head, so that a new query's scores are a row-major matrix-vector
-    product per head. One row keeps context and ring side by side and reads them as one run of columns;
-    several rows read the context once, as one small matrix product for all their queries, then each its
-    own ring. Everything is allocated here: a step moves no stored key and allocates no buffer.
+    product per head. Several rows read the context once, as one small matrix product for all their
+    queries, then each its own ring. One row (not static) keeps the context in its ring, as the tokens
+    written before its own: the ring is then the window and nothing else, so a step reads whole rows of
+    keys with no gaps between them (a buffer of P + span columns read `span` at a time, as a static one
+    is, makes the memory traffic of a long window about half as fast again). Everything is allocated
+    here: a step moves no stored key and allocates no buffer.
 
     The relative term for one query needs no skew: `q E^T` holds it by distance, and each key takes the
     entry for its own distance. Until a ring wraps, distances fall by one per column, so the term is
@@ -465,7 +483,7 @@ class StreamCache:
     """
 
     def __init__(self, context: KVCache, rows: int, span: int, max_distance: int | None,
-                 dtype: torch.dtype | None = None, static: bool = False) -> None:
+                 dtype: torch.dtype | None = None, static: bool = False, views: bool = True) -> None:
         kept = [context.kept(layer) for layer in range(context.layers)]
         if kept[0][0] is None or kept[0][0].shape[0] != 1:
             raise ValueError("a stream cache continues one context that the model has read")
@@ -476,17 +494,26 @@ class StreamCache:
         self.window = min(context.window or span, span)  # a ring of `span` columns keeps no more than that
         self.local = context.local
         self.distances = max_distance or 0  # M; 0: no relative term
-        self.context_length = length  # P
-        self.context_start = context.position - length  # absolute position of context column 0
         self.position = context.position  # absolute position of the next token
         self.written = 0  # tokens each row has written to its ring
+        if rows == 1 and not static:  # the context in the ring: the last span - 1 positions, all a new token sees
+            self.written = min(length, span - 1)
+            kept = [(k[:, :, length - self.written:], v[:, :, length - self.written:]) for k, v in kept]
+            length = 0
+        self.context_length = length  # P: the context's columns before the ring
+        self.context_start = context.position - length  # absolute position of context column 0
         columns = length + span
-        # one row: context and ring side by side, read as one run; several: the context once, then the rings
+        # one row: context and ring side by side (static) or the context in the ring, read as one run;
+        # several: the context once, then the rings
         ring = columns if rows == 1 else span
         new = torch.zeros if static else torch.empty  # static steps multiply columns not written yet by 0
         self.keys = [new(heads, rows, head_dim, ring, dtype=dtype, device=device) for _ in kept]
         self.values = [new(heads, rows, ring, head_dim, dtype=dtype, device=device) for _ in kept]
-        if rows == 1:
+        if rows == 1 and not static:
+            for (k, v), keys, values in zip(kept, self.keys, self.values, strict=True):
+                keys[:, 0, :, :self.written] = k[0].transpose(-1, -2)
+                values[:, 0, :self.written] = v[0]
+        elif rows == 1:
             for (k, v), keys, values in zip(kept, self.keys, self.values, strict=True):
                 keys[:, 0, :, :length] = k[0].transpose(-1, -2)
                 values[:, 0, :length] = v[0]
@@ -515,6 +542,8 @@ class StreamCache:
             self._index = torch.zeros(heads, rows, columns, dtype=torch.long, device=device)
             self._gathered = torch.empty(heads, rows, columns, dtype=dtype, device=device)
         self._step: _StepViews | None = None
+        self.plan: StepPlan | None = None
+        self.views = views  # False: each step makes its plan only (for the C step), not the views `attend` uses
         if static:  # every column, every step: the views never change
             self._plan(0, length + span, 0, (), (), needed=self.distances)
 
@@ -551,25 +580,29 @@ class StreamCache:
         self._plan(context, context + span, context + newest, runs, hidden)
 
     def _plan(self, first: int, end: int, column: int, runs, hidden, needed: int | None = None) -> None:
-        """This step's views, the same for every layer: columns `first`..`end`-1 seen, the new token's
-        `column`, `runs` of columns (from, to, distance at to - 1) taking the relative term, `hidden` runs."""
+        """This step's plan and views, the same for every layer: columns `first`..`end`-1 seen, the new
+        token's `column`, `runs` of columns (from, to, distance at to - 1) taking the relative term, `hidden`
+        runs. With `views` off (the C step reads the plan) only the plan is made."""
         heads, rows, distances = self.heads, self.rows, self.distances
-        count = end - first
-        context = max(self.context_length - first, 0)
-        scores = self._scores[:heads * rows * count].view(heads, rows, count)
         if needed is None:
             needed = min(distances, max((stop - start + low for start, stop, low in runs), default=0))
-        terms = []
-        for start, stop, low in runs:  # columns start..stop-1 at distances stop-1+low-start .. low
-            width = min(stop - start, distances - low)
-            if width > 0:
-                terms.append((scores[..., stop - width - first:stop - first],
-                              self._relative[..., distances - low - width:distances - low]))
+        widths = [(start, stop, low, min(stop - start, distances - low)) for start, stop, low in runs]
+        context = max(self.context_length - first, 0)
         ring = (first + context + self._ring_start - self.context_length, end + self._ring_start - self.context_length)
+        plan = self.plan = StepPlan(  # runs: columns start..stop-1 at distances stop-1+low-start .. low
+            first, end, context, ring, column + self._ring_start - self.context_length, needed,
+            [(stop - width - first, distances - low - width, width) for start, stop, low, width in widths if width > 0],
+            [(start - first, stop - start) for start, stop in hidden])
+        if not self.views:
+            return
+        count = end - first
+        scores = self._scores[:heads * rows * count].view(heads, rows, count)
         self._step = _StepViews(
-            first=first, end=end, context=context, column=column + self._ring_start - self.context_length,
-            needed=needed, scores=scores, relative=self._relative[..., distances - needed:distances], terms=terms,
-            hidden=[scores[..., start - first:stop - first] for start, stop in hidden], ring=ring,
+            first=first, end=end, context=context, column=plan.column, needed=needed, scores=scores,
+            relative=self._relative[..., distances - needed:distances],
+            terms=[(scores[..., at:at + width], self._relative[..., entry:entry + width])
+                   for at, entry, width in plan.terms],
+            hidden=[scores[..., at:at + width] for at, width in plan.hidden], ring=ring,
             ring_scores=self._ring_scores[:heads * rows * (count - context)].view(heads * rows, 1, -1),
             ring_target=scores[..., context:].view(heads, rows, -1))
 

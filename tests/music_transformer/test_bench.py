@@ -3,7 +3,7 @@ bench/README.md reads from them. Only ratios that a busy machine cannot turn aro
 
 import json
 
-from music_transformer import bench
+from music_transformer import bench, native
 
 from .test_model import small_model
 
@@ -24,6 +24,9 @@ def test_a_quick_run_prints_the_tables_and_a_json_line_with_the_readmes_keys(cap
     # The cache decodes each token from the keys it holds; recomputing runs all 512 positions again.
     assert result["decode_cached_tokens_per_s_512"] > result["decode_recompute_tokens_per_s_512"]
     assert result["decode_speedup_512"] > 3
+    # the decoder through the C step where it is built (c_step), and through torch's operations beside it
+    assert result["decode_torch_ops_tokens_per_s_512"] > result["decode_recompute_tokens_per_s_512"]
+    assert result["native_over_torch_decode_512"] > 0 and result["c_step"] == (native.library() is not None)
     # generate's own figures (sampling and the rules included), through the decoder and through forward passes
     assert result["decode_tokens_per_s_512"] > result["decode_recompute_tokens_per_s_512"]
     assert result["decode_forward_tokens_per_s_512"] > 0 and result["variations8_over_1_time"] > 0
