@@ -17,12 +17,17 @@ Each aten operation's own time is put in one kind:
 On a CUDA device the split is of the CPU's time, and the GPU's busy time (its kernels) is reported beside
 it; a step captured in a CUDA graph is one replay, whose CPU time counts as Python and dispatch. The
 profiler adds about a microsecond per operation, so the shares are what to read.
+
+On the CPU the decoder's step is one call into C (step.c), which the profiler cannot split: this profile
+sets CONTINUO_NATIVE=0 and splits the torch operations the C step replaces (what the decoder runs where
+no C compiler is); `music-transformer bench` times the two side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -32,6 +37,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["CONTINUO_NATIVE"] = "0"  # the decoder's torch operations, which the profiler can split
 
 from music_transformer.bench import _primer  # noqa: E402
 from music_transformer.decoder import CapturedStep, Decoder  # noqa: E402
