@@ -155,14 +155,14 @@ static void linear(int rows, int in, int out, const float *x, const float *w, co
     }
 }
 
-/* out[r, c] = q[r] . K[:, c] for c < count and `nr` (at most 4) rows: sixteen columns at a time, their sums
+/* out[r, c] = q[r] . K[:, c] for c < count and `nr` (at most 8) rows: sixteen columns at a time, their sums
  * kept in registers while the D rows of keys (`stride` apart) go by. */
 static inline void products_block(const int nr, int dim, const float *q, int64_t q_stride, const float *keys,
                                   int64_t stride, int count, float *out, int64_t out_stride)
 {
     int c = 0;
     for (; c + LANES <= count; c += LANES) {
-        vec acc[4] = {0};
+        vec acc[8] = {0};
         for (int d = 0; d < dim; d++) {
             const vec k = load(keys + (int64_t)d * stride + c);
             for (int r = 0; r < nr; r++) acc[r] += q[r * q_stride + d] * k;
@@ -191,10 +191,12 @@ static void products(int rows, int dim, const float *q, int64_t q_stride, const 
         }
         return;
     }
-    for (int r = 0; r < rows; r += 4) {
+    for (int r = 0, nr; r < rows; r += nr) {  /* eight rows at a time, then four, then what is left */
+        nr = rows - r >= 8 ? 8 : rows - r >= 4 ? 4 : rows - r;
         const float *qr = q + r * q_stride;
         float *target = out + r * out_stride;
-        switch (rows - r >= 4 ? 4 : rows - r) {
+        switch (nr) {  /* constant row counts: the compiler unrolls each */
+        case 8: products_block(8, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
         case 4: products_block(4, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
         case 3: products_block(3, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
         case 2: products_block(2, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
@@ -203,12 +205,12 @@ static void products(int rows, int dim, const float *q, int64_t q_stride, const 
     }
 }
 
-/* out[r, :] += sum over c < count of p[r, c] V[c, :] for `nr` (at most 4) rows and dim = 16 `parts`: the
+/* out[r, :] += sum over c < count of p[r, c] V[c, :] for `nr` (at most 8) rows and dim = 16 `parts`: the
  * sums kept in registers, each value row read once for all the rows. */
 static inline void weighted_block(const int nr, const int parts, const float *p, int64_t p_stride,
                                   const float *values, int count, float *out, int64_t out_stride)
 {
-    vec acc[4][4] = {{{0}}};
+    vec acc[8][4] = {{{0}}};
     for (int c = 0; c < count; c++) {
         const float *v = values + (int64_t)c * parts * LANES;
         for (int k = 0; k < parts; k++) {
@@ -234,10 +236,12 @@ static void weighted_values(int rows, int dim, const float *p, int64_t p_stride,
 {
     if (dim % LANES == 0 && dim <= 4 * LANES) {  /* the usual head widths (16, 32, 48, 64): in registers */
         const int parts = dim / LANES;
-        for (int r = 0; r < rows; r += 4) {
+        for (int r = 0, nr; r < rows; r += nr) {
+            nr = rows - r >= 8 ? 8 : rows - r >= 4 ? 4 : rows - r;
             const float *pr = p + r * p_stride;
             float *target = out + r * out_stride;
-            switch (rows - r >= 4 ? 4 : rows - r) {
+            switch (nr) {
+            case 8: WEIGHTED_ROWS(8) break;
             case 4: WEIGHTED_ROWS(4) break;
             case 3: WEIGHTED_ROWS(3) break;
             case 2: WEIGHTED_ROWS(2) break;

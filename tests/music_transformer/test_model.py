@@ -149,7 +149,8 @@ def decode_rows(model, context, continuations, window=None, static=False, dtype=
 
 @pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
 @pytest.mark.parametrize("rows,static,native", [(1, False, True), (1, False, False), (3, False, True),
-                                                (3, False, False), (1, True, None), (3, True, None)])
+                                                (9, False, True), (3, False, False), (1, True, None),
+                                                (3, True, None)])
 @pytest.mark.parametrize("window,overrides", [(None, {}), (48, {}), (100, dict(max_relative_distance=30)),
                                               (None, dict(local_block=16, train_length=64))])
 def test_the_decoder_steps_every_row_like_a_full_pass_of_that_row(positional, rows, static, native, window,
