@@ -12,7 +12,7 @@ keys are read once for all of them, so eight cost far less than eight times one.
 
 On the CPU in float32 a step is one call into C (step.c, compiled on first use by `native.py`): the same
 arithmetic in loops that read each weight row and each run of keys straight through, about twice as fast
-as these operations for one stream, whose step is bound by how fast memory streams in, and a quarter
+as these operations for one stream, whose step is bound by how fast memory streams in, and a third
 faster for eight (the operations stay where no C compiler is, and are what the tests hold the C to).
 
 On a CUDA GPU the cache is static (fixed shapes, bookkeeping on the device) and `CapturedStep` replays a
