@@ -26,8 +26,11 @@ from pathlib import Path
 
 SOURCE = Path(__file__).with_name("step.c")
 # Reassociating sums lets the compiler vectorise the dot products; infinities keep their meaning (hidden keys).
-FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros",
+FLAGS = ("-O3", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros",
          "-ffp-contract=fast", "-fPIC", "-shared")
+# For this processor: GCC and Clang on x86 take -march=native, Clang on Arm (Apple's among them) -mcpu=native;
+# a compiler that takes neither builds for its default target.
+TARGETS = (("-march=native",), ("-mcpu=native",), ())
 BUILD_SECONDS = 120
 
 
@@ -84,26 +87,33 @@ def _suffix() -> str:
 
 
 def build(compiler: str, folder: Path) -> Path:
-    """Compiles step.c into `folder` (once per source, flags, compiler and processor) and returns the path."""
+    """Compiles step.c into `folder` (once per source, flags, compiler and processor) and returns the path:
+    for this processor where the compiler can (`TARGETS`, in turn), else for its default target."""
     source = SOURCE.read_bytes()
     version = subprocess.run([compiler, "--version"], capture_output=True, timeout=30).stdout
-    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), version, _processor().encode()]))
-    target = folder / f"step-{key.hexdigest()[:16]}{_suffix()}"
-    if target.exists():
-        return target
+    made = {}
+    for target_flags in TARGETS:
+        flags = (*FLAGS, *target_flags)
+        key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), version, _processor().encode()]))
+        made[target_flags] = folder / f"step-{key.hexdigest()[:16]}{_suffix()}"
+        if made[target_flags].exists():
+            return made[target_flags]
     folder.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=target.stem, suffix=_suffix(), dir=folder)
-    os.close(handle)
-    try:
-        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", partial, "-lm"], capture_output=True, text=True,
-                              timeout=BUILD_SECONDS)
-        if done.returncode != 0:
-            raise RuntimeError(f"{Path(compiler).name} failed: {done.stderr.strip()[-400:]}")
-        os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
-    return target
+    failed = ""
+    for target_flags, target in made.items():
+        handle, partial = tempfile.mkstemp(prefix=target.stem, suffix=_suffix(), dir=folder)
+        os.close(handle)
+        try:
+            done = subprocess.run([compiler, *FLAGS, *target_flags, str(SOURCE), "-o", partial, "-lm"],
+                                  capture_output=True, text=True, timeout=BUILD_SECONDS)
+            if done.returncode == 0:
+                os.replace(partial, target)
+                return target
+            failed = done.stderr.strip()[-400:]
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
+    raise RuntimeError(f"{Path(compiler).name} failed: {failed}")
 
 
 @functools.cache

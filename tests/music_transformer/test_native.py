@@ -64,6 +64,19 @@ def test_a_cache_folder_that_cannot_be_made_builds_in_the_temporary_folder(fresh
     assert len(list(spare.rglob("step-*"))) == 1
 
 
+def test_a_compiler_that_cannot_build_for_this_processor_builds_for_its_default_target(fresh, monkeypatch):
+    needs_the_c_step()
+    real = native._compiler()
+    picky = fresh / "picky-cc"  # refuses -march=native and -mcpu=native, as some compilers do on some machines
+    picky.write_text(f'#!/bin/sh\nfor a in "$@"; do case "$a" in -march=*|-mcpu=*) exit 1;; esac; done\n'
+                     f'exec "{real}" "$@"\n')
+    picky.chmod(0o755)
+    monkeypatch.setenv("CC", str(picky))
+    native.library.cache_clear()
+    assert native.library() is not None and step_logits(small_model()).native
+    assert len(list((fresh / "continuo").glob("step-*"))) == 1
+
+
 def test_continuo_native_0_switches_it_off(fresh, monkeypatch):
     monkeypatch.setenv("CONTINUO_NATIVE", "0")
     assert native.library() is None
