@@ -467,9 +467,9 @@ class StreamCache:
     product per head. Several rows read the context once, as one small matrix product for all their
     queries, then each its own ring. One row (not static) keeps the context in its ring, as the tokens
     written before its own: the ring is then the window and nothing else, so a step reads whole rows of
-    keys with no gaps between them (a buffer of P + span columns read `span` at a time, as a static one
-    is, makes the memory traffic of a long window about half as fast again). Everything is allocated
-    here: a step moves no stored key and allocates no buffer.
+    keys with no gaps between them (the C step reads a 2,048-token window of one layer in 118 us so,
+    against 192 from a buffer of P + span columns, the static layout; torch's products show no
+    difference). Everything is allocated here: a step moves no stored key and allocates no buffer.
 
     The relative term for one query needs no skew: `q E^T` holds it by distance, and each key takes the
     entry for its own distance. Until a ring wraps, distances fall by one per column, so the term is

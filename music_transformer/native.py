@@ -4,10 +4,12 @@
 build that fails, a platform ctypes cannot load it on, or `CONTINUO_NATIVE=0` in the environment. The
 decoder then takes its torch path, which computes the same step; nothing else changes.
 
-The library is built for this machine's processor (-march=native) and kept in the user's cache folder
-(`$XDG_CACHE_HOME/continuo`, or ~/.cache/continuo) under a name made from the source, the flags, the
-compiler and the processor, so a home folder shared by different machines keeps one library for each.
-It is written to a temporary name and renamed into place, so processes building it at once do not clash.
+The library is built for this machine's processor (`TARGETS`) and kept in the user's cache folder
+(`$XDG_CACHE_HOME/continuo`, or ~/.cache/continuo; the temporary folder where that cannot be written)
+under a name made from the source, the flags, the compiler and the processor, so a home folder shared by
+different machines keeps one library for each. It is written to a temporary name and renamed into place,
+so processes building it at once do not clash. ctypes lets go of the GIL during each call, so the
+studio's other threads run while a step is computed, as they do during torch's operations.
 """
 
 from __future__ import annotations
