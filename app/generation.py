@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
-from music_transformer import CheckpointError, Note, load_checkpoint
+from music_transformer import CheckpointError, Note, load_checkpoint, native
 from music_transformer.checkpoint import default_device
 from music_transformer.events import (
     NOTE_ON_OFFSET,
@@ -437,6 +437,8 @@ class GenerationWorker:
             self.outbox.put(LoadFailed(source, str(error)))
             return
         self.model, self.model_source = model, source
+        if model.device.type == "cpu":
+            native.library()  # the C step built now (under a second, once a machine), not at the first Continue
         self.outbox.put(
             ModelLoaded(
                 source,
