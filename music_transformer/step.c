@@ -16,6 +16,7 @@
  * term's runs, the hidden runs) count in that order.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
