@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -239,7 +240,15 @@ class Decoder:
                                                                 device=device)
         self._y = torch.empty(rows, heads, d_model // heads, dtype=dtype, device=device)
         self._y_flat = self.cache.output.view(rows, d_model)  # one row: the attention's output, (H, 1, D) flat
-        self._native = None if library is None else _NativeStep(library, weights, self.cache, config)
+        self._native = None
+        if library is not None:
+            try:
+                self._native = _NativeStep(library, weights, self.cache, config)
+            except ValueError as error:  # a tensor the C step cannot read as it is: the operations instead
+                if native:
+                    raise RuntimeError(f"the C step cannot run this model: {error}") from None
+                warnings.warn(f"decoding with torch's operations: {error}", stacklevel=2)
+                self.cache.views = True
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feeds one token per row (rows,) and returns the next token's logits (rows, vocab), float32: a buffer

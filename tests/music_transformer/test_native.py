@@ -111,3 +111,17 @@ def test_a_plan_outside_the_buffers_is_refused_before_the_c_step_reads_it():
             with pytest.raises(AssertionError, match="outside its buffers"):
                 decoder._native(decoder._x, decoder._logits, bad)
         decoder._native(decoder._x, decoder._logits, plan)  # the real one is fine
+
+
+def test_weights_the_c_step_cannot_read_leave_torchs_operations_with_a_warning(monkeypatch):
+    needs_the_c_step()
+    model = small_model()
+
+    def refuse(*_):
+        raise ValueError("the C step reads contiguous float32 tensors on the CPU")
+
+    monkeypatch.setattr("music_transformer.decoder._NativeStep", refuse)
+    with pytest.warns(UserWarning, match="torch's operations"):
+        assert not step_logits(model).native  # and still the model's logits
+    with pytest.raises(RuntimeError, match="cannot run this model"):
+        step_logits(model, native_choice=True)
