@@ -509,14 +509,10 @@ class StreamCache:
         new = torch.zeros if static else torch.empty  # static steps multiply columns not written yet by 0
         self.keys = [new(heads, rows, head_dim, ring, dtype=dtype, device=device) for _ in kept]
         self.values = [new(heads, rows, ring, head_dim, dtype=dtype, device=device) for _ in kept]
-        if rows == 1 and not static:
+        if rows == 1:  # the context in the first columns: before the ring (static) or as the ring's first tokens
             for (k, v), keys, values in zip(kept, self.keys, self.values, strict=True):
-                keys[:, 0, :, :self.written] = k[0].transpose(-1, -2)
-                values[:, 0, :self.written] = v[0]
-        elif rows == 1:
-            for (k, v), keys, values in zip(kept, self.keys, self.values, strict=True):
-                keys[:, 0, :, :length] = k[0].transpose(-1, -2)
-                values[:, 0, :length] = v[0]
+                keys[:, 0, :, :k.shape[2]] = k[0].transpose(-1, -2)
+                values[:, 0, :k.shape[2]] = v[0]
             self.context_keys = [keys[:, 0, :, :length] for keys in self.keys]
             self.context_values = [values[:, 0, :length] for values in self.values]
         else:

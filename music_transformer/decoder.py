@@ -54,10 +54,10 @@ class _Layer:
     up_bias: torch.Tensor
     down_t: torch.Tensor
     down_bias: torch.Tensor
-    qkv: torch.Tensor  # the same products in the weights' own (out, in) layout, for the C step
-    out: torch.Tensor
-    up: torch.Tensor
-    down: torch.Tensor
+    qkv: torch.Tensor | None  # the same products in the weights' own (out, in) layout, for the C step
+    out: torch.Tensor | None  # (None where it cannot run: not float32 on the CPU)
+    up: torch.Tensor | None
+    down: torch.Tensor | None
 
 
 def fast_path(model: torch.nn.Module) -> bool:
@@ -79,9 +79,12 @@ def _transposed(linear: torch.nn.Linear, dtype: torch.dtype) -> tuple[torch.Tens
     return linear.weight.detach().t().to(dtype).contiguous(), linear.bias.detach().to(dtype)
 
 
-def _own(linear: torch.nn.Linear, dtype: torch.dtype) -> torch.Tensor:
-    """The weight in its own (out, in) layout, row-major (the parameter itself where it already is)."""
-    return linear.weight.detach().to(dtype).contiguous()
+def _own(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """A weight in its own (out, in) layout, row-major, for the C step (the parameter itself where it already
+    is); None where the C step cannot run (not float32 on the CPU), so that no copy is made for nothing."""
+    if dtype != torch.float32 or weight.device.type != "cpu":
+        return None
+    return weight.detach().contiguous()
 
 
 @dataclass
@@ -92,7 +95,7 @@ class _Weights:
     embedding: torch.Tensor  # scaled by sqrt(d_model), as the forward pass scales it
     final_norm: tuple[torch.Tensor, torch.Tensor, float]
     head_t: torch.Tensor
-    head: torch.Tensor  # (vocab, d), the C step's
+    head: torch.Tensor | None  # (vocab, d), the C step's
 
 
 _LAID_OUT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (what they were made from, _Weights)
@@ -107,7 +110,7 @@ def _weights(model: MusicTransformer, dtype: torch.dtype) -> _Weights:
         return known[1]
     weights = _Weights(_layers(model, dtype), (model.embedding.weight.detach() * math.sqrt(model.config.d_model))
                        .to(dtype), _norm(model.final_norm, dtype),
-                       model.head.weight.detach().t().to(dtype).contiguous(), _own(model.head, dtype))
+                       model.head.weight.detach().t().to(dtype).contiguous(), _own(model.head.weight, dtype))
     _LAID_OUT[model] = (made_from, weights)
     return weights
 
@@ -129,8 +132,9 @@ def _layers(model: MusicTransformer, dtype: torch.dtype) -> list[_Layer]:
         down_t, down_bias = _transposed(block.feed_forward.down, dtype)
         layers.append(_Layer(_norm(block.attention_norm, dtype), qkv_t.to(dtype), qkv_bias.to(dtype), relative_t,
                              out_t, out_bias, _norm(block.feed_forward_norm, dtype), up_t, up_bias, down_t, down_bias,
-                             qkv_t.t().to(dtype).contiguous(), *(_own(linear, dtype) for linear in (
-                                 attention.out, block.feed_forward.up, block.feed_forward.down))))
+                             *(_own(weight, dtype) for weight in (qkv_t.t(), attention.out.weight,
+                                                                  block.feed_forward.up.weight,
+                                                                  block.feed_forward.down.weight))))
     return layers
 
 
