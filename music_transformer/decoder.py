@@ -3,7 +3,8 @@
 The model's forward pass reads a context. After that every step feeds one token per stream, and at that
 size a step costs mostly what surrounds the arithmetic: module calls, small tensors allocated, keys
 copied. `Decoder` lays the model's weights out for those steps once (the query scale folded into the
-fused QKV projection, every matrix transposed for a row-major product, the relative embeddings as E^T),
+fused QKV projection, every matrix laid out for the path that runs: transposed for torch's row-major
+products, in panels for the C step; the relative embeddings as E^T),
 keeps the streams' keys and values in a `StreamCache` (the shared context once, each stream's own tokens
 in a ring), and runs a step as about twenty tensor operations per layer into buffers allocated once.
 
@@ -11,9 +12,10 @@ Several streams (the variations of one continuation) are rows of one step: the w
 keys are read once for all of them, so eight cost far less than eight times one.
 
 On the CPU in float32 a step is one call into C (step.c, compiled on first use by `native.py`): the same
-arithmetic in loops that read each weight row and each run of keys straight through, about twice as fast
-as these operations for one stream, whose step is bound by how fast memory streams in, and a third
-faster for eight (the operations stay where no C compiler is, and are what the tests hold the C to).
+arithmetic in loops that read the weights and the keys straight through, 1.4 - 2x as fast as these
+operations for one stream, whose step is bound by how fast memory streams in, and twice as fast for
+eight on an AVX2 CPU (bench/README.md; the operations stay where no C compiler is, and are what the tests
+hold the C to).
 
 On a CUDA GPU the cache is static (fixed shapes, bookkeeping on the device) and `CapturedStep` replays a
 step, with whatever the caller does to its logits (sampling), as one CUDA graph: one launch per token
@@ -25,6 +27,7 @@ operations: 219 us a layer at a 2,048-token window against 223, where step.c tak
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import warnings
 import weakref
@@ -35,8 +38,49 @@ import torch
 import torch.nn.functional as F
 
 from . import native as _native
-from .attention import KVCache, StepPlan, StreamCache
+from .attention import KVCache, StepPlan, StreamCache, padded_rows
 from .model import MusicTransformer, sinusoidal_positions
+
+
+def _norm(module: torch.nn.LayerNorm, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, float]:
+    return module.weight.detach().to(dtype), module.bias.detach().to(dtype), module.eps
+
+
+def _panels(weight: torch.Tensor) -> torch.Tensor:
+    """W (out, in) as the C step reads it (step.c's `linear`): panels of `native.PANEL` outputs, each
+    (in, PANEL) row-major, the last padded with zeros; float32."""
+    out, width = weight.shape[0], _native.PANEL
+    padded = torch.zeros(-(-out // width) * width, weight.shape[1])
+    padded[:out] = weight
+    return padded.view(-1, width, weight.shape[1]).transpose(1, 2).contiguous()
+
+
+class _Matrices:
+    """A layer's or the head's weight matrices, in the layout of the path that asks for them, each made on
+    first use and kept: `transposed`, W^T (in, out) row-major in the decoder's dtype, for torch's products;
+    `panels`, for the C step. A decoder makes only its own path's. `query_scale` (rows, s): the first
+    matrix's first rows times s (the query's part of the QKV projection; (q s) . k = s (q . k), the scale of
+    equation 3, folded in)."""
+
+    def __init__(self, matrices: tuple[torch.Tensor, ...], dtype: torch.dtype,
+                 query_scale: tuple[int, float] | None = None) -> None:
+        self._matrices, self._dtype, self._query_scale = matrices, dtype, query_scale  # (out, in) each
+
+    def _scaled(self) -> tuple[torch.Tensor, ...]:
+        if self._query_scale is None:
+            return self._matrices
+        rows, scale = self._query_scale
+        first = self._matrices[0].float().clone()
+        first[:rows] *= scale
+        return first, *self._matrices[1:]
+
+    @functools.cached_property
+    def transposed(self) -> tuple[torch.Tensor, ...]:
+        return tuple(matrix.t().to(self._dtype).contiguous() for matrix in self._scaled())
+
+    @functools.cached_property
+    def panels(self) -> tuple[torch.Tensor, ...]:
+        return tuple(_panels(matrix.float()) for matrix in self._scaled())
 
 
 @dataclass
@@ -44,20 +88,13 @@ class _Layer:
     """One block's weights, laid out for a one-token step."""
 
     attention_norm: tuple[torch.Tensor, torch.Tensor, float]
-    qkv_t: torch.Tensor  # (d, 3d), the query columns scaled by 1/sqrt(D)
-    qkv_bias: torch.Tensor
+    qkv_bias: torch.Tensor  # the query's part scaled by 1/sqrt(D), as are its rows of the QKV matrix
     relative_t: torch.Tensor | None  # E^T (H, D, M)
-    out_t: torch.Tensor
     out_bias: torch.Tensor
     feed_forward_norm: tuple[torch.Tensor, torch.Tensor, float]
-    up_t: torch.Tensor
     up_bias: torch.Tensor
-    down_t: torch.Tensor
     down_bias: torch.Tensor
-    qkv: torch.Tensor | None  # the same products in the weights' own (out, in) layout, for the C step
-    out: torch.Tensor | None  # (None where it cannot run: not float32 on the CPU)
-    up: torch.Tensor | None
-    down: torch.Tensor | None
+    matrices: _Matrices  # QKV, out, up, down
 
 
 def fast_path(model: torch.nn.Module) -> bool:
@@ -71,22 +108,6 @@ def fast_path(model: torch.nn.Module) -> bool:
     return not any(module._forward_hooks or module._forward_pre_hooks for module in model.modules())
 
 
-def _norm(module: torch.nn.LayerNorm, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, float]:
-    return module.weight.detach().to(dtype), module.bias.detach().to(dtype), module.eps
-
-
-def _transposed(linear: torch.nn.Linear, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    return linear.weight.detach().t().to(dtype).contiguous(), linear.bias.detach().to(dtype)
-
-
-def _own(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
-    """A weight in its own (out, in) layout, row-major, for the C step (the parameter itself where it already
-    is); None where the C step cannot run (not float32 on the CPU), so that no copy is made for nothing."""
-    if dtype != torch.float32 or weight.device.type != "cpu":
-        return None
-    return weight.detach().contiguous()
-
-
 @dataclass
 class _Weights:
     """A model's weights laid out for one-token steps."""
@@ -94,8 +115,12 @@ class _Weights:
     layers: list[_Layer]
     embedding: torch.Tensor  # scaled by sqrt(d_model), as the forward pass scales it
     final_norm: tuple[torch.Tensor, torch.Tensor, float]
-    head_t: torch.Tensor
-    head: torch.Tensor | None  # (vocab, d), the C step's
+    head: _Matrices
+
+    def for_path(self, native: bool) -> None:
+        """Lays the matrices out for the C step (`native`) or torch's products, where not yet done."""
+        for matrices in (*(layer.matrices for layer in self.layers), self.head):
+            matrices.panels if native else matrices.transposed  # noqa: B018 (made and kept on first use)
 
 
 _LAID_OUT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (what they were made from, _Weights)
@@ -109,8 +134,7 @@ def _weights(model: MusicTransformer, dtype: torch.dtype) -> _Weights:
     if known is not None and known[0] == made_from:
         return known[1]
     weights = _Weights(_layers(model, dtype), (model.embedding.weight.detach() * math.sqrt(model.config.d_model))
-                       .to(dtype), _norm(model.final_norm, dtype),
-                       model.head.weight.detach().t().to(dtype).contiguous(), _own(model.head.weight, dtype))
+                       .to(dtype), _norm(model.final_norm, dtype), _Matrices((model.head.weight.detach(),), dtype))
     _LAID_OUT[model] = (made_from, weights)
     return weights
 
@@ -121,54 +145,89 @@ def _layers(model: MusicTransformer, dtype: torch.dtype) -> list[_Layer]:
     for block in model.blocks:
         attention = block.attention
         scale = attention.head_dim ** -0.5
-        qkv_t, qkv_bias = _transposed(attention.qkv, torch.float32)
-        qkv_t[:, :d_model] *= scale  # (q s) . k = s (q . k): the scale of equation 3, folded in
-        qkv_bias = qkv_bias.clone()
+        qkv_bias = attention.qkv.bias.detach().float().clone()
         qkv_bias[:d_model] *= scale
-        relative_t = attention.relative_embeddings.detach().transpose(1, 2).to(dtype).contiguous() \
-            if attention.relative else None
-        out_t, out_bias = _transposed(attention.out, dtype)
-        up_t, up_bias = _transposed(block.feed_forward.up, dtype)
-        down_t, down_bias = _transposed(block.feed_forward.down, dtype)
-        layers.append(_Layer(_norm(block.attention_norm, dtype), qkv_t.to(dtype), qkv_bias.to(dtype), relative_t,
-                             out_t, out_bias, _norm(block.feed_forward_norm, dtype), up_t, up_bias, down_t, down_bias,
-                             *(_own(weight, dtype) for weight in (qkv_t.t(), attention.out.weight,
-                                                                  block.feed_forward.up.weight,
-                                                                  block.feed_forward.down.weight))))
+        relative_t = None
+        if attention.relative:  # E^T, its rows apart as the keys' (attention.padded_rows) on the CPU
+            embeddings = attention.relative_embeddings.detach()
+            relative_t = embeddings.transpose(1, 2).to(dtype).contiguous() if embeddings.device.type != "cpu" else \
+                padded_rows(*embeddings.transpose(1, 2).shape, dtype=dtype).copy_(embeddings.transpose(1, 2))
+        layers.append(_Layer(_norm(block.attention_norm, dtype), qkv_bias.to(dtype), relative_t,
+                             attention.out.bias.detach().to(dtype), _norm(block.feed_forward_norm, dtype),
+                             block.feed_forward.up.bias.detach().to(dtype),
+                             block.feed_forward.down.bias.detach().to(dtype),
+                             _Matrices((attention.qkv.weight.detach(), attention.out.weight.detach(),
+                                        block.feed_forward.up.weight.detach(), block.feed_forward.down.weight.detach()),
+                                       dtype, query_scale=(d_model, scale))))
     return layers
 
 
+def _rows_apart(tensor: torch.Tensor) -> int:
+    """How far apart the rows of `tensor`'s last dimension lie where nothing else lies between them (each
+    outer dimension packed on the next, as padded_rows makes them); 0 otherwise."""
+    if tensor.dim() < 2 or tensor.stride(-1) != 1:
+        return 0
+    apart = expected = tensor.stride(-2)
+    for size, stride in zip(reversed(tensor.shape[:-1]), reversed(tensor.stride()[:-1]), strict=True):
+        if stride != expected and size > 1:
+            return 0
+        expected *= size
+    return apart if apart >= tensor.shape[-1] else 0
+
+
+def _address(tensor: torch.Tensor | None, rows_apart: int = 0) -> int | None:
+    """The tensor's address, where the C step can read it: float32 on the CPU, contiguous, or with its last
+    dimension's rows `rows_apart` apart and nothing else between them (attention.padded_rows)."""
+    if tensor is None:
+        return None
+    packed = tensor.is_contiguous() if not rows_apart else _rows_apart(tensor) == rows_apart
+    if tensor.dtype != torch.float32 or not packed or tensor.device.type != "cpu":
+        raise ValueError("the C step reads float32 tensors on the CPU, laid out as the decoder lays them")
+    return tensor.data_ptr()
+
+
 class _NativeStep:
-    """The C step (step.c) bound to one decoder's weights and cache: `(x, logits, plan)` runs every layer
-    and the head for every row, from the tokens' embeddings in `x` to `logits`."""
+    """The C step (step.c) bound to one decoder's weights and cache (made with native=True): `(x, logits,
+    plan)` runs every layer and the head for every row, from the tokens' embeddings in `x` to `logits`."""
+
+    @staticmethod
+    def readable(weights: _Weights) -> None:
+        """Raises ValueError where the C step cannot read the model's own tensors as they are (the matrices
+        it reads are laid out for it, and the cache is made for it)."""
+        for layer in weights.layers:
+            for tensor in (*layer.attention_norm[:2], layer.qkv_bias, layer.out_bias, *layer.feed_forward_norm[:2],
+                           layer.up_bias, layer.down_bias):
+                _address(tensor)
+            _address(layer.relative_t, _rows_apart(layer.relative_t) if layer.relative_t is not None else 0)
+        for tensor in weights.final_norm[:2]:
+            _address(tensor)
 
     def __init__(self, library, weights: _Weights, cache: StreamCache, config) -> None:
-        def address(tensor: torch.Tensor | None) -> int | None:
-            if tensor is None:
-                return None
-            if tensor.dtype != torch.float32 or not tensor.is_contiguous() or tensor.device.type != "cpu":
-                raise ValueError("the C step reads contiguous float32 tensors on the CPU")
-            return tensor.data_ptr()
-
         shared = cache.context_length > 0  # several rows: the context's keys apart from the rings
+        strides = (_rows_apart(cache.context_keys[0]) if shared else 0,
+                   _rows_apart(weights.layers[0].relative_t) if weights.layers[0].relative_t is not None else 0)
         layers = (_native.Layer * len(weights.layers))()
+        weights.for_path(native=True)
         for index, (slot, layer) in enumerate(zip(layers, weights.layers, strict=True)):
-            for name, tensor in (("norm1_w", layer.attention_norm[0]), ("norm1_b", layer.attention_norm[1]),
-                                 ("qkv_w", layer.qkv), ("qkv_b", layer.qkv_bias), ("out_w", layer.out),
-                                 ("out_b", layer.out_bias), ("norm2_w", layer.feed_forward_norm[0]),
-                                 ("norm2_b", layer.feed_forward_norm[1]), ("up_w", layer.up), ("up_b", layer.up_bias),
-                                 ("down_w", layer.down), ("down_b", layer.down_bias), ("relative_t", layer.relative_t),
-                                 ("context_keys", cache.context_keys[index] if shared else None),
-                                 ("context_values", cache.context_values[index] if shared else None),
-                                 ("keys", cache.keys[index]), ("values", cache.values[index])):
-                setattr(slot, name, address(tensor))
+            qkv, out, up, down = layer.matrices.panels
+            for name, *tensor in (("norm1_w", layer.attention_norm[0]), ("norm1_b", layer.attention_norm[1]),
+                                  ("qkv_w", qkv), ("qkv_b", layer.qkv_bias), ("out_w", out),
+                                  ("out_b", layer.out_bias), ("norm2_w", layer.feed_forward_norm[0]),
+                                  ("norm2_b", layer.feed_forward_norm[1]), ("up_w", up), ("up_b", layer.up_bias),
+                                  ("down_w", down), ("down_b", layer.down_bias),
+                                  ("relative_t", layer.relative_t, strides[1]),
+                                  ("context_keys", cache.context_keys[index] if shared else None, strides[0]),
+                                  ("context_values", cache.context_values[index] if shared else None),
+                                  ("keys", cache.keys[index]), ("values", cache.values[index])):
+                setattr(slot, name, _address(*tensor))
             slot.norm1_eps, slot.norm2_eps = layer.attention_norm[2], layer.feed_forward_norm[2]
         rows, d_model, context = cache.rows, config.d_model, cache.context_length
         self._work = torch.empty(rows * (5 * d_model + config.d_ff + context + cache.span + cache.distances) + 64)
         self._model = _native.Model(
             len(layers), d_model, config.n_heads, d_model // config.n_heads, config.d_ff, config.vocab_size,
-            cache.span, cache.distances, rows, context, layers, address(weights.final_norm[0]),
-            address(weights.final_norm[1]), address(weights.head), address(self._work), weights.final_norm[2])
+            cache.span, cache.distances, rows, context, *strides, layers, _address(weights.final_norm[0]),
+            _address(weights.final_norm[1]), _address(weights.head.panels[0]), _address(self._work),
+            weights.final_norm[2])
         self._kept = (weights, cache, layers)  # what the addresses point into
         self._plan = _native.Plan()
         self._call = library.mt_step
@@ -228,11 +287,19 @@ class Decoder:
         if native and library is None:
             raise RuntimeError("the C step is for steps on the CPU in float32 (not static), built with a C compiler: "
                                + ("none could build it here" if eligible else "this decoder is not that"))
-        self.cache = StreamCache(context, rows, span, config.max_relative_distance if config.relative_attention
-                                 else None, dtype=dtype, static=self.static, views=library is None)
         weights = _weights(model, dtype)
-        self.layers, self.embedding, self.final_norm, self.head_t = (weights.layers, weights.embedding,
-                                                                     weights.final_norm, weights.head_t)
+        if library is not None:
+            try:
+                _NativeStep.readable(weights)
+            except ValueError as error:  # a tensor the C step cannot read as it is: the operations instead
+                if native:
+                    raise RuntimeError(f"the C step cannot run this model: {error}") from None
+                warnings.warn(f"decoding with torch's operations: {error}", stacklevel=2)
+                library = None
+        self.cache = StreamCache(context, rows, span, config.max_relative_distance if config.relative_attention
+                                 else None, dtype=dtype, static=self.static, native=library is not None)
+        self.layers, self.embedding, self.final_norm, self._head = (weights.layers, weights.embedding,
+                                                                    weights.final_norm, weights.head)
         self.timing_signal = config.timing_signal
         self._x = torch.empty(rows, d_model, dtype=dtype, device=device)
         self._qkv = torch.empty(rows, 3 * d_model, dtype=dtype, device=device)
@@ -244,15 +311,9 @@ class Decoder:
                                                                 device=device)
         self._y = torch.empty(rows, heads, d_model // heads, dtype=dtype, device=device)
         self._y_flat = self.cache.output.view(rows, d_model)  # one row: the attention's output, (H, 1, D) flat
-        self._native = None
-        if library is not None:
-            try:
-                self._native = _NativeStep(library, weights, self.cache, config)
-            except ValueError as error:  # a tensor the C step cannot read as it is: the operations instead
-                if native:
-                    raise RuntimeError(f"the C step cannot run this model: {error}") from None
-                warnings.warn(f"decoding with torch's operations: {error}", stacklevel=2)
-                self.cache.views = True
+        self._native = _NativeStep(library, weights, self.cache, config) if library is not None else None
+        if self._native is None:
+            weights.for_path(native=False)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feeds one token per row (rows,) and returns the next token's logits (rows, vocab), float32: a buffer
@@ -277,18 +338,19 @@ class Decoder:
             self._native(x, self._logits, cache.plan)
             return self._logits
         for layer, weights in enumerate(self.layers):
+            qkv_t, out_t, up_t, down_t = weights.matrices.transposed
             h = torch.layer_norm(x, (d_model,), *weights.attention_norm)
-            torch.addmm(weights.qkv_bias, h, weights.qkv_t, out=self._qkv)
+            torch.addmm(weights.qkv_bias, h, qkv_t, out=self._qkv)
             q = self._q_heads if rows == 1 else self._q.copy_(self._q_heads)
             y = cache.attend(layer, q, self._k_heads, self._v_heads, weights.relative_t)  # (H, rows, D)
             y = self._y_flat if rows == 1 else self._y.copy_(y.transpose(0, 1)).view(rows, d_model)
-            torch.addmm(x, y, weights.out_t, out=x).add_(weights.out_bias)
+            torch.addmm(x, y, out_t, out=x).add_(weights.out_bias)
             h = torch.layer_norm(x, (d_model,), *weights.feed_forward_norm)
-            hidden = F.gelu(torch.addmm(weights.up_bias, h, weights.up_t, out=self._hidden))
-            torch.addmm(x, hidden, weights.down_t, out=x).add_(weights.down_bias)
+            hidden = F.gelu(torch.addmm(weights.up_bias, h, up_t, out=self._hidden))
+            torch.addmm(x, hidden, down_t, out=x).add_(weights.down_bias)
         h = torch.layer_norm(x, (d_model,), *self.final_norm)
         cache.end_step()
-        return torch.mm(h, self.head_t, out=self._logits)
+        return torch.mm(h, self._head.transposed[0], out=self._logits)
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keeps rows `index` (beam search)."""

@@ -34,6 +34,10 @@ FLAGS = ("-O3", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "
 # a compiler that takes neither builds for its default target.
 TARGETS = (("-march=native",), ("-mcpu=native",), ())
 BUILD_SECONDS = 120
+# The layouts the C step reads, which the decoder makes: outputs to a panel of a weight matrix (step.c's PANEL),
+# columns of keys to a block of a ring (step.c's LANES; attention.StreamCache). The library is asked for both.
+PANEL = 32
+KEY_BLOCK = 16
 
 
 class Layer(ctypes.Structure):
@@ -49,7 +53,8 @@ class Model(ctypes.Structure):
     """`mt_model` in step.c."""
 
     _fields_ = [(name, ctypes.c_int32) for name in (
-        "n_layers", "d_model", "heads", "head_dim", "d_ff", "vocab", "span", "distances", "rows", "context")] + [
+        "n_layers", "d_model", "heads", "head_dim", "d_ff", "vocab", "span", "distances", "rows", "context",
+        "context_stride", "relative_stride")] + [
         ("layers", ctypes.POINTER(Layer)), ("final_w", ctypes.c_void_p), ("final_b", ctypes.c_void_p),
         ("head_w", ctypes.c_void_p), ("work", ctypes.c_void_p), ("final_eps", ctypes.c_float)]
 
@@ -134,6 +139,9 @@ def library() -> ctypes.CDLL | None:
             built = build(compiler, Path(tempfile.gettempdir()) / f"continuo-{user}")
         loaded = ctypes.CDLL(str(built))
         step = loaded.mt_step
+        if (loaded.mt_panel_width(), loaded.mt_key_block()) != (PANEL, KEY_BLOCK):
+            raise RuntimeError(f"step.c's layouts ({loaded.mt_panel_width()}, {loaded.mt_key_block()}) are not "
+                               f"native.py's ({PANEL}, {KEY_BLOCK})")
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as error:
         warnings.warn(f"decoding with torch's operations: the C step could not be built or loaded ({error})",
                       stacklevel=2)

@@ -8,10 +8,13 @@
  * each of the context's keys is read once for all of them. `native.py` compiles this file with the
  * machine's C compiler on first use; without one the decoder takes torch's operations.
  *
- * Layouts are the decoder's (attention.StreamCache): weights (out, in) row-major, the query rows of the
+ * Layouts are the decoder's (attention.StreamCache): weights in panels (`linear`), the query rows of the
  * fused QKV projection already scaled by 1/sqrt(D); per layer the context's keys (H, D, P) and values
- * (H, P, D), read by every row, and each row's ring of keys (H, rows, D, span) and values
- * (H, rows, span, D); the relative embeddings transposed, E^T (H, D, M), column M-1-d holding distance d.
+ * (H, P, D), read by every row, and each row's ring of keys in blocks of LANES columns
+ * (H, rows, span / LANES, D, LANES) and of values (H, rows, span, D); the relative embeddings transposed,
+ * E^T (H, D, M), column M-1-d holding distance d. The rows of the context's keys and of E^T lie
+ * `context_stride` and `relative_stride` floats apart, an odd number of cache lines
+ * (attention.padded_rows).
  * A row's scores run over the context's columns it sees, then its ring's; the plan's offsets (the relative
  * term's runs, the hidden runs) count in that order.
  */
@@ -34,6 +37,7 @@ typedef struct {
 
 typedef struct {
     int32_t n_layers, d_model, heads, head_dim, d_ff, vocab, span, distances, rows, context;
+    int32_t context_stride, relative_stride;  /* how far apart the rows of the context's keys and of E^T lie */
     const mt_layer *layers;
     const float *final_w, *final_b;
     const float *head_w;
@@ -87,90 +91,148 @@ static void layer_norm(int n, const float *x, const float *w, const float *b, fl
     for (int i = 0; i < n; i++) y[i] = (x[i] - mean) * inv * w[i] + b[i];
 }
 
-/* Sixteen floats as one value (GCC's and Clang's vector extension): the compiler maps it onto the machine's
- * vectors (one AVX-512 register, two AVX ones, four NEON ones). Loads and stores need no alignment. */
-typedef float vec __attribute__((vector_size(64), aligned(4)));
-#define LANES 16
+/* The machine's vectors: VEC floats as one value (GCC's and Clang's vector extension), and the registers it
+ * has for them. A vector type wider than the machine's is no longer one register but several, which GCC
+ * moves through memory at nearly every operation: with 16-float vectors on an AVX2 CPU a step of one row
+ * took 1.7x the time of torch's operations, and of eight rows 4x (measured). Loads and stores need no
+ * alignment. */
+#if defined(__AVX512F__)
+#define VEC 16
+#define REGISTERS 32
+#elif defined(__AVX__)
+#define VEC 8
+#define REGISTERS 16
+#elif defined(__aarch64__)
+#define VEC 4
+#define REGISTERS 32
+#else
+#define VEC 4
+#define REGISTERS 16
+#endif
+typedef float vec __attribute__((vector_size(VEC * 4), aligned(4)));
+typedef int32_t lanes __attribute__((vector_size(VEC * 4), aligned(4)));  /* comparisons' masks, and bits */
+/* How many sums a kernel keeps in registers at most: the rest hold what it multiplies them by. */
+#define SUMS (REGISTERS * 3 / 4)
 
 static inline vec load(const float *p) { return *(const vec *)p; }
 static inline void store(float *p, vec v) { *(vec *)p = v; }
-static inline float total_of(vec v)
+
+/* The layouts' widths, the same on every machine (the decoder lays the data out so): LANES columns of keys
+ * to a block of a ring, PANEL outputs to a panel of a weight matrix (native.py asks for both). */
+#define LANES 16
+#define PANEL 32
+#define BLOCK_VECTORS (LANES / VEC)
+#define PANEL_VECTORS (PANEL / VEC)
+
+int mt_panel_width(void) { return PANEL; }
+int mt_key_block(void) { return LANES; }
+
+/* The kernels below are written for constant row counts, which only inlining gives them. */
+#define INLINE inline __attribute__((always_inline))
+
+/* GCC folds a weight vector's load into each row's multiply-add; with four rows or fewer those repeated
+ * loads made the products 1.8x slower on AVX-512 (measured), so there the vectors are pinned in registers,
+ * of which AVX-512 has enough for it. */
+#if defined(__AVX512F__) && defined(__GNUC__)
+#define IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define IN_REGISTER(v) ((void)0)
+#endif
+
+/* The rows of a block: 8, 4, 3, 2 or 1, at most `left` and at most `most`. */
+static int block_rows(int left, int most)
 {
-    float s = 0.0f;
-    for (int j = 0; j < LANES; j++) s += v[j];
-    return s;
+    const int n = left < most ? left : most;
+    return n >= 8 ? 8 : n >= 4 ? 4 : n;
 }
 
-/* y[r, o] (=, or += when add) b[o] + W[o, :] . x[r, :] for `nr` (at most 4) rows and four outputs o..o+3:
- * each weight row and each row's x read once, sixteen sums kept in registers. */
-static inline void linear_block(const int nr, int in, const float *x, const float *w, const float *b, float *y,
-                                int out, int o, int add)
+/* The weights' layout: W (out, in) cut into panels of PANEL outputs, each (in, PANEL) row-major, the last
+ * one padded with zeros. A step reads each panel straight through, and every input i gives PANEL outputs
+ * one multiply-add per row, with no sums across a vector left to do at the end. PANEL_ROWS rows at a time
+ * keep their sums in registers: 8 with AVX-512, 3 with AVX2. */
+#define PANEL_ROWS (SUMS / PANEL_VECTORS >= 8 ? 8 : SUMS / PANEL_VECTORS >= 1 ? SUMS / PANEL_VECTORS : 1)
+
+/* acc[r] = the products of `nr` rows of x with one panel (x[r, i] times the panel's row i, summed over i). */
+static INLINE void panel_block(const int nr, int in, const float *x, const float *panel, vec acc[8][PANEL_VECTORS])
 {
-    vec acc[4][4] = {{{0}}};
-    const float *w0 = w + (int64_t)o * in;
-    int i = 0;
-    for (; i + LANES <= in; i += LANES) {
-        const vec k0 = load(w0 + i), k1 = load(w0 + in + i), k2 = load(w0 + 2 * in + i), k3 = load(w0 + 3 * in + i);
+    for (int r = 0; r < nr; r++)
+        for (int v = 0; v < PANEL_VECTORS; v++) acc[r][v] = (vec){0};
+    for (int i = 0; i < in; i++, panel += PANEL) {
+        vec w[PANEL_VECTORS];
+        for (int v = 0; v < PANEL_VECTORS; v++) {
+            w[v] = load(panel + v * VEC);
+            IN_REGISTER(w[v]);
+        }
         for (int r = 0; r < nr; r++) {
-            const vec v = load(x + (int64_t)r * in + i);
-            acc[r][0] += k0 * v;
-            acc[r][1] += k1 * v;
-            acc[r][2] += k2 * v;
-            acc[r][3] += k3 * v;
+            const float xi = x[(int64_t)r * in + i];
+            for (int v = 0; v < PANEL_VECTORS; v++) acc[r][v] += xi * w[v];
+        }
+    }
+}
+
+#define PANEL_CASE(n) case n: if (n <= PANEL_ROWS) panel_block(n, in, xr, panels, acc); break;
+
+/* y[r, o] (=, or += when add) b[o] + W[o, :] . x[r, :] for every row, W in panels (b NULL: none). */
+static void linear(int rows, int in, int out, const float *x, const float *panels, const float *b, float *y,
+                   int add)
+{
+    for (int o = 0; o < out; o += PANEL, panels += (int64_t)in * PANEL) {
+        const int width = out - o < PANEL ? out - o : PANEL;
+        for (int r = 0, nr; r < rows; r += nr) {  /* each panel row read once for PANEL_ROWS rows */
+            nr = rows - r < PANEL_ROWS ? rows - r : PANEL_ROWS;
+            const float *xr = x + (int64_t)r * in;
+            vec acc[8][PANEL_VECTORS];
+            switch (nr) {  /* constant row counts: the compiler unrolls each */
+            PANEL_CASE(8) PANEL_CASE(7) PANEL_CASE(6) PANEL_CASE(5) PANEL_CASE(4) PANEL_CASE(3) PANEL_CASE(2)
+            default: panel_block(1, in, xr, panels, acc); break;
+            }
+            for (int k = 0; k < nr; k++) {
+                float *target = y + (int64_t)(r + k) * out + o;
+                if (width == PANEL)
+                    for (int v = 0; v < PANEL_VECTORS; v++) {
+                        vec sum = acc[k][v];
+                        if (b) sum += load(b + o + v * VEC);
+                        store(target + v * VEC, add ? load(target + v * VEC) + sum : sum);
+                    }
+                else  /* the last panel's outputs */
+                    for (int j = 0; j < width; j++) {
+                        const float sum = acc[k][j / VEC][j % VEC] + (b ? b[o + j] : 0.0f);
+                        target[j] = add ? target[j] + sum : sum;
+                    }
+            }
+        }
+    }
+}
+
+/* out[r, c..c + nv VEC) = q[r] . K[:, c..] for `nr` rows (nr nv at most 8): the sums kept in registers
+ * while the D rows of keys (`stride` apart) go by. */
+static INLINE void columns_block(const int nr, const int nv, int dim, const float *q, int64_t q_stride,
+                                 const float *keys, int64_t stride, int c, float *out, int64_t out_stride)
+{
+    vec acc[8] = {0};
+    for (int d = 0; d < dim; d++) {
+        const float *row = keys + (int64_t)d * stride + c;
+        __builtin_prefetch(row + 64);
+        for (int v = 0; v < nv; v++) {
+            vec k = load(row + v * VEC);
+            IN_REGISTER(k);
+            for (int r = 0; r < nr; r++) acc[r * nv + v] += q[r * q_stride + d] * k;
         }
     }
     for (int r = 0; r < nr; r++)
-        for (int k = 0; k < 4; k++) {
-            float s = total_of(acc[r][k]);
-            for (int t = i; t < in; t++) s += w0[(int64_t)k * in + t] * x[(int64_t)r * in + t];
-            float *target = y + (int64_t)r * out + o + k;
-            *target = (add ? *target : 0.0f) + (b ? b[o + k] : 0.0f) + s;
-        }
+        for (int v = 0; v < nv; v++) store(out + r * out_stride + c + v * VEC, acc[r * nv + v]);
 }
 
-/* y[r, o] (=, or += when add) b[o] + W[o, :] . x[r, :] for every row, W (out, in) row-major (b NULL: none). */
-static void linear(int rows, int in, int out, const float *x, const float *w, const float *b, float *y, int add)
-{
-    int o = 0;
-    /* one row is memory, not arithmetic: one weight row straight through at a time (the loop after this
-     * one; 18 % faster than four at a time) */
-    for (; rows > 1 && o + 4 <= out; o += 4)
-        for (int r = 0; r < rows; r += 4) {
-            const float *xr = x + (int64_t)r * in;
-            float *yr = y + (int64_t)r * out;
-            switch (rows - r >= 4 ? 4 : rows - r) {  /* constant row counts: the compiler unrolls each */
-            case 4: linear_block(4, in, xr, w, b, yr, out, o, add); break;
-            case 3: linear_block(3, in, xr, w, b, yr, out, o, add); break;
-            case 2: linear_block(2, in, xr, w, b, yr, out, o, add); break;
-            default: linear_block(1, in, xr, w, b, yr, out, o, add); break;
-            }
-        }
-    for (; o < out; o++) {
-        const float *row = w + (int64_t)o * in;
-        for (int r = 0; r < rows; r++) {
-            const float *xr = x + (int64_t)r * in;
-            float s = 0.0f;
-            for (int i = 0; i < in; i++) s += row[i] * xr[i];
-            float *target = y + (int64_t)r * out + o;
-            *target = (add ? *target : 0.0f) + (b ? b[o] : 0.0f) + s;
-        }
-    }
-}
-
-/* out[r, c] = q[r] . K[:, c] for c < count and `nr` (at most 8) rows: sixteen columns at a time, their sums
- * kept in registers while the D rows of keys (`stride` apart) go by. */
-static inline void products_block(const int nr, int dim, const float *q, int64_t q_stride, const float *keys,
-                                  int64_t stride, int count, float *out, int64_t out_stride)
+/* out[r, c] = q[r] . K[:, c] for c < count and `nr` (at most 8) rows: `nv` vectors of columns at a time
+ * (nr nv at most 8; a few rows take several, so that several loads of keys are in flight), then one. */
+static INLINE void products_block(const int nr, const int nv, int dim, const float *q, int64_t q_stride,
+                                  const float *keys, int64_t stride, int count, float *out, int64_t out_stride)
 {
     int c = 0;
-    for (; c + LANES <= count; c += LANES) {
-        vec acc[8] = {0};
-        for (int d = 0; d < dim; d++) {
-            const vec k = load(keys + (int64_t)d * stride + c);
-            for (int r = 0; r < nr; r++) acc[r] += q[r * q_stride + d] * k;
-        }
-        for (int r = 0; r < nr; r++) store(out + r * out_stride + c, acc[r]);
-    }
+    for (; c + nv * VEC <= count; c += nv * VEC)
+        columns_block(nr, nv, dim, q, q_stride, keys, stride, c, out, out_stride);
+    for (; c + VEC <= count; c += VEC)
+        columns_block(nr, 1, dim, q, q_stride, keys, stride, c, out, out_stride);
     for (; c < count; c++)
         for (int r = 0; r < nr; r++) {
             float s = 0.0f;
@@ -193,53 +255,86 @@ static void products(int rows, int dim, const float *q, int64_t q_stride, const 
         }
         return;
     }
-    for (int r = 0, nr; r < rows; r += nr) {  /* eight rows at a time, then four, then what is left */
-        nr = rows - r >= 8 ? 8 : rows - r >= 4 ? 4 : rows - r;
+    for (int r = 0, nr; r < rows; r += nr) {
+        nr = block_rows(rows - r, 8);
         const float *qr = q + r * q_stride;
         float *target = out + r * out_stride;
         switch (nr) {  /* constant row counts: the compiler unrolls each */
-        case 8: products_block(8, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
-        case 4: products_block(4, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
-        case 3: products_block(3, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
-        case 2: products_block(2, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
-        default: products_block(1, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
+        case 8: products_block(8, 1, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
+        case 4: products_block(4, 2, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
+        case 3: products_block(3, 2, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
+        case 2: products_block(2, 4, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
+        default: products_block(1, 4, dim, qr, q_stride, keys, stride, count, target, out_stride); break;
         }
     }
 }
 
-/* out[r, :] += sum over c < count of p[r, c] V[c, :] for `nr` (at most 8) rows and dim = 16 `parts`: the
- * sums kept in registers, each value row read once for all the rows. */
-static inline void weighted_block(const int nr, const int parts, const float *p, int64_t p_stride,
+/* Whole blocks of a ring that ring_products reads at a time (their sums in registers): 4 with AVX-512 or AVX2. */
+#define RING_BLOCKS (8 / BLOCK_VECTORS >= 4 ? 4 : 8 / BLOCK_VECTORS >= 1 ? 8 / BLOCK_VECTORS : 1)
+
+/* out[c] = q . the key in column first + c, for c < count, of one ring's keys in blocks (span / LANES, D,
+ * LANES): RING_BLOCKS whole blocks at a time, each read straight through, or one; a block that the run
+ * starts or ends inside is computed whole and only its columns in the run kept. */
+static void ring_products(int dim, const float *q, const float *blocks, int first, int count, float *out)
+{
+    const int end = first + count;
+    for (int c = first; c < end;) {
+        const float *block = blocks + (int64_t)(c / LANES) * dim * LANES;
+        if (c % LANES == 0 && c + RING_BLOCKS * LANES <= end) {
+            vec acc[RING_BLOCKS][BLOCK_VECTORS] = {{{0}}};
+            for (int d = 0; d < dim; d++)
+                for (int v = 0; v < RING_BLOCKS; v++)
+                    for (int s = 0; s < BLOCK_VECTORS; s++)
+                        acc[v][s] += q[d] * load(block + ((int64_t)v * dim + d) * LANES + s * VEC);
+            for (int v = 0; v < RING_BLOCKS; v++)
+                for (int s = 0; s < BLOCK_VECTORS; s++) store(out + c - first + v * LANES + s * VEC, acc[v][s]);
+            c += RING_BLOCKS * LANES;
+            continue;
+        }
+        vec acc[BLOCK_VECTORS] = {0};
+        for (int d = 0; d < dim; d++)
+            for (int s = 0; s < BLOCK_VECTORS; s++) acc[s] += q[d] * load(block + d * LANES + s * VEC);
+        const int start = c / LANES * LANES, stop = end - start < LANES ? end - start : LANES;
+        for (int j = c - start; j < stop; j++) out[start + j - first] = acc[j / VEC][j % VEC];
+        c = start + stop;
+    }
+}
+
+/* out[r, :] += sum over c < count of p[r, c] V[c, :] for `nr` rows and dim = `parts` VEC (nr parts at most
+ * SUMS): the sums kept in registers, each value row read once for all the rows. */
+static INLINE void weighted_block(const int nr, const int parts, const float *p, int64_t p_stride,
                                   const float *values, int count, float *out, int64_t out_stride)
 {
-    vec acc[8][4] = {{{0}}};
+    vec acc[8][8] = {{{0}}};
     for (int c = 0; c < count; c++) {
-        const float *v = values + (int64_t)c * parts * LANES;
+        const float *v = values + (int64_t)c * parts * VEC;
         for (int k = 0; k < parts; k++) {
-            const vec part = load(v + k * LANES);
+            const vec part = load(v + k * VEC);
             for (int r = 0; r < nr; r++) acc[r][k] += p[r * p_stride + c] * part;
         }
     }
     for (int r = 0; r < nr; r++)
         for (int k = 0; k < parts; k++) {
-            float *o = out + r * out_stride + k * LANES;
+            float *o = out + r * out_stride + k * VEC;
             store(o, load(o) + acc[r][k]);
         }
 }
 
-#define WEIGHTED(nr, parts) weighted_block(nr, parts, pr, p_stride, values, count, target, out_stride)
+#define WEIGHTED(nr, parts) \
+    case parts: if (nr * parts <= SUMS) weighted_block(nr, parts, pr, p_stride, values, count, target, out_stride); \
+    break;
 #define WEIGHTED_ROWS(nr) \
-    switch (parts) { case 1: WEIGHTED(nr, 1); break; case 2: WEIGHTED(nr, 2); break; \
-                     case 3: WEIGHTED(nr, 3); break; default: WEIGHTED(nr, 4); break; }
+    switch (parts) { WEIGHTED(nr, 1) WEIGHTED(nr, 2) WEIGHTED(nr, 3) WEIGHTED(nr, 4) WEIGHTED(nr, 5) \
+                     WEIGHTED(nr, 6) WEIGHTED(nr, 7) WEIGHTED(nr, 8) }
 
 /* out[r, :] += sum over c < count of p[r, c] V[c, :] for every row, V (count, dim) row-major. */
 static void weighted_values(int rows, int dim, const float *p, int64_t p_stride, const float *values, int count,
                             float *out, int64_t out_stride)
 {
-    if (dim % LANES == 0 && dim <= 4 * LANES) {  /* the usual head widths (16, 32, 48, 64): in registers */
-        const int parts = dim / LANES;
+    const int parts = dim / VEC;
+    if (dim % VEC == 0 && parts <= 8 && parts <= SUMS) {  /* the usual head widths (16 to 64): in registers */
         for (int r = 0, nr; r < rows; r += nr) {
-            nr = rows - r >= 8 ? 8 : rows - r >= 4 ? 4 : rows - r;
+            nr = block_rows(rows - r, SUMS / parts);
             const float *pr = p + r * p_stride;
             float *target = out + r * out_stride;
             switch (nr) {
@@ -263,16 +358,24 @@ static void weighted_values(int rows, int dim, const float *p, int64_t p_stride,
 /* Softmax of one row of scores in place, hidden runs (-inf) given a weight of 0. */
 static void softmax(int count, float *scores)
 {
+    vec most = (vec){0} - INFINITY;  /* the largest, a vector at a time (GCC keeps the scalar loop scalar) */
+    int c = 0;
+    for (; c + VEC <= count; c += VEC) {
+        const vec v = load(scores + c);
+        const lanes above = v > most;
+        most = (vec)((above & (lanes)v) | (~above & (lanes)most));
+    }
     float top = -INFINITY;
-    for (int c = 0; c < count; c++) top = scores[c] > top ? scores[c] : top;
+    for (int j = 0; j < VEC; j++) top = most[j] > top ? most[j] : top;
+    for (; c < count; c++) top = scores[c] > top ? scores[c] : top;
     float total = 0.0f;
-    for (int c = 0; c < count; c++) {
+    for (c = 0; c < count; c++) {
         const float e = scores[c] == -INFINITY ? 0.0f : exp_neg(scores[c] - top);
         scores[c] = e;
         total += e;
     }
     const float inv = 1.0f / total;
-    for (int c = 0; c < count; c++) scores[c] *= inv;
+    for (c = 0; c < count; c++) scores[c] *= inv;
 }
 
 /* The new tokens' attention in one head, every row: queries q (rows, stride q_stride), outputs out (rows,
@@ -281,18 +384,19 @@ static void attend_head(const mt_model *m, const mt_layer *layer, const mt_plan 
                         int64_t q_stride, float *scores, float *relative, float *out, int64_t out_stride)
 {
     const int rows = m->rows, dim = m->head_dim, span = m->span, distances = m->distances, P = m->context;
+    const int64_t context_apart = m->context_stride, relative_apart = m->relative_stride;
+    const int64_t ring_size = (int64_t)(span + LANES - 1) / LANES * LANES * dim;  /* floats in one ring's keys */
     const int seen = plan->context_seen, count = plan->context_seen + plan->ring_seen;
     const int streaming = rows == 1;
     if (seen > 0)  /* the context: every row's product with the same keys */
-        products(rows, dim, q, q_stride, layer->context_keys + ((int64_t)head * dim * P + plan->first), P, seen,
-                 scores, count, streaming);
+        products(rows, dim, q, q_stride, layer->context_keys + (head * dim * context_apart + plan->first), context_apart,
+                 seen, scores, count, streaming);
     for (int r = 0; r < rows; r++)  /* each row's own ring */
-        products(1, dim, q + r * q_stride, q_stride,
-                 layer->keys + (((int64_t)head * rows + r) * dim * span + plan->ring_first), span, plan->ring_seen,
-                 scores + (int64_t)r * count + seen, count, streaming);
+        ring_products(dim, q + r * q_stride, layer->keys + ((int64_t)head * rows + r) * ring_size, plan->ring_first,
+                      plan->ring_seen, scores + (int64_t)r * count + seen);
     if (layer->relative_t != NULL && plan->needed > 0) {  /* q E^T for the distances seen, added by run */
         const int from = distances - plan->needed;
-        products(rows, dim, q, q_stride, layer->relative_t + (int64_t)head * dim * distances + from, distances,
+        products(rows, dim, q, q_stride, layer->relative_t + head * dim * relative_apart + from, relative_apart,
                  plan->needed, relative + from, distances, streaming);
         for (int r = 0; r < rows; r++)
             for (int t = 0; t < plan->n_terms; t++) {
@@ -320,6 +424,7 @@ static void attend_head(const mt_model *m, const mt_layer *layer, const mt_plan 
 void mt_step(const mt_model *m, float *x, float *logits, const mt_plan *plan)
 {
     const int rows = m->rows, d = m->d_model, heads = m->heads, dim = m->head_dim, span = m->span, ff = m->d_ff;
+    const int64_t ring_size = (int64_t)(span + LANES - 1) / LANES * LANES * dim;
     float *h = m->work, *qkv = h + (int64_t)rows * d, *y = qkv + (int64_t)rows * 3 * d;
     float *hidden = y + (int64_t)rows * d, *scores = hidden + (int64_t)rows * ff;
     float *relative = scores + (int64_t)rows * (m->context + span);
@@ -331,10 +436,11 @@ void mt_step(const mt_model *m, float *x, float *logits, const mt_plan *plan)
         for (int head = 0; head < heads; head++) {
             for (int r = 0; r < rows; r++) {  /* the new keys and values into each row's ring */
                 const float *k = qkv + (int64_t)r * 3 * d + d + head * dim, *v = k + d;
-                float *keys = layer->keys + ((int64_t)head * rows + r) * dim * span + plan->column;
+                float *keys = layer->keys + ((int64_t)head * rows + r) * ring_size
+                              + (int64_t)plan->column / LANES * dim * LANES + plan->column % LANES;
                 float *values = layer->values + (((int64_t)head * rows + r) * span + plan->column) * dim;
                 for (int i = 0; i < dim; i++) {
-                    keys[(int64_t)i * span] = k[i];
+                    keys[i * LANES] = k[i];
                     values[i] = v[i];
                 }
             }
