@@ -94,8 +94,8 @@ static void layer_norm(int n, const float *x, const float *w, const float *b, fl
 /* The machine's vectors: VEC floats as one value (GCC's and Clang's vector extension), and the registers it
  * has for them. A vector type wider than the machine's is no longer one register but several, which GCC
  * moves through memory at nearly every operation: with 16-float vectors on an AVX2 CPU a step of one row
- * took 1.7x the time of torch's operations, and of eight rows 4x (measured). Loads and stores need no
- * alignment. */
+ * took 1.7 - 1.9x the time of torch's operations, and of eight rows 4.2 - 4.4x (measured; bench/README.md).
+ * Loads and stores need no alignment. */
 #if defined(__AVX512F__)
 #define VEC 16
 #define REGISTERS 32
