@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -154,7 +155,7 @@ def device_decode(device: str, model: MusicTransformer | None = None, tokens: in
         stream = generate_variations(model, primer, seeds=list(range(count)), max_tokens=tokens,
                                      max_note_seconds=None, cpu_threads=1)
         times[count] = min(times.get(count, float("inf")), _timed(stream)[0])
-    return {"device": device, "window": model.config.train_length, "tokens": tokens,
+    return {"device": device, "cpu": cpu(), "window": model.config.train_length, "tokens": tokens,
             "cpu_tokens_per_s": round(speed["cpu"], 1), "device_tokens_per_s": round(speed[device], 1),
             "gpu_over_cpu_decode": round(speed[device] / speed["cpu"], 2),
             f"variations{rows}_over_1_time": round(times[rows] / times[1], 2)}
@@ -178,6 +179,24 @@ def generate_speed(model: MusicTransformer, tokens: int = 400) -> dict:
     speed = written / (time.perf_counter() - started)
     return {"window": window, "tokens_per_s": speed, "real_time_dense_piano": speed / DENSE_PIANO_TOKENS_PER_SECOND,
             "real_time_median_pop": speed / MEDIAN_POP_TOKENS_PER_SECOND}
+
+
+def cpu() -> str:
+    """The processor's name and its widest vectors (which decide the C step's kernels), where Linux says."""
+    name, flags = "", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    vectors = next((flag for flag in ("avx512f", "avx2", "avx", "asimd", "sse2") if flag in flags), None)
+    name = name or platform.processor() or platform.machine()
+    return f"{name} ({vectors})" if vectors else name
 
 
 def _status_bytes(field: str) -> int:
@@ -316,13 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     from . import native
 
     results: dict = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                     "device": "cpu", "model": "6 layers, 256 wide, 8 heads", "c_step": native.library() is not None}
+                     "device": "cpu", "model": "6 layers, 256 wide, 8 heads", "cpu": cpu(),
+                     "c_step": native.library() is not None}
 
     contexts = (512, 1024, 2048) if not args.quick else (512,)
     decode = [decode_speed(c, cached_steps=200 if not args.quick else 40,
                            recompute_steps=max(3, 3 * 2048 // c) if not args.quick else 2) for c in contexts]
     streams = [generate_tokens_per_s(c, tokens=200 if not args.quick else 30, repeats=3 if not args.quick else 1)
                for c in contexts]
+    print(f"CPU: {results['cpu']}, {results['threads']} torch thread(s)")
     print("\nDecoding (tokens/s), 6 layers x 256, one piece, one thread "
           f"({'the C step' if decode[0]['native'] else 'torch, no C step here'}; torch ops: the decoder without it):")
     print(f"{'context':>8} {'cached':>10} {'torch ops':>10} {'recompute':>10} {'speed-up':>9} {'generate':>9} "
