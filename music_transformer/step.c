@@ -378,6 +378,13 @@ static void softmax(int count, float *scores)
     for (c = 0; c < count; c++) scores[c] *= inv;
 }
 
+/* The keys of row r's ring in one head: (span / LANES, D, LANES), the last block's columns past span unused. */
+static float *ring_keys(const mt_model *m, const mt_layer *layer, int head, int r)
+{
+    const int64_t size = (int64_t)(m->span + LANES - 1) / LANES * LANES * m->head_dim;
+    return layer->keys + ((int64_t)head * m->rows + r) * size;
+}
+
 /* The new tokens' attention in one head, every row: queries q (rows, stride q_stride), outputs out (rows,
  * stride out_stride). */
 static void attend_head(const mt_model *m, const mt_layer *layer, const mt_plan *plan, int head, const float *q,
@@ -385,14 +392,13 @@ static void attend_head(const mt_model *m, const mt_layer *layer, const mt_plan 
 {
     const int rows = m->rows, dim = m->head_dim, span = m->span, distances = m->distances, P = m->context;
     const int64_t context_apart = m->context_stride, relative_apart = m->relative_stride;
-    const int64_t ring_size = (int64_t)(span + LANES - 1) / LANES * LANES * dim;  /* floats in one ring's keys */
     const int seen = plan->context_seen, count = plan->context_seen + plan->ring_seen;
     const int streaming = rows == 1;
     if (seen > 0)  /* the context: every row's product with the same keys */
         products(rows, dim, q, q_stride, layer->context_keys + (head * dim * context_apart + plan->first), context_apart,
                  seen, scores, count, streaming);
     for (int r = 0; r < rows; r++)  /* each row's own ring */
-        ring_products(dim, q + r * q_stride, layer->keys + ((int64_t)head * rows + r) * ring_size, plan->ring_first,
+        ring_products(dim, q + r * q_stride, ring_keys(m, layer, head, r), plan->ring_first,
                       plan->ring_seen, scores + (int64_t)r * count + seen);
     if (layer->relative_t != NULL && plan->needed > 0) {  /* q E^T for the distances seen, added by run */
         const int from = distances - plan->needed;
@@ -424,7 +430,6 @@ static void attend_head(const mt_model *m, const mt_layer *layer, const mt_plan 
 void mt_step(const mt_model *m, float *x, float *logits, const mt_plan *plan)
 {
     const int rows = m->rows, d = m->d_model, heads = m->heads, dim = m->head_dim, span = m->span, ff = m->d_ff;
-    const int64_t ring_size = (int64_t)(span + LANES - 1) / LANES * LANES * dim;
     float *h = m->work, *qkv = h + (int64_t)rows * d, *y = qkv + (int64_t)rows * 3 * d;
     float *hidden = y + (int64_t)rows * d, *scores = hidden + (int64_t)rows * ff;
     float *relative = scores + (int64_t)rows * (m->context + span);
@@ -436,7 +441,7 @@ void mt_step(const mt_model *m, float *x, float *logits, const mt_plan *plan)
         for (int head = 0; head < heads; head++) {
             for (int r = 0; r < rows; r++) {  /* the new keys and values into each row's ring */
                 const float *k = qkv + (int64_t)r * 3 * d + d + head * dim, *v = k + d;
-                float *keys = layer->keys + ((int64_t)head * rows + r) * ring_size
+                float *keys = ring_keys(m, layer, head, r)
                               + (int64_t)plan->column / LANES * dim * LANES + plan->column % LANES;
                 float *values = layer->values + (((int64_t)head * rows + r) * span + plan->column) * dim;
                 for (int i = 0; i < dim; i++) {
