@@ -183,17 +183,15 @@ def generate_speed(model: MusicTransformer, tokens: int = 400) -> dict:
 
 def cpu() -> str:
     """The processor's name and its widest vectors (which decide the C step's kernels), where Linux says."""
+    from . import native
+
     name, flags = "", set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            for line in info:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and not name:
-                    name = value.strip()
-                elif key.strip() in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
+    for line in native.cpuinfo_lines() or []:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not name:
+            name = value.strip()
+        elif key.strip() in ("flags", "Features") and not flags:
+            flags = set(value.split())
     vectors = next((flag for flag in ("avx512f", "avx2", "avx", "asimd", "sse2") if flag in flags), None)
     name = name or platform.processor() or platform.machine()
     return f"{name} ({vectors})" if vectors else name

@@ -74,14 +74,20 @@ def _compiler() -> str | None:
     return next((path for path in map(shutil.which, ("cc", "gcc", "clang")) if path), None)
 
 
-def _processor() -> str:
-    """What -march=native builds for: the CPU's model and feature flags where Linux says, else the platform."""
+def cpuinfo_lines() -> list[str] | None:
+    """The CPU's model and feature-flag lines of /proc/cpuinfo, each distinct one once (they repeat for every
+    core); None where Linux does not say."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            lines = [line for line in info if line.startswith(("model name", "flags", "Features"))]
-        return "".join(dict.fromkeys(lines))  # each kind of line once (one per core otherwise)
+            return list(dict.fromkeys(line for line in info if line.startswith(("model name", "flags", "Features"))))
     except OSError:
-        return platform.processor() + platform.machine()
+        return None
+
+
+def _processor() -> str:
+    """What -march=native builds for: the CPU's model and feature flags where Linux says, else the platform."""
+    lines = cpuinfo_lines()
+    return "".join(lines) if lines is not None else platform.processor() + platform.machine()
 
 
 def _cache_folder() -> Path:
