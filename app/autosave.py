@@ -26,7 +26,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from music_transformer.midi import atomic_write
+from music_transformer.files import atomic_write
 
 from . import limits
 from .session import check_meta, check_note, check_whole, load_json, song_to_dict

@@ -2,7 +2,7 @@
 
     keyboard ─ rtmidi thread ─> Duet.feed ─> the call so far (a Take) ─┐
                                                                       duet thread: waits for the pause, then
-    answer sink <─ scheduler <─ LiveFeed <─ Decoder <─ generate() <───┘ primes the model with the duet so far
+    answer sink <─ scheduler <─ LiveFeed <─ NoteDecoder <─ generate() <───┘ primes the model with the duet so far
          └─> the answer, as heard ─> queue ─> DuetController (GUI) ─> the roll (the continuation part)
 
 Playing again interrupts the answer at once (on rtmidi's thread, before the key is heard): what was heard of

@@ -2,7 +2,7 @@
 
     worker (thread)                              controller (GUI thread, polls every 25 ms)
     load checkpoint ─────── outbox queue ──────> model ready / "cannot load, keeping the previous model"
-    generate() tokens ─> Decoder ─> notes ─────> song.append(notes)  (a stream into the continuation)
+    generate() tokens ─> NoteDecoder ─> notes ─────> song.append(notes)  (a stream into the continuation)
                           └──> LiveFeed ──────────────────────────────> playback scheduler (no GUI hop)
 
 The worker owns the model; nothing else touches it, so loading, moving it to another device and sampling
@@ -34,7 +34,7 @@ from music_transformer.checkpoint import default_device
 from music_transformer.events import (
     NOTE_ON_OFFSET,
     SECONDS_PER_TICK,
-    Decoder,
+    NoteDecoder,
     encode,
     has_styles,
     is_note_on,
@@ -253,7 +253,7 @@ class NoteStream:
         grid: float | None = None,
         velocities: tuple[int, int] | None = None,
     ) -> None:
-        self.decoder = Decoder(time_offset=start)
+        self.decoder = NoteDecoder(time_offset=start)
         self.live = live
         self._skip_rest = skip_leading_rest
         self._sounding: set[int] = set()  # pitches the live feed has turned on and not yet off

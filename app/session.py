@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from music_transformer.midi import atomic_write
+from music_transformer.files import atomic_write
 
 from . import limits
 from .song import PARTS, GenerationSettings, Song, SongNote, VariationSet

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from music_transformer.midi import atomic_write
+from music_transformer.files import atomic_write
 
 MAX_RECENT = 10
 

@@ -4,12 +4,13 @@ streaming generation, checkpoints and training. No Qt in here: usable from a scr
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import CheckpointError, ContinuoError, MidiFileError
 from .events import VOCAB_SIZE, Note, decode, encode
-from .generate import generate
+from .generate import continuation_notes, generate, generate_variations, infill, primer_tokens
 from .midi import read_midi, write_midi
 from .model import ModelConfig, MusicTransformer
 
 __all__ = [
     "Note", "read_midi", "write_midi", "encode", "decode", "VOCAB_SIZE",
-    "ModelConfig", "MusicTransformer", "load_checkpoint", "save_checkpoint", "generate",
+    "ModelConfig", "MusicTransformer", "load_checkpoint", "save_checkpoint",
+    "generate", "generate_variations", "infill", "primer_tokens", "continuation_notes",
     "MidiFileError", "CheckpointError", "ContinuoError",
 ]

@@ -319,12 +319,12 @@ def train_speed(length: int, batch: int, steps: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmarks, prints a table and, with --json, one JSON line."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from . import cli
+    from . import arguments
 
-    parser = cli.ArgumentParser(prog="music-transformer bench", description=__doc__.split("\n\n")[0])
+    parser = arguments.ArgumentParser(prog="music-transformer bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--quick", action="store_true", help="fewer steps and sizes (a smoke run)")
-    parser.add_argument("--threads", type=cli.threads, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=arguments.threads, help="torch threads (default: torch's choice)")
     parser.add_argument("--local", action="store_true",
                         help="also training memory at 4,096 and 8,192 tokens, local vs. global attention")
     args = parser.parse_args(argv)

@@ -18,7 +18,7 @@ import torch
 
 from . import limits
 from .errors import CheckpointError
-from .midi import atomic_write
+from .files import atomic_write
 from .model import ModelConfig, MusicTransformer
 
 FORMAT = "continuo-music-transformer"

@@ -626,22 +626,3 @@ def validation_chunks(pieces: Sequence[Piece], length: int, max_chunks: int | No
         pick = np.linspace(0, len(chunks) - 1, max_chunks).round().astype(int)
         chunks = [chunks[i] for i in pick]
     return np.asarray(chunks, dtype=np.int64).reshape(-1, length + 1)
-
-
-def pack_main(argv: list[str]) -> int:
-    """`music-transformer pack`: convert data sources once into one token file, for a machine without them."""
-    from . import cli  # here: the command line module imports this one
-
-    parser = cli.ArgumentParser(prog="music-transformer pack", description=pack_main.__doc__)
-    parser.add_argument("--data", required=True, nargs="+",
-                        help="MIDI folders (STYLE=FOLDER names the style), 'corpus' or 'corpus:part,...'")
-    parser.add_argument("--out", required=True, type=cli.output_file,
-                        help=f"the token file to write (*{TOKEN_PACK_SUFFIX})")
-    parser.add_argument("--limit", type=cli.positive_int, help="at most this many files (per corpus part)")
-    parser.add_argument("--cache", help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
-    args = parser.parse_args(argv)
-    dataset = load_dataset(args.data, cache_dir=args.cache, limit=args.limit)
-    written = save_token_pack(dataset, args.out)
-    print(f"wrote {args.out}: {written['pieces']} pieces, {written['tokens']:,} tokens, "
-          f"{written['bytes'] / 2**20:.1f} MB ({dataset.describe()})")
-    return 0

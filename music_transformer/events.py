@@ -265,7 +265,7 @@ def encode(notes: Iterable[Note]) -> list[int]:
     return tokens
 
 
-class Decoder:
+class NoteDecoder:
     """Turns tokens into notes one at a time; the streaming half of `decode`.
 
     Tolerates any token sequence: a NOTE_OFF with no sounding note is ignored, a NOTE_ON on a pitch
@@ -323,7 +323,7 @@ def decode(tokens: Sequence[int], start: float = 0.0) -> list[Note]:
     """Token sequence to notes, sorted by start then pitch; notes still sounding at the end close there.
 
     `start` places time 0 of the tokens (a continuation begins where its motif ends)."""
-    decoder = Decoder(time_offset=start)
+    decoder = NoteDecoder(time_offset=start)
     notes: list[Note] = []
     for token in tokens:
         notes.extend(decoder.feed(int(token)))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import bisect
 import math
 import os
-import secrets
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from . import limits
 from .errors import MidiFileError
 from .events import Note, canonical_notes
+from .files import atomic_write
 
 SUSTAIN_CONTROLLER = 64
 # Bytes that follow the status byte of a channel or system message (mido's table); others are refused.
@@ -377,32 +377,3 @@ def write_midi(notes: Iterable[Note], path: str | os.PathLike, bpm: float = 120,
     midi = mido.MidiFile(type=1, ticks_per_beat=resolution)
     midi.tracks += [mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo)]), track]
     atomic_write(path, lambda handle: midi.save(file=handle))
-
-
-def atomic_write(path: str | os.PathLike, write, mode: int = 0o666) -> None:
-    """Calls write(binary file) on a temporary file beside `path`, then renames it over `path`.
-
-    The file gets `mode` less the user's umask: by default that of any file a program creates (0644
-    usually), so that a DAW or an upload running as another user can read what was exported; 0o600 keeps
-    a private file (a crash journal) to its owner.
-    """
-    path = Path(path)
-    while True:
-        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:  # the kernel applies the umask, as for open(path, "w")
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise

@@ -1,9 +1,9 @@
-"""Training and evaluation: `music-transformer train` and `music-transformer eval`.
+"""Training and evaluation, the library behind `music-transformer train` and `music-transformer eval`.
 
 The loop is plain PyTorch: AdamW, linear warm-up then cosine decay (or inverse square root when the
 run has no planned length), gradient clipping, bfloat16 autocast on CUDA (and on the CPU with
 `TrainConfig.precision="bfloat16"`). Multi-process training is PyTorch's DDP, started by torchrun
-(`torchrun --nproc_per_node=K -m music_transformer.train ...`): gloo on the CPU, NCCL on GPUs.
+(`torchrun --nproc_per_node=K -m music_transformer.commands.train ...`): gloo on the CPU, NCCL on GPUs.
 
 A run directory holds `last.pt` (model, optimizer and position in the data, written atomically every
 few minutes and at the end), `model.pt` (the final weights alone, the file to ship) and `log.jsonl`
@@ -29,12 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import cli
 from . import data as data_module
 from .checkpoint import read_checkpoint, save_checkpoint
 from .errors import ContinuoError
-from .events import PAD, STYLES, VOCAB_SIZE
-from .model import POSITIONAL_KINDS, PRECISIONS, ModelConfig, MusicTransformer, mixed_precision
+from .events import PAD, VOCAB_SIZE
+from .model import PRECISIONS, ModelConfig, MusicTransformer, mixed_precision
 
 
 class TrainingError(ContinuoError):
@@ -652,113 +651,3 @@ def _saved_step(out: Path) -> int | str:
         return read_checkpoint(out / "last.pt")["training"]["step"]
     except Exception:  # noqa: BLE001 - only names the step in a message; a damaged file says "?"
         return "?"
-
-
-# --- command line ---------------------------------------------------------------------------------------
-
-DATA_HELP = ("one or more data sources: a folder of MIDI files (STYLE=FOLDER names its style, e.g. "
-             "pop-piano=~/pop909), 'corpus' (the music21 subset), 'corpus:bach,fiddle', or a token pack "
-             "(*.tokens.npz, from `music-transformer pack`)")
-
-
-def train_main(argv: list[str]) -> int:
-    """`music-transformer train`: train a model on a MIDI folder or the music21 corpus."""
-    parser = cli.ArgumentParser(prog="music-transformer train", description=train_main.__doc__)
-    parser.add_argument("--data", required=True, nargs="+", help=DATA_HELP)
-    parser.add_argument("--out", required=True, type=cli.writable_folder, help="run directory (checkpoints, log)")
-    parser.add_argument("--config", default="small", help=f"a preset ({', '.join(PRESETS)}) or a JSON file")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
-                        help="start from this model's weights and shape, with a new schedule (--config's)")
-    parser.add_argument("--steps", type=cli.positive_int,
-                        help="optimizer steps to train for (the schedule decays over them)")
-    parser.add_argument("--max-minutes", type=cli.positive_float, help="stop after this many minutes of training")
-    parser.add_argument("--positional", choices=POSITIONAL_KINDS, help="override the config's positions")
-    parser.add_argument("--train-length", type=cli.length, help="override the config's crop length")
-    parser.add_argument("--label-smoothing", type=cli.share_below_one,
-                        help="spread this much of each target's mass (e.g. 0.1)")
-    parser.add_argument("--fim-rate", type=cli.share, help="share of fill-in-the-middle samples (default 0.5)")
-    parser.add_argument("--style-dropout", type=cli.share,
-                        help="share of samples whose style says 'any' (default 0.15)")
-    parser.add_argument("--style-weights", type=cli.style_weights, metavar="STYLE=W[,STYLE=W...]",
-                        help="how often each style's pieces come round in an epoch against their share of the "
-                             "tokens, e.g. chorale=3,folk=2 (0 leaves a style out; 1 when not named)")
-    parser.add_argument("--dropout", type=cli.share_below_one, help="dropout before each residual addition")
-    parser.add_argument("--attention-dropout", type=cli.share_below_one, help="dropout on the attention weights")
-    parser.add_argument("--local-block", type=cli.length,
-                        help="relative local attention: blocks of this many tokens see their own and the previous")
-    parser.add_argument("--batch-size", type=cli.positive_int)
-    parser.add_argument("--lr", type=cli.positive_float, help="peak learning rate")
-    parser.add_argument("--warmup-steps", type=cli.non_negative_int)
-    parser.add_argument("--seed", type=cli.seed)
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help="auto (bfloat16 on CUDA, float32 on the CPU), bfloat16 or float32")
-    parser.add_argument("--checkpoint-minutes", type=cli.non_negative_float,
-                        help="minutes between checkpoints (default 3)")
-    parser.add_argument("--keep-every-steps", type=cli.positive_int,
-                        help="also keep a copy of the weights every N steps")
-    parser.add_argument("--limit", type=cli.positive_int,
-                        help="at most this many files (per corpus part): for smoke runs")
-    parser.add_argument("--cache", type=cli.writable_folder,
-                        help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
-    parser.add_argument("--device", type=cli.device, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
-    parser.add_argument("--threads", type=cli.threads, help="CPU threads per process (default: cores / processes)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
-    args = parser.parse_args(argv)
-    overrides = {"steps": args.steps, "max_minutes": args.max_minutes, "label_smoothing": args.label_smoothing,
-                 "batch_size": args.batch_size, "learning_rate": args.lr, "warmup_steps": args.warmup_steps,
-                 "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes, "precision": args.precision,
-                 "fim_rate": args.fim_rate, "style_dropout": args.style_dropout, "style_weights": args.style_weights}
-    model_overrides = {"positional": args.positional, "train_length": args.train_length, "dropout": args.dropout,
-                       "attention_dropout": args.attention_dropout, "local_block": args.local_block}
-    if args.train_length:
-        model_overrides["max_relative_distance"] = args.train_length
-        model_overrides["block_size"] = min(args.train_length, 256)
-    data = args.data[0] if len(args.data) == 1 else args.data
-    train(data, args.out, args.config, args.resume, overrides, model_overrides, args.device, args.limit,
-          args.cache, args.threads, args.keep_every_steps, progress=not args.no_progress, init_from=args.init_from)
-    return 0
-
-
-def eval_main(argv: list[str]) -> int:
-    """`music-transformer eval`: NLL per token of a checkpoint, overall and by position."""
-    parser = cli.ArgumentParser(prog="music-transformer eval", description=eval_main.__doc__)
-    parser.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
-    parser.add_argument("--data", required=True, nargs="+", help=DATA_HELP)
-    parser.add_argument("--style", choices=STYLES,
-                        help="the style token to score with (default: each piece's own, 'any' for a plain folder)")
-    parser.add_argument("--split", choices=("valid", "train", "all"), default="valid",
-                        help="which pieces to score (default: the held-out ones)")
-    parser.add_argument("--window", type=cli.length, help="positions each token attends to (default: train_length)")
-    parser.add_argument("--limit", type=cli.positive_int, help="at most this many files (per corpus part)")
-    parser.add_argument("--cache", type=cli.writable_folder,
-                        help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
-    parser.add_argument("--device", type=cli.device, help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=cli.threads)
-    args = parser.parse_args(argv)
-
-    from .checkpoint import load_checkpoint
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = load_checkpoint(args.checkpoint, device=args.device)
-    dataset = data_module.load_dataset(args.data, cache_dir=args.cache, limit=args.limit)
-    pieces = {"valid": dataset.valid, "train": dataset.train, "all": dataset.train + dataset.valid}[args.split]
-    if not pieces:
-        raise TrainingError(f"{' + '.join(args.data)}: no {args.split} pieces to evaluate")
-    result = position_nll(model, pieces, window=args.window, style=args.style)
-    length = result["train_length"]
-    print(f"{args.checkpoint or 'bundled model'}: {model.config.positional} positions, L = {length}, "
-          f"window {result['window']}; {result['pieces']} {args.split} pieces, "
-          f"{result['long_pieces']} of them with >= 4L = {4 * length} tokens")
-    print(f"{'positions':<12}{'NLL (nats/token)':>18}{'tokens':>10}")
-    for name in ("overall", "[0,L)", "[L,2L)", "[2L,4L)"):
-        print(f"{name:<12}{result[name]:>18.4f}{result['tokens'][name]:>10}")
-    print(json.dumps({"checkpoint": str(args.checkpoint or "default"), **result}))
-    return 0
-
-
-if __name__ == "__main__":  # torchrun --nproc_per_node=K -m music_transformer.train --data ... --out ...
-    from .cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))

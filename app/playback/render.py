@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from music_transformer import Note
-from music_transformer.midi import atomic_write
+from music_transformer.files import atomic_write
 
 from .scheduler import NOTE_ON, note_events
 from .sinks import SAMPLE_RATE, SinkError, _new_synth

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from music_transformer import Note, read_midi, save_checkpoint, write_midi
-from music_transformer.cli import main, positive_float, share
+from music_transformer.arguments import positive_float, share
+from music_transformer.cli import main
 
 from .test_model import small_model
 
@@ -185,7 +186,7 @@ def test_averaging_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
 
 def _unwritable_folder(tmp_path):
     """A folder no file can be made in: a locked one, or for root (whom locks do not stop) /sys."""
-    from music_transformer.cli import _takes_files
+    from music_transformer.arguments import _takes_files
 
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)

@@ -10,7 +10,7 @@ from music_transformer.events import (
     NUM_EVENTS,
     TIME_SHIFT_OFFSET,
     VELOCITY_OFFSET,
-    Decoder,
+    NoteDecoder,
     bin_to_velocity,
     time_shift,
     velocity_to_bin,
@@ -145,7 +145,7 @@ def test_any_token_sequence_decodes_to_valid_notes(tokens):
 
 def test_streaming_decoder_matches_decode_and_honours_an_offset():
     tokens = encode([Note(60, 100, 0.0, 0.5), Note(67, 50, 0.2, 0.9), Note(64, 100, 0.5, 1.75)])
-    decoder = Decoder(time_offset=10.0)
+    decoder = NoteDecoder(time_offset=10.0)
     streamed = [n for t in tokens for n in decoder.feed(t)] + decoder.finish()
     expected = decode(tokens)
     assert sorted((n.pitch, round(n.start - 10.0, 6), round(n.end - 10.0, 6)) for n in streamed) == \

@@ -12,7 +12,8 @@ import pytest
 
 from music_transformer import MidiFileError, Note, decode, encode, limits, read_midi, write_midi
 from music_transformer.events import canonical_notes, to_ticks
-from music_transformer.midi import MidiFileTiming, atomic_write, read_midi_timed
+from music_transformer.files import atomic_write
+from music_transformer.midi import MidiFileTiming, read_midi_timed
 
 
 def _piano(*notes, program=0, is_drum=False, pedal=()):

@@ -186,7 +186,7 @@ def test_ddp_with_two_gloo_processes_on_the_cpu(midi_folder, tmp_path):
     out = tmp_path / "run"
     torchrun = Path(PYTHON).with_name("torchrun")
     launcher = [str(torchrun)] if torchrun.exists() else [PYTHON, "-m", "torch.distributed.run"]
-    result = subprocess.run([*launcher, "--standalone", "--nproc_per_node=2", "-m", "music_transformer.train",
+    result = subprocess.run([*launcher, "--standalone", "--nproc_per_node=2", "-m", "music_transformer.commands.train",
                              "--data", str(midi_folder), "--out", str(out), "--config", "tiny", "--steps", "4",
                              "--threads", "1", "--no-progress"],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
