@@ -25,7 +25,7 @@ MIN_TEMPO, MAX_TEMPO = MIN_BPM, MAX_BPM
 # beats. Notes, the playhead, the loop and the view stay within it, so any song the studio keeps is one it
 # can draw, save, read back and export.
 MAX_BEATS = MAX_PIECE_SECONDS * MAX_TEMPO / 60.0
-MIN_NOTE_BEATS = 1e-3  # the shortest note (song.MIN_LENGTH)
+MIN_NOTE_BEATS = 1e-3  # the shortest note (notes.MIN_LENGTH)
 MAX_NOTES = 2 * MAX_MIDI_NOTES  # the longest MIDI file read, and as much again written after it
 MAX_NOTE_ID = 2**53  # ids count up by one a note; past this a JSON number no longer holds them exactly
 MAX_NUMERATOR = 32  # beats in a bar

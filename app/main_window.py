@@ -32,14 +32,16 @@ from .document import Document
 from .duet import DuetController
 from .generation import GenerationController
 from .generation_panel import GenerationPanel
+from .limits import MAX_TEMPO, MIN_TEMPO
 from .midi_input import MidiInputController
+from .notes import CONTINUATION
 from .piano_roll import SNAP_CHOICES, PianoRoll
 from .playback.indicator import OutputIndicator
 from .playback.player import Player
 from .restore import offer_restore
 from .session import check_time_signature
 from .settings import Preferences, data_home
-from .song import CONTINUATION, MAX_TEMPO, MIN_TEMPO, Song, SongLockedError
+from .song import Song, SongLockedError
 from .studio import Studio
 from .transport import Transport
 
