@@ -1,6 +1,7 @@
 """How a continuation is written, and the variations kept to pick from: `GenerationSettings` (the Continue
 panel edits them, the song and its session file keep them) and `VariationSet`, the variations one Continue or
-Fill wrote. Both check what they read from a file.
+Fill wrote. Both check what they read from a file against the studio's limits (limits.py), whose sampling
+bounds are the model library's: the ones `generate()` enforces and the panel and the command line read.
 """
 
 from __future__ import annotations
@@ -11,6 +12,17 @@ from typing import NamedTuple
 
 from music_transformer.events import STYLES
 from music_transformer.keys import PIANO_RANGE, SCALES
+
+from .limits import (
+    MAX_SESSION_TOP_K,
+    MAX_TEMPERATURE,
+    MAX_TOP_K,
+    MAX_TOP_P,
+    MAX_VARIATIONS,
+    MIN_TEMPERATURE,
+    MIN_TOP_K,
+    MIN_TOP_P,
+)
 
 ANY_STYLE = STYLES[0]  # "any": no idiom named, the model tells from the music
 KEY_MODES = ("off", "motif", "chosen")  # no key lock; the key detected in the music before; a key chosen
@@ -49,18 +61,20 @@ class GenerationSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
         settings = cls(**values)
-        if not (0.0 < float(settings.temperature) <= 10.0):
-            raise ValueError(f"temperature {settings.temperature} is outside 0..10")
-        if not (0 <= int(settings.top_k) <= 1000):
-            raise ValueError(f"top-k {settings.top_k} is outside 0..1000")
-        if not (0.0 < float(settings.top_p) <= 1.0):
-            raise ValueError(f"top-p {settings.top_p} is outside 0..1")
+        if not (MIN_TEMPERATURE < float(settings.temperature) <= MAX_TEMPERATURE):
+            raise ValueError(
+                f"temperature {settings.temperature} must be above {MIN_TEMPERATURE:g} and at most {MAX_TEMPERATURE:g}"
+            )
+        if not (MIN_TOP_K <= int(settings.top_k) <= MAX_SESSION_TOP_K):
+            raise ValueError(f"top-k {settings.top_k} is outside {MIN_TOP_K}..{MAX_TOP_K} (0: off)")
+        if not (MIN_TOP_P < float(settings.top_p) <= MAX_TOP_P):
+            raise ValueError(f"top-p {settings.top_p} must be above {MIN_TOP_P:g} and at most {MAX_TOP_P:g}")
         if not (0.0 < float(settings.length_beats) <= 10_000):
             raise ValueError(f"length {settings.length_beats} beats is out of range")
         if settings.seed is not None and not isinstance(settings.seed, int):
             raise ValueError("the seed must be a whole number")
-        if not (isinstance(settings.variations, int) and 1 <= settings.variations <= 8):
-            raise ValueError(f"{settings.variations} variations: choose 1 to 8")
+        if not (isinstance(settings.variations, int) and 1 <= settings.variations <= MAX_VARIATIONS):
+            raise ValueError(f"{settings.variations} variations: choose 1 to {MAX_VARIATIONS}")
         if settings.length_unit not in ("bars", "seconds"):
             raise ValueError(f"unknown length unit {settings.length_unit!r}")
         if settings.style not in STYLES:
@@ -78,10 +92,11 @@ class GenerationSettings:
             raise ValueError("snap and keep_existing are true or false")
         if settings.dynamics not in DYNAMICS:
             raise ValueError(f"unknown dynamics {settings.dynamics!r}")
+        if int(settings.top_k) > MAX_TOP_K:  # an older session's top-k past the vocabulary: it kept every event
+            settings = dataclasses.replace(settings, top_k=0)  # 0: off, the same in effect
         return settings
 
 
-MAX_VARIATIONS = 8
 MAX_VARIATION_NOTES = 200_000  # notes in one variation of a session file
 
 
