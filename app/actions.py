@@ -27,7 +27,7 @@ from .playback.sinks import GM_FAMILIES, GM_INSTRUMENTS
 from .song import CONTINUATION, MOTIF, SongLockedError
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from .studio import Studio
 
 EDIT_ACTIONS = ("cut", "copy", "paste", "duplicate", "delete", None, "select_all", "deselect", None, "quantize",
                 "quantize_ends", "transpose_up", "transpose_down", "octave_up", "octave_down", "nudge_left",
@@ -40,12 +40,12 @@ RECORD_QUANTIZE = (("Off", None), ("1/4", 1.0), ("1/8", 0.5), ("1/16", 0.25), ("
 class StudioActions(QObject):
     """The window's actions; the roll's own editing actions are in `PianoRoll.actions_by_name`."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
-        song, transport, generation, document = window.song, window.transport, window.generation, window.document
-        recorder = window.midi.recorder
-        self.roll_actions = window.roll.actions_by_name
+    def __init__(self, studio: Studio) -> None:
+        super().__init__(studio.window)
+        self.studio = studio
+        song, transport, generation, document = studio.song, studio.transport, studio.generation, studio.document
+        recorder = studio.midi.recorder
+        self.roll_actions = studio.roll.actions_by_name
         # File
         self.new_action = self._action("&New", QKeySequence.New, document.new_song)
         self.open_action = self._action("&Open…", QKeySequence.Open, document.open_dialog)
@@ -58,7 +58,7 @@ class StudioActions(QObject):
             self._action("&Continuation Only…", None, lambda: document.export_midi_dialog(CONTINUATION)),
         ]
         self.export_audio_action = self._action("Export &Audio (WAV)…", "Ctrl+Shift+E", document.export_audio_dialog)
-        self.quit_action = self._action("&Quit", QKeySequence.Quit, window.close)
+        self.quit_action = self._action("&Quit", QKeySequence.Quit, studio.window.close)
         # Edit
         self.undo_action = song.undo_stack.createUndoAction(self, "&Undo")
         self.undo_action.setShortcut(QKeySequence.Undo)
@@ -67,24 +67,24 @@ class StudioActions(QObject):
         # Transport
         self.play_action = self._action("Play", "Space", transport.set_playing, checkable=True)
         self.play_action.setShortcutContext(Qt.WindowShortcut)
-        roll = window.roll
+        roll = studio.roll
         self.go_to_start_action = self._action("Go to &Start", "Home", roll.go_to_start)
         self.go_to_end_action = self._action("Go to &End", "End", roll.go_to_end)
-        roll.follow_playhead = bool(window.preferences.get("follow_playhead", True))
+        roll.follow_playhead = bool(studio.preferences.get("follow_playhead", True))
         self.follow_playhead_action = self._option("&Follow Playhead", roll.follow_playhead, self._set_follow)
         self.loop_action = self.roll_actions["loop_toggle"]
         self.loop_action.setCheckable(True)
         self.loop_action.setIconText("Loop")  # the toolbar's short name
         # Playback
         self.soundfont_action = self._action("Choose &SoundFont…", None, self.soundfont_dialog)
-        self.all_notes_off_action = self._action("All Notes &Off", "Ctrl+Shift+.", window.player.all_notes_off)
+        self.all_notes_off_action = self._action("All Notes &Off", "Ctrl+Shift+.", studio.player.all_notes_off)
         # Record
         self.record_action = self._action("&Record", "Ctrl+R", self._toggle_recording, checkable=True)
         self.record_options = [
             self._option("Count-&in (1 Bar)", recorder.count_in_bars > 0, lambda on: recorder.set_count_in(int(on))),
             self._option("&Metronome", recorder.metronome, recorder.set_metronome),
             self._option("&Overdub (Play While Recording)", recorder.overdub, recorder.set_overdub),
-            self._option("MIDI &Thru", window.midi.thru_enabled, window.midi.set_thru),
+            self._option("MIDI &Thru", studio.midi.thru_enabled, studio.midi.set_thru),
         ]
         self.quantize_last_take_action = self._action("Quantize &Last Take", None, self._quantize_last_take)
         self.duet_action = self._option("&Duet Mode (Call and Response)", False, self._toggle_duet)
@@ -113,10 +113,10 @@ class StudioActions(QObject):
         transport.playing_changed.connect(self._playing_changed)
         transport.loop_changed.connect(lambda: self.loop_action.setChecked(transport.loop_enabled))
         recorder.recording_changed.connect(self.record_action.setChecked)
-        window.duet.enabled_changed.connect(self.duet_action.setChecked)
+        studio.duet.enabled_changed.connect(self.duet_action.setChecked)
         for signal in (song.notes_changed, song.writing_changed, generation.busy_changed, generation.finished,
-                       generation.model_loaded, generation.model_failed, window.roll.state.selection_changed,
-                       window.roll.state.time_range_changed):  # fmt: skip
+                       generation.model_loaded, generation.model_failed, studio.roll.state.selection_changed,
+                       studio.roll.state.time_range_changed):  # fmt: skip
             signal.connect(self._update)
         self._update()
 
@@ -165,12 +165,12 @@ class StudioActions(QObject):
     # --- what enables what ---------------------------------------------------------------------------------
 
     def _update(self, *args) -> None:
-        song, generation = self.window.song, self.window.generation
+        song, generation = self.studio.song, self.studio.generation
         writing = song.is_writing
         free = not generation.generating and not writing
         self.continue_action.setEnabled(free and generation.has_model)
         self.cancel_action.setEnabled(generation.generating)
-        span = self.window.roll.fill_range()
+        span = self.studio.roll.fill_range()
         if generation.has_model and not generation.model_has_styles:
             fill_tip = NO_FILL_TIP
         elif span is None:
@@ -179,7 +179,7 @@ class StudioActions(QObject):
             fill_tip = "Write new notes into the time range that join the music before and after it (Ctrl+F)"
         self.fill_action.setEnabled(free and generation.can_fill and span is not None)
         self.fill_action.setToolTip(fill_tip)
-        if self.window.roll.state.time_range is not None:
+        if self.studio.roll.state.time_range is not None:
             self.from_playhead_action.setEnabled(free and generation.can_fill)
             self.from_playhead_action.setToolTip(
                 fill_tip if not generation.can_fill else "A time range is chosen: fill it (Ctrl+Alt+Enter)"
@@ -204,66 +204,68 @@ class StudioActions(QObject):
 
     def fill(self) -> None:
         """Fill: the time range chosen in the ruler, or the span of the selected notes."""
-        span = self.window.roll.fill_range()
+        span = self.studio.roll.fill_range()
         if span is None:
-            self.window.show_message("Fill: first choose a time range (drag in the ruler) or select notes")
+            self.studio.show_message("Fill: first choose a time range (drag in the ruler) or select notes")
             return
-        self.window.generation.fill(*span)
+        self.studio.generation.fill(*span)
 
     def continue_from_playhead(self) -> None:
         """Continue from Playhead; with a time range chosen in the ruler, fills it instead."""
-        span = self.window.roll.state.time_range
+        span = self.studio.roll.state.time_range
         if span is not None:
-            self.window.generation.fill(*span)
+            self.studio.generation.fill(*span)
         else:
-            self.window.generation.continue_from(self.window.transport.playhead)
+            self.studio.generation.continue_from(self.studio.transport.playhead)
 
     def _accept(self) -> None:
-        if not self.window.song.is_writing and self.window.song.accept_continuation():
-            self.window.show_message("The continuation is now part of the motif")
+        if not self.studio.song.is_writing and self.studio.song.accept_continuation():
+            self.studio.show_message("The continuation is now part of the motif")
 
     def _discard(self) -> None:
-        if not self.window.song.is_writing and self.window.song.discard_continuation():
-            self.window.show_message("Continuation discarded (Undo brings it back)")
+        if not self.studio.song.is_writing and self.studio.song.discard_continuation():
+            self.studio.show_message("Continuation discarded (Undo brings it back)")
 
     def show_shortcuts(self) -> None:
         """Help ▸ Keyboard Shortcuts (F1): every key, searchable."""
-        studio_help.show_once(self.window, "shortcuts_dialog", studio_help.ShortcutsDialog)
+        studio_help.show_once(self.studio.window, "shortcuts_dialog", lambda: studio_help.ShortcutsDialog(self.studio))
 
     def show_getting_started(self) -> None:
         """Help ▸ Getting Started."""
-        studio_help.show_once(self.window, "getting_started", studio_help.getting_started)
+        studio_help.show_once(
+            self.studio.window, "getting_started", lambda: studio_help.getting_started(self.studio.window)
+        )
 
     def show_about(self) -> None:
         """Help ▸ About Continuo: the version, the model's card, the licences."""
-        about = self.window.findChild(studio_help.AboutDialog)
+        about = self.studio.window.findChild(studio_help.AboutDialog)
         if about is not None:  # a new one reads the card of the model in use now
             about.setObjectName("")
             about.close()
             about.deleteLater()
-        studio_help.show_once(self.window, "about_dialog", studio_help.AboutDialog)
+        studio_help.show_once(self.studio.window, "about_dialog", lambda: studio_help.AboutDialog(self.studio))
 
     def _set_follow(self, on: bool) -> None:
-        self.window.roll.follow_playhead = on
-        self.window.preferences.set("follow_playhead", on)
+        self.studio.roll.follow_playhead = on
+        self.studio.preferences.set("follow_playhead", on)
 
     def _toggle_recording(self, checked: bool = False) -> None:
-        self.record_action.setChecked(self.window.midi.toggle_recording())  # stays up if a take cannot start
+        self.record_action.setChecked(self.studio.midi.toggle_recording())  # stays up if a take cannot start
 
     def _quantize_last_take(self) -> None:
         try:
-            quantized = self.window.midi.recorder.quantize_last_take()
+            quantized = self.studio.midi.recorder.quantize_last_take()
         except SongLockedError as error:
-            self.window.show_message(str(error))
+            self.studio.show_message(str(error))
             return
         if not quantized:
-            self.window.show_message("Nothing to quantize")
+            self.studio.show_message("Nothing to quantize")
 
     def _toggle_duet(self, on: bool) -> None:
-        duet = self.window.duet
+        duet = self.studio.duet
         if on and not duet.enabled:
-            if self.window.midi.input is None:
-                self.window.show_message("Choose a MIDI input first (Record ▸ MIDI Input)")
+            if self.studio.midi.input is None:
+                self.studio.show_message("Choose a MIDI input first (Record ▸ MIDI Input)")
                 self.duet_action.setChecked(False)
                 return
             duet.start()
@@ -272,8 +274,8 @@ class StudioActions(QObject):
 
     def duet_pause_dialog(self) -> None:
         """Asks how long a pause ends the musician's phrase."""
-        duet = self.window.duet
-        dialog = QInputDialog(self.window)
+        duet = self.studio.duet
+        dialog = QInputDialog(self.studio.window)
         dialog.setObjectName("duet_pause_dialog")
         dialog.setWindowTitle("Duet Pause")
         dialog.setLabelText("The model answers after a pause of (seconds):")
@@ -288,18 +290,19 @@ class StudioActions(QObject):
 
     def soundfont_dialog(self) -> None:
         """Asks for a soundfont for the built-in synth."""
-        folder = str(self.window.document.dialog_folder())
+        folder = str(self.studio.document.dialog_folder())
         path, _ = QFileDialog.getOpenFileName(
-            self.window, "Choose a SoundFont", folder, "SoundFonts (*.sf2 *.sf3);;All files (*)"
+            self.studio.window, "Choose a SoundFont", folder, "SoundFonts (*.sf2 *.sf3);;All files (*)"
         )
         if path:
-            self.window.player.set_soundfont(path)
+            self.studio.player.set_soundfont(path)
 
     def load_model_dialog(self) -> None:
         """Asks for a model file and loads it in the background."""
-        path = self.window.generation_panel.choose_checkpoint(str(self.window.document.dialog_folder()))
+        panel = self.studio.panel  # the panel's own file dialog, which knows the models' files
+        path = panel.choose_checkpoint(str(self.studio.document.dialog_folder())) if panel is not None else None
         if path:
-            self.window.generation.choose_model(path)
+            self.studio.generation.choose_model(path)
 
     # --- menus ---------------------------------------------------------------------------------------------
 
@@ -378,7 +381,7 @@ class StudioActions(QObject):
             action.triggered.connect(lambda checked=False, value=value: choose(value))
 
     def _fill_instrument_menu(self, menu: QMenu) -> None:
-        current = int(self.window.preferences.get("program", 0))
+        current = int(self.studio.preferences.get("program", 0))
         group = QActionGroup(self)
         for family_index, family in enumerate(GM_FAMILIES):
             family_menu = menu.addMenu(family)
@@ -387,19 +390,19 @@ class StudioActions(QObject):
                 action.setCheckable(True)
                 action.setChecked(program == current)
                 action.setActionGroup(group)
-                action.triggered.connect(lambda checked=False, p=program: self.window.player.set_program(p))
+                action.triggered.connect(lambda checked=False, p=program: self.studio.player.set_program(p))
 
     def _fill_quantize_menu(self, menu: QMenu) -> None:
-        recorder = self.window.midi.recorder
+        recorder = self.studio.midi.recorder
         entries = [(step, text) for text, step in RECORD_QUANTIZE]
         self._choices(menu, entries, recorder.quantize_step, recorder.set_quantize)
 
     def fill_key_menu(self) -> None:
         """Continuation ▸ Key Lock: off, the key detected in the motif, or the key chosen in the panel."""
-        menu, song = self.key_menu, self.window.song
+        menu, song = self.key_menu, self.studio.song
         menu.clear()
         settings = song.settings
-        detected = self.window.generation_panel.detected_key
+        detected = self.studio.panel.detected_key if self.studio.panel is not None else None
         chosen = f"{PITCH_NAMES[settings.key_tonic]} {settings.key_scale}"
         entries = [
             ("off", "&Off"),
@@ -409,21 +412,21 @@ class StudioActions(QObject):
         self._choices(menu, entries, settings.key_mode, self._set_key_mode)
 
     def _set_key_mode(self, mode: str) -> None:
-        song = self.window.song
+        song = self.studio.song
         try:
             song.set_settings(dataclasses.replace(song.settings, key_mode=mode))
         except SongLockedError as error:
-            self.window.show_message(str(error))
+            self.studio.show_message(str(error))
 
     def fill_recent_menu(self) -> None:
         """Open Recent: the files opened or saved lately, newest first."""
-        menu, preferences = self.recent_menu, self.window.preferences
+        menu, preferences = self.recent_menu, self.studio.preferences
         menu.clear()
         recent = preferences.recent_files()
         for path in recent:
             action = menu.addAction(Path(path).name)
             action.setToolTip(path)
-            action.triggered.connect(lambda checked=False, path=path: self.window.document.open_path(path, wait=False))
+            action.triggered.connect(lambda checked=False, path=path: self.studio.document.open_path(path, wait=False))
         if not recent:
             menu.addAction("No recent files").setEnabled(False)
         else:
@@ -432,7 +435,7 @@ class StudioActions(QObject):
 
     def fill_output_menu(self) -> None:
         """Playback ▸ Output: the built-in synth, the studio's own port, other programs' MIDI inputs, none."""
-        menu, player = self.output_menu, self.window.player
+        menu, player = self.output_menu, self.studio.player
         menu.clear()
         entries = [
             (AUTO, "Automatic (built-in synth, else the Continuo port)"),
@@ -449,7 +452,7 @@ class StudioActions(QObject):
 
     def fill_midi_input_menu(self) -> None:
         """Record ▸ MIDI Input: none, the keyboards plugged in now, the studio's own input port."""
-        menu, midi = self.midi_input_menu, self.window.midi
+        menu, midi = self.midi_input_menu, self.studio.midi
         menu.clear()
         if midi.input is None:
             current = ""

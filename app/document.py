@@ -33,12 +33,13 @@ from music_transformer import MidiFileError
 from . import autosave as autosave_module
 from .background import run_in_background
 from .midi_files import MIDI_SUFFIXES, export_midi, is_midi_path, read_midi_file
+from .notes import CONTINUATION, MOTIF, SongNote
 from .piano_roll import PianoRoll
 from .playback.audio_export import AudioExport
 from .playback.render import MAX_GAIN_DB, MIN_GAIN_DB, PEAK_DB
 from .session import SUFFIX, SessionError, read_session, write_session
 from .settings import Preferences
-from .song import CONTINUATION, MOTIF, Song, SongLockedError, SongNote
+from .song import Song, SongLockedError
 from .transport import Transport
 
 UNTITLED = "Untitled"

@@ -5,6 +5,7 @@ the licences, the training data's included)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMenu,
+    QMenuBar,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -30,7 +32,7 @@ from PySide6.QtWidgets import (
 from .background import run_in_background
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from .studio import Studio
 
 ROLL = "Piano roll"  # where the roll's own keys are listed (they work while the roll has the focus)
 
@@ -92,15 +94,15 @@ def _menu_rows(menu: QMenu, path: str, seen: set[int], rows: list[tuple[str, str
                 rows.append((_plain(action.text()), _keys(action), path))
 
 
-def shortcut_rows(window: MainWindow) -> list[tuple[str, str, str]]:
-    """(command, keys, where) for every action of the window that has keys: the menus' in menu order, then the
-    roll's own (moving and transposing notes, ...)."""
+def shortcut_rows(menu_bar: QMenuBar, roll_actions: dict[str, QAction]) -> list[tuple[str, str, str]]:
+    """(command, keys, where) for every action that has keys: the menu bar's in menu order, then the roll's own
+    (moving and transposing notes, ...)."""
     rows: list[tuple[str, str, str]] = []
     seen: set[int] = set()
-    for top in window.menuBar().actions():
+    for top in menu_bar.actions():
         if top.menu() is not None:
             _menu_rows(top.menu(), _plain(top.text()), seen, rows)
-    for action in window.roll.actions_by_name.values():
+    for action in roll_actions.values():
         if id(action) not in seen and _keys(action):
             seen.add(id(action))
             rows.append((_plain(action.text()), _keys(action), ROLL))
@@ -110,8 +112,8 @@ def shortcut_rows(window: MainWindow) -> list[tuple[str, str, str]]:
 class ShortcutsDialog(QDialog):
     """Every key of the studio, searchable by command, key or menu."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, studio: Studio) -> None:
+        super().__init__(studio.window)
         self.setObjectName("shortcuts_dialog")
         self.setWindowTitle("Keyboard Shortcuts")
         self.resize(620, 560)
@@ -138,7 +140,7 @@ class ShortcutsDialog(QDialog):
         note.setWordWrap(True)
         layout.addWidget(note)
         layout.addWidget(buttons)
-        self.rows = shortcut_rows(window)
+        self.rows = shortcut_rows(studio.window.menuBar(), studio.roll.actions_by_name)
         self.search.textChanged.connect(self.show_matching)
         self.show_matching("")
         self.search.setFocus()
@@ -229,8 +231,8 @@ def _value(value: Any) -> str:
 class AboutDialog(QDialog):
     """The version, the model's card (read from the model file in the background) and the licences."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, studio: Studio) -> None:
+        super().__init__(studio.window)
         self.setObjectName("about_dialog")
         self.setWindowTitle("About Continuo")
         self.resize(680, 600)
@@ -246,7 +248,7 @@ class AboutDialog(QDialog):
         self.model_text = QTextBrowser(self)
         self.model_text.setObjectName("model_card")
         self.model_text.setOpenExternalLinks(True)
-        source = window.generation.model_source
+        source = studio.generation.model_source
         self.model_text.setHtml(f"<p>Reading the card of {model_file(source).name if source else 'the model'}…</p>")
         tabs.addTab(self.model_text, "Model")
         self.licences = QTextBrowser(self)
@@ -274,9 +276,9 @@ class AboutDialog(QDialog):
         self.card_read = True
 
 
-def getting_started(window: MainWindow) -> QDialog:
+def getting_started(parent: QWidget) -> QDialog:
     """The first steps, in a window that stays open beside the studio."""
-    dialog = QDialog(window)
+    dialog = QDialog(parent)
     dialog.setObjectName("getting_started")
     dialog.setWindowTitle("Getting Started")
     text = QTextBrowser(dialog)
@@ -290,11 +292,11 @@ def getting_started(window: MainWindow) -> QDialog:
     return dialog
 
 
-def show_once(window: QWidget, name: str, make) -> QDialog:
-    """Shows the window's dialog called `name`, made by `make(window)` the first time; raises it after."""
-    dialog = window.findChild(QDialog, name)
+def show_once(parent: QWidget, name: str, make: Callable[[], QDialog]) -> QDialog:
+    """Shows the parent's dialog called `name`, made by `make()` the first time; raises it after."""
+    dialog = parent.findChild(QDialog, name)
     if dialog is None:
-        dialog = make(window)
+        dialog = make()
     dialog.show()
     dialog.raise_()
     dialog.activateWindow()

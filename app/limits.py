@@ -13,9 +13,16 @@ from music_transformer.limits import (
     MAX_MIDI_NOTES,
     MAX_PIECE_SECONDS,
     MAX_PITCH,
+    MAX_TEMPERATURE,
+    MAX_TOP_K,
+    MAX_TOP_P,
+    MAX_VARIATIONS,
     MAX_VELOCITY,
     MIN_BPM,
     MIN_PITCH,
+    MIN_TEMPERATURE,
+    MIN_TOP_K,
+    MIN_TOP_P,
     MIN_VELOCITY,
 )
 
@@ -25,11 +32,18 @@ MIN_TEMPO, MAX_TEMPO = MIN_BPM, MAX_BPM
 # beats. Notes, the playhead, the loop and the view stay within it, so any song the studio keeps is one it
 # can draw, save, read back and export.
 MAX_BEATS = MAX_PIECE_SECONDS * MAX_TEMPO / 60.0
-MIN_NOTE_BEATS = 1e-3  # the shortest note (song.MIN_LENGTH)
+MIN_NOTE_BEATS = 1e-3  # the shortest note (notes.MIN_LENGTH)
 MAX_NOTES = 2 * MAX_MIDI_NOTES  # the longest MIDI file read, and as much again written after it
 MAX_NOTE_ID = 2**53  # ids count up by one a note; past this a JSON number no longer holds them exactly
 MAX_NUMERATOR = 32  # beats in a bar
 DENOMINATORS = (1, 2, 4, 8, 16, 32)  # the note value of the beat
+
+# --- the generation settings ------------------------------------------------------------------------------
+# The sampling bounds are the model library's (imported above), the ones generate() enforces. A session's
+# temperature is above MIN_TEMPERATURE: the studio asks for the likeliest notes with "Most likely" instead.
+# Sessions saved before the bounds were shared hold a top-k of up to 1,000; past MAX_TOP_K (the vocabulary)
+# it kept every event, so such a top-k reads as off.
+MAX_SESSION_TOP_K = 1000
 
 # --- files ------------------------------------------------------------------------------------------------
 MAX_SESSION_BYTES = 100 * 1024 * 1024  # a session or snapshot: 200,000 notes are 10 MB, eight full variations 50 more
@@ -38,6 +52,7 @@ MAX_TEXT_CHARS = 4096  # a model's name or path, a document's path
 
 __all__ = [
     "MAX_BEATS", "MAX_JOURNAL_BYTES", "MAX_NOTES", "MAX_NOTE_ID", "MAX_NUMERATOR", "MAX_PIECE_SECONDS",
-    "MAX_PITCH", "MAX_SESSION_BYTES", "MAX_TEMPO", "MAX_TEXT_CHARS", "MAX_VELOCITY", "MIN_NOTE_BEATS", "MIN_PITCH",
-    "MIN_TEMPO", "MIN_VELOCITY", "DENOMINATORS",
+    "MAX_PITCH", "MAX_SESSION_BYTES", "MAX_SESSION_TOP_K", "MAX_TEMPERATURE", "MAX_TEMPO", "MAX_TEXT_CHARS",
+    "MAX_TOP_K", "MAX_TOP_P", "MAX_VARIATIONS", "MAX_VELOCITY", "MIN_NOTE_BEATS", "MIN_PITCH", "MIN_TEMPERATURE",
+    "MIN_TEMPO", "MIN_TOP_K", "MIN_TOP_P", "MIN_VELOCITY", "DENOMINATORS",
 ]  # fmt: skip

@@ -2,7 +2,8 @@
 the status bar, wired to the song, playback, generation, MIDI input and the document.
 
 The window only lays these out and connects them. What a command does lives with its owner: the file's life
-in document.py, every action and its enable rule in actions.py, crash restore in restore.py.
+in document.py, every action and its enable rule in actions.py, crash restore in restore.py. The actions and
+the Help windows take the window's parts as a `Studio` (studio.py), never the window itself.
 """
 
 from __future__ import annotations
@@ -31,14 +32,17 @@ from .document import Document
 from .duet import DuetController
 from .generation import GenerationController
 from .generation_panel import GenerationPanel
+from .limits import MAX_TEMPO, MIN_TEMPO
 from .midi_input import MidiInputController
+from .notes import CONTINUATION
 from .piano_roll import SNAP_CHOICES, PianoRoll
 from .playback.indicator import OutputIndicator
 from .playback.player import Player
 from .restore import offer_restore
 from .session import check_time_signature
 from .settings import Preferences, data_home
-from .song import CONTINUATION, MAX_TEMPO, MIN_TEMPO, Song, SongLockedError
+from .song import Song, SongLockedError
+from .studio import Studio
 from .transport import Transport
 
 TIME_SIGNATURES = ["2/4", "3/4", "4/4", "5/4", "3/8", "6/8", "7/8", "9/8", "12/8"]
@@ -68,7 +72,20 @@ class MainWindow(QMainWindow):
         self.midi = MidiInputController(self.song, self.transport, self._outputs, self.preferences, self)
         self.duet = DuetController(self.midi, self.preferences, self)
         self.document = Document(self.song, self.roll, self.transport, self.preferences, self)
-        self.studio_actions = actions = StudioActions(self)
+        self.studio = Studio(
+            window=self,
+            song=self.song,
+            transport=self.transport,
+            roll=self.roll,
+            player=self.player,
+            generation=self.generation,
+            midi=self.midi,
+            duet=self.duet,
+            document=self.document,
+            preferences=self.preferences,
+            show_message=self.show_message,
+        )
+        self.studio_actions = actions = StudioActions(self.studio)
         self.generation_panel = GenerationPanel(
             self.song,
             self.generation,
@@ -78,6 +95,7 @@ class MainWindow(QMainWindow):
             fill_action=actions.fill_action,
             from_playhead_action=actions.from_playhead_action,
         )
+        self.studio.panel = self.generation_panel
         self.generation.grid_step = lambda: self.roll.state.snap_step  # Snap to the grid: the roll's
         self.setCentralWidget(self.roll)
         self._make_dock()

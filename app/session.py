@@ -21,7 +21,9 @@ from typing import Any
 from music_transformer.files import atomic_write
 
 from . import limits
-from .song import PARTS, GenerationSettings, Song, SongNote, VariationSet
+from .generation_settings import GenerationSettings, VariationSet
+from .notes import PARTS, SongNote
+from .song import Song
 
 FORMAT_NAME = "continuo-session"
 FORMAT_VERSION = 1

@@ -1,236 +1,48 @@
-"""The song: the one document the studio edits, with its undo commands. Testable without a window.
+"""The song: the one document the studio edits, every edit an undo command. Testable without a window.
 
 Notes live on the grid in beats (a beat is a quarter note); `music_transformer` works in seconds. The
 conversion between the two happens here and only here: `Song.to_seconds`, `Song.to_beats`,
 `Song.performance_notes` and `Song.notes_from_performance`.
 
 Every change goes through one primitive, `Song._apply`, which takes a `SongDiff` (notes removed, notes
-added, metadata before and after). Undo commands hold a diff and apply it forwards or backwards; the
-autosave journal records every applied diff, so replaying the journal restores every edit.
+added, metadata before and after). Undo commands hold a diff and apply it forwards or backwards (edits.py);
+the autosave journal records every applied diff, so replaying the journal restores every edit.
 
 Music that arrives over time (a continuation being written, a take being played) comes in through one
 streaming edit: `begin_stream(part)`, `append(notes)` as they arrive (drawn at once), then `commit()` (one
 undo step) or `abort()`. While a stream is open the song is locked: every other edit raises
 `SongLockedError` until it ends.
+
+The song's parts have rooms of their own: its notes and the quantizer in notes.py, the diff and the undo
+command in edits.py, the generation settings and the variation sets in generation_settings.py. The names
+the studio uses from them can be imported from here too.
 """
 
 from __future__ import annotations
 
 import bisect
-import dataclasses
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoCommand, QUndoStack
+from PySide6.QtGui import QUndoStack
 
 from music_transformer import Note
-from music_transformer.events import STYLES
-from music_transformer.keys import PIANO_RANGE, SCALES
 
-from .limits import MAX_BEATS, MAX_NOTES
+from .edits import SongDiff, SongEditCommand
+from .generation_settings import ANY_STYLE, GenerationSettings, VariationNote, VariationSet, WrittenVariation
+from .limits import DENOMINATORS, MAX_BEATS, MAX_NOTES, MAX_NUMERATOR, MAX_TEMPO, MIN_TEMPO
+from .notes import CONTINUATION, MIN_LENGTH, MOTIF, PARTS, NoteArrays, SongNote, floor_beat, quantized, snap_beat
 
-ANY_STYLE = STYLES[0]  # "any": no idiom named, the model tells from the music
-KEY_MODES = ("off", "motif", "chosen")  # no key lock; the key detected in the music before; a key chosen
-DYNAMICS = ("model", "motif")  # velocities as the model writes them; kept within the motif's range
-MOTIF = "motif"
-CONTINUATION = "continuation"
-PARTS = (MOTIF, CONTINUATION)
+# What the studio imports from here: the song's own names and those of its parts' rooms.
+__all__ = [
+    "ANY_STYLE", "CONTINUATION", "DEFAULT_MODEL", "MAX_TEMPO", "MIN_LENGTH", "MIN_TEMPO", "MOTIF", "PARTS",
+    "GenerationSettings", "NoteArrays", "Song", "SongDiff", "SongLockedError", "SongNote", "VariationNote",
+    "VariationSet", "WrittenVariation", "default_meta", "floor_beat", "quantized", "snap_beat",
+]  # fmt: skip
 
-MIN_TEMPO = 20.0
-MAX_TEMPO = 400.0
-MIN_LENGTH = 1e-3  # beats; a note never collapses to nothing
 _LONG_NOTE_BEATS = 16.0  # notes longer than this are kept out of the time index's search window
-
-
-@dataclass(frozen=True, slots=True)
-class SongNote:
-    """A note on the grid: MIDI pitch and velocity, start and length in beats, and its part."""
-
-    id: int
-    pitch: int
-    velocity: int
-    start: float
-    length: float
-    part: str = MOTIF
-
-    @property
-    def end(self) -> float:
-        """Where the note ends, in beats."""
-        return self.start + self.length
-
-    def with_(self, **changes: Any) -> SongNote:
-        """A copy with some fields changed, clamped to the valid ranges."""
-        note = dataclasses.replace(self, **changes)
-        return dataclasses.replace(
-            note,
-            pitch=min(max(int(note.pitch), 0), 127),
-            velocity=min(max(int(note.velocity), 1), 127),
-            start=max(float(note.start), 0.0),
-            length=max(float(note.length), MIN_LENGTH),
-        )
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How the continuation is sampled; the generation panel edits these, the session file keeps them."""
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 0.95
-    length_beats: float = 16.0
-    seed: int | None = None
-    variations: int = 1  # continuations written per Continue, to audition and pick one
-    length_unit: str = "bars"  # how the panel shows the length: "bars" or "seconds"
-    most_likely: bool = False  # beam search for the most likely continuation instead of sampling
-    style: str = ANY_STYLE  # the idiom to continue in (music_transformer.events.STYLES); "any": the model tells
-    key_mode: str = "off"  # KEY_MODES: with a lock, no note outside the key's scale is written
-    key_tonic: int = 0  # the chosen key's tonic, a pitch class (0 = C)
-    key_scale: str = "major"  # the chosen key's scale (music_transformer.keys.SCALES)
-    lowest: int = PIANO_RANGE[0]  # the lowest and highest pitch written (default the piano's 88 keys)
-    highest: int = PIANO_RANGE[1]
-    snap: bool = False  # written notes start and end on the roll's grid
-    dynamics: str = "model"  # DYNAMICS
-    keep_existing: bool = False  # Fill and Continue from Playhead keep the notes in their way (only add)
-
-    def to_dict(self) -> dict:
-        """Plain values for JSON."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> GenerationSettings:
-        """Settings from JSON values; unknown keys are ignored, missing ones take their defaults."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
-        settings = cls(**values)
-        if not (0.0 < float(settings.temperature) <= 10.0):
-            raise ValueError(f"temperature {settings.temperature} is outside 0..10")
-        if not (0 <= int(settings.top_k) <= 1000):
-            raise ValueError(f"top-k {settings.top_k} is outside 0..1000")
-        if not (0.0 < float(settings.top_p) <= 1.0):
-            raise ValueError(f"top-p {settings.top_p} is outside 0..1")
-        if not (0.0 < float(settings.length_beats) <= 10_000):
-            raise ValueError(f"length {settings.length_beats} beats is out of range")
-        if settings.seed is not None and not isinstance(settings.seed, int):
-            raise ValueError("the seed must be a whole number")
-        if not (isinstance(settings.variations, int) and 1 <= settings.variations <= 8):
-            raise ValueError(f"{settings.variations} variations: choose 1 to 8")
-        if settings.length_unit not in ("bars", "seconds"):
-            raise ValueError(f"unknown length unit {settings.length_unit!r}")
-        if settings.style not in STYLES:
-            raise ValueError(f"unknown style {settings.style!r}")
-        if settings.key_mode not in KEY_MODES:
-            raise ValueError(f"unknown key lock {settings.key_mode!r}")
-        if not (isinstance(settings.key_tonic, int) and 0 <= settings.key_tonic < 12):
-            raise ValueError(f"key tonic {settings.key_tonic!r} is not a pitch class 0..11")
-        if settings.key_scale not in SCALES:
-            raise ValueError(f"unknown scale {settings.key_scale!r}")
-        pitches = (settings.lowest, settings.highest)
-        if not (all(isinstance(p, int) for p in pitches) and 0 <= settings.lowest <= settings.highest <= 127):
-            raise ValueError(f"pitch range {settings.lowest!r}..{settings.highest!r} is not within 0..127")
-        if not isinstance(settings.snap, bool) or not isinstance(settings.keep_existing, bool):
-            raise ValueError("snap and keep_existing are true or false")
-        if settings.dynamics not in DYNAMICS:
-            raise ValueError(f"unknown dynamics {settings.dynamics!r}")
-        return settings
-
-
-MAX_VARIATIONS = 8
-MAX_VARIATION_NOTES = 200_000  # notes in one variation of a session file
-
-
-class VariationNote(NamedTuple):
-    """A note of a variation kept aside: pitch, velocity, start and length in beats."""
-
-    pitch: int
-    velocity: int
-    start: float
-    length: float
-
-
-@dataclass(frozen=True)
-class WrittenVariation:
-    """One variation as written: its seed and its notes (in beats)."""
-
-    number: int
-    seed: int
-    notes: tuple[VariationNote, ...]
-    complete: bool = True  # False: cut short (cancelled)
-
-    def to_dict(self) -> dict:
-        """Plain values for JSON."""
-        notes = [[pitch, velocity, round(start, 9), round(length, 9)] for pitch, velocity, start, length in self.notes]
-        return {"number": self.number, "seed": self.seed, "complete": self.complete, "notes": notes}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> WrittenVariation:
-        """A variation from JSON values, checked."""
-        number, seed = data["number"], data["seed"]
-        if not (isinstance(number, int) and 0 <= number < MAX_VARIATIONS and isinstance(seed, int)):
-            raise ValueError(f"variation {number!r} with seed {seed!r}")
-        rows = data["notes"]
-        if not isinstance(rows, list) or len(rows) > MAX_VARIATION_NOTES:
-            raise ValueError(f"variation {number + 1} holds too many notes")
-        notes = []
-        for pitch, velocity, start, length in rows:
-            pitch, velocity, start, length = int(pitch), int(velocity), float(start), float(length)
-            if not (0 <= pitch <= 127 and 1 <= velocity <= 127 and 0 <= start < 1e7 and 0 < length < 1e7):
-                raise ValueError(f"a note of variation {number + 1} has pitch {pitch}, starts at {start} beats")
-            notes.append(VariationNote(pitch, velocity, start, length))
-        return cls(number, seed, tuple(notes), bool(data.get("complete", True)))
-
-
-@dataclass(frozen=True)
-class VariationSet:
-    """The variations written by one Continue or Fill, to audition and pick from until the continuation they
-    were written for is accepted or discarded. Kept in the session; outside the undo history."""
-
-    kind: str  # "continue" or "fill"
-    start: float  # beats: where they begin (a pick is heard from here)
-    count: int  # how many were asked for
-    settings: GenerationSettings
-    variations: tuple[WrittenVariation, ...] = ()
-    chosen: int = 0
-    owned: frozenset[int] = (
-        frozenset()
-    )  # ids of the notes the set put in the song; live while one is a continuation note
-
-    def variation(self, number: int) -> WrittenVariation | None:
-        """The variation with this number, if it was written."""
-        return next((variation for variation in self.variations if variation.number == number), None)
-
-    def to_dict(self) -> dict:
-        """Plain values for JSON."""
-        return {
-            "kind": self.kind,
-            "start": self.start,
-            "count": self.count,
-            "settings": self.settings.to_dict(),
-            "chosen": self.chosen,
-            "owned": sorted(self.owned),
-            "variations": [variation.to_dict() for variation in self.variations],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> VariationSet:
-        """A set from JSON values, checked (ValueError, KeyError or TypeError names what is wrong)."""
-        kind, count, chosen = data["kind"], data["count"], data.get("chosen", 0)
-        if kind not in ("continue", "fill"):
-            raise ValueError(f"variations of an unknown kind {kind!r}")
-        if not (isinstance(count, int) and 1 <= count <= MAX_VARIATIONS and isinstance(chosen, int)):
-            raise ValueError(f"{count!r} variations")
-        start = float(data["start"])
-        if not 0 <= start < 1e7:
-            raise ValueError(f"variations start at {start} beats")
-        variations = tuple(WrittenVariation.from_dict(dict(item)) for item in data["variations"])
-        if len(variations) > count or len({variation.number for variation in variations}) != len(variations):
-            raise ValueError("the variations are repeated")
-        owned = frozenset(int(note_id) for note_id in data.get("owned", []))
-        settings = GenerationSettings.from_dict(dict(data["settings"]))
-        return cls(kind, start, count, settings, variations, chosen, owned)
 
 
 DEFAULT_MODEL = "default"
@@ -245,87 +57,6 @@ def default_meta() -> dict[str, Any]:
         "model": DEFAULT_MODEL,
         "variations": None,
     }
-
-
-@dataclass(frozen=True)
-class SongDiff:
-    """One change to the song: notes removed and added (by id), metadata before and after."""
-
-    removed: tuple[SongNote, ...] = ()
-    added: tuple[SongNote, ...] = ()
-    meta_before: dict = field(default_factory=dict)
-    meta_after: dict = field(default_factory=dict)
-
-    def inverse(self) -> SongDiff:
-        """The diff that undoes this one."""
-        return SongDiff(self.added, self.removed, self.meta_after, self.meta_before)
-
-    def is_empty(self) -> bool:
-        """Whether applying it changes nothing."""
-        return not (self.removed or self.added or self.meta_before != self.meta_after)
-
-
-class SongEditCommand(QUndoCommand):
-    """An undoable song edit: a diff applied on redo and reversed on undo. Only `Song` makes them."""
-
-    def __init__(
-        self, song: Song, diff: SongDiff, text: str, merge_key: int = -1, already_applied: bool = False
-    ) -> None:
-        super().__init__(text)
-        self.song = song
-        self.diff = diff
-        self._merge_key = merge_key
-        self._skip_first_redo = already_applied
-
-    def id(self) -> int:
-        """Commands with the same non-negative id merge (a tempo spin box dragged through values)."""
-        return self._merge_key
-
-    def mergeWith(self, other: QUndoCommand) -> bool:
-        """Folds a following metadata-only edit of the same kind into this one."""
-        if not isinstance(other, SongEditCommand) or other.id() != self.id() or self.id() < 0:
-            return False
-        if self.diff.removed or self.diff.added or other.diff.removed or other.diff.added:
-            return False
-        self.diff = SongDiff(meta_before=self.diff.meta_before, meta_after=other.diff.meta_after)
-        return True
-
-    def redo(self) -> None:
-        """Applies the diff (unless it was applied already while streaming in)."""
-        if self._skip_first_redo:
-            self._skip_first_redo = False
-            return
-        self.song._apply(self.diff)
-
-    def undo(self) -> None:
-        """Applies the inverse diff."""
-        self.song._apply(self.diff.inverse())
-
-
-@dataclass(frozen=True)
-class NoteArrays:
-    """The notes as parallel numpy arrays, sorted by start."""
-
-    version: int
-    ids: np.ndarray
-    pitches: np.ndarray
-    velocities: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
-    continuation: np.ndarray  # bool: the note belongs to the continuation
-
-    @classmethod
-    def from_notes(cls, notes: Sequence[SongNote], version: int = -1) -> NoteArrays:
-        """Columns from notes (keeps their order)."""
-        return cls(
-            version,
-            np.fromiter((n.id for n in notes), np.int64, len(notes)),
-            np.fromiter((n.pitch for n in notes), np.int64, len(notes)),
-            np.fromiter((n.velocity for n in notes), np.int64, len(notes)),
-            np.fromiter((n.start for n in notes), np.float64, len(notes)),
-            np.fromiter((n.start + n.length for n in notes), np.float64, len(notes)),
-            np.fromiter((n.part == CONTINUATION for n in notes), bool, len(notes)),
-        )
 
 
 class SongLockedError(RuntimeError):
@@ -571,7 +302,7 @@ class Song(QObject):
         diff = SongDiff(removed, tuple(added), {key: self._meta[key] for key in meta}, meta)
         if diff.is_empty():
             return False
-        self.undo_stack.push(SongEditCommand(self, diff, text, merge_key))
+        self.undo_stack.push(SongEditCommand(self._apply, diff, text, merge_key))
         return True
 
     def set_tempo(self, bpm: float) -> None:
@@ -583,7 +314,7 @@ class Song(QObject):
 
     def set_time_signature(self, numerator: int, denominator: int) -> None:
         """Changes the time signature (the bar lines move; the notes stay)."""
-        if not (1 <= numerator <= 32 and denominator in (1, 2, 4, 8, 16, 32)):
+        if not (1 <= numerator <= MAX_NUMERATOR and denominator in DENOMINATORS):
             raise ValueError(f"{numerator}/{denominator} is not a time signature Continuo supports")
         self.edit(
             meta={"time_signature": (int(numerator), int(denominator))},
@@ -695,7 +426,7 @@ class Song(QObject):
             return False
         diff = SongDiff(stream.removed, tuple(stream.added))
         if not diff.is_empty():
-            self.undo_stack.push(SongEditCommand(self, diff, stream.text, already_applied=True))
+            self.undo_stack.push(SongEditCommand(self._apply, diff, stream.text, already_applied=True))
         self.writing_changed.emit(False)
         return not diff.is_empty()
 
@@ -750,25 +481,3 @@ class Song(QObject):
             self.notes_changed.emit()
         for key in diff.meta_after:
             self.meta_changed.emit(key)
-
-
-def quantized(note: SongNote, step: float, ends: bool = False) -> SongNote:
-    """The quantizer: the note's start moved to the nearest grid step, its length kept; with `ends`, its end
-    moved to the nearest step too (at least one step after the start)."""
-    start = snap_beat(note.start, step)
-    length = max(snap_beat(note.end, step) - start, step) if ends else note.length
-    return note.with_(start=start, length=length)
-
-
-def snap_beat(beat: float, step: float | None) -> float:
-    """A beat rounded to the nearest grid step (no snapping when step is None)."""
-    if not step:
-        return beat
-    return round(round(beat / step) * step, 9)
-
-
-def floor_beat(beat: float, step: float | None) -> float:
-    """A beat moved back to the grid step it lies in (no snapping when step is None)."""
-    if not step:
-        return beat
-    return round(math.floor(beat / step + 1e-9) * step, 9)

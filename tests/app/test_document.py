@@ -15,8 +15,9 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QPushButton
 
-from app.session import FORMAT_VERSION
-from app.song import CONTINUATION, GenerationSettings
+from app import limits
+from app.session import FORMAT_VERSION, SessionError, read_session, write_session
+from app.song import CONTINUATION, GenerationSettings, Song
 from music_transformer import Note, write_midi
 from tests.app.helpers import answer_next_dialog, draw_note, event_loop_ticks, key, summary
 
@@ -145,6 +146,73 @@ def test_a_newer_or_damaged_session_is_refused_and_nothing_is_overwritten(qtbot,
     assert bad.read_bytes() == bad_bytes and mine.read_bytes() == mine_bytes
     assert window.document.save()  # saves to the document it had, never over the file that failed
     assert bad.read_bytes() == bad_bytes
+
+
+def _session_with(tmp_path: Path, settings: dict | None = None, variations: dict | None = None) -> Path:
+    """A session file of an empty song whose settings (and variations) hold these values."""
+    path = tmp_path / "bounds.continuo"
+    write_session(Song(), path)
+    data = json.loads(path.read_text())
+    data["settings"].update(settings or {})
+    if variations is not None:
+        data["variations"] = {"kind": "continue", "start": 0.0, "settings": {}, "variations": []} | variations
+    path.write_text(json.dumps(data))
+    return path
+
+
+JUST_INSIDE = 1e-3
+SETTINGS_AT_THE_BOUNDS = [  # (the value a session holds, what it opens as; None: refused, naming the bound)
+    ("temperature", JUST_INSIDE, JUST_INSIDE, None),
+    ("temperature", limits.MIN_TEMPERATURE, None, "temperature 0.0 must be above 0 and at most 10"),
+    ("temperature", limits.MAX_TEMPERATURE, limits.MAX_TEMPERATURE, None),
+    ("temperature", limits.MAX_TEMPERATURE + JUST_INSIDE, None, "must be above 0 and at most 10"),
+    ("top_k", limits.MIN_TOP_K, 0, None),
+    ("top_k", limits.MIN_TOP_K - 1, None, "top-k -1 is outside 0..399 (0: off)"),
+    ("top_k", limits.MAX_TOP_K, limits.MAX_TOP_K, None),
+    ("top_k", limits.MAX_TOP_K + 1, 0, None),  # an older session's: past the vocabulary it kept every event: off
+    ("top_k", limits.MAX_SESSION_TOP_K, 0, None),  # the most an older session could hold
+    ("top_k", limits.MAX_SESSION_TOP_K + 1, None, "top-k 1001 is outside 0..399 (0: off)"),
+    ("top_p", JUST_INSIDE, JUST_INSIDE, None),
+    ("top_p", limits.MIN_TOP_P, None, "top-p 0.0 must be above 0 and at most 1"),
+    ("top_p", limits.MAX_TOP_P, limits.MAX_TOP_P, None),
+    ("top_p", limits.MAX_TOP_P + JUST_INSIDE, None, "must be above 0 and at most 1"),
+    ("variations", 1, 1, None),
+    ("variations", 0, None, "0 variations: choose 1 to 8"),
+    ("variations", limits.MAX_VARIATIONS, limits.MAX_VARIATIONS, None),
+    ("variations", limits.MAX_VARIATIONS + 1, None, "9 variations: choose 1 to 8"),
+]
+
+
+@pytest.mark.parametrize(
+    "name, value, opened, words", SETTINGS_AT_THE_BOUNDS, ids=[f"{row[0]}={row[1]}" for row in SETTINGS_AT_THE_BOUNDS]
+)
+def test_a_sessions_settings_open_within_the_sampling_bounds_and_past_them_are_refused_in_words(
+    tmp_path, name, value, opened, words
+):
+    path = _session_with(tmp_path, {name: value})
+    if words is None:
+        assert getattr(read_session(path).meta["settings"], name) == opened
+    else:
+        with pytest.raises(SessionError, match="damaged") as refused:
+            read_session(path)
+        assert words in str(refused.value)
+
+
+@pytest.mark.parametrize("count, opens", [(1, True), (0, False), (limits.MAX_VARIATIONS, True), (9, False)])
+def test_a_sessions_variations_to_pick_from_are_as_many_as_one_continue_writes(tmp_path, count, opens):
+    path = _session_with(tmp_path, variations={"count": count})
+    if opens:
+        assert read_session(path).meta["variations"].count == count
+    else:
+        with pytest.raises(SessionError, match=f"the variations are damaged \\({count} variations\\)"):
+            read_session(path)
+
+
+def test_an_older_session_with_top_k_1000_opens_with_top_k_off(qtbot, window, tmp_path):
+    path = _session_with(tmp_path, {"top_k": 1000, "temperature": 0.7})
+    assert window.open_path(path)
+    assert window.song.settings.top_k == 0 and window.song.settings.temperature == 0.7
+    assert window.generation_panel.top_k_box.text() == "off"
 
 
 def test_unsaved_changes_ask_before_closing(qtbot, home, tmp_path):

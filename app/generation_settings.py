@@ -1,0 +1,191 @@
+"""How a continuation is written, and the variations kept to pick from: `GenerationSettings` (the Continue
+panel edits them, the song and its session file keep them) and `VariationSet`, the variations one Continue or
+Fill wrote. Both check what they read from a file against the studio's limits (limits.py), whose sampling
+bounds are the model library's: the ones `generate()` enforces and the panel and the command line read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from music_transformer.events import STYLES
+from music_transformer.keys import PIANO_RANGE, SCALES
+
+from .limits import (
+    MAX_SESSION_TOP_K,
+    MAX_TEMPERATURE,
+    MAX_TOP_K,
+    MAX_TOP_P,
+    MAX_VARIATIONS,
+    MIN_TEMPERATURE,
+    MIN_TOP_K,
+    MIN_TOP_P,
+)
+
+ANY_STYLE = STYLES[0]  # "any": no idiom named, the model tells from the music
+KEY_MODES = ("off", "motif", "chosen")  # no key lock; the key detected in the music before; a key chosen
+DYNAMICS = ("model", "motif")  # velocities as the model writes them; kept within the motif's range
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How the continuation is sampled; the generation panel edits these, the session file keeps them."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.95
+    length_beats: float = 16.0
+    seed: int | None = None
+    variations: int = 1  # continuations written per Continue, to audition and pick one
+    length_unit: str = "bars"  # how the panel shows the length: "bars" or "seconds"
+    most_likely: bool = False  # beam search for the most likely continuation instead of sampling
+    style: str = ANY_STYLE  # the idiom to continue in (music_transformer.events.STYLES); "any": the model tells
+    key_mode: str = "off"  # KEY_MODES: with a lock, no note outside the key's scale is written
+    key_tonic: int = 0  # the chosen key's tonic, a pitch class (0 = C)
+    key_scale: str = "major"  # the chosen key's scale (music_transformer.keys.SCALES)
+    lowest: int = PIANO_RANGE[0]  # the lowest and highest pitch written (default the piano's 88 keys)
+    highest: int = PIANO_RANGE[1]
+    snap: bool = False  # written notes start and end on the roll's grid
+    dynamics: str = "model"  # DYNAMICS
+    keep_existing: bool = False  # Fill and Continue from Playhead keep the notes in their way (only add)
+
+    def to_dict(self) -> dict:
+        """Plain values for JSON."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GenerationSettings:
+        """Settings from JSON values; unknown keys are ignored, missing ones take their defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        settings = cls(**values)
+        if not (MIN_TEMPERATURE < float(settings.temperature) <= MAX_TEMPERATURE):
+            raise ValueError(
+                f"temperature {settings.temperature} must be above {MIN_TEMPERATURE:g} and at most {MAX_TEMPERATURE:g}"
+            )
+        if not (MIN_TOP_K <= int(settings.top_k) <= MAX_SESSION_TOP_K):
+            raise ValueError(f"top-k {settings.top_k} is outside {MIN_TOP_K}..{MAX_TOP_K} (0: off)")
+        if not (MIN_TOP_P < float(settings.top_p) <= MAX_TOP_P):
+            raise ValueError(f"top-p {settings.top_p} must be above {MIN_TOP_P:g} and at most {MAX_TOP_P:g}")
+        if not (0.0 < float(settings.length_beats) <= 10_000):
+            raise ValueError(f"length {settings.length_beats} beats is out of range")
+        if settings.seed is not None and not isinstance(settings.seed, int):
+            raise ValueError("the seed must be a whole number")
+        if not (isinstance(settings.variations, int) and 1 <= settings.variations <= MAX_VARIATIONS):
+            raise ValueError(f"{settings.variations} variations: choose 1 to {MAX_VARIATIONS}")
+        if settings.length_unit not in ("bars", "seconds"):
+            raise ValueError(f"unknown length unit {settings.length_unit!r}")
+        if settings.style not in STYLES:
+            raise ValueError(f"unknown style {settings.style!r}")
+        if settings.key_mode not in KEY_MODES:
+            raise ValueError(f"unknown key lock {settings.key_mode!r}")
+        if not (isinstance(settings.key_tonic, int) and 0 <= settings.key_tonic < 12):
+            raise ValueError(f"key tonic {settings.key_tonic!r} is not a pitch class 0..11")
+        if settings.key_scale not in SCALES:
+            raise ValueError(f"unknown scale {settings.key_scale!r}")
+        pitches = (settings.lowest, settings.highest)
+        if not (all(isinstance(p, int) for p in pitches) and 0 <= settings.lowest <= settings.highest <= 127):
+            raise ValueError(f"pitch range {settings.lowest!r}..{settings.highest!r} is not within 0..127")
+        if not isinstance(settings.snap, bool) or not isinstance(settings.keep_existing, bool):
+            raise ValueError("snap and keep_existing are true or false")
+        if settings.dynamics not in DYNAMICS:
+            raise ValueError(f"unknown dynamics {settings.dynamics!r}")
+        if int(settings.top_k) > MAX_TOP_K:  # an older session's top-k past the vocabulary: it kept every event
+            settings = dataclasses.replace(settings, top_k=0)  # 0: off, the same in effect
+        return settings
+
+
+MAX_VARIATION_NOTES = 200_000  # notes in one variation of a session file
+
+
+class VariationNote(NamedTuple):
+    """A note of a variation kept aside: pitch, velocity, start and length in beats."""
+
+    pitch: int
+    velocity: int
+    start: float
+    length: float
+
+
+@dataclass(frozen=True)
+class WrittenVariation:
+    """One variation as written: its seed and its notes (in beats)."""
+
+    number: int
+    seed: int
+    notes: tuple[VariationNote, ...]
+    complete: bool = True  # False: cut short (cancelled)
+
+    def to_dict(self) -> dict:
+        """Plain values for JSON."""
+        notes = [[pitch, velocity, round(start, 9), round(length, 9)] for pitch, velocity, start, length in self.notes]
+        return {"number": self.number, "seed": self.seed, "complete": self.complete, "notes": notes}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WrittenVariation:
+        """A variation from JSON values, checked."""
+        number, seed = data["number"], data["seed"]
+        if not (isinstance(number, int) and 0 <= number < MAX_VARIATIONS and isinstance(seed, int)):
+            raise ValueError(f"variation {number!r} with seed {seed!r}")
+        rows = data["notes"]
+        if not isinstance(rows, list) or len(rows) > MAX_VARIATION_NOTES:
+            raise ValueError(f"variation {number + 1} holds too many notes")
+        notes = []
+        for pitch, velocity, start, length in rows:
+            pitch, velocity, start, length = int(pitch), int(velocity), float(start), float(length)
+            if not (0 <= pitch <= 127 and 1 <= velocity <= 127 and 0 <= start < 1e7 and 0 < length < 1e7):
+                raise ValueError(f"a note of variation {number + 1} has pitch {pitch}, starts at {start} beats")
+            notes.append(VariationNote(pitch, velocity, start, length))
+        return cls(number, seed, tuple(notes), bool(data.get("complete", True)))
+
+
+@dataclass(frozen=True)
+class VariationSet:
+    """The variations written by one Continue or Fill, to audition and pick from until the continuation they
+    were written for is accepted or discarded. Kept in the session; outside the undo history."""
+
+    kind: str  # "continue" or "fill"
+    start: float  # beats: where they begin (a pick is heard from here)
+    count: int  # how many were asked for
+    settings: GenerationSettings
+    variations: tuple[WrittenVariation, ...] = ()
+    chosen: int = 0
+    owned: frozenset[int] = (
+        frozenset()
+    )  # ids of the notes the set put in the song; live while one is a continuation note
+
+    def variation(self, number: int) -> WrittenVariation | None:
+        """The variation with this number, if it was written."""
+        return next((variation for variation in self.variations if variation.number == number), None)
+
+    def to_dict(self) -> dict:
+        """Plain values for JSON."""
+        return {
+            "kind": self.kind,
+            "start": self.start,
+            "count": self.count,
+            "settings": self.settings.to_dict(),
+            "chosen": self.chosen,
+            "owned": sorted(self.owned),
+            "variations": [variation.to_dict() for variation in self.variations],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VariationSet:
+        """A set from JSON values, checked (ValueError, KeyError or TypeError names what is wrong)."""
+        kind, count, chosen = data["kind"], data["count"], data.get("chosen", 0)
+        if kind not in ("continue", "fill"):
+            raise ValueError(f"variations of an unknown kind {kind!r}")
+        if not (isinstance(count, int) and 1 <= count <= MAX_VARIATIONS and isinstance(chosen, int)):
+            raise ValueError(f"{count!r} variations")
+        start = float(data["start"])
+        if not 0 <= start < 1e7:
+            raise ValueError(f"variations start at {start} beats")
+        variations = tuple(WrittenVariation.from_dict(dict(item)) for item in data["variations"])
+        if len(variations) > count or len({variation.number for variation in variations}) != len(variations):
+            raise ValueError("the variations are repeated")
+        owned = frozenset(int(note_id) for note_id in data.get("owned", []))
+        settings = GenerationSettings.from_dict(dict(data["settings"]))
+        return cls(kind, start, count, settings, variations, chosen, owned)
