@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import limits, restore
-from app.autosave import JournalLine, parse_journal_line
+from app.journal import JournalLine, parse_journal_line, scan
 from app.midi_files import export_midi
 from app.session import SessionError, read_session, session_from_bytes, write_session
 from app.song import PARTS, Song
@@ -258,7 +258,7 @@ def test_a_damaged_autosave_is_restored_within_the_limits_or_kept_aside(tmp_path
     (folder / "a.journal").write_bytes(journal)
     before = _files(folder)
     with bounded("scanning the autosave"):
-        found = restore.scan(folder)  # never raises
+        found = scan(folder)  # never raises
     kept = _files(folder)
     for name, data in before.items():  # nothing is deleted: offered where it was, or kept aside unchanged
         assert kept.get(name) == data or found.orphans == [] and not found.damaged
