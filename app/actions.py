@@ -19,11 +19,11 @@ from PySide6.QtWidgets import QDoubleSpinBox, QFileDialog, QInputDialog, QMenu, 
 from music_transformer.keys import PITCH_CLASS_NAMES as PITCH_NAMES
 
 from . import help as studio_help
+from .backends.general_midi import GM_FAMILIES, GM_INSTRUMENTS
 from .document import EVERYTHING
 from .generation import NO_FILL_TIP
 from .midi_input import VIRTUAL_INPUT
 from .playback.player import AUTO, NONE, PORT_PREFIX, SYNTH, VIRTUAL
-from .playback.sinks import GM_FAMILIES, GM_INSTRUMENTS
 from .song import CONTINUATION, MOTIF, SongLockedError
 
 if TYPE_CHECKING:

@@ -26,11 +26,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from music_transformer import CheckpointError, Note
 from music_transformer.generate import generate, primer_tokens
 
+from .backends.base import Sink, TapSink
 from .background import run_in_background
 from .generation import NoteStream, open_model, pitches_for, torch_threads
 from .midi_input import MidiInputController, Take
 from .playback.scheduler import LiveFeed, Scheduler
-from .playback.sinks import Sink, TapSink
 from .settings import Preferences
 from .song import ANY_STYLE, CONTINUATION, GenerationSettings
 

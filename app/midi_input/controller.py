@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 import mido
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from ..backends.base import Sink, SinkError, TapSink
 from ..background import run_in_background
-from ..playback.sinks import Sink, SinkError, TapSink
 from ..settings import Preferences
 from ..song import Song
 from ..transport import Transport

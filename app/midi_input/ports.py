@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 
 import mido
 
-from ..playback import sinks
-from ..playback.sinks import CLIENT_NAME, RtMidiPort, SinkError, open_rtmidi_client, other_programs
+from ..backends.base import CLIENT_NAME, SinkError
+from ..backends.rtmidi import VIRTUAL_INPUT_NAME, open_midi_input, open_rtmidi_client, other_programs
+from ..backends.servers import audio_servers
 
 VIRTUAL_INPUT = "virtual"  # the studio's own input port, for a program that plays into it
-VIRTUAL_INPUT_NAME = "Continuo in"
 READ_INTERVAL = 0.0005  # the reader thread looks at rtmidi's queue this often: at most half a millisecond late
 POLL_SECONDS = 0.5  # hot-plug: how often the port list is read (a cheap call on a client kept open)
 QUEUE_SIZE = 8192  # rtmidi drops messages past its queue when the reader is late; 1,000 a second must fit
@@ -98,18 +98,9 @@ class MidiInput:
         self.client_name = client_name
         self.on_message = on_message
         try:
-            self._port = RtMidiPort(
-                "in",
-                None if self.virtual else port_name,
-                VIRTUAL_INPUT_NAME if self.virtual else None,
-                client_name,
-                kind="MIDI input",
-                advice="plug the keyboard in or choose another input",
-                queue_size_limit=QUEUE_SIZE,
-            )
+            self._port = open_midi_input(None if self.virtual else port_name, client_name, QUEUE_SIZE)
         except SinkError as error:
             raise MidiInputError(str(error)) from None
-        self._port.client.ignore_types(sysex=True, timing=True, active_sense=True)
         # What the reader did with each message, counted (by the reader thread only; read them from any thread):
         # taken from rtmidi's queue, ignored (system messages), malformed, handed to on_message, failed there.
         self.counts = {"read": 0, "ignored": 0, "malformed": 0, "handed": 0, "failed": 0}
@@ -182,10 +173,10 @@ class PortWatcher:
     def _poll(self) -> None:
         client = None
         last: list[str] | None = None
-        servers = sinks.audio_servers()
+        servers = audio_servers()
         retry_at = 0.0  # when to try opening a MIDI client again while there is no MIDI system
         while not self._stop.wait(POLL_SECONDS if last is not None else 0.0):
-            now_servers = sinks.audio_servers()
+            now_servers = audio_servers()
             if now_servers != servers:
                 servers, retry_at = now_servers, 0.0  # a server came or went: look for MIDI at once too
                 if self.on_servers is not None:

@@ -17,8 +17,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from music_transformer import Note
 
+from ..backends.base import Sink, TapSink
 from ..playback.scheduler import NOTE_OFF, NOTE_ON, Event, Scheduler
-from ..playback.sinks import Sink, TapSink
 from ..settings import Preferences
 from ..song import MOTIF, Song, SongLockedError, SongNote
 from ..transport import Transport

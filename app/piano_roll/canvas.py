@@ -1,8 +1,8 @@
 """The note grid: draws the visible part of the song and turns mouse gestures into undoable edits.
 
 Drawing is immediate-mode: each paint asks the song's time index for the notes in view (a bisection,
-not a scan) and draws them in batches of one colour, so a 10,000-note song paints as fast as the few
-hundred notes on screen. While a gesture is in progress the canvas shows a preview of its result; the
+not a scan) and painting.py draws them in batches of one colour, so a 10,000-note song paints as fast as
+the few hundred notes on screen. While a gesture is in progress the canvas shows a preview of its result; the
 song changes once, when the mouse is released, as one command on the undo stack.
 """
 
@@ -11,17 +11,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 from PySide6.QtCore import QLineF, QPointF, QRect, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtGui import QMouseEvent, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ..limits import MAX_BEATS
-from ..song import CONTINUATION, MIN_LENGTH, MOTIF, NoteArrays, Song, SongLockedError, SongNote, floor_beat
+from ..song import CONTINUATION, MIN_LENGTH, Song, SongLockedError, SongNote, floor_beat
 from ..transport import Transport
-from .state import DRAW, ERASE, NUM_KEYS, SELECT, Palette, RollState, is_black_key
+from .painting import (
+    OVERVIEW_THRESHOLD,
+    note_rect,
+    paint_grid,
+    paint_hint,
+    paint_loop,
+    paint_notes,
+    paint_overview,
+    paint_time_range,
+    visible_estimate,
+)
+from .state import DRAW, ERASE, NUM_KEYS, SELECT, Palette, RollState
 
-OVERVIEW_THRESHOLD = 1500  # notes in view above which they are rasterised as one image
 EMPTY_HINT = "Draw a few notes, or play your MIDI keyboard, then press Continue"
 
 EDGE_PIXELS = 5  # how close to a note's end the pointer must be to resize instead of move
@@ -31,11 +40,6 @@ DRAG_THRESHOLD = 3
 def past_the_end_message() -> str:
     """What an edit that would pass the longest song is told."""
     return f"The song would end past beat {MAX_BEATS:,.0f}, the end of the longest song Continuo keeps"
-
-
-def visible_estimate(arrays: NoteArrays, start: float, end: float) -> int:
-    """About how many notes start in view (two bisections): enough to choose how to draw them."""
-    return int(np.searchsorted(arrays.starts, end, "right") - np.searchsorted(arrays.starts, start, "left"))
 
 
 @dataclass
@@ -76,7 +80,6 @@ class NoteCanvas(QWidget):
         self._hidden: set[int] = set()  # notes shown erased while erasing
         self._rubber_band: QRectF | None = None
         self._writing_ids: set[int] = set()
-        self._colour_table: np.ndarray | None = None
         for signal in (
             song.notes_changed,
             state.view_changed,
@@ -98,9 +101,7 @@ class NoteCanvas(QWidget):
 
     def note_rect(self, note: SongNote) -> QRectF:
         """The rectangle a note is drawn in."""
-        state = self.state
-        x = state.x_of(note.start)
-        return QRectF(x, state.y_of(note.pitch), max(note.length * state.pixels_per_beat, 2.0), state.key_height)
+        return note_rect(self.state, note)
 
     def note_at(self, point: QPointF) -> SongNote | None:
         """The note under a point, as shown (previews included); a note too thin to hit gets 2 px of slack."""
@@ -152,23 +153,29 @@ class NoteCanvas(QWidget):
     # --- painting -------------------------------------------------------------------------------
 
     def paintEvent(self, event) -> None:
-        """Grid, loop region, notes, rubber band, playhead."""
+        """Grid, loop region, time range, notes, rubber band, playhead, and the hint while the roll is empty."""
         painter = QPainter(self)
-        self._playhead_x = self.state.x_of(self.transport.playhead)
-        self._paint_grid(painter)
-        self._paint_loop(painter)
-        self._paint_time_range(painter)
-        self._paint_notes(painter, event.rect())
+        state, width, height = self.state, self.width(), self.height()
+        self._playhead_x = state.x_of(self.transport.playhead)
+        paint_grid(painter, state, width, height, self.song.beats_per_bar)
+        paint_loop(painter, state, self.transport, width, height)
+        paint_time_range(painter, state, width, height)
+        region = self._visible_region(event.rect())
+        if visible_estimate(self.song.note_arrays(), region[0], region[1]) > OVERVIEW_THRESHOLD:
+            arrays = self.song.note_arrays()
+            paint_overview(painter, state, arrays, region, width, self._preview, self._hidden, self._writing_ids)
+        else:
+            paint_notes(painter, state, self._shown_notes(*region), self._writing_ids)
         if self._rubber_band is not None:
             painter.setPen(QPen(Palette.rubber_band_edge, 1))
             painter.setBrush(Palette.rubber_band_fill)
             painter.drawRect(self._rubber_band.normalized())
-        x = self.state.x_of(self.transport.playhead)
-        if 0 <= x <= self.width():
+        x = state.x_of(self.transport.playhead)
+        if 0 <= x <= width:
             painter.setPen(QPen(Palette.playhead, 1))
-            painter.drawLine(QLineF(x, 0, x, self.height()))
+            painter.drawLine(QLineF(x, 0, x, height))
         if self.hint:
-            self._paint_hint(painter)
+            paint_hint(painter, self.hint_rect(), self.hint)
         painter.end()
 
     @property
@@ -179,218 +186,6 @@ class NoteCanvas(QWidget):
     def hint_rect(self) -> QRectF:
         """Where the hint is drawn: a band across the middle of the grid."""
         return QRectF(0, self.height() / 2 - 30, self.width(), 60)
-
-    def _paint_hint(self, painter: QPainter) -> None:
-        font = painter.font()
-        font.setPixelSize(15)
-        painter.setFont(font)
-        painter.setPen(Palette.hint)
-        painter.drawText(self.hint_rect().adjusted(12, 0, -12, 0), Qt.AlignCenter | Qt.TextWordWrap, self.hint)
-
-    def _paint_grid(self, painter: QPainter) -> None:
-        state = self.state
-        width, height = self.width(), self.height()
-        painter.fillRect(0, 0, width, height, Palette.background)
-        low, high = state.pitch_at(height), state.pitch_at(0)
-        key_height = state.key_height
-        black_rows = [
-            QRectF(0, state.y_of(pitch), width, key_height) for pitch in range(low, high + 1) if is_black_key(pitch)
-        ]
-        painter.setPen(Qt.NoPen)
-        painter.setBrush(Palette.black_key_row)
-        painter.drawRects(black_rows)
-        if key_height >= 6:
-            painter.setPen(Palette.row_line)
-            painter.drawLines(
-                [
-                    QLineF(0, state.y_of(pitch) + key_height, width, state.y_of(pitch) + key_height)
-                    for pitch in range(low, high + 1)
-                    if pitch % 12 not in (0, 5)
-                ]
-            )
-        painter.setPen(Palette.octave_line)
-        painter.drawLines(
-            [
-                QLineF(0, state.y_of(pitch) + key_height, width, state.y_of(pitch) + key_height)
-                for pitch in range(low, high + 1)
-                if pitch % 12 == 0
-            ]
-        )
-        # Vertical lines: the grid step, beats and bars, each only where they are far enough apart.
-        start, end = state.beat_at(0), state.beat_at(width)
-        ppb = state.pixels_per_beat
-        bar = self.song.beats_per_bar
-        step = state.snap_step or 0.25
-        for spacing, color in ((step, Palette.sub_beat_line), (1.0, Palette.beat_line), (bar, Palette.bar_line)):
-            if spacing * ppb < 6 and spacing != bar:
-                continue
-            stride = 1
-            while spacing * stride * ppb < 4:  # zoomed far out: every n-th bar line
-                stride *= 2
-            spacing *= stride
-            first = math.floor(start / spacing)
-            lines = []
-            for index in range(first, int(end / spacing) + 2):
-                x = state.x_of(index * spacing)
-                lines.append(QLineF(x, 0, x, height))
-            painter.setPen(color)
-            painter.drawLines(lines)
-
-    def _paint_loop(self, painter: QPainter) -> None:
-        transport = self.transport
-        x0, x1 = self.state.x_of(transport.loop_start), self.state.x_of(transport.loop_end)
-        if x1 < 0 or x0 > self.width():
-            return
-        painter.fillRect(
-            QRectF(x0, 0, x1 - x0, self.height()),
-            Palette.loop_shade if transport.loop_enabled else Palette.loop_shade_off,
-        )
-
-    def _paint_time_range(self, painter: QPainter) -> None:
-        if self.state.time_range is None:
-            return
-        x0, x1 = (self.state.x_of(beat) for beat in self.state.time_range)
-        if x1 < 0 or x0 > self.width():
-            return
-        painter.fillRect(QRectF(x0, 0, x1 - x0, self.height()), Palette.time_range_shade)
-        painter.setPen(QPen(Palette.time_range_edge, 1))
-        painter.drawLines([QLineF(x, 0, x, self.height()) for x in (x0, x1)])
-
-    def _paint_notes(self, painter: QPainter, rect: QRect) -> None:
-        start, end, low, high = self._visible_region(rect)
-        if visible_estimate(self.song.note_arrays(), start, end) > OVERVIEW_THRESHOLD:
-            self._paint_overview(painter, start, end, low, high)
-            return
-        notes = self._shown_notes(start, end, low, high)
-        if not notes:
-            return
-        state = self.state
-        selection = state.selection
-        writing = self._writing_ids
-        ppb, key_height, left = state.pixels_per_beat, state.key_height, state.left_beat
-        top = 127 - state.top_key
-        # One batch per colour: a handful of drawRects calls instead of one call per note.
-        batches: dict[tuple[str, int, bool, bool], list[QRectF]] = {}
-        levels = Palette.VELOCITY_LEVELS
-        for note in notes:
-            rect = QRectF(
-                (note.start - left) * ppb, (top - note.pitch) * key_height, max(note.length * ppb, 2.0), key_height
-            )
-            key = (note.part, note.velocity * levels // 128, note.id in selection, note.id in writing)
-            batch = batches.get(key)
-            if batch is None:
-                batches[key] = [rect]
-            else:
-                batch.append(rect)
-        outline = key_height >= 5 and ppb >= 8
-        for (part, level, selected, is_writing), rects in batches.items():
-            velocity = level * 128 // levels + 1
-            painter.setBrush(Palette.note_fill(part, velocity, selected, is_writing))
-            if is_writing:
-                painter.setPen(QPen(Palette.note_fill(part, 127), 1, Qt.DashLine))
-            elif selected:
-                painter.setPen(QPen(Palette.selected_outline, 1))
-            elif outline:
-                painter.setPen(QPen(Palette.note_outline, 1))
-            else:
-                painter.setPen(Qt.NoPen)
-            painter.drawRects(rects)
-            if is_writing:
-                painter.setPen(Qt.NoPen)
-                painter.setBrush(QBrush(QColor(255, 255, 255, 90), Qt.BDiagPattern))
-                painter.drawRects(rects)
-        if key_height >= 11 and ppb >= 40 and len(notes) <= 400:
-            self._paint_labels(painter, notes)
-
-    def _paint_overview(self, painter: QPainter, start: float, end: float, low: int, high: int) -> None:
-        """Thousands of notes at once: rasterised with numpy into one image, a pixel column at a time.
-
-        Used when so many notes are in view that most are a pixel or two wide; colours stay the same
-        (velocity, part, selection), outlines go. Costs a few milliseconds for 10,000 notes.
-        """
-        arrays = self.song.note_arrays()
-        state = self.state
-        mask = (arrays.starts <= end) & (arrays.ends >= start) & (arrays.pitches >= low) & (arrays.pitches <= high)
-        skipped = set(self._preview) | self._hidden
-        if skipped:
-            mask &= ~np.isin(arrays.ids, np.fromiter(skipped, np.int64))
-        columns = [
-            column[mask]
-            for column in (
-                arrays.ids,
-                arrays.pitches,
-                arrays.velocities,
-                arrays.starts,
-                arrays.ends,
-                arrays.continuation,
-            )
-        ]
-        if self._preview:
-            extra = NoteArrays.from_notes(list(self._preview.values()))
-            columns = [
-                np.concatenate([column, more])
-                for column, more in zip(
-                    columns,
-                    (extra.ids, extra.pitches, extra.velocities, extra.starts, extra.ends, extra.continuation),
-                    strict=True,
-                )
-            ]
-        ids, pitches, velocities, starts, ends, continuation = columns
-        if not len(ids):
-            return
-        levels = Palette.VELOCITY_LEVELS
-        codes = 1 + velocities * levels // 128 + levels * continuation
-        if self.state.selection:
-            codes[np.isin(ids, np.fromiter(self.state.selection, np.int64))] = (
-                2 * levels + 1 + continuation[np.isin(ids, np.fromiter(self.state.selection, np.int64))]
-            )
-        if self._writing_ids:
-            codes[np.isin(ids, np.fromiter(self._writing_ids, np.int64))] = 2 * levels + 3
-        width = self.width()
-        rows = high - low + 1
-        ppb, left = state.pixels_per_beat, state.left_beat
-        x0 = np.clip(np.floor((starts - left) * ppb).astype(np.int64), 0, width)
-        x1 = np.clip(
-            np.maximum(np.floor((starts - left) * ppb) + 1, np.ceil((ends - left) * ppb)).astype(np.int64), 0, width
-        )
-        keep = x1 > x0
-        order = np.argsort(codes[keep], kind="stable")  # louder, selected and written notes paint last
-        x0, x1, row, codes = x0[keep][order], x1[keep][order], (high - pitches)[keep][order], codes[keep][order]
-        spans = x1 - x0
-        which = np.repeat(np.arange(len(spans)), spans)
-        offsets = np.arange(len(which)) - np.repeat(np.cumsum(spans) - spans, spans)
-        grid = np.zeros((rows, width), np.uint8)
-        grid[row[which], x0[which] + offsets] = codes[which]
-        pixels = np.ascontiguousarray(self._overview_colours()[grid])
-        image = QImage(pixels.data, width, rows, width * 4, QImage.Format_ARGB32)
-        painter.drawImage(QRectF(0, state.y_of(high), width, rows * state.key_height), image)
-
-    def _overview_colours(self) -> np.ndarray:
-        """ARGB per overview code: 0 empty, then motif and continuation by velocity level, selected, writing."""
-        if self._colour_table is None:
-            levels = Palette.VELOCITY_LEVELS
-            table = [0]
-            for part in (MOTIF, CONTINUATION):
-                table += [Palette.note_fill(part, level * 128 // levels + 1).rgba() for level in range(levels)]
-            table += [
-                Palette.note_fill(MOTIF, 100, selected=True).rgba(),
-                Palette.note_fill(CONTINUATION, 100, selected=True).rgba(),
-                Palette.note_fill(CONTINUATION, 100, writing=True).rgba(),
-            ]
-            self._colour_table = np.array(table, np.uint32)
-        return self._colour_table
-
-    def _paint_labels(self, painter: QPainter, notes: list[SongNote]) -> None:
-        from .state import pitch_name
-
-        painter.setPen(QColor(10, 12, 16))
-        font = painter.font()
-        font.setPixelSize(max(8, int(self.state.key_height) - 4))
-        painter.setFont(font)
-        for note in notes:
-            rect = self.note_rect(note)
-            if rect.width() >= 26:
-                painter.drawText(rect.adjusted(3, 0, -2, 0), Qt.AlignVCenter | Qt.AlignLeft, pitch_name(note.pitch))
 
     # --- the continuation being written ---------------------------------------------------------
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ..song import CONTINUATION, MOTIF, Song, SongNote
 from ..transport import Transport
-from .canvas import OVERVIEW_THRESHOLD, visible_estimate
+from .painting import OVERVIEW_THRESHOLD, visible_estimate
 from .state import Palette, RollState, is_black_key, pitch_name
 
 KEYBOARD_WIDTH = 64

@@ -1,10 +1,15 @@
-"""Playback: the scheduler thread, the output sinks (MIDI port, FluidSynth, recorder) and audio export.
+"""Playback: the scheduler thread, the player that follows the song and the transport, and audio export.
 
-`scheduler`, `sinks` and `render` hold no Qt; `player` connects them to the song and the transport.
+The outputs it plays into live in app/backends/ (the Sink base, the MIDI port, the built-in synth, the recorder);
+they are named here too, for the scripts, tests and benchmarks that play something. `scheduler` and `render`
+hold no Qt; `player` connects them to the song and the transport.
 """
 
+from ..backends.base import Sink, SinkError
+from ..backends.fluidsynth import FluidSynthSink, find_soundfont
+from ..backends.recorder import RecorderSink
+from ..backends.rtmidi import MidiPortSink, midi_output_names
 from .scheduler import NOTE_OFF, NOTE_ON, Event, LiveFeed, Scheduler, event_message, note_events
-from .sinks import FluidSynthSink, MidiPortSink, RecorderSink, Sink, SinkError, find_soundfont, midi_output_names
 
 __all__ = [
     "Scheduler",

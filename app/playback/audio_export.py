@@ -10,8 +10,8 @@ from PySide6.QtCore import QObject, Signal
 
 from music_transformer import Note
 
+from ..backends.base import SinkError
 from .render import RenderCancelled, render_wav
-from .sinks import SinkError
 
 
 class AudioExport(QObject):

@@ -16,12 +16,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from ..backends.base import Sink, SinkError
+from ..backends.fluidsynth import FluidSynthSink
+from ..backends.rtmidi import MidiPortSink, midi_output_names
 from ..background import run_in_background
 from ..settings import Preferences
 from ..song import CONTINUATION, Song
 from ..transport import Transport
 from .scheduler import NOTE_OFF, NOTE_ON, Event, LiveFeed, Scheduler
-from .sinks import FluidSynthSink, MidiPortSink, Sink, SinkError, midi_output_names
 
 AUTO = "auto"  # the built-in synth if it works, else the studio's virtual MIDI port
 SYNTH = "synth"

@@ -20,8 +20,9 @@ import numpy as np
 from music_transformer import Note
 from music_transformer.files import atomic_write
 
+from ..backends.base import SinkError
+from ..backends.fluidsynth import SAMPLE_RATE, new_synth
 from .scheduler import NOTE_ON, note_events
-from .sinks import SAMPLE_RATE, SinkError, _new_synth
 
 BLOCK = 1024  # frames rendered between progress reports and cancel checks
 TAIL_SECONDS = 2.0  # room for the last notes' release and reverb
@@ -63,7 +64,7 @@ def render_wav(
     """
     if not (isinstance(gain_db, (int, float)) and math.isfinite(gain_db) and MIN_GAIN_DB <= gain_db <= MAX_GAIN_DB):
         raise ValueError(f"the gain must be {MIN_GAIN_DB:g} to {MAX_GAIN_DB:g} dB, not {gain_db!r}")
-    fluidsynth, synth, _ = _new_synth(soundfont, program, gain=0.6)
+    fluidsynth, synth, _ = new_synth(soundfont, program, gain=0.6)
     try:
         audio = _render(synth, _writer(fluidsynth, synth), note_events(notes), progress, cancel, tail)
     finally:

@@ -32,7 +32,7 @@ import mido
 
 from music_transformer import Note
 
-from .sinks import Sink, SinkError
+from ..backends.base import Sink, SinkError
 
 # An event is a plain tuple (seconds, kind, pitch, velocity, channel): cheap to build by the ten thousand and
 # sorted by time with note-offs first, so that a note repeated right after itself is struck again.

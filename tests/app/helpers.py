@@ -126,7 +126,7 @@ def require(available: bool, what: str) -> None:
 
 def require_jack() -> None:
     """A JACK server must be running (scripts/run-tests.sh starts one on the dummy driver)."""
-    from app.playback.sinks import jack_server_running
+    from app.backends.servers import jack_server_running
 
     try:
         import rtmidi
@@ -139,7 +139,8 @@ def require_jack() -> None:
 
 def require_fluidsynth() -> Path:
     """FluidSynth and a General MIDI soundfont must be installed; returns the soundfont."""
-    from app.playback.sinks import SinkError, find_soundfont, load_fluidsynth
+    from app.backends.base import SinkError
+    from app.backends.fluidsynth import find_soundfont, load_fluidsynth
 
     try:
         load_fluidsynth()

@@ -7,6 +7,7 @@ import os
 import time
 
 from app import autosave, restore
+from app.journal import find_orphans
 from app.song import CONTINUATION, Song
 from tests.app.helpers import crash, draw_note, key, summary
 
@@ -22,7 +23,7 @@ def test_the_journal_restores_every_edit_since_the_last_snapshot(qtbot, home, wi
     key(qtbot, roll, "Ctrl+Z")  # undo is an edit too
     expected, meta = summary(window.song), window.song.meta()
     crash(window.document.autosave)
-    orphans = restore.find_orphans(home / "autosave")
+    orphans = find_orphans(home / "autosave")
     assert len(orphans) == 1 and orphans[0].has_changes
     restored = Song()
     restore.restore(orphans[0], restored)
@@ -31,7 +32,7 @@ def test_the_journal_restores_every_edit_since_the_last_snapshot(qtbot, home, wi
     assert restored.is_modified
     assert restored.new_note(1, 1, 0, 1).id > max(n.id for n in window.song.notes())
     orphans[0].discard()
-    assert restore.find_orphans(home / "autosave") == []
+    assert find_orphans(home / "autosave") == []
     window.document.autosave = None  # already "crashed"
 
 
@@ -46,7 +47,7 @@ def test_a_kill_between_snapshot_and_journal_reset_restores_once(qapp, tmp_path)
     saver.journal_path.write_text(journal)  # as if killed after the snapshot, before the journal restarted
     crash(saver)
     restored = Song()
-    restore.restore(restore.find_orphans(tmp_path)[0], restored)
+    restore.restore(find_orphans(tmp_path)[0], restored)
     assert summary(restored) == summary(song)
 
 
@@ -54,7 +55,7 @@ def test_a_running_studio_is_not_an_orphan_and_a_clean_exit_leaves_nothing(qapp,
     song = Song()
     saver = autosave.Autosave(song, tmp_path, interval_ms=60_000)
     song.add_notes([song.new_note(60, 100, 0, 1)])
-    assert restore.find_orphans(tmp_path) == []
+    assert find_orphans(tmp_path) == []
     saver.close()
     assert list(tmp_path.iterdir()) == []
 
@@ -68,7 +69,7 @@ def test_a_damaged_journal_line_costs_only_itself(qapp, tmp_path):
         handle.write('{"seq": 99, "added": [[1, 2')  # the kill came mid-line
     crash(saver)
     restored = Song()
-    restore.restore(restore.find_orphans(tmp_path)[0], restored)
+    restore.restore(find_orphans(tmp_path)[0], restored)
     assert summary(restored) == summary(song)
 
 
@@ -81,7 +82,7 @@ def test_leftovers_of_killed_studios_are_swept(qapp, tmp_path):
     (tmp_path / "early.lock").write_text("12345")  # killed before its first snapshot
     song = Song()
     running = autosave.Autosave(song, tmp_path, interval_ms=60_000)
-    assert restore.find_orphans(tmp_path) == []
+    assert find_orphans(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [fresh.name, running.snapshot_path.name, running.journal_path.name, f"{running.id}.lock"]
     )

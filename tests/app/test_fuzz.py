@@ -9,6 +9,7 @@ still starts. A few examples each in `make test`; `make fuzz` runs many more (CO
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import limits, restore
-from app.autosave import JournalLine, parse_journal_line
+from app.journal import JournalLine, parse_journal_line, scan
 from app.midi_files import export_midi
 from app.session import SessionError, read_session, session_from_bytes, write_session
 from app.song import PARTS, Song
@@ -139,7 +140,7 @@ def hostile_json(draw, good) -> bytes:
             numbers.append(draw(st.sampled_from(HOSTILE_NUMBERS)))
             _put(data, path, MARK)
         elif choice == "scalar":
-            _put(data, path, draw(SCALARS))
+            _put(data, path, copy.deepcopy(draw(SCALARS)))  # sampled lists are shared: never mutate them
         elif choice == "deep":
             _put(data, path, json.loads("[" * 500 + "]" * 500) if draw(st.booleans()) else [[[[[1]]]]])
         elif isinstance(path[-1], str):
@@ -246,6 +247,14 @@ def _snapshot(seq: int = 0) -> dict:
     }  # fmt: skip
 
 
+def _checked(raw: bytes) -> JournalLine | None:
+    """A journal line as the journal's reader checks it; None for one it refuses."""
+    try:
+        return parse_journal_line(raw)
+    except ValueError:
+        return None
+
+
 def _files(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in folder.rglob("*") if path.is_file() and path.suffix != ".lock"}
 
@@ -258,16 +267,30 @@ def test_a_damaged_autosave_is_restored_within_the_limits_or_kept_aside(tmp_path
     (folder / "a.journal").write_bytes(journal)
     before = _files(folder)
     with bounded("scanning the autosave"):
-        found = restore.scan(folder)  # never raises
+        found = scan(folder)  # never raises
     kept = _files(folder)
     for name, data in before.items():  # nothing is deleted: offered where it was, or kept aside unchanged
         assert kept.get(name) == data or found.orphans == [] and not found.damaged
     if not found.orphans:
         return
+    orphan = found.orphans[0]
+    checked = [_checked(raw) for raw in journal.split(b"\n") if raw.strip()]
     song = Song()
     with bounded("restoring the autosave"):
-        restored = restore.restore(found.orphans[0], song)
-    assert restored.skipped >= 0
+        restored = restore.restore(orphan, song)
+    # Exactly the lines that fail the checks (the planted damage, a line cut short by the kill) are left out and
+    # counted; a song of at most 26 notes never reaches MAX_NOTES, the other reason to leave a line out.
+    assert not restored.journal_unreadable
+    assert restored.skipped == sum(line is None for line in checked)
+    assert (restored.left_out() == "") == (restored.skipped == 0)
+    # Every line that passes is replayed, in order, unless the snapshot already holds it (an older number).
+    passed = [line.seq for line in checked if line is not None]
+    replayed = [line.seq for line in orphan.journal]
+    if not snapshot:  # the good snapshot, which holds no edit (its number is 0)
+        assert replayed == [seq for seq in passed if seq > 0]
+    else:
+        remaining = iter(passed)
+        assert all(seq in remaining for seq in replayed)  # a subsequence: the snapshot's number may be anything
     assert_song_within_limits(song.notes(), song.meta())
     assert_song_round_trips(song, folder)
     found.orphans[0].release()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QTimer
 
-from app import restore
+from app.journal import find_orphans
 from music_transformer import Note, write_midi
 from tests.app.helpers import answer_next_dialog, crash, summary
 
@@ -117,7 +117,7 @@ def test_the_restore_offer_can_wait_or_discard(qtbot, home):
     assert "closed unexpectedly" in asked[0] and len(later.song) == 0
     answer_next_dialog("Discard")
     assert not later.offer_restore()
-    assert restore.find_orphans(home / "autosave") == []
+    assert find_orphans(home / "autosave") == []
     later.close()
 
 
@@ -239,7 +239,7 @@ def test_every_autosave_that_can_be_restored_is_offered_and_damaged_ones_are_kep
         folder = home / "autosave" / "damaged"
         assert {path.name: path.read_bytes() for path in folder.iterdir()} == damaged_bytes  # kept, unchanged
         # The one left for later is offered at the next launch; the damaged ones are not offered again.
-        assert [orphan.id for orphan in restore.find_orphans(home / "autosave")] == [older.id]
+        assert [orphan.id for orphan in find_orphans(home / "autosave")] == [older.id]
     finally:
         window.song.undo_stack.setClean()
         window.close()

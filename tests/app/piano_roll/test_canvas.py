@@ -203,7 +203,7 @@ def test_a_continuation_being_written_looks_unfinished(qtbot, roll):
 
 
 def test_thousands_of_notes_in_view_draw_as_one_image_with_the_same_colours(qtbot, roll):
-    from app.piano_roll.canvas import OVERVIEW_THRESHOLD
+    from app.piano_roll.painting import OVERVIEW_THRESHOLD
 
     song = roll.song
     notes = [song.new_note(48 + (i % 5) * 2, 127, i * 0.25, 0.25) for i in range(OVERVIEW_THRESHOLD + 500)]

@@ -126,12 +126,12 @@ def test_no_sound_at_all_the_studio_still_runs_and_continues(qtbot, home, monkey
 
 def _hide_sound_servers(monkeypatch) -> list[bool]:
     """Makes the studio see no sound server (and no JACK for MIDI) until the returned flag is set to False."""
-    from app.playback import sinks
+    from app.backends import servers
 
     hidden = [True]
-    real_present, real_jack = sinks._audio_server_present, sinks.jack_server_running
-    monkeypatch.setattr(sinks, "_audio_server_present", lambda driver: not hidden[0] and real_present(driver))
-    monkeypatch.setattr(sinks, "jack_server_running", lambda: not hidden[0] and real_jack())
+    real_present, real_jack = servers.server_present, servers.jack_server_running
+    monkeypatch.setattr(servers, "server_present", lambda driver: not hidden[0] and real_present(driver))
+    monkeypatch.setattr(servers, "jack_server_running", lambda: not hidden[0] and real_jack())
     return hidden
 
 
@@ -169,8 +169,8 @@ def test_the_sound_indicator_says_what_is_wrong_in_one_line_and_opens_playback_o
 
 @pytest.mark.timeout(60)
 def test_automatic_output_chooses_again_when_a_sound_server_appears_or_goes(qtbot, home, monkeypatch):
+    from app.backends.fluidsynth import FluidSynthSink
     from app.main_window import MainWindow
-    from app.playback.sinks import FluidSynthSink
 
     require_jack()
     require_fluidsynth()

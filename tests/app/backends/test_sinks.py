@@ -9,16 +9,10 @@ import threading
 
 import pytest
 
-from app.playback import (
-    FluidSynthSink,
-    MidiPortSink,
-    Scheduler,
-    SinkError,
-    find_soundfont,
-    midi_output_names,
-    note_events,
-)
-from app.playback.sinks import load_fluidsynth
+from app.backends.base import SinkError
+from app.backends.fluidsynth import FluidSynthSink, find_soundfont, load_fluidsynth
+from app.backends.rtmidi import MidiPortSink, midi_output_names
+from app.playback import Scheduler, note_events
 from music_transformer import Note
 from tests.app.helpers import MELODY, JackProbe, onsets, require_fluidsynth, require_jack, wait_until
 
