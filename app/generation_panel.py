@@ -33,8 +33,9 @@ from PySide6.QtWidgets import (
 from music_transformer import Note
 from music_transformer.events import STYLES
 from music_transformer.keys import PITCH_CLASS_NAMES, SCALES, Key, detect_key
+from music_transformer.limits import MAX_VARIATIONS
 
-from .generation import AUTO_DEVICE, MAX_VARIATIONS, GenerationController
+from .generation import AUTO_DEVICE, GenerationController
 from .piano_roll.state import pitch_name
 from .song import ANY_STYLE, GenerationSettings, Song, SongLockedError
 
