@@ -28,12 +28,13 @@ from .messages import (
     WorkerMessage,
 )
 from .note_stream import NoteStream
-from .request import GenerationRequest, key_for, pitches_for, primer_until, velocity_range
+from .request import AnswerRequest, GenerationRequest, key_for, pitches_for, primer_until, velocity_range
 from .variations import VariationKeeper
 from .worker import AUTO_DEVICE, GenerationWorker, describe_model, open_model, torch_threads
 
 __all__ = [
     "AUTO_DEVICE",
+    "AnswerRequest",
     "CONTINUE",
     "FILL",
     "FROM_PLAYHEAD",

@@ -1,9 +1,11 @@
-"""What the worker is asked to write, and the settings it is read from: the music it reads, the key and range it
-keeps to, how to sample."""
+"""What the worker is asked to write (a Continue or Fill, a duet's answer), and the settings it is read from: the
+music it reads, the key and range it keeps to, how to sample."""
 
 from __future__ import annotations
 
+import queue
 import random
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -68,3 +70,25 @@ class GenerationRequest:
     allowed_pitches: frozenset[int] | None = None  # the key lock and the pitch range (None: every pitch)
     grid: float | None = None  # seconds: written notes start and end on this grid
     velocities: tuple[int, int] | None = None  # written velocities stay within (low, high)
+
+
+@dataclass
+class AnswerRequest:
+    """One answer of the duet: the duet so far as tokens, how long to answer and how to sample.
+
+    The worker streams it into `live` from its first note (the answer sounds at once, after the pause) and
+    reports its notes, then Finished, to `replies`, the duet's own queue: the controller never sees them.
+    `cancel` (the musician playing again) stops it; `started` is set when the worker begins it.
+    """
+
+    primer: list[int]
+    seconds: float
+    live: LiveFeed
+    cancel: threading.Event
+    replies: queue.Queue = field(default_factory=queue.Queue)
+    temperature: float = 1.0
+    top_p: float | None = 0.95
+    seed: int | None = None
+    style: str = ANY_STYLE  # the idiom to answer in (a model made before styles ignores it)
+    allowed_pitches: frozenset[int] | None = None  # the key lock and the pitch range (None: every pitch)
+    started: threading.Event = field(default_factory=threading.Event)

@@ -1,5 +1,9 @@
-"""The thread that owns the model: it loads checkpoints and generates, one command at a time, and reports
-through one queue. No Qt."""
+"""The thread that owns the model: it loads checkpoints and generates (Continue, Fill, the duet's answers), one
+command at a time, and reports through one queue (the duet's answers through the duet's own). No Qt.
+
+Only this thread touches the model and sets torch's thread count: the duet asks it for its answers rather
+than loading a second copy, so the studio keeps one model in memory.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from .messages import (
     WorkerMessage,
 )
 from .note_stream import NoteStream
-from .request import GenerationRequest, primer_until
+from .request import AnswerRequest, GenerationRequest, primer_until
 
 AUTO_DEVICE = "auto"
 
@@ -84,6 +88,7 @@ class GenerationWorker:
         self.outbox: queue.Queue[WorkerMessage] = queue.Queue()
         self._commands: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.cancel = threading.Event()
+        self._stopping = threading.Event()  # ends a duet's answer too (it has a cancel of its own)
         self.model = None
         self.model_source: str | None = None
         self._thread = threading.Thread(target=self._run, name="continuo-generation", daemon=True)
@@ -98,9 +103,15 @@ class GenerationWorker:
         self.cancel.clear()
         self._commands.put(("generate", request))
 
+    def answer(self, request: AnswerRequest) -> None:
+        """Writes a duet's answer after the commands before it; reports NotesWritten, then Finished, to the
+        request's own replies (with a Notice first if it fails)."""
+        self._commands.put(("answer", request))
+
     def stop(self, timeout: float = 5.0) -> bool:
         """Cancels any generation and ends the thread; True if it ended within the timeout."""
         self.cancel.set()
+        self._stopping.set()
         self._commands.put(("quit", None))
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -125,7 +136,13 @@ class GenerationWorker:
                     self._load(*argument)
                 elif command == "generate":
                     self._generate(argument)
+                elif command == "answer":
+                    self._answer(argument)
             except Exception as error:  # noqa: BLE001 - the musician gets a message, the studio keeps running
+                if command == "answer":  # the duet stops answering, the studio keeps running
+                    argument.replies.put(Notice(f"The duet could not answer ({type(error).__name__}: {error})"))
+                    argument.replies.put(Finished(failed=True))
+                    continue
                 if is_out_of_memory(error):
                     text = "The computer ran out of memory while generating; the notes written so far are kept"
                 else:
@@ -180,6 +197,40 @@ class GenerationWorker:
                 self._one_variation(request, number, seed, stream, [], notes)
                 self.outbox.put(Variation(number, seed, notes, request.start, complete=not self.cancel.is_set()))
         self.outbox.put(Finished(cancelled=self.cancel.is_set()))
+
+    def _answer(self, request: AnswerRequest) -> None:
+        """A duet's answer: streamed from its first note into its live feed, its notes reported to its replies."""
+        replies = request.replies
+        if request.cancel.is_set():  # the musician played again while the model was busy: no answer is due
+            replies.put(Finished(cancelled=True))
+            return
+        request.started.set()
+        if self.model is None:
+            replies.put(Notice("The duet could not answer: no model is loaded"))
+            replies.put(Finished(failed=True))
+            return
+        stream = NoteStream(0.0, request.live, skip_leading_rest=True)  # the answer sounds at once, after the pause
+        limits = {} if request.allowed_pitches is None else {"allowed_pitches": request.allowed_pitches}
+        try:
+            for token in generate(
+                self.model,
+                request.primer,
+                seconds=request.seconds,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                seed=request.seed,
+                cancel=lambda: request.cancel.is_set() or self._stopping.is_set(),
+                style=request.style,
+                **limits,
+            ):
+                done = stream.feed(token)
+                if done:
+                    replies.put(NotesWritten(0, done))
+        finally:
+            rest = stream.finish()  # the live feed ends too: the answer's last notes are turned off
+            if rest:
+                replies.put(NotesWritten(0, rest))
+        replies.put(Finished(cancelled=request.cancel.is_set()))
 
     @staticmethod
     def _stream(request: GenerationRequest, live: LiveFeed | None) -> NoteStream:
