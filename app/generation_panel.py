@@ -33,7 +33,15 @@ from PySide6.QtWidgets import (
 from music_transformer import Note
 from music_transformer.events import STYLES
 from music_transformer.keys import PITCH_CLASS_NAMES, SCALES, Key, detect_key
-from music_transformer.limits import MAX_VARIATIONS
+from music_transformer.limits import (
+    MAX_TEMPERATURE,
+    MAX_TOP_K,
+    MAX_TOP_P,
+    MAX_VARIATIONS,
+    MIN_TEMPERATURE,
+    MIN_TOP_K,
+    MIN_TOP_P,
+)
 
 from .generation import AUTO_DEVICE, GenerationController
 from .piano_roll.state import pitch_name
@@ -49,6 +57,11 @@ def style_name(style: str) -> str:
     return STYLE_NAMES.get(style, style.replace("-", " ").capitalize())
 
 
+# The sampling boxes take the library's bounds (music_transformer.limits), which generate() enforces and session
+# files are read against. Temperature and top-p must be more than their lower bound (a session refuses 0), so those
+# boxes start one step above it; the likeliest continuation is the Write box's "Most likely".
+TEMPERATURE_STEP = 0.05
+TOP_P_STEP = 0.01
 MAX_SECONDS = 600  # ten minutes: far past any model's training length (generation slides its window)
 MAX_BARS = 400
 KEY_MODES = (("off", "Off"), ("motif", "From motif"), ("chosen", "Chosen"))
@@ -146,18 +159,18 @@ class GenerationPanel(QWidget):
         form.addRow("Write", self.decoding_box)
 
         self.temperature_box = QDoubleSpinBox(self)
-        self.temperature_box.setRange(0.05, 3.0)
-        self.temperature_box.setSingleStep(0.05)
+        self.temperature_box.setRange(MIN_TEMPERATURE + TEMPERATURE_STEP, MAX_TEMPERATURE)
+        self.temperature_box.setSingleStep(TEMPERATURE_STEP)
         self.temperature_box.setToolTip("Lower is safer and more repetitive, higher more adventurous")
         form.addRow("Temperature", self.temperature_box)
         self.top_k_box = QSpinBox(self)
-        self.top_k_box.setRange(0, 388)
+        self.top_k_box.setRange(MIN_TOP_K, MAX_TOP_K)
         self.top_k_box.setSpecialValueText("off")
         self.top_k_box.setToolTip("Each next step is chosen only among the k likeliest (off: any)")
         form.addRow("Top-k", self.top_k_box)
         self.top_p_box = QDoubleSpinBox(self)
-        self.top_p_box.setRange(0.05, 1.0)
-        self.top_p_box.setSingleStep(0.01)
+        self.top_p_box.setRange(MIN_TOP_P + TOP_P_STEP, MAX_TOP_P)
+        self.top_p_box.setSingleStep(TOP_P_STEP)
         self.top_p_box.setToolTip(
             "Each pitch and loudness is chosen among the likeliest that together make up this share of the "
             "chances; when to play and how long to wait stay the model's (1: any)"
