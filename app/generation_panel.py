@@ -4,12 +4,11 @@ are written (grid, dynamics, notes in the way), the model and its device, progre
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QValidator
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -44,7 +43,7 @@ from music_transformer.limits import (
 )
 
 from .generation import AUTO_DEVICE, GenerationController
-from .piano_roll.state import pitch_name
+from .pitch_box import PitchSpinBox
 from .song import ANY_STYLE, GenerationSettings, Song, SongLockedError
 
 STYLE_NAMES = {ANY_STYLE: "Auto", "pop-piano": "Pop piano"}  # the rest read well capitalised
@@ -71,42 +70,6 @@ KEY_TIP = (
 )
 DYNAMICS_CHOICES = (("model", "As written"), ("motif", "The motif's range"))
 KEY_DETECT_DELAY_MS = 150  # a burst of edits costs one key detection
-_PITCH_NAME = re.compile(r"\s*([A-Ga-g])\s*([#b]?)\s*(-?\d+)\s*$")
-
-
-def parse_pitch(text: str) -> int | None:
-    """A pitch from a note name ("C4" is 60, "A#0", "Bb3") or a MIDI number; None if it is neither."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    match = _PITCH_NAME.match(text)
-    if match is None:
-        return None
-    letter, accidental, octave = match.groups()
-    pitch_class = PITCH_CLASS_NAMES.index(letter.upper()) + {"#": 1, "b": -1, "": 0}[accidental]
-    return (int(octave) + 1) * 12 + pitch_class
-
-
-class PitchSpinBox(QSpinBox):
-    """A MIDI pitch shown as a note name (A0, C4, C8); takes a name or a number typed."""
-
-    def textFromValue(self, value: int) -> str:  # noqa: N802 - Qt calls this override by its name
-        """C4 for 60."""
-        return pitch_name(value)
-
-    def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt calls this override by its name
-        """60 for "C4" or "60"."""
-        pitch = parse_pitch(text)
-        return self.value() if pitch is None else pitch
-
-    def validate(self, text: str, position: int):
-        """A name or number in range is acceptable; what could still become one is intermediate."""
-        pitch = parse_pitch(text)
-        if pitch is not None and self.minimum() <= pitch <= self.maximum():
-            return QValidator.Acceptable, text, position
-        if re.fullmatch(r"\s*([A-Ga-g][#b]?-?\d?|\d{0,3})\s*", text):
-            return QValidator.Intermediate, text, position
-        return QValidator.Invalid, text, position
 
 
 class GenerationPanel(QWidget):
