@@ -6,8 +6,10 @@
                           └──> LiveFeed ──────────────────────────────> playback scheduler (no GUI hop)
 
 The worker owns the model; nothing else touches it, so loading, moving it to another device and sampling
-never race. Everything the GUI needs arrives through one queue that the controller drains on a timer,
-so a burst of notes costs one song edit, not one per token, and the GUI thread never waits on the model.
+never race, and the studio keeps one model in memory: the duet asks the same worker for its answers
+(an AnswerRequest, whose notes come back on the duet's own queue). Everything the GUI needs arrives through
+one queue that the controller drains on a timer, so a burst of notes costs one song edit, not one per token,
+and the GUI thread never waits on the model.
 
 Rooms: `request.py` (what the worker is asked to write, from the song's settings), `messages.py` (what it
 reports), `note_stream.py` (tokens to notes on the grid, and the events that play them), `worker.py` (the

@@ -353,6 +353,7 @@ class GenerationController(QObject):
             self.player.set_live_feed(None)
 
     def _check_variations(self) -> None:
+        """The set ends once none of its notes is a continuation note any more: the panel greys it out."""
         if self._variations.check():
             self.variations_changed.emit()
 
