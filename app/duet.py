@@ -2,33 +2,39 @@
 
     keyboard ─ rtmidi thread ─> Duet.feed ─> the call so far (a Take) ─┐
                                                                       duet thread: waits for the pause, then
-    answer sink <─ scheduler <─ LiveFeed <─ NoteDecoder <─ generate() <───┘ primes the model with the duet so far
+                                                                      asks the generation worker for an answer
+    answer sink <─ scheduler <─ LiveFeed <─ NoteStream <─ generate() <─ worker (the studio's one model)
          └─> the answer, as heard ─> queue ─> DuetController (GUI) ─> the roll (the continuation part)
 
 Playing again interrupts the answer at once (on rtmidi's thread, before the key is heard): what was heard of
-the answer stays in the roll, what was written ahead of the music is dropped. The duet thread owns its own
-copy of the model, so a Continue running meanwhile never races it. `Duet` holds no Qt.
+the answer stays in the roll, what was written ahead of the music is dropped. The answers are written by the
+same worker as Continue, with the same model (one copy in memory, one torch thread count); an answer asked for
+while a Continue is being written waits for it. `Duet` holds no Qt.
 """
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import mido
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from music_transformer import CheckpointError, Note
-from music_transformer.generate import generate, primer_tokens
+from music_transformer import Note, primer_tokens
 
 from .backends.base import Sink, TapSink
-from .background import run_in_background
-from .generation import NoteStream, open_model, pitches_for, torch_threads
+from .generation import (
+    AnswerRequest,
+    Finished,
+    GenerationController,
+    GenerationWorker,
+    NotesWritten,
+    Notice,
+    pitches_for,
+)
 from .midi_input import MidiInputController, Take
 from .playback.scheduler import LiveFeed, Scheduler
 from .settings import Preferences
@@ -38,6 +44,11 @@ DEFAULT_PAUSE = 0.6  # seconds of silence that end the musician's phrase
 CONTEXT_SECONDS = 20.0  # how much of the duet so far primes the model: enough for style, cheap to prime
 MIN_ANSWER, MAX_ANSWER = 2.0, 12.0  # an answer about as long as the call, within these bounds (seconds)
 DRAIN_INTERVAL_MS = 25
+WORKER_POLL = 0.05  # seconds: how often the duet looks whether the worker it waits for is still there
+
+
+class AnswerError(Exception):
+    """The worker could not write an answer; its message says why, in the musician's words."""
 
 
 class AnswerSink(TapSink):
@@ -64,12 +75,13 @@ class DuetAnswer:
 class Duet:
     """Call and response on its own thread; `feed` takes the musician's messages (any thread). No Qt.
 
+    The answers are written by `worker`, the studio's generation worker (with the model it has loaded).
     `on_answer(DuetAnswer)` and `on_error(text)` are called on the duet's thread.
     """
 
     def __init__(
         self,
-        model,
+        worker: GenerationWorker,
         outputs: Callable[[], Sequence[Sink]],
         on_answer: Callable[[DuetAnswer], None],
         pause: float = DEFAULT_PAUSE,
@@ -79,7 +91,7 @@ class Duet:
         style: str = ANY_STYLE,
         pitches: GenerationSettings | None = None,
     ) -> None:
-        self.model = model
+        self.worker = worker
         self.pause = float(pause)
         self.temperature = temperature
         self.top_p = top_p
@@ -135,9 +147,6 @@ class Duet:
     # --- the thread ------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        import torch
-
-        torch.set_num_threads(torch_threads())
         while True:
             with self._condition:
                 while True:
@@ -155,9 +164,13 @@ class Duet:
                 self._context.extend(call)
                 self._answering = True
                 self._interrupted_at = None
-                self._cancel.clear()
+                self._cancel = threading.Event()  # its own: an answer left in the worker's queue stays cancelled
             try:
                 answer = self._answer(call, due)
+            except AnswerError as failure:
+                answer = None
+                if self.on_error is not None:
+                    self.on_error(str(failure))
             except Exception as error:  # noqa: BLE001 - the duet stops answering, the studio keeps running
                 answer = None
                 if self.on_error is not None:
@@ -180,26 +193,24 @@ class Duet:
         feed = LiveFeed(0.0)
         self._sink.first_note_at = None
         self._player.play([], 0.0, live=feed)
-        stream = NoteStream(0.0, feed, skip_leading_rest=True)  # the answer sounds at once, after the pause
-        notes: list[Note] = []
-        limits = {}
+        allowed = None
         if self.pitches is not None:  # the key (detected in the duet so far) and the range
             allowed = pitches_for(self.pitches, primer_notes)
-            if allowed and len(allowed) < 128:
-                limits["allowed_pitches"] = allowed
-        for token in generate(
-            self.model,
+            if not allowed or len(allowed) == 128:
+                allowed = None
+        request = AnswerRequest(
             primer,
-            seconds=seconds,
+            seconds,
+            feed,
+            self._cancel,
             temperature=self.temperature,
             top_p=self.top_p,
             seed=self.seed,
-            cancel=self._cancel,
             style=self.style,
-            **limits,
-        ):
-            notes.extend(stream.feed(token))
-        notes.extend(stream.finish())
+            allowed_pitches=allowed,
+        )
+        self.worker.answer(request)
+        notes = self._written(request)
         while self._player.playing and not self._cancel.is_set():
             self._cancel.wait(0.01)  # the answer plays to its end, or a key interrupts it
         heard_from = self._sink.first_note_at
@@ -217,18 +228,48 @@ class Duet:
             heard.append(Note(note.pitch, note.velocity, start, max(end, start + 1e-3)))
         return DuetAnswer(heard, heard_from - due) if heard else None
 
+    def _written(self, request: AnswerRequest) -> list[Note]:
+        """The answer's notes as the worker writes them, once it has finished (or been interrupted); raises
+        AnswerError with the worker's words when it could not answer."""
+        notes: list[Note] = []
+        failure = "The duet could not answer"
+        while True:
+            try:
+                message = request.replies.get(timeout=WORKER_POLL)
+            except queue.Empty:
+                if self._cancel.is_set() and not request.started.is_set():
+                    return notes  # interrupted while the worker was still busy (a Continue): it writes nothing
+                if not self.worker.alive:
+                    raise AnswerError("The duet could not answer: the model has stopped") from None
+                continue
+            match message:
+                case NotesWritten(_, done):
+                    notes.extend(done)
+                case Notice(text):
+                    failure = text
+                case Finished(failed=failed):
+                    if failed:
+                        raise AnswerError(failure)
+                    return notes
+
 
 class DuetController(QObject):
-    """Duet mode in the studio: loads its model, listens to the MIDI input, lands both phrases in the roll."""
+    """Duet mode in the studio: listens to the MIDI input, asks the generation worker for the answers (with the
+    studio's model), lands both phrases in the roll."""
 
     enabled_changed = Signal(bool)
     message = Signal(str)
 
     def __init__(
-        self, midi: MidiInputController, preferences: Preferences | None = None, parent: QObject | None = None
+        self,
+        midi: MidiInputController,
+        generation: GenerationController,
+        preferences: Preferences | None = None,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.midi = midi
+        self.generation = generation
         self.preferences = preferences if preferences is not None else Preferences.in_memory()
         self.pause = float(self.preferences.get("duet_pause", DEFAULT_PAUSE))
         self.duet: Duet | None = None
@@ -240,6 +281,8 @@ class DuetController(QObject):
         self._timer.timeout.connect(self.drain)
         # Recording stopped under the duet (Ctrl+R, the keyboard unplugged, a new song): the duet ends with it.
         midi.recorder.recording_changed.connect(lambda recording: recording or self.duet is None or self.stop())
+        generation.model_loaded.connect(self._model_ready)
+        generation.model_failed.connect(self._model_failed)
 
     @property
     def enabled(self) -> bool:
@@ -253,39 +296,40 @@ class DuetController(QObject):
         if self.duet is not None:
             self.duet.pause = self.pause
 
-    def start(self, model_source: str | os.PathLike | None = None, model=None, wait: bool = False) -> None:
-        """Turns the duet on: loads the model (in the background) and records the duet into the roll."""
+    def start(self) -> None:
+        """Turns the duet on with the studio's model (once it is loaded: the song's model is loaded if none is
+        yet) and records the duet into the roll."""
         if self.duet is not None:
             return
         self._wanted = True
-        if model is not None:
-            self._model_loaded((model, ""))
-            return
-        source = str(model_source or self.midi.song.model)
+        generation = self.generation
+        if generation.has_model:
+            self._begin()
+        elif not generation.loading:
+            generation.load_model()  # then _model_ready or _model_failed
 
-        def work() -> tuple[object | None, str]:
-            try:
-                return open_model(source, "cpu"), ""
-            except CheckpointError as failure:
-                return None, str(failure)
-            except Exception as failure:  # noqa: BLE001 - out of memory: the duet is off, the studio runs on
-                return None, f"{Path(source).name}: cannot be loaded ({failure})"
+    def _model_ready(self, *args) -> None:
+        if self._wanted and self.duet is None:
+            self._begin()
 
-        run_in_background(self, "continuo-duet-load", work, self._model_loaded, wait=wait)
+    def _model_failed(self, source: str, text: str) -> None:
+        generation = self.generation
+        if not self._wanted or self.duet is not None or generation.has_model or generation.loading:
+            return
+        self._wanted = False
+        self.message.emit(f"Duet mode is off: {text}")
+        self.enabled_changed.emit(False)
 
-    def _model_loaded(self, result: tuple[object | None, str]) -> None:
-        model, error = result
-        if not self._wanted:
-            return
-        if model is None:
-            self._wanted = False
-            self.message.emit(f"Duet mode is off: {error}")
-            self.enabled_changed.emit(False)
-            return
+    def _begin(self) -> None:
         # Answers are played live (ahead of time on a CPU); the continuation part keeps them apart in the roll.
         settings = self.midi.song.settings  # the Continue panel's style, key lock and range: the duet keeps them too
         self.duet = Duet(
-            model, self.midi.outputs, self._answers.put, pause=self.pause, style=settings.style, pitches=settings
+            self.generation.worker,
+            self.midi.outputs,
+            self._answers.put,
+            pause=self.pause,
+            style=settings.style,
+            pitches=settings,
         )
         self.duet.on_error = self._errors.put
         self.midi.listeners.append(self.duet.feed)

@@ -4,12 +4,11 @@ are written (grid, dynamics, notes in the way), the model and its device, progre
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QValidator
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -33,9 +32,18 @@ from PySide6.QtWidgets import (
 from music_transformer import Note
 from music_transformer.events import STYLES
 from music_transformer.keys import PITCH_CLASS_NAMES, SCALES, Key, detect_key
+from music_transformer.limits import (
+    MAX_TEMPERATURE,
+    MAX_TOP_K,
+    MAX_TOP_P,
+    MAX_VARIATIONS,
+    MIN_TEMPERATURE,
+    MIN_TOP_K,
+    MIN_TOP_P,
+)
 
-from .generation import AUTO_DEVICE, MAX_VARIATIONS, GenerationController
-from .piano_roll.state import pitch_name
+from .generation import AUTO_DEVICE, GenerationController
+from .pitch_box import PitchSpinBox
 from .song import ANY_STYLE, GenerationSettings, Song, SongLockedError
 
 STYLE_NAMES = {ANY_STYLE: "Auto", "pop-piano": "Pop piano"}  # the rest read well capitalised
@@ -48,6 +56,11 @@ def style_name(style: str) -> str:
     return STYLE_NAMES.get(style, style.replace("-", " ").capitalize())
 
 
+# The sampling boxes take the library's bounds (music_transformer.limits), which generate() enforces and session
+# files are read against. Temperature and top-p must be more than their lower bound (a session refuses 0), so those
+# boxes start one step above it; the likeliest continuation is the Write box's "Most likely".
+TEMPERATURE_STEP = 0.05
+TOP_P_STEP = 0.01
 MAX_SECONDS = 600  # ten minutes: far past any model's training length (generation slides its window)
 MAX_BARS = 400
 KEY_MODES = (("off", "Off"), ("motif", "From motif"), ("chosen", "Chosen"))
@@ -57,42 +70,6 @@ KEY_TIP = (
 )
 DYNAMICS_CHOICES = (("model", "As written"), ("motif", "The motif's range"))
 KEY_DETECT_DELAY_MS = 150  # a burst of edits costs one key detection
-_PITCH_NAME = re.compile(r"\s*([A-Ga-g])\s*([#b]?)\s*(-?\d+)\s*$")
-
-
-def parse_pitch(text: str) -> int | None:
-    """A pitch from a note name ("C4" is 60, "A#0", "Bb3") or a MIDI number; None if it is neither."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    match = _PITCH_NAME.match(text)
-    if match is None:
-        return None
-    letter, accidental, octave = match.groups()
-    pitch_class = PITCH_CLASS_NAMES.index(letter.upper()) + {"#": 1, "b": -1, "": 0}[accidental]
-    return (int(octave) + 1) * 12 + pitch_class
-
-
-class PitchSpinBox(QSpinBox):
-    """A MIDI pitch shown as a note name (A0, C4, C8); takes a name or a number typed."""
-
-    def textFromValue(self, value: int) -> str:  # noqa: N802 - Qt calls this override by its name
-        """C4 for 60."""
-        return pitch_name(value)
-
-    def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt calls this override by its name
-        """60 for "C4" or "60"."""
-        pitch = parse_pitch(text)
-        return self.value() if pitch is None else pitch
-
-    def validate(self, text: str, position: int):
-        """A name or number in range is acceptable; what could still become one is intermediate."""
-        pitch = parse_pitch(text)
-        if pitch is not None and self.minimum() <= pitch <= self.maximum():
-            return QValidator.Acceptable, text, position
-        if re.fullmatch(r"\s*([A-Ga-g][#b]?-?\d?|\d{0,3})\s*", text):
-            return QValidator.Intermediate, text, position
-        return QValidator.Invalid, text, position
 
 
 class GenerationPanel(QWidget):
@@ -145,18 +122,18 @@ class GenerationPanel(QWidget):
         form.addRow("Write", self.decoding_box)
 
         self.temperature_box = QDoubleSpinBox(self)
-        self.temperature_box.setRange(0.05, 3.0)
-        self.temperature_box.setSingleStep(0.05)
+        self.temperature_box.setRange(MIN_TEMPERATURE + TEMPERATURE_STEP, MAX_TEMPERATURE)
+        self.temperature_box.setSingleStep(TEMPERATURE_STEP)
         self.temperature_box.setToolTip("Lower is safer and more repetitive, higher more adventurous")
         form.addRow("Temperature", self.temperature_box)
         self.top_k_box = QSpinBox(self)
-        self.top_k_box.setRange(0, 388)
+        self.top_k_box.setRange(MIN_TOP_K, MAX_TOP_K)
         self.top_k_box.setSpecialValueText("off")
         self.top_k_box.setToolTip("Each next step is chosen only among the k likeliest (off: any)")
         form.addRow("Top-k", self.top_k_box)
         self.top_p_box = QDoubleSpinBox(self)
-        self.top_p_box.setRange(0.05, 1.0)
-        self.top_p_box.setSingleStep(0.01)
+        self.top_p_box.setRange(MIN_TOP_P + TOP_P_STEP, MAX_TOP_P)
+        self.top_p_box.setSingleStep(TOP_P_STEP)
         self.top_p_box.setToolTip(
             "Each pitch and loudness is chosen among the likeliest that together make up this share of the "
             "chances; when to play and how long to wait stay the model's (1: any)"

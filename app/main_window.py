@@ -70,7 +70,7 @@ class MainWindow(QMainWindow):
         self.generation = GenerationController(self.song, self.player, self)
         # The keyboard is heard through whatever the player plays into now (MIDI thru).
         self.midi = MidiInputController(self.song, self.transport, self._outputs, self.preferences, self)
-        self.duet = DuetController(self.midi, self.preferences, self)
+        self.duet = DuetController(self.midi, self.generation, self.preferences, self)
         self.document = Document(self.song, self.roll, self.transport, self.preferences, self)
         self.studio = Studio(
             window=self,

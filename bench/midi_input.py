@@ -201,17 +201,21 @@ def duet_answer(checkpoint: str | None, runs: int) -> dict:
     import mido
 
     from app.duet import DEFAULT_PAUSE, Duet
+    from app.generation import GenerationWorker, ModelLoaded
     from app.playback import RecorderSink
-    from music_transformer import load_checkpoint
     from music_transformer.checkpoint import DEFAULT_CHECKPOINT
 
     path = checkpoint or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.exists() else None)
     if path is None:
         raise SystemExit("no model: pass --checkpoint or add assets/default.pt")
-    model = load_checkpoint(path, device="cpu")
+    worker = GenerationWorker()  # the studio's worker: the duet asks it for its answers
+    worker.load(path, "cpu")
+    loaded = worker.outbox.get(timeout=120)
+    if not isinstance(loaded, ModelLoaded):
+        raise SystemExit(f"cannot load the model: {loaded}")
     output = RecorderSink()
     answers: list[list] = []
-    duet = Duet(model, lambda: [output], answers.append, pause=DEFAULT_PAUSE, seed=0)
+    duet = Duet(worker, lambda: [output], answers.append, pause=DEFAULT_PAUSE, seed=0)
     try:
         for run in range(runs):
             before = len(answers)
@@ -224,6 +228,7 @@ def duet_answer(checkpoint: str | None, runs: int) -> dict:
             wait_for(lambda: len(answers) > before, 60)  # noqa: B023 - called before the loop moves on
     finally:
         duet.close()
+        worker.stop()
     latencies = [answer.latency * 1000 for answer in answers]
     return {"duet_answer_ms": round(statistics.median(latencies), 1), "duet_answer_max_ms": round(max(latencies), 1),
             "duet_runs": len(latencies), "duet_model": Path(path).name}

@@ -54,14 +54,17 @@ def roll(window):
 
 @pytest.fixture(scope="module")
 def model_path():
-    """The bundled model: some studio tests listen for what a trained model writes (two hands, a key)."""
+    """The bundled model: some studio tests listen for what a trained model writes (two hands, a key). A module
+    that needs another (a small random one, quick to write with, that can fill gaps) overrides this fixture,
+    and `studio` loads that one."""
     assert DEFAULT_CHECKPOINT.exists(), f"the bundled model is missing: {DEFAULT_CHECKPOINT}"
     return DEFAULT_CHECKPOINT
 
 
 @pytest.fixture
 def studio(qtbot, window, model_path):
-    """The window with the model loaded and a recorder as its sound output."""
+    """The window with the model loaded (`model_path`: the module's own where it has one) and a recorder as its
+    sound output."""
     recorder = RecorderSink()
     window.player.use_sinks([recorder])
     window.generation.choose_model(model_path)

@@ -1,5 +1,6 @@
 """Duet mode on a real JACK graph: a test keyboard plays a phrase, pauses, and the model's answer is heard on the
-studio's output and lands in the roll; playing again interrupts it. A small random model (same code path)."""
+studio's output and lands in the roll; playing again interrupts it. The answers come from the studio's
+generation worker, with the one model Continue uses. A small random model (same code path)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import mido
 import pytest
 from pytestqt.exceptions import TimeoutError as WaitTimedOut
 
+import app.generation.worker
 from app.song import CONTINUATION, MOTIF
 from music_transformer.events import START, style_token
 from tests.app.helpers import PHRASE, off, on, opening_tokens, small_checkpoint
@@ -24,9 +26,21 @@ def model_path(tmp_path_factory):
     return small_checkpoint(tmp_path_factory.mktemp("duet") / "small.pt", seed=1)
 
 
-def start_duet(qtbot, window, model_path) -> None:
-    window.duet.start(model_path, wait=True)
+def load_model(qtbot, window, model_path) -> None:
+    """The studio's model, which Continue and the duet both use."""
+    window.generation.choose_model(model_path)
+    qtbot.waitUntil(lambda: window.generation.model_source == str(model_path), timeout=20000)
+
+
+def enable_duet(qtbot, window, model_path) -> None:
+    """The studio's model loaded, then Duet Mode on."""
+    load_model(qtbot, window, model_path)
+    window.duet.start()
     qtbot.waitUntil(lambda: window.duet.enabled, timeout=20000)
+
+
+def start_duet(qtbot, window, model_path) -> None:
+    enable_duet(qtbot, window, model_path)
     window.duet.duet.seed = 3  # the same answer every run
     assert window.midi.recorder.recording  # the duet records both phrases
 
@@ -112,19 +126,16 @@ def test_the_duet_alone_answers_into_any_sink_and_a_key_cuts_the_answer_short(mo
     """The Duet without Qt or a MIDI system: messages fed directly, the answer heard by a recorder sink."""
 
     from app.duet import Duet
+    from app.generation import GenerationWorker, ModelLoaded
     from app.playback import RecorderSink
-    from music_transformer import load_checkpoint
 
+    worker = GenerationWorker()
+    worker.load(str(model_path), "cpu")
+    assert isinstance(worker.outbox.get(timeout=20), ModelLoaded)
     output = RecorderSink()
     answers: list = []
     answered = threading.Event()
-    duet = Duet(
-        load_checkpoint(model_path, device="cpu"),
-        lambda: [output],
-        lambda answer: (answers.append(answer), answered.set()),
-        pause=0.2,
-        seed=5,
-    )
+    duet = Duet(worker, lambda: [output], lambda answer: (answers.append(answer), answered.set()), pause=0.2, seed=5)
     try:
 
         def play(pitch: int) -> None:
@@ -147,17 +158,17 @@ def test_the_duet_alone_answers_into_any_sink_and_a_key_cuts_the_answer_short(mo
         assert len(answers) == 1 and answers[0].latency > 0  # it began to sound after the pause
     finally:
         duet.close()
+        assert worker.stop()
 
 
 def test_the_duet_answers_in_the_style_chosen_in_the_panel(qtbot, window, model_path):
     """The duet's model is primed with the Continue panel's style (the small model here knows styles)."""
     song = window.song
     song.set_settings(dataclasses.replace(song.settings, style="chorale"))
-    window.duet.start(model_path, wait=True)
-    qtbot.waitUntil(lambda: window.duet.enabled, timeout=20000)
+    enable_duet(qtbot, window, model_path)
     duet = window.duet.duet
     try:
-        with opening_tokens(duet.model) as seen:
+        with opening_tokens(window.generation.worker.model) as seen:
             now = time.perf_counter()
             duet.feed(now, on(60, 90))
             duet.feed(now + 0.1, off(60))
@@ -165,3 +176,84 @@ def test_the_duet_answers_in_the_style_chosen_in_the_panel(qtbot, window, model_
     finally:
         window.duet.stop()
     assert seen[0] == [START, style_token("chorale")]
+
+
+def test_the_duet_and_continue_share_the_one_model_the_worker_loaded(qtbot, window, model_path, monkeypatch):
+    """One model in memory: the duet asks the studio's generation worker for its answers, and that worker loads
+    the model once, for Continue and the duet alike."""
+    loads: list[str] = []
+    real_load = app.generation.worker.load_checkpoint
+
+    def counted_load(path, *args, **kwargs):
+        loads.append(str(path))
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(app.generation.worker, "load_checkpoint", counted_load)
+    window.generation.listen = False
+    enable_duet(qtbot, window, model_path)
+    duet = window.duet.duet
+    duet.seed = 3
+    assert duet.worker is window.generation.worker
+    model = window.generation.worker.model
+    with opening_tokens(model) as seen:
+        now = time.perf_counter()
+        duet.feed(now, on(60, 90))
+        duet.feed(now + 0.1, off(60))
+        qtbot.waitUntil(lambda: bool(seen), timeout=30000)  # the duet's answer primed the worker's model
+        qtbot.waitUntil(lambda: not duet.answering, timeout=30000)
+        window.duet.stop()
+        answered = len(seen)
+        song = window.song
+        song.set_settings(dataclasses.replace(song.settings, length_beats=2.0, seed=1))
+        assert window.generation.continue_song()
+        qtbot.waitUntil(lambda: not window.generation.generating and not song.is_writing, timeout=30000)
+        assert len(seen) > answered  # Continue primed the same model
+    assert window.generation.worker.model is model
+    assert loads.count(str(model_path)) == 1  # loaded once, for both
+
+
+def test_an_answer_waiting_for_a_continue_is_dropped_when_the_musician_plays_again(model_path):
+    """The worker writes one thing at a time: an answer asked for while a Continue is written waits for it; a key
+    played meanwhile drops the answer at once (the worker skips it later), and the next pause is answered."""
+    from app.duet import Duet
+    from app.generation import GenerationRequest, GenerationWorker, ModelLoaded
+    from app.playback import RecorderSink
+    from music_transformer import Note
+
+    worker = GenerationWorker()
+    worker.load(str(model_path), "cpu")
+    assert isinstance(worker.outbox.get(timeout=20), ModelLoaded)
+    worker.generate(GenerationRequest(motif=[Note(60, 90, 0.0, 0.5)], start=0.5, seconds=3600.0, seeds=[1]))
+    output = RecorderSink()
+    answers: list = []
+    duet = Duet(worker, lambda: [output], answers.append, pause=0.2, seed=5)
+
+    def play(pitch: int) -> None:
+        now = time.perf_counter()
+        duet.feed(now, on(pitch, 90))
+        duet.feed(now + 0.1, off(pitch))
+
+    def within(seconds: float, condition) -> bool:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    try:
+        play(60)
+        assert within(5, lambda: duet.answering)
+        time.sleep(0.3)
+        assert duet.answering and not output.messages  # waiting for the worker, which writes the Continue
+        duet.pause = 60.0
+        play(62)  # the musician plays again: the answer that never began is dropped at once
+        assert within(2, lambda: not duet.answering)
+        assert not answers
+        worker.cancel.set()  # the Continue ends; the worker passes over the dropped answer
+        duet.pause = 0.2
+        play(64)
+        assert output.wait_for(lambda messages: any(m.type == "note_on" for _, m in messages), 30)
+    finally:
+        duet.close()
+        assert worker.stop()

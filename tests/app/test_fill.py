@@ -10,7 +10,6 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from app.generation import NO_FILL_TIP
-from app.playback import RecorderSink
 from app.song import CONTINUATION, MOTIF
 from tests.app.helpers import drag, key, small_checkpoint, summary
 
@@ -20,21 +19,9 @@ BELOW_LOOP_STRIP = 26  # a y in the ruler under the loop strip: clicks move the 
 
 
 @pytest.fixture(scope="module")
-def styled_model(tmp_path_factory):
-    """A small random model with the full vocabulary: it can fill gaps."""
+def model_path(tmp_path_factory):
+    """A small random model with the full vocabulary, which can fill gaps: the `studio` fixture loads it."""
     return small_checkpoint(tmp_path_factory.mktemp("styled") / "styled.pt", seed=3)
-
-
-@pytest.fixture
-def studio(qtbot, window, styled_model):
-    """The window with the styled model loaded and a recorder as its sound output."""
-    recorder = RecorderSink()
-    window.player.use_sinks([recorder])
-    window.generation.choose_model(styled_model)
-    qtbot.waitUntil(lambda: window.generation.model_source == str(styled_model), timeout=20000)
-    assert window.generation.can_fill
-    window.recorder = recorder
-    return window
 
 
 def settings(window, **changes) -> None:
@@ -73,6 +60,7 @@ def test_a_drag_in_the_ruler_chooses_a_time_range_a_click_or_escape_clears_it(qt
 
 def test_fill_writes_the_range_joined_to_what_surrounds_it_as_one_undo_step(qtbot, studio, roll):
     window, song = studio, studio.song
+    assert window.generation.can_fill  # the module's model knows the style tokens
     eight_bars(song)
     roll.state.set_view(pixels_per_beat=40)
     settings(window, seed=5)

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pretty_midi
 import pytest
 import torch
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 
-from app.generation import GenerationWorker, LoadFailed
 from app.playback import RecorderSink
 from app.song import CONTINUATION, MOTIF
 from music_transformer.events import SPECIAL_TOKENS, START, style_token
@@ -282,15 +285,50 @@ def test_cuda_out_of_memory_retries_on_the_cpu(qtbot, studio, roll):
     assert song.notes(CONTINUATION)
 
 
-def test_worker_without_qt_reports_a_missing_model():
-    worker = GenerationWorker()
-    try:
-        worker.load("/no/such/model.pt", "cpu")
-        message = worker.outbox.get(timeout=10)
-        assert isinstance(message, LoadFailed) and "no such model file" in message.text
-    finally:
-        assert worker.stop()
-    assert QApplication.instance() is not None  # the studio's tests share one application
+WITHOUT_QT = """
+import sys
+
+from PySide6.QtCore import QCoreApplication
+
+from app.generation import Finished, GenerationRequest, GenerationWorker, LoadFailed, ModelLoaded, Variation
+from music_transformer import Note
+
+worker = GenerationWorker()
+worker.load("/no/such/model.pt", "cpu")
+failed = worker.outbox.get(timeout=30)
+assert isinstance(failed, LoadFailed) and "no such model file" in failed.text, failed
+worker.load(sys.argv[1], "cpu")
+loaded = worker.outbox.get(timeout=60)
+assert isinstance(loaded, ModelLoaded), loaded
+worker.generate(GenerationRequest(motif=[Note(60, 90, 0.0, 0.5)], start=0.5, seconds=1.0, seeds=[1]))
+messages = [worker.outbox.get(timeout=60)]
+while not isinstance(messages[-1], Finished):
+    messages.append(worker.outbox.get(timeout=60))
+assert not (messages[-1].cancelled or messages[-1].failed), messages
+assert [m.number for m in messages if isinstance(m, Variation)] == [0], messages
+assert worker.stop()
+assert QCoreApplication.instance() is None and "PySide6.QtWidgets" not in sys.modules  # no application, no widgets
+print("written without a Qt application")
+"""
+
+
+def test_the_worker_loads_and_writes_in_a_process_without_a_qt_application(tmp_path):
+    """The worker needs no Qt event loop and no widgets: a script without a QApplication hears a missing model,
+    loads one and writes a continuation (the studio's tests share one application: this runs in a process of its
+    own)."""
+    model_path = small_checkpoint(tmp_path / "small.pt")
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_QT, str(model_path)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "written without a Qt application"
 
 
 def test_the_style_chosen_in_the_panel_opens_what_the_model_reads(qtbot, window, roll, tmp_path):
