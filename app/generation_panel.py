@@ -122,7 +122,8 @@ class GenerationPanel(QWidget):
         form.addRow("Write", self.decoding_box)
 
         self.temperature_box = QDoubleSpinBox(self)
-        self.temperature_box.setRange(MIN_TEMPERATURE + TEMPERATURE_STEP, MAX_TEMPERATURE)
+        self.temperature_box.setRange(MIN_TEMPERATURE, MAX_TEMPERATURE)
+        self.temperature_box.setSpecialValueText("0 (likeliest)")  # the library picks the likeliest event at 0
         self.temperature_box.setSingleStep(TEMPERATURE_STEP)
         self.temperature_box.setToolTip("Lower is safer and more repetitive, higher more adventurous")
         form.addRow("Temperature", self.temperature_box)

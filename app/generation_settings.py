@@ -61,9 +61,10 @@ class GenerationSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
         settings = cls(**values)
-        if not (MIN_TEMPERATURE < float(settings.temperature) <= MAX_TEMPERATURE):
+        if not (MIN_TEMPERATURE <= float(settings.temperature) <= MAX_TEMPERATURE):
             raise ValueError(
-                f"temperature {settings.temperature} must be above {MIN_TEMPERATURE:g} and at most {MAX_TEMPERATURE:g}"
+                f"temperature {settings.temperature} is outside {MIN_TEMPERATURE:g}..{MAX_TEMPERATURE:g} "
+                "(0: the likeliest event every step)"
             )
         if not (MIN_TOP_K <= int(settings.top_k) <= MAX_SESSION_TOP_K):
             raise ValueError(f"top-k {settings.top_k} is outside {MIN_TOP_K}..{MAX_TOP_K} (0: off)")

@@ -162,10 +162,10 @@ def _session_with(tmp_path: Path, settings: dict | None = None, variations: dict
 
 JUST_INSIDE = 1e-3
 SETTINGS_AT_THE_BOUNDS = [  # (the value a session holds, what it opens as; None: refused, naming the bound)
-    ("temperature", JUST_INSIDE, JUST_INSIDE, None),
-    ("temperature", limits.MIN_TEMPERATURE, None, "temperature 0.0 must be above 0 and at most 10"),
+    ("temperature", limits.MIN_TEMPERATURE, limits.MIN_TEMPERATURE, None),  # 0: the likeliest event every step
+    ("temperature", limits.MIN_TEMPERATURE - JUST_INSIDE, None, "temperature -0.001 is outside 0..10"),
     ("temperature", limits.MAX_TEMPERATURE, limits.MAX_TEMPERATURE, None),
-    ("temperature", limits.MAX_TEMPERATURE + JUST_INSIDE, None, "must be above 0 and at most 10"),
+    ("temperature", limits.MAX_TEMPERATURE + JUST_INSIDE, None, "is outside 0..10"),
     ("top_k", limits.MIN_TOP_K, 0, None),
     ("top_k", limits.MIN_TOP_K - 1, None, "top-k -1 is outside 0..399 (0: off)"),
     ("top_k", limits.MAX_TOP_K, limits.MAX_TOP_K, None),

@@ -38,23 +38,25 @@ def test_panel_edits_the_generation_settings_undoably(qtbot, window):
 
 
 def test_the_sampling_boxes_take_the_librarys_bounds(window):
-    """One set of bounds: the panel offers what generate() accepts, top-k up to the whole vocabulary, and the
-    bounds that must be exceeded (temperature and top-p more than 0) one step above them."""
+    """One set of bounds: the panel offers what generate() accepts, temperature from 0 (the likeliest event every
+    step), top-k up to the whole vocabulary, and top-p, which must be more than 0, from one step above it."""
     panel = window.generation_panel
     temperature, top_k, top_p = panel.temperature_box, panel.top_k_box, panel.top_p_box
-    assert temperature.minimum() == pytest.approx(limits.MIN_TEMPERATURE + temperature.singleStep())
+    assert temperature.minimum() == limits.MIN_TEMPERATURE == 0
+    assert temperature.specialValueText().startswith("0")
     assert temperature.maximum() == limits.MAX_TEMPERATURE
     assert (top_k.minimum(), top_k.maximum()) == (limits.MIN_TOP_K, limits.MAX_TOP_K) == (0, VOCAB_SIZE)
     assert top_k.specialValueText() == "off"  # its lowest, 0, turns top-k off
     assert top_p.minimum() == pytest.approx(limits.MIN_TOP_P + top_p.singleStep()) and top_p.minimum() > 0
     assert top_p.maximum() == limits.MAX_TOP_P
     assert (panel.variations_box.minimum(), panel.variations_box.maximum()) == (1, limits.MAX_VARIATIONS)
-    for box, value in ((temperature, limits.MAX_TEMPERATURE), (top_k, limits.MAX_TOP_K), (top_p, top_p.minimum())):
-        box.setValue(value)  # the panel's extremes are settings a session keeps
-    settings = window.song.settings
-    assert (settings.temperature, settings.top_k) == (limits.MAX_TEMPERATURE, limits.MAX_TOP_K)
-    assert settings.top_p == pytest.approx(top_p.minimum())
-    assert GenerationSettings.from_dict(settings.to_dict()) == settings
+    for extreme in (limits.MIN_TEMPERATURE, limits.MAX_TEMPERATURE):
+        for box, value in ((temperature, extreme), (top_k, limits.MAX_TOP_K), (top_p, top_p.minimum())):
+            box.setValue(value)  # the panel's extremes are settings a session keeps
+        settings = window.song.settings
+        assert (settings.temperature, settings.top_k) == (extreme, limits.MAX_TOP_K)
+        assert settings.top_p == pytest.approx(top_p.minimum())
+        assert GenerationSettings.from_dict(settings.to_dict()) == settings
 
 
 def test_generation_settings_travel_with_the_session(window, tmp_path):
