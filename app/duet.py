@@ -23,8 +23,7 @@ from pathlib import Path
 import mido
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from music_transformer import CheckpointError, Note
-from music_transformer.generate import generate, primer_tokens
+from music_transformer import CheckpointError, Note, generate, primer_tokens
 
 from .background import run_in_background
 from .generation import NoteStream, open_model, pitches_for, torch_threads

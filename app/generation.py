@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
-from music_transformer import CheckpointError, Note, load_checkpoint, native
+from music_transformer import CheckpointError, Note, generate, generate_variations, infill, load_checkpoint, native
 from music_transformer.checkpoint import default_device
 from music_transformer.events import (
     NOTE_ON_OFFSET,
@@ -43,7 +43,6 @@ from music_transformer.events import (
     split_at,
     to_ticks,
 )
-from music_transformer.generate import generate, generate_variations, infill
 from music_transformer.keys import Key, allowed_pitches, detect_key
 
 from .playback.scheduler import NOTE_OFF, NOTE_ON, Event, LiveFeed

@@ -22,9 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from music_transformer import data, load_checkpoint  # noqa: E402
+from music_transformer import continuation_notes, data, generate, load_checkpoint, primer_tokens  # noqa: E402
 from music_transformer.events import duration_seconds  # noqa: E402
-from music_transformer.generate import continuation_notes, generate, primer_tokens  # noqa: E402
 
 
 def pick_primers(dataset: data.Dataset, count: int) -> list[data.Piece]:

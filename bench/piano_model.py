@@ -10,7 +10,7 @@ Every figure is measured for each model on the same held-out pieces (the stable 
    opened with its own style token where the model has styles.
 2. Infilling (models with styles only): on held-out pop songs, gaps of 2, 4 and 8 s at a quarter, half and
    three quarters of the song. The NLL per token of the gap's true contents given both sides (the
-   fill-in-the-middle context that `generate.infill` builds) against given the left side only (the same
+   fill-in-the-middle context that `infilling.infill` builds) against given the left side only (the same
    music before the gap, as a continuation).
 3. Continuations: 20 s from the 10 s of each of `--songs` held-out pop songs that start 30 s in, beside
    the real next 20 s: pitch-class agreement with the primer (cosine of the two pitch-class histograms),
@@ -42,10 +42,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from music_transformer import data, events, load_checkpoint  # noqa: E402  (after the checkout joins the path)
+from music_transformer import continuation_notes, data, events, generate, infill, load_checkpoint, primer_tokens  # noqa: E402
 from music_transformer.bench import generate_speed  # noqa: E402
 from music_transformer.events import Note, encode  # noqa: E402
-from music_transformer.generate import continuation_notes, generate, infill, primer_tokens  # noqa: E402
 from music_transformer.model import MusicTransformer, mixed_precision  # noqa: E402
 from music_transformer.train import position_nll  # noqa: E402
 

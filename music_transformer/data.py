@@ -468,7 +468,7 @@ def fim_sequence(tokens: Sequence[int], style: str, length: int, first: int, gap
 
     `events.fim_context` (the gap's length, up to `suffix_room` tokens of the music after the gap, as
     much of the music before it as fits), then the gap's true contents, with the notes begun in it
-    closed at its end, as `generate.infill` writes them; at most length + 1 tokens, so a long gap is
+    closed at its end, as `infilling.infill` writes them; at most length + 1 tokens, so a long gap is
     cut where the room runs out.
     """
     prefix, rest = events.split_at(tokens, first)

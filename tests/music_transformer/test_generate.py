@@ -8,7 +8,17 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from music_transformer import Note, decode, encode, events, generate
+from music_transformer import (
+    Note,
+    continuation_notes,
+    decode,
+    encode,
+    events,
+    generate,
+    generate_variations,
+    infill,
+    primer_tokens,
+)
 from music_transformer.attention import StreamCache
 from music_transformer.events import (
     END,
@@ -22,15 +32,7 @@ from music_transformer.events import (
     is_velocity,
     time_shift,
 )
-from music_transformer.generate import (
-    _Sampler,
-    _Sampling,
-    continuation_notes,
-    filter_logits,
-    generate_variations,
-    infill,
-    primer_tokens,
-)
+from music_transformer.sampling import Sampler, Sampling, filter_logits
 
 from .test_model import small_model
 
@@ -420,8 +422,8 @@ def test_hooks_on_the_model_see_every_step_and_change_nothing():
 
 def test_a_draw_follows_the_softmax_of_the_allowed_tokens():
     model = small_model()
-    sampling = _Sampling.checked(model, 1.0, None, None, [11], None, None, None, None, 1, "any")
-    sampler = _Sampler(sampling, 1, 6, torch.device("cpu"))
+    sampling = Sampling.checked(model, 1.0, None, None, [11], None, None, None, None, 1, "any")
+    sampler = Sampler(sampling, 1, 6, torch.device("cpu"))
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 5.0, 0.5]])
     sampler.masks[0, 4] = float("-inf")  # a token the rules forbid
     counts = torch.zeros(6)
@@ -438,7 +440,6 @@ def _pitches(tokens):
 
 
 def test_allowed_pitches_keep_every_new_note_to_a_key_and_range_over_many_seeds():
-    from music_transformer.generate import generate_variations
     from music_transformer.keys import Key, allowed_pitches
 
     model = small_model()
