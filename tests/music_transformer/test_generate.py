@@ -9,6 +9,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from music_transformer import (
+    VOCAB_SIZE,
     Note,
     continuation_notes,
     decode,
@@ -17,6 +18,7 @@ from music_transformer import (
     generate,
     generate_variations,
     infill,
+    limits,
     primer_tokens,
 )
 from music_transformer.attention import StreamCache
@@ -285,6 +287,44 @@ def test_a_model_made_before_styles_reads_start_and_the_primer_only():
 def test_bad_arguments_are_refused_when_called_not_at_the_first_token(bad):
     with pytest.raises(ValueError):
         generate(small_model(), PRIMER, **bad)
+
+
+def test_top_k_reaches_the_whole_vocabulary_and_no_further():
+    assert limits.MAX_TOP_K == VOCAB_SIZE
+
+
+# (argument, just inside its bound, just outside it, the bound's words in the error)
+BOUNDS = [("temperature", limits.MIN_TEMPERATURE, -1e-6, "from 0 to 10"),
+          ("temperature", limits.MAX_TEMPERATURE, limits.MAX_TEMPERATURE + 1e-6, "from 0 to 10"),
+          ("top_k", limits.MIN_TOP_K, -1, "from 0 to 399"), ("top_k", limits.MAX_TOP_K, limits.MAX_TOP_K + 1, "to 399"),
+          ("top_p", 1e-6, limits.MIN_TOP_P, "more than 0 and at most 1"),
+          ("top_p", limits.MAX_TOP_P, limits.MAX_TOP_P + 1e-6, "more than 0 and at most 1"),
+          ("window", limits.MIN_WINDOW, limits.MIN_WINDOW - 1, "from 1 to 65,536"),
+          ("window", limits.MAX_WINDOW, limits.MAX_WINDOW + 1, "from 1 to 65,536")]
+
+
+@pytest.mark.parametrize("name,inside,outside,bound", BOUNDS)
+def test_the_sampling_bounds_of_limits_hold_for_generate_variations_and_infill(name, inside, outside, bound):
+    """Just inside a bound is accepted (and writes music), just outside is refused when called, naming the bound."""
+    model = small_model()
+    calls = [lambda **setting: generate(model, PRIMER, max_tokens=6, seed=1, **setting),
+             lambda **setting: generate_variations(model, PRIMER, seeds=[1, 2], max_tokens=6, **setting),
+             lambda **setting: infill(model, BEFORE, AFTER, 2.0, 2.5, seed=1, **setting)]
+    for call in calls:
+        stream = call(**{name: inside})
+        if name != "window":  # a window of one position, or of 65,536, is accepted; writing with it is not the point
+            assert list(stream)
+        with pytest.raises(ValueError, match=f"{name} must be .*{bound}"):
+            call(**{name: outside})
+
+
+def test_variations_are_at_most_limits_max_variations():
+    model = small_model()
+    seeds = list(range(limits.MAX_VARIATIONS))
+    assert {variation for variation, _ in generate_variations(model, PRIMER, seeds=seeds, max_tokens=3)} == \
+        set(seeds)
+    with pytest.raises(ValueError, match=f"1 to {limits.MAX_VARIATIONS} seeds"):
+        generate_variations(model, PRIMER, seeds=[*seeds, 99], max_tokens=3)
 
 
 BEFORE = [Note(60, 90, 0.0, 1.0), Note(64, 70, 0.5, 1.0), Note(48, 60, 0.5, 3.2), Note(55, 80, 1.5, 2.6)]
