@@ -70,7 +70,8 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     setting back when the stream ends. One is right for single-token steps: with more, torch's
     threads wait on each other, and on a busy 2-core machine decoding ran 10 to 70 times slower.
 
-    The arguments are checked when it is called (ValueError), before the first token is asked for.
+    The arguments are checked when it is called (ValueError), before the first token is asked for: the
+    sampling ones (temperature, top_k, top_p, window) against the bounds `limits` names.
     """
     context, performance = _continuing(model, primer, allowed_pitches)
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
