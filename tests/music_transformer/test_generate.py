@@ -116,6 +116,14 @@ def _reference_nucleus(probabilities, top_p):
     return set(order[kept & (values > 0)].tolist())
 
 
+def _is_the_nucleus(kept, probabilities, top_p):
+    """Whether `kept` is the reference nucleus, up to ties: two tokens whose probabilities agree to float32
+    rounding may rank either way round, so one can stand in for the other at the nucleus's edge."""
+    differ = kept ^ _reference_nucleus(probabilities, top_p)
+    return all(any(abs(probabilities[a] - probabilities[b]) <= 1e-5 * probabilities[a] for b in differ - {a})
+               for a in differ)
+
+
 @hypothesis_settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), top_p=st.floats(0.01, 0.999), blocked=st.floats(0.0, 0.95),
        rows=st.integers(1, 3), scale=st.floats(0.1, 8.0))
@@ -135,7 +143,7 @@ def test_top_p_keeps_each_kinds_nucleus_and_each_kinds_probability(seed, top_p, 
                 assert (new == 0).all()
             elif index in NARROWED:
                 kept = set(torch.nonzero(new > 0).flatten().tolist())
-                assert kept == _reference_nucleus(old / old.sum(), top_p)
+                assert _is_the_nucleus(kept, old / old.sum(), top_p), (kept, _reference_nucleus(old / old.sum(), top_p))
             else:
                 torch.testing.assert_close(new, old, atol=1e-6, rtol=1e-4)  # time shifts untouched
 
