@@ -39,9 +39,9 @@ from torch.profiler import ProfilerActivity, profile, record_function
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["CONTINUO_NATIVE"] = "0"  # the decoder's torch operations, which the profiler can split
 
+from music_transformer import generate  # noqa: E402
 from music_transformer.bench import _primer  # noqa: E402
 from music_transformer.decoder import CapturedStep, Decoder  # noqa: E402
-from music_transformer.generate import generate  # noqa: E402
 from music_transformer.model import ModelConfig, MusicTransformer  # noqa: E402
 
 KINDS = ("weights", "attention", "relative term", "sampling", "other tensor ops", "Python and dispatch")

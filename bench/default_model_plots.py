@@ -22,9 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from music_transformer import data, load_checkpoint  # noqa: E402
+from music_transformer import Note, continuation_notes, data, generate, load_checkpoint, primer_tokens, sources  # noqa: E402
 from music_transformer.events import duration_seconds  # noqa: E402
-from music_transformer.generate import continuation_notes, generate, primer_tokens  # noqa: E402
 
 
 def pick_primers(dataset: data.Dataset, count: int) -> list[data.Piece]:
@@ -125,16 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     dataset = data.load_dataset(args.data, limit=args.limit, progress=False)
     report, primers = [], []
     for index, piece in enumerate(pick_primers(dataset, args.count)):
-        notes = data.array_to_notes(piece.notes)
+        notes = sources.array_to_notes(piece.notes)
         primer = [n for n in notes if n.start < args.primer_seconds]
-        primer = [data.Note(n.pitch, n.velocity, n.start, min(n.end, args.primer_seconds)) for n in primer]
+        primer = [Note(n.pitch, n.velocity, n.start, min(n.end, args.primer_seconds)) for n in primer]
         started = time.perf_counter()
         tokens = list(generate(model, primer_tokens(primer, until=args.primer_seconds), seconds=args.seconds,
                                top_p=args.top_p, seed=args.seed + index))
         wall = time.perf_counter() - started
         continuation = continuation_notes(tokens, start=args.primer_seconds)
-        signs = failure_signs([data.Note(n.pitch, n.velocity, n.start - args.primer_seconds,
-                                         n.end - args.primer_seconds) for n in continuation], args.seconds)
+        signs = failure_signs([Note(n.pitch, n.velocity, n.start - args.primer_seconds,
+                                    n.end - args.primer_seconds) for n in continuation], args.seconds)
         signs["primer_pitch_range"] = [min(n.pitch for n in primer), max(n.pitch for n in primer)]
         signs["tokens_per_music_s"] = round(len(tokens) / args.seconds, 1)
         signs["real_time_factor"] = round(args.seconds / wall, 1)  # primer encoding included

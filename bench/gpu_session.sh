@@ -101,8 +101,7 @@ step "streaming decoder on $device: the new model and the bundled one"
 timeout 180 "$python" - "$device" "$out/piano-model-fp16.pt" <<'EOF' | tee "$out/decode.txt"
 import json, sys, time
 import torch
-from music_transformer import load_checkpoint
-from music_transformer.generate import generate
+from music_transformer import generate, load_checkpoint
 device, new = sys.argv[1], sys.argv[2]
 for name, path in (("new", new), ("bundled", None)):
     model = load_checkpoint(path, device=device)

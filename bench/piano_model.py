@@ -10,7 +10,7 @@ Every figure is measured for each model on the same held-out pieces (the stable 
    opened with its own style token where the model has styles.
 2. Infilling (models with styles only): on held-out pop songs, gaps of 2, 4 and 8 s at a quarter, half and
    three quarters of the song. The NLL per token of the gap's true contents given both sides (the
-   fill-in-the-middle context that `generate.infill` builds) against given the left side only (the same
+   fill-in-the-middle context that `infilling.infill` builds) against given the left side only (the same
    music before the gap, as a continuation).
 3. Continuations: 20 s from the 10 s of each of `--songs` held-out pop songs that start 30 s in, beside
    the real next 20 s: pitch-class agreement with the primer (cosine of the two pitch-class histograms),
@@ -42,10 +42,18 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from music_transformer import data, events, load_checkpoint  # noqa: E402  (after the checkout joins the path)
+from music_transformer import (  # noqa: E402  (after the checkout joins the path)
+    continuation_notes,
+    data,
+    events,
+    generate,
+    infill,
+    load_checkpoint,
+    primer_tokens,
+    sources,
+)
 from music_transformer.bench import generate_speed  # noqa: E402
 from music_transformer.events import Note, encode  # noqa: E402
-from music_transformer.generate import continuation_notes, generate, infill, primer_tokens  # noqa: E402
 from music_transformer.model import MusicTransformer, mixed_precision  # noqa: E402
 from music_transformer.train import position_nll  # noqa: E402
 
@@ -115,7 +123,7 @@ def infill_nll(model: MusicTransformer, pieces: list[data.Piece]) -> dict:
         gap = events.to_ticks(seconds)
         sums = {"both_sides": [0.0, 0], "left_only": [0.0, 0]}
         for piece in pieces:
-            tokens = encode(data.array_to_notes(piece.notes))
+            tokens = encode(sources.array_to_notes(piece.notes))
             total = events.duration_seconds(tokens)
             for place in GAP_PLACES:
                 first = events.to_ticks(total * place)
@@ -146,7 +154,7 @@ def join_nll(model: MusicTransformer, pieces: list[data.Piece], songs: int, seco
     gap = events.to_ticks(seconds)
     sums = {"fill": [0.0, 0], "continuation": [0.0, 0], "real": [0.0, 0]}
     for index, piece in enumerate(pieces[:songs]):
-        notes = data.array_to_notes(piece.notes)
+        notes = sources.array_to_notes(piece.notes)
         tokens = encode(notes)
         total = events.duration_seconds(tokens)
         for place in GAP_PLACES:
@@ -204,7 +212,7 @@ def continuation_stats(models: dict[str, MusicTransformer], pieces: list[data.Pi
     chosen = [p for p in pieces if p.notes[:, 2].max() > end + CONTINUATION_SECONDS][:songs]
     rows: dict[str, list[dict]] = {name: [] for name in [*models, "real"]}
     for index, piece in enumerate(chosen):
-        notes = data.array_to_notes(piece.notes)
+        notes = sources.array_to_notes(piece.notes)
         primer = [Note(n.pitch, n.velocity, n.start - PRIMER_START, min(n.end, end) - PRIMER_START)
                   for n in notes if PRIMER_START <= n.start < end]
         real = [Note(n.pitch, n.velocity, n.start - end, min(n.end - end, CONTINUATION_SECONDS))

@@ -2,9 +2,10 @@
 streaming generation, checkpoints and training. No Qt in here: usable from a script or a notebook."""
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .continuation import continuation_notes, generate, generate_variations, primer_tokens
 from .errors import CheckpointError, ContinuoError, MidiFileError
 from .events import VOCAB_SIZE, Note, decode, encode
-from .generate import continuation_notes, generate, generate_variations, infill, primer_tokens
+from .infilling import infill
 from .midi import read_midi, write_midi
 from .model import ModelConfig, MusicTransformer
 

@@ -119,9 +119,13 @@ def _takes_files(folder: Path) -> bool:
 def sampling_options(parser: ArgumentParser) -> None:
     """The options `generate` and `infill` share: the model, how it samples, the style, key and range."""
     parser.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
-    parser.add_argument("--temperature", type=number(float, 0, limits.MAX_TEMPERATURE), default=1.0)
-    parser.add_argument("--top-k", type=non_negative_int)
-    parser.add_argument("--top-p", type=number(float, 0, 1, above=True))
+    # the bounds generate() enforces, read here so that a value out of them is one line and exit 2
+    parser.add_argument("--temperature", type=number(float, limits.MIN_TEMPERATURE, limits.MAX_TEMPERATURE),
+                        default=1.0, help="0 picks the most likely token (default 1)")
+    parser.add_argument("--top-k", type=number(int, limits.MIN_TOP_K, limits.MAX_TOP_K),
+                        help="draw among the k likeliest tokens only (0 or none: all)")
+    parser.add_argument("--top-p", type=number(float, limits.MIN_TOP_P, limits.MAX_TOP_P, above=True),
+                        help="draw within each kind of event's likeliest share p (1 or none: all)")
     parser.add_argument("--seed", type=seed)
     parser.add_argument("--style", default="any", choices=STYLES,
                         help="the idiom to write in (default any: the model tells from the music around)")

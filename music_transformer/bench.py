@@ -102,7 +102,7 @@ def _timed(stream, tokens: int | None = None) -> tuple[float, int]:
 def generate_tokens_per_s(context: int, tokens: int, repeats: int) -> dict:
     """`generate`'s tokens/s at a full context of the 6 x 256 model on one thread: through the decoder, and
     through the model's forward pass (where a forward hook sends it), interleaved, the best of `repeats`."""
-    from .generate import generate
+    from .continuation import generate
 
     model = _model("relative", context).eval()
     primer = _primer(context)
@@ -121,7 +121,7 @@ def generate_tokens_per_s(context: int, tokens: int, repeats: int) -> dict:
 def variations_time(rows: int, primer_length: int, tokens: int, repeats: int) -> dict:
     """Seconds to write `rows` variations of `tokens` tokens as one batch against one, after a primer of
     `primer_length` (the piano model's shape, one thread, the best of `repeats`, interleaved)."""
-    from .generate import generate_variations
+    from .continuation import generate_variations
 
     torch.manual_seed(0)
     model = MusicTransformer(ModelConfig(**PIANO_CONFIG)).eval()
@@ -139,7 +139,7 @@ def device_decode(device: str, model: MusicTransformer | None = None, tokens: in
     """The bundled model (or `model`) at its full window: `generate`'s tokens/s on `device` against one CPU thread,
     one stream each, and `rows` variations of `tokens` tokens against one on `device` (bench/gpu_session.sh)."""
     from .checkpoint import load_checkpoint
-    from .generate import generate, generate_variations
+    from .continuation import generate, generate_variations
 
     model = model or load_checkpoint(device="cpu")
     primer = _primer(model.config.train_length)
@@ -167,8 +167,8 @@ MEDIAN_POP_TOKENS_PER_SECOND = 24  # POP909's median
 
 def generate_speed(model: MusicTransformer, tokens: int = 400) -> dict:
     """`generate`'s tokens/s on one CPU thread once its window is full, and the real-time factors."""
+    from .continuation import generate
     from .events import NUM_EVENTS
-    from .generate import generate
 
     window = model.config.train_length
     primer = torch.randint(0, NUM_EVENTS, (window,), generator=torch.Generator().manual_seed(0)).tolist()

@@ -1,20 +1,13 @@
-"""Training data: MIDI folders and the music21 corpus, a token-free note cache, the split, augmentation,
-the style of each source and fill-in-the-middle samples.
-
-Sources are converted once, in parallel over the cores, into a cache of note arrays (one `.npz` per
-source file, written atomically, so an interrupted conversion resumes where it stopped). The cache holds
-notes rather than tokens because augmentation works on notes: transpose, stretch time, then encode, as
-Magenta's score2perf does. The cache lives in `$CONTINUO_CACHE` (default `~/.cache/continuo`), never in
-the repository.
+"""Training data: the data set of the sources (`sources.py` converts them), the split, token packs,
+augmentation, and the samples and batches training draws: windows, packed short pieces and
+fill-in-the-middle sequences.
 
 The split is by piece and deterministic: a piece goes to validation when a hash of its id says so, so
 the same piece never lands in both, whatever machine or order the files come in.
 
-Every source names the idiom of its music (`events.STYLES`): the music21 parts are `chorale`,
-`renaissance` and `folk`, a MIDI folder given as `pop-piano=FOLDER` is `pop-piano`, and a plain folder
-is `any`. A data set can also be packed into one token file (`save_token_pack`: the unaugmented
-encodings as uint16, a few MB) that needs neither the MIDI files nor music21, for a machine that has
-neither (the GPU machine).
+Every piece keeps the style of its source (`sources.py`). A data set can also be packed into one token
+file (`save_token_pack`: the unaugmented encodings as uint16, a few MB) that needs neither the MIDI files
+nor music21, for a machine that has neither (the GPU machine).
 
 A training sample is one of three kinds (`training_sample`): a window of the piece with the header
 (START and the style token) in front, a bare window (as the decoder sees once its window has slid
@@ -31,9 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import multiprocessing
 import os
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,234 +32,17 @@ from pathlib import Path
 import numpy as np
 
 from . import events
-from .errors import ContinuoError
-from .events import END, NUM_PITCHES, PAD, STYLES, Note, decode, encode
+from .errors import DataError
+from .events import END, NUM_PITCHES, PAD, STYLES, decode, encode
+from .sources import array_to_notes, cache_path, convert_sources, default_cache_dir, notes_to_array, resolve_sources
 
 log = logging.getLogger(__name__)
 
-MIDI_SUFFIXES = (".mid", ".midi")
-CACHE_FORMAT = 1
 VALID_FRACTION = 0.05
-
-# The music21 corpus subset we train on, chosen to convert in about 15 minutes on two cores: the Bach
-# chorales (four voices, ~500 events each), Palestrina's masses (long polyphonic pieces: they give the
-# held-out pieces of 4 x 256 tokens and more that the by-position evaluation needs), and the fiddle tunes of
-# Ryan's Mammoth Collection and O'Neill's 1850 (monophonic dance tunes, ~3,000 of them). Everything in
-# the music21 corpus is public domain. Essen's 8,500 folk songs are left out: they come in 300-song files
-# that parse slowly and would swamp a short training run with very short melodies.
-CORPUS_SUBSETS = {
-    "bach": ("bach/",),
-    "palestrina": ("palestrina/",),
-    "fiddle": ("ryansMammoth/", "oneills1850/"),
-}
-DEFAULT_CORPUS = ("bach", "palestrina", "fiddle")
-CORPUS_STYLES = {"bach": "chorale", "palestrina": "renaissance", "fiddle": "folk"}
 TOKEN_PACK_SUFFIX = ".tokens.npz"
 HEADER_RATE = 0.5  # of the plain windows, the share that opens with START and the style token
-DEFAULT_BPM = 100.0  # music21 scores carry no performance tempo: this one, unless the score has a metronome mark
-DEFAULT_VELOCITY = 80  # nor dynamics we trust: every note at mezzo-forte (bin 19)
 StyleWeights = tuple[tuple[str, float], ...]  # (style, weight) pairs for `epoch_plan`
 MAX_STYLE_WEIGHT = 100.0  # a style's pieces come round at most this many times as often in an epoch
-
-
-class DataError(ContinuoError):
-    """A data source that cannot be used: a missing folder, no music in it, an unknown corpus part."""
-
-
-# --- sources ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Source:
-    """One file to convert: where it is, its id (stable across machines) and a cache key."""
-
-    path: str
-    source_id: str
-    key: str
-    kind: str  # "midi" or "music21"
-    style: str = "any"  # the idiom of its music, one of events.STYLES
-
-
-def default_cache_dir() -> Path:
-    """`$CONTINUO_CACHE`, or `~/.cache/continuo`."""
-    return Path(os.environ.get("CONTINUO_CACHE") or Path.home() / ".cache" / "continuo")
-
-
-def midi_sources(folder: str | os.PathLike, style: str = "any") -> list[Source]:
-    """Every `.mid`/`.midi` file under `folder`, recursively, in a stable order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder of MIDI files")
-    sources = []
-    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()):
-        stat = path.stat()
-        source_id = path.relative_to(folder).as_posix()
-        digest = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-        sources.append(Source(str(path), source_id, f"midi/{digest[:20]}", "midi", style))
-    return sources
-
-
-def corpus_sources(parts: Sequence[str] = DEFAULT_CORPUS, limit: int | None = None) -> list[Source]:
-    """Files of the music21 corpus subset `parts` (names of CORPUS_SUBSETS); `limit` caps each part."""
-    from music21 import corpus
-
-    unknown = [part for part in parts if part not in CORPUS_SUBSETS]
-    if unknown:
-        raise DataError(f"unknown corpus part {unknown[0]!r}; choose from {', '.join(CORPUS_SUBSETS)}")
-    root = None
-    by_id: dict[str, str] = {}
-    for path in sorted(str(p) for p in corpus.getPaths()):
-        root = root or path[:path.rfind("/corpus/") + len("/corpus/")]
-        relative = path[path.rfind("/corpus/") + len("/corpus/"):]
-        by_id.setdefault(relative, path)
-    sources = []
-    for part in parts:
-        chosen: dict[str, tuple[str, str]] = {}
-        for relative, path in by_id.items():
-            if not relative.startswith(CORPUS_SUBSETS[part]):
-                continue
-            stem, suffix = os.path.splitext(relative)
-            if suffix not in (".mxl", ".xml", ".musicxml", ".krn", ".abc"):
-                continue
-            # The same chorale in two formats is one piece: keep one (MusicXML first) so it cannot land
-            # in both splits.
-            rank = (".mxl", ".xml", ".musicxml", ".krn", ".abc").index(suffix)
-            if stem not in chosen or rank < chosen[stem][0]:
-                chosen[stem] = (rank, path)
-        stems = sorted(chosen)[:limit] if limit else sorted(chosen)
-        for stem in stems:
-            sources.append(Source(chosen[stem][1], stem, f"music21/{stem}", "music21", CORPUS_STYLES[part]))
-    return sources
-
-
-def resolve_sources(data: str, limit: int | None = None) -> list[Source]:
-    """`corpus` (the default subset), `corpus:bach,fiddle`, a folder of MIDI files, or `STYLE=FOLDER`."""
-    if data == "corpus" or data.startswith("corpus:"):
-        parts = tuple(p for p in data.partition(":")[2].split(",") if p) or DEFAULT_CORPUS
-        return corpus_sources(parts, limit)
-    style, equals, folder = data.partition("=")
-    if not equals or style not in STYLES:
-        style, folder = "any", data
-    sources = midi_sources(folder, style)
-    return sources[:limit] if limit else sources
-
-
-# --- conversion -----------------------------------------------------------------------------------
-
-
-def notes_to_array(notes: Iterable[Note]) -> np.ndarray:
-    """Notes as a float32 array (N, 4): pitch, velocity, start, end."""
-    rows = [(n.pitch, n.velocity, n.start, n.end) for n in notes]
-    return np.asarray(rows, dtype=np.float32).reshape(-1, 4)
-
-
-def array_to_notes(array: np.ndarray) -> list[Note]:
-    """The inverse of `notes_to_array`."""
-    return [Note(int(p), int(v), float(s), float(e)) for p, v, s, e in array.tolist()]
-
-
-def score_notes(score, bpm: float | None = None, velocity: int = DEFAULT_VELOCITY) -> list[Note]:
-    """A music21 score's notes in seconds: tied notes joined, grace notes dropped, repeats not expanded.
-
-    The tempo is the score's first metronome mark (kept within 50-160 bpm), else DEFAULT_BPM.
-    """
-    if bpm is None:
-        bpm = DEFAULT_BPM
-        for mark in score.recurse().getElementsByClass("MetronomeMark"):
-            quarter_bpm = mark.getQuarterBPM()
-            if quarter_bpm:
-                bpm = min(max(float(quarter_bpm), 50.0), 160.0)
-            break
-    seconds_per_quarter = 60.0 / bpm
-    parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
-    notes = []
-    for part in parts:
-        for element in part.stripTies().flatten().notes:
-            length = float(element.quarterLength)
-            if length <= 0:
-                continue
-            start = float(element.offset) * seconds_per_quarter
-            end = start + length * seconds_per_quarter
-            for pitch in element.pitches:
-                if 0 <= pitch.midi < NUM_PITCHES:
-                    notes.append(Note(int(pitch.midi), velocity, start, end))
-    notes.sort(key=lambda n: (n.start, n.pitch))
-    return notes
-
-
-def read_source(source: Source) -> list[tuple[str, list[Note]]]:
-    """The pieces in one source file as (piece id, notes); an opus (many tunes in one file) gives many."""
-    if source.kind == "midi":
-        from .midi import read_midi
-
-        return [(source.source_id, read_midi(source.path))]
-    import music21
-
-    parsed = music21.converter.parse(source.path)
-    scores = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
-    pieces = []
-    for index, score in enumerate(scores):
-        piece_id = source.source_id if len(scores) == 1 else f"{source.source_id}#{index}"
-        pieces.append((piece_id, score_notes(score)))
-    return pieces
-
-
-def _cache_path(cache_dir: Path, source: Source) -> Path:
-    return cache_dir / f"notes-v{CACHE_FORMAT}" / f"{source.key}.npz"
-
-
-def convert_source(job: tuple[Source, str]) -> tuple[str, str | None]:
-    """Converts one source into its cache file (atomically); returns (source id, error or None).
-
-    An unreadable file is cached as an error, so a later run skips it without parsing it again.
-    """
-    source, cache_dir = job
-    path = _cache_path(Path(cache_dir), source)
-    error = None
-    try:
-        pieces = [(piece_id, notes) for piece_id, notes in read_source(source) if notes]
-    except Exception as exception:  # noqa: BLE001 - any parser failure: the file is skipped, never the run
-        pieces = []
-        error = (str(exception).strip().splitlines() or [type(exception).__name__])[0][:300]
-    arrays = [notes_to_array(notes) for _, notes in pieces]
-    lengths = np.asarray([len(encode(notes)) for _, notes in pieces], dtype=np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        np.savez(handle,
-                 notes=np.concatenate(arrays) if arrays else np.zeros((0, 4), np.float32),
-                 counts=np.asarray([len(a) for a in arrays], dtype=np.int64),
-                 token_counts=lengths,
-                 ids=np.asarray([piece_id for piece_id, _ in pieces], dtype=str),
-                 error=np.asarray(error or ""))
-    os.replace(temporary, path)
-    return source.source_id, error
-
-
-def convert_sources(sources: Sequence[Source], cache_dir: Path | None = None, workers: int | None = None,
-                    progress: bool = True) -> None:
-    """Converts every source not yet in the cache, in parallel with a progress bar; resumable."""
-    from tqdm import tqdm
-
-    cache_dir = Path(cache_dir or default_cache_dir())
-    todo = [s for s in sources if not _cache_path(cache_dir, s).exists()]
-    if not todo:
-        return
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    jobs = [(source, str(cache_dir)) for source in todo]
-    bar = tqdm(total=len(jobs), desc=f"converting to {cache_dir}", unit="file", disable=not progress,
-               file=sys.stderr)
-    if workers == 1:
-        for job in jobs:
-            convert_source(job)
-            bar.update()
-    else:
-        # fork: the workers share the parent's imports (music21 takes seconds to import) and use no torch.
-        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with context.Pool(workers) as pool:
-            for _ in pool.imap_unordered(convert_source, jobs, chunksize=4):
-                bar.update()
-    bar.close()
 
 
 # --- pieces, split ----------------------------------------------------------------------------------
@@ -333,7 +107,7 @@ def _load_sources(data: str, cache_dir: Path | None, limit: int | None, workers:
     convert_sources(sources, cache_dir, workers, progress)
     dataset = Dataset()
     for source in sources:
-        with np.load(_cache_path(cache_dir, source)) as entry:
+        with np.load(cache_path(cache_dir, source)) as entry:
             error = str(entry["error"])
             if error:
                 dataset.skipped += 1
@@ -468,7 +242,7 @@ def fim_sequence(tokens: Sequence[int], style: str, length: int, first: int, gap
 
     `events.fim_context` (the gap's length, up to `suffix_room` tokens of the music after the gap, as
     much of the music before it as fits), then the gap's true contents, with the notes begun in it
-    closed at its end, as `generate.infill` writes them; at most length + 1 tokens, so a long gap is
+    closed at its end, as `infilling.infill` writes them; at most length + 1 tokens, so a long gap is
     cut where the room runs out.
     """
     prefix, rest = events.split_at(tokens, first)

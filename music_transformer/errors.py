@@ -11,3 +11,7 @@ class MidiFileError(ContinuoError):
 
 class CheckpointError(ContinuoError):
     """A model checkpoint that is missing, damaged or from an incompatible version."""
+
+
+class DataError(ContinuoError):
+    """A data source that cannot be used: a missing folder, no music in it, an unknown corpus part."""

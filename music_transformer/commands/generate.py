@@ -35,8 +35,8 @@ def main(argv: list[str]) -> int:
     from tqdm import tqdm
 
     from ..checkpoint import load_checkpoint
+    from ..continuation import continuation_notes, generate, primer_tokens
     from ..events import SECONDS_PER_TICK, shift_ticks
-    from ..generate import continuation_notes, generate, primer_tokens
     from ..midi import read_midi, write_midi
 
     primer_notes = read_midi(args.primer) if args.primer else []

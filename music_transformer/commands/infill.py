@@ -31,8 +31,9 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--end {args.end:g} must come after --start {args.start:g}")
 
     from ..checkpoint import load_checkpoint
+    from ..continuation import continuation_notes
     from ..events import to_ticks
-    from ..generate import continuation_notes, infill
+    from ..infilling import infill
     from ..midi import read_midi, write_midi
 
     notes = read_midi(args.input)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from music_transformer import Note, read_midi, save_checkpoint, write_midi
-from music_transformer.arguments import positive_float, share
+from music_transformer import Note, generate, limits, read_midi, save_checkpoint, write_midi
+from music_transformer.arguments import ArgumentParser, positive_float, sampling_options, share
 from music_transformer.cli import main
 
 from .test_model import small_model
@@ -111,8 +111,9 @@ def test_average_command(tmp_path):
 # --- every user error is one line on stderr, found before any work -----------------------------------------
 
 BAD_GENERATE = {
-    "--seconds": ["nan", "inf", "-5", "0", "1e9", "x"], "--temperature": ["nan", "-1", "inf"], "--top-k": ["-1", "2.5"],
-    "--top-p": ["0", "2", "nan"], "--seed": ["-1", "1.5"], "--beam-size": ["0", "1000"],
+    "--seconds": ["nan", "inf", "-5", "0", "1e9", "x"], "--temperature": ["nan", "-1", "inf", "10.001"],
+    "--top-k": ["-1", "2.5", "400"], "--top-p": ["0", "2", "1.001", "nan"], "--seed": ["-1", "1.5"],
+    "--beam-size": ["0", "1000"],
     "--length-penalty": ["nan", "-1"], "--bpm": ["0", "nan", "-120", "100000"], "--device": ["foo", "cuda:x"],
 }
 
@@ -126,6 +127,29 @@ def test_generate_refuses_bad_arguments_before_loading_a_model(tmp_path, capsys,
     error = capsys.readouterr().err
     assert code == 2 and error.count("\n") == 1 and f"argument {option}" in error, error
     assert not list(tmp_path.iterdir())
+
+
+# (option, just inside limits.py's bound, just outside it)
+SAMPLING_BOUNDS = [("--temperature", limits.MIN_TEMPERATURE, "-0.001"),
+                   ("--temperature", limits.MAX_TEMPERATURE, "10.001"),
+                   ("--top-k", limits.MIN_TOP_K, "-1"), ("--top-k", limits.MAX_TOP_K, "400"),
+                   ("--top-p", 0.001, "0"), ("--top-p", limits.MAX_TOP_P, "1.001")]
+
+
+@pytest.mark.parametrize("command", ["generate", "infill"])
+@pytest.mark.parametrize("option,inside,outside", SAMPLING_BOUNDS)
+def test_the_sampling_options_read_the_bounds_generate_enforces(tmp_path, capsys, command, option, inside, outside):
+    """Just inside a bound parses (and generate takes it), just outside is one line and exit 2."""
+    parser = ArgumentParser(prog=f"music-transformer {command}")
+    sampling_options(parser)
+    value = parser.parse_args([option, f"{inside:g}"]).__dict__[option[2:].replace("-", "_")]
+    assert value == inside
+    generate(small_model(), [], max_tokens=1, **{option[2:].replace("-", "_"): value})  # refuses nothing
+    fixed = ["--input", str(tmp_path / "in.mid"), "--start", "1", "--end", "2"] if command == "infill" else []
+    code = main([command, *fixed, "--out", str(tmp_path / "o.mid"), "--checkpoint", str(tmp_path / "none.pt"),
+                 option, outside])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and f"argument {option}" in error, error
 
 
 @pytest.mark.parametrize("out,message", [("nowhere/o.mid", "does not exist"), ("folder", "is a folder"),

@@ -9,10 +9,9 @@ import warnings
 import pytest
 import torch
 
-from music_transformer import VOCAB_SIZE, generate
+from music_transformer import VOCAB_SIZE, generate, generate_variations
 from music_transformer.attention import relative_attention
 from music_transformer.decoder import CapturedStep
-from music_transformer.generate import generate_variations
 
 from .test_attention import _direct_attention
 from .test_generate import PRIMER, assert_valid_stream

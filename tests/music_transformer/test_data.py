@@ -8,7 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from music_transformer import Note, data, decode, encode, events, write_midi
+from music_transformer import Note, data, decode, encode, events, sources, write_midi
+from music_transformer.errors import DataError
 from music_transformer.events import PAD, START
 
 
@@ -39,7 +40,7 @@ def test_a_midi_folder_is_read_recursively_and_corrupt_files_are_skipped_and_cou
     assert len(skipped_lines) == 2 and all("broken" in line for line in skipped_lines)
     assert {p.piece_id for p in dataset.train + dataset.valid} >= {"nested/deeper/piece00.midi", "top/piece01.mid"}
     piece = (dataset.train + dataset.valid)[0]
-    assert piece.token_count == len(encode(data.array_to_notes(piece.notes)))
+    assert piece.token_count == len(encode(sources.array_to_notes(piece.notes)))
     # The cache is where we asked, never in the repository.
     assert list((tmp_path / "cache").rglob("*.npz"))
 
@@ -52,26 +53,26 @@ def test_conversion_is_reused_and_resumes_after_an_interruption(tmp_path, monkey
     assert len(files) == 6
     files[2].unlink()  # as if the conversion had been killed before this file
     read = []
-    original = data.read_source
-    monkeypatch.setattr(data, "read_source", lambda source: read.append(source.source_id) or original(source))
+    original = sources.read_source
+    monkeypatch.setattr(sources, "read_source", lambda source: read.append(source.source_id) or original(source))
     dataset = data.load_dataset(str(folder), cache_dir=cache, workers=1, progress=False)
     assert len(read) == 1 and len(dataset.train) + len(dataset.valid) == 6
 
 
 def test_parallel_conversion_of_a_few_music21_pieces(tmp_path):
-    sources = data.corpus_sources(("bach", "fiddle"), limit=2)
-    assert len(sources) == 4 and sources[0].source_id.startswith("bach/")
-    data.convert_sources(sources, cache_dir=tmp_path, workers=2, progress=False)
+    found = sources.corpus_sources(("bach", "fiddle"), limit=2)
+    assert len(found) == 4 and found[0].source_id.startswith("bach/")
+    sources.convert_sources(found, cache_dir=tmp_path, workers=2, progress=False)
     dataset = data.load_dataset("corpus:bach,fiddle", cache_dir=tmp_path, limit=2, progress=False)
     pieces = dataset.train + dataset.valid
     assert dataset.skipped == 0 and len(pieces) >= 4  # an O'Neill/Ryan file may hold several tunes
     chorale = next(p for p in pieces if p.piece_id.startswith("bach/"))
-    notes = data.array_to_notes(chorale.notes)
-    assert len({n.pitch for n in notes}) > 10 and all(n.velocity == data.DEFAULT_VELOCITY for n in notes)
+    notes = sources.array_to_notes(chorale.notes)
+    assert len({n.pitch for n in notes}) > 10 and all(n.velocity == sources.DEFAULT_VELOCITY for n in notes)
     starts = sorted({round(n.start, 3) for n in notes})
     assert min(np.diff(starts)) >= 0.14  # 16th notes and longer at 100 bpm: no grace-note debris
-    with pytest.raises(data.DataError, match="unknown corpus part"):
-        data.corpus_sources(("nope",))
+    with pytest.raises(DataError, match="unknown corpus part"):
+        sources.corpus_sources(("nope",))
 
 
 def test_a_music21_score_becomes_notes_at_its_tempo_with_ties_joined():
@@ -84,15 +85,15 @@ def test_a_music21_score_becomes_notes_at_its_tempo_with_ties_joined():
     first.tie, second.tie = music21.tie.Tie("start"), music21.tie.Tie("stop")
     part.append([first, second, music21.chord.Chord(["E4", "G4"], quarterLength=2)])
     score.append(part)
-    notes = data.score_notes(score)
+    notes = sources.score_notes(score)
     assert [(n.pitch, n.start, n.end) for n in notes] == [(60, 0.0, 2.0), (64, 2.0, 4.0), (67, 2.0, 4.0)]
 
 
 def test_a_missing_or_empty_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(data.DataError, match="no such folder"):
+    with pytest.raises(DataError, match="no such folder"):
         data.load_dataset(str(tmp_path / "nowhere"), cache_dir=tmp_path / "c", progress=False)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(data.DataError, match="no MIDI files"):
+    with pytest.raises(DataError, match="no MIDI files"):
         data.load_dataset(str(tmp_path / "empty"), cache_dir=tmp_path / "c", progress=False)
 
 
@@ -119,7 +120,7 @@ def test_split_never_shares_a_piece_and_does_not_depend_on_the_file_order(tmp_pa
 
 
 def test_augmentation_transposes_and_stretches_every_note_alike():
-    notes = data.notes_to_array([Note(60, 80, 0.0, 0.5), Note(64, 90, 0.5, 1.0), Note(67, 70, 1.0, 2.0)])
+    notes = sources.notes_to_array([Note(60, 80, 0.0, 0.5), Note(64, 90, 0.5, 1.0), Note(67, 70, 1.0, 2.0)])
     shifts, factors = set(), []
     for seed in range(200):
         out = data.augment(notes, np.random.default_rng(seed))
@@ -137,16 +138,16 @@ def test_augmentation_transposes_and_stretches_every_note_alike():
 
 
 def test_augmentation_keeps_notes_on_the_keyboard():
-    notes = data.notes_to_array([Note(1, 80, 0.0, 0.5), Note(126, 80, 0.0, 0.5)])
+    notes = sources.notes_to_array([Note(1, 80, 0.0, 0.5), Note(126, 80, 0.0, 0.5)])
     for seed in range(50):
         out = data.augment(notes, np.random.default_rng(seed))
         assert out[:, 0].min() >= 0 and out[:, 0].max() <= 127
-    high = data.notes_to_array([Note(126, 80, 0.0, 0.5)])
+    high = sources.notes_to_array([Note(126, 80, 0.0, 0.5)])
     assert max(data.augment(high, np.random.default_rng(s))[0, 0] for s in range(50)) <= 127
 
 
 def test_an_augmented_piece_encodes_to_the_augmented_notes():
-    notes = data.notes_to_array([Note(60 + k % 5, 80, 0.3 * k, 0.3 * k + 0.25) for k in range(30)])
+    notes = sources.notes_to_array([Note(60 + k % 5, 80, 0.3 * k, 0.3 * k + 0.25) for k in range(30)])
     out = data.augment(notes, np.random.default_rng(3))
     tokens = data.piece_tokens(out, "folk")
     assert tokens[:2] == [START, events.style_token("folk")] and tokens[-1] == events.END
@@ -181,7 +182,7 @@ def _piece(index=0, count=120, style="pop-piano"):
         start = 0.25 * k + float(rng.uniform(0, 0.05))
         notes.append(Note(48 + int(rng.integers(0, 24)), int(rng.integers(30, 110)), start,
                           start + float(rng.uniform(0.1, 1.5))))
-    array = data.notes_to_array(notes)
+    array = sources.notes_to_array(notes)
     return data.Piece(f"p{index}", array, len(encode(notes)), style)
 
 
@@ -221,7 +222,7 @@ def test_a_fim_sequence_holds_the_true_gap_after_its_suffix_and_prefix():
 
 def test_fim_samples_vary_the_gap_and_the_suffix_and_fill_the_room():
     piece = _piece()
-    tokens = encode(data.array_to_notes(piece.notes))
+    tokens = encode(sources.array_to_notes(piece.notes))
     gaps, suffixes = [], []
     for seed in range(60):
         sample = data.fim_sample(tokens, "pop-piano", 256, np.random.default_rng(seed))
@@ -266,12 +267,12 @@ def test_a_token_pack_holds_the_pieces_their_styles_and_split(tmp_path):
     packed = data.load_dataset(str(tmp_path / "pack.tokens.npz"))
     for before, after in zip(dataset.train + dataset.valid, packed.train + packed.valid, strict=True):
         assert (before.piece_id, before.style, before.token_count) == (after.piece_id, after.style, after.token_count)
-        assert encode(data.array_to_notes(before.notes)) == encode(data.array_to_notes(after.notes))
+        assert encode(sources.array_to_notes(before.notes)) == encode(sources.array_to_notes(after.notes))
     assert [p.piece_id for p in packed.valid] == [p.piece_id for p in dataset.valid]
-    with pytest.raises(data.DataError, match="ends in"):
+    with pytest.raises(DataError, match="ends in"):
         data.save_token_pack(dataset, tmp_path / "pack.npz")
     (tmp_path / "bad.tokens.npz").write_bytes(b"not a pack")
-    with pytest.raises(data.DataError, match="not a token pack"):
+    with pytest.raises(DataError, match="not a token pack"):
         data.load_dataset(str(tmp_path / "bad.tokens.npz"))
     with np.load(tmp_path / "pack.tokens.npz") as pack:
         parts = dict(pack)
@@ -280,20 +281,20 @@ def test_a_token_pack_holds_the_pieces_their_styles_and_split(tmp_path):
     for change in damages:  # an id or a style missing, offsets past the tokens or going back, foreign tokens
         with open(tmp_path / "damaged.tokens.npz", "wb") as handle:
             np.savez(handle, **{**parts, **change})
-        with pytest.raises(data.DataError, match="damaged token pack"):
+        with pytest.raises(DataError, match="damaged token pack"):
             data.load_dataset(str(tmp_path / "damaged.tokens.npz"))
 
 
 def test_every_source_names_its_style():
-    assert {s.style for s in data.corpus_sources(("bach", "palestrina", "fiddle"), limit=1)} == \
+    assert {s.style for s in sources.corpus_sources(("bach", "palestrina", "fiddle"), limit=1)} == \
         {"chorale", "renaissance", "folk"}
 
 
 def test_training_batches_are_reproducible_resumable_and_split_over_ranks(tmp_path):
-    pieces = [data.Piece(f"p{i}", data.notes_to_array(
+    pieces = [data.Piece(f"p{i}", sources.notes_to_array(
         [Note(50 + i + k % 7, 80, 0.2 * k, 0.2 * k + 0.15) for k in range(30 + 5 * i)]), 0) for i in range(10)]
     for piece in pieces:
-        piece.token_count = len(encode(data.array_to_notes(piece.notes)))
+        piece.token_count = len(encode(sources.array_to_notes(piece.notes)))
     whole = list(data.training_batches(pieces, 16, 2, seed=7, epoch=1))
     assert len(whole) == data.batches_per_epoch(pieces, 16, 2, seed=7, epoch=1)
     again = list(data.training_batches(pieces, 16, 2, seed=7, epoch=1))
@@ -313,9 +314,9 @@ def test_training_batches_are_reproducible_resumable_and_split_over_ranks(tmp_pa
 
 def _scale_piece(name, count, style):
     """A piece of `count` notes stepping up the scale, with its token count."""
-    made = data.Piece(name, data.notes_to_array(
+    made = data.Piece(name, sources.notes_to_array(
         [Note(55 + k % 12, 80, 0.2 * k, 0.2 * k + 0.15) for k in range(count)]), 0, style)
-    made.token_count = len(encode(data.array_to_notes(made.notes)))
+    made.token_count = len(encode(sources.array_to_notes(made.notes)))
     return made
 
 
@@ -346,9 +347,9 @@ def test_short_pieces_are_packed_whole_into_shared_samples_and_long_ones_cropped
 
 
 def test_validation_chunks_cover_each_piece_in_windows_each_opening_with_the_header():
-    piece = data.Piece("v", data.notes_to_array([Note(60, 80, 0.1 * k, 0.1 * k + 0.05) for k in range(20)]), 0,
+    piece = data.Piece("v", sources.notes_to_array([Note(60, 80, 0.1 * k, 0.1 * k + 0.05) for k in range(20)]), 0,
                        "folk")
-    tokens = encode(data.array_to_notes(piece.notes)) + [events.END]
+    tokens = encode(sources.array_to_notes(piece.notes)) + [events.END]
     head = events.header("folk")
     chunks = data.validation_chunks([piece], 16)
     assert chunks.shape == (int(np.ceil(len(tokens) / 15)), 17)

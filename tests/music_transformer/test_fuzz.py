@@ -28,6 +28,7 @@ from music_transformer import (
     Note,
     decode,
     encode,
+    generate,
     limits,
     load_checkpoint,
     read_midi,
@@ -42,7 +43,6 @@ from music_transformer.events import (
     is_note_on,
     to_ticks,
 )
-from music_transformer.generate import generate
 from tests.bounds import bounded
 
 settings.register_profile("continuo-quick", max_examples=40, deadline=None, derandomize=True,

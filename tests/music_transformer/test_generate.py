@@ -8,7 +8,19 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from music_transformer import Note, decode, encode, events, generate
+from music_transformer import (
+    VOCAB_SIZE,
+    Note,
+    continuation_notes,
+    decode,
+    encode,
+    events,
+    generate,
+    generate_variations,
+    infill,
+    limits,
+    primer_tokens,
+)
 from music_transformer.attention import StreamCache
 from music_transformer.events import (
     END,
@@ -22,15 +34,7 @@ from music_transformer.events import (
     is_velocity,
     time_shift,
 )
-from music_transformer.generate import (
-    _Sampler,
-    _Sampling,
-    continuation_notes,
-    filter_logits,
-    generate_variations,
-    infill,
-    primer_tokens,
-)
+from music_transformer.sampling import Sampler, Sampling, filter_logits
 
 from .test_model import small_model
 
@@ -112,6 +116,14 @@ def _reference_nucleus(probabilities, top_p):
     return set(order[kept & (values > 0)].tolist())
 
 
+def _is_the_nucleus(kept, probabilities, top_p):
+    """Whether `kept` is the reference nucleus, up to ties: two tokens whose probabilities agree to float32
+    rounding may rank either way round, so one can stand in for the other at the nucleus's edge."""
+    differ = kept ^ _reference_nucleus(probabilities, top_p)
+    return all(any(abs(probabilities[a] - probabilities[b]) <= 1e-5 * probabilities[a] for b in differ - {a})
+               for a in differ)
+
+
 @hypothesis_settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), top_p=st.floats(0.01, 0.999), blocked=st.floats(0.0, 0.95),
        rows=st.integers(1, 3), scale=st.floats(0.1, 8.0))
@@ -131,7 +143,7 @@ def test_top_p_keeps_each_kinds_nucleus_and_each_kinds_probability(seed, top_p, 
                 assert (new == 0).all()
             elif index in NARROWED:
                 kept = set(torch.nonzero(new > 0).flatten().tolist())
-                assert kept == _reference_nucleus(old / old.sum(), top_p)
+                assert _is_the_nucleus(kept, old / old.sum(), top_p), (kept, _reference_nucleus(old / old.sum(), top_p))
             else:
                 torch.testing.assert_close(new, old, atol=1e-6, rtol=1e-4)  # time shifts untouched
 
@@ -285,6 +297,44 @@ def test_bad_arguments_are_refused_when_called_not_at_the_first_token(bad):
         generate(small_model(), PRIMER, **bad)
 
 
+def test_top_k_reaches_the_whole_vocabulary_and_no_further():
+    assert limits.MAX_TOP_K == VOCAB_SIZE
+
+
+# (argument, just inside its bound, just outside it, the bound's words in the error)
+BOUNDS = [("temperature", limits.MIN_TEMPERATURE, -1e-6, "from 0 to 10"),
+          ("temperature", limits.MAX_TEMPERATURE, limits.MAX_TEMPERATURE + 1e-6, "from 0 to 10"),
+          ("top_k", limits.MIN_TOP_K, -1, "from 0 to 399"), ("top_k", limits.MAX_TOP_K, limits.MAX_TOP_K + 1, "to 399"),
+          ("top_p", 1e-6, limits.MIN_TOP_P, "more than 0 and at most 1"),
+          ("top_p", limits.MAX_TOP_P, limits.MAX_TOP_P + 1e-6, "more than 0 and at most 1"),
+          ("window", limits.MIN_WINDOW, limits.MIN_WINDOW - 1, "from 1 to 65,536"),
+          ("window", limits.MAX_WINDOW, limits.MAX_WINDOW + 1, "from 1 to 65,536")]
+
+
+@pytest.mark.parametrize("name,inside,outside,bound", BOUNDS)
+def test_the_sampling_bounds_of_limits_hold_for_generate_variations_and_infill(name, inside, outside, bound):
+    """Just inside a bound is accepted (and writes music), just outside is refused when called, naming the bound."""
+    model = small_model()
+    calls = [lambda **setting: generate(model, PRIMER, max_tokens=6, seed=1, **setting),
+             lambda **setting: generate_variations(model, PRIMER, seeds=[1, 2], max_tokens=6, **setting),
+             lambda **setting: infill(model, BEFORE, AFTER, 2.0, 2.5, seed=1, **setting)]
+    for call in calls:
+        stream = call(**{name: inside})
+        if name != "window":  # a window of one position, or of 65,536, is accepted; writing with it is not the point
+            assert list(stream)
+        with pytest.raises(ValueError, match=f"{name} must be .*{bound}"):
+            call(**{name: outside})
+
+
+def test_variations_are_at_most_limits_max_variations():
+    model = small_model()
+    seeds = list(range(limits.MAX_VARIATIONS))
+    assert {variation for variation, _ in generate_variations(model, PRIMER, seeds=seeds, max_tokens=3)} == \
+        set(seeds)
+    with pytest.raises(ValueError, match=f"1 to {limits.MAX_VARIATIONS} seeds"):
+        generate_variations(model, PRIMER, seeds=[*seeds, 99], max_tokens=3)
+
+
 BEFORE = [Note(60, 90, 0.0, 1.0), Note(64, 70, 0.5, 1.0), Note(48, 60, 0.5, 3.2), Note(55, 80, 1.5, 2.6)]
 AFTER = [Note(62, 80, 4.0, 4.5), Note(65, 85, 4.5, 5.0)]
 
@@ -420,8 +470,8 @@ def test_hooks_on_the_model_see_every_step_and_change_nothing():
 
 def test_a_draw_follows_the_softmax_of_the_allowed_tokens():
     model = small_model()
-    sampling = _Sampling.checked(model, 1.0, None, None, [11], None, None, None, None, 1, "any")
-    sampler = _Sampler(sampling, 1, 6, torch.device("cpu"))
+    sampling = Sampling.checked(model, 1.0, None, None, [11], None, None, None, None, 1, "any")
+    sampler = Sampler(sampling, 1, 6, torch.device("cpu"))
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 5.0, 0.5]])
     sampler.masks[0, 4] = float("-inf")  # a token the rules forbid
     counts = torch.zeros(6)
@@ -438,7 +488,6 @@ def _pitches(tokens):
 
 
 def test_allowed_pitches_keep_every_new_note_to_a_key_and_range_over_many_seeds():
-    from music_transformer.generate import generate_variations
     from music_transformer.keys import Key, allowed_pitches
 
     model = small_model()

@@ -62,13 +62,13 @@ def test_the_card_benchmark_runs_end_to_end_on_a_small_model(tmp_path, capsys):
 
 
 def test_nll_by_kind_splits_the_first_windows_cross_entropy_by_event_kind():
-    from music_transformer import data
+    from music_transformer import data, sources
 
     torch.manual_seed(1)
     model = MusicTransformer(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, train_length=48,
                                          max_relative_distance=48, block_size=16)).eval()
-    pieces = [data.Piece(f"p{i}", data.notes_to_array([Note(60 + (k * 5 + i) % 12, 40 + 9 * (k % 5), 0.3 * k,
-                                                            0.3 * k + 0.2) for k in range(30)]), 0, "pop-piano")
+    pieces = [data.Piece(f"p{i}", sources.notes_to_array([Note(60 + (k * 5 + i) % 12, 40 + 9 * (k % 5), 0.3 * k,
+                                                               0.3 * k + 0.2) for k in range(30)]), 0, "pop-piano")
               for i in range(2)]
     kinds = piano_model.nll_by_kind(model, pieces)
     total = count = 0
