@@ -17,6 +17,8 @@ from music_transformer.attention import (
     skew,
 )
 
+from .helpers import direct_attention
+
 
 @pytest.mark.parametrize("length,heads,max_distance", [(1, 1, 4), (2, 1, 8), (7, 2, 7), (16, 4, 32),
                                                        (33, 8, 12), (128, 3, 64)])
@@ -49,28 +51,13 @@ def test_distances_past_the_maximum_get_no_relative_term():
     assert relative_table(embeddings, 10).shape == (2, 10, 4)
 
 
-def _direct_attention(q, k, v, embeddings, window=None, local=None):
-    """Softmax((QK^T + S_rel)/sqrt(D))V: S_rel gathered the Shaw way, full attention masked to the pattern."""
-    length = q.shape[-2]
-    logits = (q @ k.transpose(-1, -2) + shaw_relative_logits(q, embeddings)) / math.sqrt(q.shape[-1])
-    positions = torch.arange(length)
-    i, j = positions[:, None], positions[None, :]
-    allowed = j <= i
-    if window is not None:
-        allowed &= i - j < window
-    if local is not None:
-        allowed &= j >= (i // local - 1) * local  # own block and the previous one
-    logits = logits.masked_fill(~allowed, float("-inf"))
-    return torch.softmax(logits, -1) @ v
-
-
 @pytest.mark.parametrize("block_size,window", [(None, None), (16, None), (7, None), (16, 20), (None, 9)])
 def test_blocked_attention_equals_the_direct_formula(block_size, window):
     generator = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(2, 4, 70, 8, dtype=torch.float64, generator=generator) for _ in range(3))
     embeddings = torch.randn(4, 40, 8, dtype=torch.float64, generator=generator)
     got = relative_attention(q, k, v, embeddings, window=window, block_size=block_size)
-    torch.testing.assert_close(got, _direct_attention(q, k, v, embeddings, window), atol=1e-10, rtol=0)
+    torch.testing.assert_close(got, direct_attention(q, k, v, embeddings, window), atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("block_size,window,max_distance", [(None, None, 30), (8, None, 30), (8, 13, 30),
@@ -82,7 +69,7 @@ def test_fused_backward_gives_the_gradients_of_the_direct_formula(block_size, wi
     weights = torch.randn(2, 2, 50, 8, dtype=torch.float64, generator=generator)
     gradients = []
     for attend in (lambda *t: relative_attention(*t, window=window, block_size=block_size),
-                   lambda *t: _direct_attention(*t, window=window)):
+                   lambda *t: direct_attention(*t, window=window)):
         inputs = [t.clone().requires_grad_() for t in tensors]
         (attend(*inputs) * weights).sum().backward()
         gradients.append([t.grad for t in inputs])
@@ -142,11 +129,11 @@ def test_relative_local_attention_equals_full_attention_masked_to_blocks(block_s
     q, k, v = (torch.randn(2, 3, 90, 8, dtype=torch.float64, generator=generator) for _ in range(3))
     embeddings = torch.randn(3, 2 * local, 8, dtype=torch.float64, generator=generator)
     got = relative_attention(q, k, v, embeddings, block_size=block_size, local=local)
-    torch.testing.assert_close(got, _direct_attention(q, k, v, embeddings, local=local), atol=1e-6, rtol=0)
+    torch.testing.assert_close(got, direct_attention(q, k, v, embeddings, local=local), atol=1e-6, rtol=0)
     inputs = [t.clone().requires_grad_() for t in (q, k, v, embeddings)]
     relative_attention(*inputs, block_size=block_size, local=local).sum().backward()
     reference = [t.clone().requires_grad_() for t in (q, k, v, embeddings)]
-    _direct_attention(*reference, local=local).sum().backward()
+    direct_attention(*reference, local=local).sum().backward()
     for fused, direct in zip(inputs, reference, strict=True):
         torch.testing.assert_close(fused.grad, direct.grad, atol=1e-6, rtol=0)
 
@@ -171,7 +158,7 @@ def test_the_stream_cache_attends_like_the_direct_formula_while_its_ring_wraps(r
     q, k, v = (torch.randn(rows, heads, total, dim, dtype=torch.float64, generator=generator) for _ in range(3))
     k[:, :, :context], v[:, :, :context] = k[:1, :, :context], v[:1, :, :context]
     embeddings = torch.randn(heads, max_distance, dim, dtype=torch.float64, generator=generator)
-    want = _direct_attention(q, k, v, embeddings, window=window, local=local)
+    want = direct_attention(q, k, v, embeddings, window=window, local=local)
     read = KVCache(1, window=window, local=local)
     read.update(0, k[:1, :, :context], v[:1, :, :context])
     read.position = context

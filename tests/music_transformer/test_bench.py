@@ -5,7 +5,7 @@ import json
 
 from music_transformer import bench, native
 
-from .test_model import small_model
+from .helpers import small_model
 
 
 def test_a_quick_run_prints_the_tables_and_a_json_line_with_the_readmes_keys(capsys):

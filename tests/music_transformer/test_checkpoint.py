@@ -11,7 +11,7 @@ import torch
 from music_transformer import CheckpointError, ModelConfig, limits, load_checkpoint, save_checkpoint
 from music_transformer.checkpoint import read_checkpoint
 
-from .test_model import small_model
+from .helpers import small_model
 
 
 def test_save_and_load_give_the_same_model_and_metadata(tmp_path):

@@ -10,7 +10,7 @@ from music_transformer import Note, read_midi, save_checkpoint, write_midi
 from music_transformer.arguments import positive_float, share
 from music_transformer.cli import main
 
-from .test_model import small_model
+from .helpers import small_model
 
 
 def run(*args, cwd=None):

@@ -1,29 +1,13 @@
 """The model: shapes, the positional kinds (relative, absolute, both), and the cached decoder against full
 forward passes."""
 
-import os
-
 import pytest
 import torch
 
-from music_transformer import VOCAB_SIZE, ModelConfig, MusicTransformer, events, native
-from music_transformer.decoder import Decoder, fast_path
+from music_transformer import VOCAB_SIZE, ModelConfig, MusicTransformer, events
+from music_transformer.decoder import fast_path
 
-
-def needs_the_c_step():
-    """Skips where no C compiler can build the C step; under CI that is a failure."""
-    if native.library() is None:
-        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-            pytest.fail("the C step (music_transformer/step.c) could not be built: install a C compiler (gcc)")
-        pytest.skip("the C step is not built here (no C compiler, or CONTINUO_NATIVE=0)")
-
-
-def small_model(positional="relative", seed=0, **overrides):
-    torch.manual_seed(seed)
-    config = dict(n_layers=2, d_model=64, n_heads=4, d_ff=128, dropout=0.0, max_relative_distance=64,
-                  train_length=128, positional=positional, block_size=32)
-    config.update(overrides)
-    return MusicTransformer(ModelConfig(**config)).eval()
+from .helpers import decode_rows, decode_step_by_step, needs_the_c_step, small_model
 
 
 @pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
@@ -71,15 +55,6 @@ def test_relative_model_has_no_absolute_position():
         shifted = model(torch.cat([torch.randint(0, VOCAB_SIZE, (1, 50)), tokens], 1), window=30)[0, 50:]
     # Only the last position sees exactly the same 30 tokens in both.
     torch.testing.assert_close(alone[-1], shifted[-1], atol=1e-5, rtol=0)
-
-
-def decode_step_by_step(model, tokens, prefill, window=None):
-    """Logits from a cache: the first `prefill` tokens at once, then one token a step; and the cache."""
-    with torch.no_grad():
-        cache = model.new_cache(window)
-        steps = [model(tokens[:, :prefill], cache=cache)]
-        steps += [model(tokens[:, t:t + 1], cache=cache) for t in range(prefill, tokens.shape[1])]
-    return torch.cat(steps, 1), cache
 
 
 @pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
@@ -135,16 +110,6 @@ def test_local_model_trains_on_long_sequences():
     logits = model(tokens[:, :-1])
     torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten()).backward()
     assert model.blocks[0].attention.relative_embeddings.grad is not None
-
-
-def decode_rows(model, context, continuations, window=None, static=False, dtype=torch.float32, native=None):
-    """Logits from a `Decoder`: `context` (1, P) read by the model, then one token of every row per step."""
-    with torch.no_grad():
-        cache = model.new_cache(window)
-        model(context, cache=cache)
-        decoder = Decoder(model, cache, len(continuations), static=static, dtype=dtype, native=native)
-        steps = [decoder.step(continuations[:, t]).clone() for t in range(continuations.shape[1])]
-    return torch.stack(steps, 1), decoder
 
 
 @pytest.mark.parametrize("positional", ["relative", "absolute", "both"])

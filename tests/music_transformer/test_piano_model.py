@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO))
 from bench import piano_model  # noqa: E402
 from music_transformer import ModelConfig, MusicTransformer, Note, events, save_checkpoint  # noqa: E402
 
-from .test_data import make_midi_folder  # noqa: E402
+from .helpers import make_midi_folder  # noqa: E402
 
 
 def test_music_figures_measure_what_they_say():
