@@ -7,7 +7,6 @@ import torch
 
 from music_transformer.attention import (
     KVCache,
-    StreamCache,
     Visibility,
     relative_attention,
     relative_attention_block,
@@ -16,6 +15,7 @@ from music_transformer.attention import (
     shaw_relative_logits,
     skew,
 )
+from music_transformer.stream_cache import StreamCache
 
 from .helpers import direct_attention
 

@@ -9,7 +9,6 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from music_transformer import Note, decode, encode, events, generate
-from music_transformer.attention import StreamCache
 from music_transformer.events import START, duration_seconds, is_note_off, is_note_on, is_time_shift, time_shift
 from music_transformer.generate import (
     _Sampler,
@@ -20,6 +19,7 @@ from music_transformer.generate import (
     infill,
     primer_tokens,
 )
+from music_transformer.stream_cache import StreamCache
 
 from .helpers import PRIMER, assert_valid_stream, small_model
 
