@@ -53,8 +53,9 @@ from music_transformer import train as train_module
 from music_transformer.attention import KVCache
 from music_transformer.checkpoint import default_device, read_checkpoint, save_checkpoint
 from music_transformer.errors import ContinuoError
+from music_transformer.evaluation import validation_nll
 from music_transformer.model import ModelConfig, MusicTransformer, mixed_precision
-from music_transformer.train import Batch, TrainConfig, validation_nll
+from music_transformer.train import Batch, TrainConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jsb16"
 

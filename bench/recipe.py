@@ -31,6 +31,7 @@ import jsb  # noqa: E402
 
 from music_transformer import train as train_module  # noqa: E402
 from music_transformer.checkpoint import load_checkpoint  # noqa: E402
+from music_transformer.evaluation import validation_nll  # noqa: E402
 from music_transformer.train import load_config  # noqa: E402
 
 # name -> (what it changes in the model config, in the training config); "baseline" changes nothing.
@@ -69,7 +70,7 @@ def _score(data: str, checkpoint: Path) -> float:
     model = load_checkpoint(checkpoint, device="cpu")
     dataset = data_module.load_dataset("corpus", progress=False)
     batches = train_module.EventData(dataset, "corpus", 256).validation_batches(model.config.train_length, 32)
-    return train_module.validation_nll(model, batches, model.device)
+    return validation_nll(model, batches, model.device)
 
 
 def run_variant(data: str, name: str, steps: int, warmup: int | None, out: Path, threads: int,

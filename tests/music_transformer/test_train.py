@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from music_transformer import Note, decode, generate, load_checkpoint, write_midi
+from music_transformer import Note, decode, evaluation, generate, load_checkpoint, write_midi
 from music_transformer import train as train_module
 from music_transformer.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint
 from music_transformer.cli import main as cli_main
@@ -353,7 +353,7 @@ def test_position_nll_matches_token_by_token_windowed_decoding(midi_folder, cach
     model = load_checkpoint(tmp_path / "run" / "model.pt", device="cpu")
     dataset = data.load_dataset(str(midi_folder), progress=False)
     piece = max(dataset.train + dataset.valid, key=lambda p: p.token_count)
-    result = train_module.position_nll(model, [piece])
+    result = evaluation.position_nll(model, [piece])
     tokens = data.piece_tokens(piece.notes)[:4 * 32]
     cache_ = model.new_cache(32)
     total = 0.0
