@@ -9,8 +9,8 @@ Each chorale of `../shared/data/jsb16/` (lists of 16th-note steps [S, A, T, B], 
 per 16th note, a held note repeating its pitch. The vocabulary is the 46 pitches 36..81, a rest, a
 start token that opens every chorale and a pad (49 tokens). Training reuses `MusicTransformer` and
 `music_transformer.train` unchanged: this file only brings the serialisation (`JSBData`), whole
-chorales batched by length, augmented by transposition within each voice's range, and the bar
-embedding of the `-bar` runs (`BarTransformer`).
+chorales batched by length, augmented by transposition within each voice's range, the timing signal
+of the `-timing` runs (`TimingTransformer`) and the bar embedding of the `-bar` runs (`BarTransformer`).
 
 Runs (`--runs`): `relative` (the paper's model), `absolute` (the baseline), `relative-timing`
 (relative attention plus the sinusoidal timing signal), the `-bar` runs (a learned embedding of the
@@ -18,7 +18,8 @@ position modulo one 4/4 bar, 64 places: each token's voice and 16th note), `rela
 (transposed as far as the vocabulary reaches, not only within each voice's range) and the recipe's
 variants. On a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as one prepared script. The runs
 that bench/README.md reports as rejected (intervals, metre, degrees, held, relative pitch, a mean
-teacher) were removed; their code is at commit 685f151.
+teacher) were removed; their code is at commit 685f151; attention dropout's run left with the
+library's attention dropout (no gain at 1.7x the time), at commit 79d63de.
 
 The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
 from its start token. The paper reports 0.335 for relative attention; the baseline Transformer with
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -54,7 +56,7 @@ from music_transformer.attention import KVCache
 from music_transformer.checkpoint import default_device, read_checkpoint, save_checkpoint
 from music_transformer.errors import ContinuoError
 from music_transformer.evaluation import validation_nll
-from music_transformer.model import ModelConfig, MusicTransformer, mixed_precision
+from music_transformer.model import ModelConfig, MusicTransformer, mixed_precision, sinusoidal_positions
 from music_transformer.train import Batch, TrainConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jsb16"
@@ -80,22 +82,22 @@ SOFT_TARGET_WEIGHT = 0.5
 # run, so a busy machine changes the wall-clock but not the comparison.
 CONFIGS = {
     "cpu": {
-        "model": dict(n_layers=3, d_model=192, n_heads=4, d_ff=768, dropout=0.1, attention_dropout=0.0,
-                      max_relative_distance=1024, train_length=2304, block_size=128),
+        "model": dict(n_layers=3, d_model=192, n_heads=4, d_ff=768, dropout=0.1, max_relative_distance=1024,
+                      train_length=2304),
         "train": dict(batch_size=2, learning_rate=3e-3, warmup_steps=50, steps=3000, max_transpose=5,
                       weight_decay=0.01, checkpoint_minutes=5.0),
         "data": dict(transpose_within="voices"),
     },
-    "gpu": {  # attention dropout off: it cost 0.03 nats on JSB in bench/recipe.py and needs the slower kernel
-        "model": dict(n_layers=6, d_model=512, n_heads=8, d_ff=2048, dropout=0.3, attention_dropout=0.0,
-                      max_relative_distance=1024, train_length=2304, block_size=256),
+    "gpu": {
+        "model": dict(n_layers=6, d_model=512, n_heads=8, d_ff=2048, dropout=0.3, max_relative_distance=1024,
+                      train_length=2304),
         "train": dict(batch_size=8, learning_rate=1e-3, warmup_steps=200, steps=4000, max_transpose=5,
                       weight_decay=0.01, checkpoint_minutes=5.0),
         "data": dict(transpose_within="voices"),
     },
     "smoke": {  # seconds: for tests
-        "model": dict(n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0, attention_dropout=0.0,
-                      max_relative_distance=64, train_length=2304, block_size=64),
+        "model": dict(n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0, max_relative_distance=64,
+                      train_length=2304),
         "train": dict(batch_size=4, learning_rate=3e-3, warmup_steps=2, steps=6, max_transpose=5,
                       checkpoint_minutes=0.0),
     },
@@ -111,21 +113,21 @@ CONFIGS["cpu-long"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "s
 # minutes (0.4070 and 0.4313 averaged, the best CPU result; bench/README.md).
 CONFIGS["cpu-2h"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "steps": 12000}}
 
-# What each named run changes in the config, section by section; "bar": the model is a `BarTransformer`.
+# What each named run changes in the config, section by section; "bar": the model has the bar embedding
+# (`BarTransformer`), "timing": the sinusoidal timing signal (`TimingTransformer`).
 BAR = 64  # the bar embedding's places: one 4/4 bar of the serialisation, 4 voices x 16 sixteenths
 CROP_STEP = BAR  # a chorale longer than the training length is cropped whole bars in
 RUNS = {
     "relative": {},
     "absolute": {"model": {"positional": "absolute"}},
-    "relative-timing": {"model": {"positional": "both"}},  # relative attention + the sinusoidal timing signal
+    "relative-timing": {"timing": True},  # relative attention + the sinusoidal timing signal
     "relative-bar": {"bar": True},
-    "relative-timing-bar": {"model": {"positional": "both"}, "bar": True},
+    "relative-timing-bar": {"timing": True, "bar": True},
     "absolute-bar": {"model": {"positional": "absolute"}, "bar": True},  # the baseline, told the same
     # transposed as far as the vocabulary reaches (up to ±6), not only within each voice's range
-    "relative-timing-bar-all-keys": {"model": {"positional": "both"}, "bar": True,
+    "relative-timing-bar-all-keys": {"timing": True, "bar": True,
                                      "train": {"max_transpose": 6}, "data": {"transpose_within": "vocabulary"}},
     "relative-label-smoothing": {"train": {"label_smoothing": 0.1}},
-    "relative-attention-dropout": {"model": {"attention_dropout": 0.1}},
     "relative-local": {"model": {"local_block": 256}},
 }
 TRANSPOSE_WITHIN = ("voices", "vocabulary")
@@ -136,7 +138,35 @@ class JSBError(ContinuoError):
     """A JSB file that cannot be read or a run that cannot start."""
 
 
-# --- the bar embedding ---------------------------------------------------------------------------------------
+# --- the timing signal and the bar embedding ------------------------------------------------------------------
+
+
+class TimingTransformer(MusicTransformer):
+    """Relative attention plus Vaswani et al.'s sinusoidal timing signal on the embeddings: the `-timing` runs
+    (the library's `positional="both"` before it left for this file).
+
+    In the chorales a token's voice and place in the bar are absolute facts that relative distances only
+    imply: told its absolute position too, the model scores better there (bench/README.md). The positions
+    count from the first token, so it reads whole chorales and has no cached decoder.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        # Checkpoints carry no class: a timing run's weights name this (empty) buffer, as a bar run's name the
+        # bar embedding, so that `_model_in` builds the model that wrote them (and the library refuses them).
+        self.register_buffer("timing_signal", torch.empty(0))
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, window: int | None = None
+                ) -> torch.Tensor:
+        """Logits for every position of `tokens` (B, T), the first of them the chorale's first."""
+        if cache is not None:
+            raise JSBError("the timing model reads whole chorales from their start: it has no cached decoder")
+        x = self.embedding(tokens) * math.sqrt(self.config.d_model)
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.embedding_dropout(x + sinusoidal_positions(positions, self.config.d_model).to(x.dtype))
+        for layer, block in enumerate(self.blocks):
+            x = block(x, None, layer, window)
+        return self.head(self.final_norm(x))
 
 
 class BarEmbedding(nn.Module):
@@ -174,9 +204,17 @@ class BarTransformer(MusicTransformer):
         return super().forward(tokens, window=window)
 
 
+class TimingBarTransformer(BarTransformer, TimingTransformer):
+    """Both: the bar embedding and the timing signal (the `-timing-bar` runs)."""
+
+
+MODEL_CLASSES = {(False, False): MusicTransformer, (True, False): BarTransformer, (False, True): TimingTransformer,
+                 (True, True): TimingBarTransformer}  # (bar, timing) -> the model
+
+
 def model_class(run: str) -> type[MusicTransformer]:
-    """The model a named run trains: `BarTransformer` for the `-bar` runs, else `MusicTransformer`."""
-    return BarTransformer if RUNS[run].get("bar") else MusicTransformer
+    """The model a named run trains: with the bar embedding, the timing signal, both or neither."""
+    return MODEL_CLASSES[bool(RUNS[run].get("bar")), bool(RUNS[run].get("timing"))]
 
 
 # The bar embedding's weights in the checkpoints written while it was `ModelConfig.position_cycle`.
@@ -184,12 +222,17 @@ FORMER_WEIGHT_NAMES = {"cycle_embedding.weight": "embedding.bar.weight"}
 
 
 def _model_in(state: dict, name: str) -> MusicTransformer:
-    """The model a checkpoint's state describes, with its weights: a `BarTransformer` when they hold a bar
-    embedding, else a `MusicTransformer`."""
+    """The model a checkpoint's state describes, with its weights: with the bar embedding when they hold
+    one, with the timing signal when they name it (or, written before it left the library, the config
+    says positional "both")."""
     weights = {FORMER_WEIGHT_NAMES.get(key, key): value for key, value in state["model"].items()}
+    config = dict(state["config"]) if isinstance(state["config"], dict) else state["config"]
+    if isinstance(config, dict) and config.get("positional") == "both":
+        config["positional"] = "relative"
+        weights["timing_signal"] = torch.empty(0)
     try:
-        config = ModelConfig.from_dict(state["config"])
-        model = (BarTransformer if "embedding.bar.weight" in weights else MusicTransformer)(config)
+        config = ModelConfig.from_dict(config)
+        model = MODEL_CLASSES[("embedding.bar.weight" in weights, "timing_signal" in weights)](config)
         model.load_state_dict(weights)
     except (TypeError, ValueError, RuntimeError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
@@ -627,7 +670,8 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
     summary.update(teacher_summary)
     summary["run"] = run
     summary["model"] = asdict(model_config)
-    summary["bar_embedding"] = model_class(run) is BarTransformer
+    summary["bar_embedding"] = issubclass(model_class(run), BarTransformer)
+    summary["timing_signal"] = issubclass(model_class(run), TimingTransformer)
     summary["train"] = asdict(train_config)
     summary["data"] = data_options
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))

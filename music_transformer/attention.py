@@ -27,7 +27,10 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+
+# Queries per block of the relative attention: memory holds one block's logits (x the keys it sees) at a
+# time. A kernel's tuning, not the model's shape; every preset trained with 256 (the bundled model too).
+BLOCK_SIZE = 256
 
 
 def skew(rel_logits: torch.Tensor) -> torch.Tensor:
@@ -57,22 +60,6 @@ def relative_table(embeddings: torch.Tensor, length: int) -> torch.Tensor:
     if length <= rows:
         return embeddings[..., rows - length:, :]
     return F.pad(embeddings, (0, 0, length - rows, 0))
-
-
-def shaw_relative_logits(q: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-    """S_rel by Shaw et al.'s direct formula, gathering an (L, L, D) tensor: for tests and benchmarks.
-
-    q: (..., H, L, D); embeddings: (H, M, D). Returns (..., H, L, L) with q_i . e_(j-i) for j <= i and
-    zero above the diagonal.
-    """
-    length = q.shape[-2]
-    table = relative_table(embeddings, length)  # row r: distance r-(L-1)
-    positions = torch.arange(length, device=q.device)
-    distance = positions[None, :] - positions[:, None]  # j - i
-    index = (distance + length - 1).clamp(max=length - 1)
-    gathered = table[:, index]  # (H, L, L, D): the O(L^2 D) tensor skewing avoids
-    logits = torch.einsum("...hid,hijd->...hij", q, gathered)
-    return logits.masked_fill(distance > 0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -147,24 +134,6 @@ def relative_logits(q: torch.Tensor, embeddings: torch.Tensor, keys: int) -> tor
     if rows < keys:
         by_distance = F.pad(by_distance, (keys - rows, 0))
     return by_distance if q.shape[-2] == 1 else skew(by_distance)
-
-
-def relative_attention_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
-                             visibility: Visibility = Visibility(), dropout: float = 0.0) -> torch.Tensor:
-    """Attention of c queries (the last c of n positions) over n keys, with the relative term (autograd).
-
-    q: (B, H, c, D); k, v: (B, H, n, D); embeddings: (H, M, D). Returns (B, H, c, D).
-    """
-    c, n = q.shape[-2], k.shape[-2]
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    rel = relative_logits(q, embeddings, n)  # (B, H, c, n)
-    logits = torch.baddbmm(rel.flatten(0, 1), q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2))
-    logits = logits.view_as(rel) * scale
-    logits = logits.masked_fill(~visibility.mask(c, n, q.device), float("-inf"))
-    weights = torch.softmax(logits, dim=-1)
-    if dropout > 0.0:
-        weights = F.dropout(weights, dropout, training=True)
-    return weights @ v
 
 
 def _blocks(queries: int, keys: int, block_size: int, visibility: Visibility):
@@ -273,39 +242,29 @@ class _RelativeAttention(torch.autograd.Function):
 
 
 def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
-                       window: int | None = None, dropout: float = 0.0, block_size: int | None = 64,
+                       window: int | None = None, block_size: int | None = BLOCK_SIZE,
                        local: int | None = None, offset: int = 0) -> torch.Tensor:
     """Causal relative self-attention of c queries, the last c of the n positions in k and v, in blocks.
 
     Each block of queries only needs the keys it can see (causality, and the window or the local
     blocks), so the work is the visible part of c x n, and memory holds one block's logits at a time,
-    in training too (a fused backward that recomputes them). With attention dropout in training,
-    autograd runs through each block, recomputed in the backward pass (activation checkpointing).
-    block_size None computes the whole matrix with the paper's single skew. `local` is the block
-    length of relative local attention and `offset` the absolute position of the first key.
+    in training too (a fused backward that recomputes them). block_size None computes the whole matrix
+    with the paper's single skew. `local` is the block length of relative local attention and `offset`
+    the absolute position of the first key.
     """
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, embeddings))
     if needs_grad and torch.is_autocast_enabled(q.device.type):
         # Training under autocast: the relative term, the softmax and the fused backward stay in float32
         # (decoding and scoring keep autocast's bfloat16, where the cached keys already are).
         with torch.autocast(q.device.type, enabled=False):
-            return relative_attention(q.float(), k.float(), v.float(), embeddings.float(), window, dropout,
-                                      block_size, local, offset)
-    queries, keys = q.shape[-2], k.shape[-2]
-    block_size = block_size or queries
+            return relative_attention(q.float(), k.float(), v.float(), embeddings.float(), window, block_size,
+                                      local, offset)
+    block_size = block_size or q.shape[-2]
     visibility = Visibility(window, local, offset)
-    if not needs_grad and dropout == 0.0:
+    if not needs_grad:
         with torch.no_grad():
             return _attend_blocks(q, k, v, embeddings, visibility, block_size, keep_logsumexp=False)[0]
-    if dropout == 0.0:
-        return _RelativeAttention.apply(q, k, v, embeddings, visibility, block_size)
-    outputs = []
-    for start, end, first_key, last_key in _blocks(queries, keys, block_size, visibility):
-        args = (q[:, :, start:end], k[:, :, first_key:last_key], v[:, :, first_key:last_key], embeddings,
-                visibility.shifted(first_key), dropout)
-        outputs.append(checkpoint(relative_attention_block, *args, use_reentrant=False)
-                       if queries > block_size else relative_attention_block(*args))
-    return torch.cat(outputs, dim=2)
+    return _RelativeAttention.apply(q, k, v, embeddings, visibility, block_size)
 
 
 class KVCache:
@@ -382,16 +341,14 @@ class KVCache:
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head self-attention with relative positions (the paper's) or none (for absolute models)."""
 
-    def __init__(self, d_model: int, n_heads: int, attention_dropout: float = 0.0,
-                 max_relative_distance: int | None = None, block_size: int | None = 64,
-                 local: int | None = None) -> None:
+    def __init__(self, d_model: int, n_heads: int, max_relative_distance: int | None = None,
+                 local: int | None = None, block_size: int | None = BLOCK_SIZE) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
-        self.attention_dropout = attention_dropout
-        self.block_size = block_size
+        self.block_size = block_size  # the kernel's query block (a benchmark may set None: one single skew)
         self.local = local
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
@@ -408,19 +365,16 @@ class MultiHeadSelfAttention(nn.Module):
         # (3, B, H, T, D), made contiguous once so the attention's blocks are slices that need no copy
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4) \
             .contiguous()
-        dropout = self.attention_dropout if self.training else 0.0
         offset = 0  # absolute position of the first key
         if cache is not None:
             window = cache.window
             k, v = cache.update(layer, k, v)
             offset = cache.position + length - k.shape[2]
         if self.relative:
-            y = relative_attention(q, k, v, self.relative_embeddings, window, dropout, self.block_size,
-                                   self.local, offset)
+            y = relative_attention(q, k, v, self.relative_embeddings, window, self.block_size, self.local, offset)
         else:
             visibility = Visibility(window, self.local, offset)
             mask = None if (visibility.plain_causal and k.shape[2] == length) else \
                 visibility.mask(length, k.shape[2], x.device)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
-                                               is_causal=mask is None and length > 1)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and length > 1)
         return self.out(y.transpose(1, 2).reshape(batch, length, -1))

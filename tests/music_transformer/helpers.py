@@ -30,7 +30,7 @@ def small_model(positional="relative", seed=0, **overrides):
     """A two-layer model, 64 wide, in eval mode, its weights drawn from `seed`."""
     torch.manual_seed(seed)
     config = dict(n_layers=2, d_model=64, n_heads=4, d_ff=128, dropout=0.0, max_relative_distance=64,
-                  train_length=128, positional=positional, block_size=32)
+                  train_length=128, positional=positional)
     config.update(overrides)
     return MusicTransformer(ModelConfig(**config)).eval()
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import jsb  # noqa: E402
 from music_transformer.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
-from music_transformer.model import ModelConfig, MusicTransformer  # noqa: E402
+from music_transformer.model import ModelConfig, MusicTransformer, sinusoidal_positions  # noqa: E402
 
 
 def make_chorales(count, seed=0):
@@ -84,11 +84,12 @@ def test_every_named_config_builds_every_run():
             assert model_config.train_length >= 4 * 516 + 1  # the longest training chorale, whole
     assert jsb.run_configs("cpu", "absolute")[0].positional == "absolute"
     assert jsb.run_configs("cpu", "relative-local")[0].local_block == 256
-    assert jsb.run_configs("cpu", "relative-timing")[0].positional == "both"
+    assert jsb.run_configs("cpu", "relative-timing")[0].positional == "relative"
     assert jsb.run_configs("cpu", "relative", steps=7)[1].steps == 7
     assert jsb.run_configs("gpu", "relative", max_minutes=2.5)[1].max_minutes == 2.5
-    assert jsb.model_class("relative-bar") is jsb.BarTransformer is jsb.model_class("relative-timing-bar-all-keys")
-    assert jsb.model_class("relative-timing") is jsb.MusicTransformer
+    assert jsb.model_class("relative-bar") is jsb.BarTransformer and jsb.model_class("relative") is MusicTransformer
+    assert jsb.model_class("relative-timing") is jsb.TimingTransformer
+    assert jsb.model_class("relative-timing-bar-all-keys") is jsb.TimingBarTransformer
     assert jsb.run_configs("cpu", "absolute-bar")[0].positional == "absolute"
     _, train_config, data_options = jsb.run_configs("gpu", "relative-timing-bar-all-keys")
     assert train_config.max_transpose == 6 and data_options == {"transpose_within": "vocabulary"}
@@ -253,22 +254,48 @@ def test_the_bar_model_tells_each_token_its_place_in_a_4_4_bar():
         model(tokens, cache=model.new_cache())
 
 
+def test_the_timing_model_adds_the_sinusoidal_signal_to_relative_attention():
+    config = ModelConfig(vocab_size=jsb.VOCAB_SIZE, n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0,
+                         max_relative_distance=64, train_length=256)
+    torch.manual_seed(0)
+    model = jsb.TimingTransformer(config).eval()
+    plain = MusicTransformer(config).eval()
+    plain.load_state_dict({name: value for name, value in model.state_dict().items() if name != "timing_signal"})
+    tokens = torch.randint(0, jsb.REST, (2, 40))
+    with torch.no_grad():  # the same weights, told each token's absolute position: other logits
+        assert not torch.allclose(model(tokens), plain(tokens), atol=1e-4)
+        # by hand: Vaswani et al.'s encodings added to the scaled embeddings, as positional="both" did
+        signal = sinusoidal_positions(torch.arange(40), 32)
+        x = plain.embedding(tokens) * 32 ** 0.5 + signal
+        for layer, block in enumerate(plain.blocks):
+            x = block(x, None, layer, None)
+        torch.testing.assert_close(model(tokens), plain.head(plain.final_norm(x)), atol=0, rtol=0)
+    assert model.num_parameters() == plain.num_parameters()  # a signal, not weights
+    with pytest.raises(jsb.JSBError, match="no cached decoder"):
+        model(tokens, cache=model.new_cache())
+
+
 def test_a_bar_checkpoint_of_either_naming_loads_and_scores_alike(jsb_folder, tmp_path):
     """A `-bar` run's checkpoints load as a BarTransformer, also those written while the bar embedding was
-    ModelConfig.position_cycle (weights `cycle_embedding.weight`); the library's loader refuses them."""
+    ModelConfig.position_cycle (weights `cycle_embedding.weight`) or while the library had the timing signal
+    (positional "both"); the library's loader refuses them."""
     summary = train_smoke("relative-timing-bar", jsb_folder, tmp_path / "config.json")
-    assert summary["bar_embedding"] and summary["model"]["positional"] == "both"
+    assert summary["bar_embedding"] and summary["timing_signal"] and summary["model"]["positional"] == "relative"
     checkpoint = tmp_path / "runs" / "relative-timing-bar" / "model.pt"
     model = jsb.load_model(checkpoint, "cpu")
-    assert isinstance(model, jsb.BarTransformer) and not model.training
+    assert isinstance(model, jsb.TimingBarTransformer) and not model.training
     valid = jsb.read_chorales(jsb_folder / "valid.json")
     assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
-    # as the earlier code wrote it: the config names the cycle, the weights the cycle embedding
+    # as the earlier code wrote it: the config names the cycle and the positions "both", the weights the
+    # cycle embedding and no timing signal
     state = read_checkpoint(checkpoint)
     state["config"]["position_cycle"] = jsb.BAR
+    state["config"]["positional"] = "both"
     state["model"]["cycle_embedding.weight"] = state["model"].pop("embedding.bar.weight")
+    del state["model"]["timing_signal"]
     former = tmp_path / "former.pt"
     torch.save(state, former)
+    assert isinstance(jsb.load_model(former, "cpu"), jsb.TimingBarTransformer)
     assert jsb.score(former, valid, "cpu") == jsb.score(checkpoint, valid, "cpu")
     with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(checkpoint, device="cpu")

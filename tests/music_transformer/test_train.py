@@ -236,9 +236,19 @@ def test_the_loss_mixes_a_teachers_soft_targets_with_the_tokens():
         train_module.TrainConfig(soft_target_weight=1.5)
 
 
+def test_model_settings_that_left_the_library_are_read_or_refused_by_name(tmp_path):
+    # a config file written for an earlier version: the kernel's block is left out, attention dropout refused
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": {"n_layers": 1, "block_size": 64, "attention_dropout": 0.0}}))
+    assert train_module.load_config(str(path))[0] == ModelConfig(n_layers=1)
+    path.write_text(json.dumps({"model": {"n_layers": 1, "attention_dropout": 0.1}}))
+    with pytest.raises(train_module.TrainingError, match="attention dropout left Continuo"):
+        train_module.load_config(str(path))
+
+
 # a one-layer model of `Cycles`' eight tokens, for the loop's tests that train on them
 CYCLES_MODEL = ModelConfig(vocab_size=8, n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0,
-                           max_relative_distance=16, train_length=16, block_size=16)
+                           max_relative_distance=16, train_length=16)
 
 
 class Cycles:
