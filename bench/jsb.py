@@ -10,7 +10,8 @@ per 16th note, a held note repeating its pitch. The vocabulary is the 46 pitches
 start token that opens every chorale and a pad (49 tokens). Training reuses `MusicTransformer` and
 `music_transformer.train` unchanged: this file only brings the serialisation (`JSBData`), whole
 chorales batched by length, augmented by transposition within each voice's range, the timing signal
-of the `-timing` runs (`TimingTransformer`) and the bar embedding of the `-bar` runs (`BarTransformer`).
+of the `-timing` runs (`TimingTransformer`), the bar embedding of the `-bar` runs (`BarTransformer`)
+and distillation's loss (`DistillationLoss`).
 
 Runs (`--runs`): `relative` (the paper's model), `absolute` (the baseline), `relative-timing`
 (relative attention plus the sinusoidal timing signal), the `-bar` runs (a learned embedding of the
@@ -28,8 +29,9 @@ averaged over the chorale transposed by -K..+K semitones (`key_averaged_log_prob
 each token given only the ones before it). With `--teachers DIR` each run is distilled from its
 namesake's averaged weights in DIR (`JSBData.distil_from`): it learns from the tokens and, with weight
 0.5, from the teacher's predictions averaged over ±3 keys, so that one set of weights captures what
-averaging over keys gains. Checkpoints go to `--out` (default `runs/jsb`, not committed); a run
-directory that already holds a run is resumed (and, when finished, only scored again).
+averaging over keys gains (the loop's loss is then `DistillationLoss`). Checkpoints go to `--out`
+(default `runs/jsb`, not committed); a run directory that already holds a run is resumed (and, when
+finished, only scored again).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from music_transformer.checkpoint import default_device, read_checkpoint, save_c
 from music_transformer.errors import ContinuoError
 from music_transformer.evaluation import validation_nll
 from music_transformer.model import ModelConfig, MusicTransformer, mixed_precision, sinusoidal_positions
-from music_transformer.train import Batch, TrainConfig
+from music_transformer.train import Batch, TrainConfig, token_loss
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jsb16"
 
@@ -606,6 +608,29 @@ def average_last(run_dir: Path, count: int = 5) -> list[Path]:
     return kept
 
 
+class DistillationLoss:
+    """The training loop's loss when a run distils (`music_transformer.train.LossFunction`): the tokens'
+    cross-entropy mixed, with weight `weight`, with the cross-entropy against the soft targets each batch
+    brings (a teacher's distribution of each next token, `JSBData.distil_from`). PAD targets count in
+    neither; the loop reports the tokens' alone."""
+
+    def __init__(self, weight: float) -> None:
+        if not 0.0 <= weight <= 1.0:
+            raise JSBError(f"the soft target weight must be between 0 and 1, not {weight}")
+        self.weight = weight
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, soft: torch.Tensor | None, pad: int,
+                 label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, _ = token_loss(logits, targets, None, pad, label_smoothing)
+        if soft is None:
+            raise JSBError("distillation needs soft targets, and the data brings none (no teacher)")
+        logits, targets = logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)
+        scored = targets != pad
+        log_probs = torch.log_softmax(logits[scored], dim=-1)
+        against_teacher = -(soft.reshape(-1, soft.shape[-1])[scored] * log_probs).sum(-1).mean()
+        return (1.0 - self.weight) * tokens + self.weight * against_teacher, tokens
+
+
 def teacher_checkpoint(teachers: str | os.PathLike, run: str) -> Path:
     """The teacher of `run` in the folder of finished runs `teachers`: its namesake's averaged weights, or
     its final ones where it kept too few to average."""
@@ -617,20 +642,19 @@ def teacher_checkpoint(teachers: str | os.PathLike, run: str) -> Path:
 
 
 def distil(data: JSBData, teacher_path: Path, train_config: TrainConfig, device: str | None,
-           threads: int | None, soft_target_weight: float | None) -> tuple[TrainConfig, dict]:
+           threads: int | None, soft_target_weight: float | None) -> tuple[DistillationLoss, dict]:
     """Has the teacher predict the training chorales for `data` before training starts (so the training
-    clock leaves it out); the training config with its soft target weight (given, else the config's,
-    else SOFT_TARGET_WEIGHT) and what the summary records of the teacher."""
+    clock leaves it out); the loss to train with, its soft target weight given or SOFT_TARGET_WEIGHT, and
+    what the summary records of the teacher."""
     teacher = load_model(teacher_path, device)
     data.distil_from(teacher, TEACHER_TRANSPOSITIONS)
-    weight = soft_target_weight if soft_target_weight is not None else (
-        train_config.soft_target_weight or SOFT_TARGET_WEIGHT)
-    train_config = replace(train_config, soft_target_weight=weight)
+    loss = DistillationLoss(soft_target_weight if soft_target_weight is not None else SOFT_TARGET_WEIGHT)
     if threads:
         torch.set_num_threads(threads)  # the teacher's predictions on this run's share of the cores
     started = time.monotonic()
     data.teach(train_config.max_transpose)
-    return train_config, {"teacher": str(teacher_path), "teacher_transpositions": TEACHER_TRANSPOSITIONS,
+    return loss, {"teacher": str(teacher_path), "teacher_transpositions": TEACHER_TRANSPOSITIONS,
+                  "soft_target_weight": loss.weight,
                           "teacher_seconds": round(time.monotonic() - started, 1),
                           "teacher_key_averaged_valid_nll": key_averaged_nll(teacher, data.valid,
                                                                              TEACHER_TRANSPOSITIONS)}
@@ -649,16 +673,16 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
     model_config, train_config, data_options = run_configs(config, run, steps, max_minutes)
     data = JSBData.load(data_folder, **data_options)
     run_dir = out / run
-    teacher_summary = {}
+    teacher_summary, loss = {}, token_loss
     if teachers is not None:
-        train_config, teacher_summary = distil(data, teacher_checkpoint(teachers, run), train_config, device,
-                                               threads, soft_target_weight)
-    elif soft_target_weight or train_config.soft_target_weight:
+        loss, teacher_summary = distil(data, teacher_checkpoint(teachers, run), train_config, device, threads,
+                                       soft_target_weight)
+    elif soft_target_weight:
         raise JSBError("a soft_target_weight needs --teachers: soft targets come from a teacher")
     started = time.monotonic()
     summary = train_module.train(data, run_dir, config=(model_config, train_config), device=device,
                                  threads=threads, keep_every_steps=keep_every, progress=progress,
-                                 resume=(run_dir / "last.pt").exists(), model_class=model_class(run))
+                                 resume=(run_dir / "last.pt").exists(), model_class=model_class(run), loss=loss)
     summary["wall_seconds"] = round(time.monotonic() - started, 1)  # its valid_nll: the loop's last validation
     kept = average_last(run_dir)
     if kept:
@@ -728,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"their predictions averaged over ±{TEACHER_TRANSPOSITIONS} keys")
     parser.add_argument("--soft-target-weight", type=float, metavar="W",
                         help=f"with --teachers: the weight of the teacher's predictions "
-                             f"against the tokens' (default: the config's, else {SOFT_TARGET_WEIGHT})")
+                             f"against the tokens' (default {SOFT_TARGET_WEIGHT})")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     try:
@@ -766,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{summaries[0]['train']['batch_size']} chorales; {wall / 60:.1f} min wall-clock for all runs")
     if args.teachers is not None:
         print(f"distilled from the runs in {args.teachers} (soft target weight "
-              f"{summaries[0]['train']['soft_target_weight']}); the teachers over ±{TEACHER_TRANSPOSITIONS} keys: "
+              f"{summaries[0]['soft_target_weight']}); the teachers over ±{TEACHER_TRANSPOSITIONS} keys: "
               + ", ".join(f"{s['run']} {s['teacher_key_averaged_valid_nll']:.4f}" for s in summaries))
     keys = f"±{args.transpositions} keys" if args.transpositions else ""  # the averaged weights, key-averaged
     width, name_width = 10 if keys else 0, max(28, *(len(s["run"]) + 2 for s in summaries))

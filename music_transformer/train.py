@@ -9,6 +9,9 @@ A run directory holds `last.pt` (model, optimizer and position in the data, writ
 few minutes and at the end), `model.pt` (the final weights alone, the file to ship) and `log.jsonl`
 (one line per validation). `--resume` continues from `last.pt` exactly where it stopped: the data order
 and augmentation are functions of (seed, epoch, sample), not of a random state that a kill would lose.
+
+The loop minimises a `LossFunction`: the tokens' cross-entropy (label-smoothed when asked) unless the caller
+brings its own, as bench/jsb.py does for distillation from a teacher's predictions.
 """
 
 from __future__ import annotations
@@ -64,15 +67,12 @@ class TrainConfig:
     checkpoint_minutes: float = 3.0
     valid_max_chunks: int = 256  # windows of train_length scored for the valid NLL
     precision: str = "auto"  # model.PRECISIONS: "auto" is bfloat16 on CUDA, float32 on the CPU
-    # distillation: the weight of the cross-entropy against the soft targets a batch brings (a teacher's
-    # predictions), 1 - it that of the tokens themselves; 0 trains on the tokens alone
-    soft_target_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        for name in ("soft_target_weight", "fim_rate", "style_dropout"):
+        for name in ("fim_rate", "style_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise TrainingError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
         if not isinstance(self.style_weights, dict):
@@ -84,7 +84,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """A TrainConfig from plain data; unknown keys are an error (a typo should not pass silently)."""
+        """A TrainConfig from plain data; unknown keys are an error (a typo should not pass silently).
+
+        `soft_target_weight`, which runs saved before distillation left the loop for bench/jsb.py's own loss,
+        is read when it is 0 (it changed nothing)."""
+        values = dict(values)
+        if values.get("soft_target_weight", 0.0) == 0.0:
+            values.pop("soft_target_weight", None)
+        else:
+            raise TrainingError("soft_target_weight: distillation is bench/jsb.py's (--teachers), not the library's")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -175,33 +183,33 @@ def learning_rate(step: int, config: TrainConfig, progress: float | None) -> flo
 # --- what the loop trains on ---------------------------------------------------------------------------
 
 
-# A training batch is a token array (B, T + 1), or a pair (tokens, soft targets) when the data brings a
-# teacher's next-token probabilities (B, T, vocabulary) for distillation (`TrainConfig.soft_target_weight`).
+# A training batch is a token array (B, T + 1), or a pair (tokens, what else the data brings for its own loss
+# function, e.g. bench/jsb.py's teacher's next-token probabilities (B, T, vocabulary)).
 Batch = np.ndarray | tuple[np.ndarray, np.ndarray]
 
 
 def split_batch(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A batch's tokens (B, T + 1) and its soft targets (B, T, vocabulary) as float32, or None, on `device`."""
-    tokens, soft = (batch, None) if isinstance(batch, np.ndarray) else batch
+    """A batch's tokens (B, T + 1) and what else it brings, as float32, or None, on `device`."""
+    tokens, extra = (batch, None) if isinstance(batch, np.ndarray) else batch
     tokens = torch.from_numpy(tokens).to(device)
-    return tokens, None if soft is None else torch.from_numpy(soft).to(device, torch.float32)
+    return tokens, None if extra is None else torch.from_numpy(extra).to(device, torch.float32)
 
 
-def training_loss(logits: torch.Tensor, targets: torch.Tensor, pad: int, label_smoothing: float = 0.0,
-                  soft: torch.Tensor | None = None, soft_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the loss to minimise, the tokens' cross-entropy) per token. The loss is the tokens' cross-entropy
-    (label-smoothed when asked) mixed, with weight `soft_weight`, with the cross-entropy against the soft
-    targets (a teacher's distribution of each next token) where a batch brings them. PAD targets count in
-    neither."""
-    logits = logits.float().reshape(-1, logits.shape[-1])
-    targets = targets.reshape(-1)
-    tokens = F.cross_entropy(logits, targets, ignore_index=pad, label_smoothing=label_smoothing)
-    if soft is None or not soft_weight:
-        return tokens, tokens
-    scored = targets != pad
-    log_probs = torch.log_softmax(logits[scored], dim=-1)
-    against_teacher = -(soft.reshape(-1, soft.shape[-1])[scored] * log_probs).sum(-1).mean()
-    return (1.0 - soft_weight) * tokens + soft_weight * against_teacher, tokens
+class LossFunction(Protocol):
+    """What the loop minimises: `(logits (B, T, vocabulary), targets (B, T), what else the batch brought or
+    None, the pad token, the config's label smoothing)` -> (the loss, the tokens' cross-entropy that the
+    progress bar reports), each a mean per token; PAD targets count in neither."""
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, extra: torch.Tensor | None, pad: int,
+                 label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor, extra: torch.Tensor | None, pad: int,
+               label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens' cross-entropy (label-smoothed when asked), as the loss and as what is reported."""
+    tokens = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=pad,
+                             label_smoothing=label_smoothing)
+    return tokens, tokens
 
 
 class TrainingData(Protocol):
@@ -220,8 +228,8 @@ class TrainingData(Protocol):
 
     def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
                 world_size: int, max_transpose: int) -> Iterator[tuple[int, Batch]]:
-        """The training batches (B, T + 1) of an epoch from batch `start` on, as (batch index, batch);
-        with soft targets (a teacher's), when the run distils.
+        """The training batches (B, T + 1) of an epoch from batch `start` on, as (batch index, batch); with
+        what else the run's loss function needs, when it needs more than the tokens.
 
         A pure function of (seed, epoch, batch index), so that a resumed run sees the same data; with
         several processes each rank takes its own share of every batch.
@@ -282,7 +290,7 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
           limit: int | None = None, cache_dir: str | None = None, threads: int | None = None,
           keep_every_steps: int | None = None, progress: bool = True,
           model_class: type[MusicTransformer] = MusicTransformer,
-          init_from: str | os.PathLike | None = None) -> dict:
+          init_from: str | os.PathLike | None = None, loss: LossFunction = token_loss) -> dict:
     """Trains a model on `data` into the run directory `out`; returns a summary (step, losses, times).
 
     `data` is a data source for `data.load_dataset` (a MIDI folder, `corpus`, `corpus:part,...`, a token
@@ -291,7 +299,7 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
     `model_class` builds the model from its config: a subclass may add to it (bench/jsb.py's bar embedding).
     `init_from` starts a new run from a trained model's weights and shape (its config; `model_overrides`
     may change its dropout) with a fresh optimizer and schedule from `config`: training continued with
-    new settings or on new data.
+    new settings or on new data. `loss` is what the loop minimises (`token_loss`, else a benchmark's own).
     """
     out = Path(out)
     last_path = out / "last.pt"
@@ -326,7 +334,7 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
                                                     if v is not None})
             train_config = replace(train_config, **{k: v for k, v in (overrides or {}).items() if v is not None})
         return _train(data, out, model_config, train_config, state, dist, device_, limit, cache_dir,
-                      keep_every_steps, progress, model_class, initial)
+                      keep_every_steps, progress, model_class, initial, loss)
     finally:
         if dist.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -335,7 +343,7 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
 def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelConfig, config: TrainConfig,
            state: dict | None, dist: Distributed, device: torch.device, limit: int | None, cache_dir: str | None,
            keep_every_steps: int | None, progress: bool, model_class: type[MusicTransformer],
-           initial: dict | None = None) -> dict:
+           initial: dict | None = None, loss_function: LossFunction = token_loss) -> dict:
     from tqdm import tqdm
 
     def say(message: str) -> None:
@@ -453,19 +461,18 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(config.seed * 1_000_003 + step * dist.world_size + dist.rank)  # dropout, resumable
-        x, soft = split_batch(batch, device)
-        if config.soft_target_weight and soft is None:
-            bar.close()
-            raise TrainingError(f"soft_target_weight is {config.soft_target_weight} but {data.name} brings no "
-                                "soft targets (no teacher)")
+        x, extra = split_batch(batch, device)
         inputs, targets = x[:, :-1], x[:, 1:]
         with mixed_precision(device, config.precision):
             logits = network(inputs)
-        loss, token_loss = training_loss(logits, targets, data.pad, config.label_smoothing, soft,
-                                         config.soft_target_weight)
+        try:
+            loss, reported = loss_function(logits, targets, extra, data.pad, config.label_smoothing)
+        except ContinuoError:
+            bar.close()
+            raise
         tokens = (targets != data.pad).sum()
-        # the running loss reported is the tokens' cross-entropy, distilling or not
-        stats = torch.stack([token_loss.detach().double() * tokens, tokens.double(),
+        # the running loss reported is the tokens' cross-entropy, whatever the loss function adds to it
+        stats = torch.stack([reported.detach().double() * tokens, tokens.double(),
                              (~torch.isfinite(loss.detach())).double()]).to(device)
         dist.all_reduce(stats)
         if stats[2] > 0:

@@ -275,6 +275,33 @@ def test_the_timing_model_adds_the_sinusoidal_signal_to_relative_attention():
         model(tokens, cache=model.new_cache())
 
 
+def test_the_distillation_loss_mixes_a_teachers_soft_targets_with_the_tokens():
+    torch.manual_seed(0)
+    logits, pad = torch.randn(2, 5, 7), 6
+    targets = torch.randint(0, 6, (2, 5))
+    targets[1, 3:] = pad
+    soft = torch.softmax(torch.randn(2, 5, 7), -1)
+    loss, nll = jsb.DistillationLoss(0.25)(logits, targets, soft, pad, 0.0)
+    # by hand, in float64, over the positions that are not PAD
+    log_probs = torch.log_softmax(logits.double(), -1)[targets != pad]
+    scored = targets[targets != pad]
+    hard = -log_probs[torch.arange(len(scored)), scored].mean()
+    against_teacher = -(soft.double()[targets != pad] * log_probs).sum(-1).mean()
+    assert float(nll) == pytest.approx(float(hard), rel=1e-5)
+    assert float(loss) == pytest.approx(float(0.75 * hard + 0.25 * against_teacher), rel=1e-5)
+    assert float(against_teacher) > float(hard) + 0.1  # the teacher's targets are not the tokens
+    # a teacher certain of the tokens themselves teaches nothing else; weight 0: the tokens alone
+    certain = torch.nn.functional.one_hot(targets, 7).float()
+    assert float(jsb.DistillationLoss(0.5)(logits, targets, certain, pad, 0.0)[0]) == pytest.approx(float(hard),
+                                                                                                    rel=1e-5)
+    mixed, tokens_only = jsb.DistillationLoss(0.0)(logits, targets, soft, pad, 0.0)
+    assert float(mixed) == float(tokens_only) == pytest.approx(float(hard), rel=1e-5)
+    with pytest.raises(jsb.JSBError, match="between 0 and 1"):
+        jsb.DistillationLoss(1.5)
+    with pytest.raises(jsb.JSBError, match="no teacher"):
+        jsb.DistillationLoss(0.5)(logits, targets, None, pad, 0.0)
+
+
 def test_a_bar_checkpoint_of_either_naming_loads_and_scores_alike(jsb_folder, tmp_path):
     """A `-bar` run's checkpoints load as a BarTransformer, also those written while the bar embedding was
     ModelConfig.position_cycle (weights `cycle_embedding.weight`) or while the library had the timing signal
@@ -449,7 +476,7 @@ def test_a_run_distils_from_its_namesake_and_reports_the_teacher(jsb_folder, tmp
     (summary,) = json.loads(printed.strip().splitlines()[-1])["runs"]
     teacher = teachers / "relative-timing-bar" / "averaged.pt"
     assert summary["teacher"] == str(teacher) and summary["teacher_transpositions"] == jsb.TEACHER_TRANSPOSITIONS
-    assert summary["train"]["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT and summary["teacher_seconds"] > 0
+    assert summary["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT and summary["teacher_seconds"] > 0
     assert summary["teacher_key_averaged_valid_nll"] == pytest.approx(
         jsb.score(teacher, jsb.read_chorales(jsb_folder / "valid.json"), "cpu", jsb.TEACHER_TRANSPOSITIONS), abs=1e-6)
     assert "distilled from the runs in" in printed and summary["step"] == 30 and summary["valid_nll"] < 3.0
@@ -529,4 +556,4 @@ def test_the_prepared_gpu_script_runs_dry_on_the_cpu(jsb_folder, tmp_path):
     assert "distilled from the runs in" in done.stdout
     distilled = json.loads((distilled_report / "summaries.json").read_text())["relative-timing-bar"]
     assert distilled["teacher"] == str(jsb.teacher_checkpoint(runs, "relative-timing-bar"))
-    assert distilled["train"]["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT
+    assert distilled["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT
