@@ -9,8 +9,9 @@ Each chorale of `../shared/data/jsb16/` (lists of 16th-note steps [S, A, T, B], 
 per 16th note, a held note repeating its pitch. The vocabulary is the 46 pitches 36..81, a rest, a
 start token that opens every chorale and a pad (49 tokens). Training reuses `MusicTransformer` and
 `music_transformer.train` unchanged: this file only brings the serialisation (`JSBData`), whole
-chorales batched by length, augmented by transposition within each voice's range, and the bar
-embedding of the `-bar` runs (`BarTransformer`).
+chorales batched by length, augmented by transposition within each voice's range, the timing signal
+of the `-timing` runs (`TimingTransformer`), the bar embedding of the `-bar` runs (`BarTransformer`)
+and distillation's loss (`DistillationLoss`).
 
 Runs (`--runs`): `relative` (the paper's model), `absolute` (the baseline), `relative-timing`
 (relative attention plus the sinusoidal timing signal), the `-bar` runs (a learned embedding of the
@@ -18,7 +19,8 @@ position modulo one 4/4 bar, 64 places: each token's voice and 16th note), `rela
 (transposed as far as the vocabulary reaches, not only within each voice's range) and the recipe's
 variants. On a CUDA GPU, `bench/jsb_gpu.sh` runs the `gpu` config as one prepared script. The runs
 that bench/README.md reports as rejected (intervals, metre, degrees, held, relative pitch, a mean
-teacher) were removed; their code is at commit 685f151.
+teacher) were removed; their code is at commit 685f151; attention dropout's run left with the
+library's attention dropout (no gain at 1.7x the time), at commit 79d63de.
 
 The score is the mean NLL (nats) over every token of every valid chorale, each chorale scored whole
 from its start token. The paper reports 0.335 for relative attention; the baseline Transformer with
@@ -27,14 +29,16 @@ averaged over the chorale transposed by -K..+K semitones (`key_averaged_log_prob
 each token given only the ones before it). With `--teachers DIR` each run is distilled from its
 namesake's averaged weights in DIR (`JSBData.distil_from`): it learns from the tokens and, with weight
 0.5, from the teacher's predictions averaged over ±3 keys, so that one set of weights captures what
-averaging over keys gains. Checkpoints go to `--out` (default `runs/jsb`, not committed); a run
-directory that already holds a run is resumed (and, when finished, only scored again).
+averaging over keys gains (the loop's loss is then `DistillationLoss`). Checkpoints go to `--out`
+(default `runs/jsb`, not committed); a run directory that already holds a run is resumed (and, when
+finished, only scored again).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -53,8 +57,9 @@ from music_transformer import train as train_module
 from music_transformer.attention import KVCache
 from music_transformer.checkpoint import default_device, read_checkpoint, save_checkpoint
 from music_transformer.errors import ContinuoError
-from music_transformer.model import ModelConfig, MusicTransformer, mixed_precision
-from music_transformer.train import Batch, TrainConfig, validation_nll
+from music_transformer.evaluation import validation_nll
+from music_transformer.model import ModelConfig, MusicTransformer, mixed_precision, sinusoidal_positions
+from music_transformer.train import Batch, TrainConfig, token_loss
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jsb16"
 
@@ -79,22 +84,22 @@ SOFT_TARGET_WEIGHT = 0.5
 # run, so a busy machine changes the wall-clock but not the comparison.
 CONFIGS = {
     "cpu": {
-        "model": dict(n_layers=3, d_model=192, n_heads=4, d_ff=768, dropout=0.1, attention_dropout=0.0,
-                      max_relative_distance=1024, train_length=2304, block_size=128),
+        "model": dict(n_layers=3, d_model=192, n_heads=4, d_ff=768, dropout=0.1, max_relative_distance=1024,
+                      train_length=2304),
         "train": dict(batch_size=2, learning_rate=3e-3, warmup_steps=50, steps=3000, max_transpose=5,
                       weight_decay=0.01, checkpoint_minutes=5.0),
         "data": dict(transpose_within="voices"),
     },
-    "gpu": {  # attention dropout off: it cost 0.03 nats on JSB in bench/recipe.py and needs the slower kernel
-        "model": dict(n_layers=6, d_model=512, n_heads=8, d_ff=2048, dropout=0.3, attention_dropout=0.0,
-                      max_relative_distance=1024, train_length=2304, block_size=256),
+    "gpu": {
+        "model": dict(n_layers=6, d_model=512, n_heads=8, d_ff=2048, dropout=0.3, max_relative_distance=1024,
+                      train_length=2304),
         "train": dict(batch_size=8, learning_rate=1e-3, warmup_steps=200, steps=4000, max_transpose=5,
                       weight_decay=0.01, checkpoint_minutes=5.0),
         "data": dict(transpose_within="voices"),
     },
     "smoke": {  # seconds: for tests
-        "model": dict(n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0, attention_dropout=0.0,
-                      max_relative_distance=64, train_length=2304, block_size=64),
+        "model": dict(n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0, max_relative_distance=64,
+                      train_length=2304),
         "train": dict(batch_size=4, learning_rate=3e-3, warmup_steps=2, steps=6, max_transpose=5,
                       checkpoint_minutes=0.0),
     },
@@ -110,21 +115,21 @@ CONFIGS["cpu-long"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "s
 # minutes (0.4070 and 0.4313 averaged, the best CPU result; bench/README.md).
 CONFIGS["cpu-2h"] = {**CONFIGS["cpu"], "train": {**CONFIGS["cpu"]["train"], "steps": 12000}}
 
-# What each named run changes in the config, section by section; "bar": the model is a `BarTransformer`.
+# What each named run changes in the config, section by section; "bar": the model has the bar embedding
+# (`BarTransformer`), "timing": the sinusoidal timing signal (`TimingTransformer`).
 BAR = 64  # the bar embedding's places: one 4/4 bar of the serialisation, 4 voices x 16 sixteenths
 CROP_STEP = BAR  # a chorale longer than the training length is cropped whole bars in
 RUNS = {
     "relative": {},
     "absolute": {"model": {"positional": "absolute"}},
-    "relative-timing": {"model": {"positional": "both"}},  # relative attention + the sinusoidal timing signal
+    "relative-timing": {"timing": True},  # relative attention + the sinusoidal timing signal
     "relative-bar": {"bar": True},
-    "relative-timing-bar": {"model": {"positional": "both"}, "bar": True},
+    "relative-timing-bar": {"timing": True, "bar": True},
     "absolute-bar": {"model": {"positional": "absolute"}, "bar": True},  # the baseline, told the same
     # transposed as far as the vocabulary reaches (up to ±6), not only within each voice's range
-    "relative-timing-bar-all-keys": {"model": {"positional": "both"}, "bar": True,
+    "relative-timing-bar-all-keys": {"timing": True, "bar": True,
                                      "train": {"max_transpose": 6}, "data": {"transpose_within": "vocabulary"}},
     "relative-label-smoothing": {"train": {"label_smoothing": 0.1}},
-    "relative-attention-dropout": {"model": {"attention_dropout": 0.1}},
     "relative-local": {"model": {"local_block": 256}},
 }
 TRANSPOSE_WITHIN = ("voices", "vocabulary")
@@ -135,7 +140,35 @@ class JSBError(ContinuoError):
     """A JSB file that cannot be read or a run that cannot start."""
 
 
-# --- the bar embedding ---------------------------------------------------------------------------------------
+# --- the timing signal and the bar embedding ------------------------------------------------------------------
+
+
+class TimingTransformer(MusicTransformer):
+    """Relative attention plus Vaswani et al.'s sinusoidal timing signal on the embeddings: the `-timing` runs
+    (the library's `positional="both"` before it left for this file).
+
+    In the chorales a token's voice and place in the bar are absolute facts that relative distances only
+    imply: told its absolute position too, the model scores better there (bench/README.md). The positions
+    count from the first token, so it reads whole chorales and has no cached decoder.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        # Checkpoints carry no class: a timing run's weights name this (empty) buffer, as a bar run's name the
+        # bar embedding, so that `_model_in` builds the model that wrote them (and the library refuses them).
+        self.register_buffer("timing_signal", torch.empty(0))
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, window: int | None = None
+                ) -> torch.Tensor:
+        """Logits for every position of `tokens` (B, T), the first of them the chorale's first."""
+        if cache is not None:
+            raise JSBError("the timing model reads whole chorales from their start: it has no cached decoder")
+        x = self.embedding(tokens) * math.sqrt(self.config.d_model)
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.embedding_dropout(x + sinusoidal_positions(positions, self.config.d_model).to(x.dtype))
+        for layer, block in enumerate(self.blocks):
+            x = block(x, None, layer, window)
+        return self.head(self.final_norm(x))
 
 
 class BarEmbedding(nn.Module):
@@ -173,9 +206,17 @@ class BarTransformer(MusicTransformer):
         return super().forward(tokens, window=window)
 
 
+class TimingBarTransformer(BarTransformer, TimingTransformer):
+    """Both: the bar embedding and the timing signal (the `-timing-bar` runs)."""
+
+
+MODEL_CLASSES = {(False, False): MusicTransformer, (True, False): BarTransformer, (False, True): TimingTransformer,
+                 (True, True): TimingBarTransformer}  # (bar, timing) -> the model
+
+
 def model_class(run: str) -> type[MusicTransformer]:
-    """The model a named run trains: `BarTransformer` for the `-bar` runs, else `MusicTransformer`."""
-    return BarTransformer if RUNS[run].get("bar") else MusicTransformer
+    """The model a named run trains: with the bar embedding, the timing signal, both or neither."""
+    return MODEL_CLASSES[bool(RUNS[run].get("bar")), bool(RUNS[run].get("timing"))]
 
 
 # The bar embedding's weights in the checkpoints written while it was `ModelConfig.position_cycle`.
@@ -183,12 +224,17 @@ FORMER_WEIGHT_NAMES = {"cycle_embedding.weight": "embedding.bar.weight"}
 
 
 def _model_in(state: dict, name: str) -> MusicTransformer:
-    """The model a checkpoint's state describes, with its weights: a `BarTransformer` when they hold a bar
-    embedding, else a `MusicTransformer`."""
+    """The model a checkpoint's state describes, with its weights: with the bar embedding when they hold
+    one, with the timing signal when they name it (or, written before it left the library, the config
+    says positional "both")."""
     weights = {FORMER_WEIGHT_NAMES.get(key, key): value for key, value in state["model"].items()}
+    config = dict(state["config"]) if isinstance(state["config"], dict) else state["config"]
+    if isinstance(config, dict) and config.get("positional") == "both":
+        config["positional"] = "relative"
+        weights["timing_signal"] = torch.empty(0)
     try:
-        config = ModelConfig.from_dict(state["config"])
-        model = (BarTransformer if "embedding.bar.weight" in weights else MusicTransformer)(config)
+        config = ModelConfig.from_dict(config)
+        model = MODEL_CLASSES[("embedding.bar.weight" in weights, "timing_signal" in weights)](config)
         model.load_state_dict(weights)
     except (TypeError, ValueError, RuntimeError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
@@ -562,6 +608,29 @@ def average_last(run_dir: Path, count: int = 5) -> list[Path]:
     return kept
 
 
+class DistillationLoss:
+    """The training loop's loss when a run distils (`music_transformer.train.LossFunction`): the tokens'
+    cross-entropy mixed, with weight `weight`, with the cross-entropy against the soft targets each batch
+    brings (a teacher's distribution of each next token, `JSBData.distil_from`). PAD targets count in
+    neither; the loop reports the tokens' alone."""
+
+    def __init__(self, weight: float) -> None:
+        if not 0.0 <= weight <= 1.0:
+            raise JSBError(f"the soft target weight must be between 0 and 1, not {weight}")
+        self.weight = weight
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, soft: torch.Tensor | None, pad: int,
+                 label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, _ = token_loss(logits, targets, None, pad, label_smoothing)
+        if soft is None:
+            raise JSBError("distillation needs soft targets, and the data brings none (no teacher)")
+        logits, targets = logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)
+        scored = targets != pad
+        log_probs = torch.log_softmax(logits[scored], dim=-1)
+        against_teacher = -(soft.reshape(-1, soft.shape[-1])[scored] * log_probs).sum(-1).mean()
+        return (1.0 - self.weight) * tokens + self.weight * against_teacher, tokens
+
+
 def teacher_checkpoint(teachers: str | os.PathLike, run: str) -> Path:
     """The teacher of `run` in the folder of finished runs `teachers`: its namesake's averaged weights, or
     its final ones where it kept too few to average."""
@@ -573,20 +642,19 @@ def teacher_checkpoint(teachers: str | os.PathLike, run: str) -> Path:
 
 
 def distil(data: JSBData, teacher_path: Path, train_config: TrainConfig, device: str | None,
-           threads: int | None, soft_target_weight: float | None) -> tuple[TrainConfig, dict]:
+           threads: int | None, soft_target_weight: float | None) -> tuple[DistillationLoss, dict]:
     """Has the teacher predict the training chorales for `data` before training starts (so the training
-    clock leaves it out); the training config with its soft target weight (given, else the config's,
-    else SOFT_TARGET_WEIGHT) and what the summary records of the teacher."""
+    clock leaves it out); the loss to train with, its soft target weight given or SOFT_TARGET_WEIGHT, and
+    what the summary records of the teacher."""
     teacher = load_model(teacher_path, device)
     data.distil_from(teacher, TEACHER_TRANSPOSITIONS)
-    weight = soft_target_weight if soft_target_weight is not None else (
-        train_config.soft_target_weight or SOFT_TARGET_WEIGHT)
-    train_config = replace(train_config, soft_target_weight=weight)
+    loss = DistillationLoss(soft_target_weight if soft_target_weight is not None else SOFT_TARGET_WEIGHT)
     if threads:
         torch.set_num_threads(threads)  # the teacher's predictions on this run's share of the cores
     started = time.monotonic()
     data.teach(train_config.max_transpose)
-    return train_config, {"teacher": str(teacher_path), "teacher_transpositions": TEACHER_TRANSPOSITIONS,
+    return loss, {"teacher": str(teacher_path), "teacher_transpositions": TEACHER_TRANSPOSITIONS,
+                  "soft_target_weight": loss.weight,
                           "teacher_seconds": round(time.monotonic() - started, 1),
                           "teacher_key_averaged_valid_nll": key_averaged_nll(teacher, data.valid,
                                                                              TEACHER_TRANSPOSITIONS)}
@@ -605,16 +673,16 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
     model_config, train_config, data_options = run_configs(config, run, steps, max_minutes)
     data = JSBData.load(data_folder, **data_options)
     run_dir = out / run
-    teacher_summary = {}
+    teacher_summary, loss = {}, token_loss
     if teachers is not None:
-        train_config, teacher_summary = distil(data, teacher_checkpoint(teachers, run), train_config, device,
-                                               threads, soft_target_weight)
-    elif soft_target_weight or train_config.soft_target_weight:
+        loss, teacher_summary = distil(data, teacher_checkpoint(teachers, run), train_config, device, threads,
+                                       soft_target_weight)
+    elif soft_target_weight:
         raise JSBError("a soft_target_weight needs --teachers: soft targets come from a teacher")
     started = time.monotonic()
     summary = train_module.train(data, run_dir, config=(model_config, train_config), device=device,
                                  threads=threads, keep_every_steps=keep_every, progress=progress,
-                                 resume=(run_dir / "last.pt").exists(), model_class=model_class(run))
+                                 resume=(run_dir / "last.pt").exists(), model_class=model_class(run), loss=loss)
     summary["wall_seconds"] = round(time.monotonic() - started, 1)  # its valid_nll: the loop's last validation
     kept = average_last(run_dir)
     if kept:
@@ -626,7 +694,8 @@ def train_run(config: str, run: str, out: Path, steps: int | None, threads: int 
     summary.update(teacher_summary)
     summary["run"] = run
     summary["model"] = asdict(model_config)
-    summary["bar_embedding"] = model_class(run) is BarTransformer
+    summary["bar_embedding"] = issubclass(model_class(run), BarTransformer)
+    summary["timing_signal"] = issubclass(model_class(run), TimingTransformer)
     summary["train"] = asdict(train_config)
     summary["data"] = data_options
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -683,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"their predictions averaged over ±{TEACHER_TRANSPOSITIONS} keys")
     parser.add_argument("--soft-target-weight", type=float, metavar="W",
                         help=f"with --teachers: the weight of the teacher's predictions "
-                             f"against the tokens' (default: the config's, else {SOFT_TARGET_WEIGHT})")
+                             f"against the tokens' (default {SOFT_TARGET_WEIGHT})")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     try:
@@ -721,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{summaries[0]['train']['batch_size']} chorales; {wall / 60:.1f} min wall-clock for all runs")
     if args.teachers is not None:
         print(f"distilled from the runs in {args.teachers} (soft target weight "
-              f"{summaries[0]['train']['soft_target_weight']}); the teachers over ±{TEACHER_TRANSPOSITIONS} keys: "
+              f"{summaries[0]['soft_target_weight']}); the teachers over ±{TEACHER_TRANSPOSITIONS} keys: "
               + ", ".join(f"{s['run']} {s['teacher_key_averaged_valid_nll']:.4f}" for s in summaries))
     keys = f"±{args.transpositions} keys" if args.transpositions else ""  # the averaged weights, key-averaged
     width, name_width = 10 if keys else 0, max(28, *(len(s["run"]) + 2 for s in summaries))

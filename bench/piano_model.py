@@ -6,7 +6,7 @@
 Every figure is measured for each model on the same held-out pieces (the stable 5 % split of every source):
 
 1. NLL per token on the held-out pieces of each style (pop piano, chorales, renaissance, folk), overall and
-   for positions [0, L), [L, 2L), [2L, 4L) through the windowed decoder (`train.position_nll`), each piece
+   for positions [0, L), [L, 2L), [2L, 4L) through the windowed decoder (`evaluation.position_nll`), each piece
    opened with its own style token where the model has styles.
 2. Infilling (models with styles only): on held-out pop songs, gaps of 2, 4 and 8 s at a quarter, half and
    three quarters of the song. The NLL per token of the gap's true contents given both sides (the
@@ -53,9 +53,9 @@ from music_transformer import (  # noqa: E402  (after the checkout joins the pat
     sources,
 )
 from music_transformer.bench import generate_speed  # noqa: E402
+from music_transformer.evaluation import position_nll  # noqa: E402
 from music_transformer.events import Note, encode  # noqa: E402
 from music_transformer.model import MusicTransformer, mixed_precision  # noqa: E402
-from music_transformer.train import position_nll  # noqa: E402
 
 POP909 = Path(__file__).resolve().parents[2] / "shared" / "data" / "pop909" / "midi"
 GAPS = (2.0, 4.0, 8.0)

@@ -7,16 +7,13 @@
    the model's forward pass, side by side.
 2. Variations: the time of 8 variations written as one batch against 1, the same length, for a model of the
    bundled piano model's shape (4 x 256, 8 heads, a 1,024-token window).
-3. Peak memory of one relative-attention layer, forward and backward, at L = 1024, 2048, 4096: our
-   blocked skewing, the paper's single skew, Shaw et al.'s direct formula, and plain causal attention
-   (F.scaled_dot_product_attention, no relative term), each in a fresh process (`_layer_memory_child`).
-4. Training speed: tokens/s of training steps, relative vs. absolute-position model of the same size.
-5. With --local: peak memory and time of one training step at 4,096 and 8,192 tokens, relative local
-   attention vs. global (`training_memory`, in a fresh process each).
-6. The bundled model: `generate`'s tokens/s at its full window on one thread, and what that is in real
+3. Training speed: tokens/s of training steps, relative vs. absolute-position model of the same size.
+4. The bundled model: `generate`'s tokens/s at its full window on one thread, and what that is in real
    time for dense piano (60 tokens a second of music) and for the median pop song (24).
 
-The JSB Chorales benchmark, which needs a source checkout's data and bench/ folder, is `python bench/jsb.py`.
+The JSB Chorales benchmark, which needs a source checkout's data and bench/ folder, is `python bench/jsb.py`;
+the attention's memory (Shaw et al.'s formula, the single skew and our blocks; local vs. global attention in
+training) is `python bench/attention_memory.py`.
 
 Ratios are what to read: each pair is measured in the same run, interleaved, on the same machine.
 """
@@ -24,9 +21,7 @@ Ratios are what to read: each pair is measured in the same run, interleaved, on 
 from __future__ import annotations
 
 import json
-import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -38,14 +33,26 @@ from .model import ModelConfig, MusicTransformer
 BENCH_CONFIG = dict(n_layers=6, d_model=256, n_heads=8, d_ff=1024, dropout=0.0, max_relative_distance=1024)
 PIANO_CONFIG = dict(n_layers=4, d_model=256, n_heads=8, d_ff=1024, dropout=0.0, max_relative_distance=1024,
                     train_length=1024)  # the bundled piano model's shape (train.py's preset "piano")
-MEMORY_METHODS = ("blocked skew", "single skew", "shaw", "sdpa")
-SHAW_LIMIT_BYTES = 12 * 2**30  # Shaw's gathered tensor past this is reported from its size, not run
+
+
+# The relative attention's query block in these figures: 64, ModelConfig's default when bench/README.md's
+# were measured. The library's kernel takes attention.BLOCK_SIZE (256, what the presets and the bundled model
+# trained with); on a CPU 64 ran the forward pass at 512 tokens 1.15x as fast, so the figures keep it.
+FIGURES_BLOCK_SIZE = 64
+
+
+def _built(config: ModelConfig) -> MusicTransformer:
+    """The model of `config`, its weights drawn from seed 0, its attention in blocks of FIGURES_BLOCK_SIZE."""
+    torch.manual_seed(0)
+    model = MusicTransformer(config)
+    for block in model.blocks:
+        block.attention.block_size = FIGURES_BLOCK_SIZE
+    return model
 
 
 def _model(positional: str, train_length: int, **overrides) -> MusicTransformer:
-    torch.manual_seed(0)
-    return MusicTransformer(ModelConfig(**{**BENCH_CONFIG, "train_length": train_length,
-                                           "positional": positional, **overrides}))
+    return _built(ModelConfig(**{**BENCH_CONFIG, "train_length": train_length, "positional": positional,
+                                 **overrides}))
 
 
 def decode_speed(context: int, cached_steps: int, recompute_steps: int) -> dict:
@@ -123,8 +130,7 @@ def variations_time(rows: int, primer_length: int, tokens: int, repeats: int) ->
     `primer_length` (the piano model's shape, one thread, the best of `repeats`, interleaved)."""
     from .continuation import generate_variations
 
-    torch.manual_seed(0)
-    model = MusicTransformer(ModelConfig(**PIANO_CONFIG)).eval()
+    model = _built(ModelConfig(**PIANO_CONFIG)).eval()
     primer = _primer(primer_length)
     best = {1: float("inf"), rows: float("inf")}
     for _ in range(repeats):
@@ -197,104 +203,6 @@ def cpu() -> str:
     return f"{name} ({vectors})" if vectors else name
 
 
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def _layer_memory_child(method: str, length: str) -> None:
-    """In a fresh process: one attention layer forward and backward; prints the peak memory it added.
-
-    The process runs with MALLOC_MMAP_THRESHOLD_ low, so every tensor of note is its own mapping that
-    is returned to the system when freed: resident memory then follows live tensors, and the peak
-    (VmHWM, reset through /proc/self/clear_refs) is the peak of what the layer held at once.
-    """
-    from .attention import Visibility, relative_attention, shaw_relative_logits
-
-    length = int(length)
-    d_model, heads = BENCH_CONFIG["d_model"], BENCH_CONFIG["n_heads"]
-    head_dim = d_model // heads
-    torch.manual_seed(0)
-    qkv = torch.nn.Linear(d_model, 3 * d_model)
-    out = torch.nn.Linear(d_model, d_model)
-    embeddings = torch.nn.Parameter(torch.randn(heads, length, head_dim) * head_dim ** -0.5)
-
-    def layer(size: int) -> None:
-        x = torch.randn(1, size, d_model, requires_grad=True)
-        q, k, v = qkv(x).view(1, size, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
-        if method == "sdpa":
-            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif method == "shaw":
-            logits = (q @ k.transpose(-1, -2) + shaw_relative_logits(q, embeddings)) / head_dim ** 0.5
-            logits = logits.masked_fill(~Visibility().mask(size, size), float("-inf"))
-            y = torch.softmax(logits, -1) @ v
-        else:
-            block = ModelConfig().block_size if method == "blocked skew" else None
-            y = relative_attention(q, k, v, embeddings, block_size=block)
-        out(y.transpose(1, 2).reshape(1, size, d_model)).sum().backward()
-
-    layer(64)  # load every kernel first
-    for parameter in (*qkv.parameters(), *out.parameters(), embeddings):
-        parameter.grad = torch.zeros_like(parameter)  # weight gradients exist in every method alike
-    _print_peak(lambda: layer(length))
-
-
-def _print_peak(run) -> None:
-    """Runs `run()` and prints, as JSON, the peak resident memory it added (VmHWM reset first) and its time."""
-    before = _status_bytes("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")  # reset the peak
-    started = time.perf_counter()
-    run()
-    seconds = time.perf_counter() - started
-    print(json.dumps({"peak_bytes": _status_bytes("VmHWM") - before, "seconds": seconds}))
-
-
-def _peak_in_fresh_process(child: str, *args, timeout: float) -> dict:
-    """Runs bench.`child`(*args) in a fresh process whose allocator returns freed tensors: its peak in bytes
-    ("peak_bytes") and the seconds the measured part took ("seconds")."""
-    result = subprocess.run([sys.executable, "-c", f"import sys; from music_transformer.bench import {child}; "
-                             f"{child}(*sys.argv[1:])", *map(str, args)],
-                            capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536",
-                                 "OMP_NUM_THREADS": str(torch.get_num_threads())})
-    if result.returncode != 0:
-        raise RuntimeError(f"memory benchmark {child}{args} failed: {result.stderr[-500:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def layer_memory(method: str, length: int) -> float | None:
-    """Peak bytes one attention layer adds in forward and backward (None: too big to run here)."""
-    if method == "shaw" and 3 * length * length * BENCH_CONFIG["d_model"] * 4 > SHAW_LIMIT_BYTES:
-        return None
-    return float(_peak_in_fresh_process("_layer_memory_child", method, length, timeout=600)["peak_bytes"])
-
-
-def _training_memory_child(length: str, local_block: str, block_size: str) -> None:
-    """In a fresh process: one training step of the benchmark model; prints the peak memory it added."""
-    length, local_block, block_size = int(length), int(local_block), int(block_size)
-    model = _model("relative", length, max_relative_distance=min(length, 1024),
-                   local_block=local_block or None, block_size=block_size or None).train()
-    tokens = torch.randint(0, 388, (1, length + 1), generator=torch.Generator().manual_seed(3))
-
-    def step(size: int) -> None:
-        logits = model(tokens[:, :size])
-        torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:size + 1].flatten()).backward()
-
-    step(64)
-    _print_peak(lambda: step(length))
-
-
-def training_memory(length: int, local_block: int | None, block_size: int | None) -> dict:
-    """One training step (6 x 256 model, batch 1), local or global relative attention: the peak bytes
-    it adds ("peak_bytes") and its seconds ("seconds")."""
-    return _peak_in_fresh_process("_training_memory_child", length, local_block or 0, block_size or 0,
-                                  timeout=1800)
-
-
 def train_speed(length: int, batch: int, steps: int) -> dict:
     """Training tokens/s of the relative and the absolute model, steps interleaved."""
     models = {positional: _model(positional, length, dropout=0.1).train() for positional in ("relative", "absolute")}
@@ -325,8 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--quick", action="store_true", help="fewer steps and sizes (a smoke run)")
     parser.add_argument("--threads", type=arguments.threads, help="torch threads (default: torch's choice)")
-    parser.add_argument("--local", action="store_true",
-                        help="also training memory at 4,096 and 8,192 tokens, local vs. global attention")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -374,45 +280,6 @@ def main(argv: list[str] | None = None) -> int:
           f"piano, {bundled['real_time_median_pop']:.1f}x for the median pop song")
     results["bundled_decode_tokens_per_s"] = round(bundled["tokens_per_s"], 1)
     results["bundled_real_time_dense_piano"] = round(bundled["real_time_dense_piano"], 2)
-
-    lengths = (1024, 2048, 4096) if not args.quick else (512,)
-    print("\nPeak memory of one attention layer, forward + backward (MB), d_model 256, 8 heads:")
-    print(f"{'L':>6} " + " ".join(f"{m:>13}" for m in MEMORY_METHODS))
-    memory = {}
-    for length in lengths:
-        memory[length] = {method: layer_memory(method, length) for method in MEMORY_METHODS}
-        cells = [f"{v / 2**20:>13.1f}" if v is not None else f"{'(too big)':>13}" for v in memory[length].values()]
-        print(f"{length:>6} " + " ".join(cells))
-        for method, value in memory[length].items():
-            if value is not None:
-                results[f"memory_mb_{method.replace(' ', '_')}_{length}"] = round(value / 2**20, 1)
-    reference = 2048 if 2048 in memory else lengths[-1]
-    row = memory[reference]
-    if row["shaw"]:
-        results[f"skew_over_shaw_memory_{reference}"] = round(row["blocked skew"] / row["shaw"], 4)
-    results[f"skew_over_sdpa_memory_{reference}"] = \
-        round(row["blocked skew"] / row["sdpa"], 2) if row["sdpa"] else None  # too small to see at --quick
-    results[f"single_skew_over_shaw_memory_{reference}"] = \
-        round(row["single skew"] / row["shaw"], 4) if row["shaw"] else None
-
-    if args.local:
-        print("\nA training step, 6 x 256, batch 1, relative attention: peak memory (MB) / seconds:")
-        print(f"{'L':>6} {'local (512)':>16} {'global, blocked':>16} {'global, single skew':>20}")
-        for length in (4096, 8192):
-            row = {"local": training_memory(length, 512, ModelConfig().block_size),
-                   "global": training_memory(length, None, ModelConfig().block_size),
-                   "single": training_memory(length, None, None)}
-            print(f"{length:>6} " + " ".join(f"{row[k]['peak_bytes'] / 2**20:>{w - 7}.1f} / {row[k]['seconds']:>4.1f}"
-                                            for k, w in (("local", 16), ("global", 16), ("single", 20))))
-            for key, value in row.items():
-                results[f"train_memory_mb_{key}_{length}"] = round(value["peak_bytes"] / 2**20, 1)
-                results[f"train_step_seconds_{key}_{length}"] = round(value["seconds"], 2)
-            results[f"local_over_global_memory_{length}"] = round(row["local"]["peak_bytes"]
-                                                                  / row["global"]["peak_bytes"], 3)
-            results[f"local_over_single_skew_memory_{length}"] = round(row["local"]["peak_bytes"]
-                                                                       / row["single"]["peak_bytes"], 3)
-            results[f"local_over_global_step_time_{length}"] = round(row["local"]["seconds"]
-                                                                     / row["global"]["seconds"], 3)
 
     train = train_speed(length=1024 if not args.quick else 256, batch=2, steps=6 if not args.quick else 2)
     print(f"\nTraining (tokens/s), L = {train['length']}, batch {train['batch']}: relative "

@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 
 from . import native as _native
-from .attention import KVCache, StepPlan, StreamCache, padded_rows
+from .attention import KVCache
 from .model import MusicTransformer, sinusoidal_positions
+from .stream_cache import StepPlan, StreamCache, padded_rows
 
 
 def _norm(module: torch.nn.LayerNorm, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -148,7 +149,7 @@ def _layers(model: MusicTransformer, dtype: torch.dtype) -> list[_Layer]:
         qkv_bias = attention.qkv.bias.detach().float().clone()
         qkv_bias[:d_model] *= scale
         relative_t = None
-        if attention.relative:  # E^T, its rows apart as the keys' (attention.padded_rows) on the CPU
+        if attention.relative:  # E^T, its rows apart as the keys' (stream_cache.padded_rows) on the CPU
             embeddings = attention.relative_embeddings.detach()
             relative_t = embeddings.transpose(1, 2).to(dtype).contiguous() if embeddings.device.type != "cpu" else \
                 padded_rows(*embeddings.transpose(1, 2).shape, dtype=dtype).copy_(embeddings.transpose(1, 2))
@@ -177,7 +178,7 @@ def _rows_apart(tensor: torch.Tensor) -> int:
 
 def _address(tensor: torch.Tensor | None, rows_apart: int = 0) -> int | None:
     """The tensor's address, where the C step can read it: float32 on the CPU, contiguous, or with its last
-    dimension's rows `rows_apart` apart and nothing else between them (attention.padded_rows)."""
+    dimension's rows `rows_apart` apart and nothing else between them (stream_cache.padded_rows)."""
     if tensor is None:
         return None
     packed = tensor.is_contiguous() if not rows_apart else _rows_apart(tensor) == rows_apart

@@ -30,7 +30,7 @@ MAX_D_MODEL = 4096
 MAX_HEADS = 64
 MAX_D_FF = 16384
 MAX_VOCAB_SIZE = 65536
-MAX_LENGTH = 65536  # train_length, max_relative_distance, block_size, local_block
+MAX_LENGTH = 65536  # train_length, max_relative_distance, local_block
 MAX_PARAMETERS = 300_000_000  # 1.2 GB of float32 weights
 MAX_CHECKPOINT_BYTES = 4 * 1024**3  # the weights and a training run's optimizer state
 

@@ -1,11 +1,10 @@
 """The Music Transformer: a decoder-only, pre-norm Transformer over performance events.
 
 `positional="relative"` is the paper's model (relative self-attention with skewing, no absolute
-positions); `positional="absolute"` is the baseline Transformer with sinusoidal absolute positions;
-`positional="both"` is relative attention with the sinusoidal timing signal added to the embeddings too
-(in the JSB Chorales a token's voice and place in the bar are absolute facts that relative distances
-only imply: there it scores best, bench/README.md). The bundled model is relative: it generates past
-its training length, where absolute positions were never seen.
+positions); `positional="absolute"` is the baseline Transformer with sinusoidal absolute positions (the
+paper's comparison, and `music-transformer bench`'s). The bundled model is relative: it generates past
+its training length, where absolute positions were never seen. Research variants (relative attention
+plus the timing signal, the JSB Chorales' bar embedding) are subclasses in bench/jsb.py.
 """
 
 from __future__ import annotations
@@ -23,12 +22,18 @@ from . import limits
 from .attention import KVCache, MultiHeadSelfAttention
 from .events import VOCAB_SIZE
 
-POSITIONAL_KINDS = ("relative", "absolute", "both")
+POSITIONAL_KINDS = ("relative", "absolute")
+
+# Settings that earlier versions kept in ModelConfig and wrote into every checkpoint. Neither changes what
+# a trained model computes: `block_size` was the attention kernel's query block (attention.BLOCK_SIZE now),
+# and `attention_dropout` acts in training only (it left: no gain at 1.7x the time, bench/README.md).
+# A checkpoint's are ignored; a training config that asks for attention dropout is refused.
+RETIRED_SETTINGS = ("block_size", "attention_dropout")
 
 
 @dataclass
 class ModelConfig:
-    """Shape and regularisation of a Music Transformer."""
+    """Shape and regularisation of a Music Transformer (nothing a kernel tunes)."""
 
     vocab_size: int = VOCAB_SIZE
     n_layers: int = 6
@@ -36,11 +41,9 @@ class ModelConfig:
     n_heads: int = 8
     d_ff: int = 1024
     dropout: float = 0.1  # before each residual addition and on the embeddings
-    attention_dropout: float = 0.0  # on the attention weights
     max_relative_distance: int = 1024  # M: relative embeddings for distances 0..M-1, none past that
     train_length: int = 2048  # crop length in training; the decoder's default window
-    positional: str = "relative"  # "relative" (the paper), "absolute" (the baseline) or "both"
-    block_size: int = 64  # query block of the relative attention: memory holds one block's logits
+    positional: str = "relative"  # "relative" (the paper) or "absolute" (the baseline)
     local_block: int | None = None  # relative local attention: own block and the previous (None: global)
 
     def __post_init__(self) -> None:
@@ -57,12 +60,14 @@ class ModelConfig:
                            ("d_model", limits.MAX_D_MODEL), ("n_heads", limits.MAX_HEADS), ("d_ff", limits.MAX_D_FF),
                            ("max_relative_distance", limits.MAX_LENGTH), ("train_length", limits.MAX_LENGTH)):
             whole(name, high)
-        whole("block_size", limits.MAX_LENGTH, optional=True)
         whole("local_block", limits.MAX_LENGTH, optional=True)
-        for name in ("dropout", "attention_dropout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-                raise ValueError(f"the model's {name} must be a share from 0 up to (not including) 1, not {value!r}")
+        value = self.dropout
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+            raise ValueError(f"the model's dropout must be a share from 0 up to (not including) 1, not {value!r}")
+        if self.positional == "both":  # what bench/jsb.py's relative-timing runs were called when the library had them
+            raise ValueError('positional "both" (relative attention plus a timing signal) is a research model of '
+                             "the JSB Chorales benchmark, which bench/jsb.py loads; Continuo's models are "
+                             '"relative" or "absolute"')
         if self.positional not in POSITIONAL_KINDS:
             raise ValueError(f'positional must be one of {", ".join(POSITIONAL_KINDS)}, not {self.positional!r}')
         if self.d_model % self.n_heads:
@@ -83,13 +88,13 @@ class ModelConfig:
 
     @property
     def relative_attention(self) -> bool:
-        """Whether attention is relative ("relative" and "both")."""
-        return self.positional in ("relative", "both")
+        """Whether attention is relative (the paper's model)."""
+        return self.positional == "relative"
 
     @property
     def timing_signal(self) -> bool:
-        """Whether the sinusoidal absolute positions are added to the embeddings ("absolute" and "both")."""
-        return self.positional in ("absolute", "both")
+        """Whether the sinusoidal absolute positions are added to the embeddings (the baseline)."""
+        return self.positional == "absolute"
 
     def to_dict(self) -> dict:
         """The config as plain data (for checkpoints)."""
@@ -97,7 +102,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        """A config from plain data, ignoring keys this version does not know; checked as any config is."""
+        """A config from plain data, ignoring keys this version does not know (`RETIRED_SETTINGS` among them);
+        checked as any config is."""
         if not isinstance(data, dict):
             raise ValueError(f"a model config is a set of named settings, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
@@ -153,9 +159,9 @@ class Block(nn.Module):
         super().__init__()
         self.attention_norm = nn.LayerNorm(config.d_model)
         self.attention = MultiHeadSelfAttention(
-            config.d_model, config.n_heads, attention_dropout=config.attention_dropout,
+            config.d_model, config.n_heads,
             max_relative_distance=config.max_relative_distance if config.relative_attention else None,
-            block_size=config.block_size, local=config.local_block)
+            local=config.local_block)
         self.feed_forward_norm = nn.LayerNorm(config.d_model)
         self.feed_forward = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)

@@ -35,7 +35,7 @@ FLAGS = ("-O3", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "
 TARGETS = (("-march=native",), ("-mcpu=native",), ())
 BUILD_SECONDS = 120
 # The layouts the C step reads, which the decoder makes: outputs to a panel of a weight matrix (step.c's PANEL),
-# columns of keys to a block of a ring (step.c's LANES; attention.StreamCache). The library is asked for both.
+# columns of keys to a block of a ring (step.c's LANES; stream_cache.StreamCache). The library is asked for both.
 PANEL = 32
 KEY_BLOCK = 16
 
@@ -60,7 +60,7 @@ class Model(ctypes.Structure):
 
 
 class Plan(ctypes.Structure):
-    """`mt_plan` in step.c: a step's columns (attention.StepPlan)."""
+    """`mt_plan` in step.c: a step's columns (stream_cache.StepPlan)."""
 
     _fields_ = [(name, ctypes.c_int32) for name in (
         "first", "context_seen", "ring_first", "ring_seen", "column", "needed", "n_terms", "n_hidden")] + [

@@ -8,13 +8,13 @@
  * each of the context's keys is read once for all of them. `native.py` compiles this file with the
  * machine's C compiler on first use; without one the decoder takes torch's operations.
  *
- * Layouts are the decoder's (attention.StreamCache): weights in panels (`linear`), the query rows of the
+ * Layouts are the decoder's (stream_cache.StreamCache): weights in panels (`linear`), the query rows of the
  * fused QKV projection already scaled by 1/sqrt(D); per layer the context's keys (H, D, P) and values
  * (H, P, D), read by every row, and each row's ring of keys in blocks of LANES columns
  * (H, rows, span / LANES, D, LANES) and of values (H, rows, span, D); the relative embeddings transposed,
  * E^T (H, D, M), column M-1-d holding distance d. The rows of the context's keys and of E^T lie
  * `context_stride` and `relative_stride` floats apart, an odd number of cache lines
- * (attention.padded_rows).
+ * (stream_cache.padded_rows).
  * A row's scores run over the context's columns it sees, then its ring's; the plan's offsets (the relative
  * term's runs, the hidden runs) count in that order.
  */

@@ -1,4 +1,4 @@
-"""Training and evaluation, the library behind `music-transformer train` and `music-transformer eval`.
+"""Training, the library behind `music-transformer train` (scoring is evaluation.py's).
 
 The loop is plain PyTorch: AdamW, linear warm-up then cosine decay (or inverse square root when the
 run has no planned length), gradient clipping, bfloat16 autocast on CUDA (and on the CPU with
@@ -9,6 +9,9 @@ A run directory holds `last.pt` (model, optimizer and position in the data, writ
 few minutes and at the end), `model.pt` (the final weights alone, the file to ship) and `log.jsonl`
 (one line per validation). `--resume` continues from `last.pt` exactly where it stopped: the data order
 and augmentation are functions of (seed, epoch, sample), not of a random state that a kill would lose.
+
+The loop minimises a `LossFunction`: the tokens' cross-entropy (label-smoothed when asked) unless the caller
+brings its own, as bench/jsb.py does for distillation from a teacher's predictions.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from queue import Queue
@@ -31,9 +34,11 @@ import torch.nn.functional as F
 
 from . import data as data_module
 from .checkpoint import read_checkpoint, save_checkpoint
+from .distributed import Distributed, start_distributed
 from .errors import ContinuoError
+from .evaluation import validation_nll
 from .events import PAD, VOCAB_SIZE
-from .model import PRECISIONS, ModelConfig, MusicTransformer, mixed_precision
+from .model import PRECISIONS, RETIRED_SETTINGS, ModelConfig, MusicTransformer, mixed_precision
 
 
 class TrainingError(ContinuoError):
@@ -62,15 +67,12 @@ class TrainConfig:
     checkpoint_minutes: float = 3.0
     valid_max_chunks: int = 256  # windows of train_length scored for the valid NLL
     precision: str = "auto"  # model.PRECISIONS: "auto" is bfloat16 on CUDA, float32 on the CPU
-    # distillation: the weight of the cross-entropy against the soft targets a batch brings (a teacher's
-    # predictions), 1 - it that of the tokens themselves; 0 trains on the tokens alone
-    soft_target_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        for name in ("soft_target_weight", "fim_rate", "style_dropout"):
+        for name in ("fim_rate", "style_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise TrainingError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
         if not isinstance(self.style_weights, dict):
@@ -82,7 +84,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """A TrainConfig from plain data; unknown keys are an error (a typo should not pass silently)."""
+        """A TrainConfig from plain data; unknown keys are an error (a typo should not pass silently).
+
+        `soft_target_weight`, which runs saved before distillation left the loop for bench/jsb.py's own loss,
+        is read when it is 0 (it changed nothing)."""
+        values = dict(values)
+        if values.get("soft_target_weight", 0.0) == 0.0:
+            values.pop("soft_target_weight", None)
+        else:
+            raise TrainingError("soft_target_weight: distillation is bench/jsb.py's (--teachers), not the library's")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -91,16 +101,17 @@ class TrainConfig:
 
 
 # Presets. "small" is the first bundled model's (the music21 corpus, 256 tokens): it trains in well under
-# an hour on two CPU cores. "base" is the paper's shape for GPUs. "piano" is the bundled model's.
+# an hour on two CPU cores. "base" is the paper's shape for GPUs. "piano" is the bundled model's. ("small"
+# and "base" had attention dropout 0.1 before it left the library: bench/recipe.py saw no gain from it.)
 PRESETS = {
     "small": {
-        "model": dict(n_layers=4, d_model=256, n_heads=4, d_ff=1024, dropout=0.1, attention_dropout=0.1,
-                      max_relative_distance=256, train_length=256, block_size=256),
+        "model": dict(n_layers=4, d_model=256, n_heads=4, d_ff=1024, dropout=0.1,
+                      max_relative_distance=256, train_length=256),
         "train": dict(batch_size=16, learning_rate=1e-3, warmup_steps=300),
     },
     "base": {
-        "model": dict(n_layers=6, d_model=512, n_heads=8, d_ff=2048, dropout=0.1, attention_dropout=0.1,
-                      max_relative_distance=1024, train_length=2048, block_size=256),
+        "model": dict(n_layers=6, d_model=512, n_heads=8, d_ff=2048, dropout=0.1,
+                      max_relative_distance=1024, train_length=2048),
         "train": dict(batch_size=8, learning_rate=5e-4, warmup_steps=1000),
     },
     # The bundled piano model: four layers, so that one CPU thread decodes it at 5x real time for dense
@@ -108,19 +119,19 @@ PRESETS = {
     # 1,150, 1,096, 1,100, 1,073, 1,170, 1,200, 1,200 and 678 more with --init-from and --dropout 0, each
     # of the last two stages' final three kept weights averaged (assets/README.md).
     "piano": {
-        "model": dict(n_layers=4, d_model=256, n_heads=8, d_ff=1024, dropout=0.1, attention_dropout=0.0,
-                      max_relative_distance=1024, train_length=1024, block_size=256),
+        "model": dict(n_layers=4, d_model=256, n_heads=8, d_ff=1024, dropout=0.1,
+                      max_relative_distance=1024, train_length=1024),
         "train": dict(batch_size=8, learning_rate=1e-3, warmup_steps=200, valid_max_chunks=128),
     },
     # The same model on a GPU (bench/gpu_session.sh): larger batches for the same 8-minute budget.
     "piano-gpu": {
-        "model": dict(n_layers=4, d_model=256, n_heads=8, d_ff=1024, dropout=0.1, attention_dropout=0.0,
-                      max_relative_distance=1024, train_length=1024, block_size=256),
+        "model": dict(n_layers=4, d_model=256, n_heads=8, d_ff=1024, dropout=0.1,
+                      max_relative_distance=1024, train_length=1024),
         "train": dict(batch_size=32, learning_rate=1e-3, warmup_steps=300, valid_max_chunks=512),
     },
     "tiny": {  # for tests and smoke runs
-        "model": dict(n_layers=2, d_model=64, n_heads=2, d_ff=128, dropout=0.0, attention_dropout=0.0,
-                      max_relative_distance=32, train_length=32, block_size=32),
+        "model": dict(n_layers=2, d_model=64, n_heads=2, d_ff=128, dropout=0.0,
+                      max_relative_distance=32, train_length=32),
         "train": dict(batch_size=4, learning_rate=3e-3, warmup_steps=2, checkpoint_minutes=0.0,
                       valid_max_chunks=16),
     },
@@ -142,6 +153,11 @@ def load_config(name_or_path: str) -> tuple[ModelConfig, TrainConfig]:
         if not isinstance(preset, dict) or not set(preset) <= {"model", "train"}:
             raise TrainingError(f'{path.name}: a config holds "model" and "train" settings only')
     model_values = dict(preset.get("model", {}))
+    if model_values.get("attention_dropout"):
+        raise TrainingError(f"--config {name_or_path}: attention dropout left Continuo (no gain at 1.7x the time, "
+                            "bench/README.md); take attention_dropout out of the config")
+    for name in RETIRED_SETTINGS:  # a config written for an earlier version: nothing a trained model computes
+        model_values.pop(name, None)
     known = {f.name for f in fields(ModelConfig)}
     unknown = sorted(set(model_values) - known)
     if unknown:
@@ -167,33 +183,33 @@ def learning_rate(step: int, config: TrainConfig, progress: float | None) -> flo
 # --- what the loop trains on ---------------------------------------------------------------------------
 
 
-# A training batch is a token array (B, T + 1), or a pair (tokens, soft targets) when the data brings a
-# teacher's next-token probabilities (B, T, vocabulary) for distillation (`TrainConfig.soft_target_weight`).
+# A training batch is a token array (B, T + 1), or a pair (tokens, what else the data brings for its own loss
+# function, e.g. bench/jsb.py's teacher's next-token probabilities (B, T, vocabulary)).
 Batch = np.ndarray | tuple[np.ndarray, np.ndarray]
 
 
 def split_batch(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A batch's tokens (B, T + 1) and its soft targets (B, T, vocabulary) as float32, or None, on `device`."""
-    tokens, soft = (batch, None) if isinstance(batch, np.ndarray) else batch
+    """A batch's tokens (B, T + 1) and what else it brings, as float32, or None, on `device`."""
+    tokens, extra = (batch, None) if isinstance(batch, np.ndarray) else batch
     tokens = torch.from_numpy(tokens).to(device)
-    return tokens, None if soft is None else torch.from_numpy(soft).to(device, torch.float32)
+    return tokens, None if extra is None else torch.from_numpy(extra).to(device, torch.float32)
 
 
-def training_loss(logits: torch.Tensor, targets: torch.Tensor, pad: int, label_smoothing: float = 0.0,
-                  soft: torch.Tensor | None = None, soft_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the loss to minimise, the tokens' cross-entropy) per token. The loss is the tokens' cross-entropy
-    (label-smoothed when asked) mixed, with weight `soft_weight`, with the cross-entropy against the soft
-    targets (a teacher's distribution of each next token) where a batch brings them. PAD targets count in
-    neither."""
-    logits = logits.float().reshape(-1, logits.shape[-1])
-    targets = targets.reshape(-1)
-    tokens = F.cross_entropy(logits, targets, ignore_index=pad, label_smoothing=label_smoothing)
-    if soft is None or not soft_weight:
-        return tokens, tokens
-    scored = targets != pad
-    log_probs = torch.log_softmax(logits[scored], dim=-1)
-    against_teacher = -(soft.reshape(-1, soft.shape[-1])[scored] * log_probs).sum(-1).mean()
-    return (1.0 - soft_weight) * tokens + soft_weight * against_teacher, tokens
+class LossFunction(Protocol):
+    """What the loop minimises: `(logits (B, T, vocabulary), targets (B, T), what else the batch brought or
+    None, the pad token, the config's label smoothing)` -> (the loss, the tokens' cross-entropy that the
+    progress bar reports), each a mean per token; PAD targets count in neither."""
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, extra: torch.Tensor | None, pad: int,
+                 label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor, extra: torch.Tensor | None, pad: int,
+               label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens' cross-entropy (label-smoothed when asked), as the loss and as what is reported."""
+    tokens = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=pad,
+                             label_smoothing=label_smoothing)
+    return tokens, tokens
 
 
 class TrainingData(Protocol):
@@ -212,8 +228,8 @@ class TrainingData(Protocol):
 
     def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
                 world_size: int, max_transpose: int) -> Iterator[tuple[int, Batch]]:
-        """The training batches (B, T + 1) of an epoch from batch `start` on, as (batch index, batch);
-        with soft targets (a teacher's), when the run distils.
+        """The training batches (B, T + 1) of an epoch from batch `start` on, as (batch index, batch); with
+        what else the run's loss function needs, when it needs more than the tokens.
 
         A pure function of (seed, epoch, batch index), so that a resumed run sees the same data; with
         several processes each rank takes its own share of every batch.
@@ -255,123 +271,6 @@ class EventData:
         return [chunks[i:i + batch_size] for i in range(0, len(chunks), batch_size)]
 
 
-# --- distributed -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """Where this process stands in a (possibly single-process) run."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        """True on the process that writes checkpoints and prints."""
-        return self.rank == 0
-
-    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum over the processes (a no-op alone)."""
-        if self.world_size > 1:
-            torch.distributed.all_reduce(tensor)
-        return tensor
-
-
-ALONE = Distributed()  # a run of one process
-
-
-def start_distributed(device_request: str | None) -> tuple[Distributed, torch.device]:
-    """Joins the torchrun process group when there is one; picks this process's device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available() and (device_request is None or device_request.startswith("cuda"))
-    if world_size > 1:
-        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-        if cuda:
-            torch.cuda.set_device(local_rank)
-        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
-        dist = Distributed(rank, world_size, local_rank)
-        device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
-    else:
-        dist = ALONE
-        device = torch.device(device_request) if device_request else torch.device("cuda" if cuda else "cpu")
-    return dist, device
-
-
-# --- evaluation -----------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def validation_nll(model: MusicTransformer, batches: list[np.ndarray], device: torch.device,
-                   dist: Distributed = ALONE, pad: int = PAD) -> float:
-    """Mean NLL per token (nats) over validation batches; each process scores its share of every batch's rows."""
-    was_training = model.training
-    model.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=device)
-    for array in batches:
-        mine = array[dist.rank::dist.world_size]
-        if not len(mine):
-            continue
-        batch = torch.from_numpy(mine).to(device)
-        with mixed_precision(device):
-            logits = model(batch[:, :-1])
-        nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
-                              ignore_index=pad, reduction="sum")
-        total += torch.stack([nll.double(), (batch[:, 1:] != pad).sum().double()])
-    dist.all_reduce(total)
-    model.train(was_training)
-    return float(total[0] / total[1].clamp(min=1))
-
-
-def position_nll(model: MusicTransformer, pieces, window: int | None = None,
-                 device: torch.device | None = None, style: str | None = None,
-                 on_piece: Callable[[list[int], np.ndarray], None] | None = None) -> dict:
-    """NLL per token overall and by position [0, L), [L, 2L), [2L, 4L) (L = the model's train_length).
-
-    Each piece is scored up to 4L tokens with the windowed decoder: every position attends to at most
-    `window` (default L) of the latest positions, exactly as `generate` continues past the training
-    length. The buckets use only pieces of 4L tokens or more, so each bucket sees the same pieces.
-    Each piece opens with the header the model knows (START, and `style` or the piece's own style).
-    `on_piece(tokens, nll)`, when given, sees each piece's scored tokens and the NLL of each (nll[i] of
-    tokens[i + 1]), so that other figures can come from the same passes.
-    """
-    length = model.config.train_length
-    window = window or length
-    device = device or model.device
-    buckets = {"[0,L)": (1, length), "[L,2L)": (length, 2 * length), "[2L,4L)": (2 * length, 4 * length)}
-    sums = {name: [0.0, 0] for name in ["overall", *buckets]}
-    long_pieces = 0
-    model.eval()
-    with torch.inference_mode():
-        for piece in pieces:
-            tokens = data_module.piece_tokens(piece.notes, style or piece.style, model.config.vocab_size)
-            is_long = len(tokens) >= 4 * length
-            tokens = tokens[:4 * length]
-            if len(tokens) < 2:
-                continue
-            x = torch.tensor([tokens], device=device)
-            with mixed_precision(device):
-                logits = model(x[:, :-1], window=window)
-            nll = F.cross_entropy(logits[0].float(), x[0, 1:], reduction="none").cpu().numpy()
-            if on_piece is not None:
-                on_piece(tokens, nll)
-            sums["overall"][0] += float(nll.sum())
-            sums["overall"][1] += len(nll)
-            if is_long:
-                long_pieces += 1
-                for name, (first, last) in buckets.items():  # nll[i] predicts token i + 1
-                    part = nll[first - 1:last - 1]
-                    sums[name][0] += float(part.sum())
-                    sums[name][1] += len(part)
-    result = {name: (total / count if count else float("nan")) for name, (total, count) in sums.items()}
-    result["tokens"] = {name: count for name, (_, count) in sums.items()}
-    result["pieces"] = len(pieces)
-    result["long_pieces"] = long_pieces
-    result["train_length"] = length
-    result["window"] = window
-    return result
-
-
 # --- the training loop ----------------------------------------------------------------------------------
 
 
@@ -391,7 +290,7 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
           limit: int | None = None, cache_dir: str | None = None, threads: int | None = None,
           keep_every_steps: int | None = None, progress: bool = True,
           model_class: type[MusicTransformer] = MusicTransformer,
-          init_from: str | os.PathLike | None = None) -> dict:
+          init_from: str | os.PathLike | None = None, loss: LossFunction = token_loss) -> dict:
     """Trains a model on `data` into the run directory `out`; returns a summary (step, losses, times).
 
     `data` is a data source for `data.load_dataset` (a MIDI folder, `corpus`, `corpus:part,...`, a token
@@ -400,7 +299,7 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
     `model_class` builds the model from its config: a subclass may add to it (bench/jsb.py's bar embedding).
     `init_from` starts a new run from a trained model's weights and shape (its config; `model_overrides`
     may change its dropout) with a fresh optimizer and schedule from `config`: training continued with
-    new settings or on new data.
+    new settings or on new data. `loss` is what the loop minimises (`token_loss`, else a benchmark's own).
     """
     out = Path(out)
     last_path = out / "last.pt"
@@ -427,8 +326,7 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
                 initial = read_checkpoint(init_from)
                 initial["metadata"] = dict(initial.get("metadata") or {}, path=Path(init_from).name)
                 model_config = ModelConfig.from_dict(initial["config"])
-                shape = {k for k, v in (model_overrides or {}).items() if v is not None} - {"dropout",
-                                                                                            "attention_dropout"}
+                shape = {k for k, v in (model_overrides or {}).items() if v is not None} - {"dropout"}
                 if shape:  # (--train-length also sets the relative distance and block: name what was asked)
                     named = "train_length" if "train_length" in shape else sorted(shape)[0]
                     raise TrainingError(f"--init-from keeps the model's shape; {named} cannot change")
@@ -436,7 +334,7 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
                                                     if v is not None})
             train_config = replace(train_config, **{k: v for k, v in (overrides or {}).items() if v is not None})
         return _train(data, out, model_config, train_config, state, dist, device_, limit, cache_dir,
-                      keep_every_steps, progress, model_class, initial)
+                      keep_every_steps, progress, model_class, initial, loss)
     finally:
         if dist.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -445,7 +343,7 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
 def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelConfig, config: TrainConfig,
            state: dict | None, dist: Distributed, device: torch.device, limit: int | None, cache_dir: str | None,
            keep_every_steps: int | None, progress: bool, model_class: type[MusicTransformer],
-           initial: dict | None = None) -> dict:
+           initial: dict | None = None, loss_function: LossFunction = token_loss) -> dict:
     from tqdm import tqdm
 
     def say(message: str) -> None:
@@ -563,19 +461,18 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(config.seed * 1_000_003 + step * dist.world_size + dist.rank)  # dropout, resumable
-        x, soft = split_batch(batch, device)
-        if config.soft_target_weight and soft is None:
-            bar.close()
-            raise TrainingError(f"soft_target_weight is {config.soft_target_weight} but {data.name} brings no "
-                                "soft targets (no teacher)")
+        x, extra = split_batch(batch, device)
         inputs, targets = x[:, :-1], x[:, 1:]
         with mixed_precision(device, config.precision):
             logits = network(inputs)
-        loss, token_loss = training_loss(logits, targets, data.pad, config.label_smoothing, soft,
-                                         config.soft_target_weight)
+        try:
+            loss, reported = loss_function(logits, targets, extra, data.pad, config.label_smoothing)
+        except ContinuoError:
+            bar.close()
+            raise
         tokens = (targets != data.pad).sum()
-        # the running loss reported is the tokens' cross-entropy, distilling or not
-        stats = torch.stack([token_loss.detach().double() * tokens, tokens.double(),
+        # the running loss reported is the tokens' cross-entropy, whatever the loss function adds to it
+        stats = torch.stack([reported.detach().double() * tokens, tokens.double(),
                              (~torch.isfinite(loss.detach())).double()]).to(device)
         dist.all_reduce(stats)
         if stats[2] > 0:

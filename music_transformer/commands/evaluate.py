@@ -31,7 +31,8 @@ def main(argv: list[str]) -> int:
 
     from .. import data as data_module
     from ..checkpoint import load_checkpoint
-    from ..train import TrainingError, position_nll
+    from ..evaluation import position_nll
+    from ..train import TrainingError
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -64,7 +64,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=positive_int,
                         help="optimizer steps to train for (the schedule decays over them)")
     parser.add_argument("--max-minutes", type=positive_float, help="stop after this many minutes of training")
-    parser.add_argument("--positional", choices=POSITIONAL_KINDS, help="override the config's positions")
+    parser.add_argument("--positional", choices=POSITIONAL_KINDS,
+                        help="override the config's positions: relative (the paper's) or absolute (the baseline)")
     parser.add_argument("--train-length", type=length, help="override the config's crop length")
     parser.add_argument("--label-smoothing", type=share_below_one,
                         help="spread this much of each target's mass (e.g. 0.1)")
@@ -75,7 +76,6 @@ def main(argv: list[str]) -> int:
                         help="how often each style's pieces come round in an epoch against their share of the "
                              "tokens, e.g. chorale=3,folk=2 (0 leaves a style out; 1 when not named)")
     parser.add_argument("--dropout", type=share_below_one, help="dropout before each residual addition")
-    parser.add_argument("--attention-dropout", type=share_below_one, help="dropout on the attention weights")
     parser.add_argument("--local-block", type=length,
                         help="relative local attention: blocks of this many tokens see their own and the previous")
     parser.add_argument("--batch-size", type=positive_int)
@@ -101,10 +101,9 @@ def main(argv: list[str]) -> int:
                  "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes, "precision": args.precision,
                  "fim_rate": args.fim_rate, "style_dropout": args.style_dropout, "style_weights": args.style_weights}
     model_overrides = {"positional": args.positional, "train_length": args.train_length, "dropout": args.dropout,
-                       "attention_dropout": args.attention_dropout, "local_block": args.local_block}
+                       "local_block": args.local_block}
     if args.train_length:
         model_overrides["max_relative_distance"] = args.train_length
-        model_overrides["block_size"] = min(args.train_length, 256)
     data = args.data[0] if len(args.data) == 1 else args.data
     from ..train import train
 

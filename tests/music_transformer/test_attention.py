@@ -5,17 +5,10 @@ import math
 import pytest
 import torch
 
-from music_transformer.attention import (
-    KVCache,
-    StreamCache,
-    Visibility,
-    relative_attention,
-    relative_attention_block,
-    relative_logits,
-    relative_table,
-    shaw_relative_logits,
-    skew,
-)
+from music_transformer.attention import KVCache, Visibility, relative_attention, relative_logits, relative_table, skew
+from music_transformer.stream_cache import StreamCache
+
+from .helpers import direct_attention, shaw_relative_logits
 
 
 @pytest.mark.parametrize("length,heads,max_distance", [(1, 1, 4), (2, 1, 8), (7, 2, 7), (16, 4, 32),
@@ -49,28 +42,13 @@ def test_distances_past_the_maximum_get_no_relative_term():
     assert relative_table(embeddings, 10).shape == (2, 10, 4)
 
 
-def _direct_attention(q, k, v, embeddings, window=None, local=None):
-    """Softmax((QK^T + S_rel)/sqrt(D))V: S_rel gathered the Shaw way, full attention masked to the pattern."""
-    length = q.shape[-2]
-    logits = (q @ k.transpose(-1, -2) + shaw_relative_logits(q, embeddings)) / math.sqrt(q.shape[-1])
-    positions = torch.arange(length)
-    i, j = positions[:, None], positions[None, :]
-    allowed = j <= i
-    if window is not None:
-        allowed &= i - j < window
-    if local is not None:
-        allowed &= j >= (i // local - 1) * local  # own block and the previous one
-    logits = logits.masked_fill(~allowed, float("-inf"))
-    return torch.softmax(logits, -1) @ v
-
-
 @pytest.mark.parametrize("block_size,window", [(None, None), (16, None), (7, None), (16, 20), (None, 9)])
 def test_blocked_attention_equals_the_direct_formula(block_size, window):
     generator = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(2, 4, 70, 8, dtype=torch.float64, generator=generator) for _ in range(3))
     embeddings = torch.randn(4, 40, 8, dtype=torch.float64, generator=generator)
     got = relative_attention(q, k, v, embeddings, window=window, block_size=block_size)
-    torch.testing.assert_close(got, _direct_attention(q, k, v, embeddings, window), atol=1e-10, rtol=0)
+    torch.testing.assert_close(got, direct_attention(q, k, v, embeddings, window), atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("block_size,window,max_distance", [(None, None, 30), (8, None, 30), (8, 13, 30),
@@ -82,7 +60,7 @@ def test_fused_backward_gives_the_gradients_of_the_direct_formula(block_size, wi
     weights = torch.randn(2, 2, 50, 8, dtype=torch.float64, generator=generator)
     gradients = []
     for attend in (lambda *t: relative_attention(*t, window=window, block_size=block_size),
-                   lambda *t: _direct_attention(*t, window=window)):
+                   lambda *t: direct_attention(*t, window=window)):
         inputs = [t.clone().requires_grad_() for t in tensors]
         (attend(*inputs) * weights).sum().backward()
         gradients.append([t.grad for t in inputs])
@@ -90,8 +68,7 @@ def test_fused_backward_gives_the_gradients_of_the_direct_formula(block_size, wi
         torch.testing.assert_close(fused, direct, atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_under_cpu_autocast_relative_attention_runs_in_float32(dropout):
+def test_under_cpu_autocast_relative_attention_runs_in_float32():
     """bfloat16 projections in, the relative term, softmax and fused backward computed in float32."""
     generator = torch.Generator().manual_seed(7)
     tensors = [torch.randn(2, 2, 40, 8, generator=generator).bfloat16() for _ in range(3)]
@@ -101,8 +78,7 @@ def test_under_cpu_autocast_relative_attention_runs_in_float32(dropout):
         inputs = [t.clone().requires_grad_() for t in tensors]
         torch.manual_seed(0)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            out = relative_attention(*(t if autocast else t.float() for t in inputs), dropout=dropout,
-                                     block_size=16)
+            out = relative_attention(*(t if autocast else t.float() for t in inputs), block_size=16)
         (out * torch.arange(8.0)).sum().backward()
         results.append((out, [t.grad for t in inputs]))
     (low, low_grads), (high, high_grads) = results
@@ -112,19 +88,6 @@ def test_under_cpu_autocast_relative_attention_runs_in_float32(dropout):
         torch.testing.assert_close(got, expected, atol=0, rtol=0)
 
 
-def test_attention_dropout_trains_through_recomputed_blocks():
-    q, k, v = (torch.randn(1, 2, 40, 8, requires_grad=True) for _ in range(3))
-    embeddings = torch.randn(2, 40, 8, requires_grad=True)
-    torch.manual_seed(0)
-    out = relative_attention(q, k, v, embeddings, dropout=0.5, block_size=16)
-    out.sum().backward()
-    assert q.grad is not None and embeddings.grad is not None
-    torch.manual_seed(0)
-    again = relative_attention(q, k, v, embeddings, dropout=0.5, block_size=16)
-    torch.testing.assert_close(out, again)
-    assert not torch.allclose(out, relative_attention(q, k, v, embeddings, block_size=16))
-
-
 def test_one_query_needs_no_skew():
     q = torch.randn(1, 2, 1, 8, dtype=torch.float64)
     k = torch.randn(1, 2, 12, 8, dtype=torch.float64)
@@ -132,8 +95,10 @@ def test_one_query_needs_no_skew():
     rel = relative_logits(q, embeddings, 12)
     for j in range(12):  # the newest query is at position 11: distance j - 11
         assert rel[0, 0, 0, j] == pytest.approx(float(q[0, 0, 0] @ embeddings[0, 19 + j - 11]))
-    out = relative_attention_block(q, k, k, embeddings)
+    out = relative_attention(q, k, k, embeddings)
     assert out.shape == (1, 2, 1, 8)
+    torch.testing.assert_close(out, direct_attention(torch.cat([k[:, :, :-1], q], 2), k, k, embeddings)[:, :, -1:],
+                               atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("block_size,local", [(None, 16), (8, 16), (16, 16), (5, 7), (64, 32)])
@@ -142,11 +107,11 @@ def test_relative_local_attention_equals_full_attention_masked_to_blocks(block_s
     q, k, v = (torch.randn(2, 3, 90, 8, dtype=torch.float64, generator=generator) for _ in range(3))
     embeddings = torch.randn(3, 2 * local, 8, dtype=torch.float64, generator=generator)
     got = relative_attention(q, k, v, embeddings, block_size=block_size, local=local)
-    torch.testing.assert_close(got, _direct_attention(q, k, v, embeddings, local=local), atol=1e-6, rtol=0)
+    torch.testing.assert_close(got, direct_attention(q, k, v, embeddings, local=local), atol=1e-6, rtol=0)
     inputs = [t.clone().requires_grad_() for t in (q, k, v, embeddings)]
     relative_attention(*inputs, block_size=block_size, local=local).sum().backward()
     reference = [t.clone().requires_grad_() for t in (q, k, v, embeddings)]
-    _direct_attention(*reference, local=local).sum().backward()
+    direct_attention(*reference, local=local).sum().backward()
     for fused, direct in zip(inputs, reference, strict=True):
         torch.testing.assert_close(fused.grad, direct.grad, atol=1e-6, rtol=0)
 
@@ -171,7 +136,7 @@ def test_the_stream_cache_attends_like_the_direct_formula_while_its_ring_wraps(r
     q, k, v = (torch.randn(rows, heads, total, dim, dtype=torch.float64, generator=generator) for _ in range(3))
     k[:, :, :context], v[:, :, :context] = k[:1, :, :context], v[:1, :, :context]
     embeddings = torch.randn(heads, max_distance, dim, dtype=torch.float64, generator=generator)
-    want = _direct_attention(q, k, v, embeddings, window=window, local=local)
+    want = direct_attention(q, k, v, embeddings, window=window, local=local)
     read = KVCache(1, window=window, local=local)
     read.update(0, k[:1, :, :context], v[:1, :, :context])
     read.position = context

@@ -10,7 +10,7 @@ from music_transformer import Note, generate, limits, read_midi, save_checkpoint
 from music_transformer.arguments import ArgumentParser, positive_float, sampling_options, share
 from music_transformer.cli import main
 
-from .test_model import small_model
+from .helpers import small_model
 
 
 def run(*args, cwd=None):

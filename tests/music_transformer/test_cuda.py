@@ -13,9 +13,7 @@ from music_transformer import VOCAB_SIZE, generate, generate_variations
 from music_transformer.attention import relative_attention
 from music_transformer.decoder import CapturedStep
 
-from .test_attention import _direct_attention
-from .test_generate import PRIMER, assert_valid_stream
-from .test_model import decode_rows, decode_step_by_step, small_model
+from .helpers import PRIMER, assert_valid_stream, decode_rows, decode_step_by_step, direct_attention, small_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -33,7 +31,7 @@ def test_relative_attention_and_its_gradients_on_cuda_match_float64(block_size, 
     weights = torch.randn(2, 4, 300, 32, dtype=torch.float64, generator=generator)
 
     reference = [t.clone().requires_grad_() for t in tensors]
-    want = _direct_attention(*reference, window=window)
+    want = direct_attention(*reference, window=window)
     (want * weights).sum().backward()
 
     on_gpu = [t.float().cuda().requires_grad_() for t in tensors]
@@ -45,7 +43,7 @@ def test_relative_attention_and_its_gradients_on_cuda_match_float64(block_size, 
         assert relative_error(fused.grad, direct.grad) < 1e-3
 
 
-@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
+@pytest.mark.parametrize("positional", ["relative", "absolute"])
 def test_cached_decoding_on_cuda_matches_a_full_pass(positional):
     model = small_model(positional, train_length=512, max_relative_distance=200).cuda()
     tokens = torch.randint(0, VOCAB_SIZE, (2, 300), generator=torch.Generator().manual_seed(1)).cuda()

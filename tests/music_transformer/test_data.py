@@ -8,26 +8,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from music_transformer import Note, data, decode, encode, events, sources, write_midi
+from music_transformer import Note, data, decode, encode, events, sources
 from music_transformer.errors import DataError
 from music_transformer.events import PAD, START
 
-
-def make_midi_folder(root, pieces=12, notes_per_piece=40, corrupt=0):
-    """A folder tree of small, learnable MIDI pieces (scales and arpeggios), some corrupt files."""
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for index in range(pieces):
-        folder = root / ("nested/deeper" if index % 3 == 0 else "top")
-        folder.mkdir(parents=True, exist_ok=True)
-        base = 48 + int(rng.integers(0, 24))
-        steps = [0, 2, 4, 5, 7, 9, 11, 12] if index % 2 else [0, 4, 7, 12, 7, 4]
-        notes = [Note(base + steps[k % len(steps)], 80, 0.25 * k, 0.25 * k + 0.2) for k in range(notes_per_piece)]
-        write_midi(notes, folder / f"piece{index:02d}.{'midi' if index % 4 == 0 else 'mid'}", bpm=120)
-    for index in range(corrupt):
-        (root / "top" / f"broken{index}.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage" + bytes(index))
-    (root / "top" / "notes.txt").write_text("not music")
-    return root
+from .helpers import make_midi_folder
 
 
 def test_a_midi_folder_is_read_recursively_and_corrupt_files_are_skipped_and_counted(tmp_path, caplog):

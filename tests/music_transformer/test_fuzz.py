@@ -270,8 +270,7 @@ def test_notes_outside_the_limits_are_a_value_error(notes):
 
 # --- checkpoints ----------------------------------------------------------------------------------------------
 
-TINY = dict(n_layers=1, d_model=16, n_heads=2, d_ff=32, dropout=0.0, max_relative_distance=16, train_length=16,
-            block_size=16)
+TINY = dict(n_layers=1, d_model=16, n_heads=2, d_ff=32, dropout=0.0, max_relative_distance=16, train_length=16)
 
 
 @cache

@@ -21,40 +21,11 @@ from music_transformer import (
     limits,
     primer_tokens,
 )
-from music_transformer.attention import StreamCache
-from music_transformer.events import (
-    END,
-    NOTE_OFF_OFFSET,
-    PAD,
-    START,
-    duration_seconds,
-    is_note_off,
-    is_note_on,
-    is_time_shift,
-    is_velocity,
-    time_shift,
-)
+from music_transformer.events import START, duration_seconds, is_note_off, is_note_on, is_time_shift, time_shift
 from music_transformer.sampling import Sampler, Sampling, filter_logits
+from music_transformer.stream_cache import StreamCache
 
-from .test_model import small_model
-
-PRIMER = encode([Note(60, 80, 0.0, 0.4), Note(64, 80, 0.4, 0.8), Note(67, 80, 0.8, 1.6)])
-
-
-def assert_valid_stream(tokens):
-    """No special tokens, no note-off without its note-on, nothing left sounding; canonical order."""
-    sounding = set()
-    for previous, token in zip([None] + list(tokens), tokens, strict=False):
-        assert token not in (PAD, START, END)
-        assert not (is_velocity(token) and previous is not None and is_velocity(previous))
-        assert not (is_note_off(token) and previous == token - NOTE_OFF_OFFSET), "a zero-length note"
-        if is_note_on(token):
-            assert token not in sounding
-            sounding.add(token)
-        elif is_note_off(token):
-            assert token - NOTE_OFF_OFFSET in sounding
-            sounding.remove(token - NOTE_OFF_OFFSET)
-    assert not sounding, "notes left sounding"
+from .helpers import PRIMER, assert_valid_stream, small_model
 
 
 def test_tokens_stream_one_at_a_time():

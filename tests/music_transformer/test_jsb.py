@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import jsb  # noqa: E402
 from music_transformer.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
-from music_transformer.model import ModelConfig, MusicTransformer  # noqa: E402
+from music_transformer.model import ModelConfig, MusicTransformer, sinusoidal_positions  # noqa: E402
 
 
 def make_chorales(count, seed=0):
@@ -84,11 +84,12 @@ def test_every_named_config_builds_every_run():
             assert model_config.train_length >= 4 * 516 + 1  # the longest training chorale, whole
     assert jsb.run_configs("cpu", "absolute")[0].positional == "absolute"
     assert jsb.run_configs("cpu", "relative-local")[0].local_block == 256
-    assert jsb.run_configs("cpu", "relative-timing")[0].positional == "both"
+    assert jsb.run_configs("cpu", "relative-timing")[0].positional == "relative"
     assert jsb.run_configs("cpu", "relative", steps=7)[1].steps == 7
     assert jsb.run_configs("gpu", "relative", max_minutes=2.5)[1].max_minutes == 2.5
-    assert jsb.model_class("relative-bar") is jsb.BarTransformer is jsb.model_class("relative-timing-bar-all-keys")
-    assert jsb.model_class("relative-timing") is jsb.MusicTransformer
+    assert jsb.model_class("relative-bar") is jsb.BarTransformer and jsb.model_class("relative") is MusicTransformer
+    assert jsb.model_class("relative-timing") is jsb.TimingTransformer
+    assert jsb.model_class("relative-timing-bar-all-keys") is jsb.TimingBarTransformer
     assert jsb.run_configs("cpu", "absolute-bar")[0].positional == "absolute"
     _, train_config, data_options = jsb.run_configs("gpu", "relative-timing-bar-all-keys")
     assert train_config.max_transpose == 6 and data_options == {"transpose_within": "vocabulary"}
@@ -253,22 +254,75 @@ def test_the_bar_model_tells_each_token_its_place_in_a_4_4_bar():
         model(tokens, cache=model.new_cache())
 
 
+def test_the_timing_model_adds_the_sinusoidal_signal_to_relative_attention():
+    config = ModelConfig(vocab_size=jsb.VOCAB_SIZE, n_layers=1, d_model=32, n_heads=2, d_ff=64, dropout=0.0,
+                         max_relative_distance=64, train_length=256)
+    torch.manual_seed(0)
+    model = jsb.TimingTransformer(config).eval()
+    plain = MusicTransformer(config).eval()
+    plain.load_state_dict({name: value for name, value in model.state_dict().items() if name != "timing_signal"})
+    tokens = torch.randint(0, jsb.REST, (2, 40))
+    with torch.no_grad():  # the same weights, told each token's absolute position: other logits
+        assert not torch.allclose(model(tokens), plain(tokens), atol=1e-4)
+        # by hand: Vaswani et al.'s encodings added to the scaled embeddings, as positional="both" did
+        signal = sinusoidal_positions(torch.arange(40), 32)
+        x = plain.embedding(tokens) * 32 ** 0.5 + signal
+        for layer, block in enumerate(plain.blocks):
+            x = block(x, None, layer, None)
+        torch.testing.assert_close(model(tokens), plain.head(plain.final_norm(x)), atol=0, rtol=0)
+    assert model.num_parameters() == plain.num_parameters()  # a signal, not weights
+    with pytest.raises(jsb.JSBError, match="no cached decoder"):
+        model(tokens, cache=model.new_cache())
+
+
+def test_the_distillation_loss_mixes_a_teachers_soft_targets_with_the_tokens():
+    torch.manual_seed(0)
+    logits, pad = torch.randn(2, 5, 7), 6
+    targets = torch.randint(0, 6, (2, 5))
+    targets[1, 3:] = pad
+    soft = torch.softmax(torch.randn(2, 5, 7), -1)
+    loss, nll = jsb.DistillationLoss(0.25)(logits, targets, soft, pad, 0.0)
+    # by hand, in float64, over the positions that are not PAD
+    log_probs = torch.log_softmax(logits.double(), -1)[targets != pad]
+    scored = targets[targets != pad]
+    hard = -log_probs[torch.arange(len(scored)), scored].mean()
+    against_teacher = -(soft.double()[targets != pad] * log_probs).sum(-1).mean()
+    assert float(nll) == pytest.approx(float(hard), rel=1e-5)
+    assert float(loss) == pytest.approx(float(0.75 * hard + 0.25 * against_teacher), rel=1e-5)
+    assert float(against_teacher) > float(hard) + 0.1  # the teacher's targets are not the tokens
+    # a teacher certain of the tokens themselves teaches nothing else; weight 0: the tokens alone
+    certain = torch.nn.functional.one_hot(targets, 7).float()
+    assert float(jsb.DistillationLoss(0.5)(logits, targets, certain, pad, 0.0)[0]) == pytest.approx(float(hard),
+                                                                                                    rel=1e-5)
+    mixed, tokens_only = jsb.DistillationLoss(0.0)(logits, targets, soft, pad, 0.0)
+    assert float(mixed) == float(tokens_only) == pytest.approx(float(hard), rel=1e-5)
+    with pytest.raises(jsb.JSBError, match="between 0 and 1"):
+        jsb.DistillationLoss(1.5)
+    with pytest.raises(jsb.JSBError, match="no teacher"):
+        jsb.DistillationLoss(0.5)(logits, targets, None, pad, 0.0)
+
+
 def test_a_bar_checkpoint_of_either_naming_loads_and_scores_alike(jsb_folder, tmp_path):
     """A `-bar` run's checkpoints load as a BarTransformer, also those written while the bar embedding was
-    ModelConfig.position_cycle (weights `cycle_embedding.weight`); the library's loader refuses them."""
+    ModelConfig.position_cycle (weights `cycle_embedding.weight`) or while the library had the timing signal
+    (positional "both"); the library's loader refuses them."""
     summary = train_smoke("relative-timing-bar", jsb_folder, tmp_path / "config.json")
-    assert summary["bar_embedding"] and summary["model"]["positional"] == "both"
+    assert summary["bar_embedding"] and summary["timing_signal"] and summary["model"]["positional"] == "relative"
     checkpoint = tmp_path / "runs" / "relative-timing-bar" / "model.pt"
     model = jsb.load_model(checkpoint, "cpu")
-    assert isinstance(model, jsb.BarTransformer) and not model.training
+    assert isinstance(model, jsb.TimingBarTransformer) and not model.training
     valid = jsb.read_chorales(jsb_folder / "valid.json")
     assert jsb.score(checkpoint, valid, "cpu") == pytest.approx(summary["valid_nll"], abs=1e-4)
-    # as the earlier code wrote it: the config names the cycle, the weights the cycle embedding
+    # as the earlier code wrote it: the config names the cycle and the positions "both", the weights the
+    # cycle embedding and no timing signal
     state = read_checkpoint(checkpoint)
     state["config"]["position_cycle"] = jsb.BAR
+    state["config"]["positional"] = "both"
     state["model"]["cycle_embedding.weight"] = state["model"].pop("embedding.bar.weight")
+    del state["model"]["timing_signal"]
     former = tmp_path / "former.pt"
     torch.save(state, former)
+    assert isinstance(jsb.load_model(former, "cpu"), jsb.TimingBarTransformer)
     assert jsb.score(former, valid, "cpu") == jsb.score(checkpoint, valid, "cpu")
     with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(checkpoint, device="cpu")
@@ -422,7 +476,7 @@ def test_a_run_distils_from_its_namesake_and_reports_the_teacher(jsb_folder, tmp
     (summary,) = json.loads(printed.strip().splitlines()[-1])["runs"]
     teacher = teachers / "relative-timing-bar" / "averaged.pt"
     assert summary["teacher"] == str(teacher) and summary["teacher_transpositions"] == jsb.TEACHER_TRANSPOSITIONS
-    assert summary["train"]["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT and summary["teacher_seconds"] > 0
+    assert summary["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT and summary["teacher_seconds"] > 0
     assert summary["teacher_key_averaged_valid_nll"] == pytest.approx(
         jsb.score(teacher, jsb.read_chorales(jsb_folder / "valid.json"), "cpu", jsb.TEACHER_TRANSPOSITIONS), abs=1e-6)
     assert "distilled from the runs in" in printed and summary["step"] == 30 and summary["valid_nll"] < 3.0
@@ -502,4 +556,4 @@ def test_the_prepared_gpu_script_runs_dry_on_the_cpu(jsb_folder, tmp_path):
     assert "distilled from the runs in" in done.stdout
     distilled = json.loads((distilled_report / "summaries.json").read_text())["relative-timing-bar"]
     assert distilled["teacher"] == str(jsb.teacher_checkpoint(runs, "relative-timing-bar"))
-    assert distilled["train"]["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT
+    assert distilled["soft_target_weight"] == jsb.SOFT_TARGET_WEIGHT

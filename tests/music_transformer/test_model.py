@@ -1,47 +1,20 @@
-"""The model: shapes, the positional kinds (relative, absolute, both), and the cached decoder against full
+"""The model: shapes, the positional kinds (relative, absolute), and the cached decoder against full
 forward passes."""
-
-import os
 
 import pytest
 import torch
 
-from music_transformer import VOCAB_SIZE, ModelConfig, MusicTransformer, events, native
-from music_transformer.decoder import Decoder, fast_path
+from music_transformer import VOCAB_SIZE, ModelConfig, MusicTransformer, events
+from music_transformer.attention import BLOCK_SIZE
+from music_transformer.decoder import fast_path
+
+from .helpers import decode_rows, decode_step_by_step, needs_the_c_step, small_model
 
 
-def needs_the_c_step():
-    """Skips where no C compiler can build the C step; under CI that is a failure."""
-    if native.library() is None:
-        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-            pytest.fail("the C step (music_transformer/step.c) could not be built: install a C compiler (gcc)")
-        pytest.skip("the C step is not built here (no C compiler, or CONTINUO_NATIVE=0)")
-
-
-def small_model(positional="relative", seed=0, **overrides):
-    torch.manual_seed(seed)
-    config = dict(n_layers=2, d_model=64, n_heads=4, d_ff=128, dropout=0.0, max_relative_distance=64,
-                  train_length=128, positional=positional, block_size=32)
-    config.update(overrides)
-    return MusicTransformer(ModelConfig(**config)).eval()
-
-
-@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
+@pytest.mark.parametrize("positional", ["relative", "absolute"])
 def test_logits_have_one_row_per_position(positional):
     model = small_model(positional)
     assert model(torch.randint(0, VOCAB_SIZE, (3, 17))).shape == (3, 17, VOCAB_SIZE)
-
-
-def test_both_positional_kinds_combine_relative_attention_and_the_timing_signal():
-    both = small_model("both")
-    relative = small_model("relative")
-    absolute = small_model("absolute")
-    # "both" has relative attention's parameters (absolute has none) ...
-    assert set(both.state_dict()) == set(relative.state_dict()) != set(absolute.state_dict())
-    relative.load_state_dict(both.state_dict())
-    tokens = torch.randint(0, VOCAB_SIZE, (2, 40))
-    with torch.no_grad():  # ... and the timing signal: the same weights give other logits
-        assert not torch.allclose(both(tokens), relative(tokens), atol=1e-4)
 
 
 def test_config_rejects_nonsense():
@@ -49,6 +22,26 @@ def test_config_rejects_nonsense():
         ModelConfig(positional="rotary")
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(d_model=100, n_heads=8)
+    # relative attention plus the timing signal is bench/jsb.py's research model, named where it lives
+    with pytest.raises(ValueError, match='"both".*bench/jsb.py'):
+        ModelConfig(positional="both")
+
+
+def test_the_config_holds_the_shape_and_nothing_a_kernel_tunes():
+    config = ModelConfig()
+    assert "block_size" not in config.to_dict() and "attention_dropout" not in config.to_dict()
+    # what earlier versions wrote beside the shape is read and left out: it changes nothing a model computes
+    written = {**config.to_dict(), "block_size": 32, "attention_dropout": 0.1}
+    assert ModelConfig.from_dict(written) == config
+    # the kernel's query block is the attention's own: another block gives the same logits
+    model = small_model(train_length=512)
+    assert all(block.attention.block_size == BLOCK_SIZE for block in model.blocks)
+    tokens = torch.randint(0, VOCAB_SIZE, (1, BLOCK_SIZE + 70), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        blocked = model(tokens)
+        for block in model.blocks:
+            block.attention.block_size = 32
+        assert (model(tokens) - blocked).abs().max().item() <= 1e-5
 
 
 def test_relative_model_is_causal():
@@ -73,16 +66,7 @@ def test_relative_model_has_no_absolute_position():
     torch.testing.assert_close(alone[-1], shifted[-1], atol=1e-5, rtol=0)
 
 
-def decode_step_by_step(model, tokens, prefill, window=None):
-    """Logits from a cache: the first `prefill` tokens at once, then one token a step; and the cache."""
-    with torch.no_grad():
-        cache = model.new_cache(window)
-        steps = [model(tokens[:, :prefill], cache=cache)]
-        steps += [model(tokens[:, t:t + 1], cache=cache) for t in range(prefill, tokens.shape[1])]
-    return torch.cat(steps, 1), cache
-
-
-@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
+@pytest.mark.parametrize("positional", ["relative", "absolute"])
 def test_cached_decoding_matches_full_forward_over_300_steps(positional):
     model = small_model(positional, train_length=512, max_relative_distance=200)
     tokens = torch.randint(0, VOCAB_SIZE, (2, 321), generator=torch.Generator().manual_seed(1))
@@ -92,7 +76,7 @@ def test_cached_decoding_matches_full_forward_over_300_steps(positional):
     assert (cached - full).abs().max().item() <= 1e-4
 
 
-@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
+@pytest.mark.parametrize("positional", ["relative", "absolute"])
 def test_windowed_cache_matches_a_windowed_forward_pass(positional):
     model = small_model(positional)
     tokens = torch.randint(0, VOCAB_SIZE, (1, 260), generator=torch.Generator().manual_seed(2))
@@ -104,7 +88,7 @@ def test_windowed_cache_matches_a_windowed_forward_pass(positional):
 
 
 def test_training_step_reduces_the_loss_on_a_repeated_phrase():
-    model = small_model(dropout=0.1, attention_dropout=0.1).train()
+    model = small_model(dropout=0.1).train()
     tokens = torch.tensor([[389] + [60, 300, 188, 62, 300, 190] * 10])
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
@@ -118,7 +102,7 @@ def test_training_step_reduces_the_loss_on_a_repeated_phrase():
     assert losses[-1] < losses[0] / 3
 
 
-@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
+@pytest.mark.parametrize("positional", ["relative", "absolute"])
 def test_local_attention_model_decodes_with_the_cache_like_a_full_pass(positional):
     model = small_model(positional, local_block=16, train_length=64)
     tokens = torch.randint(0, VOCAB_SIZE, (1, 150), generator=torch.Generator().manual_seed(4))
@@ -137,17 +121,7 @@ def test_local_model_trains_on_long_sequences():
     assert model.blocks[0].attention.relative_embeddings.grad is not None
 
 
-def decode_rows(model, context, continuations, window=None, static=False, dtype=torch.float32, native=None):
-    """Logits from a `Decoder`: `context` (1, P) read by the model, then one token of every row per step."""
-    with torch.no_grad():
-        cache = model.new_cache(window)
-        model(context, cache=cache)
-        decoder = Decoder(model, cache, len(continuations), static=static, dtype=dtype, native=native)
-        steps = [decoder.step(continuations[:, t]).clone() for t in range(continuations.shape[1])]
-    return torch.stack(steps, 1), decoder
-
-
-@pytest.mark.parametrize("positional", ["relative", "absolute", "both"])
+@pytest.mark.parametrize("positional", ["relative", "absolute"])
 @pytest.mark.parametrize("rows,static,native", [(1, False, True), (1, False, False), (3, False, True),
                                                 (9, False, True), (3, False, False), (1, True, None),
                                                 (3, True, None)])

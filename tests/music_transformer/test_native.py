@@ -8,7 +8,7 @@ import torch
 from music_transformer import VOCAB_SIZE, native
 from music_transformer.decoder import Decoder
 
-from .test_model import decode_rows, needs_the_c_step, small_model
+from .helpers import decode_rows, needs_the_c_step, small_model
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO))
 from bench import piano_model  # noqa: E402
 from music_transformer import ModelConfig, MusicTransformer, Note, events, save_checkpoint  # noqa: E402
 
-from .test_data import make_midi_folder  # noqa: E402
+from .helpers import make_midi_folder  # noqa: E402
 
 
 def test_music_figures_measure_what_they_say():
@@ -35,10 +35,10 @@ def test_the_card_benchmark_runs_end_to_end_on_a_small_model(tmp_path, capsys):
     folder = make_midi_folder(tmp_path / "midi", pieces=40, notes_per_piece=400)
     torch.manual_seed(0)
     model = MusicTransformer(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, train_length=64,
-                                         max_relative_distance=64, block_size=32))
+                                         max_relative_distance=64))
     save_checkpoint(model, tmp_path / "model.pt")
     old = MusicTransformer(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, train_length=64,
-                                       max_relative_distance=64, block_size=32, vocab_size=events.LEGACY_VOCAB_SIZE))
+                                       max_relative_distance=64, vocab_size=events.LEGACY_VOCAB_SIZE))
     save_checkpoint(old, tmp_path / "old.pt")
     assert piano_model.main(["--checkpoint", str(tmp_path / "model.pt"), "--baseline", str(tmp_path / "old.pt"),
                              "--data", f"pop-piano={folder}", "--cache", str(tmp_path / "cache"), "--songs", "1",
@@ -66,7 +66,7 @@ def test_nll_by_kind_splits_the_first_windows_cross_entropy_by_event_kind():
 
     torch.manual_seed(1)
     model = MusicTransformer(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, train_length=48,
-                                         max_relative_distance=48, block_size=16)).eval()
+                                         max_relative_distance=48)).eval()
     pieces = [data.Piece(f"p{i}", sources.notes_to_array([Note(60 + (k * 5 + i) % 12, 40 + 9 * (k % 5), 0.3 * k,
                                                                0.3 * k + 0.2) for k in range(30)]), 0, "pop-piano")
               for i in range(2)]
