@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from bench.attention_memory import shaw_relative_logits  # the reference the skew is held to
 from music_transformer import ModelConfig, MusicTransformer, Note, encode, native, write_midi
-from music_transformer.attention import relative_table
 from music_transformer.decoder import Decoder
 from music_transformer.events import END, NOTE_OFF_OFFSET, PAD, START, is_note_off, is_note_on, is_velocity
 
@@ -52,21 +52,6 @@ def decode_rows(model, context, continuations, window=None, static=False, dtype=
         decoder = Decoder(model, cache, len(continuations), static=static, dtype=dtype, native=native)
         steps = [decoder.step(continuations[:, t]).clone() for t in range(continuations.shape[1])]
     return torch.stack(steps, 1), decoder
-
-
-def shaw_relative_logits(q, embeddings):
-    """S_rel by Shaw et al.'s direct formula, gathering an (L, L, D) tensor: the reference the skew is held to.
-
-    q: (..., H, L, D); embeddings: (H, M, D). Returns (..., H, L, L) with q_i . e_(j-i) for j <= i and
-    zero above the diagonal.
-    """
-    length = q.shape[-2]
-    table = relative_table(embeddings, length)  # row r: distance r-(L-1)
-    positions = torch.arange(length, device=q.device)
-    distance = positions[None, :] - positions[:, None]  # j - i
-    index = (distance + length - 1).clamp(max=length - 1)
-    logits = torch.einsum("...hid,hijd->...hij", q, table[:, index])
-    return logits.masked_fill(distance > 0, 0.0)
 
 
 def direct_attention(q, k, v, embeddings, window=None, local=None):
