@@ -3,11 +3,11 @@
     PYTHONPATH=. .venv/bin/python bench/repetition.py [--seeds 6] [--seconds 12] [--penalties 0 1.0] [--json]
 
 Three two-bar motifs at 120 bpm, every note at velocity 100 (a C major arpeggio over a bass, A minor and F
-major broken chords, a tune over block chords), continued for `--seconds` by *Most likely* (beam search, the
-studio's 4 beams) and by sampling at temperature 0.8 and 1.0 (top-p 0.95, the studio's default), seeds
-0..N-1, on one CPU thread. For each penalty it prints, per way of writing:
+major broken chords, a tune over block chords), continued for `--seconds` by beam search (4 beams: the
+studio's *Most likely* before it left the panel) and by sampling at temperature 0.8 and 1.0 (top-p 0.95, the
+studio's default), seeds 0..N-1, on one CPU thread. For each penalty it prints, per way of writing:
 
-- distinct pitches (the least of any run; the motifs have 7, 7 and 9),
+- distinct pitches (the mean, and the least of any run; the motifs have 7, 8 and 10),
 - the most times one bar (its notes' pitches and onsets to the 10 ms) occurs in a continuation, and the
   longest run of one bar played again and again,
 - the longest run of successive onsets (chords count as one) on which one pitch is struck,
@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 BAR_SECONDS = 2.0  # 4/4 at 120 bpm
-MOST_LIKELY_BEAMS = 4  # the studio's (app/generation/request.py)
+MOST_LIKELY_BEAMS = 4  # the studio's "Most likely" had these
 
 
 def motifs():
