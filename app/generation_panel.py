@@ -33,10 +33,12 @@ from music_transformer import Note
 from music_transformer.events import STYLES
 from music_transformer.keys import PITCH_CLASS_NAMES, SCALES, Key, detect_key
 from music_transformer.limits import (
+    MAX_REPETITION_PENALTY,
     MAX_TEMPERATURE,
     MAX_TOP_K,
     MAX_TOP_P,
     MAX_VARIATIONS,
+    MIN_REPETITION_PENALTY,
     MIN_TEMPERATURE,
     MIN_TOP_K,
     MIN_TOP_P,
@@ -58,7 +60,8 @@ def style_name(style: str) -> str:
 
 # The sampling boxes take the library's bounds (music_transformer.limits), which generate() enforces and session
 # files are read against. Temperature and top-p must be more than their lower bound (a session refuses 0), so those
-# boxes start one step above it; the likeliest continuation is the Write box's "Most likely".
+# boxes start one step above it. (A "Most likely" choice, beam search, left the panel: on the bundled model it sat
+# on a pitch or two and looped, with or without the repetition penalty; bench/repetition.py.)
 TEMPERATURE_STEP = 0.05
 TOP_P_STEP = 0.01
 MAX_SECONDS = 600  # ten minutes: far past any model's training length (generation slides its window)
@@ -113,14 +116,6 @@ class GenerationPanel(QWidget):
             self.style_box.addItem(style_name(style), style)
         form.addRow("Style", self.style_box)
 
-        self.decoding_box = QComboBox(self)
-        self.decoding_box.addItems(["Varied", "Most likely"])
-        self.decoding_box.setToolTip(
-            "Varied: a new continuation each time, shaped by the settings below. Most likely: the one the "
-            "model finds likeliest, weighing several at once (slower, and it tends to repeat itself)"
-        )
-        form.addRow("Write", self.decoding_box)
-
         self.temperature_box = QDoubleSpinBox(self)
         self.temperature_box.setRange(MIN_TEMPERATURE, MAX_TEMPERATURE)
         self.temperature_box.setSpecialValueText("0 (likeliest)")  # the library picks the likeliest event at 0
@@ -140,6 +135,15 @@ class GenerationPanel(QWidget):
             "chances; when to play and how long to wait stay the model's (1: any)"
         )
         form.addRow("Top-p", self.top_p_box)
+        self.repetition_box = QDoubleSpinBox(self)
+        self.repetition_box.setRange(MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY)
+        self.repetition_box.setSingleStep(0.25)
+        self.repetition_box.setSpecialValueText("off")
+        self.repetition_box.setToolTip(
+            "Keeps the music from going round in circles: a note struck again and again, or the same few beats "
+            "played over and over, grows less likely the longer it goes on (off: as the model would)"
+        )
+        form.addRow("Avoid loops", self.repetition_box)
 
         seed_row = QHBoxLayout()
         self.fixed_seed = QCheckBox("Fixed", self)
@@ -266,7 +270,7 @@ class GenerationPanel(QWidget):
             # "1.3" typed over 0.70 would otherwise be taken as 1 and written back over the typing.
             box.setKeyboardTracking(False)
             box.setCorrectionMode(QAbstractSpinBox.CorrectToNearestValue)
-        for combo in (self.style_box, self.decoding_box, self.key_mode_box, self.dynamics_box):
+        for combo in (self.style_box, self.key_mode_box, self.dynamics_box):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(6)
         for combo in (self.unit_box, self.tonic_box, self.scale_box):
@@ -281,14 +285,7 @@ class GenerationPanel(QWidget):
         for box in self.numeric_boxes():
             box.valueChanged.connect(self._edited)
         self.unit_box.currentTextChanged.connect(self._unit_changed)
-        for combo in (
-            self.decoding_box,
-            self.style_box,
-            self.key_mode_box,
-            self.tonic_box,
-            self.scale_box,
-            self.dynamics_box,
-        ):
+        for combo in (self.style_box, self.key_mode_box, self.tonic_box, self.scale_box, self.dynamics_box):
             combo.currentIndexChanged.connect(self._edited)
         for check in (self.fixed_seed, self.snap_box, self.keep_box):
             check.toggled.connect(self._edited)
@@ -318,6 +315,7 @@ class GenerationPanel(QWidget):
             self.temperature_box,
             self.top_k_box,
             self.top_p_box,
+            self.repetition_box,
             self.seed_box,
             self.variations_box,
             self.lowest_box,
@@ -356,7 +354,7 @@ class GenerationPanel(QWidget):
             if settings.seed is not None:
                 self.seed_box.setValue(int(settings.seed))
             self.variations_box.setValue(int(settings.variations))
-            self.decoding_box.setCurrentIndex(1 if settings.most_likely else 0)
+            self.repetition_box.setValue(float(settings.repetition_penalty))
             self.style_box.setCurrentIndex(max(0, self.style_box.findData(settings.style)))
             self.key_mode_box.setCurrentIndex(max(0, self.key_mode_box.findData(settings.key_mode)))
             self._show_key()
@@ -365,7 +363,6 @@ class GenerationPanel(QWidget):
             self.snap_box.setChecked(settings.snap)
             self.dynamics_box.setCurrentIndex(max(0, self.dynamics_box.findData(settings.dynamics)))
             self.keep_box.setChecked(settings.keep_existing)
-            self._enable_sampling_settings(not settings.most_likely)
         finally:
             self._updating = False
 
@@ -428,7 +425,7 @@ class GenerationPanel(QWidget):
             seed=self.seed_box.value() if self.fixed_seed.isChecked() else None,
             variations=self.variations_box.value(),
             length_unit=self.unit_box.currentText(),
-            most_likely=self.decoding_box.currentIndex() == 1,
+            repetition_penalty=round(self.repetition_box.value(), 4),
             style=self.style_box.currentData(),
             key_mode=self.key_mode_box.currentData(),
             key_tonic=self.tonic_box.currentIndex(),
@@ -440,18 +437,12 @@ class GenerationPanel(QWidget):
             keep_existing=self.keep_box.isChecked(),
         )
 
-    def _enable_sampling_settings(self, on: bool) -> None:
-        """Temperature, top-k, top-p, seed and variations only shape sampling."""
-        for widget in (self.temperature_box, self.top_k_box, self.top_p_box, self.fixed_seed, self.variations_box):
-            widget.setEnabled(on)
-
     def _edited(self, *args) -> None:
         if self._updating:
             return
         if self.key_mode_box.currentData() == "motif" and self.sender() in (self.tonic_box, self.scale_box):
             return  # they show the detected key, not a choice
-        self._enable_sampling_settings(self.decoding_box.currentIndex() == 0)
-        self.seed_box.setEnabled(self.fixed_seed.isChecked() and self.decoding_box.currentIndex() == 0)
+        self.seed_box.setEnabled(self.fixed_seed.isChecked())
         settings = self.settings_from_widgets()
         if self.key_mode_box.currentData() != "chosen":  # keep the chosen key for when it is chosen again
             settings = dataclasses.replace(
@@ -502,6 +493,7 @@ class GenerationPanel(QWidget):
             self.temperature_box,
             self.top_k_box,
             self.top_p_box,
+            self.repetition_box,
             self.fixed_seed,
             self.seed_box,
             self.variations_box,

@@ -12,13 +12,16 @@ from typing import NamedTuple
 
 from music_transformer.events import STYLES
 from music_transformer.keys import PIANO_RANGE, SCALES
+from music_transformer.limits import DEFAULT_REPETITION_PENALTY
 
 from .limits import (
+    MAX_REPETITION_PENALTY,
     MAX_SESSION_TOP_K,
     MAX_TEMPERATURE,
     MAX_TOP_K,
     MAX_TOP_P,
     MAX_VARIATIONS,
+    MIN_REPETITION_PENALTY,
     MIN_TEMPERATURE,
     MIN_TOP_K,
     MIN_TOP_P,
@@ -40,7 +43,8 @@ class GenerationSettings:
     seed: int | None = None
     variations: int = 1  # continuations written per Continue, to audition and pick one
     length_unit: str = "bars"  # how the panel shows the length: "bars" or "seconds"
-    most_likely: bool = False  # beam search for the most likely continuation instead of sampling
+    # "most_likely" (beam search) left the panel: it looped or sat on a few pitches; an older session's reads as off
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY  # what a repeated strike or loop costs (0: off)
     style: str = ANY_STYLE  # the idiom to continue in (music_transformer.events.STYLES); "any": the model tells
     key_mode: str = "off"  # KEY_MODES: with a lock, no note outside the key's scale is written
     key_tonic: int = 0  # the chosen key's tonic, a pitch class (0 = C)
@@ -70,6 +74,15 @@ class GenerationSettings:
             raise ValueError(f"top-k {settings.top_k} is outside {MIN_TOP_K}..{MAX_TOP_K} (0: off)")
         if not (MIN_TOP_P < float(settings.top_p) <= MAX_TOP_P):
             raise ValueError(f"top-p {settings.top_p} must be above {MIN_TOP_P:g} and at most {MAX_TOP_P:g}")
+        penalty = settings.repetition_penalty
+        if (
+            isinstance(penalty, bool)
+            or not isinstance(penalty, (int, float))
+            or not (MIN_REPETITION_PENALTY <= penalty <= MAX_REPETITION_PENALTY)
+        ):
+            raise ValueError(
+                f"the repetition penalty {penalty!r} is outside {MIN_REPETITION_PENALTY:g}..{MAX_REPETITION_PENALTY:g}"
+            )
         if not (0.0 < float(settings.length_beats) <= 10_000):
             raise ValueError(f"length {settings.length_beats} beats is out of range")
         if settings.seed is not None and not isinstance(settings.seed, int):

@@ -13,6 +13,7 @@ from music_transformer.limits import (
     MAX_MIDI_NOTES,
     MAX_PIECE_SECONDS,
     MAX_PITCH,
+    MAX_REPETITION_PENALTY,
     MAX_TEMPERATURE,
     MAX_TOP_K,
     MAX_TOP_P,
@@ -20,6 +21,7 @@ from music_transformer.limits import (
     MAX_VELOCITY,
     MIN_BPM,
     MIN_PITCH,
+    MIN_REPETITION_PENALTY,
     MIN_TEMPERATURE,
     MIN_TOP_K,
     MIN_TOP_P,
@@ -39,8 +41,8 @@ MAX_NUMERATOR = 32  # beats in a bar
 DENOMINATORS = (1, 2, 4, 8, 16, 32)  # the note value of the beat
 
 # --- the generation settings ------------------------------------------------------------------------------
-# The sampling bounds are the model library's (imported above), the ones generate() enforces. A session's
-# temperature is above MIN_TEMPERATURE: the studio asks for the likeliest notes with "Most likely" instead.
+# The sampling bounds are the model library's (imported above), the ones generate() enforces (the repetition
+# penalty's among them).
 # Sessions saved before the bounds were shared hold a top-k of up to 1,000; past MAX_TOP_K (the vocabulary)
 # it kept every event, so such a top-k reads as off.
 MAX_SESSION_TOP_K = 1000
@@ -52,7 +54,8 @@ MAX_TEXT_CHARS = 4096  # a model's name or path, a document's path
 
 __all__ = [
     "MAX_BEATS", "MAX_JOURNAL_BYTES", "MAX_NOTES", "MAX_NOTE_ID", "MAX_NUMERATOR", "MAX_PIECE_SECONDS",
-    "MAX_PITCH", "MAX_SESSION_BYTES", "MAX_SESSION_TOP_K", "MAX_TEMPERATURE", "MAX_TEMPO", "MAX_TEXT_CHARS",
-    "MAX_TOP_K", "MAX_TOP_P", "MAX_VARIATIONS", "MAX_VELOCITY", "MIN_NOTE_BEATS", "MIN_PITCH", "MIN_TEMPERATURE",
-    "MIN_TEMPO", "MIN_TOP_K", "MIN_TOP_P", "MIN_VELOCITY", "DENOMINATORS",
+    "MAX_PITCH", "MAX_REPETITION_PENALTY", "MAX_SESSION_BYTES", "MAX_SESSION_TOP_K", "MAX_TEMPERATURE",
+    "MAX_TEMPO", "MAX_TEXT_CHARS", "MAX_TOP_K", "MAX_TOP_P", "MAX_VARIATIONS", "MAX_VELOCITY", "MIN_NOTE_BEATS",
+    "MIN_PITCH", "MIN_REPETITION_PENALTY", "MIN_TEMPERATURE", "MIN_TEMPO", "MIN_TOP_K", "MIN_TOP_P", "MIN_VELOCITY",
+    "DENOMINATORS",
 ]  # fmt: skip

@@ -43,7 +43,8 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
              window: int | None = None, cancel: Cancel = None,
              max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS, beam_size: int = 1,
              length_penalty: float = 0.6, cpu_threads: int | None = 1, style: str = "any",
-             allowed_pitches: Iterable[int] | None = None) -> Iterator[int]:
+             allowed_pitches: Iterable[int] | None = None,
+             repetition_penalty: float = limits.DEFAULT_REPETITION_PENALTY) -> Iterator[int]:
     """Continues `primer` (tokens, or notes to encode), yielding each new token as it is sampled.
 
     Stops after `max_tokens` tokens, after `seconds` of music, or when `cancel` (a callable or an
@@ -56,6 +57,10 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     primer); a model made before styles ignores it. `allowed_pitches` (MIDI pitches, e.g. a key lock and a
     range from `keys.allowed_pitches`; None: all) is every pitch a new note may have: the note-ons of the
     others are masked, so what is written comes from the model's distribution restricted to them.
+    `repetition_penalty` (0 to `limits.MAX_REPETITION_PENALTY`; 0: off) keeps the music from looping: a
+    pitch struck on onset after onset costs its note-on that much log-probability per onset past the fourth
+    and is not struck a ninth time, and a figure played twice over costs as much per further time round
+    (`performance.Repetition`; a primer that repeats more allows as much). It applies to beam search too.
     `window` is how many positions each new token
     attends to (default: the model's training length); past it the oldest fall out of the cache, which
     is what lets the model run on indefinitely. temperature 0 picks the most likely token. The same
@@ -73,14 +78,14 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     The arguments are checked when it is called (ValueError), before the first token is asked for: the
     sampling ones (temperature, top_k, top_p, window) against the bounds `limits` names.
     """
-    context, performance = _continuing(model, primer, allowed_pitches)
+    sampling = Sampling.checked(model, temperature, top_k, top_p, [seed], window, max_tokens, seconds,
+                                max_note_seconds, cpu_threads, style, repetition_penalty)
+    context, performance = _continuing(model, primer, allowed_pitches, sampling.repetition_penalty)
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a whole number of 1 or more, not {beam_size!r}")
     if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
             or not math.isfinite(length_penalty):
         raise ValueError(f"length_penalty must be a number, not {length_penalty!r}")
-    sampling = Sampling.checked(model, temperature, top_k, top_p, [seed], window, max_tokens, seconds,
-                                max_note_seconds, cpu_threads, style)
     context = events.header(style, model.config.vocab_size) + context
     return (token for _, token in stream(model, context, [performance], sampling, cancel, beam_size, length_penalty))
 
@@ -90,7 +95,8 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
                         top_k: int | None = None, top_p: float | None = None, window: int | None = None,
                         cancel: Cancel = None, max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS,
                         cpu_threads: int | None = 1, style: str = "any",
-                        allowed_pitches: Iterable[int] | None = None) -> Iterator[tuple[int, int]]:
+                        allowed_pitches: Iterable[int] | None = None,
+                        repetition_penalty: float = limits.DEFAULT_REPETITION_PENALTY) -> Iterator[tuple[int, int]]:
     """Writes one continuation of `primer` per seed, all at once, yielding (variation, token) as each is sampled.
 
     The variations are the rows of one batch: each step writes one token of every variation still going,
@@ -104,19 +110,20 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
     writes the same tokens, but a near tie can tip the other way and the two then part; what always holds
     is that the same seeds repeat the same variations exactly on one device.
     """
-    context, performance = _continuing(model, primer, allowed_pitches)
     most = limits.MAX_VARIATIONS
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not 1 <= len(seeds) <= most:
         raise ValueError(f"seeds must be a list of 1 to {most} seeds, one per variation, not {seeds!r}")
     sampling = Sampling.checked(model, temperature, top_k, top_p, list(seeds), window, max_tokens, seconds,
-                                max_note_seconds, cpu_threads, style)
+                                max_note_seconds, cpu_threads, style, repetition_penalty)
+    context, performance = _continuing(model, primer, allowed_pitches, sampling.repetition_penalty)
     context = events.header(style, model.config.vocab_size) + context
     return stream(model, context, [performance.copy() for _ in seeds], sampling, cancel)
 
 
 def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note],
-                allowed_pitches: Iterable[int] | None = None) -> tuple[list[int], Performance]:
-    """The primer's tokens (from tokens or notes, checked) and what sounds at its end."""
+                allowed_pitches: Iterable[int] | None = None,
+                repetition_penalty: float = 0.0) -> tuple[list[int], Performance]:
+    """The primer's tokens (from tokens or notes, checked) and what sounds at its end (and what it repeats)."""
     if primer and isinstance(primer[0], Note):
         primer = encode(primer)  # type: ignore[arg-type]
     primer = [int(t) for t in primer]
@@ -124,7 +131,7 @@ def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note],
     for token in primer:
         if not 0 <= token < config.vocab_size:
             raise ValueError(f"primer token {token} is outside the vocabulary of {config.vocab_size}")
-    performance = Performance(config.vocab_size, forbidden_note_ons(allowed_pitches))
+    performance = Performance(config.vocab_size, forbidden_note_ons(allowed_pitches), repetition_penalty)
     for token in primer:
         performance.update(token)
     performance.start_continuation()

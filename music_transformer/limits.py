@@ -40,6 +40,12 @@ MIN_TOP_K, MAX_TOP_K = 0, 399  # 0: off; at most the vocabulary (events.VOCAB_SI
 MIN_TOP_P, MAX_TOP_P = 0.0, 1.0  # a share of the probability: more than MIN_TOP_P, at most MAX_TOP_P (1: off)
 MAX_VARIATIONS = 8  # continuations written side by side in one batch (one Continue's variations)
 MIN_WINDOW, MAX_WINDOW = 1, MAX_LENGTH  # positions each new token attends to
+# log-probability a repeated strike or loop costs per step of repetition (0: off); at 10 one step blocks it.
+# On by default: without it sampling at temperature 0.8 struck one pitch on up to 18 onsets in a row and beam
+# search looped one bar five times over (bench/repetition.py); at 1 neither happens, and the notes per second
+# and the model's log-probability of what is written hardly move.
+MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 0.0, 10.0
+DEFAULT_REPETITION_PENALTY = 1.0
 
 # --- the command line ----------------------------------------------------------------------------------
 MAX_BEAM_SIZE = 64

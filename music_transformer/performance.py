@@ -4,6 +4,9 @@
 valid, canonical music: it masks the tokens `encode` never writes at that point, forces the note-offs
 that are due (a note held too long, a note that sounds on from before a gap) and closes every sounding
 note when the stream stops. `forbidden_note_ons` turns a key lock and a range into the note-ons it masks.
+
+With a repetition penalty it also keeps the stream from looping (`Repetition`): a pitch struck on onset
+after onset, and the notes of the last few beats played over and over, cost their note-ons log-probability.
 """
 
 from __future__ import annotations
@@ -30,6 +33,17 @@ from .events import (
 
 BLOCKED = float("-inf")  # a mask entry: added to a token's logit, it can never be drawn
 
+# The repetition penalty's shape (its strength is generate()'s `repetition_penalty`, bounded in limits.py).
+# A pitch may be struck on FREE_STRIKES successive onsets (a chord counts as one onset) at no cost; each onset
+# past them costs one penalty more, and past MOST_STRIKES it is not struck again (the sampled studio output had
+# E4 on 50 successive sixteenths; repeated notes and chords in real melodies and accompaniment run 3 to 8).
+FREE_STRIKES = 4
+MOST_STRIKES = 8
+# A figure of 2 to LONGEST_LOOP notes (a bar of sixteenths over a bass) may be played twice; each note that
+# plays it a third time or more costs one penalty more per time round (Most likely looped C3-C4-E4-G4 for
+# eight bars).
+LONGEST_LOOP = 20
+
 
 class Performance:
     """What is sounding while tokens stream out: keeps the output valid, canonical music.
@@ -43,8 +57,9 @@ class Performance:
     note-ons of the pitches outside a key lock or a range, never sampled either.
     """
 
-    def __init__(self, vocab_size: int, forbidden: np.ndarray | None = None) -> None:
+    def __init__(self, vocab_size: int, forbidden: np.ndarray | None = None, repetition_penalty: float = 0.0) -> None:
         self.forbidden = forbidden
+        self.repetition = Repetition(repetition_penalty)
         self.mask = np.zeros(vocab_size, dtype=np.float32)  # added to the logits: 0 allowed, -inf not
         self.mask[NUM_EVENTS:] = BLOCKED  # no control tokens in the music
         self.mask[NOTE_OFF_OFFSET:NOTE_OFF_OFFSET + NUM_PITCHES] = BLOCKED  # nothing sounds yet
@@ -58,6 +73,7 @@ class Performance:
         mask = self.mask
         if is_time_shift(token):
             self.tick += shift_ticks(token)
+            self.repetition.onset_over = True
             if self.sounding:  # every sounding note may end now
                 mask[[NOTE_OFF_OFFSET + pitch for pitch in self.sounding]] = 0.0
         elif is_velocity(token):
@@ -65,6 +81,7 @@ class Performance:
             mask[VELOCITY_OFFSET:VELOCITY_OFFSET + NUM_VELOCITY_BINS] = BLOCKED  # a note comes next
         elif is_note_on(token):
             pitch = token - NOTE_ON_OFFSET
+            self.repetition.strike(pitch)
             self.sounding[pitch] = self.tick
             mask[token] = BLOCKED
             mask[NOTE_OFF_OFFSET + pitch] = BLOCKED  # not before time moves on
@@ -80,6 +97,7 @@ class Performance:
 
     def start_continuation(self) -> None:
         """Time from here on is the continuation's; notes still sounding from the primer may end."""
+        self.repetition.start_continuation()
         self.tick = 0
         self.sounding = dict.fromkeys(self.sounding, 0)
         if self.sounding:
@@ -103,6 +121,7 @@ class Performance:
         twin.forbidden = self.forbidden  # never changed: shared
         twin.mask, twin.sounding, twin.tick = self.mask.copy(), dict(self.sounding), self.tick
         twin.held, twin.velocity_bin = dict(self.held), self.velocity_bin
+        twin.repetition = self.repetition.copy()
         return twin
 
     def rules(self, tokens_left: int | None, ticks_left: int | None, hold_ticks: int | None,
@@ -116,6 +135,8 @@ class Performance:
         if stuck is not None:
             return NOTE_OFF_OFFSET + stuck, 0
         mask[:] = self.mask
+        if self.repetition.penalty:
+            mask[NOTE_ON_OFFSET:NOTE_ON_OFFSET + NUM_PITCHES] += self.repetition.costs()
         if self.forbidden is not None:
             mask[self.forbidden] = BLOCKED
         spare = None if tokens_left is None else tokens_left - len(self.sounding)  # beyond the closing offs
@@ -162,6 +183,72 @@ class Performance:
         if self.tick - start < ticks:
             return None
         return next(pitch for pitch, begun in self.sounding.items() if begun == start)
+
+
+class Repetition:
+    """What a stream has been repeating, and what its next note-ons cost for it (`costs`, added to their logits).
+
+    Two rules, both scaled by `penalty` (0: off, nothing costs anything). A pitch struck on each of the last
+    onsets (the notes struck at one instant are one onset) costs `penalty` for each onset past FREE_STRIKES
+    it would make, and cannot be struck on more than MOST_STRIKES in a row. A figure of notes (their pitches,
+    in the order struck, over more than one onset) played twice over may go on, but each note that plays it
+    further costs `penalty` times the share of a third, fourth... time round it completes. A primer that
+    repeats a pitch on more onsets than that already allows the continuation as many.
+    """
+
+    def __init__(self, penalty: float = 0.0) -> None:
+        self.penalty = float(penalty)
+        self.free_strikes, self.most_strikes = FREE_STRIKES, MOST_STRIKES
+        self.strikes = np.zeros(NUM_PITCHES, dtype=np.int32)  # onsets in a row each pitch was struck on, to the last
+        self.before = np.zeros(NUM_PITCHES, dtype=np.int32)  # the same, to the onset before the last
+        self.onset_over = True  # time has moved since the last note-on: the next one begins an onset
+        self.onsets = 0  # onsets so far
+        self.longest = 0  # the most onsets in a row one pitch was struck on
+        self.recent: list[tuple[int, int]] = []  # the last LONGEST_LOOP + 1 notes struck: (pitch, onset)
+        self.runs = np.zeros(LONGEST_LOOP + 1, dtype=np.int32)  # [n]: notes in a row equal to the note n before
+
+    def strike(self, pitch: int) -> None:
+        """Follows a note-on."""
+        if self.onset_over:
+            self.before, self.strikes = self.strikes, np.zeros_like(self.strikes)
+            self.onset_over = False
+            self.onsets += 1
+        self.strikes[pitch] = self.before[pitch] + 1
+        self.longest = max(self.longest, int(self.strikes[pitch]))
+        recent = self.recent
+        for period in range(2, min(len(recent), LONGEST_LOOP) + 1):
+            self.runs[period] = self.runs[period] + 1 if recent[-period][0] == pitch else 0
+        recent.append((pitch, self.onsets))
+        if len(recent) > LONGEST_LOOP + 1:
+            del recent[0]
+
+    def start_continuation(self) -> None:
+        """The primer ends here: as many onsets in a row on one pitch as it has are the continuation's too."""
+        extra = max(0, self.longest - MOST_STRIKES)
+        self.free_strikes, self.most_strikes = FREE_STRIKES + extra, MOST_STRIKES + extra
+
+    def costs(self) -> np.ndarray:
+        """What striking each pitch next costs (NUM_PITCHES,): 0 or less, -inf where it may not be struck."""
+        strikes = (self.strikes if self.onset_over else self.before) + 1  # the onsets in a row it would make
+        costs = -self.penalty * np.maximum(strikes - self.free_strikes, 0).astype(np.float32)
+        costs[strikes > self.most_strikes] = BLOCKED
+        recent, runs = self.recent, self.runs
+        for period in range(2, min(len(recent), LONGEST_LOOP) + 1):
+            played = runs[period] + 1 - period  # notes past the figure's second time round, with this one
+            if played <= 0 or recent[-1][1] == recent[-period][1] \
+                    or any(runs[part] >= runs[period] for part in range(2, period) if period % part == 0):
+                continue  # not looping yet; one onset over and over (the strikes' rule); or a shorter figure's loop
+            pitch = recent[-period][0]
+            costs[pitch] = min(costs[pitch], -self.penalty * played / period)
+        return costs
+
+    def copy(self) -> Repetition:
+        """An independent copy."""
+        twin = Repetition.__new__(Repetition)
+        twin.__dict__.update(self.__dict__)
+        twin.strikes, twin.before, twin.runs = self.strikes.copy(), self.before.copy(), self.runs.copy()
+        twin.recent = list(self.recent)
+        return twin
 
 
 def forbidden_note_ons(allowed_pitches: Iterable[int] | None) -> np.ndarray | None:

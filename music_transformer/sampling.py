@@ -124,13 +124,16 @@ class Sampling:
     max_ticks: int | None
     hold_ticks: int | None
     cpu_threads: int | None
+    repetition_penalty: float = 0.0  # what each row's `performance.Repetition` charges (0: off)
 
     @classmethod
     def checked(cls, model: MusicTransformer, temperature: float, top_k: int | None, top_p: float | None,
                 seeds: list[int | None], window: int | None, max_tokens: int | None, seconds: float | None,
-                max_note_seconds: float | None, cpu_threads: int | None, style: str) -> Sampling:
+                max_note_seconds: float | None, cpu_threads: int | None, style: str,
+                repetition_penalty: float = 0.0) -> Sampling:
         """Refuses, with a ValueError a musician can read, every setting a stream could not run with; the
-        sampling settings (temperature, top-k, top-p, window) against the bounds `limits` names."""
+        sampling settings (temperature, top-k, top-p, window, repetition penalty) against the bounds `limits`
+        names."""
         def number(name: str, value, low: float, high: float | None = None, *, integer: bool = False,
                    above: bool = False) -> None:
             kinds = (int,) if integer else (int, float)
@@ -144,6 +147,7 @@ class Sampling:
                                  f"not {value!r}")
 
         number("temperature", temperature, limits.MIN_TEMPERATURE, limits.MAX_TEMPERATURE)
+        number("repetition_penalty", repetition_penalty, limits.MIN_REPETITION_PENALTY, limits.MAX_REPETITION_PENALTY)
         for name, value, low, high, integer, above in (
                 ("top_k", top_k, limits.MIN_TOP_K, limits.MAX_TOP_K, True, False),  # 0: off, as None
                 ("top_p", top_p, limits.MIN_TOP_P, limits.MAX_TOP_P, False, True),
@@ -165,7 +169,7 @@ class Sampling:
                    window=window or model.config.train_length, max_tokens=max_tokens,
                    max_ticks=None if seconds is None else events.to_ticks(seconds),
                    hold_ticks=None if max_note_seconds is None else max(1, events.to_ticks(max_note_seconds)),
-                   cpu_threads=cpu_threads)
+                   cpu_threads=cpu_threads, repetition_penalty=float(repetition_penalty))
 
     def left(self, state: Performance, generated: int) -> tuple[int | None, int | None]:
         """(tokens, ticks) the stream may still write, None for no limit."""

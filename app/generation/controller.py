@@ -27,7 +27,7 @@ from .messages import (
     Variation,
     WorkerMessage,
 )
-from .request import MOST_LIKELY_BEAMS, GenerationRequest, key_for, pitches_for, velocity_range
+from .request import GenerationRequest, key_for, pitches_for, velocity_range
 from .variations import VariationKeeper
 from .worker import AUTO_DEVICE, GenerationWorker
 
@@ -214,8 +214,7 @@ class GenerationController(QObject):
             key = key_for(settings, heard)
             self.message.emit(f"No note of {key.name if key else 'any key'} lies in the pitch range: widen it")
             return False
-        # beam search is deterministic: one "most likely" continuation, however many variations are asked
-        count = 1 if settings.most_likely else max(1, min(MAX_VARIATIONS, int(settings.variations)))
+        count = max(1, min(MAX_VARIATIONS, int(settings.variations)))
         if settings.seed is not None:
             seeds = [int(settings.seed) + number for number in range(count)]
         else:
@@ -238,7 +237,7 @@ class GenerationController(QObject):
             top_p=float(settings.top_p) if settings.top_p < 1.0 else None,
             seeds=seeds,
             live=feed,
-            beam_size=MOST_LIKELY_BEAMS if settings.most_likely else 1,
+            repetition_penalty=float(settings.repetition_penalty),
             style=settings.style,
             after=after,
             allowed_pitches=None if len(pitches) == 128 else pitches,

@@ -16,8 +16,6 @@ from music_transformer.keys import Key, allowed_pitches, detect_key
 from ..playback.scheduler import LiveFeed
 from ..song import ANY_STYLE, GenerationSettings
 
-MOST_LIKELY_BEAMS = 4  # beams of the "most likely" choice: about 3.6x the time of sampling
-
 
 def primer_until(notes: Sequence[Note], start: float) -> list[int]:
     """The tokens of the music before `start` seconds, ending exactly there: notes sounding across it are
@@ -64,7 +62,7 @@ class GenerationRequest:
     top_p: float | None = None
     seeds: list[int] = field(default_factory=lambda: [random.randrange(2**31)])
     live: LiveFeed | None = None  # the first variation streams here for playback
-    beam_size: int = 1  # > 1: beam search for the most likely continuation (sampling settings unused)
+    repetition_penalty: float = 0.0  # a continuation's (generate()'s): what a repeated strike or loop costs
     style: str = ANY_STYLE  # the idiom to continue in (a model made before styles ignores it)
     after: list[Note] | None = None  # a fill: the music after the gap (seconds from the song's start)
     allowed_pitches: frozenset[int] | None = None  # the key lock and the pitch range (None: every pitch)

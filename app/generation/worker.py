@@ -185,7 +185,7 @@ class GenerationWorker:
             self.outbox.put(Notice("No model is loaded: choose a model file first"))
             self.outbox.put(Finished(failed=True))
             return
-        if request.after is None and request.beam_size == 1 and len(request.seeds) > 1:
+        if request.after is None and len(request.seeds) > 1:
             self._batch(request)
         else:
             for number, seed in enumerate(request.seeds):
@@ -259,7 +259,8 @@ class GenerationWorker:
             )
         primer = primer_until(request.motif, request.start) + tokens
         sampling = self._sampling(request)
-        return generate(self.model, primer, seconds=seconds, seed=seed, beam_size=request.beam_size, **sampling)
+        penalty = request.repetition_penalty
+        return generate(self.model, primer, seconds=seconds, seed=seed, repetition_penalty=penalty, **sampling)
 
     def _one_variation(
         self,
@@ -317,7 +318,12 @@ class GenerationWorker:
         primer = primer_until(request.motif, request.start)
         try:
             rows = generate_variations(
-                self.model, primer, seeds=request.seeds, seconds=request.seconds, **self._sampling(request)
+                self.model,
+                primer,
+                seeds=request.seeds,
+                seconds=request.seconds,
+                repetition_penalty=request.repetition_penalty,
+                **self._sampling(request),
             )
             for number, token in rows:
                 tokens[number].append(token)

@@ -30,6 +30,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--beam-size", type=number(int, 1, limits.MAX_BEAM_SIZE), default=1,
                         help="search for the most likely continuation with this many beams instead of sampling")
     parser.add_argument("--length-penalty", type=non_negative_float, default=0.6, help="beam search's length bias α")
+    parser.add_argument("--repetition-penalty", default=limits.DEFAULT_REPETITION_PENALTY,
+                        type=number(float, limits.MIN_REPETITION_PENALTY, limits.MAX_REPETITION_PENALTY),
+                        help="keep the music from looping: what a pitch struck on onset after onset, or a figure "
+                             f"played again, costs per repeat (default {limits.DEFAULT_REPETITION_PENALTY:g}; 0: off)")
     args = parser.parse_args(argv)
 
     from tqdm import tqdm
@@ -53,7 +57,7 @@ def main(argv: list[str]) -> int:
         for token in generate(model, primer_tokens(primer_notes, until=motif_end), seconds=args.seconds,
                               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
                               beam_size=args.beam_size, length_penalty=args.length_penalty, style=args.style,
-                              allowed_pitches=allowed):
+                              allowed_pitches=allowed, repetition_penalty=args.repetition_penalty):
             tokens.append(token)
             if shift_ticks(token):
                 bar.update(shift_ticks(token) * SECONDS_PER_TICK)

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.playback import RecorderSink
 from app.song import CONTINUATION, MOTIF
+from music_transformer import limits
 from music_transformer.events import SPECIAL_TOKENS, START, style_token
 from tests.app.helpers import (
     answer_next_dialog,
@@ -158,22 +159,35 @@ def test_same_fixed_seed_writes_the_same_continuation(qtbot, studio, roll):
     assert results[0] == results[1] and results[0]
 
 
-def test_most_likely_writes_one_beam_searched_continuation(qtbot, studio, roll):
+def longest_pitch_streak(notes) -> int:
+    """The most onsets in a row (notes struck together are one) on which one pitch is struck."""
+    onsets: dict[float, set[int]] = {}
+    for note in notes:
+        onsets.setdefault(round(note.start, 4), set()).add(note.pitch)
+    runs: dict[int, int] = {}
+    longest = 0
+    for start in sorted(onsets):
+        runs = {pitch: runs.get(pitch, 0) + 1 for pitch in onsets[start]}
+        longest = max(longest, *runs.values())
+    return longest
+
+
+def test_continue_at_a_low_temperature_strikes_no_pitch_on_more_than_eight_onsets_in_a_row(qtbot, studio, roll):
+    """The bundled model at temperature 0.8, seed 4: with Avoid loops off, one pitch on 20 onsets in a row."""
     window, song = studio, studio.song
     draw_motif(qtbot, roll)
-    set_length(window, 4.0)
+    set_length(window, 32.0, seed=4)
     panel = window.generation_panel
-    panel.variations_box.setValue(3)
-    panel.decoding_box.setCurrentText("Most likely")
-    assert song.settings.most_likely and not panel.temperature_box.isEnabled()
+    panel.temperature_box.setValue(0.8)
     window.generation.listen = False
-    results = []
-    for _ in range(2):  # deterministic: the same continuation again, whatever the seed
+    streaks = []
+    for penalty in (0.0, limits.DEFAULT_REPETITION_PENALTY):
+        panel.repetition_box.setValue(penalty)
+        assert song.settings.repetition_penalty == penalty
         assert window.generation.continue_song()
         wait_done(qtbot, window)
-        results.append([(n.pitch, round(n.start, 4), round(n.length, 4)) for n in song.notes(CONTINUATION)])
-        assert len(window.generation.variations) == 1
-    assert results[0] == results[1] and results[0]
+        streaks.append(longest_pitch_streak(song.notes(CONTINUATION)))
+    assert streaks[0] > 8 >= streaks[1], streaks
 
 
 def test_a_checkpoint_that_fails_to_load_keeps_the_previous_model(qtbot, studio, roll, tmp_path):

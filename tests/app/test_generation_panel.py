@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 from PySide6.QtCore import QPoint, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QDockWidget, QDoubleSpinBox, QWidget
+from PySide6.QtWidgets import QApplication, QComboBox, QDockWidget, QDoubleSpinBox, QWidget
 
 from app.song import CONTINUATION, GenerationSettings
 from music_transformer import limits
@@ -57,6 +57,26 @@ def test_the_sampling_boxes_take_the_librarys_bounds(window):
         assert (settings.temperature, settings.top_k) == (extreme, limits.MAX_TOP_K)
         assert settings.top_p == pytest.approx(top_p.minimum())
         assert GenerationSettings.from_dict(settings.to_dict()) == settings
+
+
+def test_avoid_loops_takes_the_librarys_bounds_and_an_older_session_opens_with_it_on(window):
+    """The repetition penalty is generate()'s, on by default; "Most likely" (beam search) left the panel, and a
+    session that chose it opens as a sampled one."""
+    panel = window.generation_panel
+    box = panel.repetition_box
+    assert (box.minimum(), box.maximum()) == (limits.MIN_REPETITION_PENALTY, limits.MAX_REPETITION_PENALTY)
+    assert box.specialValueText() == "off" and box.value() == limits.DEFAULT_REPETITION_PENALTY
+    assert box.toolTip() and not hasattr(panel, "decoding_box")
+    assert not any(box.findText("Most likely") >= 0 for box in panel.findChildren(QComboBox))
+    box.setValue(limits.MAX_REPETITION_PENALTY)
+    settings = window.song.settings
+    assert settings.repetition_penalty == limits.MAX_REPETITION_PENALTY
+    assert GenerationSettings.from_dict(settings.to_dict()) == settings
+    older = {key: value for key, value in GenerationSettings().to_dict().items() if key != "repetition_penalty"}
+    assert GenerationSettings.from_dict({**older, "most_likely": True}) == GenerationSettings()
+    for bad in (-0.5, limits.MAX_REPETITION_PENALTY + 0.5, float("nan"), "1", True, None):
+        with pytest.raises(ValueError, match="repetition penalty"):
+            GenerationSettings.from_dict({**older, "repetition_penalty": bad})
 
 
 def test_generation_settings_travel_with_the_session(window, tmp_path):

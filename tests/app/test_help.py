@@ -5,7 +5,7 @@ words."""
 from __future__ import annotations
 
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDialog, QLabel, QTextBrowser, QToolBar, QWidget, QWidgetAction
+from PySide6.QtWidgets import QComboBox, QDialog, QLabel, QTextBrowser, QToolBar, QWidget, QWidgetAction
 
 from app.help import AboutDialog, ShortcutsDialog, version
 from music_transformer.checkpoint import read_checkpoint
@@ -101,7 +101,7 @@ def test_the_continue_panel_and_its_model_line_speak_a_musicians_words(qtbot, st
     panel = studio.generation_panel
     tips = [widget.toolTip() for widget in panel.findChildren(QWidget) if widget.toolTip()]
     assert len(tips) >= 10  # every setting explains itself
-    texts = [panel.decoding_box.itemText(i) for i in range(panel.decoding_box.count())]
+    texts = [box.itemText(i) for box in panel.findChildren(QComboBox) for i in range(box.count())]
     for text in tips + texts + [panel.model_label.text()]:
         assert not any(word in text.lower() for word in JARGON), text
     assert "M parameters" in panel.model_label.text() and " s of pop piano" in panel.model_label.text()

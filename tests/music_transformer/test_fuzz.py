@@ -369,7 +369,7 @@ ARGUMENTS = st.fixed_dictionaries({}, optional={
     "window": ODD_VALUES | st.integers(1, 64), "max_tokens": ODD_VALUES | st.integers(0, 40),
     "seconds": ODD_VALUES | st.floats(0, 2), "max_note_seconds": ODD_VALUES | st.floats(0, 2),
     "cpu_threads": st.sampled_from([None, 1, 0, -1, 1.5, "1"]), "style": st.sampled_from(["any", "folk", "jazz", 3]),
-    "beam_size": st.sampled_from([1, 2, 0, -1]),
+    "beam_size": st.sampled_from([1, 2, 0, -1]), "repetition_penalty": ODD_VALUES | st.floats(0, 12),
 })
 
 
