@@ -1,9 +1,23 @@
 """The seam between a primer and what the model writes after it: the generated tokens decode from where the primer
 leaves off (its velocity in force, its notes still sounding), on every path, with the bundled model."""
 
+import subprocess
+import sys
+
 import pytest
 
-from music_transformer import Note, continuation_notes, encode, events, generate, infill, load_checkpoint, primer_tokens
+from music_transformer import (
+    Note,
+    continuation_notes,
+    encode,
+    events,
+    generate,
+    infill,
+    load_checkpoint,
+    primer_tokens,
+    read_midi,
+    write_midi,
+)
 from music_transformer.events import (
     DEFAULT_VELOCITY,
     NOTE_OFF_OFFSET,
@@ -142,3 +156,41 @@ def test_a_note_off_of_a_note_the_primer_never_struck_is_ignored():
     notes, extended = decode_after([], [NOTE_OFF_OFFSET + 60, events.time_shift(5)], start=0.0)
     assert notes == [] and extended == []
     assert not any(is_note_off(t) for t in primer_tokens([Note(60, 90, 0.0, 1.0)], until=1.0)[:1])
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "music_transformer.cli", *args], capture_output=True, text=True,
+                          timeout=240)
+
+
+def test_the_command_line_continues_a_motif_at_its_velocity(bundled, tmp_path):
+    motif = arpeggio_over_a_bass()
+    write_midi(motif, tmp_path / "motif.mid")
+    result = run_cli("generate", "--primer", str(tmp_path / "motif.mid"), "--seconds", "12", "--seed", "2",
+                     "--device", "cpu", "--out", str(tmp_path / "out.mid"))
+    assert result.returncode == 0, result.stderr
+    written = [note for note in read_midi(tmp_path / "out.mid") if note.start >= 4.0 - 1e-3]
+    primer = primer_tokens(read_midi(tmp_path / "motif.mid"), until=4.0)
+    tokens = list(generate(bundled, primer, seconds=12, seed=2))  # what the command wrote, token by token
+    expected = expected_velocities(primer, tokens, 4.0)
+    assert notes_before_own_velocity(tokens) >= 3 and len(written) == len(expected)
+    assert {(note.pitch, events.to_ticks(note.start)): note.velocity for note in written} == expected
+    assert DEFAULT_VELOCITY not in expected.values()
+
+
+def test_the_command_line_fills_a_gap_at_the_velocity_before_it(bundled, tmp_path):
+    song = [Note(note.pitch, 40, note.start + shift, note.end + shift) for shift in (0.0, 6.0)
+            for note in arpeggio_over_a_bass()]
+    write_midi(song, tmp_path / "song.mid")
+    song = read_midi(tmp_path / "song.mid")
+    before, after = [note for note in song if note.start < 3.0], [note for note in song if note.start >= 6.0]
+    seed = next(seed for seed in range(6)
+                if notes_before_own_velocity(list(infill(bundled, before, after, 3.0, 6.0, seed=seed))))
+    result = run_cli("infill", "--input", str(tmp_path / "song.mid"), "--start", "3", "--end", "6", "--seed",
+                     str(seed), "--device", "cpu", "--out", str(tmp_path / "filled.mid"))
+    assert result.returncode == 0, result.stderr
+    filled = [note for note in read_midi(tmp_path / "filled.mid") if 3.0 - 1e-3 <= note.start < 6.0 - 1e-3]
+    tokens = list(infill(bundled, before, after, 3.0, 6.0, seed=seed))
+    expected = expected_velocities(events.split_at(encode(before), 300)[0], tokens, 3.0)
+    assert {(note.pitch, events.to_ticks(note.start)): note.velocity for note in filled} == expected
+    assert DEFAULT_VELOCITY not in expected.values()
