@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 
 from music_transformer import Note
 from music_transformer.events import (
@@ -28,6 +29,10 @@ class NoteStream:
     one step long, as it streams: what is heard while it is written is what lands in the roll. A note that
     would start on the same line as the last one of its pitch is left out. `velocities` (low, high) keeps
     every velocity within that range.
+
+    `primer` is the tokens the model read before it (ending at `start`): the notes take up where it leaves off,
+    its last velocity in force until the model writes one and its notes sounding at the seam the primer's, not
+    new ones (those the model ends are in `extended`, with the ends it gives them).
     """
 
     def __init__(
@@ -37,8 +42,9 @@ class NoteStream:
         skip_leading_rest: bool = False,
         grid: float | None = None,
         velocities: tuple[int, int] | None = None,
+        primer: Sequence[int] = (),
     ) -> None:
-        self.decoder = NoteDecoder(time_offset=start)
+        self.decoder = NoteDecoder.after(primer, time_offset=start)
         self.live = live
         self._skip_rest = skip_leading_rest
         self._sounding: set[int] = set()  # pitches the live feed has turned on and not yet off
@@ -54,6 +60,11 @@ class NoteStream:
     def seconds(self) -> float:
         """How far the music is written, in seconds."""
         return self.decoder.seconds
+
+    @property
+    def extended(self) -> list[Note]:
+        """The primer's notes sounding at the seam that the model has ended, with the ends it gave them."""
+        return self.decoder.extended
 
     def _velocity(self, velocity: int) -> int:
         if self._velocities is None:
