@@ -75,6 +75,9 @@ class GenerationRequest:
     allowed_pitches: frozenset[int] | None = None  # the key lock and the pitch range (None: every pitch)
     grid: float | None = None  # seconds: written notes start and end on this grid
     velocities: tuple[int, int] | None = None  # written velocities stay within (low, high)
+    held: list[Note] = field(
+        default_factory=list
+    )  # notes sounding across `start`, written again as the model ends them
 
 
 @dataclass

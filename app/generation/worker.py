@@ -238,7 +238,9 @@ class GenerationWorker:
         """A stream that decodes from where the music before `start` leaves off (the primer the model reads, and
         the before-part a fill reads): its velocity and the notes it leaves sounding carry over."""
         primer = primer_until(request.motif, request.start)
-        return NoteStream(request.start, live, grid=request.grid, velocities=request.velocities, primer=primer)
+        return NoteStream(
+            request.start, live, grid=request.grid, velocities=request.velocities, primer=primer, held=request.held
+        )
 
     def _sampling(self, request: GenerationRequest) -> dict[str, Any]:
         """The sampling arguments every stream of a request shares."""

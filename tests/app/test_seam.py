@@ -124,3 +124,34 @@ def test_the_duets_answer_takes_up_the_players_velocity(bundled):
     answered.sort(key=lambda note: (note.start, note.pitch))
     assert [(note.pitch, note.velocity) for note in answered] == [(note.pitch, note.velocity) for note in expected]
     assert DEFAULT_VELOCITY not in {note.velocity for note in answered}
+
+
+def test_from_playhead_a_note_sounding_across_it_ends_where_the_model_ends_it(qtbot, studio, roll, bundled):
+    """The bass drawn over two bars sounds on at the playhead (the end of bar one): the model reads it sounding,
+    and the song's bass ends where the model ends it, not where it was drawn."""
+    window, song = studio, studio.song
+    draw_arpeggio(qtbot, roll)
+    draw_note(qtbot, roll, 43, 4, 4)
+    bass = next(note for note in song.notes() if note.pitch == 48)
+    song.edit(removed_ids=[bass.id], added=[bass.with_(length=8.0)], text="Lengthen the bass")
+    playhead = 4.0
+    start = song.to_seconds(playhead)
+    primer = primer_until([note for note in song.performance_notes() if note.start < start], start)
+    seconds = song.to_seconds(8.0)
+    for seed in range(8):  # a seed whose model ends the bass itself, before the continuation's end closes it
+        tokens = list(generate(bundled, primer, seconds=seconds, top_p=0.95, seed=seed, allowed_pitches=PIANO))
+        (model_bass,) = [note for note in decode_after(primer, tokens, start)[1] if note.pitch == 48]
+        if model_bass.end < start + seconds - 0.05 and abs(model_bass.end - song.to_seconds(8.0)) > 0.05:
+            break
+    else:
+        pytest.fail("no seed ended the bass before the continuation's end")
+    song.set_settings(dataclasses.replace(song.settings, length_beats=8.0, seed=seed))
+    window.generation.listen = False
+    assert window.generation.continue_from(playhead)
+    qtbot.waitUntil(lambda: not window.generation.generating and not song.is_writing, timeout=60000)
+    basses = [note for note in song.performance_notes() if note.pitch == 48 and note.start < start]
+    assert len(basses) == 1 and basses[0].start == 0.0
+    assert basses[0].end == pytest.approx(model_bass.end, abs=1e-6)
+    assert not [note for note in song.performance_notes() if note.pitch == 43]  # the note after it was replaced
+    song.undo_stack.undo()  # the bass comes back as it was drawn
+    assert [note.end for note in song.performance_notes() if note.pitch == 48] == [song.to_seconds(8.0)]
