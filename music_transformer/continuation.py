@@ -205,6 +205,19 @@ def _write(steps: Steps, logits: torch.Tensor, performances: list[Performance], 
             yield row, token
 
 
-def continuation_notes(tokens: Sequence[int], start: float = 0.0) -> list[Note]:
-    """Notes of generated tokens, placed so the continuation begins at `start` seconds."""
-    return events.decode(tokens, start=start)
+def continuation_notes(tokens: Sequence[int], start: float = 0.0,
+                       primer: Sequence[int] | Sequence[Note] = ()) -> list[Note]:
+    """Notes of generated tokens, placed so the continuation begins at `start` seconds, decoded from where
+    `primer` leaves off.
+
+    `primer` is what the tokens continue: the tokens the model read (those given to `generate`, ending at
+    the seam), or notes (those that begin before `start`, cut there as `infill` reads them). Its last
+    velocity stays in force until the tokens write one of their own, as it does for the model; a note
+    it leaves sounding is the primer's, not a new one (`events.decode_after` gives the primer's notes the
+    tokens end, with their new ends). With no primer, notes before the first velocity event are at 64.
+    """
+    if len(primer) and isinstance(primer[0], Note):
+        first = events.to_ticks(start)
+        before = encode([note for note in primer if events.to_ticks(note.start) < first])  # type: ignore[union-attr]
+        primer = events.split_at(before, first)[0]
+    return events.decode_after(primer, tokens, start)[0]  # type: ignore[arg-type]

@@ -270,6 +270,12 @@ class NoteDecoder:
 
     Tolerates any token sequence: a NOTE_OFF with no sounding note is ignored, a NOTE_ON on a pitch
     that already sounds ends the earlier note there, and special tokens are skipped.
+
+    A decoder made with `after` takes up where a primer leaves off, as the model does: the velocity in
+    force at the seam and the notes still sounding there carry over. `feed` and `finish` return the new
+    notes only; a primer note that the tokens end (its note-off, or a restrike) goes to `extended`, with
+    its start in the primer and the end the tokens give it, so a caller can lengthen it rather than cut
+    it at the seam. A primer note the tokens never end is not the decoder's to close: it stays as it was.
     """
 
     def __init__(self, time_offset: float = 0.0) -> None:
@@ -277,6 +283,22 @@ class NoteDecoder:
         self.tick = 0
         self.velocity = DEFAULT_VELOCITY
         self.sounding: dict[int, tuple[int, int]] = {}  # pitch -> (start tick, velocity)
+        self.carried: set[int] = set()  # the sounding pitches struck in the primer
+        self.extended: list[Note] = []  # the primer's notes the tokens ended, in the order they ended
+
+    @classmethod
+    def after(cls, primer: Iterable[int], time_offset: float = 0.0) -> NoteDecoder:
+        """A decoder for the tokens that continue `primer` (tokens ending at the seam, placed at `time_offset`
+        seconds): the primer's last velocity and its notes still sounding carry over."""
+        decoder = cls(time_offset)
+        for token in primer:
+            decoder.feed(int(token))
+        seam = decoder.tick  # the primer's notes keep their starts, before time 0 of the continuation
+        decoder.tick = 0
+        decoder.sounding = {pitch: (start - seam, velocity) for pitch, (start, velocity) in decoder.sounding.items()}
+        decoder.carried = set(decoder.sounding)
+        decoder.extended = []
+        return decoder
 
     @property
     def seconds(self) -> float:
@@ -287,8 +309,18 @@ class NoteDecoder:
         return Note(pitch, velocity, self.time_offset + start * SECONDS_PER_TICK,
                     self.time_offset + end * SECONDS_PER_TICK)
 
+    def _end(self, pitch: int, end: int) -> list[Note]:
+        """Ends the sounding note of `pitch` at tick `end`: the new note, or none if it was the primer's."""
+        start, velocity = self.sounding.pop(pitch)
+        note = self._note(pitch, start, velocity, end)
+        if pitch in self.carried:
+            self.carried.discard(pitch)
+            self.extended.append(note)
+            return []
+        return [note]
+
     def feed(self, token: int) -> list[Note]:
-        """Consumes one token; returns the notes it completes (at most one, except at the end)."""
+        """Consumes one token; returns the new notes it completes (at most one, except at the end)."""
         if not 0 <= token < VOCAB_SIZE:
             raise ValueError(f"token {token} is outside the vocabulary of {VOCAB_SIZE}")
         if is_time_shift(token):
@@ -299,23 +331,26 @@ class NoteDecoder:
             pitch = token - NOTE_ON_OFFSET
             done = []
             if pitch in self.sounding:
-                start, velocity = self.sounding.pop(pitch)
-                if self.tick > start:
-                    done.append(self._note(pitch, start, velocity, self.tick))
+                if self.tick > self.sounding[pitch][0]:
+                    done = self._end(pitch, self.tick)
+                else:  # struck twice at one tick: one note
+                    self.sounding.pop(pitch)
+                    self.carried.discard(pitch)
             self.sounding[pitch] = (self.tick, self.velocity)
             return done
         elif is_note_off(token):
             pitch = token - NOTE_OFF_OFFSET
             if pitch in self.sounding:
-                start, velocity = self.sounding.pop(pitch)
-                return [self._note(pitch, start, velocity, max(self.tick, start + 1))]
+                return self._end(pitch, max(self.tick, self.sounding[pitch][0] + 1))
         return []
 
     def finish(self) -> list[Note]:
-        """Ends every note still sounding at the current time (one tick long at least)."""
+        """Ends every new note still sounding at the current time (one tick long at least); the primer's notes
+        the tokens never ended stay as they were."""
         done = [self._note(pitch, start, velocity, max(self.tick, start + 1))
-                for pitch, (start, velocity) in sorted(self.sounding.items())]
+                for pitch, (start, velocity) in sorted(self.sounding.items()) if pitch not in self.carried]
         self.sounding.clear()
+        self.carried.clear()
         return done
 
 
@@ -330,6 +365,22 @@ def decode(tokens: Sequence[int], start: float = 0.0) -> list[Note]:
     notes.extend(decoder.finish())
     notes.sort(key=lambda n: (n.start, n.pitch))
     return notes
+
+
+def decode_after(primer: Sequence[int], tokens: Sequence[int], start: float = 0.0) -> tuple[list[Note], list[Note]]:
+    """The notes of `tokens` that continue `primer` (tokens ending where `tokens` begin, at `start` seconds),
+    decoded as the model wrote them: the primer's velocity and its notes sounding at the seam carry over.
+
+    Returns (the new notes, sorted by start then pitch; the primer's notes that `tokens` end, with their
+    start in the primer and their new end). With no primer it is `decode`, and no note is extended.
+    """
+    decoder = NoteDecoder.after(primer, time_offset=start)
+    notes: list[Note] = []
+    for token in tokens:
+        notes.extend(decoder.feed(int(token)))
+    notes.extend(decoder.finish())
+    notes.sort(key=lambda n: (n.start, n.pitch))
+    return notes, decoder.extended
 
 
 def duration_seconds(tokens: Iterable[int]) -> float:

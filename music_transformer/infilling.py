@@ -24,7 +24,7 @@ def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note
            cpu_threads: int | None = 1, allowed_pitches: Iterable[int] | None = None) -> Iterator[int]:
     """Fills the gap [`start`, `end`) seconds between `before` and `after`, yielding each token as it is sampled.
 
-    The tokens run from `start` (decode them with `continuation_notes(tokens, start)`): the new notes all
+    The tokens run from `start` (decode them with `continuation_notes(tokens, start, before)`): the new notes all
     begin in the gap and end by `end`, and the stream stops exactly there. Notes of `before` that sound
     across `start` stay as they are: their note-offs come in the stream when they are due, and new
     notes never restrike them while they sound. `before` is the music that starts before `start` and

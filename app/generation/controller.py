@@ -193,6 +193,7 @@ class GenerationController(QObject):
         song, settings = self.song, self.song.settings
         replace: list[int] | None = None
         after: list[Note] | None = None
+        held: list[Note] = []
         if kind == CONTINUE:
             context = song.performance_notes(MOTIF)
             seconds = song.to_seconds(settings.length_beats)
@@ -204,8 +205,10 @@ class GenerationController(QObject):
                 in_the_way = [note for note in later if note.start < end_beat - _EPSILON]
                 after = self._performance([note for note in later if note.start >= end_beat - _EPSILON])
                 seconds = song.to_seconds(end_beat - start_beat)
-            else:
-                in_the_way = later
+            else:  # the notes sounding across the playhead are written again, ending where the model ends them
+                crossing = [note for note in notes if note.start < start_beat - _EPSILON < note.end - 2 * _EPSILON]
+                in_the_way = later + ([] if settings.keep_existing else crossing)
+                held = self._performance(crossing)
                 seconds = song.to_seconds(settings.length_beats)
             replace = [] if settings.keep_existing else [note.id for note in in_the_way]
         heard = context + (after or [])  # the music the key is detected in and the dynamics matched to
@@ -243,6 +246,7 @@ class GenerationController(QObject):
             allowed_pitches=None if len(pitches) == 128 else pitches,
             grid=song.to_seconds(step) if step else None,
             velocities=velocity_range(settings, heard),
+            held=[] if settings.keep_existing else held,
         )
         self._variations.begin(FILL if kind == FILL else CONTINUE, start_beat, count, settings)
         self._variation_count = count

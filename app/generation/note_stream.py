@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 
 from music_transformer import Note
 from music_transformer.events import (
@@ -28,6 +29,12 @@ class NoteStream:
     one step long, as it streams: what is heard while it is written is what lands in the roll. A note that
     would start on the same line as the last one of its pitch is left out. `velocities` (low, high) keeps
     every velocity within that range.
+
+    `primer` is the tokens the model read before it (ending at `start`): the notes take up where it leaves off,
+    its last velocity in force until the model writes one and its notes sounding at the seam the primer's, not
+    new ones (those the model ends are in `extended`, with the ends it gave them). `held` names those of the
+    song's notes sounding across `start` that the stream writes again with the end the model gives them (From
+    Playhead, which replaces them): each comes out when the model ends it, or as it was if the model never does.
     """
 
     def __init__(
@@ -37,8 +44,12 @@ class NoteStream:
         skip_leading_rest: bool = False,
         grid: float | None = None,
         velocities: tuple[int, int] | None = None,
+        primer: Sequence[int] = (),
+        held: Sequence[Note] = (),
     ) -> None:
-        self.decoder = NoteDecoder(time_offset=start)
+        self.decoder = NoteDecoder.after(primer, time_offset=start)
+        self._held = {note.pitch: note for note in held if note.pitch in self.decoder.carried}
+        self._joined = 0  # how many of the decoder's extended notes have been looked at
         self.live = live
         self._skip_rest = skip_leading_rest
         self._sounding: set[int] = set()  # pitches the live feed has turned on and not yet off
@@ -55,6 +66,11 @@ class NoteStream:
         """How far the music is written, in seconds."""
         return self.decoder.seconds
 
+    @property
+    def extended(self) -> list[Note]:
+        """The primer's notes sounding at the seam that the model has ended, with the ends it gave them."""
+        return self.decoder.extended
+
     def _velocity(self, velocity: int) -> int:
         if self._velocities is None:
             return velocity
@@ -69,8 +85,23 @@ class NoteStream:
             line = math.ceil(self._start / grid - 1e-9) * grid
         return line
 
+    def _rejoined(self) -> list[Note]:
+        """The held notes the model has ended since the last look, from their start to the end it gave them."""
+        extended = self.decoder.extended
+        rejoined = []
+        for note in extended[self._joined :]:
+            held = self._held.pop(note.pitch, None)
+            if held is not None:
+                end = note.end if self._grid is None else self._line(note.end)
+                rejoined.append(Note(held.pitch, held.velocity, held.start, max(end, self._start)))
+        self._joined = len(extended)
+        return rejoined
+
     def feed(self, token: int) -> list[Note]:
         """Consumes one token; returns the notes it completes and sends its events to the live feed."""
+        return self._feed(token) + self._rejoined()
+
+    def _feed(self, token: int) -> list[Note]:
         decoder = self.decoder
         if self._skip_rest and is_time_shift(token):
             decoder.time_offset -= shift_ticks(token) * SECONDS_PER_TICK  # the clock stays at the start
@@ -127,7 +158,13 @@ class NoteStream:
             self.live.extend(events, until)
 
     def finish(self) -> list[Note]:
-        """Ends every note still sounding (the live feed's too, which then finishes); returns those notes."""
+        """Ends every note still sounding (the live feed's too, which then finishes); returns those notes, and the
+        held notes the model never ended, as they were."""
+        never_ended = list(self._held.values())
+        self._held.clear()
+        return self._finish() + never_ended
+
+    def _finish(self) -> list[Note]:
         rest = self.decoder.finish()
         if self._grid is not None:
             rest = self._feed_on_grid(-1, rest)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from music_transformer import Note
-from music_transformer.events import encode, split_at, to_ticks
+from music_transformer.events import encode, is_note_off, split_at, to_ticks
 from music_transformer.keys import Key, allowed_pitches, detect_key
 
 from ..playback.scheduler import LiveFeed
@@ -19,8 +19,13 @@ from ..song import ANY_STYLE, GenerationSettings
 
 def primer_until(notes: Sequence[Note], start: float) -> list[int]:
     """The tokens of the music before `start` seconds, ending exactly there: notes sounding across it are
-    still sounding when the model takes over (the model may end them; the song keeps them as they are)."""
-    return split_at(encode(notes), to_ticks(start))[0]
+    still sounding when the model takes over (the model may end them; the song keeps them as they are), and
+    notes that end at `start` have ended, as in the file `music-transformer generate` reads."""
+    primer, rest = split_at(encode(notes), to_ticks(start))
+    closing = 0
+    while closing < len(rest) and is_note_off(rest[closing]):  # the note-offs at `start` itself
+        closing += 1
+    return primer + rest[:closing]
 
 
 def key_for(settings: GenerationSettings, context: Sequence[Note]) -> Key | None:
@@ -68,6 +73,9 @@ class GenerationRequest:
     allowed_pitches: frozenset[int] | None = None  # the key lock and the pitch range (None: every pitch)
     grid: float | None = None  # seconds: written notes start and end on this grid
     velocities: tuple[int, int] | None = None  # written velocities stay within (low, high)
+    held: list[Note] = field(
+        default_factory=list
+    )  # notes sounding across `start`, written again as the model ends them
 
 
 @dataclass

@@ -209,7 +209,8 @@ class GenerationWorker:
             replies.put(Notice("The duet could not answer: no model is loaded"))
             replies.put(Finished(failed=True))
             return
-        stream = NoteStream(0.0, request.live, skip_leading_rest=True)  # the answer sounds at once, after the pause
+        # the answer sounds at once, after the pause, and at the duet's dynamics until the model writes its own
+        stream = NoteStream(0.0, request.live, skip_leading_rest=True, primer=request.primer)
         limits = {} if request.allowed_pitches is None else {"allowed_pitches": request.allowed_pitches}
         try:
             for token in generate(
@@ -234,7 +235,12 @@ class GenerationWorker:
 
     @staticmethod
     def _stream(request: GenerationRequest, live: LiveFeed | None) -> NoteStream:
-        return NoteStream(request.start, live, grid=request.grid, velocities=request.velocities)
+        """A stream that decodes from where the music before `start` leaves off (the primer the model reads, and
+        the before-part a fill reads): its velocity and the notes it leaves sounding carry over."""
+        primer = primer_until(request.motif, request.start)
+        return NoteStream(
+            request.start, live, grid=request.grid, velocities=request.velocities, primer=primer, held=request.held
+        )
 
     def _sampling(self, request: GenerationRequest) -> dict[str, Any]:
         """The sampling arguments every stream of a request shares."""

@@ -50,18 +50,19 @@ def main(argv: list[str]) -> int:
                          f"{limits.MAX_PIECE_SECONDS / 3600:g} hours Continuo writes at once")
     allowed = allowed_pitches(args, primer_notes)
     model = load_checkpoint(args.checkpoint, device=args.device)
+    primer = primer_tokens(primer_notes, until=motif_end)
     tokens = []
     started = time.perf_counter()
     with tqdm(total=round(args.seconds, 2), unit="s", desc=f"writing on {model.device.type}",
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of music [{elapsed}]") as bar:
-        for token in generate(model, primer_tokens(primer_notes, until=motif_end), seconds=args.seconds,
+        for token in generate(model, primer, seconds=args.seconds,
                               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
                               beam_size=args.beam_size, length_penalty=args.length_penalty, style=args.style,
                               allowed_pitches=allowed, repetition_penalty=args.repetition_penalty):
             tokens.append(token)
             if shift_ticks(token):
                 bar.update(shift_ticks(token) * SECONDS_PER_TICK)
-    continuation = continuation_notes(tokens, start=motif_end)
+    continuation = continuation_notes(tokens, start=motif_end, primer=primer)  # the motif's velocity carries on
     write_midi(primer_notes + continuation, args.out, bpm=args.bpm)
     print(f"wrote {args.out}: {len(primer_notes)} primer notes and {len(continuation)} new notes, "
           f"{written(tokens, started)}")

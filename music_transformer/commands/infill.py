@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     tokens = list(infill(model, before, after, args.start, args.end, style=args.style, temperature=args.temperature,
                          top_k=args.top_k, top_p=args.top_p, seed=args.seed, allowed_pitches=allowed))
-    middle = continuation_notes(tokens, start=args.start)
+    middle = continuation_notes(tokens, start=args.start, primer=before)  # the music's velocity carries on
     kept = inside if args.keep else []
     write_midi(sorted(before + kept + middle + after, key=lambda n: (n.start, n.pitch)), args.out, bpm=args.bpm)
     replaced = "" if args.keep else f", replacing {len(inside)}"
