@@ -31,6 +31,18 @@ from .performance import BLOCKED, Performance, forbidden_note_ons
 from .sampling import DEFAULT_MAX_NOTE_SECONDS, Cancel, Sampling
 
 MIN_NOTE_TICKS = 5  # 50 ms: no note a fill begins is shorter than this, unless the model writes it so
+AROUND_SECONDS = 4.0  # the music before and after a gap whose loudness the fill keeps to
+
+
+def loudness_around(before: Sequence[Note], after: Sequence[Note], start: float, end: float) -> tuple[int, int] | None:
+    """The velocity bins a fill keeps to: from the 10th to the 90th percentile of the velocities of the notes
+    that begin in the 4 s before the gap and the 4 s after it (None: no such note)."""
+    velocities = sorted([note.velocity for note in before if start - AROUND_SECONDS <= note.start < start]
+                        + [note.velocity for note in after if end <= note.start < end + AROUND_SECONDS])
+    if not velocities:
+        return None
+    low, high = velocities[len(velocities) // 10], velocities[-1 - len(velocities) // 10]
+    return events.velocity_to_bin(low), events.velocity_to_bin(high)
 
 
 class GapPerformance(Performance):
@@ -43,19 +55,23 @@ class GapPerformance(Performance):
     longest-held first: the model's wish to hold a note past the end becomes the note's release, at the
     time the model chose to move on. A note that began at this very tick cannot end yet: time moves on by
     half of what is left of the gap first (the note then ends at the next such draw). A note may begin only
-    if it can last `MIN_NOTE_TICKS` before it has to end, so no stub is left at the end.
+    if it can last `MIN_NOTE_TICKS` before it has to end, so no stub is left at the end. Its velocity events
+    keep to `loudness` (bins: the music around the gap's, `loudness_around`), so the fill is as loud as what
+    surrounds it rather than as the model's habit.
     """
 
-    def __init__(self, vocab_size: int, forbidden: np.ndarray | None, end: int, handed: Iterable[int]) -> None:
+    def __init__(self, vocab_size: int, forbidden: np.ndarray | None, end: int, handed: Iterable[int],
+                 loudness: tuple[int, int] | None = None) -> None:
         super().__init__(vocab_size, forbidden)
         self.end = end  # the gap's end, in ticks from its start
         self.handed = frozenset(handed)  # pitches the music after the gap strikes at its first tick
+        self.loudness = loudness  # the velocity bins the fill's velocity events keep to (None: any)
 
     def copy(self) -> GapPerformance:
         """An independent copy."""
         twin = GapPerformance.__new__(GapPerformance)
         twin.__dict__.update(super().copy().__dict__)
-        twin.end, twin.handed = self.end, self.handed
+        twin.end, twin.handed, twin.loudness = self.end, self.handed, self.loudness
         return twin
 
     def releasing(self) -> list[int]:
@@ -69,6 +85,10 @@ class GapPerformance(Performance):
         if forced is not None:
             return forced, limit
         left = self.end - self.tick  # ticks to the gap's end
+        if self.loudness is not None:
+            low, high = self.loudness
+            mask[VELOCITY_OFFSET:VELOCITY_OFFSET + low] = BLOCKED
+            mask[VELOCITY_OFFSET + high + 1:VELOCITY_OFFSET + events.NUM_VELOCITY_BINS] = BLOCKED
         if left - 1 < MIN_NOTE_TICKS:  # a new note would have to end within 50 ms
             ons = mask[NOTE_ON_OFFSET:NOTE_ON_OFFSET + NUM_PITCHES]
             kept = [pitch for pitch in self.handed if left >= MIN_NOTE_TICKS and ons[pitch] == 0.0]
@@ -100,7 +120,8 @@ def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note
     The tokens run from `start` (decode them with `continuation_notes(tokens, start)`): the new notes all
     begin in the gap and the stream stops exactly at `end`. A new note ends before `end`, released when the
     model moves on past it, unless `after` strikes its pitch right at `end`, when it may last up to that note
-    (`GapPerformance`); none is shorter than 50 ms unless the model writes it so. Notes of `before` that sound
+    (`GapPerformance`); none is shorter than 50 ms unless the model writes it so. Its velocities keep to
+    those of the music in the 4 s before and after the gap (`loudness_around`). Notes of `before` that sound
     across `start` stay as they are: their note-offs come in the stream when they are due, and new
     notes never restrike them while they sound. `before` is the music that starts before `start` and
     `after` what starts at `end` or later (on the 10 ms grid); notes that start inside the gap are the
@@ -138,7 +159,8 @@ def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note
     suffix = suffix[:room // 3]
     prefix = prefix[max(0, len(prefix) - (room - len(suffix))):]
     handed = {note.pitch for note in after if events.to_ticks(note.start) == last}
-    performance = GapPerformance(config.vocab_size, forbidden, last - first, handed)
+    performance = GapPerformance(config.vocab_size, forbidden, last - first, handed,
+                                 loudness_around(before, after, start, end))
     for token in prefix:
         performance.update(token)
     performance.hand_over(due)
