@@ -53,8 +53,9 @@ class GapPerformance(Performance):
     to the end; left alone, they all stop there at once. Here a time shift the model draws that would
     reach the end while a note of the fill sounds (one not handed over) releases that note instead, the
     longest-held first: the model's wish to hold a note past the end becomes the note's release, at the
-    time the model chose to move on. A note that began at this very tick cannot end yet: time moves on by
-    half of what is left of the gap first (the note then ends at the next such draw). A note may begin only
+    time the model chose to move on. A note younger than `MIN_NOTE_TICKS` is not ended so (that would be a
+    stub the model did not write): time moves on by half of what is left of the gap first, or until it is
+    old enough, and the note ends at the next such draw. A note may begin only
     if it can last `MIN_NOTE_TICKS` before it has to end, so no stub is left at the end. Its velocity events
     keep to `loudness` (bins: the music around the gap's, `loudness_around`), so the fill is as loud as what
     surrounds it rather than as the model's habit.
@@ -102,11 +103,13 @@ class GapPerformance(Performance):
         """A time shift to the gap's end while a note of the fill must end before it releases that note."""
         releasing = self.releasing()
         if releasing and is_time_shift(token) and self.tick + shift_ticks(token) >= self.end:
-            if self.sounding[releasing[0]] < self.tick:
+            age = self.tick - self.sounding[releasing[0]]
+            if age >= MIN_NOTE_TICKS:
                 return NOTE_OFF_OFFSET + releasing[0]
-            # it began at this tick and cannot end yet: it sounds for half the time left, 50 ms at least
+            # ended now it would be a stub the model did not write: it sounds for half the time left first,
+            # 50 ms at least
             left = self.end - self.tick
-            return time_shift(max(1, min(left - 1, shift_limit, max(MIN_NOTE_TICKS, left // 2))))
+            return time_shift(max(1, min(left - 1, shift_limit, max(MIN_NOTE_TICKS - age, left // 2))))
         return super().drawn(token, shift_limit)
 
 
