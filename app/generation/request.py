@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from music_transformer import Note
-from music_transformer.events import encode, split_at, to_ticks
+from music_transformer.events import NoteDecoder, encode, split_at, to_ticks
 from music_transformer.keys import Key, allowed_pitches, detect_key
 
 from ..playback.scheduler import LiveFeed
@@ -23,6 +23,15 @@ def primer_until(notes: Sequence[Note], start: float) -> list[int]:
     """The tokens of the music before `start` seconds, ending exactly there: notes sounding across it are
     still sounding when the model takes over (the model may end them; the song keeps them as they are)."""
     return split_at(encode(notes), to_ticks(start))[0]
+
+
+def velocity_in_force(notes: Sequence[Note], start: float) -> int:
+    """The velocity the music before `start` seconds leaves in force: a fill's notes sound at it until the model
+    writes a velocity of its own (as the velocity events of the music's tokens say, in the model's bins)."""
+    decoder = NoteDecoder()
+    for token in primer_until(notes, start):
+        decoder.feed(token)
+    return decoder.velocity
 
 
 def key_for(settings: GenerationSettings, context: Sequence[Note]) -> Key | None:

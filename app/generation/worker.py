@@ -34,7 +34,7 @@ from .messages import (
     WorkerMessage,
 )
 from .note_stream import NoteStream
-from .request import AnswerRequest, GenerationRequest, primer_until
+from .request import AnswerRequest, GenerationRequest, primer_until, velocity_in_force
 
 AUTO_DEVICE = "auto"
 
@@ -234,7 +234,10 @@ class GenerationWorker:
 
     @staticmethod
     def _stream(request: GenerationRequest, live: LiveFeed | None) -> NoteStream:
-        return NoteStream(request.start, live, grid=request.grid, velocities=request.velocities)
+        stream = NoteStream(request.start, live, grid=request.grid, velocities=request.velocities)
+        if request.after is not None:  # a fill goes on at the loudness the music before the gap left (not at 64)
+            stream.decoder.velocity = velocity_in_force(request.motif, request.start)
+        return stream
 
     def _sampling(self, request: GenerationRequest) -> dict[str, Any]:
         """The sampling arguments every stream of a request shares."""

@@ -104,6 +104,21 @@ def test_a_fill_releases_its_notes_before_the_range_ends_unless_the_music_after_
         song.undo_stack.undo()
 
 
+def test_a_fill_is_as_loud_as_the_music_around_it(qtbot, studio, roll):
+    window, song = studio, studio.song
+    song.add_notes([song.new_note(60 + (beat % 8), 40, beat, 0.5) for beat in range(32)])  # quiet: velocity 40
+    window.generation.listen = False
+    for seed in range(3):
+        settings(window, seed=seed, temperature=1.5)
+        assert window.generation.fill(8, 16)
+        wait_done(qtbot, window)
+        filled = song.notes(CONTINUATION)
+        assert filled, "the random model wrote nothing"
+        # the model's bin of 40 (37..40, written 38): none at 64, where a fresh decoder began before
+        assert {note.velocity for note in filled} == {38}
+        song.undo_stack.undo()
+
+
 def test_fill_can_keep_the_notes_in_its_way_and_takes_the_selected_notes_span(qtbot, studio, roll):
     window, song = studio, studio.song
     eight_bars(song)
