@@ -20,7 +20,7 @@ import torch
 
 from . import events, limits
 from .beam import beam_search
-from .events import Note, encode, is_time_shift, shift_ticks, time_shift
+from .events import Note, encode, shift_ticks
 from .model import MusicTransformer, mixed_precision
 from .performance import Performance, forbidden_note_ons
 from .sampling import DEFAULT_MAX_NOTE_SECONDS, MAX_SECONDS, Cancel, Sampler, Sampling, Steps, is_cancelled
@@ -196,9 +196,7 @@ def _write(steps: Steps, logits: torch.Tensor, performances: list[Performance], 
         for row in going:
             token, shift_limit = forced[row]
             if token is None:
-                token = drawn[row]
-                if is_time_shift(token):  # land exactly on the end, or on a held note's limit
-                    token = time_shift(min(shift_ticks(token), shift_limit))
+                token = performances[row].drawn(drawn[row], shift_limit)
             performances[row].update(token)
             written[row] += 1
             fed[row] = token

@@ -154,6 +154,10 @@ class Performance:
             limit = min(limit, due[0] - self.tick)
         return None, limit
 
+    def drawn(self, token: int, shift_limit: int) -> int:
+        """The token a draw writes: a time shift lands exactly on the end, or on a held note's limit."""
+        return time_shift(min(shift_ticks(token), shift_limit)) if is_time_shift(token) else token
+
     def next_due(self) -> tuple[int, int] | None:
         """(tick, pitch) of the next held note's forced note-off, if one is due at a known tick."""
         due = [(tick, pitch) for pitch, tick in self.held.items() if tick is not None]

@@ -1,6 +1,7 @@
 """Streaming generation: sampling controls, stopping, validity, and decoding far past the training length."""
 
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,10 +19,13 @@ from music_transformer import (
     generate,
     generate_variations,
     infill,
+    infilling,
     limits,
+    load_checkpoint,
     primer_tokens,
 )
 from music_transformer.events import START, duration_seconds, is_note_off, is_note_on, is_time_shift, time_shift
+from music_transformer.midi import read_midi
 from music_transformer.sampling import Sampler, Sampling, filter_logits
 from music_transformer.stream_cache import StreamCache
 
@@ -332,12 +336,60 @@ def test_infill_ends_the_notes_sounding_into_the_gap_when_they_are_due_and_never
         offs, now, struck_48 = [], 0, []
         for token in tokens:
             now += events.shift_ticks(token)
-            if token in (events.note_off(48), events.note_off(55)):
-                offs.append((token - events.NOTE_OFF_OFFSET, now))
+            if token in (events.note_off(48), events.note_off(55)) \
+                    and events.note_on(token - events.NOTE_OFF_OFFSET) not in {struck for struck, _ in struck_48}:
+                offs.append((token - events.NOTE_OFF_OFFSET, now))  # the held note's, not a new one's
             if token == events.note_on(48) or token == events.note_on(55):
                 struck_48.append((token, now))
         assert sorted(offs) == [(48, 120), (55, 60)]  # 3.2 s and 2.6 s, from the gap's start at 2.0 s
         assert all(now >= 120 if token == events.note_on(48) else now >= 60 for token, now in struck_48)
+
+
+def test_infill_releases_its_notes_before_the_gap_ends_unless_the_music_after_strikes_them_there():
+    model = small_model()
+    start, end = 2.0, 4.0  # AFTER strikes 62 right at the gap's end: a note of 62 may last up to it
+    for seed in range(8):
+        tokens = list(infill(model, BEFORE, AFTER, start, end, seed=seed, temperature=1.5))
+        fill = continuation_notes(tokens, start=start)
+        assert duration_seconds(tokens) == pytest.approx(end - start)
+        assert all(n.end < end - 1e-9 or n.pitch == 62 for n in fill), "a note cut off at the gap's end"
+        # no note begins too late to last 50 ms before it must end: no stub at the end
+        assert all(n.start <= end - 0.06 + 1e-9 or (n.pitch == 62 and n.start <= end - 0.05 + 1e-9) for n in fill)
+    chord = [Note(pitch, 80, end, end + 0.5) for pitch in range(24, 104)]  # the music after strikes all these
+    handed = []
+    for seed in range(6):
+        fill = continuation_notes(list(infill(model, BEFORE, chord, start, end, seed=seed, temperature=1.5)), start)
+        handed += [n for n in fill if n.end > end - 1e-9]
+    assert handed and all(24 <= n.pitch < 104 for n in handed), "no note handed over to the music after the gap"
+
+
+def test_infill_keeps_the_loudness_of_the_music_around_the_gap():
+    model = small_model()
+    before = [Note(60 + i % 5, 30 + i % 3 * 4, 0.25 * i, 0.25 * i + 0.2) for i in range(20)]  # 30..38, to 5 s
+    after = [Note(62, 34, 7.0, 7.5), Note(64, 38, 7.5, 8.0)]
+    low, high = infilling.loudness_around(before, after, 5.0, 7.0)
+    assert (events.bin_to_velocity(low), events.bin_to_velocity(high)) == (30, 38)
+    velocities = []
+    for seed in range(6):  # a random model at a high temperature writes every velocity, but not here
+        tokens = list(infill(model, before, after, 5.0, 7.0, seed=seed, temperature=1.5))
+        velocities += [token - events.VELOCITY_OFFSET for token in tokens if events.is_velocity(token)]
+    assert velocities and all(low <= velocity <= high for velocity in velocities)
+    assert infilling.loudness_around([], [], 5.0, 7.0) is None
+
+
+def test_infill_with_the_bundled_model_joins_a_piano_piece_without_cutting_its_notes():
+    model = load_checkpoint(None)
+    piece = read_midi(Path(__file__).resolve().parents[2] / "assets" / "examples" / "motif.mid")
+    length = max(n.end for n in piece)
+    start, end = round(length / 2 - 1, 2), round(length / 2 + 1, 2)
+    before = [n for n in piece if n.start < start]
+    after = [n for n in piece if n.start >= end]
+    struck = {n.pitch for n in after if events.to_ticks(n.start) == events.to_ticks(end)}
+    for seed in range(4):
+        fill = continuation_notes(list(infill(model, before, after, start, end, seed=seed)), start=start)
+        assert fill
+        assert all(n.end < end - 1e-9 or n.pitch in struck for n in fill), "a note cut off at the gap's end"
+        assert all(n.start <= end - 0.06 + 1e-9 for n in fill if n.pitch not in struck)  # no stub at the end
 
 
 def test_infill_refuses_what_it_cannot_do():
