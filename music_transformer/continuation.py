@@ -43,7 +43,7 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
              window: int | None = None, cancel: Cancel = None,
              max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS, beam_size: int = 1,
              length_penalty: float = 0.6, cpu_threads: int | None = 1, style: str = "any",
-             allowed_pitches: Iterable[int] | None = None) -> Iterator[int]:
+             allowed_pitches: Iterable[int] | None = None, release_seconds: float = 0.0) -> Iterator[int]:
     """Continues `primer` (tokens, or notes to encode), yielding each new token as it is sampled.
 
     Stops after `max_tokens` tokens, after `seconds` of music, or when `cancel` (a callable or an
@@ -56,6 +56,9 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     primer); a model made before styles ignores it. `allowed_pitches` (MIDI pitches, e.g. a key lock and a
     range from `keys.allowed_pitches`; None: all) is every pitch a new note may have: the note-ons of the
     others are masked, so what is written comes from the model's distribution restricted to them.
+    `release_seconds` (with `seconds`) is how long before the end no new note starts: the notes sounding
+    then are held or released as the model likes, and any still sounding at the end end there (a phrase's
+    end, e.g. its last beat before a bar line from `phrases.phrase_seconds`, not notes struck and cut).
     `window` is how many positions each new token
     attends to (default: the model's training length); past it the oldest fall out of the cache, which
     is what lets the model run on indefinitely. temperature 0 picks the most likely token. The same
@@ -73,7 +76,7 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     The arguments are checked when it is called (ValueError), before the first token is asked for: the
     sampling ones (temperature, top_k, top_p, window) against the bounds `limits` names.
     """
-    context, performance = _continuing(model, primer, allowed_pitches)
+    context, performance = _continuing(model, primer, allowed_pitches, release_seconds)
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a whole number of 1 or more, not {beam_size!r}")
     if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
@@ -90,7 +93,8 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
                         top_k: int | None = None, top_p: float | None = None, window: int | None = None,
                         cancel: Cancel = None, max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS,
                         cpu_threads: int | None = 1, style: str = "any",
-                        allowed_pitches: Iterable[int] | None = None) -> Iterator[tuple[int, int]]:
+                        allowed_pitches: Iterable[int] | None = None,
+                        release_seconds: float = 0.0) -> Iterator[tuple[int, int]]:
     """Writes one continuation of `primer` per seed, all at once, yielding (variation, token) as each is sampled.
 
     The variations are the rows of one batch: each step writes one token of every variation still going,
@@ -104,7 +108,7 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
     writes the same tokens, but a near tie can tip the other way and the two then part; what always holds
     is that the same seeds repeat the same variations exactly on one device.
     """
-    context, performance = _continuing(model, primer, allowed_pitches)
+    context, performance = _continuing(model, primer, allowed_pitches, release_seconds)
     most = limits.MAX_VARIATIONS
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not 1 <= len(seeds) <= most:
         raise ValueError(f"seeds must be a list of 1 to {most} seeds, one per variation, not {seeds!r}")
@@ -115,8 +119,12 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
 
 
 def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note],
-                allowed_pitches: Iterable[int] | None = None) -> tuple[list[int], Performance]:
+                allowed_pitches: Iterable[int] | None = None,
+                release_seconds: float = 0.0) -> tuple[list[int], Performance]:
     """The primer's tokens (from tokens or notes, checked) and what sounds at its end."""
+    if isinstance(release_seconds, bool) or not isinstance(release_seconds, (int, float)) \
+            or not 0 <= release_seconds <= MAX_SECONDS:
+        raise ValueError(f"release_seconds must be a number from 0 to {MAX_SECONDS:g}, not {release_seconds!r}")
     if primer and isinstance(primer[0], Note):
         primer = encode(primer)  # type: ignore[arg-type]
     primer = [int(t) for t in primer]
@@ -128,6 +136,7 @@ def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note],
     for token in primer:
         performance.update(token)
     performance.start_continuation()
+    performance.release_ticks = events.to_ticks(release_seconds)
     return primer, performance
 
 
