@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from . import limits
 from .sampling import MAX_SECONDS
 
 _TOLERANCE = 1e-6  # seconds: a length this close to a bar line ends on it
@@ -21,10 +22,10 @@ def bar_seconds(bpm: float, time_signature: tuple[int, int] = (4, 4)) -> float:
     """The length of one bar in seconds at `bpm` quarter notes a minute (6/8 is three quarter notes)."""
     bpm = _number("bpm", bpm, 0.0, above=True)
     numerator, denominator = time_signature
-    if isinstance(numerator, bool) or not isinstance(numerator, int) or not 1 <= numerator <= 64 \
-            or denominator not in (1, 2, 4, 8, 16, 32):
-        raise ValueError(f"a time signature is 1 to 64 beats over 1, 2, 4, 8, 16 or 32, not "
-                         f"{numerator!r}/{denominator!r}")
+    if isinstance(numerator, bool) or not isinstance(numerator, int) or not 1 <= numerator <= limits.MAX_NUMERATOR \
+            or isinstance(denominator, bool) or denominator not in limits.DENOMINATORS:
+        raise ValueError(f"a time signature is 1 to {limits.MAX_NUMERATOR} beats over "
+                         f"{', '.join(map(str, limits.DENOMINATORS))}, not {numerator!r}/{denominator!r}")
     return numerator * 4.0 / denominator * 60.0 / bpm
 
 

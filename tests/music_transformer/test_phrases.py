@@ -2,9 +2,11 @@
 
 import math
 
+import pretty_midi
 import pytest
 
-from music_transformer import generate, generate_variations
+from music_transformer import Note, generate, generate_variations, read_midi, save_checkpoint, write_midi
+from music_transformer.cli import main
 from music_transformer.events import is_note_on, shift_ticks
 from music_transformer.phrases import bar_seconds, phrase_release, phrase_seconds
 from tests.music_transformer.helpers import PRIMER, assert_valid_stream, small_model
@@ -83,3 +85,31 @@ def test_a_release_that_is_not_a_length_is_refused(release):
         generate(model, PRIMER, seconds=2.0, release_seconds=release)
     with pytest.raises(ValueError, match="release_seconds"):
         generate_variations(model, PRIMER, seeds=[1], seconds=2.0, release_seconds=release)
+
+
+def test_generate_ends_at_a_bar_line_in_the_metre_given_at_the_primers_tempo(tmp_path):
+    save_checkpoint(small_model(), tmp_path / "model.pt")
+    motif = [Note(60, 90, 0.0, 0.5), Note(62, 90, 0.5, 1.0), Note(64, 90, 1.0, 2.1)]
+    write_midi(motif, tmp_path / "motif.mid", bpm=90)  # 3/4 at 90 bpm: bars of 2 s
+    common = ["generate", "--primer", str(tmp_path / "motif.mid"), "--seconds", "3", "--checkpoint",
+              str(tmp_path / "model.pt"), "--device", "cpu"]
+    for seed in range(3):
+        out = tmp_path / f"bar{seed}.mid"
+        assert main(common + ["--out", str(out), "--seed", str(seed), "--end-at-bar", "--time-signature", "3/4"]) == 0
+        continuation = read_midi(out)[3:]
+        assert continuation and min(note.start for note in continuation) >= 2.1 - 1e-3
+        assert max(note.end for note in continuation) <= 6.0 + 0.02  # 2.1 + 3 s, on to the bar line at 6 s
+        assert max(note.start for note in continuation) < 6.0 - 60 / 90  # its last beat strikes no note
+        assert pretty_midi.PrettyMIDI(str(out)).get_tempo_changes()[1][0] == pytest.approx(90)  # the primer's
+        plain = tmp_path / f"plain{seed}.mid"
+        assert main(common + ["--out", str(plain), "--seed", str(seed)]) == 0
+        assert max(note.end for note in read_midi(plain)) <= 5.1 + 0.02  # as before: the length, where it ends
+
+
+@pytest.mark.parametrize("value", ["3", "0/4", "4/3", "33/4", "x/y", "4/4/4", "-3/4"])
+def test_generate_refuses_a_metre_that_has_no_bars_in_one_line(tmp_path, capsys, value):
+    code = main(["generate", "--out", str(tmp_path / "o.mid"), "--checkpoint", str(tmp_path / "none.pt"),
+                 "--end-at-bar", "--time-signature", value])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and "argument --time-signature" in error, error
+    assert not list(tmp_path.iterdir())
