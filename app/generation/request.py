@@ -70,6 +70,7 @@ class GenerationRequest:
     allowed_pitches: frozenset[int] | None = None  # the key lock and the pitch range (None: every pitch)
     grid: float | None = None  # seconds: written notes start and end on this grid
     velocities: tuple[int, int] | None = None  # written velocities stay within (low, high)
+    release_seconds: float = 0.0  # the last seconds start no note: the phrase ends at `seconds` (a bar line)
 
 
 @dataclass
