@@ -7,8 +7,9 @@ one CPU thread. Prints a table and one JSON line.
    its last note, each seed twice: as before (the length asked for, from wherever the motif ends) and ending
    at a bar line (`phrases.phrase_seconds`, the last beat starting no note: `phrases.phrase_release`).
    `closed` counts the notes the stop closed (they end at the continuation's last instant), `cut` those of
-   them not on a bar line, `stubs` those struck in the last beat and closed under 100 ms later, `over` how
-   far past the length asked for the continuation ends.
+   them not on a bar line, `stubs` those closed under 100 ms after they were struck (`cut` and `stubs`
+   summed over the seeds), `most over` how far past the length asked for a continuation ends, `notes` the
+   mean count.
 2. Long run: `--bars` bars x `--variations` variations (seeds 0..n-1), written as one batch (every row a
    token a step) and with the heard variation alone first, then the others as a batch; when the heard one
    is written, as a share of the whole run, and the whole run's seconds.
@@ -96,6 +97,31 @@ def long_run(model, bars: int, variations: int) -> dict:
             "first_total_s": first_total}
 
 
+def studio_run(bars: int, variations: int) -> dict:
+    """The studio's worker (app/generation, no Qt) writing a long run: when the heard variation's last notes
+    arrive, as a share of the run, and what the progress bar said then."""
+    from app.generation import Finished, GenerationRequest, GenerationWorker, ModelLoaded, NotesWritten, Progress
+
+    worker = GenerationWorker()
+    worker.load("default", "cpu")
+    while not isinstance(worker.outbox.get(timeout=120), ModelLoaded):
+        pass
+    request = GenerationRequest(motif=motif(), start=4.0, seconds=bars * BAR, seeds=list(range(variations)))
+    started, bar, heard = time.perf_counter(), 0.0, None
+    worker.generate(request)
+    while True:
+        message = worker.outbox.get(timeout=600)
+        if isinstance(message, Progress):
+            bar = message.fraction
+        elif isinstance(message, NotesWritten) and message.variation == 0:  # the heard one's notes, the last
+            heard = (time.perf_counter() - started, bar)  # of them when it is written
+        elif isinstance(message, Finished):
+            total = time.perf_counter() - started
+            break
+    worker.stop()
+    return {"studio_heard_s": heard[0], "studio_total_s": total, "studio_bar_at_heard": heard[1]}
+
+
 def main() -> None:
     """Prints the table and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -103,17 +129,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--bars", type=int, default=40)
     parser.add_argument("--variations", type=int, default=4)
+    parser.add_argument("--studio-only", action="store_true", help="only the studio's worker's long run")
     args = parser.parse_args()
+    if args.studio_only:  # e.g. with an older checkout's app/ first on the path, to compare
+        run = studio_run(args.bars, args.variations)
+        heard, total = run["studio_heard_s"], run["studio_total_s"]
+        print(f"studio: heard variation written at {heard:.1f} s of {total:.1f} s ({heard / total:.0%}), "
+              f"the bar then at {run['studio_bar_at_heard']:.0%}")
+        print(json.dumps({key: round(value, 3) for key, value in run.items()}))
+        return
     torch.set_num_threads(1)
     model = load_checkpoint(None, device="cpu")
     rows = endings(model, args.seeds, args.seconds)
     result = {}
     print(f"endings: {args.seeds} seeds, {args.seconds:g} s continuations of a two-bar motif at {BPM:g} bpm")
-    print(f"{'':8}{'closed':>8}{'cut':>6}{'stubs':>7}{'over (s)':>10}{'notes':>7}   (per continuation)")
+    print(f"{'':8}{'closed (each seed)':>22}{'cut':>6}{'stubs':>7}{'most over (s)':>15}{'notes':>7}")
     for kind, values in rows.items():
         line = {key: [value[key] for value in values] for key in values[0]}
-        print(f"{kind:8}{str(line['closed']):>8}{str(line['cut']):>6}{str(line['stubs']):>7}"
-              f"{max(line['over']):>10.2f}{statistics.mean(line['notes']):>7.0f}")
+        closed = " ".join(str(count) for count in line["closed"])
+        print(f"{kind:8}{closed:>22}{sum(line['cut']):>6}{sum(line['stubs']):>7}"
+              f"{max(line['over']):>15.2f}{statistics.mean(line['notes']):>7.0f}")
         result[f"{kind}_cut"] = sum(line["cut"])
         result[f"{kind}_closed"] = sum(line["closed"])
         result[f"{kind}_stubs"] = sum(line["stubs"])
