@@ -186,6 +186,13 @@ class GenerationPanel(QWidget):
         self.snap_box = QCheckBox("", self)
         self.snap_box.setObjectName("snap_box")
         form.addRow(self.snap_box)
+        self.end_at_bar_box = QCheckBox("End at a bar line", self)
+        self.end_at_bar_box.setObjectName("end_at_bar_box")
+        self.end_at_bar_box.setToolTip(
+            "Continue writes on to the bar line after the length and ends the phrase there: its last beat starts "
+            "no note, and what still sounds is released on the bar line"
+        )
+        form.addRow(self.end_at_bar_box)
         self.dynamics_box = QComboBox(self)
         for dynamics, text in DYNAMICS_CHOICES:
             self.dynamics_box.addItem(text, dynamics)
@@ -287,7 +294,7 @@ class GenerationPanel(QWidget):
         self.unit_box.currentTextChanged.connect(self._unit_changed)
         for combo in (self.style_box, self.key_mode_box, self.tonic_box, self.scale_box, self.dynamics_box):
             combo.currentIndexChanged.connect(self._edited)
-        for check in (self.fixed_seed, self.snap_box, self.keep_box):
+        for check in (self.fixed_seed, self.snap_box, self.keep_box, self.end_at_bar_box):
             check.toggled.connect(self._edited)
         self.listen_box.toggled.connect(lambda on: setattr(controller, "listen", on))
         self.load_button.clicked.connect(self.load_requested)
@@ -361,6 +368,7 @@ class GenerationPanel(QWidget):
             self.lowest_box.setValue(settings.lowest)
             self.highest_box.setValue(settings.highest)
             self.snap_box.setChecked(settings.snap)
+            self.end_at_bar_box.setChecked(settings.end_at_bar)
             self.dynamics_box.setCurrentIndex(max(0, self.dynamics_box.findData(settings.dynamics)))
             self.keep_box.setChecked(settings.keep_existing)
         finally:
@@ -433,6 +441,7 @@ class GenerationPanel(QWidget):
             lowest=min(self.lowest_box.value(), self.highest_box.value()),
             highest=max(self.lowest_box.value(), self.highest_box.value()),
             snap=self.snap_box.isChecked(),
+            end_at_bar=self.end_at_bar_box.isChecked(),
             dynamics=self.dynamics_box.currentData(),
             keep_existing=self.keep_box.isChecked(),
         )
@@ -498,6 +507,7 @@ class GenerationPanel(QWidget):
             self.seed_box,
             self.variations_box,
             self.snap_box,
+            self.end_at_bar_box,
             self.dynamics_box,
             self.keep_box,
         ):
@@ -514,13 +524,18 @@ class GenerationPanel(QWidget):
         self.progress_bar.setVisible(True)
         self.outcome_label.setText("")
         self.progress_bar.setValue(int(fraction * 1000))
-        if count > 1:
-            label = f"{count} variations: " if number < 0 else f"Variation {number + 1} of {count}: "
+        if count > 1:  # the heard one first (0), then the others behind it (-1)
+            behind = f"Variations 2–{count}: " if count > 2 else "Variation 2 of 2: "
+            label = behind if number < 0 else f"Variation {number + 1} of {count}: "
         else:
             label = ""
-        self.progress_bar.setFormat(f"{label}{fraction * 100:.0f}%")
-        if fraction == 0.0:
-            self.variation_list.clear()  # a new set is being written
+        left = self.controller.seconds_left
+        estimate = (
+            "" if left is None else f", about {left:.0f} s left" if left < 90 else f", about {left / 60:.0f} min left"
+        )
+        self.progress_bar.setFormat(f"{label}{fraction * 100:.0f}%{estimate}")
+        if fraction == 0.0 and number == 0:
+            self.variation_list.clear()  # a new set is being written (the heard variation comes first)
 
     def _finished(self, cancelled: bool) -> None:
         self.progress_bar.setVisible(False)

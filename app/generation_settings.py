@@ -54,6 +54,7 @@ class GenerationSettings:
     snap: bool = False  # written notes start and end on the roll's grid
     dynamics: str = "model"  # DYNAMICS
     keep_existing: bool = False  # Fill and Continue from Playhead keep the notes in their way (only add)
+    end_at_bar: bool = True  # a continuation ends at a bar line, its last beat releasing what sounds
 
     def to_dict(self) -> dict:
         """Plain values for JSON."""
@@ -102,8 +103,8 @@ class GenerationSettings:
         pitches = (settings.lowest, settings.highest)
         if not (all(isinstance(p, int) for p in pitches) and 0 <= settings.lowest <= settings.highest <= 127):
             raise ValueError(f"pitch range {settings.lowest!r}..{settings.highest!r} is not within 0..127")
-        if not isinstance(settings.snap, bool) or not isinstance(settings.keep_existing, bool):
-            raise ValueError("snap and keep_existing are true or false")
+        if not all(isinstance(value, bool) for value in (settings.snap, settings.keep_existing, settings.end_at_bar)):
+            raise ValueError("snap, keep_existing and end_at_bar are true or false")
         if settings.dynamics not in DYNAMICS:
             raise ValueError(f"unknown dynamics {settings.dynamics!r}")
         if int(settings.top_k) > MAX_TOP_K:  # an older session's top-k past the vocabulary: it kept every event

@@ -140,6 +140,23 @@ def sampling_options(parser: ArgumentParser) -> None:
                         help="tempo written into the MIDI file")
 
 
+def time_signature(text: str) -> tuple[int, int]:
+    """An argparse type: a metre such as 4/4, 3/4 or 6/8, within the metres `limits` names."""
+    numerator, _, denominator = text.strip().partition("/")
+    try:
+        metre = int(numerator), int(denominator)
+    except ValueError:
+        metre = None
+    if metre is None or not 1 <= metre[0] <= limits.MAX_NUMERATOR or metre[1] not in limits.DENOMINATORS:
+        raise argparse.ArgumentTypeError(
+            f"must be beats over a note value, e.g. 4/4 or 6/8 (1 to {limits.MAX_NUMERATOR} over "
+            f"{', '.join(map(str, limits.DENOMINATORS))}), not {text!r}")
+    return metre
+
+
+time_signature.__name__ = "a time signature"
+
+
 def key_lock(text: str) -> str:
     """An argparse type: 'auto' or a key's name (checked here, read by `allowed_pitches`)."""
     from .keys import parse_key

@@ -44,7 +44,8 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
              max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS, beam_size: int = 1,
              length_penalty: float = 0.6, cpu_threads: int | None = 1, style: str = "any",
              allowed_pitches: Iterable[int] | None = None,
-             repetition_penalty: float = limits.DEFAULT_REPETITION_PENALTY) -> Iterator[int]:
+             repetition_penalty: float = limits.DEFAULT_REPETITION_PENALTY,
+             release_seconds: float = 0.0) -> Iterator[int]:
     """Continues `primer` (tokens, or notes to encode), yielding each new token as it is sampled.
 
     Stops after `max_tokens` tokens, after `seconds` of music, or when `cancel` (a callable or an
@@ -61,6 +62,9 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     pitch struck on onset after onset costs its note-on that much log-probability per onset past the fourth
     and is not struck a ninth time, and a figure played twice over costs as much per further time round
     (`performance.Repetition`; a primer that repeats more allows as much). It applies to beam search too.
+    `release_seconds` (with `seconds`) is how long before the end no new note starts: the notes sounding
+    then are held or released as the model likes, and any still sounding at the end end there (a phrase's
+    end, e.g. its last beat before a bar line from `phrases.phrase_seconds`, not notes struck and cut).
     `window` is how many positions each new token
     attends to (default: the model's training length); past it the oldest fall out of the cache, which
     is what lets the model run on indefinitely. temperature 0 picks the most likely token. The same
@@ -80,7 +84,7 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     """
     sampling = Sampling.checked(model, temperature, top_k, top_p, [seed], window, max_tokens, seconds,
                                 max_note_seconds, cpu_threads, style, repetition_penalty)
-    context, performance = _continuing(model, primer, allowed_pitches, sampling.repetition_penalty)
+    context, performance = _continuing(model, primer, allowed_pitches, sampling.repetition_penalty, release_seconds)
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a whole number of 1 or more, not {beam_size!r}")
     if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
@@ -96,7 +100,8 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
                         cancel: Cancel = None, max_note_seconds: float | None = DEFAULT_MAX_NOTE_SECONDS,
                         cpu_threads: int | None = 1, style: str = "any",
                         allowed_pitches: Iterable[int] | None = None,
-                        repetition_penalty: float = limits.DEFAULT_REPETITION_PENALTY) -> Iterator[tuple[int, int]]:
+                        repetition_penalty: float = limits.DEFAULT_REPETITION_PENALTY,
+                        release_seconds: float = 0.0) -> Iterator[tuple[int, int]]:
     """Writes one continuation of `primer` per seed, all at once, yielding (variation, token) as each is sampled.
 
     The variations are the rows of one batch: each step writes one token of every variation still going,
@@ -115,15 +120,19 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
         raise ValueError(f"seeds must be a list of 1 to {most} seeds, one per variation, not {seeds!r}")
     sampling = Sampling.checked(model, temperature, top_k, top_p, list(seeds), window, max_tokens, seconds,
                                 max_note_seconds, cpu_threads, style, repetition_penalty)
-    context, performance = _continuing(model, primer, allowed_pitches, sampling.repetition_penalty)
+    context, performance = _continuing(model, primer, allowed_pitches, sampling.repetition_penalty, release_seconds)
     context = events.header(style, model.config.vocab_size) + context
     return stream(model, context, [performance.copy() for _ in seeds], sampling, cancel)
 
 
 def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note],
                 allowed_pitches: Iterable[int] | None = None,
-                repetition_penalty: float = 0.0) -> tuple[list[int], Performance]:
+                repetition_penalty: float = 0.0,
+                release_seconds: float = 0.0) -> tuple[list[int], Performance]:
     """The primer's tokens (from tokens or notes, checked) and what sounds at its end (and what it repeats)."""
+    if isinstance(release_seconds, bool) or not isinstance(release_seconds, (int, float)) \
+            or not 0 <= release_seconds <= MAX_SECONDS:
+        raise ValueError(f"release_seconds must be a number from 0 to {MAX_SECONDS:g}, not {release_seconds!r}")
     if primer and isinstance(primer[0], Note):
         primer = encode(primer)  # type: ignore[arg-type]
     primer = [int(t) for t in primer]
@@ -135,6 +144,7 @@ def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note],
     for token in primer:
         performance.update(token)
     performance.start_continuation()
+    performance.release_ticks = events.to_ticks(release_seconds)
     return primer, performance
 
 

@@ -13,6 +13,7 @@ MAX_PIECE_SECONDS = 2 * 60 * 60  # the longest piece read, encoded or written at
 MIN_PITCH, MAX_PITCH = 0, 127  # MIDI's pitches
 MIN_VELOCITY, MAX_VELOCITY = 1, 127  # MIDI's loudness of a sounding note
 MIN_BPM, MAX_BPM = 20.0, 400.0  # tempi written into a MIDI file (the studio's range)
+MAX_NUMERATOR, DENOMINATORS = 32, (1, 2, 4, 8, 16, 32)  # the metres a phrase's bar lines are found in (the studio's)
 
 # --- MIDI files: any file within these is read in a few seconds and a few hundred megabytes ------------
 MAX_MIDI_FILE_BYTES = 50 * 1024 * 1024

@@ -67,6 +67,7 @@ class Performance:
         self.held: dict[int, int | None] = {}  # pitch sounding from before -> tick its note-off is due
         self.tick = 0
         self.velocity_bin: int | None = None
+        self.release_ticks = 0  # the last ticks of the stream start no note: a phrase's end sounds, not cut
 
     def update(self, token: int) -> None:
         """Follows one token."""
@@ -122,6 +123,7 @@ class Performance:
         twin.mask, twin.sounding, twin.tick = self.mask.copy(), dict(self.sounding), self.tick
         twin.held, twin.velocity_bin = dict(self.held), self.velocity_bin
         twin.repetition = self.repetition.copy()
+        twin.release_ticks = self.release_ticks
         return twin
 
     def rules(self, tokens_left: int | None, ticks_left: int | None, hold_ticks: int | None,
@@ -140,6 +142,9 @@ class Performance:
         if self.forbidden is not None:
             mask[self.forbidden] = BLOCKED
         spare = None if tokens_left is None else tokens_left - len(self.sounding)  # beyond the closing offs
+        if ticks_left is not None and ticks_left <= self.release_ticks:  # the phrase ends: what sounds is released
+            mask[NOTE_ON_OFFSET:NOTE_ON_OFFSET + NUM_PITCHES] = BLOCKED
+            mask[VELOCITY_OFFSET:VELOCITY_OFFSET + NUM_VELOCITY_BINS] = BLOCKED
         if spare is not None and spare < 3:
             # no room for a new note: its velocity, itself, a shift, its note-off
             mask[NOTE_ON_OFFSET:NOTE_ON_OFFSET + NUM_PITCHES] = BLOCKED

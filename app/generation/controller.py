@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import random
+import time
 from collections.abc import Callable
 
 import torch
@@ -13,6 +14,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from music_transformer import Note
 from music_transformer.limits import MAX_VARIATIONS
+from music_transformer.phrases import phrase_release, phrase_seconds
 
 from ..playback.scheduler import LiveFeed
 from ..song import CONTINUATION, MOTIF, Song, SongLockedError, WrittenVariation
@@ -37,6 +39,7 @@ CONTINUE, FROM_PLAYHEAD, FILL = "continue", "from playhead", "fill"  # the ways 
 STREAM_TEXTS = {CONTINUE: "Continue", FROM_PLAYHEAD: "Continue from playhead", FILL: "Fill"}
 NO_FILL_TIP = "This model was made before infilling: load a newer model to fill gaps"
 _EPSILON = 1e-6  # beats: a note starting this close to a range's edge starts on it
+ESTIMATE_AFTER = 2.0  # seconds of writing before the time left is estimated
 
 
 class GenerationController(QObject):
@@ -45,7 +48,7 @@ class GenerationController(QObject):
     model_loaded = Signal(str, str)  # source, description
     model_failed = Signal(str, str)  # source, what went wrong (the previous model stays)
     busy_changed = Signal(bool)  # generating or loading
-    progress = Signal(int, int, float)  # variation number (-1: all together), count, fraction done
+    progress = Signal(int, int, float)  # variation number (-1: those behind the heard one), count, fraction done
     variations_changed = Signal()
     about_to_start = Signal()  # before the settings are read: a value still being typed is committed
     device_changed = Signal(str)
@@ -72,6 +75,8 @@ class GenerationController(QObject):
         self._variations = VariationKeeper(song)
         self._closed = False
         self._chosen: str | None = None  # a model file the musician chose, being loaded
+        self._phase = (0, 0.0)  # the variation the progress shows (-1: those behind the heard one), since when
+        self.seconds_left: float | None = None  # the estimate of the time that progress has left (None: not yet)
         self._timer = QTimer(self)
         self._timer.setInterval(DRAIN_INTERVAL_MS)
         self._timer.timeout.connect(self.drain)
@@ -211,6 +216,14 @@ class GenerationController(QObject):
                 held = self._performance(crossing)
                 seconds = song.to_seconds(settings.length_beats)
             replace = [] if settings.keep_existing else [note.id for note in in_the_way]
+        release = 0.0
+        if kind != FILL and settings.end_at_bar:  # on to the bar line after the length, its last beat releasing
+            try:
+                seconds = phrase_seconds(song.to_seconds(start_beat), seconds, song.to_seconds(song.beats_per_bar))
+            except ValueError as error:  # past the longest piece written at once
+                self.message.emit(f"Cannot continue: {error}")
+                return False
+            release = phrase_release(seconds, song.to_seconds(1.0))
         heard = context + (after or [])  # the music the key is detected in and the dynamics matched to
         pitches = pitches_for(settings, heard)
         if not pitches:
@@ -247,6 +260,7 @@ class GenerationController(QObject):
             grid=song.to_seconds(step) if step else None,
             velocities=velocity_range(settings, heard),
             held=[] if settings.keep_existing else held,
+            release_seconds=release,
         )
         self._variations.begin(FILL if kind == FILL else CONTINUE, start_beat, count, settings)
         self._variation_count = count
@@ -259,7 +273,9 @@ class GenerationController(QObject):
             if self.listen and not self.player.transport.playing:
                 self.player.play_from(start_beat)
         self._set_busy()
-        self.progress.emit(-1 if count > 1 and kind != FILL else 0, count, 0.0)
+        self._phase = (0, time.perf_counter())
+        self.seconds_left = None
+        self.progress.emit(0, count, 0.0)  # the variation heard is written first
         return True
 
     def cancel(self) -> None:
@@ -297,6 +313,7 @@ class GenerationController(QObject):
     def _handle(self, message: WorkerMessage) -> None:
         match message:
             case Progress(variation, fraction):
+                self._estimate(variation, fraction)
                 self.progress.emit(variation, self._variation_count, fraction)
             case Variation():
                 if message.number == 0 and self._writing_variation:
@@ -338,6 +355,18 @@ class GenerationController(QObject):
                 self.device_changed.emit(device)
             case Notice(text):
                 self.message.emit(text)
+
+    def _estimate(self, variation: int, fraction: float) -> None:
+        """The time left of what the progress shows (the heard variation, then the others behind it), from the
+        pace so far, once it has been written for ESTIMATE_AFTER seconds (before, the pace is still settling)."""
+        now = time.perf_counter()
+        if self._phase[0] != variation:
+            self._phase = (variation, now)
+        elapsed = now - self._phase[1]
+        if elapsed >= ESTIMATE_AFTER and fraction > 0.0:
+            self.seconds_left = elapsed * (1.0 - min(fraction, 1.0)) / fraction
+        else:
+            self.seconds_left = None
 
     def _remember_model(self, *args) -> None:
         """The song names the model the musician chose, once no music is streaming into it."""

@@ -28,7 +28,8 @@ class NotesWritten:
 
 @dataclass(frozen=True)
 class Progress:
-    """How far a variation is written (0..1); variation -1: all of them, written together."""
+    """How far a variation is written (0..1); variation -1: those behind the heard one (the first), written
+    together once it is done."""
 
     variation: int
     fraction: float

@@ -76,6 +76,7 @@ class GenerationRequest:
     held: list[Note] = field(
         default_factory=list
     )  # notes sounding across `start`, written again as the model ends them
+    release_seconds: float = 0.0  # the last seconds start no note: the phrase ends at `seconds` (a bar line)
 
 
 @dataclass

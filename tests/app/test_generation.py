@@ -444,7 +444,7 @@ def test_the_variations_travel_with_the_session_until_accepted(qtbot, studio, ro
     assert song.variations is None and not window.generation.variations
 
 
-def test_variations_are_written_together_and_cancel_stops_them_all(qtbot, studio, roll):
+def test_the_heard_variation_is_written_first_and_cancel_stops_them_all(qtbot, studio, roll):
     window, song = studio, studio.song
     draw_motif(qtbot, roll)
     set_length(window, 400.0, variations=3, seed=1)
@@ -454,13 +454,12 @@ def test_variations_are_written_together_and_cancel_stops_them_all(qtbot, studio
     assert window.generation.continue_song()
     bar = window.generation_panel.progress_bar
     qtbot.waitUntil(lambda: len(song.notes(CONTINUATION)) >= 6, timeout=30000)
-    assert bar.format().startswith("3 variations: ")  # one progress for all of them
+    assert bar.format().startswith("Variation 1 of 3: ")  # the heard one's progress, first
     key(qtbot, roll, "Ctrl+.")  # Cancel
     wait_done(qtbot, window, 10000)
     variations = window.generation.variations
-    assert [v.number for v in variations] == [0, 1, 2] and not any(v.complete for v in variations)
-    assert all(v.notes for v in variations)  # the others were written alongside the first
-    assert {number for number, _ in progress} == {-1}
+    assert [v.number for v in variations] == [0] and not variations[0].complete  # the others never began
+    assert {number for number, _ in progress} == {0}
     assert len(song.notes(CONTINUATION)) == len(variations[0].notes)
 
 

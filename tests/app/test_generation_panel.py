@@ -176,7 +176,7 @@ def test_a_value_typed_when_continue_is_pressed_is_the_one_used(qtbot, studio, r
     qtbot.mouseClick(panel.continue_button, Qt.LeftButton)  # a tool button: the box keeps the focus
     qtbot.waitUntil(lambda: not window.generation.generating and not song.is_writing, timeout=60000)
     assert requests and requests[0].temperature == pytest.approx(0.95)
-    assert requests[0].seconds == pytest.approx(2.0)  # 1 bar at 120 BPM
+    assert requests[0].seconds == pytest.approx(3.5)  # 1 bar at 120 BPM after beat 1, on to the bar line at beat 8
     assert song.settings.temperature == pytest.approx(0.95)
 
 
