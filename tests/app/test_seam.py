@@ -59,7 +59,8 @@ def test_continue_goes_on_at_the_motifs_velocity_until_the_model_writes_one(qtbo
             break
     else:
         pytest.fail("no seed struck notes before a velocity of its own")
-    song.set_settings(dataclasses.replace(song.settings, length_beats=16.0, seed=seed))
+    # the phrase as generate() writes it: no bar-line ending (its last beat would strike nothing)
+    song.set_settings(dataclasses.replace(song.settings, length_beats=16.0, seed=seed, end_at_bar=False))
     window.generation.listen = False
     qtbot.mouseClick(window.generation_panel.continue_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not window.generation.generating and not song.is_writing, timeout=60000)
