@@ -87,36 +87,35 @@ def test_fill_writes_the_range_joined_to_what_surrounds_it_as_one_undo_step(qtbo
     assert song.notes(CONTINUATION) == filled
 
 
-def test_a_fill_releases_its_notes_before_the_range_ends_unless_the_music_after_strikes_them(qtbot, studio, roll):
-    window, song = studio, studio.song
-    eight_bars(song)  # the music after the range strikes 60 on its first beat, 16
+def fills_of_beats_8_to_16(qtbot, window):
+    """Fills beats 8 to 16 once for each of three seeds (the random model at temperature 1.5), yielding each
+    fill's notes, then undoes it."""
     window.generation.listen = False
-    tempo = song.to_seconds(1.0)
     for seed in range(3):
         settings(window, seed=seed, temperature=1.5)
         assert window.generation.fill(8, 16)
         wait_done(qtbot, window)
-        filled = song.notes(CONTINUATION)
+        filled = window.song.notes(CONTINUATION)
         assert filled, "the random model wrote nothing"
+        yield filled
+        window.song.undo_stack.undo()
+
+
+def test_a_fill_releases_its_notes_before_the_range_ends_unless_the_music_after_strikes_them(qtbot, studio, roll):
+    eight_bars(studio.song)  # the music after the range strikes 60 on its first beat, 16
+    tempo = studio.song.to_seconds(1.0)
+    for filled in fills_of_beats_8_to_16(qtbot, studio):
         assert all(note.end < 16.0 - 1e-6 or note.pitch == 60 for note in filled), "a note cut at the range's end"
         # and none begins too late to last 50 ms before it has to end: no stub at the range's end
         assert all((16.0 - note.start) * tempo >= 0.05 - 1e-6 for note in filled)
-        song.undo_stack.undo()
 
 
 def test_a_fill_is_as_loud_as_the_music_around_it(qtbot, studio, roll):
-    window, song = studio, studio.song
+    song = studio.song
     song.add_notes([song.new_note(60 + (beat % 8), 40, beat, 0.5) for beat in range(32)])  # quiet: velocity 40
-    window.generation.listen = False
-    for seed in range(3):
-        settings(window, seed=seed, temperature=1.5)
-        assert window.generation.fill(8, 16)
-        wait_done(qtbot, window)
-        filled = song.notes(CONTINUATION)
-        assert filled, "the random model wrote nothing"
+    for filled in fills_of_beats_8_to_16(qtbot, studio):
         # the model's bin of 40 (37..40, written 38): none at 64, where a fresh decoder began before
         assert {note.velocity for note in filled} == {38}
-        song.undo_stack.undo()
 
 
 def test_fill_can_keep_the_notes_in_its_way_and_takes_the_selected_notes_span(qtbot, studio, roll):
