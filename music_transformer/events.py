@@ -297,7 +297,6 @@ class NoteDecoder:
         decoder.tick = 0
         decoder.sounding = {pitch: (start - seam, velocity) for pitch, (start, velocity) in decoder.sounding.items()}
         decoder.carried = set(decoder.sounding)
-        decoder.extended = []
         return decoder
 
     @property
@@ -358,13 +357,7 @@ def decode(tokens: Sequence[int], start: float = 0.0) -> list[Note]:
     """Token sequence to notes, sorted by start then pitch; notes still sounding at the end close there.
 
     `start` places time 0 of the tokens (a continuation begins where its motif ends)."""
-    decoder = NoteDecoder(time_offset=start)
-    notes: list[Note] = []
-    for token in tokens:
-        notes.extend(decoder.feed(int(token)))
-    notes.extend(decoder.finish())
-    notes.sort(key=lambda n: (n.start, n.pitch))
-    return notes
+    return decode_after((), tokens, start)[0]
 
 
 def decode_after(primer: Sequence[int], tokens: Sequence[int], start: float = 0.0) -> tuple[list[Note], list[Note]]:
