@@ -164,9 +164,9 @@ def test_the_wheel_and_sdist_carry_the_model_and_its_card(installed):
     with zipfile.ZipFile(installed.wheel) as wheel:
         names = set(wheel.namelist())
         for resource in (
-            "app/resources/continuo.svg",
-            "app/resources/continuo.desktop",
-            "app/resources/continuo-mime.xml",
+            "continuo/resources/continuo.svg",
+            "continuo/resources/continuo.desktop",
+            "continuo/resources/continuo-mime.xml",
         ):
             assert resource in names
         # whatever is at assets/ when the wheel is built, byte for byte
@@ -175,7 +175,7 @@ def test_the_wheel_and_sdist_carry_the_model_and_its_card(installed):
         assert wheel.read("music_transformer/assets/README.md") == (ROOT / "assets" / "README.md").read_bytes()
     with tarfile.open(installed.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    assert {"assets/default.pt", "assets/README.md", "app/desktop.py", "pyproject.toml"} <= names
+    assert {"assets/default.pt", "assets/README.md", "continuo/desktop.py", "pyproject.toml"} <= names
 
 
 def test_both_commands_print_the_one_version(installed):
@@ -191,20 +191,20 @@ def test_the_installed_package_loads_the_packaged_model_and_card(installed):
     probe = installed.run(
         "python",
         "-c",
-        "import json, app, music_transformer\n"
+        "import json, continuo, music_transformer\n"
         "from music_transformer.checkpoint import CHECKOUT_ASSETS, DEFAULT_CHECKPOINT, load_checkpoint\n"
-        "from app.help import model_card, model_file\n"
-        "from app.desktop import icon_file\n"
+        "from continuo.help import model_card, model_file\n"
+        "from continuo.desktop import icon_file\n"
         "model = load_checkpoint(device='cpu')\n"
         "meta, card = model_card(model_file('default'))\n"
-        "print(json.dumps({'app': app.__file__, 'library': music_transformer.__file__,\n"
+        "print(json.dumps({'studio': continuo.__file__, 'library': music_transformer.__file__,\n"
         "    'default': str(DEFAULT_CHECKPOINT), 'loaded': model.metadata['path'], 'card': card,\n"
         "    'checkout_model': (CHECKOUT_ASSETS / 'default.pt').exists(), 'icon': str(icon_file())}))",
     )
     assert probe.returncode == 0, probe.stderr
     found = json.loads(probe.stdout.strip().splitlines()[-1])
     inside = installed.site_packages.resolve()
-    for key in ("app", "library", "default", "loaded", "icon"):
+    for key in ("studio", "library", "default", "loaded", "icon"):
         path = Path(found[key]).resolve()
         assert path.is_relative_to(inside), f"{key}: {path} is not in the venv's {inside}"
         assert not path.is_relative_to(ROOT), f"{key}: {path} is in the checkout"
@@ -216,8 +216,8 @@ def test_the_installed_package_loads_the_packaged_model_and_card(installed):
 def test_the_installed_studio_renders_a_midi_file(installed):
     from PySide6.QtGui import QImage
 
-    from app.piano_roll.state import Palette
-    from app.song import MOTIF as MOTIF_PART
+    from continuo.piano_roll.state import Palette
+    from continuo.song import MOTIF as MOTIF_PART
 
     write_midi(MOTIF, installed.elsewhere / "motif.mid")
     result = installed.run("continuo", "--screenshot", "out.png", "motif.mid", "--size", "1000x640")
