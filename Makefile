@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,plots]"
+	$(PY) -m pip install --quiet -e ".[test,plots,train]"
 	touch $@
 
 # System packages the tests and the built-in synth need (Debian, as root); a no-op elsewhere or when present.
@@ -25,8 +25,8 @@ run: setup
 
 # What `ruff check` and `ruff format --check` read (settings in pyproject.toml). The library, its tests
 # and the benchmarks keep their hand-wrapped layout, so the formatter reads only the studio's code.
-LINT_PATHS := app music_transformer tests bench scripts
-FORMAT_PATHS := app tests/app scripts
+LINT_PATHS := continuo music_transformer tests bench scripts
+FORMAT_PATHS := continuo tests/continuo scripts
 
 lint: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)
@@ -36,11 +36,11 @@ test: setup system lint
 	bash scripts/run-tests.sh $(PY)
 
 # The fuzz suites at length: the model library's (tests/music_transformer/test_fuzz.py, 1,500 examples a test
-# instead of 40) and the studio's (tests/app/test_fuzz.py: sessions, autosave journals, launches over a damaged
+# instead of 40) and the studio's (tests/continuo/test_fuzz.py: sessions, autosave journals, launches over a damaged
 # autosave folder; 1,000 examples a test instead of 30, 25 launches instead of 2).
 fuzz: setup
 	CONTINUO_FUZZ=long OMP_NUM_THREADS=1 $(PY) -m pytest tests/music_transformer/test_fuzz.py -q
-	CONTINUO_FUZZ=long OMP_NUM_THREADS=1 bash scripts/run-tests.sh $(PY) tests/app/test_fuzz.py -q
+	CONTINUO_FUZZ=long OMP_NUM_THREADS=1 bash scripts/run-tests.sh $(PY) tests/continuo/test_fuzz.py -q
 
 bench: setup
 	$(VENV)/bin/music-transformer bench

@@ -138,8 +138,8 @@ def thru_latency(notes: int, callback_listener: bool = False) -> dict:
     bench listened before it counted each hop), not by reading its queue from a thread."""
     import rtmidi
 
-    from app.midi_input import MidiInput
-    from app.playback import MidiPortSink
+    from continuo.midi_input import MidiInput
+    from continuo.playback import MidiPortSink
 
     thru = MidiPortSink(virtual=True, client_name="Continuo bench thru")
     studio_part: list[float] = []
@@ -200,9 +200,9 @@ def duet_answer(checkpoint: str | None, runs: int) -> dict:
     """The Duet's answer time with the model on this CPU, fed phrases directly (no MIDI system needed)."""
     import mido
 
-    from app.duet import DEFAULT_PAUSE, Duet
-    from app.generation import GenerationWorker, ModelLoaded
-    from app.playback import RecorderSink
+    from continuo.duet import DEFAULT_PAUSE, Duet
+    from continuo.generation import GenerationWorker, ModelLoaded
+    from continuo.playback import RecorderSink
     from music_transformer.checkpoint import DEFAULT_CHECKPOINT
 
     path = checkpoint or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.exists() else None)
@@ -240,8 +240,8 @@ def flood(seconds: float) -> dict:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    import app  # noqa: F401
-    from app.main_window import MainWindow
+    import continuo  # noqa: F401
+    from continuo.main_window import MainWindow
 
     application = QApplication.instance() or QApplication([])
     import tempfile
@@ -249,7 +249,7 @@ def flood(seconds: float) -> dict:
     home = tempfile.mkdtemp(prefix="continuo-bench-")
     window = MainWindow(home=Path(home), use_autosave=False)
     window.player.use_sinks([])
-    from app.midi_input import MidiInput
+    from continuo.midi_input import MidiInput
 
     keyboard = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="flood keys")
     keyboard.open_virtual_port("out")
@@ -321,7 +321,7 @@ def onset_under_load(checkpoint: str | None, notes: int) -> dict:
     to the message (the studio before `ArrivalClock`) and the arrival time the studio stamps now."""
     import torch
 
-    from app.midi_input import MidiInput
+    from continuo.midi_input import MidiInput
     from music_transformer import generate, load_checkpoint
     from music_transformer.checkpoint import DEFAULT_CHECKPOINT
 

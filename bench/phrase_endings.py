@@ -98,9 +98,9 @@ def long_run(model, bars: int, variations: int) -> dict:
 
 
 def studio_run(bars: int, variations: int) -> dict:
-    """The studio's worker (app/generation, no Qt) writing a long run: when the heard variation's last notes
+    """The studio's worker (continuo/generation, no Qt) writing a long run: when the heard variation's last notes
     arrive, as a share of the run, and what the progress bar said then."""
-    from app.generation import Finished, GenerationRequest, GenerationWorker, ModelLoaded, NotesWritten, Progress
+    from continuo.generation import Finished, GenerationRequest, GenerationWorker, ModelLoaded, NotesWritten, Progress
 
     worker = GenerationWorker()
     worker.load("default", "cpu")
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--variations", type=int, default=4)
     parser.add_argument("--studio-only", action="store_true", help="only the studio's worker's long run")
     args = parser.parse_args()
-    if args.studio_only:  # e.g. with an older checkout's app/ first on the path, to compare
+    if args.studio_only:  # e.g. with an older checkout's continuo/ first on the path, to compare
         run = studio_run(args.bars, args.variations)
         heard, total = run["studio_heard_s"], run["studio_total_s"]
         print(f"studio: heard variation written at {heard:.1f} s of {total:.1f} s ({heard / total:.0%}), "

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory() as folder:
         os.environ["CONTINUO_HOME"] = folder
-        from app.main_window import MainWindow
+        from continuo.main_window import MainWindow
 
         path = Path(folder) / "ten-thousand.mid"
         make_midi(path, args.notes)

@@ -92,8 +92,8 @@ def motif(seconds: float) -> list:
 
 def bench_jitter(checkpoint: Path, seconds: float) -> dict:
     """Scheduler timing error while the worker generates."""
-    from app.generation import GenerationRequest, GenerationWorker, ModelLoaded, NotesWritten
-    from app.playback import RecorderSink, Scheduler, note_events
+    from continuo.generation import GenerationRequest, GenerationWorker, ModelLoaded, NotesWritten
+    from continuo.playback import RecorderSink, Scheduler, note_events
 
     worker = GenerationWorker()
     worker.load(str(checkpoint), "cpu")
@@ -125,8 +125,8 @@ class Studio:
     def __init__(self, checkpoint: Path, home: Path) -> None:
         from PySide6.QtWidgets import QApplication
 
-        from app.main_window import MainWindow
-        from app.playback import RecorderSink
+        from continuo.main_window import MainWindow
+        from continuo.playback import RecorderSink
 
         self.app = QApplication.instance() or QApplication([])
         self.window = MainWindow(home=home, use_autosave=False)

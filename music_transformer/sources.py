@@ -44,6 +44,8 @@ DEFAULT_CORPUS = ("bach", "palestrina", "fiddle")
 CORPUS_STYLES = {"bach": "chorale", "palestrina": "renaissance", "fiddle": "folk"}
 DEFAULT_BPM = 100.0  # music21 scores carry no performance tempo: this one, unless the score has a metronome mark
 DEFAULT_VELOCITY = 80  # nor dynamics we trust: every note at mezzo-forte (bin 19)
+# The corpus is read with music21, which only training needs: the `train` extra installs it, the studio does not.
+TRAIN_EXTRA = 'pip install "continuo[train]"'
 
 
 # --- sources ------------------------------------------------------------------------------------
@@ -79,8 +81,29 @@ def midi_sources(folder: str | os.PathLike, style: str = "any") -> list[Source]:
     return sources
 
 
+def import_music21():
+    """The music21 package, which reading the corpus needs; a DataError naming the extra when it is missing."""
+    try:
+        import music21
+    except ImportError:
+        raise DataError(f"the music21 corpus needs music21, which comes with the train extra: {TRAIN_EXTRA}") from None
+    return music21
+
+
+def is_corpus(data: str) -> bool:
+    """Whether a data source names the music21 corpus (`corpus`, `corpus:bach,fiddle`)."""
+    return data == "corpus" or data.startswith("corpus:")
+
+
+def check_readable(specs: Sequence[str]) -> None:
+    """Fails, before any work, when a data source needs a package that is not installed (music21)."""
+    if any(is_corpus(spec) for spec in specs):
+        import_music21()
+
+
 def corpus_sources(parts: Sequence[str] = DEFAULT_CORPUS, limit: int | None = None) -> list[Source]:
     """Files of the music21 corpus subset `parts` (names of CORPUS_SUBSETS); `limit` caps each part."""
+    import_music21()
     from music21 import corpus
 
     unknown = [part for part in parts if part not in CORPUS_SUBSETS]
@@ -114,7 +137,7 @@ def corpus_sources(parts: Sequence[str] = DEFAULT_CORPUS, limit: int | None = No
 
 def resolve_sources(data: str, limit: int | None = None) -> list[Source]:
     """`corpus` (the default subset), `corpus:bach,fiddle`, a folder of MIDI files, or `STYLE=FOLDER`."""
-    if data == "corpus" or data.startswith("corpus:"):
+    if is_corpus(data):
         parts = tuple(p for p in data.partition(":")[2].split(",") if p) or DEFAULT_CORPUS
         return corpus_sources(parts, limit)
     style, equals, folder = data.partition("=")
@@ -173,7 +196,7 @@ def read_source(source: Source) -> list[tuple[str, list[Note]]]:
         from .midi import read_midi
 
         return [(source.source_id, read_midi(source.path))]
-    import music21
+    music21 = import_music21()
 
     parsed = music21.converter.parse(source.path)
     scores = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]

@@ -1,11 +1,11 @@
 """Continuo installed as a musician installs it, proved from outside the checkout.
 
 The wheel is built from this checkout (`python -m build`: the sdist, then the wheel from the sdist, so both
-must carry the model), installed into a new virtual environment in a temporary folder, and run from a folder
-that is not the checkout: `continuo --screenshot` on a MIDI file, `music-transformer generate`, the versions,
-and the menu entry installed into (and removed from) a temporary XDG_DATA_HOME. The studio and the model
-library must find everything they read at run time (the bundled model, its card, the icon, the launcher's
-files) inside the installed package.
+must carry the model), installed into a new virtual environment in a temporary folder without the train extra
+(music21), and run from a folder that is not the checkout: `continuo --screenshot` on a MIDI file,
+`music-transformer generate`, the versions, and the menu entry installed into (and removed from) a temporary
+XDG_DATA_HOME. The studio and the model library must find everything they read at run time (the bundled model, its
+card, the icon, the launcher's files) inside the installed package, which is `continuo` and `music_transformer`.
 
 Under CI=true a missing piece (the build tools, desktop-file-validate) fails the test; elsewhere it skips.
 """
@@ -36,6 +36,8 @@ from music_transformer import Note, read_midi, write_midi
 ROOT = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 MAX_WHEEL_BYTES = 50 * 2**20
+TRAIN_ONLY = ("music21",)  # the train extra's packages: the installed wheel runs without them
+OWN = ("continuo", "music_transformer", "_continuo", "__editable__")  # this checkout's editable install
 MOTIF = [Note(60 + (i * 5) % 12, 100, i * 0.25, i * 0.25 + 0.2) for i in range(24)]  # 6 s, 12 pitches, velocity 100
 MOTIF_END = max(note.end for note in MOTIF)
 
@@ -133,18 +135,28 @@ def installed(tmp_path_factory) -> Installed:
     # The venv reuses the packages already installed for the tests (torch, PySide6... ~1 GB) instead of
     # downloading them. `venv --system-site-packages` is not enough: when the tests run in a virtual environment
     # (.venv), "system" means the base interpreter's site-packages, not .venv's. So the new venv gets a .pth file
-    # naming the site-packages folders this interpreter reads: Python appends them to sys.path after the venv's
-    # own site-packages (so the installed wheel comes first). A plain path line in a .pth does not run the .pth
-    # files inside that folder, so .venv's editable install (a .pth that puts the checkout on sys.path) does not
-    # follow: the checkout stays out of reach, which the tests below check.
+    # naming a folder of links to what the site-packages folders this interpreter reads hold: Python appends it
+    # to sys.path after the venv's own site-packages (so the installed wheel comes first). A plain path line in a
+    # .pth does not run the .pth files inside that folder, so .venv's editable install (a .pth that puts the
+    # checkout on sys.path) does not follow: the checkout stays out of reach, which the tests below check.
+    # The links leave out the train extra (music21) and this project's own packages and metadata: the wheel
+    # must run the studio and `generate` with only its runtime dependencies, as a musician installs it.
     venv = folder / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     shared = [*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
     if site.ENABLE_USER_SITE:
         shared.append(site.getusersitepackages())
     shared = list(dict.fromkeys(path for path in shared if Path(path).is_dir() and Path(path) != ROOT))
+    dependencies = folder / "dependencies"
+    dependencies.mkdir()
+    for path in shared:
+        for entry in sorted(Path(path).iterdir()):
+            link = dependencies / entry.name
+            left_out = entry.name.lower().startswith(TRAIN_ONLY + OWN) or entry.suffix == ".pth"
+            if not left_out and not os.path.lexists(link):  # the first folder on sys.path wins, as in Python
+                link.symlink_to(entry, target_is_directory=entry.is_dir())
     installed = Installed(folder, wheels[0], sdists[0])
-    (installed.site_packages / "_continuo_test_dependencies.pth").write_text("\n".join(shared) + "\n")
+    (installed.site_packages / "_continuo_test_dependencies.pth").write_text(f"{dependencies}\n")
     # The venv's Python runs pip (found through that .pth, whatever its version) and installs the wheel alone
     # into the venv: its dependencies are the ones above.
     pip = subprocess.run(
@@ -164,9 +176,9 @@ def test_the_wheel_and_sdist_carry_the_model_and_its_card(installed):
     with zipfile.ZipFile(installed.wheel) as wheel:
         names = set(wheel.namelist())
         for resource in (
-            "app/resources/continuo.svg",
-            "app/resources/continuo.desktop",
-            "app/resources/continuo-mime.xml",
+            "continuo/resources/continuo.svg",
+            "continuo/resources/continuo.desktop",
+            "continuo/resources/continuo-mime.xml",
         ):
             assert resource in names
         # whatever is at assets/ when the wheel is built, byte for byte
@@ -175,7 +187,34 @@ def test_the_wheel_and_sdist_carry_the_model_and_its_card(installed):
         assert wheel.read("music_transformer/assets/README.md") == (ROOT / "assets" / "README.md").read_bytes()
     with tarfile.open(installed.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    assert {"assets/default.pt", "assets/README.md", "app/desktop.py", "pyproject.toml"} <= names
+    assert {"assets/default.pt", "assets/README.md", "continuo/desktop.py", "pyproject.toml"} <= names
+
+
+def test_the_wheel_installs_continuo_and_the_library_and_nothing_else(installed):
+    version = installed.wheel.name.split("-")[1]
+    metadata_folder = f"continuo-{version}.dist-info"
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        top_level = {name.split("/", 1)[0] for name in wheel.namelist()}
+        metadata = wheel.read(f"{metadata_folder}/METADATA").decode("utf-8")
+    assert top_level == {"continuo", "music_transformer", metadata_folder}
+    installed_names = {path.name for path in installed.site_packages.iterdir()}
+    assert installed_names == {"continuo", "music_transformer", metadata_folder, "_continuo_test_dependencies.pth"}
+    # music21 only with the train extra; every other requirement is the studio's or generation's
+    requirements = re.findall(r"^Requires-Dist:\s*(.+)$", metadata, re.MULTILINE)
+    music21 = [line for line in requirements if re.match(r"music21\b", line)]
+    assert music21 and all(re.search(r"extra\s*==\s*[\"']train[\"']", line) for line in music21), music21
+    print(f"\n{installed.wheel.name}: {installed.wheel.stat().st_size / 2**20:.1f} MiB, top-level {sorted(top_level)}")
+
+
+def test_the_installed_studio_runs_without_the_train_extra_and_train_names_it(installed):
+    # this venv has no music21 (the fixture leaves it out): the other tests run the studio and generate without it
+    probe = installed.run("python", "-c", "import music21")
+    assert probe.returncode == 1 and "No module named 'music21'" in probe.stderr, probe.stderr
+    result = installed.run("music-transformer", "train", "--data", "corpus", "--out", "run")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("music-transformer train: "), result.stderr
+    assert 'pip install "continuo[train]"' in result.stderr
+    assert not (installed.elsewhere / "run").exists()
 
 
 def test_both_commands_print_the_one_version(installed):
@@ -191,20 +230,20 @@ def test_the_installed_package_loads_the_packaged_model_and_card(installed):
     probe = installed.run(
         "python",
         "-c",
-        "import json, app, music_transformer\n"
+        "import json, continuo, music_transformer\n"
         "from music_transformer.checkpoint import CHECKOUT_ASSETS, DEFAULT_CHECKPOINT, load_checkpoint\n"
-        "from app.help import model_card, model_file\n"
-        "from app.desktop import icon_file\n"
+        "from continuo.help import model_card, model_file\n"
+        "from continuo.desktop import icon_file\n"
         "model = load_checkpoint(device='cpu')\n"
         "meta, card = model_card(model_file('default'))\n"
-        "print(json.dumps({'app': app.__file__, 'library': music_transformer.__file__,\n"
+        "print(json.dumps({'studio': continuo.__file__, 'library': music_transformer.__file__,\n"
         "    'default': str(DEFAULT_CHECKPOINT), 'loaded': model.metadata['path'], 'card': card,\n"
         "    'checkout_model': (CHECKOUT_ASSETS / 'default.pt').exists(), 'icon': str(icon_file())}))",
     )
     assert probe.returncode == 0, probe.stderr
     found = json.loads(probe.stdout.strip().splitlines()[-1])
     inside = installed.site_packages.resolve()
-    for key in ("app", "library", "default", "loaded", "icon"):
+    for key in ("studio", "library", "default", "loaded", "icon"):
         path = Path(found[key]).resolve()
         assert path.is_relative_to(inside), f"{key}: {path} is not in the venv's {inside}"
         assert not path.is_relative_to(ROOT), f"{key}: {path} is in the checkout"
@@ -216,8 +255,8 @@ def test_the_installed_package_loads_the_packaged_model_and_card(installed):
 def test_the_installed_studio_renders_a_midi_file(installed):
     from PySide6.QtGui import QImage
 
-    from app.piano_roll.state import Palette
-    from app.song import MOTIF as MOTIF_PART
+    from continuo.piano_roll.state import Palette
+    from continuo.song import MOTIF as MOTIF_PART
 
     write_midi(MOTIF, installed.elsewhere / "motif.mid")
     result = installed.run("continuo", "--screenshot", "out.png", "motif.mid", "--size", "1000x640")

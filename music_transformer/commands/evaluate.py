@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..arguments import ArgumentParser, device, length, positive_int, threads, writable_folder
 from ..events import STYLES
+from ..sources import check_readable
 from .train import DATA_HELP
 
 
@@ -26,6 +27,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--device", type=device, help="cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=threads)
     args = parser.parse_args(argv)
+    check_readable(args.data)  # music21 for the corpus: said before the model loads
 
     import torch
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..arguments import ArgumentParser, output_file, positive_int
 from ..data import TOKEN_PACK_SUFFIX
+from ..sources import check_readable
 
 
 def main(argv: list[str]) -> int:
@@ -16,6 +17,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--limit", type=positive_int, help="at most this many files (per corpus part)")
     parser.add_argument("--cache", help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
     args = parser.parse_args(argv)
+    check_readable(args.data)  # music21 for the corpus
     from ..data import load_dataset, save_token_pack
 
     dataset = load_dataset(args.data, cache_dir=args.cache, limit=args.limit)

@@ -24,6 +24,7 @@ from ..arguments import (
     writable_folder,
 )
 from ..model import POSITIONAL_KINDS, PRECISIONS
+from ..sources import check_readable
 from ..train import PRESETS
 
 DATA_HELP = ("one or more data sources: a folder of MIDI files (STYLE=FOLDER names its style, e.g. "
@@ -96,6 +97,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=threads, help="CPU threads per process (default: cores / processes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     args = parser.parse_args(argv)
+    check_readable(args.data)  # music21 for the corpus: said before anything runs
     overrides = {"steps": args.steps, "max_minutes": args.max_minutes, "label_smoothing": args.label_smoothing,
                  "batch_size": args.batch_size, "learning_rate": args.lr, "warmup_steps": args.warmup_steps,
                  "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes, "precision": args.precision,

@@ -216,6 +216,18 @@ def test_eval_train_and_average_refuse_bad_arguments_in_one_line(tmp_path, capsy
     assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
 
 
+@pytest.mark.parametrize("command", [["train", "--out", "run"], ["pack", "--out", "c.tokens.npz"], ["eval"]])
+def test_the_corpus_without_music21_names_the_extra_in_one_line(tmp_path, capsys, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONTINUO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "music21", None)  # as in an install without the train extra
+    code = main([command[0], "--data", "corpus:bach", *command[1:]])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and "Traceback" not in error, error
+    assert error.startswith(f"music-transformer {command[0]}: ") and 'pip install "continuo[train]"' in error
+    assert list(tmp_path.iterdir()) == []  # said before anything was written
+
+
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "-1", "", "1e400", "0x10"])
 def test_number_types_refuse_what_is_not_a_finite_number_in_range(text):
     import argparse

@@ -3,6 +3,8 @@
 import logging
 import math
 import os
+import re
+import sys
 from collections import Counter
 
 import numpy as np
@@ -58,6 +60,18 @@ def test_parallel_conversion_of_a_few_music21_pieces(tmp_path):
     assert min(np.diff(starts)) >= 0.14  # 16th notes and longer at 100 bpm: no grace-note debris
     with pytest.raises(DataError, match="unknown corpus part"):
         sources.corpus_sources(("nope",))
+
+
+def test_without_music21_midi_folders_still_load_and_the_corpus_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "music21", None)  # as in an install without the train extra
+    folder = make_midi_folder(tmp_path / "midi", 3)
+    dataset = data.load_dataset(str(folder), cache_dir=tmp_path / "cache", workers=1, progress=False)
+    assert len(dataset.train) + len(dataset.valid) == 3
+    for reading in (lambda: sources.corpus_sources(("bach",)), lambda: sources.check_readable([str(folder), "corpus"]),
+                    lambda: data.load_dataset("corpus:bach", cache_dir=tmp_path / "cache", progress=False)):
+        with pytest.raises(DataError, match=re.escape('pip install "continuo[train]"')):
+            reading()
+    sources.check_readable([str(folder), "x.tokens.npz"])  # nothing else needs it
 
 
 def test_a_music21_score_becomes_notes_at_its_tempo_with_ties_joined():

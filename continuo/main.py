@@ -1,0 +1,137 @@
+"""The `continuo` command: `continuo [FILE]` opens the studio; `--screenshot out.png` renders it and exits;
+`--version` prints the version; `--install-desktop` / `--uninstall-desktop` add or remove the menu entry."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="continuo", description="Sketch a motif; a Music Transformer continues it.")
+    parser.add_argument("file", nargs="?", help="a session (.continuo) or MIDI file to open")
+    parser.add_argument("--screenshot", metavar="PNG", help="render the window offscreen to a PNG and exit")
+    parser.add_argument("--size", default="1280x800", help="window size for --screenshot (default 1280x800)")
+    parser.add_argument("--version", action="store_true", help="print Continuo's version and exit")
+    launcher = parser.add_mutually_exclusive_group()
+    launcher.add_argument(
+        "--install-desktop",
+        action="store_true",
+        help="add Continuo to the applications menu, with its icon and the .continuo file type "
+        "(under $XDG_DATA_HOME, default ~/.local/share; no root needed), and exit",
+    )
+    launcher.add_argument(
+        "--uninstall-desktop", action="store_true", help="remove what --install-desktop added, and exit"
+    )
+    return parser.parse_args(argv)
+
+
+def _version() -> int:
+    """Prints the version: the installed package's, as `music-transformer --version` prints it."""
+    from .help import version
+
+    print(f"continuo {version()}")
+    return 0
+
+
+def _desktop(install: bool) -> int:
+    """Installs or removes the menu entry, the icon and the file type, and says where."""
+    from . import desktop
+
+    if sys.platform in ("darwin", "win32"):
+        print(
+            "continuo: the menu entry is for Linux and BSD desktops (freedesktop.org); start Continuo with the "
+            "`continuo` command here",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        result = desktop.install() if install else desktop.uninstall()
+    except (OSError, ValueError) as error:  # a folder the system refuses: one line, status 2 as for every user error
+        print(f"continuo: {error}", file=sys.stderr)
+        return 2
+    print(desktop.report(result, installed=install))
+    return 0
+
+
+def _application(argv0: str):
+    """The QApplication, named, with the window and task-bar icon and the desktop entry it belongs to."""
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from .background import collect_garbage_on_gui_thread
+    from .desktop import APP_ID, icon_file
+
+    app = QApplication.instance() or QApplication([argv0])
+    app.setApplicationName("Continuo")
+    app.setOrganizationName("Continuo")
+    app.setDesktopFileName(APP_ID)  # Wayland's app id and the task bar's link to continuo.desktop
+    app.setWindowIcon(QIcon(str(icon_file())))
+    collect_garbage_on_gui_thread(app)  # the model's thread never destroys a Qt object (continuo/background.py)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Starts the studio (or renders a screenshot); returns the exit status."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.version:
+        return _version()
+    if args.install_desktop or args.uninstall_desktop:
+        return _desktop(install=args.install_desktop)
+    if args.screenshot and not os.environ.get("QT_QPA_PLATFORM"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no display
+    from .main_window import MainWindow
+
+    app = _application(sys.argv[0])
+    if args.screenshot:
+        return _screenshot(app, args)
+    window = MainWindow()
+    window.show()
+    if os.environ.get("CONTINUO_SCRIPT"):  # end-to-end tests drive the studio through its widgets
+        from .scripting import script_from_environment
+
+        script = script_from_environment(window)
+        if script is not None:
+            script.start()
+    try:
+        restored = window.offer_restore()
+    except Exception as error:  # noqa: BLE001 - crash restore never blocks a start; the autosaves stay on disk
+        restored = False
+        print(f"continuo: crash restore failed ({type(error).__name__}: {error})", file=sys.stderr)
+        window.show_message("Crash restore failed; the autosaves are kept for the next launch", 20000)
+    if args.file and not restored:
+        window.open_path(args.file, ask_to_save=False, wait=False)  # read in the background, the window shown
+    return app.exec()
+
+
+def _screenshot(app, args: argparse.Namespace) -> int:
+    """Opens the file in a window that is never shown on a screen, and saves its picture."""
+    from .main_window import MainWindow
+
+    try:
+        width, height = (int(value) for value in args.size.lower().split("x"))
+    except ValueError:
+        print(f"continuo: --size wants WIDTHxHEIGHT, not {args.size!r}", file=sys.stderr)
+        return 2
+    window = MainWindow(use_autosave=False)
+    window.resize(width, height)
+    window.show()
+    app.processEvents()
+    try:
+        if args.file and not window.open_path(args.file, ask_to_save=False):
+            print(f"continuo: {window.last_error}", file=sys.stderr)
+            return 1
+        window.roll.zoom_to_fit()
+        app.processEvents()
+        if not window.grab().save(args.screenshot):
+            print(f"continuo: cannot write {args.screenshot}", file=sys.stderr)
+            return 1
+        return 0
+    finally:  # on every path: closing stops the window's threads before the interpreter exits
+        window.song.undo_stack.setClean()
+        window.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
