@@ -6,11 +6,12 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.continuo-installed
 
-.PHONY: setup system run lint test fuzz bench dist clean
+.PHONY: setup system native run lint test fuzz bench dist clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# The editable install runs hatch_build.py, which compiles the C step (step.c) into music_transformer/_native.
+$(STAMP): pyproject.toml Makefile hatch_build.py music_transformer/step.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[test,plots]"
@@ -19,6 +20,10 @@ $(STAMP): pyproject.toml Makefile
 # System packages the tests and the built-in synth need (Debian, as root); a no-op elsewhere or when present.
 system:
 	bash scripts/install-system-packages.sh
+
+# The C step's variants again, after step.c changes (the editable install builds them the first time).
+native:
+	$(PYTHON) hatch_build.py
 
 run: setup
 	$(VENV)/bin/continuo
@@ -32,7 +37,8 @@ lint: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(FORMAT_PATHS)
 
-test: setup system lint
+# The system packages first: gcc among them, which the editable install needs to build the C step.
+test: system setup lint
 	bash scripts/run-tests.sh $(PY)
 
 # The fuzz suites at length: the model library's (tests/music_transformer/test_fuzz.py, 1,500 examples a test
@@ -54,4 +60,4 @@ dist: setup
 	@ls -l dist
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .cache/ruff
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .cache/ruff music_transformer/_native
