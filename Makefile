@@ -30,7 +30,7 @@ run: setup
 
 # What `ruff check` and `ruff format --check` read (settings in pyproject.toml). The library, its tests
 # and the benchmarks keep their hand-wrapped layout, so the formatter reads only the studio's code.
-LINT_PATHS := app music_transformer tests bench scripts
+LINT_PATHS := app music_transformer tests bench scripts hatch_build.py
 FORMAT_PATHS := app tests/app scripts
 
 lint: setup

@@ -70,7 +70,7 @@ def cpuinfo_lines() -> list[str] | None:
         return None
 
 
-class Unavailable(RuntimeError):
+class UnavailableError(RuntimeError):
     """Why there is no C step to load here."""
 
 
@@ -80,12 +80,12 @@ def variants() -> list[dict]:
     try:
         manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise Unavailable("this installation has no C step (it was built without a C compiler; in a checkout, "
+        raise UnavailableError("this installation has no C step (it was built without a C compiler; in a checkout, "
                           "`make native` builds it)") from None
     except (OSError, ValueError) as error:
-        raise Unavailable(f"{MANIFEST.name} cannot be read ({error})") from None
+        raise UnavailableError(f"{MANIFEST.name} cannot be read ({error})") from None
     if SOURCE.exists() and hashlib.sha256(SOURCE.read_bytes()).hexdigest() != manifest.get("source_sha256"):
-        raise Unavailable("it was built from another step.c (in a checkout, `make native` rebuilds it)")
+        raise UnavailableError("it was built from another step.c (in a checkout, `make native` rebuilds it)")
     return list(manifest["variants"])
 
 
@@ -95,9 +95,9 @@ def _load(variant: dict) -> ctypes.CDLL:
     try:
         made = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as error:
-        raise Unavailable(f"its {variant['name']} variant cannot be read ({error})") from None
+        raise UnavailableError(f"its {variant['name']} variant cannot be read ({error})") from None
     if made != variant["sha256"]:
-        raise Unavailable(f"{path.name} is not the file that was built (its SHA-256 differs)")
+        raise UnavailableError(f"{path.name} is not the file that was built (its SHA-256 differs)")
     return ctypes.CDLL(str(path))
 
 
@@ -114,9 +114,9 @@ def choose(built: list[dict], asked: str) -> dict:
         return runnable[0]
     named = {variant["name"]: variant for variant in built}
     if asked not in named:
-        raise Unavailable(f"CONTINUO_NATIVE={asked} names no variant built here ({', '.join(named)}, or 0)")
+        raise UnavailableError(f"CONTINUO_NATIVE={asked} names no variant built here ({', '.join(named)}, or 0)")
     if named[asked] not in runnable:
-        raise Unavailable(f"CONTINUO_NATIVE={asked}: this processor cannot run that variant "
+        raise UnavailableError(f"CONTINUO_NATIVE={asked}: this processor cannot run that variant "
                           f"(it runs {', '.join(variant['name'] for variant in runnable)})")
     return named[asked]
 
@@ -134,9 +134,9 @@ def library() -> ctypes.CDLL | None:
         loaded = _load(variant)
         step = loaded.mt_step
         if (loaded.mt_panel_width(), loaded.mt_key_block()) != (PANEL, KEY_BLOCK):
-            raise Unavailable(f"step.c's layouts ({loaded.mt_panel_width()}, {loaded.mt_key_block()}) are not "
+            raise UnavailableError(f"step.c's layouts ({loaded.mt_panel_width()}, {loaded.mt_key_block()}) are not "
                               f"native.py's ({PANEL}, {KEY_BLOCK})")
-    except (OSError, Unavailable, AttributeError, KeyError, TypeError, IndexError) as error:
+    except (OSError, UnavailableError, AttributeError, KeyError, TypeError, IndexError) as error:
         warnings.warn(f"decoding with torch's operations: no C step to load ({error})", stacklevel=2)
         return None
     step.argtypes = [ctypes.POINTER(Model), ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(Plan)]
