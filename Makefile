@@ -6,11 +6,12 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.continuo-installed
 
-.PHONY: setup system run lint test fuzz bench dist clean
+.PHONY: setup system native run lint test fuzz bench dist clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# The editable install runs hatch_build.py, which compiles the C step (step.c) into music_transformer/_native.
+$(STAMP): pyproject.toml Makefile hatch_build.py music_transformer/step.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[test,plots,train]"
@@ -20,19 +21,24 @@ $(STAMP): pyproject.toml Makefile
 system:
 	bash scripts/install-system-packages.sh
 
+# The C step's variants again, after step.c changes (the editable install builds them the first time).
+native:
+	$(PYTHON) hatch_build.py
+
 run: setup
 	$(VENV)/bin/continuo
 
 # What `ruff check` and `ruff format --check` read (settings in pyproject.toml). The library, its tests
 # and the benchmarks keep their hand-wrapped layout, so the formatter reads only the studio's code.
-LINT_PATHS := continuo music_transformer tests bench scripts
+LINT_PATHS := continuo music_transformer tests bench scripts hatch_build.py
 FORMAT_PATHS := continuo tests/continuo scripts
 
 lint: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(FORMAT_PATHS)
 
-test: setup system lint
+# The system packages first: gcc among them, which the editable install needs to build the C step.
+test: system setup lint
 	bash scripts/run-tests.sh $(PY)
 
 # The fuzz suites at length: the model library's (tests/music_transformer/test_fuzz.py, 1,500 examples a test
@@ -45,7 +51,8 @@ fuzz: setup
 bench: setup
 	$(VENV)/bin/music-transformer bench
 
-# The sdist and the wheel (with the bundled model, assets/default.pt, and its card inside) in dist/. No build
+# The sdist and the wheel (for this platform, with the C step's compiled variants, the bundled model,
+# assets/default.pt, and its card inside) in dist/; the sdist compiles the C step when it is installed. No build
 # isolation: the backend (hatchling) and `build` come with the test extras that setup installs, so this needs
 # no package index. Install the wheel with `pipx install dist/continuo-*.whl`.
 dist: setup
@@ -54,4 +61,4 @@ dist: setup
 	@ls -l dist
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .cache/ruff
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .cache/ruff music_transformer/_native

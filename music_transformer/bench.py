@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict = {"torch": torch.__version__, "threads": torch.get_num_threads(),
                      "device": "cpu", "model": "6 layers, 256 wide, 8 heads", "cpu": cpu(),
-                     "c_step": native.library() is not None}
+                     "c_step": native.library() is not None,
+                     "c_step_variant": getattr(native.library(), "variant", None)}
 
     contexts = (512, 1024, 2048) if not args.quick else (512,)
     decode = [decode_speed(c, cached_steps=200 if not args.quick else 40,

@@ -11,10 +11,10 @@ in a ring), and runs a step as about twenty tensor operations per layer into buf
 Several streams (the variations of one continuation) are rows of one step: the weights and the context's
 keys are read once for all of them, so eight cost far less than eight times one.
 
-On the CPU in float32 a step is one call into C (step.c, compiled on first use by `native.py`): the same
+On the CPU in float32 a step is one call into C (step.c, compiled into the package, loaded by `native.py`): the same
 arithmetic in loops that read the weights and the keys straight through, 1.4 - 2x as fast as these
 operations for one stream, whose step is bound by how fast memory streams in, and twice as fast for
-eight on an AVX2 CPU (bench/README.md; the operations stay where no C compiler is, and are what the tests
+eight on an AVX2 CPU (bench/README.md; the operations stay where the package has no C step, and are what the tests
 hold the C to).
 
 On a CUDA GPU the cache is static (fixed shapes, bookkeeping on the device) and `CapturedStep` replays a
@@ -286,8 +286,8 @@ class Decoder:
         if native is not False and eligible:
             library = _native.library()
         if native and library is None:
-            raise RuntimeError("the C step is for steps on the CPU in float32 (not static), built with a C compiler: "
-                               + ("none could build it here" if eligible else "this decoder is not that"))
+            raise RuntimeError("the C step is for steps on the CPU in float32 (not static), where the package has it: "
+                               + ("none is loaded here" if eligible else "this decoder is not that"))
         weights = _weights(model, dtype)
         if library is not None:
             try:

@@ -1,15 +1,17 @@
-"""The decoder's CPU step in C (step.c), compiled with the machine's C compiler on first use.
+"""The decoder's CPU step in C (step.c), compiled when the wheel is built and loaded from the package.
 
-`library()` returns the loaded library, or None where it cannot be had: no compiler (`cc`, or `$CC`), a
-build that fails, a platform ctypes cannot load it on, or `CONTINUO_NATIVE=0` in the environment. The
-decoder then takes its torch path, which computes the same step; nothing else changes.
+hatch_build.py compiles step.c into `_native/`, once for each level of the processor's vector instructions
+(x86-64-v4 with AVX-512, x86-64-v3 with AVX2, a baseline for every x86-64; one NEON build on arm64), and
+lists them with their SHA-256 in `_native/variants.json`. `library()` loads the best variant this processor
+runs, as the baseline build's `mt_cpu_level` reports it, after checking each file against its SHA-256 and
+the source it was built from. `CONTINUO_NATIVE` in the environment picks one by name (`baseline`,
+`x86-64-v3`, ...), or `0` for none.
 
-The library is built for this machine's processor (`TARGETS`) and kept in the user's cache folder
-(`$XDG_CACHE_HOME/continuo`, or ~/.cache/continuo; the temporary folder where that cannot be written)
-under a name made from the source, the flags, the compiler and the processor, so a home folder shared by
-different machines keeps one library for each. It is written to a temporary name and renamed into place,
-so processes building it at once do not clash. ctypes lets go of the GIL during each call, so the
-studio's other threads run while a step is computed, as they do during torch's operations.
+Where there is none (the wheel was built without a C compiler, a checkout without `make native`), or the one
+asked for cannot run here, or its file is not the one that was built, `library()` warns once and returns
+None: the decoder takes its torch path, which computes the same step. Nothing is compiled, and nothing is
+written or read outside the package. ctypes lets go of the GIL during each call, so the studio's other
+threads run while a step is computed, as they do during torch's operations.
 """
 
 from __future__ import annotations
@@ -17,23 +19,14 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import json
 import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("step.c")
-# Reassociating sums lets the compiler vectorise the dot products; infinities keep their meaning (hidden keys).
-FLAGS = ("-O3", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros",
-         "-ffp-contract=fast", "-fPIC", "-shared")
-# For this processor: GCC and Clang on x86 take -march=native, Clang on Arm (Apple's among them) -mcpu=native;
-# a compiler that takes neither builds for its default target.
-TARGETS = (("-march=native",), ("-mcpu=native",), ())
-BUILD_SECONDS = 120
+FOLDER = Path(__file__).with_name("_native")
+MANIFEST = FOLDER / "variants.json"
 # The layouts the C step reads, which the decoder makes: outputs to a panel of a weight matrix (step.c's PANEL),
 # columns of keys to a block of a ring (step.c's LANES; stream_cache.StreamCache). The library is asked for both.
 PANEL = 32
@@ -67,13 +60,6 @@ class Plan(ctypes.Structure):
         ("terms", ctypes.c_int32 * 6), ("hidden", ctypes.c_int32 * 4)]
 
 
-def _compiler() -> str | None:
-    named = os.environ.get("CC")
-    if named:
-        return shutil.which(named) or named
-    return next((path for path in map(shutil.which, ("cc", "gcc", "clang")) if path), None)
-
-
 def cpuinfo_lines() -> list[str] | None:
     """The CPU's model and feature-flag lines of /proc/cpuinfo, each distinct one once (they repeat for every
     core); None where Linux does not say."""
@@ -84,74 +70,76 @@ def cpuinfo_lines() -> list[str] | None:
         return None
 
 
-def _processor() -> str:
-    """What -march=native builds for: the CPU's model and feature flags where Linux says, else the platform."""
-    lines = cpuinfo_lines()
-    return "".join(lines) if lines is not None else platform.processor() + platform.machine()
+class UnavailableError(RuntimeError):
+    """Why there is no C step to load here."""
 
 
-def _cache_folder() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "continuo"
+def variants() -> list[dict]:
+    """The built variants, best first (the last runs on every processor of the architecture): each a dict
+    with its name, the level of `mt_cpu_level` it needs, its file and SHA-256 (variants.json)."""
+    try:
+        manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UnavailableError("this installation has no C step (it was built without a C compiler; in a checkout, "
+                          "`make native` builds it)") from None
+    except (OSError, ValueError) as error:
+        raise UnavailableError(f"{MANIFEST.name} cannot be read ({error})") from None
+    if SOURCE.exists() and hashlib.sha256(SOURCE.read_bytes()).hexdigest() != manifest.get("source_sha256"):
+        raise UnavailableError("it was built from another step.c (in a checkout, `make native` rebuilds it)")
+    return list(manifest["variants"])
 
 
-def _suffix() -> str:
-    return ".dll" if sys.platform == "win32" else ".dylib" if sys.platform == "darwin" else ".so"
+def _load(variant: dict) -> ctypes.CDLL:
+    """The variant's library, once its file is the one that was built."""
+    path = FOLDER / variant["file"]
+    try:
+        made = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as error:
+        raise UnavailableError(f"its {variant['name']} variant cannot be read ({error})") from None
+    if made != variant["sha256"]:
+        raise UnavailableError(f"{path.name} is not the file that was built (its SHA-256 differs)")
+    return ctypes.CDLL(str(path))
 
 
-def build(compiler: str, folder: Path) -> Path:
-    """Compiles step.c into `folder` (once per source, flags, compiler and processor) and returns the path:
-    for this processor where the compiler can (`TARGETS`, in turn), else for its default target."""
-    source = SOURCE.read_bytes()
-    version = subprocess.run([compiler, "--version"], capture_output=True, timeout=30).stdout
-    made = {}
-    for target_flags in TARGETS:
-        flags = (*FLAGS, *target_flags)
-        key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), version, _processor().encode()]))
-        made[target_flags] = folder / f"step-{key.hexdigest()[:16]}{_suffix()}"
-        if made[target_flags].exists():
-            return made[target_flags]
-    folder.mkdir(parents=True, exist_ok=True)
-    failed = ""
-    for target_flags, target in made.items():
-        handle, partial = tempfile.mkstemp(prefix=target.stem, suffix=_suffix(), dir=folder)
-        os.close(handle)
-        try:
-            done = subprocess.run([compiler, *FLAGS, *target_flags, str(SOURCE), "-o", partial, "-lm"],
-                                  capture_output=True, text=True, timeout=BUILD_SECONDS)
-            if done.returncode == 0:
-                os.replace(partial, target)
-                return target
-            failed = done.stderr.strip()[-400:]
-        finally:
-            if os.path.exists(partial):
-                os.unlink(partial)
-    raise RuntimeError(f"{Path(compiler).name} failed: {failed}")
+def cpu_level(built: list[dict]) -> int:
+    """What step.c's `mt_cpu_level` says of this processor, asked of the variant every processor runs."""
+    return int(_load(built[-1]).mt_cpu_level())
+
+
+def choose(built: list[dict], asked: str) -> dict:
+    """The variant `asked` names (`CONTINUO_NATIVE`), or the best this processor runs ("" or "1")."""
+    level = cpu_level(built)
+    runnable = [variant for variant in built if variant["level"] <= level]
+    if asked in ("", "1"):
+        return runnable[0]
+    named = {variant["name"]: variant for variant in built}
+    if asked not in named:
+        raise UnavailableError(f"CONTINUO_NATIVE={asked} names no variant built here ({', '.join(named)}, or 0)")
+    if named[asked] not in runnable:
+        raise UnavailableError(f"CONTINUO_NATIVE={asked}: this processor cannot run that variant "
+                          f"(it runs {', '.join(variant['name'] for variant in runnable)})")
+    return named[asked]
 
 
 @functools.cache
 def library() -> ctypes.CDLL | None:
-    """The compiled step, or None (see the module's description); builds it on the first call."""
-    if os.environ.get("CONTINUO_NATIVE", "1") == "0":
+    """The C step's library for this processor, or None (see the module's description); its `variant` attribute
+    names the variant loaded."""
+    asked = os.environ.get("CONTINUO_NATIVE", "").strip()
+    if asked == "0":
         return None
-    compiler = _compiler()
-    if compiler is None:
-        return None
-    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
     try:
-        try:
-            built = build(compiler, _cache_folder())
-        except OSError:  # a cache folder that cannot be made or written: the temporary folder
-            built = build(compiler, Path(tempfile.gettempdir()) / f"continuo-{user}")
-        loaded = ctypes.CDLL(str(built))
+        built = variants()
+        variant = choose(built, asked)
+        loaded = _load(variant)
         step = loaded.mt_step
         if (loaded.mt_panel_width(), loaded.mt_key_block()) != (PANEL, KEY_BLOCK):
-            raise RuntimeError(f"step.c's layouts ({loaded.mt_panel_width()}, {loaded.mt_key_block()}) are not "
-                               f"native.py's ({PANEL}, {KEY_BLOCK})")
-    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as error:
-        warnings.warn(f"decoding with torch's operations: the C step could not be built or loaded ({error})",
-                      stacklevel=2)
+            raise UnavailableError(f"step.c's layouts ({loaded.mt_panel_width()}, {loaded.mt_key_block()}) are not "
+                              f"native.py's ({PANEL}, {KEY_BLOCK})")
+    except (OSError, UnavailableError, AttributeError, KeyError, TypeError, IndexError) as error:
+        warnings.warn(f"decoding with torch's operations: no C step to load ({error})", stacklevel=2)
         return None
     step.argtypes = [ctypes.POINTER(Model), ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(Plan)]
     step.restype = None
+    loaded.variant = variant["name"]
     return loaded

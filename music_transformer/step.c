@@ -5,8 +5,10 @@
  * speed is the speed at which memory streams in; MKL's products with one row, and a batch of small per-head
  * products for the attention, reach about half of that on the CPUs measured (bench/README.md), while these
  * loops read each weight row and each run of keys straight through. With several rows each weight row and
- * each of the context's keys is read once for all of them. `native.py` compiles this file with the
- * machine's C compiler on first use; without one the decoder takes torch's operations.
+ * each of the context's keys is read once for all of them. hatch_build.py compiles this file when the wheel
+ * is built (or `make native` in a checkout), once for each level of the processor's vector instructions;
+ * `native.py` loads the best one this machine runs (`mt_cpu_level`). Without them the decoder takes torch's
+ * operations.
  *
  * Layouts are the decoder's (stream_cache.StreamCache): weights in panels (`linear`), the query rows of the
  * fused QKV projection already scaled by 1/sqrt(D); per layer the context's keys (H, D, P) and values
@@ -126,6 +128,25 @@ static inline void store(float *p, vec v) { *(vec *)p = v; }
 
 int mt_panel_width(void) { return PANEL; }
 int mt_key_block(void) { return LANES; }
+
+/* The vector instructions this processor and its operating system run, asked of the baseline build before
+ * any other is loaded: on x86-64 4 (AVX-512 F, BW, CD, DQ, VL: x86-64-v4), 3 (AVX2, FMA, BMI: x86-64-v3)
+ * or 1 (SSE2, every x86-64); 0 elsewhere (Arm's NEON is in every arm64 processor). GCC's and Clang's
+ * feature checks count a register set the operating system does not save as missing. */
+int mt_cpu_level(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    const int v3 = __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                   && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+    const int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                   && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq")
+                   && __builtin_cpu_supports("avx512vl");
+    return v4 ? 4 : v3 ? 3 : 1;
+#else
+    return 0;
+#endif
+}
 
 /* The kernels below are written for constant row counts, which only inlining gives them. */
 #define INLINE inline __attribute__((always_inline))

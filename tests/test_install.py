@@ -217,6 +217,55 @@ def test_the_installed_studio_runs_without_the_train_extra_and_train_names_it(in
     assert not (installed.elsewhere / "run").exists()
 
 
+def test_the_wheel_is_tagged_for_this_platform_and_carries_the_c_step(installed):
+    platform = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        names = set(wheel.namelist())
+        if "music_transformer/_native/variants.json" not in names:
+            missing("the wheel was built without the C step: no C compiler (make system installs gcc)")
+        variants = json.loads(wheel.read("music_transformer/_native/variants.json"))["variants"]
+        metadata = wheel.read(f"continuo-{installed.wheel.name.split('-')[1]}.dist-info/WHEEL").decode()
+    # compiled parts inside: for this platform, for any Python 3 there (ctypes loads the library, not CPython)
+    assert installed.wheel.name.endswith(f"-py3-none-{platform}.whl"), installed.wheel.name
+    assert "Root-Is-Purelib: false" in metadata and f"Tag: py3-none-{platform}" in metadata
+    assert variants and all(f"music_transformer/_native/{variant['file']}" in names for variant in variants)
+    with tarfile.open(installed.sdist) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    assert {"hatch_build.py", "music_transformer/step.c"} <= names  # the wheel built from the sdist compiles it
+    assert not any(name.startswith("music_transformer/_native/") for name in names)  # nothing compiled in it
+
+
+def test_the_installed_library_decodes_with_the_c_step_without_a_compiler_or_a_temporary_folder(installed, tmp_path):
+    temporary, tools = tmp_path / "tmp", tmp_path / "bin"
+    temporary.mkdir()
+    tools.mkdir()
+    probe = installed.run(
+        "python",
+        "-c",
+        "import shutil, torch\n"
+        "from music_transformer import native, load_checkpoint\n"
+        "from music_transformer.decoder import Decoder\n"
+        "assert not any(map(shutil.which, ('cc', 'gcc', 'clang')))\n"
+        "model = load_checkpoint(device='cpu')\n"
+        "with torch.no_grad():\n"
+        "    cache = model.new_cache()\n"
+        "    model(torch.zeros(1, 5, dtype=torch.long), cache=cache)\n"
+        "    decoder = Decoder(model, cache, 1)\n"
+        "    for token in range(20):\n"
+        "        decoder.step(torch.tensor([token]))\n"
+        "print(decoder.native, native.library()._name)",
+        PATH=f"{installed.bin}{os.pathsep}{tools}",  # no C compiler on it
+        TMPDIR=str(temporary),
+    )
+    assert probe.returncode == 0, probe.stderr
+    native, library = probe.stdout.split()[-2:]
+    if native != "True" and "no C step" in probe.stderr:
+        missing("the wheel was built without the C step: no C compiler (make system installs gcc)")
+    assert native == "True", probe.stderr
+    assert Path(library).resolve().is_relative_to(installed.site_packages.resolve())
+    assert list(temporary.iterdir()) == [] and not (installed.home / ".cache" / "continuo").exists()
+
+
 def test_both_commands_print_the_one_version(installed):
     version = installed.wheel.name.split("-")[1]  # the wheel's name carries pyproject.toml's version
     studio = installed.run("continuo", "--version")

@@ -345,6 +345,29 @@ def test_the_worker_loads_and_writes_in_a_process_without_a_qt_application(tmp_p
     assert result.stdout.strip() == "written without a Qt application"
 
 
+def test_a_studio_without_the_c_step_says_so_once_when_a_model_loads(tmp_path, monkeypatch):
+    from app.generation import GenerationWorker, ModelLoaded, Notice
+    from music_transformer import native
+
+    monkeypatch.delenv("CONTINUO_NATIVE", raising=False)
+    monkeypatch.setattr(native, "FOLDER", tmp_path / "_native")  # a package built without a C compiler
+    monkeypatch.setattr(native, "MANIFEST", tmp_path / "_native" / "variants.json")
+    native.library.cache_clear()
+    model_path = small_checkpoint(tmp_path / "small.pt")
+    worker = GenerationWorker()
+    try:
+        worker.load(str(model_path), "cpu")
+        assert isinstance(worker.outbox.get(timeout=60), ModelLoaded)
+        notice = worker.outbox.get(timeout=10)
+        assert isinstance(notice, Notice) and "without the C step" in notice.text and "no C step" in notice.text
+        worker.load(str(model_path), "cpu")
+        assert isinstance(worker.outbox.get(timeout=60), ModelLoaded)
+        assert worker.outbox.empty()  # once
+    finally:
+        assert worker.stop()
+        native.library.cache_clear()
+
+
 def test_the_style_chosen_in_the_panel_opens_what_the_model_reads(qtbot, window, roll, tmp_path):
     """Continue primes the model with START and the style chosen; a model made before styles gets START alone."""
     window.player.use_sinks([RecorderSink()])

@@ -19,11 +19,12 @@ PRIMER = encode([Note(60, 80, 0.0, 0.4), Note(64, 80, 0.4, 0.8), Note(67, 80, 0.
 
 
 def needs_the_c_step():
-    """Skips where no C compiler can build the C step; under CI that is a failure."""
+    """Skips where the package has no C step (built without a C compiler); under CI that is a failure."""
     if native.library() is None:
         if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-            pytest.fail("the C step (music_transformer/step.c) could not be built: install a C compiler (gcc)")
-        pytest.skip("the C step is not built here (no C compiler, or CONTINUO_NATIVE=0)")
+            pytest.fail("the C step (music_transformer/step.c) is not built: install a C compiler (gcc), then "
+                        "`make native`")
+        pytest.skip("the C step is not built here (no C compiler when it was installed, or CONTINUO_NATIVE=0)")
 
 
 def small_model(positional="relative", seed=0, **overrides):

@@ -1,24 +1,51 @@
-"""The C step (music_transformer/step.c, native.py): built once per machine and kept, and a clean fallback to
-torch's operations wherever it cannot be built. That it computes the model's step is held to full passes in
-test_model.py (one row through both paths, every positional kind, windows, local attention)."""
+"""The C step (music_transformer/step.c, native.py): compiled into the package when it is built (hatch_build.py),
+one variant for each level of the processor's vector instructions, the best one this processor runs loaded at
+run time, and a clean fallback to torch's operations with one warning wherever there is none to load. Nothing
+is compiled, written or read outside the package when a model decodes. That it computes the model's step is
+held to full passes in test_model.py (one row through both paths, every positional kind, windows, local
+attention) and here for every variant."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
+import hatch_build
 from music_transformer import VOCAB_SIZE, native
 from music_transformer.decoder import Decoder
 
 from .helpers import decode_rows, needs_the_c_step, small_model
 
+ROOT = Path(__file__).resolve().parents[2]
+BUILT_HERE = [name for name, _, _ in hatch_build.VARIANTS.get(hatch_build.architecture(), hatch_build.OTHER)]
+
 
 @pytest.fixture
-def fresh(monkeypatch, tmp_path):
-    """A cache folder of its own and no library loaded yet; the next test finds the usual one again."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+def fresh(monkeypatch):
+    """No library loaded yet and no variant asked for; the next test finds the usual one again."""
     monkeypatch.delenv("CONTINUO_NATIVE", raising=False)
     native.library.cache_clear()
-    yield tmp_path
+    yield
     native.library.cache_clear()
+
+
+@pytest.fixture
+def copy_of_the_build(fresh, monkeypatch, tmp_path):
+    """The package's built variants copied to a folder of their own, which native.py then loads from."""
+    needs_the_c_step()
+    native.library.cache_clear()
+    folder = tmp_path / "_native"
+    shutil.copytree(native.FOLDER, folder)
+    monkeypatch.setattr(native, "FOLDER", folder)
+    monkeypatch.setattr(native, "MANIFEST", folder / native.MANIFEST.name)
+    return folder
 
 
 def step_logits(model, native_choice=None):
@@ -32,67 +59,48 @@ def step_logits(model, native_choice=None):
     return decoder
 
 
-def test_the_c_step_is_built_once_for_the_machine_and_kept(fresh):
+def level_from_cpuinfo():
+    """x86-64's level by Linux's feature flags (4: AVX-512 F/BW/CD/DQ/VL, 3: AVX2, FMA, BMI, 1: the rest)."""
+    lines = native.cpuinfo_lines() or []
+    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    v3 = {"avx", "avx2", "fma", "bmi1", "bmi2"} <= flags
+    return 4 if v3 and {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags else 3 if v3 else 1
+
+
+def test_the_package_carries_its_variants_and_loads_the_best_this_processor_runs(fresh):
     needs_the_c_step()
-    native.library.cache_clear()
-    compiler = native._compiler()
-    built = native.build(compiler, fresh / "continuo")
-    made = built.stat().st_mtime_ns
-    assert native.build(compiler, fresh / "continuo") == built and built.stat().st_mtime_ns == made
-    assert [path.name for path in (fresh / "continuo").iterdir()] == [built.name]  # no partial file left
-    assert native.library() is not None and step_logits(small_model()).native
+    built = native.variants()
+    assert [variant["name"] for variant in built] == BUILT_HERE
+    for variant in built:
+        path = native.FOLDER / variant["file"]
+        assert path.parent == ROOT / "music_transformer" / "_native"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == variant["sha256"]
+    level = native.cpu_level(built)
+    if hatch_build.architecture() == "x86_64" and sys.platform == "linux":
+        assert level == level_from_cpuinfo()  # step.c's mt_cpu_level agrees with Linux
+    best = next(variant["name"] for variant in built if variant["level"] <= level)
+    assert native.library().variant == best and step_logits(small_model()).native
 
 
-@pytest.mark.parametrize("compiler", ["false", "/no/such/compiler"])
-def test_a_compiler_that_fails_or_is_missing_leaves_torchs_operations_with_a_warning(fresh, monkeypatch, compiler):
-    monkeypatch.setenv("CC", compiler)
-    with pytest.warns(UserWarning, match="torch's operations"):
-        assert native.library() is None
-    assert not step_logits(small_model()).native  # the same step, through torch
-    assert not any(path.suffix in (".so", ".dylib", ".dll") for path in fresh.rglob("*"))
+def runnable_variants():
+    if native.library() is None:
+        return BUILT_HERE  # needs_the_c_step says why each is not run
+    level = native.cpu_level(native.variants())
+    return [variant["name"] for variant in native.variants() if variant["level"] <= level]
 
 
-def test_a_cache_folder_that_cannot_be_made_builds_in_the_temporary_folder(fresh, monkeypatch, tmp_path_factory):
-    needs_the_c_step()
-    blocked = fresh / "a-file"
-    blocked.write_text("a file where the cache folder would be")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
-    spare = tmp_path_factory.mktemp("spare")
-    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(spare))
-    native.library.cache_clear()  # needs_the_c_step loaded it from the usual folder
-    assert native.library() is not None
-    assert len(list(spare.rglob("step-*"))) == 1
-
-
-def test_a_compiler_that_cannot_build_for_this_processor_builds_for_its_default_target(fresh, monkeypatch):
-    needs_the_c_step()
-    monkeypatch.setenv("CC", str(picky_compiler(fresh)))
-    native.library.cache_clear()
-    assert native.library() is not None and step_logits(small_model()).native
-    assert len(list((fresh / "continuo").glob("step-*"))) == 1
-
-
-def picky_compiler(folder):
-    """A compiler that refuses -march=native and -mcpu=native, as some compilers do on some machines."""
-    real = native._compiler()
-    picky = folder / "picky-cc"
-    picky.write_text(f'#!/bin/sh\nfor a in "$@"; do case "$a" in -march=*|-mcpu=*) exit 1;; esac; done\n'
-                     f'exec "{real}" "$@"\n')
-    picky.chmod(0o755)
-    return picky
-
-
-@pytest.mark.parametrize("target", ["this processor", "the default target"])
+@pytest.mark.parametrize("variant", BUILT_HERE)
 @pytest.mark.parametrize("head_dim", [8, 24, 32, 64])
-def test_every_head_width_and_row_count_steps_like_a_full_pass(fresh, monkeypatch, target, head_dim):
+def test_every_variant_head_width_and_row_count_steps_like_a_full_pass(fresh, monkeypatch, variant, head_dim):
     # step.c keeps its sums in registers a machine vector at a time (16 floats with AVX-512, 8 with AVX,
-    # 4 on the default x86 target and on Arm) and picks its blocks of rows by how many fit: head widths
+    # 4 on the baseline x86 target and on Arm) and picks its blocks of rows by how many fit: head widths
     # of one vector or several, or not a whole number of them, with 9 rows (blocks of 8, 4, 3 and 1).
     needs_the_c_step()
-    if target == "the default target":
-        monkeypatch.setenv("CC", str(picky_compiler(fresh)))
-        native.library.cache_clear()
-        assert native.library() is not None
+    if variant not in runnable_variants():
+        pytest.skip(f"this processor cannot run the {variant} variant")
+    monkeypatch.setenv("CONTINUO_NATIVE", variant)
+    native.library.cache_clear()
+    assert native.library().variant == variant  # forced through the environment
     model = small_model(d_model=2 * head_dim, n_heads=2, d_ff=3 * head_dim)
     generator = torch.Generator().manual_seed(head_dim)
     context = torch.randint(0, VOCAB_SIZE, (1, 45), generator=generator)
@@ -104,11 +112,122 @@ def test_every_head_width_and_row_count_steps_like_a_full_pass(fresh, monkeypatc
         assert (got[row] - full).abs().max().item() <= 1e-4
 
 
+def falls_back_with_one_warning(match):
+    """library() says why once, however often it is asked, and the decoder computes the step through torch."""
+    native.library.cache_clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert native.library() is None and native.library() is None
+        assert not step_logits(small_model()).native
+    said = [str(warning.message) for warning in caught if "torch's operations" in str(warning.message)]
+    assert len(said) == 1 and match in said[0], said
+
+
+def test_a_variant_this_processor_cannot_run_is_refused_with_one_warning(copy_of_the_build, monkeypatch):
+    manifest = json.loads(native.MANIFEST.read_text())
+    level = native.cpu_level(manifest["variants"])
+    best = manifest["variants"][0]
+    if len(manifest["variants"]) > 1 and best["level"] <= level:  # a machine beyond this one's
+        best["level"] = level + 1
+        native.MANIFEST.write_text(json.dumps(manifest))
+    if best["level"] <= level:
+        pytest.skip("one variant only, and this processor runs it")
+    monkeypatch.setenv("CONTINUO_NATIVE", best["name"])
+    falls_back_with_one_warning("this processor cannot run that variant")
+    monkeypatch.delenv("CONTINUO_NATIVE")
+    native.library.cache_clear()
+    assert native.library().variant == manifest["variants"][1]["name"]  # unforced: the next one down
+
+
+def test_a_variant_not_built_here_is_refused_with_one_warning(fresh, monkeypatch):
+    needs_the_c_step()
+    monkeypatch.setenv("CONTINUO_NATIVE", "avx-1024")
+    falls_back_with_one_warning("names no variant built here")
+
+
+def test_a_package_without_the_c_step_decodes_through_torch_with_one_warning(copy_of_the_build):
+    shutil.rmtree(copy_of_the_build)  # built where there was no C compiler
+    falls_back_with_one_warning("has no C step")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "40 bytes flipped"])
+def test_a_damaged_library_is_refused_before_it_is_loaded(copy_of_the_build, damage):
+    chosen = copy_of_the_build / Path(native.library().__dict__["_name"]).name
+    native.library.cache_clear()
+    data = bytearray(chosen.read_bytes())
+    if damage == "truncated":
+        data = data[:4096]  # loaded, this was a bus error at the first step
+    else:
+        for offset in range(len(data) // 2, len(data) // 2 + 40):
+            data[offset] ^= 0xFF
+    chosen.unlink()  # a new file: the loaded library's pages stay as they were
+    chosen.write_bytes(bytes(data))
+    falls_back_with_one_warning("is not the file that was built")
+
+
+def test_a_build_from_another_step_c_is_refused(copy_of_the_build, monkeypatch, tmp_path):
+    edited = tmp_path / "step.c"
+    edited.write_text(native.SOURCE.read_text() + "\n/* edited */\n")
+    monkeypatch.setattr(native, "SOURCE", edited)
+    falls_back_with_one_warning("built from another step.c")
+
+
+DECODE = """
+import os, subprocess, torch
+from music_transformer import ModelConfig, MusicTransformer, native
+from music_transformer.decoder import Decoder
+def refused(*args, **kwargs):
+    raise AssertionError("a process was started")
+subprocess.Popen.__init__ = refused
+model = MusicTransformer(ModelConfig(n_layers=2, d_model=64, n_heads=4, d_ff=128, dropout=0.0,
+                                     max_relative_distance=64, train_length=128)).eval()
+with torch.no_grad():
+    cache = model.new_cache()
+    model(torch.zeros(1, 5, dtype=torch.long), cache=cache)
+    decoder = Decoder(model, cache, 1)
+    for token in range(20):
+        decoder.step(torch.tensor([token]))
+print(decoder.native, native.library().variant)
+"""
+
+
+def test_decoding_runs_no_compiler_and_writes_nothing_outside_the_package(tmp_path):
+    needs_the_c_step()
+    home, temporary, tools = tmp_path / "home", tmp_path / "tmp", tmp_path / "bin"
+    for folder in (home, temporary, tools):
+        folder.mkdir()
+    env = {key: value for key, value in os.environ.items() if key not in ("CONTINUO_NATIVE", "CC")}
+    # PATH holds no compiler at all; HOME, the cache and the temporary folder are empty folders of their own
+    env.update(PATH=str(tools), HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), TMPDIR=str(temporary),
+               PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", DECODE], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "True", done.stdout + done.stderr  # through the C step
+    assert "torch's operations" not in done.stderr
+    assert list(home.rglob("*")) == [] and list(temporary.rglob("*")) == []
+
+
 def test_continuo_native_0_switches_it_off(fresh, monkeypatch):
     monkeypatch.setenv("CONTINUO_NATIVE", "0")
-    assert native.library() is None
-    assert not step_logits(small_model()).native
-    assert not any(fresh.iterdir())  # nothing was built
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # asked for: no warning
+        assert native.library() is None
+        assert not step_logits(small_model()).native
+
+
+def test_the_build_hook_without_a_compiler_builds_no_c_step_and_says_so(tmp_path, monkeypatch):
+    (tmp_path / "music_transformer").mkdir()
+    shutil.copy(ROOT / hatch_build.SOURCE, tmp_path / hatch_build.SOURCE)
+    said = []
+    for compiler in ("false", "/no/such/compiler"):
+        monkeypatch.setenv("CC", compiler)
+        assert hatch_build.build(tmp_path, say=said.append) == []
+        assert not (tmp_path / hatch_build.FOLDER / hatch_build.MANIFEST).exists()
+    monkeypatch.delenv("CC")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert hatch_build.build(tmp_path, say=said.append) == []
+    assert "no C compiler" in said[-1] and all("torch's operations" in line for line in said if "built" in line)
 
 
 def test_asking_for_the_c_step_where_it_cannot_run_is_an_error():
