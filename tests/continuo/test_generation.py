@@ -346,7 +346,7 @@ def test_the_worker_loads_and_writes_in_a_process_without_a_qt_application(tmp_p
 
 
 def test_a_studio_without_the_c_step_says_so_once_when_a_model_loads(tmp_path, monkeypatch):
-    from app.generation import GenerationWorker, ModelLoaded, Notice
+    from continuo.generation import GenerationWorker, ModelLoaded, Notice
     from music_transformer import native
 
     monkeypatch.delenv("CONTINUO_NATIVE", raising=False)
