@@ -45,9 +45,9 @@ fuzz: setup
 bench: setup
 	$(VENV)/bin/music-transformer bench
 
-# The sdist and the wheel (with the bundled model, assets/default.pt, and its card inside) in dist/. No build
-# isolation: the backend (hatchling) and `build` come with the test extras that setup installs, so this needs
-# no package index. Install the wheel with `pipx install dist/continuo-*.whl`.
+# The sdist and the wheel (with the bundled model, assets/default.safetensors and default.json, and its card
+# inside) in dist/. No build isolation: the backend (hatchling) and `build` come with the test extras that setup
+# installs, so this needs no package index. Install the wheel with `pipx install dist/continuo-*.whl`.
 dist: setup
 	rm -rf dist
 	$(PY) -m build --no-isolation --outdir dist .

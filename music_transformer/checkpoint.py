@@ -36,13 +36,14 @@ VERSION = 1
 WEIGHTS_SUFFIX, CONFIG_SUFFIX = ".safetensors", ".json"  # a shipped model's two files, of one name
 # The dtypes (safetensors' names) a model's weights may be stored in, and their sizes; they load as float32.
 WEIGHT_DTYPES = {"F32": 4, "F16": 2, "BF16": 2}
-BUNDLED_MODEL = "default.pt"
+BUNDLED_MODEL = "default" + WEIGHTS_SUFFIX  # and default.json beside it
 CHECKOUT_ASSETS = Path(__file__).resolve().parent.parent / "assets"  # the repository's assets/ (a checkout)
 
 
 def bundled_checkpoint() -> Path:
     """Where the bundled model is: inside the installed package (the wheel carries it as
-    music_transformer/assets/default.pt), else in the checkout's assets/ (run from the source tree)."""
+    music_transformer/assets/default.safetensors, its config default.json beside it), else in the
+    checkout's assets/ (run from the source tree)."""
     try:
         packaged = importlib.resources.files(__package__) / "assets" / BUNDLED_MODEL
     except (ModuleNotFoundError, TypeError):

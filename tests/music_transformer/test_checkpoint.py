@@ -1,7 +1,9 @@
 """Checkpoints: one format, atomic saves, clear errors for anything else."""
 
+import hashlib
 import json
 import os
+import re
 import stat
 import time
 import zipfile
@@ -79,7 +81,6 @@ def test_config_round_trips_and_ignores_unknown_keys():
 def test_checkpoints_written_with_the_retired_settings_load_and_compute_the_same(tmp_path):
     """Earlier versions wrote the attention's query block and its dropout into every checkpoint (the bundled
     model's too): neither changes what a trained model computes, so they are read and left out."""
-    assert {"block_size", "attention_dropout"} <= set(read_checkpoint(DEFAULT_CHECKPOINT)["config"])
     assert load_checkpoint(device="cpu").config.to_dict().keys() == ModelConfig().to_dict().keys()
     model = small_model()
     save_checkpoint(model, tmp_path / "m.pt")
@@ -245,6 +246,42 @@ def test_a_file_past_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
 
 
 # --- the shipped form: NAME.safetensors (the weights) and NAME.json (the config and metadata) -------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+# sha256 of every tensor's bytes, in the state_dict's order, of assets/default.pt as it last shipped
+# (`git show 3cdff65:assets/default.pt`): the safetensors file converted from it holds the same numbers.
+BUNDLED_WEIGHTS_SHA256 = "420951f749c4aaf3044b603ece054f3ec70a4f5c0505ccaa8ce8bc083e133726"
+
+
+def weights_digest(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_the_bundled_model_ships_as_safetensors_and_json_with_the_last_pt_s_weights():
+    assert DEFAULT_CHECKPOINT.name == "default.safetensors" and DEFAULT_CHECKPOINT.with_suffix(".json").is_file()
+    assert not (ROOT / "assets" / "default.pt").exists()  # in the history only
+    description = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text("utf-8"))
+    assert description["format"] == "continuo-music-transformer" and description["version"] == 1
+    assert description["config"] == {**ModelConfig().to_dict(), **description["config"]}  # every setting, no more
+    model = load_checkpoint(device="cpu")
+    assert model.metadata["valid_nll"] == description["metadata"]["valid_nll"] and model.metadata["card"]
+    assert weights_digest(model) == BUNDLED_WEIGHTS_SHA256
+    assert model.head.weight is model.embedding.weight  # stored once, tied again
+
+
+def test_the_model_card_names_the_files_that_ship():
+    card = (ROOT / "assets" / "README.md").read_text("utf-8")
+    assert card.startswith("# `default.safetensors`")
+    assert "`default.json`" in card
+    # assets/default.pt is named only where the card says how to get an older model out of the history
+    for line in card.splitlines():
+        for mention in re.finditer(r"assets/default\.pt", line):
+            assert re.search(r"git show [0-9a-f]{7,40}:$", line[:mention.start()]), line
+
 
 def test_safetensors_save_and_load_give_the_same_model_bitwise(tmp_path):
     model = small_model("absolute")
