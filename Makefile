@@ -52,9 +52,9 @@ bench: setup
 	$(VENV)/bin/music-transformer bench
 
 # The sdist and the wheel (for this platform, with the C step's compiled variants, the bundled model,
-# assets/default.pt, and its card inside) in dist/; the sdist compiles the C step when it is installed. No build
-# isolation: the backend (hatchling) and `build` come with the test extras that setup installs, so this needs
-# no package index. Install the wheel with `pipx install dist/continuo-*.whl`.
+# assets/default.safetensors and default.json, and its card inside) in dist/; the sdist compiles the C step when
+# it is installed. No build isolation: the backend (hatchling) and `build` come with the test extras that setup
+# installs, so this needs no package index. Install the wheel with `pipx install dist/continuo-*.whl`.
 dist: setup
 	rm -rf dist
 	$(PY) -m build --no-isolation --outdir dist .

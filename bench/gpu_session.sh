@@ -9,7 +9,7 @@
 #    token pack $PACK (default data-cache/piano.tokens.npz, made here by
 #    `music-transformer pack --data pop-piano=../shared/data/pop909/midi corpus --out data-cache/piano.tokens.npz`
 #    and carried to the machine: ../shared does not travel), keeping weights to average. It goes on from
-#    the weights of $INIT_FROM (default the bundled model, assets/default.pt; INIT_FROM= starts from
+#    the weights of $INIT_FROM (default the bundled model, assets/default.safetensors; INIT_FROM= starts from
 #    scratch) with its own schedule: peak learning rate $LR (default 5e-4 from a model, the config's from
 #    scratch), no dropout;
 # 3. scores it on the held-out pieces (`music-transformer eval`, by style and position) and times the
@@ -45,7 +45,7 @@ else
     minutes=${TRAIN_MINUTES:-8}
 fi
 [ -f "$pack" ] || { echo "no token pack at $pack: make it with 'music-transformer pack' (see the top of this script)"; exit 1; }
-init=${INIT_FROM-$here/assets/default.pt}
+init=${INIT_FROM-$here/assets/default.safetensors}
 if [ "$config" = tiny ] && [ -z "${INIT_FROM+set}" ]; then  # the dry run: start from a tiny model of its own
     step "a tiny model to start from"
     rm -rf "$out/smoke-start"

@@ -12,7 +12,7 @@ so that the period is known, and stops it at the end.
    listens to the thru output. Latency = time the listener got each note minus the time the keyboard sent
    it, both on the same clock, so it includes the JACK graph (one period to reach the studio, up to one
    more to leave it). `thru_studio_p99_ms` is the studio's own part: message read to thru sent.
-2. duet_answer_ms: the studio's Duet with the default model (assets/default.pt) on this CPU, fed an
+2. duet_answer_ms: the studio's Duet with the default model (assets/default.safetensors) on this CPU, fed an
    8-note phrase; from the end of the 600 ms pause to the first answering note reaching the output; median
    of several phrases (`duet_answer_max_ms`: the slowest).
 3. flood: 1,000 messages a second for 10 seconds into a real studio window on JACK; the longest stall of
@@ -207,7 +207,7 @@ def duet_answer(checkpoint: str | None, runs: int) -> dict:
 
     path = checkpoint or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.exists() else None)
     if path is None:
-        raise SystemExit("no model: pass --checkpoint or add assets/default.pt")
+        raise SystemExit("no model: pass --checkpoint or add assets/default.safetensors")
     worker = GenerationWorker()  # the studio's worker: the duet asks it for its answers
     worker.load(path, "cpu")
     loaded = worker.outbox.get(timeout=120)
@@ -368,7 +368,7 @@ def main() -> None:
     """Runs the four measurements and prints the table and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("--checkpoint", help="model for the duet (default: assets/default.pt)")
+    parser.add_argument("--checkpoint", help="model for the duet (default: assets/default.safetensors)")
     parser.add_argument("--period", type=int, default=64, help="JACK period in frames at 48 kHz")
     parser.add_argument("--flood-period", type=int, default=128, help="JACK period for the flood")
     parser.add_argument("--notes", type=int, default=1000)

@@ -4,7 +4,7 @@ and the longest GUI stall during a long generation. Prints a table; with --json,
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/studio_realtime.py [--json] [--checkpoint PATH]
         [--torch-threads N] [--jitter-seconds 20] [--stall-seconds 60] [--first-note-runs 5]
 
-Model: the bundled one (assets/default.pt) when it is there, else a random 6-layer 256-wide model of the
+Model: the bundled one (assets/default.safetensors) when it is there, else a random 6-layer 256-wide model of the
 same shape (the speed of a transformer does not depend on what its weights learnt).
 
 1. playback_jitter_*_ms: the scheduler plays a dense piece (16th notes and chords at 120 BPM) into a
@@ -51,7 +51,7 @@ def model_checkpoint(path: str | None, folder: Path) -> tuple[Path, str]:
     if path:
         return Path(path), Path(path).name
     if DEFAULT_CHECKPOINT.exists():
-        return DEFAULT_CHECKPOINT, "default.pt"
+        return DEFAULT_CHECKPOINT, "default.safetensors"
     import torch
 
     torch.manual_seed(0)
@@ -59,7 +59,7 @@ def model_checkpoint(path: str | None, folder: Path) -> tuple[Path, str]:
                          max_relative_distance=1024)
     target = folder / "random-6x256.pt"
     save_checkpoint(MusicTransformer(config), target)
-    return target, "random 6x256 (default.pt not there yet)"
+    return target, "random 6x256 (default.safetensors not there yet)"
 
 
 def dense_piece(seconds: float) -> list:

@@ -250,7 +250,7 @@ class GenerationPanel(QWidget):
             self.device_box.model().item(2).setEnabled(False)
             self.device_box.setItemData(2, "No CUDA GPU on this computer", Qt.ToolTipRole)
         self.load_button = QPushButton("Load…", self)
-        self.load_button.setToolTip("Load another model (a Continuo checkpoint, .pt)")
+        self.load_button.setToolTip("Load another model (.safetensors with its .json, or a .pt checkpoint)")
         model_row.addWidget(self.device_box, 1)
         model_row.addWidget(self.load_button)
         self.model_label = QLabel("Loading the model…", self)
@@ -578,5 +578,7 @@ class GenerationPanel(QWidget):
 
     def choose_checkpoint(self, folder: str = "") -> str | None:
         """Asks for a model file; None when the musician cancels."""
-        path, _ = QFileDialog.getOpenFileName(self, "Load a model", folder, "Continuo models (*.pt);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load a model", folder, "Continuo models (*.safetensors *.pt);;All files (*)"
+        )
         return path or None

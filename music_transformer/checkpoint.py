@@ -1,19 +1,29 @@
-"""One checkpoint format: the config, the weights and free-form metadata, written atomically.
+"""Model files: the config, the weights and free-form metadata, written atomically, in one of two forms.
 
-A checkpoint is a `torch.save` of a plain dictionary (no pickled classes, so it loads with
-`weights_only=True`): {"format": "continuo-music-transformer", "version": 1, "config": {...},
-"model": state_dict, "metadata": {...}}. Training checkpoints may add optimizer state under "training".
+- A model to ship (the bundled one) is data, not code: `NAME.safetensors` holds the weights (a JSON header
+  naming each tensor's dtype, shape and place, then the raw numbers) and `NAME.json` beside it the rest,
+  {"format": "continuo-music-transformer", "version": 1, "config": {...}, "metadata": {...}}. Every tensor's
+  name, dtype and shape and the file's size are checked against the model the config describes before a
+  single weight is allocated. A tied weight (the head shares the embedding's) is stored once.
+- A training checkpoint is a `torch.save` of a plain dictionary (no pickled classes, so it loads with
+  `weights_only=True`): the same keys with the state_dict under "model", and optionally the optimizer's state
+  under "training" (resuming needs it). Every `.pt` file ever written still loads.
+
+`read_checkpoint` gives the same dictionary for both; `save_checkpoint` writes the form its path's suffix names.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import io
+import json
+import math
 import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 
 from . import limits
@@ -23,20 +33,25 @@ from .model import ModelConfig, MusicTransformer
 
 FORMAT = "continuo-music-transformer"
 VERSION = 1
+WEIGHTS_SUFFIX, CONFIG_SUFFIX = ".safetensors", ".json"  # a shipped model's two files, of one name
+# The dtypes (safetensors' names) a model's weights may be stored in, and their sizes; they load as float32.
+WEIGHT_DTYPES = {"F32": 4, "F16": 2, "BF16": 2}
+BUNDLED_MODEL = "default" + WEIGHTS_SUFFIX  # and default.json beside it
 CHECKOUT_ASSETS = Path(__file__).resolve().parent.parent / "assets"  # the repository's assets/ (a checkout)
 
 
 def bundled_checkpoint() -> Path:
     """Where the bundled model is: inside the installed package (the wheel carries it as
-    music_transformer/assets/default.pt), else in the checkout's assets/ (run from the source tree)."""
+    music_transformer/assets/default.safetensors, its config default.json beside it), else in the
+    checkout's assets/ (run from the source tree)."""
     try:
-        packaged = importlib.resources.files(__package__) / "assets" / "default.pt"
+        packaged = importlib.resources.files(__package__) / "assets" / BUNDLED_MODEL
     except (ModuleNotFoundError, TypeError):
         packaged = None
-    # Only a real file: torch reads the model from a path (a package inside a zip has none).
+    # Only a real file: the model is read from a path (a package inside a zip has none).
     if isinstance(packaged, Path) and packaged.is_file():
         return packaged
-    return CHECKOUT_ASSETS / "default.pt"
+    return CHECKOUT_ASSETS / BUNDLED_MODEL
 
 
 DEFAULT_CHECKPOINT = bundled_checkpoint()
@@ -55,7 +70,15 @@ def default_device() -> torch.device:
 
 def save_checkpoint(model: MusicTransformer, path: str | os.PathLike, training: dict | None = None,
                     **metadata: Any) -> None:
-    """Writes the model (and optional training state) to `path` atomically."""
+    """Writes the model (and optional training state) to `path` atomically: a `.safetensors` path gets the
+    weights and their `.json` config beside them (no training state: that is kept in `.pt` files), any
+    other path one `torch.save` file."""
+    path = Path(path)
+    if path.suffix.lower() == WEIGHTS_SUFFIX:
+        if training is not None:
+            raise ValueError(f"{path.name}: training state (the optimizer's) is kept in .pt checkpoints only")
+        _save_safetensors(model, path, metadata)
+        return
     state = {
         "format": FORMAT,
         "version": VERSION,
@@ -67,31 +90,40 @@ def save_checkpoint(model: MusicTransformer, path: str | os.PathLike, training: 
         state["training"] = training
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
+
+
+def _save_safetensors(model: MusicTransformer, path: Path, metadata: dict) -> None:
+    """The weights to `path` (each tied tensor once), then the config and metadata to the .json beside it."""
+    weights, seen = {}, set()
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            weights[key] = tensor.detach().cpu().contiguous()
+    # Made whole before either file is written: metadata that is not JSON is a ValueError with nothing written.
+    config = json.dumps({"format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
+                         "metadata": metadata}, indent=2, ensure_ascii=False) + "\n"
+    data = safetensors.torch.save(weights, metadata={"format": FORMAT})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda handle: handle.write(data))
+    atomic_write(path.with_suffix(CONFIG_SUFFIX), lambda handle: handle.write(config.encode("utf-8")))
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """The raw checkpoint dictionary, checked for format, version, size and the kinds of its parts.
 
-    Nothing in the file is unpacked into more memory than the file takes: `torch.save` stores its
-    tensors uncompressed, so a packed (deflated) part, or one that claims to lie past the end of the
-    file, is refused before torch reads it.
+    A `.safetensors` file (or the `.json` config beside it) is read as a shipped model: its config first,
+    then every tensor's name, dtype and shape and the file's size against the model that config describes,
+    all before a weight is read. Any other file is a `torch.save` checkpoint, of which nothing is unpacked into
+    more memory than the file takes: `torch.save` stores its tensors uncompressed, so a packed (deflated)
+    part, or one that claims to lie past the end of the file, is refused before torch reads it.
     """
     path = Path(path)
+    if path.suffix.lower() in (WEIGHTS_SUFFIX, CONFIG_SUFFIX):
+        return _read_safetensors(path)
     name = path.name
-    if not path.exists():
-        raise CheckpointError(f"{name}: no such model file ({path})")
-    if path.is_dir():
-        raise CheckpointError(f"{name}: is a folder, not a model file")
-    try:
-        size = path.stat().st_size
-    except OSError as error:
-        raise CheckpointError(f"{name}: cannot be read ({error.strerror or error})") from None
-    if size > limits.MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(f"{name}: the file is {size / 2**30:.1f} GB; Continuo reads model files up to "
-                              f"{limits.MAX_CHECKPOINT_BYTES / 2**30:g} GB")
+    size = _model_file_size(path, name)
     try:
         with zipfile.ZipFile(path) as archive:
             parts = archive.infolist()
@@ -109,6 +141,33 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 (torch raises many types for damaged files)
         raise CheckpointError(f"{name}: not a Continuo model, or the file is damaged ({_reason(error)})") from None
+    _check_description(state, name)
+    weights = state.get("model")
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{name}: the model file is incomplete")
+    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in weights.items()):
+        raise CheckpointError(f"{name}: the model file is damaged (its weights are not all named arrays of numbers)")
+    return state
+
+
+def _model_file_size(path: Path, name: str) -> int:
+    """The size of a model file that is there, is a file and is within the limit (else a CheckpointError)."""
+    if not path.exists():
+        raise CheckpointError(f"{name}: no such model file ({path})")
+    if path.is_dir():
+        raise CheckpointError(f"{name}: is a folder, not a model file")
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise CheckpointError(f"{name}: cannot be read ({error.strerror or error})") from None
+    if size > limits.MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{name}: the file is {size / 2**30:.1f} GB; Continuo reads model files up to "
+                              f"{limits.MAX_CHECKPOINT_BYTES / 2**30:g} GB")
+    return size
+
+
+def _check_description(state: Any, name: str) -> None:
+    """The parts both forms share: the format, its version, the config and the metadata (of the right kinds)."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{name}: not a Continuo model file")
     version = state.get("version")
@@ -117,15 +176,141 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if version > VERSION:
         raise CheckpointError(f"{name}: made by a newer version of Continuo (format {version}); "
                               "update Continuo to open it")
-    weights = state.get("model")
-    if not isinstance(state.get("config"), dict) or not isinstance(weights, dict):
+    if not isinstance(state.get("config"), dict):
         raise CheckpointError(f"{name}: the model file is incomplete")
-    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in weights.items()):
-        raise CheckpointError(f"{name}: the model file is damaged (its weights are not all named arrays of numbers)")
     metadata = state.get("metadata")
     if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(key, str) for key in metadata)):
         raise CheckpointError(f"{name}: the model file is damaged (its description is not a set of named values)")
+
+
+def _read_safetensors(path: Path) -> dict:
+    """A shipped model (NAME.safetensors and NAME.json) as read_checkpoint's dictionary; errors name `path`."""
+    name = path.name
+    _model_file_size(path, name)
+    weights_path, config_path = path.with_suffix(WEIGHTS_SUFFIX), path.with_suffix(CONFIG_SUFFIX)
+    state = _read_config_file(config_path, name)
+    try:
+        config = ModelConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{name}: describes a model Continuo cannot build ({_reason(error)})") from None
+    expected, tied = _tensors_of(config)
+    if weights_path != path and not weights_path.exists():
+        raise CheckpointError(f"{name}: its weights ({weights_path.name}) are not beside it")
+    _model_file_size(weights_path, name)
+    try:
+        with open(weights_path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size  # of the file this handle reads, whatever the path is now
+            _check_layout(handle, size, expected, name)
+            handle.seek(0)
+            data = handle.read(size + 1)
+    except OSError as error:
+        raise CheckpointError(f"{name}: cannot be read ({error.strerror or error})") from None
+    if len(data) != size:
+        raise CheckpointError(f"{name}: the model file changed while it was read")
+    try:
+        weights = safetensors.torch.load(data)
+    except Exception as error:  # noqa: BLE001 (safetensors raises its own SafetensorError and others for damage)
+        raise CheckpointError(f"{name}: not a Continuo model, or the file is damaged ({_reason(error)})") from None
+    for key, source in tied.items():  # the head is the embedding: stored once, given under both names
+        weights[key] = weights[source]
+    state["model"] = weights
     return state
+
+
+def _read_config_file(path: Path, name: str) -> dict:
+    """The .json of a shipped model, checked as a .pt's description is (an error names the model, `name`)."""
+    if not path.is_file():
+        raise CheckpointError(f"{name}: its config ({path.name}) is not beside it; a Continuo model is "
+                              f"NAME{WEIGHTS_SUFFIX} and NAME{CONFIG_SUFFIX}")
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(limits.MAX_MODEL_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise CheckpointError(f"{name}: its config ({path.name}) cannot be read ({error.strerror or error})") \
+            from None
+    if len(text) > limits.MAX_MODEL_CONFIG_BYTES:
+        raise CheckpointError(f"{name}: its config ({path.name}) is over {limits.MAX_MODEL_CONFIG_BYTES // 1024:,} "
+                              "kB; a model's config is a few kB")
+    try:
+        state = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise CheckpointError(f"{name}: its config ({path.name}) is damaged (not JSON)") from None
+    _check_description(state, name)
+    return state
+
+
+def _tensors_of(config: ModelConfig) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """The shapes of the tensors a model of `config` stores, by name, and its tied names (each to the one
+    stored), from a model on the meta device: no weight is allocated."""
+    with torch.device("meta"):
+        model = MusicTransformer(config)
+    shapes, tied, first = {}, {}, {}
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in first:
+            tied[key] = first[id(tensor)]
+        else:
+            first[id(tensor)] = key
+            shapes[key] = tuple(tensor.shape)
+    return shapes, tied
+
+
+def _check_layout(handle: io.BufferedReader, size: int, expected: dict[str, tuple[int, ...]], name: str) -> None:
+    """Reads a safetensors header and refuses it unless it names exactly the `expected` tensors, each in a
+    float dtype with its shape, laid end to end so that they fill the file to its last byte."""
+    damaged = f"{name}: not a Continuo model, or the file is damaged"
+    prefix = handle.read(8)
+    if len(prefix) < 8:
+        raise CheckpointError(f"{damaged} (it is {size} bytes, shorter than a header)")
+    length = int.from_bytes(prefix, "little")
+    if length > min(size - 8, limits.MAX_WEIGHTS_HEADER_BYTES):
+        raise CheckpointError(f"{damaged} (its header claims {length:,} bytes, in a file of {size:,})")
+    try:
+        header = json.loads(handle.read(length).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise CheckpointError(f"{damaged} (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{damaged} (its header names no weights)")
+    extra = header.pop("__metadata__", {})
+    if not isinstance(extra, dict) or not all(isinstance(value, str) for value in extra.values()):
+        raise CheckpointError(f"{damaged} (its header's metadata is not text)")
+    unknown = sorted(set(header) - set(expected))
+    if unknown:
+        raise CheckpointError(f"{name}: holds a weight the model it describes has no place for ({unknown[0][:80]!r})")
+    missing = sorted(set(expected) - set(header))
+    if missing:
+        raise CheckpointError(f"{name}: the weights do not fit the model they describe ({missing[0]} is missing)")
+    spans = []
+    for key, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise CheckpointError(f"{damaged} (its header's entry for {key} is not a tensor's)")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in WEIGHT_DTYPES:
+            raise CheckpointError(f"{name}: {key} is stored as {str(dtype)[:20]!r}; Continuo reads weights stored "
+                                  "as float32 (F32), float16 (F16) or bfloat16 (BF16)")
+        if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+            raise CheckpointError(f"{damaged} (the shape of {key} is not a list of sizes)")
+        if tuple(shape) != expected[key]:
+            raise CheckpointError(f"{name}: the weights do not fit the model they describe ({key} is "
+                                  f"{_shape(shape)}, the model's is {_shape(expected[key])})")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(n) is int for n in offsets):
+            raise CheckpointError(f"{damaged} (the place of {key} is not two offsets)")
+        if offsets[1] - offsets[0] != math.prod(shape) * WEIGHT_DTYPES[dtype]:
+            raise CheckpointError(f"{damaged} ({key} takes {offsets[1] - offsets[0]:,} bytes, its shape "
+                                  f"{math.prod(shape) * WEIGHT_DTYPES[dtype]:,})")
+        spans.append((offsets[0], offsets[1]))
+    end = 0
+    for begin, stop in sorted(spans):
+        if begin != end:
+            raise CheckpointError(f"{damaged} (its weights overlap or leave gaps)")
+        end = stop
+    if 8 + length + end != size:
+        raise CheckpointError(f"{damaged} (the file is {size:,} bytes; its header describes {8 + length + end:,}: "
+                              f"{'cut short' if size < 8 + length + end else 'bytes past its end'})")
+
+
+def _shape(shape: list[int] | tuple[int, ...]) -> str:
+    """A tensor's shape as a musician's error message gives it: 399 x 256."""
+    return " x ".join(str(n) for n in shape) if shape else "a single number"
 
 
 def load_checkpoint(path: str | os.PathLike | None = None, device: str | torch.device | None = None,

@@ -34,6 +34,8 @@ MAX_VOCAB_SIZE = 65536
 MAX_LENGTH = 65536  # train_length, max_relative_distance, local_block
 MAX_PARAMETERS = 300_000_000  # 1.2 GB of float32 weights
 MAX_CHECKPOINT_BYTES = 4 * 1024**3  # the weights and a training run's optimizer state
+MAX_MODEL_CONFIG_BYTES = 1024**2  # a safetensors model's JSON config (the bundled model's is 5 kB, most of it its card)
+MAX_WEIGHTS_HEADER_BYTES = 1024**2  # a safetensors file's header: about 100 bytes a tensor (the biggest model: 630)
 
 # --- sampling: generate() enforces these; the command line, the studio's panel and session files read them -
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.0, 10.0  # 0 picks the most likely token; past 3 is near noise already

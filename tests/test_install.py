@@ -181,13 +181,16 @@ def test_the_wheel_and_sdist_carry_the_model_and_its_card(installed):
             "continuo/resources/continuo-mime.xml",
         ):
             assert resource in names
-        # whatever is at assets/ when the wheel is built, byte for byte
-        packaged_model = hashlib.sha256(wheel.read("music_transformer/assets/default.pt")).hexdigest()
-        assert packaged_model == sha256(ROOT / "assets" / "default.pt")
+        # whatever is at assets/ when the wheel is built, byte for byte: the weights and their config
+        for model_file in ("default.safetensors", "default.json"):
+            packaged_model = hashlib.sha256(wheel.read(f"music_transformer/assets/{model_file}")).hexdigest()
+            assert packaged_model == sha256(ROOT / "assets" / model_file)
+        assert not any(name.endswith(".pt") for name in names)  # the model ships as data only
         assert wheel.read("music_transformer/assets/README.md") == (ROOT / "assets" / "README.md").read_bytes()
     with tarfile.open(installed.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    assert {"assets/default.pt", "assets/README.md", "continuo/desktop.py", "pyproject.toml"} <= names
+    assert {"assets/default.safetensors", "assets/default.json", "assets/README.md", "continuo/desktop.py"} <= names
+    assert "pyproject.toml" in names
 
 
 def test_the_wheel_installs_continuo_and_the_library_and_nothing_else(installed):
@@ -287,7 +290,7 @@ def test_the_installed_package_loads_the_packaged_model_and_card(installed):
         "meta, card = model_card(model_file('default'))\n"
         "print(json.dumps({'studio': continuo.__file__, 'library': music_transformer.__file__,\n"
         "    'default': str(DEFAULT_CHECKPOINT), 'loaded': model.metadata['path'], 'card': card,\n"
-        "    'checkout_model': (CHECKOUT_ASSETS / 'default.pt').exists(), 'icon': str(icon_file())}))",
+        "    'checkout_model': (CHECKOUT_ASSETS / 'default.safetensors').exists(), 'icon': str(icon_file())}))",
     )
     assert probe.returncode == 0, probe.stderr
     found = json.loads(probe.stdout.strip().splitlines()[-1])
@@ -296,7 +299,7 @@ def test_the_installed_package_loads_the_packaged_model_and_card(installed):
         path = Path(found[key]).resolve()
         assert path.is_relative_to(inside), f"{key}: {path} is not in the venv's {inside}"
         assert not path.is_relative_to(ROOT), f"{key}: {path} is in the checkout"
-    assert Path(found["loaded"]).resolve() == inside / "music_transformer" / "assets" / "default.pt"
+    assert Path(found["loaded"]).resolve() == inside / "music_transformer" / "assets" / "default.safetensors"
     assert not found["checkout_model"]  # the installed package has no checkout to fall back on
     assert found["card"] == (ROOT / "assets" / "README.md").read_text("utf-8")[:200_000]  # About's model card
 

@@ -10,8 +10,11 @@ from ..arguments import ArgumentParser, output_file
 def main(argv: list[str]) -> int:
     """`music-transformer average C1 C2 ... --out C`: checkpoint averaging."""
     parser = ArgumentParser(prog="music-transformer average", description=main.__doc__)
-    parser.add_argument("checkpoints", nargs="+", type=Path, help="checkpoints of one run, e.g. its last few")
-    parser.add_argument("--out", type=output_file, required=True, help="where to write the averaged model")
+    parser.add_argument("checkpoints", nargs="+", type=Path,
+                        help="checkpoints of one run, e.g. its last few (.pt, or .safetensors with its .json)")
+    parser.add_argument("--out", type=output_file, required=True,
+                        help="where to write the averaged model (.safetensors: the weights, and its config as "
+                             ".json beside it; else one .pt file)")
     args = parser.parse_args(argv)
     from ..checkpoint import average_checkpoints
 

@@ -229,6 +229,26 @@ def test_a_missing_bundled_model_is_said_and_another_can_be_loaded(qtbot, home, 
         window.close()
 
 
+def test_load_offers_safetensors_and_pt_models_and_loads_a_safetensors_one(qtbot, studio, tmp_path, monkeypatch):
+    from continuo import generation_panel
+    from music_transformer import load_checkpoint, save_checkpoint
+
+    window = studio
+    shipped = tmp_path / "shipped.safetensors"  # the form the bundled model ships in, its .json beside it
+    save_checkpoint(load_checkpoint(small_checkpoint(tmp_path / "small.pt", seed=2), device="cpu"), shipped)
+    asked = []
+
+    def answer(parent, caption, folder, filters):
+        asked.append(filters)
+        return str(shipped), filters.split(";;")[0]
+
+    monkeypatch.setattr(generation_panel.QFileDialog, "getOpenFileName", answer)
+    window.generation_panel.load_button.click()
+    qtbot.waitUntil(lambda: window.generation.model_source == str(shipped), timeout=20000)
+    assert "*.safetensors" in asked[0].split(";;")[0] and "*.pt" in asked[0].split(";;")[0]
+    assert window.song.model == str(shipped) and "M parameters" in window.generation_panel.model_label.text()
+
+
 def test_closing_the_window_while_generating_stops_the_worker_and_keeps_the_notes(qtbot, studio, roll):
     window, song = studio, studio.song
     draw_motif(qtbot, roll)

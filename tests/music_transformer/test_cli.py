@@ -131,6 +131,13 @@ def test_average_command(tmp_path):
     result = run("average", str(tmp_path / "c1.pt"), str(tmp_path / "c2.pt"), "--out", str(tmp_path / "avg.pt"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "avg.pt").exists()
+    # either form in, either form out: a .pt and a shipped model (safetensors and JSON) averaged into the shipped form
+    save_checkpoint(small_model(seed=3), tmp_path / "c3.safetensors")
+    result = run("average", str(tmp_path / "c1.pt"), str(tmp_path / "c3.safetensors"), "--out",
+                 str(tmp_path / "avg.safetensors"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "avg.safetensors").exists() and (tmp_path / "avg.json").exists()
+    assert "(.safetensors" in run("average", "--help").stdout
 
 
 # --- every user error is one line on stderr, found before any work -----------------------------------------

@@ -8,6 +8,7 @@ arguments), in bounded time and memory. A few examples each in `make test`; `mak
 """
 
 import io
+import json
 import math
 import os
 import struct
@@ -352,6 +353,46 @@ def test_damaged_checkpoint_files_keep_the_contract(tmp_path_factory, mutations,
         del data[int(cut * len(data)):]
     (folder / "fuzz.pt").write_bytes(bytes(data))
     load_contract(folder / "fuzz.pt")
+
+
+def write_shipped(folder, state: dict):
+    """`state` in the shipped form: its weights, each in its own dtype and shape, as folder/fuzz.safetensors (the
+    tied head left out, as save_checkpoint does), the rest as folder/fuzz.json."""
+    import safetensors.torch
+
+    weights = state.get("model")
+    weights = {name: tensor.contiguous().clone() for name, tensor in weights.items()
+               if name != "head.weight" and isinstance(tensor, torch.Tensor)} if isinstance(weights, dict) else {}
+    (folder / "fuzz.safetensors").write_bytes(safetensors.torch.save(weights))
+    (folder / "fuzz.json").write_text(json.dumps({key: value for key, value in state.items() if key != "model"}))
+    return folder / "fuzz.safetensors"
+
+
+@FUZZ
+@given(state=mutated_checkpoint())
+def test_mutated_shipped_models_keep_the_contract(tmp_path_factory, state):
+    """The same mutations in the shipped form (safetensors and JSON): the dtypes it refuses (int64), shapes that
+    are not the config's, missing weights and odd configs, each a CheckpointError before a weight is read."""
+    load_contract(write_shipped(tmp_path_factory.mktemp("model"), state))
+
+
+@FUZZ
+@given(mutations=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=8),
+       cut=st.none() | st.floats(0, 1), in_header=st.booleans(), in_config=st.booleans())
+@example(mutations=[(0.0, 255)], cut=None, in_header=False, in_config=False)  # the header's length wrong
+def test_damaged_shipped_models_keep_the_contract(tmp_path_factory, mutations, cut, in_header, in_config):
+    folder = tmp_path_factory.mktemp("model")
+    path = write_shipped(folder, tiny_state())
+    assert load_checkpoint(path, device="cpu").config == ModelConfig(**TINY)  # whole, it loads
+    target = folder / "fuzz.json" if in_config else path
+    data = bytearray(target.read_bytes())
+    span = int.from_bytes(data[:8], "little") + 8 if in_header and not in_config else len(data)
+    for where, value in mutations:
+        data[int(where * (span - 1))] = value
+    if cut is not None:
+        del data[int(cut * len(data)):]
+    target.write_bytes(bytes(data))
+    load_contract(path)
 
 
 # --- generation arguments --------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch
 
 from music_transformer import Note, decode, evaluation, generate, load_checkpoint, write_midi
 from music_transformer import train as train_module
-from music_transformer.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint
+from music_transformer.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint, save_checkpoint
 from music_transformer.cli import main as cli_main
 from music_transformer.events import duration_seconds
 from music_transformer.model import ModelConfig, MusicTransformer
@@ -118,6 +118,14 @@ def test_a_new_run_can_start_from_a_trained_models_weights_with_new_settings(mid
     with pytest.raises(train_module.TrainingError, match="shape; train_length cannot change"):
         train_module.train(str(midi_folder), tmp_path / "third", config="tiny", threads=1, progress=False,
                            model_overrides={"train_length": 64}, init_from=tmp_path / "first" / "model.pt")
+    # from a model in the shipped form (the bundled one's: weights.safetensors and weights.json) just the same
+    shipped = tmp_path / "weights.safetensors"
+    save_checkpoint(load_checkpoint(tmp_path / "first" / "model.pt", device="cpu"), shipped, step=30)
+    train_module.train(str(midi_folder), tmp_path / "fourth", config="tiny", threads=1, progress=False,
+                       overrides={"steps": 1, "learning_rate": 1e-3, "warmup_steps": 1}, init_from=shipped)
+    history = [json.loads(line) for line in (tmp_path / "fourth" / "log.jsonl").read_text().splitlines()]
+    assert history[0]["valid_nll"] == pytest.approx(first["valid_nll"], rel=1e-4)
+    assert read_checkpoint(tmp_path / "fourth" / "model.pt")["metadata"]["init_from"]["path"] == shipped.name
 
 
 def test_a_run_killed_by_a_signal_resumes_from_its_last_checkpoint(midi_folder, tmp_path):
