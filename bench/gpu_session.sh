@@ -34,6 +34,11 @@ exec > >(tee -a "$out/session.log") 2>&1
 step() { echo; echo "=== $* ($(date -u +%T), $(( $(date +%s) - started )) s in)"; }
 mt() { "$python" -m music_transformer.cli "$@"; }
 
+# The C step is compiled with the package now, not at run time: a bare copy of the checkout has no build, and
+# the CPU figures beside the GPU's would be torch's operations. hatch_build.py needs no hatchling.
+[ -f "$here/music_transformer/_native/variants.json" ] || "$python" "$here/hatch_build.py" >/dev/null \
+    || echo "no C step built here (no C compiler): the CPU figures are torch's operations"
+
 if [ "$config" = smoke ]; then
     config=tiny
     minutes=${TRAIN_MINUTES:-0.15}
