@@ -81,7 +81,7 @@ def variants() -> list[dict]:
         manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UnavailableError("this installation has no C step (it was built without a C compiler; in a checkout, "
-                          "`make native` builds it)") from None
+                               "`make native` builds it)") from None
     except (OSError, ValueError) as error:
         raise UnavailableError(f"{MANIFEST.name} cannot be read ({error})") from None
     if SOURCE.exists() and hashlib.sha256(SOURCE.read_bytes()).hexdigest() != manifest.get("source_sha256"):
@@ -91,6 +91,8 @@ def variants() -> list[dict]:
 
 def _load(variant: dict) -> ctypes.CDLL:
     """The variant's library, once its file is the one that was built."""
+    if Path(variant["file"]).name != variant["file"]:  # a file of the package's own folder, nowhere else
+        raise UnavailableError(f"{MANIFEST.name} names a file outside {FOLDER.name}/: {variant['file']!r}")
     path = FOLDER / variant["file"]
     try:
         made = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -117,7 +119,7 @@ def choose(built: list[dict], asked: str) -> dict:
         raise UnavailableError(f"CONTINUO_NATIVE={asked} names no variant built here ({', '.join(named)}, or 0)")
     if named[asked] not in runnable:
         raise UnavailableError(f"CONTINUO_NATIVE={asked}: this processor cannot run that variant "
-                          f"(it runs {', '.join(variant['name'] for variant in runnable)})")
+                               f"(it runs {', '.join(variant['name'] for variant in runnable)})")
     return named[asked]
 
 
@@ -135,7 +137,7 @@ def library() -> ctypes.CDLL | None:
         step = loaded.mt_step
         if (loaded.mt_panel_width(), loaded.mt_key_block()) != (PANEL, KEY_BLOCK):
             raise UnavailableError(f"step.c's layouts ({loaded.mt_panel_width()}, {loaded.mt_key_block()}) are not "
-                              f"native.py's ({PANEL}, {KEY_BLOCK})")
+                                   f"native.py's ({PANEL}, {KEY_BLOCK})")
     except (OSError, UnavailableError, AttributeError, KeyError, TypeError, IndexError) as error:
         warnings.warn(f"decoding with torch's operations: no C step to load ({error})", stacklevel=2)
         return None

@@ -165,6 +165,16 @@ def test_a_damaged_library_is_refused_before_it_is_loaded(copy_of_the_build, dam
     falls_back_with_one_warning("is not the file that was built")
 
 
+def test_a_manifest_naming_a_library_outside_the_package_folder_is_refused(copy_of_the_build, tmp_path):
+    manifest = json.loads(native.MANIFEST.read_text())
+    outside = tmp_path / "planted.so"  # a real library with the right SHA-256, one folder up
+    shutil.copy(copy_of_the_build / manifest["variants"][0]["file"], outside)
+    for variant in manifest["variants"]:
+        variant["file"] = f"../{outside.name}"
+    native.MANIFEST.write_text(json.dumps(manifest))
+    falls_back_with_one_warning("names a file outside _native/")
+
+
 def test_a_build_from_another_step_c_is_refused(copy_of_the_build, monkeypatch, tmp_path):
     edited = tmp_path / "step.c"
     edited.write_text(native.SOURCE.read_text() + "\n/* edited */\n")
