@@ -266,7 +266,10 @@ def test_the_installed_library_decodes_with_the_c_step_without_a_compiler_or_a_t
         missing("the wheel was built without the C step: no C compiler (make system installs gcc)")
     assert native == "True", probe.stderr
     assert Path(library).resolve().is_relative_to(installed.site_packages.resolve())
-    assert list(temporary.iterdir()) == [] and not (installed.home / ".cache" / "continuo").exists()
+    # torch makes its own compiler cache folder (torchinductor_USER) in the temp folder the first time a model is
+    # built on the meta device, as the checkpoint's shape check does; nothing there is Continuo's or loaded from it
+    written = [path.name for path in temporary.iterdir() if not path.name.startswith("torchinductor_")]
+    assert written == [] and not (installed.home / ".cache" / "continuo").exists()
 
 
 def test_both_commands_print_the_one_version(installed):
