@@ -39,13 +39,21 @@ END = NUM_EVENTS + 2
 LEGACY_VOCAB_SIZE = NUM_EVENTS + 3  # 391: the vocabulary of models without styles and infilling
 
 # The idioms a style token names: "any" for music of no known source (and, in training, for 15 % of
-# the pieces of every source, so that an unlabelled motif is continued well too).
-STYLES = ("any", "pop-piano", "chorale", "renaissance", "folk")
+# the pieces of every source, so that an unlabelled motif is continued well too). The first five came with
+# the model v2, before the fill-in-the-middle markers; "classical" (the reproducing-piano rolls of
+# pianolatron: classical and salon repertoire as pianists of about 1910 played it) came later and takes the
+# next free number, after the markers, so that a model of 399 tokens keeps every token's meaning.
+STYLES = ("any", "pop-piano", "chorale", "renaissance", "folk", "classical")
+FIRST_STYLES = 5  # the styles numbered from STYLE_OFFSET; the rest follow MIDDLE
 STYLE_OFFSET = LEGACY_VOCAB_SIZE
-SUFFIX = STYLE_OFFSET + len(STYLES)  # fill-in-the-middle: the music after the gap follows
+SUFFIX = STYLE_OFFSET + FIRST_STYLES  # fill-in-the-middle: the music after the gap follows
 PREFIX = SUFFIX + 1  # the music before the gap follows
 MIDDLE = SUFFIX + 2  # the gap's contents follow
-VOCAB_SIZE = MIDDLE + 1  # 399
+STYLES_VOCAB_SIZE = MIDDLE + 1  # 399: the vocabulary of the model v2 (styles and infilling)
+STYLE_TOKENS = {style: STYLE_OFFSET + index if index < FIRST_STYLES else STYLES_VOCAB_SIZE + index - FIRST_STYLES
+                for index, style in enumerate(STYLES)}
+TOKEN_STYLES = {token: style for style, token in STYLE_TOKENS.items()}
+VOCAB_SIZE = max(STYLE_TOKENS.values()) + 1  # 400
 SPECIAL_TOKENS = tuple(range(NUM_EVENTS, VOCAB_SIZE))  # everything that is not a performance event
 
 DEFAULT_VELOCITY = 64  # for note-ons that come before any velocity event
@@ -69,21 +77,34 @@ class Note:
 # --- token constructors and predicates -------------------------------------------------------
 
 
-def style_token(style: str) -> int:
-    """The STYLE token of an idiom in `STYLES`."""
+def style_token(style: str, vocab_size: int = VOCAB_SIZE) -> int:
+    """The STYLE token of an idiom in `STYLES`; a ValueError for one that a model of `vocab_size` does not know."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
-    return STYLE_OFFSET + STYLES.index(style)
+    if STYLE_TOKENS[style] >= vocab_size:
+        raise ValueError(f"this model was made before the style {style!r}; it knows "
+                         f"{', '.join(known_styles(vocab_size)) or 'no styles'}")
+    return STYLE_TOKENS[style]
 
 
 def has_styles(vocab_size: int) -> bool:
     """Whether a model with this vocabulary knows the style tokens and the fill-in-the-middle markers."""
-    return vocab_size >= VOCAB_SIZE
+    return vocab_size >= STYLES_VOCAB_SIZE
+
+
+def known_styles(vocab_size: int) -> tuple[str, ...]:
+    """The styles a model with this vocabulary knows, in `STYLES`' order (none before the model v2)."""
+    return tuple(style for style in STYLES if STYLE_TOKENS[style] < vocab_size) if has_styles(vocab_size) else ()
+
+
+def is_style(token: int) -> bool:
+    """True for STYLE tokens."""
+    return token in TOKEN_STYLES
 
 
 def header(style: str | None, vocab_size: int = VOCAB_SIZE) -> list[int]:
     """The tokens that open every sequence: START, then the style token where the vocabulary has one."""
-    return [START, style_token(style or "any")] if has_styles(vocab_size) else [START]
+    return [START, style_token(style or "any", vocab_size)] if has_styles(vocab_size) else [START]
 
 
 def note_on(pitch: int) -> int:
@@ -154,8 +175,8 @@ def token_name(token: int) -> str:
         return f"TIME_SHIFT({shift_ticks(token) * 10}ms)"
     if is_velocity(token):
         return f"VELOCITY({token - VELOCITY_OFFSET})"
-    if STYLE_OFFSET <= token < SUFFIX:
-        return f"STYLE({STYLES[token - STYLE_OFFSET]})"
+    if token in TOKEN_STYLES:
+        return f"STYLE({TOKEN_STYLES[token]})"
     return {PAD: "PAD", START: "START", END: "END", SUFFIX: "SUFFIX", PREFIX: "PREFIX",
             MIDDLE: "MIDDLE"}.get(token, f"INVALID({token})")
 
@@ -404,7 +425,8 @@ def split_at(tokens: Sequence[int], tick: int) -> tuple[list[int], list[int]]:
     return list(tokens) + shift_tokens(tick - now), []
 
 
-def fim_context(style: str | None, gap_ticks: int, suffix: Sequence[int], prefix: Sequence[int]) -> list[int]:
+def fim_context(style: str | None, gap_ticks: int, suffix: Sequence[int], prefix: Sequence[int],
+                vocab_size: int = VOCAB_SIZE) -> list[int]:
     """The opening of a fill-in-the-middle sequence, up to the MIDDLE marker after which the gap is written.
 
     START, the style, the gap's length as time shifts, SUFFIX and the music after the gap (time 0 at
@@ -413,7 +435,7 @@ def fim_context(style: str | None, gap_ticks: int, suffix: Sequence[int], prefix
     prefix. The gap's contents then run from its start to its end, and the notes begun in it are closed
     there.
     """
-    return header(style) + shift_tokens(gap_ticks) + [SUFFIX, *suffix, PREFIX, *prefix, MIDDLE]
+    return header(style, vocab_size) + shift_tokens(gap_ticks) + [SUFFIX, *suffix, PREFIX, *prefix, MIDDLE]
 
 
 def closing_offs(tokens: Sequence[int]) -> list[int]:

@@ -167,5 +167,5 @@ def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note
     for token in prefix:
         performance.update(token)
     performance.hand_over(due)
-    context = events.fim_context(style, last - first, suffix, prefix)
+    context = events.fim_context(style, last - first, suffix, prefix, config.vocab_size)
     return (token for _, token in stream(model, context, [performance], sampling, cancel))

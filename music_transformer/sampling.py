@@ -162,6 +162,8 @@ class Sampling:
                 raise ValueError(f"seed must be a whole number of 0 or more, not {seed!r}")
         if style not in STYLES:
             raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+        if style != "any" and events.has_styles(model.config.vocab_size):
+            events.style_token(style, model.config.vocab_size)  # a ValueError for a style the model predates
         if seconds is not None and seconds > MAX_SECONDS:
             raise ValueError(f"at most {MAX_SECONDS // 60:.0f} minutes of music at once, not {seconds:g} s")
         seeds = [seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1 for seed in seeds]

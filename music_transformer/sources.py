@@ -7,13 +7,15 @@ Magenta's score2perf does. The cache lives in `$CONTINUO_CACHE` (default `~/.cac
 the repository.
 
 Every source names the idiom of its music (`events.STYLES`): the music21 parts are `chorale`,
-`renaissance` and `folk`, a MIDI folder given as `pop-piano=FOLDER` is `pop-piano`, and a plain folder
-is `any`. `data.load_dataset` reads the cache into pieces.
+`renaissance` and `folk`, a MIDI folder given as `pop-piano=FOLDER` is `pop-piano` (and
+`classical=FOLDER`, for the pianolatron rolls, `classical`), and a plain folder is `any`.
+`data.load_dataset` reads the cache into pieces.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import sys
@@ -68,17 +70,40 @@ def default_cache_dir() -> Path:
 
 
 def midi_sources(folder: str | os.PathLike, style: str = "any") -> list[Source]:
-    """Every `.mid`/`.midi` file under `folder`, recursively, in a stable order."""
+    """Every `.mid`/`.midi` file under `folder`, recursively, in a stable order; less the rolls a Pianolatron
+    catalogue beside the folder marks as one-velocity (`left_out_rolls`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder of MIDI files")
+    left_out = left_out_rolls(folder)
     sources = []
-    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()
+                       and p.name.split("_")[0] not in left_out):
         stat = path.stat()
         source_id = path.relative_to(folder).as_posix()
         digest = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
         sources.append(Source(str(path), source_id, f"midi/{digest[:20]}", "midi", style))
     return sources
+
+
+# Pianolatron's rolls (../shared/data/pianolatron): `catalog.json`, in the folder or beside it, gives each roll's
+# type by its id (the file name up to the first "_"). The 88-note rolls are plain player-piano rolls, every note
+# at one velocity and no pedalling: music without dynamics, which would teach the model to drop them.
+ROLL_CATALOG = "catalog.json"
+LEFT_OUT_ROLL_TYPES = ("88-note",)
+
+
+def left_out_rolls(folder: Path) -> frozenset[str]:
+    """The roll ids that a Pianolatron `catalog.json` in `folder` or its parent marks as one-velocity rolls."""
+    for catalog in (folder / ROLL_CATALOG, folder.parent / ROLL_CATALOG):
+        if not catalog.is_file():
+            continue
+        try:
+            entries = json.loads(catalog.read_text(encoding="utf-8"))
+            return frozenset(str(entry["druid"]) for entry in entries if entry.get("type") in LEFT_OUT_ROLL_TYPES)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+            raise DataError(f"{catalog}: not a roll catalogue ({error})") from None
+    return frozenset()
 
 
 def import_music21():

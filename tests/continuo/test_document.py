@@ -167,7 +167,7 @@ SETTINGS_AT_THE_BOUNDS = [  # (the value a session holds, what it opens as; None
     ("temperature", limits.MAX_TEMPERATURE, limits.MAX_TEMPERATURE, None),
     ("temperature", limits.MAX_TEMPERATURE + JUST_INSIDE, None, "is outside 0..10"),
     ("top_k", limits.MIN_TOP_K, 0, None),
-    ("top_k", limits.MIN_TOP_K - 1, None, "top-k -1 is outside 0..399 (0: off)"),
+    ("top_k", limits.MIN_TOP_K - 1, None, "top-k -1 is outside 0..400 (0: off)"),
     ("top_k", limits.MAX_TOP_K, limits.MAX_TOP_K, None),
     ("top_k", limits.MAX_TOP_K + 1, 0, None),  # an older session's: past the vocabulary it kept every event: off
     ("top_k", limits.MAX_SESSION_TOP_K, 0, None),  # the most an older session could hold

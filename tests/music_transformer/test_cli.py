@@ -165,7 +165,7 @@ def test_generate_refuses_bad_arguments_before_loading_a_model(tmp_path, capsys,
 # (option, just inside limits.py's bound, just outside it)
 SAMPLING_BOUNDS = [("--temperature", limits.MIN_TEMPERATURE, "-0.001"),
                    ("--temperature", limits.MAX_TEMPERATURE, "10.001"),
-                   ("--top-k", limits.MIN_TOP_K, "-1"), ("--top-k", limits.MAX_TOP_K, "400"),
+                   ("--top-k", limits.MIN_TOP_K, "-1"), ("--top-k", limits.MAX_TOP_K, "401"),
                    ("--top-p", 0.001, "0"), ("--top-p", limits.MAX_TOP_P, "1.001")]
 
 

@@ -1,5 +1,6 @@
 """Training data: MIDI folders, the music21 corpus cache, the split, augmentation and crops."""
 
+import json
 import logging
 import math
 import os
@@ -30,6 +31,22 @@ def test_a_midi_folder_is_read_recursively_and_corrupt_files_are_skipped_and_cou
     assert piece.token_count == len(encode(sources.array_to_notes(piece.notes)))
     # The cache is where we asked, never in the repository.
     assert list((tmp_path / "cache").rglob("*.npz"))
+
+
+def test_a_pianolatron_catalogue_leaves_out_the_one_velocity_rolls_and_classical_names_the_style(tmp_path):
+    folder = make_midi_folder(tmp_path / "pianolatron" / "midi", pieces=4)
+    for path in sorted(folder.rglob("piece*.mid*")):  # roll files are named by their id, then "_exp"
+        path.rename(path.with_name(f"{path.stem}_exp{path.suffix}"))
+    catalog = [{"druid": "piece00", "type": "88-note"}, {"druid": "piece01", "type": "welte-red"},
+               {"druid": "piece02", "type": "duo-art"}]  # piece03 has no entry, as one real roll has none
+    (tmp_path / "pianolatron" / "catalog.json").write_text(json.dumps(catalog))
+    found = sources.resolve_sources(f"classical={folder}")
+    assert sorted(s.source_id.rsplit("/", 1)[-1] for s in found) == \
+        ["piece01_exp.mid", "piece02_exp.mid", "piece03_exp.mid"]
+    assert {s.style for s in found} == {"classical"}
+    (tmp_path / "pianolatron" / "catalog.json").write_text("[{]")
+    with pytest.raises(DataError, match="catalog.json: not a roll catalogue"):
+        sources.resolve_sources(str(folder))
 
 
 def test_conversion_is_reused_and_resumes_after_an_interruption(tmp_path, monkeypatch):

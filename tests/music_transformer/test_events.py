@@ -28,10 +28,23 @@ def test_vocabulary_is_the_papers_then_the_old_control_tokens_then_styles_and_in
     assert (NOTE_OFF_OFFSET, TIME_SHIFT_OFFSET, VELOCITY_OFFSET) == (128, 256, 356)
     assert (events.PAD, events.START, events.END) == (388, 389, 390)  # as in models made before styles
     assert events.LEGACY_VOCAB_SIZE == 391
-    assert [events.style_token(style) for style in events.STYLES] == [391, 392, 393, 394, 395]
-    assert (events.SUFFIX, events.PREFIX, events.MIDDLE, VOCAB_SIZE) == (396, 397, 398, 399)
+    # The model v2's five styles, then the fill markers; "classical" came after them, at the next free number
+    assert [events.style_token(style) for style in events.STYLES] == [391, 392, 393, 394, 395, 399]
+    assert (events.SUFFIX, events.PREFIX, events.MIDDLE, events.STYLES_VOCAB_SIZE, VOCAB_SIZE) == \
+        (396, 397, 398, 399, 400)
     assert time_shift(1) == 256 and time_shift(100) == 355
-    assert [events.token_name(t) for t in (392, 396, 398)] == ["STYLE(pop-piano)", "SUFFIX", "MIDDLE"]
+    assert [events.token_name(t) for t in (392, 396, 398, 399)] == \
+        ["STYLE(pop-piano)", "SUFFIX", "MIDDLE", "STYLE(classical)"]
+    assert events.SPECIAL_TOKENS == tuple(range(388, 400))
+
+
+def test_a_model_knows_the_styles_its_vocabulary_holds():
+    assert events.known_styles(events.LEGACY_VOCAB_SIZE) == ()
+    assert events.known_styles(399) == ("any", "pop-piano", "chorale", "renaissance", "folk")
+    assert events.known_styles(VOCAB_SIZE) == events.STYLES
+    with pytest.raises(ValueError, match="made before the style 'classical'"):
+        events.header("classical", 399)
+    assert events.header("folk", 399) == [events.START, 395]
 
 
 def test_the_header_names_the_style_only_for_models_that_know_styles():

@@ -279,7 +279,7 @@ def test_top_k_reaches_the_whole_vocabulary_and_no_further():
 # (argument, just inside its bound, just outside it, the bound's words in the error)
 BOUNDS = [("temperature", limits.MIN_TEMPERATURE, -1e-6, "from 0 to 10"),
           ("temperature", limits.MAX_TEMPERATURE, limits.MAX_TEMPERATURE + 1e-6, "from 0 to 10"),
-          ("top_k", limits.MIN_TOP_K, -1, "from 0 to 399"), ("top_k", limits.MAX_TOP_K, limits.MAX_TOP_K + 1, "to 399"),
+          ("top_k", limits.MIN_TOP_K, -1, "from 0 to 400"), ("top_k", limits.MAX_TOP_K, limits.MAX_TOP_K + 1, "to 400"),
           ("top_p", 1e-6, limits.MIN_TOP_P, "more than 0 and at most 1"),
           ("top_p", limits.MAX_TOP_P, limits.MAX_TOP_P + 1e-6, "more than 0 and at most 1"),
           ("window", limits.MIN_WINDOW, limits.MIN_WINDOW - 1, "from 1 to 65,536"),
