@@ -10,9 +10,14 @@ matrix from the L x L product Q E^T, so the relative term costs O(L D) memory on
 Training goes further: queries are processed in blocks whose activations are recomputed in the
 backward pass, so that no L x L matrix is ever held for all heads at once.
 
-Relative embeddings are per head, one row per distance 0..M-1 (M = max_relative_distance). Past the
-maximum distance there is no relative term at all (a zero embedding), as in Magenta's code: attention
-there relies on content alone, which is what lets a cached decoder with a window wider than M run on.
+Relative embeddings are per head. By default one row per distance 0..M-1 (M = max_relative_distance),
+and past the maximum distance no relative term at all (a zero embedding), as in Magenta's code: attention
+there relies on content alone. With `buckets` B the table holds B rows instead: distances 0..B/2-1 each
+their own, then log-spaced buckets up to M (as T5 buckets distances), and every distance from M on shares
+the last row, so that far context has a term that every far pair trains (Shaw et al. clip at their k). A
+distance near M occurs in few positions of a training window, so its own row is trained little: sharing
+rows among far distances is the remedy (`relative_buckets`). Either way the kernels see a table of one
+row per distance (`MultiHeadSelfAttention.relative_table`), and a cached decoder runs on past any window.
 
 Decoding uses a cache of keys and values; because nothing in it depends on absolute position, a sliding
 window of the last W positions continues a piece indefinitely at a flat cost per token. The one-token
@@ -60,6 +65,16 @@ def relative_table(embeddings: torch.Tensor, length: int) -> torch.Tensor:
     if length <= rows:
         return embeddings[..., rows - length:, :]
     return F.pad(embeddings, (0, 0, length - rows, 0))
+
+
+def relative_buckets(distances: torch.Tensor, buckets: int, max_distance: int) -> torch.Tensor:
+    """The table row of each distance (0 or more) in a table of `buckets` rows: distances below buckets/2 their
+    own row; from there to `max_distance` rows log-spaced in distance; from `max_distance` on the last row."""
+    exact = buckets // 2
+    spread = buckets - exact - 1  # the log-spaced rows; the last row is the far one
+    scaled = torch.log(distances.clamp(min=exact).double() / exact) / math.log(max(max_distance, exact + 1) / exact)
+    logged = exact + (scaled * spread).floor().long().clamp(max=spread - 1)
+    return torch.where(distances < exact, distances, torch.where(distances < max_distance, logged, buckets - 1))
 
 
 @dataclass(frozen=True)
@@ -283,6 +298,7 @@ class KVCache:
         spans = [span for span in (window, None if local is None else 2 * local) if span is not None]
         self.span = min(spans) if spans else None  # the most positions one query sees
         self.position = 0  # tokens seen so far: the absolute position of the next one
+        self.sounding: torch.Tensor | None = None  # (B, 128): the pitches sounding after them (model.sounding_input)
         self._keys: list[torch.Tensor | None] = [None] * n_layers
         self._values: list[torch.Tensor | None] = [None] * n_layers
         self._lengths = [0] * n_layers
@@ -336,13 +352,15 @@ class KVCache:
             if self._keys[layer] is not None:
                 self._keys[layer] = self._keys[layer].index_select(0, index)
                 self._values[layer] = self._values[layer].index_select(0, index)
+        if self.sounding is not None:
+            self.sounding = self.sounding.index_select(0, index)
 
 
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head self-attention with relative positions (the paper's) or none (for absolute models)."""
 
     def __init__(self, d_model: int, n_heads: int, max_relative_distance: int | None = None,
-                 local: int | None = None, block_size: int | None = BLOCK_SIZE) -> None:
+                 local: int | None = None, block_size: int | None = BLOCK_SIZE, buckets: int | None = None) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
@@ -353,10 +371,20 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
         self.relative = max_relative_distance is not None
+        self.max_relative_distance, self.buckets = max_relative_distance, buckets
         if self.relative:
-            # Row r is distance r-(M-1): the last row is distance 0, the current token itself.
+            # One row per distance: row r is distance r-(M-1), the last row distance 0 (the token itself).
+            # With buckets: row b is bucket b (`relative_buckets`), row 0 distance 0.
             self.relative_embeddings = nn.Parameter(
-                torch.randn(n_heads, max_relative_distance, self.head_dim) * self.head_dim ** -0.5)
+                torch.randn(n_heads, buckets or max_relative_distance, self.head_dim) * self.head_dim ** -0.5)
+
+    def relative_table(self, length: int) -> torch.Tensor:
+        """The relative embeddings as one row per distance, (H, rows, D), row r distance r-(rows-1): the table
+        itself (M rows; none past them) or, with buckets, `length` rows gathered from the buckets."""
+        if not self.buckets:
+            return self.relative_embeddings
+        distances = torch.arange(length - 1, -1, -1, device=self.relative_embeddings.device)
+        return self.relative_embeddings[:, relative_buckets(distances, self.buckets, self.max_relative_distance)]
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
                 window: int | None = None) -> torch.Tensor:
@@ -371,7 +399,8 @@ class MultiHeadSelfAttention(nn.Module):
             k, v = cache.update(layer, k, v)
             offset = cache.position + length - k.shape[2]
         if self.relative:
-            y = relative_attention(q, k, v, self.relative_embeddings, window, self.block_size, self.local, offset)
+            y = relative_attention(q, k, v, self.relative_table(k.shape[2]), window, self.block_size, self.local,
+                                   offset)
         else:
             visibility = Visibility(window, self.local, offset)
             mask = None if (visibility.plain_causal and k.shape[2] == length) else \

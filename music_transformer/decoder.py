@@ -39,7 +39,8 @@ import torch.nn.functional as F
 
 from . import native as _native
 from .attention import KVCache
-from .model import MusicTransformer, sinusoidal_positions
+from .events import NOTE_OFF_OFFSET, NUM_PITCHES
+from .model import SILENCING_TOKENS, MusicTransformer, sinusoidal_positions
 from .stream_cache import StepPlan, StreamCache, padded_rows
 
 
@@ -117,6 +118,7 @@ class _Weights:
     embedding: torch.Tensor  # scaled by sqrt(d_model), as the forward pass scales it
     final_norm: tuple[torch.Tensor, torch.Tensor, float]
     head: _Matrices
+    sounding: torch.Tensor | None  # (128, d_model): the sounding pitches' embedding (model.sounding_input)
 
     def for_path(self, native: bool) -> None:
         """Lays the matrices out for the C step (`native`) or torch's products, where not yet done."""
@@ -127,20 +129,32 @@ class _Weights:
 _LAID_OUT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (what they were made from, _Weights)
 
 
-def _weights(model: MusicTransformer, dtype: torch.dtype) -> _Weights:
-    """The weights laid out for `dtype`, made again only when a parameter has changed since (a training step,
-    `load_state_dict`, a move): streams one after another (the duet's answers) skip copying them."""
-    made_from = (dtype, tuple((parameter.data_ptr(), parameter._version) for parameter in model.parameters()))
+def relative_reach(config, span: int) -> int | None:
+    """How many distances of relative embeddings a decoder whose rows see at most `span` positions needs: the
+    table's M rows (none past them), or with buckets one row per distance it can see; None for absolute models."""
+    if not config.relative_attention:
+        return None
+    return span if config.relative_buckets else config.max_relative_distance
+
+
+def _weights(model: MusicTransformer, dtype: torch.dtype, reach: int | None = None) -> _Weights:
+    """The weights laid out for `dtype` (relative tables of `reach` distances), made again only when a parameter
+    has changed since (a training step, `load_state_dict`, a move): streams one after another (the duet's
+    answers) skip copying them."""
+    made_from = (dtype, reach,
+                 tuple((parameter.data_ptr(), parameter._version) for parameter in model.parameters()))
     known = _LAID_OUT.get(model)
     if known is not None and known[0] == made_from:
         return known[1]
-    weights = _Weights(_layers(model, dtype), (model.embedding.weight.detach() * math.sqrt(model.config.d_model))
-                       .to(dtype), _norm(model.final_norm, dtype), _Matrices((model.head.weight.detach(),), dtype))
+    sounding = model.sounding.weight.detach().t().to(dtype).contiguous() if model.config.sounding_input else None
+    weights = _Weights(_layers(model, dtype, reach), (model.embedding.weight.detach()
+                                                      * math.sqrt(model.config.d_model)).to(dtype),
+                       _norm(model.final_norm, dtype), _Matrices((model.head.weight.detach(),), dtype), sounding)
     _LAID_OUT[model] = (made_from, weights)
     return weights
 
 
-def _layers(model: MusicTransformer, dtype: torch.dtype) -> list[_Layer]:
+def _layers(model: MusicTransformer, dtype: torch.dtype, reach: int | None) -> list[_Layer]:
     d_model = model.config.d_model
     layers = []
     for block in model.blocks:
@@ -150,7 +164,7 @@ def _layers(model: MusicTransformer, dtype: torch.dtype) -> list[_Layer]:
         qkv_bias[:d_model] *= scale
         relative_t = None
         if attention.relative:  # E^T, its rows apart as the keys' (stream_cache.padded_rows) on the CPU
-            embeddings = attention.relative_embeddings.detach()
+            embeddings = attention.relative_table(reach).detach()
             relative_t = embeddings.transpose(1, 2).to(dtype).contiguous() if embeddings.device.type != "cpu" else \
                 padded_rows(*embeddings.transpose(1, 2).shape, dtype=dtype).copy_(embeddings.transpose(1, 2))
         layers.append(_Layer(_norm(block.attention_norm, dtype), qkv_bias.to(dtype), relative_t,
@@ -288,7 +302,8 @@ class Decoder:
         if native and library is None:
             raise RuntimeError("the C step is for steps on the CPU in float32 (not static), where the package has it: "
                                + ("none is loaded here" if eligible else "this decoder is not that"))
-        weights = _weights(model, dtype)
+        reach = relative_reach(config, span)
+        weights = _weights(model, dtype, reach)
         if library is not None:
             try:
                 _NativeStep.readable(weights)
@@ -297,8 +312,14 @@ class Decoder:
                     raise RuntimeError(f"the C step cannot run this model: {error}") from None
                 warnings.warn(f"decoding with torch's operations: {error}", stacklevel=2)
                 library = None
-        self.cache = StreamCache(context, rows, span, config.max_relative_distance if config.relative_attention
-                                 else None, dtype=dtype, static=self.static, native=library is not None)
+        self.cache = StreamCache(context, rows, span, reach, dtype=dtype, static=self.static,
+                                 native=library is not None)
+        self.sounding_weight = weights.sounding
+        if weights.sounding is not None:  # each row's sounding pitches, from what the context left sounding
+            before = context.sounding if context.sounding is not None else torch.zeros(1, NUM_PITCHES, device=device)
+            self.sounding = before.to(device=device, dtype=dtype).expand(rows, NUM_PITCHES).contiguous()
+            self._silencing = torch.tensor(SILENCING_TOKENS, device=device)
+            self._pitches = torch.arange(NUM_PITCHES, device=device)
         self.layers, self.embedding, self.final_norm, self._head = (weights.layers, weights.embedding,
                                                                     weights.final_norm, weights.head)
         self.timing_signal = config.timing_signal
@@ -332,6 +353,9 @@ class Decoder:
         cache, rows, d_model = self.cache, self.rows, self.d_model
         cache.begin_step()
         x = torch.index_select(self.embedding, 0, tokens, out=self._x)
+        if self.sounding_weight is not None:
+            self._sound(tokens)
+            torch.addmm(x, self.sounding, self.sounding_weight, out=x)
         if self.timing_signal:
             position = cache.device_position() if self.static else torch.tensor([cache.position], device=self.device)
             x.add_(sinusoidal_positions(position, d_model).to(x.dtype))
@@ -353,9 +377,21 @@ class Decoder:
         cache.end_step()
         return torch.mm(h, self._head.transposed[0], out=self._logits)
 
+    def _sound(self, tokens: torch.Tensor) -> None:
+        """Each row's sounding pitches after its token (model.sounding_pitches' rule), in place, in tensor
+        operations (a captured step replays them)."""
+        pitch = (tokens % NUM_PITCHES).unsqueeze(1)
+        hit = self._pitches == pitch  # (rows, 128): the token's pitch
+        on = (tokens < NOTE_OFF_OFFSET).unsqueeze(1) & hit
+        off = ((tokens >= NOTE_OFF_OFFSET) & (tokens < NOTE_OFF_OFFSET + NUM_PITCHES)).unsqueeze(1) & hit
+        silenced = torch.isin(tokens, self._silencing).unsqueeze(1)
+        self.sounding.masked_fill_(off | silenced, 0).masked_fill_(on, 1)
+
     def reorder(self, index: torch.Tensor) -> None:
         """Keeps rows `index` (beam search)."""
         self.cache.reorder(index)
+        if self.sounding_weight is not None:
+            self.sounding.copy_(self.sounding.index_select(0, index))
 
 
 class CapturedStep:

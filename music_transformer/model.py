@@ -20,7 +20,7 @@ from torch import nn
 
 from . import limits
 from .attention import KVCache, MultiHeadSelfAttention
-from .events import VOCAB_SIZE
+from .events import END, NOTE_OFF_OFFSET, NUM_PITCHES, PAD, PREFIX, START, SUFFIX, VOCAB_SIZE
 
 POSITIONAL_KINDS = ("relative", "absolute")
 
@@ -45,6 +45,14 @@ class ModelConfig:
     train_length: int = 2048  # crop length in training; the decoder's default window
     positional: str = "relative"  # "relative" (the paper) or "absolute" (the baseline)
     local_block: int | None = None  # relative local attention: own block and the previous (None: global)
+    # B rows of relative embeddings instead of M: distances 0..B/2-1 their own, then log-spaced buckets up to
+    # M, and one shared by every distance from M on (attention.relative_buckets). None: one row per distance
+    # below M and no relative term past it.
+    relative_buckets: int | None = None
+    # Adds to each token's embedding a learned embedding of the pitches sounding after it (`sounding_pitches`):
+    # what a player knows of their own hands, which the model otherwise works out from note-ons and -offs
+    # hundreds of tokens back, and loses (notes left sounding until the decoder ends them).
+    sounding_input: bool = False
 
     def __post_init__(self) -> None:
         """Refuses (ValueError) a config no model can be built from, or one past `limits`' biggest model,
@@ -61,6 +69,13 @@ class ModelConfig:
                            ("max_relative_distance", limits.MAX_LENGTH), ("train_length", limits.MAX_LENGTH)):
             whole(name, high)
         whole("local_block", limits.MAX_LENGTH, optional=True)
+        whole("relative_buckets", limits.MAX_LENGTH, optional=True)
+        if self.relative_buckets is not None and not (self.relative_buckets >= 4 and self.relative_buckets % 2 == 0
+                                                      and self.max_relative_distance > self.relative_buckets // 2):
+            raise ValueError(f"relative_buckets must be an even number from 4, with max_relative_distance above half "
+                             f"of it, not {self.relative_buckets} with {self.max_relative_distance}")
+        if not isinstance(self.sounding_input, bool):
+            raise ValueError(f"sounding_input is true or false, not {self.sounding_input!r}")
         value = self.dropout
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
             raise ValueError(f"the model's dropout must be a share from 0 up to (not including) 1, not {value!r}")
@@ -83,8 +98,8 @@ class ModelConfig:
         d, f = self.d_model, self.d_ff
         layer = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d)  # norms, attention, feed-forward
         if self.relative_attention:
-            layer += self.max_relative_distance * d  # per head, one embedding of head_dim per distance
-        return self.vocab_size * d + self.n_layers * layer + 2 * d
+            layer += (self.relative_buckets or self.max_relative_distance) * d  # per head, head_dim a row
+        return self.vocab_size * d + self.n_layers * layer + 2 * d + (NUM_PITCHES * d if self.sounding_input else 0)
 
     @property
     def relative_attention(self) -> bool:
@@ -140,6 +155,90 @@ def sinusoidal_positions(positions: torch.Tensor, d_model: int) -> torch.Tensor:
     return encoding
 
 
+# Tokens after which nothing sounds: a sequence's opening, a piece's end, padding, and the fill-in-the-middle
+# markers that open the music after a gap and before it (MIDDLE continues the music before: what sounds, sounds on).
+SILENCING_TOKENS = (START, END, PAD, SUFFIX, PREFIX)
+
+
+def sounding_pitches(tokens: torch.Tensor, before: torch.Tensor | None = None) -> torch.Tensor:
+    """Which pitches sound after each token: (B, T) -> (B, T, 128) of 0 and 1.
+
+    A pitch sounds from its NOTE_ON to its NOTE_OFF; nothing sounds after a `SILENCING_TOKENS` token.
+    `before` (B, 128) is what sounded before the first token (none if None). Only the tokens matter: a
+    note-off of a silent pitch, or a note-on of a sounding one, changes nothing it should not.
+    """
+    batch, length = tokens.shape
+    times = torch.arange(length, device=tokens.device).view(1, length, 1)
+    on = tokens < NOTE_OFF_OFFSET
+    off = (tokens >= NOTE_OFF_OFFSET) & (tokens < NOTE_OFF_OFFSET + NUM_PITCHES)
+    pitch = (tokens % NUM_PITCHES).unsqueeze(-1)
+    # the last time each pitch was struck and released (or silenced), -1 for "before the tokens"
+    struck = torch.full((batch, length, NUM_PITCHES), -2, dtype=torch.long, device=tokens.device)
+    if before is not None:
+        struck[:, 0] = torch.where(before.bool(), -1, -2)  # sounding before: struck at -1, after the release at -2
+    released = torch.full_like(struck, -2)
+    struck.scatter_(2, pitch, torch.where(on.unsqueeze(-1), times.expand(batch, length, 1), struck.gather(2, pitch)))
+    silencing = torch.zeros_like(on)
+    for token in SILENCING_TOKENS:
+        silencing |= tokens == token
+    released = torch.where((off.unsqueeze(-1) & (torch.arange(NUM_PITCHES, device=tokens.device) == pitch))
+                           | silencing.unsqueeze(-1), times, released)
+    return (struck.cummax(dim=1).values > released.cummax(dim=1).values).to(torch.uint8)
+
+
+# What a trained model may gain when training goes on from it (`grown_state`): nothing it computes changes at
+# the start except where the new setting must (the far relative distances begin with no term, as before).
+GROWABLE = ("vocab_size", "relative_buckets", "max_relative_distance", "sounding_input", "train_length", "dropout")
+
+
+def grown_state(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConfig) -> dict[str, torch.Tensor]:
+    """A trained model's weights (`old`'s shape) as the start of a model of shape `new`, which may have:
+
+    - a larger vocabulary: new style tokens start as the "any" style's embedding (a model that does not yet
+      know an idiom continues as if none were named), other new tokens as the untrained embeddings start;
+    - relative buckets where it had one row per distance: each bucket starts as the mean of the rows of its
+      distances below the old M, and buckets wholly past it (the far ones) at zero, the old "no term";
+    - the sounding-pitches input, starting at zero (no change to what the model computes);
+    - another crop length and dropout (no weights).
+    A ValueError names anything else that differs.
+    """
+    from . import events
+
+    changed = [f.name for f in fields(ModelConfig) if getattr(old, f.name) != getattr(new, f.name)]
+    refused = [name for name in changed if name not in GROWABLE]
+    if "max_relative_distance" in changed and not new.relative_buckets:
+        refused.append("max_relative_distance")
+    if new.vocab_size < old.vocab_size or (old.relative_buckets and new.relative_buckets != old.relative_buckets) \
+            or (old.sounding_input and not new.sounding_input):
+        refused.append("a smaller model")
+    if refused:
+        raise ValueError(f"a trained model can grow its vocabulary, relative buckets and sounding input, not "
+                         f"{refused[0]}")
+    state = dict(state)
+    if new.vocab_size > old.vocab_size:
+        embedding = state["embedding.weight"]
+        added = torch.randn(new.vocab_size - old.vocab_size, embedding.shape[1], dtype=embedding.dtype) * 0.02
+        if events.has_styles(old.vocab_size):
+            for token in range(old.vocab_size, new.vocab_size):
+                if events.is_style(token):
+                    added[token - old.vocab_size] = embedding[events.style_token("any")]
+        state["embedding.weight"] = state["head.weight"] = torch.cat((embedding, added))
+    if new.relative_buckets and not old.relative_buckets:
+        from .attention import relative_buckets
+
+        distances = torch.arange(old.max_relative_distance)
+        buckets = relative_buckets(distances, new.relative_buckets, new.max_relative_distance)
+        for name in [key for key in state if key.endswith("relative_embeddings")]:
+            rows = state[name].flip(1)  # row d: distance d
+            table = torch.zeros(rows.shape[0], new.relative_buckets, rows.shape[2], dtype=rows.dtype)
+            table.index_add_(1, buckets, rows)
+            counts = torch.bincount(buckets, minlength=new.relative_buckets).clamp(min=1).to(rows.dtype)
+            state[name] = table / counts.view(1, -1, 1)
+    if new.sounding_input and not old.sounding_input:
+        state["sounding.weight"] = torch.zeros(new.d_model, events.NUM_PITCHES)
+    return state
+
+
 class FeedForward(nn.Module):
     """The position-wise two-layer network."""
 
@@ -161,7 +260,7 @@ class Block(nn.Module):
         self.attention = MultiHeadSelfAttention(
             config.d_model, config.n_heads,
             max_relative_distance=config.max_relative_distance if config.relative_attention else None,
-            local=config.local_block)
+            local=config.local_block, buckets=config.relative_buckets)
         self.feed_forward_norm = nn.LayerNorm(config.d_model)
         self.feed_forward = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
@@ -183,6 +282,8 @@ class MusicTransformer(nn.Module):
         self.final_norm = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.head.weight = self.embedding.weight  # tied input and output embeddings
+        if config.sounding_input:
+            self.sounding = nn.Linear(NUM_PITCHES, config.d_model, bias=False)
         self.apply(self._init_weights)
         for name, parameter in self.named_parameters():  # GPT-2's scaled init of residual projections
             if name.endswith("attention.out.weight") or name.endswith("feed_forward.down.weight"):
@@ -219,6 +320,11 @@ class MusicTransformer(nn.Module):
         with that window does.
         """
         x = self.embedding(tokens) * math.sqrt(self.config.d_model)
+        if self.config.sounding_input:
+            state = sounding_pitches(tokens, cache.sounding if cache is not None else None)
+            if cache is not None:
+                cache.sounding = state[:, -1]
+            x = x + self.sounding(state.to(x.dtype))
         if self.config.timing_signal:
             first = cache.position if cache is not None else 0
             positions = torch.arange(first, first + tokens.shape[1], device=tokens.device)

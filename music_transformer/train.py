@@ -38,7 +38,7 @@ from .distributed import Distributed, start_distributed
 from .errors import ContinuoError
 from .evaluation import validation_nll
 from .events import PAD, VOCAB_SIZE
-from .model import PRECISIONS, RETIRED_SETTINGS, ModelConfig, MusicTransformer, mixed_precision
+from .model import GROWABLE, PRECISIONS, RETIRED_SETTINGS, ModelConfig, MusicTransformer, grown_state, mixed_precision
 
 
 class TrainingError(ContinuoError):
@@ -326,10 +326,11 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
                 initial = read_checkpoint(init_from)
                 initial["metadata"] = dict(initial.get("metadata") or {}, path=Path(init_from).name)
                 model_config = ModelConfig.from_dict(initial["config"])
-                shape = {k for k, v in (model_overrides or {}).items() if v is not None} - {"dropout"}
-                if shape:  # (--train-length also sets the relative distance and block: name what was asked)
-                    named = "train_length" if "train_length" in shape else sorted(shape)[0]
-                    raise TrainingError(f"--init-from keeps the model's shape; {named} cannot change")
+                asked = {k for k, v in (model_overrides or {}).items() if v is not None}
+                shape = asked - set(GROWABLE)
+                if shape:
+                    raise TrainingError(f"--init-from keeps the model's shape (it may only grow: "
+                                        f"{', '.join(GROWABLE)}); {sorted(shape)[0]} cannot change")
             model_config = replace(model_config, **{k: v for k, v in (model_overrides or {}).items()
                                                     if v is not None})
             train_config = replace(train_config, **{k: v for k, v in (overrides or {}).items() if v is not None})
@@ -361,6 +362,13 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
             dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=False)
         data = EventData(dataset, name, config.valid_max_chunks, config.fim_rate, config.style_dropout,
                          tuple(config.style_weights.items()))  # checked when the config was made
+    if initial is not None and data.vocab_size > model_config.vocab_size:  # e.g. a style the model gains
+        model_config = replace(model_config, vocab_size=data.vocab_size)
+    if initial is not None:
+        try:
+            initial["model"] = grown_state(initial["model"], ModelConfig.from_dict(initial["config"]), model_config)
+        except ValueError as error:
+            raise TrainingError(f"{initial['metadata']['path']}: {error}") from None
     if model_config.vocab_size != data.vocab_size:
         raise TrainingError(f"{data.name} has a vocabulary of {data.vocab_size} tokens but the model "
                             f"{model_config.vocab_size}")

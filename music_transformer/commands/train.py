@@ -79,6 +79,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dropout", type=share_below_one, help="dropout before each residual addition")
     parser.add_argument("--local-block", type=length,
                         help="relative local attention: blocks of this many tokens see their own and the previous")
+    parser.add_argument("--relative-buckets", type=length, metavar="B",
+                        help="B relative embeddings: half for the nearest distances, then log-spaced buckets up to "
+                             "the crop length, the last shared by every farther distance (a model from "
+                             "--init-from grows them from its own)")
+    parser.add_argument("--sounding-input", action="store_true", default=None,
+                        help="tell the model which pitches sound after each token (a model from --init-from "
+                             "gains it, starting at zero)")
     parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--lr", type=positive_float, help="peak learning rate")
     parser.add_argument("--warmup-steps", type=non_negative_int)
@@ -103,7 +110,8 @@ def main(argv: list[str]) -> int:
                  "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes, "precision": args.precision,
                  "fim_rate": args.fim_rate, "style_dropout": args.style_dropout, "style_weights": args.style_weights}
     model_overrides = {"positional": args.positional, "train_length": args.train_length, "dropout": args.dropout,
-                       "local_block": args.local_block}
+                       "local_block": args.local_block, "relative_buckets": args.relative_buckets,
+                       "sounding_input": args.sounding_input}
     if args.train_length:
         model_overrides["max_relative_distance"] = args.train_length
     data = args.data[0] if len(args.data) == 1 else args.data

@@ -115,9 +115,19 @@ def test_a_new_run_can_start_from_a_trained_models_weights_with_new_settings(mid
     saved = read_checkpoint(tmp_path / "second" / "model.pt")
     assert saved["config"]["dropout"] == 0.2 and saved["metadata"]["init_from"]["path"] == "model.pt"
     assert saved["metadata"]["init_from"]["step"] == 30
-    with pytest.raises(train_module.TrainingError, match="shape; train_length cannot change"):
+    with pytest.raises(train_module.TrainingError, match="it may only grow.*d_model cannot change"):
         train_module.train(str(midi_folder), tmp_path / "third", config="tiny", threads=1, progress=False,
-                           model_overrides={"train_length": 64}, init_from=tmp_path / "first" / "model.pt")
+                           model_overrides={"d_model": 32}, init_from=tmp_path / "first" / "model.pt")
+    # it may grow: longer crops, relative buckets with a far row, the sounding-pitches input
+    grown = {"train_length": 64, "max_relative_distance": 64, "relative_buckets": 16, "sounding_input": True}
+    train_module.train(str(midi_folder), tmp_path / "grown", config="tiny", threads=1, progress=False,
+                       overrides={"steps": 2, "learning_rate": 1e-3, "warmup_steps": 1}, model_overrides=grown,
+                       init_from=tmp_path / "first" / "model.pt")
+    saved = read_checkpoint(tmp_path / "grown" / "model.pt")
+    assert {key: saved["config"][key] for key in grown} == grown and "sounding.weight" in saved["model"]
+    with pytest.raises(train_module.TrainingError, match="can grow its vocabulary.*not max_relative_distance"):
+        train_module.train(str(midi_folder), tmp_path / "fifth", config="tiny", threads=1, progress=False,
+                           model_overrides={"max_relative_distance": 64}, init_from=tmp_path / "first" / "model.pt")
     # from a model in the shipped form (the bundled one's: weights.safetensors and weights.json) just the same
     shipped = tmp_path / "weights.safetensors"
     save_checkpoint(load_checkpoint(tmp_path / "first" / "model.pt", device="cpu"), shipped, step=30)
