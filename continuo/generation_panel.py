@@ -50,6 +50,7 @@ from .song import ANY_STYLE, GenerationSettings, Song, SongLockedError
 
 STYLE_NAMES = {ANY_STYLE: "Auto", "pop-piano": "Pop piano"}  # the rest read well capitalised
 STYLE_TIP = "The idiom to continue in; Auto lets the model tell from the motif"
+NEWER_STYLE_TIP = "This model was made before this style: load a newer model to choose it"
 NO_STYLES_TIP = "This model was made before styles: it continues in the idiom it hears. Load a newer model to choose"
 
 
@@ -495,6 +496,11 @@ class GenerationPanel(QWidget):
         self.load_button.setEnabled(not controller.generating)
         self.style_box.setEnabled(not writing and controller.model_has_styles)
         self.style_box.setToolTip(STYLE_TIP if controller.model_has_styles else NO_STYLES_TIP)
+        items = self.style_box.model()
+        for index in range(self.style_box.count()):  # a style the model was made before: shown, not chosen
+            known = self.style_box.itemData(index) in controller.model_styles or not controller.model_has_styles
+            items.item(index).setEnabled(known)
+            items.item(index).setToolTip("" if known else NEWER_STYLE_TIP)
         self.device_box.setEnabled(not controller.generating)
         for box in (
             self.length_box,

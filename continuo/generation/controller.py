@@ -66,6 +66,7 @@ class GenerationController(QObject):
         self.model_description = ""
         self.model_error: str | None = None
         self.model_has_styles = False  # whether the model knows the style tokens (and can fill gaps)
+        self.model_styles: tuple[str, ...] = ()  # the styles it knows
         self.listen = True  # play the continuation while it is written
         self.grid_step: Callable[[], float | None] = lambda: None  # the roll's grid in beats (None: off)
         self._generating = False
@@ -331,7 +332,7 @@ class GenerationController(QObject):
             case ModelLoaded(source, description, device, _seconds, styles):
                 self._loading -= 1
                 self.model_source, self.model_description, self.model_error = source, description, None
-                self.model_has_styles = styles
+                self.model_has_styles, self.model_styles = bool(styles), styles
                 self.model_loaded.emit(source, description)
                 self.device_changed.emit(device)
                 self._set_busy()

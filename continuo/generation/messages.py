@@ -51,7 +51,7 @@ class ModelLoaded:
     description: str
     device: str
     seconds: float
-    styles: bool = False  # whether it knows the style tokens (models made before styles do not)
+    styles: tuple[str, ...] = ()  # the styles it knows (none for models made before styles)
 
 
 @dataclass(frozen=True)

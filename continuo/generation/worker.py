@@ -19,7 +19,7 @@ import torch
 
 from music_transformer import CheckpointError, Note, generate, generate_variations, infill, load_checkpoint, native
 from music_transformer.checkpoint import default_device
-from music_transformer.events import has_styles
+from music_transformer.events import known_styles
 
 from ..playback.scheduler import LiveFeed
 from ..song import DEFAULT_MODEL
@@ -183,7 +183,7 @@ class GenerationWorker:
                 describe_model(model),
                 str(model.device),
                 time.perf_counter() - started,
-                has_styles(model.config.vocab_size),
+                known_styles(model.config.vocab_size),
             )
         )
         if slower:  # said once, when the first model is loaded on the CPU

@@ -153,9 +153,9 @@ def require_fluidsynth() -> Path:
     return soundfont
 
 
-def small_checkpoint(path: Path, seed: int = 0, styles: bool = True) -> Path:
+def small_checkpoint(path: Path, seed: int = 0, styles: bool = True, vocab_size: int | None = None) -> Path:
     """A small random model saved as a checkpoint (the bundled default may not be there yet); `styles=False`
-    makes one with the vocabulary of the models made before styles."""
+    makes one with the vocabulary of the models made before styles, `vocab_size` one of another vocabulary."""
     import torch
 
     from music_transformer.events import LEGACY_VOCAB_SIZE, VOCAB_SIZE
@@ -168,7 +168,7 @@ def small_checkpoint(path: Path, seed: int = 0, styles: bool = True) -> Path:
         d_ff=128,
         train_length=256,
         max_relative_distance=256,
-        vocab_size=VOCAB_SIZE if styles else LEGACY_VOCAB_SIZE,
+        vocab_size=vocab_size or (VOCAB_SIZE if styles else LEGACY_VOCAB_SIZE),
     )
     model = MusicTransformer(config)
     save_checkpoint(model, path, name="test model")

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication, QComboBox, QDockWidget, QDoubleSpinB
 
 from continuo.song import CONTINUATION, GenerationSettings
 from music_transformer import limits
-from music_transformer.events import STYLES, VOCAB_SIZE
+from music_transformer.events import STYLES, STYLES_VOCAB_SIZE, VOCAB_SIZE
 from tests.continuo.helpers import small_checkpoint
 
 
@@ -123,6 +123,23 @@ def test_style_is_chosen_in_musicians_words_kept_with_the_session_and_waits_for_
     assert box.currentText() == "Auto"
     assert window.document.open_path(path, ask_to_save=False)
     assert song.settings.style == "chorale" and box.currentText() == "Chorale"
+
+
+def test_a_style_newer_than_the_model_is_listed_but_cannot_be_chosen(qtbot, window, tmp_path):
+    panel, generation = window.generation_panel, window.generation
+    box, items = panel.style_box, panel.style_box.model()
+    classical = box.findData("classical")
+    v2 = small_checkpoint(tmp_path / "v2.pt", vocab_size=STYLES_VOCAB_SIZE)  # the five styles of the model v2
+    generation.choose_model(v2)
+    qtbot.waitUntil(lambda: generation.model_source == str(v2) and box.isEnabled(), timeout=20000)
+    assert not items.item(classical).isEnabled() and "made before this style" in items.item(classical).toolTip()
+    assert items.item(box.findData("chorale")).isEnabled()
+    new = small_checkpoint(tmp_path / "new.pt")
+    generation.choose_model(new)
+    qtbot.waitUntil(lambda: generation.model_source == str(new), timeout=20000)
+    assert items.item(classical).isEnabled()
+    box.setCurrentIndex(classical)
+    assert window.song.settings.style == "classical"
 
 
 # --- typing numbers: a value counts when it is complete ------------------------------------------------------
