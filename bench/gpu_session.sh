@@ -7,11 +7,13 @@
 # 1. the model on CUDA (tests/music_transformer/test_cuda.py);
 # 2. trains the piano model (config $CONFIG, default `piano-gpu`) for $TRAIN_MINUTES (default 8) on the
 #    token pack $PACK (default data-cache/piano.tokens.npz, made here by
-#    `music-transformer pack --data pop-piano=../shared/data/pop909/midi corpus --out data-cache/piano.tokens.npz`
-#    and carried to the machine: ../shared does not travel), keeping weights to average. It goes on from
-#    the weights of $INIT_FROM (default the bundled model, assets/default.safetensors; INIT_FROM= starts from
-#    scratch) with its own schedule: peak learning rate $LR (default 5e-4 from a model, the config's from
-#    scratch), no dropout;
+#    `music-transformer pack --data pop-piano=../shared/data/pop909/midi classical=../shared/data/pianolatron/midi
+#    corpus --out data-cache/piano.tokens.npz` and carried to the machine: ../shared does not travel), keeping
+#    weights to average. It goes on from the weights of $INIT_FROM (default the bundled model,
+#    assets/default.safetensors; INIT_FROM= starts from scratch) with its own schedule: peak learning rate $LR
+#    (default 5e-4 from a model, the config's from scratch), no dropout; growing it into the memory recipe
+#    ($GROW, default: 2,048-token crops, 512 relative buckets with a shared far row up to 2,048, the
+#    sounding-pitches input; a model that has them already keeps them);
 # 3. scores it on the held-out pieces (`music-transformer eval`, by style and position) and times the
 #    streaming decoder on the device for it and for the bundled model; then the bundled model's decoding on
 #    the device against one CPU thread, and 8 variations in one batch against 1 (device-decode.json);
@@ -39,12 +41,15 @@ mt() { "$python" -m music_transformer.cli "$@"; }
 [ -f "$here/music_transformer/_native/variants.json" ] || "$python" "$here/hatch_build.py" >/dev/null \
     || echo "no C step built here (no C compiler): the CPU figures are torch's operations"
 
+grow=${GROW---train-length 2048 --relative-buckets 512 --sounding-input}
 if [ "$config" = smoke ]; then
     config=tiny
     minutes=${TRAIN_MINUTES:-0.15}
+    grow=${GROW---train-length 64 --relative-buckets 16 --sounding-input}
     if [ -z "${PACK:-}" ]; then  # a small pack of its own, so that the dry run needs nothing prepared
         pack=$out/smoke.tokens.npz
-        mt pack --data "pop-piano=$here/../shared/data/pop909/midi" --limit 30 --out "$pack" || exit 1
+        mt pack --data "pop-piano=$here/../shared/data/pop909/midi" "classical=$here/../shared/data/pianolatron/midi" \
+            --limit 30 --out "$pack" || exit 1
     fi
 else
     minutes=${TRAIN_MINUTES:-8}
@@ -60,7 +65,8 @@ fi
 start=()
 if [ -n "$init" ]; then
     [ -f "$init" ] || { echo "no model at $init to start from (INIT_FROM= starts from scratch)"; exit 1; }
-    start=(--init-from "$init" --dropout 0 --lr "${LR:-5e-4}" --warmup-steps "${WARMUP:-100}")
+    # shellcheck disable=SC2206  # (the growth flags are words on purpose)
+    start=(--init-from "$init" --dropout 0 --lr "${LR:-5e-4}" --warmup-steps "${WARMUP:-100}" $grow)
 elif [ -n "${LR:-}" ]; then
     start=(--lr "$LR")
 fi
