@@ -121,3 +121,20 @@ def test_the_bundled_model_writes_a_left_hand_under_a_melody_in_its_range():
     assert kept == melody
     assert len(new) >= 4 and all(21 <= note.pitch < 60 for note in new)
     assert all(0.0 <= note.start < 8.0 and note.end <= 8.0 + 1e-9 for note in new)
+
+
+def test_at_an_instant_the_new_parts_notes_below_a_kept_note_come_before_it_as_encode_orders_them():
+    """Fed first, a melody's note-on was followed by notes above it (as in training) and the new part climbed over
+    the melody; now the new part's note-ons below a kept note-on at one instant come before it, none after."""
+    model = small_model()
+    for seed in range(4):
+        fed, _ = fed_tokens(model, lambda seed=seed: list(accompany(model, MELODY, BASS, 0.0, 9.0, seed=seed,
+                                                                    temperature=1.5)))
+        kept_on_at_this_tick = None
+        for token in fed[2:]:
+            if events.is_time_shift(token):
+                kept_on_at_this_tick = None
+            elif events.is_note_on(token) and token >= 60:
+                kept_on_at_this_tick = token
+            elif events.is_note_on(token):
+                assert kept_on_at_this_tick is None, "a note of the new part below a kept note, struck after it"
