@@ -138,3 +138,24 @@ def test_at_an_instant_the_new_parts_notes_below_a_kept_note_come_before_it_as_e
                 kept_on_at_this_tick = token
             elif events.is_note_on(token):
                 assert kept_on_at_this_tick is None, "a note of the new part below a kept note, struck after it"
+
+
+def test_the_benchmarks_measures_and_its_reading_of_pop909s_tracks(tmp_path):
+    import pretty_midi
+
+    from bench.accompany import agreement, at_once, pop909_parts
+
+    kept = [Note(72, 80, 0.0, 1.0), Note(76, 80, 1.0, 2.0)]
+    part = [Note(48, 80, 0.5, 1.5), Note(50, 80, 1.5, 2.5), Note(52, 80, 6.0, 7.0)]  # C and D near, E alone
+    assert agreement(part, kept, 1.0) == 0.5  # the E has no kept note within 1 s: not counted
+    assert agreement(part[2:], kept, 1.0) is None
+    assert at_once([Note(48, 80, 0.0, 2.0), Note(52, 80, 1.0, 3.0)], 0.0, 4.0) == pytest.approx(4 / 3)
+    assert at_once([], 0.0, 4.0) == 0.0
+    midi = pretty_midi.PrettyMIDI()
+    for name, pitch in (("MELODY", 72), ("BRIDGE", 67), ("PIANO", 48)):
+        track = pretty_midi.Instrument(0, name=name)
+        track.notes.append(pretty_midi.Note(90, pitch, 0.0, 1.0))
+        midi.instruments.append(track)
+    midi.write(str(tmp_path / "song.mid"))
+    melody, other = pop909_parts(tmp_path / "song.mid")
+    assert [note.pitch for note in melody] == [72] and sorted(note.pitch for note in other) == [48, 67]
