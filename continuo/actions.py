@@ -93,6 +93,7 @@ class StudioActions(QObject):
         self.continue_action = self._action("Continue", ["Ctrl+Return", "Ctrl+Enter"], generation.continue_song)
         self.continue_action.setToolTip("Write a continuation of the motif (Ctrl+Enter)")  # either Enter key
         self.fill_action = self._action("Fill", "Ctrl+F", self.fill)
+        self.accompany_action = self._action("Accompany", "Ctrl+Shift+A", self.accompany)
         self.from_playhead_action = self._action(
             "Continue from Playhead", ["Ctrl+Alt+Return", "Ctrl+Alt+Enter"], self.continue_from_playhead
         )
@@ -146,6 +147,11 @@ class StudioActions(QObject):
             (self.play_action, "Play from the playhead, or stop"),
             (self.loop_action, "Play the marked bars over and over (drag in the ruler's top strip to mark them)"),
             (self.continue_action, "Let the model write what comes next after your notes"),
+            (
+                self.accompany_action,
+                "Keep the selected notes (Ctrl-drag on the keyboard selects a range of pitches) and let the model "
+                "write another part around them, in the panel's pitch range",
+            ),
             (self.cancel_action, "Stop writing; what was written stays"),
             (self.accept_action, "Keep the continuation: it becomes part of your music, to continue again"),
             (self.discard_action, "Throw the continuation away (Undo brings it back)"),
@@ -190,6 +196,7 @@ class StudioActions(QObject):
                 "Continue the music before the playhead from there; later notes are replaced unless the panel keeps "
                 "them (Ctrl+Alt+Enter)"
             )
+        self.accompany_action.setEnabled(free and generation.has_model and len(song) > 0)
         has_continuation = not writing and bool(song.note_arrays().continuation.any())
         self.accept_action.setEnabled(has_continuation)
         self.discard_action.setEnabled(has_continuation)
@@ -209,6 +216,11 @@ class StudioActions(QObject):
             self.studio.show_message("Fill: first choose a time range (drag in the ruler) or select notes")
             return
         self.studio.generation.fill(*span)
+
+    def accompany(self) -> None:
+        """Accompany: keeps the selected notes (or, with none selected, those outside the panel's pitch range) and
+        writes another part around them."""
+        self.studio.generation.accompany(self.studio.roll.state.selection)
 
     def continue_from_playhead(self) -> None:
         """Continue from Playhead; with a time range chosen in the ruler, fills it instead."""
@@ -351,7 +363,13 @@ class StudioActions(QObject):
 
         continuation_menu = menus.addMenu("&Continuation")
         continuation_menu.addActions(
-            [self.continue_action, self.from_playhead_action, self.fill_action, self.cancel_action]
+            [
+                self.continue_action,
+                self.from_playhead_action,
+                self.fill_action,
+                self.accompany_action,
+                self.cancel_action,
+            ]
         )
         self.key_menu = self._filled_when_opened(continuation_menu.addMenu("&Key Lock"), self.fill_key_menu)
         continuation_menu.addAction(self.load_model_action)

@@ -90,6 +90,7 @@ class GenerationPanel(QWidget):
         parent: QWidget | None = None,
         fill_action: QAction | None = None,
         from_playhead_action: QAction | None = None,
+        accompany_action: QAction | None = None,
     ) -> None:
         super().__init__(parent)
         self.song = song
@@ -215,6 +216,7 @@ class GenerationPanel(QWidget):
         self.continue_button = self._action_button(continue_action, "continue_button")
         self.cancel_button = self._action_button(cancel_action, "cancel_button")
         self.fill_button = self._action_button(fill_action, "fill_button") if fill_action else None
+        self.accompany_button = self._action_button(accompany_action, "accompany_button") if accompany_action else None
         self.from_playhead_button = (
             self._action_button(from_playhead_action, "from_playhead_button") if from_playhead_action else None
         )
@@ -225,6 +227,8 @@ class GenerationPanel(QWidget):
             first_row.addWidget(self.fill_button, 1)
         if self.from_playhead_button is not None:
             second_row.addWidget(self.from_playhead_button, 1)
+        if self.accompany_button is not None:
+            second_row.addWidget(self.accompany_button, 1)
         second_row.addWidget(self.cancel_button, 1)
         buttons.addLayout(first_row)
         buttons.addLayout(second_row)

@@ -161,7 +161,7 @@ class VariationSet:
     """The variations written by one Continue or Fill, to audition and pick from until the continuation they
     were written for is accepted or discarded. Kept in the session; outside the undo history."""
 
-    kind: str  # "continue" or "fill"
+    kind: str  # "continue", "fill" or "accompany"
     start: float  # beats: where they begin (a pick is heard from here)
     count: int  # how many were asked for
     settings: GenerationSettings
@@ -191,7 +191,7 @@ class VariationSet:
     def from_dict(cls, data: dict) -> VariationSet:
         """A set from JSON values, checked (ValueError, KeyError or TypeError names what is wrong)."""
         kind, count, chosen = data["kind"], data["count"], data.get("chosen", 0)
-        if kind not in ("continue", "fill"):
+        if kind not in ("continue", "fill", "accompany"):
             raise ValueError(f"variations of an unknown kind {kind!r}")
         if not (isinstance(count, int) and 1 <= count <= MAX_VARIATIONS and isinstance(chosen, int)):
             raise ValueError(f"{count!r} variations")

@@ -94,6 +94,7 @@ class MainWindow(QMainWindow):
             self,
             fill_action=actions.fill_action,
             from_playhead_action=actions.from_playhead_action,
+            accompany_action=actions.accompany_action,
         )
         self.studio.panel = self.generation_panel
         self.generation.grid_step = lambda: self.roll.state.snap_step  # Snap to the grid: the roll's

@@ -1,4 +1,5 @@
-"""A MIDI pitch typed and shown as a note name (A0, C4, C8): the boxes of the Continue panel's pitch range."""
+"""A MIDI pitch typed and shown as a note name (A0, C4, C8): the boxes of the Continue panel's pitch range.
+`parse_pitch` (the library's, shared with the command line) reads what is typed."""
 
 from __future__ import annotations
 
@@ -7,24 +8,11 @@ import re
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import QSpinBox
 
-from music_transformer.keys import PITCH_CLASS_NAMES
+from music_transformer.keys import parse_pitch
 
 from .piano_roll.state import pitch_name
 
-_PITCH_NAME = re.compile(r"\s*([A-Ga-g])\s*([#b]?)\s*(-?\d+)\s*$")
-
-
-def parse_pitch(text: str) -> int | None:
-    """A pitch from a note name ("C4" is 60, "A#0", "Bb3") or a MIDI number; None if it is neither."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    match = _PITCH_NAME.match(text)
-    if match is None:
-        return None
-    letter, accidental, octave = match.groups()
-    pitch_class = PITCH_CLASS_NAMES.index(letter.upper()) + {"#": 1, "b": -1, "": 0}[accidental]
-    return (int(octave) + 1) * 12 + pitch_class
+__all__ = ["PitchSpinBox", "parse_pitch"]
 
 
 class PitchSpinBox(QSpinBox):

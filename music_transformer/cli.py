@@ -1,4 +1,4 @@
-"""The `music-transformer` command: generate, infill, train, eval, pack, bench, average.
+"""The `music-transformer` command: generate, infill, accompany, train, eval, pack, bench, average.
 
 This file only dispatches: each command's `main` lives in its own module under `commands/` and is imported
 when it runs, so that `music-transformer generate` does not pay for importing the training code. The
@@ -17,6 +17,7 @@ from .errors import ContinuoError
 SUBCOMMANDS = {
     "generate": ("generate", "continue a MIDI motif and write the result"),
     "infill": ("infill", "fill a stretch of time in a MIDI file with new music"),
+    "accompany": ("accompany", "keep a MIDI file's notes in one range and write a new part in another"),
     "train": ("train", "train a model on a MIDI folder or the music21 corpus"),
     "eval": ("evaluate", "NLL per token of a checkpoint, overall and by position"),
     "pack": ("pack", "convert data sources once into one token file (for a GPU run)"),

@@ -8,6 +8,7 @@ shown while the user draws; this is the few lines it needs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -101,3 +102,40 @@ def allowed_pitches(key: Key | None = None, lowest: int = 0, highest: int = NUM_
         raise ValueError(f"a pitch range runs from low to high within 0..127, not {lowest}..{highest}")
     classes = key.pitch_classes() if key is not None else frozenset(range(12))
     return frozenset(pitch for pitch in range(lowest, highest + 1) if pitch % 12 in classes)
+
+
+_SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_PITCH_NAME = re.compile(r"\s*([A-Ga-g])\s*([#b]?)\s*(-?\d+)\s*$")
+
+
+def pitch_name(pitch: int) -> str:
+    """A MIDI pitch's name: C4 is middle C (60), A0 the piano's lowest key (21)."""
+    return f"{_SHARP_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def parse_pitch(text: str) -> int | None:
+    """A pitch from a note name ("C4" is 60, "A#0", "Bb3") or a MIDI number; None if it is neither (or off
+    MIDI's 0..127)."""
+    text = text.strip()
+    if text.isdigit():
+        pitch = int(text)
+    else:
+        match = _PITCH_NAME.match(text)
+        if match is None:
+            return None
+        letter, accidental, octave = match.groups()
+        pitch_class = PITCH_CLASS_NAMES.index(letter.upper()) + {"#": 1, "b": -1, "": 0}[accidental]
+        pitch = (int(octave) + 1) * 12 + pitch_class
+    return pitch if 0 <= pitch < NUM_PITCHES else None
+
+
+def parse_pitch_range(text: str) -> tuple[int, int]:
+    """A range of pitches from "LOW:HIGH" (names or MIDI numbers, both kept: "C4:C8", "21:59"); ValueError
+    saying what is wrong otherwise."""
+    low_text, colon, high_text = text.partition(":")
+    low, high = parse_pitch(low_text), parse_pitch(high_text)
+    if not colon or low is None or high is None:
+        raise ValueError(f"a pitch range is two notes with a colon between, e.g. C4:C8 or 21:59, not {text!r}")
+    if low > high:
+        raise ValueError(f"a pitch range runs from low to high: {text!r} starts above where it ends")
+    return low, high

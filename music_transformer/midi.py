@@ -19,7 +19,7 @@ import bisect
 import math
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -347,33 +347,43 @@ def write_midi(notes: Iterable[Note], path: str | os.PathLike, bpm: float = 120,
     The file holds the canonical notes (`events.canonical_notes`), so that it reads back as it plays: a
     conductor track with the tempo and one track of notes, note-offs before note-ons at one tick.
     """
+    write_midi_parts([("Continuo", notes)], path, bpm, program)
+
+
+def write_midi_parts(parts: Sequence[tuple[str, Iterable[Note]]], path: str | os.PathLike, bpm: float = 120,
+                     program: int = 0) -> None:
+    """Writes parts (a track name and its notes each, e.g. a kept melody and its accompaniment) as one piano MIDI
+    file, one track a part after the conductor track, as `write_midi` writes one."""
     if isinstance(bpm, bool) or not isinstance(bpm, (int, float)) or not limits.MIN_BPM <= bpm <= limits.MAX_BPM:
         raise ValueError(f"the tempo must be {limits.MIN_BPM:g} to {limits.MAX_BPM:g} bpm, not {bpm!r}")
     if isinstance(program, bool) or not isinstance(program, int) or not 0 <= program <= 127:
         raise ValueError(f"the MIDI program must be a whole number 0..127, not {program!r}")
     import mido
 
-    notes = canonical_notes(notes)
+    parts = [(name, canonical_notes(notes)) for name, notes in parts]
     tempo = round(60_000_000 / bpm)  # microseconds a beat, as the file keeps it: ticks are placed by this one
     # Sub-millisecond ticks at usual tempi, fewer a beat where a long piece would pass the ticks a reader
     # takes (still over 200 a beat within the limits: 0.75 ms at 400 bpm).
-    beats = max((note.end for note in notes), default=0.0) * 1e6 / tempo
+    beats = max((note.end for _, notes in parts for note in notes), default=0.0) * 1e6 / tempo
     resolution = min(960, int((limits.MAX_MIDI_TICKS - 2) / max(beats, 1.0)))
 
     def tick(seconds: float) -> int:
         return round(seconds * 1e6 * resolution / tempo)
 
-    events = []  # (tick, 0 = off / 1 = on, pitch, velocity)
-    for note in notes:
-        start = tick(note.start)
-        events += [(start, 1, note.pitch, note.velocity), (max(tick(note.end), start + 1), 0, note.pitch, 0)]
-    events.sort()
-    track = mido.MidiTrack([mido.MetaMessage("track_name", name="Continuo"),
-                            mido.Message("program_change", program=program)])
-    now = 0
-    for when, kind, pitch, velocity in events:
-        track.append(mido.Message("note_on" if kind else "note_off", note=pitch, velocity=velocity, time=when - now))
-        now = when
     midi = mido.MidiFile(type=1, ticks_per_beat=resolution)
-    midi.tracks += [mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo)]), track]
+    midi.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo)]))
+    for name, notes in parts:
+        events = []  # (tick, 0 = off / 1 = on, pitch, velocity)
+        for note in notes:
+            start = tick(note.start)
+            events += [(start, 1, note.pitch, note.velocity), (max(tick(note.end), start + 1), 0, note.pitch, 0)]
+        events.sort()
+        track = mido.MidiTrack([mido.MetaMessage("track_name", name=name),
+                                mido.Message("program_change", program=program)])
+        now = 0
+        for when, kind, pitch, velocity in events:
+            track.append(mido.Message("note_on" if kind else "note_off", note=pitch, velocity=velocity,
+                                      time=when - now))
+            now = when
+        midi.tracks.append(track)
     atomic_write(path, lambda handle: midi.save(file=handle))

@@ -17,7 +17,7 @@ thread that owns the model), `variations.py` (the set of variations kept with th
 (the Qt side).
 """
 
-from .controller import CONTINUE, FILL, FROM_PLAYHEAD, NO_FILL_TIP, GenerationController
+from .controller import ACCOMPANY, CONTINUE, FILL, FROM_PLAYHEAD, NO_FILL_TIP, GenerationController
 from .messages import (
     DeviceChanged,
     Finished,
@@ -35,6 +35,7 @@ from .variations import VariationKeeper
 from .worker import AUTO_DEVICE, GenerationWorker, describe_model, open_model, torch_threads
 
 __all__ = [
+    "ACCOMPANY",
     "AUTO_DEVICE",
     "AnswerRequest",
     "CONTINUE",

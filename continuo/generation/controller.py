@@ -1,4 +1,4 @@
-"""The Qt side of generation: Continue, Continue from Playhead, Fill and Cancel turned into requests for the
+"""The Qt side of generation: Continue, Continue from Playhead, Fill, Accompany and Cancel turned into requests for the
 worker, and what it reports streamed into the song, the player and the panel (polled every 25 ms)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import os
 import queue
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
@@ -35,8 +35,8 @@ from .worker import AUTO_DEVICE, GenerationWorker
 
 DRAIN_INTERVAL_MS = 25
 
-CONTINUE, FROM_PLAYHEAD, FILL = "continue", "from playhead", "fill"  # the ways of writing
-STREAM_TEXTS = {CONTINUE: "Continue", FROM_PLAYHEAD: "Continue from playhead", FILL: "Fill"}
+CONTINUE, FROM_PLAYHEAD, FILL, ACCOMPANY = "continue", "from playhead", "fill", "accompany"  # the ways of writing
+STREAM_TEXTS = {CONTINUE: "Continue", FROM_PLAYHEAD: "Continue from playhead", FILL: "Fill", ACCOMPANY: "Accompany"}
 NO_FILL_TIP = "This model was made before infilling: load a newer model to fill gaps"
 _EPSILON = 1e-6  # beats: a note starting this close to a range's edge starts on it
 ESTIMATE_AFTER = 2.0  # seconds of writing before the time left is estimated
@@ -184,7 +184,8 @@ class GenerationController(QObject):
         song = self.song
         return [Note(n.pitch, n.velocity, song.to_seconds(n.start), song.to_seconds(n.end)) for n in notes]
 
-    def _write(self, kind: str, start_beat: float, end_beat: float | None = None) -> bool:
+    def _ready(self) -> bool:
+        """Whether writing can start now (a value being typed is committed first); says why not."""
         self.about_to_start.emit()
         if self._generating or self.song.is_writing:
             return False
@@ -192,6 +193,85 @@ class GenerationController(QObject):
             self.load_model()
         if not self.has_model:
             self.message.emit(self.model_error or "The model is still loading; Continue in a moment")
+            return False
+        return True
+
+    def accompany(self, keep_ids: Iterable[int] = ()) -> bool:
+        """Accompany: keeps the notes `keep_ids` (the selection) exactly as they are and writes another part around
+        them, over their span, in the panel's pitch range outside the kept notes' lowest to highest pitch; with
+        none given, keeps the notes outside the panel's pitch range and writes in it. The notes of the range written
+        in that start inside the span, and an unaccepted continuation, are replaced (as one undo step) unless the
+        settings keep them. False with a message when it cannot."""
+        if not self._ready():
+            return False
+        song, settings = self.song, self.song.settings
+        low, high = settings.lowest, settings.highest
+        keep_ids = set(keep_ids)
+        if keep_ids:
+            kept = [note for note in song.notes() if note.id in keep_ids]
+            if any(note.part == CONTINUATION for note in kept):
+                self.message.emit(
+                    "Accompany keeps your own notes: accept the continuation first (Ctrl+Shift+Enter), or select "
+                    "only notes of the motif"
+                )
+                return False
+            lowest, highest = min(note.pitch for note in kept), max(note.pitch for note in kept)
+            writable = {pitch for pitch in range(low, high + 1) if not lowest <= pitch <= highest}
+        else:
+            kept = [note for note in song.notes(MOTIF) if not low <= note.pitch <= high]
+            writable = set(range(low, high + 1))
+        if not kept:
+            self.message.emit(
+                "Accompany: select the notes to keep (Ctrl-drag on the keyboard selects a range of pitches), or set "
+                "the panel's pitch range to where the new part goes"
+            )
+            return False
+        pitches = pitches_for(settings, self._performance(kept)) & writable
+        if not pitches:
+            self.message.emit("Accompany: no pitch is left to write in outside the kept notes: widen the pitch range")
+            return False
+        start_beat = min(note.start for note in kept)
+        end_beat = max(note.end for note in kept)
+        kept_ids = {note.id for note in kept}
+        replace = [note.id for note in song.notes(CONTINUATION)]
+        if not settings.keep_existing:
+            replace += [
+                note.id
+                for note in song.notes(MOTIF)
+                if note.id not in kept_ids
+                and note.pitch in writable
+                and start_beat - _EPSILON <= note.start < end_beat - _EPSILON
+            ]
+        step = self.grid_step() if settings.snap else None
+        try:
+            song.begin_stream(CONTINUATION, STREAM_TEXTS[ACCOMPANY], quantize=step, replace=replace)
+        except SongLockedError as error:
+            self.message.emit(str(error))
+            return False
+        song.set_variations(None)  # a new set begins
+        start = song.to_seconds(start_beat)
+        keep = self._performance(kept)
+        request = GenerationRequest(
+            motif=[],
+            start=start,
+            seconds=song.to_seconds(end_beat) - start,
+            temperature=float(settings.temperature),
+            top_k=int(settings.top_k) or None,
+            top_p=float(settings.top_p) if settings.top_p < 1.0 else None,
+            seeds=self._seeds(),
+            live=LiveFeed(start),
+            repetition_penalty=float(settings.repetition_penalty),
+            style=settings.style,
+            grid=song.to_seconds(step) if step else None,
+            velocities=velocity_range(settings, keep),
+            keep=keep,
+            write_range=frozenset(pitches),
+        )
+        self._launch(request, ACCOMPANY, start_beat)
+        return True
+
+    def _write(self, kind: str, start_beat: float, end_beat: float | None = None) -> bool:
+        if not self._ready():
             return False
         if kind == FILL and not self.model_has_styles:
             self.message.emit(NO_FILL_TIP)
@@ -231,11 +311,7 @@ class GenerationController(QObject):
             key = key_for(settings, heard)
             self.message.emit(f"No note of {key.name if key else 'any key'} lies in the pitch range: widen it")
             return False
-        count = max(1, min(MAX_VARIATIONS, int(settings.variations)))
-        if settings.seed is not None:
-            seeds = [int(settings.seed) + number for number in range(count)]
-        else:
-            seeds = [random.randrange(2**31) for _ in range(count)]
+        seeds = self._seeds()
         step = self.grid_step() if settings.snap else None
         try:
             song.begin_stream(CONTINUATION, STREAM_TEXTS[kind], quantize=step, replace=replace)
@@ -244,7 +320,6 @@ class GenerationController(QObject):
             return False
         song.set_variations(None)  # a new set begins
         start = song.to_seconds(start_beat)
-        feed = LiveFeed(start)
         request = GenerationRequest(
             motif=context,
             start=start,
@@ -253,7 +328,7 @@ class GenerationController(QObject):
             top_k=int(settings.top_k) or None,
             top_p=float(settings.top_p) if settings.top_p < 1.0 else None,
             seeds=seeds,
-            live=feed,
+            live=LiveFeed(start),
             repetition_penalty=float(settings.repetition_penalty),
             style=settings.style,
             after=after,
@@ -263,7 +338,22 @@ class GenerationController(QObject):
             held=[] if settings.keep_existing else held,
             release_seconds=release,
         )
-        self._variations.begin(FILL if kind == FILL else CONTINUE, start_beat, count, settings)
+        self._launch(request, FILL if kind == FILL else CONTINUE, start_beat)
+        return True
+
+    def _seeds(self) -> list[int]:
+        """One seed per variation the settings ask for: the fixed seed and those after it, else drawn."""
+        settings = self.song.settings
+        count = max(1, min(MAX_VARIATIONS, int(settings.variations)))
+        if settings.seed is not None:
+            return [int(settings.seed) + number for number in range(count)]
+        return [random.randrange(2**31) for _ in range(count)]
+
+    def _launch(self, request: GenerationRequest, kind: str, start_beat: float) -> None:
+        """Hands a request to the worker (the stream into the song is open): its variations are kept as a set of
+        `kind`, the first heard from `start_beat` as it is written."""
+        settings, count, feed = self.song.settings, len(request.seeds), request.live
+        self._variations.begin(kind, start_beat, count, settings)
         self._variation_count = count
         self._generating = True
         self._writing_variation = True
@@ -277,7 +367,6 @@ class GenerationController(QObject):
         self._phase = (0, time.perf_counter())
         self.seconds_left = None
         self.progress.emit(0, count, 0.0)  # the variation heard is written first
-        return True
 
     def cancel(self) -> None:
         """Stops generating; what was written stays (one undoable step) and the sound stops."""

@@ -1,5 +1,5 @@
-"""What the worker is asked to write (a Continue or Fill, a duet's answer), and the settings it is read from: the
-music it reads, the key and range it keeps to, how to sample."""
+"""What the worker is asked to write (a Continue, Fill or Accompany, a duet's answer), and the settings it is read
+from: the music it reads, the key and range it keeps to, how to sample."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ class GenerationRequest:
 
     A continuation reads `motif` (the music before `start`) and writes from `start`; a fill (`after` given)
     reads `motif` as the music before the gap and `after` as the music from its end, and writes the gap
-    [start, start + seconds).
+    [start, start + seconds); an accompaniment (`keep` given) writes in `write_range` over [start, start +
+    seconds), hearing each kept note at its own time.
     """
 
     motif: list[Note]  # seconds from the song's start
@@ -77,6 +78,8 @@ class GenerationRequest:
         default_factory=list
     )  # notes sounding across `start`, written again as the model ends them
     release_seconds: float = 0.0  # the last seconds start no note: the phrase ends at `seconds` (a bar line)
+    keep: list[Note] | None = None  # Accompany: the notes kept as they are, fed to the model at their own times
+    write_range: frozenset[int] | None = None  # Accompany: the pitches the new part is written in
 
 
 @dataclass

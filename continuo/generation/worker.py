@@ -1,5 +1,5 @@
-"""The thread that owns the model: it loads checkpoints and generates (Continue, Fill, the duet's answers), one
-command at a time, and reports through one queue (the duet's answers through the duet's own). No Qt.
+"""The thread that owns the model: it loads checkpoints and generates (Continue, Fill, Accompany, the duet's
+answers), one command at a time, and reports through one queue (the duet's answers through the duet's own). No Qt.
 
 Only this thread touches the model and sets torch's thread count: the duet asks it for its answers rather
 than loading a second copy, so the studio keeps one model in memory.
@@ -17,7 +17,16 @@ from typing import Any
 
 import torch
 
-from music_transformer import CheckpointError, Note, generate, generate_variations, infill, load_checkpoint, native
+from music_transformer import (
+    CheckpointError,
+    Note,
+    accompany,
+    generate,
+    generate_variations,
+    infill,
+    load_checkpoint,
+    native,
+)
 from music_transformer.checkpoint import default_device
 from music_transformer.events import known_styles
 
@@ -194,7 +203,7 @@ class GenerationWorker:
             self.outbox.put(Notice("No model is loaded: choose a model file first"))
             self.outbox.put(Finished(failed=True))
             return
-        if request.after is None and len(request.seeds) > 1:
+        if request.after is None and request.keep is None and len(request.seeds) > 1:
             self._batch(request)
         else:
             for number, seed in enumerate(request.seeds):
@@ -267,6 +276,18 @@ class GenerationWorker:
     def _tokens(self, request: GenerationRequest, tokens: list[int], seconds: float, seed: int):
         """The tokens of one variation: a fill of the gap, or a continuation of the primer (and `tokens`, the
         ones written before a retry) for `seconds` more."""
+        if request.keep is not None:
+            end = request.start + request.seconds
+            return accompany(
+                self.model,
+                request.keep,
+                request.write_range,
+                request.start,
+                end,
+                seed=seed,
+                repetition_penalty=request.repetition_penalty,
+                **self._sampling(request),
+            )
         if request.after is not None:
             end = request.start + request.seconds
             return infill(
@@ -313,7 +334,12 @@ class GenerationWorker:
                             self.outbox.put(Progress(number, min(progress, 1.0)))
                     break
                 except Exception as error:
-                    if self.model.device.type != "cuda" or not is_out_of_memory(error) or request.after is not None:
+                    if (
+                        self.model.device.type != "cuda"
+                        or not is_out_of_memory(error)
+                        or request.after is not None
+                        or request.keep is not None
+                    ):
                         raise
                     self._to_cpu()  # out of GPU memory: the model moves to the CPU and carries on from the notes so far
                     remaining = max(0.0, request.seconds - (stream.seconds - request.start))

@@ -46,6 +46,9 @@ class Keyboard(_Strip):
         self.setFixedWidth(KEYBOARD_WIDTH)
         self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
         self.pressed_pitch: int | None = None
+        self._selecting: tuple[int, frozenset[int]] | None = (
+            None  # a Ctrl/Shift drag: the first key, the selection before
+        )
 
     def paintEvent(self, event) -> None:
         """White keys full width, black keys shorter, a C label on each octave."""
@@ -82,26 +85,37 @@ class Keyboard(_Strip):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         """Plays the key (through whatever playback engine listens); Ctrl-click selects every note of that
-        pitch, Shift-click adds them to the selection."""
+        pitch, Shift-click adds them to the selection, and dragging on from either selects every note of the
+        keys dragged over (a range of pitches: the notes Accompany keeps)."""
         if event.button() != Qt.LeftButton:
             return
         pitch = self.state.pitch_at(event.position().y())
         modifiers = event.modifiers()
         if modifiers & (Qt.ControlModifier | Qt.ShiftModifier):
-            same = {note.id for note in self.song.notes() if note.pitch == pitch}
-            self.state.select(same | self.state.selection if modifiers & Qt.ShiftModifier else same)
+            base = self.state.selection if modifiers & Qt.ShiftModifier else frozenset()
+            self._selecting = (pitch, base)
+            self._select_range(pitch)
         self._press(pitch)
 
+    def _select_range(self, pitch: int) -> None:
+        """Selects the notes from the key pressed to `pitch` (with the selection there was, for Shift)."""
+        first, base = self._selecting
+        low, high = sorted((first, pitch))
+        self.state.select(base | {note.id for note in self.song.notes() if low <= note.pitch <= high})
+
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
-        """Glissando: dragging along the keys plays each one."""
+        """Glissando: dragging along the keys plays each one (and selects their notes, after Ctrl or Shift)."""
         if self.pressed_pitch is not None:
             pitch = self.state.pitch_at(event.position().y())
             if pitch != self.pressed_pitch:
                 self.transport.end_audition(self.pressed_pitch)
                 self._press(pitch)
+                if self._selecting is not None:
+                    self._select_range(pitch)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         """Releases the key."""
+        self._selecting = None
         if self.pressed_pitch is not None:
             self.transport.end_audition(self.pressed_pitch)
             self.pressed_pitch = None

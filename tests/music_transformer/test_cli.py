@@ -271,3 +271,48 @@ def test_an_unwritable_output_folder_is_found_before_generating(tmp_path, capsys
     assert code == 2 and "is not writable" in capsys.readouterr().err
     code = main(["eval", "--data", "x", "--cache", str(folder / "cache")])
     assert code == 2 and "is not writable" in capsys.readouterr().err
+
+
+def test_accompany_keeps_the_melody_and_writes_a_part_in_the_rest_of_the_keyboard(tmp_path):
+    import mido
+
+    save_checkpoint(small_model(), tmp_path / "model.pt")
+    melody = [Note(72 + k % 5, 90, 0.5 * k, 0.5 * k + 0.4) for k in range(1, 13)]  # 0.5 to 6.4 s
+    write_midi(melody + [Note(40, 70, 0.0, 6.0)], tmp_path / "song.mid")  # the old bass is not kept
+    result = run("accompany", str(tmp_path / "song.mid"), "--keep", "C5:C8", "--out", str(tmp_path / "out.mid"),
+                 "--checkpoint", str(tmp_path / "model.pt"), "--seed", "2", "--temperature", "1.2")
+    assert result.returncode == 0, result.stderr
+    assert "12 kept notes" in result.stdout
+    names = [message.name for track in mido.MidiFile(tmp_path / "out.mid").tracks for message in track
+             if message.type == "track_name"]
+    assert names == ["kept", "accompaniment"]
+    notes = read_midi(tmp_path / "out.mid")
+    kept = [(n.pitch, round(n.start, 3), round(n.end, 3), n.velocity) for n in notes if n.pitch >= 72]
+    assert kept == [(n.pitch, round(n.start, 3), round(n.end, 3), n.velocity) for n in melody]
+    new = [n for n in notes if n.pitch < 72]
+    assert new and all(21 <= n.pitch and 0.5 - 1e-3 <= n.start and n.end <= 6.4 + 0.02 for n in new)
+    # --write names the range, --seconds the length from the first kept note
+    result = run("accompany", str(tmp_path / "song.mid"), "--keep", "C5:C8", "--write", "C2:B3", "--seconds", "3",
+                 "--out", str(tmp_path / "low.mid"), "--checkpoint", str(tmp_path / "model.pt"), "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    new = [n for n in read_midi(tmp_path / "low.mid") if n.pitch < 72]
+    assert new and all(36 <= n.pitch <= 59 and n.end <= 3.5 + 0.02 for n in new)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--keep", "C4-C8"], "argument --keep: a pitch range is two notes with a colon"),
+    (["--keep", "C8:C4"], "runs from low to high"),
+    (["--keep", "C4:C8", "--write", "A0:C4"], "overlap: the kept part and the new part need pitches"),
+    (["--keep", "A0:C8"], "holds the whole keyboard"),
+    (["--keep", "C1:B1"], "no note from C1 to B1 to keep"),
+    (["--keep", "C4:C8", "--seconds", "nan"], "argument --seconds"),
+    (["--keep", "C4:C8", "--write", "C0:G#0"], "no pitch of the key lock lies in the range to write in"),
+])
+def test_accompany_errors_are_one_line_and_exit_2(tmp_path, capsys, options, message):
+    save_checkpoint(small_model(), tmp_path / "model.pt")
+    write_midi([Note(72, 90, 0.0, 1.0), Note(76, 90, 1.0, 2.0)], tmp_path / "song.mid")
+    code = main(["accompany", str(tmp_path / "song.mid"), "--out", str(tmp_path / "o.mid"), "--checkpoint",
+                 str(tmp_path / "model.pt"), *options])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and message in error, error
+    assert not (tmp_path / "o.mid").exists()

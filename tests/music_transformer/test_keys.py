@@ -54,3 +54,16 @@ def test_keys_are_read_from_their_names():
     for bad in ("H major", "", "C# lydian dominant", "5 minor"):
         with pytest.raises(ValueError):
             parse_key(bad)
+
+
+def test_pitch_names_and_ranges_read_as_the_studio_shows_them():
+    from music_transformer.keys import parse_pitch, parse_pitch_range, pitch_name
+
+    assert [parse_pitch(text) for text in ("C4", "c4", "A0", "C8", "Bb3", "A#0", "60", " G9 ")] == \
+        [60, 60, 21, 108, 58, 22, 60, 127]
+    assert all(parse_pitch(pitch_name(pitch)) == pitch for pitch in range(128))
+    assert parse_pitch("H4") is None and parse_pitch("200") is None and parse_pitch("G#9") is None
+    assert parse_pitch_range("C4:C8") == (60, 108) and parse_pitch_range("21:B3") == (21, 59)
+    for bad, said in (("C4-C8", "colon"), ("C8:C4", "low to high"), ("C4:", "colon"), ("X1:C4", "colon")):
+        with pytest.raises(ValueError, match=said):
+            parse_pitch_range(bad)
