@@ -42,6 +42,7 @@ from .restore import offer_restore
 from .session import check_time_signature
 from .settings import Preferences, data_home
 from .song import Song, SongLockedError
+from .status_bar import PositionReadout, StatusBar
 from .studio import Studio
 from .transport import Transport
 
@@ -193,11 +194,15 @@ class MainWindow(QMainWindow):
         return self.player.scheduler.sinks
 
     def _make_status_bar(self) -> None:
-        self.position_label, self.count_label = QLabel(""), QLabel("")
+        bar = StatusBar(self)  # messages shortened to their room, never cut, the last ones a click away
+        self.setStatusBar(bar)
+        self.message_line = bar.message_line
+        self.position_readout = PositionReadout(self.song, self.transport, self.roll, self)
+        self.count_label = QLabel("")
         self._writing_label = QLabel("")  # in the status bar: the toolbar keeps its room for its buttons
         self.output_indicator = OutputIndicator(self.player, self.studio_actions.output_menu, self)
-        for widget in (self._writing_label, self.position_label, self.count_label, self.output_indicator):
-            self.statusBar().addPermanentWidget(widget)
+        for widget in (self._writing_label, self.position_readout, self.count_label, self.output_indicator):
+            bar.addPermanentWidget(widget)
         self._update_counts()
 
     # --- the wiring ----------------------------------------------------------------------------------------
@@ -218,7 +223,6 @@ class MainWindow(QMainWindow):
         self.roll.state.snap_changed.connect(self.generation_panel.set_grid_name)
         self.generation_panel.set_grid_name(self.roll.state.snap_name)
         self.midi.audio_servers_changed.connect(self.player.servers_changed)
-        self.roll.position_changed.connect(self.position_label.setText)
         self.song.reset.connect(self.generation.cancel)
         self.song.undo_stack.cleanChanged.connect(self._clean_changed)
         self.song.notes_changed.connect(self._update_counts)
