@@ -222,6 +222,8 @@ class MainWindow(QMainWindow):
         self.midi.recorder.counting_in.connect(self._counting_in)
         self.roll.state.snap_changed.connect(self.generation_panel.set_grid_name)
         self.generation_panel.set_grid_name(self.roll.state.snap_name)
+        self.generation_panel.key_changed.connect(self._key_changed)
+        self._key_changed(self.generation_panel.locked_key)
         self.midi.audio_servers_changed.connect(self.player.servers_changed)
         self.song.reset.connect(self.generation.cancel)
         self.song.undo_stack.cleanChanged.connect(self._clean_changed)
@@ -242,6 +244,10 @@ class MainWindow(QMainWindow):
     def _counting_in(self, beats: int) -> None:
         if beats:
             self.show_message(f"Count-in: {beats}", 1000)
+
+    def _key_changed(self, key) -> None:
+        """The locked key's scale shaded in the roll and marked on its keyboard (none without a lock)."""
+        self.roll.state.set_scale(key.pitch_classes() if key is not None else (), key.tonic if key else None)
 
     def _clean_changed(self, clean: bool) -> None:
         self.setWindowModified(not clean)

@@ -85,6 +85,7 @@ class NoteCanvas(QWidget):
             state.view_changed,
             state.selection_changed,
             state.time_range_changed,
+            state.scale_changed,
             transport.loop_changed,
         ):
             signal.connect(self.update)
