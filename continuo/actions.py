@@ -211,12 +211,20 @@ class StudioActions(QObject):
         self.studio.generation.fill(*span)
 
     def continue_from_playhead(self) -> None:
-        """Continue from Playhead; with a time range chosen in the ruler, fills it instead."""
+        """Continue from Playhead; with a time range chosen in the ruler, fills it instead. Either says how many
+        notes it set aside, and that Undo brings them back."""
+        song = self.studio.song
         span = self.studio.roll.state.time_range
+        before = len(song)
         if span is not None:
-            self.studio.generation.fill(*span)
+            started = self.studio.generation.fill(*span)
         else:
-            self.studio.generation.continue_from(self.studio.transport.playhead)
+            started = self.studio.generation.continue_from(self.studio.transport.playhead)
+        set_aside = before - len(song)  # a stream takes out the notes it replaces as it opens
+        if started and set_aside > 0:
+            where = "in the time range" if span is not None else "from the playhead on"
+            notes = f"{set_aside:,} note{'s' * (set_aside != 1)}"
+            self.studio.show_message(f"Set aside the {notes} {where} for the new music (Undo brings them back)")
 
     def _accept(self) -> None:
         if not self.studio.song.is_writing and self.studio.song.accept_continuation():
