@@ -13,6 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QDockWidget,
     QDoubleSpinBox,
@@ -45,6 +46,25 @@ from .song import Song, SongLockedError
 from .status_bar import PositionReadout, StatusBar
 from .studio import Studio
 from .transport import Transport
+
+
+class PanelScroller(QScrollArea):
+    """The Continue panel's scroll area, which keeps its place when the control that has the focus is greyed out
+    (Accept greys the variations list, Continue the settings): the focus goes back to the roll, where the keys
+    work, instead of to the next control down, which Qt would scroll into view (the panel jumped to its bottom)."""
+
+    def __init__(self, parent: QWidget, rest: QWidget) -> None:
+        super().__init__(parent)
+        self._rest = rest
+
+    def focusNextPrevChild(self, next: bool) -> bool:  # noqa: A002, N802 - Qt's names
+        """Tab moves on and scrolls to the next control; a greyed-out control hands the focus to the roll."""
+        focused = QApplication.focusWidget()
+        if focused is not None and not focused.isEnabled() and self.isAncestorOf(focused):
+            self._rest.setFocus(Qt.OtherFocusReason)
+            return True
+        return super().focusNextPrevChild(next)
+
 
 TIME_SIGNATURES = ["2/4", "3/4", "4/4", "5/4", "3/8", "6/8", "7/8", "9/8", "12/8"]
 OTHER_SIGNATURE = "Other…"  # the last entry: asks for any time signature
@@ -120,7 +140,7 @@ class MainWindow(QMainWindow):
     def _make_dock(self) -> None:
         dock = QDockWidget("Continue", self)
         dock.setObjectName("continue_dock")
-        scroller = QScrollArea(dock)  # the panel scrolls rather than making the window taller than the screen
+        scroller = PanelScroller(dock, self.roll.canvas)  # the panel scrolls rather than make the window too tall
         scroller.setWidget(self.generation_panel)
         scroller.setWidgetResizable(True)
         scroller.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # narrowed, it wraps; it scrolls down only
