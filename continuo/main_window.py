@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from .actions import StudioActions
 from .autosave import DEFAULT_INTERVAL_MS
 from .document import Document
+from .drag_out import DragOut
 from .duet import DuetController
 from .generation import GenerationController
 from .generation_panel import GenerationPanel
@@ -119,6 +120,8 @@ class MainWindow(QMainWindow):
         self.studio.panel = self.generation_panel
         self.generation.grid_step = lambda: self.roll.state.snap_step  # Snap to the grid: the roll's
         self.setCentralWidget(self.roll)
+        self.drag_out = DragOut(self.document, self.roll, self.home)  # the song or the selection out to a DAW
+        self.roll.set_corner(self.drag_out)
         self._make_dock()
         self._make_toolbar()
         actions.build_menus(self.menuBar())
@@ -349,12 +352,15 @@ class MainWindow(QMainWindow):
     # --- Qt's events ---------------------------------------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        """Accepts MIDI and session files."""
-        if self.document.accepts_drop(event.mimeData().urls()):
+        """Accepts MIDI and session files (but not the studio's own clip dragged out, dropped back on it)."""
+        if event.source() is None and self.document.accepts_drop(event.mimeData().urls()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
         """A dropped MIDI file becomes the motif (undoable); a dropped session opens."""
+        if event.source() is not None:  # dragged out of this studio and let go over it: nothing to do
+            event.ignore()
+            return
         event.acceptProposedAction()
         self.document.drop(event.mimeData().urls())
 

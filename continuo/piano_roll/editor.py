@@ -79,6 +79,12 @@ class PianoRoll(QWidget):
         self.actions_by_name: dict[str, QAction] = {}
         self._make_actions()
 
+    def set_corner(self, widget: QWidget) -> None:
+        """Puts a widget in the corner above the keyboard, beside the ruler (the window's drag-out handle)."""
+        widget.setParent(self)
+        widget.setFixedSize(KEYBOARD_WIDTH, self.ruler.height())
+        self.layout().addWidget(widget, 0, 0)
+
     # --- geometry helpers (also used by tests and scripts that drive the roll) -----------------
 
     def point_for(self, beat: float, pitch: int) -> QPoint:
