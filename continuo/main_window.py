@@ -8,6 +8,7 @@ the Help windows take the window's parts as a `Studio` (studio.py), never the wi
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -134,6 +135,8 @@ class MainWindow(QMainWindow):
             self.document.start_autosave(self.home, autosave_interval_ms)
         self.generation.load_model()  # in the background: Continue is ready by the time a motif is drawn
         self.player.open_output()
+        if self.player.daw_port_wanted and sys.platform != "win32":
+            self.player.set_daw_port(True)  # the port a DAW records from, as the musician left it
         if self.midi.choice:
             self.midi.open_input(self.midi.choice)  # the keyboard chosen last time, in the background
         self.roll.canvas.setFocus()
