@@ -293,10 +293,14 @@ class MainWindow(QMainWindow):
 
     def _update_counts(self) -> None:
         continuation = int(self.song.note_arrays().continuation.sum())
-        text = f"{len(self.song) - continuation} motif notes"
-        if continuation:
-            text += f", {continuation} continuation"
-        self.count_label.setText(text)
+        motif = len(self.song) - continuation
+        # Short, so that the messages beside it keep their room at 900 pixels; the tooltip says it in full.
+        self.count_label.setText(f"{motif:,} + {continuation:,} notes" if continuation else f"{motif:,} notes")
+        self.count_label.setToolTip(
+            f"{motif:,} motif notes and {continuation:,} continuation notes"
+            if continuation
+            else f"{motif:,} motif notes"
+        )
 
     def _writing_changed(self, writing: bool) -> None:
         continuing = writing and self.song.stream_part == CONTINUATION

@@ -47,6 +47,11 @@ def test_the_readout_follows_the_playhead_and_the_pointer_in_the_songs_metre(qtb
 def test_no_message_is_cut_shortened_with_the_whole_line_kept(qtbot, window, size):
     window.resize(*size)
     qtbot.waitUntil(lambda: (window.width(), window.height()) == size, timeout=3000)
+    song = window.song  # a long piece and its continuation: the counts take their room beside the message
+    song.add_notes([song.new_note(60 + i % 12, 90, i * 0.5, 0.5) for i in range(2520)])
+    song.add_notes([song.new_note(64 + i % 7, 90, 1260 + i * 0.5, 0.5, "continuation") for i in range(300)])
+    window.transport.set_playhead(1234.5)
+    assert window.count_label.text() == "2,520 + 300 notes" and "300 continuation notes" in window.count_label.toolTip()
     line = window.message_line
     window.show_message("Continuation discarded (Undo brings it back)")
     qtbot.wait(20)
