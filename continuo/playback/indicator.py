@@ -30,6 +30,7 @@ class OutputIndicator(QToolButton):
         self._short = ""
         self.clicked.connect(self.open_menu)
         player.output_changed.connect(self.refresh)
+        player.daw_port_changed.connect(self.refresh)
         self.refresh()
 
     @property
@@ -45,7 +46,7 @@ class OutputIndicator(QToolButton):
     def refresh(self, *args) -> None:
         """Reads the player's output and problem again."""
         player = self.player
-        sinks = [sink for sink in player.scheduler.sinks if sink is not None]
+        sinks = [sink for sink in player.scheduler.sinks if sink is not None and sink is not player.daw_port]
         if player.output is not None or sinks:
             self._full = "♪ " + (player.output.name if player.output is not None else ", ".join(s.name for s in sinks))
             self._short = self._full
@@ -64,6 +65,8 @@ class OutputIndicator(QToolButton):
             self._full = "♪ Opening the sound output…"
             self._short = "♪ Opening…"
             advice = "Click to choose an output (Playback ▸ Output)."
+        if player.daw_port is not None:
+            advice += "\n\nEverything played goes to the MIDI port “Continuo” too, for a DAW to record."
         self.setToolTip(advice)
         self.updateGeometry()  # the status bar gives it the room its new line wants
         self._elide()

@@ -21,6 +21,8 @@ def test_the_continuo_port_carries_what_the_studio_plays_to_a_daw_beside_the_out
     action.trigger()  # Playback ▸ MIDI Port “Continuo” for a DAW
     qtbot.waitUntil(lambda: player.daw_port is not None, timeout=10000)
     assert action.isChecked() and window.preferences.get("daw_port") is True
+    indicator = window.output_indicator  # it still names the output heard, and says where else the music goes
+    assert indicator.full_text == "♪ recorder" and "MIDI port “Continuo” too" in indicator.toolTip()
     daw = JackProbe("daw")
     try:
         daw.connect_to(f"{client}:Continuo")  # the port's name, as a DAW lists it
