@@ -32,10 +32,11 @@ def test_the_continuo_port_carries_what_the_studio_plays_to_a_daw_beside_the_out
         assert daw.wait_for(lambda probe: len(probe.notes()) == 8, 10), daw.received
         assert [(kind, pitch) for _, kind, pitch, _ in daw.notes()] == [
             (kind, note.pitch) for note in MELODY for kind in ("on", "off")
-        ]
+        ], daw.received
         assert [velocity for _, kind, _, velocity in daw.notes() if kind == "on"] == [90, 80, 70, 100]
         for (at, pitch), note in zip(onsets(daw.notes()), MELODY, strict=True):
-            assert at == pytest.approx(note.start, abs=0.05), (pitch, at)  # a JACK period or two of slack
+            # a DAW stamps what arrives: the studio's timing, within JACK's periods and a busy machine's slack
+            assert at == pytest.approx(note.start, abs=0.08), (pitch, at)
         qtbot.waitUntil(lambda: not window.transport.playing, timeout=5000)
         assert [pitch for _, kind, pitch, _ in output.notes() if kind == "on"] == [60, 64, 67, 72]  # heard too
         window.transport.audition(55, 70)  # a key clicked is heard and recorded alike
