@@ -8,6 +8,7 @@ entries change (recent files, MIDI outputs, MIDI inputs) are filled each time th
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,6 +79,18 @@ class StudioActions(QObject):
         # Playback
         self.soundfont_action = self._action("Choose &SoundFont…", None, self.soundfont_dialog)
         self.all_notes_off_action = self._action("All Notes &Off", "Ctrl+Shift+.", studio.player.all_notes_off)
+        self.daw_port_action = self._option(
+            "MIDI Port “Continuo” for a &DAW", studio.player.daw_port_wanted, studio.player.set_daw_port
+        )
+        if sys.platform == "win32":  # Windows' MIDI has no ports a program makes for itself
+            self.daw_port_action.setEnabled(False)
+            self.daw_port_action.setToolTip("Windows has no virtual MIDI ports: play into a loopMIDI port instead")
+        else:
+            self.daw_port_action.setToolTip(
+                "Plays everything the studio plays into its own MIDI port “Continuo” too, besides the output: "
+                "record it in your DAW"
+            )
+        studio.player.daw_port_changed.connect(self._daw_port_changed)
         # Record
         self.record_action = self._action("&Record", "Ctrl+R", self._toggle_recording, checkable=True)
         self.record_options = [
@@ -223,12 +236,20 @@ class StudioActions(QObject):
         self.studio.generation.accompany(self.studio.roll.state.selection)
 
     def continue_from_playhead(self) -> None:
-        """Continue from Playhead; with a time range chosen in the ruler, fills it instead."""
+        """Continue from Playhead; with a time range chosen in the ruler, fills it instead. Either says how many
+        notes it set aside, and that Undo brings them back."""
+        song = self.studio.song
         span = self.studio.roll.state.time_range
+        before = len(song)
         if span is not None:
-            self.studio.generation.fill(*span)
+            started = self.studio.generation.fill(*span)
         else:
-            self.studio.generation.continue_from(self.studio.transport.playhead)
+            started = self.studio.generation.continue_from(self.studio.transport.playhead)
+        set_aside = before - len(song)  # a stream takes out the notes it replaces as it opens
+        if started and set_aside > 0:
+            where = "in the time range" if span is not None else "from the playhead on"
+            notes = f"{set_aside:,} note{'s' * (set_aside != 1)}"
+            self.studio.show_message(f"Set aside the {notes} {where} for the new music (Undo brings them back)")
 
     def _accept(self) -> None:
         if not self.studio.song.is_writing and self.studio.song.accept_continuation():
@@ -256,6 +277,12 @@ class StudioActions(QObject):
             about.close()
             about.deleteLater()
         studio_help.show_once(self.studio.window, "about_dialog", lambda: studio_help.AboutDialog(self.studio))
+
+    def _daw_port_changed(self, on: bool) -> None:
+        """The option shows whether the port is open (it unticks itself when the port cannot open)."""
+        self.daw_port_action.blockSignals(True)
+        self.daw_port_action.setChecked(on)
+        self.daw_port_action.blockSignals(False)
 
     def _set_follow(self, on: bool) -> None:
         self.studio.roll.follow_playhead = on
@@ -350,6 +377,9 @@ class StudioActions(QObject):
         self.output_menu = self._filled_when_opened(playback_menu.addMenu("&Output"), self.fill_output_menu)
         self._fill_instrument_menu(playback_menu.addMenu("&Instrument"))
         playback_menu.addActions([self.soundfont_action, self.all_notes_off_action])
+        playback_menu.addSeparator()
+        playback_menu.addAction(self.daw_port_action)
+        playback_menu.setToolTipsVisible(True)
 
         record_menu = menus.addMenu("&Record")
         self.midi_input_menu = self._filled_when_opened(record_menu.addMenu("MIDI &Input"), self.fill_midi_input_menu)

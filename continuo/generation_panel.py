@@ -80,6 +80,7 @@ class GenerationPanel(QWidget):
     """Edits the song's generation settings; its Continue and Cancel buttons trigger the window's actions."""
 
     load_requested = Signal()
+    key_changed = Signal(object)  # the key a continuation keeps to now (a Key), or None: the roll shades its scale
 
     def __init__(
         self,
@@ -98,6 +99,7 @@ class GenerationPanel(QWidget):
         self._updating = False
         self._grid_name = "1/16"
         self._detected: Key | None = None
+        self._locked: Key | None = None
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # a narrow panel puts the field under its label
@@ -395,6 +397,15 @@ class GenerationPanel(QWidget):
         chosen = settings.key_mode == "chosen"
         for box in (self.tonic_box, self.scale_box):
             box.setEnabled(chosen and not self.song.is_writing)
+        locked = key if settings.key_mode != "off" else None
+        if locked != self._locked:
+            self._locked = locked
+            self.key_changed.emit(locked)
+
+    @property
+    def locked_key(self) -> Key | None:
+        """The key a continuation keeps to now: the chosen one, the motif's, or None (no key lock)."""
+        return self._locked
 
     @property
     def detected_key(self) -> Key | None:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMenu,
     QMenuBar,
+    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -34,6 +35,7 @@ from .background import run_in_background
 if TYPE_CHECKING:
     from .studio import Studio
 
+DENSE_STEPS_PER_SECOND = 60  # dense piano in the model's encoding (music_transformer/bench.py's figure)
 ROLL = "Piano roll"  # where the roll's own keys are listed (they work while the roll has the focus)
 
 GETTING_STARTED = """
@@ -184,15 +186,24 @@ def model_file(source: str | None) -> Path | None:
 def model_card(path: Path | None) -> tuple[dict[str, Any], str]:
     """A model file's metadata and its card's text (the file its metadata names, else a README.md beside it);
     any thread. An unreadable model gives its error as the metadata."""
+    meta, card, _ = read_model_card(path)
+    return meta, card
+
+
+def read_model_card(path: Path | None) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """A model file's metadata, its card's text and its config (its shape: window, vocabulary); any thread."""
     from music_transformer import CheckpointError
     from music_transformer.checkpoint import read_checkpoint
 
     if path is None:
-        return {}, ""
+        return {}, "", {}
     try:
-        meta = dict(read_checkpoint(path).get("metadata") or {})
+        checkpoint = read_checkpoint(path)
+        meta = dict(checkpoint.get("metadata") or {})
+        config = checkpoint.get("config") or {}
+        config = dict(config) if isinstance(config, dict) else dict(getattr(config, "__dict__", {}))
     except CheckpointError as error:
-        return {"error": str(error)}, ""
+        return {"error": str(error)}, "", {}
     card = ""
     named = meta.get("card")
     candidates = [path.parent / "README.md"]
@@ -205,7 +216,53 @@ def model_card(path: Path | None) -> tuple[dict[str, Any], str]:
             break
         except (OSError, ValueError):
             continue
-    return meta, card
+    return meta, card, config
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def model_summary(meta: dict[str, Any], config: dict[str, Any], path: Path | None = None) -> str:
+    """What a musician wants to know of a model, as HTML: what it learned from, the styles it knows, how much
+    music it keeps in mind and for how long it trained; no loss figures, commands or commits (Details has them)."""
+    from music_transformer.events import STYLES, has_styles
+
+    from .generation.worker import STEPS_PER_SECOND
+
+    if "error" in meta:
+        return f"<p>{_value(meta['error'])}</p>"
+    name = meta.get("name") or (path.stem if path is not None else "This model")
+    rows = [f"<h3>{_value(name)}</h3>"]
+    learned = meta.get("data_subset") or meta.get("data")
+    rows.append(
+        f"<p><b>What it learned from:</b> {_value(learned)}.</p>"
+        if learned
+        else "<p><b>What it learned from:</b> its file does not say.</p>"
+    )
+    vocabulary = _number(config.get("vocab_size"))
+    if vocabulary is not None and has_styles(int(vocabulary)):
+        styles = ", ".join(style.replace("-", " ").capitalize() for style in STYLES[1:])
+        rows.append(f"<p><b>Styles it knows:</b> {styles}; Auto lets it tell from your motif. It fills gaps too.</p>")
+    elif vocabulary is not None:
+        rows.append("<p><b>Styles:</b> none by name (made before styles); it continues in the idiom it hears.</p>")
+    window = _number(config.get("train_length"))
+    if window:
+        pop, dense = window / STEPS_PER_SECOND, window / DENSE_STEPS_PER_SECOND
+        rows.append(
+            f"<p><b>How much it keeps in mind:</b> the last {window:,.0f} steps of music (each note's start and "
+            f"end, each wait, each change of loudness): about {pop:.0f} seconds of pop piano, {dense:.0f} seconds "
+            "of dense piano, more of a sparse melody. Of a longer motif it hears the end; as it writes on, it "
+            "forgets the earliest music, so a long continuation keeps going but cannot come back to a theme from "
+            "long before.</p>"
+        )
+    hours = _number(meta.get("elapsed_seconds"))
+    if hours:
+        rows.append(f"<p><b>Training:</b> about {hours / 3600:.0f} hours.</p>")
+    if meta.get("license"):
+        rows.append(f"<p><b>Licence:</b> {_value(meta['license'])}.</p>")
+    rows.append("<p><i>Details</i> shows the developers' figures: its training commands, losses and card.</p>")
+    return "".join(rows)
 
 
 def _meta_html(meta: dict[str, Any]) -> str:
@@ -245,12 +302,27 @@ class AboutDialog(QDialog):
         about.setWordWrap(True)
         about.setAlignment(Qt.AlignTop)
         tabs.addTab(about, "Continuo")
-        self.model_text = QTextBrowser(self)
+        model_tab = QWidget(self)
+        self.model_summary = QTextBrowser(model_tab)  # a musician's words
+        self.model_summary.setObjectName("model_summary")
+        self.details_button = QPushButton("Details", model_tab)  # the developers' figures, on request
+        self.details_button.setObjectName("model_details")
+        self.details_button.setCheckable(True)
+        self.details_button.setToolTip("The training commands, loss figures and the whole card")
+        self.model_text = QTextBrowser(model_tab)
         self.model_text.setObjectName("model_card")
         self.model_text.setOpenExternalLinks(True)
+        self.model_text.setVisible(False)
+        self.details_button.toggled.connect(self._show_details)
+        model_layout = QVBoxLayout(model_tab)
+        model_layout.addWidget(self.model_summary, 1)
+        model_layout.addWidget(self.details_button, 0, Qt.AlignLeft)
+        model_layout.addWidget(self.model_text, 2)
         source = studio.generation.model_source
-        self.model_text.setHtml(f"<p>Reading the card of {model_file(source).name if source else 'the model'}…</p>")
-        tabs.addTab(self.model_text, "Model")
+        reading = f"<p>Reading the card of {model_file(source).name if source else 'the model'}…</p>"
+        self.model_summary.setHtml(reading)
+        self.model_text.setHtml(reading)
+        tabs.addTab(model_tab, "Model")
         self.licences = QTextBrowser(self)
         self.licences.setObjectName("licences")
         self.licences.setHtml(LICENCES)
@@ -262,10 +334,16 @@ class AboutDialog(QDialog):
         layout.addWidget(buttons)
         self.card_read = False
         path = model_file(source)
-        run_in_background(self, "continuo-model-card", lambda: model_card(path), self._show_card)
+        self._path = path
+        run_in_background(self, "continuo-model-card", lambda: read_model_card(path), self._show_card)
 
-    def _show_card(self, card: tuple[dict[str, Any], str]) -> None:
-        meta, text = card
+    def _show_details(self, shown: bool) -> None:
+        self.model_text.setVisible(shown)
+        self.details_button.setText("Hide Details" if shown else "Details")
+
+    def _show_card(self, card: tuple[dict[str, Any], str, dict[str, Any]]) -> None:
+        meta, text, config = card
+        self.model_summary.setHtml(model_summary(meta, config, self._path))
         self.model_text.setHtml(_meta_html(meta))
         if text:
             self.model_text.append("<hr>")

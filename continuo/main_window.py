@@ -8,11 +8,13 @@ the Help windows take the window's parts as a `Studio` (studio.py), never the wi
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QDockWidget,
     QDoubleSpinBox,
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
 from .actions import StudioActions
 from .autosave import DEFAULT_INTERVAL_MS
 from .document import Document
+from .drag_out import DragOut
 from .duet import DuetController
 from .generation import GenerationController
 from .generation_panel import GenerationPanel
@@ -42,8 +45,28 @@ from .restore import offer_restore
 from .session import check_time_signature
 from .settings import Preferences, data_home
 from .song import Song, SongLockedError
+from .status_bar import PositionReadout, StatusBar
 from .studio import Studio
 from .transport import Transport
+
+
+class PanelScroller(QScrollArea):
+    """The Continue panel's scroll area, which keeps its place when the control that has the focus is greyed out
+    (Accept greys the variations list, Continue the settings): the focus goes back to the roll, where the keys
+    work, instead of to the next control down, which Qt would scroll into view (the panel jumped to its bottom)."""
+
+    def __init__(self, parent: QWidget, rest: QWidget) -> None:
+        super().__init__(parent)
+        self._rest = rest
+
+    def focusNextPrevChild(self, next: bool) -> bool:  # noqa: A002, N802 - Qt's names
+        """Tab moves on and scrolls to the next control; a greyed-out control hands the focus to the roll."""
+        focused = QApplication.focusWidget()
+        if focused is not None and not focused.isEnabled() and self.isAncestorOf(focused):
+            self._rest.setFocus(Qt.OtherFocusReason)
+            return True
+        return super().focusNextPrevChild(next)
+
 
 TIME_SIGNATURES = ["2/4", "3/4", "4/4", "5/4", "3/8", "6/8", "7/8", "9/8", "12/8"]
 OTHER_SIGNATURE = "Other…"  # the last entry: asks for any time signature
@@ -99,6 +122,8 @@ class MainWindow(QMainWindow):
         self.studio.panel = self.generation_panel
         self.generation.grid_step = lambda: self.roll.state.snap_step  # Snap to the grid: the roll's
         self.setCentralWidget(self.roll)
+        self.drag_out = DragOut(self.document, self.roll, self.home)  # the song or the selection out to a DAW
+        self.roll.set_corner(self.drag_out)
         self._make_dock()
         self._make_toolbar()
         actions.build_menus(self.menuBar())
@@ -111,6 +136,8 @@ class MainWindow(QMainWindow):
             self.document.start_autosave(self.home, autosave_interval_ms)
         self.generation.load_model()  # in the background: Continue is ready by the time a motif is drawn
         self.player.open_output()
+        if self.player.daw_port_wanted and sys.platform != "win32":
+            self.player.set_daw_port(True)  # the port a DAW records from, as the musician left it
         if self.midi.choice:
             self.midi.open_input(self.midi.choice)  # the keyboard chosen last time, in the background
         self.roll.canvas.setFocus()
@@ -120,7 +147,7 @@ class MainWindow(QMainWindow):
     def _make_dock(self) -> None:
         dock = QDockWidget("Continue", self)
         dock.setObjectName("continue_dock")
-        scroller = QScrollArea(dock)  # the panel scrolls rather than making the window taller than the screen
+        scroller = PanelScroller(dock, self.roll.canvas)  # the panel scrolls rather than make the window too tall
         scroller.setWidget(self.generation_panel)
         scroller.setWidgetResizable(True)
         scroller.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # narrowed, it wraps; it scrolls down only
@@ -194,11 +221,15 @@ class MainWindow(QMainWindow):
         return self.player.scheduler.sinks
 
     def _make_status_bar(self) -> None:
-        self.position_label, self.count_label = QLabel(""), QLabel("")
+        bar = StatusBar(self)  # messages shortened to their room, never cut, the last ones a click away
+        self.setStatusBar(bar)
+        self.message_line = bar.message_line
+        self.position_readout = PositionReadout(self.song, self.transport, self.roll, self)
+        self.count_label = QLabel("")
         self._writing_label = QLabel("")  # in the status bar: the toolbar keeps its room for its buttons
         self.output_indicator = OutputIndicator(self.player, self.studio_actions.output_menu, self)
-        for widget in (self._writing_label, self.position_label, self.count_label, self.output_indicator):
-            self.statusBar().addPermanentWidget(widget)
+        for widget in (self._writing_label, self.position_readout, self.count_label, self.output_indicator):
+            bar.addPermanentWidget(widget)
         self._update_counts()
 
     # --- the wiring ----------------------------------------------------------------------------------------
@@ -218,8 +249,9 @@ class MainWindow(QMainWindow):
         self.midi.recorder.counting_in.connect(self._counting_in)
         self.roll.state.snap_changed.connect(self.generation_panel.set_grid_name)
         self.generation_panel.set_grid_name(self.roll.state.snap_name)
+        self.generation_panel.key_changed.connect(self._key_changed)
+        self._key_changed(self.generation_panel.locked_key)
         self.midi.audio_servers_changed.connect(self.player.servers_changed)
-        self.roll.position_changed.connect(self.position_label.setText)
         self.song.reset.connect(self.generation.cancel)
         self.song.undo_stack.cleanChanged.connect(self._clean_changed)
         self.song.notes_changed.connect(self._update_counts)
@@ -240,6 +272,10 @@ class MainWindow(QMainWindow):
         if beats:
             self.show_message(f"Count-in: {beats}", 1000)
 
+    def _key_changed(self, key) -> None:
+        """The locked key's scale shaded in the roll and marked on its keyboard (none without a lock)."""
+        self.roll.state.set_scale(key.pitch_classes() if key is not None else (), key.tonic if key else None)
+
     def _clean_changed(self, clean: bool) -> None:
         self.setWindowModified(not clean)
 
@@ -258,10 +294,14 @@ class MainWindow(QMainWindow):
 
     def _update_counts(self) -> None:
         continuation = int(self.song.note_arrays().continuation.sum())
-        text = f"{len(self.song) - continuation} motif notes"
-        if continuation:
-            text += f", {continuation} continuation"
-        self.count_label.setText(text)
+        motif = len(self.song) - continuation
+        # Short, so that the messages beside it keep their room at 900 pixels; the tooltip says it in full.
+        self.count_label.setText(f"{motif:,} + {continuation:,} notes" if continuation else f"{motif:,} notes")
+        self.count_label.setToolTip(
+            f"{motif:,} motif notes and {continuation:,} continuation notes"
+            if continuation
+            else f"{motif:,} motif notes"
+        )
 
     def _writing_changed(self, writing: bool) -> None:
         continuing = writing and self.song.stream_part == CONTINUATION
@@ -320,12 +360,15 @@ class MainWindow(QMainWindow):
     # --- Qt's events ---------------------------------------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        """Accepts MIDI and session files."""
-        if self.document.accepts_drop(event.mimeData().urls()):
+        """Accepts MIDI and session files (but not the studio's own clip dragged out, dropped back on it)."""
+        if event.source() is None and self.document.accepts_drop(event.mimeData().urls()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
         """A dropped MIDI file becomes the motif (undoable); a dropped session opens."""
+        if event.source() is not None:  # dragged out of this studio and let go over it: nothing to do
+            event.ignore()
+            return
         event.acceptProposedAction()
         self.document.drop(event.mimeData().urls())
 

@@ -4,6 +4,7 @@ Set CONTINUO_SCRIPT to a file holding a JSON list of steps; each step runs after
 the same widgets a musician uses (mouse events on the roll, key presses, dialog buttons):
 
     {"draw": [pitch, beat, length]}      drag with the draw tool from beat to beat + length
+    {"select": [pitch, beat]}            click the note there with the select tool (it alone is selected)
     {"key": "Ctrl+Z"}                    press keys with the roll focused
     {"answer": "Restore"}                click a button in the open dialog
     {"dump": "path.json"}                write the song's notes (to compare after a restore)
@@ -24,7 +25,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from .piano_roll import DRAW
+from .piano_roll import DRAW, SELECT
 
 STEP_MS = 30
 
@@ -75,6 +76,11 @@ class Script(QObject):
             QTest.mousePress(canvas, Qt.LeftButton, Qt.NoModifier, start)
             QTest.mouseMove(canvas, end)
             QTest.mouseRelease(canvas, Qt.LeftButton, Qt.NoModifier, end)
+        elif "select" in step:
+            pitch, beat = step["select"]
+            roll.state.set_tool(SELECT)
+            roll.ensure_visible(beat, pitch)
+            QTest.mouseClick(roll.canvas, Qt.LeftButton, Qt.NoModifier, roll.point_for(beat, pitch) + QPoint(3, 0))
         elif "key" in step:
             roll.canvas.setFocus()
             combination = QKeySequence(step["key"])[0]

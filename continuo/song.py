@@ -234,6 +234,14 @@ class Song(QObject):
         """Seconds to beats on this song's grid at its tempo."""
         return seconds * self.tempo / 60.0
 
+    def bar_and_beat(self, beats: float) -> tuple[int, float]:
+        """Where a beat falls in the metre: (the bar, from 0; the beat within it, from 0, counted in the time
+        signature's own beats: eighths in 6/8). The position readouts ask this, never their own bar maths."""
+        numerator, denominator = self.time_signature
+        bar = int(max(0.0, beats) // self.beats_per_bar)
+        within = max(0.0, beats) - bar * self.beats_per_bar
+        return bar, min(within * denominator / 4.0, numerator - 1e-9)
+
     def performance_notes(self, part: str | None = None) -> list[Note]:
         """The notes (or one part's) in seconds, for MIDI export, playback and generation."""
         return [

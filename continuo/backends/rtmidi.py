@@ -1,6 +1,7 @@
 """MIDI ports through python-rtmidi, output and input together, as mido's rtmidi backend.
 
     sink = MidiPortSink(virtual=True)            # the studio's own port, for a DAW or a hardware synth
+    sink = MidiPortSink(virtual=True, virtual_name=DAW_PORT_NAME)  # "Continuo": a DAW records what plays
     sink = MidiPortSink("FLUID Synth:midi_00")   # or connect to another program's input port
     port = open_midi_input("Keystation:out", "Continuo input", 8192)  # a keyboard, read by midi_input/ports.py
 
@@ -20,6 +21,7 @@ from . import servers
 from .base import CLIENT_NAME, Sink, SinkError
 
 VIRTUAL_PORT_NAME = "Continuo out"
+DAW_PORT_NAME = "Continuo"  # the port a DAW records what the studio plays from (besides the output chosen)
 VIRTUAL_INPUT_NAME = "Continuo in"
 MIDI_HELP = (
     "start a JACK server (jackd or PipeWire's JACK), or load the ALSA sequencer (sudo modprobe snd-seq), "
@@ -157,15 +159,21 @@ class RtMidiPort:
 class MidiPortSink(Sink):
     """A MIDI output: the studio's own virtual port (`virtual=True`), or a connection to another program's port."""
 
-    def __init__(self, port_name: str | None = None, virtual: bool = False, client_name: str = CLIENT_NAME) -> None:
+    def __init__(
+        self,
+        port_name: str | None = None,
+        virtual: bool = False,
+        client_name: str = CLIENT_NAME,
+        virtual_name: str = VIRTUAL_PORT_NAME,
+    ) -> None:
         super().__init__()
         if not virtual and not port_name:
             raise SinkError("Choose a MIDI port, or the studio's own virtual port")
         self.virtual = virtual
-        self.port_name = VIRTUAL_PORT_NAME if virtual else str(port_name)
+        self.port_name = virtual_name if virtual else str(port_name)
         self.name = f"MIDI port “{self.port_name}”"
         self._port = RtMidiPort(
-            "out", None if virtual else self.port_name, VIRTUAL_PORT_NAME if virtual else None, client_name
+            "out", None if virtual else self.port_name, virtual_name if virtual else None, client_name
         )
 
     def _send(self, message: mido.Message) -> None:

@@ -85,6 +85,7 @@ class NoteCanvas(QWidget):
             state.view_changed,
             state.selection_changed,
             state.time_range_changed,
+            state.scale_changed,
             transport.loop_changed,
         ):
             signal.connect(self.update)
@@ -280,7 +281,7 @@ class NoteCanvas(QWidget):
                 beat, pitch = state.beat_at(event.position().x()), state.pitch_at(event.position().y())
                 note = self.song.new_note(pitch, state.velocity, floor_beat(beat, state.snap_step), state.note_length)
                 self.song.add_notes([note], "Draw note")
-                state.select({note.id})
+                state.select(())  # as with the draw tool: a drawn note is not a choice
             else:
                 self.song.remove_notes([hit.id], "Delete note")
             self.update()
@@ -390,7 +391,9 @@ class NoteCanvas(QWidget):
             note = preview[gesture.anchor.id]
             self.song.add_notes([note], "Draw note")
             state.note_length = note.length
-            state.select({note.id})
+            # Drawn, not chosen: a click in empty grid clears the selection, so Zoom to Fit shows the whole song
+            # and Fill waits for a range rather than taking the last note's span.
+            state.select(())
         elif gesture.kind in ("move", "resize_end", "resize_start") and gesture.moved and preview:
             text = {"move": "Move notes", "resize_end": "Resize notes", "resize_start": "Resize notes"}[gesture.kind]
             self.song.replace_notes(list(preview.values()), text)

@@ -22,7 +22,7 @@ from ..song import CONTINUATION, MOTIF, Song, SongLockedError, SongNote, floor_b
 from ..transport import Transport
 from .canvas import NoteCanvas, past_the_end_message
 from .rulers import KEYBOARD_WIDTH, Keyboard, Ruler, VelocityLane
-from .state import DRAW, ERASE, NUM_KEYS, SELECT, RollState, pitch_name
+from .state import DRAW, ERASE, NUM_KEYS, SELECT, RollState
 
 CLIPBOARD_PREFIX = "continuo-notes:"
 ZOOM_STEP = 1.25
@@ -34,7 +34,6 @@ class PianoRoll(QWidget):
     """The piano roll editor for one song."""
 
     message = Signal(str)  # for the status bar
-    position_changed = Signal(str)  # "bar.beat · pitch" under the pointer, for the status bar
 
     def __init__(self, song: Song, transport: Transport | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -64,7 +63,6 @@ class PianoRoll(QWidget):
         for strip in (self.canvas, self.keyboard, self.ruler, self.velocity_lane):
             strip.wheel_scrolled.connect(self._wheel)
         self.canvas.message.connect(self.message)
-        self.canvas.hover_changed.connect(self._hover)
         self.hbar.valueChanged.connect(self._hbar_moved)
         self.vbar.valueChanged.connect(self._vbar_moved)
         self.state.view_changed.connect(self._sync_scroll_bars)
@@ -80,6 +78,12 @@ class PianoRoll(QWidget):
         self.setFocusProxy(self.canvas)
         self.actions_by_name: dict[str, QAction] = {}
         self._make_actions()
+
+    def set_corner(self, widget: QWidget) -> None:
+        """Puts a widget in the corner above the keyboard, beside the ruler (the window's drag-out handle)."""
+        widget.setParent(self)
+        widget.setFixedSize(KEYBOARD_WIDTH, self.ruler.height())
+        self.layout().addWidget(widget, 0, 0)
 
     # --- geometry helpers (also used by tests and scripts that drive the roll) -----------------
 
@@ -298,15 +302,6 @@ class PianoRoll(QWidget):
         self.canvas.cancel_gesture()
         self.state.select(())
         self.state.set_time_range(None)
-
-    def _hover(self, beat: float, pitch: int) -> None:
-        if beat < 0:
-            self.position_changed.emit("")
-            return
-        bar_length = self.song.beats_per_bar
-        bar = int(beat // bar_length)
-        within = beat - bar * bar_length
-        self.position_changed.emit(f"{bar + 1}.{int(within) + 1}.{int((within % 1) * 4) + 1}  {pitch_name(pitch)}")
 
     # --- editing ------------------------------------------------------------------------------
 

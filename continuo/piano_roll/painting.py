@@ -53,6 +53,13 @@ def paint_grid(painter: QPainter, state: RollState, width: int, height: int, bea
     painter.setPen(Qt.NoPen)
     painter.setBrush(Palette.black_key_row)
     painter.drawRects(black_rows)
+    if state.scale:  # a key lock: its scale's rows lit, the tonic's more
+        for color, rows in (
+            (Palette.scale_row, [p for p in range(low, high + 1) if state.in_scale(p) and p % 12 != state.tonic]),
+            (Palette.tonic_row, [p for p in range(low, high + 1) if p % 12 == state.tonic]),
+        ):
+            painter.setBrush(color)
+            painter.drawRects([QRectF(0, state.y_of(pitch), width, key_height) for pitch in rows])
     if key_height >= 6:
         painter.setPen(Palette.row_line)
         painter.drawLines(

@@ -15,6 +15,7 @@ from .painting import OVERVIEW_THRESHOLD, visible_estimate
 from .state import Palette, RollState, is_black_key, pitch_name
 
 KEYBOARD_WIDTH = 64
+SCALE_MARK = 5  # pixels: the width of the mark on a key of the locked scale (twice that on the tonic)
 RULER_HEIGHT = 34
 LOOP_STRIP = 13
 LANE_HEIGHT = 76
@@ -49,6 +50,7 @@ class Keyboard(_Strip):
         self._selecting: tuple[int, frozenset[int]] | None = (
             None  # a Ctrl/Shift drag: the first key, the selection before
         )
+        state.scale_changed.connect(self.update)
 
     def paintEvent(self, event) -> None:
         """White keys full width, black keys shorter, a C label on each octave."""
@@ -74,6 +76,9 @@ class Keyboard(_Strip):
                 if pitch % 12 in (0, 5):  # the border below C and F, where two white keys meet
                     painter.setPen(QColor("#9a9a9a"))
                     painter.drawLine(QLineF(0, y + key_height, width, y + key_height))
+            if state.in_scale(pitch):  # a key lock: a mark on each key of its scale, wider on the tonic
+                mark = SCALE_MARK * 2 if pitch % 12 == state.tonic else SCALE_MARK
+                painter.fillRect(QRectF(0, y + 1, mark, max(1.0, key_height - 2)), Palette.scale_key)
             if pitch % 12 == 0 and key_height >= 7:
                 painter.setPen(QColor("#333333"))
                 painter.drawText(

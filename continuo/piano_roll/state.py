@@ -54,6 +54,7 @@ class RollState(QObject):
     tool_changed = Signal(str)
     snap_changed = Signal(str)
     time_range_changed = Signal()
+    scale_changed = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -67,6 +68,8 @@ class RollState(QObject):
         self.time_range: tuple[float, float] | None = None  # beats chosen in the ruler (what Fill writes)
         self.note_length = 1.0  # the length a new note gets: the last one drawn or resized
         self.velocity = 100  # the velocity a new note gets
+        self.scale: frozenset[int] = frozenset()  # the locked key's pitch classes, shaded in the roll (none: no lock)
+        self.tonic: int | None = None  # the locked key's tonic, a pitch class
 
     # --- geometry -------------------------------------------------------------------------------
 
@@ -157,6 +160,19 @@ class RollState(QObject):
             self.time_range = span
             self.time_range_changed.emit()
 
+    def set_scale(self, pitch_classes, tonic: int | None) -> None:
+        """The key a continuation keeps to (its scale's pitch classes and tonic), shown in the rows and keys; an
+        empty scale shows none."""
+        scale = frozenset(int(pitch_class) % 12 for pitch_class in pitch_classes)
+        tonic = None if not scale or tonic is None else int(tonic) % 12
+        if (scale, tonic) != (self.scale, self.tonic):
+            self.scale, self.tonic = scale, tonic
+            self.scale_changed.emit()
+
+    def in_scale(self, pitch: int) -> bool:
+        """Whether a pitch belongs to the locked key's scale (False without a lock)."""
+        return pitch % 12 in self.scale
+
     def select(self, note_ids) -> None:
         """Replaces the selection."""
         selection = frozenset(note_ids)
@@ -202,6 +218,9 @@ class Palette:
     sub_beat_line = QColor("#30353d")
     beat_line = QColor("#3c424c")
     bar_line = QColor("#5d6673")
+    scale_row = QColor(120, 170, 255, 24)  # a row of the locked key's scale
+    tonic_row = QColor(120, 170, 255, 52)  # a row of its tonic
+    scale_key = QColor("#4a86d8")  # the mark on a key of the scale
     loop_shade = QColor(120, 200, 120, 28)
     loop_shade_off = QColor(160, 160, 160, 14)
     playhead = QColor("#f2f2f2")

@@ -1,5 +1,6 @@
-"""The status bar's sound indicator: where the music goes now, or what is wrong in one line (naming what was
-tried), with what to do in its tooltip; a click opens Playback ▸ Output."""
+"""The status bar's sound indicator: where the music goes now, or that there is no sound, in a few words that fit
+a 900-pixel window; what is wrong in one line (naming what was tried) and what to do are in its tooltip, and a
+click opens Playback ▸ Output."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from PySide6.QtWidgets import QMenu, QSizePolicy, QToolButton, QWidget
 
 from .player import NONE, Player
 
-MAX_WIDTH = 560  # pixels: the rest of the status bar keeps room for the position and the note count
-MIN_WIDTH = 140
+MAX_WIDTH = 320  # pixels: the rest of the status bar keeps room for the messages, the position and the count
+MIN_WIDTH = 90
 
 
 class OutputIndicator(QToolButton):
@@ -26,44 +27,58 @@ class OutputIndicator(QToolButton):
         self.setMaximumWidth(MAX_WIDTH)
         self.setCursor(Qt.PointingHandCursor)
         self._full = ""
+        self._short = ""
         self.clicked.connect(self.open_menu)
         player.output_changed.connect(self.refresh)
+        player.daw_port_changed.connect(self.refresh)
         self.refresh()
 
     @property
     def full_text(self) -> str:
-        """The whole line (the button may show it shortened)."""
+        """The whole line (the button shows it in a few words; its tooltip holds it all)."""
         return self._full
+
+    @property
+    def short_text(self) -> str:
+        """What the button shows: where the music goes, or that there is none, in a few words."""
+        return self._short
 
     def refresh(self, *args) -> None:
         """Reads the player's output and problem again."""
         player = self.player
-        sinks = [sink for sink in player.scheduler.sinks if sink is not None]
+        sinks = [sink for sink in player.scheduler.sinks if sink is not None and sink is not player.daw_port]
         if player.output is not None or sinks:
             self._full = "♪ " + (player.output.name if player.output is not None else ", ".join(s.name for s in sinks))
+            self._short = self._full
             advice = "Where the music plays. Click to choose another output (Playback ▸ Output)."
         elif player.choice == NONE:
-            self._full = "No sound output"
+            self._full = self._short = "No sound output"
             advice = "No Sound is chosen. Click to choose an output (Playback ▸ Output)."
         elif player.output_problem:
             problem = player.output_problem
             self._full = "⚠ " + (problem if problem.startswith("No sound") else f"No sound: {problem}")
-            advice = (player.output_error or problem) + "\n\nClick to choose an output (Playback ▸ Output)."
+            self._short = "⚠ No sound: why?"
+            advice = (
+                f"{self._full}\n\n{player.output_error or problem}\n\nClick to choose an output (Playback ▸ Output)."
+            )
         else:  # chosen, not open yet and nothing wrong known: it is being opened
             self._full = "♪ Opening the sound output…"
+            self._short = "♪ Opening…"
             advice = "Click to choose an output (Playback ▸ Output)."
+        if player.daw_port is not None:
+            advice += "\n\nEverything played goes to the MIDI port “Continuo” too, for a DAW to record."
         self.setToolTip(advice)
         self.updateGeometry()  # the status bar gives it the room its new line wants
         self._elide()
 
     def _elide(self) -> None:
         width = max(self.width(), MIN_WIDTH) - 16
-        self.setText(self.fontMetrics().elidedText(self._full, Qt.ElideRight, width))
+        self.setText(self.fontMetrics().elidedText(self._short, Qt.ElideRight, width))
 
     def sizeHint(self):  # noqa: N802 - Qt's name
-        """As wide as the whole line, up to MAX_WIDTH."""
+        """As wide as its few words, up to MAX_WIDTH."""
         hint = super().sizeHint()
-        hint.setWidth(min(MAX_WIDTH, self.fontMetrics().horizontalAdvance(self._full) + 28))
+        hint.setWidth(min(MAX_WIDTH, self.fontMetrics().horizontalAdvance(self._short) + 28))
         return hint
 
     def minimumSizeHint(self):  # noqa: N802 - Qt's name

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ..backends.base import Sink, SinkError
+from ..backends.base import CLIENT_NAME, Sink, SinkError
 from ..backends.fluidsynth import FluidSynthSink
-from ..backends.rtmidi import MidiPortSink, midi_output_names
+from ..backends.rtmidi import DAW_PORT_NAME, MidiPortSink, midi_output_names
 from ..background import run_in_background
 from ..settings import Preferences
 from ..song import CONTINUATION, Song
@@ -107,6 +107,7 @@ class Player(QObject):
     output_changed = Signal(str)  # a description of the output now in use ("" for none)
     finished = Signal()
     ports_changed = Signal()  # the list of MIDI ports was rescanned and differs
+    daw_port_changed = Signal(bool)  # the MIDI port "Continuo", for a DAW to record from, opened or closed
     _sink_failed = Signal(object, object)
     _reached_end = Signal()
 
@@ -131,6 +132,10 @@ class Player(QObject):
         self._unclaimed: set[Sink] = set()
         self._closers: list[threading.Thread] = []  # outputs being closed in the background
         self._port_names: list[str] = []
+        self.daw_port: MidiPortSink | None = None  # "Continuo": everything played goes there too, for a DAW
+        self.daw_client_name = CLIENT_NAME
+        self._daw_request = 0
+        self._daw_opener: threading.Thread | None = None
         self._scanning = False
         self._live: LiveFeed | None = None
         self._moving_playhead = False
@@ -216,12 +221,82 @@ class Player(QObject):
             self._port_names = list(names)
             self.ports_changed.emit()
 
+    # --- the port a DAW records from -----------------------------------------------------------------
+
+    @property
+    def daw_port_wanted(self) -> bool:
+        """Whether the musician asked for the MIDI port "Continuo" (kept in the preferences)."""
+        return bool(self.preferences.get("daw_port", False))
+
+    def set_daw_port(self, on: bool, wait: bool = False) -> None:
+        """Plays into the studio's own MIDI port "Continuo" as well as the output, so that a DAW can record what
+        the studio plays (a virtual port: Linux and macOS); off closes it. Opens on a helper thread."""
+        self.preferences.set("daw_port", bool(on))
+        self._daw_request += 1
+        request = self._daw_request
+        if not on:
+            old, self.daw_port = self.daw_port, None
+            if old is not None:
+                self._set_sinks([sink for sink in self.scheduler.sinks if sink is not old])
+                old.close()
+                self.message.emit(f"The MIDI port “{DAW_PORT_NAME}” is closed")
+            self.daw_port_changed.emit(False)
+            return
+        if self.daw_port is not None:
+            return
+        client = self.daw_client_name
+
+        def work() -> tuple[Sink | None, SinkError | None, int] | None:
+            try:
+                sink, error = MidiPortSink(virtual=True, client_name=client, virtual_name=DAW_PORT_NAME), None
+            except SinkError as failure:
+                sink, error = None, failure
+            except Exception as failure:  # noqa: BLE001 - a broken driver must not take the studio down
+                sink, error = None, SinkError(str(failure))
+            with self._open_lock:
+                if self._closed:
+                    if sink is not None:
+                        sink.close()
+                    return None
+                if sink is not None:
+                    self._unclaimed.add(sink)
+            return sink, error, request
+
+        self._daw_opener = run_in_background(self, "continuo-daw-port", work, self._daw_port_opened, wait=wait)
+
+    def _daw_port_opened(self, result: tuple[Sink | None, SinkError | None, int] | None) -> None:
+        if result is None:
+            return
+        sink, error, request = result
+        with self._open_lock:
+            self._unclaimed.discard(sink)
+        if request != self._daw_request or self._closed or self.daw_port is not None:
+            if sink is not None:
+                sink.close()
+            return
+        if error is not None:
+            self.preferences.set("daw_port", False)
+            self.message.emit(f"The MIDI port “{DAW_PORT_NAME}” for a DAW cannot open: {error}")
+            self.daw_port_changed.emit(False)
+            return
+        self.daw_port = sink
+        self._set_sinks(self.scheduler.sinks)
+        self.message.emit(f"Playing into the MIDI port “{DAW_PORT_NAME}” too: record it in your DAW")
+        self.daw_port_changed.emit(True)
+
+    def _set_sinks(self, sinks: Sequence[Sink]) -> None:
+        """The scheduler plays into these sinks, and into the DAW's port when it is open."""
+        sinks = [sink for sink in sinks if sink is not self.daw_port]
+        self.scheduler.set_sinks(sinks + ([self.daw_port] if self.daw_port is not None else []))
+
+    # --- outputs, again --------------------------------------------------------------------------------
+
     def use_sinks(self, sinks: Sequence[Sink]) -> None:
         """Plays into these sinks instead of the chosen output (tests, benchmarks, a MIDI thru)."""
         self._request += 1
         self._opening = False
         self._replace_output(None)
-        self.scheduler.set_sinks(sinks)
+        self._set_sinks(sinks)
         self.output_changed.emit(", ".join(sink.name for sink in sinks))
 
     def _output_opened(self, result: tuple[Sink | None, SinkError | None, int] | None) -> None:
@@ -239,7 +314,7 @@ class Player(QObject):
         self.output_error = str(error) if error is not None else None
         self.output_problem = error.summary if error is not None else None
         self._replace_output(sink)
-        self.scheduler.set_sinks([sink] if sink is not None else [])
+        self._set_sinks([sink] if sink is not None else [])
         if error is not None:  # the sound indicator keeps the whole line, with the advice in its tooltip
             self.message.emit("No sound: the indicator at the bottom right says why; click it to choose an output")
         self.output_changed.emit(sink.name if sink is not None else "")
@@ -247,7 +322,7 @@ class Player(QObject):
     def _replace_output(self, sink: Sink | None, wait: bool = False) -> None:
         old, self.output = self.output, sink
         if old is not None and old is not sink:
-            self.scheduler.set_sinks([])
+            self._set_sinks([])
             if wait:
                 old.close()
             else:  # stopping a synth's audio driver or a JACK client can take tens of ms: not on the GUI thread
@@ -270,6 +345,13 @@ class Player(QObject):
 
     def _output_failed(self, sink: Sink, error: SinkError) -> None:
         """A port went away mid-playback: playback stops (notes off) and the musician is told what to do."""
+        if sink is self.daw_port:  # the DAW's port alone: the music plays on through the output
+            self.daw_port = None
+            sink.close()
+            self.preferences.set("daw_port", False)
+            self.message.emit(f"{error}: the DAW no longer hears the studio (Playback ▸ MIDI Port for a DAW)")
+            self.daw_port_changed.emit(False)
+            return
         self.transport.set_playing(False)
         if sink is self.output:
             self.output = None
@@ -415,12 +497,17 @@ class Player(QObject):
             self._timer.stop()
         except RuntimeError:  # at exit, Qt may have deleted the timer already
             pass
+        if self._daw_opener is not None and self._daw_opener is not threading.current_thread():
+            self._daw_opener.join(timeout=5.0)
         self.scheduler.close()
         sinks = list(self.scheduler.sinks)
         self.scheduler.set_sinks([])
         for sink in sinks:
-            if sink is self.output:
+            if sink is self.output or sink is self.daw_port:
                 sink.close()
+        if self.daw_port is not None:
+            self.daw_port.close()
+            self.daw_port = None
         self._replace_output(None, wait=True)
         for closer in self._closers:
             closer.join(timeout=5.0)  # no audio thread may outlive the studio (JACK aborts the process)

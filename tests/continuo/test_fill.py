@@ -170,6 +170,8 @@ def test_continue_from_the_playhead_replaces_later_notes_or_keeps_them(qtbot, st
     window.generation.listen = False
     window.transport.set_playhead(12.0)
     key(qtbot, roll, "Ctrl+Alt+Return")
+    said = "Set aside the 20 notes from the playhead on for the new music (Undo brings them back)"
+    assert said in window.message_line.history()  # nothing changes without a word (kept when other words follow)
     wait_done(qtbot, window)
     written = song.notes(CONTINUATION)
     assert written and all(12.0 - 1e-6 <= note.start <= 20.0 + 1e-6 for note in written)
@@ -181,6 +183,7 @@ def test_continue_from_the_playhead_replaces_later_notes_or_keeps_them(qtbot, st
     window.studio_actions.from_playhead_action.trigger()
     wait_done(qtbot, window)
     assert len(song.notes(MOTIF)) == 32 and song.notes(CONTINUATION)
+    assert window.message_line.history().count(said) == 1  # kept notes are not said to be set aside
 
 
 def test_continue_from_the_playhead_fills_a_chosen_time_range(qtbot, studio, roll):
@@ -191,6 +194,9 @@ def test_continue_from_the_playhead_fills_a_chosen_time_range(qtbot, studio, rol
     roll.state.set_time_range(4, 8)
     assert "fill" in window.studio_actions.from_playhead_action.toolTip()
     window.studio_actions.from_playhead_action.trigger()
+    assert "Set aside the 4 notes in the time range for the new music (Undo brings them back)" in (
+        window.message_line.history()
+    )
     wait_done(qtbot, window)
     assert song.undo_stack.undoText() == "Fill"
     assert all(4 - 1e-6 <= note.start < 8 for note in song.notes(CONTINUATION))

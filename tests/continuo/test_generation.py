@@ -15,11 +15,11 @@ import pretty_midi
 import pytest
 import torch
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QMessageBox, QScrollArea, QToolBar
 
 from continuo.playback import RecorderSink
 from continuo.song import CONTINUATION, MOTIF
-from music_transformer import limits
+from music_transformer import Note, limits, write_midi
 from music_transformer.events import SPECIAL_TOKENS, START, style_token
 from tests.continuo.helpers import (
     answer_next_dialog,
@@ -427,12 +427,19 @@ def click_variation(qtbot, panel, row: int) -> None:
     qtbot.mouseClick(panel.variation_list.viewport(), Qt.LeftButton, pos=rect.center())
 
 
+def marked(panel) -> list[int]:
+    """The rows of the variations list that carry the ▶ marker."""
+    items = [panel.variation_list.item(row) for row in range(panel.variation_list.count())]
+    return [row for row, item in enumerate(items) if item.text().startswith("▶")]
+
+
 @pytest.mark.parametrize("ending", ["Ctrl+Shift+Return", "Ctrl+Backspace"])
-def test_accepting_or_discarding_ends_the_variations_so_they_can_no_longer_be_put_in(qtbot, studio, roll, ending):
+def test_accepting_or_discarding_ends_the_variations_and_undo_and_redo_bring_them_back(qtbot, studio, roll, ending):
     window, song, panel = studio, studio.song, studio.generation_panel
     write_variations(qtbot, window, roll)
+    first = summary(song, CONTINUATION)
     click_variation(qtbot, panel, 1)
-    assert song.undo_stack.undoText() == "Variation 2"
+    assert song.undo_stack.undoText() == "Variation 2" and marked(panel) == [1]
     before = summary(song)
     key(qtbot, roll, ending)  # Accept or Discard
     assert song.variations is None and not panel.variation_list.isEnabled()
@@ -443,8 +450,43 @@ def test_accepting_or_discarding_ends_the_variations_so_they_can_no_longer_be_pu
     assert summary(song) == after  # nothing put in again: accepting twice no longer doubles the notes
     if ending == "Ctrl+Shift+Return":
         assert len(after) == len(before) and not song.notes(CONTINUATION)
-    key(qtbot, roll, "Ctrl+Z")  # undoing the accept brings the notes back, not the set
-    assert song.variations is None and not window.generation.choose_variation(0)
+    key(qtbot, roll, "Ctrl+Z")  # undoing the accept brings the continuation back, and its variations with it
+    assert summary(song) == before
+    assert panel.variation_list.isEnabled() and song.variations.chosen == 1 and marked(panel) == [1]
+    key(qtbot, roll, "Ctrl+Shift+Z")  # redone: ended again
+    assert summary(song) == after and song.variations is None and not panel.variation_list.isEnabled()
+    key(qtbot, roll, "Ctrl+Z")
+    key(qtbot, roll, "Ctrl+Z")  # the pick undone: the marker names the variation the song holds, the first
+    assert summary(song, CONTINUATION) == first and song.variations.chosen == 0 and marked(panel) == [0]
+    key(qtbot, roll, "Ctrl+Shift+Z")
+    assert song.variations.chosen == 1 and marked(panel) == [1]
+    click_variation(qtbot, panel, 2)  # and the set still takes picks
+    assert song.undo_stack.undoText() == "Variation 3" and marked(panel) == [2]
+
+
+def test_the_continue_panel_keeps_its_place_after_accept_and_open(qtbot, studio, roll, tmp_path):
+    window, panel = studio, studio.generation_panel
+    window.resize(900, 600)
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == (900, 600), timeout=3000)
+    write_variations(qtbot, window, roll, count=2)
+    bar = window.findChild(QScrollArea).verticalScrollBar()
+    assert bar.maximum() > 0  # at 900x600 the panel scrolls
+    click_variation(qtbot, panel, 1)  # the focus is in the variations list
+    bar.setValue(bar.maximum() // 3)
+    place = bar.value()
+    accept = window.findChild(QToolBar, "tools").widgetForAction(window.studio_actions.accept_action)
+    qtbot.mouseClick(accept, Qt.LeftButton)  # Accept greys the list out: the panel stays where it was
+    assert window.song.variations is None and bar.value() == place and roll.canvas.hasFocus()
+    key(qtbot, roll, "Ctrl+Z")
+    click_variation(qtbot, panel, 0)
+    bar.setValue(0)
+    path = tmp_path / "other.mid"
+    write_midi([Note(60, 90, 0.0, 1.0)], path)
+    window.song.undo_stack.setClean()
+    assert window.open_path(path, ask_to_save=False)  # the new song has no variations: the list greys out
+    qtbot.wait(50)
+    assert not panel.variation_list.isEnabled() and bar.value() == 0  # Length and Style still in view
+    assert panel.length_box.visibleRegion().boundingRect().height() == panel.length_box.height()
 
 
 def test_undoing_a_pick_keeps_the_set_and_a_new_continue_starts_a_new_one(qtbot, studio, roll):

@@ -4,6 +4,7 @@ words."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QDialog, QLabel, QTextBrowser, QToolBar, QWidget, QWidgetAction
 
@@ -65,12 +66,25 @@ def test_the_help_menu_has_getting_started_and_about_with_the_models_card_and_li
     about = window.findChild(AboutDialog, "about_dialog")
     assert about is not None and about.isVisible()
     qtbot.waitUntil(lambda: about.card_read, timeout=20000)
+    about.tabs.setCurrentIndex(1)  # Model: what a musician wants to know, in words
+    checkpoint = read_checkpoint(window.generation.model_source)
+    metadata, config = checkpoint.get("metadata") or {}, checkpoint["config"]
+    summary = about.model_summary.toPlainText()
+    assert about.model_summary.isVisible() and not about.model_text.isVisible()
+    assert f"What it learned from: {metadata.get('data_subset') or metadata['data']}" in summary
+    seconds = round(config["train_length"] / 24)  # its window at pop piano's 24 steps a second
+    assert f"the last {config['train_length']:,} steps of music" in summary
+    assert f"about {seconds} seconds of pop piano" in summary and "Pop piano, Chorale" in summary
+    for developer in ("nll", "NLL", "git show", "--steps", "valid"):  # losses, commits, commands: behind Details
+        assert developer not in summary, developer
+    qtbot.mouseClick(about.details_button, Qt.LeftButton)
+    assert about.model_text.isVisible() and about.details_button.text() == "Hide Details"
     card = about.model_text.toPlainText()
-    metadata = read_checkpoint(window.generation.model_source).get("metadata") or {}
     for value in (metadata.get("name"), metadata.get("data"), metadata.get("license")):  # what the model says
         if value:
             assert str(value) in card
-    assert "the bundled Continuo model" in card  # and its card, assets/README.md
+    assert "valid nll" in card and "git show" in card  # the developers' figures and the card, assets/README.md
+    assert "the bundled Continuo model" in card
     licences = about.licences.toPlainText()
     assert "POP909" in licences and "MIT" in licences and "ISMIR 2020" in licences
     assert "music21" in licences and "public domain" in licences

@@ -62,7 +62,8 @@ def test_sigkill_after_edits_then_the_next_launch_restores_every_edit(tmp_path):
         {"key": "Shift+Up"},  # everything up an octave
         {"key": "Right"},  # and a sixteenth later
         {"draw": [50, 8, 2]},
-        {"key": "Delete"},  # the note just drawn is selected: deleted
+        {"select": [50, 8.5]},
+        {"key": "Delete"},  # the note just drawn, clicked: deleted
         {"draw": [55, 9, 1]},
         {"key": "Ctrl+Z"},
         {"dump": str(before_kill)},

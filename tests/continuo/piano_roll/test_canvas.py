@@ -34,6 +34,21 @@ def test_a_click_draws_a_note_of_the_last_length_on_the_grid(qtbot, roll):
     assert summary(roll.song)[-1] == (65, 3.0, 0.75, 100)  # snapped back to the 1/16 grid, last length
 
 
+def test_a_drawn_note_is_not_left_selected_so_zoom_to_fit_shows_the_song_and_fill_waits(qtbot, roll, window):
+    draw_note(qtbot, roll, 60, 0, 1)
+    draw_note(qtbot, roll, 72, 14, 2)
+    assert roll.state.selection == frozenset()
+    key(qtbot, roll, "Ctrl+0")  # Zoom to Fit: every note, not the one drawn last
+    left, right = roll.visible_beats()
+    assert left <= 0 and right >= 16
+    window.studio_actions._update()
+    assert not window.studio_actions.fill_action.isEnabled()
+    assert "first choose a time range" in window.studio_actions.fill_action.toolTip()
+    roll.state.set_tool("select")  # a double click with the select tool draws a note: not selected either
+    qtbot.mouseDClick(roll.canvas, Qt.LeftButton, Qt.NoModifier, roll.point_for(4.1, 64))
+    assert len(roll.song) == 3 and roll.state.selection == frozenset()
+
+
 def test_move_and_resize_snap_to_the_grid(qtbot, roll):
     draw_note(qtbot, roll, 60, 0, 1)
     roll.state.set_tool("select")

@@ -11,6 +11,7 @@ from tests.continuo.helpers import draw_note, key, summary
 
 def test_arrows_move_and_transpose_shift_by_bar_and_octave(qtbot, roll):
     draw_note(qtbot, roll, 60, 1, 1)
+    key(qtbot, roll, "Ctrl+A")  # a drawn note is not selected: the keys move what is chosen
     key(qtbot, roll, "Right")
     assert summary(roll.song) == [(60, 1.25, 1, 100)]
     key(qtbot, roll, "Left")

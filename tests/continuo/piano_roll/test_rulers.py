@@ -51,3 +51,38 @@ def test_keyboard_click_auditions_the_key(qtbot, roll):
     y60 = round(roll.state.y_of(60) + roll.state.key_height / 2)
     qtbot.mouseClick(roll.keyboard, Qt.LeftButton, Qt.ShiftModifier, QPoint(10, y60))
     assert len(roll.state.selection) == 3
+
+
+def _row_colours(widget, roll, pitches, x: int) -> dict[int, int]:
+    """The colour (RGB) drawn at x in the middle of each pitch's row."""
+    image = widget.grab().toImage()
+    return {pitch: image.pixel(x, roll.point_for(0, pitch).y()) & 0xFFFFFF for pitch in pitches}
+
+
+def test_a_key_lock_shades_its_scale_in_the_rows_and_marks_it_on_the_keys(qtbot, window, roll):
+    panel = window.generation_panel
+    pitches = range(60, 72)
+    grid_x = round(roll.state.x_of(1.1))  # between grid lines
+    rows_off = _row_colours(roll.canvas, roll, pitches, grid_x)
+    keys_off = _row_colours(roll.keyboard, roll, pitches, 2)
+    panel.key_mode_box.setCurrentIndex(panel.key_mode_box.findData("chosen"))  # the panel's Key: D major
+    panel.tonic_box.setCurrentText("D")
+    panel.scale_box.setCurrentText("major")
+    qtbot.waitUntil(lambda: roll.state.tonic == 2, timeout=3000)
+    d_major = {2, 4, 6, 7, 9, 11, 1}
+    rows = _row_colours(roll.canvas, roll, pitches, grid_x)
+    keys = _row_colours(roll.keyboard, roll, pitches, 2)
+    for pitch in pitches:
+        if pitch % 12 in d_major:  # lit (the tonic more), marked on the keyboard
+            assert rows[pitch] != rows_off[pitch] and keys[pitch] != keys_off[pitch], pitch
+        else:
+            assert rows[pitch] == rows_off[pitch] and keys[pitch] == keys_off[pitch], pitch
+    assert rows[62] != rows[64]  # the tonic's row stands out from the rest of the scale
+    assert rows[64] != rows[66]  # and a black key's row of the scale still reads as a black key's
+    panel.key_mode_box.setCurrentIndex(panel.key_mode_box.findData("off"))  # no lock, no shading
+    qtbot.waitUntil(lambda: not roll.state.scale, timeout=3000)
+    assert _row_colours(roll.canvas, roll, pitches, grid_x) == rows_off
+    window.song.add_notes([window.song.new_note(p, 90, i, 1) for i, p in enumerate((57, 60, 64, 57, 62, 60, 57))])
+    panel.key_mode_box.setCurrentIndex(panel.key_mode_box.findData("motif"))  # the key heard in the motif
+    qtbot.waitUntil(lambda: roll.state.tonic == 9, timeout=3000)  # A minor
+    assert roll.state.scale == frozenset({9, 11, 0, 2, 4, 5, 7})
