@@ -39,7 +39,7 @@ from .playback.audio_export import AudioExport
 from .playback.render import MAX_GAIN_DB, MIN_GAIN_DB, PEAK_DB
 from .session import SUFFIX, SessionError, read_session, write_session
 from .settings import Preferences
-from .song import Song, SongLockedError
+from .song import Song, SongLockedError, tempo_map_meta
 from .transport import Transport
 
 UNTITLED = "Untitled"
@@ -68,7 +68,7 @@ class FileRead:
 
 def read_file(path: str | Path, first_id: int = 1) -> FileRead:
     """Reads a session or MIDI file for the document, on any thread (no widget is touched); MIDI notes are placed
-    on the grid at the file's first tempo, with ids from `first_id`."""
+    on the grid through the file's own tempo map (its beats are the song's), with ids from `first_id`."""
     path = Path(path)
     midi = is_midi_path(path)
     try:
@@ -76,12 +76,11 @@ def read_file(path: str | Path, first_id: int = 1) -> FileRead:
             session = read_session(path)
             return FileRead(path, False, session.notes, session.meta, session.view)
         read = read_midi_file(path)
-        tempo = read.timing.tempo
         scratch = Song()  # converts seconds to beats the song's way, with ids from first_id; no signals reach Qt
         if first_id > 1:
             scratch.load([SongNote(first_id - 1, 60, 1, 0.0, 1.0)])
-        notes = scratch.notes_from_performance(read.notes, MOTIF, tempo=tempo)
-        meta = {"tempo": tempo, "time_signature": read.timing.time_signature}
+        notes = scratch.notes_from_performance(read.notes, MOTIF, tempo_map=read.timing.tempo_map(exact=True))
+        meta = tempo_map_meta(read.timing.tempo_map())
         return FileRead(path, True, notes, meta, remarks=read.timing.remarks(), first_id=first_id)
     except (MidiFileError, SessionError) as error:
         return FileRead(path, midi, error=str(error))

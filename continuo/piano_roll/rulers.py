@@ -141,25 +141,29 @@ class Ruler(_Strip):
         if state.time_range is not None:
             r0, r1 = (state.x_of(beat) for beat in state.time_range)
             painter.fillRect(QRectF(r0, LOOP_STRIP, r1 - r0, height - LOOP_STRIP), Palette.time_range_edge)
-        bar = self.song.beats_per_bar
+        tempo_map = self.song.tempo_map
         ppb = state.pixels_per_beat
-        label_every = 1
-        while bar * label_every * ppb < 36:
-            label_every *= 2
         start, end = state.beat_at(0), state.beat_at(width)
-        first_bar = max(0, math.floor(start / bar))
+        label_every = 1
+        while tempo_map.shortest_bar(start, end) * label_every * ppb < 36:
+            label_every *= 2
         painter.setPen(QColor("#c8ccd2"))
         font = painter.font()
         font.setPixelSize(11)
         painter.setFont(font)
-        for index in range(first_bar, int(end / bar) + 2):
-            x = state.x_of(index * bar)
-            if index % label_every == 0:
+        metre_starts = {beat for beat, _, _ in tempo_map.metres}
+        for bar in tempo_map.bar_lines(start, end, 1 if ppb >= 12 else label_every):
+            x = state.x_of(bar.beat)
+            if bar.index % label_every == 0 or bar.beat in metre_starts:
                 painter.drawLine(QLineF(x, LOOP_STRIP, x, height))
-                painter.drawText(QPointF(x + 3, LOOP_STRIP + 12), str(index + 1))
+                label = str(bar.index + 1)
+                if bar.beat in metre_starts and len(tempo_map.metres) > 1:  # where the metre changes, it is named
+                    label += " {}/{}".format(*bar.metre)
+                painter.drawText(QPointF(x + 3, LOOP_STRIP + 12), label)
             if ppb >= 12:
-                for beat in range(1, math.ceil(bar)):
-                    bx = state.x_of(index * bar + beat)
+                unit = 4.0 / bar.metre[1]  # the metre's beat, in quarter notes
+                for beat in range(1, math.ceil(bar.length / unit - 1e-9)):
+                    bx = state.x_of(bar.beat + beat * unit)
                     painter.drawLine(QLineF(bx, height - 6, bx, height))
         x = state.x_of(transport.playhead)
         painter.setPen(Qt.NoPen)
