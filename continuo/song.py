@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
@@ -309,8 +310,13 @@ class Song(QObject):
 
     def performance_notes(self, part: str | None = None) -> list[Note]:
         """The notes (or one part's) in seconds, for MIDI export, playback and generation."""
-        seconds = self.tempo_map.seconds
-        return [Note(note.pitch, note.velocity, seconds(note.start), seconds(note.end)) for note in self.notes(part)]
+        notes = self.notes(part)
+        tempo_map = self.tempo_map
+        starts = tempo_map.seconds_array(np.fromiter((note.start for note in notes), np.float64, len(notes))).tolist()
+        ends = tempo_map.seconds_array(np.fromiter((note.end for note in notes), np.float64, len(notes))).tolist()
+        return [
+            Note(note.pitch, note.velocity, start, end) for note, start, end in zip(notes, starts, ends, strict=True)
+        ]
 
     def notes_from_performance(
         self,
@@ -324,14 +330,14 @@ class Song(QObject):
         `tempo_map`, or at one `tempo`, or through the song's own map."""
         if tempo_map is None:
             tempo_map = TempoMap.steady(tempo) if tempo else self.tempo_map
+        notes = list(notes)
         offset = tempo_map.seconds(offset_beats) if offset_beats else 0.0
-        beats = tempo_map.beats
-        made = []
-        for note in notes:  # to a billionth of a beat, as a session keeps them: a file's beats come out whole
-            start = round(beats(offset + note.start), 9)
-            length = round(beats(offset + note.end), 9) - start
-            made.append(self.new_note(note.pitch, note.velocity, start, length, part))
-        return made
+        times = np.fromiter((time for note in notes for time in (note.start, note.end)), np.float64, 2 * len(notes))
+        beats = np.round(tempo_map.beats_array(times + offset), 9).tolist()  # a file's beats come out whole
+        return [
+            self.new_note(note.pitch, note.velocity, beats[2 * index], beats[2 * index + 1] - beats[2 * index], part)
+            for index, note in enumerate(notes)
+        ]
 
     # --- editing: each call pushes one undoable command ----------------------------------------
 

@@ -57,6 +57,7 @@ class TempoMap:
     _beats: np.ndarray = field(init=False, repr=False, compare=False)
     _seconds: np.ndarray = field(init=False, repr=False, compare=False)
     _bpm: np.ndarray = field(init=False, repr=False, compare=False)
+    _lists: tuple[list[float], list[float], list[float]] = field(init=False, repr=False, compare=False)
     _metre_beats: list[float] = field(init=False, repr=False, compare=False)
     _metre_bars: list[int] = field(init=False, repr=False, compare=False)
 
@@ -78,6 +79,7 @@ class TempoMap:
         object.__setattr__(self, "_beats", beats)
         object.__setattr__(self, "_bpm", bpm)
         object.__setattr__(self, "_seconds", seconds)
+        object.__setattr__(self, "_lists", (beats.tolist(), seconds.tolist(), bpm.tolist()))  # for one at a time
         first_bars = [0]
         for (beat, n, d), (next_beat, _, _) in zip(metres, metres[1:], strict=False):
             first_bars.append(first_bars[-1] + math.ceil((next_beat - beat) / bar_beats((n, d)) - _EPSILON))
@@ -122,13 +124,15 @@ class TempoMap:
 
     def seconds(self, beat: float) -> float:
         """The time of a beat, in seconds from the start (beats before 0 at the first tempo)."""
-        index = max(0, int(np.searchsorted(self._beats, beat, "right")) - 1)
-        return float(self._seconds[index] + (beat - self._beats[index]) * 60.0 / self._bpm[index])
+        beats, seconds, bpm = self._lists
+        index = max(0, bisect.bisect_right(beats, beat) - 1)
+        return seconds[index] + (beat - beats[index]) * 60.0 / bpm[index]
 
     def beats(self, seconds: float) -> float:
         """The beat at a time in seconds."""
-        index = max(0, int(np.searchsorted(self._seconds, seconds, "right")) - 1)
-        return float(self._beats[index] + (seconds - self._seconds[index]) * self._bpm[index] / 60.0)
+        beats, times, bpm = self._lists
+        index = max(0, bisect.bisect_right(times, seconds) - 1)
+        return beats[index] + (seconds - times[index]) * bpm[index] / 60.0
 
     def seconds_array(self, beats: np.ndarray) -> np.ndarray:
         """`seconds` for many beats at once (playback schedules thousands of notes)."""

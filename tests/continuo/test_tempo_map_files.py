@@ -142,3 +142,23 @@ def test_headless_reading_needs_no_window(tmp_path):
     tempo_map = read_midi_file(path).timing.tempo_map()
     assert tempo_map.tempi == ((0.0, 90.0), (12.0, 140.0)) and tempo_map.metre == (3, 4)
     assert mido.MidiFile(path).ticks_per_beat == 480
+
+
+def test_crash_restore_brings_back_the_tempo_map(qapp, tmp_path):
+    """From the snapshot (a session) and from the journal's lines (each change of the map an edit)."""
+    from continuo import autosave, restore
+    from continuo.journal import find_orphans
+    from tests.continuo.helpers import crash
+
+    song = Song()
+    saver = autosave.Autosave(song, tmp_path, interval_ms=60_000)
+    song.set_tempo_map(TempoMap(((0.0, 100.0), (8.0, 50.0)), ((0.0, 3, 4), (9.0, 5, 8))))
+    song.add_notes([song.new_note(60, 100, 9.0, 1.0)])
+    saver.snapshot_now()
+    song.set_tempo(120.0)  # journalled: every tempo scaled alike
+    song.set_tempo_map(TempoMap(song.tempo_map.tempi, ((0.0, 3, 4), (9.0, 5, 8), (11.5, 4, 4))))
+    crash(saver)
+    restored = Song()
+    restore.restore(find_orphans(tmp_path)[0], restored)
+    assert restored.tempo_map == song.tempo_map and restored.tempo_map.tempi == ((0.0, 120.0), (8.0, 60.0))
+    assert restored.meta() == song.meta()
