@@ -35,7 +35,16 @@ from music_transformer import Note
 
 from .edits import SongDiff, SongEditCommand
 from .generation_settings import ANY_STYLE, GenerationSettings, VariationNote, VariationSet, WrittenVariation
-from .limits import DENOMINATORS, MAX_BEATS, MAX_NOTES, MAX_NUMERATOR, MAX_TEMPO, MIN_TEMPO
+from .limits import (
+    DENOMINATORS,
+    MAX_BEATS,
+    MAX_METRE_CHANGES,
+    MAX_NOTES,
+    MAX_NUMERATOR,
+    MAX_TEMPO,
+    MAX_TEMPO_CHANGES,
+    MIN_TEMPO,
+)
 from .notes import CONTINUATION, MIN_LENGTH, MOTIF, PARTS, NoteArrays, SongNote, floor_beat, quantized, snap_beat
 from .tempo_map import BarBeat, BarLine, TempoMap
 
@@ -398,6 +407,12 @@ class Song(QObject):
 
     def set_tempo_map(self, tempo_map: TempoMap, text: str = "Tempo map") -> bool:
         """Replaces every tempo and metre change at once (one undo step); notes keep their beats."""
+        if len(tempo_map.tempi) > MAX_TEMPO_CHANGES + 1 or len(tempo_map.metres) > MAX_METRE_CHANGES + 1:
+            raise ValueError(
+                f"a song keeps up to {MAX_TEMPO_CHANGES:,} tempo and {MAX_METRE_CHANGES:,} time signature changes"
+            )
+        if tempo_map.tempi[-1][0] > MAX_BEATS or tempo_map.metres[-1][0] > MAX_BEATS:
+            raise ValueError(f"a change lies within the song's {MAX_BEATS:,.0f} beats")
         for _, bpm in tempo_map.tempi:
             if not MIN_TEMPO <= bpm <= MAX_TEMPO:
                 raise ValueError(f"the tempo must be between {MIN_TEMPO:g} and {MAX_TEMPO:g} BPM")
@@ -405,6 +420,38 @@ class Song(QObject):
             if not (1 <= numerator <= MAX_NUMERATOR and denominator in DENOMINATORS):
                 raise ValueError(f"{numerator}/{denominator} is not a time signature Continuo supports")
         return self.edit(meta=tempo_map_meta(tempo_map), text=text)
+
+    def set_tempo_at(self, beat: float, bpm: float) -> bool:
+        """A tempo change at `beat` (at 0, the first tempo); notes keep their beats, so what follows plays faster
+        or slower. One undo step."""
+        bpm = float(bpm)
+        if not MIN_TEMPO <= bpm <= MAX_TEMPO:
+            raise ValueError(f"the tempo must be between {MIN_TEMPO:g} and {MAX_TEMPO:g} BPM")
+        if not 0.0 <= beat <= MAX_BEATS:
+            raise ValueError(f"a tempo change lies within the song's {MAX_BEATS:,.0f} beats")
+        where = self.bar_beat(beat)
+        return self.set_tempo_map(self.tempo_map.with_tempo_change(beat, bpm), f"Tempo {bpm:g} BPM at {where}")
+
+    def remove_tempo_change(self, beat: float) -> bool:
+        """Takes out the tempo change at `beat` (False when there is none there)."""
+        if not self.tempo_map.tempo_change_at(beat):
+            return False
+        return self.set_tempo_map(self.tempo_map.without_tempo_change(beat), "Remove tempo change")
+
+    def set_time_signature_at(self, beat: float, numerator: int, denominator: int) -> bool:
+        """A time signature change at `beat` (a bar line; at 0, the first metre); the bars after it follow."""
+        if not (1 <= numerator <= MAX_NUMERATOR and denominator in DENOMINATORS):
+            raise ValueError(f"{numerator}/{denominator} is not a time signature Continuo supports")
+        if not 0.0 <= beat <= MAX_BEATS:
+            raise ValueError(f"a time signature change lies within the song's {MAX_BEATS:,.0f} beats")
+        text = f"Time signature {numerator}/{denominator} at bar {self.bar_at(beat).index + 1}"
+        return self.set_tempo_map(self.tempo_map.with_metre_change(beat, numerator, denominator), text)
+
+    def remove_time_signature_change(self, beat: float) -> bool:
+        """Takes out the time signature change at `beat` (False when there is none there)."""
+        if not self.tempo_map.metre_change_at(beat):
+            return False
+        return self.set_tempo_map(self.tempo_map.without_metre_change(beat), "Remove time signature change")
 
     def set_time_signature(self, numerator: int, denominator: int) -> None:
         """Changes the time signature (the bar lines move; the notes stay)."""

@@ -225,3 +225,29 @@ class TempoMap:
     def with_metre(self, numerator: int, denominator: int) -> TempoMap:
         """The map with its first metre changed, the later changes kept where they are."""
         return TempoMap(self.tempi, ((0.0, int(numerator), int(denominator)),) + self.metres[1:])
+
+    def with_tempo_change(self, beat: float, bpm: float) -> TempoMap:
+        """The map with the tempo `bpm` from `beat` on (until the next change; at beat 0, the first tempo)."""
+        kept = [change for change in self.tempi if abs(change[0] - beat) > _EPSILON]
+        return TempoMap(tuple(sorted([*kept, (max(0.0, float(beat)), float(bpm))])), self.metres)
+
+    def without_tempo_change(self, beat: float) -> TempoMap:
+        """The map without the tempo change at `beat` (the one before holds on; the first stays)."""
+        return TempoMap(self.tempi[:1] + tuple(c for c in self.tempi[1:] if abs(c[0] - beat) > _EPSILON), self.metres)
+
+    def with_metre_change(self, beat: float, numerator: int, denominator: int) -> TempoMap:
+        """The map with the metre n/d from `beat` on (until the next change; at beat 0, the first metre)."""
+        kept = [change for change in self.metres if abs(change[0] - beat) > _EPSILON]
+        return TempoMap(self.tempi, tuple(sorted([*kept, (max(0.0, float(beat)), int(numerator), int(denominator))])))
+
+    def without_metre_change(self, beat: float) -> TempoMap:
+        """The map without the metre change at `beat` (the metre before holds on; the first stays)."""
+        return TempoMap(self.tempi, self.metres[:1] + tuple(c for c in self.metres[1:] if abs(c[0] - beat) > _EPSILON))
+
+    def tempo_change_at(self, beat: float) -> bool:
+        """Whether a tempo change (after the first tempo) comes in at `beat`."""
+        return any(abs(change[0] - beat) <= _EPSILON for change in self.tempi[1:])
+
+    def metre_change_at(self, beat: float) -> bool:
+        """Whether a metre change (after the first) comes in at `beat`."""
+        return any(abs(change[0] - beat) <= _EPSILON for change in self.metres[1:])

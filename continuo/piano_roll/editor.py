@@ -64,6 +64,7 @@ class PianoRoll(QWidget):
         for strip in (self.canvas, self.keyboard, self.ruler, self.velocity_lane):
             strip.wheel_scrolled.connect(self._wheel)
         self.canvas.message.connect(self.message)
+        self.ruler.message.connect(self.message)
         self.canvas.hover_changed.connect(self._hover)
         self.hbar.valueChanged.connect(self._hbar_moved)
         self.vbar.valueChanged.connect(self._vbar_moved)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QInputDialog, QMenu, QSizePolicy, QWidget
 
-from ..song import CONTINUATION, MOTIF, Song, SongNote
+from ..song import CONTINUATION, MAX_TEMPO, MIN_TEMPO, MOTIF, Song, SongLockedError, SongNote
 from ..transport import Transport
 from .painting import OVERVIEW_THRESHOLD, visible_estimate
 from .state import Palette, RollState, is_black_key, pitch_name
@@ -115,7 +116,10 @@ class Keyboard(_Strip):
 
 class Ruler(_Strip):
     """Bars and beats; the top strip holds the loop region. Below it a click moves the playhead and a drag
-    chooses a span of time (the time range that Fill writes)."""
+    chooses a span of time (the time range that Fill writes). A right-click puts a tempo or time signature
+    change there, or takes one out."""
+
+    message = Signal(str)  # for the status bar
 
     def __init__(self, song: Song, state: RollState, transport: Transport, parent: QWidget | None = None) -> None:
         super().__init__(song, state, transport, parent)
@@ -152,6 +156,7 @@ class Ruler(_Strip):
         font.setPixelSize(11)
         painter.setFont(font)
         metre_starts = {beat for beat, _, _ in tempo_map.metres}
+        labels: dict[float, int] = {}  # the bar lines labelled, and how wide their labels are
         for bar in tempo_map.bar_lines(start, end, 1 if ppb >= 12 else label_every):
             x = state.x_of(bar.beat)
             if bar.index % label_every == 0 or bar.beat in metre_starts:
@@ -160,11 +165,24 @@ class Ruler(_Strip):
                 if bar.beat in metre_starts and len(tempo_map.metres) > 1:  # where the metre changes, it is named
                     label += " {}/{}".format(*bar.metre)
                 painter.drawText(QPointF(x + 3, LOOP_STRIP + 12), label)
+                labels[bar.beat] = painter.fontMetrics().horizontalAdvance(label) + 6
             if ppb >= 12:
                 unit = 4.0 / bar.metre[1]  # the metre's beat, in quarter notes
                 for beat in range(1, math.ceil(bar.length / unit - 1e-9)):
                     bx = state.x_of(bar.beat + beat * unit)
                     painter.drawLine(QLineF(bx, height - 6, bx, height))
+        changes = tempo_map.tempi[1:]
+        first = bisect.bisect_left(changes, (start, -1.0))
+        shown = changes[first : bisect.bisect_right(changes, (end, math.inf))]
+        if 0 < len(shown) <= width // 4:  # each tempo change marked, its tempo written where there is room
+            painter.setPen(QColor("#e0a458"))
+            written = -math.inf
+            for beat, bpm in shown:
+                x = state.x_of(beat)
+                painter.drawLine(QLineF(x, LOOP_STRIP, x, height))
+                if x - written > 48:  # beside the bar's number where the change is on a bar line
+                    painter.drawText(QPointF(x + 3 + labels.get(beat, 0), LOOP_STRIP + 12), f"♩={bpm:g}")
+                    written = x + labels.get(beat, 0)
         x = state.x_of(transport.playhead)
         painter.setPen(Qt.NoPen)
         painter.setBrush(QColor("#f2f2f2"))
@@ -172,6 +190,69 @@ class Ruler(_Strip):
         painter.setPen(QColor("#1b1d21"))
         painter.drawLine(0, height - 1, width, height - 1)
         painter.end()
+
+    def contextMenuEvent(self, event) -> None:
+        """A tempo or time signature change where the ruler was right-clicked."""
+        self.change_menu(self.state.beat_at(event.pos().x())).exec(event.globalPos())
+
+    def change_menu(self, beat: float) -> QMenu:
+        """The menu of changes at a beat: a tempo from the grid step there, a metre from the bar it lies in."""
+        song = self.song
+        at = max(0.0, self.state.snap(beat))
+        bar = song.bar_at(max(0.0, beat))
+        menu = QMenu(self)
+        menu.setObjectName("tempo_menu")
+        tempo = menu.addAction(f"Tempo Change at {song.bar_beat(at)}…", lambda: self.ask_tempo(at))
+        tempo.setObjectName("tempo_change")
+        metre = menu.addAction(f"Time Signature Change at Bar {bar.index + 1}…", lambda: self.ask_metre(bar.beat))
+        metre.setObjectName("metre_change")
+        tempo_map = song.tempo_map
+        for change, _ in tempo_map.tempi[1:]:
+            if song.bar_at(change).index == bar.index:
+                menu.addAction(
+                    f"Remove Tempo Change at {song.bar_beat(change)}",
+                    lambda change=change: self._edit(lambda: song.remove_tempo_change(change)),
+                )
+        if tempo_map.metre_change_at(bar.beat):
+            menu.addAction(
+                f"Remove Time Signature Change at Bar {bar.index + 1}",
+                lambda: self._edit(lambda: song.remove_time_signature_change(bar.beat)),
+            )
+        return menu
+
+    def ask_tempo(self, beat: float) -> None:
+        """Asks for the tempo from `beat` on."""
+        song = self.song
+        bpm, accepted = QInputDialog.getDouble(
+            self, "Tempo Change", f"Tempo from {song.bar_beat(beat)} (BPM):", song.tempo_at(beat), MIN_TEMPO,
+            MAX_TEMPO, 1,
+        )  # fmt: skip
+        if accepted:
+            self._edit(lambda: song.set_tempo_at(beat, bpm))
+
+    def ask_metre(self, beat: float) -> None:
+        """Asks for the time signature from the bar line at `beat` on."""
+        song = self.song
+        current = "{}/{}".format(*song.time_signature_at(beat))
+        choices = list(dict.fromkeys([current, "2/4", "3/4", "4/4", "5/4", "3/8", "6/8", "7/8", "9/8", "12/8"]))
+        bar = song.bar_at(beat).index + 1
+        text, accepted = QInputDialog.getItem(
+            self, "Time Signature Change", f"Time signature from bar {bar} (for example 3/4):", choices, 0, True
+        )
+        if not accepted:
+            return
+        try:
+            numerator, denominator = (int(part) for part in text.strip().split("/"))
+        except ValueError:
+            self.message.emit(f"{text.strip() or 'Nothing'} is not a time signature (write it as 3/4 or 7/8)")
+            return
+        self._edit(lambda: song.set_time_signature_at(beat, numerator, denominator))
+
+    def _edit(self, change) -> None:
+        try:
+            change()
+        except (SongLockedError, ValueError) as error:
+            self.message.emit(str(error))
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         """In the loop strip: draw, move or stretch the loop; below it: set the playhead (a click) or choose a

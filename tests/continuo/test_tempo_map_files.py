@@ -31,6 +31,10 @@ def test_a_midi_file_opens_on_its_own_beats_so_bar_numbers_are_the_scores(window
     for note, original in zip(song.performance_notes(), read_midi(path), strict=True):  # and keep their times
         assert note.start == pytest.approx(original.start, abs=1e-5)  # 666,667 µs a beat: 90 BPM kept
     assert "the song keeps every change" in window.statusBar().currentMessage()
+    assert "changes tempo 1 time (90–140 BPM)" in window.tempo_box.toolTip()  # the box shows the first tempo
+    window.tempo_box.setValue(45.0)  # half as fast: the whole map scales
+    assert song.tempo_map.tempi == ((0.0, 45.0), (12.0, 70.0))
+    assert "(45–70 BPM)" in window.tempo_box.toolTip()
 
 
 def test_opening_a_three_four_file_leaves_the_continue_length_as_it_was(window, tmp_path):
@@ -162,3 +166,52 @@ def test_crash_restore_brings_back_the_tempo_map(qapp, tmp_path):
     restore.restore(find_orphans(tmp_path)[0], restored)
     assert restored.tempo_map == song.tempo_map and restored.tempo_map.tempi == ((0.0, 120.0), (8.0, 60.0))
     assert restored.meta() == song.meta()
+
+
+def answer_input(value) -> None:
+    """Types `value` into the next input dialog once it opens, and presses OK."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QInputDialog
+
+    def attempt() -> None:
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, QInputDialog):
+            QTimer.singleShot(20, attempt)
+            return
+        if isinstance(value, str):
+            dialog.setTextValue(value)
+        else:
+            dialog.setDoubleValue(value)
+        dialog.accept()
+
+    QTimer.singleShot(20, attempt)
+
+
+def test_the_ruler_puts_a_tempo_or_metre_change_where_it_was_clicked_and_takes_it_out(window, roll):
+    """Right-click in the ruler: a tempo from that grid step, a metre from that bar; each one undo step, the
+    notes keep their beats, and a metre that is not one is said in the status bar."""
+    song = window.song
+    song.add_notes([song.new_note(60, 90, 9.0, 1.0)])
+
+    def act(menu, name: str) -> None:
+        [action] = [action for action in menu.actions() if action.objectName() == name or action.text() == name]
+        action.trigger()
+
+    answer_input(60.0)
+    act(roll.ruler.change_menu(8.1), "tempo_change")  # the grid (1/16) puts it on beat 8.0: bar 3
+    assert song.tempo_map.tempi == ((0.0, 120.0), (8.0, 60.0))
+    assert song.to_seconds(9.0) == pytest.approx(4.0 + 1.0) and song.notes()[0].start == 9.0
+    assert song.undo_stack.undoText() == "Tempo 60 BPM at 3.1"
+    answer_input("3/4")
+    act(roll.ruler.change_menu(9.5), "metre_change")  # bar 3 begins on beat 8
+    assert song.tempo_map.metres == ((0.0, 4, 4), (8.0, 3, 4)) and song.bar_beat(11.0) == (4, 1, 0.0)
+    for typed, said in (("3/0", "3/0 is not a time signature Continuo supports"), ("waltz", "waltz is not a time")):
+        answer_input(typed)
+        act(roll.ruler.change_menu(9.5), "metre_change")
+        assert said in window.statusBar().currentMessage() and song.tempo_map.metres[1] == (8.0, 3, 4)
+    act(roll.ruler.change_menu(9.0), "Remove Tempo Change at 3.1")
+    act(roll.ruler.change_menu(9.0), "Remove Time Signature Change at Bar 3")
+    assert song.tempo_map == TempoMap()
+    song.undo_stack.undo()
+    song.undo_stack.undo()
+    assert song.tempo_map.tempi[1] == (8.0, 60.0) and song.tempo_map.metres[1] == (8.0, 3, 4)
