@@ -61,6 +61,7 @@ class FileRead:
     meta: dict[str, Any] = field(default_factory=dict)  # tempo and time signature (and more for a session)
     view: dict[str, Any] = field(default_factory=dict)
     remarks: list[str] = field(default_factory=list)  # what the song could not keep of the file
+    grid_note: str = ""  # what the ruler says of a MIDI file's grid (a free performance's bars are the file's)
     error: str = ""
     first_id: int = 1  # the ids of the notes count up from here
     cancelled: bool = False
@@ -81,7 +82,9 @@ def read_file(path: str | Path, first_id: int = 1) -> FileRead:
             scratch.load([SongNote(first_id - 1, 60, 1, 0.0, 1.0)])
         notes = scratch.notes_from_performance(read.notes, MOTIF, tempo_map=read.timing.tempo_map(exact=True))
         meta = tempo_map_meta(read.timing.tempo_map())
-        return FileRead(path, True, notes, meta, remarks=read.timing.remarks(), first_id=first_id)
+        return FileRead(
+            path, True, notes, meta, remarks=read.timing.remarks(), first_id=first_id, grid_note=read.timing.grid_note()
+        )
     except (MidiFileError, SessionError) as error:
         return FileRead(path, midi, error=str(error))
     except MemoryError:
@@ -256,6 +259,7 @@ class Document(QObject):
             # A new document from the file; the model and generation settings carry over from the last one.
             self.song.load(read.notes, {**read.meta, "settings": self.song.settings, "model": self.song.model})
             self.set_path(None, source=path.name)  # Save suggests the MIDI file's name, never its path
+            self.roll.ruler.set_note(read.grid_note)
             self.roll.zoom_to_fit()
             self.transport.set_playhead(0.0)
             text = f"Opened {path.name}: {len(read.notes)} notes at {self.song.tempo:g} BPM in " + "{}/{}".format(
@@ -289,6 +293,7 @@ class Document(QObject):
         except SongLockedError as error:
             self.error.emit("Cannot import now", str(error))
             return False
+        self.roll.ruler.set_note(read.grid_note)
         self.roll.zoom_to_fit()
         text = f"Imported {len(notes)} notes from {path.name} as the motif (Undo takes it back)"
         self.message.emit("; ".join([text, *read.remarks]), 15000 if read.remarks else 6000)

@@ -105,6 +105,15 @@ class MidiTiming:
                 metres.append((beat, numerator, denominator))
         return TempoMap(tuple(tempi[: limits.MAX_TEMPO_CHANGES + 1]), tuple(metres[: limits.MAX_METRE_CHANGES + 1]))
 
+    def grid_note(self) -> str:
+        """What the ruler says of the file's grid while it is open ("" when its notes follow its beats)."""
+        if self.phase is None:
+            return "Free performance: its notes follow no beat, so the bars are the file's"
+        if abs(self.phase) > ON_GRID_BEATS:
+            side = "after" if self.phase > 0 else "before"
+            return f"The notes lie {abs(self.phase):.2f} of a beat {side} the file's beats, so the bars are the file's"
+        return ""
+
     def remarks(self) -> list[str]:
         """What the song does with the file's timing, and the notes the file never ends, in words (empty when
         there is nothing to say)."""
@@ -195,12 +204,15 @@ def beat_phase(notes: list[Note], tempo_map: TempoMap) -> float | None:
     shifted = (phase[None, :] - offsets[:, None]) % 1.0
     distance = np.min(np.abs(shifted[:, :, None] - GRID_POINTS[None, None, :]), axis=2)
     shares = np.mean(distance <= ON_GRID_BEATS, axis=1)
-    best = int(np.argmax(shares))
-    if shares[0] >= shares[best] - 0.02:
-        best = 0  # on the beats, as near as the best offset
-    if shares[best] < ON_BEAT_SHARE:
+    if shares.max() < ON_BEAT_SHARE:
         return None
-    offset = float(offsets[best])
+    # Of the offsets that put the onsets on a grid, the one that puts the most on whole beats (a triplet's or a
+    # half beat's offset puts them on the grid too, as its off-beats); the first, 0, where as many are on it.
+    on_beats = np.mean(np.minimum(shifted, 1.0 - shifted) <= ON_GRID_BEATS, axis=1)
+    best = int(np.argmax(np.where(shares >= ON_BEAT_SHARE, on_beats, -1.0)))
+    residual = (shifted[best] + 0.5) % 1.0 - 0.5  # each onset's distance from its whole beat, signed
+    close = residual[np.abs(residual) <= ON_GRID_BEATS]
+    offset = float(offsets[best] + (np.mean(close) if len(close) else 0.0)) % 1.0
     return offset - 1.0 if offset >= 0.5 else offset
 
 

@@ -131,6 +131,14 @@ class Ruler(_Strip):
         transport.playhead_moved.connect(self.update)
         state.time_range_changed.connect(self.update)
         song.meta_changed.connect(self.update)
+        song.reset.connect(lambda: self.set_note(""))  # another document: what was said of the last file's grid
+        self.note = ""  # what the ruler says of the grid (a free performance's bars are its file's)
+
+    def set_note(self, text: str) -> None:
+        """Says something of the grid at the ruler's right end, and in its tooltip, until another document."""
+        self.note = text
+        self.setToolTip(text)
+        self.update()
 
     def paintEvent(self, event) -> None:
         """Bar numbers, beat ticks, the loop region and the playhead."""
@@ -156,7 +164,7 @@ class Ruler(_Strip):
         font.setPixelSize(11)
         painter.setFont(font)
         metre_starts = {beat for beat, _, _ in tempo_map.metres}
-        labels: dict[float, int] = {}  # the bar lines labelled, and how wide their labels are
+        taken: list[tuple[float, float]] = []  # the spans of the labels written, left to right
         for bar in tempo_map.bar_lines(start, end, 1 if ppb >= 12 else label_every):
             x = state.x_of(bar.beat)
             if bar.index % label_every == 0 or bar.beat in metre_starts:
@@ -165,7 +173,7 @@ class Ruler(_Strip):
                 if bar.beat in metre_starts and len(tempo_map.metres) > 1:  # where the metre changes, it is named
                     label += " {}/{}".format(*bar.metre)
                 painter.drawText(QPointF(x + 3, LOOP_STRIP + 12), label)
-                labels[bar.beat] = painter.fontMetrics().horizontalAdvance(label) + 6
+                taken.append((x, x + 3 + painter.fontMetrics().horizontalAdvance(label)))
             if ppb >= 12:
                 unit = 4.0 / bar.metre[1]  # the metre's beat, in quarter notes
                 for beat in range(1, math.ceil(bar.length / unit - 1e-9)):
@@ -176,13 +184,23 @@ class Ruler(_Strip):
         shown = changes[first : bisect.bisect_right(changes, (end, math.inf))]
         if 0 < len(shown) <= width // 4:  # each tempo change marked, its tempo written where there is room
             painter.setPen(QColor("#e0a458"))
-            written = -math.inf
+            metrics = painter.fontMetrics()
             for beat, bpm in shown:
                 x = state.x_of(beat)
                 painter.drawLine(QLineF(x, LOOP_STRIP, x, height))
-                if x - written > 48:  # beside the bar's number where the change is on a bar line
-                    painter.drawText(QPointF(x + 3 + labels.get(beat, 0), LOOP_STRIP + 12), f"♩={bpm:g}")
-                    written = x + labels.get(beat, 0)
+                text = f"♩={bpm:.0f}" if abs(bpm - round(bpm)) < 0.05 else f"♩={bpm:.1f}"
+                left = max([x + 3] + [right + 4 for low, right in taken if low <= x + 1 and right >= x - 1])
+                right = left + metrics.horizontalAdvance(text)
+                if all(right < low or left > high for low, high in taken):  # where there is room
+                    painter.drawText(QPointF(left, LOOP_STRIP + 12), text)
+                    taken.append((left, right))
+        if self.note:  # in the loop strip's right end, dim, cut with an ellipsis (the tooltip has it whole)
+            font.setPixelSize(10)
+            painter.setFont(font)
+            room = QRectF(width / 3, 0, width * 2 / 3 - 4, LOOP_STRIP)
+            text = painter.fontMetrics().elidedText(self.note, Qt.ElideRight, int(room.width()))
+            painter.setPen(QColor("#e0a458"))
+            painter.drawText(room, Qt.AlignRight | Qt.AlignVCenter, text)
         x = state.x_of(transport.playhead)
         painter.setPen(Qt.NoPen)
         painter.setBrush(QColor("#f2f2f2"))

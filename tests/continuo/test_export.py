@@ -94,10 +94,20 @@ def test_a_headless_export_keeps_the_metre_both_tempi_and_every_note(tmp_path, h
     programs = [message.program for track in midi.tracks for message in track if message.type == "program_change"]
     assert names == ["waltz", "Piano"] and programs == [0]
 
-    # a session exports the same, and the WAV through the built-in synth
-    session = tmp_path / "waltz.continuo"
-    result = export(out, session, home)
+    # a session exports the same (its tempo map kept), and the WAV through the built-in synth
+    result = export(out, tmp_path / "waltz.continuo", home)
     assert result.returncode == 2 and "writes a MIDI file (.mid) or a WAV file (.wav)" in result.stderr
+    from continuo.document import read_file
+    from continuo.session import write_session
+    from continuo.song import Song
+
+    read, song = read_file(source), Song()
+    song.load(read.notes, read.meta)
+    write_session(song, tmp_path / "waltz.continuo")
+    result = export(tmp_path / "waltz.continuo", tmp_path / "session.mid", home)
+    assert result.returncode == 0, result.stderr
+    assert timing(tmp_path / "session.mid") == (metres, tempi)
+    assert_same_notes(tmp_path / "session.mid", source)
     wav = tmp_path / "waltz.wav"
     result = export(source, wav, home)
     assert result.returncode == 0, result.stderr

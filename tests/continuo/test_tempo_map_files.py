@@ -132,10 +132,18 @@ def test_a_performance_that_follows_no_beat_is_said_to(window, tmp_path):
     write_midi(notes, path)
     assert window.open_path(path)
     assert "follow no beat" in window.statusBar().currentMessage()
+    ruler = window.roll.ruler
+    assert ruler.note.startswith("Free performance") and ruler.toolTip() == ruler.note  # said while it is open
     grid = tmp_path / "grid.mid"
     write_midi([Note(60 + i % 7, 80, i * 0.25, i * 0.25 + 0.2) for i in range(64)], grid)
     assert window.open_path(grid, ask_to_save=False)
-    assert "follow no beat" not in window.statusBar().currentMessage()
+    assert "follow no beat" not in window.statusBar().currentMessage() and ruler.note == ""
+    late = tmp_path / "late.mid"  # on a beat, 0.6 of the file's beat late throughout (as POP909's files are)
+    write_midi([Note(60 + i % 7, 80, 0.3 + i * 0.5, 0.3 + i * 0.5 + 0.2) for i in range(64)], late)
+    assert window.open_path(late, ask_to_save=False)
+    assert "0.40 of a beat before the file's beats" in ruler.note  # as near as 0.6 after
+    window.document.new_song()
+    assert ruler.note == ""
 
 
 def test_headless_reading_needs_no_window(tmp_path):
