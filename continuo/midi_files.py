@@ -43,6 +43,7 @@ ON_GRID_BEATS = 0.03
 ON_BEAT_SHARE = 0.6
 GRID_POINTS = np.array([0.0, 0.25, 1 / 3, 0.5, 2 / 3, 0.75, 1.0])
 PHASE_SAMPLE = 2000  # onsets read to tell whether a file follows its beat
+PHASE_MARGIN = 0.1  # a file on its own grid for all but this share more than another offset's is on its grid
 
 
 @dataclass
@@ -206,6 +207,8 @@ def beat_phase(notes: list[Note], tempo_map: TempoMap) -> float | None:
     shares = np.mean(distance <= ON_GRID_BEATS, axis=1)
     if shares.max() < ON_BEAT_SHARE:
         return None
+    if shares[0] >= max(ON_BEAT_SHARE, shares.max() - PHASE_MARGIN):
+        return 0.0  # on the file's grid, as nearly as on any other (a grid of triplets catches a few more)
     # Of the offsets that put the onsets on a grid, the one that puts the most on whole beats (a triplet's or a
     # half beat's offset puts them on the grid too, as its off-beats); the first, 0, where as many are on it.
     on_beats = np.mean(np.minimum(shifted, 1.0 - shifted) <= ON_GRID_BEATS, axis=1)

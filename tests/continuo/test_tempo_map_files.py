@@ -223,3 +223,22 @@ def test_the_ruler_puts_a_tempo_or_metre_change_where_it_was_clicked_and_takes_i
     song.undo_stack.undo()
     song.undo_stack.undo()
     assert song.tempo_map.tempi[1] == (8.0, 60.0) and song.tempo_map.metres[1] == (8.0, 3, 4)
+
+
+def test_the_beat_phase_of_a_file_on_its_grid_off_it_by_a_constant_and_free():
+    """Sixteenths, most of them off the beat, are on the grid (0); the same notes with chords on the beats, 0.3 of
+    a beat late, are said to be (without the chords a sixteenths' grid tells its beat only to a quarter of it),
+    and onsets at random follow no beat (None)."""
+    import random
+
+    from continuo.midi_files import beat_phase
+
+    steady = TempoMap.steady(120.0)  # half a second a beat
+    sixteenths = [Note(60, 80, 0.125 * step, 0.125 * step + 0.1) for step in range(400) if step % 4 in (1, 2, 3)]
+    assert beat_phase(sixteenths, steady) == 0.0
+    chords = [Note(pitch, 80, 0.5 * beat, 0.5 * beat + 0.3) for beat in range(100) for pitch in (48, 52, 55)]
+    late = [Note(n.pitch, 80, n.start + 0.15, n.end + 0.15) for n in sorted(sixteenths + chords, key=lambda n: n.start)]
+    assert beat_phase(late, steady) == pytest.approx(0.3, abs=0.01)
+    rng = random.Random(5)
+    free = sorted(rng.uniform(0, 200) for _ in range(500))
+    assert beat_phase([Note(60, 80, start, start + 0.2) for start in free], steady) is None
