@@ -165,7 +165,7 @@ class Studio:
 def bench_first_note(studio: Studio, runs: int) -> dict:
     """Continue to first continuation note-on at the sink."""
     window, song = studio.window, studio.window.song
-    song.set_settings(dataclasses.replace(song.settings, length_beats=8.0, seed=None))
+    song.set_settings(dataclasses.replace(song.settings, length=2, seed=None))
     totals, computes = [], []
     for _ in range(runs):
         studio.reset()
@@ -193,7 +193,7 @@ def bench_gui_stall(studio: Studio, seconds: float) -> dict:
 
     window, song = studio.window, studio.window.song
     studio.reset()
-    song.set_settings(dataclasses.replace(song.settings, length_beats=song.to_beats(seconds), seed=1))
+    song.set_settings(dataclasses.replace(song.settings, length=seconds, length_unit="seconds", seed=1))
     ticks: list[float] = []
     timer = QTimer()
     timer.setInterval(5)

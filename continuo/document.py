@@ -39,7 +39,7 @@ from .playback.audio_export import AudioExport
 from .playback.render import MAX_GAIN_DB, MIN_GAIN_DB, PEAK_DB
 from .session import SUFFIX, SessionError, read_session, write_session
 from .settings import Preferences
-from .song import Song, SongLockedError
+from .song import Song, SongLockedError, tempo_map_meta
 from .transport import Transport
 
 UNTITLED = "Untitled"
@@ -61,6 +61,7 @@ class FileRead:
     meta: dict[str, Any] = field(default_factory=dict)  # tempo and time signature (and more for a session)
     view: dict[str, Any] = field(default_factory=dict)
     remarks: list[str] = field(default_factory=list)  # what the song could not keep of the file
+    grid_note: str = ""  # what the ruler says of a MIDI file's grid (a free performance's bars are the file's)
     error: str = ""
     first_id: int = 1  # the ids of the notes count up from here
     cancelled: bool = False
@@ -68,7 +69,7 @@ class FileRead:
 
 def read_file(path: str | Path, first_id: int = 1) -> FileRead:
     """Reads a session or MIDI file for the document, on any thread (no widget is touched); MIDI notes are placed
-    on the grid at the file's first tempo, with ids from `first_id`."""
+    on the grid through the file's own tempo map (its beats are the song's), with ids from `first_id`."""
     path = Path(path)
     midi = is_midi_path(path)
     try:
@@ -76,13 +77,14 @@ def read_file(path: str | Path, first_id: int = 1) -> FileRead:
             session = read_session(path)
             return FileRead(path, False, session.notes, session.meta, session.view)
         read = read_midi_file(path)
-        tempo = read.timing.tempo
         scratch = Song()  # converts seconds to beats the song's way, with ids from first_id; no signals reach Qt
         if first_id > 1:
             scratch.load([SongNote(first_id - 1, 60, 1, 0.0, 1.0)])
-        notes = scratch.notes_from_performance(read.notes, MOTIF, tempo=tempo)
-        meta = {"tempo": tempo, "time_signature": read.timing.time_signature}
-        return FileRead(path, True, notes, meta, remarks=read.timing.remarks(), first_id=first_id)
+        notes = scratch.notes_from_performance(read.notes, MOTIF, tempo_map=read.timing.tempo_map(exact=True))
+        meta = tempo_map_meta(read.timing.tempo_map())
+        return FileRead(
+            path, True, notes, meta, remarks=read.timing.remarks(), first_id=first_id, grid_note=read.timing.grid_note()
+        )
     except (MidiFileError, SessionError) as error:
         return FileRead(path, midi, error=str(error))
     except MemoryError:
@@ -257,6 +259,7 @@ class Document(QObject):
             # A new document from the file; the model and generation settings carry over from the last one.
             self.song.load(read.notes, {**read.meta, "settings": self.song.settings, "model": self.song.model})
             self.set_path(None, source=path.name)  # Save suggests the MIDI file's name, never its path
+            self.roll.ruler.set_note(read.grid_note)
             self.roll.zoom_to_fit()
             self.transport.set_playhead(0.0)
             text = f"Opened {path.name}: {len(read.notes)} notes at {self.song.tempo:g} BPM in " + "{}/{}".format(
@@ -290,6 +293,7 @@ class Document(QObject):
         except SongLockedError as error:
             self.error.emit("Cannot import now", str(error))
             return False
+        self.roll.ruler.set_note(read.grid_note)
         self.roll.zoom_to_fit()
         text = f"Imported {len(notes)} notes from {path.name} as the motif (Undo takes it back)"
         self.message.emit("; ".join([text, *read.remarks]), 15000 if read.remarks else 6000)

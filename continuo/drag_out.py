@@ -21,7 +21,7 @@ from music_transformer import MidiFileError
 from .document import Document
 from .midi_files import export_midi
 from .piano_roll import PianoRoll
-from .song import Song, floor_beat
+from .song import Song, tempo_map_meta
 
 FOLDER = "dragged"  # under Continuo's data home
 TIP = (
@@ -61,10 +61,12 @@ class DragOut(QToolButton):
         if not notes:
             self.document.message.emit("Nothing to drag out: draw or play some notes first", 6000)
             return None
-        shift = floor_beat(min(note.start for note in notes), song.beats_per_bar) if selected else 0.0
-        clip = Song()  # the notes to write, with the song's tempo and metre: written by the export the menu uses
+        # a selection starts at its first note's bar line, with the tempo map as it runs from there
+        shift = song.bar_at(min(note.start for note in notes)).beat if selected else 0.0
+        clip = Song()  # the notes to write, with the song's tempi and metres: written by the export the menu uses
         try:
-            clip.load([note.with_(start=note.start - shift) for note in notes], song.meta())
+            meta = dict(song.meta(), **tempo_map_meta(song.tempo_map.from_beat(shift)))
+            clip.load([note.with_(start=note.start - shift) for note in notes], meta)
             path = self.folder / clip_name(self.document.stem, bool(selected))
             self.folder.mkdir(parents=True, exist_ok=True)
             count = export_midi(clip, path)

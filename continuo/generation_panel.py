@@ -426,17 +426,10 @@ class GenerationPanel(QWidget):
         if settings.length_unit == "bars":
             self.length_box.setRange(1, MAX_BARS)
             self.length_box.setSuffix(" bars")
-            self.length_box.setValue(settings.length_beats / self.song.beats_per_bar)
         else:
             self.length_box.setRange(1, MAX_SECONDS)
             self.length_box.setSuffix(" s")
-            self.length_box.setValue(self.song.to_seconds(settings.length_beats))
-
-    def _length_beats(self) -> float:
-        value = self.length_box.value()
-        if self.unit_box.currentText() == "bars":
-            return value * self.song.beats_per_bar
-        return self.song.to_beats(value)
+        self.length_box.setValue(settings.length)
 
     def settings_from_widgets(self) -> GenerationSettings:
         """The settings the widgets show."""
@@ -445,7 +438,7 @@ class GenerationPanel(QWidget):
             temperature=round(self.temperature_box.value(), 4),
             top_k=self.top_k_box.value(),
             top_p=round(self.top_p_box.value(), 4),
-            length_beats=round(self._length_beats(), 6),
+            length=round(self.length_box.value(), 6),
             seed=self.seed_box.value() if self.fixed_seed.isChecked() else None,
             variations=self.variations_box.value(),
             length_unit=self.unit_box.currentText(),
@@ -482,8 +475,18 @@ class GenerationPanel(QWidget):
     def _unit_changed(self, unit: str) -> None:
         if self._updating:
             return
+        song, settings = self.song, self.song.settings
+        start = song.motif_end()  # the length converted where a continuation starts: its bars, its tempo
+        if unit == "seconds" and settings.length_unit == "bars":
+            length = song.seconds_between(start, song.add_bars(start, settings.length))
+            length = min(max(length, 1.0), MAX_SECONDS)
+        elif unit == "bars" and settings.length_unit == "seconds":
+            end = song.to_beats(song.to_seconds(start) + settings.length)
+            length = min(max(song.tempo_map.bar_position(end) - song.tempo_map.bar_position(start), 1.0), MAX_BARS)
+        else:
+            length = settings.length
         try:
-            self.song.set_settings(dataclasses.replace(self.song.settings, length_unit=unit))
+            song.set_settings(dataclasses.replace(settings, length_unit=unit, length=round(length, 1)))
         except SongLockedError:
             pass
         self._show_settings()

@@ -27,6 +27,7 @@ from .limits import (
     MIN_TOP_P,
 )
 
+MAX_LENGTH = 10_000  # bars or seconds (the panel offers far less)
 ANY_STYLE = STYLES[0]  # "any": no idiom named, the model tells from the music
 KEY_MODES = ("off", "motif", "chosen")  # no key lock; the key detected in the music before; a key chosen
 DYNAMICS = ("model", "motif")  # velocities as the model writes them; kept within the motif's range
@@ -39,10 +40,12 @@ class GenerationSettings:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 0.95
-    length_beats: float = 16.0
+    # How long a continuation is, in `length_unit`: bars (each as long as the metre where it falls) or seconds.
+    # Kept in the musician's unit, so that a song of another metre or tempo (a file opened) leaves it as it was.
+    length: float = 4.0
     seed: int | None = None
     variations: int = 1  # continuations written per Continue, to audition and pick one
-    length_unit: str = "bars"  # how the panel shows the length: "bars" or "seconds"
+    length_unit: str = "bars"  # "bars" or "seconds"
     # "most_likely" (beam search) left the panel: it looped or sat on a few pitches; an older session's reads as off
     repetition_penalty: float = DEFAULT_REPETITION_PENALTY  # what a repeated strike or loop costs (0: off)
     style: str = ANY_STYLE  # the idiom to continue in (music_transformer.events.STYLES); "any": the model tells
@@ -61,10 +64,17 @@ class GenerationSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> GenerationSettings:
-        """Settings from JSON values; unknown keys are ignored, missing ones take their defaults."""
+    def from_dict(cls, data: dict, beats_per_bar: float = 4.0, tempo: float = 120.0) -> GenerationSettings:
+        """Settings from JSON values; unknown keys are ignored, missing ones take their defaults.
+
+        Settings saved before the length was kept in its unit hold `length_beats`: it is read in the bars
+        (`beats_per_bar` long) or at the `tempo` of the song they were saved with."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
+        beats = data.get("length_beats")
+        if "length" not in data and isinstance(beats, (int, float)) and not isinstance(beats, bool):
+            bars = data.get("length_unit", "bars") == "bars"
+            values["length"] = round(beats / beats_per_bar if bars else beats * 60.0 / tempo, 6)
         settings = cls(**values)
         if not (MIN_TEMPERATURE <= float(settings.temperature) <= MAX_TEMPERATURE):
             raise ValueError(
@@ -84,8 +94,9 @@ class GenerationSettings:
             raise ValueError(
                 f"the repetition penalty {penalty!r} is outside {MIN_REPETITION_PENALTY:g}..{MAX_REPETITION_PENALTY:g}"
             )
-        if not (0.0 < float(settings.length_beats) <= 10_000):
-            raise ValueError(f"length {settings.length_beats} beats is out of range")
+        length = settings.length
+        if isinstance(length, bool) or not isinstance(length, (int, float)) or not 0.0 < length <= MAX_LENGTH:
+            raise ValueError(f"length {length!r} {settings.length_unit} is out of range")
         if settings.seed is not None and not isinstance(settings.seed, int):
             raise ValueError("the seed must be a whole number")
         if not (isinstance(settings.variations, int) and 1 <= settings.variations <= MAX_VARIATIONS):

@@ -39,6 +39,9 @@ MAX_NOTES = 2 * MAX_MIDI_NOTES  # the longest MIDI file read, and as much again 
 MAX_NOTE_ID = 2**53  # ids count up by one a note; past this a JSON number no longer holds them exactly
 MAX_NUMERATOR = 32  # beats in a bar
 DENOMINATORS = (1, 2, 4, 8, 16, 32)  # the note value of the beat
+# A tempo map: a performance mapped beat by beat has a change a beat (a few thousand); these are far past that.
+MAX_TEMPO_CHANGES = 100_000
+MAX_METRE_CHANGES = 10_000
 
 # --- the generation settings ------------------------------------------------------------------------------
 # The sampling bounds are the model library's (imported above), the ones generate() enforces (the repetition
@@ -57,5 +60,5 @@ __all__ = [
     "MAX_PITCH", "MAX_REPETITION_PENALTY", "MAX_SESSION_BYTES", "MAX_SESSION_TOP_K", "MAX_TEMPERATURE",
     "MAX_TEMPO", "MAX_TEXT_CHARS", "MAX_TOP_K", "MAX_TOP_P", "MAX_VARIATIONS", "MAX_VELOCITY", "MIN_NOTE_BEATS",
     "MIN_PITCH", "MIN_REPETITION_PENALTY", "MIN_TEMPERATURE", "MIN_TEMPO", "MIN_TOP_K", "MIN_TOP_P", "MIN_VELOCITY",
-    "DENOMINATORS",
+    "DENOMINATORS", "MAX_METRE_CHANGES", "MAX_TEMPO_CHANGES",
 ]  # fmt: skip

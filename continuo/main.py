@@ -1,5 +1,6 @@
 """The `continuo` command: `continuo [FILE]` opens the studio; `--screenshot out.png` renders it and exits;
-`--version` prints the version; `--install-desktop` / `--uninstall-desktop` add or remove the menu entry."""
+`--export OUT.mid|OUT.wav FILE` writes the file as MIDI or audio without a window and exits; `--version` prints
+the version; `--install-desktop` / `--uninstall-desktop` add or remove the menu entry."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("file", nargs="?", help="a session (.continuo) or MIDI file to open")
     parser.add_argument("--screenshot", metavar="PNG", help="render the window offscreen to a PNG and exit")
     parser.add_argument("--size", default="1280x800", help="window size for --screenshot (default 1280x800)")
+    parser.add_argument(
+        "--export",
+        metavar="OUT",
+        help="write FILE as a MIDI file (OUT.mid: its tempo map, metre and key) or a recording through the "
+        "built-in synth (OUT.wav), without a window, and exit (status 2 and one line on any problem)",
+    )
     parser.add_argument("--version", action="store_true", help="print Continuo's version and exit")
     launcher = parser.add_mutually_exclusive_group()
     launcher.add_argument(
@@ -55,6 +62,27 @@ def _desktop(install: bool) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """The headless render: FILE written to OUT (.mid or .wav), one line said, no window."""
+    if not args.file:
+        print("continuo: --export OUT needs the FILE to export (continuo --export OUT.mid FILE)", file=sys.stderr)
+        return 2
+    if args.screenshot:
+        print("continuo: --export and --screenshot are separate runs; give one of them", file=sys.stderr)
+        return 2
+    from .export import ExportError, export_file
+
+    try:
+        print(export_file(args.file, args.export))
+    except ExportError as error:
+        print(f"continuo: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - whatever goes wrong is one line and status 2, never a traceback
+        print(f"continuo: cannot export {args.file} ({type(error).__name__}: {error})", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _application(argv0: str):
     """The QApplication, named, with the window and task-bar icon and the desktop entry it belongs to."""
     from PySide6.QtGui import QIcon
@@ -79,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         return _version()
     if args.install_desktop or args.uninstall_desktop:
         return _desktop(install=args.install_desktop)
+    if args.export is not None:
+        return _export(args)
     if args.screenshot and not os.environ.get("QT_QPA_PLATFORM"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no display
     from .main_window import MainWindow

@@ -320,6 +320,29 @@ class MainWindow(QMainWindow):
             self.signature_box.setCurrentText(text)
             self.signature_box.blockSignals(False)
             self.roll.update()
+        if key in ("tempo", "tempo_changes", "time_signature", "metre_changes"):
+            self._show_tempo_map()
+
+    def _show_tempo_map(self) -> None:
+        """The toolbar's tempo and metre are the song's first; their tooltips say what changes after them."""
+        tempo_map = self.song.tempo_map
+        tempo_tip = "Tempo at the start: beats (quarter notes) per minute"
+        if len(tempo_map.tempi) > 1:
+            tempi = [bpm for _, bpm in tempo_map.tempi]
+            changes = len(tempi) - 1
+            tempo_tip += (
+                f". The song changes tempo {changes:,} time{'s' * (changes > 1)} ({min(tempi):g}–{max(tempi):g} BPM); "
+                "a new tempo here scales every change alike"
+            )
+        self.tempo_box.setToolTip(tempo_tip)
+        metre_tip = "Time signature of the first bar: beats in a bar / the note that gets the beat"
+        if len(tempo_map.metres) > 1:
+            later = ", ".join(
+                f"{n}/{d} at bar {tempo_map.bar_at(beat).index + 1}" for beat, n, d in tempo_map.metres[1:6]
+            )
+            metre_tip += f". Then {later}{', …' if len(tempo_map.metres) > 6 else ''} (named in the ruler)"
+        self.signature_box.setToolTip(metre_tip)
+        self.roll.update()
 
     def _tempo_edited(self, value: float) -> None:
         try:

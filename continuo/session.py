@@ -3,6 +3,12 @@
 The format carries a version. A file from a newer Continuo is refused with a message that says so, and a
 damaged one with a message that says what is wrong; nothing is ever written over a file that failed.
 
+Version 2 adds the tempo map: `tempo_changes` ([beat, BPM], ...) and `metre_changes` ([beat, numerator,
+denominator], ...) after the first tempo and time signature, and the Continue length in its own unit
+(`settings.length`, bars or seconds, where version 1 kept `length_beats`). A song of one tempo and one metre
+is still written as version 1 (with both lengths), so that an older Continuo opens it as before; version 1
+files open as a song of one tempo and one metre.
+
 This is also the studio's one validation layer for songs read from disk: the checks below (`load_json`,
 `check_note`, `check_meta`) read session files and autosave snapshots here, and the autosave journal's lines in
 autosave.py, against the limits in limits.py. Every number is finite and within them, or the input is refused
@@ -26,7 +32,7 @@ from .notes import PARTS, SongNote
 from .song import Song
 
 FORMAT_NAME = "continuo-session"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUFFIX = ".continuo"
 NOTE_FIELDS = ["id", "pitch", "velocity", "start", "length", "part"]
 MAX_SESSION_BYTES = limits.MAX_SESSION_BYTES
@@ -48,13 +54,18 @@ class SessionData:
 def song_to_dict(song: Song, view: dict[str, Any] | None = None) -> dict[str, Any]:
     """The song as JSON-ready values."""
     meta = song.meta()
+    tempo_map = song.tempo_map
+    settings = meta["settings"].to_dict()
+    # what version 1 kept, for an older Continuo: the length in beats of the song's first bars or tempo
+    unit_beats = song.beats_per_bar if settings["length_unit"] == "bars" else song.tempo / 60.0
+    settings["length_beats"] = round(settings["length"] * unit_beats, 6)
     data = {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": 1 if tempo_map.is_steady else FORMAT_VERSION,
         "tempo": meta["tempo"],
         "time_signature": list(meta["time_signature"]),
         "model": meta["model"],
-        "settings": meta["settings"].to_dict(),
+        "settings": settings,
         "view": view or {},
         "note_fields": NOTE_FIELDS,
         "notes": [
@@ -64,6 +75,9 @@ def song_to_dict(song: Song, view: dict[str, Any] | None = None) -> dict[str, An
     }
     if meta.get("variations") is not None:  # the variations still to pick from (until accepted or discarded)
         data["variations"] = meta["variations"].to_dict()
+    if not tempo_map.is_steady:
+        data["tempo_changes"] = [[round(beat, 9), bpm] for beat, bpm in meta["tempo_changes"]]
+        data["metre_changes"] = [[round(beat, 9), n, d] for beat, n, d in meta["metre_changes"]]
     return data
 
 
@@ -135,11 +149,16 @@ def session_from_json(data: Any, name: str) -> SessionData:
 
 
 def _parse(data: dict[str, Any]) -> SessionData:
-    """The checked contents of a version-1 session (ValueError or KeyError says what is wrong)."""
+    """The checked contents of a version-1 or 2 session (ValueError or KeyError says what is wrong)."""
     meta = check_meta(
         {key: data[key] for key in ("tempo", "time_signature")}
-        | {key: data[key] for key in ("settings", "model", "variations") if data.get(key) is not None}
+        | {key: data[key] for key in ("model", "variations") if data.get(key) is not None}
+        | {key: data[key] for key in ("tempo_changes", "metre_changes") if key in data}
     )
+    if data.get("settings") is not None:  # a version-1 length in beats is read in this song's bars or tempo
+        numerator, denominator = meta["time_signature"]
+        meta["settings"] = check_settings(data["settings"], numerator * 4.0 / denominator, meta["tempo"])
+    check_tempo_map(meta)
     meta.setdefault("settings", GenerationSettings())
     meta.setdefault("model", "default")
     meta.setdefault("variations", None)
@@ -263,21 +282,21 @@ def check_time_signature(value: Any) -> tuple[int, int]:
     return numerator, denominator
 
 
-def _from_dict(kind, value: Any, what: str):
+def _from_dict(kind, value: Any, what: str, *args):
     """A dataclass's own checked `from_dict`, its errors said as damage."""
     if not isinstance(value, dict):
         raise ValueError(f"{what} are {_shown(value)}, not a set of values")
     try:
-        return kind.from_dict(dict(value))
+        return kind.from_dict(dict(value), *args)
     except KeyError as error:
         raise ValueError(f"{what} are missing {error}") from None
     except (TypeError, ValueError, OverflowError, AttributeError) as error:
         raise ValueError(f"{what} are damaged ({str(error)[:120] or type(error).__name__})") from None
 
 
-def check_settings(value: Any) -> GenerationSettings:
-    """The generation settings."""
-    return _from_dict(GenerationSettings, value, "the generation settings")
+def check_settings(value: Any, beats_per_bar: float = 4.0, tempo: float = 120.0) -> GenerationSettings:
+    """The generation settings (an older length in beats read in bars of `beats_per_bar`, or at `tempo`)."""
+    return _from_dict(GenerationSettings, value, "the generation settings", beats_per_bar, tempo)
 
 
 def check_variations(value: Any) -> VariationSet | None:
@@ -290,9 +309,51 @@ def check_model(value: Any) -> str:
     return _text(value, "the model")
 
 
+def check_tempo_changes(value: Any) -> tuple[tuple[float, float], ...]:
+    """The tempo changes after the first tempo: [beat, BPM] pairs, in order, after beat 0."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"the tempo changes are {_shown(value)}, not a list")
+    if len(value) > limits.MAX_TEMPO_CHANGES:
+        raise ValueError(f"{len(value):,} tempo changes; Continuo keeps up to {limits.MAX_TEMPO_CHANGES:,}")
+    changes = []
+    for change in value:
+        if not isinstance(change, (list, tuple)) or len(change) != 2:
+            raise ValueError(f"a tempo change is {_shown(change)}, not a beat and a tempo")
+        beat = check_real(change[0], 0.0, limits.MAX_BEATS, "a tempo change's beat", above=True)
+        if changes and beat <= changes[-1][0]:
+            raise ValueError(f"the tempo changes are out of order at beat {beat:g}")
+        changes.append((beat, check_tempo(change[1])))
+    return tuple(changes)
+
+
+def check_metre_changes(value: Any) -> tuple[tuple[float, int, int], ...]:
+    """The time signature changes after the first: [beat, numerator, denominator], in order, after beat 0."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"the time signature changes are {_shown(value)}, not a list")
+    if len(value) > limits.MAX_METRE_CHANGES:
+        raise ValueError(f"{len(value):,} time signature changes; Continuo keeps up to {limits.MAX_METRE_CHANGES:,}")
+    changes = []
+    for change in value:
+        if not isinstance(change, (list, tuple)) or len(change) != 3:
+            raise ValueError(f"a time signature change is {_shown(change)}, not a beat and a time signature")
+        beat = check_real(change[0], 0.0, limits.MAX_BEATS, "a time signature change's beat", above=True)
+        if changes and beat <= changes[-1][0]:
+            raise ValueError(f"the time signature changes are out of order at beat {beat:g}")
+        changes.append((beat, *check_time_signature(change[1:])))
+    return tuple(changes)
+
+
+def check_tempo_map(meta: dict[str, Any]) -> None:
+    """Fills in a song of one tempo and one metre where the metadata holds no changes (older sessions)."""
+    meta.setdefault("tempo_changes", ())
+    meta.setdefault("metre_changes", ())
+
+
 META_CHECKS = {
     "tempo": check_tempo,
     "time_signature": check_time_signature,
+    "tempo_changes": check_tempo_changes,
+    "metre_changes": check_metre_changes,
     "settings": check_settings,
     "model": check_model,
     "variations": check_variations,

@@ -1,8 +1,10 @@
 """The song: the one document the studio edits, every edit an undo command. Testable without a window.
 
 Notes live on the grid in beats (a beat is a quarter note); `music_transformer` works in seconds. The
-conversion between the two happens here and only here: `Song.to_seconds`, `Song.to_beats`,
-`Song.performance_notes` and `Song.notes_from_performance`.
+conversion between the two happens here and only here, through the song's tempo map (tempo_map.py: every tempo
+and metre change a file brings): `Song.to_seconds`, `Song.to_beats`, `Song.seconds_between`,
+`Song.performance_notes` and `Song.notes_from_performance`; and between beats and bars: `Song.bar_beat`,
+`Song.bar_at`, `Song.bar_lines`, `Song.add_bars`, `Song.bar_line_at_or_after`.
 
 Every change goes through one primitive, `Song._apply`, which takes a `SongDiff` (notes removed, notes
 added, metadata before and after). Undo commands hold a diff and apply it forwards or backwards (edits.py);
@@ -25,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
@@ -32,14 +35,25 @@ from music_transformer import Note
 
 from .edits import SongDiff, SongEditCommand
 from .generation_settings import ANY_STYLE, GenerationSettings, VariationNote, VariationSet, WrittenVariation
-from .limits import DENOMINATORS, MAX_BEATS, MAX_NOTES, MAX_NUMERATOR, MAX_TEMPO, MIN_TEMPO
+from .limits import (
+    DENOMINATORS,
+    MAX_BEATS,
+    MAX_METRE_CHANGES,
+    MAX_NOTES,
+    MAX_NUMERATOR,
+    MAX_TEMPO,
+    MAX_TEMPO_CHANGES,
+    MIN_TEMPO,
+)
 from .notes import CONTINUATION, MIN_LENGTH, MOTIF, PARTS, NoteArrays, SongNote, floor_beat, quantized, snap_beat
+from .tempo_map import BarBeat, BarLine, TempoMap
 
 # What the studio imports from here: the song's own names and those of its parts' rooms.
 __all__ = [
     "ANY_STYLE", "CONTINUATION", "DEFAULT_MODEL", "MAX_TEMPO", "MIN_LENGTH", "MIN_TEMPO", "MOTIF", "PARTS",
-    "GenerationSettings", "NoteArrays", "Song", "SongDiff", "SongLockedError", "SongNote", "VariationNote",
-    "VariationSet", "WrittenVariation", "default_meta", "floor_beat", "quantized", "snap_beat",
+    "BarBeat", "BarLine", "GenerationSettings", "NoteArrays", "Song", "SongDiff", "SongLockedError", "SongNote",
+    "TempoMap", "VariationNote", "VariationSet", "WrittenVariation", "default_meta", "floor_beat", "quantized",
+    "snap_beat", "tempo_map_meta",
 ]  # fmt: skip
 
 _LONG_NOTE_BEATS = 16.0  # notes longer than this are kept out of the time index's search window
@@ -49,13 +63,30 @@ DEFAULT_MODEL = "default"
 
 
 def default_meta() -> dict[str, Any]:
-    """The metadata of a new song (`variations`: the set being auditioned, kept outside the undo history)."""
+    """The metadata of a new song (`variations`: the set being auditioned, kept outside the undo history).
+
+    The tempo map is four keys: the first tempo and time signature (what the toolbar shows and edits), and the
+    changes after them, `tempo_changes` ((beat, BPM), ...) and `metre_changes` ((beat, numerator, denominator),
+    ...), both empty in a song of one tempo and one metre (and in every session saved before they were kept).
+    """
     return {
         "tempo": 120.0,
         "time_signature": (4, 4),
+        "tempo_changes": (),
+        "metre_changes": (),
         "settings": GenerationSettings(),
         "model": DEFAULT_MODEL,
         "variations": None,
+    }
+
+
+def tempo_map_meta(tempo_map: TempoMap) -> dict[str, Any]:
+    """The song's four metadata keys that hold a tempo map (see `default_meta`)."""
+    return {
+        "tempo": tempo_map.tempo,
+        "time_signature": tempo_map.metre,
+        "tempo_changes": tempo_map.tempi[1:],
+        "metre_changes": tempo_map.metres[1:],
     }
 
 
@@ -81,7 +112,7 @@ class Song(QObject):
     """The document: tempo, time signature, motif and continuation notes, generation settings, model."""
 
     notes_changed = Signal()
-    meta_changed = Signal(str)  # the key that changed: tempo, time_signature, settings, model
+    meta_changed = Signal(str)  # the key: tempo, time_signature, tempo_changes, metre_changes, settings, model
     writing_changed = Signal(bool)  # a continuation is being written (streamed in) or not
     applied = Signal(object)  # every SongDiff applied, in order: the autosave journal listens
     reset = Signal()  # the whole document was replaced (open, new, restore)
@@ -96,6 +127,8 @@ class Song(QObject):
         self._arrays: NoteArrays | None = None
         self.version = 0  # goes up whenever the notes change: views key their caches on it
         self._stream: _Stream | None = None
+        self._tempo_map: TempoMap | None = None
+        self._tempo_map_key: tuple | None = None
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -125,10 +158,30 @@ class Song(QObject):
         return self._meta.get("variations")
 
     @property
+    def tempo_map(self) -> TempoMap:
+        """Every tempo and metre change, from beat 0."""
+        meta = self._meta
+        key = (meta["tempo"], meta["time_signature"], meta["tempo_changes"], meta["metre_changes"])
+        if self._tempo_map is None or self._tempo_map_key != key:
+            self._tempo_map = TempoMap(
+                ((0.0, meta["tempo"]), *meta["tempo_changes"]), ((0.0, *meta["time_signature"]), *meta["metre_changes"])
+            )
+            self._tempo_map_key = key
+        return self._tempo_map
+
+    @property
     def beats_per_bar(self) -> float:
-        """The bar length in quarter-note beats (6/8 is 3 beats)."""
+        """The first bar's length in quarter-note beats (6/8 is 3 beats); `bar_at(beat).length` elsewhere."""
         numerator, denominator = self.time_signature
         return numerator * 4.0 / denominator
+
+    def tempo_at(self, beat: float) -> float:
+        """The tempo in force at a beat, in BPM."""
+        return self.tempo_map.tempo_at(beat)
+
+    def time_signature_at(self, beat: float) -> tuple[int, int]:
+        """The time signature in force at a beat."""
+        return self.tempo_map.metre_at(beat)
 
     @property
     def is_writing(self) -> bool:
@@ -227,42 +280,72 @@ class Song(QObject):
     # --- beats and seconds: the one place they meet --------------------------------------------
 
     def to_seconds(self, beats: float) -> float:
-        """Beats on this song's grid to seconds at its tempo."""
-        return beats * 60.0 / self.tempo
+        """A beat on this song's grid to its time in seconds from the start, through the tempo map."""
+        return self.tempo_map.seconds(beats)
 
     def to_beats(self, seconds: float) -> float:
-        """Seconds to beats on this song's grid at its tempo."""
-        return seconds * self.tempo / 60.0
+        """A time in seconds from the start to its beat on this song's grid, through the tempo map."""
+        return self.tempo_map.beats(seconds)
 
-    def bar_and_beat(self, beats: float) -> tuple[int, float]:
-        """Where a beat falls in the metre: (the bar, from 0; the beat within it, from 0, counted in the time
-        signature's own beats: eighths in 6/8). The position readouts ask this, never their own bar maths."""
-        numerator, denominator = self.time_signature
-        bar = int(max(0.0, beats) // self.beats_per_bar)
-        within = max(0.0, beats) - bar * self.beats_per_bar
-        return bar, min(within * denominator / 4.0, numerator - 1e-9)
+    def seconds_between(self, start: float, end: float) -> float:
+        """How long the beats from `start` to `end` last, in seconds (a length at that place in the song)."""
+        tempo_map = self.tempo_map
+        return tempo_map.seconds(end) - tempo_map.seconds(start)
+
+    def bar_beat(self, beat: float) -> BarBeat:
+        """Where a beat lies as bar.beat (both from 1, the beat in the metre's unit: eighths in 6/8)."""
+        return self.tempo_map.bar_beat(beat)
+
+    def bar_beat_at(self, seconds: float) -> BarBeat:
+        """Where a time (seconds from the start) lies as bar.beat."""
+        tempo_map = self.tempo_map
+        return tempo_map.bar_beat(tempo_map.beats(seconds))
+
+    def bar_at(self, beat: float) -> BarLine:
+        """The bar a beat lies in: its first beat, its index (0 is bar 1), its length in beats, its metre."""
+        return self.tempo_map.bar_at(beat)
+
+    def bar_lines(self, start: float, end: float, every: int = 1) -> list[BarLine]:
+        """The bar lines between two beats (every `every`-th bar), for the grid and the ruler."""
+        return self.tempo_map.bar_lines(start, end, every)
+
+    def bar_line_at_or_after(self, beat: float) -> float:
+        """The first bar line at `beat` or after it."""
+        return self.tempo_map.bar_line_at_or_after(beat)
+
+    def add_bars(self, beat: float, bars: float) -> float:
+        """The beat `bars` bars after `beat` (each bar as long as the metre where it lies)."""
+        return self.tempo_map.add_bars(beat, bars)
 
     def performance_notes(self, part: str | None = None) -> list[Note]:
         """The notes (or one part's) in seconds, for MIDI export, playback and generation."""
+        notes = self.notes(part)
+        tempo_map = self.tempo_map
+        starts = tempo_map.seconds_array(np.fromiter((note.start for note in notes), np.float64, len(notes))).tolist()
+        ends = tempo_map.seconds_array(np.fromiter((note.end for note in notes), np.float64, len(notes))).tolist()
         return [
-            Note(note.pitch, note.velocity, self.to_seconds(note.start), self.to_seconds(note.end))
-            for note in self.notes(part)
+            Note(note.pitch, note.velocity, start, end) for note, start, end in zip(notes, starts, ends, strict=True)
         ]
 
     def notes_from_performance(
-        self, notes: Iterable[Note], part: str = MOTIF, offset_beats: float = 0.0, tempo: float | None = None
+        self,
+        notes: Iterable[Note],
+        part: str = MOTIF,
+        offset_beats: float = 0.0,
+        tempo: float | None = None,
+        tempo_map: TempoMap | None = None,
     ) -> list[SongNote]:
-        """New grid notes (fresh ids, not yet in the song) from notes in seconds, at `tempo` or the song's."""
-        beats_per_second = (tempo or self.tempo) / 60.0
+        """New grid notes (fresh ids, not yet in the song) from notes in seconds (from `offset_beats`), through
+        `tempo_map`, or at one `tempo`, or through the song's own map."""
+        if tempo_map is None:
+            tempo_map = TempoMap.steady(tempo) if tempo else self.tempo_map
+        notes = list(notes)
+        offset = tempo_map.seconds(offset_beats) if offset_beats else 0.0
+        times = np.fromiter((time for note in notes for time in (note.start, note.end)), np.float64, 2 * len(notes))
+        beats = np.round(tempo_map.beats_array(times + offset), 9).tolist()  # a file's beats come out whole
         return [
-            self.new_note(
-                note.pitch,
-                note.velocity,
-                offset_beats + note.start * beats_per_second,
-                (note.end - note.start) * beats_per_second,
-                part,
-            )
-            for note in notes
+            self.new_note(note.pitch, note.velocity, beats[2 * index], beats[2 * index + 1] - beats[2 * index], part)
+            for index, note in enumerate(notes)
         ]
 
     # --- editing: each call pushes one undoable command ----------------------------------------
@@ -314,11 +397,61 @@ class Song(QObject):
         return True
 
     def set_tempo(self, bpm: float) -> None:
-        """Changes the tempo; notes keep their beats, so they play faster or slower."""
+        """Changes the tempo; notes keep their beats, so they play faster or slower. In a song whose tempo
+        changes, every later tempo is scaled alike, so the music keeps its shape (as a DAW's tempo scaling)."""
         bpm = float(bpm)
         if not MIN_TEMPO <= bpm <= MAX_TEMPO:
             raise ValueError(f"the tempo must be between {MIN_TEMPO:g} and {MAX_TEMPO:g} BPM")
-        self.edit(meta={"tempo": bpm}, text=f"Tempo {bpm:g} BPM", merge_key=1)
+        scaled = self.tempo_map.with_tempo(bpm, MIN_TEMPO, MAX_TEMPO)
+        self.edit(meta={"tempo": bpm, "tempo_changes": scaled.tempi[1:]}, text=f"Tempo {bpm:g} BPM", merge_key=1)
+
+    def set_tempo_map(self, tempo_map: TempoMap, text: str = "Tempo map") -> bool:
+        """Replaces every tempo and metre change at once (one undo step); notes keep their beats."""
+        if len(tempo_map.tempi) > MAX_TEMPO_CHANGES + 1 or len(tempo_map.metres) > MAX_METRE_CHANGES + 1:
+            raise ValueError(
+                f"a song keeps up to {MAX_TEMPO_CHANGES:,} tempo and {MAX_METRE_CHANGES:,} time signature changes"
+            )
+        if tempo_map.tempi[-1][0] > MAX_BEATS or tempo_map.metres[-1][0] > MAX_BEATS:
+            raise ValueError(f"a change lies within the song's {MAX_BEATS:,.0f} beats")
+        for _, bpm in tempo_map.tempi:
+            if not MIN_TEMPO <= bpm <= MAX_TEMPO:
+                raise ValueError(f"the tempo must be between {MIN_TEMPO:g} and {MAX_TEMPO:g} BPM")
+        for _, numerator, denominator in tempo_map.metres:
+            if not (1 <= numerator <= MAX_NUMERATOR and denominator in DENOMINATORS):
+                raise ValueError(f"{numerator}/{denominator} is not a time signature Continuo supports")
+        return self.edit(meta=tempo_map_meta(tempo_map), text=text)
+
+    def set_tempo_at(self, beat: float, bpm: float) -> bool:
+        """A tempo change at `beat` (at 0, the first tempo); notes keep their beats, so what follows plays faster
+        or slower. One undo step."""
+        bpm = float(bpm)
+        if not MIN_TEMPO <= bpm <= MAX_TEMPO:
+            raise ValueError(f"the tempo must be between {MIN_TEMPO:g} and {MAX_TEMPO:g} BPM")
+        if not 0.0 <= beat <= MAX_BEATS:
+            raise ValueError(f"a tempo change lies within the song's {MAX_BEATS:,.0f} beats")
+        where = self.bar_beat(beat)
+        return self.set_tempo_map(self.tempo_map.with_tempo_change(beat, bpm), f"Tempo {bpm:g} BPM at {where}")
+
+    def remove_tempo_change(self, beat: float) -> bool:
+        """Takes out the tempo change at `beat` (False when there is none there)."""
+        if not self.tempo_map.tempo_change_at(beat):
+            return False
+        return self.set_tempo_map(self.tempo_map.without_tempo_change(beat), "Remove tempo change")
+
+    def set_time_signature_at(self, beat: float, numerator: int, denominator: int) -> bool:
+        """A time signature change at `beat` (a bar line; at 0, the first metre); the bars after it follow."""
+        if not (1 <= numerator <= MAX_NUMERATOR and denominator in DENOMINATORS):
+            raise ValueError(f"{numerator}/{denominator} is not a time signature Continuo supports")
+        if not 0.0 <= beat <= MAX_BEATS:
+            raise ValueError(f"a time signature change lies within the song's {MAX_BEATS:,.0f} beats")
+        text = f"Time signature {numerator}/{denominator} at bar {self.bar_at(beat).index + 1}"
+        return self.set_tempo_map(self.tempo_map.with_metre_change(beat, numerator, denominator), text)
+
+    def remove_time_signature_change(self, beat: float) -> bool:
+        """Takes out the time signature change at `beat` (False when there is none there)."""
+        if not self.tempo_map.metre_change_at(beat):
+            return False
+        return self.set_tempo_map(self.tempo_map.without_metre_change(beat), "Remove time signature change")
 
     def set_time_signature(self, numerator: int, denominator: int) -> None:
         """Changes the time signature (the bar lines move; the notes stay)."""

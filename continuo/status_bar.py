@@ -2,8 +2,8 @@
 the tooltip and the last ones a click away), and the position readout: where the playhead is and where the
 pointer is over the roll, as bar.beat and m:ss.s.
 
-The readout asks the song where a beat falls in the metre and in time (`Song.bar_and_beat`, `Song.to_seconds`):
-it holds no bar maths of its own, so it follows the song's grid whatever that becomes.
+The readout asks the song where a beat falls in the metre and in time (`Song.bar_beat` and `Song.to_seconds`,
+through the tempo map): it holds no bar maths of its own.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ def clock(seconds: float) -> str:
 
 def bar_beat(song: Song, beat: float) -> str:
     """A beat as bar.beat, both counted from 1, in the song's metre."""
-    bar, within = song.bar_and_beat(beat)
-    return f"{bar + 1}.{int(within) + 1}"
+    return str(song.bar_beat(beat))
 
 
 def position_text(song: Song, beat: float) -> str:

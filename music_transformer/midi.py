@@ -20,7 +20,7 @@ import math
 import os
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import limits
@@ -45,6 +45,7 @@ class MidiFileTiming:
     last_note: int  # the tick of the last note struck
     smpte: bool = False  # timed in SMPTE frames: a steady clock that the tempi (what the file states) do not move
     unreleased: int = 0  # pitched notes the file never released, held to the end of their track
+    resolution: int = field(default=480, compare=False)  # ticks a beat (SMPTE: as `_smpte_as_beats` counts them)
 
 
 class _Event:
@@ -219,7 +220,7 @@ def _walk(name: str, data: bytes):
     if seconds > limits.MAX_PIECE_SECONDS:
         raise _too_long(name, seconds)
     metre = _last_at_each_tick(sorted(signatures, key=lambda change: change[0]))  # stable: the file's order at a tick
-    return midi, MidiFileTiming(tuple(stated), tuple(metre), last_note, smpte, unreleased)
+    return midi, MidiFileTiming(tuple(stated), tuple(metre), last_note, smpte, unreleased, division)
 
 
 def _tempo_map(changes: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
@@ -341,37 +342,81 @@ def read_midi_timed(path: str | os.PathLike) -> tuple[list[Note], MidiFileTiming
     return canonical_notes(notes), timing
 
 
-def write_midi(notes: Iterable[Note], path: str | os.PathLike, bpm: float = 120, program: int = 0) -> None:
-    """Writes notes as a piano MIDI file at a tempo, atomically (temporary file, then rename).
+# A key signature names sharps or flats and major or minor only: a mode is written as the major key whose
+# notes it shares (D dorian as C major), the minor scales as their tonic's minor key.
+_MAJOR_SPELLING = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_MINOR_SPELLING = ("Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm")
+_MODE_AS_MAJOR = {"major": 0, "major pentatonic": 0, "dorian": -2, "mixolydian": 5}
+
+
+def key_signature(tonic: int, scale: str = "major") -> str:
+    """The key signature a MIDI file writes for a key (mido's spelling: "Eb", "F#m")."""
+    if scale in _MODE_AS_MAJOR:
+        return _MAJOR_SPELLING[(tonic + _MODE_AS_MAJOR[scale]) % 12]
+    return _MINOR_SPELLING[tonic % 12]
+
+
+def write_midi(notes: Iterable[Note], path: str | os.PathLike, bpm: float = 120, program: int = 0, *,
+               tempi: Sequence[tuple[float, float]] | None = None,
+               time_signatures: Sequence[tuple[float, int, int]] | None = None,
+               key: tuple[int, str] | None = None, track_name: str = "Continuo", title: str | None = None) -> None:
+    """Writes notes as a piano MIDI file, atomically (temporary file, then rename).
 
     The file holds the canonical notes (`events.canonical_notes`), so that it reads back as it plays: a
-    conductor track with the tempo and one track of notes, note-offs before note-ons at one tick.
+    conductor track (its name `title`, the tempo map, the time signatures, the key signature) and one track of
+    notes (named `track_name`, with its program), note-offs before note-ons at one tick. The tempo is `bpm`
+    throughout, or `tempi`, (seconds, bpm) changes from 0; `time_signatures` are (seconds, numerator,
+    denominator) changes; `key` a (tonic pitch class, scale name) for the key signature.
     """
-    write_midi_parts([("Continuo", notes)], path, bpm, program)
+    write_midi_parts([(track_name, notes)], path, bpm, program, tempi=tempi, time_signatures=time_signatures,
+                     key=key, title=title)
 
 
 def write_midi_parts(parts: Sequence[tuple[str, Iterable[Note]]], path: str | os.PathLike, bpm: float = 120,
-                     program: int = 0) -> None:
+                     program: int = 0, *, tempi: Sequence[tuple[float, float]] | None = None,
+                     time_signatures: Sequence[tuple[float, int, int]] | None = None,
+                     key: tuple[int, str] | None = None, title: str | None = None) -> None:
     """Writes parts (a track name and its notes each, e.g. a kept melody and its accompaniment) as one piano MIDI
     file, one track a part after the conductor track, as `write_midi` writes one."""
-    if isinstance(bpm, bool) or not isinstance(bpm, (int, float)) or not limits.MIN_BPM <= bpm <= limits.MAX_BPM:
-        raise ValueError(f"the tempo must be {limits.MIN_BPM:g} to {limits.MAX_BPM:g} bpm, not {bpm!r}")
+    tempi = [(0.0, bpm)] if tempi is None else [(float(at), value) for at, value in tempi]
+    if not tempi or tempi[0][0] != 0.0 or any(b[0] <= a[0] for a, b in zip(tempi, tempi[1:], strict=False)):
+        raise ValueError("the tempo changes must start at 0 s and come in order")
+    for _, value in tempi:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not limits.MIN_BPM <= value <= limits.MAX_BPM:
+            raise ValueError(f"the tempo must be {limits.MIN_BPM:g} to {limits.MAX_BPM:g} bpm, not {value!r}")
     if isinstance(program, bool) or not isinstance(program, int) or not 0 <= program <= 127:
         raise ValueError(f"the MIDI program must be a whole number 0..127, not {program!r}")
     import mido
 
     parts = [(name, canonical_notes(notes)) for name, notes in parts]
-    tempo = round(60_000_000 / bpm)  # microseconds a beat, as the file keeps it: ticks are placed by this one
+    # Each tempo as the file keeps it (microseconds a beat): ticks are placed by these, so that a reader's
+    # times are the notes' to within half a tick, however many changes come before.
+    changes = [(at, round(60_000_000 / value)) for at, value in tempi]
+    last = max([note.end for _, notes in parts for note in notes] + [at for at, _ in changes] +
+               [float(at) for at, _, _ in time_signatures or ()])
+    beats = sum((min(following, last) - at) * 1e6 / tempo for (at, tempo), (following, _)
+                in zip(changes, [*changes[1:], (last, 0)], strict=True) if at < last)
     # Sub-millisecond ticks at usual tempi, fewer a beat where a long piece would pass the ticks a reader
     # takes (still over 200 a beat within the limits: 0.75 ms at 400 bpm).
-    beats = max((note.end for _, notes in parts for note in notes), default=0.0) * 1e6 / tempo
     resolution = min(960, int((limits.MAX_MIDI_TICKS - 2) / max(beats, 1.0)))
+    starts: list[float] = []  # each change's time as a reader computes it from the ticks
+    ticks: list[int] = []  # each change's tick
+    for index, (at, _) in enumerate(changes):
+        if index == 0:
+            starts.append(0.0)
+            ticks.append(0)
+            continue
+        previous = changes[index - 1][1]
+        tick = max(ticks[-1] + 1, ticks[-1] + round((at - starts[-1]) * 1e6 * resolution / previous))
+        starts.append(starts[-1] + (tick - ticks[-1]) * previous / (1e6 * resolution))
+        ticks.append(tick)
 
     def tick(seconds: float) -> int:
-        return round(seconds * 1e6 * resolution / tempo)
+        index = max(0, bisect.bisect_right(starts, seconds) - 1)
+        return ticks[index] + round((seconds - starts[index]) * 1e6 * resolution / changes[index][1])
 
-    midi = mido.MidiFile(type=1, ticks_per_beat=resolution)
-    midi.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo)]))
+    tracks = []
     for name, notes in parts:
         events = []  # (tick, 0 = off / 1 = on, pitch, velocity)
         for note in notes:
@@ -385,5 +430,19 @@ def write_midi_parts(parts: Sequence[tuple[str, Iterable[Note]]], path: str | os
             track.append(mido.Message("note_on" if kind else "note_off", note=pitch, velocity=velocity,
                                       time=when - now))
             now = when
-        midi.tracks.append(track)
+        tracks.append(track)
+    conductor_events = [(0, 0, mido.MetaMessage("track_name", name=title))] if title else []
+    conductor_events += [(at, 1, mido.MetaMessage("set_tempo", tempo=tempo))
+                         for at, (_, tempo) in zip(ticks, changes, strict=True)]
+    for at, numerator, denominator in time_signatures or ():
+        conductor_events.append((tick(float(at)), 2, mido.MetaMessage("time_signature", numerator=int(numerator),
+                                                                      denominator=int(denominator))))
+    if key is not None:
+        conductor_events.append((0, 3, mido.MetaMessage("key_signature", key=key_signature(*key))))
+    conductor, now = mido.MidiTrack(), 0
+    for when, _, message in sorted(conductor_events, key=lambda event: event[:2]):
+        conductor.append(message.copy(time=when - now))
+        now = when
+    midi = mido.MidiFile(type=1, ticks_per_beat=resolution)
+    midi.tracks += [conductor, *tracks]
     atomic_write(path, lambda handle: midi.save(file=handle))

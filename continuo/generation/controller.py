@@ -14,7 +14,8 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from music_transformer import Note
 from music_transformer.limits import MAX_VARIATIONS
-from music_transformer.phrases import phrase_release, phrase_seconds
+from music_transformer.phrases import phrase_release
+from music_transformer.sampling import MAX_SECONDS
 
 from ..playback.scheduler import LiveFeed
 from ..song import CONTINUATION, MOTIF, Song, SongLockedError, WrittenVariation
@@ -40,6 +41,15 @@ STREAM_TEXTS = {CONTINUE: "Continue", FROM_PLAYHEAD: "Continue from playhead", F
 NO_FILL_TIP = "This model was made before infilling: load a newer model to fill gaps"
 _EPSILON = 1e-6  # beats: a note starting this close to a range's edge starts on it
 ESTIMATE_AFTER = 2.0  # seconds of writing before the time left is estimated
+
+
+def length_seconds(song: Song, start_beat: float) -> float:
+    """How long a continuation from `start_beat` writes, in seconds: the settings' length in bars (each as long as
+    the metre and tempo where it falls) or in seconds."""
+    settings = song.settings
+    if settings.length_unit == "bars":
+        return song.seconds_between(start_beat, song.add_bars(start_beat, settings.length))
+    return float(settings.length)
 
 
 class GenerationController(QObject):
@@ -282,7 +292,7 @@ class GenerationController(QObject):
         held: list[Note] = []
         if kind == CONTINUE:
             context = song.performance_notes(MOTIF)
-            seconds = song.to_seconds(settings.length_beats)
+            seconds = length_seconds(song, start_beat)
         else:
             notes = song.notes()
             later = [note for note in notes if note.start >= start_beat - _EPSILON]
@@ -290,21 +300,24 @@ class GenerationController(QObject):
             if kind == FILL:
                 in_the_way = [note for note in later if note.start < end_beat - _EPSILON]
                 after = self._performance([note for note in later if note.start >= end_beat - _EPSILON])
-                seconds = song.to_seconds(end_beat - start_beat)
+                seconds = song.seconds_between(start_beat, end_beat)
             else:  # the notes sounding across the playhead are written again, ending where the model ends them
                 crossing = [note for note in notes if note.start < start_beat - _EPSILON < note.end - 2 * _EPSILON]
                 in_the_way = later + ([] if settings.keep_existing else crossing)
                 held = self._performance(crossing)
-                seconds = song.to_seconds(settings.length_beats)
+                seconds = length_seconds(song, start_beat)
             replace = [] if settings.keep_existing else [note.id for note in in_the_way]
         release = 0.0
         if kind != FILL and settings.end_at_bar:  # on to the bar line after the length, its last beat releasing
-            try:
-                seconds = phrase_seconds(song.to_seconds(start_beat), seconds, song.to_seconds(song.beats_per_bar))
-            except ValueError as error:  # past the longest piece written at once
-                self.message.emit(f"Cannot continue: {error}")
+            begin = song.to_seconds(start_beat)
+            line = song.bar_line_at_or_after(song.to_beats(begin + seconds))
+            seconds = song.to_seconds(line) - begin
+            if seconds > MAX_SECONDS:  # past the longest piece written at once
+                self.message.emit(
+                    f"Cannot continue: at most {MAX_SECONDS // 60:.0f} minutes of music at once, not {seconds:g} s"
+                )
                 return False
-            release = phrase_release(seconds, song.to_seconds(1.0))
+            release = phrase_release(seconds, song.seconds_between(line - 1.0, line))
         heard = context + (after or [])  # the music the key is detected in and the dynamics matched to
         pitches = pitches_for(settings, heard)
         if not pitches:
@@ -333,7 +346,7 @@ class GenerationController(QObject):
             style=settings.style,
             after=after,
             allowed_pitches=None if len(pitches) == 128 else pitches,
-            grid=song.to_seconds(step) if step else None,
+            grid=song.seconds_between(start_beat, start_beat + step) if step else None,
             velocities=velocity_range(settings, heard),
             held=[] if settings.keep_existing else held,
             release_seconds=release,

@@ -71,7 +71,10 @@ class VariationKeeper:
             variation.seed,
             tuple(
                 VariationNote(
-                    note.pitch, note.velocity, round(to_beats(note.start), 9), round(to_beats(note.end - note.start), 9)
+                    note.pitch,
+                    note.velocity,
+                    round(to_beats(note.start), 9),
+                    round(to_beats(note.end) - to_beats(note.start), 9),
                 )
                 for note in variation.notes
             ),

@@ -143,10 +143,11 @@ class Recorder(QObject):
         except SongLockedError as error:
             self.message.emit(str(error))
             return False
-        seconds_per_beat = 60.0 / self.song.tempo  # the song is locked: the tempo holds for the whole take
-        beats_per_bar = max(1, int(round(self.song.beats_per_bar)))
-        count_in = self.count_in_bars * beats_per_bar
         self.start_beat = self.transport.playhead if self.transport is not None else 0.0
+        # the count-in and the clicks at the tempo and metre where the take starts (the song is locked meanwhile)
+        seconds_per_beat = 60.0 / self.song.tempo_at(self.start_beat)
+        beats_per_bar = max(1, int(round(self.song.bar_at(self.start_beat).length)))
+        count_in = self.count_in_bars * beats_per_bar
         self.origin = time.perf_counter() + count_in * seconds_per_beat
         self._count_in_until = self.origin if count_in else None
         self._take = Take()
@@ -177,7 +178,7 @@ class Recorder(QObject):
             self.land(done)
         if self._count_in_until is not None:
             left = self._count_in_until - time.perf_counter()
-            beats = max(0, int(left * self.song.tempo / 60.0 + 0.999))
+            beats = max(0, int(left * self.song.tempo_at(self.start_beat) / 60.0 + 0.999))
             self.counting_in.emit(beats)
             if beats == 0:
                 self._count_in_until = None

@@ -158,7 +158,7 @@ class NoteCanvas(QWidget):
         painter = QPainter(self)
         state, width, height = self.state, self.width(), self.height()
         self._playhead_x = state.x_of(self.transport.playhead)
-        paint_grid(painter, state, width, height, self.song.beats_per_bar)
+        paint_grid(painter, state, width, height, self.song.tempo_map)
         paint_loop(painter, state, self.transport, width, height)
         paint_time_range(painter, state, width, height)
         region = self._visible_region(event.rect())

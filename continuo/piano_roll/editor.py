@@ -63,6 +63,7 @@ class PianoRoll(QWidget):
         for strip in (self.canvas, self.keyboard, self.ruler, self.velocity_lane):
             strip.wheel_scrolled.connect(self._wheel)
         self.canvas.message.connect(self.message)
+        self.ruler.message.connect(self.message)
         self.hbar.valueChanged.connect(self._hbar_moved)
         self.vbar.valueChanged.connect(self._vbar_moved)
         self.state.view_changed.connect(self._sync_scroll_bars)
@@ -248,9 +249,9 @@ class PianoRoll(QWidget):
         start = min(note.start for note in notes)
         end = max(note.end for note in notes)
         low, high = min(note.pitch for note in notes), max(note.pitch for note in notes)
-        bar = self.song.beats_per_bar
-        start = floor_beat(start, bar)
-        span = max(end - start, bar)
+        bar = self.song.bar_at(start)
+        start = bar.beat
+        span = max(end - start, bar.length)
         rows = max(high - low + 5, 24)
         self.state.set_view(pixels_per_beat=width / (span * 1.04), key_height=height / rows)
         middle = 127 - (low + high) / 2
@@ -367,7 +368,11 @@ class PianoRoll(QWidget):
 
     def nudge(self, steps: int, by_bar: bool = False) -> None:
         """Moves the selection by grid steps (or bars)."""
-        size = self.song.beats_per_bar if by_bar else self.state.step_or_default()
+        if by_bar:  # the bar the selection starts in (or the playhead's)
+            notes = self.selected_notes()
+            size = self.song.bar_at(notes[0].start if notes else self.transport.playhead).length
+        else:
+            size = self.state.step_or_default()
         self.move_selection(beats=steps * size)
 
     def transpose(self, semitones: int) -> None:
@@ -449,13 +454,13 @@ class PianoRoll(QWidget):
     def loop_selection(self) -> None:
         """Loops the selected notes' span (or the current bar), and turns looping on."""
         notes = self.selected_notes()
-        bar = self.song.beats_per_bar
+        song = self.song
         if notes:
-            start = floor_beat(min(note.start for note in notes), bar)
-            end = math.ceil(max(note.end for note in notes) / bar - 1e-9) * bar
+            start = song.bar_at(min(note.start for note in notes)).beat
+            end = song.bar_line_at_or_after(max(note.end for note in notes))
         else:
-            start = floor_beat(self.transport.playhead, bar)
-            end = start + bar
+            bar = song.bar_at(self.transport.playhead)
+            start, end = bar.beat, bar.beat + bar.length
         self.transport.set_loop(start, end, True)
 
     # --- actions ------------------------------------------------------------------------------

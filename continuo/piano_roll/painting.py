@@ -15,7 +15,7 @@ import numpy as np
 from PySide6.QtCore import QLineF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen
 
-from ..song import CONTINUATION, MOTIF, NoteArrays, SongNote
+from ..song import CONTINUATION, MOTIF, NoteArrays, SongNote, TempoMap
 from ..transport import Transport
 from .state import Palette, RollState, is_black_key, pitch_name
 
@@ -42,7 +42,7 @@ def paint_hint(painter: QPainter, rect: QRectF, text: str) -> None:
     painter.drawText(rect.adjusted(12, 0, -12, 0), Qt.AlignCenter | Qt.TextWordWrap, text)
 
 
-def paint_grid(painter: QPainter, state: RollState, width: int, height: int, beats_per_bar: float) -> None:
+def paint_grid(painter: QPainter, state: RollState, width: int, height: int, tempo_map: TempoMap) -> None:
     """The background, the pitch rows (black keys shaded, octaves marked) and the grid, beat and bar lines."""
     painter.fillRect(0, 0, width, height, Palette.background)
     low, high = state.pitch_at(height), state.pitch_at(0)
@@ -77,18 +77,15 @@ def paint_grid(painter: QPainter, state: RollState, width: int, height: int, bea
             if pitch % 12 == 0
         ]
     )
-    # Vertical lines: the grid step, beats and bars, each only where they are far enough apart.
+    # Vertical lines: the grid step, beats and bars (from the song's tempo map), each only where they are far
+    # enough apart.
     start, end = state.beat_at(0), state.beat_at(width)
     ppb = state.pixels_per_beat
-    bar = beats_per_bar
+    shortest = tempo_map.shortest_bar(start, end)
     step = state.snap_step or 0.25
-    for spacing, color in ((step, Palette.sub_beat_line), (1.0, Palette.beat_line), (bar, Palette.bar_line)):
-        if spacing * ppb < 6 and spacing != bar:
+    for spacing, color in ((step, Palette.sub_beat_line), (1.0, Palette.beat_line)):
+        if spacing * ppb < 6:
             continue
-        stride = 1
-        while spacing * stride * ppb < 4:  # zoomed far out: every n-th bar line
-            stride *= 2
-        spacing *= stride
         first = math.floor(start / spacing)
         lines = []
         for index in range(first, int(end / spacing) + 2):
@@ -96,6 +93,13 @@ def paint_grid(painter: QPainter, state: RollState, width: int, height: int, bea
             lines.append(QLineF(x, 0, x, height))
         painter.setPen(color)
         painter.drawLines(lines)
+    every = 1
+    while shortest * every * ppb < 4:  # zoomed far out: every n-th bar line
+        every *= 2
+    bars = tempo_map.bar_lines(start, end, every)
+    lines = [QLineF(state.x_of(bar.beat), 0, state.x_of(bar.beat), height) for bar in bars]
+    painter.setPen(Palette.bar_line)
+    painter.drawLines(lines)
 
 
 def paint_loop(painter: QPainter, state: RollState, transport: Transport, width: int, height: int) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPolygonF, QWheelEvent
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QInputDialog, QMenu, QSizePolicy, QWidget
 
-from ..song import CONTINUATION, MOTIF, Song, SongNote
+from ..song import CONTINUATION, MAX_TEMPO, MIN_TEMPO, MOTIF, Song, SongLockedError, SongNote
 from ..transport import Transport
 from .painting import OVERVIEW_THRESHOLD, visible_estimate
 from .state import Palette, RollState, is_black_key, pitch_name
@@ -134,7 +135,10 @@ class Keyboard(_Strip):
 
 class Ruler(_Strip):
     """Bars and beats; the top strip holds the loop region. Below it a click moves the playhead and a drag
-    chooses a span of time (the time range that Fill writes)."""
+    chooses a span of time (the time range that Fill writes). A right-click puts a tempo or time signature
+    change there, or takes one out."""
+
+    message = Signal(str)  # for the status bar
 
     def __init__(self, song: Song, state: RollState, transport: Transport, parent: QWidget | None = None) -> None:
         super().__init__(song, state, transport, parent)
@@ -146,6 +150,14 @@ class Ruler(_Strip):
         transport.playhead_moved.connect(self.update)
         state.time_range_changed.connect(self.update)
         song.meta_changed.connect(self.update)
+        song.reset.connect(lambda: self.set_note(""))  # another document: what was said of the last file's grid
+        self.note = ""  # what the ruler says of the grid (a free performance's bars are its file's)
+
+    def set_note(self, text: str) -> None:
+        """Says something of the grid at the ruler's right end, and in its tooltip, until another document."""
+        self.note = text
+        self.setToolTip(text)
+        self.update()
 
     def paintEvent(self, event) -> None:
         """Bar numbers, beat ticks, the loop region and the playhead."""
@@ -160,26 +172,54 @@ class Ruler(_Strip):
         if state.time_range is not None:
             r0, r1 = (state.x_of(beat) for beat in state.time_range)
             painter.fillRect(QRectF(r0, LOOP_STRIP, r1 - r0, height - LOOP_STRIP), Palette.time_range_edge)
-        bar = self.song.beats_per_bar
+        tempo_map = self.song.tempo_map
         ppb = state.pixels_per_beat
-        label_every = 1
-        while bar * label_every * ppb < 36:
-            label_every *= 2
         start, end = state.beat_at(0), state.beat_at(width)
-        first_bar = max(0, math.floor(start / bar))
+        label_every = 1
+        while tempo_map.shortest_bar(start, end) * label_every * ppb < 36:
+            label_every *= 2
         painter.setPen(QColor("#c8ccd2"))
         font = painter.font()
         font.setPixelSize(11)
         painter.setFont(font)
-        for index in range(first_bar, int(end / bar) + 2):
-            x = state.x_of(index * bar)
-            if index % label_every == 0:
+        metre_starts = {beat for beat, _, _ in tempo_map.metres}
+        taken: list[tuple[float, float]] = []  # the spans of the labels written, left to right
+        for bar in tempo_map.bar_lines(start, end, 1 if ppb >= 12 else label_every):
+            x = state.x_of(bar.beat)
+            if bar.index % label_every == 0 or bar.beat in metre_starts:
                 painter.drawLine(QLineF(x, LOOP_STRIP, x, height))
-                painter.drawText(QPointF(x + 3, LOOP_STRIP + 12), str(index + 1))
+                label = str(bar.index + 1)
+                if bar.beat in metre_starts and len(tempo_map.metres) > 1:  # where the metre changes, it is named
+                    label += " {}/{}".format(*bar.metre)
+                painter.drawText(QPointF(x + 3, LOOP_STRIP + 12), label)
+                taken.append((x, x + 3 + painter.fontMetrics().horizontalAdvance(label)))
             if ppb >= 12:
-                for beat in range(1, math.ceil(bar)):
-                    bx = state.x_of(index * bar + beat)
+                unit = 4.0 / bar.metre[1]  # the metre's beat, in quarter notes
+                for beat in range(1, math.ceil(bar.length / unit - 1e-9)):
+                    bx = state.x_of(bar.beat + beat * unit)
                     painter.drawLine(QLineF(bx, height - 6, bx, height))
+        changes = tempo_map.tempi[1:]
+        first = bisect.bisect_left(changes, (start, -1.0))
+        shown = changes[first : bisect.bisect_right(changes, (end, math.inf))]
+        if 0 < len(shown) <= width // 4:  # each tempo change marked, its tempo written where there is room
+            painter.setPen(QColor("#e0a458"))
+            metrics = painter.fontMetrics()
+            for beat, bpm in shown:
+                x = state.x_of(beat)
+                painter.drawLine(QLineF(x, LOOP_STRIP, x, height))
+                text = f"♩={bpm:.0f}" if abs(bpm - round(bpm)) < 0.05 else f"♩={bpm:.1f}"
+                left = max([x + 3] + [right + 4 for low, right in taken if low <= x + 1 and right >= x - 1])
+                right = left + metrics.horizontalAdvance(text)
+                if all(right < low or left > high for low, high in taken):  # where there is room
+                    painter.drawText(QPointF(left, LOOP_STRIP + 12), text)
+                    taken.append((left, right))
+        if self.note:  # in the loop strip's right end, dim, cut with an ellipsis (the tooltip has it whole)
+            font.setPixelSize(10)
+            painter.setFont(font)
+            room = QRectF(width / 3, 0, width * 2 / 3 - 4, LOOP_STRIP)
+            text = painter.fontMetrics().elidedText(self.note, Qt.ElideRight, int(room.width()))
+            painter.setPen(QColor("#e0a458"))
+            painter.drawText(room, Qt.AlignRight | Qt.AlignVCenter, text)
         x = state.x_of(transport.playhead)
         painter.setPen(Qt.NoPen)
         painter.setBrush(QColor("#f2f2f2"))
@@ -187,6 +227,69 @@ class Ruler(_Strip):
         painter.setPen(QColor("#1b1d21"))
         painter.drawLine(0, height - 1, width, height - 1)
         painter.end()
+
+    def contextMenuEvent(self, event) -> None:
+        """A tempo or time signature change where the ruler was right-clicked."""
+        self.change_menu(self.state.beat_at(event.pos().x())).exec(event.globalPos())
+
+    def change_menu(self, beat: float) -> QMenu:
+        """The menu of changes at a beat: a tempo from the grid step there, a metre from the bar it lies in."""
+        song = self.song
+        at = max(0.0, self.state.snap(beat))
+        bar = song.bar_at(max(0.0, beat))
+        menu = QMenu(self)
+        menu.setObjectName("tempo_menu")
+        tempo = menu.addAction(f"Tempo Change at {song.bar_beat(at)}…", lambda: self.ask_tempo(at))
+        tempo.setObjectName("tempo_change")
+        metre = menu.addAction(f"Time Signature Change at Bar {bar.index + 1}…", lambda: self.ask_metre(bar.beat))
+        metre.setObjectName("metre_change")
+        tempo_map = song.tempo_map
+        for change, _ in tempo_map.tempi[1:]:
+            if song.bar_at(change).index == bar.index:
+                menu.addAction(
+                    f"Remove Tempo Change at {song.bar_beat(change)}",
+                    lambda change=change: self._edit(lambda: song.remove_tempo_change(change)),
+                )
+        if tempo_map.metre_change_at(bar.beat):
+            menu.addAction(
+                f"Remove Time Signature Change at Bar {bar.index + 1}",
+                lambda: self._edit(lambda: song.remove_time_signature_change(bar.beat)),
+            )
+        return menu
+
+    def ask_tempo(self, beat: float) -> None:
+        """Asks for the tempo from `beat` on."""
+        song = self.song
+        bpm, accepted = QInputDialog.getDouble(
+            self, "Tempo Change", f"Tempo from {song.bar_beat(beat)} (BPM):", song.tempo_at(beat), MIN_TEMPO,
+            MAX_TEMPO, 1,
+        )  # fmt: skip
+        if accepted:
+            self._edit(lambda: song.set_tempo_at(beat, bpm))
+
+    def ask_metre(self, beat: float) -> None:
+        """Asks for the time signature from the bar line at `beat` on."""
+        song = self.song
+        current = "{}/{}".format(*song.time_signature_at(beat))
+        choices = list(dict.fromkeys([current, "2/4", "3/4", "4/4", "5/4", "3/8", "6/8", "7/8", "9/8", "12/8"]))
+        bar = song.bar_at(beat).index + 1
+        text, accepted = QInputDialog.getItem(
+            self, "Time Signature Change", f"Time signature from bar {bar} (for example 3/4):", choices, 0, True
+        )
+        if not accepted:
+            return
+        try:
+            numerator, denominator = (int(part) for part in text.strip().split("/"))
+        except ValueError:
+            self.message.emit(f"{text.strip() or 'Nothing'} is not a time signature (write it as 3/4 or 7/8)")
+            return
+        self._edit(lambda: song.set_time_signature_at(beat, numerator, denominator))
+
+    def _edit(self, change) -> None:
+        try:
+            change()
+        except (SongLockedError, ValueError) as error:
+            self.message.emit(str(error))
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         """In the loop strip: draw, move or stretch the loop; below it: set the playhead (a click) or choose a

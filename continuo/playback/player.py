@@ -50,7 +50,7 @@ def _close_all_players() -> None:
 
 
 def song_events(song: Song, exclude_part: str | None = None, exclude_ids: frozenset[int] | None = None) -> list[Event]:
-    """The song's notes as scheduler events, in seconds at its tempo (optionally without one part, or without
+    """The song's notes as scheduler events, in seconds through its tempo map (optionally without one part, or without
     some notes)."""
     arrays = song.note_arrays()
     keep = np.ones(len(arrays.ids), bool)
@@ -60,9 +60,9 @@ def song_events(song: Song, exclude_part: str | None = None, exclude_ids: frozen
         keep = arrays.continuation
     if exclude_ids:
         keep &= ~np.isin(arrays.ids, np.fromiter(exclude_ids, np.int64, len(exclude_ids)))
-    seconds_per_beat = 60.0 / song.tempo
-    starts = arrays.starts[keep] * seconds_per_beat
-    ends = np.maximum(arrays.ends[keep] * seconds_per_beat, starts)
+    tempo_map = song.tempo_map
+    starts = tempo_map.seconds_array(arrays.starts[keep])
+    ends = np.maximum(tempo_map.seconds_array(arrays.ends[keep]), starts)
     pitches = arrays.pitches[keep]
     velocities = arrays.velocities[keep]
     times = np.concatenate([starts, ends])
@@ -455,7 +455,7 @@ class Player(QObject):
             self.scheduler.set_events(song_events(self.song))
 
     def _meta_changed(self, key: str) -> None:
-        if key == "tempo" and self.transport.playing:
+        if key in ("tempo", "tempo_changes") and self.transport.playing:
             self._start()  # the playhead stays on its beat; the seconds around it change
 
     # --- auditioning --------------------------------------------------------------------------------

@@ -338,7 +338,7 @@ def _metred_file(path: Path) -> list[tuple[float, float]]:
     return [(note.start, note.end) for note in pretty_midi.PrettyMIDI(str(path)).instruments[0].notes]
 
 
-def test_a_midi_file_in_3_8_opens_in_3_8_and_says_what_the_song_cannot_hold(qtbot, window, tmp_path):
+def test_a_midi_file_in_3_8_opens_in_3_8_and_keeps_its_tempo_and_metre_changes(qtbot, window, tmp_path):
     path = tmp_path / "elise.mid"
     seconds = _metred_file(path)
     assert window.open_path(path, wait=False)  # as File ▸ Open does: in the background
@@ -346,9 +346,16 @@ def test_a_midi_file_in_3_8_opens_in_3_8_and_says_what_the_song_cannot_hold(qtbo
     song = window.song
     assert song.time_signature == (3, 8) and song.tempo == 72
     assert window.signature_box.currentText() == "3/8" and window.tempo_box.value() == 72
-    for note, (start, end) in zip(song.notes(), seconds, strict=True):  # the notes keep their times in seconds
-        assert song.to_seconds(note.start) == pytest.approx(start, abs=1e-6)
-        assert song.to_seconds(note.end) == pytest.approx(end, abs=1e-6)
+    # The notes keep their times in seconds (the file's 666,666 µs a beat is 90.00009 BPM; the song keeps 90 BPM,
+    # a microsecond a beat) and lie on the file's beats, so that its bars are the song's: the second tempo and the
+    # 2/4 come in at beat 6, bar 5 (four bars of 3/8, each a dotted quarter).
+    for note, (start, end) in zip(song.notes(), seconds, strict=True):
+        assert song.to_seconds(note.start) == pytest.approx(start, abs=1e-5)
+        assert song.to_seconds(note.end) == pytest.approx(end, abs=1e-5)
+        assert note.start == pytest.approx(round(note.start * 2) / 2, abs=1e-9)  # on the file's eighths
+    assert song.tempo_map.tempi == ((0.0, 72.0), (6.0, 90.0))
+    assert song.tempo_map.metres == ((0.0, 3, 8), (6.0, 2, 4))
+    assert song.bar_beat(6.0) == (5, 1, 0.0) and song.time_signature_at(6.0) == (2, 4)
     message = window.statusBar().currentMessage()
     assert "elise.mid" in message and "72 BPM in 3/8" in message
     assert "changes tempo 1 time (72–90 BPM)" in message and "changes metre (3/8, 2/4)" in message
@@ -371,8 +378,9 @@ def test_a_midi_file_with_its_tempo_map_beside_the_notes_opens_as_the_standard_o
     song = window.song
     assert song.time_signature == (3, 8) and song.tempo == 72
     for note, (start, end) in zip(song.notes(), seconds, strict=True):
-        assert song.to_seconds(note.start) == pytest.approx(start, abs=1e-6)
-        assert song.to_seconds(note.end) == pytest.approx(end, abs=1e-6)
+        assert song.to_seconds(note.start) == pytest.approx(start, abs=1e-5)
+        assert song.to_seconds(note.end) == pytest.approx(end, abs=1e-5)
+    assert song.tempo_map.metres == ((0.0, 3, 8), (6.0, 2, 4))
     message = window.statusBar().currentMessage()
     assert "changes tempo 1 time (72–90 BPM)" in message and "changes metre (3/8, 2/4)" in message
 

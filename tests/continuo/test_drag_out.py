@@ -55,6 +55,10 @@ def test_the_song_or_the_selection_drags_out_as_a_midi_file_that_reads_back(qtbo
     path, notes = notes_of(handle.mime_data())
     assert path.endswith("/dragged/Untitled (selection).mid")
     assert close(notes, [(72, 1 * seconds, 2 * seconds), (71, 2 * seconds, 3 * seconds)])  # bar 5 starts at beat 12
+    window.song.set_tempo_at(6.0, 60.0)  # a tempo change before the selection, and one inside it
+    window.song.set_tempo_at(14.0, 120.0)  # the clip carries the map as it runs from the selection's bar
+    path, notes = notes_of(handle.mime_data())
+    assert close(notes, [(72, 1.0, 2.0), (71, 2.0, 2.5)])
     handle.last_path = None
     qtbot.mousePress(handle, Qt.LeftButton, pos=QPoint(4, 4))  # the gesture itself: press, move past the drag
     qtbot.mouseMove(handle, QPoint(4 + 3 * QApplication.startDragDistance(), 8))  # distance, and the drag starts

@@ -204,7 +204,7 @@ def test_the_duet_and_continue_share_the_one_model_the_worker_loaded(qtbot, wind
         window.duet.stop()
         answered = len(seen)
         song = window.song
-        song.set_settings(dataclasses.replace(song.settings, length_beats=2.0, seed=1))
+        song.set_settings(dataclasses.replace(song.settings, length=0.5, seed=1))
         assert window.generation.continue_song()
         qtbot.waitUntil(lambda: not window.generation.generating and not song.is_writing, timeout=30000)
         assert len(seen) > answered  # Continue primed the same model

@@ -166,7 +166,7 @@ def test_fill_waits_for_a_model_that_can_fill_and_says_why(qtbot, window, roll, 
 def test_continue_from_the_playhead_replaces_later_notes_or_keeps_them(qtbot, studio, roll):
     window, song = studio, studio.song
     eight_bars(song)
-    settings(window, seed=4, length_beats=8.0)
+    settings(window, seed=4, length=2)
     window.generation.listen = False
     window.transport.set_playhead(12.0)
     key(qtbot, roll, "Ctrl+Alt+Return")
@@ -216,7 +216,7 @@ def test_every_note_written_keeps_to_the_key_and_the_range_over_many_seeds(qtbot
         qtbot.keyClick(box, Qt.Key_Return)
     assert (song.settings.lowest, song.settings.highest) == (48, 69)
     allowed = {pitch for pitch in range(48, 70) if (pitch - 2) % 12 in (0, 2, 3, 5, 7, 9, 10)}
-    settings(window, variations=8, length_beats=16.0)
+    settings(window, variations=8, length=4)
     for write in (window.generation.continue_song, lambda: window.generation.fill(8, 24)):
         for seed in (100, 200):
             settings(window, seed=seed)

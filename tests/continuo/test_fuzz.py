@@ -97,12 +97,19 @@ def _good_session_data(draw) -> dict:
     for index in range(draw(st.integers(0, 12))):
         notes.append([index + 1, draw(st.integers(0, 127)), draw(st.integers(1, 127)),
                       draw(st.floats(0, 64)), draw(st.floats(0.01, 8)), draw(st.sampled_from(PARTS))])  # fmt: skip
-    return {
+    data = {
         "format": "continuo-session", "version": 1, "tempo": draw(st.floats(20, 400)),
         "time_signature": draw(st.sampled_from([[4, 4], [3, 8], [7, 8], [12, 8]])), "model": "default",
         "settings": {"temperature": 1.0, "top_k": 0}, "view": {"roll": {"left_beat": 0.0}},
         "note_fields": ["id", "pitch", "velocity", "start", "length", "part"], "notes": notes,
     }  # fmt: skip
+    if draw(st.booleans()):  # format 2: a tempo map, its changes in order after beat 0
+        beats = sorted(set(draw(st.lists(st.floats(0.25, 64), max_size=4))))
+        data["version"] = 2
+        data["tempo_changes"] = [[beat, draw(st.floats(20, 400))] for beat in beats]
+        data["metre_changes"] = [[beat, *draw(st.sampled_from([[2, 4], [5, 8]]))] for beat in beats[:2]]
+        data["settings"]["length"] = draw(st.floats(0.5, 400))
+    return data
 
 
 def _paths(data, prefix=()):

@@ -15,8 +15,9 @@ from tests.continuo.helpers import small_checkpoint
 
 
 def set_length(window, beats: float, **changes) -> None:
+    """A length of `beats` quarter notes: bars of the test song's 4/4."""
     song = window.song
-    song.set_settings(dataclasses.replace(song.settings, length_beats=beats, **changes))
+    song.set_settings(dataclasses.replace(song.settings, length=beats / 4, **changes))
 
 
 def test_panel_edits_the_generation_settings_undoably(qtbot, window):
@@ -28,7 +29,7 @@ def test_panel_edits_the_generation_settings_undoably(qtbot, window):
     panel.seed_box.setValue(42)
     panel.variations_box.setValue(4)
     settings = song.settings
-    assert settings.length_unit == "seconds" and song.to_seconds(settings.length_beats) == pytest.approx(300)
+    assert settings.length_unit == "seconds" and settings.length == pytest.approx(300)
     assert (settings.temperature, settings.seed, settings.variations) == (0.9, 42, 4)
     panel.unit_box.setCurrentText("bars")
     assert panel.length_box.value() == pytest.approx(150)  # 600 beats of 4/4 at 120 BPM
@@ -81,14 +82,15 @@ def test_avoid_loops_takes_the_librarys_bounds_and_an_older_session_opens_with_i
 
 def test_generation_settings_travel_with_the_session(window, tmp_path):
     song = window.song
-    set_length(window, 48.0, variations=3, seed=9, length_unit="seconds", temperature=0.8)
+    changes = {"length": 24.0, "variations": 3, "seed": 9, "length_unit": "seconds", "temperature": 0.8}
+    song.set_settings(dataclasses.replace(song.settings, **changes))
     path = tmp_path / "song.continuo"
     assert window.document.save_to(path)
     song.load([])
     assert song.settings == GenerationSettings()
     assert window.open_path(path, ask_to_save=False)
     assert song.settings == GenerationSettings(
-        temperature=0.8, length_beats=48.0, seed=9, variations=3, length_unit="seconds"
+        temperature=0.8, length=24.0, seed=9, variations=3, length_unit="seconds"
     )
     panel = window.generation_panel
     assert panel.unit_box.currentText() == "seconds" and panel.length_box.value() == pytest.approx(24.0)
@@ -163,7 +165,7 @@ def test_every_numeric_box_of_the_panel_takes_the_value_typed_not_its_first_digi
         (panel.top_k_box, "40", "top_k", 40),
         (panel.seed_box, "12345", "seed", 12345),
         (panel.variations_box, "6", "variations", 6),
-        (panel.length_box, "12.5", "length_beats", 50.0),  # bars of 4/4
+        (panel.length_box, "12.5", "length", 12.5),  # bars
     ]
     if panel.lowest_box.isEnabled():
         typed += [(panel.lowest_box, "C2", "lowest", 36), (panel.highest_box, "100", "highest", 100)]

@@ -34,7 +34,7 @@ def test_continue_ends_its_phrase_on_the_bar_line_after_the_length(qtbot, studio
     draw_motif(qtbot, roll)
     assert song.motif_end() == pytest.approx(3.5)
     assert panel.end_at_bar_box.isChecked() and song.settings.end_at_bar  # on by default
-    song.set_settings(dataclasses.replace(song.settings, length_beats=8.0, seed=3))
+    song.set_settings(dataclasses.replace(song.settings, length=2, seed=3))
     window.generation.listen = False
     requests = []  # what the worker is asked for, seen on its way (the worker writes it as asked)
     worker = window.generation.worker
@@ -60,6 +60,30 @@ def test_continue_ends_its_phrase_on_the_bar_line_after_the_length(qtbot, studio
     assert max(note.end for note in song.notes(CONTINUATION)) <= 11.5 + _EPSILON
 
 
+def test_the_phrase_ends_on_the_bar_line_of_the_songs_tempo_map(qtbot, studio, roll):
+    """Bars of 3/4 at 120 BPM, then 4/4 at 60 BPM from beat 6: two bars after the motif's end (half-way through
+    bar 2) is a third of the way through bar 4 (beats 10 to 14), so the phrase ends on beat 14, and its last
+    beat, at 60 BPM, lasts a second."""
+    from continuo.song import TempoMap
+
+    window, song = studio, studio.song
+    song.set_tempo_map(TempoMap(((0.0, 120.0), (6.0, 60.0)), ((0.0, 3, 4), (6.0, 4, 4))))
+    draw_motif(qtbot, roll)
+    song.set_settings(dataclasses.replace(song.settings, length=2, seed=3))
+    window.generation.listen = False
+    requests = []
+    worker = window.generation.worker
+    asked = worker.generate
+    worker.generate = lambda request: (requests.append(request), asked(request))
+    assert window.generation.continue_song()
+    wait_done(qtbot, window)
+    request = requests[-1]
+    assert request.start == pytest.approx(1.75)
+    assert song.to_beats(request.start + request.seconds) == pytest.approx(14.0)
+    assert request.release_seconds == pytest.approx(1.0)
+    assert max(note.end for note in song.notes(CONTINUATION)) <= 14.0 + _EPSILON
+
+
 def test_end_at_a_bar_line_is_kept_in_sessions_and_older_ones_open_with_it_on(qtbot, window, tmp_path):
     panel, song = window.generation_panel, window.song
     panel.end_at_bar_box.setChecked(False)
@@ -81,7 +105,7 @@ def test_end_at_a_bar_line_is_kept_in_sessions_and_older_ones_open_with_it_on(qt
 def test_the_heard_variation_is_written_first_with_its_progress_and_the_others_go_on_behind(qtbot, studio, roll):
     window, song, panel = studio, studio.song, studio.generation_panel
     draw_motif(qtbot, roll)
-    song.set_settings(dataclasses.replace(song.settings, length_beats=160.0, variations=3, seed=5))
+    song.set_settings(dataclasses.replace(song.settings, length=40, variations=3, seed=5))
     window.generation.listen = False
     shown = []  # (variation the progress is of, fraction, the bar's text)
     window.generation.progress.connect(
@@ -106,7 +130,7 @@ def test_the_heard_variation_is_written_first_with_its_progress_and_the_others_g
 def test_the_time_left_is_estimated_after_two_seconds_of_writing(qtbot, studio, roll):
     window, song, panel = studio, studio.song, studio.generation_panel
     draw_motif(qtbot, roll)
-    song.set_settings(dataclasses.replace(song.settings, length_beats=1600.0, variations=2))
+    song.set_settings(dataclasses.replace(song.settings, length=400, variations=2))
     window.generation.listen = False
     texts = []
     window.generation.progress.connect(lambda *args: texts.append((time.perf_counter(), panel.progress_bar.format())))

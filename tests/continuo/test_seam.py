@@ -60,7 +60,7 @@ def test_continue_goes_on_at_the_motifs_velocity_until_the_model_writes_one(qtbo
     else:
         pytest.fail("no seed struck notes before a velocity of its own")
     # the phrase as generate() writes it: no bar-line ending (its last beat would strike nothing)
-    song.set_settings(dataclasses.replace(song.settings, length_beats=16.0, seed=seed, end_at_bar=False))
+    song.set_settings(dataclasses.replace(song.settings, length=4, seed=seed, end_at_bar=False))
     window.generation.listen = False
     qtbot.mouseClick(window.generation_panel.continue_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not window.generation.generating and not song.is_writing, timeout=60000)
@@ -146,7 +146,7 @@ def test_from_playhead_a_note_sounding_across_it_ends_where_the_model_ends_it(qt
             break
     else:
         pytest.fail("no seed ended the bass before the continuation's end")
-    song.set_settings(dataclasses.replace(song.settings, length_beats=8.0, seed=seed))
+    song.set_settings(dataclasses.replace(song.settings, length=2, seed=seed))
     window.generation.listen = False
     assert window.generation.continue_from(playhead)
     qtbot.waitUntil(lambda: not window.generation.generating and not song.is_writing, timeout=60000)

@@ -453,3 +453,27 @@ def test_a_track_with_nothing_to_read_is_no_trouble(tmp_path):
     file.save(tmp_path / "conductor.mid")
     (note,) = read_midi(tmp_path / "conductor.mid")
     assert (note.pitch, note.start, note.end) == (60, 0.0, 0.5)
+
+
+def test_write_midi_keeps_a_tempo_map_time_signatures_and_a_key(tmp_path):
+    """Each note reads back within half a tick however many tempo changes come before it; the metres come in
+    where they were asked for; the key is spelled as a signature names it (D dorian shares C major's)."""
+    import mido
+
+    tempi = [(0.0, 90.0)] + [(1.0 + 0.37 * index, 60.0 + (index * 7) % 200) for index in range(300)]
+    notes = [Note(60 + index % 24, 80, 0.05 + 0.41 * index, 0.05 + 0.41 * index + 0.3) for index in range(280)]
+    path = tmp_path / "map.mid"
+    write_midi(notes, path, tempi=tempi, time_signatures=[(0.0, 3, 4), (2.0 / 3, 5, 8)], key=(2, "dorian"),
+               track_name="Piano", title="Map")
+    back = read_midi(path)
+    assert len(back) == len(notes)
+    assert max(abs(a.start - b.start) for a, b in zip(back, notes, strict=True)) < 0.001
+    _, timing = read_midi_timed(path)
+    assert len(timing.tempi) == len(tempi) and timing.signatures[1][1:] == (5, 8)
+    assert timing.signatures[1][0] == timing.resolution  # 2/3 s at 90 BPM is the first beat's end
+    midi = mido.MidiFile(path)
+    meta = {message.type: message for track in midi.tracks for message in track if message.is_meta}
+    assert meta["key_signature"].key == "C" and [t.name for t in midi.tracks] == ["Map", "Piano"]
+    with pytest.raises(ValueError, match="in order"):
+        write_midi(notes, path, tempi=[(0.0, 90.0), (2.0, 80.0), (1.0, 70.0)])
+    assert read_midi(path) == back  # a refused write leaves the file as it was

@@ -114,7 +114,7 @@ def test_writing_moves_to_the_seam_and_keeps_the_newest_notes_in_view(qtbot, stu
     for beat, pitch in enumerate((60, 64, 67, 72, 67, 64, 60, 62)):
         draw_note(qtbot, roll, pitch, beat, 1)
     roll.state.set_view(left_beat=0, pixels_per_beat=roll.canvas.width() / 8.5)  # the seam at the right edge
-    song.set_settings(dataclasses.replace(song.settings, length_beats=48, seed=3))
+    song.set_settings(dataclasses.replace(song.settings, length=12, seed=3))
     at_start, newest_shown = [], []
     song.writing_changed.connect(lambda writing: writing and at_start.append(roll.visible_beats()))
 

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def set_length(window, beats: float, **changes) -> None:
+    """A length of `beats` quarter notes: bars of the test song's 4/4."""
     song = window.song
-    song.set_settings(dataclasses.replace(song.settings, length_beats=beats, **changes))
+    song.set_settings(dataclasses.replace(song.settings, length=beats / 4, **changes))
 
 
 def wait_done(qtbot, window, timeout: int = 60000) -> None:
