@@ -26,7 +26,7 @@ from pathlib import Path
 from . import limits
 from .errors import MidiFileError
 from .events import Note, canonical_notes
-from .files import atomic_write
+from .files import FileTooLargeError, NotRegularFileError, atomic_write, read_regular
 
 SUSTAIN_CONTROLLER = 64
 # Bytes that follow the status byte of a channel or system message (mido's table); others are refused.
@@ -285,27 +285,22 @@ def read_midi_timed(path: str | os.PathLike) -> tuple[list[Note], MidiFileTiming
     """`read_midi`'s notes, and the file's tempo map and time signatures in its ticks."""
     path = Path(path)
     name = path.name or str(path)
+    cap = limits.MAX_MIDI_FILE_BYTES
     try:
-        size = path.stat().st_size
+        data = read_regular(path, cap)  # a device or a FIFO is refused, never read or waited on
     except FileNotFoundError:
         raise MidiFileError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise MidiFileError(f"{name}: is a folder, not a MIDI file") from None
+    except FileTooLargeError as error:
+        raise MidiFileError(f"{name}: the file is {error.size / 2**20:.0f} MB; Continuo reads MIDI files up to "
+                            f"{cap // 2**20} MB") from None
+    except NotRegularFileError as error:
+        raise MidiFileError(f"{name}: {error.strerror}; Continuo reads MIDI files") from None
     except OSError as error:
         raise MidiFileError(f"{name}: cannot be read ({error.strerror or error})") from None
-    if path.is_dir():
-        raise MidiFileError(f"{name}: is a folder, not a MIDI file")
-    if size == 0:
+    if not data:
         raise MidiFileError(f"{name}: the file is empty")
-    if size > limits.MAX_MIDI_FILE_BYTES:
-        raise MidiFileError(f"{name}: the file is {size / 2**20:.0f} MB; Continuo reads MIDI files up to "
-                            f"{limits.MAX_MIDI_FILE_BYTES // 2**20} MB")
-    try:
-        with path.open("rb") as handle:  # at most the cap, should the file grow after stat
-            data = handle.read(limits.MAX_MIDI_FILE_BYTES + 1)
-    except OSError as error:
-        raise MidiFileError(f"{name}: cannot be read ({error.strerror or error})") from None
-    if len(data) > limits.MAX_MIDI_FILE_BYTES:
-        raise MidiFileError(f"{name}: the file is over {limits.MAX_MIDI_FILE_BYTES // 2**20} MB, the most "
-                            "Continuo reads")
     if data[:4] == b"RIFF" and data[8:12] == b"RMID":  # RIFF-wrapped MIDI: unwrap the data chunk
         start = data.find(b"MThd")
         data = data[start:] if start >= 0 else data
