@@ -5,8 +5,10 @@ through the tempo map: the first track's, or the other tracks' changes where the
 timed in SMPTE frames keeps a steady clock) and applies the sustain pedal the way Magenta's preprocessing
 does: a note released while CC64 is down sounds on until the pedal goes up, or until its pitch is struck
 again; a note never released sounds to the end of its track. What it returns are the codec's canonical
-notes (`events.canonical_notes`): unisons merged, restrikes ending the earlier note, no note shorter than
-10 ms; so the roll, the model and the exporter see the same music.
+notes (`events.canonical_notes`): unisons merged, restrikes ending the earlier note, every note's end in a
+later 10 ms step of the codec's grid than its start (in seconds a note may still be shorter than 10 ms: 1.004 s
+to 1.006 s spans two steps, and keeps its times); so the roll, the model and the exporter see the same music.
+`write_midi` places every time in the same 10 ms step it was in, so exporting and reading back loses no note.
 
 Reading is bounded: a walk over the bytes refuses a file past the limits (`limits.MAX_MIDI_*`, a piece
 longer than `limits.MAX_PIECE_SECONDS`) and hands pretty_midi only the events reading uses (notes, the
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from . import limits
 from .errors import MidiFileError
-from .events import Note, canonical_notes
+from .events import TICKS_PER_SECOND, Note, canonical_notes, to_ticks
 from .files import FileTooLargeError, NotRegularFileError, atomic_write, read_regular
 
 SUSTAIN_CONTROLLER = 64
@@ -33,6 +35,9 @@ SUSTAIN_CONTROLLER = 64
 _DATA_BYTES = {**{kind: 2 for kind in (0x80, 0x90, 0xA0, 0xB0, 0xE0)}, 0xC0: 1, 0xD0: 1,
                0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
 _TEMPO, _TIME_SIGNATURE = 0x51, 0x58
+# How far from the edge of a 10 ms step `write_midi` keeps each time (a share of the step: 0.2 ms), far more
+# than the rounding of any reader's tick-to-seconds conversion.
+_STEP_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -355,8 +360,17 @@ def write_midi(notes: Iterable[Note], path: str | os.PathLike, bpm: float = 120,
     beats = max((note.end for note in notes), default=0.0) * 1e6 / tempo
     resolution = min(960, int((limits.MAX_MIDI_TICKS - 2) / max(beats, 1.0)))
 
+    per_second = 1e6 * resolution / tempo  # MIDI ticks a second
+    per_step = per_second / TICKS_PER_SECOND  # and a 10 ms step of the codec's grid: 13 or more
+
     def tick(seconds: float) -> int:
-        return round(seconds * 1e6 * resolution / tempo)
+        """The MIDI tick nearest `seconds` within its own 10 ms step, and not within `_STEP_MARGIN` of the step's
+        edge, so that reading the file back puts it in the same step (a strike moved one step on would merge
+        with the next strike of its pitch, and a note would be lost). Monotonic, so no order changes."""
+        step = to_ticks(seconds)
+        low = math.ceil((step - 0.5 + _STEP_MARGIN) * per_step)
+        high = math.floor((step + 0.5 - _STEP_MARGIN) * per_step)
+        return min(max(round(seconds * per_second), low), high)
 
     events = []  # (tick, 0 = off / 1 = on, pitch, velocity)
     for note in notes:
