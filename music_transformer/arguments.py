@@ -18,7 +18,7 @@ from typing import NoReturn
 from . import limits
 from .errors import ContinuoError
 from .events import STYLES
-from .files import write_target
+from .files import NotRegularFileError, write_target
 
 
 class UsageError(ContinuoError):
@@ -87,7 +87,7 @@ def output_file(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
     try:  # a link is written through: its target's folder takes the file
         target, _ = write_target(path)
-    except OSError as error:  # a device, a FIFO or a socket is never written over
+    except NotRegularFileError as error:  # a device, a FIFO or a socket is never written over
         raise argparse.ArgumentTypeError(f"cannot write {text}: it {error.strerror}") from None
     if not target.parent.is_dir():
         raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {target.parent} does not exist")

@@ -98,7 +98,7 @@ def write_target(path: str | os.PathLike) -> tuple[Path, os.stat_result | None]:
     target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     try:
         status = os.stat(target)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (the folder's own checks come when writing)
         return target, None
     if stat.S_ISDIR(status.st_mode):
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
