@@ -235,7 +235,7 @@ class Orphan:
     journal: list[JournalLine] = field(repr=False, default_factory=list)  # the edits after it, checked
     skipped: int = 0  # journal lines left out: damaged, or past the checks
     journal_unreadable: bool = False  # the journal could not be read at all (moved to the damaged folder)
-    past_cap: int = 0  # journal lines after the first MAX_JOURNAL_LINES, not read (kept in the damaged folder)
+    past_cap: int = 0  # journal lines after the first MAX_JOURNAL_LINES, not read (the journal is kept aside)
 
     @property
     def snapshot_path(self) -> Path:
@@ -248,7 +248,9 @@ class Orphan:
         return journal_path(self.directory, self.id)
 
     def discard(self) -> None:
-        """Deletes this autosave."""
+        """Deletes this autosave (restored, or discarded): a journal with lines past what was read is kept aside."""
+        if self.past_cap:
+            _set_aside(self.directory, [self.journal_path])
         for path in (self.snapshot_path, self.journal_path):
             try:
                 remove_file(path)
@@ -290,7 +292,7 @@ def _set_aside(directory: Path, paths: list[Path]) -> Path:
 
 def _read_journal(path: Path, after_seq: int) -> tuple[list[JournalLine], int, int]:
     """The journal lines newer than the snapshot that pass the checks, how many did not, and how many lines
-    came after the first `limits.MAX_JOURNAL_LINES` (not read: the journal is kept aside for them).
+    came after the first `limits.MAX_JOURNAL_LINES` (not read: `Orphan.discard` keeps the journal aside).
 
     A line cut short by the kill is one of those; a journal that cannot be read at all is an OSError or
     ValueError.
@@ -358,16 +360,11 @@ def _inspect(directory: Path, snapshot: Path, lock: FileLock) -> Orphan:
         journal, skipped, past_cap, unreadable = [], 0, 0, True
     else:
         unreadable = False
-        if past_cap:  # the first lines are restored; the whole journal is kept for the rest
-            _set_aside(directory, [edits])
     saved_at = info["saved_at"]
     if saved_at is None:
         saved_at = snapshot.stat().st_mtime
     if journal:
-        try:
-            saved_at = max(saved_at, edits.stat().st_mtime)
-        except OSError:  # kept aside (past the lines a restore reads)
-            pass
+        saved_at = max(saved_at, edits.stat().st_mtime)
     has_changes = info["modified"] or bool(journal) or skipped > 0 or unreadable or past_cap > 0
     return Orphan(
         orphan_id,

@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
     ) -> None:
         super().__init__(parent)
         self.home = Path(home) if home is not None else data_home()
+        self.restore_pending = False  # the autosave folder is being read at launch (offer_restore_later)
         self.preferences = Preferences(self.home)
         self.last_error: str | None = None  # the text of the last error dialog (the command line prints it)
         self.song = Song(self)
@@ -326,6 +327,7 @@ class MainWindow(QMainWindow):
         the autosaves stay on disk for the next launch."""
 
         def scanned(found: Scan | Exception) -> None:
+            self.restore_pending = False  # a script may answer the dialog now
             restored = False
             try:
                 if isinstance(found, Exception):
@@ -336,6 +338,7 @@ class MainWindow(QMainWindow):
                 self.show_message("Crash restore failed; the autosaves are kept for the next launch", 20000)
             then(restored)
 
+        self.restore_pending = True
         scan_in_background(self.home, self, scanned)
 
     # --- Qt's events ---------------------------------------------------------------------------------------

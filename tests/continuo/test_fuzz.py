@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from continuo import limits, restore
@@ -299,30 +299,42 @@ def test_a_damaged_autosave_is_restored_within_the_limits_or_kept_aside(tmp_path
 # --- the studio still starts --------------------------------------------------------------------------------
 
 
+FIFO = "fifo"  # in damaged_autosave_folder: a FIFO where a file should be (reading it blocked a start forever)
+
+
 @st.composite
-def damaged_autosave_folder(draw) -> dict[str, bytes]:
-    """Several autosaves at once: damaged snapshots, damaged journals, folders where files should be."""
-    files = {}
+def damaged_autosave_folder(draw) -> dict[str, bytes | str | None]:
+    """Several autosaves at once: damaged snapshots, damaged journals, folders (None) and FIFOs where files
+    should be."""
+    files: dict[str, bytes | str | None] = {}
     for index in range(draw(st.integers(1, 4))):
         snapshot = draw(hostile_json(lambda draw: _snapshot()) | st.just(json.dumps(_snapshot()).encode()))
-        files[f"s{index}.json"] = snapshot
-        kind = draw(st.sampled_from(["journal", "none", "folder"]))
+        files[f"s{index}.json"] = FIFO if draw(st.integers(0, 5)) == 0 else snapshot
+        kind = draw(st.sampled_from(["journal", "none", "folder", FIFO]))
         if kind == "journal":
             files[f"s{index}.journal"] = draw(hostile_journal())
         elif kind == "folder":
             files[f"s{index}.journal"] = None
+        elif kind == FIFO:
+            files[f"s{index}.journal"] = FIFO
     return files
 
 
 @pytest.mark.timeout(600)
 @LAUNCHES
 @given(files=damaged_autosave_folder())
+@example(files={"s0.json": FIFO, "s1.json": json.dumps(_snapshot()).encode(), "s1.journal": FIFO})
 def test_the_studio_starts_over_any_damaged_autosave_folder(tmp_path_factory, files):
     home = tmp_path_factory.mktemp("home")
     folder = home / "autosave"
     folder.mkdir()
     for name, data in files.items():
-        (folder / name).mkdir() if data is None else (folder / name).write_bytes(data)
+        if data is None:
+            (folder / name).mkdir()
+        elif data == FIFO:
+            os.mkfifo(folder / name)
+        else:
+            (folder / name).write_bytes(data)
     before = _files(folder)
     script = home / "script.json"
     dump = home / "started.json"
