@@ -9,9 +9,6 @@ from pathlib import Path
 
 import pretty_midi
 import pytest
-from hypothesis import example, given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 
 from music_transformer import MidiFileError, Note, decode, encode, limits, read_midi, write_midi
 from music_transformer.events import canonical_notes, to_ticks
@@ -457,30 +454,3 @@ def test_a_track_with_nothing_to_read_is_no_trouble(tmp_path):
     (note,) = read_midi(tmp_path / "conductor.mid")
     assert (note.pitch, note.start, note.end) == (60, 0.0, 0.5)
 
-
-def _steps(notes):
-    """Each note as the codec's grid sees it: pitch, velocity, and the 10 ms steps it starts and ends in."""
-    return sorted((n.pitch, n.velocity, to_ticks(n.start), to_ticks(n.end)) for n in notes)
-
-
-# Strikes of two pitches close to the edges of 10 ms steps, short and restruck: where a MIDI tick's rounding moved a
-# strike into the next step, onto the next strike of its pitch, and the two became one.
-EDGY_NOTES = st.lists(st.builds(lambda pitch, velocity, step, edge, length: Note(pitch, velocity, (step + edge) / 100,
-                                                                                 (step + edge) / 100 + length),
-                                st.sampled_from([60, 61]), st.integers(1, 127), st.integers(0, 400),
-                                st.floats(0.45, 0.55), st.floats(0.0001, 0.03)),
-                      min_size=1, max_size=40)
-
-
-@hypothesis_settings(max_examples=int(os.environ.get("CONTINUO_MIDI_EXAMPLES", 60)), deadline=None, derandomize=True)
-@given(notes=EDGY_NOTES, bpm=st.floats(limits.MIN_BPM, limits.MAX_BPM))
-@example(notes=[Note(60, 90, 1.0049, 1.0145), Note(60, 90, 1.0145, 1.2)], bpm=120.0)  # a 9.6 ms note, restruck
-def test_export_then_import_never_loses_or_moves_a_note(tmp_path_factory, notes, bpm):
-    """1,663 notes came back 1,662: export put a 9.6 ms note's start into the next 10 ms step, onto its restrike."""
-    path = tmp_path_factory.mktemp("midi") / "out.mid"
-    canonical = canonical_notes(notes)
-    write_midi(notes, path, bpm=bpm)
-    back = read_midi(path)
-    assert len(back) == len(canonical)
-    assert _steps(back) == _steps(canonical)
-    assert canonical_notes(back) == back
