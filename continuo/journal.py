@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from music_transformer.files import NotRegularFileError, read_regular
+from music_transformer.files import NONBLOCK, NotRegularFileError, read_regular
 
 from . import limits
 from .session import (
@@ -83,11 +83,12 @@ class FileLock:
 
     def acquire(self) -> bool:
         """Takes the lock if nobody (alive) holds it."""
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, PRIVATE)
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | NONBLOCK, PRIVATE)
         try:
             if not stat.S_ISREG(os.fstat(descriptor).st_mode):  # a FIFO or a device planted where a lock goes
                 raise NotRegularFileError(self.path, "not a regular file")
-            os.set_blocking(descriptor, True)
+            if NONBLOCK:
+                os.set_blocking(descriptor, True)
         except BaseException:
             os.close(descriptor)
             raise

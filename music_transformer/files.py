@@ -19,6 +19,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX: opening a FIFO does not wait for its writer (Windows has none)
+
 
 class NotRegularFileError(OSError):
     """A path that names a device, a FIFO or a socket, not a file: refused without being read or written."""
@@ -63,7 +65,7 @@ def open_regular(path: str | os.PathLike, cap: int) -> BinaryIO:
     `FileTooLargeError`; FileNotFoundError and the other OSErrors as open() raises them. The checks are made on
     the descriptor that is read, so a path swapped after them changes nothing.
     """
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    flags = os.O_RDONLY | NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     descriptor = os.open(path, flags)
     try:
         status = os.fstat(descriptor)
@@ -73,7 +75,7 @@ def open_regular(path: str | os.PathLike, cap: int) -> BinaryIO:
             raise NotRegularFileError(path, _kind(status.st_mode))
         if status.st_size > cap:
             raise FileTooLargeError(path, status.st_size, cap)
-        if hasattr(os, "set_blocking"):
+        if NONBLOCK:
             os.set_blocking(descriptor, True)
         return os.fdopen(descriptor, "rb")
     except BaseException:
