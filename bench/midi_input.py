@@ -4,6 +4,7 @@ while the model writes. Prints a table; with --json, one JSON line.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/midi_input.py [--json] [--checkpoint PATH]
         [--period 64] [--flood-period 128] [--notes 1000] [--duet-runs 5] [--flood-seconds 10] [--onset-notes 300]
+        [--burst-notes 5000] [--queue-size N]
 
 It starts its own JACK server (`jackd -n continuo-bench -d dummy -p PERIOD`, no real-time rights needed)
 so that the period is known, and stops it at the end.
@@ -19,6 +20,9 @@ so that the period is known, and stops it at the end.
    the GUI's event loop (a 5 ms timer) and how many notes did not land in the roll.
 4. onset_*: another process plays notes while the model writes in this one; how far each note's stamp is
    from the time it was sent, stamped when read (as before `ArrivalClock`) and when it arrived (now).
+5. burst_*: 5,000 notes sent as fast as the client takes them into a studio window recording, beside a witness
+   whose queue holds any burst: what the graph lost, what the studio read fewer than the witness, the notes
+   in the take (`--queue-size` sets the studio's rtmidi queue, e.g. the old 8,192).
 
 Every message is counted at each hop, so a loss is placed where it happens:
 
@@ -52,6 +56,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 SERVER = "continuo-bench"
+WITNESS_QUEUE_SIZE = 1 << 17  # the burst's witness: room for any burst
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -299,6 +304,74 @@ def flood(seconds: float) -> dict:
             "flood_gui_max_stall_ms": round(max(gaps) * 1000 - 5, 1) if gaps else None}
 
 
+def burst(notes: int) -> dict:
+    """`notes` notes (note-on and note-off each) sent in one burst, as fast as the keyboard's client takes them,
+    into a recording studio window on JACK, with a witness client in this process on the same port: what the
+    graph delivered (the witness), what the studio read, and the notes that landed in the roll."""
+    import rtmidi
+    from PySide6.QtWidgets import QApplication
+
+    import continuo  # noqa: F401
+    from continuo.main_window import MainWindow
+    from continuo.midi_input import MidiInput
+
+    application = QApplication.instance() or QApplication([])
+    import tempfile
+
+    window = MainWindow(home=Path(tempfile.mkdtemp(prefix="continuo-bench-")), use_autosave=False)
+    window.player.use_sinks([])
+    keyboard = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="burst keys")
+    keyboard.open_virtual_port("out")
+    midi = window.midi
+    deadline = time.monotonic() + 10
+    while "burst keys:out" not in midi.available and time.monotonic() < deadline:
+        application.processEvents()
+        time.sleep(0.01)
+    midi.open_input("burst keys:out", wait=True)
+    while midi.input is None and time.monotonic() < deadline:
+        application.processEvents()
+    # The witness keeps any burst whatever the studio's queue is (--queue-size), so that what it misses is the graph's.
+    witness = MidiInput("burst keys:out", lambda at, message: None, client_name="burst witness",
+                        queue_size=WITNESS_QUEUE_SIZE)
+    time.sleep(0.3)
+    midi.start_recording()
+    messages = []
+    for index in range(notes):
+        pitch = 36 + index % 60
+        messages += [[0x90, pitch, 1 + index % 127], [0x80, pitch, 0]]
+
+    def send() -> None:
+        for data in messages:
+            keyboard.send_message(data)
+
+    thread = threading.Thread(target=send)
+    started = time.perf_counter()
+    thread.start()
+    while thread.is_alive():
+        application.processEvents()
+        time.sleep(0.001)
+    sent_seconds = time.perf_counter() - started
+    studio = midi.input
+    settled, last = time.monotonic() + 5, -1
+    while time.monotonic() < settled:  # until nothing more comes for half a second
+        application.processEvents()
+        now = (studio.counts["read"], witness.counts["read"])
+        if now != last:
+            last, settled = now, min(settled, time.monotonic() + 0.5)
+        time.sleep(0.005)
+    landed = midi.stop_recording()
+    witness.close()
+    keyboard.close_port()
+    keyboard.delete()
+    window.song.undo_stack.setClean()
+    window.close()
+    return {"burst_messages": 2 * notes, "burst_send_ms": round(sent_seconds * 1000, 1),
+            "burst_witness_read": witness.counts["read"], "burst_studio_read": studio.counts["read"],
+            "burst_graph_lost": 2 * notes - witness.counts["read"],
+            "burst_studio_short": witness.counts["read"] - studio.counts["read"],
+            "burst_notes_landed": landed, "burst_notes_lost": notes - landed}
+
+
 PLAYER = """
 import random, sys, time
 import rtmidi
@@ -375,15 +448,24 @@ def main() -> None:
     parser.add_argument("--duet-runs", type=int, default=5)
     parser.add_argument("--flood-seconds", type=float, default=10.0)
     parser.add_argument("--onset-notes", type=int, default=300, help="notes played while the model writes")
+    parser.add_argument("--burst-notes", type=int, default=5000, help="notes sent in one burst (0: none)")
+    parser.add_argument("--queue-size", type=int,
+                        help="rtmidi's input queue, in messages (default: the studio's, ports.QUEUE_SIZE)")
     parser.add_argument("--no-realtime", action="store_true",
                         help="run the JACK server at normal priority (as this bench did before it counted each hop)")
     parser.add_argument("--callback-listener", action="store_true",
                         help="listen to the thru through a Python callback on JACK's thread (as before)")
     args = parser.parse_args()
-    results: dict = {"jack_period_ms": round(args.period / 48.0, 2), "cpu_count": os.cpu_count()}
+    from continuo.midi_input import ports
+
+    if args.queue_size:
+        ports.QUEUE_SIZE = args.queue_size
+    results: dict = {"jack_period_ms": round(args.period / 48.0, 2), "cpu_count": os.cpu_count(),
+                     "queue_size": ports.QUEUE_SIZE}
     with jack_server(args.period, not args.no_realtime) as realtime:
         results["jack_realtime"] = realtime
-        results.update(thru_latency(args.notes, args.callback_listener))
+        if args.notes > 0:
+            results.update(thru_latency(args.notes, args.callback_listener))
         if args.onset_notes > 0:
             results.update(onset_under_load(args.checkpoint, args.onset_notes))
     if args.flood_seconds > 0:
@@ -393,6 +475,11 @@ def main() -> None:
         with jack_server(args.flood_period, not args.no_realtime) as realtime:
             results["flood_jack_realtime"] = realtime
             results.update(flood(args.flood_seconds))
+    if args.burst_notes > 0:
+        results["burst_jack_period_ms"] = round(args.flood_period / 48.0, 2)
+        with jack_server(args.flood_period, not args.no_realtime) as realtime:
+            results["burst_jack_realtime"] = realtime
+            results.update(burst(args.burst_notes))
     if args.duet_runs > 0:
         results.update(duet_answer(args.checkpoint, args.duet_runs))
     if args.json:

@@ -21,6 +21,7 @@ from music_transformer.files import atomic_write
 
 from .journal import (
     PRIVATE,
+    PRIVATE_FOLDER,
     FileLock,
     journal_line,
     journal_path,
@@ -33,6 +34,17 @@ from .journal import (
 from .song import Song, SongDiff
 
 DEFAULT_INTERVAL_MS = 3000
+
+
+def private_folder(directory: Path) -> None:
+    """Makes the autosave folder (the owner's alone: it holds unsaved work), or makes one an older version left
+    readable by others private."""
+    directory.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+    if os.name == "posix" and directory.stat().st_mode & 0o077:
+        try:
+            os.chmod(directory, PRIVATE_FOLDER)
+        except OSError:  # another user's folder: writing into it fails next, with its own message
+            pass
 
 
 class Autosave(QObject):
@@ -51,7 +63,7 @@ class Autosave(QObject):
         super().__init__(parent)
         self.song = song
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_folder(self.directory)
         self.id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.snapshot_path = snapshot_path(self.directory, self.id)
         self.journal_path = journal_path(self.directory, self.id)

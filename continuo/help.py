@@ -30,12 +30,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from music_transformer.files import read_regular
+
 from .background import run_in_background
 
 if TYPE_CHECKING:
     from .studio import Studio
 
 DENSE_STEPS_PER_SECOND = 60  # dense piano in the model's encoding (music_transformer/bench.py's figure)
+MAX_CARD_BYTES = 200_000  # a model card is a page of text
 ROLL = "Piano roll"  # where the roll's own keys are listed (they work while the roll has the focus)
 
 GETTING_STARTED = """
@@ -212,7 +215,7 @@ def read_model_card(path: Path | None) -> tuple[dict[str, Any], str, dict[str, A
         candidates.insert(0, path.parent.parent / named)
     for candidate in candidates:
         try:
-            card = candidate.read_text("utf-8")[:200_000]
+            card = read_regular(candidate, MAX_CARD_BYTES).decode("utf-8")  # never a device or a FIFO
             break
         except (OSError, ValueError):
             continue

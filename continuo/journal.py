@@ -26,10 +26,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from music_transformer.files import NONBLOCK, NotRegularFileError, read_regular
 
 from . import limits
 from .session import (
@@ -51,6 +54,7 @@ except ImportError:  # Windows: fall back to checking whether the recorded proce
     fcntl = None
 
 PRIVATE = 0o600  # an autosave holds unsaved work: the owner's alone
+PRIVATE_FOLDER = 0o700  # the autosave folder and its damaged folder: the owner's alone too
 DAMAGED = "damaged"  # the folder under autosave/ where autosaves that cannot be restored are kept
 FUTURE_SLACK_SECONDS = 24 * 3600  # a clock set back a little still dates an autosave
 
@@ -79,7 +83,16 @@ class FileLock:
 
     def acquire(self) -> bool:
         """Takes the lock if nobody (alive) holds it."""
-        handle = open(self.path, "a+")
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | NONBLOCK, PRIVATE)
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):  # a FIFO or a device planted where a lock goes
+                raise NotRegularFileError(self.path, "not a regular file")
+            if NONBLOCK:
+                os.set_blocking(descriptor, True)
+        except BaseException:
+            os.close(descriptor)
+            raise
+        handle = open(descriptor, "a+")
         if fcntl is not None:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -223,6 +236,7 @@ class Orphan:
     journal: list[JournalLine] = field(repr=False, default_factory=list)  # the edits after it, checked
     skipped: int = 0  # journal lines left out: damaged, or past the checks
     journal_unreadable: bool = False  # the journal could not be read at all (moved to the damaged folder)
+    past_cap: int = 0  # journal lines after the first MAX_JOURNAL_LINES, not read (the journal is kept aside)
 
     @property
     def snapshot_path(self) -> Path:
@@ -235,7 +249,9 @@ class Orphan:
         return journal_path(self.directory, self.id)
 
     def discard(self) -> None:
-        """Deletes this autosave."""
+        """Deletes this autosave (restored, or discarded): a journal with lines past what was read is kept aside."""
+        if self.past_cap:
+            _set_aside(self.directory, [self.journal_path])
         for path in (self.snapshot_path, self.journal_path):
             try:
                 remove_file(path)
@@ -262,7 +278,7 @@ class Scan:
 def _set_aside(directory: Path, paths: list[Path]) -> Path:
     """Moves files (or whatever is at their path) into the damaged folder, never over another; returns it."""
     folder = directory / DAMAGED
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(mode=PRIVATE_FOLDER, exist_ok=True)
     for path in paths:
         if not os.path.lexists(path):
             continue
@@ -275,29 +291,24 @@ def _set_aside(directory: Path, paths: list[Path]) -> Path:
     return folder
 
 
-def _read_capped(path: Path, cap: int) -> bytes:
-    """A file's bytes, refused past `cap` (OSError for a folder or a file that cannot be read)."""
-    with open(path, "rb") as handle:
-        data = handle.read(cap + 1)
-    if len(data) > cap:
-        raise ValueError(f"it is over {cap // 2**20} MB")
-    return data
-
-
-def _read_journal(path: Path, after_seq: int) -> tuple[list[JournalLine], int]:
-    """The journal lines newer than the snapshot that pass the checks, and how many did not.
+def _read_journal(path: Path, after_seq: int) -> tuple[list[JournalLine], int, int]:
+    """The journal lines newer than the snapshot that pass the checks, how many did not, and how many lines
+    came after the first `limits.MAX_JOURNAL_LINES` (not read: `Orphan.discard` keeps the journal aside).
 
     A line cut short by the kill is one of those; a journal that cannot be read at all is an OSError or
     ValueError.
     """
     try:
-        data = _read_capped(path, limits.MAX_JOURNAL_BYTES)
+        data = read_regular(path, limits.MAX_JOURNAL_BYTES)  # a device or a FIFO: an OSError, never waited on
     except FileNotFoundError:
-        return [], 0
-    lines, skipped = [], 0
+        return [], 0, 0
+    lines, skipped, count = [], 0, 0
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue
+        count += 1
+        if count > limits.MAX_JOURNAL_LINES:
+            return lines, skipped, sum(1 for rest in data.split(b"\n") if rest.strip()) - limits.MAX_JOURNAL_LINES
         try:
             line = parse_journal_line(raw)
         except ValueError:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors too
@@ -305,7 +316,7 @@ def _read_journal(path: Path, after_seq: int) -> tuple[list[JournalLine], int]:
             continue
         if line.seq > after_seq:
             lines.append(line)
-    return lines, skipped
+    return lines, skipped, 0
 
 
 def _info(data: dict) -> dict[str, Any]:
@@ -335,7 +346,7 @@ def _inspect(directory: Path, snapshot: Path, lock: FileLock) -> Orphan:
     """Reads and checks one autosave; raises SessionError (or OSError) when it cannot be restored."""
     orphan_id = snapshot.stem
     try:
-        raw = _read_capped(snapshot, limits.MAX_SESSION_BYTES)
+        raw = read_regular(snapshot, limits.MAX_SESSION_BYTES)
     except (OSError, ValueError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise SessionError(f"the autosave cannot be read ({reason})") from None
@@ -344,10 +355,10 @@ def _inspect(directory: Path, snapshot: Path, lock: FileLock) -> Orphan:
     info = _info(data if isinstance(data, dict) else {})
     edits = journal_path(directory, orphan_id)
     try:
-        journal, skipped = _read_journal(edits, info["seq"])
-    except (OSError, ValueError):  # a folder, unreadable, or too large: the snapshot alone is restored
+        journal, skipped, past_cap = _read_journal(edits, info["seq"])
+    except (OSError, ValueError):  # a folder, a FIFO, unreadable, or too large: the snapshot alone is restored
         _set_aside(directory, [edits])
-        journal, skipped, unreadable = [], 0, True
+        journal, skipped, past_cap, unreadable = [], 0, 0, True
     else:
         unreadable = False
     saved_at = info["saved_at"]
@@ -355,9 +366,19 @@ def _inspect(directory: Path, snapshot: Path, lock: FileLock) -> Orphan:
         saved_at = snapshot.stat().st_mtime
     if journal:
         saved_at = max(saved_at, edits.stat().st_mtime)
-    has_changes = info["modified"] or bool(journal) or skipped > 0 or unreadable
+    has_changes = info["modified"] or bool(journal) or skipped > 0 or unreadable or past_cap > 0
     return Orphan(
-        orphan_id, directory, saved_at, info["document"], has_changes, lock, session, journal, skipped, unreadable
+        orphan_id,
+        directory,
+        saved_at,
+        info["document"],
+        has_changes,
+        lock,
+        session,
+        journal,
+        skipped,
+        unreadable,
+        past_cap,
     )
 
 

@@ -53,12 +53,17 @@ MAX_SESSION_TOP_K = 1000
 # --- files ------------------------------------------------------------------------------------------------
 MAX_SESSION_BYTES = 100 * 1024 * 1024  # a session or snapshot: 200,000 notes are 10 MB, eight full variations 50 more
 MAX_JOURNAL_BYTES = MAX_SESSION_BYTES  # an autosave journal: the edits of a few seconds, or one big import
+# A journal holds the edits since the last snapshot (a few seconds: a take at 1,000 messages a second writes
+# 3,000 lines); a restore reads at most this many lines of it (about a second), and keeps the journal aside for
+# the rest.
+MAX_JOURNAL_LINES = 100_000
+MAX_SETTINGS_BYTES = 1024 * 1024  # settings.json: a few preferences and ten recent files
 MAX_TEXT_CHARS = 4096  # a model's name or path, a document's path
 
 __all__ = [
-    "MAX_BEATS", "MAX_JOURNAL_BYTES", "MAX_NOTES", "MAX_NOTE_ID", "MAX_NUMERATOR", "MAX_PIECE_SECONDS",
-    "MAX_PITCH", "MAX_REPETITION_PENALTY", "MAX_SESSION_BYTES", "MAX_SESSION_TOP_K", "MAX_TEMPERATURE",
-    "MAX_TEMPO", "MAX_TEXT_CHARS", "MAX_TOP_K", "MAX_TOP_P", "MAX_VARIATIONS", "MAX_VELOCITY", "MIN_NOTE_BEATS",
-    "MIN_PITCH", "MIN_REPETITION_PENALTY", "MIN_TEMPERATURE", "MIN_TEMPO", "MIN_TOP_K", "MIN_TOP_P", "MIN_VELOCITY",
-    "DENOMINATORS", "MAX_METRE_CHANGES", "MAX_TEMPO_CHANGES",
+    "MAX_BEATS", "MAX_JOURNAL_BYTES", "MAX_JOURNAL_LINES", "MAX_NOTES", "MAX_NOTE_ID", "MAX_NUMERATOR",
+    "MAX_PIECE_SECONDS", "MAX_PITCH", "MAX_REPETITION_PENALTY", "MAX_SESSION_BYTES", "MAX_SESSION_TOP_K",
+    "MAX_SETTINGS_BYTES", "MAX_TEMPERATURE", "MAX_TEMPO", "MAX_TEXT_CHARS", "MAX_TOP_K", "MAX_TOP_P", "MAX_VARIATIONS",
+    "MAX_VELOCITY", "MIN_NOTE_BEATS", "MIN_PITCH", "MIN_REPETITION_PENALTY", "MIN_TEMPERATURE", "MIN_TEMPO",
+    "MIN_TOP_K", "MIN_TOP_P", "MIN_VELOCITY", "DENOMINATORS", "MAX_METRE_CHANGES", "MAX_TEMPO_CHANGES",
 ]  # fmt: skip

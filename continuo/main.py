@@ -124,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         script = script_from_environment(window)
         if script is not None:
             script.start()
-    try:
-        restored = window.offer_restore()
-    except Exception as error:  # noqa: BLE001 - crash restore never blocks a start; the autosaves stay on disk
-        restored = False
-        print(f"continuo: crash restore failed ({type(error).__name__}: {error})", file=sys.stderr)
-        window.show_message("Crash restore failed; the autosaves are kept for the next launch", 20000)
-    if args.file and not restored:
-        window.open_path(args.file, ask_to_save=False, wait=False)  # read in the background, the window shown
+
+    def restore_offered(restored: bool) -> None:
+        if args.file and not restored:
+            window.open_path(args.file, ask_to_save=False, wait=False)  # read in the background, the window shown
+
+    # The autosave folder is read on a helper thread (a large journal takes seconds): the window answers at once,
+    # and the restore is offered, or the file opened, when it has been read.
+    window.offer_restore_later(restore_offered)
     return app.exec()
 
 

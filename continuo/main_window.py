@@ -9,6 +9,7 @@ the Help windows take the window's parts as a `Studio` (studio.py), never the wi
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -35,13 +36,14 @@ from .drag_out import DragOut
 from .duet import DuetController
 from .generation import GenerationController
 from .generation_panel import GenerationPanel
+from .journal import Scan
 from .limits import MAX_TEMPO, MIN_TEMPO
 from .midi_input import MidiInputController
 from .notes import CONTINUATION
 from .piano_roll import SNAP_CHOICES, PianoRoll
 from .playback.indicator import OutputIndicator
 from .playback.player import Player
-from .restore import offer_restore
+from .restore import offer_restore, scan_in_background
 from .session import check_time_signature
 from .settings import Preferences, data_home
 from .song import Song, SongLockedError
@@ -84,6 +86,7 @@ class MainWindow(QMainWindow):
     ) -> None:
         super().__init__(parent)
         self.home = Path(home) if home is not None else data_home()
+        self.restore_pending = False  # the autosave folder is being read at launch (offer_restore_later)
         self.preferences = Preferences(self.home)
         self.last_error: str | None = None  # the text of the last error dialog (the command line prints it)
         self.song = Song(self)
@@ -376,9 +379,30 @@ class MainWindow(QMainWindow):
         """Opens a session or a MIDI file in this window (`continuo FILE`; in the background with wait=False)."""
         return self.document.open_path(path, ask_to_save, wait)
 
-    def offer_restore(self) -> bool:
-        """Offers to restore the work of a studio that crashed; True if restored."""
-        return offer_restore(self.home, self.document, self, lambda text: self.show_message(text, 20000))
+    def offer_restore(self, found: Scan | None = None) -> bool:
+        """Offers to restore the work of a studio that crashed (`found`: the autosave folder already scanned);
+        True if restored."""
+        return offer_restore(self.home, self.document, self, lambda text: self.show_message(text, 20000), found)
+
+    def offer_restore_later(self, then: Callable[[bool], None] = lambda restored: None) -> None:
+        """Reads the autosave folder on a helper thread, so the window answers at once, then offers to restore
+        (a dialog, on the GUI thread) and calls `then(restored)`. A failure is said, never in the way of a start:
+        the autosaves stay on disk for the next launch."""
+
+        def scanned(found: Scan | Exception) -> None:
+            self.restore_pending = False  # a script may answer the dialog now
+            restored = False
+            try:
+                if isinstance(found, Exception):
+                    raise found
+                restored = self.offer_restore(found)
+            except Exception as error:  # noqa: BLE001 - crash restore never blocks a start
+                print(f"continuo: crash restore failed ({type(error).__name__}: {error})", file=sys.stderr)
+                self.show_message("Crash restore failed; the autosaves are kept for the next launch", 20000)
+            then(restored)
+
+        self.restore_pending = True
+        scan_in_background(self.home, self, scanned)
 
     # --- Qt's events ---------------------------------------------------------------------------------------
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from . import limits
+from .background import run_in_background
 from .document import Document
-from .journal import DAMAGED, Orphan, scan
+from .journal import DAMAGED, Orphan, Scan, scan
 from .session import SessionError
 from .song import Song, SongDiff
 
@@ -29,11 +31,17 @@ class Restored:
     view: dict[str, Any]
     skipped: int  # lines that failed the checks or would take the song past its limits
     journal_unreadable: bool = False
+    past_cap: int = 0  # journal lines past the most a restore reads (kept in the damaged folder)
 
     def left_out(self) -> str:
         """What was left out, in words ("" for nothing)."""
         if self.journal_unreadable:
             return "the edits after the last snapshot could not be read and are kept in the damaged folder"
+        if self.past_cap:
+            return (
+                f"the last {self.past_cap:,} edits, past the first {limits.MAX_JOURNAL_LINES:,}, are kept in the "
+                "damaged folder"
+            )
         if self.skipped:
             return f"{self.skipped} damaged edit{'s' * (self.skipped != 1)} left out"
         return ""
@@ -58,7 +66,7 @@ def restore(orphan: Orphan, song: Song) -> Restored:
             continue
         song.apply_journal_diff(SongDiff(removed, line.added, {}, line.meta))
     song.undo_stack.resetClean()  # restored work is unsaved work
-    return Restored(session.view, skipped, orphan.journal_unreadable)
+    return Restored(session.view, skipped, orphan.journal_unreadable, orphan.past_cap)
 
 
 def _ask(orphan: Orphan, number: int, count: int, parent: QWidget) -> str:
@@ -83,11 +91,20 @@ def _ask(orphan: Orphan, number: int, count: int, parent: QWidget) -> str:
     return "restore" if clicked is restore_button else "discard" if clicked is discard_button else "later"
 
 
-def offer_restore(home: Path, document: Document, parent: QWidget, say: Callable[[str], None]) -> bool:
+def offer_restore(
+    home: Path, document: Document, parent: QWidget, say: Callable[[str], None], found: Scan | None = None
+) -> bool:
     """If earlier studios crashed with unsaved work, asks about each (newest first) whether to restore it into
     the document; True if one was restored. `say` puts a message in the status bar: what was restored, and the
-    autosaves that could not be (set aside in the damaged folder)."""
-    found = scan(home / "autosave")
+    autosaves that could not be (set aside in the damaged folder). `found`: the autosave folder already scanned
+    (on a helper thread, `scan_in_background`), else it is scanned here."""
+    if found is None:
+        found = scan(home / "autosave")
+    if found.orphans and (len(document.song) or not document.song.undo_stack.isClean()):
+        for orphan in found.orphans:  # the musician began work while the folder was read: never replaced
+            orphan.release()
+        say("Unsaved work from a studio that closed unexpectedly is kept; it is offered at the next launch")
+        return False
     if found.damaged:
         say(found.damaged[0] if len(found.damaged) == 1 else f"{len(found.damaged)} autosaves could not be "
             f"restored; they are kept in {home / 'autosave' / DAMAGED}")  # fmt: skip
@@ -111,3 +128,21 @@ def offer_restore(home: Path, document: Document, parent: QWidget, say: Callable
             say(text)
             return True
     return False
+
+
+def scan_in_background(home: Path, owner: QObject, done: Callable[[Scan | Exception], None]) -> None:
+    """Reads the autosave folder on a helper thread (a large journal takes a second or more, and a start never
+    waits on it), then calls `done` with the `Scan`, or the error that stopped it, on the GUI thread."""
+
+    def work() -> Scan | Exception:
+        try:
+            return scan(home / "autosave")
+        except Exception as error:  # noqa: BLE001 - said by `done`; the autosaves stay on disk
+            return error
+
+    def orphaned(found: Scan | Exception) -> None:  # the window closed first: the autosaves stay for later
+        if isinstance(found, Scan):
+            for orphan in found.orphans:
+                orphan.release()
+
+    run_in_background(owner, "continuo-restore-scan", work, done, orphaned)

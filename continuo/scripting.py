@@ -51,7 +51,8 @@ class Script(QObject):
     def _next(self) -> None:
         if not self.steps:
             return
-        if self.window.document.reading:  # a file given on the command line is still being read: wait, as a user would
+        # The autosave folder or a file given on the command line is still being read: wait, as a user would.
+        if self.window.document.reading or self.window.restore_pending:
             QTimer.singleShot(STEP_MS, self._next)
             return
         step = self.steps.pop(0)

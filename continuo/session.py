@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from music_transformer.files import atomic_write
+from music_transformer.files import FileTooLargeError, NotRegularFileError, atomic_write, read_regular
 
 from . import limits
 from .generation_settings import GenerationSettings, VariationSet
@@ -92,13 +92,15 @@ def read_session(path: str | os.PathLike) -> SessionData:
     path = Path(path)
     name = path.name or str(path)
     try:
-        if path.stat().st_size > MAX_SESSION_BYTES:
-            raise SessionError(f"{name}: the file is too large to be a Continuo session")
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_SESSION_BYTES)  # a device or a FIFO is refused, never read or waited on
     except FileNotFoundError:
         raise SessionError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise SessionError(f"{name}: is a folder, not a session file") from None
+    except FileTooLargeError:
+        raise SessionError(f"{name}: the file is too large to be a Continuo session") from None
+    except NotRegularFileError as error:
+        raise SessionError(f"{name}: {error.strerror}; Continuo opens session and MIDI files") from None
     except OSError as error:
         raise SessionError(f"{name}: cannot be read ({error.strerror or error})") from None
     return session_from_bytes(raw, name)

@@ -6,9 +6,12 @@ import json
 import os
 from pathlib import Path
 
-from music_transformer.files import atomic_write
+from music_transformer.files import atomic_write, read_regular
+
+from .limits import MAX_SETTINGS_BYTES
 
 MAX_RECENT = 10
+PRIVATE = 0o600  # the settings list the files recently opened: the owner's alone
 
 
 def data_home() -> Path:
@@ -26,8 +29,8 @@ class Preferences:
     def __init__(self, home: Path | None = None) -> None:
         self.path: Path | None = (home or data_home()) / "settings.json"
         self._values: dict = {}
-        try:
-            loaded = json.loads(self.path.read_text("utf-8"))
+        try:  # a device or a FIFO named settings.json is refused, never read or waited on
+            loaded = json.loads(read_regular(self.path, MAX_SETTINGS_BYTES).decode("utf-8"))
             if isinstance(loaded, dict):
                 self._values = loaded
         except (OSError, ValueError):
@@ -74,6 +77,6 @@ class Preferences:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             text = json.dumps(self._values, indent=1)
-            atomic_write(self.path, lambda handle: handle.write(text.encode("utf-8")))
+            atomic_write(self.path, lambda handle: handle.write(text.encode("utf-8")), mode=PRIVATE)
         except OSError:
             pass

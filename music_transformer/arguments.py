@@ -18,6 +18,7 @@ from typing import NoReturn
 from . import limits
 from .errors import ContinuoError
 from .events import STYLES
+from .files import NotRegularFileError, write_target
 
 
 class UsageError(ContinuoError):
@@ -84,10 +85,14 @@ def output_file(text: str) -> Path:
     path = Path(text).expanduser()
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {path.parent} does not exist")
-    if not _takes_files(path.parent):
-        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {path.parent} is not writable")
+    try:  # a link is written through: its target's folder takes the file
+        target, _ = write_target(path)
+    except NotRegularFileError as error:  # a device, a FIFO or a socket is never written over
+        raise argparse.ArgumentTypeError(f"cannot write {text}: it {error.strerror}") from None
+    if not target.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {target.parent} does not exist")
+    if not _takes_files(target.parent):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {target.parent} is not writable")
     return path
 
 

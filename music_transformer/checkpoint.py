@@ -28,7 +28,7 @@ import torch
 
 from . import limits
 from .errors import CheckpointError
-from .files import atomic_write
+from .files import FileTooLargeError, NotRegularFileError, atomic_write, open_regular, read_regular
 from .model import ModelConfig, MusicTransformer
 
 FORMAT = "continuo-music-transformer"
@@ -152,18 +152,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 def _model_file_size(path: Path, name: str) -> int:
     """The size of a model file that is there, is a file and is within the limit (else a CheckpointError)."""
-    if not path.exists():
-        raise CheckpointError(f"{name}: no such model file ({path})")
-    if path.is_dir():
-        raise CheckpointError(f"{name}: is a folder, not a model file")
-    try:
-        size = path.stat().st_size
+    try:  # a device or a FIFO is refused here, never read or waited on
+        with open_regular(path, limits.MAX_CHECKPOINT_BYTES) as handle:
+            return os.fstat(handle.fileno()).st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"{name}: no such model file ({path})") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{name}: is a folder, not a model file") from None
+    except FileTooLargeError as error:
+        raise CheckpointError(f"{name}: the file is {error.size / 2**30:.1f} GB; Continuo reads model files up to "
+                              f"{limits.MAX_CHECKPOINT_BYTES / 2**30:g} GB") from None
+    except NotRegularFileError as error:
+        raise CheckpointError(f"{name}: {error.strerror}; a model is a file") from None
     except OSError as error:
         raise CheckpointError(f"{name}: cannot be read ({error.strerror or error})") from None
-    if size > limits.MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(f"{name}: the file is {size / 2**30:.1f} GB; Continuo reads model files up to "
-                              f"{limits.MAX_CHECKPOINT_BYTES / 2**30:g} GB")
-    return size
 
 
 def _check_description(state: Any, name: str) -> None:
@@ -198,7 +200,7 @@ def _read_safetensors(path: Path) -> dict:
         raise CheckpointError(f"{name}: its weights ({weights_path.name}) are not beside it")
     _model_file_size(weights_path, name)
     try:
-        with open(weights_path, "rb") as handle:
+        with open_regular(weights_path, limits.MAX_CHECKPOINT_BYTES) as handle:
             size = os.fstat(handle.fileno()).st_size  # of the file this handle reads, whatever the path is now
             _check_layout(handle, size, expected, name)
             handle.seek(0)
@@ -219,18 +221,17 @@ def _read_safetensors(path: Path) -> dict:
 
 def _read_config_file(path: Path, name: str) -> dict:
     """The .json of a shipped model, checked as a .pt's description is (an error names the model, `name`)."""
-    if not path.is_file():
-        raise CheckpointError(f"{name}: its config ({path.name}) is not beside it; a Continuo model is "
-                              f"NAME{WEIGHTS_SUFFIX} and NAME{CONFIG_SUFFIX}")
     try:
-        with open(path, "rb") as handle:
-            text = handle.read(limits.MAX_MODEL_CONFIG_BYTES + 1)
+        text = read_regular(path, limits.MAX_MODEL_CONFIG_BYTES)
+    except (FileNotFoundError, IsADirectoryError, NotRegularFileError):
+        raise CheckpointError(f"{name}: its config ({path.name}) is not beside it; a Continuo model is "
+                              f"NAME{WEIGHTS_SUFFIX} and NAME{CONFIG_SUFFIX}") from None
+    except FileTooLargeError:
+        raise CheckpointError(f"{name}: its config ({path.name}) is over {limits.MAX_MODEL_CONFIG_BYTES // 1024:,} "
+                              "kB; a model's config is a few kB") from None
     except OSError as error:
         raise CheckpointError(f"{name}: its config ({path.name}) cannot be read ({error.strerror or error})") \
             from None
-    if len(text) > limits.MAX_MODEL_CONFIG_BYTES:
-        raise CheckpointError(f"{name}: its config ({path.name}) is over {limits.MAX_MODEL_CONFIG_BYTES // 1024:,} "
-                              "kB; a model's config is a few kB")
     try:
         state = json.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

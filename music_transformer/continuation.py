@@ -151,7 +151,13 @@ def _continuing(model: MusicTransformer, primer: Sequence[int] | Sequence[Note],
 def stream(model: MusicTransformer, context: list[int], performances: list[Performance], sampling: Sampling,
            cancel: Cancel, beam_size: int = 1, length_penalty: float = 0.6) -> Iterator[tuple[int, int]]:
     """Reads `context` into the cache, then writes a token for each row (each performance) at every step,
-    under that row's rules; yields (row, token)."""
+    under that row's rules; yields (row, token).
+
+    Only the last `window` tokens of the context are read: no new token can attend to an earlier one, so reading
+    them costs time (a minute and more for a long song) and changes nothing the cache keeps but what they left
+    in the later positions' keys and values through the layers below. The time to the first note stays flat in
+    the primer's length. What sounds at the seam, the velocity in force and what repeats were taken from the
+    whole primer by the caller (`performance.Performance`), so the notes still continue it from the start."""
     device = model.device
     window = sampling.window
     was_training = model.training
@@ -162,9 +168,10 @@ def stream(model: MusicTransformer, context: list[int], performances: list[Perfo
     try:
         with torch.inference_mode():
             cache = model.new_cache(window)
+            skipped = max(0, len(context) - window)
+            cache.position = skipped  # where an absolute model's positions and local attention's blocks go on
             with mixed_precision(device):
-                for start in range(0, len(context), window):  # the context, a window at a time
-                    logits = model(torch.tensor([context[start:start + window]], device=device), cache=cache)
+                logits = model(torch.tensor([context[skipped:]], device=device), cache=cache)
             logits = logits[:, -1].float()
             if beam_size > 1:
                 steps = Steps(model, cache, beam_size, None)

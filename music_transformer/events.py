@@ -200,9 +200,11 @@ def canonical_notes(notes: Iterable[Note]) -> list[Note]:
     within 10 ms, and the same count.
 
     One rule, applied on the 10 ms grid of absolute times (so rounding errors do not add up along a
-    piece): a note shorter than one tick lasts one tick; two strikes of one pitch at the same tick are
-    one note (the longer end, the louder velocity); a pitch struck again while it sounds ends the earlier
-    note at the restrike. Times the rule does not change keep their exact seconds. A pitch outside
+    piece): a note whose end rounds to its start's tick ends one tick later; two strikes of one pitch at the
+    same tick are one note (the longer end, the louder velocity); a pitch struck again while it sounds ends the
+    earlier note at the restrike. Times the rule does not change keep their exact seconds. So every note ends
+    in a later tick than it starts, but in seconds it may last less than 10 ms (1.004 s to 1.006 s spans two
+    ticks and is kept so; a restrike 1 ms after a strike in the tick before ends it there). A pitch outside
     0..127, a time that is not a finite number, or a note past `limits.MAX_PIECE_SECONDS` is a ValueError.
     """
     cleaned = [Note(pitch, velocity, start, end) for _, _, pitch, velocity, start, end in _canonical(notes)]

@@ -5,8 +5,10 @@ through the tempo map: the first track's, or the other tracks' changes where the
 timed in SMPTE frames keeps a steady clock) and applies the sustain pedal the way Magenta's preprocessing
 does: a note released while CC64 is down sounds on until the pedal goes up, or until its pitch is struck
 again; a note never released sounds to the end of its track. What it returns are the codec's canonical
-notes (`events.canonical_notes`): unisons merged, restrikes ending the earlier note, no note shorter than
-10 ms; so the roll, the model and the exporter see the same music.
+notes (`events.canonical_notes`): unisons merged, restrikes ending the earlier note, every note's end in a
+later 10 ms step of the codec's grid than its start (in seconds a note may still be shorter than 10 ms: 1.004 s
+to 1.006 s spans two steps, and keeps its times); so the roll, the model and the exporter see the same music.
+`write_midi` places every time in the same 10 ms step it was in, so exporting and reading back loses no note.
 
 Reading is bounded: a walk over the bytes refuses a file past the limits (`limits.MAX_MIDI_*`, a piece
 longer than `limits.MAX_PIECE_SECONDS`) and hands pretty_midi only the events reading uses (notes, the
@@ -25,14 +27,17 @@ from pathlib import Path
 
 from . import limits
 from .errors import MidiFileError
-from .events import Note, canonical_notes
-from .files import atomic_write
+from .events import SECONDS_PER_TICK, Note, canonical_notes, to_ticks
+from .files import FileTooLargeError, NotRegularFileError, atomic_write, read_regular
 
 SUSTAIN_CONTROLLER = 64
 # Bytes that follow the status byte of a channel or system message (mido's table); others are refused.
 _DATA_BYTES = {**{kind: 2 for kind in (0x80, 0x90, 0xA0, 0xB0, 0xE0)}, 0xC0: 1, 0xD0: 1,
                0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
 _TEMPO, _TIME_SIGNATURE = 0x51, 0x58
+# How far from the edge of a 10 ms step `write_midi` keeps each time (a share of the step: 0.2 ms), far more
+# than the rounding of any reader's tick-to-seconds conversion.
+_STEP_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -286,27 +291,22 @@ def read_midi_timed(path: str | os.PathLike) -> tuple[list[Note], MidiFileTiming
     """`read_midi`'s notes, and the file's tempo map and time signatures in its ticks."""
     path = Path(path)
     name = path.name or str(path)
+    cap = limits.MAX_MIDI_FILE_BYTES
     try:
-        size = path.stat().st_size
+        data = read_regular(path, cap)  # a device or a FIFO is refused, never read or waited on
     except FileNotFoundError:
         raise MidiFileError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise MidiFileError(f"{name}: is a folder, not a MIDI file") from None
+    except FileTooLargeError as error:
+        raise MidiFileError(f"{name}: the file is {error.size / 2**20:.0f} MB; Continuo reads MIDI files up to "
+                            f"{cap // 2**20} MB") from None
+    except NotRegularFileError as error:
+        raise MidiFileError(f"{name}: {error.strerror}; Continuo reads MIDI files") from None
     except OSError as error:
         raise MidiFileError(f"{name}: cannot be read ({error.strerror or error})") from None
-    if path.is_dir():
-        raise MidiFileError(f"{name}: is a folder, not a MIDI file")
-    if size == 0:
+    if not data:
         raise MidiFileError(f"{name}: the file is empty")
-    if size > limits.MAX_MIDI_FILE_BYTES:
-        raise MidiFileError(f"{name}: the file is {size / 2**20:.0f} MB; Continuo reads MIDI files up to "
-                            f"{limits.MAX_MIDI_FILE_BYTES // 2**20} MB")
-    try:
-        with path.open("rb") as handle:  # at most the cap, should the file grow after stat
-            data = handle.read(limits.MAX_MIDI_FILE_BYTES + 1)
-    except OSError as error:
-        raise MidiFileError(f"{name}: cannot be read ({error.strerror or error})") from None
-    if len(data) > limits.MAX_MIDI_FILE_BYTES:
-        raise MidiFileError(f"{name}: the file is over {limits.MAX_MIDI_FILE_BYTES // 2**20} MB, the most "
-                            "Continuo reads")
     if data[:4] == b"RIFF" and data[8:12] == b"RMID":  # RIFF-wrapped MIDI: unwrap the data chunk
         start = data.find(b"MThd")
         data = data[start:] if start >= 0 else data
@@ -412,9 +412,19 @@ def write_midi_parts(parts: Sequence[tuple[str, Iterable[Note]]], path: str | os
         starts.append(starts[-1] + (tick - ticks[-1]) * previous / (1e6 * resolution))
         ticks.append(tick)
 
-    def tick(seconds: float) -> int:
+    def exact_tick(seconds: float) -> float:
         index = max(0, bisect.bisect_right(starts, seconds) - 1)
-        return ticks[index] + round((seconds - starts[index]) * 1e6 * resolution / changes[index][1])
+        return ticks[index] + (seconds - starts[index]) * 1e6 * resolution / changes[index][1]
+
+    def tick(seconds: float) -> int:
+        """The MIDI tick nearest `seconds` (through the tempo map) within its own 10 ms step, and not within
+        `_STEP_MARGIN` of the step's edge, so that reading the file back puts it in the same step (a strike moved
+        one step on would merge with the next strike of its pitch, and a note would be lost). Monotonic, so no
+        order changes."""
+        step = to_ticks(seconds)
+        low = math.ceil(exact_tick((step - 0.5 + _STEP_MARGIN) * SECONDS_PER_TICK))
+        high = math.floor(exact_tick((step + 0.5 - _STEP_MARGIN) * SECONDS_PER_TICK))
+        return min(max(round(exact_tick(seconds)), low), high)
 
     tracks = []
     for name, notes in parts:

@@ -18,7 +18,9 @@ from ..backends.servers import audio_servers
 VIRTUAL_INPUT = "virtual"  # the studio's own input port, for a program that plays into it
 READ_INTERVAL = 0.0005  # the reader thread looks at rtmidi's queue this often: at most half a millisecond late
 POLL_SECONDS = 0.5  # hot-plug: how often the port list is read (a cheap call on a client kept open)
-QUEUE_SIZE = 8192  # rtmidi drops messages past its queue when the reader is late; 1,000 a second must fit
+# rtmidi drops messages past its queue when our reader is late: a burst of 5,000 notes (10,000 messages, played
+# in 0.1 s by a sequencer) must fit while the GUI thread holds the GIL (drawing them, say). 2 MB of queue.
+QUEUE_SIZE = 65536
 CLOCK_MEMORY = 64  # ArrivalClock: how many of the latest messages its estimate of the clocks' offset rests on
 
 
@@ -78,7 +80,8 @@ class MidiInput:
 
     `on_message(time, message)` runs on the input's reader thread for every message that is not ignored,
     stamped with the `time.perf_counter()` time it arrived (`ArrivalClock`: the MIDI system's own stamps,
-    not the moment our thread got to it); keep it short (send thru, queue, notify).
+    not the moment our thread got to it); keep it short (send thru, queue, notify). `queue_size`: how many
+    messages rtmidi keeps for the reader (default `QUEUE_SIZE`).
 
     Why a reader thread and not rtmidi's callback: on JACK, rtmidi calls the callback from the JACK process
     thread, so a Python callback there waits for the GIL and makes the whole graph miss its deadline (a flood
@@ -91,6 +94,7 @@ class MidiInput:
         port_name: str,
         on_message: Callable[[float, mido.Message], None],
         client_name: str = CLIENT_NAME + " input",
+        queue_size: int | None = None,
     ) -> None:
         self.virtual = port_name == VIRTUAL_INPUT
         self.port_name = VIRTUAL_INPUT_NAME if self.virtual else port_name
@@ -98,7 +102,7 @@ class MidiInput:
         self.client_name = client_name
         self.on_message = on_message
         try:
-            self._port = open_midi_input(None if self.virtual else port_name, client_name, QUEUE_SIZE)
+            self._port = open_midi_input(None if self.virtual else port_name, client_name, queue_size or QUEUE_SIZE)
         except SinkError as error:
             raise MidiInputError(str(error)) from None
         # What the reader did with each message, counted (by the reader thread only; read them from any thread):

@@ -4,6 +4,7 @@ leaves; read back as crash restore reads them."""
 from __future__ import annotations
 
 import os
+import stat
 import time
 
 from continuo import autosave, restore
@@ -87,3 +88,41 @@ def test_leftovers_of_killed_studios_are_swept(qapp, tmp_path):
         [fresh.name, running.snapshot_path.name, running.journal_path.name, f"{running.id}.lock"]
     )
     running.close()
+
+
+def test_the_autosave_folder_its_locks_and_the_settings_are_the_owners_alone(qapp, tmp_path):
+    """The autosave folder was 0755, its locks 0644 and settings.json (the recent files) 0644."""
+    from continuo.settings import Preferences
+
+    previous = os.umask(0o022)
+    try:
+        older = tmp_path / "older"
+        older.mkdir(mode=0o755)  # made by an older version
+        for folder in (tmp_path / "new" / "autosave", older):
+            song = Song()
+            saver = autosave.Autosave(song, folder, interval_ms=60_000)
+            song.add_notes([song.new_note(60, 100, 0, 1)])
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+            for path in (saver.snapshot_path, saver.journal_path, folder / f"{saver.id}.lock"):
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+            saver.close()
+        (tmp_path / "settings.json").write_text("{}")  # an older version's, 0644
+        preferences = Preferences(tmp_path)
+        preferences.add_recent_file(tmp_path / "song.continuo")
+        assert stat.S_IMODE((tmp_path / "settings.json").stat().st_mode) == 0o600
+        fresh = tmp_path / "fresh"
+        Preferences(fresh).set("midi_thru", False)
+        assert stat.S_IMODE((fresh / "settings.json").stat().st_mode) == 0o600
+    finally:
+        os.umask(previous)
+
+
+def test_settings_that_are_a_fifo_or_a_device_never_block_and_read_as_none(qapp, tmp_path):
+    from continuo.settings import Preferences
+
+    os.mkfifo(tmp_path / "settings.json")
+    assert Preferences(tmp_path).get("midi_thru", "unset") == "unset"  # blocked forever before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "settings.json").symlink_to("/dev/zero")
+    assert Preferences(other).get("midi_thru", "unset") == "unset"

@@ -540,3 +540,44 @@ def test_edits_made_while_a_file_is_read_at_launch_are_asked_about_not_dropped(q
     answer_next_dialog("Cancel", asked)  # "save changes?": the musician keeps the drawing
     qtbot.waitUntil(lambda: not window.document.reading and bool(asked), timeout=20000)
     assert [note.pitch for note in window.song.notes()] == [60]  # asked, and the drawing kept
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/urandom"])
+def test_a_device_or_a_fifo_is_refused_at_once_and_the_song_kept(qtbot, window, tmp_path, kind):
+    """`continuo /dev/zero` read until memory ran out; a FIFO as the session hung forever."""
+    window.song.add_notes([window.song.new_note(60, 100, 0, 1)])
+    window.song.undo_stack.setClean()
+    for name in ("song.continuo", "song.mid"):
+        path = tmp_path / f"{kind.strip('/').replace('/', '-')}-{name}"
+        os.mkfifo(path) if kind == "fifo" else path.symlink_to(kind)
+        started = time.perf_counter()
+        assert not window.open_path(path, ask_to_save=False)
+        assert time.perf_counter() - started < 5
+        assert "not a file" in window.last_error and path.name in window.last_error, window.last_error
+        assert [note.pitch for note in window.song.notes()] == [60]
+
+
+def test_a_save_keeps_the_files_mode_and_writes_through_a_link(window, tmp_path):
+    """Re-saving a 0600 session made it 0644; saving onto a link replaced the link and left its target stale."""
+    window.song.add_notes([window.song.new_note(60, 100, 0, 1)])
+    private = tmp_path / "private.continuo"
+    assert window.document.save_as(private)
+    os.chmod(private, 0o600)
+    window.song.add_notes([window.song.new_note(62, 100, 1, 1)])
+    assert window.document.save()
+    assert os.stat(private).st_mode & 0o777 == 0o600
+    assert window.document.export_midi(tmp_path / "private.mid")
+    os.chmod(tmp_path / "private.mid", 0o600)
+    assert window.document.export_midi(tmp_path / "private.mid")
+    assert os.stat(tmp_path / "private.mid").st_mode & 0o777 == 0o600
+    target = tmp_path / "elsewhere" / "song.continuo"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "link.continuo"
+    link.symlink_to(target)
+    assert window.document.save_as(link)
+    assert link.is_symlink() and len(read_session(target).notes) == 2
+    null = tmp_path / "null.continuo"
+    null.symlink_to("/dev/null")
+    assert not window.document.save_as(null)
+    assert "is a device, not a file" in window.last_error and null.is_symlink()

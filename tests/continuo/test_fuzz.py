@@ -19,15 +19,17 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from continuo import limits, restore
 from continuo.journal import JournalLine, parse_journal_line, scan
-from continuo.midi_files import export_midi
+from continuo.midi_files import export_midi, read_midi_file
+from continuo.notes import MOTIF
 from continuo.session import SessionError, read_session, session_from_bytes, write_session
 from continuo.song import PARTS, Song
-from music_transformer import MidiFileError
+from music_transformer import MidiFileError, Note, write_midi
+from music_transformer.events import to_ticks
 from tests.bounds import bounded
 
 LONG = os.environ.get("CONTINUO_FUZZ") == "long"
@@ -306,30 +308,42 @@ def test_a_damaged_autosave_is_restored_within_the_limits_or_kept_aside(tmp_path
 # --- the studio still starts --------------------------------------------------------------------------------
 
 
+FIFO = "fifo"  # in damaged_autosave_folder: a FIFO where a file should be (reading it blocked a start forever)
+
+
 @st.composite
-def damaged_autosave_folder(draw) -> dict[str, bytes]:
-    """Several autosaves at once: damaged snapshots, damaged journals, folders where files should be."""
-    files = {}
+def damaged_autosave_folder(draw) -> dict[str, bytes | str | None]:
+    """Several autosaves at once: damaged snapshots, damaged journals, folders (None) and FIFOs where files
+    should be."""
+    files: dict[str, bytes | str | None] = {}
     for index in range(draw(st.integers(1, 4))):
         snapshot = draw(hostile_json(lambda draw: _snapshot()) | st.just(json.dumps(_snapshot()).encode()))
-        files[f"s{index}.json"] = snapshot
-        kind = draw(st.sampled_from(["journal", "none", "folder"]))
+        files[f"s{index}.json"] = FIFO if draw(st.integers(0, 5)) == 0 else snapshot
+        kind = draw(st.sampled_from(["journal", "none", "folder", FIFO]))
         if kind == "journal":
             files[f"s{index}.journal"] = draw(hostile_journal())
         elif kind == "folder":
             files[f"s{index}.journal"] = None
+        elif kind == FIFO:
+            files[f"s{index}.journal"] = FIFO
     return files
 
 
 @pytest.mark.timeout(600)
 @LAUNCHES
 @given(files=damaged_autosave_folder())
+@example(files={"s0.json": FIFO, "s1.json": json.dumps(_snapshot()).encode(), "s1.journal": FIFO})
 def test_the_studio_starts_over_any_damaged_autosave_folder(tmp_path_factory, files):
     home = tmp_path_factory.mktemp("home")
     folder = home / "autosave"
     folder.mkdir()
     for name, data in files.items():
-        (folder / name).mkdir() if data is None else (folder / name).write_bytes(data)
+        if data is None:
+            (folder / name).mkdir()
+        elif data == FIFO:
+            os.mkfifo(folder / name)
+        else:
+            (folder / name).write_bytes(data)
     before = _files(folder)
     script = home / "script.json"
     dump = home / "started.json"
@@ -364,3 +378,52 @@ def _clean(stem: str, before: dict[str, bytes]) -> bool:
     return (
         isinstance(data, dict) and isinstance(data.get("autosave"), dict) and data["autosave"].get("modified") is False
     )
+
+
+# --- MIDI through the studio: import, export, import again -----------------------------------------------
+
+
+# Strikes of two pitches near the edges of the codec's 10 ms steps, short and restruck (issue 48: an export
+# moved a strike into the next step, onto the next strike of its pitch, and the two came back as one note).
+def _edgy_note(pitch: int, velocity: int, step: int, edge: float, length: float) -> Note:
+    return Note(pitch, velocity, (step + edge) / 100, (step + edge) / 100 + length)
+
+
+EDGY_NOTES = st.lists(
+    st.builds(
+        _edgy_note,
+        st.sampled_from([60, 61]),
+        st.integers(1, 127),
+        st.integers(0, 300),
+        st.sampled_from([0.5, 0.4999999, 0.5000001]) | st.floats(0.45, 0.55),
+        st.floats(0.0001, 0.03),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@FUZZ
+@given(notes=EDGY_NOTES, bpm=st.floats(limits.MIN_TEMPO, limits.MAX_TEMPO))
+@example(  # a restrike 0.01 ms past a step's edge: exported at 139.3 bpm, it came back one note with the strike before
+    notes=[Note(60, 1, 0.004934943749999999, 0.020637037499999997), Note(60, 1, 1.6451307937499997, 1.6550006812499998),
+           Note(60, 1, 1.6550006812499998, 1.6707027749999996)],
+    bpm=139.3125,
+)  # fmt: skip
+def test_a_midi_file_imported_then_exported_comes_back_with_every_note(tmp_path_factory, notes, bpm):
+    """The studio's own round trip: the file's notes become the song's (in beats), Export MIDI writes them, and
+    reading that file gives every note back in the 10 ms steps it was in."""
+    folder = tmp_path_factory.mktemp("midi")
+    write_midi(notes, folder / "in.mid", bpm=bpm)
+    first = read_midi_file(folder / "in.mid")
+    song = Song()
+    tempo = first.timing.tempo
+    song.load(song.notes_from_performance(first.notes, MOTIF, tempo=tempo), {"tempo": tempo})
+    export_midi(song, folder / "out.mid")
+    back = read_midi_file(folder / "out.mid").notes
+
+    def steps(notes):
+        return sorted((n.pitch, n.velocity, to_ticks(n.start), to_ticks(n.end)) for n in notes)
+
+    assert len(back) == len(first.notes)
+    assert steps(back) == steps(first.notes)

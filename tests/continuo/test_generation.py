@@ -210,6 +210,19 @@ def test_a_checkpoint_that_fails_to_load_keeps_the_previous_model(qtbot, studio,
     assert window.song.notes(CONTINUATION)
 
 
+def test_a_model_path_that_is_a_fifo_is_refused_in_words_not_waited_on(qtbot, window, tmp_path):
+    """A FIFO as the model blocked the loader forever, and Continue silently never ran."""
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    window.generation.choose_model(fifo)
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=10000)
+    assert "model.pt: is a pipe (FIFO), not a file" in window.last_error
+    assert window.generation.model_source != str(fifo) and window.song.model != str(fifo)
+    dialog = window.findChild(QMessageBox, "error_dialog")
+    assert dialog is not None
+    dialog.close()
+
+
 def test_a_missing_bundled_model_is_said_and_another_can_be_loaded(qtbot, home, tmp_path, monkeypatch, model_path):
     from continuo.main_window import MainWindow
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -282,6 +283,63 @@ def test_a_journal_that_is_a_folder_is_set_aside_and_the_snapshot_restored(qtbot
         assert window.offer_restore()
         assert len(window.song) == 2 and "could not be read" in _status(window)
         assert (home / "autosave" / "damaged" / saver.journal_path.name).is_dir()
+    finally:
+        window.song.undo_stack.setClean()
+        window.close()
+
+
+def test_a_fifo_in_the_autosave_folder_never_blocks_a_start_and_is_kept_aside(qtbot, home):
+    """A FIFO as a snapshot or a journal blocked the scan, and the studio's start, forever."""
+    from continuo.main_window import MainWindow
+
+    saver = _crashed_studio(home, [60, 62])
+    saver.journal_path.unlink()
+    os.mkfifo(saver.journal_path)  # the journal: the snapshot alone is restored, the FIFO kept aside
+    os.mkfifo(home / "autosave" / "planted.json")  # a snapshot: kept aside, said in one line
+    window = MainWindow(home=home, use_autosave=False)
+    try:
+        answer_next_dialog("Restore")
+        done = []
+        window.offer_restore_later(done.append)
+        qtbot.waitUntil(lambda: done == [True], timeout=10000)
+        assert len(window.song) == 2
+        assert stat.S_ISFIFO(os.stat(home / "autosave" / "damaged" / "planted.json").st_mode)
+        assert stat.S_ISFIFO(os.stat(home / "autosave" / "damaged" / saver.journal_path.name).st_mode)
+    finally:
+        window.song.undo_stack.setClean()
+        window.close()
+
+
+def test_a_long_journal_is_read_in_the_background_and_only_its_first_lines_restored(qtbot, home, monkeypatch):
+    """A journal of a million lines blocked the start for 100 s: it is read on a helper thread while the window
+    answers, at most MAX_JOURNAL_LINES of it, and the whole journal is kept aside for the rest."""
+    from continuo import limits
+    from continuo.main_window import MainWindow
+
+    monkeypatch.setattr(limits, "MAX_JOURNAL_LINES", 20_000)
+    saver = _crashed_studio(home, [60])
+    with open(saver.journal_path, "w") as journal:
+        for seq in range(2, 40_002):  # 40,000 edits after the snapshot (its own is 1), each adding a note
+            start = (seq % 4000) * 0.25
+            journal.write(json.dumps({"seq": seq, "removed": [], "added": [[seq + 10, 40 + seq // 4000, 90, start,
+                                      0.25, "motif"]], "meta": {}}) + "\n")  # fmt: skip
+    kept = saver.journal_path.read_bytes()
+    window = MainWindow(home=home, use_autosave=False)
+    try:
+        answer_next_dialog("Restore")
+        done, ticks = [], []
+        started = time.perf_counter()
+        window.offer_restore_later(done.append)
+        assert time.perf_counter() - started < 0.2  # the start goes on at once
+        timer = QTimer(window)
+        timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+        timer.start(10)
+        qtbot.waitUntil(lambda: bool(done), timeout=30000)
+        timer.stop()
+        assert done == [True] and len(window.song) == 1 + 20_000
+        assert "the last 20,000 edits, past the first 20,000, are kept in the damaged folder" in _status(window)
+        assert (home / "autosave" / "damaged" / saver.journal_path.name).read_bytes() == kept
+        assert len(ticks) > 5  # the event loop ran while the journal was read
     finally:
         window.song.undo_stack.setClean()
         window.close()

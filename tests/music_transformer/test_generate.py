@@ -24,7 +24,16 @@ from music_transformer import (
     load_checkpoint,
     primer_tokens,
 )
-from music_transformer.events import START, duration_seconds, is_note_off, is_note_on, is_time_shift, time_shift
+from music_transformer.events import (
+    NOTE_OFF_OFFSET,
+    START,
+    duration_seconds,
+    is_note_off,
+    is_note_on,
+    is_time_shift,
+    is_velocity,
+    time_shift,
+)
 from music_transformer.midi import read_midi
 from music_transformer.sampling import Sampler, Sampling, filter_logits
 from music_transformer.stream_cache import StreamCache
@@ -572,3 +581,27 @@ def test_a_window_or_a_primer_past_the_limits_is_refused():
     for until in (float("nan"), float("inf"), -1.0, 1e9):
         with pytest.raises(ValueError, match="primer"):
             primer_tokens([Note(60, 80, 0.0, 1.0)], until=until)
+
+
+def test_only_the_last_window_of_a_long_primer_is_read_and_the_seam_is_still_the_whole_primers():
+    """A 200,000-token primer took 85 s before the first token: every window of it was read, though no new
+    token can attend past the last. Now only that one is read; what sounds at the seam and its velocity are
+    still taken from the whole primer."""
+    window = 64
+    model = small_model(train_length=window, max_relative_distance=window)
+    held = Note(40, 100, 19.0, 30.0)  # struck 3 s before the seam, 80-odd tokens back: before the window read
+    notes = [Note(60 + index % 12, 100, index * 0.05, index * 0.05 + 0.04) for index in range(440)] + [held]
+    primer = primer_tokens(notes, until=22.0)  # the velocity (100) is set once, at the very start
+    assert len(primer) > 20 * window
+    assert held.pitch in {t for t in primer[:-window] if is_note_on(t)}
+    read = []
+    model.register_forward_pre_hook(lambda module, args: read.append(args[0].shape[1]))
+    stream = generate(model, primer, seconds=0.5, seed=3)
+    first = next(stream)
+    assert sum(read) <= window  # before the first token: the last window of the primer (with the header's) only
+    tokens = [first, *stream]
+    assert_valid_stream(primer + tokens)  # the held note is the primer's: it is ended, never ended twice
+    assert NOTE_OFF_OFFSET + held.pitch in tokens
+    first_velocity = next((index for index, token in enumerate(tokens) if is_velocity(token)), len(tokens))
+    before = continuation_notes(tokens[:first_velocity], start=22.0, primer=primer)
+    assert all(note.velocity == 100 for note in before)  # the primer's velocity, set 20 windows back, holds
