@@ -21,7 +21,7 @@ import torch
 from . import events, limits
 from .beam import beam_search
 from .events import Note, encode, shift_ticks
-from .model import MusicTransformer, mixed_precision
+from .model import MusicTransformer, mixed_precision, sounding_after
 from .performance import Performance, forbidden_note_ons
 from .sampling import DEFAULT_MAX_NOTE_SECONDS, MAX_SECONDS, Cancel, Sampler, Sampling, Steps, is_cancelled
 
@@ -170,6 +170,8 @@ def stream(model: MusicTransformer, context: list[int], performances: list[Perfo
             cache = model.new_cache(window)
             skipped = max(0, len(context) - window)
             cache.position = skipped  # where an absolute model's positions and local attention's blocks go on
+            if model.config.sounding_input and skipped:  # what sounds at the window's start, from the whole primer
+                cache.sounding = sounding_after(context[:skipped]).view(1, -1).to(device)
             with mixed_precision(device):
                 logits = model(torch.tensor([context[skipped:]], device=device), cache=cache)
             logits = logits[:, -1].float()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -237,6 +238,21 @@ def grown_state(state: dict[str, torch.Tensor], old: ModelConfig, new: ModelConf
     if new.sounding_input and not old.sounding_input:
         state["sounding.weight"] = torch.zeros(new.d_model, events.NUM_PITCHES)
     return state
+
+
+def sounding_after(tokens: Sequence[int]) -> torch.Tensor:
+    """What sounds after `tokens` (128,) of 0 and 1: `sounding_pitches`' last row, in one pass over a list (for
+    the part of a long primer that is not read into the cache, and costs no (T, 128) tensor)."""
+    state = bytearray(NUM_PITCHES)
+    silencing = set(SILENCING_TOKENS)
+    for token in tokens:
+        if token < NOTE_OFF_OFFSET:
+            state[token] = 1
+        elif token < NOTE_OFF_OFFSET + NUM_PITCHES:
+            state[token - NOTE_OFF_OFFSET] = 0
+        elif token in silencing:
+            state = bytearray(NUM_PITCHES)
+    return torch.tensor(list(state), dtype=torch.uint8)
 
 
 class FeedForward(nn.Module):

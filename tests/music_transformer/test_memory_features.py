@@ -10,7 +10,7 @@ from music_transformer import events
 from music_transformer.attention import relative_buckets
 from music_transformer.checkpoint import load_checkpoint, save_checkpoint
 from music_transformer.events import END, MIDDLE, PREFIX, START, SUFFIX, note_off, note_on, time_shift
-from music_transformer.model import ModelConfig, MusicTransformer, grown_state, sounding_pitches
+from music_transformer.model import ModelConfig, MusicTransformer, grown_state, sounding_after, sounding_pitches
 
 from .helpers import decode_rows, decode_step_by_step, small_model
 
@@ -147,3 +147,29 @@ def test_a_model_with_the_new_features_ships_and_loads(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(tokens), model(tokens))
     assert loaded.config.parameter_count() == loaded.num_parameters()
+
+
+def test_what_sounds_after_a_long_primer_is_read_in_one_pass_as_the_model_reads_it():
+    tokens = _random_tokens(3000, seed=4)[0].tolist()
+    tokens[1500:1500] = [END, START, note_on(50)]  # a piece's end silences everything before it
+    assert torch.equal(sounding_after(tokens), sounding_pitches(torch.tensor([tokens]))[0, -1])
+    assert sounding_after([]).sum() == 0
+
+
+def test_a_primer_longer_than_the_window_starts_the_cache_with_what_sounds_where_the_window_starts():
+    from music_transformer import continuation
+
+    model = small_model(sounding_input=True)
+    torch.nn.init.normal_(model.sounding.weight, std=0.5)
+    primer = [note_on(40)] + [time_shift(10)] * 100  # struck before the window of 32, still sounding
+    seen = []
+    original = model.forward
+
+    def watching(tokens, cache=None, window=None):  # what the cache held when the primer's last window was read
+        if cache is not None and not seen:
+            seen.append(None if cache.sounding is None else cache.sounding.clone())
+        return original(tokens, cache=cache, window=window)
+
+    model.forward = watching
+    list(continuation.generate(model, primer, max_tokens=2, seed=0, window=32))
+    assert seen[0] is not None and seen[0][0].nonzero().flatten().tolist() == [40]
