@@ -3,7 +3,7 @@ streaming generation, checkpoints and training. No Qt in here: usable from a scr
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .continuation import continuation_notes, generate, generate_variations, primer_tokens
-from .errors import CheckpointError, ContinuoError, MidiFileError
+from .errors import CheckpointError, ContinuoError, GenerationError, MidiFileError
 from .events import VOCAB_SIZE, Note, decode, encode
 from .infilling import infill
 from .midi import read_midi, write_midi
@@ -13,5 +13,5 @@ __all__ = [
     "Note", "read_midi", "write_midi", "encode", "decode", "VOCAB_SIZE",
     "ModelConfig", "MusicTransformer", "load_checkpoint", "save_checkpoint",
     "generate", "generate_variations", "infill", "primer_tokens", "continuation_notes",
-    "MidiFileError", "CheckpointError", "ContinuoError",
+    "MidiFileError", "CheckpointError", "ContinuoError", "GenerationError",
 ]
