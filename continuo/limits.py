@@ -38,6 +38,24 @@ MIN_NOTE_BEATS = 1e-3  # the shortest note (notes.MIN_LENGTH)
 MAX_NOTES = 2 * MAX_MIDI_NOTES  # the longest MIDI file read, and as much again written after it
 MAX_NOTE_ID = 2**53  # ids count up by one a note; past this a JSON number no longer holds them exactly
 MAX_NUMERATOR = 32  # beats in a bar
+
+
+def beat_limit(tempo: float) -> float:
+    """The last beat a song at `tempo` (BPM) may reach: the longest piece the library reads, writes and continues
+    (two hours) at that tempo, so that every song the studio keeps exports and continues. At the fastest tempo
+    it is MAX_BEATS; at the slowest, 2,400 beats."""
+    return min(MAX_BEATS, MAX_PIECE_SECONDS * tempo / 60.0)
+
+
+def past_the_end(end_beat: float, tempo: float) -> str:
+    """Why a song that would reach `end_beat` at `tempo` is refused, in words."""
+    hours = end_beat * 60.0 / tempo / 3600.0
+    return (
+        f"The song would end at beat {end_beat:,.0f}, {hours:,.1f} hours at {tempo:g} BPM; Continuo keeps songs "
+        f"of up to {MAX_PIECE_SECONDS / 3600:g} hours (beat {beat_limit(tempo):,.0f} at that tempo)"
+    )
+
+
 DENOMINATORS = (1, 2, 4, 8, 16, 32)  # the note value of the beat
 
 # --- the generation settings ------------------------------------------------------------------------------
@@ -57,5 +75,5 @@ __all__ = [
     "MAX_PITCH", "MAX_REPETITION_PENALTY", "MAX_SESSION_BYTES", "MAX_SESSION_TOP_K", "MAX_TEMPERATURE",
     "MAX_TEMPO", "MAX_TEXT_CHARS", "MAX_TOP_K", "MAX_TOP_P", "MAX_VARIATIONS", "MAX_VELOCITY", "MIN_NOTE_BEATS",
     "MIN_PITCH", "MIN_REPETITION_PENALTY", "MIN_TEMPERATURE", "MIN_TEMPO", "MIN_TOP_K", "MIN_TOP_P", "MIN_VELOCITY",
-    "DENOMINATORS",
+    "DENOMINATORS", "beat_limit", "past_the_end",
 ]  # fmt: skip

@@ -41,7 +41,7 @@ from .playback.player import Player
 from .restore import offer_restore
 from .session import check_time_signature
 from .settings import Preferences, data_home
-from .song import Song, SongLockedError
+from .song import EditRefusedError, Song, SongLockedError
 from .studio import Studio
 from .transport import Transport
 
@@ -283,8 +283,9 @@ class MainWindow(QMainWindow):
     def _tempo_edited(self, value: float) -> None:
         try:
             self.song.set_tempo(value)
-        except SongLockedError as error:
+        except EditRefusedError as error:  # writing, or slower than the song's notes allow
             self.show_message(str(error))
+            self._meta_changed("tempo")  # the box shows the song's tempo again
 
     def _signature_edited(self, text: str) -> None:
         if text == OTHER_SIGNATURE:

@@ -58,7 +58,9 @@ def song_to_dict(song: Song, view: dict[str, Any] | None = None) -> dict[str, An
         "view": view or {},
         "note_fields": NOTE_FIELDS,
         "notes": [
-            [note.id, note.pitch, note.velocity, round(note.start, 9), round(note.length, 9), note.part]
+            # times as the song holds them (the shortest text that reads back the same float): rounded, a note
+            # came back 1e-16 off, and a note at the last beat could read as past it
+            [note.id, note.pitch, note.velocity, note.start, note.length, note.part]
             for note in song.notes()
         ],
     }
@@ -159,6 +161,9 @@ def _parse(data: dict[str, Any]) -> SessionData:
             raise ValueError(f"note id {note.id} is repeated")
         seen.add(note.id)
         notes.append(note)
+    end = max((note.start + note.length for note in notes), default=0.0)
+    if end > limits.beat_limit(meta["tempo"]) + 1e-6:  # what the library exports and continues: two hours
+        raise ValueError(limits.past_the_end(end, meta["tempo"]).replace("The song would end", "its notes end", 1))
     view = data.get("view")
     return SessionData(notes, meta, view if isinstance(view, dict) else {})  # the view's owners check its values
 
