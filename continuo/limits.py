@@ -30,9 +30,10 @@ from music_transformer.limits import (
 
 # --- the song ---------------------------------------------------------------------------------------------
 MIN_TEMPO, MAX_TEMPO = MIN_BPM, MAX_BPM
-# A note ends within the longest piece the library reads or writes (two hours) at the fastest tempo: 48,000
-# beats. Notes, the playhead, the loop and the view stay within it, so any song the studio keeps is one it
-# can draw, save, read back and export.
+# A note ends within the longest piece the library reads or writes (two hours) at the song's own tempo
+# (`beat_limit`): at most 48,000 beats, at the fastest tempo. Every edit is held to it (Song.check_diff) and the
+# session reader checks the same, so any song the studio keeps is one it can draw, save, read back, export and
+# continue. The playhead, the loop and the view stay within MAX_BEATS.
 MAX_BEATS = MAX_PIECE_SECONDS * MAX_TEMPO / 60.0
 MIN_NOTE_BEATS = 1e-3  # the shortest note (notes.MIN_LENGTH)
 MAX_NOTES = 2 * MAX_MIDI_NOTES  # the longest MIDI file read, and as much again written after it

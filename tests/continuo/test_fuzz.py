@@ -1,5 +1,6 @@
 """Fuzzing what the studio reads from disk: session files, autosave snapshots and their journals, and the
-clipboard's notes; and a launch of `continuo` over a damaged autosave folder.
+clipboard's notes; a launch of `continuo` over a damaged autosave folder; and sequences of the musician's own
+edits, each landing whole or refused in words, whose song always saves, reopens and restores the same (issue 48).
 
 Each test asserts the contract (issue 25): the input is read and what comes out is within the limits
 (continuo/limits.py), so it draws, saves and reads back; or it is refused with our own error (`SessionError`), or
