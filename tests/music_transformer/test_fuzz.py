@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from music_transformer import (
     CheckpointError,
+    GenerationError,
     MidiFileError,
     ModelConfig,
     MusicTransformer,
@@ -470,3 +471,24 @@ def test_gaps_to_fill_are_checked_when_called(start, end, seed):
     assert len(tokens) <= 24
     notes = continuation_notes(tokens, start=start, primer=before)
     assert all(start - 0.01 <= note.start and note.end <= end + 0.01 for note in notes if note.start >= start)
+
+
+@FUZZ
+@given(weight=st.sampled_from([3e38, -3e38, 1e30, 1e-30, 0.0]) | st.floats(-3e38, 3e38), beam=st.sampled_from([1, 3]),
+       seed=st.integers(0, 3))
+def test_a_model_with_any_finite_weights_writes_music_or_stops_in_words(weight, beam, seed):
+    """Weights that load (finite) but make no sense: the stream writes valid music within its seconds, or stops
+    with a GenerationError (3e38 everywhere wrote note-ons with no time passing for ever, and beam search raised
+    IndexError)."""
+    torch.manual_seed(0)
+    model = MusicTransformer(ModelConfig(**TINY)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(weight)
+    with bounded(f"generating from weights of {weight:g}"):
+        try:
+            tokens = list(generate(model, [], seconds=1.0, seed=seed, beam_size=beam))
+        except GenerationError as error:
+            assert "\n" not in str(error) and "checkpoint may be damaged" in str(error)
+            return
+    assert all(0 <= token < NUM_EVENTS for token in tokens)
