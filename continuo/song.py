@@ -91,10 +91,10 @@ def check_added_note(note: SongNote) -> None:
         and limits.MIN_VELOCITY <= note.velocity <= limits.MAX_VELOCITY
         and note.part in PARTS
     ):
-        raise SongLimitError(f"a note ({note.pitch!r}, velocity {note.velocity!r}) is not one Continuo keeps")
+        raise SongLimitError(f"A note of pitch {note.pitch!r}, velocity {note.velocity!r} is not one Continuo keeps")
     start, length = note.start, note.length
     if not (math.isfinite(start) and math.isfinite(length) and start >= 0 and length >= limits.MIN_NOTE_BEATS):
-        raise SongLimitError(f"a note at beat {start!r}, {length!r} beats long, is not one Continuo keeps")
+        raise SongLimitError(f"A note at beat {start!r}, {length!r} beats long, is not one Continuo keeps")
 
 
 STREAM_TEXT = {CONTINUATION: "Continue", MOTIF: "Record"}  # the undo step a stream into each part becomes
@@ -351,7 +351,7 @@ class Song(QObject):
         replayed."""
         tempo = diff.meta_after.get("tempo", self.tempo)
         if not (isinstance(tempo, (int, float)) and MIN_TEMPO <= tempo <= MAX_TEMPO):
-            raise SongLimitError(f"the tempo must be between {MIN_TEMPO:g} and {MAX_TEMPO:g} BPM")
+            raise SongLimitError(f"The tempo must be between {MIN_TEMPO:g} and {MAX_TEMPO:g} BPM")
         if "settings" in diff.meta_after:  # the session reader's own check: a seed of -5 is refused as it is set
             try:
                 GenerationSettings.from_dict(diff.meta_after["settings"].to_dict())
@@ -407,9 +407,13 @@ class Song(QObject):
             for variation in variations.variations:
                 for note in variation.notes:
                     start, length = note.start, note.length
-                    if not (0.0 <= start and limits.MIN_NOTE_BEATS <= length and start + length <= limits.MAX_BEATS):
+                    if not (
+                        0.0 <= start
+                        and limits.MIN_NOTE_BEATS <= length
+                        and start + length <= limits.MAX_BEATS + END_TOLERANCE
+                    ):
                         raise SongLimitError(
-                            f"variation {variation.number + 1} has a note at beat {start:g}, {length:g} beats long, "
+                            f"Variation {variation.number + 1} has a note at beat {start:g}, {length:g} beats long, "
                             "past the longest song Continuo keeps"
                         )
         if self._meta.get("variations") != variations:
