@@ -194,3 +194,15 @@ def test_roll_edits_past_the_limits_say_so_and_change_nothing(qtbot, window, rol
     window.tempo_box.setValue(60)  # the note would end 4 hours in
     assert song.tempo == 120 and window.tempo_box.value() == 120
     assert "hours at 60 BPM" in window.statusBar().currentMessage()
+
+
+def test_an_import_that_would_take_the_continuation_past_two_hours_is_refused_in_words(qtbot, window, tmp_path):
+    from music_transformer import Note, write_midi
+
+    song = window.song
+    song.add_notes([song.new_note(60, 90, 0, 1), song.new_note(67, 90, 14_000, 1, CONTINUATION)])  # 1.9 h
+    before = sorted(song.notes(), key=lambda note: note.id)
+    write_midi([Note(62, 90, 0.0, 0.5)], tmp_path / "slow.mid", bpm=60)  # at 60 BPM beat 14,000 is 3.9 hours
+    assert not window.document.import_motif(tmp_path / "slow.mid")
+    assert "slow.mid: " in window.last_error and "hours at 60 BPM" in window.last_error, window.last_error
+    assert sorted(song.notes(), key=lambda note: note.id) == before and song.tempo == 120
