@@ -144,7 +144,7 @@ def test_average_command(tmp_path):
 
 BAD_GENERATE = {
     "--seconds": ["nan", "inf", "-5", "0", "1e9", "x"], "--temperature": ["nan", "-1", "inf", "10.001"],
-    "--top-k": ["-1", "2.5", "400"], "--top-p": ["0", "2", "1.001", "nan"], "--seed": ["-1", "1.5"],
+    "--top-k": ["-1", "2.5", "401"], "--top-p": ["0", "2", "1.001", "nan"], "--seed": ["-1", "1.5"],
     "--beam-size": ["0", "1000"],
     "--length-penalty": ["nan", "-1"], "--repetition-penalty": ["nan", "-0.5", "10.5", "x"],
     "--bpm": ["0", "nan", "-120", "100000"], "--device": ["foo", "cuda:x"],
