@@ -43,7 +43,7 @@ test: system setup lint
 
 # The fuzz suites at length: the model library's (tests/music_transformer/test_fuzz.py, 1,500 examples a test
 # instead of 40) and the studio's (tests/continuo/test_fuzz.py: sessions, autosave journals, launches over a damaged
-# autosave folder; 1,000 examples a test instead of 30, 25 launches instead of 2).
+# autosave folder, edit sequences; 1,000 examples a test instead of 30, 25 launches instead of 2).
 fuzz: setup
 	CONTINUO_FUZZ=long OMP_NUM_THREADS=1 $(PY) -m pytest tests/music_transformer/test_fuzz.py -q
 	CONTINUO_FUZZ=long OMP_NUM_THREADS=1 bash scripts/run-tests.sh $(PY) tests/continuo/test_fuzz.py -q

@@ -25,7 +25,7 @@ from .document import EVERYTHING
 from .generation import NO_FILL_TIP
 from .midi_input import VIRTUAL_INPUT
 from .playback.player import AUTO, NONE, PORT_PREFIX, SYNTH, VIRTUAL
-from .song import CONTINUATION, MOTIF, SongLockedError
+from .song import CONTINUATION, MOTIF, EditRefusedError, SongLockedError
 
 if TYPE_CHECKING:
     from .studio import Studio
@@ -294,7 +294,7 @@ class StudioActions(QObject):
     def _quantize_last_take(self) -> None:
         try:
             quantized = self.studio.midi.recorder.quantize_last_take()
-        except SongLockedError as error:
+        except EditRefusedError as error:
             self.studio.show_message(str(error))
             return
         if not quantized:

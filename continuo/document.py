@@ -39,7 +39,7 @@ from .playback.audio_export import AudioExport
 from .playback.render import MAX_GAIN_DB, MIN_GAIN_DB, PEAK_DB
 from .session import SUFFIX, SessionError, read_session, write_session
 from .settings import Preferences
-from .song import Song, SongLockedError, tempo_map_meta
+from .song import Song, SongLimitError, SongLockedError, tempo_map_meta
 from .transport import Transport
 
 UNTITLED = "Untitled"
@@ -292,6 +292,9 @@ class Document(QObject):
             )
         except SongLockedError as error:
             self.error.emit("Cannot import now", str(error))
+            return False
+        except SongLimitError as error:  # the motif and the continuation together past the song's limits
+            self.error.emit("Cannot import the MIDI file", f"{path.name}: {error}")
             return False
         self.roll.ruler.set_note(read.grid_note)
         self.roll.zoom_to_fit()

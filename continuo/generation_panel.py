@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QValidator
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -34,11 +34,13 @@ from music_transformer.events import STYLES
 from music_transformer.keys import PITCH_CLASS_NAMES, SCALES, Key, detect_key
 from music_transformer.limits import (
     MAX_REPETITION_PENALTY,
+    MAX_SEED,
     MAX_TEMPERATURE,
     MAX_TOP_K,
     MAX_TOP_P,
     MAX_VARIATIONS,
     MIN_REPETITION_PENALTY,
+    MIN_SEED,
     MIN_TEMPERATURE,
     MIN_TOP_K,
     MIN_TOP_P,
@@ -74,6 +76,66 @@ KEY_TIP = (
 )
 DYNAMICS_CHOICES = (("model", "As written"), ("motif", "The motif's range"))
 KEY_DETECT_DELAY_MS = 150  # a burst of edits costs one key detection
+
+
+class SeedBox(QAbstractSpinBox):
+    """The seed's box: a whole number from MIN_SEED to MAX_SEED, the library's bounds (a QSpinBox holds 32 bits
+    only, and a seed it cannot show raised OverflowError in the panel's slots). Its API is QSpinBox's."""
+
+    valueChanged = Signal(object)  # noqa: N815 - Qt's name. A Python int: a Qt int overflows past 32 bits
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._value = MIN_SEED
+        self.lineEdit().setText(str(MIN_SEED))
+        self.editingFinished.connect(self.interpretText)
+
+    def value(self) -> int:
+        """The seed shown."""
+        return self._value
+
+    def setValue(self, value: int) -> None:  # noqa: N802 - Qt's name (QSpinBox's API)
+        """Shows a seed (clamped to the bounds); valueChanged when it differs."""
+        value = min(max(int(value), MIN_SEED), MAX_SEED)
+        self.lineEdit().setText(str(value))
+        if value != self._value:
+            self._value = value
+            self.valueChanged.emit(value)
+
+    def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt's name (QSpinBox's API)
+        """The seed a text names (the shown one when it names none)."""
+        text = text.strip()
+        return int(text) if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_SEED)) else self._value
+
+    def textFromValue(self, value: int) -> str:  # noqa: N802 - Qt's name (QSpinBox's API)
+        return str(value)
+
+    def interpretText(self) -> None:  # noqa: N802 - Qt's name (QSpinBox's API)
+        """Takes what was typed: a seed within the bounds, else the box shows its seed again."""
+        self.setValue(self.valueFromText(self.lineEdit().text()))
+        self.lineEdit().setText(str(self._value))
+
+    def validate(self, text: str, position: int):
+        if not text:
+            return QValidator.Intermediate, text, position
+        if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_SEED)):
+            return (QValidator.Acceptable if int(text) <= MAX_SEED else QValidator.Intermediate), text, position
+        return QValidator.Invalid, text, position
+
+    def fixup(self, text: str) -> str:
+        return str(self._value)
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt's name (QSpinBox's API)
+        self.setValue(self._value + steps)
+        self.selectAll()
+
+    def stepEnabled(self) -> QAbstractSpinBox.StepEnabledFlag:  # noqa: N802 - Qt's name (QSpinBox's API)
+        flags = QAbstractSpinBox.StepNone
+        if self._value > MIN_SEED:
+            flags |= QAbstractSpinBox.StepDownEnabled
+        if self._value < MAX_SEED:
+            flags |= QAbstractSpinBox.StepUpEnabled
+        return flags
 
 
 class GenerationPanel(QWidget):
@@ -152,8 +214,7 @@ class GenerationPanel(QWidget):
         seed_row = QHBoxLayout()
         self.fixed_seed = QCheckBox("Fixed", self)
         self.fixed_seed.setToolTip("A fixed seed writes the same continuation again; otherwise each Continue differs")
-        self.seed_box = QSpinBox(self)
-        self.seed_box.setRange(0, 2**31 - 1)
+        self.seed_box = SeedBox(self)
         seed_row.addWidget(self.fixed_seed)
         seed_row.addWidget(self.seed_box, 1)
         form.addRow("Seed", seed_row)

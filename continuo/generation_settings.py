@@ -12,15 +12,19 @@ from typing import NamedTuple
 
 from music_transformer.events import STYLES
 from music_transformer.keys import PIANO_RANGE, SCALES
-from music_transformer.limits import DEFAULT_REPETITION_PENALTY
+from music_transformer.limits import DEFAULT_REPETITION_PENALTY, check_seed
 
 from .limits import (
+    MAX_BEATS,
+    MAX_NOTE_ID,
+    MAX_NOTES,
     MAX_REPETITION_PENALTY,
     MAX_SESSION_TOP_K,
     MAX_TEMPERATURE,
     MAX_TOP_K,
     MAX_TOP_P,
     MAX_VARIATIONS,
+    MIN_NOTE_BEATS,
     MIN_REPETITION_PENALTY,
     MIN_TEMPERATURE,
     MIN_TOP_K,
@@ -97,8 +101,8 @@ class GenerationSettings:
         length = settings.length
         if isinstance(length, bool) or not isinstance(length, (int, float)) or not 0.0 < length <= MAX_LENGTH:
             raise ValueError(f"length {length!r} {settings.length_unit} is out of range")
-        if settings.seed is not None and not isinstance(settings.seed, int):
-            raise ValueError("the seed must be a whole number")
+        if settings.seed is not None:
+            check_seed(settings.seed)  # the library's own check: every seed kept is one generate() takes
         if not (isinstance(settings.variations, int) and 1 <= settings.variations <= MAX_VARIATIONS):
             raise ValueError(f"{settings.variations} variations: choose 1 to {MAX_VARIATIONS}")
         if settings.length_unit not in ("bars", "seconds"):
@@ -153,16 +157,24 @@ class WrittenVariation:
     def from_dict(cls, data: dict) -> WrittenVariation:
         """A variation from JSON values, checked."""
         number, seed = data["number"], data["seed"]
-        if not (isinstance(number, int) and 0 <= number < MAX_VARIATIONS and isinstance(seed, int)):
-            raise ValueError(f"variation {number!r} with seed {seed!r}")
+        if isinstance(number, bool) or not (isinstance(number, int) and 0 <= number < MAX_VARIATIONS):
+            raise ValueError(f"a variation is numbered {str(number)[:20]}, not 0 to {MAX_VARIATIONS - 1}")
+        check_seed(seed, f"the seed of variation {number + 1}")
         rows = data["notes"]
         if not isinstance(rows, list) or len(rows) > MAX_VARIATION_NOTES:
             raise ValueError(f"variation {number + 1} holds too many notes")
         notes = []
         for pitch, velocity, start, length in rows:
             pitch, velocity, start, length = int(pitch), int(velocity), float(start), float(length)
-            if not (0 <= pitch <= 127 and 1 <= velocity <= 127 and 0 <= start < 1e7 and 0 < length < 1e7):
-                raise ValueError(f"a note of variation {number + 1} has pitch {pitch}, starts at {start} beats")
+            # within the song's limits: a note a pick puts in the song is one its session reads back
+            if not (
+                0 <= pitch <= 127
+                and 1 <= velocity <= 127
+                and 0 <= start <= MAX_BEATS
+                and MIN_NOTE_BEATS <= length <= MAX_BEATS
+                and start + length <= MAX_BEATS + 1e-6
+            ):
+                raise ValueError(f"a note of variation {number + 1} has pitch {pitch}, starts at {start:g} beats")
             notes.append(VariationNote(pitch, velocity, start, length))
         return cls(number, seed, tuple(notes), bool(data.get("complete", True)))
 
@@ -204,14 +216,22 @@ class VariationSet:
         kind, count, chosen = data["kind"], data["count"], data.get("chosen", 0)
         if kind not in ("continue", "fill", "accompany"):
             raise ValueError(f"variations of an unknown kind {kind!r}")
-        if not (isinstance(count, int) and 1 <= count <= MAX_VARIATIONS and isinstance(chosen, int)):
-            raise ValueError(f"{count!r} variations")
+        if not (isinstance(count, int) and 1 <= count <= MAX_VARIATIONS):
+            raise ValueError(f"{str(count)[:20]} variations")
+        if isinstance(chosen, bool) or not (isinstance(chosen, int) and 0 <= chosen < MAX_VARIATIONS):
+            raise ValueError(f"variation {str(chosen)[:20]} is chosen, not 0 to {MAX_VARIATIONS - 1}")
         start = float(data["start"])
-        if not 0 <= start < 1e7:
-            raise ValueError(f"variations start at {start} beats")
+        if not 0 <= start <= MAX_BEATS:
+            raise ValueError(f"variations start at {start:g} beats")
         variations = tuple(WrittenVariation.from_dict(dict(item)) for item in data["variations"])
         if len(variations) > count or len({variation.number for variation in variations}) != len(variations):
             raise ValueError("the variations are repeated")
-        owned = frozenset(int(note_id) for note_id in data.get("owned", []))
+        owned_ids = data.get("owned", [])
+        if not isinstance(owned_ids, list) or len(owned_ids) > MAX_NOTES:
+            raise ValueError("the variations' notes are not a list of note ids")
+        for note_id in owned_ids:
+            if isinstance(note_id, bool) or not (isinstance(note_id, int) and 1 <= note_id <= MAX_NOTE_ID):
+                raise ValueError(f"a variation's note id is {str(note_id)[:20]}, not 1 to {MAX_NOTE_ID:,}")
+        owned = frozenset(owned_ids)
         settings = GenerationSettings.from_dict(dict(data["settings"]))
         return cls(kind, start, count, settings, variations, chosen, owned)

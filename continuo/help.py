@@ -4,6 +4,8 @@ the licences, the training data's included)."""
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Callable
 from importlib import metadata as package_metadata
@@ -29,8 +31,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from music_transformer.files import read_regular
 
 from .background import run_in_background
 
@@ -207,19 +207,34 @@ def read_model_card(path: Path | None) -> tuple[dict[str, Any], str, dict[str, A
         config = dict(config) if isinstance(config, dict) else dict(getattr(config, "__dict__", {}))
     except CheckpointError as error:
         return {"error": str(error)}, "", {}
-    card = ""
     named = meta.get("card")
-    candidates = [path.parent / "README.md"]
-    if isinstance(named, str):
-        candidates.insert(0, path.parent / Path(named).name)
-        candidates.insert(0, path.parent.parent / named)
-    for candidate in candidates:
+    names = ["README.md"]
+    if isinstance(named, str):  # only its file name counts: "assets/README.md" is read beside the model
+        names.insert(0, named.replace("\\", "/").rsplit("/", 1)[-1])
+    for name in names:
+        card = read_card(path.parent, name)
+        if card is not None:
+            return meta, card, config
+    return meta, "", config
+
+
+def read_card(folder: Path, name: str) -> str | None:
+    """The text of the card `name` in `folder` (the model's own): a plain file name, a regular file, its first
+    MAX_CARD_BYTES; None for anything else (a path, a link, a device, a FIFO, a folder)."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        return None
+    candidate = folder / name
+    try:  # not through a link, and a FIFO opened without waiting for a writer (then refused as not regular)
+        handle = os.open(candidate, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except (OSError, ValueError):
+        return None
+    with os.fdopen(handle, "rb") as file:
         try:
-            card = read_regular(candidate, MAX_CARD_BYTES).decode("utf-8")  # never a device or a FIFO
-            break
-        except (OSError, ValueError):
-            continue
-    return meta, card, config
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                return None
+            return file.read(MAX_CARD_BYTES).decode("utf-8", errors="replace")
+        except OSError:
+            return None
 
 
 def _number(value: Any) -> float | None:

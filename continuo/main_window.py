@@ -46,7 +46,7 @@ from .playback.player import Player
 from .restore import offer_restore, scan_in_background
 from .session import check_time_signature
 from .settings import Preferences, data_home
-from .song import Song, SongLockedError
+from .song import EditRefusedError, Song, SongLockedError
 from .status_bar import PositionReadout, StatusBar
 from .studio import Studio
 from .transport import Transport
@@ -350,8 +350,9 @@ class MainWindow(QMainWindow):
     def _tempo_edited(self, value: float) -> None:
         try:
             self.song.set_tempo(value)
-        except SongLockedError as error:
+        except EditRefusedError as error:  # writing, or slower than the song's notes allow
             self.show_message(str(error))
+            self._meta_changed("tempo")  # the box shows the song's tempo again
 
     def _signature_edited(self, text: str) -> None:
         if text == OTHER_SIGNATURE:

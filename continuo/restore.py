@@ -21,7 +21,7 @@ from .background import run_in_background
 from .document import Document
 from .journal import DAMAGED, Orphan, Scan, scan
 from .session import SessionError
-from .song import Song, SongDiff
+from .song import Song, SongDiff, SongLimitError
 
 
 @dataclass
@@ -60,11 +60,13 @@ def restore(orphan: Orphan, song: Song) -> Restored:
     skipped = orphan.skipped
     for line in orphan.journal:
         removed = tuple(note for note in (song.note(note_id) for note_id in line.removed) if note is not None)
-        grows = sum(1 for note in line.added if song.note(note.id) is None) - len(removed)
-        if len(song) + grows > limits.MAX_NOTES:
+        diff = SongDiff(removed, line.added, {}, line.meta)
+        try:
+            song.check_diff(diff)  # the limits every edit is held to: too many notes, past two hours
+        except SongLimitError:
             skipped += 1
             continue
-        song.apply_journal_diff(SongDiff(removed, line.added, {}, line.meta))
+        song.apply_journal_diff(diff)
     song.undo_stack.resetClean()  # restored work is unsaved work
     return Restored(session.view, skipped, orphan.journal_unreadable, orphan.past_cap)
 

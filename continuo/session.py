@@ -30,6 +30,7 @@ from . import limits
 from .generation_settings import GenerationSettings, VariationSet
 from .notes import PARTS, SongNote
 from .song import Song
+from .tempo_map import TempoMap
 
 FORMAT_NAME = "continuo-session"
 FORMAT_VERSION = 2
@@ -69,7 +70,9 @@ def song_to_dict(song: Song, view: dict[str, Any] | None = None) -> dict[str, An
         "view": view or {},
         "note_fields": NOTE_FIELDS,
         "notes": [
-            [note.id, note.pitch, note.velocity, round(note.start, 9), round(note.length, 9), note.part]
+            # times as the song holds them (the shortest text that reads back the same float): rounded, a note
+            # came back 1e-16 off, and a note at the last beat could read as past it
+            [note.id, note.pitch, note.velocity, note.start, note.length, note.part]
             for note in song.notes()
         ],
     }
@@ -180,6 +183,19 @@ def _parse(data: dict[str, Any]) -> SessionData:
             raise ValueError(f"note id {note.id} is repeated")
         seen.add(note.id)
         notes.append(note)
+    end = max((note.start + note.length for note in notes), default=0.0)
+    tempo_map = TempoMap(  # what the library exports and continues: two hours, through the song's tempo map
+        ((0.0, meta["tempo"]), *meta.get("tempo_changes", ())),
+        ((0.0, *meta["time_signature"]), *meta.get("metre_changes", ())),
+    )
+    last = limits.map_beat_limit(tempo_map.beats)
+    if end > last + 1e-6:
+        reason = (
+            limits.past_the_end(end, meta["tempo"])
+            if tempo_map.is_steady
+            else limits.past_the_end(end, meta["tempo"], tempo_map.seconds(end), last)
+        )
+        raise ValueError(reason.replace("The song would end", "its notes end", 1))
     view = data.get("view")
     return SessionData(notes, meta, view if isinstance(view, dict) else {})  # the view's owners check its values
 

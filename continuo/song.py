@@ -23,6 +23,7 @@ the studio uses from them can be imported from here too.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from PySide6.QtGui import QUndoStack
 
 from music_transformer import Note
 
+from . import limits
 from .edits import SongDiff, SongEditCommand
 from .generation_settings import ANY_STYLE, GenerationSettings, VariationNote, VariationSet, WrittenVariation
 from .limits import (
@@ -51,9 +53,9 @@ from .tempo_map import BarBeat, BarLine, TempoMap
 # What the studio imports from here: the song's own names and those of its parts' rooms.
 __all__ = [
     "ANY_STYLE", "CONTINUATION", "DEFAULT_MODEL", "MAX_TEMPO", "MIN_LENGTH", "MIN_TEMPO", "MOTIF", "PARTS",
-    "BarBeat", "BarLine", "GenerationSettings", "NoteArrays", "Song", "SongDiff", "SongLockedError", "SongNote",
-    "TempoMap", "VariationNote", "VariationSet", "WrittenVariation", "default_meta", "floor_beat", "quantized",
-    "snap_beat", "tempo_map_meta",
+    "BarBeat", "BarLine", "EditRefusedError", "GenerationSettings", "NoteArrays", "Song", "SongDiff",
+    "SongLimitError", "SongLockedError", "SongNote", "TempoMap", "VariationNote", "VariationSet", "WrittenVariation",
+    "default_meta", "floor_beat", "quantized", "snap_beat", "tempo_map_meta",
 ]  # fmt: skip
 
 _LONG_NOTE_BEATS = 16.0  # notes longer than this are kept out of the time index's search window
@@ -90,8 +92,39 @@ def tempo_map_meta(tempo_map: TempoMap) -> dict[str, Any]:
     }
 
 
-class SongLockedError(RuntimeError):
+class EditRefusedError(Exception):
+    """An edit the song does not take; nothing changed, and the message says why, for the musician."""
+
+
+class SongLockedError(EditRefusedError, RuntimeError):
     """An edit was attempted while music streams in (a continuation being written, a take being recorded)."""
+
+
+class SongLimitError(EditRefusedError, ValueError):
+    """An edit that would take the song past the limits a session is read with (limits.py): too many notes, a
+    note past the song's last beat at its tempo, a value out of range. Refused before it lands, so that what
+    the studio saves it always reopens."""
+
+
+# what a note's end may pass the song's last beat by: its times rounded, as the session reader allows
+END_TOLERANCE = 1e-6
+
+
+def check_added_note(note: SongNote) -> None:
+    """A note about to enter the song, within the limits a session's notes are read with (SongLimitError)."""
+    if not (
+        isinstance(note.id, int)
+        and 1 <= note.id <= limits.MAX_NOTE_ID
+        and isinstance(note.pitch, int)
+        and limits.MIN_PITCH <= note.pitch <= limits.MAX_PITCH
+        and isinstance(note.velocity, int)
+        and limits.MIN_VELOCITY <= note.velocity <= limits.MAX_VELOCITY
+        and note.part in PARTS
+    ):
+        raise SongLimitError(f"A note of pitch {note.pitch!r}, velocity {note.velocity!r} is not one Continuo keeps")
+    start, length = note.start, note.length
+    if not (math.isfinite(start) and math.isfinite(length) and start >= 0 and length >= limits.MIN_NOTE_BEATS):
+        raise SongLimitError(f"A note at beat {start!r}, {length!r} beats long, is not one Continuo keeps")
 
 
 STREAM_TEXT = {CONTINUATION: "Continue", MOTIF: "Record"}  # the undo step a stream into each part becomes
@@ -393,8 +426,61 @@ class Song(QObject):
         diff = SongDiff(removed, tuple(added), {key: self._meta[key] for key in meta}, meta)
         if diff.is_empty():
             return False
+        self.check_diff(diff)
         self.undo_stack.push(SongEditCommand(self._apply, diff, text, merge_key))
         return True
+
+    def last_beat(self, tempo_map: TempoMap | None = None) -> float:
+        """The last beat this song may reach through its tempo map (or `tempo_map`): two hours in."""
+        return limits.map_beat_limit((tempo_map or self.tempo_map).beats)
+
+    def past_the_end(self, end: float, tempo_map: TempoMap | None = None) -> str:
+        """Why the song cannot reach beat `end` (through its tempo map, or `tempo_map`), in words."""
+        tempo_map = tempo_map or self.tempo_map
+        if tempo_map.is_steady:
+            return limits.past_the_end(end, tempo_map.tempo)
+        return limits.past_the_end(end, tempo_map.tempo, tempo_map.seconds(end), self.last_beat(tempo_map))
+
+    def check_diff(self, diff: SongDiff) -> None:
+        """Refuses (SongLimitError, nothing changed) a change that would leave a song the session reader refuses:
+        more than MAX_NOTES notes, a note out of range or past the last beat, a tempo at which the notes would
+        run past two hours. Every edit is checked here before it lands, and every autosave line before it is
+        replayed."""
+        tempo = diff.meta_after.get("tempo", self.tempo)
+        if not (isinstance(tempo, (int, float)) and MIN_TEMPO <= tempo <= MAX_TEMPO):
+            raise SongLimitError(f"The tempo must be between {MIN_TEMPO:g} and {MAX_TEMPO:g} BPM")
+        timing = ("tempo", "time_signature", "tempo_changes", "metre_changes")
+        tempo_map = self.tempo_map
+        if any(key in diff.meta_after for key in timing):  # the map after the edit: it sets the last beat
+            meta = {key: diff.meta_after.get(key, self._meta[key]) for key in timing}
+            try:
+                tempo_map = TempoMap(
+                    ((0.0, meta["tempo"]), *meta["tempo_changes"]),
+                    ((0.0, *meta["time_signature"]), *meta["metre_changes"]),
+                )
+            except (TypeError, ValueError) as error:
+                raise SongLimitError(f"The tempo map is not one Continuo keeps: {error}") from None
+        if "settings" in diff.meta_after:  # the session reader's own check: a seed of -5 is refused as it is set
+            try:
+                GenerationSettings.from_dict(diff.meta_after["settings"].to_dict())
+            except (TypeError, ValueError, OverflowError, AttributeError) as error:
+                raise SongLimitError(f"The generation settings are not ones Continuo keeps: {error}") from None
+        last = self.last_beat(tempo_map)
+        removed = {note.id for note in diff.removed if note.id in self._notes}
+        for note in diff.added:
+            check_added_note(note)
+        end = max((note.end for note in diff.added), default=0.0)
+        if last < self.last_beat():  # slower: the notes that stay run longer
+            end = max(end, max((n.end for n in self._notes.values() if n.id not in removed), default=0.0))
+        if end > last + END_TOLERANCE:
+            raise SongLimitError(self.past_the_end(end, tempo_map))
+        count = (
+            len(self._notes) - len(removed) + sum(1 for n in diff.added if n.id not in self._notes or n.id in removed)
+        )
+        if count > MAX_NOTES:
+            raise SongLimitError(
+                f"The song would hold {count:,} notes; Continuo keeps songs of up to {MAX_NOTES:,} notes"
+            )
 
     def set_tempo(self, bpm: float) -> None:
         """Changes the tempo; notes keep their beats, so they play faster or slower. In a song whose tempo
@@ -473,7 +559,21 @@ class Song(QObject):
 
     def set_variations(self, variations: VariationSet | None) -> None:
         """Records the variations written for the continuation (None: the set has ended). Not an edit: it stays
-        outside the undo history (picking one is the edit), and a session keeps it."""
+        outside the undo history (picking one is the edit), and a session keeps it, so a set whose notes the
+        session reader would refuse is refused here (SongLimitError)."""
+        if variations is not None:
+            for variation in variations.variations:
+                for note in variation.notes:
+                    start, length = note.start, note.length
+                    if not (
+                        0.0 <= start
+                        and limits.MIN_NOTE_BEATS <= length
+                        and start + length <= limits.MAX_BEATS + END_TOLERANCE
+                    ):
+                        raise SongLimitError(
+                            f"Variation {variation.number + 1} has a note at beat {start:g}, {length:g} beats long, "
+                            "past the longest song Continuo keeps"
+                        )
         if self._meta.get("variations") != variations:
             self._meta["variations"] = variations
             self.meta_changed.emit("variations")
@@ -550,10 +650,11 @@ class Song(QObject):
             added = [quantized(note, stream.quantize) for note in added]
         # a take or a duet left running for hours stops growing at the song's limits (limits.py), so
         # whatever streams in stays a song the studio can draw, save and read back
+        last = self.last_beat()
         added = [
-            note if note.end <= MAX_BEATS else note.with_(length=MAX_BEATS - note.start)
+            note if note.end <= last else note.with_(length=last - note.start)
             for note in added
-            if note.start + MIN_LENGTH <= MAX_BEATS
+            if note.start + MIN_LENGTH <= last
         ][: max(0, MAX_NOTES - len(self._notes))]
         if added:
             stream.added.extend(added)

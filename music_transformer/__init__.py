@@ -4,7 +4,7 @@ streaming generation, checkpoints and training. No Qt in here: usable from a scr
 from .accompaniment import accompany, accompany_notes, accompany_variations
 from .checkpoint import load_checkpoint, save_checkpoint
 from .continuation import continuation_notes, generate, generate_variations, primer_tokens
-from .errors import CheckpointError, ContinuoError, MidiFileError
+from .errors import CheckpointError, ContinuoError, GenerationError, MidiFileError
 from .events import VOCAB_SIZE, Note, decode, encode
 from .infilling import infill
 from .midi import read_midi, write_midi
@@ -15,5 +15,5 @@ __all__ = [
     "ModelConfig", "MusicTransformer", "load_checkpoint", "save_checkpoint",
     "generate", "generate_variations", "infill", "accompany", "accompany_variations", "accompany_notes",
     "primer_tokens", "continuation_notes",
-    "MidiFileError", "CheckpointError", "ContinuoError",
+    "MidiFileError", "CheckpointError", "ContinuoError", "GenerationError",
 ]

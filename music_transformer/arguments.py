@@ -65,7 +65,8 @@ positive_float = number(float, 0, above=True)
 non_negative_float = number(float, 0)
 share = number(float, 0, 1, description="a share from 0 to 1")
 share_below_one = number(float, 0, 1, below=True, description="a share from 0 up to (not including) 1")
-seed = number(int, 0, 2**63 - 1, description="a whole number 0 or more")
+seed = number(int, limits.MIN_SEED, limits.MAX_SEED,
+              description=f"a whole number from {limits.MIN_SEED} to {limits.MAX_SEED:,}")
 threads = number(int, 1, limits.MAX_CPU_THREADS)
 length = number(int, 1, limits.MAX_LENGTH)
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from . import events
+from .errors import GenerationError
 from .events import time_shift
 from .performance import Performance
 from .sampling import Cancel, Sampling, Steps, is_cancelled
@@ -42,11 +43,15 @@ def beam_search(steps: Steps, logits: torch.Tensor, performance: Performance, be
             best = torch.topk(scores, beam_size)
             candidates += [(score + float(value), row, int(token))
                            for value, token in zip(best.values, best.indices, strict=True) if value > float("-inf")]
+        if not candidates:  # every score NaN or -inf: the model's numbers are not numbers (a damaged checkpoint)
+            raise GenerationError("the model's scores for the next event are not numbers: its checkpoint may be "
+                                  "damaged (weights out of range)")
         candidates.sort(key=lambda candidate: candidate[0], reverse=True)
         alive, rows = [], []
         for score, row, token in candidates[:beam_size]:
             state = beams[row][2].copy()
             state.update(token)
+            state.check_time_moves()
             tokens = beams[row][1] + [token]
             if state.finished(*left(state, len(tokens))):
                 finished.append((normalised(score, tokens), tokens, state))

@@ -217,6 +217,7 @@ def _write(steps: Steps, logits: torch.Tensor, performances: list[Performance], 
             if token is None:
                 token = performances[row].drawn(drawn[row], shift_limit)
             performances[row].update(token)
+            performances[row].check_time_moves()  # a damaged model writing event after event at one instant
             written[row] += 1
             fed[row] = token
             yield row, token

@@ -13,5 +13,10 @@ class CheckpointError(ContinuoError):
     """A model checkpoint that is missing, damaged or from an incompatible version."""
 
 
+class GenerationError(ContinuoError):
+    """A model that loads but cannot write music: its scores are not numbers, or it writes event after event
+    with no time passing (a damaged checkpoint, or a sampler gone wrong)."""
+
+
 class DataError(ContinuoError):
     """A data source that cannot be used: a missing folder, no music in it, an unknown corpus part."""

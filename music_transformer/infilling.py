@@ -26,6 +26,7 @@ from .events import (
     shift_ticks,
     time_shift,
 )
+from .limits import MAX_PIECE_SECONDS
 from .model import MusicTransformer
 from .performance import BLOCKED, Performance, forbidden_note_ons
 from .sampling import DEFAULT_MAX_NOTE_SECONDS, Cancel, Sampling
@@ -113,6 +114,21 @@ class GapPerformance(Performance):
         return super().drawn(token, shift_limit)
 
 
+def check_gap(start: float, end: float) -> None:
+    """Refuses, with a ValueError in words, a gap that cannot be filled: not a time, past the longest piece
+    (`limits.MAX_PIECE_SECONDS`: the memory a fill takes never grows with where its gap lies), or shorter than
+    one 10 ms step."""
+    for name, value in (("start", start), ("end", end)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not 0 <= value <= MAX_PIECE_SECONDS:
+            shown = f"{value:g} s" if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)
+            raise ValueError(f"the gap's {name} must be a time from 0 to {MAX_PIECE_SECONDS:,} seconds (the longest "
+                             f"piece, {MAX_PIECE_SECONDS / 3600:g} hours), not {shown[:40]}")
+    if events.to_ticks(end) <= events.to_ticks(start):
+        raise ValueError(f"the gap must end at least {events.SECONDS_PER_TICK * 1000:g} ms after it starts "
+                         f"(from {start:.3f} s to {end:.3f} s)")
+
+
 def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note], start: float, end: float, *,
            style: str = "any", temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
            seed: int | None = None, cancel: Cancel = None, max_tokens: int | None = None,
@@ -138,12 +154,8 @@ def infill(model: MusicTransformer, before: Sequence[Note], after: Sequence[Note
     config = model.config
     if not events.has_styles(config.vocab_size):
         raise ValueError("this model cannot fill gaps (it was made before infilling); use the bundled model")
-    for name, value in (("start", start), ("end", end)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"the gap's {name} must be a time of 0 seconds or more, not {value!r}")
+    check_gap(start, end)
     first, last = events.to_ticks(start), events.to_ticks(end)
-    if last <= first:
-        raise ValueError(f"the gap must end after it starts (from {start:.3f} s to {end:.3f} s)")
     sampling = Sampling.checked(model, temperature, top_k, top_p, [seed], window, max_tokens,
                                 (last - first) / 100, max_note_seconds, cpu_threads, style)
     forbidden = forbidden_note_ons(allowed_pitches)

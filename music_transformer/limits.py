@@ -39,6 +39,7 @@ MAX_WEIGHTS_HEADER_BYTES = 1024**2  # a safetensors file's header: about 100 byt
 
 # --- sampling: generate() enforces these; the command line, the studio's panel and session files read them -
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.0, 10.0  # 0 picks the most likely token; past 3 is near noise already
+MIN_SAMPLING_TEMPERATURE = 1e-6  # below it, a temperature picks the most likely token, as 0 does (1/T overflows)
 MIN_TOP_K, MAX_TOP_K = 0, 400  # 0: off; at most the vocabulary (events.VOCAB_SIZE, which a test holds equal)
 MIN_TOP_P, MAX_TOP_P = 0.0, 1.0  # a share of the probability: more than MIN_TOP_P, at most MAX_TOP_P (1: off)
 MAX_VARIATIONS = 8  # continuations written side by side in one batch (one Continue's variations)
@@ -49,6 +50,30 @@ MIN_WINDOW, MAX_WINDOW = 1, MAX_LENGTH  # positions each new token attends to
 # and the model's log-probability of what is written hardly move.
 MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 0.0, 10.0
 DEFAULT_REPETITION_PENALTY = 1.0
+# a seed names a random stream: any whole number a 64-bit generator is seeded with, in a signed 64-bit integer
+# (what torch, numpy, a JSON reader and a database all hold). Variation i of a fixed seed s draws from s + i,
+# taken round past MAX_SEED (`seed_for`).
+MIN_SEED, MAX_SEED = 0, 2**63 - 1
+# a stream that writes this many tokens with no time passing (chords, velocities, note-offs: a pianist's
+# densest second is under 100 events) stops with an error: a broken model or sampler state, not music
+MAX_TOKENS_WITHOUT_TIME = 2000
+
+
+def check_seed(value: object, what: str = "the seed") -> int:
+    """A seed: a whole number from MIN_SEED to MAX_SEED, else a ValueError that says so. The one check of a seed,
+    shared by `generate`, the command line, the studio's Continue panel and its session files."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        text = repr(value)
+        raise ValueError(f"{what} must be a whole number, not {text if len(text) <= 40 else text[:37] + '...'}")
+    if not MIN_SEED <= value <= MAX_SEED:
+        shown = f"{value}" if abs(value) < 10**30 else f"a number of {len(str(abs(value))):,} digits"
+        raise ValueError(f"{what} must be a whole number from {MIN_SEED} to {MAX_SEED:,}, not {shown}")
+    return value
+
+
+def seed_for(seed: int, number: int) -> int:
+    """The seed of variation `number` of a fixed `seed`: the next ones, taken round within MIN_SEED..MAX_SEED."""
+    return MIN_SEED + (seed - MIN_SEED + number) % (MAX_SEED - MIN_SEED + 1)
 
 # --- the command line ----------------------------------------------------------------------------------
 MAX_BEAM_SIZE = 64

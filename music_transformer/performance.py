@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from . import events
+from .errors import GenerationError
 from .events import (
     NOTE_OFF_OFFSET,
     NOTE_ON_OFFSET,
@@ -30,6 +31,7 @@ from .events import (
     shift_ticks,
     time_shift,
 )
+from .limits import MAX_TOKENS_WITHOUT_TIME
 
 BLOCKED = float("-inf")  # a mask entry: added to a token's logit, it can never be drawn
 
@@ -68,11 +70,14 @@ class Performance:
         self.tick = 0
         self.velocity_bin: int | None = None
         self.release_ticks = 0  # the last ticks of the stream start no note: a phrase's end sounds, not cut
+        self.still = 0  # tokens since time last moved on (`check_time_moves`)
 
     def update(self, token: int) -> None:
         """Follows one token."""
         mask = self.mask
+        self.still += 1
         if is_time_shift(token):
+            self.still = 0
             self.tick += shift_ticks(token)
             self.repetition.onset_over = True
             if self.sounding:  # every sounding note may end now
@@ -100,6 +105,7 @@ class Performance:
         """Time from here on is the continuation's; notes still sounding from the primer may end."""
         self.repetition.start_continuation()
         self.tick = 0
+        self.still = 0
         self.sounding = dict.fromkeys(self.sounding, 0)
         if self.sounding:
             self.mask[[NOTE_OFF_OFFSET + pitch for pitch in self.sounding]] = 0.0
@@ -109,6 +115,7 @@ class Performance:
         `due` (pitch -> tick of their note-off in the gap, None past it): their note-offs are forced when
         due and never sampled."""
         self.tick = 0
+        self.still = 0
         self.held = {**dict.fromkeys(self.sounding), **due}
         self.sounding = {}
         pitches = list(self.held)
@@ -123,8 +130,16 @@ class Performance:
         twin.mask, twin.sounding, twin.tick = self.mask.copy(), dict(self.sounding), self.tick
         twin.held, twin.velocity_bin = dict(self.held), self.velocity_bin
         twin.repetition = self.repetition.copy()
-        twin.release_ticks = self.release_ticks
+        twin.release_ticks, twin.still = self.release_ticks, self.still
         return twin
+
+    def check_time_moves(self) -> None:
+        """Raises GenerationError when the stream has written `limits.MAX_TOKENS_WITHOUT_TIME` events at one
+        instant: music moves on (a chord of 88 keys is under 300 events), a broken model or sampler need not."""
+        if self.still > MAX_TOKENS_WITHOUT_TIME:
+            raise GenerationError(
+                f"the model wrote {self.still:,} events with no time passing, which is not music: its checkpoint "
+                "may be damaged (weights out of range), or the sampling settings broken")
 
     def rules(self, tokens_left: int | None, ticks_left: int | None, hold_ticks: int | None,
               mask: np.ndarray) -> tuple[int | None, int]:

@@ -158,8 +158,8 @@ class Sampling:
             if value is not None:
                 number(name, value, low, high, integer=integer, above=above)
         for seed in seeds:
-            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-                raise ValueError(f"seed must be a whole number of 0 or more, not {seed!r}")
+            if seed is not None:
+                limits.check_seed(seed, "seed")
         if style not in STYLES:
             raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
         if style != "any" and events.has_styles(model.config.vocab_size):
@@ -167,6 +167,8 @@ class Sampling:
         if seconds is not None and seconds > MAX_SECONDS:
             raise ValueError(f"at most {MAX_SECONDS // 60:.0f} minutes of music at once, not {seconds:g} s")
         seeds = [seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1 for seed in seeds]
+        if temperature < limits.MIN_SAMPLING_TEMPERATURE:  # 1 / 1e-47 overflows the scores: the likeliest, as 0
+            temperature = 0.0
         return cls(temperature=temperature, top_k=top_k, top_p=top_p, seeds=seeds,
                    window=window or model.config.train_length, max_tokens=max_tokens,
                    max_ticks=None if seconds is None else events.to_ticks(seconds),

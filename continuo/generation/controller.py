@@ -3,6 +3,7 @@ worker, and what it reports streamed into the song, the player and the panel (po
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import random
@@ -13,12 +14,12 @@ import torch
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from music_transformer import Note
-from music_transformer.limits import MAX_VARIATIONS
+from music_transformer.limits import MAX_PIECE_SECONDS, MAX_VARIATIONS, seed_for
 from music_transformer.phrases import phrase_release
 from music_transformer.sampling import MAX_SECONDS
 
 from ..playback.scheduler import LiveFeed
-from ..song import CONTINUATION, MOTIF, Song, SongLockedError, WrittenVariation
+from ..song import CONTINUATION, MOTIF, EditRefusedError, Song, SongLockedError, WrittenVariation
 from .messages import (
     DeviceChanged,
     Finished,
@@ -40,6 +41,7 @@ CONTINUE, FROM_PLAYHEAD, FILL, ACCOMPANY = "continue", "from playhead", "fill", 
 STREAM_TEXTS = {CONTINUE: "Continue", FROM_PLAYHEAD: "Continue from playhead", FILL: "Fill", ACCOMPANY: "Accompany"}
 NO_FILL_TIP = "This model was made before infilling: load a newer model to fill gaps"
 _EPSILON = 1e-6  # beats: a note starting this close to a range's edge starts on it
+MIN_WRITE_SECONDS = 0.05  # the least time left before the song's end that Continue writes into
 ESTIMATE_AFTER = 2.0  # seconds of writing before the time left is estimated
 
 
@@ -181,9 +183,27 @@ class GenerationController(QObject):
         are replaced, as the same undo step, unless the settings keep them."""
         return self._write(FROM_PLAYHEAD, max(0.0, float(beat)))
 
+    def range_problem(self, kind: str, start_beat: float, end_beat: float | None = None) -> str:
+        """Why music cannot be written from `start_beat` (to `end_beat`, a Fill's), in words ("" when it can): the
+        range must lie within the song's last beat at its tempo (two hours), checked before anything is
+        removed."""
+        song = self.song
+        last = song.last_beat()
+        what = {FILL: "Cannot fill", FROM_PLAYHEAD: "Cannot continue from the playhead"}.get(kind, "Cannot continue")
+        limit = f"the longest song Continuo keeps ends at beat {last:,.0f} ({MAX_PIECE_SECONDS / 3600:g} hours at "
+        limit += f"{song.tempo:g} BPM)" if song.tempo_map.is_steady else "its tempi)"
+        if not math.isfinite(start_beat) or song.seconds_between(start_beat, last) < MIN_WRITE_SECONDS:
+            return f"{what} at beat {start_beat:,.6g}: {limit}"
+        if end_beat is not None and not (math.isfinite(end_beat) and end_beat <= last + _EPSILON):
+            return f"{what} up to beat {end_beat:,.6g}: {limit}"
+        return ""
+
     def fill(self, start: float, end: float) -> bool:
         """Fill: writes the beats [start, end) so that they join the music before and after; the notes that
         start inside are replaced, as the same undo step, unless the settings keep them."""
+        if math.isnan(start) or math.isnan(end):  # not clamped to 0: said as it was asked
+            self.message.emit(self.range_problem(FILL, float(start), float(end)))
+            return False
         start, end = sorted((max(0.0, float(start)), max(0.0, float(end))))
         if end - start < 1e-3:
             self.message.emit("Select a time range to fill: drag in the ruler, or select notes")
@@ -286,6 +306,10 @@ class GenerationController(QObject):
         if kind == FILL and not self.model_has_styles:
             self.message.emit(NO_FILL_TIP)
             return False
+        problem = self.range_problem(kind, start_beat, end_beat)
+        if problem:
+            self.message.emit(problem)
+            return False
         song, settings = self.song, self.song.settings
         replace: list[int] | None = None
         after: list[Note] | None = None
@@ -307,10 +331,19 @@ class GenerationController(QObject):
                 held = self._performance(crossing)
                 seconds = length_seconds(song, start_beat)
             replace = [] if settings.keep_existing else [note.id for note in in_the_way]
+        # what is written stays within the song's two hours (what the stream keeps of it would be cut there)
+        seconds = min(seconds, song.seconds_between(start_beat, song.last_beat()))
         release = 0.0
         if kind != FILL and settings.end_at_bar:  # on to the bar line after the length, its last beat releasing
             begin = song.to_seconds(start_beat)
             line = song.bar_line_at_or_after(song.to_beats(begin + seconds))
+            if line > song.last_beat() + _EPSILON:
+                self.message.emit(
+                    f"Cannot continue to the bar line: bar {song.bar_at(line).index + 1} starts past the longest "
+                    f"song Continuo keeps ({MAX_PIECE_SECONDS / 3600:g} hours); turn off End at a bar line or "
+                    "start earlier"
+                )
+                return False
             seconds = song.to_seconds(line) - begin
             if seconds > MAX_SECONDS:  # past the longest piece written at once
                 self.message.emit(
@@ -359,7 +392,7 @@ class GenerationController(QObject):
         settings = self.song.settings
         count = max(1, min(MAX_VARIATIONS, int(settings.variations)))
         if settings.seed is not None:
-            return [int(settings.seed) + number for number in range(count)]
+            return [seed_for(int(settings.seed), number) for number in range(count)]
         return [random.randrange(2**31) for _ in range(count)]
 
     def _launch(self, request: GenerationRequest, kind: str, start_beat: float) -> None:
@@ -495,7 +528,11 @@ class GenerationController(QObject):
     def choose_variation(self, number: int) -> bool:
         """Puts another variation in the place of the one in the song, as one undoable step; False when the set
         has ended (accepted or discarded) or music is streaming in."""
-        current = self._variations.choose(number)
+        try:
+            current = self._variations.choose(number)
+        except EditRefusedError as error:
+            self.message.emit(f"Variation {number + 1} cannot be picked: {error}")
+            return False
         if current is None:
             return False
         self.variations_changed.emit()

@@ -9,7 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from ..song import CONTINUATION, GenerationSettings, Song, SongNote, VariationNote, VariationSet, WrittenVariation
+from ..song import (
+    CONTINUATION,
+    MIN_LENGTH,
+    EditRefusedError,
+    GenerationSettings,
+    Song,
+    SongNote,
+    VariationNote,
+    VariationSet,
+    WrittenVariation,
+)
 from .messages import Variation
 
 ENDED_KEPT = 16  # ended sets remembered for an undo to bring back
@@ -66,20 +76,14 @@ class VariationKeeper:
         """A variation written: the first opens the set (with the notes it put in the song), the others join it
         while it lasts."""
         to_beats = self.song.to_beats
-        written = WrittenVariation(
-            variation.number,
-            variation.seed,
-            tuple(
-                VariationNote(
-                    note.pitch,
-                    note.velocity,
-                    round(to_beats(note.start), 9),
-                    round(to_beats(note.end) - to_beats(note.start), 9),
-                )
-                for note in variation.notes
-            ),
-            variation.complete,
-        )
+        last = self.song.last_beat()  # kept as the song keeps what streams in: nothing past its last beat
+        notes = []
+        for note in variation.notes:
+            start = round(to_beats(note.start), 9)
+            if start + MIN_LENGTH <= last:
+                length = max(MIN_LENGTH, min(round(to_beats(note.end) - to_beats(note.start), 9), last - start))
+                notes.append(VariationNote(note.pitch, note.velocity, start, length))
+        written = WrittenVariation(variation.number, variation.seed, tuple(notes), variation.complete)
         if not self._writing:
             return  # written for a song that has been replaced since
         if variation.number == 0:
@@ -151,7 +155,11 @@ class VariationKeeper:
         updated = dataclasses.replace(current, chosen=number, owned=owned)
         self._picks.update((note.id, number) for note in added)
         song.set_variations(updated)  # before the edit: the notes it puts in belong to the set
+        try:
+            song.edit(removed_ids=old, added=added, text=f"Variation {number + 1}")
+        except EditRefusedError:  # past the song's limits (a stored variation at beat 5e6): nothing changes
+            song.set_variations(current)
+            raise
         if self._set is current:
             self._set = updated
-        song.edit(removed_ids=old, added=added, text=f"Variation {number + 1}")
         return current

@@ -15,8 +15,7 @@ from PySide6.QtCore import QLineF, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QMouseEvent, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from ..limits import MAX_BEATS
-from ..song import CONTINUATION, MIN_LENGTH, Song, SongLockedError, SongNote, floor_beat
+from ..song import CONTINUATION, MIN_LENGTH, EditRefusedError, Song, SongNote, floor_beat
 from ..transport import Transport
 from .painting import (
     OVERVIEW_THRESHOLD,
@@ -35,11 +34,6 @@ EMPTY_HINT = "Draw a few notes, or play your MIDI keyboard, then press Continue"
 
 EDGE_PIXELS = 5  # how close to a note's end the pointer must be to resize instead of move
 DRAG_THRESHOLD = 3
-
-
-def past_the_end_message() -> str:
-    """What an edit that would pass the longest song is told."""
-    return f"The song would end past beat {MAX_BEATS:,.0f}, the end of the longest song Continuo keeps"
 
 
 @dataclass
@@ -280,7 +274,11 @@ class NoteCanvas(QWidget):
                 state = self.state
                 beat, pitch = state.beat_at(event.position().x()), state.pitch_at(event.position().y())
                 note = self.song.new_note(pitch, state.velocity, floor_beat(beat, state.snap_step), state.note_length)
-                self.song.add_notes([note], "Draw note")
+                try:
+                    self.song.add_notes([note], "Draw note")
+                except EditRefusedError as error:  # past the song's last beat, or its last note
+                    self.message.emit(str(error))
+                    return
                 state.select(())  # as with the draw tool: a drawn note is not a choice
             else:
                 self.song.remove_notes([hit.id], "Delete note")
@@ -370,8 +368,8 @@ class NoteCanvas(QWidget):
             return
         try:
             self._finish(gesture)
-        except SongLockedError:  # music began streaming in while the mouse was down: the gesture is dropped
-            self.message.emit(self.song.lock_message())
+        except EditRefusedError as error:  # music began streaming in while the mouse was down, or the edit
+            self.message.emit(str(error))  # would pass the song's limits: the gesture is dropped
         self.update()
 
     def _finish(self, gesture: _Gesture) -> None:
@@ -381,8 +379,9 @@ class NoteCanvas(QWidget):
         self._rubber_band = None
         if gesture.anchor is not None:
             self.transport.end_audition(gesture.anchor.pitch)
-        if any(note.end > MAX_BEATS for note in preview.values()):
-            self.message.emit(past_the_end_message())
+        end = max((note.end for note in preview.values()), default=0.0)
+        if end > self.song.last_beat():
+            self.message.emit(self.song.past_the_end(end))
             return
         if gesture.kind == "erase" and hidden:
             self.song.remove_notes(hidden, "Erase notes" if len(hidden) > 1 else "Erase note")

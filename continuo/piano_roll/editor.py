@@ -18,9 +18,9 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QScrollBar, QWidget
 
 from .. import limits
 from ..session import check_real, check_whole, load_json
-from ..song import CONTINUATION, MOTIF, Song, SongLockedError, SongNote, floor_beat
+from ..song import CONTINUATION, MOTIF, EditRefusedError, Song, SongNote, floor_beat
 from ..transport import Transport
-from .canvas import NoteCanvas, past_the_end_message
+from .canvas import NoteCanvas
 from .rulers import KEYBOARD_WIDTH, Keyboard, Ruler, VelocityLane
 from .state import DRAW, ERASE, NUM_KEYS, SELECT, RollState
 
@@ -320,8 +320,9 @@ class PianoRoll(QWidget):
 
     def fits(self, notes) -> bool:
         """Whether notes end within the longest song Continuo keeps; says so when they do not."""
-        if any(note.end > limits.MAX_BEATS for note in notes):
-            self.message.emit(past_the_end_message())
+        end = max((note.end for note in notes), default=0.0)
+        if end > self.song.last_beat():
+            self.message.emit(self.song.past_the_end(end))
             return False
         return True
 
@@ -521,5 +522,6 @@ class PianoRoll(QWidget):
         """Runs an action; an edit refused while a continuation is written becomes a message."""
         try:
             slot()
-        except SongLockedError as error:
+        except EditRefusedError as error:  # writing, or past the song's limits: nothing changed
+            self.message.emit(str(error))
             self.message.emit(str(error))

@@ -32,9 +32,14 @@ def main(argv: list[str]) -> int:
 
     from ..checkpoint import load_checkpoint
     from ..continuation import continuation_notes
-    from ..events import to_ticks
-    from ..infilling import infill
+    from ..events import has_styles, to_ticks
+    from ..infilling import check_gap, infill
     from ..midi import read_midi, write_midi
+
+    try:  # before anything is read: the gap within the longest piece, and at least one 10 ms step long
+        check_gap(args.start, args.end)
+    except ValueError as error:
+        raise UsageError(f"--start {args.start:.10g} --end {args.end:.10g}: {error}") from None
 
     notes = read_midi(args.input)
     first, last = to_ticks(args.start), to_ticks(args.end)
@@ -43,9 +48,16 @@ def main(argv: list[str]) -> int:
     after = [note for note in notes if to_ticks(note.start) >= last]
     allowed = allowed_pitches(args, before + after)
     model = load_checkpoint(args.checkpoint, device=args.device)
+    if not has_styles(model.config.vocab_size):
+        raise UsageError(f"{args.checkpoint or 'the model'} was made before infilling and cannot fill gaps; "
+                         "use the bundled model (leave out --checkpoint) or a newer one")
     started = time.perf_counter()
-    tokens = list(infill(model, before, after, args.start, args.end, style=args.style, temperature=args.temperature,
-                         top_k=args.top_k, top_p=args.top_p, seed=args.seed, allowed_pitches=allowed))
+    try:
+        filling = infill(model, before, after, args.start, args.end, style=args.style, temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, seed=args.seed, allowed_pitches=allowed)
+    except ValueError as error:  # the arguments infill() refuses, in its words
+        raise UsageError(str(error)) from None
+    tokens = list(filling)
     middle = continuation_notes(tokens, start=args.start, primer=before)  # the music's velocity carries on
     kept = inside if args.keep else []
     write_midi(sorted(before + kept + middle + after, key=lambda n: (n.start, n.pitch)), args.out, bpm=args.bpm)

@@ -171,7 +171,7 @@ SETTINGS_AT_THE_BOUNDS = [  # (the value a session holds, what it opens as; None
     ("top_k", limits.MAX_TOP_K, limits.MAX_TOP_K, None),
     ("top_k", limits.MAX_TOP_K + 1, 0, None),  # an older session's: past the vocabulary it kept every event: off
     ("top_k", limits.MAX_SESSION_TOP_K, 0, None),  # the most an older session could hold
-    ("top_k", limits.MAX_SESSION_TOP_K + 1, None, "top-k 1001 is outside 0..399 (0: off)"),
+    ("top_k", limits.MAX_SESSION_TOP_K + 1, None, "top-k 1001 is outside 0..400 (0: off)"),
     ("top_p", JUST_INSIDE, JUST_INSIDE, None),
     ("top_p", limits.MIN_TOP_P, None, "top-p 0.0 must be above 0 and at most 1"),
     ("top_p", limits.MAX_TOP_P, limits.MAX_TOP_P, None),

@@ -228,3 +228,30 @@ def test_every_note_written_keeps_to_the_key_and_the_range_over_many_seeds(qtbot
             assert {note.pitch for note in song.notes(CONTINUATION)} <= allowed
             written = sum(len(variation.notes) for variation in window.generation.variations)
             assert written >= 5  # not a vacuous pass: the masked sampler still writes notes (9 to 18 here)
+
+
+def test_a_range_past_the_songs_end_is_refused_before_any_note_is_removed(qtbot, studio, roll):
+    """Issue 48: fill(4, inf) deleted the notes from beat 4 on, failed, then said the notes written so far were kept;
+    continue_from(47999) worked for seconds, wrote nothing and said nothing. Both are refused at once, in words."""
+    window, song = studio, studio.song
+    eight_bars(song)
+    before = song.notes()
+    refused = [
+        (lambda: window.generation.fill(4, float("inf")), "Cannot fill up to beat inf"),
+        (lambda: window.generation.fill(4, 20_000), "Cannot fill up to beat 20,000"),  # 2 hours: beat 14,400
+        (lambda: window.generation.fill(float("nan"), 8), "Cannot fill"),
+        (lambda: window.generation.continue_from(47_999), "Cannot continue from the playhead at beat 47,999"),
+        (lambda: window.generation.continue_from(14_400), "Cannot continue from the playhead at beat 14,400"),
+    ]
+    for write, message in refused:
+        assert not write(), message
+        assert not window.generation.generating and not song.is_writing
+        assert song.notes() == before and song.undo_stack.count() == 0  # nothing removed, nothing to undo
+        shown = window.statusBar().currentMessage()
+        assert shown.startswith(message) and "ends at beat 14,400 (2 hours at 120 BPM)" in shown, shown
+    song.set_tempo(400)  # beat 47,999 is inside two hours at 400 BPM: a continuation to the end is written
+    song.undo_stack.clear()
+    settings(window, length_beats=4.0, end_at_bar=False)
+    assert window.generation.continue_from(47_998)
+    wait_done(qtbot, window)
+    assert all(note.end <= 48_000 for note in song.notes())

@@ -1,5 +1,6 @@
 """Fuzzing what the studio reads from disk: session files, autosave snapshots and their journals, and the
-clipboard's notes; and a launch of `continuo` over a damaged autosave folder.
+clipboard's notes; a launch of `continuo` over a damaged autosave folder; and sequences of the musician's own
+edits, each landing whole or refused in words, whose song always saves, reopens and restores the same (issue 48).
 
 Each test asserts the contract (issue 25): the input is read and what comes out is within the limits
 (continuo/limits.py), so it draws, saves and reads back; or it is refused with our own error (`SessionError`), or
@@ -10,6 +11,7 @@ still starts. A few examples each in `make test`; `make fuzz` runs many more (CO
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -23,11 +25,21 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from continuo import limits, restore
-from continuo.journal import JournalLine, parse_journal_line, scan
+from continuo.generation.variations import VariationKeeper
+from continuo.journal import JournalLine, journal_line, parse_journal_line, scan, snapshot_text
 from continuo.midi_files import export_midi, read_midi_file
 from continuo.notes import MOTIF
 from continuo.session import SessionError, read_session, session_from_bytes, write_session
-from continuo.song import PARTS, Song
+from continuo.song import (
+    CONTINUATION,
+    PARTS,
+    EditRefusedError,
+    GenerationSettings,
+    Song,
+    VariationNote,
+    VariationSet,
+    WrittenVariation,
+)
 from music_transformer import MidiFileError, Note, write_midi
 from music_transformer.events import to_ticks
 from tests.bounds import bounded
@@ -427,3 +439,110 @@ def test_a_midi_file_imported_then_exported_comes_back_with_every_note(tmp_path_
 
     assert len(back) == len(first.notes)
     assert steps(back) == steps(first.notes)
+
+
+# --- the musician's own edits: what the studio saves, it reopens and restores (issue 48) ----------------------
+
+BEATS = st.floats(0, 60_000) | st.sampled_from(
+    [0.0, 2_399.0, 2_400.0, 14_399.5, 14_400.0, 47_999.0, 48_000.0, 5e6, 1e300, math.inf, math.nan, -1.0]
+)
+LENGTHS = st.floats(1e-3, 200) | st.sampled_from([1e-3, 1.0, 1e-9, 1e6, math.inf, math.nan])
+SEEDS = st.none() | st.integers(0, 2**64) | st.sampled_from([-5, 10**300, 2**63 - 1, 2**63])
+EDITS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.lists(st.tuples(st.integers(0, 127), BEATS, LENGTHS), min_size=1, max_size=3)),
+        st.tuples(st.just("move"), st.integers(0, 50), BEATS),
+        st.tuples(st.just("remove"), st.integers(0, 50)),
+        st.tuples(st.just("tempo"), st.floats(limits.MIN_TEMPO, limits.MAX_TEMPO) | st.sampled_from([20.0, 400.0])),
+        st.tuples(st.just("import"), st.lists(st.tuples(st.integers(0, 127), BEATS, LENGTHS), max_size=3)),
+        st.tuples(st.just("continue"), BEATS, LENGTHS),
+        st.tuples(st.just("pick"), BEATS, LENGTHS),
+        st.tuples(st.just("settings"), SEEDS),
+        st.sampled_from([("undo",), ("redo",), ("accept",), ("discard",), ("quantize",)]),
+    ),
+    max_size=14,
+)
+
+
+def _state(song: Song):
+    return sorted(song.notes(), key=lambda note: note.id), song.meta()
+
+
+def _edit(song: Song, edit) -> None:
+    """One edit as the studio makes it, through the song's commands (the roll's gestures, paste and duplicate,
+    the tempo box, Import, a variation picked, the panel's seed, Undo)."""
+    kind, *args = edit
+    notes = song.notes()
+    if kind == "add":
+        song.add_notes([song.new_note(p, 90, start, length) for p, start, length in args[0]], "Paste notes")
+    elif kind == "move" and notes:
+        note = notes[args[0] % len(notes)]
+        song.replace_notes([note.with_(start=args[1])], "Move notes")
+    elif kind == "remove" and notes:
+        song.remove_notes([notes[args[0] % len(notes)].id])
+    elif kind == "tempo":
+        song.set_tempo(args[0])
+    elif kind == "import":
+        song.replace_motif([song.new_note(p, 90, start, length) for p, start, length in args[0]], tempo=None)
+    elif kind == "continue":  # a continuation written as the worker reports it (its notes anywhere)
+        song.add_notes([song.new_note(60, 90, args[0], args[1], CONTINUATION)], "Continue")
+    elif kind == "pick":  # the variations of the continuation kept, then another one picked
+        owned = frozenset(note.id for note in song.notes(CONTINUATION))
+        written = (WrittenVariation(0, 1, (VariationNote(60, 90, 0.0, 1.0),)),
+                   WrittenVariation(1, 2, (VariationNote(62, 90, args[0], args[1]),)))  # fmt: skip
+        song.set_variations(VariationSet("continue", 0.0, 2, GenerationSettings(), written, 0, owned))
+        VariationKeeper(song).choose(1)
+    elif kind == "settings":
+        song.set_settings(dataclasses.replace(song.settings, seed=args[0]))
+    elif kind == "undo":
+        song.undo_stack.undo()
+    elif kind == "redo":
+        song.undo_stack.redo()
+    elif kind == "accept":
+        song.accept_continuation()
+    elif kind == "discard":
+        song.discard_continuation()
+    elif kind == "quantize":
+        song.quantize([note.id for note in notes], 0.25, ends=True)
+
+
+@FUZZ
+@given(edits=EDITS)
+def test_every_edit_sequence_saves_a_song_that_reopens_and_restores_the_same(qapp, tmp_path_factory, edits):
+    """Each edit lands whole or is refused in words (EditRefusedError) with nothing changed; then the song saved
+    reads back exactly, exports as MIDI, and its autosave (snapshot and journal) restores it exactly."""
+    folder = tmp_path_factory.mktemp("edits")
+    song = Song()
+    song.add_notes([song.new_note(60, 90, 0.0, 1.0), song.new_note(64, 90, 1.0, 1.0)])
+    (folder / "a.json").write_text(snapshot_text(song, {}, 0, None, True))  # the autosave's: the song as it starts
+    lines: list[str] = []
+    seq = iter(range(1, 10**6))
+    song.applied.connect(lambda diff: lines.append(journal_line(next(seq), diff)))
+    for edit in edits:
+        before = _state(song)
+        try:
+            with bounded(f"the edit {edit[0]}"):
+                _edit(song, edit)
+        except EditRefusedError as error:
+            assert str(error) and "\n" not in str(error)
+            assert _state(song)[0] == before[0]  # nothing changed (a refused pick leaves its set as it was)
+    assert_song_within_limits(song.notes(), song.meta())
+    assert song.end_beat() <= limits.beat_limit(song.tempo) + 1e-6
+    path = folder / "saved.continuo"
+    write_session(song, path)
+    read = read_session(path)
+    assert sorted(read.notes, key=lambda note: note.id) == _state(song)[0]
+    assert {key: read.meta[key] for key in ("tempo", "time_signature", "settings")} == {
+        key: song.meta()[key] for key in ("tempo", "time_signature", "settings")
+    }
+    if len(song):
+        export_midi(song, folder / "saved.mid")  # within two hours at its tempo: the library writes it
+    (folder / "a.journal").write_text("".join(line + "\n" for line in lines))
+    found = scan(folder)
+    assert len(found.orphans) == 1 and not found.damaged
+    restored_song = Song()
+    restored = restore.restore(found.orphans[0], restored_song)
+    assert restored.skipped == 0 and not restored.journal_unreadable
+    assert _state(restored_song)[0] == _state(song)[0]
+    assert restored_song.tempo == song.tempo and restored_song.settings == song.settings
+    found.orphans[0].release()

@@ -119,3 +119,37 @@ def test_the_continue_panel_and_its_model_line_speak_a_musicians_words(qtbot, st
     for text in tips + texts + [panel.model_label.text()]:
         assert not any(word in text.lower() for word in JARGON), text
     assert "M parameters" in panel.model_label.text() and " s of pop piano" in panel.model_label.text()
+
+
+def test_a_models_card_is_read_only_from_beside_it_a_regular_file_and_capped(tmp_path):
+    """Issue 48: a checkpoint whose metadata names "/etc/passwd" as its card made About ▸ Model show that file."""
+    import os
+
+    from continuo.help import MAX_CARD_BYTES, model_card
+    from music_transformer import save_checkpoint
+    from tests.music_transformer.helpers import small_model
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the model's to show")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    model = small_model()
+    for card in ("/etc/passwd", str(secret), "../secret.txt"):
+        save_checkpoint(model, folder / "named.pt", card=card)
+        meta, text = model_card(folder / "named.pt")
+        assert meta["card"] == card and text == "", card  # a path is not a card, and nothing beside it is named so
+    (folder / "README.md").write_text("The model's own card")
+    (folder / "fifo.md").unlink(missing_ok=True)
+    os.mkfifo(folder / "fifo.md")  # a FIFO would block the reading thread for ever
+    (folder / "link.md").symlink_to(secret)
+    (folder / "huge.md").write_bytes(b"x" * (MAX_CARD_BYTES * 3))
+    for card, expected in (
+        ("fifo.md", "The model's own card"),
+        ("link.md", "The model's own card"),
+        ("/etc/passwd", "The model's own card"),
+        ("assets/README.md", "The model's own card"),
+    ):
+        save_checkpoint(model, folder / "named.pt", card=card)
+        assert model_card(folder / "named.pt")[1] == expected, card
+    save_checkpoint(model, folder / "named.pt", card="huge.md")
+    assert model_card(folder / "named.pt")[1] == "x" * MAX_CARD_BYTES

@@ -214,10 +214,11 @@ def test_a_stream_left_running_stops_growing_at_the_songs_limits(qapp, monkeypat
     song = Song()  # 120 BPM: two beats a second
     song.add_notes([song.new_note(60, 90, 0, 1), song.new_note(62, 90, 1, 1)])
     song.begin_stream(MOTIF)
-    last = song_module.MAX_BEATS / 2  # the last second the song may hold
+    last = 7200.0  # the last second the song may hold: two hours, beat 14,400 at 120 BPM
+    assert song.last_beat() == 14_400
     added = song.append(
         [Note(64, 90, 1.0, 2.0), Note(65, 90, last - 0.25, last + 10.0), Note(66, 90, last + 1, last + 2)]
     )
-    assert [(n.pitch, n.end) for n in added] == [(64, 4.0), (65, song_module.MAX_BEATS)]  # cut at the end, not past
+    assert [(n.pitch, n.end) for n in added] == [(64, 4.0), (65, 14_400)]  # cut at the end, not past
     assert song.append([Note(67, 90, 3.0, 3.5)]) and not song.append([Note(69, 90, 4.0, 4.5)])  # 5 notes: full
-    assert song.commit() and len(song) == 5 and max(n.end for n in song.notes()) == song_module.MAX_BEATS
+    assert song.commit() and len(song) == 5 and max(n.end for n in song.notes()) == 14_400

@@ -144,7 +144,7 @@ def test_average_command(tmp_path):
 
 BAD_GENERATE = {
     "--seconds": ["nan", "inf", "-5", "0", "1e9", "x"], "--temperature": ["nan", "-1", "inf", "10.001"],
-    "--top-k": ["-1", "2.5", "400"], "--top-p": ["0", "2", "1.001", "nan"], "--seed": ["-1", "1.5"],
+    "--top-k": ["-1", "2.5", "401"], "--top-p": ["0", "2", "1.001", "nan"], "--seed": ["-1", "1.5"],
     "--beam-size": ["0", "1000"],
     "--length-penalty": ["nan", "-1"], "--repetition-penalty": ["nan", "-0.5", "10.5", "x"],
     "--bpm": ["0", "nan", "-120", "100000"], "--device": ["foo", "cuda:x"],
@@ -316,3 +316,63 @@ def test_accompany_errors_are_one_line_and_exit_2(tmp_path, capsys, options, mes
     error = capsys.readouterr().err
     assert code == 2 and error.count("\n") == 1 and message in error, error
     assert not (tmp_path / "o.mid").exists()
+
+
+# Gaps the command line fills or refuses: each refused in one line, exit 2, before any music is written (issue 48)
+BAD_GAPS = [(["--start", "1", "--end", "1.001"], "at least 10 ms"),
+            (["--start", "1e308", "--end", "1.7e308"], "the gap's start must be a time from 0 to 7,200 seconds"),
+            (["--start", "7190", "--end", "7300"], "the gap's end must be a time from 0 to 7,200 seconds"),
+            (["--start", "0", "--end", "7201"], "the gap's end must be a time from 0 to 7,200 seconds"),
+            (["--start", "1e8", "--end", "100000001"], "the gap's start must be a time from 0 to 7,200")]
+
+
+@pytest.mark.parametrize("gap,message", BAD_GAPS)
+def test_infill_refuses_a_gap_it_cannot_fill_in_one_line(tmp_path, capsys, gap, message):
+    save_checkpoint(small_model(), tmp_path / "model.pt")
+    write_midi([Note(60 + k % 5, 90, 0.5 * k, 0.5 * k + 0.4) for k in range(16)], tmp_path / "song.mid")
+    code = main(["infill", "--input", str(tmp_path / "song.mid"), *gap, "--out", str(tmp_path / "filled.mid"),
+                 "--checkpoint", str(tmp_path / "model.pt")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and message in error, error
+    assert not (tmp_path / "filled.mid").exists()
+
+
+def test_infill_with_a_model_made_before_infilling_is_one_line(tmp_path, capsys):
+    save_checkpoint(small_model(vocab_size=391), tmp_path / "old.pt")  # the vocabulary before styles
+    write_midi([Note(60, 90, 0.0, 0.5), Note(62, 90, 3.0, 3.5)], tmp_path / "song.mid")
+    code = main(["infill", "--input", str(tmp_path / "song.mid"), "--start", "1", "--end", "2", "--out",
+                 str(tmp_path / "filled.mid"), "--checkpoint", str(tmp_path / "old.pt")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and "made before infilling" in error, error
+
+
+def test_a_model_that_writes_no_time_stops_with_one_line_sampling_or_beam(tmp_path):
+    """Every weight at 3e38 (finite, so the checkpoint loads): sampling wrote note-on after note-on with no time
+    passing and never ended, and beam search raised an IndexError. Both stop now, in one line, exit 2."""
+    import torch
+
+    model = small_model()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(3e38)
+    save_checkpoint(model, tmp_path / "huge.pt")
+    write_midi([Note(60, 90, 0.0, 0.5)], tmp_path / "motif.mid")
+    for extra in ([], ["--beam-size", "4"]):
+        result = run("generate", "--primer", str(tmp_path / "motif.mid"), "--seconds", "2", "--out",
+                     str(tmp_path / "out.mid"), "--checkpoint", str(tmp_path / "huge.pt"), "--seed", "1", *extra)
+        assert result.returncode == 2, result.stderr[-2000:]
+        last = result.stderr.strip().splitlines()[-1]
+        assert "Traceback" not in result.stderr and "checkpoint may be damaged" in last, result.stderr[-2000:]
+        assert not (tmp_path / "out.mid").exists()
+
+
+def test_seeds_are_checked_by_one_rule_everywhere(tmp_path, capsys):
+    model = small_model()
+    assert len(list(generate(model, [], max_tokens=3, seed=limits.MAX_SEED))) == 3
+    for seed in (limits.MAX_SEED + 1, 2**64, 10**300, -5, 1.5, True):
+        with pytest.raises(ValueError, match="seed must be a whole number"):  # at the call, not at the first token
+            generate(model, [], max_tokens=3, seed=seed)
+    for text in (str(2**64), "-5"):
+        code = main(["generate", "--out", str(tmp_path / "o.mid"), "--seed", text])
+        error = capsys.readouterr().err
+        assert code == 2 and error.count("\n") == 1 and f"from 0 to {limits.MAX_SEED:,}" in error, error

@@ -23,13 +23,16 @@ from hypothesis import strategies as st
 
 from music_transformer import (
     CheckpointError,
+    GenerationError,
     MidiFileError,
     ModelConfig,
     MusicTransformer,
     Note,
+    continuation_notes,
     decode,
     encode,
     generate,
+    infill,
     limits,
     load_checkpoint,
     read_midi,
@@ -436,7 +439,8 @@ def tiny_model() -> MusicTransformer:
 
 ARGUMENTS = st.fixed_dictionaries({}, optional={
     "temperature": ODD_VALUES | st.floats(0, 3), "top_k": ODD_VALUES | st.integers(0, 500),
-    "top_p": ODD_VALUES | st.floats(0, 1), "seed": ODD_VALUES | st.integers(0, 2**40),
+    "top_p": ODD_VALUES | st.floats(0, 1), "seed": ODD_VALUES | st.integers(0, 2**40)
+    | st.sampled_from([2**63 - 1, 2**64 - 1, 2**64, 10**300, -5]),
     "window": ODD_VALUES | st.integers(1, 64), "max_tokens": ODD_VALUES | st.integers(0, 40),
     "seconds": ODD_VALUES | st.floats(0, 2), "max_note_seconds": ODD_VALUES | st.floats(0, 2),
     "cpu_threads": st.sampled_from([None, 1, 0, -1, 1.5, "1"]), "style": st.sampled_from(["any", "folk", "jazz", 3]),
@@ -446,9 +450,13 @@ ARGUMENTS = st.fixed_dictionaries({}, optional={
 
 @FUZZ
 @given(arguments=ARGUMENTS, primer=st.lists(st.integers(-2, 400), max_size=6) | NOTES.map(lambda n: n[:5]))
+@example(arguments={"seed": 2**64}, primer=[])  # torch's overflow at the first token, not a ValueError at the call
+@example(arguments={"temperature": 8.2e-47}, primer=[])  # 1 / temperature overflowed the scores
 def test_generation_arguments_are_checked_when_called(arguments, primer):
     """Every setting is refused with a ValueError at the call, or the stream writes valid music within it."""
     arguments.setdefault("max_tokens", 24)
+    if arguments["max_tokens"] is None and arguments.get("seconds") is None:
+        arguments["max_tokens"] = 24  # with neither bound a stream goes on until its caller stops it: by design
     try:
         stream = generate(tiny_model(), primer, **arguments)
     except ValueError:
@@ -473,3 +481,46 @@ def test_generation_arguments_are_checked_when_called(arguments, primer):
 def test_beam_arguments_are_checked_when_called(arguments):
     with pytest.raises(ValueError):
         generate(tiny_model(), [], max_tokens=4, **arguments)
+
+
+GAP_TIMES = st.floats(0, 7300) | st.sampled_from([0.0, 1.0, 1.001, 1.004, 1.006, 7190.0, 7200.0, 7201.0, 1e8, 1e308,
+                                                   1.7e308, float("inf"), float("nan"), -1.0, True, "1", None])
+
+
+@FUZZ
+@given(start=GAP_TIMES, end=GAP_TIMES, seed=st.integers(0, 3))
+def test_gaps_to_fill_are_checked_when_called(start, end, seed):
+    """A gap is refused with a ValueError at the call (not a time, past the longest piece, under 10 ms), or it
+    is filled within its bounds, in bounded time and memory however late it lies."""
+    before = [Note(60 + index % 12, 90, index * 0.5, index * 0.5 + 0.4) for index in range(8)]
+    with bounded(f"filling {start!r} to {end!r}"):  # the call too: it reads the music up to the gap
+        try:
+            stream = infill(tiny_model(), before, [], start, end, seed=seed, max_tokens=24)
+        except ValueError:
+            return
+        tokens = list(stream)
+    assert 0 <= start < end <= limits.MAX_PIECE_SECONDS
+    assert len(tokens) <= 24
+    notes = continuation_notes(tokens, start=start, primer=before)
+    assert all(start - 0.01 <= note.start and note.end <= end + 0.01 for note in notes if note.start >= start)
+
+
+@FUZZ
+@given(weight=st.sampled_from([3e38, -3e38, 1e30, 1e-30, 0.0]) | st.floats(-3e38, 3e38), beam=st.sampled_from([1, 3]),
+       seed=st.integers(0, 3))
+def test_a_model_with_any_finite_weights_writes_music_or_stops_in_words(weight, beam, seed):
+    """Weights that load (finite) but make no sense: the stream writes valid music within its seconds, or stops
+    with a GenerationError (3e38 everywhere wrote note-ons with no time passing for ever, and beam search raised
+    IndexError)."""
+    torch.manual_seed(0)
+    model = MusicTransformer(ModelConfig(**TINY)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(weight)
+    with bounded(f"generating from weights of {weight:g}"):
+        try:
+            tokens = list(generate(model, [], seconds=1.0, seed=seed, beam_size=beam))
+        except GenerationError as error:
+            assert "\n" not in str(error) and "checkpoint may be damaged" in str(error)
+            return
+    assert all(0 <= token < NUM_EVENTS for token in tokens)

@@ -403,7 +403,7 @@ def test_infill_with_the_bundled_model_joins_a_piano_piece_without_cutting_its_n
 
 def test_infill_refuses_what_it_cannot_do():
     model = small_model()
-    with pytest.raises(ValueError, match="end after it starts"):
+    with pytest.raises(ValueError, match="end at least 10 ms after it starts"):
         infill(model, BEFORE, AFTER, 3.0, 3.0)
     with pytest.raises(ValueError, match="start"):
         infill(model, BEFORE, AFTER, float("nan"), 3.0)

@@ -248,6 +248,7 @@ def test_the_longest_song_paints_at_every_zoom_and_scroll_position(qtbot, roll, 
     from continuo.limits import MAX_BEATS
 
     song = roll.song
+    song.set_tempo(400)  # the fastest tempo: the most beats in two hours
     song.add_notes([song.new_note(60, 100, 0, 1), song.new_note(72, 100, MAX_BEATS - 2, 2)])
     state = roll.state
     for left, pixels_per_beat in ((0.0, 0.4), (MAX_BEATS - 4, 800.0), (1e300, 800.0), (float("inf"), 1e300)):
@@ -267,12 +268,13 @@ def test_edits_past_the_end_of_the_longest_song_are_refused_in_words(qtbot, roll
     from continuo.limits import MAX_BEATS
 
     song = roll.song
+    song.set_tempo(400)  # the fastest tempo: the most beats in two hours
     last = song.new_note(60, 100, MAX_BEATS - 1, 1)
     song.add_notes([last])
     roll.state.select({last.id})
     key(qtbot, roll, "Shift+Right")  # a bar later would end past the limit
     assert song.note(last.id) == last
-    assert "longest song" in window.statusBar().currentMessage()
+    assert "Continuo keeps songs of up to 2 hours" in window.statusBar().currentMessage()
     roll.state.set_view(left_beat=MAX_BEATS - 1, pixels_per_beat=80)
     draw_note(qtbot, roll, 64, MAX_BEATS + 0.5, 1)  # drawn in the grid shown past the end
     assert len(song) == 1
