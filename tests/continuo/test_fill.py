@@ -251,7 +251,7 @@ def test_a_range_past_the_songs_end_is_refused_before_any_note_is_removed(qtbot,
         assert shown.startswith(message) and "ends at beat 14,400 (2 hours at 120 BPM)" in shown, shown
     song.set_tempo(400)  # beat 47,999 is inside two hours at 400 BPM: a continuation to the end is written
     song.undo_stack.clear()
-    settings(window, length_beats=4.0, end_at_bar=False)
+    settings(window, length=1.0, length_unit="bars", end_at_bar=False)
     assert window.generation.continue_from(47_998)
     wait_done(qtbot, window)
     assert all(note.end <= 48_000 for note in song.notes())
