@@ -26,6 +26,7 @@ from continuo.song import (
     VariationSet,
     WrittenVariation,
 )
+from continuo.tempo_map import TempoMap
 from music_transformer.limits import MAX_SEED
 from tests.continuo.helpers import key
 
@@ -54,9 +55,29 @@ def test_one_note_past_the_most_a_song_holds_is_refused_and_the_song_still_reope
     assert len(reopens(song, tmp_path)) == limits.MAX_NOTES
 
 
+def test_the_two_hours_are_measured_through_the_tempo_map(qapp, tmp_path):
+    """A song's tempo changes set where its two hours end: a slower tempo later ends them sooner, in the edit's
+    check, in what the session reader opens, and so in what Continue may write."""
+    song = Song()
+    song.add_notes([song.new_note(60, 90, 10_000, 1)])  # 83 min at 120 BPM
+    with pytest.raises(SongLimitError, match=r"beat 10,001, 2.2 hours at its tempi; .* \(beat 9,200 at its tempi\)"):
+        song.set_tempo_at(4_000, 60.0)  # from beat 4,000 on at 60 BPM: 33 min + 100 min
+    assert song.tempo_map.is_steady and len(song) == 1
+    assert song.set_tempo_at(9_000, 60.0) is not False  # 75 min + 16.7 min: inside two hours
+    assert song.last_beat() == pytest.approx(9_000 + (7_200 - 4_500) * 1.0)
+    with pytest.raises(SongLimitError, match="at its tempi"):
+        song.add_notes([song.new_note(62, 90, 11_800, 1)])
+    reopens(song, tmp_path)
+    data = json.loads((tmp_path / "song.continuo").read_text())
+    data["tempo_changes"] = [[5_000.0, 30.0]]  # edited by hand: past two hours through the map
+    (tmp_path / "late.continuo").write_text(json.dumps(data))
+    with pytest.raises(SessionError, match="its notes end at beat 10,001, .* hours at its tempi"):
+        read_session(tmp_path / "late.continuo")
+
+
 def test_a_note_or_a_tempo_past_two_hours_is_refused_in_words(qapp, tmp_path):
     song = Song()  # 120 BPM: two hours end at beat 14,400
-    assert song.last_beat() == 14_400 and song.last_beat(limits.MAX_TEMPO) == limits.MAX_BEATS
+    assert song.last_beat() == 14_400 and song.last_beat(TempoMap.steady(limits.MAX_TEMPO)) == limits.MAX_BEATS
     with pytest.raises(SongLimitError, match=r"beat 40,001, 5.6 hours at 120 BPM; Continuo keeps songs of up to 2"):
         song.add_notes([song.new_note(60, 90, 40_000, 1)])
     song.add_notes([song.new_note(60, 90, 14_399, 1)])  # ends on the last beat: kept
