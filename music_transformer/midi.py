@@ -18,6 +18,8 @@ pedal, programs and tempi), so a file full of controller moves, text or device d
 from __future__ import annotations
 
 import bisect
+import contextlib
+import io
 import math
 import os
 import struct
@@ -315,7 +317,8 @@ def read_midi_timed(path: str | os.PathLike) -> tuple[list[Note], MidiFileTiming
     if len(data) < 14:
         raise MidiFileError(f"{name}: the file is truncated (the MIDI header is incomplete)")
 
-    import pretty_midi
+    with contextlib.redirect_stdout(io.StringIO()):  # pretty_midi imports pyfluidsynth, which prints under CI=1
+        import pretty_midi
 
     events, timing = _walk(name, data)
     try:

@@ -5,6 +5,8 @@ renders offline. No Qt in here.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -70,7 +72,10 @@ def find_soundfont(folders: Iterable[str] | None = None) -> Path | None:
 def load_fluidsynth():
     """The pyfluidsynth module; SinkError saying how to install FluidSynth when its library is missing."""
     try:
-        import fluidsynth  # pyfluidsynth raises ImportError (or OSError) when libfluidsynth is not installed
+        # pyfluidsynth raises ImportError (or OSError) when libfluidsynth is not installed; with CI set in the
+        # environment it prints where it found the library, which would land in `continuo --export`'s one line
+        with contextlib.redirect_stdout(io.StringIO()):
+            import fluidsynth
     except (ImportError, OSError) as error:
         raise SinkError(
             f"The built-in synth needs the FluidSynth library ({error}): {INSTALL_FLUIDSYNTH}",
