@@ -273,12 +273,8 @@ class GenerationController(QObject):
                 and start_beat - _EPSILON <= note.start < end_beat - _EPSILON
             ]
         step = self.grid_step() if settings.snap else None
-        try:
-            song.begin_stream(CONTINUATION, STREAM_TEXTS[ACCOMPANY], quantize=step, replace=replace)
-        except SongLockedError as error:
-            self.message.emit(str(error))
+        if not self._open_stream(ACCOMPANY, replace, step):
             return False
-        song.set_variations(None)  # a new set begins
         start = song.to_seconds(start_beat)
         keep = self._performance(kept)
         request = GenerationRequest(
@@ -292,7 +288,7 @@ class GenerationController(QObject):
             live=LiveFeed(start),
             repetition_penalty=float(settings.repetition_penalty),
             style=settings.style,
-            grid=song.to_seconds(step) if step else None,
+            grid=song.seconds_between(start_beat, start_beat + step) if step else None,
             velocities=velocity_range(settings, keep),
             keep=keep,
             write_range=frozenset(pitches),
@@ -359,12 +355,8 @@ class GenerationController(QObject):
             return False
         seeds = self._seeds()
         step = self.grid_step() if settings.snap else None
-        try:
-            song.begin_stream(CONTINUATION, STREAM_TEXTS[kind], quantize=step, replace=replace)
-        except SongLockedError as error:
-            self.message.emit(str(error))
+        if not self._open_stream(kind, replace, step):
             return False
-        song.set_variations(None)  # a new set begins
         start = song.to_seconds(start_beat)
         request = GenerationRequest(
             motif=context,
@@ -385,6 +377,17 @@ class GenerationController(QObject):
             release_seconds=release,
         )
         self._launch(request, FILL if kind == FILL else CONTINUE, start_beat)
+        return True
+
+    def _open_stream(self, kind: str, replace: list[int] | None, step: float | None) -> bool:
+        """Opens the song's stream for what `kind` writes (on a grid of `step` beats, or none), `replace` set aside
+        as the same undo step, and starts a new set of variations; False (and says why) when the song is locked."""
+        try:
+            self.song.begin_stream(CONTINUATION, STREAM_TEXTS[kind], quantize=step, replace=replace)
+        except SongLockedError as error:
+            self.message.emit(str(error))
+            return False
+        self.song.set_variations(None)  # a new set begins
         return True
 
     def _seeds(self) -> list[int]:
