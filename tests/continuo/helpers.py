@@ -8,6 +8,7 @@ Under CI=true a missing JACK server, FluidSynth library or soundfont fails the t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import threading
@@ -54,6 +55,17 @@ def key(qtbot, roll, sequence: str) -> None:
 def summary(song, part=None):
     """(pitch, start, length, velocity) of each note, rounded, in time order."""
     return [(n.pitch, round(n.start, 4), round(n.length, 4), n.velocity) for n in song.notes(part)]
+
+
+def settings(window, **changes) -> None:
+    """Changes the song's generation settings (one undo step), as the Continue panel does."""
+    song = window.song
+    song.set_settings(dataclasses.replace(song.settings, **changes))
+
+
+def wait_done(qtbot, window, timeout: int = 60000) -> None:
+    """Waits until the studio has finished writing (the worker idle, the song's stream closed)."""
+    qtbot.waitUntil(lambda: not window.generation.generating and not window.song.is_writing, timeout=timeout)
 
 
 def answer_next_dialog(button_text: str, seen: list | None = None) -> None:

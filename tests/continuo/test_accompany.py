@@ -5,13 +5,11 @@ writes quickly."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from continuo.song import CONTINUATION, MOTIF
-from tests.continuo.helpers import drag, key, small_checkpoint, summary
+from tests.continuo.helpers import drag, key, settings, small_checkpoint, summary, wait_done
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -22,11 +20,6 @@ MELODY = [(72, 0.0), (76, 1.0), (79, 2.0), (77, 3.0), (76, 4.0), (74, 5.0), (72,
 def model_path(tmp_path_factory):
     """A small random model: the `studio` fixture loads it."""
     return small_checkpoint(tmp_path_factory.mktemp("accompany") / "small.pt", seed=4)
-
-
-def settings(window, **changes) -> None:
-    song = window.song
-    song.set_settings(dataclasses.replace(song.settings, **changes))
 
 
 def melody_and_an_old_bass(song):
@@ -43,10 +36,6 @@ def keyboard_drag(qtbot, roll, low: int, high: int, modifiers=Qt.ControlModifier
     keyboard, state = roll.keyboard, roll.state
     x = keyboard.width() // 2
     drag(qtbot, keyboard, QPoint(x, round(state.y_of(high) + 3)), QPoint(x, round(state.y_of(low) + 3)), modifiers)
-
-
-def wait_done(qtbot, window, timeout: int = 60000) -> None:
-    qtbot.waitUntil(lambda: not window.generation.generating and not window.song.is_writing, timeout=timeout)
 
 
 def test_a_ctrl_drag_on_the_keyboard_selects_the_notes_of_a_range_of_pitches(qtbot, window, roll):

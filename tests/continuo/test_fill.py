@@ -4,14 +4,12 @@ style tokens (infilling needs one). Each writes as one undo step."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from continuo.generation import NO_FILL_TIP
 from continuo.song import CONTINUATION, MOTIF
-from tests.continuo.helpers import drag, key, small_checkpoint, summary
+from tests.continuo.helpers import drag, key, settings, small_checkpoint, summary, wait_done
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -24,11 +22,6 @@ def model_path(tmp_path_factory):
     return small_checkpoint(tmp_path_factory.mktemp("styled") / "styled.pt", seed=3)
 
 
-def settings(window, **changes) -> None:
-    song = window.song
-    song.set_settings(dataclasses.replace(song.settings, **changes))
-
-
 def eight_bars(song) -> None:
     """A note on every beat for 8 bars (32 beats): music before, inside and after any gap."""
     song.add_notes([song.new_note(60 + (beat % 8), 90, beat, 0.5) for beat in range(32)])
@@ -38,10 +31,6 @@ def eight_bars(song) -> None:
 def ruler_drag(qtbot, roll, start: float, end: float) -> None:
     x0, x1 = round(roll.state.x_of(start)), round(roll.state.x_of(end))
     drag(qtbot, roll.ruler, QPoint(x0, BELOW_LOOP_STRIP), QPoint(x1, BELOW_LOOP_STRIP))
-
-
-def wait_done(qtbot, window, timeout: int = 60000) -> None:
-    qtbot.waitUntil(lambda: not window.generation.generating and not window.song.is_writing, timeout=timeout)
 
 
 def test_a_drag_in_the_ruler_chooses_a_time_range_a_click_or_escape_clears_it(qtbot, window, roll):

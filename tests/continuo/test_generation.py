@@ -31,6 +31,7 @@ from tests.continuo.helpers import (
     rms,
     small_checkpoint,
     summary,
+    wait_done,
 )
 
 pytestmark = pytest.mark.timeout(90)
@@ -46,10 +47,6 @@ def draw_motif(qtbot, roll) -> None:
     """Four notes drawn with the mouse: C E G C, a bar long."""
     for index, pitch in enumerate((60, 64, 67, 72)):
         draw_note(qtbot, roll, pitch, index, 1)
-
-
-def wait_done(qtbot, window, timeout: int = 60000) -> None:
-    qtbot.waitUntil(lambda: not window.generation.generating and not window.song.is_writing, timeout=timeout)
 
 
 def test_draw_continue_hear_export_and_read_back(qtbot, studio, roll, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from continuo.song import CONTINUATION, GenerationSettings
-from tests.continuo.helpers import draw_note
+from tests.continuo.helpers import draw_note, wait_done
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,10 +23,6 @@ def draw_motif(qtbot, roll) -> None:
     for index, pitch in enumerate((60, 64, 67)):
         draw_note(qtbot, roll, pitch, index, 1)
     draw_note(qtbot, roll, 72, 3, 0.5)
-
-
-def wait_done(qtbot, window, timeout: int = 60000) -> None:
-    qtbot.waitUntil(lambda: not window.generation.generating and not window.song.is_writing, timeout=timeout)
 
 
 def test_continue_ends_its_phrase_on_the_bar_line_after_the_length(qtbot, studio, roll):

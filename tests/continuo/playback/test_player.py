@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 
 from continuo.playback.player import NONE, PORT_PREFIX
 from continuo.song import CONTINUATION
-from tests.continuo.helpers import JackProbe, key, require_fluidsynth, require_jack
+from tests.continuo.helpers import JackProbe, key, require_fluidsynth, require_jack, wait_done
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -20,10 +20,6 @@ def set_length(window, beats: float, **changes) -> None:
     """A length of `beats` quarter notes: bars of the test song's 4/4."""
     song = window.song
     song.set_settings(dataclasses.replace(song.settings, length=beats / 4, **changes))
-
-
-def wait_done(qtbot, window, timeout: int = 60000) -> None:
-    qtbot.waitUntil(lambda: not window.generation.generating and not window.song.is_writing, timeout=timeout)
 
 
 def test_space_plays_from_the_playhead_the_playhead_follows_and_stop_silences(qtbot, studio, roll):
