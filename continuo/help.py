@@ -4,8 +4,6 @@ the licences, the training data's included)."""
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
 from collections.abc import Callable
 from importlib import metadata as package_metadata
@@ -31,6 +29,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from music_transformer.files import open_regular
 
 from .background import run_in_background
 
@@ -223,18 +223,11 @@ def read_card(folder: Path, name: str) -> str | None:
     MAX_CARD_BYTES; None for anything else (a path, a link, a device, a FIFO, a folder)."""
     if not name or name in (".", "..") or "/" in name or "\0" in name:
         return None
-    candidate = folder / name
-    try:  # not through a link, and a FIFO opened without waiting for a writer (then refused as not regular)
-        handle = os.open(candidate, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    try:  # not through a link; a FIFO or a device is refused without waiting for a writer; its first part only
+        with open_regular(folder / name, sys.maxsize, follow_links=False) as file:
+            return file.read(MAX_CARD_BYTES).decode("utf-8", errors="replace")
     except (OSError, ValueError):
         return None
-    with os.fdopen(handle, "rb") as file:
-        try:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                return None
-            return file.read(MAX_CARD_BYTES).decode("utf-8", errors="replace")
-        except OSError:
-            return None
 
 
 def _number(value: Any) -> float | None:

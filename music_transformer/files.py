@@ -57,8 +57,9 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def open_regular(path: str | os.PathLike, cap: int) -> BinaryIO:
-    """Opens a regular file for reading (links followed), refusing anything else without blocking.
+def open_regular(path: str | os.PathLike, cap: int, follow_links: bool = True) -> BinaryIO:
+    """Opens a regular file for reading (links followed unless `follow_links` is false: then a link is an
+    OSError), refusing anything else without blocking.
 
     A FIFO is opened non-blocking (so that no writer is waited for) and refused on its fstat; a folder raises
     IsADirectoryError, a device, FIFO or socket `NotRegularFileError`, a file over `cap` bytes
@@ -66,6 +67,8 @@ def open_regular(path: str | os.PathLike, cap: int) -> BinaryIO:
     the descriptor that is read, so a path swapped after them changes nothing.
     """
     flags = os.O_RDONLY | NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     descriptor = os.open(path, flags)
     try:
         status = os.fstat(descriptor)
