@@ -26,6 +26,7 @@ steps' own cache, for several streams at once, is stream_cache.py's.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -75,6 +76,14 @@ def relative_buckets(distances: torch.Tensor, buckets: int, max_distance: int) -
     scaled = torch.log(distances.clamp(min=exact).double() / exact) / math.log(max(max_distance, exact + 1) / exact)
     logged = exact + (scaled * spread).floor().long().clamp(max=spread - 1)
     return torch.where(distances < exact, distances, torch.where(distances < max_distance, logged, buckets - 1))
+
+
+@functools.lru_cache(maxsize=32)
+def _bucket_rows(length: int, buckets: int, max_distance: int, device: torch.device) -> torch.Tensor:
+    """The bucket of each distance length-1 .. 0, in that order: worked out once for every layer and step (a
+    normal tensor even when first asked for in inference mode, so that training may keep it for its backward)."""
+    with torch.inference_mode(False):
+        return relative_buckets(torch.arange(length - 1, -1, -1, device=device), buckets, max_distance)
 
 
 @dataclass(frozen=True)
@@ -383,8 +392,8 @@ class MultiHeadSelfAttention(nn.Module):
         itself (M rows; none past them) or, with buckets, `length` rows gathered from the buckets."""
         if not self.buckets:
             return self.relative_embeddings
-        distances = torch.arange(length - 1, -1, -1, device=self.relative_embeddings.device)
-        return self.relative_embeddings[:, relative_buckets(distances, self.buckets, self.max_relative_distance)]
+        rows = _bucket_rows(length, self.buckets, self.max_relative_distance, self.relative_embeddings.device)
+        return self.relative_embeddings[:, rows]
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
                 window: int | None = None) -> torch.Tensor:

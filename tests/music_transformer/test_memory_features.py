@@ -173,3 +173,13 @@ def test_a_primer_longer_than_the_window_starts_the_cache_with_what_sounds_where
     model.forward = watching
     list(continuation.generate(model, primer, max_tokens=2, seed=0, window=32))
     assert seen[0] is not None and seen[0][0].nonzero().flatten().tolist() == [40]
+
+
+def test_the_bucket_rows_worked_out_while_decoding_serve_training_after_it():
+    model = small_model(relative_buckets=16, max_relative_distance=24)
+    tokens = _random_tokens(40, seed=5)
+    with torch.inference_mode():  # decoding first: the rows of each length are worked out once, then kept
+        model(tokens)
+    model.train()
+    model(tokens).sum().backward()  # an inference tensor could not be kept for this backward
+    assert model.blocks[0].attention.relative_embeddings.grad.abs().sum() > 0
