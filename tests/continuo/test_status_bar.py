@@ -45,6 +45,7 @@ def test_the_readout_follows_the_playhead_and_the_pointer_in_the_songs_metre(qtb
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
 def test_no_message_is_cut_shortened_with_the_whole_line_kept(qtbot, window, size):
+    qtbot.waitUntil(lambda: not window.player.opening, timeout=10000)  # the sound indicator's own words settled
     window.resize(*size)
     qtbot.waitUntil(lambda: (window.width(), window.height()) == size, timeout=3000)
     song = window.song  # a long piece and its continuation: the counts take their room beside the message
