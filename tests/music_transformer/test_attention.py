@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from music_transformer.attention import KVCache, Visibility, relative_attention, relative_logits, relative_table, skew
+from music_transformer.attention import (
+    KVCache,
+    Visibility,
+    relative_attention,
+    relative_logits,
+    relative_table,
+    skew,
+    skew_view,
+)
 from music_transformer.stream_cache import StreamCache
 
 from .helpers import direct_attention, shaw_relative_logits
@@ -30,6 +38,17 @@ def test_skew_is_the_papers_pad_reshape_drop_first_row():
     for i in range(length):  # entry (i, j) is distance j - i, read from column (j - i) + (L - 1)
         for j in range(i + 1):
             assert skew(by_distance)[i, j] == by_distance[i, j - i + length - 1]
+
+
+@pytest.mark.parametrize("queries,keys", [(1, 1), (5, 5), (3, 8), (256, 256), (7, 300)])
+def test_the_copy_free_skew_agrees_with_the_papers_wherever_a_query_may_look(queries, keys):
+    by_distance = torch.randn(2, 3, queries, keys, dtype=torch.float64)
+    visible = torch.ones(queries, keys, dtype=torch.bool).tril(keys - queries)
+    view = skew_view(by_distance)
+    assert view.shape == by_distance.shape and view.data_ptr() == by_distance.data_ptr() + (queries - 1) * 8
+    torch.testing.assert_close(view[..., visible], skew(by_distance)[..., visible], atol=0, rtol=0)
+    folded = by_distance.transpose(0, 1).contiguous().transpose(0, 1)  # a batch-folded matmul's layout
+    torch.testing.assert_close(skew_view(folded)[..., visible], skew(by_distance)[..., visible], atol=0, rtol=0)
 
 
 def test_distances_past_the_maximum_get_no_relative_term():
