@@ -246,6 +246,69 @@ def _number(value: float, digits: int = 3) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, seeds: int = 2,
+           windows=WINDOWS, threads: int = 1, nll: bool = True, continuations: bool = True) -> dict:
+    """Measures `models` (name: model) on each source's held-out pieces (`held_out`); prints the tables and
+    returns the figures by source (bench/piano_model.py reports the same through this)."""
+    result: dict = {"pieces_per_source": pieces, "seeds": seeds, "windows": list(windows),
+                    "primer_seconds": PRIMER_SECONDS, "continuation_seconds": CONTINUATION_SECONDS,
+                    "cap_seconds": CAP_SECONDS, "sources": {}}
+    chosen = {}
+    for source, held in groups.items():
+        long_enough = [p for p in held if primer_start(sources.array_to_notes(p.notes)) is not None]
+        chosen[source] = long_enough[:pieces]
+        result["sources"][source] = {"held_out": len(held), "pieces": len(chosen[source]),
+                                     "ids": [p.piece_id for p in chosen[source]],
+                                     "styles": {name: model_style(source, m.config.vocab_size)
+                                                for name, m in models.items()}}
+
+    if nll:
+        print(f"\nNLL per token (nats) by window: each source's first {pieces} held-out pieces of 36 s or more, "
+              "up to 4L tokens each (`music-transformer eval --window W`)")
+        print(f"{'source':<13}{'model':<10}{'pieces':>7}" + "".join(f"{f'W={w}':>9}" for w in windows)
+              + f"{'best W':>8}")
+        for source, picked in chosen.items():
+            entry = result["sources"][source]
+            entry["nll"] = {}
+            for name, model in models.items():
+                if not picked:
+                    continue
+                scores = nll_by_window(model, picked, entry["styles"][name], windows)
+                entry["nll"][name] = {str(w): value for w, value in scores.items()}
+                best = min(scores, key=lambda w: scores[w])
+                print(f"{source:<13}{name:<10}{len(picked):>7}" + "".join(f"{v:>9.3f}" for v in scores.values())
+                      + f"{best:>8}", flush=True)
+
+    if continuations:
+        for source, picked in chosen.items():
+            if not picked:
+                continue
+            entry = result["sources"][source]
+            runs = continuation_runs(models, picked, source, seeds, threads)
+            medians = {name: summary(group) for name, group in runs.items()}
+            real = medians["real"]
+            entry["continuations"] = medians
+            entry["ratios"] = {name: {key: (medians[name][key] / real[key] if real[key] else math.nan)
+                                      for key in FIGURES if key != "at_cap"} for name in models}
+            entry["targets"] = {name: targets(medians[name], real) for name in models}
+            print(f"\n{source}: {CONTINUATION_SECONDS:g} s after a {PRIMER_SECONDS:g} s primer, {len(picked)} pieces "
+                  f"x {seeds} seeds, medians over pieces (at cap: pooled share)")
+            names = list(models)
+            header = f"{'':<24}" + "".join(f"{n:>10}" for n in [*names, "real"])
+            header += "".join(f"{n + '/real':>15}" for n in names) + "".join(f"{n + ' ok':>12}" for n in names)
+            print(header)
+            for key in FIGURES:
+                digits = 4 if key == "at_cap" else 3
+                line = f"{LABELS[key]:<24}"
+                line += "".join(f"{_number(medians[n][key], digits):>10}" for n in [*names, "real"])
+                line += "".join(f"{_number(entry['ratios'][n].get(key, math.nan), 2):>15}" for n in names)
+                line += "".join(f"{({True: 'yes', False: 'no'}.get(entry['targets'][n].get(key), '')):>12}"
+                                for n in names)
+                print(line, flush=True)
+
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measures the models on each source's held-out pieces; prints the tables and, with --json, one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -272,81 +335,26 @@ def main(argv: list[str] | None = None) -> int:
     models = {"model": load_checkpoint(args.checkpoint, device="cpu")}
     if args.baseline:
         models["baseline"] = load_checkpoint(args.baseline, device="cpu")
-    groups = held_out(args.data, args.cache)
-    result: dict = {"bench": "memory", "checkpoint": args.checkpoint or "bundled", "baseline": args.baseline,
-                    "pieces_per_source": args.pieces, "seeds": args.seeds, "windows": args.windows,
-                    "primer_seconds": PRIMER_SECONDS, "continuation_seconds": CONTINUATION_SECONDS,
-                    "cap_seconds": CAP_SECONDS, "sources": {}}
-    chosen = {}
-    for source, pieces in groups.items():
-        long_enough = [p for p in pieces if primer_start(sources.array_to_notes(p.notes)) is not None]
-        chosen[source] = long_enough[:args.pieces]
-        result["sources"][source] = {"held_out": len(pieces), "pieces": len(chosen[source]),
-                                     "ids": [p.piece_id for p in chosen[source]],
-                                     "styles": {name: model_style(source, m.config.vocab_size)
-                                                for name, m in models.items()}}
-
-    if not args.skip_nll:
-        print(f"\nNLL per token (nats) by window: each source's first {args.pieces} held-out pieces of 36 s or more, "
-              "up to 4L tokens each (`music-transformer eval --window W`)")
-        print(f"{'source':<13}{'model':<10}{'pieces':>7}" + "".join(f"{f'W={w}':>9}" for w in args.windows)
-              + f"{'best W':>8}")
-        for source, pieces in chosen.items():
-            entry = result["sources"][source]
-            entry["nll"] = {}
-            for name, model in models.items():
-                if not pieces:
-                    continue
-                nll = nll_by_window(model, pieces, entry["styles"][name], args.windows)
-                entry["nll"][name] = {str(w): value for w, value in nll.items()}
-                best = min(nll, key=lambda w: nll[w])
-                print(f"{source:<13}{name:<10}{len(pieces):>7}" + "".join(f"{v:>9.3f}" for v in nll.values())
-                      + f"{best:>8}", flush=True)
-
-    if not args.skip_continuations:
-        for source, pieces in chosen.items():
-            if not pieces:
-                continue
-            entry = result["sources"][source]
-            runs = continuation_runs(models, pieces, source, args.seeds, args.threads)
-            medians = {name: summary(group) for name, group in runs.items()}
-            real = medians["real"]
-            entry["continuations"] = medians
-            entry["ratios"] = {name: {key: (medians[name][key] / real[key] if real[key] else math.nan)
-                                      for key in FIGURES if key != "at_cap"} for name in models}
-            entry["targets"] = {name: targets(medians[name], real) for name in models}
-            print(f"\n{source}: {CONTINUATION_SECONDS:g} s after a {PRIMER_SECONDS:g} s primer, {len(pieces)} pieces "
-                  f"x {args.seeds} seeds, medians over pieces (at cap: pooled share)")
-            names = list(models)
-            header = f"{'':<24}" + "".join(f"{n:>10}" for n in [*names, "real"])
-            header += "".join(f"{n + '/real':>15}" for n in names) + "".join(f"{n + ' ok':>12}" for n in names)
-            print(header)
-            for key in FIGURES:
-                digits = 4 if key == "at_cap" else 3
-                line = f"{LABELS[key]:<24}"
-                line += "".join(f"{_number(medians[n][key], digits):>10}" for n in [*names, "real"])
-                line += "".join(f"{_number(entry['ratios'][n].get(key, math.nan), 2):>15}" for n in names)
-                line += "".join(f"{({True: 'yes', False: 'no'}.get(entry['targets'][n].get(key), '')):>12}"
-                                for n in names)
-                print(line, flush=True)
-
+    result: dict = {"bench": "memory", "checkpoint": args.checkpoint or "bundled", "baseline": args.baseline}
+    result.update(report(models, held_out(args.data, args.cache), args.pieces, args.seeds, args.windows,
+                         args.threads, nll=not args.skip_nll, continuations=not args.skip_continuations))
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     print(f"\n{result['elapsed_s']:.0f} s on {args.threads} thread(s)")
     if args.json:
-        print(json.dumps(_plain(result)))
+        print(json.dumps(plain(result)))
     return 0
 
 
-def _plain(value):
+def plain(value):
     """`value` with NaN as None (JSON null)."""
     if isinstance(value, float):
         return None if math.isnan(value) else value
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if isinstance(value, np.generic):
-        return _plain(value.item())
+        return plain(value.item())
     return value
 
 

@@ -1,7 +1,8 @@
 """The bundled model's card, measured: NLL by source and position, infilling, continuations, speed.
 
-    python bench/piano_model.py --checkpoint NEW [--baseline OLD] [--data pop-piano=../shared/data/pop909/midi corpus]
-                                [--songs 20] [--json] [--quick]
+    python bench/piano_model.py --checkpoint NEW [--baseline OLD]
+        [--data pop-piano=../shared/data/pop909/midi classical=../shared/data/pianolatron/midi corpus]
+        [--songs 20] [--memory-pieces 12] [--seeds 2] [--json]
 
 Every figure is measured for each model on the same held-out pieces (the stable 5 % split of every source):
 
@@ -23,7 +24,11 @@ Every figure is measured for each model on the same held-out pieces (the stable 
 5. Where the nats go: the held-out pop songs' first window, NLL per token by kind of event (note-on,
    note-off, time shift, velocity, END), with each kind's share of the tokens and of the nats (read from
    the passes of 1, not a second forward pass).
-6. Decoding speed on this CPU, one thread, at the model's full window (`music_transformer.bench.generate_speed`):
+6. Memory (issue 45), for the held-out pieces of every source in `--data` beside the real continuations
+   (bench/memory.py's report, `--memory-pieces` pieces a source, `--seeds` seeds): the NLL by window
+   (256, 512, 1,024, 2,048); 16 s continuations of 20 s primers with notes sounding at once, the share of
+   notes at the decoder's cap, the velocity jump at the seam, motif reuse, pitch-class agreement and density.
+7. Decoding speed on this CPU, one thread, at the model's full window (`music_transformer.bench.generate_speed`):
    tokens/s, and the real-time factor for dense piano (60 tokens a second of music) and the median pop song (24).
 """
 
@@ -31,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from itertools import pairwise
 from pathlib import Path
@@ -42,6 +46,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import memory  # noqa: E402
 from music_transformer import (  # noqa: E402  (after the checkout joins the path)
     continuation_notes,
     data,
@@ -57,7 +62,8 @@ from music_transformer.evaluation import position_nll  # noqa: E402
 from music_transformer.events import Note, encode  # noqa: E402
 from music_transformer.model import MusicTransformer, mixed_precision  # noqa: E402
 
-POP909 = Path(__file__).resolve().parents[2] / "shared" / "data" / "pop909" / "midi"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+POP909, PIANOLATRON = SHARED / "pop909" / "midi", SHARED / "pianolatron" / "midi"
 GAPS = (2.0, 4.0, 8.0)
 GAP_PLACES = (0.25, 0.5, 0.75)
 PRIMER_SECONDS, CONTINUATION_SECONDS, PRIMER_START = 10.0, 20.0, 30.0
@@ -231,10 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="the model to measure")
     parser.add_argument("--baseline", help="a second model measured beside it (e.g. the old bundled model)")
-    parser.add_argument("--data", nargs="+", default=[f"pop-piano={POP909}", "corpus"],
+    parser.add_argument("--data", nargs="+", default=[f"pop-piano={POP909}", f"classical={PIANOLATRON}", "corpus"],
                         help="data sources whose held-out pieces are scored (as `music-transformer train --data`)")
     parser.add_argument("--cache", help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")
     parser.add_argument("--songs", type=int, default=20, help="held-out pop songs to continue")
+    parser.add_argument("--memory-pieces", type=int, default=12,
+                        help="held-out pieces a source for the memory figures (0: none)")
+    parser.add_argument("--seeds", type=int, default=2, help="continuations a piece for the memory figures")
     parser.add_argument("--limit", type=int, help="at most this many files per source (a smoke run)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for scoring")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -289,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in [*models, "real"]:
             print(f"{name:<10}" + "".join(f"{stats[name][key]:>22.3f}" for key in keys))
 
+    if args.memory_pieces > 0:
+        print("\nMemory: does more context help, do notes end, do motifs come back (bench/memory.py)")
+        results["memory"] = memory.report(models, memory.held_out(args.data, args.cache), args.memory_pieces,
+                                          args.seeds, threads=args.threads)
+
     print("\nDecoding on this CPU, one thread, at the full window:")
     for name, model in models.items():
         speed = results[name]["decode"] = generate_speed(model)
@@ -296,8 +310,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{speed['real_time_dense_piano']:.1f}x real time for dense piano, "
               f"{speed['real_time_median_pop']:.1f}x for the median pop song")
     if args.json:
-        print(json.dumps(results, default=lambda value: None if isinstance(value, float) and math.isnan(value)
-                         else str(value)))
+        print(json.dumps(memory.plain(results), default=str))
     return 0
 
 

@@ -42,7 +42,7 @@ def test_the_card_benchmark_runs_end_to_end_on_a_small_model(tmp_path, capsys):
     save_checkpoint(old, tmp_path / "old.pt")
     assert piano_model.main(["--checkpoint", str(tmp_path / "model.pt"), "--baseline", str(tmp_path / "old.pt"),
                              "--data", f"pop-piano={folder}", "--cache", str(tmp_path / "cache"), "--songs", "1",
-                             "--threads", "1", "--json"]) == 0
+                             "--memory-pieces", "1", "--seeds", "1", "--threads", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(result["model"]["nll"]) == {"pop-piano"} and result["model"]["nll"]["pop-piano"]["pieces"] >= 1
     assert "infill" in result["model"] and "infill" not in result["baseline"]  # the old vocabulary cannot fill
@@ -59,6 +59,11 @@ def test_the_card_benchmark_runs_end_to_end_on_a_small_model(tmp_path, capsys):
     assert result["continuations"]["songs"] == 1
     assert set(result["continuations"]) == {"model", "baseline", "real", "songs"}
     assert result["continuations"]["real"]["notes_per_second"] == pytest.approx(4.0)  # a note every 0.25 s
+    memory = result["memory"]["sources"]["pop-piano"]  # the memory figures, for the same models
+    assert memory["pieces"] == 1 and set(memory["nll"]) == {"model", "baseline"}
+    assert set(memory["nll"]["model"]) == {"256", "512", "1024", "2048"}
+    assert set(memory["continuations"]) == {"model", "baseline", "real"}
+    assert memory["continuations"]["real"]["notes_per_second"] == pytest.approx(4.0)
 
 
 def test_nll_by_kind_splits_the_first_windows_cross_entropy_by_event_kind():
