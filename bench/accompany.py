@@ -39,7 +39,7 @@ import pretty_midi  # noqa: E402
 
 from music_transformer import Note, accompany_notes, load_checkpoint  # noqa: E402 - after the checkout is on the path
 from music_transformer.data import is_valid_piece  # noqa: E402
-from music_transformer.keys import PIANO_RANGE  # noqa: E402
+from music_transformer.keys import PIANO_RANGE, detect_key  # noqa: E402
 from music_transformer.midi import read_midi  # noqa: E402
 
 DATA = Path("/work/shared/data")
@@ -128,6 +128,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=16.0, help="seconds accompanied in each")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", help="model file (default: the bundled model)")
+    parser.add_argument("--key-lock", action="store_true",
+                        help="write only in the key the key finder reads from the kept part (keys.detect_key)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     model = load_checkpoint(args.checkpoint, device="cpu")
@@ -139,6 +141,9 @@ def main() -> int:
         keep = [n for n in kept_part if start - CONTEXT_SECONDS <= n.start < end]
         low, high = min(n.pitch for n in keep), max(n.pitch for n in keep)
         write = [p for p in range(PIANO_RANGE[0], PIANO_RANGE[1] + 1) if not low <= p <= high]
+        if args.key_lock:
+            key = detect_key(kept_part)
+            write = [p for p in write if key is None or p % 12 in key.pitch_classes()]
         began = time.perf_counter()
         back, new = accompany_notes(model, keep, write, start, end, seed=args.seed, temperature=1.0, top_p=0.95)
         seconds = time.perf_counter() - began

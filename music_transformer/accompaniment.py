@@ -10,8 +10,12 @@ shift that would pass the next kept event lands on it instead (the chance of wai
 waiting exactly that long, as `generate` does at its end), and a note-on or note-off the model draws outside the
 range to write in (a note of the kept part, as the model would play it) becomes a wait for the kept part, up to its
 next event. Masked instead, that chance went to the new part's own notes: on 12 held-out pieces 14.9 notes a second
-against the real other hand's 3.5, 15 sounding at once against 2.4 (bench/accompany.py). The decoding loop is
-`continuation.stream`'s: one step a token through the decoder's cache, the window sliding.
+against the real other hand's 3.5, 15 sounding at once against 2.4 (bench/accompany.py). A model taught
+accompaniment windows (`events.has_anticipation`) also hears each kept note announced `events.ANTICIPATION_TICKS`
+ahead (ANTICIPATE(pitch), fed at its tick before anything else there, as `events.encode` places it in training),
+so that the part it writes knows where the kept part goes next; a model without those tokens hears the kept notes
+only as they sound. The decoding loop is `continuation.stream`'s: one step a token through the decoder's cache,
+the window sliding.
 
 What comes out is the new part alone (`OwnPart`), as tokens from `start` that `events.decode(tokens, start)`
 turns into its notes; the kept notes are the caller's own, given back unchanged (`accompany_notes`).
@@ -32,6 +36,8 @@ from .events import (
     NUM_PITCHES,
     VELOCITY_OFFSET,
     Note,
+    anticipate,
+    is_anticipation,
     is_note_off,
     is_note_on,
     is_time_shift,
@@ -46,7 +52,8 @@ from .model import MusicTransformer
 from .performance import BLOCKED, Performance, forbidden_note_ons
 from .sampling import DEFAULT_MAX_NOTE_SECONDS, MAX_SECONDS, Cancel, Sampling
 
-KeptEvent = tuple[int, int, int, int]  # (tick from the start, 0 = note-off / 1 = note-on, pitch, velocity bin)
+KeptEvent = tuple[int, int, int, int]  # (tick from the start, AHEAD / 0 = note-off / 1 = note-on, pitch, velocity bin)
+AHEAD = -1  # a kept note announced ANTICIPATION_TICKS before it begins (a model taught the ANTICIPATE tokens)
 
 
 class KeptPerformance(Performance):
@@ -78,7 +85,11 @@ class KeptPerformance(Performance):
         self.next_kept, self.struck = 0, None
 
     def update(self, token: int) -> None:
-        """Follows one token; a note-on or note-off outside the range written in is the next kept event's."""
+        """Follows one token; an ANTICIPATE token, or a note-on or note-off outside the range written in, is the
+        next kept event's."""
+        if is_anticipation(token):
+            self.next_kept += 1
+            return
         super().update(token)
         if (is_note_on(token) or is_note_off(token)) and not self.writable[token % NUM_PITCHES]:
             self.next_kept += 1
@@ -94,9 +105,12 @@ class KeptPerformance(Performance):
 
     def rules(self, tokens_left: int | None, ticks_left: int | None, hold_ticks: int | None,
               mask: np.ndarray) -> tuple[int | None, int]:
-        """A kept note-off when its tick has come (before anything else at that tick), a kept note-on once its
-        velocity event is in; else `Performance.rules`, a time shift reaching the next kept event at most."""
+        """A kept note's announcement or note-off when its tick has come (before anything else at that tick), a
+        kept note-on once its velocity event is in; else `Performance.rules`, a time shift reaching the next kept
+        event at most."""
         due = self._due()
+        if due is not None and due[1] == AHEAD:
+            return anticipate(due[2]), 0
         if due is not None and not due[1]:
             return note_off(due[2]), 0
         if due is not None and self.voicing:
@@ -250,6 +264,9 @@ def _tokens(kept: Sequence[KeptEvent], until: int) -> list[int]:
     for tick, kind, pitch, bin_index in kept:
         tokens += events.shift_tokens(tick - now)
         now = tick
+        if kind == AHEAD:
+            tokens.append(anticipate(pitch))
+            continue
         if kind and bin_index != velocity_bin:
             tokens.append(velocity_event(bin_index))
             velocity_bin = bin_index
@@ -285,10 +302,14 @@ def _accompanying(model: MusicTransformer, keep: Sequence[Note], write_range: It
     # the key lock's masked pitches in the range written in; a note outside it the model draws waits instead
     locked = np.asarray([note_on(pitch) for pitch in sorted(writable_pitches - allowed)], dtype=np.int64)
     forbidden = locked if len(locked) else None
+    ahead = events.has_anticipation(model.config.vocab_size)  # each kept note announced ahead, as in training
     timeline: list[KeptEvent] = []
     for note_start, note_end, pitch, velocity in quantized:
         timeline += [(note_start, 1, pitch, velocity_to_bin(velocity)), (note_end, 0, pitch, 0)]
-    timeline.sort(key=lambda event: (event[0], event[1], event[2]))  # at one tick: note-offs, then note-ons
+        if ahead:
+            timeline.append((max(0, note_start - events.ANTICIPATION_TICKS), AHEAD, pitch, 0))
+    # at one tick: announcements, note-offs, then note-ons, each in pitch order (as `events.encode` orders them)
+    timeline.sort(key=lambda event: (event[0], event[1], event[2]))
     before = [event for event in timeline if event[0] < first]
     during = [(tick - first, kind, pitch, bin_index) for tick, kind, pitch, bin_index in timeline
               if first <= tick < last]

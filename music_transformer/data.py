@@ -12,6 +12,8 @@ nor music21, for a machine that has neither (the GPU machine).
 A training sample is one of three kinds (`training_sample`): a window of the piece with the header
 (START and the style token) in front, a bare window (as the decoder sees once its window has slid
 past the header), or, for `fim_rate` of the samples, a fill-in-the-middle sequence (`fim_sample`).
+For `accompany_rate` of the windows a part of the music (`kept_part`) is announced ahead of its notes
+(`events.encode`'s ANTICIPATE tokens), as `accompaniment.py` feeds the notes a musician keeps.
 For `style_dropout` of the samples the style token says `any`. Pieces shorter than the training length
 (a chorale, a fiddle tune) are packed whole, one after another, into shared samples (`epoch_plan`), each
 opening with its own header and closing with END, so that a sample is music rather than PAD. `style_weights`
@@ -25,7 +27,7 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,17 +323,31 @@ class SampleMix:
     fim_rate: float = 0.0  # the share of fill-in-the-middle samples
     style_dropout: float = 0.0  # the share of samples whose style token says `any`
     style_weights: StyleWeights = ()  # (style, weight) pairs: how often each style's pieces come round
+    accompany_rate: float = 0.0  # the share of windows with a kept part announced ahead (`kept_part`)
 
 
 def training_sample(piece: Piece, length: int, seed: int, epoch: int, index: int,
                     mix: SampleMix = SampleMix()) -> np.ndarray:
     """Sample `index` of an epoch: the piece augmented, encoded and cut, reproducibly from the seed."""
     rng = np.random.default_rng([seed, epoch, index])
-    tokens = encode(array_to_notes(augment(piece.notes, rng, mix.max_transpose)))
+    notes = augment(piece.notes, rng, mix.max_transpose)
     style = "any" if rng.random() < mix.style_dropout else piece.style
     if rng.random() < mix.fim_rate:
-        return fim_sample(tokens, style, length, rng)
+        return fim_sample(encode(array_to_notes(notes)), style, length, rng)
+    kept = kept_part(notes, rng) if mix.accompany_rate and rng.random() < mix.accompany_rate else None
+    tokens = encode(array_to_notes(notes), kept)
     return crop(tokens + [END], length, rng, events.header(style) if rng.random() < HEADER_RATE else ())
+
+
+def kept_part(notes: np.ndarray, rng: np.random.Generator) -> Callable[[int, int], bool]:
+    """The kept part of an accompaniment window (`events.encode`'s `kept`): the notes from a split pitch up (a
+    melody kept, the other hand written: 60 % of the windows) or below it (a bass line kept), the split drawn
+    between the piece's 20th and 80th percentile of pitch, as a musician keeps a range of the keyboard."""
+    low, high = (int(value) for value in np.percentile(notes[:, 0], [20, 80])) if len(notes) else (60, 60)
+    split = int(rng.integers(low, high + 1))
+    if rng.random() < 0.6:
+        return lambda pitch, start: pitch >= split
+    return lambda pitch, start: pitch < split
 
 
 def packed_sample(pieces: Sequence[Piece], length: int, seed: int, epoch: int, index: int,

@@ -3,11 +3,14 @@
 Tokens, in order: 128 NOTE_ON(pitch), 128 NOTE_OFF(pitch), 100 TIME_SHIFT(k) meaning k x 10 ms,
 32 VELOCITY(bin), then the control tokens: PAD (batch filler), START (opens a sequence) and END (a
 piece ends); one STYLE token per idiom (`STYLES`), which follows START and names where the music comes
-from; and the three fill-in-the-middle markers SUFFIX, PREFIX and MIDDLE (Bavarian et al. 2022; the
-layout of an infilling sequence is in `fim_header`).
+from; the three fill-in-the-middle markers SUFFIX, PREFIX and MIDDLE (Bavarian et al. 2022; the
+layout of an infilling sequence is in `fim_header`); and one ANTICIPATE(pitch) a pitch, which announces a
+note of a kept part two seconds before it begins (accompaniment; `encode`'s `kept`).
 
 Models made before styles and infilling have the first 391 tokens only (`LEGACY_VOCAB_SIZE`); the
-new tokens come after, so every old token keeps its number and old models load and play unchanged.
+new tokens come after, so every old token keeps its number and old models load and play unchanged. A model
+has the ANTICIPATE tokens (`has_anticipation`) only once training has taught it them (`train.TrainConfig`'s
+`accompany_rate`).
 
 `encode` turns notes into a canonical token sequence and `decode` turns any token sequence back into
 notes, so that `encode(decode(tokens)) == tokens` for every sequence that `encode` can produce.
@@ -16,7 +19,7 @@ notes, so that `encode(decode(tokens)) == tokens` for every sequence that `encod
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .limits import MAX_PIECE_SECONDS
@@ -53,7 +56,15 @@ STYLES_VOCAB_SIZE = MIDDLE + 1  # 399: the vocabulary of the model v2 (styles an
 STYLE_TOKENS = {style: STYLE_OFFSET + index if index < FIRST_STYLES else STYLES_VOCAB_SIZE + index - FIRST_STYLES
                 for index, style in enumerate(STYLES)}
 TOKEN_STYLES = {token: style for style, token in STYLE_TOKENS.items()}
-VOCAB_SIZE = max(STYLE_TOKENS.values()) + 1  # 400
+# Accompaniment (`accompaniment.py`): ANTICIPATE(p) says that a note of the kept part, pitch p, begins
+# ANTICIPATION_TICKS from here. In a stream of both parts each kept note-on is announced that long ahead,
+# so that the part being written knows where the kept part is going (the melody of the next beats), in the
+# spirit of the Anticipatory Music Transformer (Thickstun et al. 2023) with one fixed interval.
+ANTICIPATE_OFFSET = max(STYLE_TOKENS.values()) + 1  # 400
+ANTICIPATION_SECONDS = 2.0
+ANTICIPATION_TICKS = round(ANTICIPATION_SECONDS * TICKS_PER_SECOND)
+ANTICIPATION_VOCAB_SIZE = ANTICIPATE_OFFSET + NUM_PITCHES  # 528
+VOCAB_SIZE = ANTICIPATION_VOCAB_SIZE
 SPECIAL_TOKENS = tuple(range(NUM_EVENTS, VOCAB_SIZE))  # everything that is not a performance event
 
 DEFAULT_VELOCITY = 64  # for note-ons that come before any velocity event
@@ -102,6 +113,11 @@ def is_style(token: int) -> bool:
     return token in TOKEN_STYLES
 
 
+def has_anticipation(vocab_size: int) -> bool:
+    """Whether a model with this vocabulary knows the ANTICIPATE tokens (a kept part announced ahead)."""
+    return vocab_size >= ANTICIPATION_VOCAB_SIZE
+
+
 def header(style: str | None, vocab_size: int = VOCAB_SIZE) -> list[int]:
     """The tokens that open every sequence: START, then the style token where the vocabulary has one."""
     return [START, style_token(style or "any", vocab_size)] if has_styles(vocab_size) else [START]
@@ -115,6 +131,16 @@ def note_on(pitch: int) -> int:
 def note_off(pitch: int) -> int:
     """The NOTE_OFF token for a MIDI pitch."""
     return NOTE_OFF_OFFSET + pitch
+
+
+def anticipate(pitch: int) -> int:
+    """The ANTICIPATE token for a MIDI pitch: a kept note of that pitch begins ANTICIPATION_TICKS later."""
+    return ANTICIPATE_OFFSET + pitch
+
+
+def is_anticipation(token: int) -> bool:
+    """True for ANTICIPATE tokens."""
+    return ANTICIPATE_OFFSET <= token < ANTICIPATE_OFFSET + NUM_PITCHES
 
 
 def time_shift(ticks: int) -> int:
@@ -177,6 +203,8 @@ def token_name(token: int) -> str:
         return f"VELOCITY({token - VELOCITY_OFFSET})"
     if token in TOKEN_STYLES:
         return f"STYLE({TOKEN_STYLES[token]})"
+    if is_anticipation(token):
+        return f"ANTICIPATE({token - ANTICIPATE_OFFSET})"
     return {PAD: "PAD", START: "START", END: "END", SUFFIX: "SUFFIX", PREFIX: "PREFIX",
             MIDDLE: "MIDDLE"}.get(token, f"INVALID({token})")
 
@@ -259,16 +287,22 @@ def shift_tokens(ticks: int) -> list[int]:
     return tokens
 
 
-def encode(notes: Iterable[Note]) -> list[int]:
+def encode(notes: Iterable[Note], kept: Callable[[int, int], bool] | None = None) -> list[int]:
     """Notes to the canonical performance-event token sequence (time starts at 0 s).
 
     At one instant, note-offs come before note-ons, each in pitch order; a VELOCITY event precedes a
     note-on only when the velocity bin changes.
+
+    `kept(pitch, start_tick)`, when given, names the notes of a kept part (`accompaniment.py`): each of
+    them is also announced by ANTICIPATE(pitch) ANTICIPATION_TICKS before it begins (at tick 0 at the
+    earliest), before anything else at that instant, so that a time shift across that instant is split.
     """
-    events: list[tuple[int, int, int, int]] = []  # (tick, 0 = off / 1 = on, pitch, velocity)
+    events: list[tuple[int, int, int, int]] = []  # (tick, -1 = ahead / 0 = off / 1 = on, pitch, velocity)
     for start, end, pitch, velocity in quantize_notes(notes):
         events.append((start, 1, pitch, velocity))
         events.append((end, 0, pitch, 0))
+        if kept is not None and kept(pitch, start):
+            events.append((max(0, start - ANTICIPATION_TICKS), -1, pitch, 0))
     events.sort()
     tokens: list[int] = []
     now = 0
@@ -277,8 +311,8 @@ def encode(notes: Iterable[Note]) -> list[int]:
         if tick > now:
             tokens.extend(shift_tokens(tick - now))
             now = tick
-        if kind == 0:
-            tokens.append(note_off(pitch))
+        if kind <= 0:
+            tokens.append(note_off(pitch) if kind == 0 else anticipate(pitch))
             continue
         velocity_bin = velocity_to_bin(velocity)
         if velocity_bin != current_bin:

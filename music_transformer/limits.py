@@ -40,7 +40,7 @@ MAX_WEIGHTS_HEADER_BYTES = 1024**2  # a safetensors file's header: about 100 byt
 # --- sampling: generate() enforces these; the command line, the studio's panel and session files read them -
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.0, 10.0  # 0 picks the most likely token; past 3 is near noise already
 MIN_SAMPLING_TEMPERATURE = 1e-6  # below it, a temperature picks the most likely token, as 0 does (1/T overflows)
-MIN_TOP_K, MAX_TOP_K = 0, 400  # 0: off; at most the vocabulary (events.VOCAB_SIZE, which a test holds equal)
+MIN_TOP_K, MAX_TOP_K = 0, 400  # 0: off; at most 400, more than the 388 events a model may draw (events.NUM_EVENTS)
 MIN_TOP_P, MAX_TOP_P = 0.0, 1.0  # a share of the probability: more than MIN_TOP_P, at most MAX_TOP_P (1: off)
 MAX_VARIATIONS = 8  # continuations written side by side in one batch (one Continue's variations)
 MIN_WINDOW, MAX_WINDOW = 1, MAX_LENGTH  # positions each new token attends to

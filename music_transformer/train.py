@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as data_module
+from . import events
 from .checkpoint import read_checkpoint, save_checkpoint
 from .distributed import Distributed, start_distributed
 from .errors import ContinuoError
@@ -59,6 +60,9 @@ class TrainConfig:
     max_transpose: int = 3  # augmentation: semitones either way (time stretch is 0.95-1.05)
     fim_rate: float = 0.5  # performance events: the share of fill-in-the-middle samples ("FIM for free" at 0.5)
     style_dropout: float = 0.15  # performance events: the share of samples whose style token says `any`
+    # performance events: the share of windows with a kept part announced ahead (accompaniment; a model trained
+    # with some has the ANTICIPATE tokens, events.ANTICIPATION_VOCAB_SIZE, and `accompany` uses them)
+    accompany_rate: float = 0.1
     # performance events: how often each style's pieces come round in an epoch against their share of the
     # tokens (data.epoch_plan), e.g. {"chorale": 3.0}; a style not named is 1
     style_weights: dict[str, float] = field(default_factory=dict)
@@ -72,7 +76,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        for name in ("fim_rate", "style_dropout"):
+        for name in ("fim_rate", "style_dropout", "accompany_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise TrainingError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
         if not isinstance(self.style_weights, dict):
@@ -244,13 +248,15 @@ class EventData:
     without the header, and fill-in-the-middle sequences (`data.training_sample`)."""
 
     pad = PAD
-    vocab_size = VOCAB_SIZE
 
     def __init__(self, dataset: data_module.Dataset, name: str, valid_max_chunks: int | None = None,
                  fim_rate: float = 0.0, style_dropout: float = 0.0,
-                 style_weights: data_module.StyleWeights = ()) -> None:
+                 style_weights: data_module.StyleWeights = (), accompany_rate: float = 0.0) -> None:
         self.dataset, self.name, self.valid_max_chunks = dataset, name, valid_max_chunks
         self.fim_rate, self.style_dropout, self.style_weights = fim_rate, style_dropout, style_weights
+        self.accompany_rate = accompany_rate
+        # the ANTICIPATE tokens only where the samples hold some: a model knows them once it has been taught them
+        self.vocab_size = VOCAB_SIZE if accompany_rate else events.ANTICIPATE_OFFSET
         if not dataset.train:
             raise TrainingError(f"{name}: no pieces for training after the split")
         if not any(dict(style_weights).get(piece.style, 1.0) > 0 for piece in dataset.train):
@@ -262,7 +268,8 @@ class EventData:
 
     def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
                 world_size: int, max_transpose: int) -> Iterator[tuple[int, np.ndarray]]:
-        mix = data_module.SampleMix(max_transpose, self.fim_rate, self.style_dropout, self.style_weights)
+        mix = data_module.SampleMix(max_transpose, self.fim_rate, self.style_dropout, self.style_weights,
+                                    self.accompany_rate)
         return data_module.training_batches(self.dataset.train, length, batch_size, seed, epoch, start, rank,
                                             world_size, mix)
 
@@ -361,7 +368,9 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
         if not dist.main:
             dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=False)
         data = EventData(dataset, name, config.valid_max_chunks, config.fim_rate, config.style_dropout,
-                         tuple(config.style_weights.items()))  # checked when the config was made
+                         tuple(config.style_weights.items()), config.accompany_rate)  # checked with the config
+        if initial is None and state is None:  # a new model: the vocabulary its samples use
+            model_config = replace(model_config, vocab_size=data.vocab_size)
     if initial is not None and data.vocab_size > model_config.vocab_size:  # e.g. a style the model gains
         model_config = replace(model_config, vocab_size=data.vocab_size)
     if initial is not None:
@@ -369,6 +378,8 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
             initial["model"] = grown_state(initial["model"], ModelConfig.from_dict(initial["config"]), model_config)
         except ValueError as error:
             raise TrainingError(f"{initial['metadata']['path']}: {error}") from None
+    if isinstance(data, EventData) and data.vocab_size < model_config.vocab_size <= VOCAB_SIZE:
+        data.vocab_size = model_config.vocab_size  # a model that knows more tokens than these samples use keeps them
     if model_config.vocab_size != data.vocab_size:
         raise TrainingError(f"{data.name} has a vocabulary of {data.vocab_size} tokens but the model "
                             f"{model_config.vocab_size}")

@@ -71,6 +71,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--label-smoothing", type=share_below_one,
                         help="spread this much of each target's mass (e.g. 0.1)")
     parser.add_argument("--fim-rate", type=share, help="share of fill-in-the-middle samples (default 0.5)")
+    parser.add_argument("--accompany-rate", type=share,
+                        help="share of windows with a kept part announced ahead, for accompaniment (default 0.1; "
+                             "a model taught some gains the ANTICIPATE tokens)")
     parser.add_argument("--style-dropout", type=share,
                         help="share of samples whose style says 'any' (default 0.15)")
     parser.add_argument("--style-weights", type=style_weights, metavar="STYLE=W[,STYLE=W...]",
@@ -108,7 +111,8 @@ def main(argv: list[str]) -> int:
     overrides = {"steps": args.steps, "max_minutes": args.max_minutes, "label_smoothing": args.label_smoothing,
                  "batch_size": args.batch_size, "learning_rate": args.lr, "warmup_steps": args.warmup_steps,
                  "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes, "precision": args.precision,
-                 "fim_rate": args.fim_rate, "style_dropout": args.style_dropout, "style_weights": args.style_weights}
+                 "fim_rate": args.fim_rate, "style_dropout": args.style_dropout, "style_weights": args.style_weights,
+                 "accompany_rate": args.accompany_rate}
     model_overrides = {"positional": args.positional, "train_length": args.train_length, "dropout": args.dropout,
                        "local_block": args.local_block, "relative_buckets": args.relative_buckets,
                        "sounding_input": args.sounding_input}

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication, QComboBox, QDockWidget, QDoubleSpinB
 
 from continuo.song import CONTINUATION, GenerationSettings
 from music_transformer import limits
-from music_transformer.events import STYLES, STYLES_VOCAB_SIZE, VOCAB_SIZE
+from music_transformer.events import NUM_EVENTS, STYLES, STYLES_VOCAB_SIZE
 from tests.continuo.helpers import small_checkpoint
 
 
@@ -40,13 +40,14 @@ def test_panel_edits_the_generation_settings_undoably(qtbot, window):
 
 def test_the_sampling_boxes_take_the_librarys_bounds(window):
     """One set of bounds: the panel offers what generate() accepts, temperature from 0 (the likeliest event every
-    step), top-k up to the whole vocabulary, and top-p, which must be more than 0, from one step above it."""
+    step), top-k up to every event a model may draw, and top-p, which must be more than 0, from one step above it."""
     panel = window.generation_panel
     temperature, top_k, top_p = panel.temperature_box, panel.top_k_box, panel.top_p_box
     assert temperature.minimum() == limits.MIN_TEMPERATURE == 0
     assert temperature.specialValueText().startswith("0")
     assert temperature.maximum() == limits.MAX_TEMPERATURE
-    assert (top_k.minimum(), top_k.maximum()) == (limits.MIN_TOP_K, limits.MAX_TOP_K) == (0, VOCAB_SIZE)
+    assert (top_k.minimum(), top_k.maximum()) == (limits.MIN_TOP_K, limits.MAX_TOP_K) == (0, 400)
+    assert top_k.maximum() >= NUM_EVENTS  # every event a model may draw
     assert top_k.specialValueText() == "off"  # its lowest, 0, turns top-k off
     assert top_p.minimum() == pytest.approx(limits.MIN_TOP_P + top_p.singleStep()) and top_p.minimum() > 0
     assert top_p.maximum() == limits.MAX_TOP_P

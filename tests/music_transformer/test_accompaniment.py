@@ -53,6 +53,24 @@ def test_each_kept_note_is_fed_at_its_own_time_and_the_new_part_keeps_to_its_ran
                                    for note in new if note.end < last]
 
 
+def test_a_model_taught_anticipation_hears_each_kept_note_announced_two_seconds_ahead_as_in_training():
+    model = small_model(vocab_size=events.VOCAB_SIZE)
+    assert events.has_anticipation(model.config.vocab_size)
+    fed, tokens = fed_tokens(model, lambda: list(accompany(model, MELODY, BASS, 1.0, 9.0, seed=3)))
+    tick, announced = 0, []
+    for token in fed[2:]:
+        tick += events.shift_ticks(token)
+        if events.is_anticipation(token):
+            announced.append((token - events.ANTICIPATE_OFFSET, tick))
+    # every kept note-on in the stream, announced ANTICIPATION_TICKS before (from 0 s at the earliest), once
+    assert announced == [(pitch, max(0, start - events.ANTICIPATION_TICKS))
+                         for start, _, pitch, _ in quantize_notes(MELODY)]
+    assert not any(events.is_anticipation(token) for token in tokens)  # announcements are not the new part's
+    older = small_model(vocab_size=events.ANTICIPATE_OFFSET)  # a model never taught them: nothing announced
+    fed, _ = fed_tokens(older, lambda: list(accompany(older, MELODY, BASS, 1.0, 9.0, seed=3)))
+    assert not any(events.is_anticipation(token) for token in fed)
+
+
 def test_the_kept_notes_come_back_exactly_as_given_and_a_seed_repeats_the_new_part():
     model = small_model()
     melody = [Note(72, 90, 0.503, 1.4999), *MELODY[1:]]  # off the 10 ms grid: given back as it was

@@ -13,7 +13,7 @@ import pytest
 
 from music_transformer import Note, data, decode, encode, events, sources
 from music_transformer.errors import DataError
-from music_transformer.events import PAD, START
+from music_transformer.events import NOTE_ON_OFFSET, PAD, START
 
 from .helpers import make_midi_folder
 
@@ -272,6 +272,37 @@ def test_training_samples_mix_headed_windows_bare_windows_and_fim_with_style_dro
     assert 0.08 <= styles.count("any") / len(styles) <= 0.22
     plain = data.SampleMix()
     assert all(events.SUFFIX not in data.training_sample(piece, 128, 1, 0, i, plain) for i in range(50))
+
+
+def test_accompaniment_windows_announce_a_kept_part_on_one_side_of_a_split_two_seconds_ahead():
+    piece = _piece(count=400)
+    mix = data.SampleMix(max_transpose=0, accompany_rate=0.5)
+    announcing, sides = 0, set()
+    for index in range(200):
+        sample = data.training_sample(piece, 256, seed=2, epoch=0, index=index, mix=mix).tolist()
+        if not any(map(events.is_anticipation, sample)):
+            continue
+        announcing += 1
+        tick, announced, struck = 0, {}, []
+        for token in sample:
+            tick += events.shift_ticks(token)
+            if events.is_anticipation(token):
+                announced.setdefault(token - events.ANTICIPATE_OFFSET, []).append(tick)
+            elif events.is_note_on(token):
+                struck.append((token - NOTE_ON_OFFSET, tick))
+        kept = [(pitch, at) for pitch, at in struck if at - events.ANTICIPATION_TICKS in announced.get(pitch, ())]
+        others = [(pitch, at) for pitch, at in struck if (pitch, at) not in kept]
+        # those whose announcement would lie inside the window (after its first instant, which a crop may cut)
+        later = [(pitch, at) for pitch, at in others if at > events.ANTICIPATION_TICKS]
+        assert kept and later, "a kept part and a part to write, each with notes"
+        if min(p for p, _ in kept) > max(p for p, _ in later):
+            sides.add("melody kept")
+        else:
+            assert max(p for p, _ in kept) < min(p for p, _ in later)
+            sides.add("bass kept")
+    assert 70 <= announcing <= 130 and sides == {"melody kept", "bass kept"}
+    assert not any(events.is_anticipation(t) for i in range(50)
+                   for t in data.training_sample(piece, 256, 2, 0, i, data.SampleMix()).tolist())
 
 
 def test_a_token_pack_holds_the_pieces_their_styles_and_split(tmp_path):

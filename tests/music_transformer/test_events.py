@@ -30,12 +30,33 @@ def test_vocabulary_is_the_papers_then_the_old_control_tokens_then_styles_and_in
     assert events.LEGACY_VOCAB_SIZE == 391
     # The model v2's five styles, then the fill markers; "classical" came after them, at the next free number
     assert [events.style_token(style) for style in events.STYLES] == [391, 392, 393, 394, 395, 399]
-    assert (events.SUFFIX, events.PREFIX, events.MIDDLE, events.STYLES_VOCAB_SIZE, VOCAB_SIZE) == \
-        (396, 397, 398, 399, 400)
+    assert (events.SUFFIX, events.PREFIX, events.MIDDLE, events.STYLES_VOCAB_SIZE) == (396, 397, 398, 399)
+    # then one ANTICIPATE token a pitch (accompaniment: a kept note announced ahead)
+    assert (events.ANTICIPATE_OFFSET, events.anticipate(0), events.anticipate(127), VOCAB_SIZE) == (400, 400, 527, 528)
     assert time_shift(1) == 256 and time_shift(100) == 355
-    assert [events.token_name(t) for t in (392, 396, 398, 399)] == \
-        ["STYLE(pop-piano)", "SUFFIX", "MIDDLE", "STYLE(classical)"]
-    assert events.SPECIAL_TOKENS == tuple(range(388, 400))
+    assert [events.token_name(t) for t in (392, 396, 398, 399, 460)] == \
+        ["STYLE(pop-piano)", "SUFFIX", "MIDDLE", "STYLE(classical)", "ANTICIPATE(60)"]
+    assert events.SPECIAL_TOKENS == tuple(range(388, 528))
+    assert [events.has_anticipation(size) for size in (399, 400, 528)] == [False, False, True]
+
+
+def test_a_kept_part_is_announced_two_seconds_ahead_of_each_of_its_notes():
+    melody = [Note(72, 80, 0.5, 1.0), Note(74, 80, 3.0, 4.0)]
+    bass = [Note(48, 60, 0.0, 4.0)]
+    tokens = events.encode(melody + bass, kept=lambda pitch, start: pitch >= 60)
+    assert events.ANTICIPATION_TICKS == 200
+    loud, soft = (f"VELOCITY({events.velocity_to_bin(v)})" for v in (80, 60))
+    # 72 begins at 0.5 s: announced at 0 s (no earlier), first of that instant; 74 begins at 3 s: announced at
+    # 1 s, before 72's note-off there, and the wait from 1 s to 3 s goes on after it
+    assert [events.token_name(t) for t in tokens] == [
+        "ANTICIPATE(72)", soft, "NOTE_ON(48)", "TIME_SHIFT(500ms)", loud, "NOTE_ON(72)", "TIME_SHIFT(500ms)",
+        "ANTICIPATE(74)", "NOTE_OFF(72)", "TIME_SHIFT(1000ms)", "TIME_SHIFT(1000ms)", "NOTE_ON(74)",
+        "TIME_SHIFT(1000ms)", "NOTE_OFF(48)", "NOTE_OFF(74)"]
+    assert events.decode(tokens) == events.decode(events.encode(melody + bass))  # the same notes
+    assert not any(map(events.is_anticipation, events.encode(melody + bass)))  # nothing announced unless asked
+    crossing = events.encode([Note(72, 80, 0.0, 0.1), Note(74, 80, 2.5, 2.6)], kept=lambda pitch, start: True)
+    assert [events.token_name(t) for t in crossing][3:7] == [  # a wait across an announcement is split there
+        "TIME_SHIFT(100ms)", "NOTE_OFF(72)", "TIME_SHIFT(400ms)", "ANTICIPATE(74)"]
 
 
 def test_a_model_knows_the_styles_its_vocabulary_holds():

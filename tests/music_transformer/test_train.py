@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from music_transformer import Note, decode, evaluation, generate, load_checkpoint, write_midi
+from music_transformer import Note, decode, evaluation, events, generate, load_checkpoint, write_midi
 from music_transformer import train as train_module
 from music_transformer.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint, save_checkpoint
 from music_transformer.cli import main as cli_main
@@ -101,6 +101,25 @@ def test_resume_continues_exactly_where_a_crashed_run_stopped(midi_folder, cache
     b = read_checkpoint(tmp_path / "crashed" / "model.pt")["model"]
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_model_gains_the_anticipate_tokens_only_where_it_is_taught_accompaniment(midi_folder, cache, tmp_path):
+    _tiny_train(midi_folder, tmp_path / "plain", steps=2, accompany_rate=0.0)
+    plain = read_checkpoint(tmp_path / "plain" / "model.pt")
+    assert plain["config"]["vocab_size"] == events.ANTICIPATE_OFFSET  # styles and fill markers, no announcements
+    # from its weights with accompaniment windows (the default share): it grows the ANTICIPATE tokens
+    train_module.train(str(midi_folder), tmp_path / "taught", config="tiny", threads=1, progress=False,
+                       overrides={"steps": 2, "learning_rate": 1e-3, "warmup_steps": 1},
+                       init_from=tmp_path / "plain" / "model.pt")
+    taught = read_checkpoint(tmp_path / "taught" / "model.pt")
+    assert train_module.TrainConfig().accompany_rate == 0.1
+    assert taught["config"]["vocab_size"] == events.ANTICIPATION_VOCAB_SIZE
+    assert events.has_anticipation(taught["config"]["vocab_size"])
+    # and keeps them when a later run has none
+    train_module.train(str(midi_folder), tmp_path / "later", config="tiny", threads=1, progress=False,
+                       overrides={"steps": 1, "learning_rate": 1e-3, "warmup_steps": 1, "accompany_rate": 0.0},
+                       init_from=tmp_path / "taught" / "model.pt")
+    assert read_checkpoint(tmp_path / "later" / "model.pt")["config"]["vocab_size"] == events.ANTICIPATION_VOCAB_SIZE
 
 
 def test_a_new_run_can_start_from_a_trained_models_weights_with_new_settings(midi_folder, cache, tmp_path):
