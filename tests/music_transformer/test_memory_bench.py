@@ -99,3 +99,27 @@ def test_the_benchmark_runs_end_to_end_and_leaves_out_the_88_note_rolls(tmp_path
     assert real["notes_at_once"] == pytest.approx(0.8, abs=0.02)  # each note sounds 0.2 s of every 0.25 s
     assert set(source["targets"]) == {"model", "baseline"}
     assert set(source["ratios"]["model"]) == set(memory.FIGURES) - {"at_cap"}
+
+
+def test_the_context_benchmark_scores_by_position_and_kind_and_a_window_past_the_piece_changes_nothing(tmp_path,
+                                                                                                      capsys):
+    from bench import context_use
+
+    folder = tmp_path / "pop" / "midi"
+    folder.mkdir(parents=True)
+    for roll in _valid_ids(2):
+        write_midi(_line(FIGURE * 22), folder / f"{roll}_exp.mid", bpm=120)
+    torch.manual_seed(0)
+    config = dict(n_layers=1, d_model=32, n_heads=2, d_ff=64, train_length=64, max_relative_distance=64)
+    save_checkpoint(MusicTransformer(ModelConfig(**config)), tmp_path / "model.pt")
+    assert context_use.main(["--checkpoint", str(tmp_path / "model.pt"), "--data", f"pop-piano={folder}",
+                             "--cache", str(tmp_path / "cache"), "--windows", "8", "300", "400", "--from", "8",
+                             "--to", "200", "--threads", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(result["pieces"]) == 2 and result["style"] == "pop-piano"
+    short, long, longer = (result["windows"][w] for w in ("8", "300", "400"))
+    assert long == longer  # every position sees the whole piece before it with either window (4L = 256 tokens)
+    assert short["by_position"]["[1,256)"] != long["by_position"]["[1,256)"]
+    kinds = long["by_kind"]
+    assert all(kinds[kind]["tokens"] > 0 for kind in ("note-on", "note-off", "time shift"))
+    assert sum(kind["nats_share"] for kind in kinds.values() if kind["nats_share"]) == pytest.approx(1.0)
