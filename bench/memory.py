@@ -190,11 +190,15 @@ def nll_by_window(model, pieces: list[data.Piece], style: str, windows: list[int
     return {window: position_nll(model, pieces, window=window, style=style)["overall"] for window in windows}
 
 
-def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds: int, threads: int) -> dict:
-    """Per run name (each model, and `real`), one list per piece of the figures of each seed's run."""
+def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds: int, threads: int,
+                      **changes) -> dict:
+    """Per run name (each model, and `real`), one list per piece of the figures of each seed's run; `changes` to
+    the studio's default settings (e.g. repetition_penalty=0.0)."""
+    from dataclasses import replace
+
     from continuo.generation_settings import GenerationSettings
 
-    settings = GenerationSettings()
+    settings = replace(GenerationSettings(), **changes)
     runs: dict[str, list[list[dict]]] = {name: [] for name in [*models, "real"]}
     for piece in pieces:
         notes = sources.array_to_notes(piece.notes)
@@ -247,10 +251,11 @@ def _number(value: float, digits: int = 3) -> str:
 
 
 def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, seeds: int = 2,
-           windows=WINDOWS, threads: int = 1, nll: bool = True, continuations: bool = True) -> dict:
+           windows=WINDOWS, threads: int = 1, nll: bool = True, continuations: bool = True, **changes) -> dict:
     """Measures `models` (name: model) on each source's held-out pieces (`held_out`); prints the tables and
-    returns the figures by source (bench/piano_model.py reports the same through this)."""
-    result: dict = {"pieces_per_source": pieces, "seeds": seeds, "windows": list(windows),
+    returns the figures by source (bench/piano_model.py reports the same through this). `changes` are made to
+    the studio's default sampling settings for the continuations."""
+    result: dict = {"pieces_per_source": pieces, "seeds": seeds, "windows": list(windows), "settings": changes,
                     "primer_seconds": PRIMER_SECONDS, "continuation_seconds": CONTINUATION_SECONDS,
                     "cap_seconds": CAP_SECONDS, "sources": {}}
     chosen = {}
@@ -284,7 +289,7 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
             if not picked:
                 continue
             entry = result["sources"][source]
-            runs = continuation_runs(models, picked, source, seeds, threads)
+            runs = continuation_runs(models, picked, source, seeds, threads, **changes)
             medians = {name: summary(group) for name, group in runs.items()}
             real = medians["real"]
             entry["continuations"] = medians
@@ -321,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="continuations per piece and model (default 2)")
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS), help="windows to score with")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--repetition-penalty", type=float,
+                        help="the continuations' repetition penalty (default: the studio's)")
     parser.add_argument("--skip-nll", action="store_true", help="no NLL by window")
     parser.add_argument("--skip-continuations", action="store_true", help="no continuations")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -337,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         models["baseline"] = load_checkpoint(args.baseline, device="cpu")
     result: dict = {"bench": "memory", "checkpoint": args.checkpoint or "bundled", "baseline": args.baseline}
     result.update(report(models, held_out(args.data, args.cache), args.pieces, args.seeds, args.windows,
-                         args.threads, nll=not args.skip_nll, continuations=not args.skip_continuations))
+                         args.threads, nll=not args.skip_nll, continuations=not args.skip_continuations,
+                         **({} if args.repetition_penalty is None else
+                            {"repetition_penalty": args.repetition_penalty})))
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     print(f"\n{result['elapsed_s']:.0f} s on {args.threads} thread(s)")
     if args.json:
