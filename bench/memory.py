@@ -191,9 +191,10 @@ def nll_by_window(model, pieces: list[data.Piece], style: str, windows: list[int
 
 
 def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds: int, threads: int,
-                      **changes) -> dict:
-    """Per run name (each model, and `real`), one list per piece of the figures of each seed's run; `changes` to
-    the studio's default settings (e.g. repetition_penalty=0.0)."""
+                      window: int | None = None, **changes) -> dict:
+    """Per run name (each model, and `real`), one list per piece of the figures of each seed's run; `window` the
+    decoder's (default: each model's own, `default_window`), `changes` to the studio's default settings (e.g.
+    repetition_penalty=0.0)."""
     from dataclasses import replace
 
     from continuo.generation_settings import GenerationSettings
@@ -213,7 +214,8 @@ def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds
                 tokens = list(generate(model, context, seconds=CONTINUATION_SECONDS, seed=seed,
                                        temperature=settings.temperature, top_k=settings.top_k or None,
                                        top_p=settings.top_p, repetition_penalty=settings.repetition_penalty,
-                                       style=model_style(source, model.config.vocab_size), cpu_threads=threads))
+                                       style=model_style(source, model.config.vocab_size), cpu_threads=threads,
+                                       window=window))
                 written = continuation_notes(tokens, 0.0, context)
                 runs[name][-1].append(figures(written, primer))
     return runs
@@ -251,11 +253,13 @@ def _number(value: float, digits: int = 3) -> str:
 
 
 def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, seeds: int = 2,
-           windows=WINDOWS, threads: int = 1, nll: bool = True, continuations: bool = True, **changes) -> dict:
+           windows=WINDOWS, threads: int = 1, nll: bool = True, continuations: bool = True,
+           decode_window: int | None = None, **changes) -> dict:
     """Measures `models` (name: model) on each source's held-out pieces (`held_out`); prints the tables and
-    returns the figures by source (bench/piano_model.py reports the same through this). `changes` are made to
-    the studio's default sampling settings for the continuations."""
+    returns the figures by source (bench/piano_model.py reports the same through this). The continuations are
+    written with `decode_window` (default: each model's own) and `changes` to the studio's default settings."""
     result: dict = {"pieces_per_source": pieces, "seeds": seeds, "windows": list(windows), "settings": changes,
+                    "decode_windows": {name: decode_window or model.default_window for name, model in models.items()},
                     "primer_seconds": PRIMER_SECONDS, "continuation_seconds": CONTINUATION_SECONDS,
                     "cap_seconds": CAP_SECONDS, "sources": {}}
     chosen = {}
@@ -289,7 +293,7 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
             if not picked:
                 continue
             entry = result["sources"][source]
-            runs = continuation_runs(models, picked, source, seeds, threads, **changes)
+            runs = continuation_runs(models, picked, source, seeds, threads, decode_window, **changes)
             medians = {name: summary(group) for name, group in runs.items()}
             real = medians["real"]
             entry["continuations"] = medians
@@ -328,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--repetition-penalty", type=float,
                         help="the continuations' repetition penalty (default: the studio's)")
+    parser.add_argument("--decode-window", type=int,
+                        help="the continuations' window (default: each model's own decoding window)")
     parser.add_argument("--skip-nll", action="store_true", help="no NLL by window")
     parser.add_argument("--skip-continuations", action="store_true", help="no continuations")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -345,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"bench": "memory", "checkpoint": args.checkpoint or "bundled", "baseline": args.baseline}
     result.update(report(models, held_out(args.data, args.cache), args.pieces, args.seeds, args.windows,
                          args.threads, nll=not args.skip_nll, continuations=not args.skip_continuations,
+                         decode_window=args.decode_window,
                          **({} if args.repetition_penalty is None else
                             {"repetition_penalty": args.repetition_penalty})))
     result["elapsed_s"] = round(time.perf_counter() - started, 1)

@@ -237,7 +237,7 @@ def _number(value: Any) -> float | None:
 def model_summary(meta: dict[str, Any], config: dict[str, Any], path: Path | None = None) -> str:
     """What a musician wants to know of a model, as HTML: what it learned from, the styles it knows, how much
     music it keeps in mind and for how long it trained; no loss figures, commands or commits (Details has them)."""
-    from music_transformer.events import STYLES, has_styles
+    from music_transformer.events import has_styles, known_styles
 
     from .generation.worker import STEPS_PER_SECOND
 
@@ -253,11 +253,11 @@ def model_summary(meta: dict[str, Any], config: dict[str, Any], path: Path | Non
     )
     vocabulary = _number(config.get("vocab_size"))
     if vocabulary is not None and has_styles(int(vocabulary)):
-        styles = ", ".join(style.replace("-", " ").capitalize() for style in STYLES[1:])
+        styles = ", ".join(style.replace("-", " ").capitalize() for style in known_styles(int(vocabulary))[1:])
         rows.append(f"<p><b>Styles it knows:</b> {styles}; Auto lets it tell from your motif. It fills gaps too.</p>")
     elif vocabulary is not None:
         rows.append("<p><b>Styles:</b> none by name (made before styles); it continues in the idiom it hears.</p>")
-    window = _number(config.get("train_length"))
+    window = _number(meta.get("decode_window")) or _number(config.get("train_length"))
     if window:
         pop, dense = window / STEPS_PER_SECOND, window / DENSE_STEPS_PER_SECOND
         rows.append(

@@ -176,7 +176,7 @@ def generate_speed(model: MusicTransformer, tokens: int = 400) -> dict:
     from .continuation import generate
     from .events import NUM_EVENTS
 
-    window = model.config.train_length
+    window = model.default_window
     primer = torch.randint(0, NUM_EVENTS, (window,), generator=torch.Generator().manual_seed(0)).tolist()
     stream = generate(model, primer, max_tokens=tokens + 1, seed=0, max_note_seconds=None, cpu_threads=1)
     next(stream)  # the primer read, the window full

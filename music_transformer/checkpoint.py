@@ -29,7 +29,7 @@ import torch
 from . import limits
 from .errors import CheckpointError
 from .files import FileTooLargeError, NotRegularFileError, atomic_write, open_regular, read_regular
-from .model import ModelConfig, MusicTransformer
+from .model import DECODE_WINDOW, ModelConfig, MusicTransformer
 
 FORMAT = "continuo-music-transformer"
 VERSION = 1
@@ -183,6 +183,11 @@ def _check_description(state: Any, name: str) -> None:
     metadata = state.get("metadata")
     if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(key, str) for key in metadata)):
         raise CheckpointError(f"{name}: the model file is damaged (its description is not a set of named values)")
+    window = (metadata or {}).get(DECODE_WINDOW)
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)
+                               or not limits.MIN_WINDOW <= window <= limits.MAX_WINDOW):
+        raise CheckpointError(f"{name}: the model file is damaged (its decoding window is {str(window)[:40]!r}, not "
+                              f"a number of positions from {limits.MIN_WINDOW} to {limits.MAX_WINDOW:,})")
 
 
 def _read_safetensors(path: Path) -> dict:

@@ -294,7 +294,7 @@ class Decoder:
         self.static = device.type == "cuda" if static is None else static
         d_model, heads = config.d_model, config.n_heads
         self.d_model = d_model
-        span = span or context.span or config.train_length
+        span = span or context.span or model.default_window
         library = None
         eligible = not self.static and device.type == "cpu" and dtype == torch.float32
         if native is not False and eligible:

@@ -286,6 +286,9 @@ class Block(nn.Module):
         return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
 
 
+DECODE_WINDOW = "decode_window"  # the metadata key of a model's default window (`MusicTransformer.default_window`)
+
+
 class MusicTransformer(nn.Module):
     """Decoder-only Transformer over event tokens: LongTensor (B, T) -> logits (B, T, vocab)."""
 
@@ -318,6 +321,14 @@ class MusicTransformer(nn.Module):
     def device(self) -> torch.device:
         """Where the weights live."""
         return self.embedding.weight.device
+
+    @property
+    def default_window(self) -> int:
+        """The positions a new token attends to unless a caller says otherwise: the window measured best for this
+        model where its file names one (metadata `decode_window`, checked when read; bench/memory.py measures
+        the NLL by window), else its training length."""
+        window = getattr(self, "metadata", {}).get(DECODE_WINDOW)
+        return window if window else self.config.train_length
 
     def num_parameters(self) -> int:
         """Trainable parameters (the tied embedding counted once)."""

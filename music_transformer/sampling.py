@@ -170,7 +170,7 @@ class Sampling:
         if temperature < limits.MIN_SAMPLING_TEMPERATURE:  # 1 / 1e-47 overflows the scores: the likeliest, as 0
             temperature = 0.0
         return cls(temperature=temperature, top_k=top_k, top_p=top_p, seeds=seeds,
-                   window=window or model.config.train_length, max_tokens=max_tokens,
+                   window=window or model.default_window, max_tokens=max_tokens,
                    max_ticks=None if seconds is None else events.to_ticks(seconds),
                    hold_ticks=None if max_note_seconds is None else max(1, events.to_ticks(max_note_seconds)),
                    cpu_threads=cpu_threads, repetition_penalty=float(repetition_penalty))

@@ -421,8 +421,7 @@ STEPS_PER_SECOND = 24  # the median density of the POP909 songs in the model's e
 def describe_model(model) -> str:
     """A short description of a model for the panel, in a musician's words: its name, size and how much
     music it keeps in mind (its window, at the 24 steps a second of pop piano)."""
-    config = model.config
     name = Path(str(model.metadata.get("path", "model"))).name
     parameters = sum(p.numel() for p in model.parameters())
-    heard = config.train_length / STEPS_PER_SECOND
+    heard = model.default_window / STEPS_PER_SECOND
     return f"{name}: {parameters / 1e6:.1f} M parameters; it keeps about the last {heard:.0f} s of pop piano in mind"

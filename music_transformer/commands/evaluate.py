@@ -20,7 +20,8 @@ def main(argv: list[str]) -> int:
                         help="the style token to score with (default: each piece's own, 'any' for a plain folder)")
     parser.add_argument("--split", choices=("valid", "train", "all"), default="valid",
                         help="which pieces to score (default: the held-out ones)")
-    parser.add_argument("--window", type=length, help="positions each token attends to (default: train_length)")
+    parser.add_argument("--window", type=length,
+                        help="positions each token attends to (default: the model's decoding window, as generate's)")
     parser.add_argument("--limit", type=positive_int, help="at most this many files (per corpus part)")
     parser.add_argument("--cache", type=writable_folder,
                         help="conversion cache (default $CONTINUO_CACHE or ~/.cache/continuo)")

@@ -9,6 +9,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QDialog, QLabel, QTextBrowser, QToolBar, QWidget, QWidgetAction
 
 from continuo.help import AboutDialog, ShortcutsDialog, version
+from music_transformer import events
 from music_transformer.checkpoint import read_checkpoint
 from tests.continuo.helpers import key
 
@@ -72,9 +73,12 @@ def test_the_help_menu_has_getting_started_and_about_with_the_models_card_and_li
     summary = about.model_summary.toPlainText()
     assert about.model_summary.isVisible() and not about.model_text.isVisible()
     assert f"What it learned from: {metadata.get('data_subset') or metadata['data']}" in summary
-    seconds = round(config["train_length"] / 24)  # its window at pop piano's 24 steps a second
-    assert f"the last {config['train_length']:,} steps of music" in summary
+    window = metadata.get("decode_window") or config["train_length"]  # what it decodes with
+    seconds = round(window / 24)  # its window at pop piano's 24 steps a second
+    assert f"the last {window:,} steps of music" in summary
     assert f"about {seconds} seconds of pop piano" in summary and "Pop piano, Chorale" in summary
+    knows_classical = config["vocab_size"] > events.STYLE_TOKENS["classical"]
+    assert ("Classical" in summary) == knows_classical  # only the styles it knows
     for developer in ("nll", "NLL", "git show", "--steps", "valid"):  # losses, commits, commands: behind Details
         assert developer not in summary, developer
     qtbot.mouseClick(about.details_button, Qt.LeftButton)

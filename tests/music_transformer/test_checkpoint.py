@@ -485,3 +485,20 @@ def test_safetensors_weights_that_are_not_numbers_are_refused(shipped):
     save_checkpoint(model, shipped)
     with pytest.raises(CheckpointError, match="m.safetensors: .*not numbers"):
         load_checkpoint(shipped, device="cpu")
+
+
+def test_a_model_file_may_name_the_window_to_decode_with_and_generate_and_eval_take_it(tmp_path):
+    from music_transformer.sampling import Sampling
+
+    model = small_model()  # trained on 128-token crops
+    save_checkpoint(model, tmp_path / "plain.pt")
+    assert load_checkpoint(tmp_path / "plain.pt", device="cpu").default_window == 128
+    save_checkpoint(model, tmp_path / "narrow.safetensors", decode_window=48)
+    narrow = load_checkpoint(tmp_path / "narrow.safetensors", device="cpu")
+    assert narrow.default_window == 48
+    assert Sampling.checked(narrow, 1.0, None, None, [0], None, None, 1.0, None, 1, "any", 0.0).window == 48
+    assert Sampling.checked(narrow, 1.0, None, None, [0], 100, None, 1.0, None, 1, "any", 0.0).window == 100
+    for bad in (0, 70_000, "512", 12.5, True):
+        save_checkpoint(model, tmp_path / "bad.pt", decode_window=bad)
+        with pytest.raises(CheckpointError, match="bad.pt: the model file is damaged \\(its decoding window is"):
+            load_checkpoint(tmp_path / "bad.pt", device="cpu")
