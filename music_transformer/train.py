@@ -321,6 +321,8 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
                 raise TrainingError(f"{last_path}: holds no training state to resume from")
             model_config = ModelConfig.from_dict(state["config"])
             train_config = TrainConfig.from_dict(state["training"]["config"])
+            if "accompany_rate" not in state["training"]["config"]:  # a run begun before accompaniment windows
+                train_config = replace(train_config, accompany_rate=0.0)
             for key, value in (overrides or {}).items():  # a resumed run may be extended or computed
                 if key in ("steps", "max_minutes", "checkpoint_minutes", "precision") and value is not None:
                     train_config = replace(train_config, **{key: value})

@@ -120,6 +120,14 @@ def test_a_model_gains_the_anticipate_tokens_only_where_it_is_taught_accompanime
                        overrides={"steps": 1, "learning_rate": 1e-3, "warmup_steps": 1, "accompany_rate": 0.0},
                        init_from=tmp_path / "taught" / "model.pt")
     assert read_checkpoint(tmp_path / "later" / "model.pt")["config"]["vocab_size"] == events.ANTICIPATION_VOCAB_SIZE
+    # a run begun before accompaniment windows (its saved settings do not name them) resumes as it was begun
+    last = read_checkpoint(tmp_path / "plain" / "last.pt")
+    del last["training"]["config"]["accompany_rate"]
+    torch.save(last, tmp_path / "plain" / "last.pt")
+    resumed = train_module.train(str(midi_folder), tmp_path / "plain", config="tiny", threads=1, progress=False,
+                                 resume=True, overrides={"steps": 3})
+    assert resumed["step"] == 3
+    assert read_checkpoint(tmp_path / "plain" / "model.pt")["config"]["vocab_size"] == events.ANTICIPATE_OFFSET
 
 
 def test_a_new_run_can_start_from_a_trained_models_weights_with_new_settings(midi_folder, cache, tmp_path):
