@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.attention_memory import shaw_relative_logits  # the reference the skew is held to
-from music_transformer import ModelConfig, MusicTransformer, Note, encode, events, native, write_midi
+from music_transformer import ModelConfig, MusicTransformer, Note, encode, native, write_midi
 from music_transformer.decoder import Decoder
 from music_transformer.events import END, NOTE_OFF_OFFSET, PAD, START, is_note_off, is_note_on, is_velocity
 
@@ -28,11 +28,10 @@ def needs_the_c_step():
 
 
 def small_model(positional="relative", seed=0, **overrides):
-    """A two-layer model, 64 wide, in eval mode, its weights drawn from `seed`; its vocabulary that of a model never
-    taught accompaniment (no ANTICIPATE tokens) unless `vocab_size` says otherwise."""
+    """A two-layer model, 64 wide, in eval mode, its weights drawn from `seed`."""
     torch.manual_seed(seed)
     config = dict(n_layers=2, d_model=64, n_heads=4, d_ff=128, dropout=0.0, max_relative_distance=64,
-                  train_length=128, positional=positional, vocab_size=events.ANTICIPATE_OFFSET)
+                  train_length=128, positional=positional)
     config.update(overrides)
     return MusicTransformer(ModelConfig(**config)).eval()
 

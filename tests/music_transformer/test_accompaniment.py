@@ -54,7 +54,7 @@ def test_each_kept_note_is_fed_at_its_own_time_and_the_new_part_keeps_to_its_ran
 
 
 def test_a_model_taught_anticipation_hears_each_kept_note_announced_two_seconds_ahead_as_in_training():
-    model = small_model(vocab_size=events.VOCAB_SIZE)
+    model = small_model()
     assert events.has_anticipation(model.config.vocab_size)
     fed, tokens = fed_tokens(model, lambda: list(accompany(model, MELODY, BASS, 1.0, 9.0, seed=3)))
     tick, announced = 0, []

@@ -382,10 +382,12 @@ def test_infill_keeps_the_loudness_of_the_music_around_the_gap():
     low, high = infilling.loudness_around(before, after, 5.0, 7.0)
     assert (events.bin_to_velocity(low), events.bin_to_velocity(high)) == (30, 38)
     velocities = []
-    for seed in range(6):  # a random model at a high temperature writes every velocity, but not here
+    for seed in range(40):  # a random model at a high temperature writes every velocity, but not here
         tokens = list(infill(model, before, after, 5.0, 7.0, seed=seed, temperature=1.5))
         velocities += [token - events.VELOCITY_OFFSET for token in tokens if events.is_velocity(token)]
-    assert velocities and all(low <= velocity <= high for velocity in velocities)
+        if len(velocities) >= 5:
+            break
+    assert len(velocities) >= 5 and all(low <= velocity <= high for velocity in velocities)
     assert infilling.loudness_around([], [], 5.0, 7.0) is None
 
 
