@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from bench.attention_memory import shaw_relative_logits  # the reference the skew is held to
-from music_transformer import ModelConfig, MusicTransformer, Note, encode, native, write_midi
+from music_transformer import ModelConfig, MusicTransformer, Note, encode, events, native, write_midi
 from music_transformer.decoder import Decoder
 from music_transformer.events import END, NOTE_OFF_OFFSET, PAD, START, is_note_off, is_note_on, is_velocity
+from music_transformer.model import grown_state
 
 PRIMER = encode([Note(60, 80, 0.0, 0.4), Note(64, 80, 0.4, 0.8), Note(67, 80, 0.8, 1.6)])
 
@@ -28,12 +29,21 @@ def needs_the_c_step():
 
 
 def small_model(positional="relative", seed=0, **overrides):
-    """A two-layer model, 64 wide, in eval mode, its weights drawn from `seed`."""
-    torch.manual_seed(seed)
+    """A two-layer model, 64 wide, in eval mode, its weights drawn from `seed`. Drawn for the vocabulary before the
+    ANTICIPATE tokens and grown into them (`grown_state`), so that what it writes is what it wrote before it had
+    them: the control tokens are never drawn, and every other token's logit is unchanged."""
     config = dict(n_layers=2, d_model=64, n_heads=4, d_ff=128, dropout=0.0, max_relative_distance=64,
                   train_length=128, positional=positional)
     config.update(overrides)
-    return MusicTransformer(ModelConfig(**config)).eval()
+    vocab_size = config.pop("vocab_size", ModelConfig().vocab_size)
+    torch.manual_seed(seed)
+    model = MusicTransformer(ModelConfig(**config, vocab_size=min(vocab_size, events.ANTICIPATE_OFFSET)))
+    if vocab_size > model.config.vocab_size:
+        grown = ModelConfig(**config, vocab_size=vocab_size)
+        state = grown_state(model.state_dict(), model.config, grown)
+        model = MusicTransformer(grown)
+        model.load_state_dict(state)
+    return model.eval()
 
 
 def decode_step_by_step(model, tokens, prefill, window=None):

@@ -54,9 +54,11 @@ def test_a_phrase_ends_on_the_bar_line_after_the_length_asked_for():
 
 def test_the_release_starts_no_note_and_the_music_ends_on_time():
     model = small_model()
-    for seed in range(3):
-        plain = list(generate(model, PRIMER, seconds=2.0, seed=seed))
-        assert max(note_on_ticks(plain)) >= 150  # without it, a random model strikes notes to the end
+    # seeds with which, without a release, the random model strikes notes in the last half second
+    late = [seed for seed in range(12) if max(note_on_ticks(list(generate(model, PRIMER, seconds=2.0, seed=seed))),
+                                               default=0) >= 150][:3]
+    assert len(late) == 3
+    for seed in late:
         ended = list(generate(model, PRIMER, seconds=2.0, seed=seed, release_seconds=0.5))
         assert_valid_stream(ended)
         assert sum(shift_ticks(token) for token in ended) == 200
