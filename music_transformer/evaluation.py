@@ -44,9 +44,9 @@ def position_nll(model: MusicTransformer, pieces, window: int | None = None,
     """NLL per token overall and by position [0, L), [L, 2L), [2L, 4L) (L = the model's train_length).
 
     Each piece is scored up to 4L tokens with the windowed decoder: every position attends to at most
-    `window` (default the model's decoding window, `default_window`: L unless its file names one) of the latest
-    positions, exactly as `generate` continues past the training
-    length. The buckets use only pieces of 4L tokens or more, so each bucket sees the same pieces.
+    `window` of the latest positions (default: the model's decoding window, `default_window`, L unless its
+    file names one), exactly as `generate` continues past the training length. The buckets use only pieces
+    of 4L tokens or more, so each bucket sees the same pieces.
     Each piece opens with the header the model knows (START, and `style` or the piece's own style).
     `on_piece(tokens, nll)`, when given, sees each piece's scored tokens and the NLL of each (nll[i] of
     tokens[i + 1]), so that other figures can come from the same passes.

@@ -13,7 +13,8 @@ has the ANTICIPATE tokens (`has_anticipation`) only once training has taught it 
 `accompany_rate`).
 
 `encode` turns notes into a canonical token sequence and `decode` turns any token sequence back into
-notes, so that `encode(decode(tokens)) == tokens` for every sequence that `encode` can produce.
+notes, so that `encode(decode(tokens)) == tokens` for every sequence that `encode` can produce without a
+kept part (announcements are not notes: `decode` passes over them).
 """
 
 from __future__ import annotations
