@@ -49,8 +49,7 @@ def pieces_of(spec: str, count: int, train: bool, cache: str | None) -> tuple[st
         dataset = data.load_dataset(spec if name in events.STYLES else folder, cache_dir=cache)
         return name or Path(folder).name, [p for p in dataset.train if p.token_count >= 8000][:count]
     source, held = next(iter(memory.held_out([spec], cache).items()))
-    long_enough = [p for p in held if memory.primer_start(memory.sources.array_to_notes(p.notes)) is not None]
-    return source, long_enough[:count]
+    return source, memory.long_enough(held)[:count]
 
 
 def context_use(model, pieces: list[data.Piece], style: str, windows, first: int, last: int) -> dict:

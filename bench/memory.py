@@ -145,6 +145,11 @@ def primer_start(notes: list[Note]) -> float | None:
 # --- the held-out pieces ------------------------------------------------------------------------------------
 
 
+def long_enough(pieces: list[data.Piece]) -> list[data.Piece]:
+    """The pieces long enough for a primer and its continuation (`primer_start`), in their order."""
+    return [piece for piece in pieces if primer_start(sources.array_to_notes(piece.notes)) is not None]
+
+
 def left_out_rolls(folder: Path) -> frozenset[str]:
     """The roll ids a pianolatron `catalog.json` (in `folder` or beside it) marks as 88-note rolls."""
     for catalog in (folder / "catalog.json", folder.parent / "catalog.json"):
@@ -264,8 +269,7 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
                     "cap_seconds": CAP_SECONDS, "sources": {}}
     chosen = {}
     for source, held in groups.items():
-        long_enough = [p for p in held if primer_start(sources.array_to_notes(p.notes)) is not None]
-        chosen[source] = long_enough[:pieces]
+        chosen[source] = long_enough(held)[:pieces]
         result["sources"][source] = {"held_out": len(held), "pieces": len(chosen[source]),
                                      "ids": [p.piece_id for p in chosen[source]],
                                      "styles": {name: model_style(source, m.config.vocab_size)

@@ -50,6 +50,9 @@ def skew(rel_logits: torch.Tensor) -> torch.Tensor:
     square input (c = n = L) this is exactly the paper's "reshape to (L+1, L), drop the first row".
     Check: flat index c + i'n + j = i'(n+1) + (c-i'+j), so it lands in padded row i', column c-i'+j,
     which is unpadded column j + (c-1-i') = j - i + (n-1), the distance j - i.
+
+    The kernel adds `skew_view` instead, the same entries without the copies; this form is the one `_unskew`
+    is the adjoint of and the tests hold the view to.
     """
     *batch, c, n = rel_logits.shape
     padded = torch.cat((rel_logits.new_zeros(*batch, c, 1), rel_logits), dim=-1)  # one zero column, left

@@ -49,9 +49,8 @@ class OutputIndicator(QToolButton):
         sinks = [sink for sink in player.scheduler.sinks if sink is not None and sink is not player.daw_port]
         if player.output is not None or sinks:
             self._full = "♪ " + (player.output.name if player.output is not None else ", ".join(s.name for s in sinks))
-            self._short = self._full.split(" (", 1)[
-                0
-            ]  # "♪ built-in synth": its soundfont or port detail in the tooltip
+            # "♪ built-in synth": its soundfont or port detail goes to the tooltip
+            self._short = self._full.split(" (", 1)[0]
             advice = f"{self._full}\n\nWhere the music plays. Click to choose another output (Playback ▸ Output)."
         elif player.choice == NONE:
             self._full = self._short = "No sound output"
