@@ -5,13 +5,13 @@ JSON line.
     PYTHONPATH=. .venv/bin/python bench/accompany.py [--json] [--songs 6] [--pieces 6] [--seconds 16]
 
 Pieces come from the held-out split that training uses (`data.is_valid_piece`, the stable 5 %). A POP909 song
-keeps its MELODY track and the real other hand is its BRIDGE and PIANO tracks (the file's tracks read apart with
-pretty_midi); a pianolatron piano roll (its 88-note rolls, one velocity, left out, as the catalog says) keeps its
-notes from C4 up and the real other hand is its notes below. Each piece is accompanied once over `--seconds` from
-its first kept note at 20 s or later, the kept notes of the 8 s before read first; the new part is written in the
-rest of the keyboard (A0 to C8 outside the kept notes' lowest to highest pitch: for pianolatron, A0 to B3), at the
-studio's default sampling (temperature 1, top-p 0.95, repetition penalty 1), one CPU thread. Per part, over the
-window:
+keeps its MELODY track and the real other hand is its BRIDGE and PIANO tracks (`midi.read_midi_melody`: the
+song as training reads it, pedal applied, notes canonical); a pianolatron piano roll (its 88-note rolls, one
+velocity, left out, as the catalog says) keeps its notes from C4 up and the real other hand is its notes below.
+Each piece is accompanied once over `--seconds` from its first kept note at 20 s or later, the kept notes of the
+8 s before read first; the new part is written in the rest of the keyboard (A0 to C8 outside the kept notes'
+lowest to highest pitch: for pianolatron, A0 to B3), at the studio's default sampling (temperature 1, top-p
+0.95, repetition penalty 1), one CPU thread. Per part, over the window:
 
 - agreement (agree 1s, agree 4s): the share of the part's notes whose pitch class is among those of the kept
   notes sounding within 1 s (a beat or two) or 4 s (a bar or two) of its onset (notes with no kept note that near
@@ -35,12 +35,11 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after PYTHONPATH, which may name another checkout
 
-import pretty_midi  # noqa: E402
-
 from music_transformer import Note, accompany_notes, load_checkpoint  # noqa: E402 - after the checkout is on the path
 from music_transformer.data import is_valid_piece  # noqa: E402
 from music_transformer.keys import PIANO_RANGE, detect_key  # noqa: E402
-from music_transformer.midi import read_midi  # noqa: E402
+from music_transformer.midi import read_midi, read_midi_melody  # noqa: E402
+from music_transformer.sources import melody_mask, notes_to_array  # noqa: E402
 
 DATA = Path("/work/shared/data")
 FROM_SECONDS = 20.0  # the window starts at the first kept note from here on (past the intro)
@@ -50,16 +49,13 @@ SPLIT_PITCH = 60  # pianolatron: kept from C4 up
 
 
 def pop909_parts(path: Path) -> tuple[list[Note], list[Note]] | None:
-    """(the melody, the real other hand: bridge and piano), each track read on its own."""
-    midi = pretty_midi.PrettyMIDI(str(path))
-    tracks = {instrument.name.strip().upper(): instrument.notes for instrument in midi.instruments}
-    if "MELODY" not in tracks:
+    """(the melody, the real other hand: bridge and piano), or None for a song without a MELODY track."""
+    notes, melody = read_midi_melody(path)
+    if not melody:
         return None
-
-    def notes(name: str) -> list[Note]:
-        return [Note(n.pitch, n.velocity, n.start, n.end) for n in tracks.get(name, []) if n.end > n.start]
-
-    return notes("MELODY"), notes("BRIDGE") + notes("PIANO")
+    flags = melody_mask(notes_to_array(notes), melody).tolist()
+    return ([note for note, flag in zip(notes, flags, strict=True) if flag],
+            [note for note, flag in zip(notes, flags, strict=True) if not flag])
 
 
 def held_out(songs: int, pieces: int) -> list[tuple[str, str, list[Note], list[Note]]]:

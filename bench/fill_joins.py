@@ -73,7 +73,8 @@ def held_out_pieces(count: int) -> list[tuple[str, str, list[Note]]]:
     take("chorale", ((s.source_id, lambda s=s: read_source(s)[0][1]) for s in chorales))
     tunes = []
     for source in (s for s in sources if s.style == "folk"):
-        tunes += [(piece_id, lambda n=notes: n) for piece_id, notes in read_source(source) if is_valid_piece(piece_id)]
+        tunes += [(piece_id, lambda n=notes: n) for piece_id, notes, _ in read_source(source)
+                  if is_valid_piece(piece_id)]
         if len(tunes) >= 4 * count:
             break
     take("folk", tunes)

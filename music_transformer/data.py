@@ -12,8 +12,9 @@ nor music21, for a machine that has neither (the GPU machine).
 A training sample is one of three kinds (`training_sample`): a window of the piece with the header
 (START and the style token) in front, a bare window (as the decoder sees once its window has slid
 past the header), or, for `fim_rate` of the samples, a fill-in-the-middle sequence (`fim_sample`).
-For `accompany_rate` of the windows a part of the music (`kept_part`) is announced ahead of its notes
-(`events.encode`'s ANTICIPATE tokens), as `accompaniment.py` feeds the notes a musician keeps.
+For `accompany_rate` of the windows a part of the music (`kept_part`: the melody track where a piece has
+one, or a range of the keyboard) is announced ahead of its notes (`events.encode`'s ANTICIPATE tokens), as
+`accompaniment.py` feeds the notes a musician keeps.
 For `style_dropout` of the samples the style token says `any`. Pieces shorter than the training length
 (a chorale, a fiddle tune) are packed whole, one after another, into shared samples (`epoch_plan`), each
 opening with its own header and closing with END, so that a sample is music rather than PAD. `style_weights`
@@ -36,7 +37,16 @@ import numpy as np
 from . import events
 from .errors import DataError
 from .events import END, NUM_PITCHES, PAD, STYLES, decode, encode
-from .sources import array_to_notes, cache_path, convert_sources, default_cache_dir, notes_to_array, resolve_sources
+from .sources import (
+    array_to_notes,
+    cache_path,
+    convert_sources,
+    default_cache_dir,
+    melody_mask,
+    note_keys,
+    notes_to_array,
+    resolve_sources,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +55,7 @@ TOKEN_PACK_SUFFIX = ".tokens.npz"
 HEADER_RATE = 0.5  # of the plain windows, the share that opens with START and the style token
 StyleWeights = tuple[tuple[str, float], ...]  # (style, weight) pairs for `epoch_plan`
 MAX_STYLE_WEIGHT = 100.0  # a style's pieces come round at most this many times as often in an epoch
+MELODY_TRACK_RATE = 0.6  # of a piece's accompaniment windows, the share that keep its melody track (`kept_part`)
 
 
 # --- pieces, split ----------------------------------------------------------------------------------
@@ -52,12 +63,14 @@ MAX_STYLE_WEIGHT = 100.0  # a style's pieces come round at most this many times 
 
 @dataclass
 class Piece:
-    """One piece of music: its id, its notes (N, 4), the length of its unaugmented encoding, its style."""
+    """One piece of music: its id, its notes (N, 4), the length of its unaugmented encoding, its style, and
+    which notes its melody track plays (bool (N,); None for a piece without one)."""
 
     piece_id: str
     notes: np.ndarray
     token_count: int
     style: str = "any"
+    melody: np.ndarray | None = None
 
 
 def is_valid_piece(piece_id: str, valid_fraction: float = VALID_FRACTION) -> bool:
@@ -115,13 +128,15 @@ def _load_sources(data: str, cache_dir: Path | None, limit: int | None, workers:
                 dataset.skipped += 1
                 log.warning("skipped %s: %s", source.source_id, error)
                 continue
-            notes, counts = entry["notes"], entry["counts"]
+            notes, counts, melody = entry["notes"], entry["counts"], entry["melody"]
             token_counts, ids = entry["token_counts"], entry["ids"]
         if not len(counts):
             continue
-        split = np.split(notes, np.cumsum(counts)[:-1])
-        for piece_id, piece_notes, token_count in zip(ids, split, token_counts, strict=True):
-            piece = Piece(str(piece_id), piece_notes, int(token_count), source.style)
+        bounds = np.cumsum(counts)[:-1]
+        for piece_id, piece_notes, token_count, piece_melody in zip(
+                ids, np.split(notes, bounds), token_counts, np.split(melody, bounds), strict=True):
+            piece = Piece(str(piece_id), piece_notes, int(token_count), source.style,
+                          piece_melody if piece_melody.any() else None)
             (dataset.valid if is_valid_piece(piece.piece_id, valid_fraction) else dataset.train).append(piece)
     if not dataset.train and not dataset.valid:
         raise DataError(f"{data}: none of its {len(sources)} files could be read")
@@ -132,22 +147,31 @@ def save_token_pack(dataset: Dataset, path: str | os.PathLike) -> dict:
     """Writes every piece of a data set, unaugmented, into one token file; returns what it holds.
 
     The file (`*.tokens.npz`) holds the pieces' encodings as uint16 tokens end to end, where each
-    piece starts, its id and its style: what training needs, without the MIDI files or music21.
+    piece starts, its id and its style, and which of the notes they decode to are a melody track's (one
+    flag a note, piece after piece): what training needs, without the MIDI files or music21.
     """
     path = Path(path)
     if not path.name.endswith(TOKEN_PACK_SUFFIX):
         raise DataError(f"{path.name}: a token pack's name ends in {TOKEN_PACK_SUFFIX}")
     pieces = dataset.train + dataset.valid
     encodings = [np.asarray(encode(array_to_notes(piece.notes)), dtype=np.uint16) for piece in pieces]
+    melody = [_decoded_melody(piece, encoding) for piece, encoding in zip(pieces, encodings, strict=True)]
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as handle:
         np.savez_compressed(handle, tokens=np.concatenate(encodings) if encodings else np.zeros(0, np.uint16),
                             offsets=np.cumsum([0] + [len(e) for e in encodings]).astype(np.int64),
                             ids=np.asarray([piece.piece_id for piece in pieces], dtype=str),
-                            styles=np.asarray([piece.style for piece in pieces], dtype=str))
+                            styles=np.asarray([piece.style for piece in pieces], dtype=str),
+                            melody=np.concatenate(melody) if melody else np.zeros(0, bool))
     os.replace(temporary, path)
     return {"pieces": len(pieces), "tokens": int(sum(len(e) for e in encodings)), "bytes": path.stat().st_size}
+
+
+def _decoded_melody(piece: Piece, encoding: np.ndarray) -> np.ndarray:
+    """The melody flags of the notes that `encoding` (the piece's) decodes to, in their order."""
+    notes = notes_to_array(decode(encoding.tolist()))
+    return melody_mask(notes, set(note_keys(piece.notes[piece.melody])) if piece.melody is not None else set())
 
 
 def load_token_pack(path: str | os.PathLike, valid_fraction: float = VALID_FRACTION) -> Dataset:
@@ -156,6 +180,7 @@ def load_token_pack(path: str | os.PathLike, valid_fraction: float = VALID_FRACT
     try:
         with np.load(path) as pack:
             tokens, offsets, ids, styles = pack["tokens"], pack["offsets"], pack["ids"], pack["styles"]
+            melody = pack["melody"] if "melody" in pack.files else None  # packs made before it have none
     except (OSError, KeyError, ValueError) as error:
         raise DataError(f"{path.name}: not a token pack ({error})") from None
     shapes_agree = (tokens.ndim == offsets.ndim == ids.ndim == styles.ndim == 1 and len(offsets) == len(ids) + 1
@@ -164,14 +189,22 @@ def load_token_pack(path: str | os.PathLike, valid_fraction: float = VALID_FRACT
     if not shapes_agree:
         raise DataError(f"{path.name}: a damaged token pack (its tokens, piece offsets, ids and styles disagree)")
     dataset = Dataset()
+    flagged = 0  # the melody flags read so far: one a note
     for index, (piece_id, style) in enumerate(zip(ids.tolist(), styles.tolist(), strict=True)):
         piece_tokens = tokens[offsets[index]:offsets[index + 1]].tolist()
         try:
-            notes = decode(piece_tokens)
+            notes = notes_to_array(decode(piece_tokens))
         except ValueError as error:  # the decoder's own check: a token outside the vocabulary
             raise DataError(f"{path.name}: a damaged token pack ({error})") from None
-        piece = Piece(piece_id, notes_to_array(notes), len(piece_tokens), style if style in STYLES else "any")
+        piece_melody = None
+        if melody is not None:
+            piece_melody = melody[flagged:flagged + len(notes)].astype(bool)
+            flagged += len(notes)
+        piece = Piece(piece_id, notes, len(piece_tokens), style if style in STYLES else "any",
+                      piece_melody if piece_melody is not None and piece_melody.any() else None)
         (dataset.valid if is_valid_piece(piece_id, valid_fraction) else dataset.train).append(piece)
+    if melody is not None and (melody.ndim != 1 or flagged != len(melody)):
+        raise DataError(f"{path.name}: a damaged token pack (its melody flags and its notes disagree)")
     if not dataset.train and not dataset.valid:
         raise DataError(f"{path.name}: the token pack holds no pieces")
     return dataset
@@ -334,15 +367,23 @@ def training_sample(piece: Piece, length: int, seed: int, epoch: int, index: int
     style = "any" if rng.random() < mix.style_dropout else piece.style
     if rng.random() < mix.fim_rate:
         return fim_sample(encode(array_to_notes(notes)), style, length, rng)
-    kept = kept_part(notes, rng) if mix.accompany_rate and rng.random() < mix.accompany_rate else None
+    kept = kept_part(notes, rng, piece.melody) if mix.accompany_rate and rng.random() < mix.accompany_rate else None
     tokens = encode(array_to_notes(notes), kept)
     return crop(tokens + [END], length, rng, events.header(style) if rng.random() < HEADER_RATE else ())
 
 
-def kept_part(notes: np.ndarray, rng: np.random.Generator) -> Callable[[int, int], bool]:
-    """The kept part of an accompaniment window (`events.encode`'s `kept`): the notes from a split pitch up (a
-    melody kept, the other hand written: 60 % of the windows) or below it (a bass line kept), the split drawn
-    between the piece's 20th and 80th percentile of pitch, as a musician keeps a range of the keyboard."""
+def kept_part(notes: np.ndarray, rng: np.random.Generator,
+              melody: np.ndarray | None = None) -> Callable[[int, int], bool]:
+    """The kept part of an accompaniment window (`events.encode`'s `kept`), as a musician keeps a part.
+
+    In a piece with a melody track (`melody`, one flag a note: POP909's MELODY), 60 % of its windows keep
+    that track's notes, and the model learns to write the bridge and the piano under a real lead line.
+    Otherwise, the notes from a split pitch up (a melody kept, the other hand written: 60 % of these
+    windows) or below it (a bass line kept), the split drawn between the piece's 20th and 80th percentile of
+    pitch, as a musician keeps a range of the keyboard."""
+    if melody is not None and melody.any() and rng.random() < MELODY_TRACK_RATE:
+        keys = frozenset(note_keys(notes[melody]))
+        return lambda pitch, start: (pitch, start) in keys
     low, high = (int(value) for value in np.percentile(notes[:, 0], [20, 80])) if len(notes) else (60, 60)
     split = int(rng.integers(low, high + 1))
     if rng.random() < 0.6:

@@ -33,10 +33,12 @@ from .events import SECONDS_PER_TICK, Note, canonical_notes, to_ticks
 from .files import FileTooLargeError, NotRegularFileError, atomic_write, read_regular
 
 SUSTAIN_CONTROLLER = 64
+MELODY_TRACK = "MELODY"  # the track name that marks a file's lead line (POP909's; case and spaces aside)
 # Bytes that follow the status byte of a channel or system message (mido's table); others are refused.
 _DATA_BYTES = {**{kind: 2 for kind in (0x80, 0x90, 0xA0, 0xB0, 0xE0)}, 0xC0: 1, 0xD0: 1,
                0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
-_TEMPO, _TIME_SIGNATURE = 0x51, 0x58
+_TEMPO, _TIME_SIGNATURE, _TRACK_NAME = 0x51, 0x58, 0x03
+_MAX_TRACK_NAME = 64  # characters of a track's name that reading keeps
 # How far from the edge of a 10 ms step `write_midi` keeps each time (a share of the step: 0.2 ms), far more
 # than the rounding of any reader's tick-to-seconds conversion.
 _STEP_MARGIN = 0.02
@@ -58,20 +60,23 @@ class MidiFileTiming:
 class _Event:
     """What pretty_midi reads of a mido message, made by `_walk` (mido's own parser takes 10 µs a message)."""
 
-    __slots__ = ("type", "time", "channel", "note", "velocity", "control", "value", "program", "tempo")
+    __slots__ = ("type", "time", "channel", "note", "velocity", "control", "value", "program", "tempo", "name")
 
-    def __init__(self, kind: str, time: int, channel: int = 0, first: int = 0, second: int = 0) -> None:
+    def __init__(self, kind: str, time: int, channel: int = 0, first: int = 0, second: int = 0,
+                 name: str = "") -> None:
         self.type, self.time, self.channel = kind, time, channel  # time: ticks since the event before
         self.note = self.control = self.program = self.tempo = first
         self.velocity = self.value = second
+        self.name = name
 
 
 _KEPT = {0x80: "note_off", 0x90: "note_on", 0xB0: "control_change", 0xC0: "program_change"}
 
 
 def _walk(name: str, data: bytes):
-    """The file's notes, sustain pedal, program and tempo changes as the mido file pretty_midi reads, walked
-    over the bytes and bounded before anything is built, and the file's `MidiFileTiming`.
+    """The file's notes, sustain pedal, program and tempo changes and track names as the mido file
+    pretty_midi reads, walked over the bytes and bounded before anything is built, and the file's
+    `MidiFileTiming`.
 
     Reads the tracks the header announces as mido would (running status, meta and sysex lengths) and
     builds only the events reading uses, a small object each, with the delta times of what was left out
@@ -132,7 +137,7 @@ def _walk(name: str, data: bytes):
         built = mido.MidiTrack()
         tick = written = 0  # ticks of this track: now, and at the last event kept
         sounding: dict[tuple[int, int], int] = {}  # (channel, pitch) struck and not yet released: the tick
-        status = None
+        status, named = None, False  # named: the track's first name kept (one a track, however many it states)
         while i < end:
             if data[i] < 0x80:  # the delta time, most often one byte
                 tick += data[i]
@@ -170,6 +175,10 @@ def _walk(name: str, data: bytes):
                     changes.append((track, tick, change))
                 elif meta_type == _TIME_SIGNATURE and size >= 2 and i <= end:
                     signatures.append((tick, data[i - size], 2 ** min(data[i - size + 1], 16)))
+                elif meta_type == _TRACK_NAME and i <= end and not named:  # its instrument's name (MELODY)
+                    text = data[i - size:i - size + min(size, _MAX_TRACK_NAME)].decode("latin-1")
+                    built.append(_Event("track_name", tick - written, name=text))
+                    written, named = tick, True
                 continue
             size = _DATA_BYTES.get(kind if kind >= 0xF0 else kind & 0xF0)
             if size is None or (running and not size):
@@ -291,6 +300,18 @@ def read_midi(path: str | os.PathLike) -> list[Note]:
 
 def read_midi_timed(path: str | os.PathLike) -> tuple[list[Note], MidiFileTiming]:
     """`read_midi`'s notes, and the file's tempo map and time signatures in its ticks."""
+    notes, timing, _ = _read(path)
+    return notes, timing
+
+
+def read_midi_melody(path: str | os.PathLike) -> tuple[list[Note], frozenset[tuple[int, int]]]:
+    """`read_midi`'s notes, and which of them a track named MELODY (as POP909 names its lead line) plays: the
+    (pitch, start tick) of each, on the codec's 10 ms grid (empty when no track is so named)."""
+    notes, _, melody = _read(path)
+    return notes, melody
+
+
+def _read(path: str | os.PathLike) -> tuple[list[Note], MidiFileTiming, frozenset[tuple[int, int]]]:
     path = Path(path)
     name = path.name or str(path)
     cap = limits.MAX_MIDI_FILE_BYTES
@@ -334,15 +355,19 @@ def read_midi_timed(path: str | os.PathLike) -> tuple[list[Note], MidiFileTiming
     if not melodic:
         raise MidiFileError(f"{name}: the file has only drum notes, and Continuo continues pitched music")
     notes: list[Note] = []
+    melody: set[tuple[int, int]] = set()
     for instrument in melodic:
         pedal = [c for c in instrument.control_changes if c.number == SUSTAIN_CONTROLLER]
-        notes += [note for note in _sustained(instrument.notes, pedal) if note.velocity > 0]
+        played = [note for note in _sustained(instrument.notes, pedal) if note.velocity > 0]
+        notes += played
+        if instrument.name.strip().upper() == MELODY_TRACK:
+            melody.update((note.pitch, max(to_ticks(note.start), 0)) for note in played)
     if not notes:
         raise MidiFileError(f"{name}: the file has no notes")
     last = max(note.end for note in notes)
     if last > limits.MAX_PIECE_SECONDS:  # known from the walk already, but for rounding
         raise _too_long(name, last)
-    return canonical_notes(notes), timing
+    return canonical_notes(notes), timing, frozenset(melody)
 
 
 # A key signature names sharps or flats and major or minor only: a mode is written as the major key whose

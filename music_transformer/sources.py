@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .events import NUM_PITCHES, STYLES, Note, encode
+from .events import NUM_PITCHES, STYLES, Note, encode, to_ticks
 
 MIDI_SUFFIXES = (".mid", ".midi")
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: each note marked as the melody track's or not
 
 # The music21 corpus subset we train on, chosen to convert in about 15 minutes on two cores: the Bach
 # chorales (four voices, ~500 events each), Palestrina's masses (long polyphonic pieces: they give the
@@ -186,6 +186,16 @@ def array_to_notes(array: np.ndarray) -> list[Note]:
     return [Note(int(p), int(v), float(s), float(e)) for p, v, s, e in array.tolist()]
 
 
+def note_keys(array: np.ndarray) -> list[tuple[int, int]]:
+    """Each note's (pitch, start tick) on the codec's 10 ms grid, as `events.encode` places it."""
+    return [(int(pitch), max(to_ticks(start), 0)) for pitch, start in array[:, [0, 2]].tolist()]
+
+
+def melody_mask(array: np.ndarray, keys: frozenset[tuple[int, int]] | set[tuple[int, int]]) -> np.ndarray:
+    """Which notes of `array` are in `keys` (`note_keys`), as a bool array: the melody track's notes."""
+    return np.asarray([key in keys for key in note_keys(array)], dtype=bool) if keys else np.zeros(len(array), bool)
+
+
 def score_notes(score, bpm: float | None = None, velocity: int = DEFAULT_VELOCITY) -> list[Note]:
     """A music21 score's notes in seconds: tied notes joined, grace notes dropped, repeats not expanded.
 
@@ -215,12 +225,13 @@ def score_notes(score, bpm: float | None = None, velocity: int = DEFAULT_VELOCIT
     return notes
 
 
-def read_source(source: Source) -> list[tuple[str, list[Note]]]:
-    """The pieces in one source file as (piece id, notes); an opus (many tunes in one file) gives many."""
+def read_source(source: Source) -> list[tuple[str, list[Note], frozenset[tuple[int, int]]]]:
+    """The pieces in one source file as (piece id, notes, the (pitch, start tick) of its melody track's notes:
+    `midi.read_midi_melody`); an opus (many tunes in one file) gives many."""
     if source.kind == "midi":
-        from .midi import read_midi
+        from .midi import read_midi_melody
 
-        return [(source.source_id, read_midi(source.path))]
+        return [(source.source_id, *read_midi_melody(source.path))]
     music21 = import_music21()
 
     parsed = music21.converter.parse(source.path)
@@ -228,7 +239,7 @@ def read_source(source: Source) -> list[tuple[str, list[Note]]]:
     pieces = []
     for index, score in enumerate(scores):
         piece_id = source.source_id if len(scores) == 1 else f"{source.source_id}#{index}"
-        pieces.append((piece_id, score_notes(score)))
+        pieces.append((piece_id, score_notes(score), frozenset()))
     return pieces
 
 
@@ -246,20 +257,22 @@ def convert_source(job: tuple[Source, str]) -> tuple[str, str | None]:
     path = cache_path(Path(cache_dir), source)
     error = None
     try:
-        pieces = [(piece_id, notes) for piece_id, notes in read_source(source) if notes]
+        pieces = [piece for piece in read_source(source) if piece[1]]
     except Exception as exception:  # noqa: BLE001 - any parser failure: the file is skipped, never the run
         pieces = []
         error = (str(exception).strip().splitlines() or [type(exception).__name__])[0][:300]
-    arrays = [notes_to_array(notes) for _, notes in pieces]
-    lengths = np.asarray([len(encode(notes)) for _, notes in pieces], dtype=np.int64)
+    arrays = [notes_to_array(notes) for _, notes, _ in pieces]
+    melody = [melody_mask(array, keys) for array, (_, _, keys) in zip(arrays, pieces, strict=True)]
+    lengths = np.asarray([len(encode(notes)) for _, notes, _ in pieces], dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as handle:
         np.savez(handle,
                  notes=np.concatenate(arrays) if arrays else np.zeros((0, 4), np.float32),
                  counts=np.asarray([len(a) for a in arrays], dtype=np.int64),
+                 melody=np.concatenate(melody) if melody else np.zeros(0, bool),
                  token_counts=lengths,
-                 ids=np.asarray([piece_id for piece_id, _ in pieces], dtype=str),
+                 ids=np.asarray([piece_id for piece_id, _, _ in pieces], dtype=str),
                  error=np.asarray(error or ""))
     os.replace(temporary, path)
     return source.source_id, error

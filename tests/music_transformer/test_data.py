@@ -332,6 +332,79 @@ def test_a_token_pack_holds_the_pieces_their_styles_and_split(tmp_path):
             data.load_dataset(str(tmp_path / "damaged.tokens.npz"))
 
 
+def _pop_song(path, beats=96):
+    """A file laid out as POP909's are: a MELODY track over a BRIDGE and a PIANO track, each at its own
+    velocity. The melody dips under the bridge now and then, so no split pitch sets it apart."""
+    import pretty_midi
+
+    song = pretty_midi.PrettyMIDI()
+    for name, velocity in (("MELODY", 100), ("BRIDGE", 60), ("PIANO", 35)):
+        track = pretty_midi.Instrument(0, name=name)
+        for beat in range(beats):
+            at = 0.5 * beat
+            if name == "MELODY":
+                pitch, at = 67 + (beat * 5) % 12 - (12 if beat % 4 == 3 else 0), at
+            elif name == "BRIDGE":
+                pitch, at = 62 + beat % 5, at + 0.25
+            else:
+                pitch = 43 + (beat % 4) * 4
+            track.notes.append(pretty_midi.Note(velocity, pitch, at, at + 0.4))
+        song.instruments.append(track)
+    song.write(str(path))
+    return path
+
+
+def test_a_melody_track_is_marked_in_the_cache_and_the_token_pack(tmp_path):
+    folder = tmp_path / "pop"
+    folder.mkdir()
+    _pop_song(folder / "001.mid")
+    dataset = data.load_dataset(f"pop-piano={folder}", cache_dir=tmp_path / "cache", workers=1, progress=False)
+    (piece,) = dataset.train + dataset.valid
+    assert piece.melody is not None and piece.melody.sum() == 96 and len(piece.notes) == 288
+    assert set(piece.notes[piece.melody][:, 1].tolist()) == {100}  # the melody's notes, and only those
+    assert (data.load_dataset(str(make_midi_folder(tmp_path / "plain", pieces=2)), cache_dir=tmp_path / "cache",
+                              workers=1, progress=False).train[0].melody is None)  # a file without one
+    data.save_token_pack(dataset, tmp_path / "pop.tokens.npz")
+    (packed,) = (lambda d: d.train + d.valid)(data.load_dataset(str(tmp_path / "pop.tokens.npz")))
+    binned = events.bin_to_velocity(events.velocity_to_bin(100))  # as the codec keeps it
+    assert packed.melody.sum() == 96 and set(packed.notes[packed.melody][:, 1].tolist()) == {binned}
+    with np.load(tmp_path / "pop.tokens.npz") as pack:
+        parts = dict(pack)
+    with open(tmp_path / "old.tokens.npz", "wb") as handle:  # a pack made before the flags: no melody
+        np.savez(handle, **{name: value for name, value in parts.items() if name != "melody"})
+    assert data.load_dataset(str(tmp_path / "old.tokens.npz")).train[0].melody is None
+    with open(tmp_path / "damaged.tokens.npz", "wb") as handle:
+        np.savez(handle, **{**parts, "melody": parts["melody"][:-1]})
+    with pytest.raises(DataError, match="melody flags and its notes disagree"):
+        data.load_dataset(str(tmp_path / "damaged.tokens.npz"))
+
+
+def test_accompaniment_windows_of_a_song_with_a_melody_track_keep_that_track(tmp_path):
+    _pop_song(tmp_path / "001.mid")
+    (piece,) = (lambda d: d.train + d.valid)(
+        data.load_dataset(str(tmp_path), cache_dir=tmp_path / "cache", workers=1, progress=False))
+    melody_bin = events.velocity_to_bin(100)
+    mix = data.SampleMix(max_transpose=2, accompany_rate=1.0)
+    kinds = Counter()
+    for index in range(100):
+        tick, velocity, announced, struck = 0, None, {}, []
+        for token in data.training_sample(piece, 512, seed=3, epoch=0, index=index, mix=mix).tolist():
+            tick += events.shift_ticks(token)
+            if events.is_velocity(token):
+                velocity = token - events.VELOCITY_OFFSET
+            elif events.is_anticipation(token):
+                announced.setdefault(token - events.ANTICIPATE_OFFSET, []).append(tick)
+            elif events.is_note_on(token) and tick > events.ANTICIPATION_TICKS:  # its announcement in the window
+                struck.append((token - NOTE_ON_OFFSET, velocity, tick - events.ANTICIPATION_TICKS in
+                               announced.get(token - NOTE_ON_OFFSET, ())))
+        kept = {(pitch, bin_) for pitch, bin_, was in struck if was}
+        if kept and all((bin_ == melody_bin) == was for _, bin_, was in struck):
+            kinds["melody track"] += 1
+        else:
+            kinds["a range of the keyboard"] += 1
+    assert 45 <= kinds["melody track"] <= 75 and kinds["a range of the keyboard"] >= 25
+
+
 def test_every_source_names_its_style():
     assert {s.style for s in sources.corpus_sources(("bach", "palestrina", "fiddle"), limit=1)} == \
         {"chorale", "renaissance", "folk"}

@@ -13,7 +13,7 @@ import pytest
 from music_transformer import MidiFileError, Note, decode, encode, limits, read_midi, write_midi
 from music_transformer.events import canonical_notes, to_ticks
 from music_transformer.files import atomic_write
-from music_transformer.midi import MidiFileTiming, read_midi_timed
+from music_transformer.midi import MidiFileTiming, read_midi_melody, read_midi_timed
 
 
 def _piano(*notes, program=0, is_drum=False, pedal=()):
@@ -281,6 +281,26 @@ def test_what_reading_does_not_use_is_walked_over_not_parsed(tmp_path):
     assert time.process_time() - started < 5
     assert [(n.pitch, round(n.start, 2), round(n.end, 2)) for n in read] == \
         [(60, 0.0, 0.1), (64, 0.1, 0.3), (60, 0.3, 0.4), (64, 0.4, 0.5)]  # 64 held by the pedal kept
+
+
+def test_the_notes_of_a_track_named_melody_are_marked_as_the_melody(tmp_path):
+    song = pretty_midi.PrettyMIDI()
+    for name, pitch in ((" melody ", 72), ("PIANO", 48), ("", 60)):  # POP909 names its lead line's track so
+        track = pretty_midi.Instrument(0, name=name)
+        track.notes += [pretty_midi.Note(80, pitch + k, 0.5 * k, 0.5 * k + 0.4) for k in range(4)]
+        song.instruments.append(track)
+    song.write(str(tmp_path / "song.mid"))
+    notes, melody = read_midi_melody(tmp_path / "song.mid")
+    assert len(notes) == 12 and melody == {(72 + k, 50 * k) for k in range(4)}
+    assert read_midi_melody(tmp_path / "song.mid")[0] == read_midi(tmp_path / "song.mid")
+    # A track that names itself a million bytes long, again and again, costs the walk only; its first name counts.
+    name = b"\x00\xff\x03\xbd\x84\x40" + b"MELODY" + b"x" * 999_994
+    path = tmp_path / "named.mid"
+    note = b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00"
+    path.write_bytes(_midi_bytes(name * 20 + b"\x00\xff\x03\x06MELODY" + note))
+    assert read_midi_melody(path)[1] == frozenset()  # its name is "MELODYxxx...": not a melody track
+    path.write_bytes(_midi_bytes(b"\x00\xff\x03\x06MELODY" + name + note))
+    assert read_midi_melody(path)[1] == {(60, 0)}
 
 
 HOSTILE = {  # (track bytes, header: division and track count) -> what the message says
