@@ -350,6 +350,21 @@ def train(data: str | list[str] | TrainingData, out: str | os.PathLike,
             torch.distributed.destroy_process_group()
 
 
+def _vocabulary(data: TrainingData, model_config: ModelConfig, new: bool, grows: bool) -> ModelConfig:
+    """The model's config with the vocabulary the run trains, the one rule for it: a new model takes the
+    vocabulary its samples use; a trained one (`--init-from`, `grows`) grows into theirs where they use more
+    (a style or the ANTICIPATE tokens it gains); a model that knows more tokens than these samples use keeps
+    them, and the samples are read with its vocabulary. Anything else is a TrainingError."""
+    if new or (grows and data.vocab_size > model_config.vocab_size):
+        model_config = replace(model_config, vocab_size=data.vocab_size)
+    elif isinstance(data, EventData) and data.vocab_size < model_config.vocab_size <= VOCAB_SIZE:
+        data.vocab_size = model_config.vocab_size
+    if model_config.vocab_size != data.vocab_size:
+        raise TrainingError(f"{data.name} has a vocabulary of {data.vocab_size} tokens but the model "
+                            f"{model_config.vocab_size}")
+    return model_config
+
+
 def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelConfig, config: TrainConfig,
            state: dict | None, dist: Distributed, device: torch.device, limit: int | None, cache_dir: str | None,
            keep_every_steps: int | None, progress: bool, model_class: type[MusicTransformer],
@@ -371,20 +386,15 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
             dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=False)
         data = EventData(dataset, name, config.valid_max_chunks, config.fim_rate, config.style_dropout,
                          tuple(config.style_weights.items()), config.accompany_rate)  # checked with the config
-        if initial is None and state is None:  # a new model: the vocabulary its samples use
-            model_config = replace(model_config, vocab_size=data.vocab_size)
-    if initial is not None and data.vocab_size > model_config.vocab_size:  # e.g. a style the model gains
-        model_config = replace(model_config, vocab_size=data.vocab_size)
+        new = initial is None and state is None  # a model drawn for these samples
+    else:
+        new = False  # a benchmark's own data: its config names the vocabulary
+    model_config = _vocabulary(data, model_config, new, grows=initial is not None)
     if initial is not None:
         try:
             initial["model"] = grown_state(initial["model"], ModelConfig.from_dict(initial["config"]), model_config)
         except ValueError as error:
             raise TrainingError(f"{initial['metadata']['path']}: {error}") from None
-    if isinstance(data, EventData) and data.vocab_size < model_config.vocab_size <= VOCAB_SIZE:
-        data.vocab_size = model_config.vocab_size  # a model that knows more tokens than these samples use keeps them
-    if model_config.vocab_size != data.vocab_size:
-        raise TrainingError(f"{data.name} has a vocabulary of {data.vocab_size} tokens but the model "
-                            f"{model_config.vocab_size}")
     length = model_config.train_length
     valid_batches = data.validation_batches(length, 32)
     say(f"data: {data.describe()}")
