@@ -14,8 +14,10 @@ does once it has it). Each piece is opened with its source's style token where t
 same pieces and the same seeds:
 
 1. NLL per token by window: the same pieces scored with each window W through the windowed decoder,
-   exactly as `music-transformer eval --window W` scores them (`evaluation.position_nll`: up to 4L tokens
-   of each piece, every position attending to the W latest). The figure is the overall NLL per token.
+   exactly as `music-transformer eval --window W` scores them (`evaluation.position_nll`, every position
+   attending to the W latest), each piece up to the same number of tokens for every model: 4L of the model
+   with the longest training length L (the stage 1 and 2 tables in bench/README scored each model's own 4L,
+   so a model of L = 2,048 on twice the music of one of L = 1,024). The figure is the overall NLL per token.
 2. Continuations: the piece's notes in [t0, t0 + 20 s) are the primer (t0 = 30 s, earlier for a piece
    shorter than 66 s; notes cut at the seam), continued for 16 s by `generate` at the studio's default
    settings (`continuo.generation_settings.GenerationSettings()`: temperature, top-k, top-p, repetition
@@ -190,9 +192,12 @@ def model_style(source: str, vocab_size: int) -> str:
 # --- measuring ------------------------------------------------------------------------------------------------
 
 
-def nll_by_window(model, pieces: list[data.Piece], style: str, windows: list[int]) -> dict[int, float]:
-    """The overall NLL per token of the pieces with each window, as `music-transformer eval --window W`."""
-    return {window: position_nll(model, pieces, window=window, style=style)["overall"] for window in windows}
+def nll_by_window(model, pieces: list[data.Piece], style: str, windows: list[int],
+                  span: int | None = None) -> dict[int, float]:
+    """The overall NLL per token of the pieces' first `span` tokens (default 4L) with each window, as
+    `music-transformer eval --window W` scores them."""
+    return {window: position_nll(model, pieces, window=window, style=style, span=span)["overall"]
+            for window in windows}
 
 
 def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds: int, threads: int,
@@ -276,8 +281,10 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
                                                 for name, m in models.items()}}
 
     if nll:
+        span = 4 * max(model.config.train_length for model in models.values())  # the same tokens for every model
+        result["nll_span"] = span
         print(f"\nNLL per token (nats) by window: each source's first {pieces} held-out pieces of 36 s or more, "
-              "up to 4L tokens each (`music-transformer eval --window W`)")
+              f"up to {span:,} tokens each (`music-transformer eval --window W`)")
         print(f"{'source':<13}{'model':<10}{'pieces':>7}" + "".join(f"{f'W={w}':>9}" for w in windows)
               + f"{'best W':>8}")
         for source, picked in chosen.items():
@@ -286,7 +293,7 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
             for name, model in models.items():
                 if not picked:
                     continue
-                scores = nll_by_window(model, picked, entry["styles"][name], windows)
+                scores = nll_by_window(model, picked, entry["styles"][name], windows, span)
                 entry["nll"][name] = {str(w): value for w, value in scores.items()}
                 best = min(scores, key=lambda w: scores[w])
                 print(f"{source:<13}{name:<10}{len(picked):>7}" + "".join(f"{v:>9.3f}" for v in scores.values())

@@ -40,10 +40,11 @@ def validation_nll(model: MusicTransformer, batches: list[np.ndarray], device: t
 
 def position_nll(model: MusicTransformer, pieces, window: int | None = None,
                  device: torch.device | None = None, style: str | None = None,
-                 on_piece: Callable[[list[int], np.ndarray], None] | None = None) -> dict:
+                 on_piece: Callable[[list[int], np.ndarray], None] | None = None, span: int | None = None) -> dict:
     """NLL per token overall and by position [0, L), [L, 2L), [2L, 4L) (L = the model's train_length).
 
-    Each piece is scored up to 4L tokens with the windowed decoder: every position attends to at most
+    Each piece is scored up to `span` tokens (default 4L; models of other training lengths compared on the
+    same music need the same span) with the windowed decoder: every position attends to at most
     `window` of the latest positions (default: the model's decoding window, `default_window`, L unless its
     file names one), exactly as `generate` continues past the training length. The buckets use only pieces
     of 4L tokens or more, so each bucket sees the same pieces.
@@ -62,7 +63,7 @@ def position_nll(model: MusicTransformer, pieces, window: int | None = None,
         for piece in pieces:
             tokens = data_module.piece_tokens(piece.notes, style or piece.style, model.config.vocab_size)
             is_long = len(tokens) >= 4 * length
-            tokens = tokens[:4 * length]
+            tokens = tokens[:span or 4 * length]
             if len(tokens) < 2:
                 continue
             x = torch.tensor([tokens], device=device)

@@ -423,6 +423,9 @@ def test_position_nll_matches_token_by_token_windowed_decoding(midi_folder, cach
             logits = model(torch.tensor([[tokens[i]]]), cache=cache_)[0, -1]
             total -= float(torch.log_softmax(logits, -1)[tokens[i + 1]])
     assert result["overall"] == pytest.approx(total / (len(tokens) - 1), rel=1e-4)
+    longer = evaluation.position_nll(model, [piece], span=6 * 32)  # as a model trained on 48-token crops is scored
+    assert longer["tokens"]["overall"] == min(6 * 32, len(data.piece_tokens(piece.notes))) - 1 > len(tokens) - 1
+    assert longer["[2L,4L)"] == pytest.approx(result["[2L,4L)"], rel=1e-6)  # the positions by L stay the same
 
 
 def test_the_bundled_model_loads_without_arguments_and_writes_valid_music(monkeypatch):
