@@ -205,11 +205,6 @@ def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds
     """Per run name (each model, and `real`), one list per piece of the figures of each seed's run; `window` the
     decoder's (default: each model's own, `default_window`), `changes` to the studio's default settings (e.g.
     repetition_penalty=0.0)."""
-    from dataclasses import replace
-
-    from continuo.generation_settings import GenerationSettings
-
-    settings = replace(GenerationSettings(), **changes)
     runs: dict[str, list[list[dict]]] = {name: [] for name in [*models, "real"]}
     for piece in pieces:
         notes = sources.array_to_notes(piece.notes)
@@ -217,18 +212,28 @@ def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds
         primer = excerpt(notes, t0, PRIMER_SECONDS)
         real = excerpt(notes, t0 + PRIMER_SECONDS, CONTINUATION_SECONDS)
         runs["real"].append([figures(real, primer)])
-        context = primer_tokens(primer, until=PRIMER_SECONDS)
         for name, model in models.items():
-            runs[name].append([])
-            for seed in range(seeds):
-                tokens = list(generate(model, context, seconds=CONTINUATION_SECONDS, seed=seed,
-                                       temperature=settings.temperature, top_k=settings.top_k or None,
-                                       top_p=settings.top_p, repetition_penalty=settings.repetition_penalty,
-                                       style=model_style(source, model.config.vocab_size), cpu_threads=threads,
-                                       window=window))
-                written = continuation_notes(tokens, 0.0, context)
-                runs[name][-1].append(figures(written, primer))
+            runs[name].append([figures(continue_primer(model, primer, source, seed, threads, window, **changes),
+                                       primer) for seed in range(seeds)])
     return runs
+
+
+def continue_primer(model, primer: list[Note], source: str, seed: int, threads: int = 1, window: int | None = None,
+                    **changes) -> list[Note]:
+    """`generate`'s CONTINUATION_SECONDS after `primer` (a PRIMER_SECONDS excerpt), times from the seam, at the
+    studio's default settings with `changes`, the source's style where the model knows it."""
+    from dataclasses import replace
+
+    from continuo.generation_settings import GenerationSettings
+
+    settings = replace(GenerationSettings(), **changes)
+    context = primer_tokens(primer, until=PRIMER_SECONDS)
+    tokens = list(generate(model, context, seconds=CONTINUATION_SECONDS, seed=seed,
+                           temperature=settings.temperature, top_k=settings.top_k or None,
+                           top_p=settings.top_p, repetition_penalty=settings.repetition_penalty,
+                           style=model_style(source, model.config.vocab_size), cpu_threads=threads,
+                           window=window))
+    return continuation_notes(tokens, 0.0, context)
 
 
 def summary(runs: list[list[dict]]) -> dict:
