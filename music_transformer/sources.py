@@ -3,8 +3,9 @@
 Sources are converted once, in parallel over the cores, into a cache of note arrays (one `.npz` per
 source file, written atomically, so an interrupted conversion resumes where it stopped). The cache holds
 notes rather than tokens because augmentation works on notes: transpose, stretch time, then encode, as
-Magenta's score2perf does. The cache lives in `$CONTINUO_CACHE` (default `~/.cache/continuo`), never in
-the repository.
+Magenta's score2perf does. Each note is also marked as its file's melody or not (a track named MELODY, as
+POP909 names its lead line: `midi.read_midi_melody`), the part that accompaniment windows keep. The cache
+lives in `$CONTINUO_CACHE` (default `~/.cache/continuo`), never in the repository.
 
 Every source names the idiom of its music (`events.STYLES`): the music21 parts are `chorale`,
 `renaissance` and `folk`, a MIDI folder given as `pop-piano=FOLDER` is `pop-piano` (and
