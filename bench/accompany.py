@@ -31,11 +31,12 @@ import json
 import statistics
 import sys
 import time
+import unittest.mock
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after PYTHONPATH, which may name another checkout
 
-from music_transformer import Note, accompany_notes, load_checkpoint  # noqa: E402 - after the checkout is on the path
+from music_transformer import Note, accompany_notes, events, load_checkpoint  # noqa: E402 - after the checkout is on the path
 from music_transformer.data import is_valid_piece  # noqa: E402
 from music_transformer.keys import PIANO_RANGE, detect_key  # noqa: E402
 from music_transformer.midi import read_midi, read_midi_melody  # noqa: E402
@@ -126,9 +127,14 @@ def main() -> int:
     parser.add_argument("--checkpoint", help="model file (default: the bundled model)")
     parser.add_argument("--key-lock", action="store_true",
                         help="write only in the key the key finder reads from the kept part (keys.detect_key)")
+    parser.add_argument("--no-announce", action="store_true",
+                        help="feed the kept notes without announcing them ahead, to a model taught the announcements "
+                             "(what the anticipation scheme adds)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     model = load_checkpoint(args.checkpoint, device="cpu")
+    if args.no_announce:  # `accompany` announces the kept notes to a model whose vocabulary has the tokens
+        unittest.mock.patch.object(events, "has_anticipation", lambda _: False).start()  # for the whole run
     rows = []
     for source, piece_id, kept_part, real in held_out(args.songs, args.pieces):
         start = next((n.start for n in sorted(kept_part, key=lambda n: n.start) if n.start >= FROM_SECONDS),
@@ -183,7 +189,7 @@ def main() -> int:
     print(f"kept notes unchanged in every piece: {'yes' if kept_ok else 'NO'}")
     if args.json:
         print(json.dumps({"summary": summary, "kept_unchanged": kept_ok, "rows": rows, "seconds": args.seconds,
-                          "seed": args.seed}))
+                          "seed": args.seed, "checkpoint": args.checkpoint, "announced": not args.no_announce}))
     return 0
 
 
