@@ -10,16 +10,19 @@
 #    `music-transformer pack --data pop-piano=../shared/data/pop909/midi classical=../shared/data/pianolatron/midi
 #    corpus --out data-cache/piano.tokens.npz` and carried to the machine: ../shared does not travel), keeping
 #    weights to average. It goes on from the weights of $INIT_FROM (default the bundled model,
-#    assets/default.safetensors; INIT_FROM= starts from scratch) with its own schedule: peak learning rate $LR
+#    assets/default.safetensors; INIT_FROM=runs/memory3/averaged.pt, carried, goes on from a CPU stage;
+#    INIT_FROM= starts from scratch) with its own schedule: peak learning rate $LR
 #    (default 5e-4 from a model, the config's from scratch), no dropout; growing it into the memory recipe
 #    ($GROW, default: 2,048-token crops, 512 relative buckets with a shared far row up to 2,048, the
 #    sounding-pitches input; a model that has them already keeps them);
 # 3. scores it on the held-out pieces (`music-transformer eval`, by style and position) and times the
 #    streaming decoder on the device for it and for the bundled model; then the bundled model's decoding on
 #    the device against one CPU thread, and 8 variations in one batch against 1 (device-decode.json);
-# 4. if at least $JSB_MINUTES (default 4) of $SESSION_MINUTES (default 13) are left, the JSB sweep
-#    (bench/jsb_gpu.sh) in what remains, on $JSB_DATA (default data-cache/jsb16: a copy of
-#    ../shared/data/jsb16, carried too).
+# 4. if at least $LEVERS_MINUTES (default 5) of $SESSION_MINUTES (default 13) are left, issue 45's levers side
+#    by side (bench/levers.py: five arms of $LEVER_STEPS steps, default 400, from the bundled model on $PACK,
+#    each scored by window as soon as it is trained; levers.txt);
+# 5. if at least $JSB_MINUTES (default 4) are still left, the JSB sweep (bench/jsb_gpu.sh) in what remains, on
+#    $JSB_DATA (default data-cache/jsb16: a copy of ../shared/data/jsb16, carried too).
 # OUT gets: session.log, the training log and summary, eval and decode figures, and the averaged model in
 # half precision (piano-model-fp16.pt: a few MB; every file under 16 MB), to commit from the session.
 set -uo pipefail
@@ -133,6 +136,16 @@ print(json.dumps(bench.device_decode(sys.argv[1], tokens=int(sys.argv[2]))))' "$
 if [ "$device" != cpu ]; then  # where a step's time goes on the device (the CPU's split is in bench/README.md)
     timeout 180 "$python" "$here/bench/decode_profile.py" --device "$device" --context 1024 --layers 4 --steps 40 \
         --json | tee "$out/decode-profile.txt"
+fi
+
+left=$(( ${SESSION_MINUTES:-13} * 60 - ($(date +%s) - started) ))
+if [ "$config" = tiny ] || { [ "$device" != cpu ] && [ "$left" -ge $(( ${LEVERS_MINUTES:-5} * 60 )) ]; }; then
+    step "issue 45's levers side by side in the $left s left (bench/levers.py)"
+    if [ "$config" = tiny ]; then levers=(--smoke --data "$pack" --arms L 2L+buckets+sounding); else
+        levers=(--data "$pack" --steps "${LEVER_STEPS:-400}"); fi
+    timeout $(( left > 120 ? left - 60 : 60 )) "$python" "$here/bench/levers.py" "${levers[@]}" --device "$device" \
+        --out "$out/levers-runs" --json | tee "$out/levers.txt" || echo "the levers stopped early; what they scored is above"
+    rm -rf "$out/levers-runs"
 fi
 
 left=$(( ${SESSION_MINUTES:-13} * 60 - ($(date +%s) - started) ))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -66,14 +67,18 @@ def finished(run: Path) -> bool:
 
 def train_arm(arm: str, start: str | None, config: str, length: int, pack: str, steps: int, run: Path,
               threads: int, device: str) -> float:
-    """Trains one arm into `run` (as the command line does); returns the minutes it took."""
+    """Trains one arm into `run` (as the command line does, its output in `run`/train.txt); returns the minutes
+    it took."""
     command = [sys.executable, "-m", "music_transformer.cli", "train", "--data", pack, "--config", config,
                "--out", str(run), "--steps", str(steps), "--threads", str(threads), "--device", device,
                "--no-progress", *SCHEDULE, *lever_flags(arm, length)]
     if start:
         command += ["--init-from", start]
     began = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT)
+    shutil.rmtree(run, ignore_errors=True)  # an arm stopped half-way starts again
+    run.mkdir(parents=True)
+    with open(run / "train.txt", "w") as log:  # the run's own lines, apart from the table
+        subprocess.run(command, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     return (time.perf_counter() - began) / 60
 
 
@@ -117,19 +122,19 @@ def main(argv: list[str] | None = None) -> int:
                     "length": length, "windows": windows, "span": 8 * length, "schedule": " ".join(SCHEDULE),
                     "pieces": {source: [p.piece_id for p in picked] for source, picked in groups.items()},
                     "arms": {}}
-    models = {"start": start} if start else {}
-    for arm in args.arms:
-        run = out / arm
-        minutes = None
-        if not finished(run):
-            minutes = train_arm(arm, start, config, length, args.data, steps, run, args.threads, args.device)
-        models[arm] = str(run / "model.pt")
-        result["arms"][arm] = {"flags": " ".join(lever_flags(arm, length)), "train_minutes": minutes}
-    print(f"\nNLL per token by window ({steps} steps an arm; each piece's first {8 * length:,} tokens)")
+    print(f"NLL per token by window ({steps} steps an arm; each piece's first {8 * length:,} tokens)", flush=True)
     print(f"{'arm':<22}{'source':<11}" + "".join(f"{f'W={w}':>9}" for w in windows) + f"{'far gain':>10}")
-    for name, path in models.items():
-        model = load_checkpoint(path, device=args.device)
+    for name in (["start"] if start else []) + list(args.arms):  # each scored as soon as it is trained
         entry = result["arms"].setdefault(name, {})
+        path = start
+        if name != "start":
+            run = out / name
+            entry.update(flags=" ".join(lever_flags(name, length)), train_minutes=None)
+            if not finished(run):
+                entry["train_minutes"] = train_arm(name, start, config, length, args.data, steps, run, args.threads,
+                                                   args.device)
+            path = str(run / "model.pt")
+        model = load_checkpoint(path, device=args.device)
         for source, picked in groups.items():
             if not picked:
                 continue
