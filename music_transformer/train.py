@@ -61,8 +61,10 @@ class TrainConfig:
     fim_rate: float = 0.5  # performance events: the share of fill-in-the-middle samples ("FIM for free" at 0.5)
     style_dropout: float = 0.15  # performance events: the share of samples whose style token says `any`
     # performance events: the share of windows with a kept part announced ahead (accompaniment; a model trained
-    # with some has the ANTICIPATE tokens, events.ANTICIPATION_VOCAB_SIZE, and `accompany` uses them)
-    accompany_rate: float = 0.1
+    # with some has the ANTICIPATE tokens, events.ANTICIPATION_VOCAB_SIZE, and `accompany` uses them). Off by
+    # default: after two stages (about 1,000 such windows) the announcements made the new part agree less with
+    # the kept one, not more (bench/README, "Announcing the kept part ahead").
+    accompany_rate: float = 0.0
     # performance events: how often each style's pieces come round in an epoch against their share of the
     # tokens (data.epoch_plan), e.g. {"chorale": 3.0}; a style not named is 1
     style_weights: dict[str, float] = field(default_factory=dict)

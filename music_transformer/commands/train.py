@@ -72,8 +72,8 @@ def main(argv: list[str]) -> int:
                         help="spread this much of each target's mass (e.g. 0.1)")
     parser.add_argument("--fim-rate", type=share, help="share of fill-in-the-middle samples (default 0.5)")
     parser.add_argument("--accompany-rate", type=share,
-                        help="share of windows with a kept part announced ahead, for accompaniment (default 0.1; "
-                             "a model taught some gains the ANTICIPATE tokens)")
+                        help="share of windows with a kept part announced ahead, for accompaniment (default 0: "
+                             "they have not paid yet; a model taught some gains the ANTICIPATE tokens)")
     parser.add_argument("--style-dropout", type=share,
                         help="share of samples whose style says 'any' (default 0.15)")
     parser.add_argument("--style-weights", type=style_weights, metavar="STYLE=W[,STYLE=W...]",

@@ -107,12 +107,12 @@ def test_a_model_gains_the_anticipate_tokens_only_where_it_is_taught_accompanime
     _tiny_train(midi_folder, tmp_path / "plain", steps=2, accompany_rate=0.0)
     plain = read_checkpoint(tmp_path / "plain" / "model.pt")
     assert plain["config"]["vocab_size"] == events.ANTICIPATE_OFFSET  # styles and fill markers, no announcements
-    # from its weights with accompaniment windows (the default share): it grows the ANTICIPATE tokens
+    assert train_module.TrainConfig().accompany_rate == 0.0  # the default: none (they did not pay)
+    # from its weights with accompaniment windows: it grows the ANTICIPATE tokens
     train_module.train(str(midi_folder), tmp_path / "taught", config="tiny", threads=1, progress=False,
-                       overrides={"steps": 2, "learning_rate": 1e-3, "warmup_steps": 1},
+                       overrides={"steps": 2, "learning_rate": 1e-3, "warmup_steps": 1, "accompany_rate": 0.1},
                        init_from=tmp_path / "plain" / "model.pt")
     taught = read_checkpoint(tmp_path / "taught" / "model.pt")
-    assert train_module.TrainConfig().accompany_rate == 0.1
     assert taught["config"]["vocab_size"] == events.ANTICIPATION_VOCAB_SIZE
     assert events.has_anticipation(taught["config"]["vocab_size"])
     # and keeps them when a later run has none
