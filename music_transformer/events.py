@@ -218,6 +218,11 @@ def to_ticks(seconds: float) -> int:
     return int(round(seconds * TICKS_PER_SECOND))
 
 
+def start_tick(seconds: float) -> int:
+    """The tick the codec strikes a note that starts at `seconds` on: the nearest, 0 at the earliest."""
+    return max(to_ticks(seconds), 0)
+
+
 def quantize_notes(notes: Iterable[Note]) -> list[tuple[int, int, int, int]]:
     """Notes as (start_tick, end_tick, pitch, velocity), cleaned up by `canonical_notes`' rule so they
     can be encoded."""
@@ -253,7 +258,7 @@ def _canonical(notes: Iterable[Note]) -> list[tuple[int, int, int, int, float, f
         if max(note.start, note.end) > MAX_PIECE_SECONDS:
             raise ValueError(f"a note at {max(note.start, note.end) / 3600:.1f} hours is past the longest piece "
                              f"Continuo handles ({MAX_PIECE_SECONDS / 3600:g} hours)")
-        start = max(to_ticks(note.start), 0)
+        start = start_tick(note.start)
         start_seconds = max(float(note.start), 0.0)
         end = max(to_ticks(note.end), start + 1)
         end_seconds = float(note.end) if end == to_ticks(note.end) else end * SECONDS_PER_TICK

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import limits
 from .errors import MidiFileError
-from .events import SECONDS_PER_TICK, Note, canonical_notes, to_ticks
+from .events import SECONDS_PER_TICK, Note, canonical_notes, start_tick, to_ticks
 from .files import FileTooLargeError, NotRegularFileError, atomic_write, read_regular
 
 SUSTAIN_CONTROLLER = 64
@@ -361,7 +361,7 @@ def _read(path: str | os.PathLike) -> tuple[list[Note], MidiFileTiming, frozense
         played = [note for note in _sustained(instrument.notes, pedal) if note.velocity > 0]
         notes += played
         if instrument.name.strip().upper() == MELODY_TRACK:
-            melody.update((note.pitch, max(to_ticks(note.start), 0)) for note in played)
+            melody.update((note.pitch, start_tick(note.start)) for note in played)
     if not notes:
         raise MidiFileError(f"{name}: the file has no notes")
     last = max(note.end for note in notes)

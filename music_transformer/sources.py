@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .events import NUM_PITCHES, STYLES, Note, encode, to_ticks
+from .events import NUM_PITCHES, STYLES, Note, encode, start_tick
 
 MIDI_SUFFIXES = (".mid", ".midi")
 CACHE_FORMAT = 2  # 2: each note marked as the melody track's or not
@@ -189,7 +189,7 @@ def array_to_notes(array: np.ndarray) -> list[Note]:
 
 def note_keys(array: np.ndarray) -> list[tuple[int, int]]:
     """Each note's (pitch, start tick) on the codec's 10 ms grid, as `events.encode` places it."""
-    return [(int(pitch), max(to_ticks(start), 0)) for pitch, start in array[:, [0, 2]].tolist()]
+    return [(int(pitch), start_tick(start)) for pitch, start in array[:, [0, 2]].tolist()]
 
 
 def melody_mask(array: np.ndarray, keys: frozenset[tuple[int, int]] | set[tuple[int, int]]) -> np.ndarray:
