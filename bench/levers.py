@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import memory  # noqa: E402 - bench/memory.py: the held-out pieces and the NLL by window
 
 from music_transformer import data, load_checkpoint  # noqa: E402
+from music_transformer.train import load_config  # noqa: E402
 
 ARMS = ("L", "L+buckets", "L+sounding", "2L+buckets", "2L+buckets+sounding")
 SOURCES = ("pop-piano", "classical")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                             "--limit", "40", "--out", args.data], check=True, cwd=ROOT)
     if not args.data:
         parser.error("--data: a token pack (music-transformer pack --data pop-piano=... classical=...)")
-    length = load_checkpoint(start).config.train_length if start else 32  # the tiny config's
+    length = (load_checkpoint(start).config if start else load_config(config)[0]).train_length
     windows = [length // 4, length // 2, length, 2 * length]
     groups = held_out(args.data, pieces)
     result: dict = {"data": Path(args.data).name, "from": Path(start).name if start else None, "steps": steps,
