@@ -18,6 +18,9 @@ same pieces and the same seeds:
    attending to the W latest), each piece up to the same number of tokens for every model: 4L of the model
    with the longest training length L (the stage 1 and 2 tables in bench/README scored each model's own 4L,
    so a model of L = 2,048 on twice the music of one of L = 1,024). The figure is the overall NLL per token.
+   Beside it, the copy test: each piece's 10 s from t0 (below) played twice running (`data.restated`), at
+   pitch and a whole step up; the NLL per token of the first hearing and of the second. A model that can
+   copy what it has just heard scores the second far lower; one that cannot, about the same.
 2. Continuations: the piece's notes in [t0, t0 + 20 s) are the primer (t0 = 30 s, earlier for a piece
    shorter than 66 s; notes cut at the seam), continued for 16 s by `generate` at the studio's default
    settings (`continuo.generation_settings.GenerationSettings()`: temperature, top-k, top-p, repetition
@@ -63,6 +66,7 @@ from music_transformer.sampling import DEFAULT_MAX_NOTE_SECONDS  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = (f"pop-piano={SHARED / 'pop909' / 'midi'}", f"classical={SHARED / 'pianolatron' / 'midi'}")
 WINDOWS = (256, 512, 1024, 2048)
+COPY_SECONDS, COPY_TRANSPOSITIONS = 10.0, (0, 2)  # the copy test's passage, and its returns (semitones up)
 PRIMER_SECONDS, CONTINUATION_SECONDS, PRIMER_START = 20.0, 16.0, 30.0
 SEAM_SECONDS = 2.0  # the velocity jump compares the primer's last and the continuation's first this many seconds
 CAP_SECONDS = DEFAULT_MAX_NOTE_SECONDS - 0.1  # a note this long was (nearly) held to the decoder's cap
@@ -200,6 +204,38 @@ def nll_by_window(model, pieces: list[data.Piece], style: str, windows: list[int
             for window in windows}
 
 
+def copy_test(model, pieces: list[data.Piece], style: str, transpose: int, seconds: float = COPY_SECONDS) -> dict:
+    """The NLL per token of each piece's `seconds` from its t0 (`primer_start`) heard first and heard again at
+    once, `transpose` semitones up (`data.restated`), pooled over the pieces: {"first", "again", "gain", and the
+    tokens scored in each, "tokens"}."""
+    import torch
+    import torch.nn.functional as F
+
+    sums = {"first": [0.0, 0], "again": [0.0, 0]}
+    model.eval()
+    for piece in pieces:
+        notes = sources.array_to_notes(piece.notes)
+        passage = sources.notes_to_array(excerpt(notes, primer_start(notes), seconds))
+        twice = data.restated(passage, 0.0, seconds, transpose, 1.0)
+        tokens = data.piece_tokens(twice, style, model.config.vocab_size)[:-1]  # END is not the music's
+        ticks = np.cumsum([events.shift_ticks(token) for token in tokens])
+        boundary = next(i for i, token in enumerate(tokens)  # the return's first velocity event or note-on
+                        if ticks[i] >= events.to_ticks(seconds) and (events.is_note_on(token)
+                                                                      or events.is_velocity(token)))
+        heard = len(events.header(style, model.config.vocab_size))
+        with torch.inference_mode():
+            x = torch.tensor([tokens])
+            nll = F.cross_entropy(model(x[:, :-1], window=model.default_window)[0].float(), x[0, 1:],
+                                  reduction="none").numpy()  # nll[i] is of tokens[i + 1]
+        for name, part in (("first", nll[heard - 1:boundary - 1]), ("again", nll[boundary - 1:])):
+            sums[name][0] += float(part.sum())
+            sums[name][1] += len(part)
+    result = {name: total / count if count else math.nan for name, (total, count) in sums.items()}
+    result["gain"] = result["first"] - result["again"]
+    result["tokens"] = {name: count for name, (_, count) in sums.items()}
+    return result
+
+
 def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds: int, threads: int,
                       window: int | None = None, **changes) -> dict:
     """Per run name (each model, and `real`), one list per piece of the figures of each seed's run; `window` the
@@ -303,6 +339,20 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
                 best = min(scores, key=lambda w: scores[w])
                 print(f"{source:<13}{name:<10}{len(picked):>7}" + "".join(f"{v:>9.3f}" for v in scores.values())
                       + f"{best:>8}", flush=True)
+        print(f"\nThe copy test: each piece's {COPY_SECONDS:g} s from t0 heard twice running, the second time at "
+              "pitch or a step up; NLL per token of the first hearing and of the second")
+        print(f"{'source':<13}{'model':<10}{'first':>8}" + "".join(f"{f'again +{t}':>10}{'gain':>7}"
+                                                                     for t in COPY_TRANSPOSITIONS))
+        for source, picked in chosen.items():
+            entry = result["sources"][source]
+            entry["copy"] = {}
+            for name, model in models.items():
+                if not picked:
+                    continue
+                tests = {t: copy_test(model, picked, entry["styles"][name], t) for t in COPY_TRANSPOSITIONS}
+                entry["copy"][name] = {f"+{t}": test for t, test in tests.items()}
+                print(f"{source:<13}{name:<10}{tests[0]['first']:>8.3f}"
+                      + "".join(f"{test['again']:>10.3f}{test['gain']:>7.3f}" for test in tests.values()), flush=True)
 
     if continuations:
         for source, picked in chosen.items():

@@ -15,6 +15,10 @@ past the header), or, for `fim_rate` of the samples, a fill-in-the-middle sequen
 For `accompany_rate` of the windows a part of the music (`kept_part`: the melody track where a piece has
 one, or a range of the keyboard) is announced ahead of its notes (`events.encode`'s ANTICIPATE tokens), as
 `accompaniment.py` feeds the notes a musician keeps.
+For `restate_rate` of the windows a passage of the piece is played again right after itself (`restated`), as
+a repeat sign or a returning motif does, and the window holds both: the lesson in copying that real pieces,
+whose returns are rarely exact and often farther apart than a window, teach too seldom (bench/README, "Can the
+model copy?").
 For `style_dropout` of the samples the style token says `any`. Pieces shorter than the training length
 (a chorale, a fiddle tune) are packed whole, one after another, into shared samples (`epoch_plan`), each
 opening with its own header and closing with END, so that a sample is music rather than PAD. `style_weights`
@@ -56,6 +60,8 @@ HEADER_RATE = 0.5  # of the plain windows, the share that opens with START and t
 StyleWeights = tuple[tuple[str, float], ...]  # (style, weight) pairs for `epoch_plan`
 MAX_STYLE_WEIGHT = 100.0  # a style's pieces come round at most this many times as often in an epoch
 MELODY_TRACK_RATE = 0.6  # of a piece's accompaniment windows, the share that keep its melody track (`kept_part`)
+RESTATED_SECONDS = (2.0, 16.0)  # a restated passage lasts from this to this long (log-uniform; `restated`)
+RESTATED_TRANSPOSE_RATE = 0.3  # the share of restatements a step or more away (up to a fifth either way)
 
 
 # --- pieces, split ----------------------------------------------------------------------------------
@@ -357,6 +363,7 @@ class SampleMix:
     style_dropout: float = 0.0  # the share of samples whose style token says `any`
     style_weights: StyleWeights = ()  # (style, weight) pairs: how often each style's pieces come round
     accompany_rate: float = 0.0  # the share of windows with a kept part announced ahead (`kept_part`)
+    restate_rate: float = 0.0  # the share of windows in which a passage comes back at once (`restated`)
 
 
 def training_sample(piece: Piece, length: int, seed: int, epoch: int, index: int,
@@ -368,8 +375,62 @@ def training_sample(piece: Piece, length: int, seed: int, epoch: int, index: int
     if rng.random() < mix.fim_rate:
         return fim_sample(encode(array_to_notes(notes)), style, length, rng)
     kept = kept_part(notes, rng, piece.melody) if mix.accompany_rate and rng.random() < mix.accompany_rate else None
+    head = events.header(style) if rng.random() < HEADER_RATE else ()
+    if kept is None and mix.restate_rate and rng.random() < mix.restate_rate:
+        window = restated_window(notes, length + 1 - len(head), rng)
+        if window is not None:
+            return _padded(list(head) + window, length)
     tokens = encode(array_to_notes(notes), kept)
-    return crop(tokens + [END], length, rng, events.header(style) if rng.random() < HEADER_RATE else ())
+    return crop(tokens + [END], length, rng, head)
+
+
+def restated(notes: np.ndarray, start: float, seconds: float, transpose: int,
+             loudness: float) -> np.ndarray:
+    """The piece (N, 4) with its passage [start, start + seconds) played again right after itself: every note
+    sounding at the passage's end released there, the passage's notes again `seconds` later (moved by
+    `transpose` semitones, velocities scaled by `loudness`, released at the second end), and the rest of the
+    piece after them, `seconds` later than it was."""
+    end = start + seconds
+    before = notes[notes[:, 2] < end].copy()
+    before[:, 3] = np.minimum(before[:, 3], end)
+    again = before[before[:, 2] >= start].copy()
+    again[:, 0] += transpose
+    again[:, 1] = np.clip(np.rint(again[:, 1] * loudness), 1, 127)
+    again[:, 2:4] += seconds
+    after = notes[notes[:, 2] >= end].copy()
+    after[:, 2:4] += seconds
+    return np.concatenate([before, again, after])
+
+
+def restated_window(notes: np.ndarray, room: int, rng: np.random.Generator) -> list[int] | None:
+    """At most `room` tokens of the piece with a passage restated (`restated`), holding the passage and its
+    return whole; None when the piece has no passage short enough for the room.
+
+    The passage starts on one of the piece's onsets, lasts RESTATED_SECONDS (log-uniform; halved until the two
+    fit the room); RESTATED_TRANSPOSE_RATE of the returns are a step to a fifth away (the rest at pitch), each
+    louder or softer by up to 15 %; the window starts anywhere that keeps both in it."""
+    if not len(notes):
+        return None
+    onsets = np.unique(notes[:, 2])
+    seconds = float(np.exp(rng.uniform(*np.log(RESTATED_SECONDS))))
+    start = float(onsets[rng.integers(len(onsets))])
+    transpose = 0
+    if rng.random() < RESTATED_TRANSPOSE_RATE:
+        low = max(-7, -int(notes[:, 0].min()))
+        high = min(7, NUM_PITCHES - 1 - int(notes[:, 0].max()))
+        steps = [step for step in range(low, high + 1) if step]
+        transpose = int(rng.choice(steps)) if steps else 0
+    loudness = float(rng.uniform(0.85, 1.15))
+    for _ in range(4):
+        tokens = encode(array_to_notes(restated(notes, start, seconds, transpose, loudness))) + [END]
+        ticks = np.cumsum([events.shift_ticks(token) for token in tokens])
+        first = int(np.searchsorted(ticks, events.to_ticks(start)))  # the first token at the passage's start
+        last = int(np.searchsorted(ticks, events.to_ticks(start + 2 * seconds)))  # past the return's end
+        if last - first <= room:
+            offset = int(rng.integers(max(0, last - room), min(first, max(0, len(tokens) - room)) + 1))
+            return tokens[offset:offset + room]
+        seconds /= 2
+    return None
 
 
 def kept_part(notes: np.ndarray, rng: np.random.Generator,

@@ -65,6 +65,9 @@ class TrainConfig:
     # default: after two stages (about 1,000 such windows) the announcements made the new part agree less with
     # the kept one, not more (bench/README, "Announcing the kept part ahead").
     accompany_rate: float = 0.0
+    # performance events: the share of windows in which a passage is played again right after itself
+    # (data.restated_window), a lesson in copying
+    restate_rate: float = 0.0
     # performance events: how often each style's pieces come round in an epoch against their share of the
     # tokens (data.epoch_plan), e.g. {"chorale": 3.0}; a style not named is 1
     style_weights: dict[str, float] = field(default_factory=dict)
@@ -78,7 +81,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        for name in ("fim_rate", "style_dropout", "accompany_rate"):
+        for name in ("fim_rate", "style_dropout", "accompany_rate", "restate_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise TrainingError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
         if not isinstance(self.style_weights, dict):
@@ -253,10 +256,11 @@ class EventData:
 
     def __init__(self, dataset: data_module.Dataset, name: str, valid_max_chunks: int | None = None,
                  fim_rate: float = 0.0, style_dropout: float = 0.0,
-                 style_weights: data_module.StyleWeights = (), accompany_rate: float = 0.0) -> None:
+                 style_weights: data_module.StyleWeights = (), accompany_rate: float = 0.0,
+                 restate_rate: float = 0.0) -> None:
         self.dataset, self.name, self.valid_max_chunks = dataset, name, valid_max_chunks
         self.fim_rate, self.style_dropout, self.style_weights = fim_rate, style_dropout, style_weights
-        self.accompany_rate = accompany_rate
+        self.accompany_rate, self.restate_rate = accompany_rate, restate_rate
         # the ANTICIPATE tokens only where the samples hold some: a model knows them once it has been taught them
         self.vocab_size = VOCAB_SIZE if accompany_rate else events.ANTICIPATE_OFFSET
         if not dataset.train:
@@ -271,7 +275,7 @@ class EventData:
     def batches(self, length: int, batch_size: int, seed: int, epoch: int, start: int, rank: int,
                 world_size: int, max_transpose: int) -> Iterator[tuple[int, np.ndarray]]:
         mix = data_module.SampleMix(max_transpose, self.fim_rate, self.style_dropout, self.style_weights,
-                                    self.accompany_rate)
+                                    self.accompany_rate, self.restate_rate)
         return data_module.training_batches(self.dataset.train, length, batch_size, seed, epoch, start, rank,
                                             world_size, mix)
 
@@ -386,8 +390,8 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
             torch.distributed.barrier()
         if not dist.main:
             dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=False)
-        data = EventData(dataset, name, config.valid_max_chunks, config.fim_rate, config.style_dropout,
-                         tuple(config.style_weights.items()), config.accompany_rate)  # checked with the config
+        data = EventData(dataset, name, config.valid_max_chunks, config.fim_rate, config.style_dropout,  # checked
+                         tuple(config.style_weights.items()), config.accompany_rate, config.restate_rate)
         new = initial is None and state is None  # a model drawn for these samples
     else:
         new = False  # a benchmark's own data: its config names the vocabulary

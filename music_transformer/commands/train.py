@@ -74,6 +74,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--accompany-rate", type=share,
                         help="share of windows with a kept part announced ahead, for accompaniment (default 0: "
                              "they have not paid yet; a model taught some gains the ANTICIPATE tokens)")
+    parser.add_argument("--restate-rate", type=share,
+                        help="share of windows in which a passage is played again right after itself, a lesson in "
+                             "copying (default 0)")
     parser.add_argument("--style-dropout", type=share,
                         help="share of samples whose style says 'any' (default 0.15)")
     parser.add_argument("--style-weights", type=style_weights, metavar="STYLE=W[,STYLE=W...]",
@@ -112,7 +115,7 @@ def main(argv: list[str]) -> int:
                  "batch_size": args.batch_size, "learning_rate": args.lr, "warmup_steps": args.warmup_steps,
                  "seed": args.seed, "checkpoint_minutes": args.checkpoint_minutes, "precision": args.precision,
                  "fim_rate": args.fim_rate, "style_dropout": args.style_dropout, "style_weights": args.style_weights,
-                 "accompany_rate": args.accompany_rate}
+                 "accompany_rate": args.accompany_rate, "restate_rate": args.restate_rate}
     model_overrides = {"positional": args.positional, "train_length": args.train_length, "dropout": args.dropout,
                        "local_block": args.local_block, "relative_buckets": args.relative_buckets,
                        "sounding_input": args.sounding_input}

@@ -163,12 +163,17 @@ def test_at_an_instant_the_new_parts_notes_below_a_kept_note_come_before_it_as_e
 def test_the_benchmarks_measures_and_its_reading_of_pop909s_tracks(tmp_path):
     import pretty_midi
 
-    from bench.accompany import agreement, at_once, pop909_parts
+    from bench.accompany import agreement, at_once, pop909_parts, span_agreement
 
     kept = [Note(72, 80, 0.0, 1.0), Note(76, 80, 1.0, 2.0)]
     part = [Note(48, 80, 0.5, 1.5), Note(50, 80, 1.5, 2.5), Note(52, 80, 6.0, 7.0)]  # C and D near, E alone
     assert agreement(part, kept, 1.0) == 0.5  # the E has no kept note within 1 s: not counted
     assert agreement(part[2:], kept, 1.0) is None
+    # over the span [0, 2): C sounds 1 s and E 1 s in both parts -> cosine 1
+    assert span_agreement([Note(48, 80, 0.0, 1.0), Note(52, 80, 1.0, 2.0)], kept, 0.0, 2.0) == pytest.approx(1.0)
+    assert span_agreement([Note(49, 80, 0.0, 2.0)], kept, 0.0, 2.0) == 0.0  # C sharp against C and E
+    assert span_agreement([Note(48, 80, 0.0, 1.0), Note(50, 80, 1.0, 2.0)], kept, 0.0, 2.0) == pytest.approx(0.5)
+    assert span_agreement([], kept, 0.0, 2.0) is None
     assert at_once([Note(48, 80, 0.0, 2.0), Note(52, 80, 1.0, 3.0)], 0.0, 4.0) == pytest.approx(4 / 3)
     assert at_once([], 0.0, 4.0) == 0.0
     midi = pretty_midi.PrettyMIDI()

@@ -521,3 +521,43 @@ def test_style_weights_change_how_often_each_styles_pieces_come_round():
 def test_style_weights_refuse_unknown_styles_and_weights_out_of_range(weights, message):
     with pytest.raises(ValueError, match=message):
         data.style_weights(weights)
+
+
+def test_a_restated_passage_comes_back_at_once_and_the_piece_goes_on_after_it():
+    notes = sources.notes_to_array([Note(60, 80, 0.0, 1.0), Note(64, 80, 1.0, 3.0), Note(67, 100, 2.0, 2.5),
+                                    Note(72, 90, 3.0, 4.0)])
+    again = sources.array_to_notes(data.restated(notes, 1.0, 2.0, transpose=2, loudness=0.5))
+    assert sorted(again, key=lambda n: (n.start, n.pitch)) == [
+        Note(60, 80, 0.0, 1.0), Note(64, 80, 1.0, 3.0), Note(67, 100, 2.0, 2.5),  # the passage [1, 3), released at 3
+        Note(66, 40, 3.0, 5.0), Note(69, 50, 4.0, 4.5),  # again, a step up and half as loud
+        Note(72, 90, 5.0, 6.0)]  # the rest, 2 s later
+
+
+def _self_match(sample):
+    """The most note pairs of a window that share one (time apart, pitches apart): a passage and its return."""
+    tick, struck = 0, []
+    for token in (int(t) for t in sample if t != PAD):
+        tick += events.shift_ticks(token)
+        if events.is_note_on(token):
+            struck.append((tick, token - NOTE_ON_OFFSET))
+    votes = Counter((b[0] - a[0], b[1] - a[1]) for i, a in enumerate(struck) for b in struck[i + 1:] if b[0] > a[0])
+    return max(votes.values(), default=0)
+
+
+def test_restatement_windows_hold_a_passage_and_its_return_and_plain_windows_do_not():
+    rng = np.random.default_rng(5)  # random pitches at random gaps: nothing in it comes back by chance
+    starts = np.cumsum(rng.uniform(0.1, 0.4, 400))
+    piece = data.Piece("random", sources.notes_to_array(
+        [Note(int(rng.integers(36, 85)), int(rng.integers(30, 110)), float(s), float(s + rng.uniform(0.1, 1.5)))
+         for s in starts]), 0)
+    restating = data.SampleMix(max_transpose=0, restate_rate=1.0)
+    matches = [_self_match(data.training_sample(piece, 256, seed=3, epoch=0, index=i, mix=restating))
+               for i in range(40)]
+    plain = [_self_match(data.training_sample(piece, 256, seed=3, epoch=0, index=i, mix=data.SampleMix()))
+             for i in range(40)]
+    assert min(matches) > max(plain), (matches, plain)
+    assert np.median(matches) >= 8  # passages of a second or more, four notes a second
+    # a window is never longer than asked, and a piece of one note restates what it can
+    one = data.Piece("one", sources.notes_to_array([Note(60, 80, 0.0, 0.5)]), 4)
+    sample = data.training_sample(one, 32, seed=0, epoch=0, index=0, mix=restating)
+    assert sample.shape == (33,) and [t - NOTE_ON_OFFSET for t in sample if events.is_note_on(t)] == [60, 60]

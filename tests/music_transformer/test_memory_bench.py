@@ -99,6 +99,14 @@ def test_the_benchmark_runs_end_to_end_and_leaves_out_the_88_note_rolls(tmp_path
     assert real["notes_at_once"] == pytest.approx(0.8, abs=0.02)  # each note sounds 0.2 s of every 0.25 s
     assert set(source["targets"]) == {"model", "baseline"}
     assert set(source["ratios"]["model"]) == set(memory.FIGURES) - {"at_cap"}
+    # the copy test: 10 s of the figure heard twice; the return is as many tokens as the first hearing, give or
+    # take the events at the seam (the velocity event it does not need again)
+    for returns in source["copy"].values():
+        assert set(returns) == {"+0", "+2"}
+        for test in returns.values():
+            first, again = test["tokens"]["first"], test["tokens"]["again"]
+            assert first > 100 and abs(first - again) <= 0.02 * first
+            assert test["gain"] == test["first"] - test["again"]
 
 
 def test_the_context_benchmark_scores_by_position_and_kind_and_a_window_past_the_piece_changes_nothing(tmp_path,
