@@ -139,8 +139,31 @@ def test_the_bundled_model_writes_a_left_hand_under_a_melody_in_its_range():
               for step, pitch in enumerate([72, 74, 76, 77, 79, 77, 76, 74, 72, 74, 76, 72, 79, 76, 72, 72])]
     kept, new = accompany_notes(model, melody, range(21, 60), 0.0, 8.0, seed=0, temperature=0.9)
     assert kept == melody
-    assert len(new) >= 4 and all(21 <= note.pitch < 60 for note in new)
+    # a left hand about as busy as a real one: 2 notes a second or more (30 here; waiting for the melody's next
+    # event each time the model reached for a melody note gave 15, and 6 to 16 over five seeds)
+    assert len(new) >= 16 and all(21 <= note.pitch < 60 for note in new)
     assert all(0.0 <= note.start < 8.0 and note.end <= 8.0 + 1e-9 for note in new)
+
+
+def test_a_note_of_the_kept_part_the_model_draws_is_a_short_wait_ending_at_the_next_kept_event_at_latest():
+    import numpy as np
+
+    from music_transformer.accompaniment import KEPT_WAIT_TICKS, KeptPerformance
+
+    writable = np.zeros(events.NUM_PITCHES, dtype=bool)
+    writable[list(BASS)] = True
+    kept = [(100, 1, 72, 20), (150, 0, 72, 0)]  # a kept C5 from 1 s to 1.5 s
+    performance = KeptPerformance(events.VOCAB_SIZE, None, writable, kept)
+    performance.start_continuation()
+    mask = np.zeros(events.VOCAB_SIZE, dtype=np.float32)
+    _, limit = performance.rules(None, 300, None, mask)
+    assert limit == 100  # time may pass up to the kept note, no farther
+    assert performance.drawn(events.note_on(76), limit) == events.time_shift(KEPT_WAIT_TICKS)  # the melody's E
+    assert performance.drawn(events.note_on(48), limit) == events.note_on(48)  # its own notes are its own
+    assert performance.drawn(events.time_shift(100), limit) == events.time_shift(100)
+    performance.update(events.time_shift(98))
+    _, limit = performance.rules(None, 202, None, mask)
+    assert performance.drawn(events.note_on(76), limit) == events.time_shift(2)  # the kept note is 20 ms away
 
 
 def test_at_an_instant_the_new_parts_notes_below_a_kept_note_come_before_it_as_encode_orders_them():
