@@ -19,7 +19,7 @@
 #    streaming decoder on the device for it and for the bundled model; then the bundled model's decoding on
 #    the device against one CPU thread, and 8 variations in one batch against 1 (device-decode.json);
 # 4. if at least $LEVERS_MINUTES (default 5) of $SESSION_MINUTES (default 13) are left, issue 45's levers side
-#    by side (bench/levers.py: five arms of $LEVER_STEPS steps, default 400, from the bundled model on $PACK,
+#    by side (bench/levers.py: six arms of $LEVER_STEPS steps, default 400, from the bundled model on $PACK,
 #    each scored by window as soon as it is trained; levers.txt);
 # 5. if at least $JSB_MINUTES (default 4) are still left, the JSB sweep (bench/jsb_gpu.sh) in what remains, on
 #    $JSB_DATA (default data-cache/jsb16: a copy of ../shared/data/jsb16, carried too).

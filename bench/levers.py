@@ -14,13 +14,17 @@ Each arm is `music-transformer train --init-from MODEL` (default the bundled mod
 - `L+sounding`: the sounding-pitches input (`model.sounding_pitches`);
 - `2L+buckets`: crops of 2L tokens, the buckets log-spaced up to 2L (a model without buckets cannot reach past
   its rows: `model.grown_state`);
-- `2L+buckets+sounding`: all three, the memory recipe of stages 1 to 3.
+- `2L+buckets+sounding`: all three, the memory recipe of stages 1 to 3;
+- `L+restate`: a quarter of the windows play a passage again right after itself (`data.restated_window`), a
+  lesson in copying.
 
 Every model, the start among them, is then scored on each source's first `--pieces` held-out pieces of 36 s or
 more (the pack's valid split by style: POP909 as `pop-piano`, the pianolatron rolls as `classical`; bench/memory.py
 takes the same pieces from the MIDI folders) with each window of L/4 to 2L, each piece up to 8L tokens for every
 model (`evaluation.position_nll`'s span), as bench/memory.py does. The table gives the NLL per token and the
-gain of far context: W = L/2 less W = 2L (positive: the far context helps). An arm whose model is already in
+gain of far context: W = L/2 less W = 2L (positive: the far context helps), and the copy test's gain
+(bench/memory.py's `copy_test`: a 10 s passage of each piece heard again at once, NLL per token of the first
+hearing less that of the second). An arm whose model is already in
 `--out` (its `model.pt` and a finished log) is scored without training again, so a stopped sweep goes on.
 """
 
@@ -43,7 +47,8 @@ import memory  # noqa: E402 - bench/memory.py: the held-out pieces and the NLL b
 from music_transformer import data, load_checkpoint  # noqa: E402
 from music_transformer.train import load_config  # noqa: E402
 
-ARMS = ("L", "L+buckets", "L+sounding", "2L+buckets", "2L+buckets+sounding")
+ARMS = ("L", "L+buckets", "L+sounding", "2L+buckets", "2L+buckets+sounding", "L+restate")
+RESTATE_RATE = "0.25"  # the `restate` lever's share of windows with a passage played again at once
 SOURCES = ("pop-piano", "classical")
 SCHEDULE = ("--dropout", "0", "--lr", "3e-4", "--warmup-steps", "30", "--batch-size", "4", "--accompany-rate", "0",
             "--seed", "45")
@@ -57,6 +62,8 @@ def lever_flags(arm: str, length: int) -> list[str]:
         flags += ["--relative-buckets", str(length // 2)]
     if "sounding" in levers:
         flags += ["--sounding-input"]
+    if "restate" in levers:
+        flags += ["--restate-rate", RESTATE_RATE]
     return flags
 
 
@@ -124,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                     "pieces": {source: [p.piece_id for p in picked] for source, picked in groups.items()},
                     "arms": {}}
     print(f"NLL per token by window ({steps} steps an arm; each piece's first {8 * length:,} tokens)", flush=True)
-    print(f"{'arm':<22}{'source':<11}" + "".join(f"{f'W={w}':>9}" for w in windows) + f"{'far gain':>10}")
+    print(f"{'arm':<22}{'source':<11}" + "".join(f"{f'W={w}':>9}" for w in windows) + f"{'far gain':>10}"
+          + f"{'copy gain':>11}")
     for name in (["start"] if start else []) + list(args.arms):  # each scored as soon as it is trained
         entry = result["arms"].setdefault(name, {})
         path = start
@@ -142,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             style = memory.model_style(source, model.config.vocab_size)
             scores = memory.nll_by_window(model, picked, style, windows, 8 * length)
             gain = scores[length // 2] - scores[2 * length]
-            entry[source] = {"nll": {str(w): v for w, v in scores.items()}, "far_gain": gain}
-            print(f"{name:<22}{source:<11}" + "".join(f"{v:>9.3f}" for v in scores.values()) + f"{gain:>+10.3f}",
-                  flush=True)
+            copy = memory.copy_test(model, picked, style, 0)
+            entry[source] = {"nll": {str(w): v for w, v in scores.items()}, "far_gain": gain, "copy": copy}
+            print(f"{name:<22}{source:<11}" + "".join(f"{v:>9.3f}" for v in scores.values()) + f"{gain:>+10.3f}"
+                  + f"{copy['gain']:>+11.3f}", flush=True)
     if args.json:
         print(json.dumps(result))
     return 0
