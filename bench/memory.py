@@ -32,7 +32,7 @@ same pieces and the same seeds:
    - velocity jump: |mean velocity of the notes struck in the first 2 s - that of the primer's last 2 s|;
    - motif reuse: every onset sorted by time, then pitch descending; the differences of successive
      pitches taken in threes (4-note interval patterns); the share of the continuation's that occur in
-     the primer;
+     the primer (and, for scale, by chance: the real continuations against the other pieces' primers);
    - pitch-class agreement: the cosine of the duration-weighted pitch-class histograms of the 16 s and
      the primer;
    - notes per second.
@@ -272,6 +272,20 @@ def continue_primer(model, primer: list[Note], source: str, seed: int, threads: 
     return continuation_notes(tokens, 0.0, context)
 
 
+def chance_reuse(pieces: list[data.Piece]) -> float:
+    """Motif reuse by chance: each piece's real continuation against the other pieces' primers (the mean over
+    them), the median over pieces; NaN with fewer than two pieces."""
+    primers, reals = [], []
+    for piece in pieces:
+        notes = sources.array_to_notes(piece.notes)
+        t0 = primer_start(notes)
+        primers.append(excerpt(notes, t0, PRIMER_SECONDS))
+        reals.append(excerpt(notes, t0 + PRIMER_SECONDS, CONTINUATION_SECONDS))
+    per_piece = [np.nanmean([motif_reuse(real, primer) for j, primer in enumerate(primers) if j != i])
+                 for i, real in enumerate(reals) if len(primers) > 1]
+    return float(np.nanmedian(per_piece)) if per_piece and not np.all(np.isnan(per_piece)) else math.nan
+
+
 def summary(runs: list[list[dict]]) -> dict:
     """Median over pieces of each figure's mean over the piece's seeds; `at_cap` pooled over every note."""
     result = {}
@@ -380,6 +394,9 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
                 line += "".join(f"{({True: 'yes', False: 'no'}.get(entry['targets'][n].get(key), '')):>12}"
                                 for n in names)
                 print(line, flush=True)
+            entry["chance_motif_reuse"] = chance_reuse(picked)
+            print(f"{'motif reuse by chance':<24}{_number(entry['chance_motif_reuse']):>10}  (each real continuation "
+                  "against the other pieces' primers)", flush=True)
 
     return result
 

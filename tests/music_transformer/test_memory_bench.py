@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench import memory  # noqa: E402
-from music_transformer import ModelConfig, MusicTransformer, Note, data, events, save_checkpoint, write_midi  # noqa: E402
+from music_transformer import ModelConfig, MusicTransformer, Note, data, events, save_checkpoint, sources, write_midi  # noqa: E402
 
 FIGURE = [60, 62, 64, 65, 67, 65, 64, 62]  # a scale up and down: steps of 1 and 2
 
@@ -32,6 +32,18 @@ def test_motif_reuse_is_one_for_the_primer_played_again_and_zero_for_unrelated_l
     half = _line(FIGURE[:5] + [72, 50, 79, 41])  # the first 5 notes: 2 of its 6 patterns are the primer's
     assert memory.motif_reuse(half, primer) == pytest.approx(2 / 6)
     assert math.isnan(memory.motif_reuse(_line([60, 62, 64]), primer))  # fewer than 4 notes: no pattern
+
+
+def test_motif_reuse_by_chance_reads_each_continuation_against_the_other_pieces_primers():
+    def piece(pitches):  # 45 s or more: a 20 s primer and its 16 s continuation
+        return data.Piece("p", sources.notes_to_array(_line(pitches * 30)), 0)
+
+    leaps = [48, 55, 43, 50, 62, 45]
+    scales = [piece(FIGURE), piece([p + 5 for p in FIGURE])]  # one figure, twice: each finds it in the other
+    assert memory.chance_reuse(scales) == 1.0
+    assert memory.chance_reuse([piece(FIGURE), piece(leaps)]) == 0.0  # nothing shared
+    assert memory.chance_reuse([piece(FIGURE), piece(FIGURE), piece(leaps)]) == pytest.approx(0.5)  # median
+    assert math.isnan(memory.chance_reuse([piece(FIGURE)]))
 
 
 def test_interval_patterns_read_a_chord_from_its_top_note_down_whatever_order_it_is_written_in():
@@ -96,6 +108,7 @@ def test_the_benchmark_runs_end_to_end_and_leaves_out_the_88_note_rolls(tmp_path
     real = source["continuations"]["real"]
     assert real["notes_per_second"] == pytest.approx(4.0)  # a note every 0.25 s
     assert real["motif_reuse"] == 1.0 and real["at_cap"] == 0.0  # the figure again and again, short notes
+    assert source["chance_motif_reuse"] == 1.0  # every roll plays the same figure: the others' primers hold it too
     assert real["notes_at_once"] == pytest.approx(0.8, abs=0.02)  # each note sounds 0.2 s of every 0.25 s
     assert set(source["targets"]) == {"model", "baseline"}
     assert set(source["ratios"]["model"]) == set(memory.FIGURES) - {"at_cap"}
