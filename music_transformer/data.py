@@ -61,7 +61,7 @@ StyleWeights = tuple[tuple[str, float], ...]  # (style, weight) pairs for `epoch
 MAX_STYLE_WEIGHT = 100.0  # a style's pieces come round at most this many times as often in an epoch
 MELODY_TRACK_RATE = 0.6  # of a piece's accompaniment windows, the share that keep its melody track (`kept_part`)
 RESTATED_SECONDS = (2.0, 16.0)  # a restated passage lasts from this to this long (log-uniform; `restated`)
-RESTATED_TRANSPOSE_RATE = 0.3  # the share of restatements a step or more away (up to a fifth either way)
+RESTATED_TRANSPOSE_RATE = 0.3  # the share of restatements moved 1 to 7 semitones up or down
 
 
 # --- pieces, split ----------------------------------------------------------------------------------
@@ -407,7 +407,7 @@ def restated_window(notes: np.ndarray, room: int, rng: np.random.Generator) -> l
     return whole; None when the piece has no passage short enough for the room.
 
     The passage starts on one of the piece's onsets, lasts RESTATED_SECONDS (log-uniform; halved until the two
-    fit the room); RESTATED_TRANSPOSE_RATE of the returns are a step to a fifth away (the rest at pitch), each
+    fit the room); RESTATED_TRANSPOSE_RATE of the returns are moved 1 to 7 semitones (the rest are at pitch), each
     louder or softer by up to 15 %; the window starts anywhere that keeps both in it."""
     if not len(notes):
         return None
