@@ -61,7 +61,8 @@ StyleWeights = tuple[tuple[str, float], ...]  # (style, weight) pairs for `epoch
 MAX_STYLE_WEIGHT = 100.0  # a style's pieces come round at most this many times as often in an epoch
 MELODY_TRACK_RATE = 0.6  # of a piece's accompaniment windows, the share that keep its melody track (`kept_part`)
 RESTATED_SECONDS = (2.0, 16.0)  # a restated passage lasts from this to this long (log-uniform; `restated`)
-RESTATED_TRANSPOSE_RATE = 0.3  # the share of restatements moved 1 to 7 semitones up or down
+RESTATED_EXACT_RATE = 0.6  # the share of restatements note for note, loudness too (`restated_window`)
+RESTATED_TRANSPOSE_RATE = 0.2  # the share moved 1 to 7 semitones up or down (the rest: louder or softer)
 
 
 # --- pieces, split ----------------------------------------------------------------------------------
@@ -406,21 +407,25 @@ def restated_window(notes: np.ndarray, room: int, rng: np.random.Generator) -> l
     """At most `room` tokens of the piece with a passage restated (`restated`), holding the passage and its
     return whole; None when the piece has no passage short enough for the room.
 
-    The passage starts on one of the piece's onsets, lasts RESTATED_SECONDS (log-uniform; halved until the two
-    fit the room); RESTATED_TRANSPOSE_RATE of the returns are moved 1 to 7 semitones (the rest are at pitch), each
-    louder or softer by up to 15 %; the window starts anywhere that keeps both in it."""
+    The passage starts on one of the piece's onsets and lasts RESTATED_SECONDS (log-uniform; halved until the
+    two fit the room). RESTATED_EXACT_RATE of the returns are the passage note for note, which is what teaches
+    copying first (a model has to find the notes it heard before it can learn to vary them);
+    RESTATED_TRANSPOSE_RATE are moved 1 to 7 semitones, and those and the rest are louder or softer by up to
+    15 %. The window starts anywhere that keeps both in it."""
     if not len(notes):
         return None
     onsets = np.unique(notes[:, 2])
     seconds = float(np.exp(rng.uniform(*np.log(RESTATED_SECONDS))))
     start = float(onsets[rng.integers(len(onsets))])
-    transpose = 0
-    if rng.random() < RESTATED_TRANSPOSE_RATE:
+    transpose, loudness = 0, 1.0
+    kind = rng.random()
+    if kind >= RESTATED_EXACT_RATE:
+        loudness = float(rng.uniform(0.85, 1.15))
+    if kind >= 1.0 - RESTATED_TRANSPOSE_RATE:
         low = max(-7, -int(notes[:, 0].min()))
         high = min(7, NUM_PITCHES - 1 - int(notes[:, 0].max()))
         steps = [step for step in range(low, high + 1) if step]
         transpose = int(rng.choice(steps)) if steps else 0
-    loudness = float(rng.uniform(0.85, 1.15))
     for _ in range(4):
         tokens = encode(array_to_notes(restated(notes, start, seconds, transpose, loudness))) + [END]
         ticks = np.cumsum([events.shift_ticks(token) for token in tokens])
