@@ -20,7 +20,8 @@ same pieces and the same seeds:
    so a model of L = 2,048 on twice the music of one of L = 1,024). The figure is the overall NLL per token.
    Beside it, the copy test: each piece's 10 s from t0 (below) played twice running (`data.restated`), at
    pitch and a whole step up; the NLL per token of the first hearing and of the second. A model that can
-   copy what it has just heard scores the second far lower; one that cannot, about the same.
+   copy what it has just heard scores the second far lower; one that cannot, about the same. And copying at
+   its plainest (`loop_test`): 8 random pitches looped 10 times, the NLL of the note-ons of the last rounds.
 2. Continuations: the piece's notes in [t0, t0 + 20 s) are the primer (t0 = 30 s, earlier for a piece
    shorter than 66 s; notes cut at the seam), continued for 16 s by `generate` at the studio's default
    settings (`continuo.generation_settings.GenerationSettings()`: temperature, top-k, top-p, repetition
@@ -236,6 +237,27 @@ def copy_test(model, pieces: list[data.Piece], style: str, transpose: int, secon
     return result
 
 
+def loop_test(model, style: str = "any", seed: int = 0, rounds: int = 10) -> dict:
+    """Copying at its plainest: a figure of 8 random pitches (C3 to B5, a quarter second apart, one loudness)
+    played `rounds` times running; the mean NLL of its note-ons in each round ({"rounds": [...]}), and over the
+    last half ("late"). A model that copies what it has heard predicts the late rounds' pitches almost surely;
+    one that does not, as if each were new (about 4.6 nats, a pitch in 100)."""
+    import torch
+    import torch.nn.functional as F
+
+    pitches = np.random.default_rng(seed).integers(48, 84, 8).tolist()
+    notes = [Note(int(p), 80, 0.25 * i, 0.25 * i + 0.2) for i, p in enumerate(pitches * rounds)]
+    tokens = data.piece_tokens(sources.notes_to_array(notes), style, model.config.vocab_size)[:-1]
+    model.eval()
+    with torch.inference_mode():
+        x = torch.tensor([tokens])
+        nll = F.cross_entropy(model(x[:, :-1], window=model.default_window)[0].float(), x[0, 1:],
+                              reduction="none").numpy()
+    ons = [float(nll[i - 1]) for i, token in enumerate(tokens) if i and events.is_note_on(token)]
+    per_round = [float(np.mean(ons[r * 8:(r + 1) * 8])) for r in range(rounds)]
+    return {"pitches": pitches, "rounds": per_round, "late": float(np.mean(ons[len(ons) // 2:]))}
+
+
 def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds: int, threads: int,
                       window: int | None = None, **changes) -> dict:
     """Per run name (each model, and `real`), one list per piece of the figures of each seed's run; `window` the
@@ -367,6 +389,13 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
                 entry["copy"][name] = {f"+{t}": test for t, test in tests.items()}
                 print(f"{source:<13}{name:<10}{tests[0]['first']:>8.3f}"
                       + "".join(f"{test['again']:>10.3f}{test['gain']:>7.3f}" for test in tests.values()), flush=True)
+        print("A figure of 8 random pitches looped 10 times: NLL of its note-ons in the first round and in the last "
+              "five (a copier: near 0; a model that cannot copy: about 4.6)")
+        result["loop"] = {}
+        for name, model in models.items():
+            loop = loop_test(model)
+            result["loop"][name] = loop
+            print(f"{name:<10}{loop['rounds'][0]:>8.3f}{loop['late']:>8.3f}", flush=True)
 
     if continuations:
         for source, picked in chosen.items():
