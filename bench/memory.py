@@ -21,7 +21,7 @@ same pieces and the same seeds:
    Beside it, the copy test: each piece's 10 s from t0 (below) played twice running (`data.restated`), at
    pitch and a whole step up; the NLL per token of the first hearing and of the second. A model that can
    copy what it has just heard scores the second far lower; one that cannot, about the same. And copying at
-   its plainest (`loop_test`): 8 random pitches looped 10 times, the NLL of the note-ons of the last rounds.
+   its plainest (`loop_test`): each piece's 4 s from t0 played 6 times running, the NLL of each round.
 2. Continuations: the piece's notes in [t0, t0 + 20 s) are the primer (t0 = 30 s, earlier for a piece
    shorter than 66 s; notes cut at the seam), continued for 16 s by `generate` at the studio's default
    settings (`continuo.generation_settings.GenerationSettings()`: temperature, top-k, top-p, repetition
@@ -68,6 +68,7 @@ SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = (f"pop-piano={SHARED / 'pop909' / 'midi'}", f"classical={SHARED / 'pianolatron' / 'midi'}")
 WINDOWS = (256, 512, 1024, 2048)
 COPY_SECONDS, COPY_TRANSPOSITIONS = 10.0, (0, 2)  # the copy test's passage, and its returns (semitones up)
+LOOP_SECONDS, LOOP_ROUNDS = 4.0, 6  # the loop test's passage, and how many times running it is played
 PRIMER_SECONDS, CONTINUATION_SECONDS, PRIMER_START = 20.0, 16.0, 30.0
 SEAM_SECONDS = 2.0  # the velocity jump compares the primer's last and the continuation's first this many seconds
 CAP_SECONDS = DEFAULT_MAX_NOTE_SECONDS - 0.1  # a note this long was (nearly) held to the decoder's cap
@@ -237,25 +238,34 @@ def copy_test(model, pieces: list[data.Piece], style: str, transpose: int, secon
     return result
 
 
-def loop_test(model, style: str = "any", seed: int = 0, rounds: int = 10) -> dict:
-    """Copying at its plainest: a figure of 8 random pitches (C3 to B5, a quarter second apart, one loudness)
-    played `rounds` times running; the mean NLL of its note-ons in each round ({"rounds": [...]}), and over the
-    last half ("late"). A model that copies what it has heard predicts the late rounds' pitches almost surely;
-    one that does not, as if each were new (about 4.6 nats, a pitch in 100)."""
+def loop_test(model, pieces: list[data.Piece], style: str, seconds: float = LOOP_SECONDS,
+              rounds: int = LOOP_ROUNDS) -> dict:
+    """Copying at its plainest: each piece's `seconds` from its t0 played `rounds` times running (each round's
+    notes end with it); the NLL per token of each round, pooled over the pieces ({"rounds": [...]}). A model that
+    copies what it has heard scores the late rounds near 0; one that cannot, about as the first."""
     import torch
     import torch.nn.functional as F
 
-    pitches = np.random.default_rng(seed).integers(48, 84, 8).tolist()
-    notes = [Note(int(p), 80, 0.25 * i, 0.25 * i + 0.2) for i, p in enumerate(pitches * rounds)]
-    tokens = data.piece_tokens(sources.notes_to_array(notes), style, model.config.vocab_size)[:-1]
+    sums = np.zeros((rounds, 2))
     model.eval()
-    with torch.inference_mode():
-        x = torch.tensor([tokens])
-        nll = F.cross_entropy(model(x[:, :-1], window=model.default_window)[0].float(), x[0, 1:],
-                              reduction="none").numpy()
-    ons = [float(nll[i - 1]) for i, token in enumerate(tokens) if i and events.is_note_on(token)]
-    per_round = [float(np.mean(ons[r * 8:(r + 1) * 8])) for r in range(rounds)]
-    return {"pitches": pitches, "rounds": per_round, "late": float(np.mean(ons[len(ons) // 2:]))}
+    for piece in pieces:
+        notes = sources.array_to_notes(piece.notes)
+        passage = excerpt(notes, primer_start(notes), seconds)
+        looped = [Note(n.pitch, n.velocity, n.start + r * seconds, n.end + r * seconds)
+                  for r in range(rounds) for n in passage]
+        tokens = data.piece_tokens(sources.notes_to_array(looped), style, model.config.vocab_size)[:-1]
+        ticks = np.cumsum([events.shift_ticks(token) for token in tokens])
+        starts = [len(events.header(style, model.config.vocab_size))]
+        for r in range(1, rounds):  # each round from its first velocity event or note-on
+            starts.append(next(i for i, token in enumerate(tokens) if ticks[i] >= events.to_ticks(r * seconds)
+                               and (events.is_note_on(token) or events.is_velocity(token))))
+        with torch.inference_mode():
+            x = torch.tensor([tokens])
+            nll = F.cross_entropy(model(x[:, :-1], window=model.default_window)[0].float(), x[0, 1:],
+                                  reduction="none").numpy()  # nll[i] is of tokens[i + 1]
+        for r, (first, last) in enumerate(zip(starts, [*starts[1:], len(tokens)], strict=True)):
+            sums[r] += (float(nll[first - 1:last - 1].sum()), last - first)
+    return {"rounds": [float(total / count) if count else math.nan for total, count in sums]}
 
 
 def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds: int, threads: int,
@@ -389,13 +399,18 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
                 entry["copy"][name] = {f"+{t}": test for t, test in tests.items()}
                 print(f"{source:<13}{name:<10}{tests[0]['first']:>8.3f}"
                       + "".join(f"{test['again']:>10.3f}{test['gain']:>7.3f}" for test in tests.values()), flush=True)
-        print("A figure of 8 random pitches looped 10 times: NLL of its note-ons in the first round and in the last "
-              "five (a copier: near 0; a model that cannot copy: about 4.6)")
-        result["loop"] = {}
-        for name, model in models.items():
-            loop = loop_test(model)
-            result["loop"][name] = loop
-            print(f"{name:<10}{loop['rounds'][0]:>8.3f}{loop['late']:>8.3f}", flush=True)
+        print(f"\nThe loop test: each piece's {LOOP_SECONDS:g} s from t0 played {LOOP_ROUNDS} times running; NLL per "
+              "token of each round (a model that copies: the late rounds near 0)")
+        print(f"{'source':<13}{'model':<10}" + "".join(f"{f'round {r + 1}':>9}" for r in range(LOOP_ROUNDS)))
+        for source, picked in chosen.items():
+            entry = result["sources"][source]
+            entry["loop"] = {}
+            for name, model in models.items():
+                if not picked:
+                    continue
+                loop = loop_test(model, picked, entry["styles"][name])
+                entry["loop"][name] = loop
+                print(f"{source:<13}{name:<10}" + "".join(f"{value:>9.3f}" for value in loop["rounds"]), flush=True)
 
     if continuations:
         for source, picked in chosen.items():
