@@ -206,35 +206,46 @@ def nll_by_window(model, pieces: list[data.Piece], style: str, windows: list[int
             for window in windows}
 
 
+def scored_rounds(model, notes: list[Note], style: str, seconds: list[float]) -> list[tuple[float, int]]:
+    """`notes` scored as `eval` scores them (the header, the events; END left out), the NLL summed and counted
+    per round: the first from the header on, each next from its first velocity event or note-on at or after
+    its start in `seconds`."""
+    import torch
+    import torch.nn.functional as F
+
+    tokens = data.piece_tokens(sources.notes_to_array(notes), style, model.config.vocab_size)[:-1]
+    ticks = np.cumsum([events.shift_ticks(token) for token in tokens])
+    starts = [len(events.header(style, model.config.vocab_size))]
+    starts += [next(i for i, token in enumerate(tokens) if ticks[i] >= events.to_ticks(start)
+                    and (events.is_note_on(token) or events.is_velocity(token))) for start in seconds]
+    model.eval()
+    with torch.inference_mode():
+        x = torch.tensor([tokens])
+        nll = F.cross_entropy(model(x[:, :-1], window=model.default_window)[0].float(), x[0, 1:],
+                              reduction="none").numpy()  # nll[i] is of tokens[i + 1]
+    return [(float(nll[first - 1:last - 1].sum()), last - first)
+            for first, last in zip(starts, [*starts[1:], len(tokens)], strict=True)]
+
+
+def _passage(piece: data.Piece, seconds: float) -> list[Note]:
+    notes = sources.array_to_notes(piece.notes)
+    return excerpt(notes, primer_start(notes), seconds)
+
+
 def copy_test(model, pieces: list[data.Piece], style: str, transpose: int, seconds: float = COPY_SECONDS) -> dict:
     """The NLL per token of each piece's `seconds` from its t0 (`primer_start`) heard first and heard again at
     once, `transpose` semitones up (`data.restated`), pooled over the pieces: {"first", "again", "gain", and the
     tokens scored in each, "tokens"}."""
-    import torch
-    import torch.nn.functional as F
-
-    sums = {"first": [0.0, 0], "again": [0.0, 0]}
-    model.eval()
+    sums = np.zeros((2, 2))
     for piece in pieces:
-        notes = sources.array_to_notes(piece.notes)
-        passage = sources.notes_to_array(excerpt(notes, primer_start(notes), seconds))
-        twice = data.restated(passage, 0.0, seconds, transpose, 1.0)
-        tokens = data.piece_tokens(twice, style, model.config.vocab_size)[:-1]  # END is not the music's
-        ticks = np.cumsum([events.shift_ticks(token) for token in tokens])
-        boundary = next(i for i, token in enumerate(tokens)  # the return's first velocity event or note-on
-                        if ticks[i] >= events.to_ticks(seconds) and (events.is_note_on(token)
-                                                                      or events.is_velocity(token)))
-        heard = len(events.header(style, model.config.vocab_size))
-        with torch.inference_mode():
-            x = torch.tensor([tokens])
-            nll = F.cross_entropy(model(x[:, :-1], window=model.default_window)[0].float(), x[0, 1:],
-                                  reduction="none").numpy()  # nll[i] is of tokens[i + 1]
-        for name, part in (("first", nll[heard - 1:boundary - 1]), ("again", nll[boundary - 1:])):
-            sums[name][0] += float(part.sum())
-            sums[name][1] += len(part)
-    result = {name: total / count if count else math.nan for name, (total, count) in sums.items()}
+        passage = sources.notes_to_array(_passage(piece, seconds))
+        twice = sources.array_to_notes(data.restated(passage, 0.0, seconds, transpose, 1.0))
+        sums += scored_rounds(model, twice, style, [seconds])
+    (first, first_count), (again, again_count) = sums
+    result = {"first": first / first_count if first_count else math.nan,
+              "again": again / again_count if again_count else math.nan}
     result["gain"] = result["first"] - result["again"]
-    result["tokens"] = {name: count for name, (_, count) in sums.items()}
+    result["tokens"] = {"first": int(first_count), "again": int(again_count)}
     return result
 
 
@@ -243,28 +254,12 @@ def loop_test(model, pieces: list[data.Piece], style: str, seconds: float = LOOP
     """Copying at its plainest: each piece's `seconds` from its t0 played `rounds` times running (each round's
     notes end with it); the NLL per token of each round, pooled over the pieces ({"rounds": [...]}). A model that
     copies what it has heard scores the late rounds near 0; one that cannot, about as the first."""
-    import torch
-    import torch.nn.functional as F
-
     sums = np.zeros((rounds, 2))
-    model.eval()
     for piece in pieces:
-        notes = sources.array_to_notes(piece.notes)
-        passage = excerpt(notes, primer_start(notes), seconds)
+        passage = _passage(piece, seconds)
         looped = [Note(n.pitch, n.velocity, n.start + r * seconds, n.end + r * seconds)
                   for r in range(rounds) for n in passage]
-        tokens = data.piece_tokens(sources.notes_to_array(looped), style, model.config.vocab_size)[:-1]
-        ticks = np.cumsum([events.shift_ticks(token) for token in tokens])
-        starts = [len(events.header(style, model.config.vocab_size))]
-        for r in range(1, rounds):  # each round from its first velocity event or note-on
-            starts.append(next(i for i, token in enumerate(tokens) if ticks[i] >= events.to_ticks(r * seconds)
-                               and (events.is_note_on(token) or events.is_velocity(token))))
-        with torch.inference_mode():
-            x = torch.tensor([tokens])
-            nll = F.cross_entropy(model(x[:, :-1], window=model.default_window)[0].float(), x[0, 1:],
-                                  reduction="none").numpy()  # nll[i] is of tokens[i + 1]
-        for r, (first, last) in enumerate(zip(starts, [*starts[1:], len(tokens)], strict=True)):
-            sums[r] += (float(nll[first - 1:last - 1].sum()), last - first)
+        sums += scored_rounds(model, looped, style, [r * seconds for r in range(1, rounds)])
     return {"rounds": [float(total / count) if count else math.nan for total, count in sums]}
 
 

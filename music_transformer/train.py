@@ -390,7 +390,8 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
             torch.distributed.barrier()
         if not dist.main:
             dataset = data_module.load_dataset(data, cache_dir=cache_dir, limit=limit, progress=False)
-        data = EventData(dataset, name, config.valid_max_chunks, config.fim_rate, config.style_dropout,  # checked
+        # the rates and weights were checked with the config
+        data = EventData(dataset, name, config.valid_max_chunks, config.fim_rate, config.style_dropout,
                          tuple(config.style_weights.items()), config.accompany_rate, config.restate_rate)
         new = initial is None and state is None  # a model drawn for these samples
     else:
