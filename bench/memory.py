@@ -344,6 +344,16 @@ def _number(value: float, digits: int = 3) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _each_model(chosen: dict, models: dict, result: dict, key: str):
+    """(source, its pieces, model name, model, the source's entry) for every source with pieces and every model,
+    the entry's `key` made ready for the models' figures."""
+    for source, picked in chosen.items():
+        result["sources"][source][key] = {}
+        for name, model in models.items():
+            if picked:
+                yield source, picked, name, model, result["sources"][source]
+
+
 def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, seeds: int = 2,
            windows=WINDOWS, threads: int = 1, nll: bool = True, continuations: bool = True,
            decode_window: int | None = None, **changes) -> dict:
@@ -369,43 +379,28 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
               f"up to {span:,} tokens each (`music-transformer eval --window W`)")
         print(f"{'source':<13}{'model':<10}{'pieces':>7}" + "".join(f"{f'W={w}':>9}" for w in windows)
               + f"{'best W':>8}")
-        for source, picked in chosen.items():
-            entry = result["sources"][source]
-            entry["nll"] = {}
-            for name, model in models.items():
-                if not picked:
-                    continue
-                scores = nll_by_window(model, picked, entry["styles"][name], windows, span)
-                entry["nll"][name] = {str(w): value for w, value in scores.items()}
-                best = min(scores, key=lambda w: scores[w])
-                print(f"{source:<13}{name:<10}{len(picked):>7}" + "".join(f"{v:>9.3f}" for v in scores.values())
-                      + f"{best:>8}", flush=True)
+        for source, picked, name, model, entry in _each_model(chosen, models, result, "nll"):
+            scores = nll_by_window(model, picked, entry["styles"][name], windows, span)
+            entry["nll"][name] = {str(w): value for w, value in scores.items()}
+            best = min(scores, key=lambda w: scores[w])
+            print(f"{source:<13}{name:<10}{len(picked):>7}" + "".join(f"{v:>9.3f}" for v in scores.values())
+                  + f"{best:>8}", flush=True)
         print(f"\nThe copy test: each piece's {COPY_SECONDS:g} s from t0 heard twice running, the second time at "
               "pitch or a step up; NLL per token of the first hearing and of the second")
         print(f"{'source':<13}{'model':<10}{'first':>8}" + "".join(f"{f'again +{t}':>10}{'gain':>7}"
                                                                      for t in COPY_TRANSPOSITIONS))
-        for source, picked in chosen.items():
-            entry = result["sources"][source]
-            entry["copy"] = {}
-            for name, model in models.items():
-                if not picked:
-                    continue
-                tests = {t: copy_test(model, picked, entry["styles"][name], t) for t in COPY_TRANSPOSITIONS}
-                entry["copy"][name] = {f"+{t}": test for t, test in tests.items()}
-                print(f"{source:<13}{name:<10}{tests[0]['first']:>8.3f}"
-                      + "".join(f"{test['again']:>10.3f}{test['gain']:>7.3f}" for test in tests.values()), flush=True)
+        for source, picked, name, model, entry in _each_model(chosen, models, result, "copy"):
+            tests = {t: copy_test(model, picked, entry["styles"][name], t) for t in COPY_TRANSPOSITIONS}
+            entry["copy"][name] = {f"+{t}": test for t, test in tests.items()}
+            print(f"{source:<13}{name:<10}{tests[0]['first']:>8.3f}"
+                  + "".join(f"{test['again']:>10.3f}{test['gain']:>7.3f}" for test in tests.values()), flush=True)
         print(f"\nThe loop test: each piece's {LOOP_SECONDS:g} s from t0 played {LOOP_ROUNDS} times running; NLL per "
               "token of each round (a model that copies: the late rounds near 0)")
         print(f"{'source':<13}{'model':<10}" + "".join(f"{f'round {r + 1}':>9}" for r in range(LOOP_ROUNDS)))
-        for source, picked in chosen.items():
-            entry = result["sources"][source]
-            entry["loop"] = {}
-            for name, model in models.items():
-                if not picked:
-                    continue
-                loop = loop_test(model, picked, entry["styles"][name])
-                entry["loop"][name] = loop
-                print(f"{source:<13}{name:<10}" + "".join(f"{value:>9.3f}" for value in loop["rounds"]), flush=True)
+        for source, picked, name, model, entry in _each_model(chosen, models, result, "loop"):
+            entry["loop"][name] = loop_test(model, picked, entry["styles"][name])
+            print(f"{source:<13}{name:<10}" + "".join(f"{value:>9.3f}" for value in entry["loop"][name]["rounds"]),
+                  flush=True)
 
     if continuations:
         for source, picked in chosen.items():
