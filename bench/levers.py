@@ -16,8 +16,8 @@ Each arm is `music-transformer train --init-from MODEL` (default the bundled mod
   its rows: `model.grown_state`);
 - `2L+buckets+sounding`: all three, the memory recipe of stages 1 to 3;
 - `L+restate`: every plain window plays a passage again right after itself (`data.restated_window`; half the
-  samples, the other half being fill-in-the-middle), a lesson in copying: the share at which it first moved the
-  copy test (bench/README, "Can the model copy?").
+  samples, the other half being fill-in-the-middle as in every arm), a lesson in copying: the densest lesson,
+  the one that moved the copy test (bench/README, "Can the model copy?"), at every arm's share of fill-in-the-middle.
 
 Every model, the start among them, is then scored on each source's first `--pieces` held-out pieces of 36 s or
 more (the pack's valid split by style: POP909 as `pop-piano`, the pianolatron rolls as `classical`; bench/memory.py
