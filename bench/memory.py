@@ -214,7 +214,7 @@ def scored_rounds(model, notes: list[Note], style: str, seconds: list[float]) ->
     import torch.nn.functional as F
 
     tokens = data.piece_tokens(sources.notes_to_array(notes), style, model.config.vocab_size)[:-1]
-    ticks = np.cumsum([events.shift_ticks(token) for token in tokens])
+    ticks = events.token_ticks(tokens)
     starts = [len(events.header(style, model.config.vocab_size))]
     starts += [next(i for i, token in enumerate(tokens) if ticks[i] >= events.to_ticks(start)
                     and (events.is_note_on(token) or events.is_velocity(token))) for start in seconds]
@@ -227,9 +227,12 @@ def scored_rounds(model, notes: list[Note], style: str, seconds: list[float]) ->
             for first, last in zip(starts, [*starts[1:], len(tokens)], strict=True)]
 
 
-def _passage(piece: data.Piece, seconds: float) -> list[Note]:
+def primer_and_real(piece: data.Piece, seconds: float = PRIMER_SECONDS) -> tuple[list[Note], list[Note]]:
+    """The piece's `seconds` from t0 (`primer_start`; the primer) and its real CONTINUATION_SECONDS after them,
+    each with times from its own start."""
     notes = sources.array_to_notes(piece.notes)
-    return excerpt(notes, primer_start(notes), seconds)
+    t0 = primer_start(notes)
+    return excerpt(notes, t0, seconds), excerpt(notes, t0 + seconds, CONTINUATION_SECONDS)
 
 
 def copy_test(model, pieces: list[data.Piece], style: str, transpose: int, seconds: float = COPY_SECONDS) -> dict:
@@ -238,7 +241,7 @@ def copy_test(model, pieces: list[data.Piece], style: str, transpose: int, secon
     tokens scored in each, "tokens"}."""
     sums = np.zeros((2, 2))
     for piece in pieces:
-        passage = sources.notes_to_array(_passage(piece, seconds))
+        passage = sources.notes_to_array(primer_and_real(piece, seconds)[0])
         twice = sources.array_to_notes(data.restated(passage, 0.0, seconds, transpose, 1.0))
         sums += scored_rounds(model, twice, style, [seconds])
     (first, first_count), (again, again_count) = sums
@@ -256,7 +259,7 @@ def loop_test(model, pieces: list[data.Piece], style: str, seconds: float = LOOP
     copies what it has heard scores the late rounds near 0; one that cannot, about as the first."""
     sums = np.zeros((rounds, 2))
     for piece in pieces:
-        passage = _passage(piece, seconds)
+        passage = primer_and_real(piece, seconds)[0]
         looped = [Note(n.pitch, n.velocity, n.start + r * seconds, n.end + r * seconds)
                   for r in range(rounds) for n in passage]
         sums += scored_rounds(model, looped, style, [r * seconds for r in range(1, rounds)])
@@ -270,10 +273,7 @@ def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds
     repetition_penalty=0.0)."""
     runs: dict[str, list[list[dict]]] = {name: [] for name in [*models, "real"]}
     for piece in pieces:
-        notes = sources.array_to_notes(piece.notes)
-        t0 = primer_start(notes)
-        primer = excerpt(notes, t0, PRIMER_SECONDS)
-        real = excerpt(notes, t0 + PRIMER_SECONDS, CONTINUATION_SECONDS)
+        primer, real = primer_and_real(piece)
         runs["real"].append([figures(real, primer)])
         for name, model in models.items():
             runs[name].append([figures(continue_primer(model, primer, source, seed, threads, window, **changes),
@@ -302,12 +302,7 @@ def continue_primer(model, primer: list[Note], source: str, seed: int, threads: 
 def chance_reuse(pieces: list[data.Piece]) -> float:
     """Motif reuse by chance: each piece's real continuation against the other pieces' primers (the mean over
     them), the median over pieces; NaN with fewer than two pieces."""
-    primers, reals = [], []
-    for piece in pieces:
-        notes = sources.array_to_notes(piece.notes)
-        t0 = primer_start(notes)
-        primers.append(excerpt(notes, t0, PRIMER_SECONDS))
-        reals.append(excerpt(notes, t0 + PRIMER_SECONDS, CONTINUATION_SECONDS))
+    primers, reals = zip(*map(primer_and_real, pieces), strict=True) if pieces else ((), ())
     per_piece = [np.nanmean([motif_reuse(real, primer) for j, primer in enumerate(primers) if j != i])
                  for i, real in enumerate(reals) if len(primers) > 1]
     return float(np.nanmedian(per_piece)) if per_piece and not np.all(np.isnan(per_piece)) else math.nan

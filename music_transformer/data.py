@@ -269,7 +269,7 @@ def fim_sample(tokens: Sequence[int], style: str, length: int, rng: np.random.Ge
 
 def _fim_tokens(tokens: Sequence[int], style: str, length: int, rng: np.random.Generator) -> list[int]:
     """`fim_sample`'s sequence before PAD fills it: at most length + 1 tokens."""
-    ticks = np.cumsum([events.shift_ticks(t) for t in tokens])
+    ticks = events.token_ticks(tokens)
     total = int(ticks[-1]) if len(ticks) else 0
     if total < 2:
         return _window(tokens, length, rng, events.header(style))
@@ -428,7 +428,7 @@ def restated_window(notes: np.ndarray, room: int, rng: np.random.Generator) -> l
         transpose = int(rng.choice(steps)) if steps else 0
     for _ in range(4):
         tokens = encode(array_to_notes(restated(notes, start, seconds, transpose, loudness))) + [END]
-        ticks = np.cumsum([events.shift_ticks(token) for token in tokens])
+        ticks = events.token_ticks(tokens)
         first = int(np.searchsorted(ticks, events.to_ticks(start)))  # the first token at the passage's start
         last = int(np.searchsorted(ticks, events.to_ticks(start + 2 * seconds)))  # past the return's end
         if last - first <= room:

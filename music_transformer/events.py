@@ -19,6 +19,7 @@ kept part (announcements are not notes: `decode` passes over them).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -437,6 +438,11 @@ def decode_after(primer: Sequence[int], tokens: Sequence[int], start: float = 0.
     notes.extend(decoder.finish())
     notes.sort(key=lambda n: (n.start, n.pitch))
     return notes, decoder.extended
+
+
+def token_ticks(tokens: Iterable[int]) -> list[int]:
+    """The time in ticks after each token (the time shifts so far, that token's included)."""
+    return list(itertools.accumulate(shift_ticks(token) for token in tokens))
 
 
 def duration_seconds(tokens: Iterable[int]) -> float:
