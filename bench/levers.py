@@ -15,9 +15,10 @@ Each arm is `music-transformer train --init-from MODEL` (default the bundled mod
 - `2L+buckets`: crops of 2L tokens, the buckets log-spaced up to 2L (a model without buckets cannot reach past
   its rows: `model.grown_state`);
 - `2L+buckets+sounding`: all three, the memory recipe of stages 1 to 3;
-- `L+restate`: every plain window plays a passage again right after itself (`data.restated_window`; half the
-  samples, the other half being fill-in-the-middle as in every arm), a lesson in copying: the densest lesson,
-  the one that moved the copy test (bench/README, "Can the model copy?"), at every arm's share of fill-in-the-middle.
+- `L+restate`: every plain window plays passage after passage again right after itself
+  (`data.restated_window`; half the samples, the other half being fill-in-the-middle as in every arm), a
+  lesson in copying: the densest lesson, the one that moved the copy test (bench/README, "Can the model
+  copy?"), at every arm's share of fill-in-the-middle.
 
 Every model, the start among them, is then scored on each source's first `--pieces` held-out pieces of 36 s or
 more (the pack's valid split by style: POP909 as `pop-piano`, the pianolatron rolls as `classical`; bench/memory.py
@@ -49,7 +50,7 @@ from music_transformer import data, load_checkpoint  # noqa: E402
 from music_transformer.train import load_config  # noqa: E402
 
 ARMS = ("L", "L+buckets", "L+sounding", "2L+buckets", "2L+buckets+sounding", "L+restate")
-RESTATE_RATE = "1.0"  # the `restate` lever's share of plain windows with a passage played again at once
+RESTATE_RATE = "1.0"  # the `restate` lever's share of plain windows with passages played again at once
 SOURCES = ("pop-piano", "classical")
 SCHEDULE = ("--dropout", "0", "--lr", "3e-4", "--warmup-steps", "30", "--batch-size", "4", "--accompany-rate", "0",
             "--seed", "45")

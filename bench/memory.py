@@ -242,7 +242,7 @@ def copy_test(model, pieces: list[data.Piece], style: str, transpose: int, secon
     sums = np.zeros((2, 2))
     for piece in pieces:
         passage = sources.notes_to_array(primer_and_real(piece, seconds)[0])
-        twice = sources.array_to_notes(data.restated(passage, 0.0, seconds, transpose, 1.0))
+        twice = sources.array_to_notes(data.restated(passage, [data.Passage(0.0, seconds, transpose)]))
         sums += scored_rounds(model, twice, style, [seconds])
     (first, first_count), (again, again_count) = sums
     result = {"first": first / first_count if first_count else math.nan,

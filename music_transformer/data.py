@@ -15,10 +15,10 @@ past the header), or, for `fim_rate` of the samples, a fill-in-the-middle sequen
 For `accompany_rate` of the windows a part of the music (`kept_part`: the melody track where a piece has
 one, or a range of the keyboard) is announced ahead of its notes (`events.encode`'s ANTICIPATE tokens), as
 `accompaniment.py` feeds the notes a musician keeps.
-For `restate_rate` of the windows a passage of the piece is played again right after itself (`restated`), as
-a repeat sign or a returning motif does, and the window holds both: the lesson in copying that real pieces,
-whose returns are rarely exact and often farther apart than a window, teach too seldom (bench/README, "Can the
-model copy?").
+For `restate_rate` of the windows passage after passage of the piece is played again right after itself
+(`restated_window`), as a repeat sign or a returning motif does, and the window holds the passages and their
+returns: the lesson in copying that real pieces, whose returns are rarely exact and often farther apart than a
+window, teach too seldom (bench/README, "Can the model copy?").
 For `style_dropout` of the samples the style token says `any`. Pieces shorter than the training length
 (a chorale, a fiddle tune) are packed whole, one after another, into shared samples (`epoch_plan`), each
 opening with its own header and closing with END, so that a sample is music rather than PAD. `style_weights`
@@ -35,6 +35,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -60,9 +61,10 @@ HEADER_RATE = 0.5  # of the plain windows, the share that opens with START and t
 StyleWeights = tuple[tuple[str, float], ...]  # (style, weight) pairs for `epoch_plan`
 MAX_STYLE_WEIGHT = 100.0  # a style's pieces come round at most this many times as often in an epoch
 MELODY_TRACK_RATE = 0.6  # of a piece's accompaniment windows, the share that keep its melody track (`kept_part`)
-RESTATED_SECONDS = (2.0, 16.0)  # a restated passage lasts from this to this long (log-uniform; `restated`)
+RESTATED_SECONDS = (2.0, 16.0)  # a restated passage lasts from this to this long (log-uniform; `restated_window`)
 RESTATED_EXACT_RATE = 0.6  # the share of restatements note for note, loudness too (`restated_window`)
 RESTATED_TRANSPOSE_RATE = 0.2  # the share moved 1 to 7 semitones up or down (the rest: louder or softer)
+TOKENS_PER_NOTE = 3.6  # events a note takes, about (3.1 to 4.4 over POP909 songs and rolls): a window's time
 
 
 # --- pieces, split ----------------------------------------------------------------------------------
@@ -364,7 +366,7 @@ class SampleMix:
     style_dropout: float = 0.0  # the share of samples whose style token says `any`
     style_weights: StyleWeights = ()  # (style, weight) pairs: how often each style's pieces come round
     accompany_rate: float = 0.0  # the share of windows with a kept part announced ahead (`kept_part`)
-    restate_rate: float = 0.0  # the share of windows in which a passage comes back at once (`restated`)
+    restate_rate: float = 0.0  # the share of windows in which each passage comes back at once (`restated_window`)
 
 
 def training_sample(piece: Piece, length: int, seed: int, epoch: int, index: int,
@@ -385,57 +387,83 @@ def training_sample(piece: Piece, length: int, seed: int, epoch: int, index: int
     return crop(tokens + [END], length, rng, head)
 
 
-def restated(notes: np.ndarray, start: float, seconds: float, transpose: int,
-             loudness: float) -> np.ndarray:
-    """The piece (N, 4) with its passage [start, start + seconds) played again right after itself: every note
-    sounding at the passage's end released there, the passage's notes again `seconds` later (moved by
-    `transpose` semitones, velocities scaled by `loudness`, released at the second end), and the rest of the
-    piece after them, `seconds` later than it was."""
-    end = start + seconds
-    before = notes[notes[:, 2] < end].copy()
-    before[:, 3] = np.minimum(before[:, 3], end)
-    again = before[before[:, 2] >= start].copy()
-    again[:, 0] += transpose
-    again[:, 1] = np.clip(np.rint(again[:, 1] * loudness), 1, 127)
-    again[:, 2:4] += seconds
-    after = notes[notes[:, 2] >= end].copy()
-    after[:, 2:4] += seconds
-    return np.concatenate([before, again, after])
+class Passage(NamedTuple):
+    """A passage of a piece played again right after itself (`restated`): from `start` for `seconds`, the return
+    moved `transpose` semitones and its velocities scaled by `loudness`."""
+
+    start: float
+    seconds: float
+    transpose: int = 0
+    loudness: float = 1.0
+
+
+def restated(notes: np.ndarray, passages: Sequence[Passage]) -> np.ndarray:
+    """The piece (N, 4) with each of `passages` (in time order, none overlapping) played again right after
+    itself: every note sounding at a passage's end released there, the passage's notes again `seconds` later
+    (moved and made louder or softer as the passage says, released at the second end), and what follows, up to
+    the next passage and after the last, as much later as the returns so far last."""
+    parts, shift, since = [], 0.0, -math.inf
+    for start, seconds, transpose, loudness in passages:
+        end = start + seconds
+        before = notes[(notes[:, 2] >= since) & (notes[:, 2] < end)].copy()
+        before[:, 3] = np.minimum(before[:, 3], end)
+        again = before[before[:, 2] >= start].copy()
+        again[:, 0] += transpose
+        again[:, 1] = np.clip(np.rint(again[:, 1] * loudness), 1, 127)
+        again[:, 2:4] += seconds
+        for part in (before, again):
+            part[:, 2:4] += shift
+            parts.append(part)
+        shift += seconds
+        since = end
+    after = notes[notes[:, 2] >= since].copy()
+    after[:, 2:4] += shift
+    return np.concatenate([*parts, after]) if parts else after
 
 
 def restated_window(notes: np.ndarray, room: int, rng: np.random.Generator) -> list[int] | None:
-    """At most `room` tokens of the piece with a passage restated (`restated`), holding the passage and its
-    return whole; None when the piece has no passage short enough for the room.
+    """At most `room` tokens of the piece in which passage after passage is played again right after itself
+    (`restated`), as a player repeats each phrase to learn it or a pop song plays each line twice; None for a
+    piece without notes.
 
-    The passage starts on one of the piece's onsets and lasts RESTATED_SECONDS (log-uniform; halved until the
-    two fit the room). RESTATED_EXACT_RATE of the returns are the passage note for note, which is what teaches
-    copying first (a model has to find the notes it heard before it can learn to vary them);
-    RESTATED_TRANSPOSE_RATE are moved 1 to 7 semitones, and those and the rest are louder or softer by up to
-    15 %. The window starts anywhere that keeps both in it."""
+    The first passage starts on one of the piece's onsets, each next where the one before it ended. Each lasts
+    RESTATED_SECONDS (log-uniform), at most a quarter of the time the room holds at the piece's own pace, so
+    that two passages and their returns fit. RESTATED_EXACT_RATE of the returns are the passage note for note,
+    which is what teaches copying first (a model has to find the notes it heard before it can learn to vary
+    them); RESTATED_TRANSPOSE_RATE are moved 1 to 7 semitones, and those and the rest are louder or softer by up
+    to 15 %. The window starts at most a passage before the first one, so that half of it or more is returns
+    and what they copy."""
     if not len(notes):
         return None
     onsets = np.unique(notes[:, 2])
-    seconds = float(np.exp(rng.uniform(*np.log(RESTATED_SECONDS))))
-    start = float(onsets[rng.integers(len(onsets))])
-    transpose, loudness = 0, 1.0
-    kind = rng.random()
-    if kind >= RESTATED_EXACT_RATE:
-        loudness = float(rng.uniform(0.85, 1.15))
-    if kind >= 1.0 - RESTATED_TRANSPOSE_RATE:
-        low = max(-7, -int(notes[:, 0].min()))
-        high = min(7, NUM_PITCHES - 1 - int(notes[:, 0].max()))
-        steps = [step for step in range(low, high + 1) if step]
-        transpose = int(rng.choice(steps)) if steps else 0
-    for _ in range(4):
-        tokens = encode(array_to_notes(restated(notes, start, seconds, transpose, loudness))) + [END]
-        ticks = events.token_ticks(tokens)
-        first = int(np.searchsorted(ticks, events.to_ticks(start)))  # the first token at the passage's start
-        last = int(np.searchsorted(ticks, events.to_ticks(start + 2 * seconds)))  # past the return's end
-        if last - first <= room:
-            offset = int(rng.integers(max(0, last - room), min(first, max(0, len(tokens) - room)) + 1))
-            return tokens[offset:offset + room]
-        seconds /= 2
-    return None
+    piece_seconds = max(float(notes[:, 3].max() - onsets[0]), 1e-3)
+    tokens_per_second = TOKENS_PER_NOTE * len(notes) / piece_seconds
+    room_seconds = room / tokens_per_second  # the time the room holds, unrestated
+    first = float(onsets[rng.integers(len(onsets))])
+    low, high = np.log(RESTATED_SECONDS)
+    passages, at = [], first
+    while at < onsets[-1] and at - first < room_seconds / 2:
+        seconds = min(float(np.exp(rng.uniform(low, high))), max(room_seconds / 4, 0.05))
+        transpose, loudness = 0, 1.0
+        kind = rng.random()
+        if kind >= RESTATED_EXACT_RATE:
+            loudness = float(rng.uniform(0.85, 1.15))
+        if kind >= 1.0 - RESTATED_TRANSPOSE_RATE:
+            lowest = max(-7, -int(notes[:, 0].min()))
+            highest = min(7, NUM_PITCHES - 1 - int(notes[:, 0].max()))
+            steps = [step for step in range(lowest, highest + 1) if step]
+            transpose = int(rng.choice(steps)) if steps else 0
+        passages.append(Passage(at, seconds, transpose, loudness))
+        at += seconds
+    if not passages:  # a piece of one onset: its one passage
+        passages.append(Passage(first, float(RESTATED_SECONDS[0])))
+    tokens = encode(array_to_notes(restated(notes, passages))) + [END]
+    ticks = events.token_ticks(tokens)
+    begin = int(np.searchsorted(ticks, events.to_ticks(first)))  # the first token at the first passage's start
+    lead = int(np.searchsorted(ticks, events.to_ticks(max(first - passages[0].seconds, 0.0))))
+    offset = int(rng.integers(min(lead, begin), begin + 1))
+    offset = max(0, min(offset, len(tokens) - room))
+    return tokens[offset:offset + room]
 
 
 def kept_part(notes: np.ndarray, rng: np.random.Generator,

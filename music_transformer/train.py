@@ -65,8 +65,8 @@ class TrainConfig:
     # default: after two stages (about 1,000 such windows) the announcements made the new part agree less with
     # the kept one, not more (bench/README, "Announcing the kept part ahead").
     accompany_rate: float = 0.0
-    # performance events: the share of windows in which a passage is played again right after itself
-    # (data.restated_window), a lesson in copying
+    # performance events: the share of windows in which passage after passage is played again right after
+    # itself (data.restated_window), a lesson in copying
     restate_rate: float = 0.0
     # performance events: how often each style's pieces come round in an epoch against their share of the
     # tokens (data.epoch_plan), e.g. {"chorale": 3.0}; a style not named is 1

@@ -75,8 +75,8 @@ def main(argv: list[str]) -> int:
                         help="share of windows with a kept part announced ahead, for accompaniment (default 0: "
                              "they have not paid yet; a model taught some gains the ANTICIPATE tokens)")
     parser.add_argument("--restate-rate", type=share,
-                        help="share of windows in which a passage is played again right after itself, a lesson in "
-                             "copying (default 0)")
+                        help="share of windows in which passage after passage is played again right after itself, "
+                             "a lesson in copying (default 0)")
     parser.add_argument("--style-dropout", type=share,
                         help="share of samples whose style says 'any' (default 0.15)")
     parser.add_argument("--style-weights", type=style_weights, metavar="STYLE=W[,STYLE=W...]",

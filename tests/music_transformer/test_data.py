@@ -526,11 +526,23 @@ def test_style_weights_refuse_unknown_styles_and_weights_out_of_range(weights, m
 def test_a_restated_passage_comes_back_at_once_and_the_piece_goes_on_after_it():
     notes = sources.notes_to_array([Note(60, 80, 0.0, 1.0), Note(64, 80, 1.0, 3.0), Note(67, 100, 2.0, 2.5),
                                     Note(72, 90, 3.0, 4.0)])
-    again = sources.array_to_notes(data.restated(notes, 1.0, 2.0, transpose=2, loudness=0.5))
+    again = sources.array_to_notes(data.restated(notes, [data.Passage(1.0, 2.0, transpose=2, loudness=0.5)]))
     assert sorted(again, key=lambda n: (n.start, n.pitch)) == [
         Note(60, 80, 0.0, 1.0), Note(64, 80, 1.0, 3.0), Note(67, 100, 2.0, 2.5),  # the passage [1, 3), released at 3
         Note(66, 40, 3.0, 5.0), Note(69, 50, 4.0, 4.5),  # again, a step up and half as loud
         Note(72, 90, 5.0, 6.0)]  # the rest, 2 s later
+    assert sources.array_to_notes(data.restated(notes, [])) == sources.array_to_notes(notes)
+
+
+def test_passage_after_passage_each_comes_back_at_once():
+    notes = sources.notes_to_array([Note(60, 80, 0.0, 1.5), Note(62, 80, 1.0, 2.0), Note(64, 80, 2.0, 3.0),
+                                    Note(65, 80, 3.0, 4.0)])
+    twice = sources.array_to_notes(data.restated(notes, [data.Passage(0.0, 1.0), data.Passage(1.0, 2.0, 12, 1.0)]))
+    assert sorted(twice, key=lambda n: (n.start, n.pitch)) == [
+        Note(60, 80, 0.0, 1.0), Note(60, 80, 1.0, 2.0),  # [0, 1): the held note released at 1, and again
+        Note(62, 80, 2.0, 3.0), Note(64, 80, 3.0, 4.0),  # [1, 3) ...
+        Note(74, 80, 4.0, 5.0), Note(76, 80, 5.0, 6.0),  # ... again an octave up
+        Note(65, 80, 6.0, 7.0)]  # the rest, 3 s later
 
 
 def _self_match(sample):
