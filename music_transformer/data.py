@@ -64,7 +64,7 @@ MELODY_TRACK_RATE = 0.6  # of a piece's accompaniment windows, the share that ke
 RESTATED_SECONDS = (2.0, 16.0)  # a restated passage lasts from this to this long (log-uniform; `restated_window`)
 RESTATED_EXACT_RATE = 0.6  # the share of restatements note for note, loudness too (`restated_window`)
 RESTATED_TRANSPOSE_RATE = 0.2  # the share moved 1 to 7 semitones up or down (the rest: louder or softer)
-TOKENS_PER_NOTE = 3.6  # events a note takes, about (3.1 to 4.4 over POP909 songs and rolls): a window's time
+TOKENS_PER_NOTE = 3.6  # events a note takes, about (3.1 to 4.4 over POP909 songs and rolls): a window's seconds
 
 
 # --- pieces, split ----------------------------------------------------------------------------------
@@ -431,8 +431,8 @@ def restated_window(notes: np.ndarray, room: int, rng: np.random.Generator) -> l
     that two passages and their returns fit. RESTATED_EXACT_RATE of the returns are the passage note for note,
     which is what teaches copying first (a model has to find the notes it heard before it can learn to vary
     them); RESTATED_TRANSPOSE_RATE are moved 1 to 7 semitones, and those and the rest are louder or softer by up
-    to 15 %. The window starts at most a passage before the first one, so that half of it or more is returns
-    and what they copy."""
+    to 15 %. The window starts at most a passage before the first one (earlier only near the piece's end), so
+    that in most windows half the tokens or more are returns and what they copy."""
     if not len(notes):
         return None
     onsets = np.unique(notes[:, 2])
