@@ -441,6 +441,8 @@ def restated_window(notes: np.ndarray, room: int, rng: np.random.Generator) -> l
     room_seconds = room / tokens_per_second  # the time the room holds, unrestated
     first = float(onsets[rng.integers(len(onsets))])
     low, high = np.log(RESTATED_SECONDS)
+    steps = [step for step in range(max(-7, -int(notes[:, 0].min())),  # the moves that keep every note on the keys
+                                    min(7, NUM_PITCHES - 1 - int(notes[:, 0].max())) + 1) if step]
     passages, at = [], first
     while at < onsets[-1] and at - first < room_seconds / 2:
         seconds = min(float(np.exp(rng.uniform(low, high))), max(room_seconds / 4, 0.05))
@@ -448,11 +450,8 @@ def restated_window(notes: np.ndarray, room: int, rng: np.random.Generator) -> l
         kind = rng.random()
         if kind >= RESTATED_EXACT_RATE:
             loudness = float(rng.uniform(0.85, 1.15))
-        if kind >= 1.0 - RESTATED_TRANSPOSE_RATE:
-            lowest = max(-7, -int(notes[:, 0].min()))
-            highest = min(7, NUM_PITCHES - 1 - int(notes[:, 0].max()))
-            steps = [step for step in range(lowest, highest + 1) if step]
-            transpose = int(rng.choice(steps)) if steps else 0
+        if kind >= 1.0 - RESTATED_TRANSPOSE_RATE and steps:
+            transpose = int(rng.choice(steps))
         passages.append(Passage(at, seconds, transpose, loudness))
         at += seconds
     if not passages:  # a piece of one onset: its one passage
