@@ -64,6 +64,8 @@ MELODY_TRACK_RATE = 0.6  # of a piece's accompaniment windows, the share that ke
 RESTATED_SECONDS = (2.0, 16.0)  # a restated passage lasts from this to this long (log-uniform; `restated_window`)
 RESTATED_EXACT_RATE = 0.6  # the share of restatements note for note, loudness too (`restated_window`)
 RESTATED_TRANSPOSE_RATE = 0.2  # the share moved 1 to 7 semitones up or down (the rest: louder or softer)
+RHYTHM_AHEAD = 4  # the onsets after a passage's start and end that `passage_end` matches
+RESTATED_LOUDNESS = 0.05  # a varied return is louder or softer by up to this share (`restated_window`)
 TOKENS_PER_NOTE = 3.6  # events a note takes, about (3.1 to 4.4 over POP909 songs and rolls): a window's seconds
 
 
@@ -427,34 +429,43 @@ def restated_window(notes: np.ndarray, room: int, rng: np.random.Generator) -> l
     piece without notes.
 
     The first passage starts on one of the piece's onsets, each next where the one before it ended. Each lasts
-    RESTATED_SECONDS (log-uniform), at most a quarter of the time the room holds at the piece's own pace, so
-    that two passages and their returns fit. RESTATED_EXACT_RATE of the returns are the passage note for note,
-    which is what teaches copying first (a model has to find the notes it heard before it can learn to vary
-    them); RESTATED_TRANSPOSE_RATE are moved 1 to 7 semitones, and those and the rest are louder or softer by up
-    to 15 %. The window starts at most a passage before the first one (earlier only near the piece's end), so
-    that in most windows half the tokens or more are returns and what they copy."""
+    about RESTATED_SECONDS (log-uniform), at most a quarter of the time the room holds at the piece's own pace,
+    so that two passages and their returns fit. Each ends on an onset whose next onsets fall as its start's do
+    (`passage_end`): its return comes in where the piece's next note would have, on the beat, and every gap
+    between onsets in the window is one the piece has (passages that ended anywhere put an off-beat gap at
+    each return, and the rhythm of the model's continuations kept to the primer's less and less).
+    RESTATED_EXACT_RATE of the returns are the passage note for note, which is what teaches copying first (a
+    model has to find the notes it heard before it can learn to vary them); RESTATED_TRANSPOSE_RATE are moved 1
+    to 7 semitones, and those and the rest are louder or softer by up to RESTATED_LOUDNESS, a velocity bin or
+    so, as a player's touch varies (returns up to 15 % apart taught the model that the loudness jumps where a
+    phrase ends, and the seam of a continuation is such a place). The window starts at most a passage before
+    the first one (earlier only near the piece's end), so that in most windows half the tokens or more are
+    returns and what they copy."""
     if not len(notes):
         return None
     onsets = np.unique(notes[:, 2])
     piece_seconds = max(float(notes[:, 3].max() - onsets[0]), 1e-3)
     tokens_per_second = TOKENS_PER_NOTE * len(notes) / piece_seconds
     room_seconds = room / tokens_per_second  # the time the room holds, unrestated
-    first = float(onsets[rng.integers(len(onsets))])
+    ahead = onsets_ahead(onsets)
+    at = int(rng.integers(len(onsets)))  # the onset the next passage starts on
+    first = float(onsets[at])
     low, high = np.log(RESTATED_SECONDS)
     steps = [step for step in range(max(-7, -int(notes[:, 0].min())),  # the moves that keep every note on the keys
                                     min(7, NUM_PITCHES - 1 - int(notes[:, 0].max())) + 1) if step]
-    passages, at = [], first
-    while at < onsets[-1] and at - first < room_seconds / 2:
-        seconds = min(float(np.exp(rng.uniform(low, high))), max(room_seconds / 4, 0.05))
+    passages = []
+    while at < len(onsets) - 1 and onsets[at] - first < room_seconds / 2:
+        end = passage_end(onsets, ahead, at, min(float(np.exp(rng.uniform(low, high))), max(room_seconds / 4, 0.05)))
+        seconds = float(onsets[end] - onsets[at])
         transpose, loudness = 0, 1.0
         kind = rng.random()
         if kind >= RESTATED_EXACT_RATE:
-            loudness = float(rng.uniform(0.85, 1.15))
+            loudness = float(rng.uniform(1.0 - RESTATED_LOUDNESS, 1.0 + RESTATED_LOUDNESS))
         if kind >= 1.0 - RESTATED_TRANSPOSE_RATE and steps:
             transpose = int(rng.choice(steps))
-        passages.append(Passage(at, seconds, transpose, loudness))
-        at += seconds
-    if not passages:  # a piece of one onset: its one passage
+        passages.append(Passage(float(onsets[at]), seconds, transpose, loudness))
+        at = end
+    if not passages:  # the piece's last onset drawn, or its only one: a passage from it
         passages.append(Passage(first, float(RESTATED_SECONDS[0])))
     tokens = encode(array_to_notes(restated(notes, passages))) + [END]
     ticks = events.token_ticks(tokens)
@@ -463,6 +474,29 @@ def restated_window(notes: np.ndarray, room: int, rng: np.random.Generator) -> l
     offset = int(rng.integers(min(lead, begin), begin + 1))
     offset = max(0, min(offset, len(tokens) - room))
     return tokens[offset:offset + room]
+
+
+def onsets_ahead(onsets: np.ndarray) -> np.ndarray:
+    """For each of a piece's onsets (sorted, unique), the time from it to each of its next RHYTHM_AHEAD onsets
+    (n, RHYTHM_AHEAD); past the last, as if the next came a long rest (10 s) after it."""
+    padded = np.concatenate([onsets, onsets[-1] + 10.0 * np.arange(1, RHYTHM_AHEAD + 1)])
+    return np.stack([padded[k:k + len(onsets)] for k in range(1, RHYTHM_AHEAD + 1)], axis=1) - onsets[:, None]
+
+
+def passage_end(onsets: np.ndarray, ahead: np.ndarray, start: int, seconds: float) -> int:
+    """The onset (an index into `onsets`, after `start`) a passage from onset `start` lasting about `seconds`
+    ends on: of the onsets 0.8 to 1.25 times that far, the one whose next onsets (`ahead`, `onsets_ahead`)
+    fall as the start's do, to 10 ms (in music with a steady beat, the same place in the bar), the nearest to
+    `seconds` among equals; the first after 0.8 times, or the last onset, when none is that far."""
+    at = onsets[start]
+    low = max(int(np.searchsorted(onsets, at + 0.8 * seconds)), start + 1)
+    if low >= len(onsets):
+        return len(onsets) - 1
+    high = min(max(int(np.searchsorted(onsets, at + 1.25 * seconds, side="right")), low + 1), len(onsets))
+    candidates = np.arange(low, high)
+    unlike = np.round(np.abs(ahead[candidates] - ahead[start]).sum(axis=1), 2)
+    off = np.abs(onsets[candidates] - (at + seconds))
+    return int(candidates[np.lexsort((off, unlike))[0]])
 
 
 def kept_part(notes: np.ndarray, rng: np.random.Generator,

@@ -573,3 +573,35 @@ def test_restatement_windows_hold_a_passage_and_its_return_and_plain_windows_do_
     one = data.Piece("one", sources.notes_to_array([Note(60, 80, 0.0, 0.5)]), 4)
     sample = data.training_sample(one, 32, seed=0, epoch=0, index=0, mix=restating)
     assert sample.shape == (33,) and [t - NOTE_ON_OFFSET for t in sample if events.is_note_on(t)] == [60, 60]
+
+
+def _steady_bars(bars: int) -> np.ndarray:
+    """A piece in a steady beat: each 2 s bar struck at 0, 0.5, 0.75 and 1 s, a different pitch on each."""
+    pattern = [(0.0, 60), (0.5, 64), (0.75, 67), (1.0, 72)]
+    return sources.notes_to_array([Note(pitch + bar % 5, 80, 2.0 * bar + at, 2.0 * bar + at + 0.2)
+                                   for bar in range(bars) for at, pitch in pattern])
+
+
+def test_a_passage_ends_where_its_start_falls_in_the_bar():
+    onsets = np.unique(_steady_bars(12)[:, 2])
+    ahead = data.onsets_ahead(onsets)
+    at = {float(t): i for i, t in enumerate(onsets)}
+    # about 3.4 s from a downbeat: the onset at 3 s is nearer, the downbeat at 4 s falls as the start does
+    assert onsets[data.passage_end(onsets, ahead, at[0.0], 3.4)] == 4.0
+    assert onsets[data.passage_end(onsets, ahead, at[2.5], 5.7)] == 8.5  # a second beat, not the nearer downbeat
+    # nothing that far but the next onsets: the first onset past 0.8 times, or the piece's last
+    assert onsets[data.passage_end(onsets, ahead, at[1.0], 0.1)] == 2.0
+    assert data.passage_end(onsets, ahead, at[20.0], 16.0) == len(onsets) - 1
+    assert ahead.shape == (len(onsets), data.RHYTHM_AHEAD) and ahead[0].tolist() == [0.5, 0.75, 1.0, 2.0]
+
+
+def test_restated_windows_keep_the_pieces_beat():
+    notes = _steady_bars(60)
+    gaps = []
+    for seed in range(20):
+        tokens = data.restated_window(notes, 400, np.random.default_rng(seed))
+        ticks = events.token_ticks(tokens)
+        struck = np.unique([tick for tick, token in zip(ticks, tokens, strict=True) if events.is_note_on(token)])
+        gaps += np.diff(struck).tolist()
+        assert _self_match(tokens) >= 8  # and each holds returns
+    assert set(gaps) == {25, 50, 100}  # ticks: every gap between onsets is one the piece has, returns or not
