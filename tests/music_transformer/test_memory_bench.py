@@ -108,6 +108,7 @@ def test_the_benchmark_runs_end_to_end_and_leaves_out_the_88_note_rolls(tmp_path
     real = source["continuations"]["real"]
     assert real["notes_per_second"] == pytest.approx(4.0)  # a note every 0.25 s
     assert real["motif_reuse"] == 1.0 and real["at_cap"] == 0.0  # the figure again and again, short notes
+    assert real["rhythm_reuse"] == 1.0  # in its beat
     assert source["chance_motif_reuse"] == 1.0  # every roll plays the same figure: the others' primers hold it too
     assert real["notes_at_once"] == pytest.approx(0.8, abs=0.02)  # each note sounds 0.2 s of every 0.25 s
     assert set(source["targets"]) == {"model", "baseline"}
@@ -147,3 +148,14 @@ def test_the_context_benchmark_scores_by_position_and_kind_and_a_window_past_the
     kinds = long["by_kind"]
     assert all(kinds[kind]["tokens"] > 0 for kind in ("note-on", "note-off", "time shift"))
     assert sum(kind["nats_share"] for kind in kinds.values() if kind["nats_share"]) == pytest.approx(1.0)
+
+
+def test_rhythm_reuse_is_the_share_of_gaps_between_onsets_the_primer_has():
+    primer = _line(FIGURE * 2)  # a note every 0.25 s
+    assert memory.rhythm_reuse(_line(FIGURE, start=7.0), primer) == 1.0
+    assert memory.rhythm_reuse(_line(FIGURE, step=0.26), primer) == 1.0  # a tick off: the beat rounded
+    assert memory.rhythm_reuse(_line(FIGURE, step=0.3), primer) == 0.0
+    chords = [Note(p, 80, at, at + 0.1) for at in (0.0, 0.25, 0.75) for p in (60, 64)]  # a chord is one onset
+    assert memory.rhythm_reuse(chords, primer) == 0.5  # gaps of 0.25 and 0.5 s
+    assert math.isnan(memory.rhythm_reuse([Note(60, 80, 0.0, 1.0)], primer))
+    assert list(memory.onset_gaps(chords)) == [25, 50]
