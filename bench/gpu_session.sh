@@ -14,7 +14,9 @@
 #    INIT_FROM= starts from scratch) with its own schedule: peak learning rate $LR
 #    (default 5e-4 from a model, the config's from scratch), no dropout; growing it into the memory recipe
 #    ($GROW, default: 2,048-token crops, 512 relative buckets with a shared far row up to 2,048, the
-#    sounding-pitches input; a model that has them already keeps them);
+#    sounding-pitches input; a model that has them already keeps them), a quarter of the plain windows
+#    restated passage after passage ($RESTATE, default 0.25: the copying lesson of bench/README's "Can the
+#    model copy?"; RESTATE=0 leaves it out);
 # 3. scores it on the held-out pieces (`music-transformer eval`, by style and position) and times the
 #    streaming decoder on the device for it and for the bundled model; then the bundled model's decoding on
 #    the device against one CPU thread, and 8 variations in one batch against 1 (device-decode.json);
@@ -87,7 +89,7 @@ rm -rf "$run"
 step "training $config for $minutes minutes on $device ($(basename "$pack"))${init:+, from $(basename "$init")}"
 timeout $(( ${minutes%.*} * 60 + 240 )) "$python" -m music_transformer.cli train --data "$pack" --config "$config" \
     --out "$run" --max-minutes "$minutes" --device "$device" --keep-every-steps "${KEEP_EVERY:-100}" \
-    --checkpoint-minutes 2 --no-progress "${start[@]}" || echo "training stopped early (status $?); what it kept is scored below"
+    --checkpoint-minutes 2 --restate-rate "${RESTATE:-0.25}" --no-progress "${start[@]}" || echo "training stopped early (status $?); what it kept is scored below"
 [ -f "$run/model.pt" ] || { echo "no model was written"; exit 1; }
 
 step "averaging the last kept weights"
