@@ -432,9 +432,9 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
         say(f"starting from the weights of {initial['metadata']['path']} "
             f"(step {initial['metadata'].get('step', '?')} of its own run)")
     # where the weights came from, when not from scratch: the model's checkpoints carry it (its training time)
-    origin = {key: value for key, value in initial["metadata"].items()
-              if key in ("path", "step", "elapsed_seconds", "data", "init_from")} if initial is not None else \
-        (state.get("metadata") or {}).get("init_from") if state is not None else None
+    carried = ("path", "step", "elapsed_seconds", "data", "recipe", "init_from")
+    origin = {key: value for key, value in initial["metadata"].items() if key in carried} if initial is not None \
+        else (state.get("metadata") or {}).get("init_from") if state is not None else None
     say(f"model: {model.num_parameters():,} parameters, {model_config.positional} positions, "
         f"train_length {length}; {dist.world_size} process(es) on {device.type}")
     network = model
@@ -449,7 +449,8 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
                     "elapsed_seconds": elapsed, "history": history, "config": config.__dict__.copy(),
                     "data": data.name}
         metadata = {"step": step, "elapsed_seconds": round(elapsed, 1), "data": data.name,
-                    "valid_nll": history[-1]["valid_nll"] if history else None}
+                    "valid_nll": history[-1]["valid_nll"] if history else None,
+                    "recipe": config.__dict__.copy()}  # the settings it was trained with, stage by stage
         if origin:
             metadata["init_from"] = origin
         save_checkpoint(model, out / "last.pt", training=training, **metadata)

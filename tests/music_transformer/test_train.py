@@ -142,6 +142,9 @@ def test_a_new_run_can_start_from_a_trained_models_weights_with_new_settings(mid
     saved = read_checkpoint(tmp_path / "second" / "model.pt")
     assert saved["config"]["dropout"] == 0.2 and saved["metadata"]["init_from"]["path"] == "model.pt"
     assert saved["metadata"]["init_from"]["step"] == 30
+    # each stage's settings travel with the weights, the stage before's under init_from (for the model card)
+    assert saved["metadata"]["recipe"]["steps"] == 4 and saved["metadata"]["recipe"]["learning_rate"] == 1e-3
+    assert saved["metadata"]["init_from"]["recipe"]["steps"] == 30
     with pytest.raises(train_module.TrainingError, match="it may only grow.*d_model cannot change"):
         train_module.train(str(midi_folder), tmp_path / "third", config="tiny", threads=1, progress=False,
                            model_overrides={"d_model": 32}, init_from=tmp_path / "first" / "model.pt")
