@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/memory.py [--checkpoint NEW] [--baseline OLD]
         [--data pop-piano=../shared/data/pop909/midi classical=../shared/data/pianolatron/midi corpus]
         [--pieces 12] [--seeds 2] [--windows 256 512 1024 2048] [--threads 1]
-        [--skip-nll] [--skip-continuations] [--json]
+        [--repetition-penalty P] [--wait-peak-ticks T] [--decode-window W] [--skip-nll] [--skip-continuations] [--json]
 
 For each source (`--data`, as `music-transformer train --data` takes them; `corpus` gives one source per
 part: chorale, renaissance, folk) it takes the first `--pieces` held-out pieces (the stable 5 % split,
@@ -25,7 +25,8 @@ same pieces and the same seeds:
 2. Continuations: the piece's notes in [t0, t0 + 20 s) are the primer (t0 = 30 s, earlier for a piece
    shorter than 66 s; notes cut at the seam), continued for 16 s by `generate` at the studio's default
    settings (`continuo.generation_settings.GenerationSettings()`: temperature, top-k, top-p, repetition
-   penalty; the decoder's default cap on a note's length), one run per seed, beside the real notes of
+   penalty; the decoder's default cap on a note's length; each wait drawn moved to the likeliest within
+   `--wait-peak-ticks`, generate's default 2, of it), one run per seed, beside the real notes of
    [t0 + 20, t0 + 36). For the generated and the real 16 s (notes cut at its end):
    - notes at once: the time-weighted mean number of notes sounding (their summed durations / 16 s);
    - at cap: the share of notes lasting at least the decoder's cap less 0.1 s (8.0 s: 7.9 s), pooled over
@@ -63,7 +64,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from music_transformer import Note, continuation_notes, data, events, generate, load_checkpoint, primer_tokens, sources  # noqa: E402
+from music_transformer import (  # noqa: E402
+    Note,
+    continuation_notes,
+    data,
+    events,
+    generate,
+    limits,
+    load_checkpoint,
+    primer_tokens,
+    sources,
+)
 from music_transformer.evaluation import position_nll  # noqa: E402
 from music_transformer.sampling import DEFAULT_MAX_NOTE_SECONDS  # noqa: E402
 
@@ -301,9 +312,10 @@ def continuation_runs(models: dict, pieces: list[data.Piece], source: str, seeds
 
 
 def continue_primer(model, primer: list[Note], source: str, seed: int, threads: int = 1, window: int | None = None,
-                    **changes) -> list[Note]:
+                    wait_peak_ticks: int = limits.DEFAULT_WAIT_PEAK_TICKS, **changes) -> list[Note]:
     """`generate`'s CONTINUATION_SECONDS after `primer` (a PRIMER_SECONDS excerpt), times from the seam, at the
-    studio's default settings with `changes`, the source's style where the model knows it."""
+    studio's default settings with `changes`, the source's style where the model knows it; each wait drawn
+    moved to the likeliest within `wait_peak_ticks` (generate's default)."""
     from dataclasses import replace
 
     from continuo.generation_settings import GenerationSettings
@@ -314,7 +326,7 @@ def continue_primer(model, primer: list[Note], source: str, seed: int, threads: 
                            temperature=settings.temperature, top_k=settings.top_k or None,
                            top_p=settings.top_p, repetition_penalty=settings.repetition_penalty,
                            style=model_style(source, model.config.vocab_size), cpu_threads=threads,
-                           window=window))
+                           window=window, wait_peak_ticks=wait_peak_ticks))
     return continuation_notes(tokens, 0.0, context)
 
 
@@ -463,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--repetition-penalty", type=float,
                         help="the continuations' repetition penalty (default: the studio's)")
+    parser.add_argument("--wait-peak-ticks", type=int,
+                        help="how far a drawn wait moves to the likeliest near it (default: generate's, "
+                             f"{limits.DEFAULT_WAIT_PEAK_TICKS}; 0: not at all)")
     parser.add_argument("--decode-window", type=int,
                         help="the continuations' window (default: each model's own decoding window)")
     parser.add_argument("--skip-nll", action="store_true", help="no NLL by window")
@@ -484,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
                          args.threads, nll=not args.skip_nll, continuations=not args.skip_continuations,
                          decode_window=args.decode_window,
                          **({} if args.repetition_penalty is None else
-                            {"repetition_penalty": args.repetition_penalty})))
+                            {"repetition_penalty": args.repetition_penalty}),
+                         **({} if args.wait_peak_ticks is None else {"wait_peak_ticks": args.wait_peak_ticks})))
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     print(f"\n{result['elapsed_s']:.0f} s on {args.threads} thread(s)")
     if args.json:

@@ -45,7 +45,7 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
              length_penalty: float = 0.6, cpu_threads: int | None = 1, style: str = "any",
              allowed_pitches: Iterable[int] | None = None,
              repetition_penalty: float = limits.DEFAULT_REPETITION_PENALTY,
-             release_seconds: float = 0.0) -> Iterator[int]:
+             release_seconds: float = 0.0, wait_peak_ticks: int = limits.DEFAULT_WAIT_PEAK_TICKS) -> Iterator[int]:
     """Continues `primer` (tokens, or notes to encode), yielding each new token as it is sampled.
 
     Stops after `max_tokens` tokens, after `seconds` of music, or when `cancel` (a callable or an
@@ -65,6 +65,8 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     `release_seconds` (with `seconds`) is how long before the end no new note starts: the notes sounding
     then are held or released as the model likes, and any still sounding at the end end there (a phrase's
     end, e.g. its last beat before a bar line from `phrases.phrase_seconds`, not notes struck and cut).
+    `wait_peak_ticks` (0 to `limits.MAX_WAIT_PEAK_TICKS`; 0: off) moves each wait drawn to the likeliest wait
+    within that many ticks of it (`sampling.peak_waits`), so the music keeps the beat the model hears.
     `window` is how many positions each new token
     attends to (default: the model's training length); past it the oldest fall out of the cache, which
     is what lets the model run on indefinitely. temperature 0 picks the most likely token. The same
@@ -83,7 +85,7 @@ def generate(model: MusicTransformer, primer: Sequence[int] | Sequence[Note] = (
     sampling ones (temperature, top_k, top_p, window) against the bounds `limits` names.
     """
     sampling = Sampling.checked(model, temperature, top_k, top_p, [seed], window, max_tokens, seconds,
-                                max_note_seconds, cpu_threads, style, repetition_penalty)
+                                max_note_seconds, cpu_threads, style, repetition_penalty, wait_peak_ticks)
     context, performance = _continuing(model, primer, allowed_pitches, sampling.repetition_penalty, release_seconds)
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a whole number of 1 or more, not {beam_size!r}")
@@ -101,7 +103,8 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
                         cpu_threads: int | None = 1, style: str = "any",
                         allowed_pitches: Iterable[int] | None = None,
                         repetition_penalty: float = limits.DEFAULT_REPETITION_PENALTY,
-                        release_seconds: float = 0.0) -> Iterator[tuple[int, int]]:
+                        release_seconds: float = 0.0,
+                        wait_peak_ticks: int = limits.DEFAULT_WAIT_PEAK_TICKS) -> Iterator[tuple[int, int]]:
     """Writes one continuation of `primer` per seed, all at once, yielding (variation, token) as each is sampled.
 
     The variations are the rows of one batch: each step writes one token of every variation still going,
@@ -119,7 +122,7 @@ def generate_variations(model: MusicTransformer, primer: Sequence[int] | Sequenc
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not 1 <= len(seeds) <= most:
         raise ValueError(f"seeds must be a list of 1 to {most} seeds, one per variation, not {seeds!r}")
     sampling = Sampling.checked(model, temperature, top_k, top_p, list(seeds), window, max_tokens, seconds,
-                                max_note_seconds, cpu_threads, style, repetition_penalty)
+                                max_note_seconds, cpu_threads, style, repetition_penalty, wait_peak_ticks)
     context, performance = _continuing(model, primer, allowed_pitches, sampling.repetition_penalty, release_seconds)
     context = events.header(style, model.config.vocab_size) + context
     return stream(model, context, [performance.copy() for _ in seeds], sampling, cancel)

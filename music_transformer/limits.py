@@ -50,6 +50,8 @@ MIN_WINDOW, MAX_WINDOW = 1, MAX_LENGTH  # positions each new token attends to
 # and the model's log-probability of what is written hardly move.
 MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 0.0, 10.0
 DEFAULT_REPETITION_PENALTY = 1.0
+MIN_WAIT_PEAK_TICKS, MAX_WAIT_PEAK_TICKS = 0, 10  # how far a drawn wait may move to the likeliest near it
+DEFAULT_WAIT_PEAK_TICKS = 2  # (`sampling.peak_waits`): 20 ms, the jitter the model adds to a beat
 # a seed names a random stream: any whole number a 64-bit generator is seeded with, in a signed 64-bit integer
 # (what torch, numpy, a JSON reader and a database all hold). Variation i of a fixed seed s draws from s + i,
 # taken round past MAX_SEED (`seed_for`).

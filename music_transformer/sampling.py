@@ -3,7 +3,8 @@ steps that feed the model.
 
 `Sampling.checked` refuses every setting a stream could not run with, against the bounds `limits` names
 (temperature, top-k, top-p, window), with a ValueError a musician can read. `filter_logits` applies top-k
-over the vocabulary and top-p within each kind of token.
+over the vocabulary and top-p within each kind of token; `peak_waits` moves a drawn wait to the likeliest
+one within a tick or two of it.
 
 After the context, steps run through `decoder.Decoder` (one token per row, the weights laid out for it;
 on a GPU one CUDA graph per step, sampling included). Sampling is Gumbel-max: each row adds noise drawn
@@ -27,7 +28,15 @@ import torch.nn.functional as F
 from . import events, limits
 from .attention import KVCache
 from .decoder import CapturedStep, Decoder, fast_path
-from .events import NOTE_OFF_OFFSET, NOTE_ON_OFFSET, NUM_EVENTS, STYLES, TIME_SHIFT_OFFSET, VELOCITY_OFFSET
+from .events import (
+    NOTE_OFF_OFFSET,
+    NOTE_ON_OFFSET,
+    NUM_EVENTS,
+    NUM_TIME_SHIFTS,
+    STYLES,
+    TIME_SHIFT_OFFSET,
+    VELOCITY_OFFSET,
+)
 from .model import MusicTransformer, mixed_precision
 from .performance import BLOCKED, Performance
 
@@ -111,6 +120,30 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return torch.where(kept, logits - rescale, BLOCKED)
 
 
+def peak_waits(scores: torch.Tensor, tokens: torch.Tensor, ticks: int) -> torch.Tensor:
+    """`tokens` (rows,) drawn from `scores` (rows, vocab: logits, blocked tokens at -inf), each time shift moved
+    to the likeliest time shift within `ticks` of it (itself among equals).
+
+    A draw then picks which of the model's waits to make (a beat, half a bar, a long rest) with the
+    probability the model gives it and the waits near it, and makes it as the model most expects it: the
+    tick or two either side that sampling would add is the jitter that loses a beat. On all the held-out
+    POP909 songs (quantised to their beat) continuations kept to their primer's gaps between onsets 0.75 of
+    the time with ticks=2 and 0.66 without, at the same pace; on the rolls they sounded fewer notes at once
+    (5.6 against 6.7, real 4.4) and held half as many to the cap (bench/README, "Waits drawn to their peak").
+    A blocked wait is never chosen. Only tensor operations, so a captured CUDA graph can hold it.
+    """
+    if ticks <= 0 or scores.shape[-1] < TIME_SHIFT_OFFSET + NUM_TIME_SHIFTS:
+        return tokens
+    waits = scores[:, TIME_SHIFT_OFFSET:TIME_SHIFT_OFFSET + NUM_TIME_SHIFTS]
+    around = F.pad(waits, (ticks, ticks), value=BLOCKED).unfold(-1, 2 * ticks + 1, 1)  # (rows, waits, 2t + 1)
+    drawn = (tokens - TIME_SHIFT_OFFSET).clamp(0, NUM_TIME_SHIFTS - 1)
+    near = around.gather(1, drawn[:, None, None].expand(-1, 1, 2 * ticks + 1))[:, 0]  # (rows, 2t + 1)
+    best = torch.where(near[:, ticks] >= near.amax(dim=-1), ticks, near.argmax(dim=-1))
+    peak = drawn + best - ticks + TIME_SHIFT_OFFSET
+    is_wait = (tokens >= TIME_SHIFT_OFFSET) & (tokens < TIME_SHIFT_OFFSET + NUM_TIME_SHIFTS)
+    return torch.where(is_wait, peak, tokens)
+
+
 @dataclass
 class Sampling:
     """The checked settings of one stream (`generate`, `infill`)."""
@@ -125,15 +158,17 @@ class Sampling:
     hold_ticks: int | None
     cpu_threads: int | None
     repetition_penalty: float = 0.0  # what each row's `performance.Repetition` charges (0: off)
+    wait_peak_ticks: int = 0  # how far a drawn wait moves to the likeliest near it (`peak_waits`; 0: not at all)
 
     @classmethod
     def checked(cls, model: MusicTransformer, temperature: float, top_k: int | None, top_p: float | None,
                 seeds: list[int | None], window: int | None, max_tokens: int | None, seconds: float | None,
                 max_note_seconds: float | None, cpu_threads: int | None, style: str,
-                repetition_penalty: float = 0.0) -> Sampling:
+                repetition_penalty: float = 0.0,
+                wait_peak_ticks: int = limits.DEFAULT_WAIT_PEAK_TICKS) -> Sampling:
         """Refuses, with a ValueError a musician can read, every setting a stream could not run with; the
-        sampling settings (temperature, top-k, top-p, window, repetition penalty) against the bounds `limits`
-        names."""
+        sampling settings (temperature, top-k, top-p, window, repetition penalty, wait peak) against the bounds
+        `limits` names."""
         def number(name: str, value, low: float, high: float | None = None, *, integer: bool = False,
                    above: bool = False) -> None:
             kinds = (int,) if integer else (int, float)
@@ -154,7 +189,9 @@ class Sampling:
                 ("window", window, limits.MIN_WINDOW, limits.MAX_WINDOW, True, False),
                 ("max_tokens", max_tokens, 0, None, True, False), ("seconds", seconds, 0.0, None, False, False),
                 ("max_note_seconds", max_note_seconds, 0.0, None, False, True),
-                ("cpu_threads", cpu_threads, 0, None, True, False)):
+                ("cpu_threads", cpu_threads, 0, None, True, False),
+                ("wait_peak_ticks", wait_peak_ticks, limits.MIN_WAIT_PEAK_TICKS, limits.MAX_WAIT_PEAK_TICKS, True,
+                 False)):
             if value is not None:
                 number(name, value, low, high, integer=integer, above=above)
         for seed in seeds:
@@ -173,7 +210,8 @@ class Sampling:
                    window=window or model.default_window, max_tokens=max_tokens,
                    max_ticks=None if seconds is None else events.to_ticks(seconds),
                    hold_ticks=None if max_note_seconds is None else max(1, events.to_ticks(max_note_seconds)),
-                   cpu_threads=cpu_threads, repetition_penalty=float(repetition_penalty))
+                   cpu_threads=cpu_threads, repetition_penalty=float(repetition_penalty),
+                   wait_peak_ticks=wait_peak_ticks)
 
     def left(self, state: Performance, generated: int) -> tuple[int | None, int | None]:
         """(tokens, ticks) the stream may still write, None for no limit."""
@@ -194,6 +232,7 @@ class Sampler:
 
     def __init__(self, sampling: Sampling, rows: int, vocab_size: int, device: torch.device) -> None:
         self.temperature, self.top_k, self.top_p = sampling.temperature, sampling.top_k, sampling.top_p
+        self.wait_peak_ticks = sampling.wait_peak_ticks
         self._host = torch.zeros(rows, vocab_size, pin_memory=device.type == "cuda")
         self.masks = self._host.numpy()
         self.mask = self._host if device.type == "cpu" else torch.zeros(rows, vocab_size, device=device)
@@ -221,7 +260,7 @@ class Sampler:
         if self.temperature == 0:
             return torch.argmax(logits + self.mask, dim=-1)
         scores = filter_logits(torch.add(self.mask, logits, alpha=1 / self.temperature), self.top_k, self.top_p)
-        return torch.argmax(scores + self.noise, dim=-1)
+        return peak_waits(scores, torch.argmax(scores + self.noise, dim=-1), self.wait_peak_ticks)
 
 
 class Steps:

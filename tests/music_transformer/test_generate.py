@@ -37,7 +37,7 @@ from music_transformer.events import (
     time_shift,
 )
 from music_transformer.midi import read_midi
-from music_transformer.sampling import Sampler, Sampling, filter_logits
+from music_transformer.sampling import Sampler, Sampling, filter_logits, peak_waits
 from music_transformer.stream_cache import StreamCache
 
 from .helpers import PRIMER, assert_valid_stream, small_model
@@ -518,6 +518,67 @@ def test_a_draw_follows_the_softmax_of_the_allowed_tokens():
     allowed = torch.softmax(logits[0].masked_fill(torch.arange(6) == 4, float("-inf")), -1)
     assert counts[4] == 0
     torch.testing.assert_close(counts / counts.sum(), allowed, atol=0.012, rtol=0)
+
+
+def test_a_drawn_wait_moves_to_the_likeliest_wait_near_it():
+    shift = events.time_shift
+    scores = torch.full((1, events.VOCAB_SIZE), -5.0)
+    scores[0, [shift(37), shift(38), shift(39), shift(40)]] = torch.tensor([1.0, 2.0, 1.5, 0.5])
+    scores[0, shift(100)] = 1.0
+    scores[0, shift(98)] = float("-inf")  # a wait the rules forbid
+    drawn = torch.tensor([shift(36), shift(39), shift(40), shift(38), shift(99), shift(97), 60, shift(1)])
+    moved = peak_waits(scores.expand(len(drawn), -1), drawn, 2).tolist()
+    assert moved == [shift(38), shift(38), shift(38), shift(38), shift(100), shift(97), 60, shift(1)]  # 97: none near
+    assert peak_waits(scores, torch.tensor([shift(39)]), 0).tolist() == [shift(39)]  # 0: as drawn
+    equal = torch.zeros(1, events.VOCAB_SIZE)
+    assert peak_waits(equal, torch.tensor([shift(50)]), 2).tolist() == [shift(50)]  # itself among equals
+    assert peak_waits(torch.zeros(1, 6), torch.tensor([4]), 2).tolist() == [4]  # a vocabulary without waits
+
+
+def test_draws_with_waits_moved_to_their_peak_keep_each_peaks_share():
+    """Which of the model's waits is made keeps the model's odds (the peak and the waits around it together);
+    the waits beside a peak are never made."""
+    model = small_model()
+    shift = events.time_shift
+    logits = torch.full((1, events.VOCAB_SIZE), float("-inf"))
+    logits[0, [shift(24), shift(25), shift(26)]] = torch.tensor([0.0, 1.0, 0.0])  # a beat, sampled loosely
+    logits[0, [shift(99), shift(100)]] = torch.tensor([0.5, 1.0])  # a long rest
+    logits[0, events.NOTE_ON_OFFSET + 60] = 1.0  # or a note now
+    sampling = Sampling.checked(model, 1.0, None, None, [5], None, None, None, None, 1, "any")
+    assert sampling.wait_peak_ticks == limits.DEFAULT_WAIT_PEAK_TICKS == 2
+    sampler = Sampler(sampling, 1, events.VOCAB_SIZE, torch.device("cpu"))
+    counts = {}
+    for _ in range(6000):
+        sampler.prepare()
+        token = int(sampler.draw(logits))
+        counts[token] = counts.get(token, 0) + 1
+    assert set(counts) == {shift(25), shift(100), events.NOTE_ON_OFFSET + 60}
+    odds = torch.softmax(logits[0], -1)
+    for token, share in ((shift(25), odds[[shift(24), shift(25), shift(26)]].sum()),
+                         (shift(100), odds[[shift(99), shift(100)]].sum())):
+        assert counts[token] / 6000 == pytest.approx(float(share), abs=0.02)
+
+
+@pytest.mark.parametrize("ticks", [-1, 11, 1.5, True])
+def test_a_wait_peak_out_of_range_is_refused(ticks):
+    with pytest.raises(ValueError, match="wait_peak_ticks must be a whole number from 0 to 10"):
+        list(generate(small_model(), PRIMER, max_tokens=4, seed=0, wait_peak_ticks=ticks))
+
+
+def test_a_stream_makes_each_wait_as_the_model_most_expects_it_unless_told_not_to():
+    model = small_model()
+    shift = events.time_shift
+    fixed = torch.full((events.VOCAB_SIZE,), -30.0)  # every step's logits, through a hook on the model
+    fixed[[shift(24), shift(25), shift(26)]] = torch.tensor([0.0, 0.5, 0.0])  # a beat of 250 ms, loosely
+    fixed[[events.NOTE_ON_OFFSET + 60, NOTE_OFF_OFFSET + 60]] = 0.5
+    handle = model.register_forward_hook(lambda module, inputs, output: fixed.expand_as(output).clone())
+    try:
+        waits = {ticks: {t for seed in range(3) for t in generate(model, PRIMER, max_tokens=150, seed=seed,
+                                                                  max_note_seconds=None, wait_peak_ticks=ticks)
+                         if is_time_shift(t)} for ticks in (0, 2)}
+    finally:
+        handle.remove()
+    assert waits[2] == {shift(25)} and waits[0] == {shift(24), shift(25), shift(26)}
 
 
 def _pitches(tokens):
