@@ -171,21 +171,31 @@ def longest_pitch_streak(notes) -> int:
 
 
 def test_continue_at_a_low_temperature_strikes_no_pitch_on_more_than_eight_onsets_in_a_row(qtbot, studio, roll):
-    """The bundled model at temperature 0.8, seed 4: with Avoid loops off, one pitch on 20 onsets in a row."""
+    """The bundled model at temperature 0.8 loops on one pitch with Avoid loops off (more than 8 onsets in a row:
+    seed 4 struck one pitch on 20 when waits were drawn as they fell, and 8 once they went to their peak, so
+    the seeds are tried from 4 on until one loops); with it on, the same seed strikes no pitch on more."""
     window, song = studio, studio.song
     draw_motif(qtbot, roll)
-    set_length(window, 32.0, seed=4)
     panel = window.generation_panel
-    panel.temperature_box.setValue(0.8)
     window.generation.listen = False
-    streaks = []
-    for penalty in (0.0, limits.DEFAULT_REPETITION_PENALTY):
-        panel.repetition_box.setValue(penalty)
-        assert song.settings.repetition_penalty == penalty
-        assert window.generation.continue_song()
-        wait_done(qtbot, window)
-        streaks.append(longest_pitch_streak(song.notes(CONTINUATION)))
-    assert streaks[0] > 8 >= streaks[1], streaks
+    tried = []
+    for seed in range(4, 10):
+        set_length(window, 32.0, seed=seed)
+        panel.temperature_box.setValue(0.8)
+        streaks = []
+        for penalty in (0.0, limits.DEFAULT_REPETITION_PENALTY):
+            panel.repetition_box.setValue(penalty)
+            assert song.settings.repetition_penalty == penalty
+            assert window.generation.continue_song()
+            wait_done(qtbot, window)
+            streaks.append(longest_pitch_streak(song.notes(CONTINUATION)))
+            if streaks[0] <= 8:
+                break  # this seed does not loop: nothing to keep from looping
+        tried.append(streaks)
+        if len(streaks) == 2:
+            assert streaks[1] <= 8, tried
+            return
+    pytest.fail(f"no seed looped with Avoid loops off: {tried}")
 
 
 def test_a_checkpoint_that_fails_to_load_keeps_the_previous_model(qtbot, studio, roll, tmp_path):
