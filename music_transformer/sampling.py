@@ -129,7 +129,7 @@ def peak_waits(scores: torch.Tensor, tokens: torch.Tensor, ticks: int) -> torch.
     tick or two either side that sampling would add is the jitter that loses a beat. On all the held-out
     POP909 songs (quantised to their beat) continuations kept to their primer's gaps between onsets 0.75 of
     the time with ticks=2 and 0.66 without, at the same pace; on the rolls they sounded fewer notes at once
-    (5.6 against 6.7, real 4.4) and held half as many to the cap (bench/README, "Waits drawn to their peak").
+    (5.6 against 6.7, real 4.4) and held half as many to the cap (bench/README, "The lesson's seams, and the beat").
     A blocked wait is never chosen. Only tensor operations, so a captured CUDA graph can hold it.
     """
     if ticks <= 0 or scores.shape[-1] < TIME_SHIFT_OFFSET + NUM_TIME_SHIFTS:
