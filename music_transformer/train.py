@@ -423,6 +423,12 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
         elapsed = training["elapsed_seconds"]
         history = list(training.get("history", []))
         say(f"resuming {out / 'last.pt'} at step {step} (epoch {epoch + 1}, {elapsed / 60:.1f} min trained)")
+        planned = TrainConfig.from_dict(training["config"])
+        was = learning_rate(step, planned, _progress(step, elapsed, planned))
+        now = learning_rate(step, config, _progress(step, elapsed, config))
+        if now > 1.5 * was:  # a longer plan than the run's: its cosine has further to go
+            say(f"the longer plan (--steps {config.steps}, --max-minutes {config.max_minutes}) puts the learning "
+                f"rate back up from {was:.2g} to {now:.2g}: a warm restart, which shakes what the decay had settled")
     elif initial is not None:
         try:
             model.load_state_dict(initial["model"])

@@ -367,7 +367,7 @@ class Marked(MusicTransformer):
         return super().forward(tokens, cache, window) + self.head(self.mark)
 
 
-def test_the_loop_trains_resumes_and_keeps_the_model_class_it_is_given(tmp_path):
+def test_the_loop_trains_resumes_and_keeps_the_model_class_it_is_given(tmp_path, capsys):
     config = train_module.TrainConfig(batch_size=4, learning_rate=1e-2, warmup_steps=1, steps=3,
                                       checkpoint_minutes=0.0)
     run = tmp_path / "run"
@@ -375,9 +375,15 @@ def test_the_loop_trains_resumes_and_keeps_the_model_class_it_is_given(tmp_path)
                        model_class=Marked)
     trained = read_checkpoint(run / "model.pt")["model"]["mark"]
     assert trained.abs().sum() > 0  # learnt from zero with the rest of the weights
+    capsys.readouterr()
     summary = train_module.train(Cycles(), run, resume=True, overrides={"steps": 5}, threads=1, progress=False,
                                  model_class=Marked)
     assert summary["step"] == 5 and not torch.equal(read_checkpoint(run / "model.pt")["model"]["mark"], trained)
+    # the run had decayed to its floor (1e-3); the longer plan is halfway down its cosine again, and says so
+    assert "puts the learning rate back up from 0.001 to 0.0055: a warm restart" in capsys.readouterr().out
+    train_module.train(Cycles(), run, resume=True, overrides={"steps": 5}, threads=1, progress=False,
+                       model_class=Marked)
+    assert "warm restart" not in capsys.readouterr().out  # the same plan again: nothing to say
 
 
 def test_configs_presets_files_and_errors(tmp_path):
