@@ -451,12 +451,12 @@ def _train(data: str | list[str] | TrainingData, out: Path, model_config: ModelC
     def checkpoint(final: bool = False) -> None:
         if not dist.main:
             return
+        settings = config.__dict__.copy()
         training = {"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "next_batch": next_batch,
-                    "elapsed_seconds": elapsed, "history": history, "config": config.__dict__.copy(),
-                    "data": data.name}
+                    "elapsed_seconds": elapsed, "history": history, "config": settings, "data": data.name}
         metadata = {"step": step, "elapsed_seconds": round(elapsed, 1), "data": data.name,
                     "valid_nll": history[-1]["valid_nll"] if history else None,
-                    "recipe": config.__dict__.copy()}  # the settings it was trained with, stage by stage
+                    "recipe": settings}  # the settings it was trained with, stage by stage
         if origin:
             metadata["init_from"] = origin
         save_checkpoint(model, out / "last.pt", training=training, **metadata)
