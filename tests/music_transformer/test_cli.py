@@ -43,16 +43,19 @@ def test_generate_with_beam_search(tmp_path):
 
 
 def test_generate_keeps_from_looping_unless_the_repetition_penalty_is_off(tmp_path):
-    """The bundled model at temperature 0.8, seed 2, struck one pitch on 17 onsets in a row without the penalty."""
+    """At temperature 0.8 the bundled model strikes one pitch on more than 8 onsets in a row without the penalty
+    for some seeds (the model of 2026-12-01: seed 2, 17 onsets); which seeds depends on the model, so they are
+    tried from 2 on until one loops, and with the penalty on the same seed must not."""
     motif = [Note(48, 100, 0.0, 4.0)] + [Note(p, 100, i * 0.25, i * 0.25 + 0.25)
                                           for i, p in enumerate([60, 64, 67, 72, 67, 64, 60, 64,
                                                                  60, 64, 67, 72, 76, 79, 76, 72])]
     write_midi(motif, tmp_path / "motif.mid")
 
-    def longest_streak(*options):
+    def longest_streak(seed, *options):
         out = tmp_path / "out.mid"
         assert main(["generate", "--primer", str(tmp_path / "motif.mid"), "--seconds", "12", "--out", str(out),
-                     "--temperature", "0.8", "--top-p", "0.95", "--seed", "2", "--device", "cpu", *options]) == 0
+                     "--temperature", "0.8", "--top-p", "0.95", "--seed", str(seed), "--device", "cpu",
+                     *options]) == 0
         onsets = {}
         for note in read_midi(out):
             if note.start >= 4.0 - 1e-3:
@@ -63,8 +66,13 @@ def test_generate_keeps_from_looping_unless_the_repetition_penalty_is_off(tmp_pa
             longest = max(longest, *runs.values())
         return longest
 
-    assert longest_streak() <= 8
-    assert longest_streak("--repetition-penalty", "0") > 8
+    tried = {}
+    for seed in range(2, 10):
+        tried[seed] = longest_streak(seed, "--repetition-penalty", "0")
+        if tried[seed] > 8:
+            assert longest_streak(seed) <= 8, tried
+            return
+    pytest.fail(f"no seed looped with the penalty off (longest streak by seed: {tried})")
 
 
 def test_errors_are_one_clear_line(tmp_path):
