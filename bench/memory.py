@@ -382,10 +382,12 @@ def _each_model(chosen: dict, models: dict, result: dict, key: str):
 
 def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, seeds: int = 2,
            windows=WINDOWS, threads: int = 1, nll: bool = True, continuations: bool = True,
-           decode_window: int | None = None, **changes) -> dict:
+           decode_window: int | None = None, span: int | None = None, **changes) -> dict:
     """Measures `models` (name: model) on each source's held-out pieces (`held_out`); prints the tables and
-    returns the figures by source (bench/piano_model.py reports the same through this). The continuations are
-    written with `decode_window` (default: each model's own) and `changes` to the studio's default settings."""
+    returns the figures by source (bench/piano_model.py reports the same through this). The NLL reads each
+    piece's first `span` tokens (default 4L of the longest model, so every model reads the same music). The
+    continuations are written with `decode_window` (default: each model's own) and `changes` to the studio's
+    default settings."""
     result: dict = {"pieces_per_source": pieces, "seeds": seeds, "windows": list(windows), "settings": changes,
                     "decode_windows": {name: decode_window or model.default_window for name, model in models.items()},
                     "primer_seconds": PRIMER_SECONDS, "continuation_seconds": CONTINUATION_SECONDS,
@@ -399,7 +401,7 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
                                                 for name, m in models.items()}}
 
     if nll:
-        span = 4 * max(model.config.train_length for model in models.values())  # the same tokens for every model
+        span = span or 4 * max(model.config.train_length for model in models.values())  # the same for every model
         result["nll_span"] = span
         print(f"\nNLL per token (nats) by window: each source's first {pieces} held-out pieces of 36 s or more, "
               f"up to {span:,} tokens each (`music-transformer eval --window W`)")

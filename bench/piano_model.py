@@ -70,11 +70,15 @@ PRIMER_SECONDS, CONTINUATION_SECONDS, PRIMER_START = 10.0, 20.0, 30.0
 JOIN_GAP, JOIN_AFTER = 4.0, 8.0  # the gap written, and the seconds after it scored
 
 
-def nll_by_style(model: MusicTransformer, pieces: list[data.Piece]) -> tuple[dict, dict]:
-    """`position_nll` of the held-out pieces of each style, and `nll_by_kind` of the pop songs from the same passes."""
+def nll_by_style(model: MusicTransformer, pieces: list[data.Piece], span: int | None = None) -> tuple[dict, dict]:
+    """`position_nll` of the held-out pieces of each style, and `nll_by_kind` of the pop songs from the same passes.
+    Each piece opens with its style's token where the model knows that style, else with `any` (the model of
+    2026-12-01 was made before `classical`); each is read up to `span` tokens (default 4L)."""
     styles = sorted({piece.style for piece in pieces}, key=events.STYLES.index)
+    known = events.known_styles(model.config.vocab_size)
     kinds = KindTally(model.config.train_length)
     nll = {style: position_nll(model, [p for p in pieces if p.style == style],
+                               style=style if style in known else "any", span=span,
                                on_piece=kinds.add if style == "pop-piano" else None) for style in styles}
     return nll, kinds.figures()
 
@@ -245,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="held-out pieces a source for the memory figures (0: none)")
     parser.add_argument("--seeds", type=int, default=2, help="continuations a piece for the memory figures")
     parser.add_argument("--limit", type=int, help="at most this many files per source (a smoke run)")
+    parser.add_argument("--span", type=int,
+                        help="tokens of each piece scored (default 4L of the longest model measured; models "
+                             "measured in separate runs need the same)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for scoring")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
@@ -254,13 +261,15 @@ def main(argv: list[str] | None = None) -> int:
         models["baseline"] = load_checkpoint(args.baseline, device="cpu")
     dataset = data.load_dataset(args.data, cache_dir=args.cache, limit=args.limit)
     pop = [piece for piece in dataset.valid if piece.style == "pop-piano"]
-    results: dict = {name: {"path": str(model.metadata.get("path")), "parameters": model.num_parameters(),
-                            "train_length": model.config.train_length} for name, model in models.items()}
+    span = args.span or 4 * max(model.config.train_length for model in models.values())
+    results: dict = {"span": span}
+    results |= {name: {"path": str(model.metadata.get("path")), "parameters": model.num_parameters(),
+                       "train_length": model.config.train_length} for name, model in models.items()}
 
-    print(f"\nNLL per token on held-out pieces ({len(dataset.valid)} pieces)")
+    print(f"\nNLL per token on held-out pieces ({len(dataset.valid)} pieces, up to {span:,} tokens each)")
     print(f"{'model':<10}{'style':<13}{'pieces':>7}{'long':>6}{'overall':>9}{'[0,L)':>8}{'[L,2L)':>8}{'[2L,4L)':>9}")
     for name, model in models.items():
-        results[name]["nll"], kinds = nll_by_style(model, dataset.valid)
+        results[name]["nll"], kinds = nll_by_style(model, dataset.valid, span)
         if pop:
             results[name]["nll_by_kind"] = kinds
         for style, row in results[name]["nll"].items():
@@ -301,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_pieces > 0:
         print("\nMemory: does more context help, do notes end, do motifs come back (bench/memory.py)")
         results["memory"] = memory.report(models, memory.held_out(args.data, args.cache), args.memory_pieces,
-                                          args.seeds, threads=args.threads)
+                                          args.seeds, threads=args.threads, span=span)
 
     print("\nDecoding on this CPU, one thread, at the full window:")
     for name, model in models.items():

@@ -66,6 +66,23 @@ def test_the_card_benchmark_runs_end_to_end_on_a_small_model(tmp_path, capsys):
     assert memory["continuations"]["real"]["notes_per_second"] == pytest.approx(4.0)
 
 
+def test_a_style_the_model_was_made_before_is_scored_as_any_and_every_model_reads_the_same_span():
+    """The model of 2026-12-01 knows no `classical`: its rolls open with `any` (it stopped the card run), and
+    models of other lengths measured in separate runs read the same `span` tokens of each piece."""
+    from music_transformer import data, evaluation, sources
+
+    torch.manual_seed(2)
+    old = MusicTransformer(ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, train_length=32,
+                                       max_relative_distance=32, vocab_size=events.STYLES_VOCAB_SIZE)).eval()
+    assert "classical" not in events.known_styles(old.config.vocab_size)
+    notes = sources.notes_to_array([Note(60 + k % 7, 70, 0.2 * k, 0.2 * k + 0.15) for k in range(80)])
+    pieces = [data.Piece("roll", notes, 0, "classical")]
+    nll, _ = piano_model.nll_by_style(old, pieces, span=100)
+    expected = evaluation.position_nll(old, pieces, style="any", span=100)
+    assert nll["classical"]["overall"] == pytest.approx(expected["overall"])
+    assert nll["classical"]["tokens"]["overall"] == 99  # the first 100 tokens, not 4L = 128
+
+
 def test_nll_by_kind_splits_the_first_windows_cross_entropy_by_event_kind():
     from music_transformer import data, sources
 
