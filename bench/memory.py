@@ -225,6 +225,11 @@ def model_style(source: str, vocab_size: int) -> str:
     return source if source in styles else "any"
 
 
+def common_span(models: dict) -> int:
+    """The tokens of each piece every model reads: 4L of the longest, so that all of them read the same music."""
+    return 4 * max(model.config.train_length for model in models.values())
+
+
 # --- measuring ------------------------------------------------------------------------------------------------
 
 
@@ -401,7 +406,7 @@ def report(models: dict, groups: dict[str, list[data.Piece]], pieces: int = 12, 
                                                 for name, m in models.items()}}
 
     if nll:
-        span = span or 4 * max(model.config.train_length for model in models.values())  # the same for every model
+        span = span or common_span(models)
         result["nll_span"] = span
         print(f"\nNLL per token (nats) by window: each source's first {pieces} held-out pieces of 36 s or more, "
               f"up to {span:,} tokens each (`music-transformer eval --window W`)")

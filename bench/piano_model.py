@@ -75,10 +75,9 @@ def nll_by_style(model: MusicTransformer, pieces: list[data.Piece], span: int | 
     Each piece opens with its style's token where the model knows that style, else with `any` (the model of
     2026-12-01 was made before `classical`); each is read up to `span` tokens (default 4L)."""
     styles = sorted({piece.style for piece in pieces}, key=events.STYLES.index)
-    known = events.known_styles(model.config.vocab_size)
     kinds = KindTally(model.config.train_length)
     nll = {style: position_nll(model, [p for p in pieces if p.style == style],
-                               style=style if style in known else "any", span=span,
+                               style=memory.model_style(style, model.config.vocab_size), span=span,
                                on_piece=kinds.add if style == "pop-piano" else None) for style in styles}
     return nll, kinds.figures()
 
@@ -261,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         models["baseline"] = load_checkpoint(args.baseline, device="cpu")
     dataset = data.load_dataset(args.data, cache_dir=args.cache, limit=args.limit)
     pop = [piece for piece in dataset.valid if piece.style == "pop-piano"]
-    span = args.span or 4 * max(model.config.train_length for model in models.values())
+    span = args.span or memory.common_span(models)
     results: dict = {"span": span}
     results |= {name: {"path": str(model.metadata.get("path")), "parameters": model.num_parameters(),
                        "train_length": model.config.train_length} for name, model in models.items()}
